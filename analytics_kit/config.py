@@ -1,0 +1,196 @@
+"""Validate the integration guide's config dict and split it into dlt config and retry policies.
+
+Example (the guide's config, verbatim)::
+
+    import dlt
+    from analytics_kit.config import prepare
+
+    prepared = prepare({
+        "client": {"base_url": "https://api.example.com",
+                   "auth": {"type": "api_key", "name": "api_key",
+                            "api_key": dlt.secrets["api_key"], "location": "query"}},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [{"name": "resource_name", "endpoint": {
+            "path": "/v1/resource", "data_selector": "data",
+            "paginator": {"type": "offset", "limit": 100},
+            "error_handler": {"retry_on_status_codes": [429, 500, 502, 503, 504],
+                              "max_retries": 3, "backoff_factor": 2}}}],
+    })
+    prepared.rest_api                  # for dlt.sources.rest_api.rest_api_source
+    prepared.policies["resource_name"]  # RetryPolicy(max_retries=3, backoff_factor=2.0, ...)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlt
+
+from analytics_kit import config_checks as checks
+from analytics_kit.errors import ConfigError, MissingSecretError
+from analytics_kit.retry import RetryPolicy
+
+__all__ = ["PreparedConfig", "prepare"]
+
+# error_handler key -> RetryPolicy field
+_HANDLER_FIELDS = {
+    "retry_on_status_codes": "status_codes",
+    "max_retries": "max_retries",
+    "backoff_factor": "backoff_factor",
+    "max_retry_delay": "max_delay",
+}
+_SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
+
+
+@dataclass(frozen=True)
+class PreparedConfig:
+    """A validated config: dlt's part, retry policies per resource, and the secrets to redact."""
+
+    rest_api: dict[str, Any] = field(repr=False)
+    policies: dict[str, RetryPolicy]
+    default_policy: RetryPolicy
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+def prepare(config: dict[str, Any]) -> PreparedConfig:
+    """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"got {type(config).__name__}; expected a dict with 'client' and 'resources'",
+                          path="config", guidance="Pass the config as a dict, as in the integration guide.")
+    cfg = copy.deepcopy(config)
+    known_secrets = _collect_secrets(cfg)
+    try:
+        checks.check_shape(cfg)
+        default_policy, policies = _extract_policies(cfg)
+        _resolve_api_keys(cfg)
+        checks.validate_with_dlt(cfg)
+    except ConfigError as exc:
+        _raise_redacted(exc, known_secrets)
+    return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
+                          secrets=_collect_secrets(cfg))
+
+
+# -- error_handler -----------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_handler(block: Any, path: str) -> dict[str, Any]:
+    """RetryPolicy keyword arguments for the fields set in one error_handler block."""
+    if block is None:
+        return {}
+    allowed = list(_HANDLER_FIELDS)
+    checks.check_mapping(block, dict, path, extra=allowed)  # `dict` has no hints: only our keys are allowed
+    out: dict[str, Any] = {}
+    if "retry_on_status_codes" in block:
+        codes, p = block["retry_on_status_codes"], checks.join(path, "retry_on_status_codes")
+        if not isinstance(codes, (list, tuple)):
+            raise checks.fail(p, f"got {checks.got(codes)}", "a list of HTTP status codes, e.g. [429, 503]",
+                              "Write the codes as a list of integers.")
+        for i, code in enumerate(codes):
+            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+                raise checks.fail(checks.join(p, i), f"got {checks.got(code)}",
+                                  "an integer HTTP status code between 100 and 599",
+                                  "Use status codes such as 429 or 503, without quotes.")
+        out["status_codes"] = tuple(sorted(set(codes)))
+    if "max_retries" in block:
+        value = block["max_retries"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise checks.fail(checks.join(path, "max_retries"), f"got {checks.got(value)}",
+                              "an integer >= 0", "Set max_retries to 0 (no retries) or more, e.g. 3.")
+        out["max_retries"] = value
+    if "backoff_factor" in block:
+        value = block["backoff_factor"]
+        if not _is_number(value) or value < 0:
+            raise checks.fail(checks.join(path, "backoff_factor"), f"got {checks.got(value)}",
+                              "a number >= 0 (seconds)", "Write a number without quotes, e.g. 2.")
+        out["backoff_factor"] = float(value)
+    if "max_retry_delay" in block:
+        value = block["max_retry_delay"]
+        if not _is_number(value) or value <= 0:
+            raise checks.fail(checks.join(path, "max_retry_delay"), f"got {checks.got(value)}",
+                              "a number > 0 (seconds)", "Set the longest single wait in seconds, e.g. 60.")
+        out["max_delay"] = float(value)
+    return out
+
+
+def _pop_handler(block: Any, path: str) -> dict[str, Any]:
+    if not isinstance(block, dict) or checks.ERROR_HANDLER not in block:
+        return {}
+    return _parse_handler(block.pop(checks.ERROR_HANDLER), checks.join(path, checks.ERROR_HANDLER))
+
+
+def _extract_policies(cfg: dict[str, Any]) -> tuple[RetryPolicy, dict[str, RetryPolicy]]:
+    """Remove every error_handler; merge fields endpoint > defaults.endpoint > defaults > client."""
+    defaults = cfg.get("resource_defaults") or {}
+    base = _pop_handler(cfg["client"], "client")
+    base.update(_pop_handler(defaults, "resource_defaults"))
+    base.update(_pop_handler(defaults.get("endpoint"), "resource_defaults.endpoint"))
+    policies = {}
+    for i, resource in enumerate(cfg["resources"]):
+        own: dict[str, Any] = {}
+        if isinstance(resource, dict):
+            own = _pop_handler(resource.get("endpoint"), f"resources[{i}].endpoint")
+        policies[checks.resource_name(resource)] = RetryPolicy(**{**base, **own})
+    return RetryPolicy(**base), policies
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def _api_key_blocks(cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    endpoints = [("resource_defaults.endpoint", (cfg.get("resource_defaults") or {}).get("endpoint"))]
+    endpoints += [(f"resources[{i}].endpoint", r.get("endpoint"))
+                  for i, r in enumerate(cfg["resources"]) if isinstance(r, dict)]
+    found = [("client.auth", cfg["client"].get("auth"))]
+    found += [(f"{path}.auth", ep.get("auth")) for path, ep in endpoints if isinstance(ep, dict)]
+    return [(path, auth) for path, auth in found if isinstance(auth, dict) and auth.get("type") == "api_key"]
+
+
+def _resolve_api_keys(cfg: dict[str, Any]) -> None:
+    """Fill a missing/None/"" api_key from dlt secrets (env ``API_KEY`` or ``.dlt/secrets.toml``)."""
+    for path, auth in _api_key_blocks(cfg):
+        if auth.get("api_key") not in (None, ""):
+            continue
+        value = dlt.secrets.get("api_key")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value:
+            raise MissingSecretError(
+                f"{path}.api_key: no API key in the config and none in dlt secrets; {_SET_API_KEY}",
+                guidance="export API_KEY=... before starting Python, or put api_key = \"...\" "
+                         "in .dlt/secrets.toml in the working folder.")
+        auth["api_key"] = value
+
+
+def _collect_secrets(cfg: Any) -> tuple[str, ...]:
+    """Credential values in auth blocks and sensitive headers/params; works on malformed configs."""
+    found: list[str] = []
+    for block, parent in checks.iter_secret_slots(cfg):
+        for key, value in block.items():
+            if checks.is_secret_slot(parent, key) and isinstance(value, str) and value and value not in found:
+                found.append(value)
+    for auth in checks.iter_auth_objects(cfg):
+        for key in checks.SENSITIVE_KEYS:
+            value = getattr(auth, key, None)
+            if isinstance(value, str) and value and value not in found:
+                found.append(value)
+    return tuple(found)
+
+
+def _raise_redacted(exc: ConfigError, secrets: tuple[str, ...]) -> None:
+    """Re-raise ``exc``; should a secret have reached its text, with that secret masked."""
+    text, guidance = exc.message, exc.guidance or ""
+    leaked = [s for s in secrets if s in text or s in guidance]
+    if not leaked:
+        raise exc.with_traceback(None) from None
+    for secret in sorted(leaked, key=len, reverse=True):
+        text, guidance = text.replace(secret, checks.MASK), guidance.replace(secret, checks.MASK)
+    redacted = ConfigError(text, guidance=guidance or None)
+    redacted.path = exc.path
+    raise redacted from None

@@ -1,0 +1,393 @@
+"""analytics_kit.config: the guide's config in, dlt config and retry policies out, clear errors."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Callable
+
+import pytest
+from dlt.sources.rest_api import rest_api_source
+
+from analytics_kit.config import PreparedConfig, prepare
+from analytics_kit.errors import ConfigError, MissingSecretError
+from analytics_kit.retry import RetryPolicy
+
+CANARY = "CANARY-key-7f3a9c"
+
+
+def guide_config(api_key: Any = CANARY) -> dict[str, Any]:
+    """The integration guide's config, with the key already read from dlt.secrets."""
+    return {
+        "client": {"base_url": "https://api.example.com", "auth": {"type": "api_key", "name": "api_key",
+                   "api_key": api_key, "location": "query"}},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [{"name": "resource_name", "endpoint": {
+            "path": "/v1/resource", "data_selector": "data",
+            "paginator": {"type": "offset", "limit": 100},
+            "error_handler": {"retry_on_status_codes": [429, 500, 502, 503, 504],
+                              "max_retries": 3, "backoff_factor": 2}}}]}
+
+
+def edited(edit: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    config = guide_config()
+    edit(config)
+    return config
+
+
+def endpoint(c: dict[str, Any]) -> dict[str, Any]:
+    return c["resources"][0]["endpoint"]
+
+
+def handler(c: dict[str, Any]) -> dict[str, Any]:
+    return endpoint(c)["error_handler"]
+
+
+def second_resource(c: dict[str, Any], **resource: Any) -> None:
+    c["resources"].append(resource)
+
+
+# (id, config, error class, regex the message must match)
+INVALID: list[tuple[str, Any, type[Exception], str]] = [
+    ("not a dict", [guide_config()], ConfigError, r"^config: got list; expected a dict"),
+    ("unknown top-level key", edited(lambda c: c.update(resource=[])), ConfigError,
+     r"^resource: unknown key 'resource' \(did you mean 'resources'\?\); expected one of"),
+    ("missing client", edited(lambda c: c.pop("client")), ConfigError, r"^client: missing; expected a dict"),
+    ("client not a dict", edited(lambda c: c.update(client="https://api.example.com")), ConfigError,
+     r"^client: got 'https://api.example.com' \(str\); expected a dict"),
+    ("unknown client key", edited(lambda c: c["client"].update(base_ur="x")), ConfigError,
+     r"^client\.base_ur: unknown key 'base_ur' \(did you mean 'base_url'\?\)"),
+    ("missing base_url", edited(lambda c: c["client"].pop("base_url")), ConfigError,
+     r"^client\.base_url: missing; expected an http\(s\) URL"),
+    ("base_url not http", edited(lambda c: c["client"].update(base_url="ftp://api.example.com")), ConfigError,
+     r"^client\.base_url: got 'ftp://api.example.com' \(str\); expected an http\(s\) URL"),
+    ("base_url without host", edited(lambda c: c["client"].update(base_url="api.example.com")), ConfigError,
+     r"^client\.base_url: .*expected an http\(s\) URL"),
+    ("secret echoed elsewhere is masked", edited(lambda c: c["client"].update(
+        base_url=f"ftp://api.example.com/?api_key={CANARY}")), ConfigError,
+     r"^client\.base_url: got 'ftp://api.example.com/\?api_key=\*\*\*\*\*' \(str\); expected an http\(s\) URL"),
+    ("base_url not str", edited(lambda c: c["client"].update(base_url=8080)), ConfigError,
+     r"^client\.base_url: got 8080 \(int\); expected a string"),
+    ("missing resources", edited(lambda c: c.pop("resources")), ConfigError,
+     r"^resources: missing; expected a non-empty list"),
+    ("empty resources", edited(lambda c: c.update(resources=[])), ConfigError,
+     r"^resources: an empty list; expected a non-empty list"),
+    ("resources not a list", edited(lambda c: c.update(resources="events")), ConfigError,
+     r"^resources: got 'events' \(str\); expected a non-empty list"),
+    ("resource without name", edited(lambda c: c["resources"][0].pop("name")), ConfigError,
+     r"^resources\[0\]: missing 'name'; expected a resource name"),
+    ("resource name empty", edited(lambda c: c["resources"][0].update(name="")), ConfigError,
+     r"^resources\[0\]\.name: got '' \(str\); expected a non-empty string"),
+    ("duplicate names", edited(lambda c: c["resources"].append("resource_name")), ConfigError,
+     r"^resources\[1\]: duplicate resource name 'resource_name' \(also resources\[0\]\); expected unique"),
+    ("unknown resource key", edited(lambda c: c["resources"][0].update(endpont={})), ConfigError,
+     r"^resources\[0\]\.endpont: unknown key 'endpont' \(did you mean 'endpoint'\?\)"),
+    ("error_handler on resource", edited(lambda c: c["resources"][0].update(error_handler={})), ConfigError,
+     r"^resources\[0\]\.error_handler: unknown key 'error_handler'; expected one of"),
+    ("unknown endpoint key", edited(lambda c: endpoint(c).update(paginatr={})), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginatr: unknown key 'paginatr' \(did you mean 'paginator'\?\)"),
+    ("data_selector empty", edited(lambda c: endpoint(c).update(data_selector="")), ConfigError,
+     r"^resources\[0\]\.endpoint\.data_selector: empty string; expected a JSON path"),
+    ("method unknown", edited(lambda c: endpoint(c).update(method="GETT")), ConfigError,
+     r"^resources\[0\]\.endpoint\.method: unsupported value 'GETT' .*did you mean 'GET'.*"
+     r"expected one of 'GET', 'POST'"),
+    ("limit as string", edited(lambda c: endpoint(c)["paginator"].update(limit="100")), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginator\.limit: got '100' \(str\); expected an integer"),
+    ("unknown paginator key", edited(lambda c: endpoint(c)["paginator"].update(limt=100)), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginator\.limt: unknown key 'limt' \(did you mean 'limit'\?\)"),
+    ("paginator key of another type", edited(lambda c: endpoint(c)["paginator"].update(page_param="p")),
+     ConfigError, r"^resources\[0\]\.endpoint\.paginator\.page_param: unknown key 'page_param'.*'offset_param'"),
+    ("offset paginator without limit", edited(lambda c: endpoint(c)["paginator"].pop("limit")), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginator: missing required key 'limit' for paginator type 'offset'"),
+    ("unsupported paginator type", edited(lambda c: endpoint(c)["paginator"].update(type="ofset")), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginator\.type: unsupported paginator type 'ofset' \(did you mean 'offset'\?\);"
+     r" expected one of .*'json_link'.*'page_number'"),
+    ("unsupported paginator shorthand", edited(lambda c: c["client"].update(paginator="links")), ConfigError,
+     r"^client\.paginator: unsupported paginator type 'links'; expected one of .*'header_link'"),
+    ("paginator without type", edited(lambda c: endpoint(c)["paginator"].pop("type")), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginator: missing 'type'; expected one of"),
+    ("unsupported auth type", edited(lambda c: c["client"]["auth"].update(type="apikey")), ConfigError,
+     r"^client\.auth\.type: unsupported auth type \(did you mean 'api_key'\?\); expected one of 'bearer'"),
+    ("auth type None", edited(lambda c: c["client"]["auth"].update(type=None)), ConfigError,
+     r"^client\.auth\.type: unsupported auth type; expected one of 'bearer', 'api_key'"),
+    ("unknown auth key", edited(lambda c: c["client"]["auth"].update(api_kye=CANARY)), ConfigError,
+     r"^client\.auth\.api_kye: unknown key 'api_kye' \(did you mean 'api_key'\?\)"),
+    ("auth location unknown", edited(lambda c: c["client"]["auth"].update(location="querystring")), ConfigError,
+     r"^client\.auth\.location: an unsupported value \(did you mean 'query'\?\); "
+     r"expected one of 'header', 'cookie', 'query', 'param'"),
+    ("api_key not a string", edited(lambda c: c["client"]["auth"].update(api_key=[CANARY])), ConfigError,
+     r"^client\.auth\.api_key: got a value of type list; expected a string"),
+    ("basic auth without password", edited(lambda c: c["client"].update(
+        auth={"type": "http_basic", "username": CANARY})), ConfigError,
+     r"^client\.auth: missing required key 'password'"),
+    ("endpoint auth wrong key", edited(lambda c: endpoint(c).update(auth={"type": "bearer", "tokn": CANARY})),
+     ConfigError, r"^resources\[0\]\.endpoint\.auth\.tokn: unknown key 'tokn' \(did you mean 'token'\?\)"),
+    ("header value not a string", edited(lambda c: c["client"].update(headers={"Authorization": [CANARY]})),
+     ConfigError, r"^client\.headers\[Authorization\]: rejected by dlt's rest_api validator: "
+                  r"got a value of type list; expected a string"),
+    ("unknown error_handler key", edited(lambda c: handler(c).update(max_retry=3)), ConfigError,
+     r"^resources\[0\]\.endpoint\.error_handler\.max_retry: unknown key 'max_retry' "
+     r"\(did you mean 'max_retries'\?\); expected one of 'backoff_factor', 'max_retries', 'max_retry_delay'"),
+    ("max_retries negative", edited(lambda c: handler(c).update(max_retries=-1)), ConfigError,
+     r"^resources\[0\]\.endpoint\.error_handler\.max_retries: got -1 \(int\); expected an integer >= 0"),
+    ("max_retries bool", edited(lambda c: handler(c).update(max_retries=True)), ConfigError,
+     r"^resources\[0\]\.endpoint\.error_handler\.max_retries: got True \(bool\); expected an integer >= 0"),
+    ("max_retries float", edited(lambda c: handler(c).update(max_retries=2.5)), ConfigError,
+     r"\.error_handler\.max_retries: got 2\.5 \(float\); expected an integer >= 0"),
+    ("status code 99", edited(lambda c: handler(c).update(retry_on_status_codes=[429, 99])), ConfigError,
+     r"^resources\[0\]\.endpoint\.error_handler\.retry_on_status_codes\[1\]: got 99 \(int\); "
+     r"expected an integer HTTP status code between 100 and 599"),
+    ("status code 700", edited(lambda c: handler(c).update(retry_on_status_codes=[700])), ConfigError,
+     r"\.retry_on_status_codes\[0\]: got 700 \(int\); expected an integer HTTP status code"),
+    ("status code as string", edited(lambda c: handler(c).update(retry_on_status_codes=[429, "503"])),
+     ConfigError, r"\.retry_on_status_codes\[1\]: got '503' \(str\); expected an integer HTTP status code"),
+    ("status codes not a list", edited(lambda c: handler(c).update(retry_on_status_codes=503)), ConfigError,
+     r"\.error_handler\.retry_on_status_codes: got 503 \(int\); expected a list of HTTP status codes"),
+    ("backoff_factor string", edited(lambda c: handler(c).update(backoff_factor="2")), ConfigError,
+     r"\.error_handler\.backoff_factor: got '2' \(str\); expected a number >= 0"),
+    ("backoff_factor bool", edited(lambda c: handler(c).update(backoff_factor=False)), ConfigError,
+     r"\.error_handler\.backoff_factor: got False \(bool\); expected a number >= 0"),
+    ("max_retry_delay zero", edited(lambda c: handler(c).update(max_retry_delay=0)), ConfigError,
+     r"\.error_handler\.max_retry_delay: got 0 \(int\); expected a number > 0"),
+    ("error_handler on client, bad", edited(lambda c: c["client"].update(error_handler={"max_retries": "3"})),
+     ConfigError, r"^client\.error_handler\.max_retries: got '3' \(str\); expected an integer >= 0"),
+    ("error_handler not a dict", edited(lambda c: c["resource_defaults"].update(error_handler=[3])),
+     ConfigError, r"^resource_defaults\.error_handler: got \[3\] \(list\); expected a dict"),
+    ("second resource max_retries", edited(lambda c: second_resource(
+        c, name="other", endpoint={"path": "/v1/other", "error_handler": {"max_retries": -2}})), ConfigError,
+     r"^resources\[1\]\.endpoint\.error_handler\.max_retries: got -2 \(int\)"),
+    ("incremental without cursor_path", edited(lambda c: endpoint(c).update(
+        incremental={"start_param": "updated_since", "initial_value": "2024-01-01"})), ConfigError,
+     r"^resources\[0\]\.endpoint\.incremental\.cursor_path: missing or empty; expected the path"),
+    ("incremental param without cursor_path", edited(lambda c: endpoint(c).update(
+        params={"updated_since": {"type": "incremental", "initial_value": "2024-01-01"}})), ConfigError,
+     r"^resources\[0\]\.endpoint\.params\.updated_since\.cursor_path: missing or empty"),
+    ("unknown incremental key", edited(lambda c: endpoint(c).update(
+        incremental={"cursor_path": "updated_at", "inital_value": "2024"})), ConfigError,
+     r"\.incremental\.inital_value: unknown key 'inital_value' \(did you mean 'initial_value'\?\)"),
+    ("column data_type", edited(lambda c: c["resources"][0].update(columns={"value": {"data_type": "doubel"}})),
+     ConfigError, r"^resources\[0\]\.columns\.value\.data_type: unsupported value 'doubel' .*did you mean 'double'"),
+    ("column nullable as string", edited(lambda c: c["resources"][0].update(
+        columns={"value": {"nullable": "yes"}})), ConfigError,
+     r"^resources\[0\]\.columns\.value\.nullable: got 'yes' \(str\); expected true or false"),
+    ("processing step key", edited(lambda c: c["resources"][0].update(processing_steps=[{"mapp": str}])),
+     ConfigError, r"^resources\[0\]\.processing_steps\[0\]\.mapp: unknown key 'mapp' \(did you mean 'map'\?\)"),
+    ("write_disposition (dlt's validator)", edited(lambda c: c["resource_defaults"].update(
+        write_disposition="mrge")), ConfigError,
+     r"^resource_defaults\.write_disposition: rejected by dlt's rest_api validator: .*did you mean 'merge'"),
+    ("include_from_parent not a list", edited(lambda c: c["resources"][0].update(include_from_parent="id")),
+     ConfigError, r"^resources\[0\]\.include_from_parent: rejected by dlt's rest_api validator: .*`list` is expected"),
+    ("unknown resource_defaults key", edited(lambda c: c["resource_defaults"].update(primary_kye="id")),
+     ConfigError, r"^resource_defaults\.primary_kye: unknown key 'primary_kye' \(did you mean 'primary_key'\?\)"),
+]
+
+
+@pytest.mark.parametrize(("config", "error", "pattern"), [case[1:] for case in INVALID],
+                         ids=[case[0] for case in INVALID])
+def test_invalid_config(config: Any, error: type[Exception], pattern: str) -> None:
+    with pytest.raises(error) as info:
+        prepare(config)
+    exc = info.value
+    assert re.search(pattern, exc.message), exc.message
+    assert isinstance(exc, ValueError)
+    assert exc.guidance
+    assert CANARY not in str(exc) and CANARY not in repr(exc)
+    assert exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__)
+
+
+def test_there_are_enough_invalid_cases() -> None:
+    assert len(INVALID) >= 30
+
+
+# -- valid configs --------------------------------------------------------------------------------
+
+
+def build(prepared: PreparedConfig) -> list[str]:
+    """Build the dlt source (no requests are sent) and return its resource names."""
+    return list(rest_api_source(prepared.rest_api).resources)
+
+
+def test_guide_config_verbatim() -> None:
+    prepared = prepare(guide_config())
+    policy = RetryPolicy(status_codes=(429, 500, 502, 503, 504), max_retries=3, backoff_factor=2.0,
+                         max_delay=60.0)
+    assert prepared.policies == {"resource_name": policy}
+    assert prepared.default_policy == RetryPolicy()
+    assert "error_handler" not in prepared.rest_api["resources"][0]["endpoint"]
+    expected = guide_config()
+    del expected["resources"][0]["endpoint"]["error_handler"]
+    assert prepared.rest_api == expected
+    assert prepared.secrets == (CANARY,)
+    assert build(prepared) == ["resource_name"]
+
+
+def test_repr_hides_secrets() -> None:
+    prepared = prepare(guide_config())
+    assert CANARY not in repr(prepared) and CANARY not in str(prepared)
+    with pytest.raises(Exception):
+        prepared.policies = {}  # type: ignore[misc]
+
+
+def test_error_handler_on_client_only() -> None:
+    config = guide_config()
+    del endpoint(config)["error_handler"]
+    config["client"]["error_handler"] = {"retry_on_status_codes": [503, 429, 503], "max_retries": 5}
+    prepared = prepare(config)
+    policy = RetryPolicy(status_codes=(429, 503), max_retries=5)
+    assert prepared.default_policy == policy and prepared.policies == {"resource_name": policy}
+    assert "error_handler" not in prepared.rest_api["client"]
+    build(prepared)
+
+
+def test_error_handler_on_resource_defaults_only() -> None:
+    config = guide_config()
+    del endpoint(config)["error_handler"]
+    config["resource_defaults"]["error_handler"] = {"backoff_factor": 0.5, "max_retry_delay": 10}
+    prepared = prepare(config)
+    policy = RetryPolicy(backoff_factor=0.5, max_delay=10.0)
+    assert prepared.default_policy == policy and prepared.policies["resource_name"] == policy
+    assert "error_handler" not in prepared.rest_api["resource_defaults"]
+    build(prepared)
+
+
+def test_error_handler_on_endpoint_only() -> None:
+    config = guide_config()
+    endpoint(config)["error_handler"] = {"retry_on_status_codes": [], "max_retries": 0}
+    prepared = prepare(config)
+    assert prepared.policies["resource_name"] == RetryPolicy(status_codes=(), max_retries=0)
+    assert prepared.default_policy == RetryPolicy()
+
+
+def test_precedence_is_per_field() -> None:
+    config = guide_config()
+    config["client"]["error_handler"] = {"retry_on_status_codes": [500], "max_retries": 1,
+                                         "backoff_factor": 1, "max_retry_delay": 5}
+    config["resource_defaults"]["error_handler"] = {"max_retries": 2, "backoff_factor": 3}
+    config["resource_defaults"]["endpoint"] = {"error_handler": {"max_retries": 4}}
+    endpoint(config)["error_handler"] = {"backoff_factor": 0}
+    config["resources"].append("plain")
+    prepared = prepare(config)
+    assert prepared.policies["resource_name"] == RetryPolicy(
+        status_codes=(500,), max_retries=4, backoff_factor=0.0, max_delay=5.0)
+    assert prepared.policies["plain"] == RetryPolicy(
+        status_codes=(500,), max_retries=4, backoff_factor=3.0, max_delay=5.0)
+    assert prepared.default_policy == prepared.policies["plain"]
+    assert "error_handler" not in prepared.rest_api["resource_defaults"]["endpoint"]
+    assert sorted(build(prepared)) == ["plain", "resource_name"]
+
+
+def test_string_resources_get_the_default_policy() -> None:
+    config = guide_config()
+    config["resources"] = ["events", "customers"]
+    config["client"]["error_handler"] = {"max_retries": 7}
+    prepared = prepare(config)
+    assert prepared.policies == {"events": RetryPolicy(max_retries=7), "customers": RetryPolicy(max_retries=7)}
+    assert prepared.rest_api["resources"] == ["events", "customers"]
+    assert sorted(build(prepared)) == ["customers", "events"]
+
+
+def test_native_dlt_options_pass_through() -> None:
+    def is_event(record: dict[str, Any]) -> bool:
+        return record["event_type"] != "noise"
+
+    config = guide_config()
+    resource = config["resources"][0]
+    resource["columns"] = {"value": {"data_type": "double", "nullable": True},
+                           "timestamp": {"data_type": "timestamp", "nullable": False}}
+    resource["schema_contract"] = {"columns": "evolve", "data_type": "freeze"}
+    resource["processing_steps"] = [{"filter": is_event}, {"map": lambda r: {**r, "seen": True}}]
+    endpoint(config).update(
+        params={"sort": "updated_at"},
+        incremental={"start_param": "updated_since", "cursor_path": "updated_at",
+                     "initial_value": "2024-01-01T00:00:00Z"},
+        paginator={"type": "offset", "limit": 50, "offset_param": "offset", "limit_param": "limit",
+                   "total_path": "total", "maximum_offset": 1000})
+    config["resource_defaults"]["endpoint"] = {"headers": {"Accept": "application/json"}}
+    prepared = prepare(config)
+    out = prepared.rest_api["resources"][0]
+    assert out["columns"] == resource["columns"]
+    assert out["schema_contract"] == resource["schema_contract"]
+    assert out["processing_steps"][0]["filter"] is is_event
+    assert out["processing_steps"][1]["map"]({"id": 1}) == {"id": 1, "seen": True}
+    assert out["endpoint"]["incremental"] == endpoint(config)["incremental"]
+    assert out["endpoint"]["paginator"] == endpoint(config)["paginator"]
+    assert out["endpoint"]["params"] == {"sort": "updated_at"}
+    assert build(prepared) == ["resource_name"]
+
+
+def test_input_is_not_mutated() -> None:
+    config = guide_config()
+    config["client"]["error_handler"] = {"max_retries": 1}
+    config["resource_defaults"]["endpoint"] = {"error_handler": {"backoff_factor": 1}}
+    before = copy.deepcopy(config)
+    nested = (config["client"], config["client"]["auth"], config["resources"][0]["endpoint"],
+              endpoint(config)["error_handler"])
+    nested_before = [copy.deepcopy(n) for n in nested]
+    prepared = prepare(config)
+    assert config == before
+    assert [*nested] == nested_before
+    assert prepared.rest_api["client"] is not config["client"]
+    prepared.rest_api["client"]["base_url"] = "https://changed.example.com"
+    assert config["client"]["base_url"] == "https://api.example.com"
+
+
+def test_input_is_not_mutated_on_error() -> None:
+    config = guide_config()
+    handler(config)["max_retries"] = -1
+    before = copy.deepcopy(config)
+    with pytest.raises(ConfigError):
+        prepare(config)
+    assert config == before
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """No API_KEY in the environment and no .dlt/secrets.toml in the working folder."""
+    monkeypatch.delenv("API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("missing", [None, "", "absent"])
+def test_missing_api_key(no_secrets: None, missing: Any) -> None:
+    config = guide_config(api_key=missing)
+    if missing == "absent":
+        del config["client"]["auth"]["api_key"]
+    with pytest.raises(MissingSecretError) as info:
+        prepare(config)
+    message = info.value.message
+    assert isinstance(info.value, ValueError)
+    assert message.startswith("client.auth.api_key: ")
+    assert "API_KEY environment variable" in message
+    assert 'api_key = "..." to .dlt/secrets.toml' in message
+
+
+def test_api_key_from_environment(no_secrets: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    config = guide_config(api_key=None)
+    prepared = prepare(config)
+    assert prepared.rest_api["client"]["auth"]["api_key"] == CANARY
+    assert prepared.secrets == (CANARY,)
+    assert config["client"]["auth"]["api_key"] is None
+    assert CANARY not in repr(prepared)
+    build(prepared)
+
+
+def test_secrets_include_tokens_and_sensitive_headers() -> None:
+    config = guide_config()
+    config["client"]["headers"] = {"X-Api-Key": "header-secret", "Accept": "application/json"}
+    endpoint(config)["auth"] = {"type": "bearer", "token": "token-secret"}
+    assert prepare(config).secrets == (CANARY, "header-secret", "token-secret")
+
+
+def test_secrets_from_auth_instances_and_bearer_shorthand() -> None:
+    from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+
+    config = guide_config()
+    config["client"]["auth"] = APIKeyAuth(name="api_key", api_key=CANARY, location="query")
+    endpoint(config)["auth"] = {"token": "token-secret"}  # bearer when the type is left out
+    prepared = prepare(config)
+    assert set(prepared.secrets) == {CANARY, "token-secret"}
+    build(prepared)
