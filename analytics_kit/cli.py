@@ -1,0 +1,168 @@
+"""``analytics-kit``: load, query, tables, state, demo-api and demo from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Sequence
+
+from .database import DEFAULT_DATABASE, DEFAULT_DATASET
+from .errors import ConfigError, KitError
+
+
+def read_config(path: str | None) -> dict[str, Any]:
+    """The config dict from a TOML, YAML or JSON file, or the guide's config for $ANALYTICS_API_BASE_URL."""
+    from .guide import BASE_URL_ENV, guide_config
+
+    if path is None:
+        if not os.environ.get(BASE_URL_ENV):
+            raise ConfigError(
+                "no config given",
+                guidance=f"Pass --config FILE (TOML, YAML or JSON), or set {BASE_URL_ENV} to use the "
+                "integration guide's config. `analytics-kit demo` runs against the embedded demo API.",
+            )
+        return guide_config()
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} not found", guidance="Check the --config path.")
+    text = file.read_text(encoding="utf-8")
+    try:
+        if file.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif file.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"unknown config file type {file.suffix!r}", guidance="Use .toml, .yaml, .yml or .json.")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{file.name} is not valid {file.suffix[1:].upper()}: {error}", guidance="Fix the file's syntax.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file.name} must hold a mapping at the top level", guidance="See the README's config example.")
+    return data
+
+
+def _print_frame(frame: Any) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
+        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .load import load
+
+    report = load(
+        read_config(args.config),
+        mode="full_refresh" if args.full_refresh else "incremental",
+        database=args.database,
+        dataset=args.dataset,
+        progress=not args.quiet,
+    )
+    print(report)
+    print(f"took {report.duration:.1f} s; load id {report.load_id}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from .query import query
+
+    _print_frame(query(args.sql, database=args.database))
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from .query import tables
+
+    _print_frame(tables(database=args.database, dataset=args.dataset))
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    from .state import state
+
+    current = state(database=args.database, dataset=args.dataset)
+    print("cursors:")
+    for resource, value in current["cursors"].items() or [("(none)", "")]:
+        print(f"  {resource}: {value}")
+    print("last loads:")
+    _print_frame(current["loads"])
+    return 0
+
+
+def cmd_demo_api(args: argparse.Namespace) -> int:
+    from .demo.__main__ import main as demo_main
+
+    return demo_main(args.demo_args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_job import run
+
+    return run(database=args.database, events=args.events)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="analytics-kit", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's debug log")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def where(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--database", default=DEFAULT_DATABASE, help="DuckDB file (default: %(default)s)")
+        sub.add_argument("--dataset", default=DEFAULT_DATASET, help="schema in the file (default: %(default)s)")
+
+    load = command("load", cmd_load, "load the API into the DuckDB file (incremental unless --full-refresh)")
+    load.add_argument("--full-refresh", action="store_true", help="drop this source's tables and cursors, reload all")
+    load.add_argument("--config", help="config file: the guide's dict as TOML, YAML or JSON")
+    load.add_argument("--quiet", action="store_true", help="no progress output")
+    where(load)
+    query = command("query", cmd_query, "run SQL against the DuckDB file and print the result")
+    query.add_argument("sql", help='e.g. "SELECT count(*) FROM analytics.events"')
+    where(query)
+    where(command("tables", cmd_tables, "list loaded tables and their row counts"))
+    where(command("state", cmd_state, "show cursor values and the last loads"))
+    demo_api = command("demo-api", cmd_demo_api, "serve the embedded demo analytics API on 127.0.0.1")
+    demo_api.add_argument("demo_args", nargs=argparse.REMAINDER, help="see `analytics-kit demo-api --help`")
+    demo = command("demo", cmd_demo, "the whole job on the embedded demo API: serve, load, show")
+    demo.add_argument("--database", default=DEFAULT_DATABASE, help="DuckDB file (default: %(default)s)")
+    demo.add_argument("--events", type=int, default=5000, help="events the demo API serves (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `demo-api --help` belongs to the demo server's own parser.
+    if argv[:1] == ["demo-api"]:
+        from .demo.__main__ import main as demo_main
+
+        return demo_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except KitError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

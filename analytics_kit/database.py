@@ -1,0 +1,98 @@
+"""Where a load writes: the DuckDB file, the pipeline folder beside it, and its lock."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from .errors import ConfigError, LoadError
+
+DEFAULT_DATABASE = "analytics.duckdb"
+# Tables go to the file's default schema. DuckDB 2.x (and the 1.5 CLI) refuse
+# `analytics.events` as ambiguous when the schema has the file's name, "analytics",
+# while with `main` it names catalog `analytics`, schema `main`, table `events`.
+DEFAULT_DATASET = "main"
+# PyPI's duckdb-cli (1.5.x) cannot read DuckDB 2.x's default storage (version 69). A file
+# created with this setting keeps it, so the CLI can open it for ad-hoc SQL.
+STORAGE_COMPATIBILITY = "v1.5.0"
+# How long a load waits for another process to let go of the file.
+LOCK_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Location:
+    """The DuckDB file and the pipeline folder (state, packages, traces) that belongs to it."""
+
+    database: Path
+    pipelines_dir: Path
+
+    @classmethod
+    def of(cls, database: str | Path) -> "Location":
+        # Resolved against the current folder on every call: dlt would otherwise keep
+        # using the path of the first run, wherever the next one starts.
+        path = Path(database).expanduser().resolve()
+        return cls(database=path, pipelines_dir=path.with_name(path.name + ".state"))
+
+
+def check_dataset(location: Location, dataset: str) -> None:
+    """Rejects a dataset named like the file: DuckDB then cannot resolve ``dataset.table``."""
+    if dataset.lower() == location.database.stem.lower():
+        raise ConfigError(
+            f"dataset {dataset!r} has the same name as the DuckDB file {location.database.name}, so DuckDB "
+            f"cannot tell the schema {dataset}.* from the file's catalog {dataset}.* and refuses such queries",
+            path="dataset",
+            guidance=f"Use the default dataset 'main' (then {location.database.stem}.events works), "
+            "or another dataset or file name.",
+        )
+
+
+def ensure_database(path: Path) -> None:
+    """Creates the DuckDB file, readable by the DuckDB CLI, if it does not exist yet."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY}).close()
+
+
+def wait_for_lock(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) -> None:  # type: ignore[no-untyped-def]
+    """Returns once no other process holds ``path``; raises ``LoadError`` after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        holder = lock_holder(path)
+        if holder is None:
+            return
+        if time.monotonic() >= deadline:
+            raise LoadError(
+                f"The DuckDB file {path} is locked by another process ({holder}).",
+                guidance="Close that program's connection (a notebook kernel, the duckdb CLI, "
+                "another load) and run the load again.",
+                database=str(path),
+                holder=holder,
+            )
+        if not told and on_wait is not None:
+            on_wait(f"{path.name} is locked by {holder}; waiting up to {wait:g} s")
+            told = True
+        time.sleep(0.2)
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the file's write lock in another process ("PID 123"), or None."""
+    if not path.exists():
+        return None
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException as error:
+        text = str(error)
+        if "lock" not in text.lower():
+            raise
+        match = re.search(r"PID (\d+)", text)
+        return f"PID {match.group(1)}" if match else "another process"
+    except duckdb.ConnectionException:
+        # Open in this process with another configuration: dlt will report it, see load.py.
+        return None
+    return None

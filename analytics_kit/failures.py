@@ -1,0 +1,91 @@
+"""Turns whatever a dlt run raised into one ``LoadError`` that says what to do.
+
+The message is built from redacted parts only, and the caller raises it outside
+the ``except`` block, so no chained exception carries an unredacted URL.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import duckdb
+import requests
+
+from .errors import LoadError
+from .redact import Redactor
+from .stats import LoadStats
+
+KEY_GUIDANCE = (
+    "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
+    "to a key the API accepts."
+)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend([getattr(current, "exception", None), current.__cause__, current.__context__])
+
+
+def _find(error: BaseException, kind: type) -> BaseException | None:
+    return next((e for e in _chain(error) if isinstance(e, kind)), None)
+
+
+def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, database: str) -> LoadError:
+    """The ``LoadError`` for ``error``, with no secret in it."""
+    resource = next(
+        (name for e in _chain(error) if (name := getattr(e, "pipe_name", None) or getattr(e, "resource_name", None))),
+        None,
+    )
+    where = f"resource '{resource}'" if resource else "the API"
+    request = stats.last_request.get(resource or "", "")
+
+    http = _find(error, requests.HTTPError)
+    if http is not None and http.response is not None:
+        status = http.response.status_code
+        if status in (401, 403):
+            return LoadError(
+                f"The API rejected the key (HTTP {status}) for {where}.",
+                guidance=KEY_GUIDANCE, resource=resource, status=status,
+            )
+        attempts = stats.last_attempts.get(resource or "", 1)
+        return LoadError(
+            f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts} "
+            f"attempt(s); nothing from this run was committed.",
+            guidance="If the API is overloaded, run the load again later or raise "
+            "error_handler.max_retries; other statuses point at the endpoint config.",
+            resource=resource, status=status, request=request,
+        )
+
+    connection = _find(error, (requests.ConnectionError, requests.Timeout))
+    if connection is not None:
+        kind = "timed out" if isinstance(connection, requests.Timeout) else "could not be reached"
+        return LoadError(
+            f"The API {kind} for {where} ({type(connection).__name__}) on {request or 'the first request'}; "
+            "nothing from this run was committed.",
+            guidance="Check client.base_url and your network, then run the load again.",
+            resource=resource,
+        )
+
+    db = _find(error, duckdb.Error)
+    if db is not None and ("lock" in str(db).lower() or "different configuration" in str(db).lower()):
+        return LoadError(
+            f"The DuckDB file {database} is open in another connection, so the load cannot write to it.",
+            guidance="Close the other connection (con.close() in your notebook, or quit the duckdb CLI) "
+            "and run the load again. analytics_kit.query() closes its connections for you.",
+            database=database,
+        )
+
+    root = list(_chain(error))[-1]
+    step = getattr(error, "step", None)
+    return LoadError(
+        f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {redactor(str(root))}",
+        guidance="Tables and cursor state are as they were before this run; fix the cause and run it again.",
+        resource=resource,
+    )

@@ -1,0 +1,76 @@
+"""Keeps secrets out of messages and logs.
+
+dlt masks a query-string key only for a fixed list of parameter names and not at
+all in ``ConnectionError`` texts ("Max retries exceeded with url: ...?api_key=...").
+The kit knows the secret values themselves, so it masks the values wherever they
+appear, in plain and URL-encoded form, instead of guessing by parameter name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+# Loggers that may print request URLs: urllib3's connection pool logs every request
+# line at DEBUG; dlt logs request params at DEBUG.
+NOISY_LOGGERS = ("urllib3.connectionpool", "urllib3", "dlt", "analytics_kit", "requests")
+# Secrets shorter than this are not masked: they would mask ordinary text.
+MIN_SECRET_LENGTH = 4
+
+
+class Redactor:
+    """Replaces known secret values (and their URL-encoded forms) with ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+                forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+        # Longest first, so a secret that contains another is masked whole.
+        ordered = sorted(forms, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None or not isinstance(text, str):
+            return text
+        return self._pattern.sub(MASK, text)
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter that renders a record's message and traceback, redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.redactor(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self.redactor(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+@contextmanager
+def redacted_logging(redactor: Redactor, loggers: Iterable[str] = NOISY_LOGGERS) -> Iterator[None]:
+    """Masks the secrets in every record created on ``loggers`` while the block runs."""
+    if not redactor:
+        yield
+        return
+    log_filter = RedactingFilter(redactor)
+    targets = [logging.getLogger(name) for name in loggers]
+    for logger in targets:
+        logger.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for logger in targets:
+            logger.removeFilter(log_filter)

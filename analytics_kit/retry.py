@@ -1,0 +1,120 @@
+"""The integration guide's ``error_handler``, as a retrying ``requests`` session.
+
+dlt's ``Client`` builds the same tenacity retry around ``Session.send``, but it
+cannot report retries or count requests, and dlt keeps one session per client.
+The kit builds one session per resource from dlt's own retry conditions and wait
+(``retry_if_status``, ``wait_exponential_retry_after``) and adds a log line and a
+counter per retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from requests import PreparedRequest
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
+
+from dlt.sources.helpers.requests.retry import (
+    DEFAULT_RETRY_EXCEPTIONS,
+    retry_if_status,
+    wait_exponential_retry_after,
+)
+from dlt.sources.helpers.requests.session import DEFAULT_TIMEOUT, Session
+
+from .redact import Redactor
+from .stats import LoadStats, RetryEvent
+
+logger = logging.getLogger(__name__)
+
+# A request the API refused on its merits fails the same way when repeated.
+NEVER_RETRIED = frozenset({400, 401, 403, 404})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What to retry and how long to wait: ``backoff_factor * 2**(n-1)`` before retry n."""
+
+    status_codes: tuple[int, ...] = (429, 500, 502, 503, 504)
+    max_retries: int = 3
+    backoff_factor: float = 2.0
+    # Cap on any single wait, Retry-After included (dlt's own cap is 300 s).
+    max_delay: float = 60.0
+
+    @property
+    def attempts(self) -> int:
+        return self.max_retries + 1
+
+    def waits(self) -> list[float]:
+        """The backoff schedule without Retry-After: 2, 4, 8 s for factor 2."""
+        return [min(self.max_delay, self.backoff_factor * 2 ** (n - 1)) for n in range(1, self.attempts)]
+
+
+def retry_session(
+    policy: RetryPolicy,
+    *,
+    resource: str,
+    stats: LoadStats | None = None,
+    redactor: Redactor | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = DEFAULT_TIMEOUT,
+    pool_size: int = 16,
+) -> Session:
+    """A session that retries as ``policy`` says and reports every attempt to ``stats``."""
+    stats = stats if stats is not None else LoadStats()
+    redact = redactor or Redactor()
+    # raise_for_status=False: dlt's RESTClient raises itself, after its response hooks.
+    session = Session(timeout=timeout, raise_for_status=False)
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    send = session.send
+
+    def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
+        stats.request(resource, _describe(request, redact))
+        return send(request, **kwargs)
+
+    def before_sleep(state: RetryCallState) -> None:
+        request = state.args[0] if state.args else None
+        event = RetryEvent(
+            resource=resource,
+            reason=_reason(state),
+            attempt=state.attempt_number,
+            attempts=policy.attempts,
+            wait=round(state.next_action.sleep if state.next_action else 0.0, 3),
+            request=_describe(request, redact) if request is not None else "?",
+        )
+        stats.retry(event)
+        logger.warning("%s", event)
+
+    retrying = Retrying(
+        retry=retry_any(
+            retry_if_status([c for c in policy.status_codes if c not in NEVER_RETRIED]),
+            retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
+        ),
+        wait=wait_exponential_retry_after(multiplier=policy.backoff_factor, max=policy.max_delay),
+        stop=stop_after_attempt(policy.attempts),
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+        # Out of attempts on a status: hand back the last response so dlt raises HTTPError for it.
+        retry_error_callback=lambda state: state.outcome.result(),
+    )
+    session.send = retrying.wraps(counted_send)  # type: ignore[method-assign]
+    return session
+
+
+def _reason(state: RetryCallState) -> str:
+    error = state.outcome.exception() if state.outcome else None
+    # dlt's RESTClient raises HTTPError from a response hook, inside send().
+    response = getattr(error, "response", None) if error is not None else state.outcome.result()
+    if response is not None:
+        return f"HTTP {response.status_code}"
+    return type(error).__name__
+
+
+def _describe(request: PreparedRequest, redact: Redactor) -> str:
+    return redact(f"{request.method} {request.path_url}")

@@ -1,0 +1,58 @@
+"""Counters a load keeps while it runs: requests, retries, pages and rows per resource."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryEvent:
+    """One retry: which resource, why, which attempt, and how long the kit waited."""
+
+    resource: str
+    reason: str  # "HTTP 503" or the exception class name
+    attempt: int  # the attempt that failed, 1-based
+    attempts: int  # the most attempts allowed (max_retries + 1)
+    wait: float  # seconds slept before the next attempt
+    request: str  # method and path with query, secrets masked
+
+    def __str__(self) -> str:
+        return (
+            f"{self.resource}: {self.reason} on {self.request}, attempt {self.attempt} of "
+            f"{self.attempts} failed; retrying in {self.wait:g} s"
+        )
+
+
+class LoadStats:
+    """Thread-safe counters shared by the sessions, the page steps and the progress display."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[str, int] = defaultdict(int)
+        self.pages: dict[str, int] = defaultdict(int)
+        self.rows: dict[str, int] = defaultdict(int)
+        self.retries: list[RetryEvent] = []
+        self.last_request: dict[str, str] = {}
+        self.last_attempts: dict[str, int] = {}
+
+    def request(self, resource: str, request: str) -> None:
+        with self._lock:
+            self.requests[resource] += 1
+            repeated = self.last_request.get(resource) == request
+            self.last_attempts[resource] = self.last_attempts.get(resource, 0) + 1 if repeated else 1
+            self.last_request[resource] = request
+
+    def retry(self, event: RetryEvent) -> None:
+        with self._lock:
+            self.retries.append(event)
+
+    def page(self, resource: str, rows: int) -> None:
+        with self._lock:
+            self.pages[resource] += 1
+            self.rows[resource] += rows
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())

@@ -1,0 +1,134 @@
+"""The analytics-kit command and the DuckDB CLI, run as a user would: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def kit(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "analytics-kit"), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+        cwd=cwd, timeout=120,
+    )
+
+
+@pytest.fixture
+def config_files(api, tmp_path: Path) -> dict[str, Path]:
+    """The guide's config as TOML, YAML and JSON (no key inside: it comes from API_KEY)."""
+    import tomllib  # noqa: F401 - the TOML is written by hand below
+    import yaml
+
+    import analytics_kit as ak
+
+    config = ak.guide_config(api.base_url)
+    config["client"]["auth"].pop("api_key")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    toml = f"""
+[client]
+base_url = "{api.base_url}"
+auth = {{ type = "api_key", name = "api_key", location = "query" }}
+
+[resource_defaults]
+primary_key = "id"
+write_disposition = "merge"
+
+[[resources]]
+name = "events"
+[resources.endpoint]
+path = "/v1/events"
+data_selector = "data"
+paginator = {{ type = "offset", limit = 100 }}
+error_handler = {{ retry_on_status_codes = [429, 500, 502, 503, 504], max_retries = 3, backoff_factor = 2 }}
+incremental = {{ cursor_path = "updated_at", start_param = "updated_since", initial_value = "2025-01-01T00:00:00Z" }}
+"""
+    (tmp_path / "config.toml").write_text(toml)
+    return {suffix: tmp_path / f"config.{suffix}" for suffix in ("toml", "yaml", "json")}
+
+
+@pytest.mark.parametrize("suffix", ["yaml", "json"])
+def test_config_file_formats(api, config_files, suffix):
+    result = kit("load", "--config", str(config_files[suffix]), "--quiet", env={"API_KEY": api.api_key})
+    assert result.returncode == 0, result.stderr
+    assert "LoadReport(mode='incremental', rows=270" in result.stdout  # 250 events + 20 customers
+
+
+def test_load_tables_query_state_round_trip(api, config_files):
+    env = {"API_KEY": api.api_key}
+    suffix = "toml"
+    first = kit("load", "--config", str(config_files[suffix]), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "LoadReport(mode='incremental', rows=" in first.stdout
+    assert api.api_key not in first.stdout + first.stderr
+
+    api.advance(new=3)
+    api.clear_log()
+    second = kit("load", "--config", str(config_files[suffix]), "--quiet", env=env)
+    assert second.returncode == 0, second.stderr
+    assert api.count(path="/v1/events") == 1
+
+    tables = kit("tables")
+    assert tables.returncode == 0 and "events" in tables.stdout and "253" in tables.stdout
+    query = kit("query", "SELECT count(*) AS n FROM analytics.events")
+    assert query.returncode == 0 and query.stdout.split() == ["n", "253"]
+    state = kit("state")
+    assert state.returncode == 0 and "events: 20" in state.stdout and "last loads:" in state.stdout
+
+    refresh = kit("load", "--full-refresh", "--config", str(config_files[suffix]), "--quiet", env=env)
+    assert refresh.returncode == 0 and "mode='full_refresh'" in refresh.stdout
+
+
+def test_errors_are_one_clear_line_without_a_traceback(api, config_files):
+    missing = kit("load", "--config", str(config_files["json"]))  # no API_KEY anywhere
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: ") and "API_KEY" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    rejected = kit("load", "--config", str(config_files["json"]), env={"API_KEY": "not-the-key-9f8e"})
+    assert rejected.returncode == 1 and "rejected the key" in rejected.stderr
+    assert "not-the-key-9f8e" not in rejected.stderr and "Traceback" not in rejected.stderr
+
+    debug = kit("--debug", "load", "--config", str(config_files["json"]))
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_bad_config_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[client\nbase_url = 1")
+    result = kit("load", "--config", str(bad))
+    assert result.returncode == 1 and "not valid TOML" in result.stderr
+    result = kit("load")
+    assert result.returncode == 1 and "--config FILE" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["load", "query", "tables", "state", "demo-api", "demo"])
+def test_every_command_has_help(command):
+    result = kit(command, "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_the_duckdb_cli_reads_the_file(api, config_files):
+    assert kit("load", "--config", str(config_files["json"]), "--quiet", env={"API_KEY": api.api_key}).returncode == 0
+    result = subprocess.run(
+        [str(BIN / "duckdb"), "-readonly", "analytics.duckdb", "-csv", "-c", "select count(*) as n from analytics.events"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["n", "250"]
+
+
+def test_demo_runs_the_whole_job(tmp_path):
+    result = kit("demo", "--events", "600", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mode='full_refresh', rows=612" in result.stdout  # 600 events + 12 customers
+    assert "mode='incremental'" in result.stdout
+    assert (tmp_path / "analytics.duckdb").exists()
+    assert " events  " in result.stdout or "events" in result.stdout
