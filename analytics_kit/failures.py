@@ -6,6 +6,7 @@ the ``except`` block, so no chained exception carries an unredacted URL.
 
 from __future__ import annotations
 
+import json
 from typing import Iterator
 
 import duckdb
@@ -13,6 +14,7 @@ import requests
 
 from .errors import LoadError
 from .redact import Redactor
+from .retry import describe
 from .stats import LoadStats
 
 KEY_GUIDANCE = (
@@ -33,6 +35,11 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         todo.extend([getattr(current, "exception", None), current.__cause__, current.__context__])
 
 
+def _short(text: str, limit: int = 300) -> str:
+    """dlt quotes whole response bodies in some messages: keep the start only."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
+
+
 def _find(error: BaseException, kind: type) -> BaseException | None:
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
 
@@ -44,7 +51,9 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         None,
     )
     where = f"resource '{resource}'" if resource else "the API"
-    request = stats.last_request.get(resource or "", "")
+    failed = next((e.request for e in _chain(error) if isinstance(getattr(e, "request", None), requests.PreparedRequest)), None)
+    request = describe(failed, redactor) if failed is not None else stats.last_request.get(resource or "", "")
+    attempts = stats.attempts.get(request, 1)
 
     http = _find(error, requests.HTTPError)
     if http is not None and http.response is not None:
@@ -54,7 +63,6 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 f"The API rejected the key (HTTP {status}) for {where}.",
                 guidance=KEY_GUIDANCE, resource=resource, status=status,
             )
-        attempts = stats.last_attempts.get(resource or "", 1)
         return LoadError(
             f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts} "
             f"attempt(s); nothing from this run was committed.",
@@ -73,6 +81,18 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource,
         )
 
+    # requests' and orjson's decode errors both subclass json.JSONDecodeError.
+    decode = _find(error, json.JSONDecodeError)
+    if decode is not None:
+        return LoadError(
+            f"{where[0].upper() + where[1:]} got a response that is not valid JSON on {request} "
+            f"({type(decode).__name__}: {_short(redactor(str(decode)))}); nothing from this run was committed.",
+            guidance="The server answered with something else than the API's JSON: an HTML error page, a proxy "
+            "or login page, or a body cut off in transit. Check client.base_url and the endpoint path, "
+            "then run the load again.",
+            resource=resource, request=request,
+        )
+
     db = _find(error, duckdb.Error)
     if db is not None and ("lock" in str(db).lower() or "different configuration" in str(db).lower()):
         return LoadError(
@@ -84,8 +104,17 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
 
     root = list(_chain(error))[-1]
     step = getattr(error, "step", None)
+    text = _short(redactor(str(root)))
+    if "total" in text.lower() and "not found" in text.lower():
+        return LoadError(
+            f"{where[0].upper() + where[1:]} got a page without the total record count on {request}: {text}",
+            guidance="Point the offset paginator's total_path option at the field that holds the total "
+            "(e.g. \"paginator\": {\"type\": \"offset\", \"limit\": 100, \"total_path\": \"meta.total\"}), "
+            "or set total_path to null with stop_after_empty_page if the API gives no total.",
+            resource=resource, request=request,
+        )
     return LoadError(
-        f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {redactor(str(root))}",
+        f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {text}",
         guidance="Tables and cursor state are as they were before this run; fix the cause and run it again.",
         resource=resource,
     )

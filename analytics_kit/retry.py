@@ -74,7 +74,7 @@ def retry_session(
     send = session.send
 
     def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
-        stats.request(resource, _describe(request, redact))
+        stats.request(resource, describe(request, redact))
         return send(request, **kwargs)
 
     def before_sleep(state: RetryCallState) -> None:
@@ -85,7 +85,7 @@ def retry_session(
             attempt=state.attempt_number,
             attempts=policy.attempts,
             wait=round(state.next_action.sleep if state.next_action else 0.0, 3),
-            request=_describe(request, redact) if request is not None else "?",
+            request=describe(request, redact) if request is not None else "?",
         )
         stats.retry(event)
         logger.warning("%s", event)
@@ -116,5 +116,6 @@ def _reason(state: RetryCallState) -> str:
     return type(error).__name__
 
 
-def _describe(request: PreparedRequest, redact: Redactor) -> str:
+def describe(request: PreparedRequest, redact: Redactor) -> str:
+    """A request as the kit shows it: method, path and query, secrets masked."""
     return redact(f"{request.method} {request.path_url}")

@@ -35,13 +35,14 @@ class LoadStats:
         self.rows: dict[str, int] = defaultdict(int)
         self.retries: list[RetryEvent] = []
         self.last_request: dict[str, str] = {}
-        self.last_attempts: dict[str, int] = {}
+        # Attempts per request text (method, path and query, secrets masked): a retry
+        # repeats the same text, so this counts the attempts each request took.
+        self.attempts: dict[str, int] = defaultdict(int)
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:
             self.requests[resource] += 1
-            repeated = self.last_request.get(resource) == request
-            self.last_attempts[resource] = self.last_attempts.get(resource, 0) + 1 if repeated else 1
+            self.attempts[request] += 1
             self.last_request[resource] = request
 
     def retry(self, event: RetryEvent) -> None:

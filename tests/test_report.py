@@ -1,0 +1,77 @@
+"""What a load shows: the report's repr, progress lines, and read-back that lets go of the file."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+import requests
+import pytest
+
+import analytics_kit as ak
+from analytics_kit.progress import Progress
+from analytics_kit.retry import RetryPolicy, retry_session
+from analytics_kit.stats import LoadStats
+
+
+def test_report_repr_is_short_and_stable(api, config):
+    report = ak.load(config, progress=False)
+    text = repr(report)
+    assert text.splitlines()[0] == "LoadReport(mode='incremental', rows=270, requests=4, retries=0)"
+    assert len(text.splitlines()) == 3
+    assert report.load_id and report.load_id not in text
+    assert not re.search(r"\d+\.\d+ ?s\b", text)  # no duration
+    assert report.duration > 0
+    summary = report.summary()
+    assert summary["rows_events"] == 250 and summary["requests"] == 4 and summary["mode"] == "incremental"
+
+
+def test_progress_off_a_terminal_is_a_few_plain_lines():
+    stats = LoadStats()
+    out = io.StringIO()
+    progress = Progress(stats, stream=out)
+    assert not progress.live
+    for _ in range(500):
+        stats.page("events", 100)
+        progress.on_page("events")
+    progress.close()
+    assert out.getvalue() == "events: 500 pages, 50,000 rows\n"
+
+
+def test_progress_shows_on_every_load(api, config, capsys):
+    ak.load(config)
+    err = capsys.readouterr().err
+    assert "events: 3 pages, 250 rows" in err and "customers: 1 pages, 20 rows" in err
+
+
+def test_query_lets_go_of_the_file(api, config):
+    ak.load(config, progress=False)
+    assert ak.query("SELECT count(*) AS n FROM analytics.events").n[0] == 250
+    # Another process can take the write lock right away.
+    writer = subprocess.run(
+        [sys.executable, "-c", "import duckdb; duckdb.connect('analytics.duckdb').execute('CREATE TABLE main.probe (x INT)')"],
+        capture_output=True, text=True,
+    )
+    assert writer.returncode == 0, writer.stderr
+
+
+def test_tables_and_describe(api, config):
+    ak.load(config, progress=False)
+    assert ak.tables().to_dict("records") == [{"table": "customers", "rows": 20}, {"table": "events", "rows": 250}]
+    with pytest.raises(ak.KitError, match="There is no table main.nope"):
+        ak.describe("nope")
+
+
+def test_reading_before_any_load_says_what_to_do():
+    with pytest.raises(ak.KitError, match=r"(?s)no DuckDB file at .*Run analytics_kit.load"):
+        ak.query("SELECT 1")
+
+
+def test_timeouts_are_retried(api):
+    api.inject("latency", path="/v1/events", seconds=0.5, times=1)
+    stats = LoadStats()
+    session = retry_session(RetryPolicy(backoff_factor=0.001), resource="events", stats=stats, timeout=0.2)
+    assert session.get(f"{api.base_url}/v1/events", params={"api_key": api.api_key}).status_code == 200
+    assert [e.reason for e in stats.retries] == ["ReadTimeout"]
