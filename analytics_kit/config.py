@@ -31,6 +31,7 @@ import dlt
 
 from analytics_kit import config_checks as checks
 from analytics_kit.errors import ConfigError, MissingSecretError
+from analytics_kit.pages import MAX_CONCURRENCY
 from analytics_kit.retry import RetryPolicy
 
 __all__ = ["PreparedConfig", "prepare"]
@@ -53,6 +54,8 @@ class PreparedConfig:
     policies: dict[str, RetryPolicy]
     default_policy: RetryPolicy
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # resource -> workers fetching its offset pages at once, where the config sets it
+    concurrency: dict[str, int] = field(default_factory=dict)
 
 
 def prepare(config: dict[str, Any]) -> PreparedConfig:
@@ -65,12 +68,47 @@ def prepare(config: dict[str, Any]) -> PreparedConfig:
     try:
         checks.check_shape(cfg)
         default_policy, policies = _extract_policies(cfg)
+        concurrency = _extract_concurrency(cfg)
         _resolve_api_keys(cfg)
         checks.validate_with_dlt(cfg)
     except ConfigError as exc:
         _raise_redacted(exc, known_secrets)
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
-                          secrets=_collect_secrets(cfg))
+                          secrets=_collect_secrets(cfg), concurrency=concurrency)
+
+
+# -- concurrency -------------------------------------------------------------------------------
+
+
+def check_concurrency(value: Any, path: str) -> int:
+    """``value`` if it is a worker count from 1 to MAX_CONCURRENCY, else ConfigError at ``path``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise checks.fail(path, f"got {checks.got(value)}", f"an integer from 1 to {MAX_CONCURRENCY}",
+                          "Set how many pages are fetched at once, e.g. 8; 1 fetches one after another.")
+    return value
+
+
+def _pop_concurrency(block: Any, path: str) -> int | None:
+    if not isinstance(block, dict) or checks.CONCURRENCY not in block:
+        return None
+    return check_concurrency(block.pop(checks.CONCURRENCY), checks.join(path, checks.CONCURRENCY))
+
+
+def _extract_concurrency(cfg: dict[str, Any]) -> dict[str, int]:
+    """Remove every ``concurrency`` key; endpoint > defaults.endpoint > defaults > client."""
+    defaults = cfg.get("resource_defaults") or {}
+    base = None
+    for block, path in ((cfg["client"], "client"), (defaults, "resource_defaults"),
+                        (defaults.get("endpoint"), "resource_defaults.endpoint")):
+        found = _pop_concurrency(block, path)
+        base = found if found is not None else base
+    out = {}
+    for i, resource in enumerate(cfg["resources"]):
+        own = _pop_concurrency(resource.get("endpoint"), f"resources[{i}].endpoint") if isinstance(resource, dict) else None
+        value = own if own is not None else base
+        if value is not None:
+            out[checks.resource_name(resource)] = value
+    return out
 
 
 # -- error_handler -----------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from dlt.sources.rest_api.config_setup import AUTH_MAP, PAGINATOR_MAP
 from analytics_kit.errors import ConfigError
 
 ERROR_HANDLER = "error_handler"
+CONCURRENCY = "concurrency"  # the kit's: workers fetching offset pages at once
+KIT_KEYS = [ERROR_HANDLER, CONCURRENCY]
 MASK = "*****"
 _SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie"}
 _SENSITIVE_PARTS = ("key", "token", "secret", "password", "auth")
@@ -214,7 +216,7 @@ def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) 
 def check_endpoint(value: Any, path: str) -> None:
     if isinstance(value, str):
         return
-    check_mapping(value, rt.Endpoint, path, extra=[ERROR_HANDLER], skip=["auth", "headers", "params"])
+    check_mapping(value, rt.Endpoint, path, extra=KIT_KEYS, skip=["auth", "headers", "params"])
     if value.get("data_selector") == "":
         raise fail(join(path, "data_selector"), "empty string",
                    "a JSON path to the records, e.g. 'data', or no data_selector at all",
@@ -248,7 +250,7 @@ def check_resource_base(value: Any, path: str, spec: type, extra: Iterable[str] 
 
 
 def check_client(value: Any) -> None:
-    check_mapping(value, rt.ClientConfig, "client", extra=[ERROR_HANDLER], skip=["auth", "headers"])
+    check_mapping(value, rt.ClientConfig, "client", extra=KIT_KEYS, skip=["auth", "headers"])
     url = value.get("base_url")
     expected = "an http(s) URL such as 'https://api.example.com'"
     if url is None:
@@ -277,7 +279,7 @@ def check_shape(config: dict[str, Any]) -> None:
     check_client(config["client"])
     if config.get("resource_defaults") is not None:
         check_resource_base(config["resource_defaults"], "resource_defaults", rt.EndpointResourceBase,
-                            extra=[ERROR_HANDLER])
+                            extra=KIT_KEYS)
     resources = config.get("resources")
     if resources is None:
         raise fail("resources", "missing", "a non-empty list of resources", "Add a 'resources' list.")

@@ -12,7 +12,9 @@ from typing import Iterator
 import duckdb
 import requests
 
-from .errors import LoadError
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+from .errors import KitError, LoadError, MissingSecretError
 from .redact import Redactor
 from .retry import describe
 from .stats import LoadStats
@@ -44,7 +46,8 @@ def _find(error: BaseException, kind: type) -> BaseException | None:
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
 
 
-def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, database: str) -> LoadError:
+def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, database: str,
+            destination: str = "duckdb") -> KitError:
     """The ``LoadError`` for ``error``, with no secret in it."""
     resource = next(
         (name for e in _chain(error) if (name := getattr(e, "pipe_name", None) or getattr(e, "resource_name", None))),
@@ -54,6 +57,11 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     failed = next((e.request for e in _chain(error) if isinstance(getattr(e, "request", None), requests.PreparedRequest)), None)
     request = describe(failed, redactor) if failed is not None else stats.last_request.get(resource or "", "")
     attempts = stats.attempts.get(request, 1)
+
+    # The kit's own errors raised during extraction already say what to do.
+    own = _find(error, KitError)
+    if own is not None:
+        return own
 
     http = _find(error, requests.HTTPError)
     if http is not None and http.response is not None:
@@ -91,6 +99,17 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             "or login page, or a body cut off in transit. Check client.base_url and the endpoint path, "
             "then run the load again.",
             resource=resource, request=request,
+        )
+
+    missing = _find(error, ConfigFieldMissingException)
+    if missing is not None:
+        name = destination
+        detail = _short(redactor(str(missing).splitlines()[-1] if "\n" not in str(missing) else str(missing).splitlines()[1]), 160)
+        return MissingSecretError(
+            f"The credentials for destination {name!r} are not set or incomplete ({detail.strip()}).",
+            guidance=f"Set DESTINATION__{name.upper()}__CREDENTIALS (for postgres: "
+            "postgresql://user:password@host:5432/database), or put them under "
+            f"[destination.{name}.credentials] in .dlt/secrets.toml. They never go in code.",
         )
 
     db = _find(error, duckdb.Error)

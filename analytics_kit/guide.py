@@ -22,7 +22,9 @@ EVENTS_COLUMNS: dict[str, dict[str, Any]] = {
     "value": {"data_type": "double", "nullable": True},
     # Kept whole as one JSON column: the keys vary between events.
     "properties": {"data_type": "json", "nullable": True},
-    "updated_at": {"data_type": "timestamp", "nullable": False},
+    # Two versions of one id in a load (a page repeated, a record updated mid-run): merge keeps
+    # the newest.
+    "updated_at": {"data_type": "timestamp", "nullable": False, "dedup_sort": "desc"},
     "deleted": {"data_type": "bool", "nullable": True, "hard_delete": True},
 }
 
@@ -33,7 +35,7 @@ CUSTOMERS_COLUMNS: dict[str, dict[str, Any]] = {
     "plan": {"data_type": "text", "nullable": False},
     "country": {"data_type": "text", "nullable": True},
     "created_at": {"data_type": "timestamp", "nullable": False},
-    "updated_at": {"data_type": "timestamp", "nullable": False},
+    "updated_at": {"data_type": "timestamp", "nullable": False, "dedup_sort": "desc"},
     "deleted": {"data_type": "bool", "nullable": True, "hard_delete": True},
 }
 

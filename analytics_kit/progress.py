@@ -53,7 +53,7 @@ class Progress:
                     # change from run to run.
                     bar = self._bars[resource] = tqdm(
                         desc=resource, file=self.stream, mininterval=0.5, leave=True,
-                        bar_format="{desc}: {n_fmt} rows, {postfix}",
+                        bar_format="{desc}: {n_fmt} rows{postfix}",
                     )
                 bar.set_postfix_str(f"{pages:,} pages", refresh=False)
                 bar.update(rows - bar.n)

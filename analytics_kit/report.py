@@ -42,8 +42,9 @@ class LoadReport:
     def summary(self) -> dict[str, Any]:
         """One flat row for a side-by-side table of runs (``pd.DataFrame([r.summary() ...])``)."""
         row: dict[str, Any] = {"mode": self.mode}
-        for table, count in sorted(self.rows.items()):
-            row[f"rows_{table}"] = count
+        # A resource that brought no rows this run still gets its column, with 0.
+        for table in sorted(set(self.rows) | set(self.requests)):
+            row[f"rows_{table}"] = self.rows.get(table, 0)
         row["requests"] = self.total_requests
         row["retries"] = self.total_retries
         for resource in sorted(set(self.cursor_before) | set(self.cursor_after)):

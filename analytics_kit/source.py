@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any, Callable, Mapping
 
-from dlt.extract import DltSource
+import pyarrow as pa
+
+from dlt.extract import DltResource, DltSource
+from dlt.extract.incremental import Incremental, IncrementalResourceWrapper
 from dlt.extract.items_transform import ItemTransform
 from dlt.sources.rest_api import rest_api_source
 
+from .arrow_pages import (CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults,
+                          mute_json_override, unsupported_columns)
 from .config import PreparedConfig, prepare
+from .pages import DEFAULT_CONCURRENCY, Gate, KitPaginate
 from .redact import Redactor
 from .retry import retry_session
 from .stats import LoadStats
 
+logger = logging.getLogger(__name__)
+
 SOURCE_NAME = "analytics"
+# Pages as Arrow tables where the config allows (see slow_path_reason); tests switch it off
+# to compare the two paths.
+FAST_PATH = True
 
 
 class PageStep(ItemTransform[Any, dict]):
@@ -26,11 +39,16 @@ class PageStep(ItemTransform[Any, dict]):
         self.on_page = on_page
 
     def __call__(self, item: Any, meta: Any = None) -> Any:
-        rows = len(item) if isinstance(item, list) else getattr(item, "num_rows", 1)
+        if isinstance(item, pa.Table):
+            return item  # arrow batches: their pages were counted as they arrived (page_seen)
+        rows = len(item) if isinstance(item, list) else 1
+        self.page_seen(rows)
+        return item
+
+    def page_seen(self, rows: int) -> None:
         self.stats.page(self.resource, rows)
         if self.on_page is not None:
             self.on_page(self.resource)
-        return item
 
 
 def build_source(
@@ -70,16 +88,79 @@ def _build(
     stats: LoadStats | None,
     on_page: Callable[[str], None] | None,
     name: str,
+    concurrency: int | None = None,
+    fast_path: bool | None = None,
 ) -> DltSource:
     stats = stats if stats is not None else LoadStats()
     redactor = Redactor(prepared.secrets)
+    fast_path = FAST_PATH if fast_path is None else fast_path
+    if fast_path:
+        apply_normalizer_defaults()
     source = rest_api_source(prepared.rest_api, name=name)
+    related = {r._pipe.parent.name for r in source.resources.values() if r._pipe.has_parent}
+    related |= {r.name for r in source.resources.values() if r._pipe.has_parent}
     for resource in source.resources.values():
         policy = prepared.policies.get(resource.name, prepared.default_policy)
         # dlt gives each resource its own RESTClient but takes the session from the one
         # client config, so per-endpoint policies are set on each resource's client here.
         client = (resource.explicit_args or {}).get("client")
         if client is not None:
-            client.session = retry_session(policy, resource=resource.name, stats=stats, redactor=redactor)
-        resource.add_step(PageStep(resource.name, stats, on_page))
+            new_session = functools.partial(retry_session, policy, resource=resource.name, stats=stats,
+                                            redactor=redactor)
+            gate = Gate(policy.max_delay)
+            client.session = gate.install(new_session())
+            reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
+            convert: Callable[[list], Any] = _as_is
+            if reason is None:
+                incremental = resource.explicit_args.get("incremental_object")
+                cursor = (incremental.cursor_path,) if incremental is not None else ()
+                key = resource._hints.get("primary_key") or ()
+                converter = PageConverter(resource.columns, deferred=cursor, resource=resource.name,
+                                          required=(key,) if isinstance(key, str) else key)
+                convert = PageFormat(converter, resource.name)
+                resource.add_step(CastDeferred(converter))
+                mute_json_override(resource.name)
+            else:
+                logger.debug("resource %s loads pages as dicts: %s", resource.name, reason)
+            workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
+            step = PageStep(resource.name, stats, on_page)
+            # dlt's paginate_resource calls client.paginate once its incremental params are set
+            client.paginate = KitPaginate(client, resource=resource.name, redactor=redactor,
+                                          primary_key=resource._hints.get("primary_key"), concurrency=workers, new_session=new_session, gate=gate,
+                                          convert=convert, on_arrow_page=step.page_seen)
+            resource.add_step(step)
+        else:
+            resource.add_step(PageStep(resource.name, stats, on_page))
     return source
+
+
+def _as_is(page: list) -> list:
+    return page
+
+
+def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:
+    """Why ``resource``'s pages must stay dicts (dlt's row-by-row normaliser), or None.
+
+    The fast path yields arrow tables, so anything in the pipe that expects dicts, or a hint
+    dlt's arrow extractor handles differently, keeps the slow path.
+    """
+    if resource.name in related:
+        return "a dependent resource (or its parent) passes records between resources"
+    steps = [s for s in resource._pipe.steps[1:] if not isinstance(s, (Incremental, IncrementalResourceWrapper))]
+    if steps:
+        return "processing_steps (map/filter) work on dicts"
+    if callable(resource._hints.get("table_name")):
+        return "table names computed per record"
+    if resource._hints.get("schema_contract"):
+        return "schema_contract filters rows of dicts"
+    reason = unsupported_columns(resource.columns)
+    if reason:
+        return reason
+    incremental = resource.explicit_args.get("incremental_object")
+    if incremental is not None:
+        path = incremental.cursor_path
+        if not isinstance(path, str) or not path.isidentifier():
+            return "the incremental cursor_path is not a top-level field"
+        if incremental.last_value_func not in (max, min):
+            return "a custom last_value_func"
+    return None

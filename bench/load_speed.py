@@ -1,0 +1,169 @@
+"""Loader benchmark: analytics_kit.load against dlt's defaults and a hand-written loop.
+
+    .venv/bin/python bench/load_speed.py                     # 100,000 events
+    .venv/bin/python bench/load_speed.py --events 1000000
+    .venv/bin/python bench/load_speed.py --latency 0.05 --pages 1000   # a slow API
+
+The demo API runs in its own process. Each loader runs in a fresh child process, so its wall
+time includes starting Python and importing its libraries, and its peak memory (ru_maxrss) is
+its own. Printed: wall time, peak memory and rows per loader, the ratios, and for the
+incremental run (after ``api.advance()`` changed 1% of the events) its requests and its time
+as a fraction of the full load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY_ENV = "BENCH_API_KEY"
+
+
+# -- the loaders, each run in a child process ------------------------------------------------
+
+
+def run_kit(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
+    import analytics_kit as ak
+
+    config = ak.guide_config(base_url, os.environ[KEY_ENV])
+    report = ak.load(config, mode, database=f"{folder}/analytics.duckdb", progress=False,
+                     concurrency=int(concurrency) if concurrency else None)
+    return {"rows": sum(report.rows.values()), "requests": report.requests, "retries": len(report.retries)}
+
+
+def run_dlt_default(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
+    import analytics_kit as ak  # only for the guide's config dict
+    import dlt
+    from dlt.sources.rest_api import rest_api_source
+
+    config = ak.guide_config(base_url, os.environ[KEY_ENV])
+    for res in config["resources"]:
+        res["endpoint"].pop("error_handler")
+    pipeline = dlt.pipeline(pipeline_name="bench_dlt_default", pipelines_dir=f"{folder}/pipelines",
+                            destination=dlt.destinations.duckdb(f"{folder}/dlt.duckdb"), dataset_name="main")
+    info = pipeline.run(rest_api_source(config))
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    del info
+    return {"rows": sum(v for k, v in counts.items() if not k.startswith("_dlt"))}
+
+
+def run_hand_written(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
+    import duckdb
+    import pyarrow as pa
+    import requests
+
+    session = requests.Session()
+    con = duckdb.connect(f"{folder}/hand.duckdb")
+    rows_loaded = 0
+    for name in ("events", "customers"):
+        rows, offset = [], 0
+        while True:
+            page = session.get(f"{base_url}/v1/{name}", params={
+                "api_key": os.environ[KEY_ENV], "offset": offset, "limit": 100}).json()
+            rows.extend(page["data"])
+            offset += 100
+            if offset >= page["total"]:
+                break
+        page_rows = pa.Table.from_pylist(rows)
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM page_rows")
+        rows_loaded += page_rows.num_rows
+    con.close()
+    return {"rows": rows_loaded}
+
+
+LOADERS = {"kit": run_kit, "dlt": run_dlt_default, "hand": run_hand_written}
+
+
+def child(args: list[str]) -> None:
+    kind, base_url, folder, mode, concurrency = args
+    started = time.perf_counter()
+    result = LOADERS[kind](base_url, folder, mode, concurrency)
+    result["load_seconds"] = time.perf_counter() - started
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# -- the parent -------------------------------------------------------------------------------
+
+
+def measure(kind: str, base_url: str, folder: str, mode: str = "full_refresh", concurrency: int | None = None) -> dict:
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--child", kind, base_url, folder, mode, str(concurrency or "")],
+                         capture_output=True, text=True, cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - started
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        sys.exit(f"{kind} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
+    return {**json.loads(lines[-1][7:]), "wall": wall}
+
+
+def show(label: str, r: dict) -> None:
+    print(f"  {label:<34} {r['wall']:7.2f} s  {r['peak_mb']:7.0f} MB  {r['rows']:>9,} rows"
+          f"   (in-process load {r['load_seconds']:.2f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per API request (slow-API mode)")
+    parser.add_argument("--pages", type=int, default=None, help="slow-API mode: pages of 100 events")
+    parser.add_argument("--concurrency", type=int, default=None, help="the kit's workers (default: its own)")
+    parser.add_argument("--skip-sequential", action="store_true", help="slow-API mode: skip concurrency=1")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from analytics_kit import demo
+
+    events = args.pages * 100 if args.pages else args.events
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; demo API in a subprocess, "
+          f"{events:,} events + 50 customers, 100 a page, latency {args.latency * 1000:g} ms")
+    with tempfile.TemporaryDirectory(prefix="load_speed_") as tmp, \
+            demo.serve(events=events, customers=50, process=True, latency=args.latency) as api:
+        os.environ[KEY_ENV] = api.api_key
+        folders = {}
+        for name in ("kit", "dlt", "hand", "seq"):
+            folders[name] = f"{tmp}/{name}"
+            os.makedirs(folders[name])
+        if args.latency:
+            kit = measure("kit", api.base_url, folders["kit"], concurrency=args.concurrency)
+            show(f"analytics_kit.load (concurrency {args.concurrency or 'default'})", kit)
+            if not args.skip_sequential:
+                seq = measure("kit", api.base_url, folders["seq"], concurrency=1)
+                show("analytics_kit.load (concurrency 1)", seq)
+                print(f"  speed-up of concurrency: {seq['wall'] / kit['wall']:.1f}x")
+            print(f"  target: {events // 100:,} pages in <= 10 s -> {kit['wall']:.2f} s")
+            return
+        kit = measure("kit", api.base_url, folders["kit"], concurrency=args.concurrency)
+        show("1. analytics_kit.load (full refresh)", kit)
+        dlt_default = measure("dlt", api.base_url, folders["dlt"])
+        show("2. dlt rest_api_source, defaults", dlt_default)
+        hand = measure("hand", api.base_url, folders["hand"])
+        show("3. hand-written requests+pyarrow+duckdb", hand)
+        changed = events // 100
+        api.advance(new=0, updated=changed, deleted=0, seconds=3600)
+        api.clear_log()
+        incremental = measure("kit", api.base_url, folders["kit"], mode="incremental",
+                              concurrency=args.concurrency)
+        show(f"4. analytics_kit.load incremental ({changed:,} changed)", incremental)
+        requests_made = api.count("/v1/events")
+        print(f"  kit / dlt-default      {kit['wall'] / dlt_default['wall']:.3f}   (target <= 0.25)")
+        print(f"  kit / hand-written     {kit['wall'] / hand['wall']:.3f}   (target <= "
+              f"{'1.0' if events >= 1_000_000 else '1.5'})")
+        limit = 100
+        print(f"  incremental: {requests_made} requests to /v1/events (target <= "
+              f"{-(-changed // limit) + 1}), all resources {sum(incremental['requests'].values())}; "
+              f"{incremental['wall'] / kit['wall']:.1%} of the full load's time (target <= 15%)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,134 @@
+"""The fast path (arrow pages, concurrent offset pages) against the slow path, on the real demo API."""
+
+from __future__ import annotations
+
+import pytest
+
+import analytics_kit as ak
+from analytics_kit import source as kit_source
+from analytics_kit.errors import ConfigError
+from analytics_kit.query import describe, query
+
+from helpers import fast
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, config: dict, database: str, *, fast_path: bool,
+          mode: str = "incremental", **kwargs) -> ak.LoadReport:
+    monkeypatch.setattr(kit_source, "FAST_PATH", fast_path)
+    return ak.load(config, mode, database=database, progress=False, **kwargs)
+
+
+def _table(database: str, table: str) -> list[tuple]:
+    frame = query(f"SELECT * EXCLUDE (_dlt_id, _dlt_load_id) FROM analytics.{table} ORDER BY id", database)
+    return [tuple(row) for row in frame.itertuples(index=False)]
+
+
+def _same(database_a: str, database_b: str) -> None:
+    for table in ("events", "customers"):
+        assert len(describe(table, database_a)) == 10
+        assert describe(table, database_a).equals(describe(table, database_b)), table
+        assert _table(database_a, table) == _table(database_b, table), table
+
+
+def test_fast_and_slow_paths_load_the_same_tables(api, config, monkeypatch):
+    fast_report = _load(monkeypatch, config, "fast/analytics.duckdb", fast_path=True)
+    slow_report = _load(monkeypatch, config, "slow/analytics.duckdb", fast_path=False)
+    assert fast_report.rows == slow_report.rows == {"events": 250, "customers": 20}
+    assert fast_report.cursor_after == slow_report.cursor_after
+    assert all(isinstance(v, str) for v in fast_report.cursor_after.values())
+    _same("fast/analytics.duckdb", "slow/analytics.duckdb")
+    kinds = describe("events", "fast/analytics.duckdb").set_index("column")
+    assert kinds.loc["properties", "type"] == "JSON" and not kinds.loc["updated_at", "nullable"]
+
+    # updates, new records and soft deletes: incremental merge, dedup and hard delete on both paths
+    changed = api.advance(new=7, updated=9, deleted=4)
+    fast_report = _load(monkeypatch, config, "fast/analytics.duckdb", fast_path=True)
+    slow_report = _load(monkeypatch, config, "slow/analytics.duckdb", fast_path=False)
+    assert fast_report.cursor_after == slow_report.cursor_after
+    _same("fast/analytics.duckdb", "slow/analytics.duckdb")
+    ids = {row[0] for row in _table("fast/analytics.duckdb", "events")}
+    assert not ids & set(changed.deleted_ids)
+    assert ids == {r["id"] for r in api.records(include_deleted=False)}
+
+
+def test_a_cursor_stored_by_the_slow_path_keeps_working(api, config, monkeypatch):
+    _load(monkeypatch, config, "mixed/analytics.duckdb", fast_path=False)
+    api.advance(new=3, updated=2, deleted=1)
+    api.clear_log()
+    report = _load(monkeypatch, config, "mixed/analytics.duckdb", fast_path=True)
+    assert report.rows["events"] == 6  # 3 new, 2 updated, 1 soft-deleted (then removed)
+    assert api.count("/v1/events") == 1
+    ids = {row[0] for row in _table("mixed/analytics.duckdb", "events")}
+    assert ids == {r["id"] for r in api.records(include_deleted=False)}
+
+
+@pytest.fixture
+def small_pages(api, config):
+    """The guide's config with 20 records a page: 13 pages of events."""
+    config = fast(ak.guide_config(api.base_url, limit=20))
+    return config
+
+
+def test_concurrent_pages_with_faults_load_every_record_once(api, small_pages, monkeypatch):
+    config = small_pages
+    for offset in (40, 120, 200):
+        api.inject("status", path="/v1/events", offset=offset, status=503, times=2)
+    report = _load(monkeypatch, config, "c/analytics.duckdb", fast_path=True, concurrency=4,
+                   mode="full_refresh")
+    assert report.rows["events"] == 250
+    assert len([r for r in report.retries if r.resource == "events"]) == 6
+    assert report.requests["events"] == 13 + 6
+    frame = query("SELECT id, count(*) n FROM analytics.events GROUP BY id", "c/analytics.duckdb")
+    assert len(frame) == 250 and set(frame.n) == {1}
+    last = max(r["updated_at"] for r in api.records())
+    assert report.cursor_after["events"] == last
+
+
+def test_workers_overlap(api, small_pages, monkeypatch):
+    config = small_pages
+    api.set_latency(0.05)
+    _load(monkeypatch, config, "o/analytics.duckdb", fast_path=True, concurrency=4, mode="full_refresh")
+    log = sorted((r.started for r in api.requests if r.path == "/v1/events"))
+    # with 50 ms per request, one-after-another requests start >= 50 ms apart
+    close = sum(1 for a, b in zip(log, log[1:]) if b - a < 0.025)
+    assert close >= len(log) // 2
+
+
+def test_a_429_pauses_all_workers(api, small_pages, monkeypatch):
+    config = small_pages
+    api.set_latency(0.02)
+    api.inject("status", path="/v1/events", offset=100, status=429, retry_after=1)
+    report = _load(monkeypatch, config, "p/analytics.duckdb", fast_path=True, concurrency=4, mode="full_refresh")
+    assert report.rows["events"] == 250
+    log = [r for r in api.requests if r.path == "/v1/events"]
+    refused = next(r for r in log if r.status == 429)
+    during = [r for r in log if refused.started + 0.05 < r.started < refused.started + 0.9]
+    assert during == []
+    assert any(r.started >= refused.started + 0.95 for r in log)
+
+
+@pytest.mark.parametrize("value", [0, -1, "4", 2.5, True, 65])
+def test_concurrency_must_be_a_small_positive_integer(config, value):
+    bad = fast(config)
+    bad["resources"][0]["endpoint"]["concurrency"] = value
+    with pytest.raises(ConfigError) as raised:
+        ak.build_source(bad)
+    assert raised.value.path == "resources[0].endpoint.concurrency"
+    with pytest.raises(ConfigError) as raised:
+        ak.load(config, concurrency=value, progress=False)
+    assert raised.value.path == "concurrency"
+
+
+def test_concurrency_in_the_config(api, small_pages, monkeypatch):
+    config = small_pages
+    config["resource_defaults"]["endpoint"] = {"concurrency": 1}
+    config["resources"][0]["endpoint"]["concurrency"] = 3
+    from analytics_kit.config import prepare
+
+    assert prepare(config).concurrency == {"events": 3, "customers": 1}
+    api.set_latency(0.02)
+    _load(monkeypatch, config, "k/analytics.duckdb", fast_path=True, mode="full_refresh")
+    log = sorted(r.started for r in api.requests if r.path == "/v1/events")
+    assert sum(1 for a, b in zip(log, log[1:]) if b - a < 0.01) >= 3
+    customers = sorted(r.started for r in api.requests if r.path == "/v1/customers")
+    assert len(customers) == 1
