@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)  ## start the embedded demo API, load it into analytics.duckdb, show what landed
 	$(BIN)/analytics-kit demo
 
-test: $(STAMP)  ## unit, integration and notebook (nbval) tests
+test: $(STAMP)  ## unit, integration and notebook (nbval) tests; PostgreSQL for the warehouse tests
+	@scripts/ensure-postgres
 	$(BIN)/python -m pytest
 
 lab: $(STAMP)  ## JupyterLab on the notebooks

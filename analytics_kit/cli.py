@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
-from .database import DEFAULT_DATABASE, DEFAULT_DATASET
+from .database import DEFAULT_DATABASE
 from .errors import ConfigError, KitError
 
 
@@ -66,6 +66,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         mode="full_refresh" if args.full_refresh else "incremental",
         database=args.database,
         dataset=args.dataset,
+        destination=args.destination,
         progress=not args.quiet,
     )
     print(report)
@@ -76,21 +77,21 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from .query import query
 
-    _print_frame(query(args.sql, database=args.database))
+    _print_frame(query(args.sql, database=args.database, destination=args.destination, dataset=args.dataset))
     return 0
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
     from .query import tables
 
-    _print_frame(tables(database=args.database, dataset=args.dataset))
+    _print_frame(tables(database=args.database, dataset=args.dataset, destination=args.destination))
     return 0
 
 
 def cmd_state(args: argparse.Namespace) -> int:
     from .state import state
 
-    current = state(database=args.database, dataset=args.dataset)
+    current = state(database=args.database, dataset=args.dataset, destination=args.destination)
     print("cursors:")
     for resource, value in current["cursors"].items() or [("(none)", "")]:
         print(f"  {resource}: {value}")
@@ -123,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def where(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--database", default=DEFAULT_DATABASE, help="DuckDB file (default: %(default)s)")
-        sub.add_argument("--dataset", default=DEFAULT_DATASET, help="schema in the file (default: %(default)s)")
+        sub.add_argument("--destination", help="a dlt destination instead of the DuckDB file, e.g. postgres; "
+                         "credentials from dlt secrets")
+        sub.add_argument("--dataset", help="schema (default: main in the DuckDB file, analytics elsewhere)")
 
     load = command("load", cmd_load, "load the API into the DuckDB file (incremental unless --full-refresh)")
     load.add_argument("--full-refresh", action="store_true", help="drop this source's tables and cursors, reload all")

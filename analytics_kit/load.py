@@ -6,11 +6,11 @@ import logging
 import time
 from typing import Any, Literal, Mapping
 
-import dlt
 from dlt.pipeline.pipeline import Pipeline
 
-from .config import prepare
-from .database import DEFAULT_DATABASE, DEFAULT_DATASET, LOCK_WAIT_SECONDS, Location, check_dataset, ensure_database, wait_for_lock
+from .config import check_concurrency, prepare
+from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, ensure_database, wait_for_lock
+from .destinations import Target
 from .errors import ConfigError
 from .failures import explain
 from .progress import Progress
@@ -24,18 +24,10 @@ logger = logging.getLogger(__name__)
 Mode = Literal["incremental", "full_refresh"]
 MODES = ("incremental", "full_refresh")
 # Parquet files instead of dlt's default insert_values for DuckDB: 100k rows took 11 s
-# and 2.5 GB as INSERT statements, and well under a second as parquet.
-LOADER_FILE_FORMAT = "parquet"
-
-
-def pipeline_for(location: Location, dataset: str) -> Pipeline:
-    """The dlt pipeline of one DuckDB file and dataset; its folder sits beside the file."""
-    return dlt.pipeline(
-        pipeline_name=f"analytics_kit_{dataset}",
-        pipelines_dir=str(location.pipelines_dir),
-        destination=dlt.destinations.duckdb(credentials=str(location.database)),
-        dataset_name=dataset,
-    )
+# and 2.5 GB as INSERT statements, and well under a second as parquet. PostgreSQL
+# takes parquet only through the optional ADBC driver, so it gets CSV (COPY); other
+# destinations get dlt's own preferred format.
+LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres": "csv"}
 
 
 def cursors(pipeline: Pipeline, source: str = SOURCE_NAME) -> dict[str, Any]:
@@ -52,10 +44,12 @@ def load(
     config: Mapping[str, Any],
     mode: Mode = "incremental",
     database: str = DEFAULT_DATABASE,
-    dataset: str = DEFAULT_DATASET,
+    dataset: str | None = None,
     *,
+    destination: str | None = None,
     progress: bool = True,
     lock_timeout: float = LOCK_WAIT_SECONDS,
+    concurrency: int | None = None,
 ) -> LoadReport:
     """Loads the API described by ``config`` into ``database`` and returns a ``LoadReport``.
 
@@ -64,23 +58,29 @@ def load(
     everything. On any failure the tables and the cursor state stay as they were, and
     a ``LoadError`` says what to do. If another process holds the file, the load waits
     up to ``lock_timeout`` seconds for it.
+
+    ``destination`` (default: the config's ``destination`` key, else the DuckDB file
+    ``database``) names any dlt destination, e.g. ``postgres`` or ``motherduck``; its
+    credentials come from dlt secrets. ``dataset`` defaults to the file's ``main``
+    schema, or ``analytics`` on a warehouse. ``concurrency`` (default: the config's
+    ``concurrency`` keys, else 8) is how many offset pages are fetched at once; 1 fetches
+    them one after another.
     """
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}", path="mode")
+    if concurrency is not None:
+        check_concurrency(concurrency, "concurrency")
     prepared = prepare(config)
-    location = Location.of(database)
-    check_dataset(location, dataset)
+    target = Target.of(destination, database, dataset)
     stats = LoadStats()
-    redactor = Redactor(prepared.secrets)
+    redactor = Redactor(prepared.secrets + target.secrets())
     display = Progress(stats, enabled=progress)
-    source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME)
+    source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency)
 
-    ensure_database(location.database)
-    wait_for_lock(location.database, lock_timeout, on_wait=logger.warning)
-    pipeline = pipeline_for(location, dataset)
-    recovered = _drop_unfinished(pipeline)
-    if recovered:
-        pipeline = pipeline_for(location, dataset)
+    if target.is_file:
+        ensure_database(target.database)
+        wait_for_lock(target.database, lock_timeout, on_wait=logger.warning)
+    pipeline, recovered = _from_destination(target.pipeline())
 
     started = time.perf_counter()
     failure = None
@@ -90,11 +90,12 @@ def load(
             before = cursors(pipeline)
             info = pipeline.run(
                 source,
-                loader_file_format=LOADER_FILE_FORMAT,
+                loader_file_format=LOADER_FILE_FORMATS.get(target.destination),
                 refresh="drop_sources" if mode == "full_refresh" else None,
             )
         except Exception as error:  # noqa: BLE001 - every failure becomes one LoadError
-            failure = explain(error, redactor=redactor, stats=stats, database=str(location.database))
+            failure = explain(error, redactor=redactor, stats=stats, database=target.label,
+                              destination=target.destination)
             # The destination holds the last committed state: forget the local copy and
             # the unfinished package, so the next run starts from what was committed.
             pipeline.drop()
@@ -119,25 +120,26 @@ def load(
         recovered_packages=recovered,
         duration=time.perf_counter() - started,
         load_id=info.loads_ids[-1] if info.loads_ids else None,
-        database=str(location.database),
+        database=target.label,
     )
 
 
-def _drop_unfinished(pipeline: Pipeline) -> int:
-    """Drops packages a failed or killed run left behind; returns how many.
+def _from_destination(pipeline: Pipeline) -> tuple[Pipeline, int]:
+    """The pipeline with its local folder cleared, so its state comes from the destination.
 
-    dlt would load such a package instead of new data, with only a warning. Its data
-    is older than what the API serves now, and its cursor was never committed, so the
-    kit drops it together with the local state, and the run re-fetches from the
-    destination's committed cursor: nothing is lost and nothing stale wins.
+    The DuckDB file is the record of what was committed: dlt restores cursors only
+    from completed loads there. The local folder can be ahead of it (a killed run's
+    package and cursor, a file restored from an older copy, a normalize stuck on
+    "Directory not empty") and dlt would trust it, loading a stale package instead of
+    new data or skipping records the file never got. Starting each run from the
+    file's committed state costs a few milliseconds and closes all of these.
+    Returns the pipeline and how many unfinished packages were dropped.
     """
-    if not pipeline.has_pending_data:
-        return 0
-    count = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
-    logger.warning(
-        "Dropping %d unfinished load package(s) left by an earlier failed run; "
-        "this run fetches that data again from the last committed cursor.",
-        count,
-    )
-    pipeline.drop()
-    return count
+    unfinished = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
+    if unfinished:
+        logger.warning(
+            "Dropping %d unfinished load package(s) left by an earlier failed run; "
+            "this run fetches that data again from the last committed cursor.",
+            unfinished,
+        )
+    return pipeline.drop(), unfinished

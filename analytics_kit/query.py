@@ -1,7 +1,8 @@
 """Reading loaded tables back: ``query``, ``tables``, ``describe``.
 
-Every call opens a read-only connection and closes it before returning, so a load
-can run right after, from this kernel or another process.
+On the DuckDB file every call opens a read-only connection and closes it before
+returning, so a load can run right after, from this kernel or another process. On
+a warehouse destination the same calls go through dlt's SQL client for it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from .database import DEFAULT_DATABASE, DEFAULT_DATASET, Location
+from .database import DEFAULT_DATABASE
+from .destinations import Target
 from .errors import KitError
 
 # Arrow types to pandas' nullable dtypes: NULLs stay <NA> and integers stay integers.
@@ -29,8 +31,8 @@ _NULLABLE = {
 
 @contextmanager
 def connect(database: str | Path = DEFAULT_DATABASE) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived read-only connection, in UTC."""
-    path = Location.of(database).database
+    """A short-lived read-only connection to the DuckDB file, in UTC."""
+    path = Target.of(database=database, dataset="main").database
     if not path.exists():
         raise KitError(
             f"There is no DuckDB file at {path}.",
@@ -44,41 +46,66 @@ def connect(database: str | Path = DEFAULT_DATABASE) -> Iterator[duckdb.DuckDBPy
         con.close()
 
 
-def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Runs ``sql`` and returns a DataFrame with nullable, tz-aware dtypes."""
-    with connect(database) as con:
-        table = con.sql(sql, params=params).to_arrow_table()
+def _arrow(target: Target, sql: str, params: Sequence[Any] | None) -> pa.Table:
+    if target.is_file:
+        with connect(target.database) as con:
+            return con.sql(sql, params=params).to_arrow_table()
+    try:
+        with target.pipeline().sql_client() as client:
+            with client.execute_query(sql, *(params or ())) as cursor:
+                return cursor.arrow()
+    except Exception as error:  # noqa: BLE001 - the driver's own error, explained
+        raise KitError(
+            f"The query failed on {target.label}: {type(error).__name__}: {str(error).strip()[:300]}",
+            guidance=f"SQL runs in {target.destination}'s own dialect there. Queries written for DuckDB may "
+            "need changes (functions, JSON operators, ? vs %s parameters); tables are in schema "
+            f"{target.dataset}.",
+        ) from None
+
+
+def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[Any] | None = None, *,
+          destination: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """Runs ``sql`` and returns a DataFrame with nullable, tz-aware dtypes.
+
+    ``destination`` (default: the DuckDB file ``database``) names a dlt destination
+    such as ``postgres``; its credentials come from dlt secrets.
+    """
+    table = _arrow(Target.of(destination, database, dataset), sql, params)
     return table.to_pandas(types_mapper=_NULLABLE.get)
 
 
-def tables(database: str | Path = DEFAULT_DATABASE, dataset: str = DEFAULT_DATASET) -> pd.DataFrame:
-    """The loaded tables of ``dataset`` with their row counts (dlt's bookkeeping tables left out)."""
-    with connect(database) as con:
-        names = [
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = ? AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY table_name",
-                [dataset],
-            ).fetchall()
-        ]
-        counts = [
-            con.execute(f'SELECT count(*) FROM "{dataset}"."{name}"').fetchone()[0] for name in names
-        ]
+def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
+           destination: str | None = None) -> pd.DataFrame:
+    """The loaded tables with their row counts (dlt's bookkeeping tables left out)."""
+    target = Target.of(destination, database, dataset)
+    p = target.placeholder
+    names = _arrow(
+        target,
+        f"SELECT table_name FROM information_schema.tables WHERE table_schema = {p} ORDER BY table_name",
+        [target.dataset],
+    ).column(0).to_pylist()
+    names = [name for name in names if not name.startswith("_dlt")]
+    counts = [
+        _arrow(target, f'SELECT count(*) FROM "{target.dataset}"."{name}"', None).column(0)[0].as_py()
+        for name in names
+    ]
     return pd.DataFrame({"table": pd.array(names, dtype="string"), "rows": pd.array(counts, dtype="Int64")})
 
 
-def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str = DEFAULT_DATASET) -> pd.DataFrame:
-    """Each column of ``table``: its DuckDB type and whether it may be NULL."""
-    frame = query(
+def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
+             destination: str | None = None) -> pd.DataFrame:
+    """Each column of ``table``: its type in the destination and whether it may be NULL."""
+    target = Target.of(destination, database, dataset)
+    p = target.placeholder
+    frame = _arrow(
+        target,
         "SELECT column_name AS column, data_type AS type, is_nullable = 'YES' AS nullable "
-        "FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        database,
-        [dataset, table],
-    )
+        f"FROM information_schema.columns WHERE table_schema = {p} AND table_name = {p} ORDER BY ordinal_position",
+        [target.dataset, table],
+    ).to_pandas(types_mapper=_NULLABLE.get)
     if frame.empty:
         raise KitError(
-            f"There is no table {dataset}.{table} in {Location.of(database).database.name}.",
+            f"There is no table {target.dataset}.{table} in {target.label}.",
             guidance="analytics_kit.tables() lists the loaded tables.",
         )
     return frame

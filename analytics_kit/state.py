@@ -1,28 +1,33 @@
-"""``state``: the cursor values and the last loads of a DuckDB file."""
+"""``state``: the cursor values and the last loads, as the destination records them."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from .database import DEFAULT_DATABASE, DEFAULT_DATASET, Location
+from .database import DEFAULT_DATABASE
+from .destinations import Target
 from .query import query
 
 
-def state(database: str | Path = DEFAULT_DATABASE, dataset: str = DEFAULT_DATASET, last: int = 5) -> dict[str, Any]:
-    """``{"cursors": {resource: value}, "loads": DataFrame}`` read from the destination.
+def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, last: int = 5, *,
+          destination: str | None = None) -> dict[str, Any]:
+    """``{"cursors": {resource: value}, "loads": DataFrame}`` of the last committed loads.
 
-    The destination is the record of what was committed; the local pipeline folder is
-    only a cache of it.
+    Read from the destination, the record of what was committed; the local pipeline
+    folder is only a cache of it and is left alone.
     """
-    from .load import cursors, pipeline_for  # imported late: load imports dlt's pipeline machinery
+    from .load import cursors  # late: load imports dlt's pipeline machinery
 
-    location = Location.of(database)
-    pipeline = pipeline_for(location, dataset)
-    pipeline.sync_destination()
+    target = Target.of(destination, database, dataset)
+    with tempfile.TemporaryDirectory(prefix="analytics-kit-state-") as scratch:
+        pipeline = Target(target.destination, target.dataset, Path(scratch), target.database).pipeline()
+        pipeline.sync_destination()
+        found = cursors(pipeline)
     loads = query(
-        f'SELECT load_id, status, inserted_at FROM "{dataset}"."_dlt_loads" ORDER BY inserted_at DESC LIMIT ?',
-        database,
-        [last],
+        f'SELECT load_id, status, inserted_at FROM "{target.dataset}"."_dlt_loads" '
+        f"ORDER BY inserted_at DESC LIMIT {int(last)}",
+        database, destination=destination, dataset=dataset,
     )
-    return {"cursors": cursors(pipeline), "loads": loads}
+    return {"cursors": found, "loads": loads}

@@ -6,7 +6,6 @@ the test's temp folder, and dlt's pipeline folders sit beside them.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,7 @@ import pytest
 import analytics_kit as ak
 from analytics_kit import demo
 
-REPO = Path(__file__).resolve().parents[1]
-# A small backoff so tests that really retry stay fast.
-FAST_RETRIES = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 3, "backoff_factor": 0.001}
+from helpers import fast
 
 
 @pytest.fixture(autouse=True)
@@ -40,21 +37,3 @@ def config(api, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The guide's config for ``api``, the key coming from dlt secrets (API_KEY), fast retries."""
     monkeypatch.setenv("API_KEY", api.api_key)
     return fast(ak.guide_config(api.base_url))
-
-
-def fast(config: dict) -> dict:
-    """``config`` with tiny backoff on every endpoint."""
-    config = copy.deepcopy(config)
-    for resource in config["resources"]:
-        resource["endpoint"]["error_handler"] = dict(FAST_RETRIES)
-    return config
-
-
-def loaded(api, table: str = "events", database: str = "analytics.duckdb") -> dict:
-    """``{id: (updated_at, value-ish)}`` of the loaded table, to compare with the API's records."""
-    frame = ak.query(f"SELECT id, updated_at FROM analytics.{table} ORDER BY id", database)
-    return {row.id: row.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ") for row in frame.itertuples()}
-
-
-def served(api, resource: str = "events") -> dict:
-    return {r["id"]: r["updated_at"] for r in api.records(resource, include_deleted=False)}

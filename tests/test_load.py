@@ -11,9 +11,8 @@ import duckdb
 import pytest
 
 import analytics_kit as ak
-from analytics_kit.load import pipeline_for
-from analytics_kit.database import Location
-from conftest import loaded, served
+from analytics_kit.destinations import Target
+from helpers import loaded, served
 
 
 def sent(api, path: str, param: str) -> list:
@@ -134,7 +133,7 @@ def test_a_stale_package_never_replaces_new_data(api, config):
     ak.load(config)
     api.advance(updated=5)
     # What a run killed between normalize and load leaves behind.
-    stale = pipeline_for(Location.of("analytics.duckdb"), "main")
+    stale = Target.of().pipeline()
     stale.extract(ak.build_source(config))
     stale.normalize()
     assert stale.has_pending_data

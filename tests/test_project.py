@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 # conda-forge names that differ from PyPI's.
-CONDA_TO_PYPI = {"python-duckdb": "duckdb"}
+CONDA_TO_PYPI = {"python-duckdb": "duckdb", "psycopg2": "psycopg2-binary"}
 
 
 def test_public_surface_changes_only_on_purpose():

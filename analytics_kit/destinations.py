@@ -1,0 +1,115 @@
+"""Where a load goes: the local DuckDB file by default, or any dlt destination by name.
+
+``Target`` is the one place that knows the difference: the file needs creating,
+locking and a pipeline folder beside it; a warehouse (``postgres``, ``motherduck``,
+``bigquery``, ``snowflake``, ...) takes its credentials from dlt secrets, never from
+code, and keeps its pipeline folder in the project's ``.analytics-kit/`` folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dlt
+from dlt.pipeline.pipeline import Pipeline
+
+from .database import DEFAULT_DATABASE, DEFAULT_DATASET, Location, check_dataset
+from .errors import ConfigError
+
+FILE_DESTINATION = "duckdb"
+# The file's tables go to its default schema (see database.DEFAULT_DATASET); a
+# warehouse gets a schema of its own.
+WAREHOUSE_DATASET = "analytics"
+LOCAL_FOLDER = ".analytics-kit"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A destination and dataset, resolved: what ``load`` writes to and the readers read."""
+
+    destination: str
+    dataset: str
+    pipelines_dir: Path
+    database: Path | None = None  # the DuckDB file, for the default destination
+
+    @classmethod
+    def of(cls, destination: str | None = None, database: str | Path = DEFAULT_DATABASE,
+           dataset: str | None = None) -> "Target":
+        name = (destination or FILE_DESTINATION).strip().lower()
+        if name == FILE_DESTINATION:
+            location = Location.of(database)
+            dataset = dataset or DEFAULT_DATASET
+            check_dataset(location, dataset)
+            return cls(name, dataset, location.pipelines_dir, location.database)
+        _check_known(name)
+        dataset = dataset or WAREHOUSE_DATASET
+        # Resolved now, like the file's path: the current folder, whatever dlt remembers.
+        return cls(name, dataset, Path.cwd().resolve() / LOCAL_FOLDER / f"{name}.{dataset}.state")
+
+    @property
+    def is_file(self) -> bool:
+        return self.database is not None
+
+    @property
+    def label(self) -> str:
+        return str(self.database) if self.database else f"{self.destination} (dataset {self.dataset})"
+
+    @property
+    def placeholder(self) -> str:
+        """The query parameter marker of the destination's driver."""
+        return "?" if self.destination in (FILE_DESTINATION, "motherduck") else "%s"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Passwords and tokens of the warehouse credentials in dlt secrets, to keep out of messages."""
+        if self.is_file:
+            return ()
+        credentials = dlt.secrets.get(f"destination.{self.destination}.credentials")
+        if isinstance(credentials, str):
+            parsed = urlsplit(credentials)
+            return tuple(s for s in (parsed.password, credentials) if s)
+        if isinstance(credentials, Mapping):
+            return tuple(
+                str(v) for k, v in credentials.items()
+                if v and any(word in k.lower() for word in ("password", "token", "secret", "key"))
+            )
+        return ()
+
+    def pipeline(self) -> Pipeline:
+        """The dlt pipeline for this target; credentials of a warehouse come from dlt secrets."""
+        destination = (
+            dlt.destinations.duckdb(credentials=str(self.database)) if self.database else self.destination
+        )
+        return dlt.pipeline(
+            pipeline_name=f"analytics_kit_{self.dataset}",
+            pipelines_dir=str(self.pipelines_dir),
+            destination=destination,
+            dataset_name=self.dataset,
+        )
+
+
+def known_destinations() -> list[str]:
+    """The destination names dlt knows, e.g. duckdb, motherduck, postgres, bigquery, snowflake."""
+    from dlt.common.destination.reference import DestinationReference
+
+    import dlt.destinations  # noqa: F401 - registers dlt's own destinations
+
+    return sorted(ref.rsplit(".", 1)[-1] for ref in DestinationReference.DESTINATIONS)
+
+
+def _check_known(name: str) -> None:
+    known = known_destinations()
+    if name in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"unknown destination {name!r}{hint}; expected one of {', '.join(known)}",
+        path="destination",
+        guidance="Name a dlt destination; its credentials go in dlt secrets, e.g. "
+        "DESTINATION__POSTGRES__CREDENTIALS or [destination.postgres.credentials] in .dlt/secrets.toml.",
+    )

@@ -1,0 +1,28 @@
+"""Helpers the tests import: fast retry policies and comparisons with the demo API's records."""
+
+from __future__ import annotations
+
+import copy
+
+import analytics_kit as ak
+
+# A small backoff so tests that really retry stay fast.
+FAST_RETRIES = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 3, "backoff_factor": 0.001}
+
+
+def fast(config: dict) -> dict:
+    """``config`` with tiny backoff on every endpoint."""
+    config = copy.deepcopy(config)
+    for resource in config["resources"]:
+        resource["endpoint"]["error_handler"] = dict(FAST_RETRIES)
+    return config
+
+
+def loaded(api, table: str = "events", database: str = "analytics.duckdb") -> dict:
+    """``{id: (updated_at, value-ish)}`` of the loaded table, to compare with the API's records."""
+    frame = ak.query(f"SELECT id, updated_at FROM analytics.{table} ORDER BY id", database)
+    return {row.id: row.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ") for row in frame.itertuples()}
+
+
+def served(api, resource: str = "events") -> dict:
+    return {r["id"]: r["updated_at"] for r in api.records(resource, include_deleted=False)}

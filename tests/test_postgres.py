@@ -1,0 +1,133 @@
+"""The same config and readers on a warehouse: a real PostgreSQL server on 127.0.0.1.
+
+The server is Debian's (scripts/ensure-postgres installs it; `make test` runs that),
+started fresh for this module and stopped afterwards. Where it cannot run here these
+tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import analytics_kit as ak
+import pgserver
+from helpers import served
+
+PG = {"destination": "postgres"}
+
+
+@pytest.fixture(scope="module")
+def server():
+    reason = pgserver.why_not()
+    if reason:
+        pytest.skip(f"PostgreSQL tests skipped: {reason}")
+    instance = pgserver.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def postgres(server, monkeypatch, request):
+    """Credentials in dlt secrets (never in code), and a dataset of this test's own."""
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", server.dsn)
+    dataset = "t_" + request.node.name.split("[")[0][-40:].lower().replace("-", "_")
+    return {"destination": "postgres", "dataset": dataset}
+
+
+def loaded(api, where: dict, table: str = "events") -> dict:
+    frame = ak.query(f"SELECT id, updated_at FROM {where['dataset']}.{table} ORDER BY id", **where)
+    return {row.id: row.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ") for row in frame.itertuples()}
+
+
+def test_incremental_soft_deletes_and_full_refresh(api, config, postgres):
+    first = ak.load(config, progress=False, **postgres)
+    assert first.rows == {"events": 250, "customers": 20}
+    assert loaded(api, postgres) == served(api)
+
+    change = api.advance(new=5, updated=4, deleted=3)
+    api.clear_log()
+    second = ak.load(config, progress=False, **postgres)
+    assert [r.params.get("updated_since") for r in api.requests if r.path == "/v1/events"] == [first.cursor_after["events"]]
+    assert loaded(api, postgres) == served(api)
+    assert not set(change.deleted_ids) & set(loaded(api, postgres))
+    assert second.cursor_before == first.cursor_after
+
+    purge = api.advance(purged=4, new=0, updated=0)
+    ak.load(config, mode="full_refresh", progress=False, **postgres)
+    assert loaded(api, postgres) == served(api)
+    assert not set(purge.purged_ids) & set(loaded(api, postgres))
+    assert ak.state(**postgres)["cursors"]["events"] == api.records("events")[-1]["updated_at"]
+
+
+def test_typed_columns_and_readers(api, config, postgres):
+    ak.load(config, progress=False, **postgres)
+    described = ak.describe("events", **postgres).set_index("column")
+    expected = {
+        "id": ("bigint", False),
+        "customer_id": ("character varying", False),
+        "timestamp": ("timestamp with time zone", False),
+        "value": ("double precision", True),
+        "properties": ("jsonb", True),
+    }
+    for column, (kind, nullable) in expected.items():
+        assert (described.loc[column, "type"], bool(described.loc[column, "nullable"])) == (kind, nullable), column
+    assert ak.tables(**postgres).to_dict("records") == [{"table": "customers", "rows": 20}, {"table": "events", "rows": 250}]
+    frame = ak.query(f"SELECT id, customer_id, timestamp, value FROM {postgres['dataset']}.events ORDER BY id", **postgres)
+    assert [str(t) for t in frame.dtypes] == ["Int64", "string", "datetime64[us, UTC]", "Float64"]
+    # the same JSON question as on DuckDB
+    devices = ak.query(f"SELECT DISTINCT properties->>'device' AS d FROM {postgres['dataset']}.events ORDER BY 1", **postgres)
+    assert set(devices.d) <= {"mobile", "desktop", "tablet"}
+
+
+def test_the_retry_path(api, config, postgres):
+    api.inject("status", path="/v1/events", status=503, times=2)
+    report = ak.load(config, progress=False, **postgres)
+    assert report.total_retries == 2
+    assert loaded(api, postgres) == served(api)
+
+
+def test_dialect_differences_are_named(api, config, postgres):
+    ak.load(config, progress=False, **postgres)
+    with pytest.raises(ak.KitError, match=r"(?s)The query failed on postgres.*own dialect"):
+        ak.query("SELECT epoch_ms(0)", **postgres)
+
+
+def test_missing_credentials_say_where_they_go(api, config, monkeypatch):
+    monkeypatch.delenv("DESTINATION__POSTGRES__CREDENTIALS", raising=False)
+    with pytest.raises(ak.MissingSecretError, match=r"DESTINATION__POSTGRES__CREDENTIALS"):
+        ak.load(config, progress=False, destination="postgres")
+
+
+def test_a_password_never_shows(api, config, server, monkeypatch):
+    canary = "pw-canary-93b1"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", server.dsn.replace("postgres:test@", f"postgres:{canary}@").replace(str(server.port), "1"))
+    with pytest.raises(ak.KitError) as caught:
+        ak.load(config, progress=False, destination="postgres")
+    assert canary not in str(caught.value) + repr(caught.value)
+
+
+def test_unknown_destination(config):
+    with pytest.raises(ak.ConfigError, match="did you mean 'postgres'"):
+        ak.load(config, destination="postgress")
+
+
+def test_cli_destination(api, postgres, tmp_path):
+    config = ak.guide_config(api.base_url)
+    config["client"]["auth"].pop("api_key")
+    import json
+
+    (tmp_path / "api.json").write_text(json.dumps(config))
+    env = {**os.environ, "API_KEY": api.api_key}
+    bin_dir = Path(sys.executable).parent
+    load = subprocess.run([str(bin_dir / "analytics-kit"), "load", "--quiet", "--config", "api.json",
+                           "--destination", "postgres", "--dataset", postgres["dataset"]],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert load.returncode == 0, load.stderr
+    tables = subprocess.run([str(bin_dir / "analytics-kit"), "tables", "--destination", "postgres",
+                             "--dataset", postgres["dataset"]], capture_output=True, text=True, env=env, timeout=120)
+    assert tables.returncode == 0 and "events" in tables.stdout and "250" in tables.stdout
