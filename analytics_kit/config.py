@@ -30,7 +30,7 @@ from typing import Any
 import dlt
 
 from analytics_kit import config_checks as checks
-from analytics_kit.errors import ConfigError, MissingSecretError
+from analytics_kit.errors import ConfigError, KitError, MissingSecretError
 from analytics_kit.pages import MAX_CONCURRENCY
 from analytics_kit.retry import RetryPolicy
 
@@ -64,15 +64,21 @@ def prepare(config: dict[str, Any]) -> PreparedConfig:
         raise ConfigError(f"got {type(config).__name__}; expected a dict with 'client' and 'resources'",
                           path="config", guidance="Pass the config as a dict, as in the integration guide.")
     cfg = copy.deepcopy(config)
-    known_secrets = _collect_secrets(cfg)
+    failure: KitError | None = None
     try:
         checks.check_shape(cfg)
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
         _resolve_api_keys(cfg)
         checks.validate_with_dlt(cfg)
-    except ConfigError as exc:
-        _raise_redacted(exc, known_secrets)
+    except KitError as exc:
+        failure = _redacted(exc, _collect_secrets(cfg))
+    if failure is not None:
+        # Raised from here, outside the except block and with this frame's copy of the
+        # config (its key resolved from the environment) gone: a traceback printed with
+        # its local variables must not show the key.
+        del cfg
+        raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
                           secrets=_collect_secrets(cfg), concurrency=concurrency)
 
@@ -221,14 +227,11 @@ def _collect_secrets(cfg: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _raise_redacted(exc: ConfigError, secrets: tuple[str, ...]) -> None:
-    """Re-raise ``exc``; should a secret have reached its text, with that secret masked."""
-    text, guidance = exc.message, exc.guidance or ""
-    leaked = [s for s in secrets if s in text or s in guidance]
-    if not leaked:
-        raise exc.with_traceback(None) from None
-    for secret in sorted(leaked, key=len, reverse=True):
-        text, guidance = text.replace(secret, checks.MASK), guidance.replace(secret, checks.MASK)
-    redacted = ConfigError(text, guidance=guidance or None)
-    redacted.path = exc.path
-    raise redacted from None
+def _redacted(exc: KitError, secrets: tuple[str, ...]) -> KitError:
+    """``exc`` detached from its frames; should a secret have reached its text, masked."""
+    clean = exc.detached()
+    for secret in sorted(secrets, key=len, reverse=True):
+        clean.message = clean.message.replace(secret, checks.MASK)
+        clean.guidance = clean.guidance.replace(secret, checks.MASK) if clean.guidance else clean.guidance
+    clean.args = (clean.message,)
+    return clean

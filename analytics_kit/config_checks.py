@@ -360,6 +360,7 @@ def _describe(hint: Any) -> str:
 
 def validate_with_dlt(config: dict[str, Any]) -> None:
     """Run dlt's own validator (as ``rest_api_source`` does) on a masked copy; raise ConfigError."""
+    failure: ConfigError | None = None
     try:
         validate_dict(rt.RESTAPIConfig, _mask(config), path=".")
     except DictValidationException as exc:
@@ -373,7 +374,10 @@ def validate_with_dlt(config: dict[str, Any]) -> None:
         else:
             literal = is_literal_type(hint)
             detail = deepest.msg + (did_you_mean(deepest.value, map(str, get_literal_args(hint))) if literal else "")
-        raise ConfigError(f"rejected by dlt's rest_api validator: {detail}; "
-                          f"expected {_describe(hint)}", path=path,
-                          guidance="Fix the value as described; see dlt's rest_api documentation.") from None
+        failure = ConfigError(f"rejected by dlt's rest_api validator: {detail}; "
+                              f"expected {_describe(hint)}", path=path,
+                              guidance="Fix the value as described; see dlt's rest_api documentation.")
+    if failure is not None:
+        # raised outside the except block: dlt's exception (and its frames) is not chained
+        raise failure
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -55,7 +56,12 @@ def ensure_database(path: Path) -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY}).close()
+    # Made under another name and renamed into place: a run killed halfway through
+    # creating the file would otherwise leave a broken file every later run trips on.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    partial.unlink(missing_ok=True)
+    duckdb.connect(str(partial), config={"storage_compatibility_version": STORAGE_COMPATIBILITY}).close()
+    os.replace(partial, path)
 
 
 def wait_for_lock(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) -> None:  # type: ignore[no-untyped-def]

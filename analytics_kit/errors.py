@@ -23,6 +23,14 @@ class KitError(Exception):
         self.context = context
         super().__init__(message)
 
+    def detached(self) -> "KitError":
+        """A copy with no traceback and no chained exceptions: nothing that holds the
+        frames (and their local variables, secrets included) it was raised from."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        Exception.__init__(clone, *self.args)
+        return clone
+
     def __str__(self) -> str:
         if self.guidance:
             return f"{self.message}\n  What to do: {self.guidance}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Literal, Mapping
 
@@ -27,6 +28,8 @@ MODES = ("incremental", "full_refresh")
 # and 2.5 GB as INSERT statements, and well under a second as parquet. PostgreSQL
 # takes parquet only through the optional ADBC driver, so it gets CSV (COPY); other
 # destinations get dlt's own preferred format.
+# Beside the pipeline's own folder, which every run clears (see _from_destination).
+FULL_REFRESH_PENDING = "full_refresh.pending"
 LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres": "csv"}
 
 
@@ -81,6 +84,7 @@ def load(
         ensure_database(target.database)
         wait_for_lock(target.database, lock_timeout, on_wait=logger.warning)
     pipeline, recovered = _from_destination(target.pipeline())
+    mode = _resume_full_refresh(target, mode)
 
     started = time.perf_counter()
     failure = None
@@ -103,6 +107,7 @@ def load(
             display.close()
     if failure is not None:
         raise failure
+    (target.pipelines_dir / FULL_REFRESH_PENDING).unlink(missing_ok=True)
 
     normalize = pipeline.last_trace.last_normalize_info
     rows = {
@@ -122,6 +127,29 @@ def load(
         load_id=info.loads_ids[-1] if info.loads_ids else None,
         database=target.label,
     )
+
+
+def _resume_full_refresh(target: Target, mode: str) -> str:
+    """The mode to run, with a marker that survives a killed full refresh.
+
+    dlt's ``refresh="drop_sources"`` empties the tables in a transaction of its own,
+    committed before the new rows and cursor are. A run killed in between leaves empty
+    tables behind a cursor that says all is loaded: the next incremental run would
+    fetch only changes, and the rest would be silently gone. So a full refresh writes a
+    marker first and removes it when it has succeeded; while the marker is there, every
+    run is a full refresh.
+    """
+    marker = target.pipelines_dir / FULL_REFRESH_PENDING
+    if mode == "incremental" and marker.exists():
+        logger.warning("An earlier full refresh did not finish; running it again instead of an incremental load.")
+        mode = "full_refresh"
+    if mode == "full_refresh":
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        with open(marker, "w") as handle:
+            handle.write("a full refresh started and has not finished\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return mode
 
 
 def _from_destination(pipeline: Pipeline) -> tuple[Pipeline, int]:

@@ -211,3 +211,25 @@ def test_data_that_changes_during_offset_paging(api, config):
         pass  # refusing an inconsistent snapshot is fine; a silent gap is not
     ak.load(config, progress=False)
     assert loaded(api) == served(api)
+
+
+def test_a_full_refresh_that_did_not_finish_is_run_again(api, config, tmp_path):
+    """dlt empties the tables before it commits the new rows: a kill in between must not stick."""
+    ak.load(config, progress=False)
+    marker = tmp_path / "analytics.duckdb.state" / "full_refresh.pending"
+    api.inject("status", path="/v1/events", status=503, times=None)
+    with pytest.raises(ak.LoadError):
+        ak.load(config, mode="full_refresh", progress=False)
+    assert marker.exists()
+    api.clear_faults()
+    report = ak.load(config, progress=False)  # asked for incremental
+    assert report.mode == "full_refresh"
+    assert not marker.exists()
+    assert loaded(api) == served(api)
+    assert ak.load(config, progress=False).mode == "incremental"
+
+
+def test_a_file_left_half_created_is_not_in_the_way(api, config, tmp_path):
+    (tmp_path / ".analytics.duckdb.123.creating").write_bytes(b"")  # what a kill mid-creation leaves
+    ak.load(config, progress=False)
+    assert loaded(api) == served(api)

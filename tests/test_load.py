@@ -145,10 +145,12 @@ def test_a_stale_package_never_replaces_new_data(api, config):
     assert set(change.new_ids) <= set(loaded(api))
 
 
-def test_lock_held_by_another_process(api, config, tmp_path):
+@pytest.mark.parametrize("read_only", [False, True])
+def test_lock_held_by_another_process(api, config, tmp_path, read_only):
     ak.load(config)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect('analytics.duckdb'); print('ready', flush=True); sys.stdin.read()"],
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect('analytics.duckdb', read_only={read_only}); "
+         "print('ready', flush=True); sys.stdin.read()"],
         cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -159,6 +161,7 @@ def test_lock_held_by_another_process(api, config, tmp_path):
     finally:
         holder.communicate("")
     assert ak.load(config).requests["events"] == 1
+    assert ak.query("SELECT count(*) AS n FROM analytics.events").n[0] == 250  # the file is intact
 
 
 def test_a_connection_open_in_this_process_is_named_not_blamed_on_credentials(api, config):

@@ -1,0 +1,381 @@
+"""The secret canary: an API key that must never show up anywhere it was not put.
+
+The key is a canary string. Loads that succeed, fail on 500s, get a 401 whose body echoes
+the request, hit a closed port, time out, or have a broken config run at INFO and at DEBUG
+(the root logger at DEBUG too, into a log file and a StringIO), with the key under the
+usual ``api_key`` parameter (from dlt secrets, ``API_KEY``) and under ``ak``, a name dlt's
+own redaction does not know (inline in the config). Afterwards the canary, its URL-encoded
+form and its random core are searched for in every file written under the test's folder
+(DuckDB tables column by column and the decoded pipeline state, the pipelines folder with
+``trace.pickle`` unpickled, the logs), in the captured stdout and stderr, in the exceptions
+(str, repr, args, attributes, the whole cause/context chain) and their tracebacks with
+locals (frames in analytics_kit, dlt, requests and urllib3), in the load reports, and in
+the notebooks' stored outputs. Expected: 0 hits. ``-s`` prints the number of places checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import io
+import json
+import logging
+import os
+import pickle
+import re
+import secrets
+import socket
+import sysconfig
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import quote, quote_plus
+
+import duckdb
+import pytest
+
+import analytics_kit as ak
+from analytics_kit import demo
+from analytics_kit.retry import retry_session
+
+REPO = Path(__file__).resolve().parents[1]
+KIT = str(REPO / "analytics_kit")
+SITE = sysconfig.get_paths()["purelib"]
+# Frames whose locals a traceback with locals would show. The test's own frames hold the
+# config legitimately, so they are not searched.
+SEARCHED_FRAMES = (KIT, *(os.path.join(SITE, name) for name in ("dlt", "requests", "urllib3")))
+TINY_BACKOFF = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001}
+# The kit has no setting for the request timeout (retry_session's default, dlt's 60 s, is
+# used for every request); the timeout case shortens it through retry_session's default.
+SHORT_TIMEOUT = 0.3
+KEY_IN_URL = re.compile(r"\b(api_key|ak)=[^*&\"\s\\]{4,}")
+
+
+def _canary() -> str:
+    # '+', '/' and '=' make the URL-encoded form differ from the plain one.
+    return f"CANARY-{secrets.token_hex(8)}+k/y="
+
+
+@dataclass
+class Search:
+    """Every place searched, and where a needle was found."""
+
+    needles: dict[str, str]
+    places: int = 0
+    hits: list[str] = field(default_factory=list)
+
+    def text(self, where: str, text: str) -> None:
+        self.places += 1
+        found = [(name, text.index(needle), needle) for name, needle in self.needles.items() if needle in text]
+        if found:
+            names = ", ".join(name for name, _, _ in found)
+            _, at, needle = found[0]
+            self.hits.append(f"{where}: {names} in ...{text[max(0, at - 150):at + len(needle) + 30]!r}...")
+
+    def raw(self, where: str, data: bytes) -> None:
+        self.text(where, data.decode("utf-8", "replace"))
+        if data[:2] == b"\x1f\x8b":
+            self.text(f"{where} (gunzipped)", gzip.decompress(data).decode("utf-8", "replace"))
+
+
+# -- the loads -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    # Called with the running API and the config; returns the config to load.
+    prepare: Callable[[demo.DemoAPI, dict, pytest.MonkeyPatch], dict]
+    fails: bool = True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _succeeds(api, config, mp):
+    return config
+
+
+def _always_500(api, config, mp):
+    api.inject("status", status=500, times=None)
+    return config
+
+
+def _echo_401(api, config, mp):
+    api.inject("echo_401", times=None)
+    return config
+
+
+def _closed_port(api, config, mp):
+    config["client"]["base_url"] = f"http://127.0.0.1:{_free_port()}"
+    return config
+
+
+def _times_out(api, config, mp):
+    mp.setitem(retry_session.__kwdefaults__, "timeout", SHORT_TIMEOUT)
+    api.inject("latency", seconds=SHORT_TIMEOUT * 4, times=None)
+    for resource in config["resources"]:
+        resource["endpoint"]["error_handler"]["max_retries"] = 1
+    return config
+
+
+def _broken_config(api, config, mp):
+    # A misspelled key next to the secret: validators like to print the block they reject.
+    auth = config["client"]["auth"]
+    auth["locaton"] = auth.pop("location")
+    return config
+
+
+def _rejected_by_dlt(api, config, mp):
+    # Passes the kit's own checks; dlt's validator rejects it after the key was resolved.
+    config["resources"][0]["endpoint"]["data_selector"] = 5
+    return config
+
+
+def _broken_config_top(api, config, mp):
+    config["resourcs"] = config.pop("resources")
+    return config
+
+
+CASES = (
+    Case("succeeds", _succeeds, fails=False),
+    Case("always 500", _always_500),
+    Case("401 echoing the request", _echo_401),
+    Case("closed port", _closed_port),
+    Case("times out", _times_out),
+    Case("misspelled auth key", _broken_config),
+    Case("misspelled top-level key", _broken_config_top),
+    Case("rejected by dlt's validator", _rejected_by_dlt),
+)
+# (query parameter name, where the key comes from, pages fetched at once): concurrency 1 goes
+# through dlt's own paginate and its DEBUG request logs, more goes through the kit's pager.
+KEYS = (("api_key", "dlt secrets (API_KEY)", 8), ("ak", "inline in the config", 1))
+LEVELS = ("INFO", "DEBUG")
+
+
+@contextmanager
+def _levels(level: int, names: tuple[str, ...]) -> Iterator[None]:
+    """Loggers at ``level`` for the block; setLevel (not the attribute) also clears their caches."""
+    loggers = [logging.getLogger(name) for name in names]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, before):
+            logger.setLevel(old)
+
+
+@dataclass
+class Outcome:
+    where: str
+    error: BaseException | None = None
+    report: Any = None
+    caller_config: dict | None = None
+
+
+def _run(case: Case, key_param: str, source: str, concurrency: int, level: str, canary: str, folder: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Outcome:
+    where = f"load '{case.name}' with the key as {key_param}= from {source}, concurrency {concurrency}, at {level}"
+    with demo.serve(events=120, customers=10, seed=5, api_key=canary, key_param=key_param) as api, \
+            monkeypatch.context() as mp:
+        inline = source.startswith("inline")
+        if not inline:
+            mp.setenv("API_KEY", canary)
+        config = ak.guide_config(api.base_url, canary if inline else None)
+        config["client"]["auth"]["name"] = key_param
+        for resource in config["resources"]:
+            resource["endpoint"]["error_handler"] = copy.deepcopy(TINY_BACKOFF)
+        config = case.prepare(api, config, mp)
+        outcome = Outcome(where, caller_config=config)
+        mp.setenv("RUNTIME__LOG_LEVEL", level)
+        levels = _levels(getattr(logging, level), ("dlt", "analytics_kit", "urllib3", "requests"))
+        database = folder / f"{case.name}-{key_param}-{level}".replace(" ", "_").replace("'", "") / "analytics.duckdb"
+        try:
+            with levels:
+                outcome.report = ak.load(config, database=str(database), concurrency=concurrency)
+        except Exception as error:  # noqa: BLE001 - every failure is searched below
+            outcome.error = error
+        assert (outcome.error is not None) == case.fails, f"{where}: {outcome.error!r}"
+        return outcome
+
+
+# -- where to search -----------------------------------------------------------------------
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen, todo, out = set(), [error], []
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        todo += [current.__cause__, current.__context__, getattr(current, "exception", None)]
+    return out
+
+
+def _search_error(search: Search, outcome: Outcome) -> None:
+    for i, error in enumerate(_chain(outcome.error)):
+        where = f"{outcome.where}: exception #{i} {type(error).__name__}"
+        search.text(f"{where} str", str(error))
+        search.text(f"{where} repr", repr(error))
+        search.text(f"{where} args", repr(error.args))
+        search.text(f"{where} __dict__", repr(getattr(error, "__dict__", {})))
+        search.text(f"{where} notes", repr(getattr(error, "__notes__", [])))
+    search.text(f"{outcome.where}: formatted traceback", "".join(traceback.format_exception(outcome.error)))
+    formatted = traceback.TracebackException.from_exception(outcome.error, capture_locals=True)
+    todo, seen = [(formatted, "")], set()
+    while todo:
+        te, how = todo.pop(0)
+        if te is None or id(te) in seen:
+            continue
+        seen.add(id(te))
+        # A context raised "from None" is not printed, but it is still there for debuggers,
+        # error trackers and anything else that walks the chain.
+        context = " (suppressed context)" if te.__suppress_context__ else " (context)"
+        todo += [(te.__cause__, how + " (cause)"), (te.__context__, how + context)]
+        for frame in te.stack:
+            if not frame.filename.startswith(SEARCHED_FRAMES):
+                continue
+            # The caller's own config dict, passed down as an argument, is not a leak.
+            own = {name for name, value in (frame.locals or {}).items() if value == repr(outcome.caller_config)}
+            locals_ = {k: v for k, v in (frame.locals or {}).items() if k not in own}
+            search.text(f"{outcome.where}: traceback{how} frame {os.path.relpath(frame.filename, SITE if frame.filename.startswith(SITE) else REPO)}"
+                        f":{frame.lineno} {frame.name}() locals", repr(locals_))
+
+
+def _search_duckdb(search: Search, path: Path) -> None:
+    from dlt.pipeline.state_sync import decompress_state
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return  # not a database (the raw bytes were searched anyway)
+    with con:
+        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+        for schema, table in tables:
+            columns = [c for (c,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [schema, table]).fetchall()]
+            for column in columns:
+                values = con.execute(f'SELECT CAST("{column}" AS VARCHAR) FROM "{schema}"."{table}"').fetchall()
+                search.text(f"{path.name} table {schema}.{table} column {column}",
+                            "\n".join(v for (v,) in values if v is not None))
+            if table == "_dlt_pipeline_state":
+                for (blob,) in con.execute(f'SELECT state FROM "{schema}"."{table}"').fetchall():
+                    search.text(f"{path.name} {schema}.{table}.state decoded", json.dumps(decompress_state(blob)))
+
+
+def _walk(obj: Any, depth: int = 0, seen: set | None = None) -> list[str]:
+    """Every string reachable from ``obj`` (for unpickled traces)."""
+    seen = set() if seen is None else seen
+    if depth > 25 or id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, (str, bytes)):
+        return [obj if isinstance(obj, str) else obj.decode("utf-8", "replace")]
+    out: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _walk(k, depth + 1, seen) + _walk(v, depth + 1, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            out += _walk(v, depth + 1, seen)
+    elif hasattr(obj, "__dict__") or hasattr(obj, "__slots__"):
+        for name in list(getattr(obj, "__dict__", {})) + list(getattr(obj, "__slots__", ())):
+            out += _walk(getattr(obj, name, None), depth + 1, seen)
+    return out
+
+
+def _search_files(search: Search, root: Path) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        where = f"file {path.relative_to(root)}"
+        search.raw(where, path.read_bytes())
+        if path.suffix == ".duckdb":
+            _search_duckdb(search, path)
+        elif path.name.endswith(".pickle"):
+            with path.open("rb") as f:
+                trace = pickle.load(f)
+            search.text(f"{where} unpickled repr", repr(trace))
+            search.text(f"{where} unpickled, every string", "\n".join(_walk(trace)))
+        elif path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            search.text(f"{where} as a table", str(pq.read_table(path).to_pylist()))
+
+
+def _search_notebooks(search: Search) -> None:
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        for n, cell in enumerate(cells):
+            for output in cell.get("outputs", []):
+                text = json.dumps(output)
+                where = f"{notebook.name} cell {n} output"
+                search.text(where, text)
+                found = KEY_IN_URL.search(text.replace("\\n", " "))
+                if found:
+                    search.hits.append(f"{where}: a key value in a URL: {found.group(0)!r}")
+
+
+# -- the test ------------------------------------------------------------------------------
+
+
+def test_the_api_key_never_leaks(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch, record_property) -> None:
+    canary = _canary()
+    search = Search({"canary": canary, "URL-encoded canary": quote(canary, safe=""),
+                     "form-encoded canary": quote_plus(canary), "canary core": canary[7:23]})
+    log_file = tmp_path / "logs" / "all.log"
+    log_file.parent.mkdir()
+    memory = io.StringIO()
+    handlers = [logging.FileHandler(log_file), logging.StreamHandler(memory)]
+    formatter = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.DEBUG)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.setLevel(logging.DEBUG)
+        root.addHandler(handler)
+    outcomes = []
+    try:
+        for key_param, source, concurrency in KEYS:
+            for level in LEVELS:
+                for case in CASES:
+                    outcomes.append(_run(case, key_param, source, concurrency, level, canary, tmp_path / "loads",
+                                         monkeypatch))
+    finally:
+        root.setLevel(root_level)
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+
+    captured = capfd.readouterr()
+    search.text("captured stdout", captured.out)
+    search.text("captured stderr", captured.err)
+    search.text("root logger StringIO", memory.getvalue())
+    assert "DEBUG" in memory.getvalue(), "the DEBUG records did not reach the root logger"
+    for outcome in outcomes:
+        if outcome.error is not None:
+            _search_error(search, outcome)
+        else:
+            search.text(f"{outcome.where}: report repr", repr(outcome.report))
+            search.text(f"{outcome.where}: report str", str(outcome.report))
+    _search_files(search, tmp_path)
+    _search_notebooks(search)
+
+    summary = f"canary: {search.places} places checked, {len(search.hits)} hits"
+    record_property("canary_places_checked", search.places)
+    record_property("canary_hits", len(search.hits))
+    with capfd.disabled():
+        print(f"\n{summary} ({len(outcomes)} loads)")
+    assert len(outcomes) == len(KEYS) * len(LEVELS) * len(CASES)
+    assert any(p.name == "trace.pickle" for p in tmp_path.rglob("*")), "no trace.pickle was searched"
+    assert not search.hits, f"{summary}:\n" + "\n".join(search.hits)
