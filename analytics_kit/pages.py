@@ -45,6 +45,12 @@ MAX_CONCURRENCY = 64
 # its size: 100-row pages cost more there than everything else together. Arrow pages are
 # therefore yielded in batches of about this many rows (a few MB).
 BATCH_ROWS = 10_000
+# An API that answers in under this long is limited by CPU, not by waiting: on it more
+# workers only fight over the GIL (and, for a local API, over the same cores), and two
+# (fetching one page while the next is converted) are fastest. Measured on 100,000 events
+# from the demo API: 4.9 s with 1 worker, 3.4 s with 2, 4.1 s with 4, 5.5 s with 8.
+FAST_RESPONSE_SECONDS = 0.02
+FAST_API_WORKERS = 2
 # Passes over a listing that keeps shifting under the pager before the load gives up.
 MAX_PASSES = 3
 
@@ -280,6 +286,7 @@ class _Offsets:
                  request_kwargs: dict, data_selector: Any, tally: Tally) -> None:
         self.owner = owner
         self.tally = tally
+        self.settings: dict | None = None
         self.paginator = paginator
         self.send_kwargs = send_kwargs
         self.request_kwargs = request_kwargs
@@ -301,7 +308,11 @@ class _Offsets:
         request = self.owner.client._create_request(**{**self.request_kwargs, "params": params})
         session = session or self._session()
         prepared = session.prepare_request(request)
-        settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+        if self.settings is None:
+            # proxies and certificates from the environment: the same for every page of the
+            # pass, and looking them up costs about as much as parsing a page
+            self.settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+        settings = self.settings
         try:
             response = session.send(prepared, **{**settings, **self.send_kwargs})
         except IgnoreResponseException:
@@ -331,15 +342,19 @@ class _Offsets:
         step = p.value_step
         first = p.initial_value
         # the first page on the resource's own session, in the extracting thread: it gives the total
+        started = time.perf_counter()
         page, total, empty = self.fetch(first, self.owner.client.session)
+        workers = self.owner.concurrency
+        if time.perf_counter() - started < FAST_RESPONSE_SECONDS:
+            workers = min(workers, FAST_API_WORKERS)
         if page is not None:
             yield page
         if empty and p.stop_after_empty_page or total is None:
             return
         next_offset, end = first + step, self._end(total)
-        window = 2 * self.owner.concurrency
+        window = 2 * workers
         pending: deque[Future] = deque()
-        pool = ThreadPoolExecutor(self.owner.concurrency, thread_name_prefix="kit-page")
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="kit-page")
         try:
             while True:
                 while len(pending) < window and next_offset < end:
