@@ -56,6 +56,8 @@ class PreparedConfig:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     # resource -> workers fetching its offset pages at once, where the config sets it
     concurrency: dict[str, int] = field(default_factory=dict)
+    # where loads go, if the config names it (load's destination argument wins)
+    destination: str | None = None
 
 
 def prepare(config: dict[str, Any]) -> PreparedConfig:
@@ -67,6 +69,7 @@ def prepare(config: dict[str, Any]) -> PreparedConfig:
     failure: KitError | None = None
     try:
         checks.check_shape(cfg)
+        destination = cfg.pop(checks.DESTINATION, None)
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
         _resolve_api_keys(cfg)
@@ -80,7 +83,7 @@ def prepare(config: dict[str, Any]) -> PreparedConfig:
         del cfg
         raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
-                          secrets=_collect_secrets(cfg), concurrency=concurrency)
+                          secrets=_collect_secrets(cfg), concurrency=concurrency, destination=destination)
 
 
 # -- concurrency -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from analytics_kit.errors import ConfigError
 ERROR_HANDLER = "error_handler"
 CONCURRENCY = "concurrency"  # the kit's: workers fetching offset pages at once
 KIT_KEYS = [ERROR_HANDLER, CONCURRENCY]
+DESTINATION = "destination"  # the kit's, top level: where loads go (a dlt destination name)
 MASK = "*****"
 _SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie"}
 _SENSITIVE_PARTS = ("key", "token", "secret", "password", "auth")
@@ -273,7 +274,10 @@ def resource_name(resource: Any) -> Any:
 
 def check_shape(config: dict[str, Any]) -> None:
     """Raise ConfigError for the first problem in the config's shape (error_handler contents excepted)."""
-    check_mapping(config, rt.RESTAPIConfig, "", skip=["client", "resources"])
+    check_mapping(config, rt.RESTAPIConfig, "", skip=["client", "resources"], extra=[DESTINATION])
+    if DESTINATION in config and not (isinstance(config[DESTINATION], str) and config[DESTINATION].strip()):
+        raise fail(DESTINATION, f"got {got(config[DESTINATION])}", "a dlt destination name such as 'duckdb' or 'postgres'",
+                   "Name the destination; its credentials go in dlt secrets, not here.")
     if "client" not in config:
         raise fail("client", "missing", "a dict with at least 'base_url'", "Add a 'client' block with base_url.")
     check_client(config["client"])

@@ -74,7 +74,7 @@ def load(
     if concurrency is not None:
         check_concurrency(concurrency, "concurrency")
     prepared = prepare(config)
-    target = Target.of(destination, database, dataset)
+    target = Target.of(destination or prepared.destination, database, dataset)
     stats = LoadStats()
     redactor = Redactor(prepared.secrets + target.secrets())
     display = Progress(stats, enabled=progress)

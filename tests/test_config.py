@@ -177,6 +177,8 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"^resource_defaults\.write_disposition: rejected by dlt's rest_api validator: .*did you mean 'merge'"),
     ("include_from_parent not a list", edited(lambda c: c["resources"][0].update(include_from_parent="id")),
      ConfigError, r"^resources\[0\]\.include_from_parent: rejected by dlt's rest_api validator: .*`list` is expected"),
+    ("destination not a name", edited(lambda c: c.update(destination=5)), ConfigError,
+     r"^destination: got 5 \(int\); expected a dlt destination name"),
     ("unknown resource_defaults key", edited(lambda c: c["resource_defaults"].update(primary_kye="id")),
      ConfigError, r"^resource_defaults\.primary_kye: unknown key 'primary_kye' \(did you mean 'primary_key'\?\)"),
 ]

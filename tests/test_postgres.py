@@ -131,3 +131,11 @@ def test_cli_destination(api, postgres, tmp_path):
     tables = subprocess.run([str(bin_dir / "analytics-kit"), "tables", "--destination", "postgres",
                              "--dataset", postgres["dataset"]], capture_output=True, text=True, env=env, timeout=120)
     assert tables.returncode == 0 and "events" in tables.stdout and "250" in tables.stdout
+
+
+def test_the_config_file_can_name_the_destination(api, config, postgres):
+    config = {**config, "destination": "postgres"}
+    report = ak.load(config, progress=False, dataset=postgres["dataset"])
+    assert report.database.startswith("postgres")
+    assert not Path("analytics.duckdb").exists()
+    assert ak.tables(**postgres).rows.sum() == 270
