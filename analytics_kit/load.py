@@ -91,6 +91,7 @@ def load(
     with redacted_logging(redactor):
         try:
             pipeline.sync_destination()
+            _remove_uncommitted_appends(pipeline)
             before = cursors(pipeline)
             info = pipeline.run(
                 source,
@@ -127,6 +128,40 @@ def load(
         load_id=info.loads_ids[-1] if info.loads_ids else None,
         database=target.label,
     )
+
+
+def _remove_uncommitted_appends(pipeline: Pipeline) -> None:
+    """Deletes rows that a killed run appended but never committed.
+
+    dlt commits each job of a load on its own and marks the load complete last. A run
+    killed in between leaves an append table holding rows of an unfinished load; the
+    rerun fetches them again from the committed cursor, and they would be there twice.
+    Merge tables need nothing: their rows reach the table in the final merge step.
+    """
+    schema = pipeline.default_schema if pipeline.default_schema_name else None
+    if schema is None:
+        return
+    appended = [t["name"] for t in schema.data_tables() if t.get("write_disposition") == "append"
+                and not t.get("parent")]
+    if not appended:
+        return
+    with pipeline.sql_client() as client:
+        loads = client.make_qualified_table_name(schema.loads_table_name)
+        for table in appended:
+            if not client.has_dataset() or not _table_exists(client, table):
+                continue
+            name = client.make_qualified_table_name(table)
+            client.execute_sql(
+                f"DELETE FROM {name} WHERE _dlt_load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)"
+            )
+
+
+def _table_exists(client: Any, table: str) -> bool:
+    rows = client.execute_sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        client.dataset_name, table,
+    )
+    return bool(rows and rows[0][0])
 
 
 def _resume_full_refresh(target: Target, mode: str) -> str:
