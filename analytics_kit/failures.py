@@ -113,11 +113,19 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
 
     db = _find(error, duckdb.Error)
-    if db is not None and ("lock" in str(db).lower() or "different configuration" in str(db).lower()):
+    text = str(db).lower() if db is not None else ""
+    if db is not None and ("conflicting lock" in text or "could not set lock" in text
+                           or "different configuration" in text):
         return LoadError(
             f"The DuckDB file {database} is open in another connection, so the load cannot write to it.",
             guidance="Close the other connection (con.close() in your notebook, or quit the duckdb CLI) "
             "and run the load again. analytics_kit.query() closes its connections for you.",
+            database=database,
+        )
+    if isinstance(db, duckdb.OutOfMemoryException) or "out of memory" in text:
+        return LoadError(
+            f"DuckDB ran out of the memory the kit allows it while loading into {database}: {_short(str(db), 200)}",
+            guidance="Raise the limit with ANALYTICS_KIT_DUCKDB_MEMORY (e.g. 1GB) and run the load again.",
             database=database,
         )
 

@@ -254,3 +254,13 @@ def test_rows_appended_by_an_unfinished_load_are_not_kept(api, config):
     ak.load(config, progress=False)
     counts = ak.query("SELECT count(*) AS n, count(DISTINCT _dlt_load_id) AS loads FROM analytics.events")
     assert counts.n[0] == 2 * 250 and counts.loads[0] == 2
+
+
+def test_duckdb_out_of_memory_is_named_as_such(api, config, monkeypatch):
+    """DuckDB's "could not allocate block" once read as a lock ("b-lock") error."""
+    monkeypatch.setenv("ANALYTICS_KIT_DUCKDB_MEMORY", "1MB")
+    with pytest.raises(ak.LoadError, match=r"(?s)ran out of the memory.*ANALYTICS_KIT_DUCKDB_MEMORY"):
+        ak.load(config, progress=False)
+    monkeypatch.delenv("ANALYTICS_KIT_DUCKDB_MEMORY")
+    ak.load(config, progress=False)
+    assert loaded(api) == served(api)
