@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import threading
 from datetime import date, datetime
 from typing import Any, Iterable, Mapping
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dlt.common.data_types.type_helpers import coerce_value
 from dlt.common.schema.detections import is_iso_timestamp
@@ -33,11 +31,8 @@ ARROW_TYPES = {"bigint": pa.int64(), "text": pa.string(), "double": pa.float64()
                "timestamp": TIMESTAMP, "json": pa.string()}
 # dlt's parquet normaliser adds neither column to arrow items by default; the slow path has both,
 # and the two paths must give the same tables.
-# _dlt_id comes from CastDeferred (see row_ids): dlt's normaliser would make it with one
-# base64 call per row, 1.5 s per million rows.
-NORMALIZER_ENV = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "false",
+NORMALIZER_ENV = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "true",
                   "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true"}
-DLT_ID = "_dlt_id"
 
 
 class _JsonAsText(logging.Filter):
@@ -258,9 +253,6 @@ class CastDeferred(ItemTransform[Any, Any]):
     def __init__(self, converter: PageConverter) -> None:
         super().__init__(lambda item: item)
         self.converter = converter
-        self._prefix = secrets.token_urlsafe(9) + "."
-        self._next = 0
-        self._lock = threading.Lock()
 
     def __call__(self, item: Any, meta: Any = None) -> Any:
         if not isinstance(item, pa.Table):
@@ -278,17 +270,4 @@ class CastDeferred(ItemTransform[Any, Any]):
                 rows = [{name: v} for v in item.column(index).to_pylist()]
                 array = _coerced([r[name] for r in rows], "timestamp", name)
             item = item.set_column(index, field.with_type(TIMESTAMP), array)
-        if item.schema.get_field_index(DLT_ID) < 0:
-            item = item.append_column(pa.field(DLT_ID, pa.string(), nullable=False), self.row_ids(item.num_rows))
         return item
-
-    def row_ids(self, count: int) -> pa.Array:
-        """Unique row ids, made in bulk: a random prefix for this load and a running number.
-
-        dlt's own (random base64 per row, the slow path's kind) cost more than building the
-        pages; for a table without nested tables the id only has to be unique.
-        """
-        with self._lock:
-            start, self._next = self._next, self._next + count
-        numbers = pc.cast(pa.array(range(start, start + count), pa.int64()), pa.string())
-        return pc.binary_join_element_wise(self._prefix, numbers, "")
