@@ -53,7 +53,3 @@ class LoadStats:
         with self._lock:
             self.pages[resource] += 1
             self.rows[resource] += rows
-
-    @property
-    def total_requests(self) -> int:
-        return sum(self.requests.values())

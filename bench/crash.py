@@ -399,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="how many of the kills hit a first load while it creates the DuckDB file")
     args = parser.parse_args(argv)
     result = crash(args.kills, args.seed, args.events, args.customers, args.create_kills)
-    print(f"\nphases hit: " + ", ".join(f"{p} {result.phases[p]}" for p in (CREATE,) + PHASES + ("start-up",)
+    print("\nphases hit: " + ", ".join(f"{p} {result.phases[p]}" for p in (CREATE,) + PHASES + ("start-up",)
                                         if result.phases[p]), flush=True)
-    print(f"modes: " + ", ".join(f"{m} {n}" for m, n in sorted(result.modes.items()))
+    print("modes: " + ", ".join(f"{m} {n}" for m, n in sorted(result.modes.items()))
           + f"; kills that missed (load finished first, retried): {result.missed}"
           + f"; unfinished packages dropped by reruns: {result.recovered_packages}")
     n = result.diff.counts()

@@ -23,7 +23,6 @@ def kit(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
 @pytest.fixture
 def config_files(api, tmp_path: Path) -> dict[str, Path]:
     """The guide's config as TOML, YAML and JSON (no key inside: it comes from API_KEY)."""
-    import tomllib  # noqa: F401 - the TOML is written by hand below
     import yaml
 
     import analytics_kit as ak

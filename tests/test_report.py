@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import requests
 import pytest
 
 import analytics_kit as ak

@@ -6,7 +6,6 @@ import copy
 import logging
 
 import pytest
-import requests
 
 import analytics_kit as ak
 from analytics_kit.retry import RetryPolicy, retry_session
