@@ -164,6 +164,26 @@ def test_lock_held_by_another_process(api, config, tmp_path, read_only):
     assert ak.query("SELECT count(*) AS n FROM analytics.events").n[0] == 250  # the file is intact
 
 
+def test_the_file_is_free_for_readers_while_the_api_is_fetched(api, config):
+    """The load holds the file only while dlt reads or writes it, not during extraction."""
+    ak.load(config)
+    api.advance(new=150)
+    read = []
+
+    def read_from_another_process(server) -> None:
+        out = subprocess.run(
+            [sys.executable, "-c", "import duckdb; c = duckdb.connect('analytics.duckdb', read_only=True); "
+             "print(c.execute('SELECT count(*) FROM events').fetchone()[0])"],
+            capture_output=True, text=True, timeout=60,
+        )
+        read.append(out.stdout.strip() or out.stderr.strip().splitlines()[-1])
+
+    api.inject("callback", path="/v1/events", times=1, skip=1, fn=read_from_another_process)
+    ak.load(config)
+    assert read == ["250"]  # the rows committed before this run
+    assert loaded(api) == served(api)
+
+
 def test_a_connection_open_in_this_process_is_named_not_blamed_on_credentials(api, config):
     ak.load(config)
     con = duckdb.connect("analytics.duckdb", read_only=True)
