@@ -16,7 +16,7 @@ from dlt.sources.rest_api import rest_api_source
 from .arrow_pages import (CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults,
                           mute_json_override, unsupported_columns)
 from .config import PreparedConfig, prepare
-from .pages import DEFAULT_CONCURRENCY, Gate, KitPaginate
+from .pages import DEDUPLICATED, DEFAULT_CONCURRENCY, Gate, KitPaginate
 from .redact import Redactor
 from .retry import retry_session
 from .stats import LoadStats
@@ -100,6 +100,9 @@ def _build(
     related = {r._pipe.parent.name for r in source.resources.values() if r._pipe.has_parent}
     related |= {r.name for r in source.resources.values() if r._pipe.has_parent}
     for resource in source.resources.values():
+        # Stored with the schema, the hint would outlive the run that proved it; every run
+        # starts without it, and only KitPaginate's last batch sets it (see _batched).
+        resource.apply_hints(additional_table_hints={DEDUPLICATED: False})
         policy = prepared.policies.get(resource.name, prepared.default_policy)
         # dlt gives each resource its own RESTClient but takes the session from the one
         # client config, so per-endpoint policies are set on each resource's client here.

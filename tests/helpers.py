@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import analytics_kit as ak
 
@@ -26,3 +27,10 @@ def loaded(api, table: str = "events", database: str = "analytics.duckdb") -> di
 
 def served(api, resource: str = "events") -> dict:
     return {r["id"]: r["updated_at"] for r in api.records(resource, include_deleted=False)}
+
+
+def merge_sql(table: str = "events", database: str = "analytics.duckdb") -> str:
+    """The SQL dlt ran to merge ``table`` in the last load (its package stays until the next run)."""
+    jobs = sorted(Path(database + ".state").glob(f"*/load/loaded/*/completed_jobs/{table}.*.sql"))
+    assert jobs, f"no merge job for {table}"
+    return jobs[-1].read_text()

@@ -10,7 +10,7 @@ from email.utils import formatdate
 import pytest
 
 import analytics_kit as ak
-from helpers import FAST_RETRIES, loaded, served
+from helpers import FAST_RETRIES, loaded, merge_sql, served
 
 
 def checksum(table: str = "events") -> tuple:
@@ -130,6 +130,8 @@ def test_duplicate_ids_keep_the_latest_version(api, config):
     change = api.advance(updated=3)
     api.inject("transform", path="/v1/events", times=None, fn=duplicate_older)
     ak.load(config, progress=False)
+    # The first load proved its keys distinct and skipped dlt's dedup; this one must not.
+    assert "ROW_NUMBER()" in merge_sql()
     assert loaded(api) == served(api)
     assert ak.query("SELECT count(*) - count(DISTINCT id) AS d FROM analytics.events").d[0] == 0
     assert change.updated_ids
