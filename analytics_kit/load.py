@@ -97,7 +97,7 @@ def load(
 
     started = time.perf_counter()
     failure = None
-    with redacted_logging(redactor):
+    with redacted_logging(redactor), _without_dedup_notice():
         try:
             # run()'s steps one by one, so the file is held only while dlt reads or writes
             # it: readers such as the duckdb CLI can open it while the API is fetched.
@@ -139,6 +139,25 @@ def load(
         load_id=info.loads_ids[-1] if info.loads_ids else None,
         database=target.label,
     )
+
+
+class _DedupNotice(logging.Filter):
+    """dlt's warning that ``dedup_sort`` is ignored because the staged rows are declared
+    deduplicated: the kit declares that only after proving the keys distinct (see
+    ``pages.KitPaginate._batched``), so there is nothing to sort and nothing to warn of."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "declared as already deduplicated" not in record.getMessage()
+
+
+@contextmanager
+def _without_dedup_notice() -> Iterator[None]:
+    dlt_logger, notice = logging.getLogger("dlt"), _DedupNotice()
+    dlt_logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        dlt_logger.removeFilter(notice)
 
 
 @contextmanager
