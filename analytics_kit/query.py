@@ -7,26 +7,38 @@ a warehouse destination the same calls go through dlt's SQL client for it.
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from .database import DEFAULT_DATABASE
 from .destinations import Target
 from .errors import KitError
 
-# Arrow types to pandas' nullable dtypes: NULLs stay <NA> and integers stay integers.
-_NULLABLE = {
-    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
-    pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
-    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
-    pa.float32(): pd.Float32Dtype(), pa.float64(): pd.Float64Dtype(),
-    pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(),
-}
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@functools.cache
+def _nullable() -> Callable[[pa.DataType], Any]:
+    """Arrow types to pandas' nullable dtypes: NULLs stay <NA> and integers stay integers.
+
+    pandas is imported on first use: a quarter of a second that ``import analytics_kit``
+    and a load from the command line need not pay (dlt itself does not import it).
+    """
+    import pandas as pd
+
+    return {
+        pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+        pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+        pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+        pa.float32(): pd.Float32Dtype(), pa.float64(): pd.Float64Dtype(),
+        pa.bool_(): pd.BooleanDtype(), pa.string(): pd.StringDtype(), pa.large_string(): pd.StringDtype(),
+    }.get
 
 
 @contextmanager
@@ -71,7 +83,7 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     such as ``postgres``; its credentials come from dlt secrets.
     """
     table = _arrow(Target.of(destination, database, dataset), sql, params)
-    return table.to_pandas(types_mapper=_NULLABLE.get)
+    return table.to_pandas(types_mapper=_nullable())
 
 
 def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
@@ -89,7 +101,8 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
         _arrow(target, f'SELECT count(*) FROM "{target.dataset}"."{name}"', None).column(0)[0].as_py()
         for name in names
     ]
-    return pd.DataFrame({"table": pd.array(names, dtype="string"), "rows": pd.array(counts, dtype="Int64")})
+    return pa.table({"table": pa.array(names, pa.string()), "rows": pa.array(counts, pa.int64())}).to_pandas(
+        types_mapper=_nullable())
 
 
 def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
@@ -102,7 +115,7 @@ def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str |
         "SELECT column_name AS column, data_type AS type, is_nullable = 'YES' AS nullable "
         f"FROM information_schema.columns WHERE table_schema = {p} AND table_name = {p} ORDER BY ordinal_position",
         [target.dataset, table],
-    ).to_pandas(types_mapper=_NULLABLE.get)
+    ).to_pandas(types_mapper=_nullable())
     if frame.empty:
         raise KitError(
             f"There is no table {target.dataset}.{table} in {target.label}.",

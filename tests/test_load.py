@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 import analytics_kit as ak
@@ -48,7 +49,7 @@ def test_updated_rows_change_in_place(api, config):
     api_values = {r["id"]: r["value"] for r in api.records("events") if r["id"] in change.updated_ids}
     frame = ak.query("SELECT id, value FROM analytics.events WHERE id IN (SELECT unnest(?)) ORDER BY id",
                      params=[change.updated_ids])
-    assert {row.id: (None if row.value is ak.query.__globals__["pd"].NA else row.value)
+    assert {row.id: (None if row.value is pd.NA else row.value)
             for row in frame.itertuples()} == api_values
 
 
