@@ -311,6 +311,7 @@ class Tally:
             values = [tuple(r.get(k) for k in self.key) for r in rows if isinstance(r, dict)]
         with self._lock:
             self.rows += len(values)
+            self._distinct = None
             try:
                 self.ints.extend(values)  # all 64-bit integers: the common case, done in C
                 values = []
