@@ -98,7 +98,7 @@ def peaks(run: dict) -> str:
     return ", ".join(parts)
 
 
-def draw(runs: dict) -> None:
+def draw(runs: dict, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,13 +123,14 @@ def draw(runs: dict) -> None:
         ax.legend(loc="upper left", fontsize=8)
     axes[0][0].set_ylabel("resident memory (MB)")
     fig.tight_layout()
-    fig.savefig(OUT, dpi=110)
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=OUT, help=f"the chart (default: {OUT.relative_to(ROOT)})")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from analytics_kit import demo
@@ -147,7 +148,7 @@ def main() -> None:
                 detail = f"; by step: {peaks(run)}" if kind == "kit" else ""
                 print(f"{events:>9,} events  {kind:<4}  peak {top:5.0f} MB  "
                       f"{run['samples'][-1][0]:6.2f} s{detail}", flush=True)
-    draw(runs)
+    draw(runs, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""The benchmarks anyone can run still run: small sizes of bench/load_speed.py and bench/memory_profile.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(script: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_load_speed_runs_every_loader_and_prints_the_ratios() -> None:
+    out = _run("load_speed.py", "--events", "2000", "--dlt-default", "yes")
+    rows = re.findall(r"^\s+(\d\.|   ) ?(.+?)\s+([\d.]+) s .*?([\d,]+) rows", out, re.M)
+    assert len(rows) == 5, out
+    # all loaders loaded every record; the incremental runs the 1% changed
+    assert [r[3] for r in rows] == ["2,050", "2,050", "2,050", "20", "20"], out
+    warm, fresh = re.search(r"incremental requests to /v1/events: (\d+) warm, (\d+) fresh \(target <= 2\)", out).groups()
+    assert int(warm) <= 2 and int(fresh) <= 2, out
+    for line in ("kit / dlt-default", "kit / hand-written", "incremental time, warm:", "incremental time, fresh:"):
+        assert line in out, out
+
+
+@pytest.mark.slow
+def test_memory_profile_draws_both_loaders(tmp_path: Path) -> None:
+    chart = tmp_path / "memory.png"
+    out = _run("memory_profile.py", "--events", "2000", "--out", str(chart))
+    peaks = dict(re.findall(r"2,000 events\s+(kit|hand)\s+peak\s+(\d+) MB", out))
+    assert set(peaks) == {"kit", "hand"}, out
+    assert "by step: setup" in out and "load" in out, out
+    assert chart.read_bytes().startswith(b"\x89PNG")
