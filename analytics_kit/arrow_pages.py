@@ -201,7 +201,7 @@ class PageFormat:
 
     dlt's normaliser turns undeclared lists into child tables and dicts into ``a__b`` columns,
     which an arrow table cannot say; such a resource stays on dicts for the whole run, decided
-    on its first page (fetched before any other).
+    on the first records it is given.
     """
 
     def __init__(self, converter: PageConverter, resource: str) -> None:

@@ -113,7 +113,7 @@ def _build(
             gate = Gate(policy.max_delay)
             client.session = gate.install(new_session())
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
-            convert: Callable[[list], Any] = _as_is
+            convert: Callable[[list], Any] | None = None
             if reason is None:
                 incremental = resource.explicit_args.get("incremental_object")
                 cursor = (incremental.cursor_path,) if incremental is not None else ()
@@ -135,10 +135,6 @@ def _build(
         else:
             resource.add_step(PageStep(resource.name, stats, on_page))
     return source
-
-
-def _as_is(page: list) -> list:
-    return page
 
 
 def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:
