@@ -126,7 +126,9 @@ def load(
         raise failure
     (target.pipelines_dir / FULL_REFRESH_PENDING).unlink(missing_ok=True)
 
-    rows = {table: count for table, count in normalized.row_counts.items() if not table.startswith("_dlt")}
+    # dlt returns None from a step that found nothing to do
+    counts = normalized.row_counts if normalized else {}
+    rows = {table: count for table, count in counts.items() if not table.startswith("_dlt")}
     return LoadReport(
         mode=mode,
         rows=rows,
@@ -136,7 +138,7 @@ def load(
         cursor_after=cursors(pipeline),
         recovered_packages=recovered,
         duration=time.perf_counter() - started,
-        load_id=info.loads_ids[-1] if info.loads_ids else None,
+        load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
     )
 
