@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import analytics_kit as ak
 
 # A small backoff so tests that really retry stay fast.
 FAST_RETRIES = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 3, "backoff_factor": 0.001}
+
+
+def guide_dict(base_url: str, api_key: Any) -> dict:
+    """The integration guide's dict as printed (its generic resource), at ``base_url`` with ``api_key``."""
+    return {
+        "client": {"base_url": base_url, "auth": {"type": "api_key", "name": "api_key",
+                   "api_key": api_key, "location": "query"}},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [{"name": "resource_name", "endpoint": {
+            "path": "/v1/resource", "data_selector": "data",
+            "paginator": {"type": "offset", "limit": 100},
+            "error_handler": {"retry_on_status_codes": [429, 500, 502, 503, 504],
+                              "max_retries": 3, "backoff_factor": 2}}}]}
 
 
 def fast(config: dict) -> dict:

@@ -12,21 +12,14 @@ from dlt.sources.rest_api import rest_api_source
 from analytics_kit.config import PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, MissingSecretError
 from analytics_kit.retry import RetryPolicy
+from helpers import guide_dict
 
 CANARY = "CANARY-key-7f3a9c"
 
 
 def guide_config(api_key: Any = CANARY) -> dict[str, Any]:
     """The integration guide's config, with the key already read from dlt.secrets."""
-    return {
-        "client": {"base_url": "https://api.example.com", "auth": {"type": "api_key", "name": "api_key",
-                   "api_key": api_key, "location": "query"}},
-        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
-        "resources": [{"name": "resource_name", "endpoint": {
-            "path": "/v1/resource", "data_selector": "data",
-            "paginator": {"type": "offset", "limit": 100},
-            "error_handler": {"retry_on_status_codes": [429, 500, 502, 503, 504],
-                              "max_retries": 3, "backoff_factor": 2}}}]}
+    return guide_dict("https://api.example.com", api_key)
 
 
 def edited(edit: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:

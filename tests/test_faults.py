@@ -6,6 +6,7 @@ import copy
 import shutil
 import time
 from email.utils import formatdate
+from typing import Any, Callable
 
 import pytest
 
@@ -30,6 +31,16 @@ def with_policy(config: dict, **handler) -> dict:
     for resource in config["resources"]:
         resource["endpoint"]["error_handler"] = {**FAST_RETRIES, **handler}
     return config
+
+
+def first_record(field: str, change: Callable[[Any], Any]) -> dict:
+    """A fault that changes ``field`` of the first record on every events page."""
+    def transform(body: dict) -> dict:
+        if body["data"]:
+            body["data"][0][field] = change(body["data"][0][field])
+        return body
+
+    return {"kind": "transform", "path": "/v1/events", "times": None, "fn": transform}
 
 
 def fails_then_recovers(api, config, match: str, *, inject: dict) -> None:
@@ -148,32 +159,15 @@ def test_two_runs_without_new_data_change_nothing(api, config):
 
 
 def test_an_id_that_changes_type_is_rejected_and_nothing_sticks(api, config):
-    def text_id(body: dict) -> dict:
-        if body["data"]:
-            body["data"][0]["id"] = "evt-" + str(body["data"][0]["id"])
-        return body
-
-    fails_then_recovers(api, config, r"id", inject={"kind": "transform", "path": "/v1/events", "times": None, "fn": text_id})
+    fails_then_recovers(api, config, r"id", inject=first_record("id", lambda old: "evt-" + str(old)))
 
 
 def test_a_null_id_is_a_clear_error(api, config):
-    def null_id(body: dict) -> dict:
-        if body["data"]:
-            body["data"][0]["id"] = None
-        return body
-
-    fails_then_recovers(api, config, r"(?i)id.*(null|none|missing)",
-                        inject={"kind": "transform", "path": "/v1/events", "times": None, "fn": null_id})
+    fails_then_recovers(api, config, r"(?i)id.*(null|none|missing)", inject=first_record("id", lambda old: None))
 
 
 def test_a_null_cursor_field_is_refused_by_policy(api, config):
-    def null_cursor(body: dict) -> dict:
-        if body["data"]:
-            body["data"][0]["updated_at"] = None
-        return body
-
-    fails_then_recovers(api, config, r"updated_at",
-                        inject={"kind": "transform", "path": "/v1/events", "times": None, "fn": null_cursor})
+    fails_then_recovers(api, config, r"updated_at", inject=first_record("updated_at", lambda old: None))
 
 
 def test_a_database_restored_from_an_older_copy_is_caught_up(api, config, tmp_path):

@@ -10,22 +10,14 @@ import pytest
 import analytics_kit as ak
 from analytics_kit.retry import RetryPolicy, retry_session
 from analytics_kit.stats import LoadStats
-from helpers import FAST_RETRIES
+from helpers import FAST_RETRIES, guide_dict
 
 
 def guide_verbatim(api) -> dict:
     """The integration guide's dict, as printed, pointed at the demo API's generic resource."""
     import dlt
 
-    return {
-        "client": {"base_url": api.base_url, "auth": {"type": "api_key", "name": "api_key",
-                   "api_key": dlt.secrets["api_key"], "location": "query"}},
-        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
-        "resources": [{"name": "resource_name", "endpoint": {
-            "path": "/v1/resource", "data_selector": "data",
-            "paginator": {"type": "offset", "limit": 100},
-            "error_handler": {"retry_on_status_codes": [429, 500, 502, 503, 504],
-                              "max_retries": 3, "backoff_factor": 2}}}]}
+    return guide_dict(api.base_url, dlt.secrets["api_key"])
 
 
 def with_handler(config: dict, **handler) -> dict:
