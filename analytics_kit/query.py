@@ -18,6 +18,7 @@ import pyarrow as pa
 from .database import DEFAULT_DATABASE
 from .destinations import Target
 from .errors import KitError
+from .sql import qualified
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +99,7 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
     ).column(0).to_pylist()
     names = [name for name in names if not name.startswith("_dlt")]
     counts = [
-        _arrow(target, f'SELECT count(*) FROM "{target.dataset}"."{name}"', None).column(0)[0].as_py()
+        _arrow(target, f"SELECT count(*) FROM {qualified(target.dataset, name)}", None).column(0)[0].as_py()
         for name in names
     ]
     return pa.table({"table": pa.array(names, pa.string()), "rows": pa.array(counts, pa.int64())}).to_pandas(

@@ -9,6 +9,7 @@ from typing import Any
 from .database import DEFAULT_DATABASE
 from .destinations import Target
 from .query import query
+from .sql import qualified
 
 
 def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, last: int = 5, *,
@@ -26,7 +27,7 @@ def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, l
         pipeline.sync_destination()
         found = cursors(pipeline)
     loads = query(
-        f'SELECT load_id, status, inserted_at FROM "{target.dataset}"."_dlt_loads" '
+        f"SELECT load_id, status, inserted_at FROM {qualified(target.dataset, '_dlt_loads')} "
         f"ORDER BY inserted_at DESC LIMIT {int(last)}",
         database, destination=destination, dataset=dataset,
     )
