@@ -22,7 +22,7 @@ from dlt.common.data_types.type_helpers import coerce_value
 from dlt.common.schema.detections import is_iso_timestamp
 from dlt.extract.items_transform import ItemTransform
 
-from .errors import LoadError
+from .cursors import render
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,28 @@ ARROW_TYPES = {"bigint": pa.int64(), "text": pa.string(), "double": pa.float64()
 # and the two paths must give the same tables.
 NORMALIZER_ENV = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "true",
                   "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true"}
+
+
+class BadValue(Exception):
+    """A value a declared column cannot hold; ``index`` is the record's place in the group."""
+
+    def __init__(self, column: str, index: int, declared: str, problem: str, guidance: str) -> None:
+        super().__init__(f"{column}: {problem}")
+        self.column, self.index, self.declared, self.problem, self.guidance = column, index, declared, problem, guidance
+
+
+class TypeChanged(Exception):
+    """A value of another type in an undeclared column: the group goes to dlt's normaliser."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+class _Uncoercible(Exception):
+    def __init__(self, index: int, value: Any) -> None:
+        super().__init__(index)
+        self.index, self.value = index, value
 
 
 class _JsonAsText(logging.Filter):
@@ -115,6 +137,7 @@ class PageConverter:
         columns = columns or {}
         self.resource = resource
         self.kinds: dict[str, str] = {n: c["data_type"] for n, c in columns.items() if c.get("data_type")}
+        self.declared = frozenset(self.kinds)
         self.nullable = {n: c.get("nullable", True) is not False for n, c in columns.items()}
         for name in required:  # the primary key is NOT NULL whether declared or not
             self.nullable[name] = False
@@ -165,15 +188,8 @@ class PageConverter:
                 continue  # undeclared and absent from this page
             if kind == "json":
                 array = _json([r.get(name) for r in rows])
-            elif table is not None:
-                array = table.column(name).combine_chunks()
-                if kind == "timestamp" and name not in self.deferred:
-                    array = _to_timestamp(array, rows, name)
             else:
-                array = _coerced([r.get(name) for r in rows], kind, name)
-                if kind == "timestamp" and name in self.deferred:
-                    array = pa.array([None if v is None else v.isoformat().replace("+00:00", "Z")
-                                      for v in array.to_pylist()], pa.string())
+                array = self._column(table, rows, name, kind)
             nullable = self.nullable.get(name, True)
             if not nullable and array.null_count:
                 self._refuse_nulls(name, array, rows)
@@ -181,19 +197,40 @@ class PageConverter:
             fields.append(pa.field(name, array.type, nullable=nullable))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
+    def _column(self, table: pa.Table | None, rows: list[dict], name: str, kind: str) -> pa.Array:
+        """One column of the group; a value it cannot hold stops a declared column, and sends
+        an undeclared one's group to dlt's normaliser (``TypeChanged``)."""
+        try:
+            if table is not None and kind == "double":
+                # Arrow reads True as 1.0 where dlt's normaliser refuses a bool in a double column
+                index = next((i for i, r in enumerate(rows) if type(r.get(name)) is bool), None)
+                if index is not None:
+                    raise _Uncoercible(index, rows[index][name])
+            if table is not None:
+                array = table.column(name).combine_chunks()
+                if kind == "timestamp" and name not in self.deferred:
+                    array = _to_timestamp(array, rows, name)
+                return array
+            array = _coerced([r.get(name) for r in rows], kind)
+        except _Uncoercible as bad:
+            if name not in self.declared:
+                raise TypeChanged(name) from None
+            raise BadValue(name, bad.index, f"of type {kind}", f"has {_shown(bad.value)}",
+                           f"Fix the column's data_type in the config if the API sends such values, "
+                           f"or leave {name!r} undeclared to let dlt keep them in a variant column.") from None
+        if kind == "timestamp" and name in self.deferred:
+            # the cursor stays text until dlt's incremental step has seen it (CastDeferred)
+            array = pa.array([None if v is None else render(v) for v in array.to_pylist()], pa.string())
+        return array
+
     def _refuse_nulls(self, name: str, array: pa.Array, rows: list[dict]) -> None:
         """A NULL where the config says NOT NULL. Arrow would carry it silently (and dlt's
         incremental step drops rows whose non-nullable cursor is NULL), so it stops the load."""
-        first = rows[array.to_pylist().index(None)]
-        which = f"id {first['id']!r}" if "id" in first and name != "id" else "the first such record"
-        raise LoadError(
-            f"Resource '{self.resource}': {array.null_count} record(s) on a page have no {name!r} "
-            f"({which}), and the config declares {name!r} NOT NULL.",
-            guidance=f"If the API may omit {name!r}, declare it nullable in the resource's columns; "
+        raise BadValue(
+            name, array.to_pylist().index(None), "NOT NULL", "has no value",
+            f"If the API may omit {name!r}, declare it nullable in the resource's columns; "
             "for a missing cursor set incremental.on_cursor_value_missing to 'include' or 'exclude'. "
-            "A missing primary key is a problem of the API's data.",
-            resource=self.resource, column=name,
-        )
+            "A missing primary key is a problem of the API's data.")
 
 
 class PageFormat:
@@ -220,9 +257,15 @@ class PageFormat:
         return self.converter(page) if self.arrow else page
 
 
-def _coerced(values: list, kind: str, name: str) -> pa.Array:
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _coerced(values: list, kind: str) -> pa.Array:
+    """``values`` as an array of ``kind``, each coerced as dlt's normaliser does."""
     out = []
-    for value in values:
+    for index, value in enumerate(values):
         if value is None:
             out.append(None)
             continue
@@ -230,9 +273,22 @@ def _coerced(values: list, kind: str, name: str) -> pa.Array:
         have = "text" if have == "timestamp" and isinstance(value, str) else have
         try:
             out.append(coerce_value(kind, have, value))
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"column {name!r}: cannot read {value!r} as {kind}") from error
-    return pa.array(out, ARROW_TYPES[kind])
+        except (ValueError, TypeError, OverflowError):
+            raise _Uncoercible(index, value) from None
+    try:
+        return pa.array(out, ARROW_TYPES[kind])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # coerced, yet out of the type's range (an integer beyond 64 bits)
+        index = next((i for i, v in enumerate(out) if v is not None and not _fits(v, kind)), 0)
+        raise _Uncoercible(index, values[index]) from None
+
+
+def _fits(value: Any, kind: str) -> bool:
+    try:
+        pa.array([value], ARROW_TYPES[kind])
+        return True
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return False
 
 
 def _to_timestamp(array: pa.Array, rows: list[dict], name: str) -> pa.Array:
@@ -240,7 +296,7 @@ def _to_timestamp(array: pa.Array, rows: list[dict], name: str) -> pa.Array:
         return array.cast(TIMESTAMP)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # not ISO with a zone (e.g. '2026-01-03 10:15:07'): parse each value as dlt does
-        return _coerced([r.get(name) for r in rows], "timestamp", name)
+        return _coerced([r.get(name) for r in rows], "timestamp")
 
 
 class CastDeferred(ItemTransform[Any, Any]):
@@ -263,11 +319,14 @@ class CastDeferred(ItemTransform[Any, Any]):
                     or self.converter.kinds.get(name) != "timestamp"):
                 continue
             field = item.schema.field(index)
-            rows = None
             try:
                 array = item.column(index).cast(TIMESTAMP)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
-                rows = [{name: v} for v in item.column(index).to_pylist()]
-                array = _coerced([r[name] for r in rows], "timestamp", name)
+                try:
+                    array = _coerced(item.column(index).to_pylist(), "timestamp")
+                except _Uncoercible:
+                    # an undeclared cursor holding something else too (a declared one was
+                    # checked before dlt's incremental step): dlt's normaliser takes the batch
+                    return item.to_pylist()
             item = item.set_column(index, field.with_type(TIMESTAMP), array)
         return item

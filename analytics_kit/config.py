@@ -30,9 +30,11 @@ from typing import Any
 import dlt
 
 from analytics_kit import config_checks as checks
-from analytics_kit.errors import ConfigError, KitError, MissingSecretError
+from analytics_kit.errors import ConfigError, KitError, MissingSecretError, secret_safe
 from analytics_kit.pages import MAX_CONCURRENCY
+from analytics_kit.redact import Redactor
 from analytics_kit.retry import RetryPolicy
+from analytics_kit.transport import origin
 
 __all__ = ["PreparedConfig", "prepare"]
 
@@ -42,6 +44,7 @@ _HANDLER_FIELDS = {
     "max_retries": "max_retries",
     "backoff_factor": "backoff_factor",
     "max_retry_delay": "max_delay",
+    "timeout": "timeout",
 }
 _SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
 
@@ -58,8 +61,12 @@ class PreparedConfig:
     concurrency: dict[str, int] = field(default_factory=dict)
     # where loads go, if the config names it (load's destination argument wins)
     destination: str | None = None
+    # scheme://host:port of base_url and of endpoint paths written as full URLs: the only
+    # places the kit sends requests (and credentials) to
+    origins: tuple[str, ...] = ()
 
 
+@secret_safe
 def prepare(config: dict[str, Any]) -> PreparedConfig:
     """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError."""
     if not isinstance(config, dict):
@@ -83,7 +90,20 @@ def prepare(config: dict[str, Any]) -> PreparedConfig:
         del cfg
         raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
-                          secrets=_collect_secrets(cfg), concurrency=concurrency, destination=destination)
+                          secrets=_collect_secrets(cfg), concurrency=concurrency, destination=destination,
+                          origins=_origins(cfg))
+
+
+def _origins(cfg: dict[str, Any]) -> tuple[str, ...]:
+    """The origins of base_url and of every endpoint path that is a full URL."""
+    found = {origin(cfg["client"]["base_url"])}
+    defaults = cfg.get("resource_defaults") or {}
+    endpoints = [defaults.get("endpoint")] + [r.get("endpoint") for r in cfg["resources"] if isinstance(r, dict)]
+    for endpoint in endpoints:
+        path = endpoint.get("path") if isinstance(endpoint, dict) else endpoint
+        if isinstance(path, str) and "://" in path:
+            found.add(origin(path))
+    return tuple(sorted(found))
 
 
 # -- concurrency -------------------------------------------------------------------------------
@@ -163,6 +183,13 @@ def _parse_handler(block: Any, path: str) -> dict[str, Any]:
             raise checks.fail(checks.join(path, "max_retry_delay"), f"got {checks.got(value)}",
                               "a number > 0 (seconds)", "Set the longest single wait in seconds, e.g. 60.")
         out["max_delay"] = float(value)
+    if "timeout" in block:
+        value = block["timeout"]
+        if not _is_number(value) or value <= 0:
+            raise checks.fail(checks.join(path, "timeout"), f"got {checks.got(value)}",
+                              "a number > 0 (seconds)",
+                              "Set how long one attempt may take in all, connecting and reading, e.g. 20.")
+        out["timeout"] = float(value)
     return out
 
 
@@ -233,8 +260,8 @@ def _collect_secrets(cfg: Any) -> tuple[str, ...]:
 def _redacted(exc: KitError, secrets: tuple[str, ...]) -> KitError:
     """``exc`` detached from its frames; should a secret have reached its text, masked."""
     clean = exc.detached()
-    for secret in sorted(secrets, key=len, reverse=True):
-        clean.message = clean.message.replace(secret, checks.MASK)
-        clean.guidance = clean.guidance.replace(secret, checks.MASK) if clean.guidance else clean.guidance
+    redact = Redactor(secrets, mask=checks.MASK)
+    clean.message = redact(clean.message)
+    clean.guidance = redact(clean.guidance) if clean.guidance else clean.guidance
     clean.args = (clean.message,)
     return clean

@@ -80,7 +80,15 @@ class Target:
         return ()
 
     def pipeline(self) -> Pipeline:
-        """The dlt pipeline for this target; credentials of a warehouse come from dlt secrets."""
+        """The dlt pipeline for this target; credentials of a warehouse come from dlt secrets.
+
+        dlt 1.31 leaves ``supports_transactions`` unset for DuckDB (and MotherDuck, which shares
+        its capabilities), so a merge script without CREATE, ALTER or DROP in it ran in autocommit:
+        its DELETE was committed before its INSERT, and when the INSERT failed (a full disk at
+        the WAL write, out of memory, a kill between the two) the changed rows were gone while
+        the cursor said they were loaded. With the capability set, each table's merge is one
+        transaction.
+        """
         destination = (
             dlt.destinations.duckdb(credentials={
                 "database": str(self.database),
@@ -89,7 +97,9 @@ class Target:
                 # with 96 MB, 1,000,000 rows load in ~2 s, deduplicated or not; with 64 MB
                 # in ~3 s; with 32 MB the deduplicating merge ran out of memory.
                 "global_config": {"memory_limit": os.environ.get("ANALYTICS_KIT_DUCKDB_MEMORY", DUCKDB_MEMORY)},
-            }) if self.database else self.destination
+            }, supports_transactions=True) if self.database
+            else dlt.destinations.motherduck(supports_transactions=True) if self.destination == "motherduck"
+            else self.destination
         )
         return dlt.pipeline(
             pipeline_name=f"analytics_kit_{self.dataset}",

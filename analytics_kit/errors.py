@@ -6,12 +6,29 @@ no secret: messages are built by the kit from redacted parts only.
     KitError
     ├── ConfigError          (also ValueError) the config dict is malformed
     ├── MissingSecretError   (also ValueError) the api key is not set anywhere
-    └── LoadError            a load failed; tables and cursor state are as before
+    └── LoadError            a load failed; nothing half-written, cursors as before
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# Set on an error raised while one page was handled: that page's request, secrets masked.
+# With pages fetched concurrently, the last request sent is usually another one.
+PAGE_REQUEST = "kit_request"
+
+
+def tag_request(error: BaseException, request: str) -> None:
+    """Marks ``error`` with the request it was raised for, unless it names one already."""
+    if getattr(error, PAGE_REQUEST, None) is None:
+        try:
+            setattr(error, PAGE_REQUEST, request)
+        except AttributeError:
+            pass
 
 
 class KitError(Exception):
@@ -52,4 +69,31 @@ class MissingSecretError(KitError, ValueError):
 
 
 class LoadError(KitError):
-    """A load failed. Tables and cursor state are left as they were before the run."""
+    """A load failed. Each table's merge is all-or-nothing and the cursors stay at the last
+    completed load, so running it again fetches the same data again."""
+
+
+def secret_safe(fn: F) -> F:
+    """Makes ``fn``'s failures leave without frames that hold its arguments.
+
+    A config dict may hold the API key in plain text. A traceback printed with its local
+    variables (IPython's verbose mode, rich, error trackers) shows every frame's arguments,
+    so an error raised inside ``load(config)`` would print the key from each frame it
+    passed through. The error is re-raised here with no traceback below this frame and no
+    chained exceptions, and this frame's own references to the arguments are gone.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KitError as error:
+            failure: Exception = error.detached()
+        except Exception as error:  # noqa: BLE001 - re-raised, only its frames are dropped
+            error.__traceback__ = error.__cause__ = error.__context__ = None
+            error.add_note("(analytics-kit dropped this traceback: its frames held the config, secrets included)")
+            failure = error
+        args = kwargs = None  # type: ignore[assignment]  # noqa: F841
+        raise failure
+
+    return wrapper  # type: ignore[return-value]

@@ -6,7 +6,9 @@ the ``except`` block, so no chained exception carries an unredacted URL.
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 from typing import Iterator
 
 import duckdb
@@ -14,10 +16,11 @@ import requests
 
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
-from .errors import KitError, LoadError, MissingSecretError
+from .errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
 from .redact import Redactor
 from .retry import describe
 from .stats import LoadStats
+from .transport import host_of
 
 KEY_GUIDANCE = (
     "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
@@ -42,6 +45,14 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
+def _cause(error: BaseException, redactor: Redactor) -> str:
+    """The operating system's reason inside a requests/urllib3 connection error."""
+    text = redactor(str(error))
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+|RemoteDisconnected\([^)]*\)|Connection aborted|"
+                      r"Connection broken[^'\")]*", text)
+    return found.group(0).strip() if found else _short(text, 160)
+
+
 def _find(error: BaseException, kind: type) -> BaseException | None:
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
 
@@ -55,8 +66,12 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     )
     where = f"resource '{resource}'" if resource else "the API"
     failed = next((e.request for e in _chain(error) if isinstance(getattr(e, "request", None), requests.PreparedRequest)), None)
-    request = describe(failed, redactor) if failed is not None else stats.last_request.get(resource or "", "")
+    # The page that failed, as the pager tagged it: with pages fetched concurrently the last
+    # request sent is usually another one.
+    tagged = next((t for e in _chain(error) if (t := getattr(e, PAGE_REQUEST, None))), None)
+    request = tagged or (describe(failed, redactor) if failed is not None else stats.last_request.get(resource or "", ""))
     attempts = stats.attempts.get(request, 1)
+    host = host_of(failed.url) if failed is not None and failed.url else "the API's host"
 
     # The kit's own errors raised during extraction already say what to do.
     own = _find(error, KitError)
@@ -79,14 +94,25 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, status=status, request=request,
         )
 
-    connection = _find(error, (requests.ConnectionError, requests.Timeout))
-    if connection is not None:
-        kind = "timed out" if isinstance(connection, requests.Timeout) else "could not be reached"
+    timeout = _find(error, requests.Timeout)
+    if timeout is not None:
+        what = (f"could not be connected to ({_short(redactor(str(timeout)), 160)})"
+                if isinstance(timeout, requests.ConnectTimeout) else f"sent {timeout}")
         return LoadError(
-            f"The API {kind} for {where} ({type(connection).__name__}) on {request or 'the first request'}; "
-            "nothing from this run was committed.",
-            guidance="Check client.base_url and your network, then run the load again.",
-            resource=resource,
+            f"The API at {host} timed out for {where}: it {what} on {request or 'the first request'}, "
+            f"{attempts} attempt(s); nothing from this run was committed.",
+            guidance="If the API is slow rather than down, raise error_handler.timeout (seconds for one attempt, "
+            "connecting and reading); one request takes at most attempts x timeout + the backoff waits.",
+            resource=resource, host=host, request=request,
+        )
+
+    connection = _find(error, requests.ConnectionError)
+    if connection is not None:
+        return LoadError(
+            f"The API at {host} could not be reached for {where} on {request or 'the first request'}: "
+            f"{_cause(connection, redactor)}; {attempts} attempt(s); nothing from this run was committed.",
+            guidance="Check client.base_url (scheme, host and port) and your network, then run the load again.",
+            resource=resource, host=host,
         )
 
     # requests' and orjson's decode errors both subclass json.JSONDecodeError.
@@ -122,6 +148,20 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             "and run the load again. analytics_kit.query() closes its connections for you.",
             database=database,
         )
+    # dlt moves a file it could not write with os.rename, so the disk filling up can also
+    # show as "Invalid cross-device link": any ENOSPC in the chain counts
+    full = next((e for e in _chain(error) if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
+    if full is not None or "no space left on device" in text:
+        step = next((s for e in _chain(error) if (s := getattr(e, "step", None))), None)
+        when = (f"while writing to {database}" if step == "load"
+                else f"while preparing the data (dlt's {step or 'extract'} step), before anything was written to {database}")
+        return LoadError(
+            f"The disk ran out of space {when}: {_short(redactor(str(db or full)), 200)}",
+            guidance="Free some space (or move the file to a larger disk) and run the load again. Each table's "
+            "merge is all-or-nothing and the cursors move only when a load is recorded complete, so the next "
+            "run fetches this run's changes again.",
+            database=database,
+        )
     if isinstance(db, duckdb.OutOfMemoryException) or "out of memory" in text:
         return LoadError(
             f"DuckDB ran out of the memory the kit allows it while loading into {database}: {_short(str(db), 200)}",
@@ -142,6 +182,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
     return LoadError(
         f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {text}",
-        guidance="Tables and cursor state are as they were before this run; fix the cause and run it again.",
+        guidance="Nothing is lost: each table's merge is all-or-nothing and the cursors move only when a load "
+        "is recorded complete, so running it again fetches this run's data again. Fix the cause and run it again.",
         resource=resource,
     )

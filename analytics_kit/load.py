@@ -6,19 +6,23 @@ import logging
 import os
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping
 
 from dlt.pipeline.pipeline import Pipeline
 
 from .config import check_concurrency, prepare
-from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, ensure_database, open_for_writing
+from .cursors import beyond, render, restart_point
+from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, check_room, ensure_database, open_for_writing
 from .destinations import Target
-from .errors import ConfigError
+from .errors import ConfigError, KitError, secret_safe
 from .failures import explain
+from .lock import load_lock
 from .memory import release_unused
 from .progress import Progress
 from .redact import Redactor, redacted_logging
 from .report import LoadReport
+from .seam import settle_cursors, stored_cursors
 from .source import SOURCE_NAME, _build
 from .stats import LoadStats
 
@@ -42,14 +46,10 @@ LOAD_WORKERS = {"duckdb": 2}
 
 def cursors(pipeline: Pipeline, source: str = SOURCE_NAME) -> dict[str, Any]:
     """The incremental cursor value of each resource, from the pipeline's state."""
-    resources = pipeline.state.get("sources", {}).get(source, {}).get("resources", {})
-    found: dict[str, Any] = {}
-    for name, state in sorted(resources.items()):
-        for cursor in (state.get("incremental") or {}).values():
-            found[name] = cursor.get("last_value")
-    return found
+    return stored_cursors(pipeline, source)
 
 
+@secret_safe
 def load(
     config: Mapping[str, Any],
     mode: Mode = "incremental",
@@ -65,9 +65,10 @@ def load(
 
     ``incremental`` fetches what changed since the stored cursor and merges it on the
     primary key; ``full_refresh`` drops this source's tables and cursors and reloads
-    everything. On any failure the tables and the cursor state stay as they were, and
-    a ``LoadError`` says what to do. If another process holds the file, the load waits
-    up to ``lock_timeout`` seconds for it.
+    everything. Every failure is one ``LoadError`` that says what to do; nothing is left
+    half-written, and the cursors stay at the last completed load. One load of a database
+    runs at a time: another load of it, in any process, or a program holding the file
+    makes this one wait up to ``lock_timeout`` seconds.
 
     ``destination`` (default: the config's ``destination`` key, else the DuckDB file
     ``database``) names any dlt destination, e.g. ``postgres`` or ``motherduck``; its
@@ -90,57 +91,81 @@ def load(
     display = Progress(stats, enabled=progress)
     source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency)
 
-    if target.is_file:
-        ensure_database(target.database)
-    pipeline, recovered = _from_destination(target.pipeline())
-    mode = _resume_full_refresh(target, mode)
-
-    started = time.perf_counter()
-    failure = None
+    failure: KitError | None = None
     with redacted_logging(redactor), _without_dedup_notice():
         try:
-            # run()'s steps one by one, so the file is held only while dlt reads or writes
-            # it: readers such as the duckdb CLI can open it while the API is fetched.
-            with _holding(target, lock_timeout):
-                pipeline.sync_destination()
-                _remove_uncommitted_appends(pipeline)
-                before = cursors(pipeline)
-            pipeline.extract(
-                source,
-                loader_file_format=LOADER_FILE_FORMATS.get(target.destination),
-                refresh="drop_sources" if mode == "full_refresh" else None,
-            )
-            normalized = pipeline.normalize()
-            release_unused()
-            with _holding(target, lock_timeout):
-                info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+            with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
+                report = _run(target, source, mode, stats, lock_timeout)
         except Exception as error:  # noqa: BLE001 - every failure becomes one LoadError
             failure = explain(error, redactor=redactor, stats=stats, database=target.label,
                               destination=target.destination)
-            # The destination holds the last committed state: forget the local copy and
-            # the unfinished package, so the next run starts from what was committed.
-            pipeline.drop()
         finally:
             display.close()
     if failure is not None:
         raise failure
+    return report
+
+
+def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout: float) -> LoadReport:
+    """The load itself, under the load lock: dlt's steps one by one."""
+    if target.is_file:
+        ensure_database(target.database)
+    pipeline, recovered = _from_destination(target.pipeline())
+    mode = _resume_full_refresh(target, mode)
+    started = time.perf_counter()
+    try:
+        # run()'s steps one by one, so the file is held only while dlt reads or writes
+        # it: readers such as the duckdb CLI can open it while the API is fetched.
+        with _holding(target, lock_timeout):
+            pipeline.sync_destination()
+            _remove_uncommitted_appends(pipeline)
+        for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
+            stats.warn(resource, moved)
+        before = cursors(pipeline)
+        pipeline.extract(
+            source,
+            loader_file_format=LOADER_FILE_FORMATS.get(target.destination),
+            refresh="drop_sources" if mode == "full_refresh" else None,
+        )
+        normalized = pipeline.normalize()
+        release_unused()
+        if target.is_file:
+            _check_room(pipeline, target.database)
+        with _holding(target, lock_timeout):
+            info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+    except BaseException:
+        # the next run starts from what the destination committed
+        _forget(pipeline)
+        raise
     (target.pipelines_dir / FULL_REFRESH_PENDING).unlink(missing_ok=True)
 
     # dlt returns None from a step that found nothing to do
     counts = normalized.row_counts if normalized else {}
     rows = {table: count for table, count in counts.items() if not table.startswith("_dlt")}
+    after = cursors(pipeline)
+    _warn_of_the_future(after, stats)
     return LoadReport(
         mode=mode,
         rows=rows,
         requests=dict(stats.requests),
         retries=tuple(stats.retries),
         cursor_before=before,
-        cursor_after=cursors(pipeline),
+        cursor_after=after,
         recovered_packages=recovered,
+        warnings=tuple(stats.warnings),
         duration=time.perf_counter() - started,
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
     )
+
+
+def _warn_of_the_future(after: dict[str, Any], stats: LoadStats) -> None:
+    """Names each stored cursor that lies ahead of this run's start (see ``cursors``)."""
+    for resource, value in after.items():
+        if beyond(value, stats.started):
+            stats.warn(resource, f"the newest cursor value, {value}, lies in the future (this run started "
+                    f"{render(stats.started)}); the records are loaded as they are, and the next load starts "
+                    f"from {restart_point(stats.started)} instead of it, so later changes are not missed")
 
 
 class _DedupNotice(logging.Filter):
@@ -179,13 +204,32 @@ def _holding(target: Target, lock_timeout: float) -> Iterator[None]:
         connection.close()
 
 
+def _check_room(pipeline: Pipeline, database: Path) -> None:
+    """Fails before the load step if the file's disk cannot hold what the package will write."""
+    staged = sum(
+        job.file_size
+        for load_id in pipeline.list_normalized_load_packages()
+        for job in pipeline.get_load_package_info(load_id).jobs.get("new_jobs", [])
+    )
+    check_room(database, staged)
+
+
+def _forget(pipeline: Pipeline) -> None:
+    """Drops the local state and the unfinished package: the destination holds what was committed."""
+    try:
+        pipeline.drop()
+    except OSError as error:  # the run's own failure is the one to report
+        logger.warning("Could not clear the pipeline folder %s: %s", pipeline.working_dir, error)
+
+
 def _remove_uncommitted_appends(pipeline: Pipeline) -> None:
     """Deletes rows that a killed run appended but never committed.
 
     dlt commits each job of a load on its own and marks the load complete last. A run
     killed in between leaves an append table holding rows of an unfinished load; the
     rerun fetches them again from the committed cursor, and they would be there twice.
-    Merge tables need nothing: their rows reach the table in the final merge step.
+    Merge tables need nothing: their rows reach the table in the final merge step, one
+    transaction per table (``Target.pipeline`` sets ``supports_transactions``).
     """
     schema = pipeline.default_schema if pipeline.default_schema_name else None
     if schema is None:

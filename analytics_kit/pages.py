@@ -1,12 +1,16 @@
-"""A resource's pages: dlt's ``RESTClient.paginate``, or offset pages fetched concurrently.
+"""A resource's pages: how they are fetched, checked and handed to dlt.
 
 dlt's ``RESTClient.paginate`` is sequential: each request waits for the previous response,
-so with 50 ms of latency 1,000 pages take over 50 s. For an ``OffsetPaginator`` with a
-``total``, every later offset is known once the first page arrives, so the kit replaces the
-client's ``paginate`` (the call dlt's ``paginate_resource`` makes after it has filled in the
-incremental parameters) and fetches the remaining offsets with a bounded pool of workers. Pages
-are yielded in offset order, so dlt's incremental step sees what it would have seen, and no
-more than ``2 * concurrency`` pages are ever held.
+so with 50 ms of latency 1,000 pages take over 50 s. For an offset listing with a total,
+later offsets are known once the first page arrives, so the kit replaces the client's
+``paginate`` (the call dlt's ``paginate_resource`` makes after it has filled in the
+incremental parameters) with ``KitPaginate``, which pages such listings itself
+(``offsets.OffsetPass``: a bounded pool, pages yielded in offset order, the total checked
+against the pages) and leaves every other paginator to dlt.
+
+On the way to dlt every page is checked and prepared: timestamp cursors are rewritten to
+one form that compares as instants (``cursors``), a listing that repeats itself is
+stopped, distinct keys are counted, and records are converted to Arrow in groups.
 
 Each worker has its own retrying session (``requests`` sessions are not meant to be shared
 between threads), built by the same factory as the resource's, so every request is retried and
@@ -16,32 +20,29 @@ counted. A 429 pauses all workers through a shared ``Gate``.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import threading
 import time
 from array import array
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import parse_qsl, urlencode
 from typing import Any, Callable, Iterator
 
 import dlt
 import numpy as np
-import orjson
 import pyarrow as pa
 from requests import Response, Session
 
-from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.client import RESTClient
-from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException
-from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, HttpBasicAuth
-from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
-from .errors import LoadError
+from . import cursors
+from .arrow_pages import BadValue, TypeChanged
+from .errors import LoadError, tag_request
+from .offsets import OffsetPass, offsets_ok
+from .records import select_records
 from .redact import Redactor
 from .retry import describe
+from .stats import LoadStats
 
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
@@ -52,16 +53,10 @@ BATCH_ROWS = 10_000
 # Converting records to Arrow costs ~0.24 ms a call on top of ~0.12 ms per 100 rows: one
 # 100-row page at a time took three times as long as groups of this many rows.
 CONVERT_ROWS = 2_000
-# An API that answers in under this long is limited by CPU, not by waiting: on it more
-# workers only fight over the GIL (and, for a local API, over the same cores), and two
-# (one waiting on the API while the other's page is parsed) are fastest. Measured on 100,000
-# events from the demo API: 4.9 s with 1 worker, 3.4 s with 2, 4.1 s with 4, 5.5 s with 8.
-FAST_RESPONSE_SECONDS = 0.02
-FAST_API_WORKERS = 2
-# Auth that adds the same key or header to every request: such requests can be copied.
-STATIC_AUTH = (APIKeyAuth, BearerTokenAuth, HttpBasicAuth)
 # Passes over a listing that keeps shifting under the pager before the load gives up.
 MAX_PASSES = 3
+# Identical pages in a row (after the first) that mean the API ignores the paging parameter.
+MAX_REPEATS = 2
 # dlt's table hint that staged rows need no deduplication before the merge.
 DEDUPLICATED = "x-stage-data-deduplicated"
 
@@ -123,63 +118,20 @@ def retry_after(response: Response, default: float = 1.0) -> float:
         return default
 
 
-@functools.lru_cache(maxsize=64)
-def _selector(data_selector: str) -> tuple[str | None, Any]:
-    """(plain key, compiled path) of a data selector, worked out once.
-
-    dlt's ``jsonpath.find_values`` compiles a string path on every call, and compiling
-    builds a parser: about 1.4 ms, more than parsing the page itself.
-    """
-    return jsonpath.extract_simple_field_name(data_selector), jsonpath.compile_path(data_selector)
-
-
-def select_records(body: Any, data_selector: Any, response: Response, resource: str, redactor: Redactor) -> list:
-    """The records under ``data_selector``; a missing path is an error, not an empty page.
-
-    dlt returns [] for a selector that matches nothing, so a renamed field in the API's
-    response would load 0 rows and report success.
-    """
-    key, path = _selector(data_selector) if isinstance(data_selector, str) else (None, data_selector)
-    if key is not None and isinstance(body, dict):
-        found = [body[key]] if key in body else []
-    else:
-        found = jsonpath.find_values(path, body)
-    if not found:
-        shape = f"its keys are {', '.join(map(str, body))}" if isinstance(body, dict) else f"it is a {type(body).__name__}"
-        raise LoadError(
-            f"Resource '{resource}' got no {str(data_selector)!r} in the response on "
-            f"{describe(response.request, redactor)}; {shape}.",
-            guidance="Point the endpoint's data_selector at the field that holds the records "
-            "(for example \"data\" or \"results\").",
-            resource=resource,
-        )
-    rows = found[0] if len(found) == 1 else found
-    return [] if rows is None else rows if isinstance(rows, list) else [rows]
-
-
-def concurrent_ok(paginator: Any) -> bool:
-    """Offset pages with a total in the response and offsets in the query string."""
-    return (
-        type(paginator) is OffsetPaginator
-        and paginator.total_path is not None
-        and paginator.has_more_path is None
-        and not paginator.param_body_path
-        and not getattr(paginator, "limit_body_path", None)
-    )
-
-
 class KitPaginate:
     """Stands in for one resource client's ``paginate``; pages come out as ``convert`` makes them.
 
     ``convert`` turns a list of records (several pages' worth) into what the resource yields:
     an arrow table, or the list itself; ``None`` from it drops them. Without ``convert``
-    the pages go on as they come. With ``concurrency`` 1 or a paginator other than
-    offset-with-total, dlt's own sequential ``paginate`` runs.
+    the pages go on as they come. Offset listings with a total are paged by ``OffsetPass``
+    (``concurrency`` workers; 1 fetches one page at a time); other paginators by dlt.
+    ``cursor`` is the incremental cursor field and whether it is declared a timestamp.
     """
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
                  new_session: Callable[[], Session], gate: Gate, convert: Callable[[list], Any] | None,
-                 on_arrow_page: Callable[[int], None] | None = None) -> None:
+                 on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
+                 stats: LoadStats | None = None, started: datetime | None = None) -> None:
         self.client = client
         self.resource = resource
         self.redactor = redactor
@@ -192,6 +144,9 @@ class KitPaginate:
         self.new_session = new_session
         self.gate = gate
         self.convert = convert
+        self.cursor = cursor
+        self.stats = stats if stats is not None else LoadStats()
+        self.started = started
 
     def __call__(self, path: str = "", method: str = "GET", params: dict | None = None, json: Any = None,
                  auth: Any = None, paginator: Any = None, data_selector: Any = None, hooks: Any = None,
@@ -200,36 +155,71 @@ class KitPaginate:
         return self._batched(self._pages(path, method, params, json, auth, paginator, data_selector, hooks,
                                          headers, data, kwargs, outcome), outcome)
 
-    def _extract(self, response: Response, data_selector: Any) -> list:
-        return select_records(response.json(), data_selector, response, self.resource, self.redactor)
+    def warn(self, text: str) -> None:
+        """Something the run should report: logged, and listed in the ``LoadReport``."""
+        self.stats.warn(self.resource, text)
 
-    def _converted(self, pages: Iterator[list]) -> Iterator[Any]:
+    def _extract(self, response: Response, data_selector: Any) -> list:
+        try:
+            return select_records(response.json(), data_selector, response, self.resource, self.redactor)
+        except Exception as error:
+            tag_request(error, describe(response.request, self.redactor))
+            raise
+
+    # -- records to what dlt gets -----------------------------------------------------------------
+
+    def _converted(self, pages: Iterator[tuple[list, str]]) -> Iterator[Any]:
         """The pages' records, converted in groups of about CONVERT_ROWS rows."""
         waiting: list = []
-        sizes: list[int] = []
-        for page in pages:
+        sources: list[tuple[int, str]] = []
+        for page, request in pages:
             waiting.extend(page)
-            sizes.append(len(page))
+            sources.append((len(page), request))
             if len(waiting) >= CONVERT_ROWS:
-                yield from self._convert(waiting, sizes)
-                waiting, sizes = [], []
+                yield from self._convert(waiting, sources)
+                waiting, sources = [], []
         if waiting:
-            yield from self._convert(waiting, sizes)
+            yield from self._convert(waiting, sources)
 
-    def _convert(self, rows: list, sizes: list[int]) -> Iterator[Any]:
-        out = self.convert(rows)  # type: ignore[misc]
+    def _convert(self, rows: list, sources: list[tuple[int, str]]) -> Iterator[Any]:
+        try:
+            out = self.convert(rows)  # type: ignore[misc]
+        except TypeChanged as change:
+            # A value of another type in a column the config does not declare: dlt's normaliser
+            # handles the group (it adds a variant column, as it would have without the kit).
+            logger.info("%s: column %r changes type; this group of records goes to dlt's normaliser",
+                        self.resource, change.column)
+            out = rows
+        except BadValue as bad:
+            raise self._bad_value(bad, rows, sources) from None
         if isinstance(out, pa.Table):
             if self.on_arrow_page is not None:
-                for size in sizes:
+                for size, _ in sources:
                     self.on_arrow_page(size)
             yield out
         elif out is not None:
             # records that stay dicts go on page by page, as dlt's own paginate yields them
             start = 0
-            for size in sizes:
+            for size, _ in sources:
                 if size:
                     yield out[start:start + size]
                 start += size
+
+    def _bad_value(self, bad: BadValue, rows: list, sources: list[tuple[int, str]]) -> LoadError:
+        """The ``LoadError`` for a value the config's columns refuse, naming record, column and request."""
+        request, start = "", 0
+        for size, request in sources:
+            if bad.index < start + size:
+                break
+            start += size
+        record = rows[bad.index] if 0 <= bad.index < len(rows) else {}
+        key = self.primary_key if isinstance(self.primary_key, str) else "id"
+        which = f"the record with {key}={record.get(key)!r}" if isinstance(record, dict) and key in record else \
+            f"record {bad.index - start + 1} of the page"
+        return LoadError(
+            f"Resource '{self.resource}': {which} on {request} {bad.problem} in column {bad.column!r}, "
+            f"which the config declares {bad.declared}.",
+            guidance=bad.guidance, resource=self.resource, column=bad.column, request=request)
 
     def _batched(self, pages: Iterator[Any], outcome: dict) -> Iterator[Any]:
         """Arrow pages joined into tables of about BATCH_ROWS rows; other pages as they come.
@@ -263,6 +253,8 @@ class KitPaginate:
             ready = dlt.mark.with_hints(ready, dlt.mark.make_hints(additional_table_hints={DEDUPLICATED: True}))
         yield ready
 
+    # -- passes ------------------------------------------------------------------------------------
+
     def _pages(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,
                outcome: dict) -> Iterator[Any]:
@@ -271,18 +263,19 @@ class KitPaginate:
         An offset listing ordered by ``updated_at`` shifts when a record is updated while it
         is being paged: the record moves to the end and the one after its old place slides
         into a page already fetched, so it is never seen; its cursor is behind the run's, so
-        no later incremental run fetches it either. Fewer distinct keys than ``total`` is the
-        sign. The kit then pages again (merge on the primary key absorbs the repeats).
-        ``outcome["distinct"]`` is set to the number of keys seen when a single pass saw
-        every record once.
+        no later incremental run fetches it either. Fewer distinct keys than a total that
+        matched the pages is the sign. The kit then pages again (merge on the primary key
+        absorbs the repeats). ``outcome["distinct"]`` is set to the number of keys seen when
+        a single pass saw every record once.
         """
+        self._mark_run_start()
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key)
-            pages = self._one_pass(path, method, params, json, auth, paginator, data_selector, hooks,
-                                   headers, data, kwargs, tally)
+            pages = self._checked(self._one_pass(path, method, params, json, auth, paginator, data_selector,
+                                                 hooks, headers, data, kwargs, tally), tally)
             # converted within the pass: a record the converter refuses (a NULL key) is
             # reported as such, not as the missing record it makes the tally count
-            yield from self._converted(pages) if self.convert else pages
+            yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             missing = tally.missing()
             if not missing:
                 if attempt == 1 and tally.distinct() == tally.rows:
@@ -296,30 +289,68 @@ class KitPaginate:
             guidance="Run the load again when the API is quieter.", resource=self.resource,
         )
 
+    def _mark_run_start(self) -> None:
+        """Records, with the cursor, when this run started (see ``cursors``)."""
+        if self.cursor is None or self.started is None:
+            return
+        try:
+            dlt.current.resource_state(self.resource)[cursors.RUN_STARTED] = cursors.render(self.started)
+        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand) there is no state
+            logger.debug("no pipeline state for %s; run start not recorded", self.resource)
+
+    def _checked(self, pages: Iterator[tuple[list, str]], tally: "Tally") -> Iterator[tuple[list, str]]:
+        """The pages with canonical cursors, counted, and stopped if the listing repeats itself."""
+        field, required = self.cursor if self.cursor else (None, False)
+        previous: Any = None
+        repeats = 0
+        for page, request in pages:
+            if field is not None:
+                bad = cursors.canonical_rows(page, field, required)
+                if bad is not None:
+                    raise self._bad_value(BadValue(field, bad, "a timestamp", f"has {page[bad].get(field)!r}",
+                                                   f"Declare {field!r} as text if the API sends such values."),
+                                          page, [(len(page), request)])
+            tally.see(page)
+            keys = tally.keys_of(page)
+            if page and keys == previous:
+                repeats += 1
+                if repeats >= MAX_REPEATS:
+                    raise LoadError(
+                        f"Resource '{self.resource}': the API returned the same records again on {request} "
+                        f"({repeats + 1} pages in a row): it seems to ignore the paging parameter, and paging "
+                        "would never end. Nothing from this run was committed.",
+                        guidance="Check the paginator's parameter names (offset_param, limit_param, page_param, "
+                        "cursor_param) against the API's documentation.", resource=self.resource)
+            else:
+                repeats = 0
+            previous = keys
+            yield page, request
+
     def _one_pass(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                   data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,
-                  tally: "Tally") -> Iterator[Any]:
+                  tally: "Tally") -> Iterator[tuple[list, str]]:
         paginator = paginator if paginator else copy.deepcopy(self.client.paginator)
-        if self.concurrency <= 1 or not concurrent_ok(paginator):
-            counted = concurrent_ok(paginator) and paginator.maximum_value is None
+        if not offsets_ok(paginator):
             for page in self.sequential(path=path, method=method, params=params, json=json, auth=auth,
                                         paginator=paginator, data_selector=data_selector, hooks=hooks,
                                         headers=headers, data=data, **kwargs):
-                if counted:
-                    totals = jsonpath.find_values(paginator.total_path, page.response.json())
-                    tally.see(page, int(totals[0]) if totals and totals[0] is not None else None)
-                yield page
+                yield page, describe(page.response.request, self.redactor)
             return
-        yield from _Offsets(self, paginator, kwargs, dict(
+        listing = OffsetPass(self, paginator, kwargs, dict(
             path_or_url=path, method=method, params=params, json=json, data=data,
             auth=auth or self.client.auth, headers=headers,
             hooks=hooks if hooks and "response" in hooks else {
                 **(hooks or {}), "response": [self.client._create_response_handler()]}),
-            data_selector or self.client.data_selector, tally).run()
+            data_selector or self.client.data_selector)
+        for page in listing.run():
+            yield page, page.request
+        # only a total that matched the pages can tell records that shifting offsets skipped;
+        # a listing capped with maximum_offset is partial on purpose
+        tally.total = listing.consistent_total if paginator.maximum_value is None else None
 
 
 class Tally:
-    """Distinct primary keys, and the latest total, seen in one pass over offset pages.
+    """Distinct primary keys seen in one pass, and the total the pass's pages confirmed.
 
     Integer keys go into a compact array (8 bytes a record) counted once at the end.
     """
@@ -333,13 +364,18 @@ class Tally:
         self._lock = threading.Lock()
         self._distinct: int | None = None
 
-    def see(self, rows: list, total: int | None) -> None:
+    def keys_of(self, rows: list) -> Any:
+        """What identifies a page's records: their keys, or the records themselves without a key."""
+        if self.key is None:
+            return rows
+        if isinstance(self.key, str):
+            return [r.get(self.key) for r in rows if isinstance(r, dict)]
+        return [tuple(r.get(k) for k in self.key) for r in rows if isinstance(r, dict)]
+
+    def see(self, rows: list) -> None:
         if self.key is None:
             return
-        if isinstance(self.key, str):
-            values = [r.get(self.key) for r in rows if isinstance(r, dict)]
-        else:
-            values = [tuple(r.get(k) for k in self.key) for r in rows if isinstance(r, dict)]
+        values = self.keys_of(rows)
         with self._lock:
             self.rows += len(values)
             self._distinct = None
@@ -354,8 +390,6 @@ class Tally:
                     self.ints.append(value)
                 else:
                     self.others.add(value)
-            if total is not None:
-                self.total = total
 
     def distinct(self) -> int:
         if self._distinct is None:
@@ -377,121 +411,3 @@ def _count_distinct(ints: array) -> int:
     values = np.frombuffer(ints, dtype=np.int64).copy()
     values.sort()
     return int(values.size and 1 + np.count_nonzero(values[1:] != values[:-1]))
-
-
-class _Offsets:
-    """One concurrent pass over an offset paginator's pages."""
-
-    def __init__(self, owner: KitPaginate, paginator: OffsetPaginator, send_kwargs: dict,
-                 request_kwargs: dict, data_selector: Any, tally: Tally) -> None:
-        self.owner = owner
-        self.tally = tally
-        self.settings: dict | None = None
-        self.first_response: float | None = None
-        self.template: tuple | None = None
-        self.paginator = paginator
-        self.send_kwargs = send_kwargs
-        self.request_kwargs = request_kwargs
-        self.data_selector = data_selector
-        self.local = threading.local()
-
-    def _session(self) -> Session:
-        session = getattr(self.local, "session", None)
-        if session is None:
-            session = self.local.session = self.owner.gate.install(self.owner.new_session())
-        return session
-
-    def _prepare(self, offset: int, session: Session) -> Any:
-        """The request for ``offset``: the first one prepared in full, later ones copied from it.
-
-        Preparing a request (URL parsing and quoting, header and cookie merging, auth) cost
-        about as much as converting the page; pages differ only in ``offset``. With an auth
-        that only adds a fixed key or header, the kit copies the first request and writes the
-        new offset into its query string; any other auth is prepared afresh each time.
-        """
-        p = self.paginator
-        if self.template is not None:
-            base, pairs = self.template[1], self.template[2]
-            copy_ = self.template[0].copy()
-            copy_.url = base + "?" + urlencode([(k, offset if k == p.param_name else v) for k, v in pairs])
-            return copy_
-        params = dict(self.request_kwargs["params"] or {})
-        params[p.param_name] = offset
-        params[p.limit_param] = p.limit
-        request = self.owner.client._create_request(**{**self.request_kwargs, "params": params})
-        prepared = session.prepare_request(request)
-        if isinstance(request.auth, STATIC_AUTH) or request.auth is None:
-            base, _, query = prepared.url.partition("?")
-            self.template = (prepared, base, parse_qsl(query, keep_blank_values=True))
-        return prepared
-
-    def fetch(self, offset: int, session: Session | None = None) -> tuple[Any, int | None, bool]:
-        """(records, total, empty) of the page at ``offset``; records None if the page was ignored."""
-        p = self.paginator
-        session = session or self._session()
-        prepared = self._prepare(offset, session)
-        if self.settings is None:
-            # proxies and certificates from the environment: the same for every page of the
-            # pass, and looking them up costs about as much as parsing a page
-            self.settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
-        settings = self.settings
-        try:
-            response = session.send(prepared, **{**settings, **self.send_kwargs})
-        except IgnoreResponseException:
-            return None, None, True
-        if self.first_response is None:
-            self.first_response = response.elapsed.total_seconds()  # the API's own answer time
-        body = orjson.loads(response.content)
-        if not self.data_selector:
-            self.data_selector = self.owner.client.detect_data_selector(response)
-        rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)
-        totals = jsonpath.find_values(p.total_path, body)
-        if not totals or totals[0] is None:
-            p._handle_missing_total(body)
-        try:
-            total = int(totals[0])
-        except (TypeError, ValueError):
-            p._handle_invalid_total(totals[0])
-        if p.maximum_value is None:  # a capped listing is partial on purpose
-            self.tally.see(rows, total)
-        return rows, total, not rows
-
-    def _end(self, total: int) -> int:
-        end = total + self.paginator.base_index
-        maximum = self.paginator.maximum_value
-        return end if maximum is None else min(end, maximum)
-
-    def run(self) -> Iterator[Any]:
-        p = self.paginator
-        step = p.value_step
-        first = p.initial_value
-        # the first page on the resource's own session, in the extracting thread: it gives the total
-        page, total, empty = self.fetch(first, self.owner.client.session)
-        workers = self.owner.concurrency
-        if self.first_response is not None and self.first_response < FAST_RESPONSE_SECONDS:
-            workers = min(workers, FAST_API_WORKERS)
-        if page is not None:
-            yield page
-        if empty and p.stop_after_empty_page or total is None:
-            return
-        next_offset, end = first + step, self._end(total)
-        window = 2 * workers
-        pending: deque[Future] = deque()
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="kit-page")
-        try:
-            while True:
-                while len(pending) < window and next_offset < end:
-                    pending.append(pool.submit(self.fetch, next_offset))
-                    next_offset += step
-                if not pending:
-                    return
-                page, total, empty = pending.popleft().result()
-                if total is not None:
-                    # the total the latest page reports: records added during the load are fetched too
-                    end = self._end(total)
-                if page is not None:
-                    yield page
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)

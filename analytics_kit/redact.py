@@ -4,6 +4,11 @@ dlt masks a query-string key only for a fixed list of parameter names and not at
 all in ``ConnectionError`` texts ("Max retries exceeded with url: ...?api_key=...").
 The kit knows the secret values themselves, so it masks the values wherever they
 appear, in plain and URL-encoded form, instead of guessing by parameter name.
+
+Every secret is masked, whatever its length. One shorter than ``WHOLE_WORD_BELOW`` is
+masked where it stands as a whole token (``api_key=ab1&``, ``'ab1'``), not inside longer
+words: masking every "a" of a message would leave nothing readable, and a key that short
+is seen as a value, between delimiters, in every URL, header and log line.
 """
 
 from __future__ import annotations
@@ -18,29 +23,36 @@ MASK = "***"
 # Loggers that may print request URLs: urllib3's connection pool logs every request
 # line at DEBUG; dlt logs request params at DEBUG.
 NOISY_LOGGERS = ("urllib3.connectionpool", "urllib3", "dlt", "analytics_kit", "requests")
-# Secrets shorter than this are not masked: they would mask ordinary text.
-MIN_SECRET_LENGTH = 4
+# Secrets shorter than this are masked as whole tokens only (see the module docstring).
+WHOLE_WORD_BELOW = 4
 
 
 class Redactor:
     """Replaces known secret values (and their URL-encoded forms) with ``***``."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), mask: str = MASK) -> None:
+        self.mask = mask
         forms: set[str] = set()
         for secret in secrets:
-            if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+            if isinstance(secret, str) and secret:
                 forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
             return text
-        return self._pattern.sub(MASK, text)
+        return self._pattern.sub(self.mask, text)
 
     def __bool__(self) -> bool:
         return self._pattern is not None
+
+
+def _pattern(form: str) -> str:
+    if len(form) >= WHOLE_WORD_BELOW:
+        return re.escape(form)
+    return rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
 
 
 class RedactingFilter(logging.Filter):

@@ -23,6 +23,9 @@ class LoadReport:
     cursor_before: dict[str, Any]
     cursor_after: dict[str, Any]
     recovered_packages: int = 0
+    # What the run noticed and worked around: an API total the pages contradicted, a
+    # cursor from the future. Each names its resource.
+    warnings: tuple[str, ...] = ()
     duration: float = field(default=0.0, repr=False, compare=False)
     load_id: str | None = field(default=None, repr=False, compare=False)
     database: str = field(default="", repr=False, compare=False)
@@ -66,4 +69,5 @@ class LoadReport:
             lines.append(line)
         if self.recovered_packages:
             lines.append(f"  dropped {self.recovered_packages} unfinished package(s) from an earlier failed run")
+        lines.extend(f"  warning: {warning}" for warning in self.warnings)
         return "\n".join(lines)

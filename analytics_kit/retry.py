@@ -14,8 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from requests import PreparedRequest
-from requests.adapters import HTTPAdapter
+from typing import Iterable
+
+from requests import ConnectionError as RequestsConnectionError
+from requests import PreparedRequest, ReadTimeout, RequestException
+from urllib3.exceptions import ReadTimeoutError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 
 from dlt.sources.helpers.requests.retry import (
@@ -23,10 +26,10 @@ from dlt.sources.helpers.requests.retry import (
     retry_if_status,
     wait_exponential_retry_after,
 )
-from dlt.sources.helpers.requests.session import DEFAULT_TIMEOUT, Session
 
 from .redact import Redactor
 from .stats import LoadStats, RetryEvent
+from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ class RetryPolicy:
     backoff_factor: float = 2.0
     # Cap on any single wait, Retry-After included (dlt's own cap is 300 s).
     max_delay: float = 60.0
+    # Seconds for each attempt: connecting, each wait for data, and the whole response.
+    timeout: float = DEFAULT_TIMEOUT
 
     @property
     def attempts(self) -> int:
@@ -52,6 +57,13 @@ class RetryPolicy:
         """The backoff schedule without Retry-After: 2, 4, 8 s for factor 2."""
         return [min(self.max_delay, self.backoff_factor * 2 ** (n - 1)) for n in range(1, self.attempts)]
 
+    def worst_case(self) -> float:
+        """The longest one request can take, every attempt timing out: attempts x timeout + waits.
+
+        A 429's Retry-After can make a wait longer than the backoff, up to ``max_delay``.
+        """
+        return self.attempts * self.timeout + sum(self.waits())
+
 
 def retry_session(
     policy: RetryPolicy,
@@ -60,22 +72,38 @@ def retry_session(
     stats: LoadStats | None = None,
     redactor: Redactor | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    timeout: float = DEFAULT_TIMEOUT,
-    pool_size: int = 16,
-) -> Session:
-    """A session that retries as ``policy`` says and reports every attempt to ``stats``."""
+    origins: Iterable[str] = (),
+) -> KitSession:
+    """A session that retries as ``policy`` says and reports every attempt to ``stats``.
+
+    Each attempt must be complete within ``policy.timeout``; requests and redirects go
+    to ``origins`` only (any origin when empty).
+    """
     stats = stats if stats is not None else LoadStats()
     redact = redactor or Redactor()
-    # raise_for_status=False: dlt's RESTClient raises itself, after its response hooks.
-    session = Session(timeout=timeout, raise_for_status=False)
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session = KitSession(origins=origins, timeout=policy.timeout, redact=redact)
     send = session.send
 
     def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
+        session.check_origin(request)
         stats.request(resource, describe(request, redact))
-        return send(request, **kwargs)
+        with deadline(policy.timeout) as watch:
+            try:
+                return send(request, **kwargs)
+            except RequestException as error:
+                # The watchdog cut the connection, or a read waited out the timeout (requests
+                # reports that as a ConnectionError when it happens in the body): either way
+                # no complete response came within the timeout.
+                late = isinstance(error, ReadTimeout) or (
+                    isinstance(error, RequestsConnectionError) and error.args
+                    and isinstance(error.args[0], ReadTimeoutError))
+                raised = (ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
+                          if watch.fired or late else _scrubbed(error, redact))
+        # Raised outside the except block, so nothing chains urllib3's errors, whose texts
+        # hold the request URL, key included ("Max retries exceeded with url: ...?api_key=...").
+        # A traceback printed anywhere (a notebook, a logging handler that fails mid-emit,
+        # dlt's trace) shows the kit's redacted text only.
+        raise raised
 
     def before_sleep(state: RetryCallState) -> None:
         request = state.args[0] if state.args else None
@@ -105,6 +133,14 @@ def retry_session(
     )
     session.send = retrying.wraps(counted_send)  # type: ignore[method-assign]
     return session
+
+
+def _scrubbed(error: RequestException, redact: Redactor) -> RequestException:
+    """A copy of ``error`` of the same class whose text is redacted and which chains nothing."""
+    try:
+        return type(error)(redact(str(error)), request=error.request, response=error.response)
+    except TypeError:  # a subclass with another constructor
+        return RequestException(redact(str(error)), request=error.request, response=error.response)
 
 
 def _reason(state: RetryCallState) -> str:

@@ -13,9 +13,11 @@ from dlt.extract.incremental import Incremental, IncrementalResourceWrapper
 from dlt.extract.items_transform import ItemTransform
 from dlt.sources.rest_api import rest_api_source
 
+from . import cursors
 from .arrow_pages import (CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults,
                           mute_json_override, unsupported_columns)
 from .config import PreparedConfig, prepare
+from .errors import secret_safe
 from .pages import DEDUPLICATED, DEFAULT_CONCURRENCY, Gate, KitPaginate
 from .redact import Redactor
 from .retry import retry_session
@@ -51,6 +53,7 @@ class PageStep(ItemTransform[Any, dict]):
             self.on_page(self.resource)
 
 
+@secret_safe
 def build_source(
     config: Mapping[str, Any],
     *,
@@ -109,16 +112,17 @@ def _build(
         client = (resource.explicit_args or {}).get("client")
         if client is not None:
             new_session = functools.partial(retry_session, policy, resource=resource.name, stats=stats,
-                                            redactor=redactor)
+                                            redactor=redactor, origins=prepared.origins)
             gate = Gate(policy.max_delay)
             client.session = gate.install(new_session())
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
+            cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = resource.explicit_args.get("incremental_object")
-                cursor = (incremental.cursor_path,) if incremental is not None else ()
+                cursor_column = (incremental.cursor_path,) if incremental is not None else ()
                 key = resource._hints.get("primary_key") or ()
-                converter = PageConverter(resource.columns, deferred=cursor, resource=resource.name,
+                converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
                                           required=(key,) if isinstance(key, str) else key)
                 convert = PageFormat(converter, resource.name)
                 resource.add_step(CastDeferred(converter))
@@ -130,11 +134,33 @@ def _build(
             # dlt's paginate_resource calls client.paginate once its incremental params are set
             client.paginate = KitPaginate(client, resource=resource.name, redactor=redactor,
                                           primary_key=resource._hints.get("primary_key"), concurrency=workers, new_session=new_session, gate=gate,
-                                          convert=convert, on_arrow_page=step.page_seen)
+                                          convert=convert, on_arrow_page=step.page_seen, cursor=cursor,
+                                          stats=stats, started=stats.started)
             resource.add_step(step)
         else:
             resource.add_step(PageStep(resource.name, stats, on_page))
     return source
+
+
+def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
+    """Sets a cursor that may hold timestamps to compare as instants (see ``cursors``).
+
+    Rewrites its initial and end values to the canonical form, and returns (field,
+    declared a timestamp) for ``KitPaginate`` to rewrite the records' values; None for a
+    cursor declared as another type, or nested in the record, which is left as the API
+    sends it.
+    """
+    incremental = resource.explicit_args.get("incremental_object")
+    if incremental is None or not isinstance(incremental.cursor_path, str) or not incremental.cursor_path.isidentifier():
+        return None
+    columns = resource.columns if isinstance(resource.columns, Mapping) else {}
+    column = columns.get(incremental.cursor_path)
+    kind = column.get("data_type") if isinstance(column, Mapping) else None
+    if kind not in (None, "timestamp"):
+        return None
+    incremental.initial_value = cursors.canonical(incremental.initial_value)
+    incremental.end_value = cursors.canonical(incremental.end_value)
+    return incremental.cursor_path, kind == "timestamp"
 
 
 def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:

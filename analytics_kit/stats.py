@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,24 @@ class LoadStats:
         # Attempts per request text (method, path and query, secrets masked): a retry
         # repeats the same text, so this counts the attempts each request took.
         self.attempts: dict[str, int] = defaultdict(int)
+        # What the run should report: a total the pages contradicted, a cursor in the future.
+        self.warnings: list[str] = []
+        self.started = datetime.now(timezone.utc)
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:
             self.requests[resource] += 1
             self.attempts[request] += 1
             self.last_request[resource] = request
+
+    def warn(self, resource: str, text: str) -> None:
+        """A warning for ``resource``: logged, and listed in the ``LoadReport``, once a run."""
+        line = f"{resource}: {text}"
+        with self._lock:
+            if line in self.warnings:
+                return
+            self.warnings.append(line)
+        logger.warning("%s", line)
 
     def retry(self, event: RetryEvent) -> None:
         with self._lock:

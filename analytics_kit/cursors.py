@@ -1,0 +1,102 @@
+"""Timestamp cursors compared as instants, and cursors from the future.
+
+**Instants, not text.** dlt keeps an incremental cursor as the API sent it and takes the
+newest with ``max()``: for ISO strings that compares text. With mixed zone offsets
+(``+05:00``, ``+01:00``, ``Z``) the stored cursor was not the newest instant, and the next
+run skipped changed records. The kit therefore rewrites every timestamp cursor value, before
+dlt's incremental step sees it, into one form whose text order is its time order::
+
+    2026-01-03T10:15:07+00:00       whole seconds
+    2026-01-03T10:15:07.5+00:00     a fraction, trailing zeros dropped
+
+The date and time parts have fixed widths, and the suffix ``+`` sorts before ``.`` and
+the digits, so ``07+00:00`` < ``07.25+00:00`` < ``07.5+00:00`` < ``08+00:00``; equal
+instants are equal strings. (With ``Z`` instead, ``07Z`` would sort after ``07.5Z``.)
+The loaded column is a timestamp either way; only the stored cursor and the value sent
+as the API's start parameter take this form.
+
+**The future.** A cursor beyond the clock (a record stamped 2030 by mistake, or an API
+whose clock runs ahead) would be stored, and every later run would ask only for records
+updated after it: all real changes missed, silently. Policy: the record is loaded as it
+is and the run says so (``LoadReport.warnings`` and the log). Each run records when it
+started (``RUN_STARTED`` in each resource's state, committed with its cursor); a run that
+finds a stored cursor more than ``FUTURE_SKEW`` after the start of the run that stored
+it starts instead from that start minus ``FUTURE_SKEW``. Changes since then are fetched
+again (the merge absorbs the repeats), and later changes are not missed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+UTC = timezone.utc
+# Clocks of the API and of this machine may differ by this much without a warning.
+FUTURE_SKEW = timedelta(minutes=5)
+# Key in a resource's dlt state: when the run that stored its cursor started.
+RUN_STARTED = "analytics_kit_run_started"
+
+
+def parse(value: Any) -> datetime | None:
+    """``value`` as an aware UTC datetime if it is an ISO timestamp with a time part, else None.
+
+    A value without a zone is UTC, as dlt reads it.
+    """
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not isinstance(value, str) or len(value) < 16 or value[10] not in "Tt ":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def render(instant: datetime) -> str:
+    """The canonical text of an aware datetime (see the module docstring)."""
+    text = instant.astimezone(UTC).isoformat()
+    if instant.microsecond:
+        head, _, zone = text.rpartition("+")
+        text = head.rstrip("0") + "+" + zone
+    return text
+
+
+def canonical(value: Any) -> Any:
+    """``value`` in the canonical form if it is an ISO timestamp; anything else unchanged."""
+    # the common API form, 2026-01-03T10:15:07Z, without parsing: most values take this path
+    if type(value) is str and len(value) == 20 and value[19] == "Z" and value[10] == "T":
+        return value[:19] + "+00:00"
+    instant = parse(value)
+    return value if instant is None else render(instant)
+
+
+def canonical_rows(rows: list, field: str, required: bool) -> int | None:
+    """Rewrites ``row[field]`` of every dict in ``rows`` to the canonical form, in place.
+
+    Returns the index of the first row whose value is not a timestamp when ``required``
+    (the column is declared a timestamp), else None.
+    """
+    bad = None
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            continue
+        value = row.get(field)
+        if value is None:
+            continue
+        new = canonical(value)
+        if new is value and required and bad is None and not (isinstance(value, str) and parse(value)):
+            bad = i
+        row[field] = new
+    return bad
+
+
+def beyond(value: Any, started: datetime) -> bool:
+    """Whether cursor ``value`` lies more than ``FUTURE_SKEW`` after ``started``."""
+    instant = parse(value)
+    return instant is not None and instant > started + FUTURE_SKEW
+
+
+def restart_point(started: datetime) -> str:
+    """Where a run starts instead of a cursor that ran ahead of the run that stored it."""
+    return render(started - FUTURE_SKEW)

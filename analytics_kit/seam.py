@@ -1,0 +1,57 @@
+"""Reaches below dlt's public API that the kit cannot do without, in one place.
+
+Each function says why it is needed and what public route would replace it, so that a
+dlt upgrade is checked here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from dlt.pipeline.pipeline import Pipeline
+
+from . import cursors
+
+
+def incremental_states(state: dict, source: str) -> Iterator[tuple[str, str, dict, dict]]:
+    """(resource, cursor path, resource state, cursor state) of each incremental cursor.
+
+    dlt's pipeline state keeps cursors at ``sources.<source>.resources.<resource>.incremental.
+    <cursor_path>`` (``last_value``, ``unique_hashes``, ...): a layout dlt does not document.
+    A public reader of stored cursors would replace this.
+    """
+    resources = state.get("sources", {}).get(source, {}).get("resources", {})
+    for name, resource in sorted(resources.items()):
+        for path, cursor in (resource.get("incremental") or {}).items():
+            if isinstance(cursor, dict):
+                yield name, path, resource, cursor
+
+
+def stored_cursors(pipeline: Pipeline, source: str) -> dict[str, Any]:
+    """The incremental cursor value of each resource, from the pipeline's state."""
+    return {name: cursor.get("last_value") for name, _, _, cursor in incremental_states(pipeline.state, source)}
+
+
+def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
+    """Stored timestamp cursors in the form that compares as instants; one that ran ahead of
+    the run that stored it moved back to that run's start. Returns (resource, what was moved).
+
+    Written through ``Pipeline.managed_state`` (public) before extraction, so dlt's
+    incremental step starts from the settled value; the layout is dlt's (see above).
+    """
+    moved: list[tuple[str, str]] = []
+    with pipeline.managed_state() as state:
+        for name, path, resource, cursor in incremental_states(state, source):
+            value = cursor.get("last_value")
+            settled = cursors.canonical(value)
+            started = cursors.parse(resource.get(cursors.RUN_STARTED))
+            if started is not None and cursors.beyond(settled, started):
+                settled = cursors.restart_point(started)
+                # the boundary records' hashes belong to the future value
+                cursor["unique_hashes"] = []
+                moved.append((name, f"the stored cursor {path}={cursors.canonical(value)} lies in the future of "
+                                    f"the run that stored it (started {cursors.render(started)}); this run starts "
+                                    f"from {settled} instead, so no change since then is missed"))
+            if settled != value:
+                cursor["last_value"] = settled
+    return moved

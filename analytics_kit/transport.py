@@ -1,0 +1,231 @@
+"""How the kit's requests travel: a deadline for every whole response, and credentials
+that never leave the API's own origin.
+
+**Deadlines.** ``requests``' timeouts bound connecting and each wait for the next bytes,
+not a whole response: a body trickling one byte every 5 s, or headers sent one byte at a
+time, held a load for minutes, and forever when it never ended. Every attempt therefore
+runs under a ``Watch``; one watchdog thread shuts down the socket of any attempt that is
+still running at its deadline, and the attempt fails with ``ResponseTimeout`` (a
+``requests.Timeout``, so the retry policy treats it as any other timeout). The socket is
+found through ``DeadlineConnection``, urllib3's connection class with one hook in its
+public ``request`` method, mounted through ``DeadlineAdapter``.
+
+**Origins.** A redirect to another origin kept the query string, and with it the key; a
+key in a header followed any redirect. ``KitSession`` follows a redirect only within
+the origins the config names (``client.base_url``'s, and those of endpoint paths written
+as full URLs), and refuses to send any request elsewhere, e.g. a paginator's ``next``
+link pointing at another host.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from dlt.sources.helpers.requests.session import Session
+
+from .errors import LoadError
+
+# A whole response (connecting, headers and body) must arrive within this many seconds
+# unless ``error_handler.timeout`` says otherwise; dlt's own default is 60 s per wait.
+DEFAULT_TIMEOUT = 20.0
+# The watchdog thread ends after this long with nothing to watch; the next request starts it.
+IDLE_SECONDS = 30.0
+
+
+class ResponseTimeout(requests.exceptions.ReadTimeout):
+    """No complete response within the deadline (slow, stalled or trickling)."""
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``, with the scheme's default port spelled out."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def host_of(url: str) -> str:
+    """``host:port`` as a message names it (no user, path or query)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+# -- deadlines ---------------------------------------------------------------------------------
+
+
+class Watch:
+    """One attempt's deadline, and the socket it is using once it has one.
+
+    The socket, not the connection: http.client hands the socket over to the response
+    (and forgets it) when the server says it will close the connection.
+    """
+
+    __slots__ = ("deadline", "sock", "fired")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sock: socket.socket | None = None
+        self.fired = False
+
+    def use(self, sock: socket.socket | None) -> None:
+        self.sock = sock
+        if self.fired:
+            self.fire()
+
+    def fire(self) -> None:
+        self.fired = True
+        if self.sock is not None:
+            try:
+                # wakes the thread blocked in recv(): it reads end-of-file and fails
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Watchdog:
+    """One thread for all attempts: it sleeps until the earliest deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watches: set[Watch] = set()
+        self._running = False
+
+    def add(self, watch: Watch) -> None:
+        with self._cond:
+            self._watches.add(watch)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._loop, name="kit-deadlines", daemon=True).start()
+            elif len(self._watches) == 1:
+                self._cond.notify()
+
+    def discard(self, watch: Watch) -> None:
+        with self._cond:
+            self._watches.discard(watch)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for watch in [w for w in self._watches if w.deadline <= now]:
+                    self._watches.discard(watch)
+                    watch.fire()
+                if self._watches:
+                    self._cond.wait(min(w.deadline for w in self._watches) - now)
+                elif not self._cond.wait(IDLE_SECONDS) and not self._watches:
+                    self._running = False
+                    return
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[Watch]:
+    """Runs the block's request under a deadline of ``seconds`` from now."""
+    watch = Watch(time.monotonic() + seconds)
+    # requests sends each redirect hop through the session again, inside the first send
+    outer, _current.watch = getattr(_current, "watch", None), watch
+    _WATCHDOG.add(watch)
+    try:
+        yield watch
+    finally:
+        _WATCHDOG.discard(watch)
+        _current.watch = outer
+
+
+def _watch_socket(connection: HTTPConnection) -> None:
+    watch = getattr(_current, "watch", None)
+    if watch is not None and connection.sock is not None:
+        watch.use(connection.sock)
+
+
+class DeadlineConnection(HTTPConnection):
+    """Tells the current ``Watch`` its socket: when it connects, and when it is reused."""
+
+    def connect(self) -> None:
+        super().connect()
+        _watch_socket(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _watch_socket(self)
+        super().request(*args, **kwargs)
+
+
+class DeadlineHTTPSConnection(HTTPSConnection):
+    connect = DeadlineConnection.connect  # type: ignore[assignment]
+    request = DeadlineConnection.request  # type: ignore[assignment]
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = DeadlineConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = DeadlineHTTPSConnection
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """``HTTPAdapter`` whose connections tell the current ``Watch`` which socket they use."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _HTTPSPool}
+
+
+# -- origins -----------------------------------------------------------------------------------
+
+
+class KitSession(Session):
+    """dlt's session, kept to ``origins``: redirects elsewhere are refused, not followed."""
+
+    def __init__(self, *, origins: Iterable[str], timeout: float, redact: Any) -> None:
+        super().__init__(timeout=timeout, raise_for_status=False)
+        self.origins = frozenset(origins)
+        self.redact = redact
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=16)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def check_origin(self, request: requests.PreparedRequest) -> None:
+        """Refuses to send ``request`` to an origin the config does not name."""
+        if not self.origins or origin(request.url) in self.origins:
+            return
+        raise LoadError(
+            f"Refused to send a request to {host_of(request.url)}, which is not the API's host "
+            f"({self._hosts()}): the request would carry your credentials there.",
+            guidance="A paginator link or an endpoint points at another host. If the API really moved, "
+            "set client.base_url to its new address.",
+            host=host_of(request.url),
+        )
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        target = super().get_redirect_target(resp)
+        if target is None or not self.origins:
+            return target
+        absolute = urljoin(resp.url, target)
+        if origin(absolute) in self.origins:
+            return target
+        request = resp.request
+        raise LoadError(
+            f"The API at {host_of(resp.url)} redirected {self.redact(f'{request.method} {request.path_url}')} "
+            f"(HTTP {resp.status_code}) to another host, {host_of(absolute)}. The kit did not follow it, "
+            "so your credentials were not sent there.",
+            guidance="If the API moved, set client.base_url to its new address; redirects within the same "
+            "scheme, host and port are followed.",
+            status=resp.status_code, host=host_of(absolute),
+        )
+
+    def _hosts(self) -> str:
+        return ", ".join(sorted(o.split("://", 1)[1] for o in self.origins))
