@@ -16,39 +16,26 @@ the notebooks' stored outputs. Expected: 0 hits. ``-s`` prints the number of pla
 from __future__ import annotations
 
 import copy
-import gzip
 import io
 import json
 import logging
-import os
-import pickle
 import re
 import secrets
 import socket
-import sysconfig
-import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, quote_plus
 
-import duckdb
 import pytest
 
 import analytics_kit as ak
 from analytics_kit import demo
-from analytics_kit.retry import retry_session
+from leaks import REPO, Search, search_error, search_files
 
-REPO = Path(__file__).resolve().parents[1]
-KIT = str(REPO / "analytics_kit")
-SITE = sysconfig.get_paths()["purelib"]
-# Frames whose locals a traceback with locals would show. The test's own frames hold the
-# config legitimately, so they are not searched.
-SEARCHED_FRAMES = (KIT, *(os.path.join(SITE, name) for name in ("dlt", "requests", "urllib3")))
 TINY_BACKOFF = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001}
-# The kit has no setting for the request timeout (retry_session's default, dlt's 60 s, is
-# used for every request); the timeout case shortens it through retry_session's default.
+# The timeout case sets error_handler.timeout to this many seconds.
 SHORT_TIMEOUT = 0.3
 KEY_IN_URL = re.compile(r"\b(api_key|ak)=[^*&\"\s\\]{4,}")
 
@@ -56,28 +43,6 @@ KEY_IN_URL = re.compile(r"\b(api_key|ak)=[^*&\"\s\\]{4,}")
 def _canary() -> str:
     # '+', '/' and '=' make the URL-encoded form differ from the plain one.
     return f"CANARY-{secrets.token_hex(8)}+k/y="
-
-
-@dataclass
-class Search:
-    """Every place searched, and where a needle was found."""
-
-    needles: dict[str, str]
-    places: int = 0
-    hits: list[str] = field(default_factory=list)
-
-    def text(self, where: str, text: str) -> None:
-        self.places += 1
-        found = [(name, text.index(needle), needle) for name, needle in self.needles.items() if needle in text]
-        if found:
-            names = ", ".join(name for name, _, _ in found)
-            _, at, needle = found[0]
-            self.hits.append(f"{where}: {names} in ...{text[max(0, at - 150):at + len(needle) + 30]!r}...")
-
-    def raw(self, where: str, data: bytes) -> None:
-        self.text(where, data.decode("utf-8", "replace"))
-        if data[:2] == b"\x1f\x8b":
-            self.text(f"{where} (gunzipped)", gzip.decompress(data).decode("utf-8", "replace"))
 
 
 # -- the loads -----------------------------------------------------------------------------
@@ -117,10 +82,10 @@ def _closed_port(api, config, mp):
 
 
 def _times_out(api, config, mp):
-    mp.setitem(retry_session.__kwdefaults__, "timeout", SHORT_TIMEOUT)
     api.inject("latency", seconds=SHORT_TIMEOUT * 4, times=None)
     for resource in config["resources"]:
         resource["endpoint"]["error_handler"]["max_retries"] = 1
+        resource["endpoint"]["error_handler"]["timeout"] = SHORT_TIMEOUT
     return config
 
 
@@ -209,108 +174,6 @@ def _run(case: Case, key_param: str, source: str, concurrency: int, level: str, 
 # -- where to search -----------------------------------------------------------------------
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    seen, todo, out = set(), [error], []
-    while todo:
-        current = todo.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        out.append(current)
-        todo += [current.__cause__, current.__context__, getattr(current, "exception", None)]
-    return out
-
-
-def _search_error(search: Search, outcome: Outcome) -> None:
-    for i, error in enumerate(_chain(outcome.error)):
-        where = f"{outcome.where}: exception #{i} {type(error).__name__}"
-        search.text(f"{where} str", str(error))
-        search.text(f"{where} repr", repr(error))
-        search.text(f"{where} args", repr(error.args))
-        search.text(f"{where} __dict__", repr(getattr(error, "__dict__", {})))
-        search.text(f"{where} notes", repr(getattr(error, "__notes__", [])))
-    search.text(f"{outcome.where}: formatted traceback", "".join(traceback.format_exception(outcome.error)))
-    formatted = traceback.TracebackException.from_exception(outcome.error, capture_locals=True)
-    todo, seen = [(formatted, "")], set()
-    while todo:
-        te, how = todo.pop(0)
-        if te is None or id(te) in seen:
-            continue
-        seen.add(id(te))
-        # A context raised "from None" is not printed, but it is still there for debuggers,
-        # error trackers and anything else that walks the chain.
-        context = " (suppressed context)" if te.__suppress_context__ else " (context)"
-        todo += [(te.__cause__, how + " (cause)"), (te.__context__, how + context)]
-        for frame in te.stack:
-            if not frame.filename.startswith(SEARCHED_FRAMES):
-                continue
-            # The caller's own config dict, passed down as an argument, is not a leak.
-            own = {name for name, value in (frame.locals or {}).items() if value == repr(outcome.caller_config)}
-            locals_ = {k: v for k, v in (frame.locals or {}).items() if k not in own}
-            search.text(f"{outcome.where}: traceback{how} frame {os.path.relpath(frame.filename, SITE if frame.filename.startswith(SITE) else REPO)}"
-                        f":{frame.lineno} {frame.name}() locals", repr(locals_))
-
-
-def _search_duckdb(search: Search, path: Path) -> None:
-    from dlt.pipeline.state_sync import decompress_state
-
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error:
-        return  # not a database (the raw bytes were searched anyway)
-    with con:
-        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
-        for schema, table in tables:
-            columns = [c for (c,) in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                [schema, table]).fetchall()]
-            for column in columns:
-                values = con.execute(f'SELECT CAST("{column}" AS VARCHAR) FROM "{schema}"."{table}"').fetchall()
-                search.text(f"{path.name} table {schema}.{table} column {column}",
-                            "\n".join(v for (v,) in values if v is not None))
-            if table == "_dlt_pipeline_state":
-                for (blob,) in con.execute(f'SELECT state FROM "{schema}"."{table}"').fetchall():
-                    search.text(f"{path.name} {schema}.{table}.state decoded", json.dumps(decompress_state(blob)))
-
-
-def _walk(obj: Any, depth: int = 0, seen: set | None = None) -> list[str]:
-    """Every string reachable from ``obj`` (for unpickled traces)."""
-    seen = set() if seen is None else seen
-    if depth > 25 or id(obj) in seen:
-        return []
-    seen.add(id(obj))
-    if isinstance(obj, (str, bytes)):
-        return [obj if isinstance(obj, str) else obj.decode("utf-8", "replace")]
-    out: list[str] = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            out += _walk(k, depth + 1, seen) + _walk(v, depth + 1, seen)
-    elif isinstance(obj, (list, tuple, set, frozenset)):
-        for v in obj:
-            out += _walk(v, depth + 1, seen)
-    elif hasattr(obj, "__dict__") or hasattr(obj, "__slots__"):
-        for name in list(getattr(obj, "__dict__", {})) + list(getattr(obj, "__slots__", ())):
-            out += _walk(getattr(obj, name, None), depth + 1, seen)
-    return out
-
-
-def _search_files(search: Search, root: Path) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        where = f"file {path.relative_to(root)}"
-        search.raw(where, path.read_bytes())
-        if path.suffix == ".duckdb":
-            _search_duckdb(search, path)
-        elif path.name.endswith(".pickle"):
-            with path.open("rb") as f:
-                trace = pickle.load(f)
-            search.text(f"{where} unpickled repr", repr(trace))
-            search.text(f"{where} unpickled, every string", "\n".join(_walk(trace)))
-        elif path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            search.text(f"{where} as a table", str(pq.read_table(path).to_pylist()))
-
-
 def _search_notebooks(search: Search) -> None:
     for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
         cells = json.loads(notebook.read_text())["cells"]
@@ -364,11 +227,11 @@ def test_the_api_key_never_leaks(tmp_path: Path, capfd: pytest.CaptureFixture[st
     assert "DEBUG" in memory.getvalue(), "the DEBUG records did not reach the root logger"
     for outcome in outcomes:
         if outcome.error is not None:
-            _search_error(search, outcome)
+            search_error(search, outcome.where, outcome.error, outcome.caller_config)
         else:
             search.text(f"{outcome.where}: report repr", repr(outcome.report))
             search.text(f"{outcome.where}: report str", str(outcome.report))
-    _search_files(search, tmp_path)
+    search_files(search, tmp_path)
     _search_notebooks(search)
 
     summary = f"canary: {search.places} places checked, {len(search.hits)} hits"

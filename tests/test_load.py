@@ -24,7 +24,7 @@ def test_first_load_then_incremental_fetches_only_changes(api, config):
     first = ak.load(config)
     assert first.rows == {"events": 250, "customers": 20}
     assert loaded(api) == served(api)
-    assert sent(api, "/v1/events", "updated_since") == ["2025-01-01T00:00:00Z"] * 3  # 250 rows: 3 pages
+    assert sent(api, "/v1/events", "updated_since") == ["2025-01-01T00:00:00+00:00"] * 3  # 250 rows: 3 pages
 
     change = api.advance(new=7, updated=5, deleted=3)
     api.clear_log()
@@ -92,7 +92,7 @@ def test_state_lives_beside_the_database_and_files_do_not_share_it(api, config, 
     # A second file starts from scratch: its own state, the initial cursor.
     assert other.cursor_before == {}
     assert (tmp_path / "sub" / "two.duckdb.state").is_dir()
-    assert sent(api, "/v1/events", "updated_since")[0] == "2025-01-01T00:00:00Z"
+    assert sent(api, "/v1/events", "updated_since")[0] == "2025-01-01T00:00:00+00:00"
 
 
 def test_a_relative_path_means_the_current_folder(api, config, tmp_path, monkeypatch):

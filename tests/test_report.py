@@ -71,6 +71,6 @@ def test_reading_before_any_load_says_what_to_do():
 def test_timeouts_are_retried(api):
     api.inject("latency", path="/v1/events", seconds=0.5, times=1)
     stats = LoadStats()
-    session = retry_session(RetryPolicy(backoff_factor=0.001), resource="events", stats=stats, timeout=0.2)
+    session = retry_session(RetryPolicy(backoff_factor=0.001, timeout=0.2), resource="events", stats=stats)
     assert session.get(f"{api.base_url}/v1/events", params={"api_key": api.api_key}).status_code == 200
-    assert [e.reason for e in stats.retries] == ["ReadTimeout"]
+    assert [e.reason for e in stats.retries] == ["ResponseTimeout"]

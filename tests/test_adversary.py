@@ -1,0 +1,653 @@
+"""The kit against an adversary: an API that lies and stalls, a full disk, two loads at once.
+
+Every test runs ``ak.load`` against ``adversary.Adversary`` (written apart from the demo API,
+to break the contract) or the demo API, and checks four things: the final tables against the
+API's records, the requests that were sent, the message, and a canary key, searched for in
+the errors with their tracebacks and locals, the logs at DEBUG, stdout and stderr, every file
+the run wrote (DuckDB columns, the pipeline folder, pickled traces) and any other host's
+request log. One class of failure per section, each tried in more than the one example.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import analytics_kit as ak
+from analytics_kit import source as kit_source
+from analytics_kit.cursors import FUTURE_SKEW
+from analytics_kit.retry import RetryPolicy
+
+from adversary import MISSING, START, Adversary, Catcher, iso, parse_instant
+from leaks import Search, needles, search_error, search_files
+
+TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001}
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- the harness ----------------------------------------------------------------------------------
+
+
+class Watch:
+    """What a test's loads produced, searched for the canary when the test ends."""
+
+    def __init__(self, canary: str) -> None:
+        self.canary = canary
+        self.errors: list[BaseException] = []
+        self.reports: list[ak.LoadReport] = []
+        self.catchers: list[Catcher] = []
+        self.log = io.StringIO()
+
+    def load(self, config: dict, **kwargs: Any) -> ak.LoadReport | ak.KitError:
+        """``ak.load``; a kit error is returned (and kept), anything else fails the test."""
+        kwargs.setdefault("progress", False)
+        try:
+            report = ak.load(config, **kwargs)
+        except ak.KitError as error:
+            self.errors.append(error)
+            return error
+        self.reports.append(report)
+        return report
+
+    def fails(self, config: dict, **kwargs: Any) -> ak.LoadError:
+        outcome = self.load(config, **kwargs)
+        assert isinstance(outcome, ak.LoadError), f"expected a LoadError, got {outcome!r}"
+        return outcome
+
+    def succeeds(self, config: dict, **kwargs: Any) -> ak.LoadReport:
+        outcome = self.load(config, **kwargs)
+        assert isinstance(outcome, ak.LoadReport), f"expected success, got {outcome!r}"
+        return outcome
+
+
+@pytest.fixture
+def canary() -> str:
+    # '+', '/' and '=' make the URL-encoded form differ from the plain one
+    return f"CANARY-{secrets.token_hex(6)}+k/y="
+
+
+@pytest.fixture
+def watch(canary: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]):
+    box = Watch(canary)
+    handler = logging.StreamHandler(box.log)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    try:
+        yield box
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    captured = capfd.readouterr()
+    search = Search(needles(box.canary))
+    search.text("stdout", captured.out)
+    search.text("stderr", captured.err)
+    search.text("log at DEBUG", box.log.getvalue())
+    for i, error in enumerate(box.errors):
+        search_error(search, f"error #{i}", error)
+    for i, report in enumerate(box.reports):
+        search.text(f"report #{i}", repr(report) + str(report.warnings))
+    for catcher in box.catchers:
+        search.text("another host's request log", repr(catcher.requests))
+    search_files(search, tmp_path)
+    assert search.places > 5
+    assert not search.hits, "\n".join(search.hits)
+
+
+@pytest.fixture
+def api(canary: str):
+    with Adversary(n=500, key=canary) as server:
+        yield server
+
+
+def config_for(server: Adversary, *, limit: int = 100, concurrency: int | None = None, timeout: float = 2,
+               columns: dict | None = None, incremental: bool = True, key_header: str | None = None,
+               paginator: dict | None = None, path: str = "/v1/events") -> dict:
+    """The guide's dict for the adversary's listing, with the key inline (the canary)."""
+    auth = ({"type": "api_key", "name": key_header, "api_key": server.key, "location": "header"} if key_header
+            else {"type": "api_key", "name": "api_key", "api_key": server.key, "location": "query"})
+    endpoint: dict = {"path": path, "data_selector": "data",
+                      "paginator": paginator or {"type": "offset", "limit": limit},
+                      "error_handler": {**TINY, "timeout": timeout}}
+    if incremental:
+        endpoint["incremental"] = {"cursor_path": "updated_at", "start_param": "updated_since",
+                                   "initial_value": "2026-01-01T00:00:00Z"}
+    if concurrency is not None:
+        endpoint["concurrency"] = concurrency
+    default_columns = {"id": {"data_type": "bigint", "nullable": False},
+                       "updated_at": {"data_type": "timestamp", "nullable": False}}
+    return {"client": {"base_url": server.base_url, "auth": auth},
+            "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+            "resources": [{"name": "events", "endpoint": endpoint,
+                           "columns": default_columns if columns is None else columns}]}
+
+
+def table(database: str = "analytics.duckdb") -> dict:
+    """``{id: (updated_at as a UTC instant, value)}`` of the loaded events."""
+    if not Path(database).exists() or "events" not in set(ak.tables(database).table):
+        return {}
+    frame = ak.query("SELECT id, updated_at, value FROM analytics.events ORDER BY id", database)
+    return {row.id: (row.updated_at.to_pydatetime(), row.value) for row in frame.itertuples()}
+
+
+def served(server: Adversary) -> dict:
+    return {r["id"]: (parse_instant(r["updated_at"]), r["value"]) for r in server.records()}
+
+
+def offsets(server: Adversary) -> list[int | None]:
+    return sorted(r.offset for r in server.requests if r.path == server.path)
+
+
+def with_value(change: dict[int, Any], field: str = "value"):
+    """A transform that serves ``field`` of the records with these ids changed."""
+    def transform(body: dict, offset: int) -> dict:
+        for record in body["data"]:
+            if record["id"] in change:
+                record[field] = change[record["id"]]
+        return body
+    return transform
+
+
+# -- 1. a total that disagrees with the pages -------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+@pytest.mark.parametrize("lie, shown", [
+    (150, "total=150"),                      # too low: paging goes on past it
+    (-5, "total=-5"),                        # negative: not a count
+    ("abc", "total='abc'"),                  # not a number
+    (1.5, "total=1.5"),                      # not a whole number
+    (lambda true, offset: max(1, true - offset), "total="),  # shrinks page by page
+])
+def test_total_too_low_or_not_a_count_loads_everything_and_says_so(api, watch, lie, shown, concurrency):
+    api.total = lie
+    report = watch.succeeds(config_for(api, concurrency=concurrency))
+    assert table() == served(api)
+    assert report.rows == {"events": 500}
+    assert any(shown in w for w in report.warnings), report.warnings
+    # five full pages, then pages until the first empty one: at most a window more
+    assert offsets(api)[:6] == [0, 100, 200, 300, 400, 500]
+    assert len(offsets(api)) <= 6 + 2 * concurrency
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+@pytest.mark.parametrize("lie", [10_000, 10**12])
+def test_total_too_high_or_absurd_stops_at_the_first_empty_page(api, watch, lie, concurrency):
+    api.total = lie
+    started = time.monotonic()
+    report = watch.succeeds(config_for(api, concurrency=concurrency))
+    assert time.monotonic() - started < 20
+    assert table() == served(api)
+    assert f"the API said total={lie} but returned no records after offset 500" in "\n".join(report.warnings)
+    assert "kept changing" not in watch.log.getvalue()  # not blamed on the data, nor paged again
+    assert len(offsets(api)) <= 6 + 2 * 8, "requests beyond the end are bounded by the window"
+
+
+def test_total_honest_costs_one_request_past_a_full_last_page_and_none_past_a_short_one(api, watch):
+    report = watch.succeeds(config_for(api))
+    assert offsets(api) == [0, 100, 200, 300, 400, 500]  # 500 = 5 full pages: one more checks the end
+    assert not report.warnings
+    api.add_records([{"id": 501, "updated_at": iso(START + 86400 * 30, z=True), "value": 1.0, "kind": "x"}])
+    api.clear_requests()
+    watch.succeeds(config_for(api, incremental=False))
+    assert offsets(api) == [0, 100, 200, 300, 400, 500]  # 501 records: the short last page ends it
+    assert table() == served(api)
+
+
+def test_total_missing_names_the_option_to_set(api, watch):
+    api.total = MISSING
+    error = watch.fails(config_for(api))
+    assert "total_path" in str(error) and table() == {}
+
+
+def test_total_pages_capped_below_the_limit_are_refused_not_skipped(api, watch):
+    watch.succeeds(config_for(api, incremental=False))
+    before = table()
+    api.page_cap = 40
+    api.update_record(7, value=-1.0)
+    error = watch.fails(config_for(api, incremental=False, concurrency=1))
+    assert "returned 40 record(s) for limit=100" in str(error) and "Set the paginator's limit to 40" in str(error)
+    assert table() == before  # nothing from the failed run
+    watch.succeeds(config_for(api, incremental=False, limit=40))
+    assert table() == served(api)
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_total_ignored_offset_is_stopped(api, watch, concurrency):
+    api.ignore_offset = True
+    error = watch.fails(config_for(api, concurrency=concurrency))
+    assert "the same records again" in str(error) and "offset_param" in str(error)
+    assert len(api.requests) <= 3 + 2 * concurrency
+    assert table() == {}
+
+
+def test_total_paging_past_it_is_bounded(api, watch, monkeypatch):
+    from analytics_kit import offsets as kit_offsets
+
+    monkeypatch.setattr(kit_offsets, "MAX_PAGES_PAST_TOTAL", 2)
+    api.total = 100
+    error = watch.fails(config_for(api))
+    assert "kept returning records for 2 pages past it" in str(error)
+    assert len(api.requests) <= 5 + 2 * 8
+
+
+# -- 2. deadlines -------------------------------------------------------------------------------------
+
+SLOW = [
+    ("endless trickle", lambda s: s.set_trickle(1, 0.05, True)),
+    ("slow trickle", lambda s: s.set_trickle(1, 0.2)),
+    ("stalled body", lambda s: s.set_stall_body()),
+    ("stalled headers", lambda s: s.set_stall_headers()),
+    ("trickled headers", lambda s: s.set_trickle_headers(0.1)),
+]
+
+
+@pytest.mark.parametrize("name, breaks", SLOW, ids=[s[0] for s in SLOW])
+def test_deadline_a_response_that_never_completes_times_out_within_the_bound(api, watch, name, breaks):
+    breaks(api)
+    config = config_for(api, timeout=1)
+    policy = RetryPolicy(max_retries=TINY["max_retries"], backoff_factor=TINY["backoff_factor"], timeout=1)
+    started = time.monotonic()
+    error = watch.fails(config)
+    took = time.monotonic() - started
+    assert took <= policy.worst_case() + 2.5, f"{took:.1f} s against a bound of {policy.worst_case():.1f} s"
+    text = str(error)
+    assert f"The API at 127.0.0.1:{api.port} timed out" in text and "no complete response within 1 s" in text, text
+    assert "GET /v1/events?" in text and "api_key=***" in text and "3 attempt(s)" in text
+    assert "could not be reached" not in text
+    assert api.count(api.path) == 3  # the first page, tried three times
+    assert table() == {}
+
+
+def test_deadline_a_response_that_stalls_once_is_retried(api, watch):
+    api.set_stall_body(times=1, offset=200)
+    report = watch.succeeds(config_for(api, timeout=1))
+    assert [r.reason for r in report.retries] == ["ResponseTimeout"]
+    assert table() == served(api)
+
+
+def test_deadline_of_the_real_schedule_is_attempts_times_timeout_plus_backoff():
+    policy = RetryPolicy()  # the guide's: 3 retries, factor 2, and the kit's default timeout
+    assert policy.waits() == [2, 4, 8]
+    assert policy.worst_case() == 4 * policy.timeout + 14
+    assert policy.timeout < 60  # dlt's own default per wait
+
+
+@pytest.mark.parametrize("value", [0, -1, "20", True, float("inf")])
+def test_deadline_a_bad_timeout_is_a_config_error(api, value):
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["error_handler"]["timeout"] = value
+    with pytest.raises(ak.ConfigError, match=r"error_handler\.timeout"):
+        ak.build_source(config)
+
+
+# -- 3. redirects ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_in", ["query", "header"])
+@pytest.mark.parametrize("at_offset", [None, 200])
+def test_redirect_to_another_host_is_refused_and_carries_no_key(canary, watch, key_in, at_offset):
+    header = "X-API-Key" if key_in == "header" else None
+    with Adversary(n=500, key=canary, key_header=header) as api, Catcher() as other:
+        watch.catchers.append(other)
+        api.redirect_to(other.base_url, offset=at_offset)
+        error = watch.fails(config_for(api, key_header=header))
+        text = str(error)
+        assert f"The API at 127.0.0.1:{api.port} redirected GET /v1/events" in text
+        assert f"to another host, 127.0.0.1:{other.port}" in text
+        assert other.requests == [] and not other.leaked(canary)
+        assert table() == {}
+
+
+def test_redirect_by_a_paginator_link_to_another_host_is_not_followed(canary, watch):
+    with Adversary(n=120, key=canary) as api, Catcher() as other:
+        watch.catchers.append(other)
+        api.transform = lambda body, offset: {**body, "next": f"{other.base_url}/v1/events?page=2"}
+        error = watch.fails(config_for(api, incremental=False,
+                                       paginator={"type": "json_link", "next_url_path": "next"}))
+        assert f"Refused to send a request to 127.0.0.1:{other.port}" in str(error)
+        assert other.requests == []
+
+
+def test_redirect_within_the_origin_is_followed(api, watch):
+    api.redirect_same_origin("/v2/events")
+    watch.succeeds(config_for(api))
+    assert table() == served(api)
+    assert {r.path for r in api.requests} == {"/v1/events", "/v2/events"}
+
+
+# -- 4. two loads of one database at once ----------------------------------------------------------
+
+CHILD = """
+import json, os, sys
+import analytics_kit as ak
+config = json.loads(os.environ["KIT_CONFIG"])
+try:
+    report = ak.load(config, database=sys.argv[1], progress=False, lock_timeout=float(sys.argv[2]))
+except ak.KitError as error:
+    print("KitError:", str(error).replace(chr(10), " "))
+    sys.exit(3)
+print("loaded", report.rows.get("events", 0))
+"""
+
+
+def child(config: dict, database: str, lock_timeout: float) -> subprocess.Popen:
+    env = {**os.environ, "KIT_CONFIG": json.dumps(config)}
+    return subprocess.Popen([sys.executable, "-c", CHILD, database, str(lock_timeout)], env=env, cwd=os.getcwd(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def holder_pid(database: str) -> str:
+    lock = Path(database + ".state") / "load.lock"
+    return lock.read_text().strip() if lock.exists() else ""
+
+
+def wait_for_holder(process: subprocess.Popen, database: str, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while holder_pid(database) != str(process.pid):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the first load never took the lock"
+        time.sleep(0.02)
+
+
+def finish(process: subprocess.Popen, watch: Watch) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=120)
+    watch.log.write(out + err)  # searched for the canary
+    assert "Traceback" not in err, err  # no raw exception escapes load()
+    return process.returncode, out, err
+
+
+def test_two_loads_the_second_waits_for_the_first_and_both_succeed(api, watch):
+    api.set_trickle(400, 0.01)  # about 0.2 s a page, one page at a time: the first load holds on
+    config = config_for(api, concurrency=1)
+    first = child(config, "analytics.duckdb", 60)
+    wait_for_holder(first, "analytics.duckdb")
+    second = child(config, "analytics.duckdb", 60)
+    assert finish(first, watch)[0] == 0
+    code, out, err = finish(second, watch)
+    assert code == 0 and f"is running (PID {first.pid})" in err, (out, err)
+    assert table() == served(api)
+
+
+def test_two_loads_the_one_that_waits_too_long_names_the_holder(api, watch):
+    api.set_trickle(400, 0.01)
+    config = config_for(api, concurrency=1)
+    first = child(config, "analytics.duckdb", 60)
+    wait_for_holder(first, "analytics.duckdb")
+    code, out, _ = finish(child(config, "analytics.duckdb", 0.5), watch)
+    assert code == 3 and "Another load of" in out and f"(PID {first.pid})" in out and "lock_timeout" in out
+    assert finish(first, watch)[0] == 0
+    assert table() == served(api)
+
+
+def test_two_loads_started_together_take_turns_and_end_equal_to_the_api(api, watch):
+    config = config_for(api)
+    for round_ in range(6):
+        for i in range(1, 4):
+            api.update_record(round_ * 10 + i, value=float(round_))
+        pair = [child(config, "analytics.duckdb", 60) for _ in range(2)]
+        assert [finish(p, watch)[0] for p in pair] == [0, 0]
+        assert table() == served(api), f"round {round_}"
+
+
+def test_two_loads_in_threads_of_one_kernel_take_turns(api, watch):
+    config = config_for(api)
+    outcomes: list[Any] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(watch.load(config, lock_timeout=60))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(outcomes) == 2 and all(isinstance(o, ak.LoadReport) for o in outcomes), outcomes
+    assert table() == served(api)
+
+
+# -- 5. a full disk --------------------------------------------------------------------------------
+
+
+def checksum(database: str = "analytics.duckdb") -> tuple:
+    return tuple(ak.query("SELECT count(*) AS n, sum(hash(id, updated_at, value)) AS h FROM events", database).iloc[0])
+
+
+def test_disk_a_merge_that_fails_after_its_delete_changes_nothing(api, watch):
+    """A stand-in for a commit that fails (disk full at the WAL, out of memory, a kill): the
+    INSERT half of the merge fails on a CHECK constraint after its DELETE has run."""
+    watch.succeeds(config_for(api))
+    before, cursor = checksum(), ak.state()["cursors"]
+    con = duckdb.connect("analytics.duckdb")
+    ddl = con.execute("SELECT sql FROM duckdb_tables() WHERE table_name = 'events'").fetchone()[0]
+    con.execute("ALTER TABLE events RENAME TO events_old")
+    con.execute(ddl.rstrip().rstrip(";").rstrip()[:-1] + ", CHECK (id <= 500));")
+    con.execute("INSERT INTO events SELECT * FROM events_old; DROP TABLE events_old")
+    con.close()
+    for i in range(1, 300):
+        api.update_record(i, value=-1.0, updated_at=iso(START + 86400 * 90 + i, z=True))
+    api.add_records([{"id": 501, "updated_at": iso(START + 86400 * 100, z=True), "value": 0.5, "kind": "new"}])
+    error = watch.fails(config_for(api))
+    assert "CHECK constraint" in str(error) and "Nothing is lost" in str(error)
+    assert checksum() == before and ak.state()["cursors"] == cursor  # not 200 rows, as before the fix
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A 64 MB tmpfs as the working folder; skipped where it cannot be mounted (not root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); run as root to test a full disk")
+    monkeypatch.chdir(mount)
+    try:
+        yield mount
+    finally:
+        monkeypatch.chdir(tmp_path)
+        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(folder: Path, leave_kb: int) -> Path:
+    """A ballast file that leaves ``leave_kb`` free on ``folder``'s disk."""
+    ballast = folder / "ballast"
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with open(ballast, "wb") as handle:
+        os.posix_fallocate(handle.fileno(), 0, max(0, free - leave_kb * 1024))
+    return ballast
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["with the free-space check", "without it"])
+def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, monkeypatch, checked):
+    from analytics_kit import database as kit_database
+
+    if not checked:  # let the load run into the full disk, to see that what fails there is atomic
+        monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)
+        monkeypatch.setattr(kit_database, "LOAD_SPACE_MARGIN", 0)
+    failed_at: list[str] = []
+    for round_, leave_kb in enumerate((8, 24, 48, 64, 80, 96, 128, 192, 256, 512)):
+        watch.succeeds(config_for(api))
+        assert table() == served(api)
+        before, cursor = checksum(), ak.state()["cursors"]
+        changed = START + 86400 * 120 + round_ * 1000  # in the past, later than the last round
+        for i in range(1, 451):
+            api.update_record(i, value=float(round_), updated_at=iso(changed + i, z=True))
+        api.add_records([{"id": 1000 + round_ * 10 + i, "updated_at": iso(changed + 500 + i, z=True),
+                          "value": 1.0, "kind": "new"} for i in range(10)])
+        ballast = fill(small_disk, leave_kb)
+        outcome = watch.load(config_for(api))
+        if isinstance(outcome, ak.LoadError):
+            text = str(outcome)
+            assert "space" in text, text
+            failed_at.append(text)
+            ballast.unlink()
+            assert checksum() == before and ak.state()["cursors"] == cursor, f"{leave_kb} KB free: {text}"
+        else:
+            ballast.unlink()
+            assert isinstance(outcome, ak.LoadReport), outcome
+        watch.succeeds(config_for(api))
+        assert table() == served(api), f"{leave_kb} KB free"
+    assert failed_at, "the disk never filled up: the test did not test anything"
+    written = [f for f in failed_at if "while writing to" in f]
+    if checked:  # the check refuses before the file is touched
+        assert not written and any(f.startswith("The disk holding") for f in failed_at), failed_at
+    else:  # the disk filled up while DuckDB wrote, and the tables stayed as they were (above)
+        assert written, failed_at
+
+
+# -- 6. cursors compared as instants; cursors in the future -----------------------------------------
+
+
+def zoned(records: list[dict]) -> list[dict]:
+    """The same instants written in other zones, with and without fractions, so that text order
+    and time order differ."""
+    zones = [300, 60, 0, -90, 0]
+    out = []
+    for i, record in enumerate(records):
+        instant = parse_instant(record["updated_at"]).timestamp()
+        offset = zones[i % len(zones)]
+        text = iso(instant + (0.5 if i % 7 == 3 else 0), offset, frac=3 if i % 7 == 3 else None)
+        out.append({**record, "updated_at": text})
+    return out
+
+
+def test_cursor_mixed_zone_offsets_compare_as_instants(api, watch):
+    api.set_records(zoned(api.records()))
+    first = watch.succeeds(config_for(api))
+    newest = max(parse_instant(r["updated_at"]) for r in api.records())
+    assert first.cursor_after["events"] == newest.isoformat()
+    # changes whose text sorts below the stored cursor, though they are later instants
+    later = newest.timestamp() + 3600
+    for i, offset in zip((11, 12, 13), (-600, 540, 0)):
+        api.update_record(i, updated_at=iso(later + i, offset), value=-float(i))
+    second = watch.succeeds(config_for(api))
+    assert second.rows["events"] >= 3
+    assert table() == served(api)
+    assert parse_instant(second.cursor_after["events"]).timestamp() == later + 13
+
+
+def test_cursor_from_the_future_is_reported_and_does_not_stop_later_loads(api, watch):
+    api.update_record(5, updated_at="2030-01-01T00:00:00Z")
+    first = watch.succeeds(config_for(api))
+    assert first.cursor_after["events"] == "2030-01-01T00:00:00+00:00"
+    assert any("lies in the future" in w for w in first.warnings), first.warnings
+    now = time.time()
+    api.update_record(9, updated_at=iso(now - 60, z=True), value=-9.0)
+    api.update_record(10, updated_at=iso(now + 120, z=True), value=-10.0)  # within the allowed skew
+    api.clear_requests()
+    second = watch.succeeds(config_for(api))
+    assert table() == served(api)
+    assert any("starts from" in w for w in second.warnings), second.warnings
+    asked = parse_instant(api.requests[0].params["updated_since"])
+    assert asked <= datetime.fromtimestamp(now, timezone.utc) - FUTURE_SKEW
+    # the record from 2030 is loaded as it is, and still reported
+    assert table()[5][0].year == 2030
+    assert any("lies in the future" in w for w in second.warnings)
+
+
+def test_cursor_that_is_not_a_timestamp_is_named_with_its_record(api, watch):
+    api.transform = with_value({42: "yesterday"}, "updated_at")  # served, though the listing sorts it as before
+    error = watch.fails(config_for(api))
+    text = str(error)
+    assert "id=42" in text and "'updated_at'" in text and "GET /v1/events?" in text and "'yesterday'" in text
+
+
+# -- 7. a value whose type changes between pages -----------------------------------------------------
+
+
+@pytest.mark.parametrize("odd", ["abc", True, "2026-01-01T00:00:00Z", {"nested": 1}])
+def test_types_an_undeclared_column_changing_type_loads_as_dlts_normaliser_loads_it(api, watch, monkeypatch, odd):
+    api.transform = with_value({350: odd, 420: odd})
+    config = config_for(api)
+    fast = watch.succeeds(config, database="fast.duckdb")
+    monkeypatch.setattr(kit_source, "FAST_PATH", False)
+    slow = watch.succeeds(config, database="slow.duckdb")
+    assert fast.rows == slow.rows == {"events": 500}
+    assert ak.describe("events", "fast.duckdb").equals(ak.describe("events", "slow.duckdb"))
+    rows = "SELECT * EXCLUDE (_dlt_id, _dlt_load_id) FROM events ORDER BY id"
+    assert ak.query(rows, "fast.duckdb").equals(ak.query(rows, "slow.duckdb"))
+
+
+def test_types_a_declared_column_refuses_another_type_naming_record_column_and_request(api, watch):
+    api.transform = with_value({350: "abc"})
+    columns = {"id": {"data_type": "bigint", "nullable": False},
+               "updated_at": {"data_type": "timestamp", "nullable": False},
+               "value": {"data_type": "double"}}
+    error = watch.fails(config_for(api, columns=columns))
+    text = str(error)
+    assert "id=350" in text and "'value'" in text and "offset=300" in text and "'abc'" in text, text
+    assert table() == {}
+
+
+# -- 8. the failing request is named ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("at", [100, 300])
+@pytest.mark.parametrize("fault, said", [
+    (lambda api, at: setattr(api, "transform", lambda body, offset: b"{not json" if offset == at else body),
+     "not valid JSON"),
+    (lambda api, at: setattr(api, "transform", lambda body, offset: {"items": []} if offset == at else body),
+     "no 'data' in the response"),
+    (lambda api, at: api.fail(500, times=None, offset=at), "HTTP 500"),
+], ids=["broken JSON", "no data", "HTTP 500"])
+def test_request_named_is_the_failing_page(api, watch, fault, said, at):
+    fault(api, at)
+    error = watch.fails(config_for(api, concurrency=8))
+    text = str(error)
+    assert said in text and f"offset={at}&" in text, text
+    assert sum(f"offset={o}&" in text for o in range(0, 600, 100)) == 1
+
+
+# -- 9. secrets of any length, and keys written into the config --------------------------------------
+
+
+@pytest.mark.parametrize("key", ["Zq~", "§"])
+def test_secret_a_short_key_is_masked_too(watch, key):
+    watch.canary = key
+    with Adversary(n=150, key=key) as api:
+        api.fail(500, times=None, offset=100)
+        error = watch.fails(config_for(api))
+        assert "api_key=***" in str(error)
+        broken = config_for(api)
+        broken["client"]["auth"]["locaton"] = "query"  # a misspelled key next to the secret
+        with pytest.raises(ak.ConfigError) as config_error:
+            ak.load(broken)
+        watch.errors.append(config_error.value)
+
+
+def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["paginator"]["limt"] = 5
+    for call in (lambda: ak.load(config), lambda: ak.build_source(config)):
+        with pytest.raises(ak.ConfigError) as raised:
+            call()
+        watch.errors.append(raised.value)  # its frames' locals are searched for the key
+
+
+# -- 10. identifiers in SQL ---------------------------------------------------------------------------
+
+
+def test_identifier_a_crafted_table_name_is_quoted_everywhere(api, watch, tmp_path):
+    watch.succeeds(config_for(api))
+    evil = "x\"; COPY (SELECT 42) TO 'PWNED.csv'; --"
+    con = duckdb.connect("analytics.duckdb")
+    con.execute('CREATE TABLE "x""; COPY (SELECT 42) TO \'PWNED.csv\'; --" (a INT)')
+    con.execute('INSERT INTO "x""; COPY (SELECT 42) TO \'PWNED.csv\'; --" VALUES (1), (2)')
+    con.close()
+    listed = ak.tables().set_index("table")["rows"].to_dict()
+    assert listed[evil] == 2 and listed["events"] == 500
+    assert ak.describe(evil)["column"].tolist() == ["a"]
+    watch.succeeds(config_for(api))  # recovery and merge steps with the table present
+    assert not list(tmp_path.rglob("PWNED*"))
