@@ -373,8 +373,8 @@ def finish(process: subprocess.Popen, watch: Watch) -> tuple[int, str, str]:
 
 
 def test_two_loads_the_second_waits_for_the_first_and_both_succeed(api, watch):
-    api.set_trickle(400, 0.01)  # about 0.2 s a page, one page at a time: the first load holds on
-    config = config_for(api, concurrency=1)
+    api.set_trickle(300, 0.04)  # about 1 s a page, one page at a time: the first load holds the lock ~6 s
+    config = config_for(api, concurrency=1, timeout=10)
     first = child(config, "analytics.duckdb", 60)
     wait_for_holder(first, "analytics.duckdb")
     second = child(config, "analytics.duckdb", 60)
@@ -385,8 +385,8 @@ def test_two_loads_the_second_waits_for_the_first_and_both_succeed(api, watch):
 
 
 def test_two_loads_the_one_that_waits_too_long_names_the_holder(api, watch):
-    api.set_trickle(400, 0.01)
-    config = config_for(api, concurrency=1)
+    api.set_trickle(300, 0.04)
+    config = config_for(api, concurrency=1, timeout=10)
     first = child(config, "analytics.duckdb", 60)
     wait_for_holder(first, "analytics.duckdb")
     code, out, _ = finish(child(config, "analytics.duckdb", 0.5), watch)
