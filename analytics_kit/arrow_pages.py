@@ -215,6 +215,9 @@ class PageConverter:
         except _Uncoercible as bad:
             if name not in self.declared:
                 raise TypeChanged(name) from None
+            if isinstance(bad.value, int) and not isinstance(bad.value, bool):
+                raise BadValue(name, bad.index, f"of type {kind}", f"has {bad.value}, beyond 64-bit integers,",
+                               f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.") from None
             raise BadValue(name, bad.index, f"of type {kind}", f"has {_shown(bad.value)}",
                            f"Fix the column's data_type in the config if the API sends such values, "
                            f"or leave {name!r} undeclared to let dlt keep them in a variant column.") from None
@@ -234,11 +237,14 @@ class PageConverter:
 
 
 class PageFormat:
-    """Arrow tables for a resource's pages, unless its first page has undeclared nested data.
+    """Arrow tables for a resource's pages, unless its first page has undeclared nested data
+    or a cursor sent as numbers.
 
     dlt's normaliser turns undeclared lists into child tables and dicts into ``a__b`` columns,
-    which an arrow table cannot say; such a resource stays on dicts for the whole run, decided
-    on the first records it is given.
+    which an arrow table cannot say; a cursor of Unix seconds must reach dlt's incremental
+    step as the numbers its stored value compares with, where the fast path keeps a cursor
+    as text. Such a resource stays on dicts for the whole run, decided on the first records
+    it is given.
     """
 
     def __init__(self, converter: PageConverter, resource: str) -> None:
@@ -251,9 +257,12 @@ class PageFormat:
             return None
         if self.arrow is None:
             nested = self.converter.nested_undeclared(page)
-            self.arrow = not nested
-            if nested:
-                logger.info("%s: undeclared nested columns %s; pages stay dicts", self.resource, nested)
+            numbers = [n for n in sorted(self.converter.deferred)
+                       if any(isinstance(r.get(n), (int, float)) and not isinstance(r.get(n), bool) for r in page)]
+            self.arrow = not nested and not numbers
+            if nested or numbers:
+                logger.info("%s: undeclared nested columns %s, numeric cursors %s; pages stay dicts",
+                            self.resource, nested, numbers)
         return self.converter(page) if self.arrow else page
 
 

@@ -259,9 +259,4 @@ def _collect_secrets(cfg: Any) -> tuple[str, ...]:
 
 def _redacted(exc: KitError, secrets: tuple[str, ...]) -> KitError:
     """``exc`` detached from its frames; should a secret have reached its text, masked."""
-    clean = exc.detached()
-    redact = Redactor(secrets, mask=checks.MASK)
-    clean.message = redact(clean.message)
-    clean.guidance = redact(clean.guidance) if clean.guidance else clean.guidance
-    clean.args = (clean.message,)
-    return clean
+    return exc.redacted(Redactor(secrets, mask=checks.MASK))

@@ -16,6 +16,7 @@ import sys
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
+from dlt.common import jsonpath
 from dlt.common.exceptions import DictValidationException
 from dlt.common.schema.typing import TColumnSchema
 from dlt.common.typing import (
@@ -164,6 +165,11 @@ def _config_typeddict(cls: type | None, default: type) -> type:
 # -- blocks ------------------------------------------------------------------------------------
 
 
+# Paginator numbers dlt takes without a word, and then pages nothing (limit 0) or skips
+# records (a negative limit or offset).
+_PAGINATOR_LEAST = {"limit": 1, "maximum_offset": 1, "maximum_page": 1, "offset": 0, "page": 0, "base_page": 0}
+
+
 def check_paginator(value: Any, path: str) -> None:
     known = list(PAGINATOR_MAP)
     unsupported = "Use one of dlt's paginator types, or pass a paginator instance."
@@ -182,6 +188,11 @@ def check_paginator(value: Any, path: str) -> None:
                    f"one of {quoted(known)}", unsupported)
     cls = PAGINATOR_MAP[kind]
     check_mapping(value, _config_typeddict(cls, rt.PaginatorTypeConfig), path)
+    for key, least in _PAGINATOR_LEAST.items():
+        number = value.get(key)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < least):
+            raise fail(join(path, key), f"got {got(number)}", f"an integer >= {least}",
+                       "A page size and a maximum are at least 1; an offset or page number is not negative.")
     if cls is not None:
         for name, param in inspect.signature(cls.__init__).parameters.items():
             if name != "self" and param.default is inspect.Parameter.empty and name not in value:
@@ -222,6 +233,15 @@ def check_endpoint(value: Any, path: str) -> None:
         raise fail(join(path, "data_selector"), "empty string",
                    "a JSON path to the records, e.g. 'data', or no data_selector at all",
                    "Remove data_selector to let dlt find the records, or name the key holding them.")
+    selector = value.get("data_selector")
+    if isinstance(selector, str):
+        try:
+            jsonpath.compile_path(selector)
+        except Exception as error:  # noqa: BLE001 - jsonpath-ng's parser raises several kinds
+            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise fail(join(path, "data_selector"), f"not a valid JSON path ({problem})",
+                       "a JSON path to the records, e.g. 'data' or 'results.items'",
+                       "Write the path to the list of records in the response.") from None
     if value.get("paginator") is not None:
         check_paginator(value["paginator"], join(path, "paginator"))
     if value.get("auth") is not None:

@@ -46,8 +46,11 @@ def parse(value: Any) -> datetime | None:
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not isinstance(value, str) or len(value) < 16 or value[10] not in "Tt ":
         return None
+    text = value.strip()
+    if text[-1] == "z":  # RFC 3339 allows a lowercase z; fromisoformat does not
+        text = text[:-1] + "Z"
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -75,7 +78,8 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
     """Rewrites ``row[field]`` of every dict in ``rows`` to the canonical form, in place.
 
     Returns the index of the first row whose value is not a timestamp when ``required``
-    (the column is declared a timestamp), else None.
+    (the column is declared a timestamp; numbers are Unix seconds there, as dlt reads
+    them), else None.
     """
     bad = None
     for i, row in enumerate(rows):
@@ -85,18 +89,37 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
         if value is None:
             continue
         new = canonical(value)
-        if new is value and required and bad is None and not (isinstance(value, str) and parse(value)):
+        if new is value and required and bad is None and not _number(value) and not parse(value):
             bad = i
         row[field] = new
     return bad
 
 
-def beyond(value: Any, started: datetime) -> bool:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def instant(value: Any, epoch: bool = False) -> datetime | None:
+    """The UTC instant a cursor value stands for; numbers count as Unix seconds with ``epoch``
+    (a cursor column typed timestamp that the API sends as numbers, as dlt reads them)."""
+    if epoch and _number(value):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return parse(value)
+
+
+def beyond(value: Any, started: datetime, epoch: bool = False) -> bool:
     """Whether cursor ``value`` lies more than ``FUTURE_SKEW`` after ``started``."""
-    instant = parse(value)
-    return instant is not None and instant > started + FUTURE_SKEW
+    at = instant(value, epoch)
+    return at is not None and at > started + FUTURE_SKEW
 
 
-def restart_point(started: datetime) -> str:
-    """Where a run starts instead of a cursor that ran ahead of the run that stored it."""
-    return render(started - FUTURE_SKEW)
+def restart_point(started: datetime, like: Any = None) -> Any:
+    """Where a run starts instead of a cursor that ran ahead of the run that stored it, in
+    the cursor's own kind: Unix seconds for a number, else the canonical text."""
+    point = started - FUTURE_SKEW
+    if _number(like):
+        return int(point.timestamp())
+    return render(point)

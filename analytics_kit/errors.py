@@ -48,6 +48,22 @@ class KitError(Exception):
         Exception.__init__(clone, *self.args)
         return clone
 
+    def redacted(self, redact: Callable[[str], str]) -> "KitError":
+        """A detached copy whose message, guidance and context pass through ``redact``.
+
+        Kit errors quote what the API sent (a total, a value, a field name); an API that
+        echoes the key puts it there.
+        """
+        clone = self.detached()
+        clone.message = redact(self.message)
+        clone.guidance = redact(self.guidance) if self.guidance else self.guidance
+        clone.context = {k: redact(v) if isinstance(v, str) else v for k, v in self.context.items()}
+        for name, value in list(vars(clone).items()):
+            if isinstance(value, str) and name not in ("message", "guidance"):
+                setattr(clone, name, redact(value))
+        clone.args = (clone.message,)
+        return clone
+
     def __str__(self) -> str:
         if self.guidance:
             return f"{self.message}\n  What to do: {self.guidance}"

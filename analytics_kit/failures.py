@@ -76,7 +76,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     # The kit's own errors raised during extraction already say what to do.
     own = _find(error, KitError)
     if own is not None:
-        return own
+        return own.redacted(redactor)
 
     http = _find(error, requests.HTTPError)
     if http is not None and http.response is not None:
@@ -103,6 +103,25 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             f"{attempts} attempt(s); nothing from this run was committed.",
             guidance="If the API is slow rather than down, raise error_handler.timeout (seconds for one attempt, "
             "connecting and reading); one request takes at most attempts x timeout + the backoff waits.",
+            resource=resource, host=host, request=request,
+        )
+
+    broken = _find(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+    if broken is not None:
+        return LoadError(
+            f"The API at {host} broke off its response for {where} on {request or 'the first request'} "
+            f"({type(broken).__name__}: {_short(redactor(str(broken)), 160)}), {attempts} attempt(s); "
+            "nothing from this run was committed.",
+            guidance="The connection closed in the middle of a response. Run the load again; if it keeps "
+            "happening, raise error_handler.max_retries.",
+            resource=resource, host=host, request=request,
+        )
+    loop = _find(error, requests.TooManyRedirects)
+    if loop is not None:
+        return LoadError(
+            f"The API at {host} kept redirecting {request or 'the first request'} for {where} "
+            f"({_short(redactor(str(loop)), 120)}): a redirect loop; nothing from this run was committed.",
+            guidance="Check client.base_url and the endpoint's path against the API's documentation.",
             resource=resource, host=host, request=request,
         )
 
@@ -172,6 +191,12 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     root = list(_chain(error))[-1]
     step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
+    if "exceeds 64-bit range" in text:
+        return LoadError(
+            f"{where[0].upper() + where[1:]} got an integer beyond 64 bits, which dlt and DuckDB cannot store as a "
+            f"number ({type(root).__name__}: {text}); nothing from this run was committed.",
+            guidance="Declare the column that holds such numbers as text (\"data_type\": \"text\") in the "
+            "resource's columns to keep them whole.", resource=resource)
     if "total" in text.lower() and "not found" in text.lower():
         return LoadError(
             f"{where[0].upper() + where[1:]} got a page without the total record count on {request}: {text}",

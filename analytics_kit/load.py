@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
+import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any, Iterator, Literal, Mapping
 from dlt.pipeline.pipeline import Pipeline
 
 from .config import check_concurrency, prepare
-from .cursors import beyond, render, restart_point
+from .cursors import render, restart_point
 from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, check_room, ensure_database, open_for_writing
 from .destinations import Target
 from .errors import ConfigError, KitError, secret_safe
@@ -20,9 +20,11 @@ from .failures import explain
 from .lock import load_lock
 from .memory import release_unused
 from .progress import Progress
+from .recovery import (forget, from_destination, full_refresh_done, full_refresh_pending, mark_full_refresh,
+                       remove_uncommitted_appends)
 from .redact import Redactor, redacted_logging
 from .report import LoadReport
-from .seam import settle_cursors, stored_cursors
+from .seam import future_cursors, settle_cursors, stored_cursors
 from .source import SOURCE_NAME, _build
 from .stats import LoadStats
 
@@ -30,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["incremental", "full_refresh"]
 MODES = ("incremental", "full_refresh")
-# Beside the pipeline's own folder, which every run clears (see _from_destination).
-FULL_REFRESH_PENDING = "full_refresh.pending"
 # Parquet files instead of dlt's default insert_values for DuckDB: 100k rows took 11 s
 # and 2.5 GB as INSERT statements, and well under a second as parquet. PostgreSQL
 # takes parquet only through the optional ADBC driver, so it gets CSV (COPY); other
@@ -81,13 +81,16 @@ def load(
         raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}", path="mode")
     if concurrency is not None:
         check_concurrency(concurrency, "concurrency")
+    if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < math.inf:
+        raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
+                          guidance="Pass how long to wait for another load of the same database, e.g. 10.")
     prepared = prepare(config)
     # The caller's dict may hold the key in plain text; a traceback printed with its
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config
     target = Target.of(destination or prepared.destination, database, dataset)
-    stats = LoadStats()
     redactor = Redactor(prepared.secrets + target.secrets())
+    stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
     source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency)
 
@@ -110,15 +113,18 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
     """The load itself, under the load lock: dlt's steps one by one."""
     if target.is_file:
         ensure_database(target.database)
-    pipeline, recovered = _from_destination(target.pipeline())
-    mode = _resume_full_refresh(target, mode)
+    pipeline, recovered = from_destination(target.pipeline())
     started = time.perf_counter()
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
         with _holding(target, lock_timeout):
             pipeline.sync_destination()
-            _remove_uncommitted_appends(pipeline)
+            remove_uncommitted_appends(pipeline)
+            if mode == "incremental" and full_refresh_pending(pipeline):
+                logger.warning("An earlier full refresh emptied the tables and did not finish; "
+                               "running it again instead of an incremental load.")
+                mode = "full_refresh"
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
             stats.warn(resource, moved)
         before = cursors(pipeline)
@@ -132,18 +138,24 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         if target.is_file:
             _check_room(pipeline, target.database)
         with _holding(target, lock_timeout):
+            if mode == "full_refresh":
+                mark_full_refresh(pipeline)  # before dlt drops the tables (see recovery)
             info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+            if mode == "full_refresh":
+                full_refresh_done(pipeline)
     except BaseException:
         # the next run starts from what the destination committed
-        _forget(pipeline)
+        forget(pipeline)
         raise
-    (target.pipelines_dir / FULL_REFRESH_PENDING).unlink(missing_ok=True)
 
     # dlt returns None from a step that found nothing to do
     counts = normalized.row_counts if normalized else {}
     rows = {table: count for table, count in counts.items() if not table.startswith("_dlt")}
+    for resource, value in future_cursors(pipeline, SOURCE_NAME, stats.started):
+        stats.warn(resource, f"the newest cursor value, {value}, lies in the future (this run started "
+                   f"{render(stats.started)}); the records are loaded as they are, and the next load starts from "
+                   f"{restart_point(stats.started, like=value)} instead of it, so later changes are not missed")
     after = cursors(pipeline)
-    _warn_of_the_future(after, stats)
     return LoadReport(
         mode=mode,
         rows=rows,
@@ -157,15 +169,6 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
     )
-
-
-def _warn_of_the_future(after: dict[str, Any], stats: LoadStats) -> None:
-    """Names each stored cursor that lies ahead of this run's start (see ``cursors``)."""
-    for resource, value in after.items():
-        if beyond(value, stats.started):
-            stats.warn(resource, f"the newest cursor value, {value}, lies in the future (this run started "
-                    f"{render(stats.started)}); the records are loaded as they are, and the next load starts "
-                    f"from {restart_point(stats.started)} instead of it, so later changes are not missed")
 
 
 class _DedupNotice(logging.Filter):
@@ -212,90 +215,3 @@ def _check_room(pipeline: Pipeline, database: Path) -> None:
         for job in pipeline.get_load_package_info(load_id).jobs.get("new_jobs", [])
     )
     check_room(database, staged)
-
-
-def _forget(pipeline: Pipeline) -> None:
-    """Drops the local state and the unfinished package: the destination holds what was committed."""
-    try:
-        pipeline.drop()
-    except OSError as error:  # the run's own failure is the one to report
-        logger.warning("Could not clear the pipeline folder %s: %s", pipeline.working_dir, error)
-
-
-def _remove_uncommitted_appends(pipeline: Pipeline) -> None:
-    """Deletes rows that a killed run appended but never committed.
-
-    dlt commits each job of a load on its own and marks the load complete last. A run
-    killed in between leaves an append table holding rows of an unfinished load; the
-    rerun fetches them again from the committed cursor, and they would be there twice.
-    Merge tables need nothing: their rows reach the table in the final merge step, one
-    transaction per table (``Target.pipeline`` sets ``supports_transactions``).
-    """
-    schema = pipeline.default_schema if pipeline.default_schema_name else None
-    if schema is None:
-        return
-    appended = [t["name"] for t in schema.data_tables() if t.get("write_disposition") == "append"
-                and not t.get("parent")]
-    if not appended:
-        return
-    with pipeline.sql_client() as client:
-        loads = client.make_qualified_table_name(schema.loads_table_name)
-        for table in appended:
-            if not client.has_dataset() or not _table_exists(client, table):
-                continue
-            name = client.make_qualified_table_name(table)
-            client.execute_sql(
-                f"DELETE FROM {name} WHERE _dlt_load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)"
-            )
-
-
-def _table_exists(client: Any, table: str) -> bool:
-    rows = client.execute_sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-        client.dataset_name, table,
-    )
-    return bool(rows and rows[0][0])
-
-
-def _resume_full_refresh(target: Target, mode: str) -> str:
-    """The mode to run, with a marker that survives a killed full refresh.
-
-    dlt's ``refresh="drop_sources"`` empties the tables in a transaction of its own,
-    committed before the new rows and cursor are. A run killed in between leaves empty
-    tables behind a cursor that says all is loaded: the next incremental run would
-    fetch only changes, and the rest would be silently gone. So a full refresh writes a
-    marker first and removes it when it has succeeded; while the marker is there, every
-    run is a full refresh.
-    """
-    marker = target.pipelines_dir / FULL_REFRESH_PENDING
-    if mode == "incremental" and marker.exists():
-        logger.warning("An earlier full refresh did not finish; running it again instead of an incremental load.")
-        mode = "full_refresh"
-    if mode == "full_refresh":
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        with open(marker, "w") as handle:
-            handle.write("a full refresh started and has not finished\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    return mode
-
-
-def _from_destination(pipeline: Pipeline) -> tuple[Pipeline, int]:
-    """The pipeline with its local folder cleared, so its state comes from the destination.
-
-    The DuckDB file is the record of what was committed: dlt restores cursors only
-    from completed loads there. The local folder can be ahead of it (a killed run's
-    package and cursor, a file restored from an older copy, a normalize stuck on
-    "Directory not empty") and dlt would trust it, loading a stale package instead of
-    new data or skipping records the file never got. Starting each run from the
-    file's committed state costs a few milliseconds and closes all of these.
-    Returns the pipeline and how many unfinished packages were dropped.
-    """
-    unfinished = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
-    if unfinished:
-        logger.warning(
-            "Dropping %d unfinished load package(s) left by an earlier failed run; "
-            "this run fetches that data again from the last committed cursor.",
-            unfinished,
-        )
-    return pipeline.drop(), unfinished

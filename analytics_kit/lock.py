@@ -74,4 +74,6 @@ def _acquire(fd: int, wait: float, label: str, on_wait: Callable[[str], None] | 
 def _holder(fd: int) -> str:
     """"PID 123" from the lock file, or "another process" while the holder has not written it."""
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    if text == str(os.getpid()):
+        return f"another thread of this process, PID {text}"
     return f"PID {text}" if text.isdigit() else "another process"

@@ -21,7 +21,9 @@ records, a negative one a single page, and reported success.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,16 +53,36 @@ FAST_RESPONSE_SECONDS = 0.02
 FAST_API_WORKERS = 2
 # Auth that adds the same key or header to every request: such requests can be copied.
 STATIC_AUTH = (APIKeyAuth, BearerTokenAuth, HttpBasicAuth)
-# Pages past the API's total before the pass gives up: 1,000,000 records at limit 100.
+# Pages past the API's total, or in all without a usable total, before the pass gives up:
+# 1,000,000 records at limit 100. Every run's requests are bounded by it.
 MAX_PAGES_PAST_TOTAL = 10_000
+# A larger total is not a plausible record count for a listing paged through a REST API
+# (10,000,000 requests at limit 100): it is treated as no total at all.
+MAX_TOTAL = 10**9
 
 logger = logging.getLogger(__name__)
 
 
-class Page(list):
-    """One page's records, with where they came from."""
+# 20 digits in a row: maybe an integer of 2**64 or more, which orjson reads as a float
+# (1180591620717412303424 became 1.1805916207174124e+21, and ids collided). Such a body is
+# parsed by the json module, which keeps it an integer for the checks downstream to refuse,
+# as dlt's normaliser does ("Integer exceeds 64-bit range").
+_LONG_NUMBER = re.compile(rb"\d{20}")
 
-    __slots__ = ("offset", "request", "total", "ignored")
+
+def parse_body(content: bytes) -> Any:
+    """The JSON body, with orjson where that loses nothing."""
+    return json.loads(content) if _LONG_NUMBER.search(content) else orjson.loads(content)
+
+
+class Page(list):
+    """One page's records, with where they came from.
+
+    ``ends`` is its first and last record as the API sent them (later steps rewrite records
+    in place), to tell a page that repeats the one before.
+    """
+
+    __slots__ = ("offset", "request", "total", "ignored", "ends")
 
     def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False) -> None:
         super().__init__(rows)
@@ -68,6 +90,7 @@ class Page(list):
         self.request = request
         self.total = total
         self.ignored = ignored
+        self.ends = (len(rows), orjson.dumps(rows[0], default=str), orjson.dumps(rows[-1], default=str)) if rows else ()
 
 
 def offsets_ok(paginator: Any) -> bool:
@@ -82,14 +105,19 @@ def offsets_ok(paginator: Any) -> bool:
 
 
 def usable_total(value: Any) -> int | None:
-    """``value`` as a record count, or None if it is not one (negative, fractional, text)."""
+    """``value`` as a record count, or None if it is not one (negative, fractional, text, absurd)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_TOTAL:
         value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 10:
         value = int(value)
-    return value if isinstance(value, int) and value >= 0 else None
+    return value if isinstance(value, int) and 0 <= value <= MAX_TOTAL else None
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class OffsetPass:
@@ -120,7 +148,7 @@ class OffsetPass:
     def _session(self) -> Session:
         session = getattr(self.local, "session", None)
         if session is None:
-            session = self.local.session = self.owner.gate.install(self.owner.new_session())
+            session = self.local.session = self.owner.new_session()
         return session
 
     def _prepare(self, offset: int, session: Session) -> Any:
@@ -163,7 +191,7 @@ class OffsetPass:
                 return Page([], offset=offset, request=shown, ignored=True)
             if self.first_response is None:
                 self.first_response = response.elapsed.total_seconds()  # the API's own answer time
-            body = orjson.loads(response.content)
+            body = parse_body(response.content)
             if not self.data_selector:
                 self.data_selector = self.owner.client.detect_data_selector(response)
             rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)
@@ -184,8 +212,8 @@ class OffsetPass:
             self.total = total
         elif not self._named_bad_total:
             self._named_bad_total = True
-            self.owner.warn(f"the API's total={page.total!r} on {page.request} is not a record count; "
-                            "paging until an empty page instead")
+            self.owner.warn(f"the API's total={_brief(page.total)} on {page.request} is not a plausible record "
+                            "count; paging until an empty page instead")
 
     def run(self) -> Iterator[Page]:
         p = self.paginator
@@ -201,6 +229,7 @@ class OffsetPass:
         past_total = False  # a page beyond the total held records: it was too low
         pages_past = 0
         short: Page | None = None
+        previous: Page | None = None
         pool: ThreadPoolExecutor | None = None
         try:
             while True:
@@ -214,20 +243,27 @@ class OffsetPass:
                     self._page_cap(short, page)
                 end = page.offset + len(page)
                 if self.total is not None and end > self.total + p.base_index and not past_total:
+                    if page.offset >= self.total + p.base_index and previous is not None and page.ends == previous.ends:
+                        # an API that answers an offset past its end with its last page again
+                        self.consistent_total = self.total
+                        return
                     past_total = True
                     self.owner.warn(f"the API said total={self.total} but {page.request} returned records up to "
                                     f"offset {end}; paging on until an empty page")
-                if past_total:
+                if past_total or self.total is None:
                     pages_past += 1
                     if pages_past > MAX_PAGES_PAST_TOTAL:
                         raise LoadError(
-                            f"Resource '{self.owner.resource}': the API said total={self.total} but kept returning "
-                            f"records for {MAX_PAGES_PAST_TOTAL:,} pages past it (up to {page.request}); stopping, "
-                            "so that the load cannot run forever. Nothing from this run was committed.",
+                            f"Resource '{self.owner.resource}': the API kept returning records for "
+                            f"{MAX_PAGES_PAST_TOTAL:,} pages "
+                            + (f"past its total ({self.total}" if self.total is not None else "with no usable total (")
+                            + f"; up to {page.request}); stopping, so that the load cannot run forever. Nothing "
+                            "from this run was committed.",
                             guidance="If the API's total is not the number of records, set the paginator's "
                             "total_path to null and stop_after_empty_page to true; or cap the listing with "
                             "maximum_offset.", resource=self.owner.resource)
                 yield page
+                previous = page
                 if maximum is not None and page.offset + step >= maximum:
                     return  # a listing capped on purpose with maximum_offset
                 if len(page) < limit:

@@ -14,7 +14,7 @@ stopped, distinct keys are counted, and records are converted to Arrow in groups
 
 Each worker has its own retrying session (``requests`` sessions are not meant to be shared
 between threads), built by the same factory as the resource's, so every request is retried and
-counted. A 429 pauses all workers through a shared ``Gate``.
+counted; a 429 pauses all of them (``retry.Gate``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-import time
 from array import array
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterator
 
 import dlt
@@ -63,61 +61,6 @@ DEDUPLICATED = "x-stage-data-deduplicated"
 logger = logging.getLogger(__name__)
 
 
-class Gate:
-    """A pause shared by all of a resource's workers: a 429 with Retry-After closes it for all."""
-
-    def __init__(self, max_delay: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.max_delay = max_delay
-        self.clock = clock
-        self.sleep = sleep
-        self._until = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        while True:
-            with self._lock:
-                left = self._until - self.clock()
-            if left <= 0:
-                return
-            self.sleep(left)
-
-    def pause(self, seconds: float) -> None:
-        seconds = max(0.0, min(seconds, self.max_delay))
-        with self._lock:
-            self._until = max(self._until, self.clock() + seconds)
-
-    def install(self, session: Session) -> Session:
-        """Every attempt the session makes (retries included) waits at the gate first."""
-        for adapter in set(session.adapters.values()):
-            send = adapter.send
-
-            def gated_send(request: Any, *args: Any, _send: Callable[..., Response] = send, **kwargs: Any) -> Response:
-                self.wait()
-                response = _send(request, *args, **kwargs)
-                if response.status_code == 429:
-                    self.pause(retry_after(response))
-                return response
-
-            adapter.send = gated_send  # type: ignore[method-assign]
-        return session
-
-
-def retry_after(response: Response, default: float = 1.0) -> float:
-    """Seconds a 429 asks to wait: Retry-After in seconds or as an HTTP date."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return default
-
-
 class KitPaginate:
     """Stands in for one resource client's ``paginate``; pages come out as ``convert`` makes them.
 
@@ -129,7 +72,7 @@ class KitPaginate:
     """
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
-                 new_session: Callable[[], Session], gate: Gate, convert: Callable[[list], Any] | None,
+                 new_session: Callable[[], Session], convert: Callable[[list], Any] | None,
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
                  stats: LoadStats | None = None, started: datetime | None = None) -> None:
         self.client = client
@@ -142,7 +85,6 @@ class KitPaginate:
         self.sequential = client.paginate
         self.concurrency = concurrency
         self.new_session = new_session
-        self.gate = gate
         self.convert = convert
         self.cursor = cursor
         self.stats = stats if stats is not None else LoadStats()
@@ -312,6 +254,8 @@ class KitPaginate:
                                           page, [(len(page), request)])
             tally.see(page)
             keys = tally.keys_of(page)
+            if self.primary_key and page:
+                self._check_keys(keys, request)
             if page and keys == previous:
                 repeats += 1
                 if repeats >= MAX_REPEATS:
@@ -325,6 +269,17 @@ class KitPaginate:
                 repeats = 0
             previous = keys
             yield page, request
+
+    def _check_keys(self, keys: list, request: str) -> None:
+        """A record without its primary key cannot be merged (nor counted): it stops the load."""
+        at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
+        if at is None:
+            return
+        raise LoadError(
+            f"Resource '{self.resource}': the primary key {self.primary_key!r} is missing or null in record "
+            f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
+            guidance="If the API names the key differently, set primary_key to that field; otherwise this is a "
+            "problem of the API's data.", resource=self.resource, request=request)
 
     def _one_pass(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                   data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,

@@ -89,7 +89,7 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
 
 def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
            destination: str | None = None) -> pd.DataFrame:
-    """The loaded tables with their row counts (dlt's bookkeeping tables left out)."""
+    """The loaded tables with their row counts (dlt's and the kit's bookkeeping tables left out)."""
     target = Target.of(destination, database, dataset)
     p = target.placeholder
     names = _arrow(
@@ -97,7 +97,7 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = {p} ORDER BY table_name",
         [target.dataset],
     ).column(0).to_pylist()
-    names = [name for name in names if not name.startswith("_dlt")]
+    names = [name for name in names if not name.startswith(("_dlt", "_analytics_kit"))]
     counts = [
         _arrow(target, f"SELECT count(*) FROM {qualified(target.dataset, name)}", None).column(0)[0].as_py()
         for name in names

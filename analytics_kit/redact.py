@@ -73,12 +73,16 @@ class RedactingFilter(logging.Filter):
 
 @contextmanager
 def redacted_logging(redactor: Redactor, loggers: Iterable[str] = NOISY_LOGGERS) -> Iterator[None]:
-    """Masks the secrets in every record created on ``loggers`` while the block runs."""
+    """Masks the secrets in every record created on ``loggers`` and their children while the block runs."""
     if not redactor:
         yield
         return
     log_filter = RedactingFilter(redactor)
-    targets = [logging.getLogger(name) for name in loggers]
+    # A logger's filters see only the records made on it, not those its children pass up
+    # to its handlers: every logger in each namespace gets the filter.
+    names = set(loggers) | {name for name in list(logging.Logger.manager.loggerDict)
+                            if any(name.startswith(prefix + ".") for prefix in loggers)}
+    targets = [logging.getLogger(name) for name in sorted(names)]
     for logger in targets:
         logger.addFilter(log_filter)
     try:

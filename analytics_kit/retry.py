@@ -10,14 +10,16 @@ counter per retry.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Callable
 
 from typing import Iterable
 
 from requests import ConnectionError as RequestsConnectionError
-from requests import PreparedRequest, ReadTimeout, RequestException
+from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from urllib3.exceptions import ReadTimeoutError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 
@@ -29,7 +31,7 @@ from dlt.sources.helpers.requests.retry import (
 
 from .redact import Redactor
 from .stats import LoadStats, RetryEvent
-from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline
+from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline, in_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,46 @@ class RetryPolicy:
         return self.attempts * self.timeout + sum(self.waits())
 
 
+class Gate:
+    """A pause shared by all of a resource's workers: a 429 with Retry-After closes it for all."""
+
+    def __init__(self, max_delay: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.max_delay = max_delay
+        self.clock = clock
+        self.sleep = sleep
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                left = self._until - self.clock()
+            if left <= 0:
+                return
+            self.sleep(left)
+
+    def pause(self, seconds: float) -> None:
+        seconds = max(0.0, min(seconds, self.max_delay))
+        with self._lock:
+            self._until = max(self._until, self.clock() + seconds)
+
+
+def retry_after(response: Response, default: float = 1.0) -> float:
+    """Seconds a 429 asks to wait: Retry-After in seconds or as an HTTP date."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return default
+
+
 def retry_session(
     policy: RetryPolicy,
     *,
@@ -73,11 +115,13 @@ def retry_session(
     redactor: Redactor | None = None,
     sleep: Callable[[float], None] = time.sleep,
     origins: Iterable[str] = (),
+    gate: Gate | None = None,
 ) -> KitSession:
     """A session that retries as ``policy`` says and reports every attempt to ``stats``.
 
-    Each attempt must be complete within ``policy.timeout``; requests and redirects go
-    to ``origins`` only (any origin when empty).
+    Each attempt must be complete within ``policy.timeout``, its redirects included;
+    requests and redirects go to ``origins`` only (any origin when empty). Sessions that
+    share a ``gate`` all pause when one of them gets a 429.
     """
     stats = stats if stats is not None else LoadStats()
     redact = redactor or Redactor()
@@ -86,11 +130,20 @@ def retry_session(
 
     def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
         session.check_origin(request)
+        if gate is not None and not in_attempt():
+            gate.wait()  # before the deadline starts: waiting out a 429 is not the API being slow
         stats.request(resource, describe(request, redact))
         with deadline(policy.timeout) as watch:
             try:
-                return send(request, **kwargs)
+                response = send(request, **kwargs)
+                # cut off by the watchdog between headers, http.client can still hand back a
+                # "response" (a status line, no headers, no body): it is not one
+                raised: RequestException | None = (
+                    ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
+                    if watch.fired else None)
             except RequestException as error:
+                # dlt's response hook raises HTTPError inside send, so a 429 arrives here too
+                response = error.response
                 # The watchdog cut the connection, or a read waited out the timeout (requests
                 # reports that as a ConnectionError when it happens in the body): either way
                 # no complete response came within the timeout.
@@ -98,7 +151,11 @@ def retry_session(
                     isinstance(error, RequestsConnectionError) and error.args
                     and isinstance(error.args[0], ReadTimeoutError))
                 raised = (ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
-                          if watch.fired or late else _scrubbed(error, redact))
+                          if watch.fired or late else _scrubbed(error, redact, request))
+        if gate is not None and response is not None and response.status_code == 429:
+            gate.pause(retry_after(response))
+        if raised is None:
+            return response
         # Raised outside the except block, so nothing chains urllib3's errors, whose texts
         # hold the request URL, key included ("Max retries exceeded with url: ...?api_key=...").
         # A traceback printed anywhere (a notebook, a logging handler that fails mid-emit,
@@ -131,16 +188,28 @@ def retry_session(
         # Out of attempts on a status: hand back the last response so dlt raises HTTPError for it.
         retry_error_callback=lambda state: state.outcome.result(),
     )
-    session.send = retrying.wraps(counted_send)  # type: ignore[method-assign]
+    with_retries = retrying.wraps(counted_send)
+
+    def dispatch(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
+        # requests sends each redirect hop through session.send again, inside the attempt
+        # that got the redirect: the hop runs within that attempt's deadline and retries
+        return counted_send(request, **kwargs) if in_attempt() else with_retries(request, **kwargs)
+
+    session.send = dispatch  # type: ignore[method-assign]
     return session
 
 
-def _scrubbed(error: RequestException, redact: Redactor) -> RequestException:
-    """A copy of ``error`` of the same class whose text is redacted and which chains nothing."""
+def _scrubbed(error: RequestException, redact: Redactor, request: PreparedRequest) -> RequestException:
+    """A copy of ``error`` of the same class whose text is redacted and which chains nothing.
+
+    It names the request it failed on, which requests leaves out of errors raised while a
+    body is read (a connection closed mid-response).
+    """
+    sent = error.request if error.request is not None else request
     try:
-        return type(error)(redact(str(error)), request=error.request, response=error.response)
+        return type(error)(redact(str(error)), request=sent, response=error.response)
     except TypeError:  # a subclass with another constructor
-        return RequestException(redact(str(error)), request=error.request, response=error.response)
+        return RequestException(redact(str(error)), request=sent, response=error.response)
 
 
 def _reason(state: RetryCallState) -> str:

@@ -6,6 +6,7 @@ dlt upgrade is checked here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Iterator
 
 from dlt.pipeline.pipeline import Pipeline
@@ -32,6 +33,23 @@ def stored_cursors(pipeline: Pipeline, source: str) -> dict[str, Any]:
     return {name: cursor.get("last_value") for name, _, _, cursor in incremental_states(pipeline.state, source)}
 
 
+def epoch_cursor(pipeline: Pipeline, resource: str, path: str) -> bool:
+    """Whether the destination's schema types ``resource``'s cursor column as a timestamp,
+    so that numbers in it are Unix seconds (``Schema.tables`` is public; the resource's
+    table carries its name, as rest_api names it)."""
+    schema = pipeline.default_schema if pipeline.default_schema_name else None
+    column = schema.tables.get(resource, {}).get("columns", {}).get(path, {}) if schema else {}
+    return column.get("data_type") == "timestamp"
+
+
+def future_cursors(pipeline: Pipeline, source: str, started: datetime) -> Iterator[tuple[str, Any]]:
+    """(resource, value) of each stored cursor more than ``cursors.FUTURE_SKEW`` after ``started``."""
+    for name, path, _, cursor in incremental_states(pipeline.state, source):
+        value = cursor.get("last_value")
+        if cursors.beyond(value, started, epoch_cursor(pipeline, name, path)):
+            yield name, value
+
+
 def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
     """Stored timestamp cursors in the form that compares as instants; one that ran ahead of
     the run that stored it moved back to that run's start. Returns (resource, what was moved).
@@ -45,8 +63,8 @@ def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
             value = cursor.get("last_value")
             settled = cursors.canonical(value)
             started = cursors.parse(resource.get(cursors.RUN_STARTED))
-            if started is not None and cursors.beyond(settled, started):
-                settled = cursors.restart_point(started)
+            if started is not None and cursors.beyond(settled, started, epoch_cursor(pipeline, name, path)):
+                settled = cursors.restart_point(started, like=value)
                 # the boundary records' hashes belong to the future value
                 cursor["unique_hashes"] = []
                 moved.append((name, f"the stored cursor {path}={cursors.canonical(value)} lies in the future of "

@@ -17,10 +17,11 @@ from . import cursors
 from .arrow_pages import (CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults,
                           mute_json_override, unsupported_columns)
 from .config import PreparedConfig, prepare
-from .errors import secret_safe
-from .pages import DEDUPLICATED, DEFAULT_CONCURRENCY, Gate, KitPaginate
+from .config_checks import MASK
+from .errors import ConfigError, secret_safe
+from .pages import DEDUPLICATED, DEFAULT_CONCURRENCY, KitPaginate
 from .redact import Redactor
-from .retry import retry_session
+from .retry import Gate, retry_session
 from .stats import LoadStats
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def _build(
     fast_path = FAST_PATH if fast_path is None else fast_path
     if fast_path:
         apply_normalizer_defaults()
-    source = rest_api_source(prepared.rest_api, name=name)
+    source = _rest_api_source(prepared, name)
     related = {r._pipe.parent.name for r in source.resources.values() if r._pipe.has_parent}
     related |= {r.name for r in source.resources.values() if r._pipe.has_parent}
     for resource in source.resources.values():
@@ -111,10 +112,10 @@ def _build(
         # client config, so per-endpoint policies are set on each resource's client here.
         client = (resource.explicit_args or {}).get("client")
         if client is not None:
+            # every session of the resource (one per worker) pauses when one of them gets a 429
             new_session = functools.partial(retry_session, policy, resource=resource.name, stats=stats,
-                                            redactor=redactor, origins=prepared.origins)
-            gate = Gate(policy.max_delay)
-            client.session = gate.install(new_session())
+                                            redactor=redactor, origins=prepared.origins, gate=Gate(policy.max_delay))
+            client.session = new_session()
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             cursor = _compare_as_instants(resource)
@@ -133,13 +134,28 @@ def _build(
             step = PageStep(resource.name, stats, on_page)
             # dlt's paginate_resource calls client.paginate once its incremental params are set
             client.paginate = KitPaginate(client, resource=resource.name, redactor=redactor,
-                                          primary_key=resource._hints.get("primary_key"), concurrency=workers, new_session=new_session, gate=gate,
+                                          primary_key=resource._hints.get("primary_key"), concurrency=workers, new_session=new_session,
                                           convert=convert, on_arrow_page=step.page_seen, cursor=cursor,
                                           stats=stats, started=stats.started)
             resource.add_step(step)
         else:
             resource.add_step(PageStep(resource.name, stats, on_page))
     return source
+
+
+def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
+    """dlt's source for the config; what dlt still refuses after the kit's checks is a ConfigError."""
+    failure: ConfigError | None = None
+    try:
+        return rest_api_source(prepared.rest_api, name=name)
+    except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
+        text = Redactor(prepared.secrets, mask=MASK)(str(error).strip().splitlines()[0] if str(error).strip() else "")
+        failure = ConfigError(
+            f"dlt's rest_api could not build a source from this config: {type(error).__name__}: {text[:300]}",
+            path="config",
+            guidance="Fix the part of the config the message names (paginator, params, resolve, JSON paths); "
+            "see dlt's rest_api documentation.")
+    raise failure  # outside the except block: dlt's exception and its frames are not chained
 
 
 def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:

@@ -7,6 +7,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 
 logger = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ class RetryEvent:
 class LoadStats:
     """Thread-safe counters shared by the sessions, the page steps and the progress display."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Callable[[str], str] = str) -> None:
         self._lock = threading.Lock()
+        self._redact = redact
         self.requests: dict[str, int] = defaultdict(int)
         self.pages: dict[str, int] = defaultdict(int)
         self.rows: dict[str, int] = defaultdict(int)
@@ -55,7 +57,7 @@ class LoadStats:
 
     def warn(self, resource: str, text: str) -> None:
         """A warning for ``resource``: logged, and listed in the ``LoadReport``, once a run."""
-        line = f"{resource}: {text}"
+        line = self._redact(f"{resource}: {text}")  # warnings quote what the API sent
         with self._lock:
             if line in self.warnings:
                 return

@@ -60,6 +60,11 @@ def host_of(url: str) -> str:
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
 
+def shown_origin(url: str) -> str:
+    """``scheme://host:port`` as a message names it: two origins may differ in the scheme only."""
+    return f"{urlsplit(url).scheme.lower()}://{host_of(url)}"
+
+
 # -- deadlines ---------------------------------------------------------------------------------
 
 
@@ -131,18 +136,30 @@ _WATCHDOG = _Watchdog()
 _current = threading.local()
 
 
+def in_attempt() -> bool:
+    """Whether this thread is inside an attempt (e.g. sending one of its redirect hops)."""
+    return getattr(_current, "watch", None) is not None
+
+
 @contextmanager
 def deadline(seconds: float) -> Iterator[Watch]:
-    """Runs the block's request under a deadline of ``seconds`` from now."""
+    """Runs the block's request under a deadline of ``seconds`` from now.
+
+    Inside another attempt (a redirect hop) the attempt's own deadline goes on: a chain of
+    redirects gets no more time than one response.
+    """
+    outer = getattr(_current, "watch", None)
+    if outer is not None:
+        yield outer
+        return
     watch = Watch(time.monotonic() + seconds)
-    # requests sends each redirect hop through the session again, inside the first send
-    outer, _current.watch = getattr(_current, "watch", None), watch
+    _current.watch = watch
     _WATCHDOG.add(watch)
     try:
         yield watch
     finally:
         _WATCHDOG.discard(watch)
-        _current.watch = outer
+        _current.watch = None
 
 
 def _watch_socket(connection: HTTPConnection) -> None:
@@ -203,7 +220,7 @@ class KitSession(Session):
         if not self.origins or origin(request.url) in self.origins:
             return
         raise LoadError(
-            f"Refused to send a request to {host_of(request.url)}, which is not the API's host "
+            f"Refused to send a request to {shown_origin(request.url)}, which is not the API's origin "
             f"({self._hosts()}): the request would carry your credentials there.",
             guidance="A paginator link or an endpoint points at another host. If the API really moved, "
             "set client.base_url to its new address.",
@@ -220,7 +237,7 @@ class KitSession(Session):
         request = resp.request
         raise LoadError(
             f"The API at {host_of(resp.url)} redirected {self.redact(f'{request.method} {request.path_url}')} "
-            f"(HTTP {resp.status_code}) to another host, {host_of(absolute)}. The kit did not follow it, "
+            f"(HTTP {resp.status_code}) to another origin, {shown_origin(absolute)}. The kit did not follow it, "
             "so your credentials were not sent there.",
             guidance="If the API moved, set client.base_url to its new address; redirects within the same "
             "scheme, host and port are followed.",
@@ -228,4 +245,4 @@ class KitSession(Session):
         )
 
     def _hosts(self) -> str:
-        return ", ".join(sorted(o.split("://", 1)[1] for o in self.origins))
+        return ", ".join(sorted(self.origins))
