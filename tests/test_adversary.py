@@ -10,11 +10,13 @@ request log. One class of failure per section, each tried in more than the one e
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,6 +29,7 @@ import duckdb
 import pytest
 
 import analytics_kit as ak
+from analytics_kit import demo
 from analytics_kit import source as kit_source
 from analytics_kit.cursors import FUTURE_SKEW
 from analytics_kit.retry import RetryPolicy
@@ -141,7 +144,7 @@ def table(database: str = "analytics.duckdb") -> dict:
     """``{id: (updated_at as a UTC instant, value)}`` of the loaded events."""
     if not Path(database).exists() or "events" not in set(ak.tables(database).table):
         return {}
-    frame = ak.query("SELECT id, updated_at, value FROM analytics.events ORDER BY id", database)
+    frame = ak.query("SELECT id, updated_at, value FROM events ORDER BY id", database)
     return {row.id: (row.updated_at.to_pydatetime(), row.value) for row in frame.itertuples()}
 
 
@@ -186,14 +189,17 @@ def test_total_too_low_or_not_a_count_loads_everything_and_says_so(api, watch, l
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
-@pytest.mark.parametrize("lie", [10_000, 10**12])
-def test_total_too_high_or_absurd_stops_at_the_first_empty_page(api, watch, lie, concurrency):
+@pytest.mark.parametrize("lie, said", [
+    (10_000, "the API said total=10000 but returned no records after offset 500"),
+    (10**12, "the API's total=1000000000000 on GET /v1/events?"),  # absurd: no total at all
+])
+def test_total_too_high_or_absurd_stops_at_the_first_empty_page(api, watch, lie, said, concurrency):
     api.total = lie
     started = time.monotonic()
     report = watch.succeeds(config_for(api, concurrency=concurrency))
     assert time.monotonic() - started < 20
     assert table() == served(api)
-    assert f"the API said total={lie} but returned no records after offset 500" in "\n".join(report.warnings)
+    assert said in "\n".join(report.warnings), report.warnings
     assert "kept changing" not in watch.log.getvalue()  # not blamed on the data, nor paged again
     assert len(offsets(api)) <= 6 + 2 * 8, "requests beyond the end are bounded by the window"
 
@@ -236,14 +242,31 @@ def test_total_ignored_offset_is_stopped(api, watch, concurrency):
     assert table() == {}
 
 
-def test_total_paging_past_it_is_bounded(api, watch, monkeypatch):
+def endless(body: dict, offset: int) -> dict:
+    """A listing that never ends: every offset holds 100 new records."""
+    return {**body, "data": [{"id": offset + i + 1, "updated_at": iso(START + offset + i, z=True), "value": 1.0,
+                              "kind": "x"} for i in range(100)]}
+
+
+@pytest.mark.parametrize("total", [100, "abc", -1, 10**12, MISSING])
+def test_total_paging_past_it_or_without_one_is_bounded(api, watch, monkeypatch, total):
     from analytics_kit import offsets as kit_offsets
 
-    monkeypatch.setattr(kit_offsets, "MAX_PAGES_PAST_TOTAL", 2)
-    api.total = 100
+    monkeypatch.setattr(kit_offsets, "MAX_PAGES_PAST_TOTAL", 3)
+    api.total, api.transform = total, endless
     error = watch.fails(config_for(api))
-    assert "kept returning records for 2 pages past it" in str(error)
+    assert ("kept returning records for 3 pages" in str(error)
+            or total is MISSING and "total_path" in str(error)), str(error)
     assert len(api.requests) <= 5 + 2 * 8
+    assert table() == {}
+
+
+def test_total_an_api_answering_past_its_end_with_its_last_page_ends_there(api, watch):
+    last_page = [r for r in api.records() if r["id"] > 400]
+    api.transform = lambda body, offset: {**body, "data": copy.deepcopy(last_page)} if offset >= 500 else body
+    report = watch.succeeds(config_for(api))
+    assert table() == served(api) and not report.warnings
+    assert offsets(api) == [0, 100, 200, 300, 400, 500]
 
 
 # -- 2. deadlines -------------------------------------------------------------------------------------
@@ -288,6 +311,48 @@ def test_deadline_of_the_real_schedule_is_attempts_times_timeout_plus_backoff():
     assert policy.timeout < 60  # dlt's own default per wait
 
 
+def test_deadline_waiting_out_a_429_is_not_counted_as_the_api_being_slow(api, watch):
+    """Each page is refused once with 429 and Retry-After 2: the pause shared by all workers
+    is longer than the 1 s timeout, and must not make the waiting attempts time out."""
+    seen: set = set()
+
+    def once_each(req):
+        if req.path == api.path and req.offset and req.offset not in seen:
+            seen.add(req.offset)
+            return 429, {"Retry-After": "2"}
+        return None
+
+    api.status_script = once_each
+    report = watch.succeeds(config_for(api, timeout=1, concurrency=4))
+    assert table() == served(api)
+    assert {r.reason for r in report.retries} == {"HTTP 429"}
+
+
+def test_deadline_covers_a_chain_of_redirects_as_one_response(api, watch):
+    api.redirect = lambda path, query: f"{path}?{query}"  # a loop on the same origin
+    api.set_trickle_headers(0.05)  # each hop takes a while
+    started = time.monotonic()
+    error = watch.fails(config_for(api, timeout=1))
+    took = time.monotonic() - started
+    policy = RetryPolicy(max_retries=TINY["max_retries"], backoff_factor=TINY["backoff_factor"], timeout=1)
+    assert took <= policy.worst_case() + 2.5, took
+    assert "timed out" in str(error) or "redirect loop" in str(error), str(error)
+
+
+def test_deadline_a_connection_closed_mid_body_is_named_as_such(canary, watch, monkeypatch):
+    """The demo API's short_body fault promises a whole body, sends half and hangs up."""
+    with demo.serve(events=300, customers=5, seed=3, api_key=canary) as api:
+        monkeypatch.setenv("API_KEY", canary)
+        config = ak.guide_config(api.base_url)
+        for resource in config["resources"]:
+            resource["endpoint"]["error_handler"] = dict(TINY)
+        api.inject("short_body", path="/v1/events", offset=100, times=None)
+        error = watch.fails(config)
+        text = str(error)
+        assert f"The API at 127.0.0.1:{api.port} broke off its response" in text and "offset=100&" in text, text
+        assert "3 attempt(s)" in text
+
+
 @pytest.mark.parametrize("value", [0, -1, "20", True, float("inf")])
 def test_deadline_a_bad_timeout_is_a_config_error(api, value):
     config = config_for(api)
@@ -309,7 +374,7 @@ def test_redirect_to_another_host_is_refused_and_carries_no_key(canary, watch, k
         error = watch.fails(config_for(api, key_header=header))
         text = str(error)
         assert f"The API at 127.0.0.1:{api.port} redirected GET /v1/events" in text
-        assert f"to another host, 127.0.0.1:{other.port}" in text
+        assert f"to another origin, http://127.0.0.1:{other.port}" in text
         assert other.requests == [] and not other.leaked(canary)
         assert table() == {}
 
@@ -320,7 +385,7 @@ def test_redirect_by_a_paginator_link_to_another_host_is_not_followed(canary, wa
         api.transform = lambda body, offset: {**body, "next": f"{other.base_url}/v1/events?page=2"}
         error = watch.fails(config_for(api, incremental=False,
                                        paginator={"type": "json_link", "next_url_path": "next"}))
-        assert f"Refused to send a request to 127.0.0.1:{other.port}" in str(error)
+        assert f"Refused to send a request to http://127.0.0.1:{other.port}" in str(error)
         assert other.requests == []
 
 
@@ -507,6 +572,41 @@ def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, 
         assert written, failed_at
 
 
+@pytest.mark.parametrize("moved", [False, True], ids=["rerun in place", "rerun on a copy of the file"])
+def test_disk_full_during_a_full_refresh_is_repaired_by_the_next_load(api, watch, small_disk, monkeypatch, moved):
+    """dlt drops the tables at the start of the load step and commits the new rows and the
+    reset cursor at its end: a full refresh that fails in between leaves empty tables behind
+    the old cursor. The next load, an incremental one as asked, must reload everything, also
+    from a copy of the file without its pipeline folder."""
+    from analytics_kit import database as kit_database
+
+    monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)  # let it run into the full disk
+    monkeypatch.setattr(kit_database, "LOAD_SPACE_MARGIN", 0)
+    watch.succeeds(config_for(api))
+    emptied = 0
+    for leave_kb in (64, 96, 112, 128, 144, 160, 192, 256):
+        ballast = fill(small_disk, leave_kb)
+        outcome = watch.load(config_for(api), mode="full_refresh")
+        ballast.unlink()
+        if isinstance(outcome, ak.LoadError) and len(table()) < 500:
+            emptied += 1
+            database = "analytics.duckdb"
+            if moved:  # the file and its write-ahead log, without the pipeline folder
+                shutil.copy(database, small_disk / "copy.duckdb")
+                if Path(database + ".wal").exists():
+                    shutil.copy(database + ".wal", small_disk / "copy.duckdb.wal")
+                database = str(small_disk / "copy.duckdb")
+            report = watch.succeeds(config_for(api), database=database)
+            assert report.mode == "full_refresh" and table(database) == served(api), leave_kb
+            assert watch.succeeds(config_for(api), database=database).mode == "incremental"
+            if moved:
+                os.remove(database)
+                Path(database + ".wal").unlink(missing_ok=True)
+        watch.succeeds(config_for(api))
+        assert table() == served(api)
+    assert emptied, "no full refresh failed after dlt's drop: the test did not test anything"
+
+
 # -- 6. cursors compared as instants; cursors in the future -----------------------------------------
 
 
@@ -564,6 +664,44 @@ def test_cursor_that_is_not_a_timestamp_is_named_with_its_record(api, watch):
     assert "id=42" in text and "'updated_at'" in text and "GET /v1/events?" in text and "'yesterday'" in text
 
 
+def test_cursor_in_rfc3339_variants_loads_as_one_instant_form(api, watch, monkeypatch):
+    """Lowercase z and t, a space, no zone, nanoseconds: one instant each, on both paths."""
+    forms = {1: "2026-03-01T00:00:00z", 2: "2026-03-01t00:01:00Z", 3: "2026-03-01 00:02:00",
+             4: "2026-03-01T00:03:00.123456789Z", 5: "2026-03-01T05:34:00+0530"}
+    api.transform = lambda body, offset: {**body, "data": [
+        {**r, "updated_at": forms.get(r["id"], r["updated_at"])} for r in body["data"]]}
+    for fast, database in ((True, "fast.duckdb"), (False, "slow.duckdb")):
+        monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+        watch.succeeds(config_for(api), database=database)
+        got = table(database)
+        assert [got[i][0].isoformat() for i in range(1, 6)] == [
+            "2026-03-01T00:00:00+00:00", "2026-03-01T00:01:00+00:00", "2026-03-01T00:02:00+00:00",
+            "2026-03-01T00:03:00.123456+00:00", "2026-03-01T00:04:00+00:00"]
+        assert len(got) == 500
+
+
+def test_cursor_of_unix_seconds_from_the_future_is_reported_too(canary, watch):
+    """A cursor declared a timestamp that the API sends as Unix seconds."""
+    now = int(time.time())
+    records = [{"id": 1, "updated_at": iso(now - 86400, z=True), "value": 1.0, "kind": "a"},
+               {"id": 2, "updated_at": "2030-03-01T00:00:00Z", "value": 2.0, "kind": "b"}]
+    as_seconds = lambda body, offset: {**body, "data": [
+        {**r, "updated_at": int(parse_instant(r["updated_at"]).timestamp())} for r in body["data"]]}
+    with Adversary(records, key=canary) as api:
+        api.transform = as_seconds
+        config = config_for(api)
+        config["resources"][0]["endpoint"]["incremental"]["initial_value"] = 0
+        # the adversary reads updated_since as ISO: send it the seconds as such
+        config["resources"][0]["endpoint"]["incremental"]["convert"] = (
+            lambda seconds: datetime.fromtimestamp(seconds, timezone.utc).isoformat())
+        first = watch.succeeds(config)
+        assert first.cursor_after["events"] == int(parse_instant("2030-03-01T00:00:00Z").timestamp())
+        assert any("lies in the future" in w for w in first.warnings), first.warnings
+        api.update_record(1, updated_at=iso(time.time() - 30, z=True), value=-1.0)
+        second = watch.succeeds(config)
+        assert table()[1][1] == -1.0 and any("starts from" in w for w in second.warnings)
+
+
 # -- 7. a value whose type changes between pages -----------------------------------------------------
 
 
@@ -578,6 +716,32 @@ def test_types_an_undeclared_column_changing_type_loads_as_dlts_normaliser_loads
     assert ak.describe("events", "fast.duckdb").equals(ak.describe("events", "slow.duckdb"))
     rows = "SELECT * EXCLUDE (_dlt_id, _dlt_load_id) FROM events ORDER BY id"
     assert ak.query(rows, "fast.duckdb").equals(ak.query(rows, "slow.duckdb"))
+
+
+@pytest.mark.parametrize("field", ["id", "count"], ids=["a declared bigint key", "an undeclared integer"])
+def test_types_integers_beyond_64_bits_are_refused_not_rounded(api, watch, monkeypatch, field):
+    """orjson reads 2**70 as a float: 1180591620717412303424 became 1.1805916207174124e+21."""
+    def big(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r["count"] = r["id"]
+            if r["id"] == 250:
+                r[field] = 2**70
+        return body
+
+    api.transform = big
+    for fast in (True, False):
+        monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+        error = watch.fails(config_for(api), database=f"{fast}.duckdb")
+        assert "64" in str(error), str(error)  # dlt's normaliser refuses them too
+        assert table(f"{fast}.duckdb") == {}
+
+
+def test_types_a_record_without_its_primary_key_is_named(api, watch):
+    api.transform = lambda body, offset: {**body, "data": [
+        {k: v for k, v in r.items() if k != "id" or r["id"] != 333} for r in body["data"]]}
+    error = watch.fails(config_for(api, columns={"updated_at": {"data_type": "timestamp"}}))
+    text = str(error)
+    assert "primary key 'id' is missing or null in record 33 on GET" in text and "offset=300&" in text, text
 
 
 def test_types_a_declared_column_refuses_another_type_naming_record_column_and_request(api, watch):
@@ -627,6 +791,25 @@ def test_secret_a_short_key_is_masked_too(watch, key):
         watch.errors.append(config_error.value)
 
 
+@pytest.mark.parametrize("where", ["total", "a declared value", "a cursor value", "a field name"])
+def test_secret_echoed_by_the_api_is_masked(api, watch, where):
+    key = api.key
+    if where == "total":
+        api.total = key
+        watch.succeeds(config_for(api))
+    elif where == "a declared value":
+        api.transform = with_value({7: key})
+        watch.fails(config_for(api, columns={"id": {"data_type": "bigint"}, "value": {"data_type": "double"},
+                                              "updated_at": {"data_type": "timestamp"}}))
+    elif where == "a cursor value":
+        api.transform = with_value({7: key}, "updated_at")
+        watch.fails(config_for(api))
+    else:
+        api.transform = lambda body, offset: {key: body["data"], "total": body["total"]}
+        watch.fails(config_for(api))
+    # the watch fixture searches the report, the errors, the logs and the files for the key
+
+
 def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):
     config = config_for(api)
     config["resources"][0]["endpoint"]["paginator"]["limt"] = 5
@@ -634,6 +817,36 @@ def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):
         with pytest.raises(ak.ConfigError) as raised:
             call()
         watch.errors.append(raised.value)  # its frames' locals are searched for the key
+
+
+# -- no raw exception: what dlt refuses is a ConfigError, before any request -----------------------
+
+
+@pytest.mark.parametrize("change", [
+    ("params", {"x": {"y": 1}}),
+    ("paginator", "offset"),
+    ("paginator", {"type": "offset", "limit": 100, "total_path": "$[bad"}),
+    ("incremental", {"cursor_path": "$[bad", "initial_value": "2026-01-01T00:00:00Z"}),
+    ("data_selector", "$[bad"),
+    ("paginator", {"type": "offset", "limit": 0}),
+    ("paginator", {"type": "offset", "limit": -5}),
+    ("paginator", {"type": "offset", "limit": 100, "offset": -10}),
+    ("paginator", {"type": "offset", "limit": 100, "maximum_offset": -1}),
+], ids=lambda c: f"{c[0]}={c[1]!r}" if isinstance(c, tuple) else repr(c))
+def test_no_raw_exception_from_a_config_dlt_refuses(api, watch, change):
+    config = config_for(api)
+    config["resources"][0]["endpoint"][change[0]] = change[1]
+    with pytest.raises(ak.KitError) as raised:
+        ak.load(config, progress=False)
+    watch.errors.append(raised.value)
+    assert isinstance(raised.value, ak.ConfigError), raised.value
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("value", [float("nan"), -1, "5", None, float("inf")])
+def test_no_raw_exception_from_a_bad_lock_timeout(api, value):
+    with pytest.raises(ak.ConfigError, match="lock_timeout"):
+        ak.load(config_for(api), lock_timeout=value, progress=False)
 
 
 # -- 10. identifiers in SQL ---------------------------------------------------------------------------
