@@ -23,7 +23,6 @@ import copy
 import logging
 import threading
 from array import array
-from datetime import datetime
 from typing import Any, Callable, Iterator
 
 import dlt
@@ -74,7 +73,7 @@ class KitPaginate:
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
                  new_session: Callable[[], Session], convert: Callable[[list], Any] | None,
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
-                 stats: LoadStats | None = None, started: datetime | None = None) -> None:
+                 stats: LoadStats | None = None) -> None:
         self.client = client
         self.resource = resource
         self.redactor = redactor
@@ -88,7 +87,6 @@ class KitPaginate:
         self.convert = convert
         self.cursor = cursor
         self.stats = stats if stats is not None else LoadStats()
-        self.started = started
 
     def __call__(self, path: str = "", method: str = "GET", params: dict | None = None, json: Any = None,
                  auth: Any = None, paginator: Any = None, data_selector: Any = None, hooks: Any = None,
@@ -233,10 +231,10 @@ class KitPaginate:
 
     def _mark_run_start(self) -> None:
         """Records, with the cursor, when this run started (see ``cursors``)."""
-        if self.cursor is None or self.started is None:
+        if self.cursor is None:
             return
         try:
-            dlt.current.resource_state(self.resource)[cursors.RUN_STARTED] = cursors.render(self.started)
+            dlt.current.resource_state(self.resource)[cursors.RUN_STARTED] = cursors.render(self.stats.started)
         except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand) there is no state
             logger.debug("no pipeline state for %s; run start not recorded", self.resource)
 

@@ -4,7 +4,9 @@ dlt's ``Client`` builds the same tenacity retry around ``Session.send``, but it
 cannot report retries or count requests, and dlt keeps one session per client.
 The kit builds one session per resource from dlt's own retry conditions and wait
 (``retry_if_status``, ``wait_exponential_retry_after``) and adds a log line and a
-counter per retry.
+counter per retry. Each attempt runs under the timeout's deadline (``transport``),
+after any pause a 429 imposed on the resource's sessions (``Gate``), and fails with
+an error whose text is redacted and which chains none of urllib3's.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Callable
-
-from typing import Iterable
+from typing import Callable, Iterable
 
 from requests import ConnectionError as RequestsConnectionError
 from requests import PreparedRequest, ReadTimeout, RequestException, Response
-from urllib3.exceptions import ReadTimeoutError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
+from urllib3.exceptions import ReadTimeoutError
 
 from dlt.sources.helpers.requests.retry import (
     DEFAULT_RETRY_EXCEPTIONS,
@@ -133,14 +133,13 @@ def retry_session(
         if gate is not None and not in_attempt():
             gate.wait()  # before the deadline starts: waiting out a 429 is not the API being slow
         stats.request(resource, describe(request, redact))
+        too_late = ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
         with deadline(policy.timeout) as watch:
             try:
                 response = send(request, **kwargs)
                 # cut off by the watchdog between headers, http.client can still hand back a
                 # "response" (a status line, no headers, no body): it is not one
-                raised: RequestException | None = (
-                    ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
-                    if watch.fired else None)
+                raised: RequestException | None = too_late if watch.fired else None
             except RequestException as error:
                 # dlt's response hook raises HTTPError inside send, so a 429 arrives here too
                 response = error.response
@@ -150,8 +149,7 @@ def retry_session(
                 late = isinstance(error, ReadTimeout) or (
                     isinstance(error, RequestsConnectionError) and error.args
                     and isinstance(error.args[0], ReadTimeoutError))
-                raised = (ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
-                          if watch.fired or late else _scrubbed(error, redact, request))
+                raised = too_late if watch.fired or late else _scrubbed(error, redact, request)
         if gate is not None and response is not None and response.status_code == 429:
             gate.pause(retry_after(response))
         if raised is None:
