@@ -201,9 +201,10 @@ class PageConverter:
         """One column of the group; a value it cannot hold stops a declared column, and sends
         an undeclared one's group to dlt's normaliser (``TypeChanged``)."""
         try:
-            if table is not None and kind == "double":
-                # Arrow reads True as 1.0 where dlt's normaliser refuses a bool in a double column
-                index = next((i for i, r in enumerate(rows) if type(r.get(name)) is bool), None)
+            if table is not None and kind in ("double", "bigint"):
+                # Arrow reads True as 1.0 into a double column, and truncates 19.99 to 19 in a
+                # bigint one, without a word; dlt's normaliser refuses both
+                index = next((i for i, r in enumerate(rows) if _arrow_would_bend(r.get(name), kind)), None)
                 if index is not None:
                     raise _Uncoercible(index, rows[index][name])
             if table is not None:
@@ -264,6 +265,12 @@ class PageFormat:
                 logger.info("%s: undeclared nested columns %s, numeric cursors %s; pages stay dicts",
                             self.resource, nested, numbers)
         return self.converter(page) if self.arrow else page
+
+
+def _arrow_would_bend(value: Any, kind: str) -> bool:
+    if kind == "double":
+        return type(value) is bool
+    return type(value) is float and not value.is_integer()
 
 
 def _shown(value: Any, limit: int = 80) -> str:

@@ -46,6 +46,8 @@ _HANDLER_FIELDS = {
     "max_retry_delay": "max_delay",
     "timeout": "timeout",
 }
+# A day: longer waits or timeouts are mistakes, and beyond what time functions take.
+MAX_SECONDS = 86_400
 _SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
 
 
@@ -173,21 +175,22 @@ def _parse_handler(block: Any, path: str) -> dict[str, Any]:
         out["max_retries"] = value
     if "backoff_factor" in block:
         value = block["backoff_factor"]
-        if not _is_number(value) or value < 0:
+        if not _is_number(value) or not 0 <= value <= MAX_SECONDS:
             raise checks.fail(checks.join(path, "backoff_factor"), f"got {checks.got(value)}",
-                              "a number >= 0 (seconds)", "Write a number without quotes, e.g. 2.")
+                              f"a number >= 0 (seconds), at most {MAX_SECONDS:,}", "Write a number without quotes, e.g. 2.")
         out["backoff_factor"] = float(value)
     if "max_retry_delay" in block:
         value = block["max_retry_delay"]
-        if not _is_number(value) or value <= 0:
+        if not _is_number(value) or not 0 < value <= MAX_SECONDS:
             raise checks.fail(checks.join(path, "max_retry_delay"), f"got {checks.got(value)}",
-                              "a number > 0 (seconds)", "Set the longest single wait in seconds, e.g. 60.")
+                              f"a number > 0 (seconds), at most {MAX_SECONDS:,}",
+                              "Set the longest single wait in seconds, e.g. 60.")
         out["max_delay"] = float(value)
     if "timeout" in block:
         value = block["timeout"]
-        if not _is_number(value) or value <= 0:
+        if not _is_number(value) or not 0 < value <= MAX_SECONDS:
             raise checks.fail(checks.join(path, "timeout"), f"got {checks.got(value)}",
-                              "a number > 0 (seconds)",
+                              f"a number > 0 (seconds), at most {MAX_SECONDS:,}",
                               "Set how long one attempt may take in all, connecting and reading, e.g. 20.")
         out["timeout"] = float(value)
     return out

@@ -43,7 +43,7 @@ KIT_KEYS = [ERROR_HANDLER, CONCURRENCY]
 DESTINATION = "destination"  # the kit's, top level: where loads go (a dlt destination name)
 MASK = "*****"
 _SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie"}
-_SENSITIVE_PARTS = ("key", "token", "secret", "password", "auth")
+_SENSITIVE_PARTS = ("key", "token", "secret", "password", "passwd", "auth", "access", "credential", "signature")
 
 
 def allowed_keys(spec: type) -> dict[str, Any]:
@@ -188,6 +188,10 @@ def check_paginator(value: Any, path: str) -> None:
                    f"one of {quoted(known)}", unsupported)
     cls = PAGINATOR_MAP[kind]
     check_mapping(value, _config_typeddict(cls, rt.PaginatorTypeConfig), path)
+    for key in (k for k in value if k.endswith("_path")):
+        if value[key] is not None and not isinstance(value[key], str):
+            raise fail(join(path, key), f"got {got(value[key])}", "a JSON path as a string, or null",
+                       "Write the path to the field in the response, e.g. 'total' or 'meta.total'.")
     for key, least in _PAGINATOR_LEAST.items():
         number = value.get(key)
         if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < least):

@@ -89,20 +89,21 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
         if value is None:
             continue
         new = canonical(value)
-        if new is value and required and bad is None and not _number(value) and not parse(value):
+        if new is value and required and bad is None and not is_number(value) and not parse(value):
             bad = i
         row[field] = new
     return bad
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A number, not a bool (which Python counts as one)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def instant(value: Any, epoch: bool = False) -> datetime | None:
     """The UTC instant a cursor value stands for; numbers count as Unix seconds with ``epoch``
     (a cursor column typed timestamp that the API sends as numbers, as dlt reads them)."""
-    if epoch and _number(value):
+    if epoch and is_number(value):
         try:
             return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
@@ -120,6 +121,6 @@ def restart_point(started: datetime, like: Any = None) -> Any:
     """Where a run starts instead of a cursor that ran ahead of the run that stored it, in
     the cursor's own kind: Unix seconds for a number, else the canonical text."""
     point = started - FUTURE_SKEW
-    if _number(like):
+    if is_number(like):
         return int(point.timestamp())
     return render(point)

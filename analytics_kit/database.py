@@ -8,10 +8,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
-from .errors import ConfigError, LoadError
+from .errors import ConfigError, KitError, LoadError
 
 DEFAULT_DATABASE = "analytics.duckdb"
 # Tables go to the file's default schema. DuckDB 2.x (and the 1.5 CLI) refuse
@@ -75,34 +76,50 @@ def ensure_database(path: Path) -> None:
 
 
 def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) -> duckdb.DuckDBPyConnection:  # type: ignore[no-untyped-def]
-    """A read-write connection to ``path``, opened as dlt opens it, once no other process holds it.
+    """A read-write connection to ``path``, opened as dlt opens it, once nothing else holds it.
 
     Raises ``LoadError`` naming the holder after ``wait`` seconds. While the connection is
     open, dlt's own connections to ``path`` in this process share its database instance
     (DuckDB caches one per file and configuration): opening the file costs 12-15 ms of
     catalog and WAL reading, and dlt opens it four or five times in a short load.
     """
+    # No config: dlt connects with none and SETs its settings afterwards; another
+    # configuration would make DuckDB refuse dlt's connections in this process.
+    return connect_waiting(path, False, wait, on_wait, LoadError,
+                           "Close the other connection (con.close() in your notebook, or quit the duckdb CLI or the "
+                           "other kernel), or let the query in another thread finish, and run the load again. "
+                           "analytics_kit.query() closes its connections for you.")
+
+
+def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[[str], None] | None,
+                    error: type[KitError], guidance: str) -> duckdb.DuckDBPyConnection:
+    """A connection to ``path`` once no other process, and no other connection of this
+    process with another configuration, holds it; ``error`` naming the holder after ``wait`` s.
+
+    A loader and a reader in one process (``ak.query`` in a thread while a load runs) collide
+    as two processes do: DuckDB refuses a read-only and a read-write connection to one file
+    side by side. Both wait for the other's short-lived connection, like for a lock.
+    """
     deadline = time.monotonic() + wait
     told = False
     while True:
         try:
-            # No config: dlt connects with none and SETs its settings afterwards; another
-            # configuration would make DuckDB refuse dlt's connections in this process.
-            return duckdb.connect(str(path))
-        except duckdb.IOException as error:
-            holder = _lock_holder(error)
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as failure:
+            holder = _lock_holder(failure)
+            held = f"is locked by another process ({holder})"
+        except duckdb.ConnectionException as failure:
+            if "different configuration" not in str(failure):
+                raise
+            holder = "this process"
+            held = ("is open in another connection of this process (one left open, e.g. duckdb.connect() in "
+                    "your notebook, or a query or load running in another thread)")
         if time.monotonic() >= deadline:
-            raise LoadError(
-                f"The DuckDB file {path} is locked by another process ({holder}).",
-                guidance="Close that program's connection (a notebook kernel, the duckdb CLI, "
-                "another load) and run the load again.",
-                database=str(path),
-                holder=holder,
-            )
+            raise error(f"The DuckDB file {path} {held}.", guidance=guidance, database=str(path), holder=holder)
         if not told and on_wait is not None:
-            on_wait(f"{path.name} is locked by {holder}; waiting up to {wait:g} s")
+            on_wait(f"{path.name} {held}; waiting up to {wait:g} s")
             told = True
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def _lock_holder(error: duckdb.IOException) -> str:

@@ -40,6 +40,11 @@ class Target:
     @classmethod
     def of(cls, destination: str | None = None, database: str | Path = DEFAULT_DATABASE,
            dataset: str | None = None) -> "Target":
+        _check_argument("destination", destination, "a dlt destination name such as 'duckdb' or 'postgres'")
+        _check_argument("dataset", dataset, "a schema name such as 'analytics'")
+        if not isinstance(database, (str, os.PathLike)) or not str(database).strip():
+            raise ConfigError(f"got {database!r}; expected the path of a DuckDB file", path="database",
+                              guidance="Pass a file name such as 'analytics.duckdb' (the default).")
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
             location = Location.of(database)
@@ -107,6 +112,12 @@ class Target:
             destination=destination,
             dataset_name=self.dataset,
         )
+
+
+def _check_argument(name: str, value: object, expected: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigError(f"got {value!r}; expected {expected}", path=name,
+                          guidance=f"Pass {name} as a non-empty string, or leave it out for the default.")
 
 
 def known_destinations() -> list[str]:

@@ -45,6 +45,15 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
+def _aftermath(mode: str, step: str | None) -> str:
+    """What a failure left behind, for the guidance."""
+    if mode == "full_refresh" and step in (None, "load"):
+        return ("This full refresh may have dropped the tables already; the next load, whatever its mode, "
+                "runs it again and reloads everything.")
+    return ("Nothing is lost: each table's merge is all-or-nothing and the cursors move only when a load is "
+            "recorded complete, so the next run fetches this run's data again.")
+
+
 def _cause(error: BaseException, redactor: Redactor) -> str:
     """The operating system's reason inside a requests/urllib3 connection error."""
     text = redactor(str(error))
@@ -176,9 +185,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 else f"while preparing the data (dlt's {step or 'extract'} step), before anything was written to {database}")
         return LoadError(
             f"The disk ran out of space {when}: {_short(redactor(str(db or full)), 200)}",
-            guidance="Free some space (or move the file to a larger disk) and run the load again. Each table's "
-            "merge is all-or-nothing and the cursors move only when a load is recorded complete, so the next "
-            "run fetches this run's changes again.",
+            guidance="Free some space (or move the file to a larger disk) and run the load again. "
+            + _aftermath(stats.mode, step),
             database=database,
         )
     if isinstance(db, duckdb.OutOfMemoryException) or "out of memory" in text:
@@ -207,7 +215,6 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
     return LoadError(
         f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {text}",
-        guidance="Nothing is lost: each table's merge is all-or-nothing and the cursors move only when a load "
-        "is recorded complete, so running it again fetches this run's data again. Fix the cause and run it again.",
+        guidance=f"Fix the cause and run the load again. {_aftermath(stats.mode, step)}",
         resource=resource,
     )

@@ -115,6 +115,7 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         ensure_database(target.database)
     pipeline, recovered = from_destination(target.pipeline())
     started = time.perf_counter()
+    stats.mode = mode
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
@@ -124,7 +125,7 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
             if mode == "incremental" and full_refresh_pending(pipeline):
                 logger.warning("An earlier full refresh emptied the tables and did not finish; "
                                "running it again instead of an incremental load.")
-                mode = "full_refresh"
+                mode = stats.mode = "full_refresh"
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
             stats.warn(resource, moved)
         before = cursors(pipeline)
@@ -156,13 +157,16 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
                    f"{render(stats.started)}); the records are loaded as they are, and the next load starts from "
                    f"{restart_point(stats.started, like=value)} instead of it, so later changes are not missed")
     after = cursors(pipeline)
+    # rows are counted per table, requests and cursors per resource: one name for both
+    # ("page-views" loads into page_views)
+    table = pipeline.default_schema.naming.normalize_table_identifier if pipeline.default_schema_name else str
     return LoadReport(
         mode=mode,
         rows=rows,
-        requests=dict(stats.requests),
+        requests={table(name): n for name, n in stats.requests.items()},
         retries=tuple(stats.retries),
-        cursor_before=before,
-        cursor_after=after,
+        cursor_before={table(name): value for name, value in before.items()},
+        cursor_after={table(name): value for name, value in after.items()},
         recovered_packages=recovered,
         warnings=tuple(stats.warnings),
         duration=time.perf_counter() - started,

@@ -63,11 +63,11 @@ MAX_TOTAL = 10**9
 logger = logging.getLogger(__name__)
 
 
-# 20 digits in a row: maybe an integer of 2**64 or more, which orjson reads as a float
-# (1180591620717412303424 became 1.1805916207174124e+21, and ids collided). Such a body is
-# parsed by the json module, which keeps it an integer for the checks downstream to refuse,
-# as dlt's normaliser does ("Integer exceeds 64-bit range").
-_LONG_NUMBER = re.compile(rb"\d{20}")
+# 19 digits in a row: maybe an integer outside the 64 bits orjson reads as integers (2**70,
+# or -9223372036854775809), which it reads as a float instead: 1180591620717412303424 became
+# 1.1805916207174124e+21, and ids collided. Such a body is parsed by the json module, which
+# keeps the integer for the checks downstream to refuse, as dlt's normaliser does.
+_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def parse_body(content: bytes) -> Any:
@@ -94,10 +94,10 @@ class Page(list):
 
 
 def offsets_ok(paginator: Any) -> bool:
-    """An offset listing with a total in the response and offsets in the query string."""
+    """An offset listing with offsets in the query string, ended by its total or an empty page."""
     return (
         type(paginator) is OffsetPaginator
-        and paginator.total_path is not None
+        and (paginator.total_path is not None or paginator.stop_after_empty_page)
         and paginator.has_more_path is None
         and not paginator.param_body_path
         and not getattr(paginator, "limit_body_path", None)
@@ -140,6 +140,7 @@ class OffsetPass:
         self.template: tuple | None = None
         self.local = threading.local()
         self.total: int | None = None  # the latest usable total
+        self.first_total: int | None = None
         self.consistent_total: int | None = None
         self._named_bad_total = False
 
@@ -195,6 +196,8 @@ class OffsetPass:
             if not self.data_selector:
                 self.data_selector = self.owner.client.detect_data_selector(response)
             rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)
+            if self.paginator.total_path is None:  # no total configured: pages until an empty one
+                return Page(rows, offset=offset, request=shown)
             totals = jsonpath.find_values(self.paginator.total_path, body)
             if not totals or totals[0] is None:
                 self.paginator._handle_missing_total(body)
@@ -206,10 +209,14 @@ class OffsetPass:
     # -- the listing -----------------------------------------------------------------------------
 
     def _see_total(self, page: Page) -> None:
+        if self.paginator.total_path is None:
+            return
         total = usable_total(page.total)
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
+            if self.first_total is None:
+                self.first_total = total
         elif not self._named_bad_total:
             self._named_bad_total = True
             self.owner.warn(f"the API's total={_brief(page.total)} on {page.request} is not a plausible record "
@@ -236,6 +243,12 @@ class OffsetPass:
                 if page.ignored:
                     return
                 self._see_total(page)
+                if not page and short is None and self.total is not None and page.offset < self.total + p.base_index:
+                    # an empty page before the total: the end, or a glitch with records after it?
+                    again = self._before_total(page, pending, step)
+                    if again is not None:
+                        page = again
+                        continue
                 if not page:
                     self._empty(page, short)
                     return
@@ -250,15 +263,17 @@ class OffsetPass:
                     past_total = True
                     self.owner.warn(f"the API said total={self.total} but {page.request} returned records up to "
                                     f"offset {end}; paging on until an empty page")
-                if past_total or self.total is None:
+                # counted from the first total: one that keeps growing ahead of the pages does
+                # not make the listing endless
+                if past_total or self.first_total is None or page.offset >= self.first_total + p.base_index:
                     pages_past += 1
                     if pages_past > MAX_PAGES_PAST_TOTAL:
+                        beyond = (f"past its first total, {self.first_total}," if self.first_total is not None
+                                  else "with no usable total,")
                         raise LoadError(
                             f"Resource '{self.owner.resource}': the API kept returning records for "
-                            f"{MAX_PAGES_PAST_TOTAL:,} pages "
-                            + (f"past its total ({self.total}" if self.total is not None else "with no usable total (")
-                            + f"; up to {page.request}); stopping, so that the load cannot run forever. Nothing "
-                            "from this run was committed.",
+                            f"{MAX_PAGES_PAST_TOTAL:,} pages {beyond} up to {page.request}; stopping, so that the "
+                            "load cannot run forever. Nothing from this run was committed.",
                             guidance="If the API's total is not the number of records, set the paginator's "
                             "total_path to null and stop_after_empty_page to true; or cap the listing with "
                             "maximum_offset.", resource=self.owner.resource)
@@ -293,6 +308,24 @@ class OffsetPass:
                 future.cancel()
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+    def _before_total(self, page: Page, pending: deque, step: int) -> Page | None:
+        """An empty page where the total says more follow: asked again once. It comes back with
+        records (a glitch: paging goes on), or empty while the next page holds records (a hole
+        in the listing: the load fails rather than stop early), or empty with nothing after it
+        (the total was too high: the listing ends, with a warning)."""
+        again = self.fetch(page.offset)
+        if again:
+            return again
+        after = pending[0].result() if pending else self.fetch(page.offset + step)
+        if after:
+            raise LoadError(
+                f"Resource '{self.owner.resource}': the API returned no records on {page.request}, twice, but "
+                f"records after it on {after.request}; stopping there would skip them, and the listing cannot "
+                "be read past the gap. Nothing from this run was committed.",
+                guidance="Run the load again; if it keeps failing at the same offset, the API's listing has a "
+                "gap there.", resource=self.owner.resource)
+        return None
 
     def _empty(self, page: Page, short: Page | None) -> None:
         """The listing ended at ``page``; says so if the total disagreed."""

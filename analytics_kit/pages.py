@@ -39,6 +39,7 @@ from .offsets import OffsetPass, offsets_ok
 from .records import select_records
 from .redact import Redactor
 from .retry import describe
+from .seam import running_cursor
 from .stats import LoadStats
 
 DEFAULT_CONCURRENCY = 8
@@ -54,6 +55,9 @@ CONVERT_ROWS = 2_000
 MAX_PASSES = 3
 # Identical pages in a row (after the first) that mean the API ignores the paging parameter.
 MAX_REPEATS = 2
+# Pages of one pass through dlt's own paginators (cursor, link, page number), which have no
+# total to check against: 10,000,000 records at 100 a page. Every run's requests are bounded.
+MAX_PAGES = 100_000
 # dlt's table hint that staged rows need no deduplication before the merge.
 DEDUPLICATED = "x-stage-data-deduplicated"
 
@@ -73,7 +77,7 @@ class KitPaginate:
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
                  new_session: Callable[[], Session], convert: Callable[[list], Any] | None,
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
-                 stats: LoadStats | None = None) -> None:
+                 stats: LoadStats | None = None, incremental: Any = None) -> None:
         self.client = client
         self.resource = resource
         self.redactor = redactor
@@ -87,6 +91,7 @@ class KitPaginate:
         self.convert = convert
         self.cursor = cursor
         self.stats = stats if stats is not None else LoadStats()
+        self.incremental = incremental  # dlt's Incremental, for the cursor's start value
 
     def __call__(self, path: str = "", method: str = "GET", params: dict | None = None, json: Any = None,
                  auth: Any = None, paginator: Any = None, data_selector: Any = None, hooks: Any = None,
@@ -218,7 +223,7 @@ class KitPaginate:
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             missing = tally.missing()
             if not missing:
-                if attempt == 1 and tally.distinct() == tally.rows:
+                if attempt == 1 and tally.distinct() == tally.rows and tally.one_kind():
                     outcome["distinct"] = tally.rows
                 return
             logger.warning("%s: the API's data changed while it was paged (%d record(s) skipped by shifting "
@@ -241,9 +246,18 @@ class KitPaginate:
     def _checked(self, pages: Iterator[tuple[list, str]], tally: "Tally") -> Iterator[tuple[list, str]]:
         """The pages with canonical cursors, counted, and stopped if the listing repeats itself."""
         field, required = self.cursor if self.cursor else (None, False)
+        kinds_checked = field is None or self.incremental is None
         previous: Any = None
         repeats = 0
-        for page, request in pages:
+        for count, (page, request) in enumerate(pages, 1):
+            if count > MAX_PAGES:
+                raise LoadError(
+                    f"Resource '{self.resource}': the API kept returning pages, {MAX_PAGES:,} of them up to {request}; "
+                    "stopping, so that the load cannot run forever. Nothing from this run was committed.",
+                    guidance="Check the paginator's settings against the API's documentation; load such a "
+                    "listing in parts with params or incremental.end_value.", resource=self.resource)
+            if not kinds_checked:
+                kinds_checked = self._check_cursor_kind(page, field, request)
             if field is not None:
                 bad = cursors.canonical_rows(page, field, required)
                 if bad is not None:
@@ -267,6 +281,25 @@ class KitPaginate:
                 repeats = 0
             previous = keys
             yield page, request
+
+    def _check_cursor_kind(self, page: list, field: str, request: str) -> bool:
+        """Numbers from the API against a text start value (or the other way round) cannot be
+        compared: dlt failed with "'>' not supported between instances of 'str' and 'int'".
+        Returns whether the page had a value to look at."""
+        value = next((r.get(field) for r in page if isinstance(r, dict) and r.get(field) is not None), None)
+        if value is None:
+            return False
+        start = running_cursor(self.resource, field)
+        if start is None:
+            start = getattr(self.incremental, "initial_value", None)
+        if start is not None and cursors.is_number(value) != cursors.is_number(start):
+            raise LoadError(
+                f"Resource '{self.resource}': the API's {field!r} values are {_kind(value)} ({value!r} on {request}), "
+                f"but the cursor starts from {_kind(start)} ({start!r}, the incremental initial_value or the stored "
+                "cursor); they cannot be compared. Nothing from this run was committed.",
+                guidance=f"Write incremental.initial_value as {_kind(value)}, like the API's values "
+                "(e.g. 0 for Unix seconds, or '2025-01-01T00:00:00Z' for timestamps).", resource=self.resource)
+        return True
 
     def _check_keys(self, keys: list, request: str) -> None:
         """A record without its primary key cannot be merged (nor counted): it stops the load."""
@@ -300,6 +333,10 @@ class KitPaginate:
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None
+
+
+def _kind(value: Any) -> str:
+    return "numbers" if cursors.is_number(value) else "text"
 
 
 class Tally:
@@ -343,6 +380,17 @@ class Tally:
                     self.ints.append(value)
                 else:
                     self.others.add(value)
+
+    def one_kind(self) -> bool:
+        """Whether every key was a 64-bit integer, or every key a string.
+
+        Only then does "distinct here" mean "distinct in the table": 2 and 2.0, or 5 and "5",
+        are two keys here and one after conversion, and telling dlt the rows need no dedup
+        left both in the table.
+        """
+        if not self.others:
+            return True
+        return not self.ints and all(type(k) is str for k in self.others)
 
     def distinct(self) -> int:
         if self._distinct is None:

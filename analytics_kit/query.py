@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from .database import DEFAULT_DATABASE
+from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, connect_waiting
 from .destinations import Target
 from .errors import KitError
 from .sql import qualified
@@ -51,7 +51,8 @@ def connect(database: str | Path = DEFAULT_DATABASE) -> Iterator[duckdb.DuckDBPy
             f"There is no DuckDB file at {path}.",
             guidance="Run analytics_kit.load(...) (or `analytics-kit load`) first, or pass database=...",
         )
-    con = duckdb.connect(str(path), read_only=True)
+    con = connect_waiting(path, True, LOCK_WAIT_SECONDS, None, KitError,
+                          "Run the query again when the load has finished, or close the program holding the file.")
     try:
         con.execute("SET TimeZone = 'UTC'")
         yield con

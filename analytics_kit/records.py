@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import orjson
 from requests import Response
 
 from dlt.common import jsonpath
@@ -22,6 +23,23 @@ def _selector(data_selector: str) -> tuple[str | None, Any]:
     builds a parser: about 1.4 ms, more than parsing the page itself.
     """
     return jsonpath.extract_simple_field_name(data_selector), jsonpath.compile_path(data_selector)
+
+
+def refuse_echoed_secrets(rows: list, response: Response, resource: str, redactor: Redactor) -> None:
+    """Stops a load whose records hold a credential the API echoed back into its data.
+
+    They would be stored in the table, the pipeline folder and the trace. The body is
+    searched first (one fast scan); only when it holds a secret are the records themselves
+    looked at, since an API may echo the request's URL, key included, in its paging links.
+    """
+    if not redactor.echoed(response.content) or not redactor.echoed(orjson.dumps(rows, default=str)):
+        return
+    raise LoadError(
+        f"Resource '{resource}': the API sent your credentials back inside its records on "
+        f"{describe(response.request, redactor)}; the kit does not store them. Nothing from this run was committed.",
+        guidance="Check that the endpoint returns data, not credentials (the data_selector may point at the "
+        "wrong part of the response); if the API echoes request parameters into its data, ask its provider.",
+        resource=resource)
 
 
 def select_records(body: Any, data_selector: Any, response: Response, resource: str, redactor: Redactor) -> list:
@@ -45,4 +63,6 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
             resource=resource,
         )
     rows = found[0] if len(found) == 1 else found
-    return [] if rows is None else rows if isinstance(rows, list) else [rows]
+    rows = [] if rows is None else rows if isinstance(rows, list) else [rows]
+    refuse_echoed_secrets(rows, response, resource, redactor)
+    return rows

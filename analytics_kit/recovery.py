@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from dlt.common.schema.utils import get_nested_tables
 from dlt.pipeline.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,10 @@ def remove_uncommitted_appends(pipeline: Pipeline) -> None:
     dlt commits each job of a load on its own and marks the load complete last. A run
     killed in between leaves an append table holding rows of an unfinished load; the
     rerun fetches them again from the committed cursor, and they would be there twice.
-    Merge tables need nothing: their rows reach the table in the final merge step, one
-    transaction per table (``Target.pipeline`` sets ``supports_transactions``).
+    The nested tables of an append table (dlt's ``events__tags`` for a list in each record)
+    lose the rows whose parent row is gone, level by level. Merge tables need nothing: their
+    rows reach the table in the final merge step, one transaction per table
+    (``Target.pipeline`` sets ``supports_transactions``).
     """
     schema = pipeline.default_schema if pipeline.default_schema_name else None
     if schema is None:
@@ -107,6 +110,13 @@ def remove_uncommitted_appends(pipeline: Pipeline) -> None:
             client.execute_sql(
                 f"DELETE FROM {name} WHERE _dlt_load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)"
             )
+            # parents before children: each level loses the rows the level above no longer has
+            for nested in get_nested_tables(schema.tables, table, include_self=False):
+                if not table_exists(client, nested["name"]):
+                    continue
+                child = client.make_qualified_table_name(nested["name"])
+                parent = client.make_qualified_table_name(nested["parent"])
+                client.execute_sql(f"DELETE FROM {child} WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM {parent})")
 
 
 def table_exists(client: Any, table: str) -> bool:

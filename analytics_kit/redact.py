@@ -13,6 +13,7 @@ is seen as a value, between delimiters, in every URL, header and log line.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from contextlib import contextmanager
@@ -35,15 +36,24 @@ class Redactor:
         forms: set[str] = set()
         for secret in secrets:
             if isinstance(secret, str) and secret:
-                forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+                # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
+                # values with repr: a backslash or a quote in the key would change its form)
+                forms.update({secret, quote(secret, safe=""), quote_plus(secret), repr(secret)[1:-1],
+                              json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
+        # the forms a JSON body may hold, for ``echoed``; too short ones would match anything
+        self._in_bodies = tuple(f.encode() for f in ordered if len(f) >= WHOLE_WORD_BELOW)
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
             return text
         return self._pattern.sub(self.mask, text)
+
+    def echoed(self, content: bytes) -> bool:
+        """Whether a secret (of 4 characters or more) is somewhere in ``content``."""
+        return any(form in content for form in self._in_bodies)
 
     def __bool__(self) -> bool:
         return self._pattern is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterator
 
+import dlt
 from dlt.pipeline.pipeline import Pipeline
 
 from . import cursors
@@ -26,6 +27,19 @@ def incremental_states(state: dict, source: str) -> Iterator[tuple[str, str, dic
         for path, cursor in (resource.get("incremental") or {}).items():
             if isinstance(cursor, dict):
                 yield name, path, resource, cursor
+
+
+def running_cursor(resource: str, path: str) -> Any:
+    """The cursor value the running extraction of ``resource`` starts from, or None.
+
+    Read through ``dlt.current.resource_state`` (public) in dlt's layout (see above): the
+    ``Incremental`` a rest_api resource is given is not the bound copy that knows it.
+    """
+    try:
+        state = dlt.current.resource_state(resource)
+    except Exception:  # noqa: BLE001 - outside a pipeline there is no state
+        return None
+    return ((state.get("incremental") or {}).get(path) or {}).get("last_value")
 
 
 def stored_cursors(pipeline: Pipeline, source: str) -> dict[str, Any]:

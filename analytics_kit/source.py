@@ -136,7 +136,7 @@ def _build(
             client.paginate = KitPaginate(client, resource=resource.name, redactor=redactor,
                                           primary_key=resource._hints.get("primary_key"), concurrency=workers, new_session=new_session,
                                           convert=convert, on_arrow_page=step.page_seen, cursor=cursor,
-                                          stats=stats)
+                                          stats=stats, incremental=resource.explicit_args.get("incremental_object"))
             resource.add_step(step)
         else:
             resource.add_step(PageStep(resource.name, stats, on_page))

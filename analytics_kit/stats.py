@@ -48,6 +48,7 @@ class LoadStats:
         # What the run should report: a total the pages contradicted, a cursor in the future.
         self.warnings: list[str] = []
         self.started = datetime.now(timezone.utc)
+        self.mode = "incremental"  # what the run turned out to be (a pending full refresh is resumed)
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:
