@@ -261,6 +261,52 @@ def test_total_paging_past_it_or_without_one_is_bounded(api, watch, monkeypatch,
     assert table() == {}
 
 
+def test_total_none_configured_pages_until_an_empty_page_and_is_bounded(api, watch, monkeypatch):
+    from analytics_kit import offsets as kit_offsets
+
+    no_total = {"type": "offset", "limit": 100, "total_path": None, "stop_after_empty_page": True}
+    api.total = MISSING
+    watch.succeeds(config_for(api, paginator=no_total))
+    # without a total the pages after the first are requested a window ahead: a few past the end
+    assert table() == served(api) and offsets(api)[:6] == [0, 100, 200, 300, 400, 500]
+    assert len(offsets(api)) <= 6 + 2 * 8
+    monkeypatch.setattr(kit_offsets, "MAX_PAGES_PAST_TOTAL", 3)
+    api.transform = endless
+    error = watch.fails(config_for(api, paginator=no_total))
+    assert "kept returning records for 3 pages with no usable total" in str(error)
+    assert len(api.requests) <= 6 + 5 + 2 * 8
+
+
+def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, monkeypatch):
+    from analytics_kit import pages as kit_pages
+
+    monkeypatch.setattr(kit_pages, "MAX_PAGES", 5)
+    api.transform = lambda body, offset: {**endless(body, offset),
+                                          "next": f"{api.base_url}/v1/events?offset={offset + 100}&limit=100"}
+    error = watch.fails(config_for(api, incremental=False, paginator={"type": "json_link", "next_url_path": "next"}))
+    assert "kept returning pages, 5 of them" in str(error)
+    assert len(api.requests) <= 6
+
+
+def test_total_an_empty_page_before_the_total_is_asked_again(api, watch):
+    glitches = {200: 1}
+
+    def glitch(body: dict, offset: int) -> dict:
+        if glitches.get(offset):
+            glitches[offset] -= 1
+            return {**body, "data": []}
+        return body
+
+    api.transform = glitch
+    report = watch.succeeds(config_for(api, incremental=False))
+    assert table() == served(api) and not report.warnings
+    api.transform = lambda body, offset: {**body, "data": []} if offset == 200 else body  # a hole, every time
+    api.update_record(450, value=-4.5)
+    error = watch.fails(config_for(api, incremental=False))
+    assert "returned no records on GET" in str(error) and "offset=200&" in str(error) and "twice" in str(error)
+    assert table()[450][1] != -4.5  # nothing from the failed run
+
+
 def test_total_an_api_answering_past_its_end_with_its_last_page_ends_there(api, watch):
     last_page = [r for r in api.records() if r["id"] > 400]
     api.transform = lambda body, offset: {**body, "data": copy.deepcopy(last_page)} if offset >= 500 else body
@@ -607,6 +653,35 @@ def test_disk_full_during_a_full_refresh_is_repaired_by_the_next_load(api, watch
     assert emptied, "no full refresh failed after dlt's drop: the test did not test anything"
 
 
+def test_two_loads_a_reader_in_another_thread_waits_for_the_file(api, watch):
+    """ak.query in a thread of the loading kernel: DuckDB refuses a read-only and a read-write
+    connection side by side in one process; each waits for the other's short one."""
+    watch.succeeds(config_for(api))
+    api.set_trickle(2000, 0.002)
+    failures: list = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                ak.query("SELECT count(*) FROM events")
+            except Exception as error:  # noqa: BLE001 - collected for the assertion
+                failures.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(3):
+            for i in range(1, 60):
+                api.update_record(i, value=float(i))
+            watch.succeeds(config_for(api), mode="full_refresh")
+    finally:
+        done.set()
+        reader.join(30)
+    assert not failures, failures[:3]
+    assert table() == served(api)
+
+
 # -- 6. cursors compared as instants; cursors in the future -----------------------------------------
 
 
@@ -736,6 +811,44 @@ def test_types_integers_beyond_64_bits_are_refused_not_rounded(api, watch, monke
         assert table(f"{fast}.duckdb") == {}
 
 
+def test_types_a_fraction_in_an_integer_column_is_not_truncated(api, watch, monkeypatch):
+    """Arrow truncates 19.99 to 19 in an int64 column without a word; dlt's normaliser keeps it."""
+    def counts(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r["count"] = 19.99 if r["id"] == 350 else -0.75 if r["id"] == 351 else r["id"]
+        return body
+
+    api.transform = counts
+    config = config_for(api)
+    watch.succeeds(config, database="fast.duckdb")
+    monkeypatch.setattr(kit_source, "FAST_PATH", False)
+    watch.succeeds(config, database="slow.duckdb")
+    rows = "SELECT * EXCLUDE (_dlt_id, _dlt_load_id) FROM events ORDER BY id"
+    assert ak.query(rows, "fast.duckdb").equals(ak.query(rows, "slow.duckdb"))
+    assert ak.query("SELECT count__v_double FROM events WHERE id = 350", "fast.duckdb").iloc[0, 0] == 19.99
+    monkeypatch.setattr(kit_source, "FAST_PATH", True)
+    declared = config_for(api, columns={"id": {"data_type": "bigint"}, "count": {"data_type": "bigint"},
+                                        "updated_at": {"data_type": "timestamp"}})
+    error = watch.fails(declared, database="declared.duckdb")
+    assert "id=350" in str(error) and "'count'" in str(error) and "19.99" in str(error)
+
+
+@pytest.mark.parametrize("twin", [2.0, "2"], ids=["a float", "a string"])
+def test_types_one_key_written_two_ways_is_one_row(api, watch, monkeypatch, twin):
+    """2 and 2.0 (or "2") are two keys to Python and one in the table: the kit must not tell
+    dlt the keys are distinct, or both rows stay."""
+    def twice(body: dict, offset: int) -> dict:
+        if offset == 0:
+            body["data"].append({**body["data"][1], "id": twin, "value": -2.0})
+        return body
+
+    api.transform = twice
+    watch.succeeds(config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                            "updated_at": {"data_type": "timestamp"}}))
+    counts = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS d FROM events")
+    assert counts.n[0] == counts.d[0] == 500
+
+
 def test_types_a_record_without_its_primary_key_is_named(api, watch):
     api.transform = lambda body, offset: {**body, "data": [
         {k: v for k, v in r.items() if k != "id" or r["id"] != 333} for r in body["data"]]}
@@ -810,6 +923,21 @@ def test_secret_echoed_by_the_api_is_masked(api, watch, where):
     # the watch fixture searches the report, the errors, the logs and the files for the key
 
 
+@pytest.mark.parametrize("key", ["Zq7\\Tk9-wLp4", "Zq7'Tk9\"wLp4", "Zq7\u00e9Tk9\twLp4"],
+                         ids=["a backslash", "quotes", "non-ASCII and a tab"])
+def test_secret_with_characters_that_messages_escape_is_masked(watch, key):
+    watch.canary = key
+    with Adversary(n=150, key=key) as api:
+        api.total = key  # echoed into a warning, which quotes it with repr()
+        watch.succeeds(config_for(api))
+        api.reset()
+        api.transform = with_value({7: key})  # echoed into the records
+        watch.fails(config_for(api, incremental=False, columns={"value": {"data_type": "double"}}))
+    # the fixture searches everything, for the escaped forms too
+    for escaped in (repr(key)[1:-1], json.dumps(key)[1:-1]):
+        assert escaped not in watch.log.getvalue()
+
+
 def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):
     config = config_for(api)
     config["resources"][0]["endpoint"]["paginator"]["limt"] = 5
@@ -841,6 +969,20 @@ def test_no_raw_exception_from_a_config_dlt_refuses(api, watch, change):
     watch.errors.append(raised.value)
     assert isinstance(raised.value, ak.ConfigError), raised.value
     assert api.requests == []
+
+
+@pytest.mark.parametrize("argument", [{"database": None}, {"database": 5}, {"dataset": 5}, {"destination": 5},
+                                      {"mode": ["incremental"]}])
+def test_no_raw_exception_from_arguments_of_the_wrong_type(api, argument):
+    with pytest.raises(ak.ConfigError):
+        ak.load(config_for(api), progress=False, **argument)
+
+
+def test_no_raw_exception_when_the_cursor_kind_differs_from_its_start(api, watch):
+    api.transform = lambda body, offset: {**body, "data": [
+        {**r, "updated_at": int(parse_instant(r["updated_at"]).timestamp())} for r in body["data"]]}
+    error = watch.fails(config_for(api, columns={}))
+    assert "values are numbers" in str(error) and "starts from text" in str(error), str(error)
 
 
 @pytest.mark.parametrize("value", [float("nan"), -1, "5", None, float("inf")])

@@ -256,3 +256,32 @@ def test_duckdb_out_of_memory_is_named_as_such(api, config, monkeypatch):
     monkeypatch.delenv("ANALYTICS_KIT_DUCKDB_MEMORY")
     ak.load(config, progress=False)
     assert loaded(api) == served(api)
+
+
+def test_nested_rows_of_an_unfinished_append_are_not_kept(tmp_path):
+    """A list in each record becomes dlt's events__tags table, committed by a job of its own:
+    a kill left its rows behind too, pointing at parent rows the rerun deletes."""
+    import duckdb
+    from adversary import Adversary
+    from test_adversary import config_for
+
+    with Adversary(n=200) as api:
+        api.transform = lambda body, offset: {**body, "data": [{**r, "tags": [f"t{r['id']}", "x"]}
+                                                                for r in body["data"]]}
+        config = config_for(api, incremental=False)
+        config["resource_defaults"]["write_disposition"] = "append"
+        ak.load(config, progress=False)
+        con = duckdb.connect("analytics.duckdb")
+        # what a run killed after its jobs committed leaves: rows of a load never marked complete,
+        # and their nested rows
+        con.execute("INSERT INTO events SELECT * REPLACE ('1999999999.0' AS _dlt_load_id, _dlt_id || 'k' AS _dlt_id) "
+                    "FROM events LIMIT 7")
+        con.execute("INSERT INTO events__tags SELECT * REPLACE (_dlt_parent_id || 'k' AS _dlt_parent_id, "
+                    "_dlt_id || 'k' AS _dlt_id) FROM events__tags WHERE _dlt_parent_id IN "
+                    "(SELECT left(_dlt_id, -1) FROM events WHERE _dlt_load_id = '1999999999.0')")
+        con.close()
+        ak.load(config, progress=False)
+    counts = ak.query("SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM events__tags) AS tags, "
+                      "(SELECT count(*) FROM events__tags WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM events))"
+                      " AS orphans")
+    assert tuple(counts.iloc[0]) == (400, 800, 0)

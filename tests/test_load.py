@@ -190,7 +190,7 @@ def test_a_connection_open_in_this_process_is_named_not_blamed_on_credentials(ap
     con = duckdb.connect("analytics.duckdb", read_only=True)
     try:
         with pytest.raises(ak.LoadError, match="open in another connection"):
-            ak.load(config)
+            ak.load(config, lock_timeout=0.5)
     finally:
         con.close()
     ak.load(config)
