@@ -173,27 +173,25 @@ def _parse_handler(block: Any, path: str) -> dict[str, Any]:
             raise checks.fail(checks.join(path, "max_retries"), f"got {checks.got(value)}",
                               "an integer >= 0", "Set max_retries to 0 (no retries) or more, e.g. 3.")
         out["max_retries"] = value
-    if "backoff_factor" in block:
-        value = block["backoff_factor"]
-        if not _is_number(value) or not 0 <= value <= MAX_SECONDS:
-            raise checks.fail(checks.join(path, "backoff_factor"), f"got {checks.got(value)}",
-                              f"a number >= 0 (seconds), at most {MAX_SECONDS:,}", "Write a number without quotes, e.g. 2.")
-        out["backoff_factor"] = float(value)
-    if "max_retry_delay" in block:
-        value = block["max_retry_delay"]
-        if not _is_number(value) or not 0 < value <= MAX_SECONDS:
-            raise checks.fail(checks.join(path, "max_retry_delay"), f"got {checks.got(value)}",
-                              f"a number > 0 (seconds), at most {MAX_SECONDS:,}",
-                              "Set the longest single wait in seconds, e.g. 60.")
-        out["max_delay"] = float(value)
-    if "timeout" in block:
-        value = block["timeout"]
-        if not _is_number(value) or not 0 < value <= MAX_SECONDS:
-            raise checks.fail(checks.join(path, "timeout"), f"got {checks.got(value)}",
-                              f"a number > 0 (seconds), at most {MAX_SECONDS:,}",
-                              "Set how long one attempt may take in all, connecting and reading, e.g. 20.")
-        out["timeout"] = float(value)
+    for key, zero_ok, fix in _SECONDS:
+        if key in block:
+            out[_HANDLER_FIELDS[key]] = _seconds(block[key], checks.join(path, key), zero_ok, fix)
     return out
+
+
+# error_handler keys holding seconds: whether 0 is allowed, and the fix for a wrong value
+_SECONDS = (
+    ("backoff_factor", True, "Write a number without quotes, e.g. 2."),
+    ("max_retry_delay", False, "Set the longest single wait in seconds, e.g. 60."),
+    ("timeout", False, "Set how long one attempt may take in all, connecting and reading, e.g. 20."),
+)
+
+
+def _seconds(value: Any, path: str, zero_ok: bool, fix: str) -> float:
+    if not _is_number(value) or not (0 <= value if zero_ok else 0 < value) or value > MAX_SECONDS:
+        raise checks.fail(path, f"got {checks.got(value)}",
+                          f"a number {'>=' if zero_ok else '>'} 0 (seconds), at most {MAX_SECONDS:,}", fix)
+    return float(value)
 
 
 def _pop_handler(block: Any, path: str) -> dict[str, Any]:
