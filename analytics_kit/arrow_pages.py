@@ -18,11 +18,8 @@ from typing import Any, Iterable, Mapping
 import orjson
 import pyarrow as pa
 
-from dlt.common.data_types.type_helpers import coerce_value
-from dlt.common.schema.detections import is_iso_timestamp
-from dlt.extract.items_transform import ItemTransform
-
 from .cursors import render
+from .seam import coerce_value, is_iso_timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -55,31 +52,6 @@ class _Uncoercible(Exception):
     def __init__(self, index: int, value: Any) -> None:
         super().__init__(index)
         self.index, self.value = index, value
-
-
-class _JsonAsText(logging.Filter):
-    """Drops dlt's per-page warning that a ``json`` hint overrides an arrow string column.
-
-    That override is the design: JSON columns travel as serialized strings, which DuckDB reads
-    into its JSON type, as on the slow path. Only the kit's own fast-path resources are muted.
-    """
-
-    resources: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.msg)
-        return not (text.startswith("In resource: ") and "when merging arrow schema" in text
-                    and text[len("In resource: "):].split(",", 1)[0] in self.resources)
-
-
-_FILTER = _JsonAsText()
-
-
-def mute_json_override(resource: str) -> None:
-    _JsonAsText.resources.add(resource)
-    dlt_logger = logging.getLogger("dlt")
-    if _FILTER not in dlt_logger.filters:
-        dlt_logger.addFilter(_FILTER)
 
 
 def apply_normalizer_defaults() -> None:
@@ -315,18 +287,15 @@ def _to_timestamp(array: pa.Array, rows: list[dict], name: str) -> pa.Array:
         return _coerced([r.get(name) for r in rows], "timestamp")
 
 
-class CastDeferred(ItemTransform[Any, Any]):
-    """Casts the deferred ISO-string timestamp columns of arrow pages, after dlt's incremental step."""
-
-    # dlt appends its incremental step (affinity 1) when the resource is bound, after the kit's
-    # steps; this affinity keeps the cast behind it.
-    placement_affinity = 1.05
+class CastDeferred:
+    """Casts the deferred ISO-string timestamp columns of arrow pages; runs after dlt's
+    incremental step (``seam.add_step(..., after_incremental=True)``), which compares the
+    cursor as the API's text."""
 
     def __init__(self, converter: PageConverter) -> None:
-        super().__init__(lambda item: item)
         self.converter = converter
 
-    def __call__(self, item: Any, meta: Any = None) -> Any:
+    def __call__(self, item: Any) -> Any:
         if not isinstance(item, pa.Table):
             return item
         for name in self.converter.deferred:

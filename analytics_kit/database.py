@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -33,31 +32,26 @@ LOAD_SPACE_FACTOR = 12
 LOAD_SPACE_MARGIN = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Location:
-    """The DuckDB file and the pipeline folder (state, packages, traces) that belongs to it."""
+def file_paths(database: str | Path) -> tuple[Path, Path]:
+    """The DuckDB file and the pipeline folder (state, packages, traces) that belongs to it.
 
-    database: Path
-    pipelines_dir: Path
-
-    @classmethod
-    def of(cls, database: str | Path) -> "Location":
-        # Resolved against the current folder on every call: dlt would otherwise keep
-        # using the path of the first run, wherever the next one starts.
-        path = Path(database).expanduser().resolve()
-        return cls(database=path, pipelines_dir=path.with_name(path.name + ".state"))
+    Resolved against the current folder on every call: dlt would otherwise keep using the
+    path of the first run, wherever the next one starts.
+    """
+    path = Path(database).expanduser().resolve()
+    return path, path.with_name(path.name + ".state")
 
 
-def check_dataset(location: Location, dataset: str) -> None:
+def check_dataset(database: Path, dataset: str) -> None:
     """Rejects a dataset named like the file: DuckDB then cannot resolve ``dataset.table``."""
-    if dataset.lower() == location.database.stem.lower():
+    if dataset.lower() == database.stem.lower():
         raise ConfigError(
-            f"dataset {dataset!r} has the same name as the DuckDB file {location.database.name}, so DuckDB "
+            f"dataset {dataset!r} has the same name as the DuckDB file {database.name}, so DuckDB "
             f"cannot tell the schema {dataset}.* from the file's catalog {dataset}.* and refuses such queries",
             path="dataset",
             guidance=("Rename the file (e.g. analytics.duckdb), or pass another dataset."
                       if dataset.lower() == DEFAULT_DATASET else
-                      f"Use the default dataset 'main' (then {location.database.stem}.events works), "
+                      f"Use the default dataset 'main' (then {database.stem}.events works), "
                       "or another dataset or file name."),
         )
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dlt
-from dlt.pipeline.pipeline import Pipeline
+from dlt import Pipeline
 
-from .database import DEFAULT_DATABASE, DEFAULT_DATASET, Location, check_dataset
+from .database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
 from .errors import ConfigError
+from .seam import known_destinations
 
 FILE_DESTINATION = "duckdb"
 # The file's tables go to its default schema (see database.DEFAULT_DATASET); a
@@ -47,10 +48,10 @@ class Target:
                               guidance="Pass a file name such as 'analytics.duckdb' (the default).")
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
-            location = Location.of(database)
+            path, pipelines_dir = file_paths(database)
             dataset = dataset or DEFAULT_DATASET
-            check_dataset(location, dataset)
-            return cls(name, dataset, location.pipelines_dir, location.database)
+            check_dataset(path, dataset)
+            return cls(name, dataset, pipelines_dir, path)
         _check_known(name)
         dataset = dataset or WAREHOUSE_DATASET
         # Resolved now, like the file's path: the current folder, whatever dlt remembers.
@@ -118,15 +119,6 @@ def _check_argument(name: str, value: object, expected: str) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ConfigError(f"got {value!r}; expected {expected}", path=name,
                           guidance=f"Pass {name} as a non-empty string, or leave it out for the default.")
-
-
-def known_destinations() -> list[str]:
-    """The destination names dlt knows, e.g. duckdb, motherduck, postgres, bigquery, snowflake."""
-    from dlt.common.destination.reference import DestinationReference
-
-    import dlt.destinations  # noqa: F401 - registers dlt's own destinations
-
-    return sorted(ref.rsplit(".", 1)[-1] for ref in DestinationReference.DESTINATIONS)
 
 
 def _check_known(name: str) -> None:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping
 
-from dlt.pipeline.pipeline import Pipeline
+from dlt import Pipeline
 
 from .config import check_concurrency, prepare
 from .cursors import render, restart_point
@@ -24,7 +24,7 @@ from .recovery import (forget, from_destination, full_refresh_done, full_refresh
                        remove_uncommitted_appends)
 from .redact import Redactor, redacted_logging
 from .report import LoadReport
-from .seam import future_cursors, settle_cursors, stored_cursors
+from .seam import future_cursors, mute_dedup_notice, settle_cursors, stored_cursors
 from .source import SOURCE_NAME, _build
 from .stats import LoadStats
 
@@ -95,7 +95,7 @@ def load(
     source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency)
 
     failure: KitError | None = None
-    with redacted_logging(redactor), _without_dedup_notice():
+    with redacted_logging(redactor), mute_dedup_notice():
         try:
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
                 report = _run(target, source, mode, stats, lock_timeout)
@@ -173,25 +173,6 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
     )
-
-
-class _DedupNotice(logging.Filter):
-    """dlt's warning that ``dedup_sort`` is ignored because the staged rows are declared
-    deduplicated: the kit declares that only after proving the keys distinct (see
-    ``pages.KitPaginate._batched``), so there is nothing to sort and nothing to warn of."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "declared as already deduplicated" not in record.getMessage()
-
-
-@contextmanager
-def _without_dedup_notice() -> Iterator[None]:
-    dlt_logger, notice = logging.getLogger("dlt"), _DedupNotice()
-    dlt_logger.addFilter(notice)
-    try:
-        yield
-    finally:
-        dlt_logger.removeFilter(notice)
 
 
 @contextmanager

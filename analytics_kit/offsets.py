@@ -33,11 +33,11 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from requests import Session
 
-from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, HttpBasicAuth
 from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
+from . import seam
 from .errors import LoadError, tag_request
 from .records import select_records
 from .retry import describe
@@ -147,9 +147,9 @@ class OffsetPass:
     # -- requests --------------------------------------------------------------------------------
 
     def _session(self) -> Session:
-        session = getattr(self.local, "session", None)
+        session = getattr(self.local, "http", None)
         if session is None:
-            session = self.local.session = self.owner.new_session()
+            session = self.local.http = self.owner.new_session()
         return session
 
     def _prepare(self, offset: int, session: Session) -> Any:
@@ -169,7 +169,7 @@ class OffsetPass:
         params = dict(self.request_kwargs["params"] or {})
         params[p.param_name] = offset
         params[p.limit_param] = p.limit
-        request = self.owner.client._create_request(**{**self.request_kwargs, "params": params})
+        request = seam.create_request(self.owner.client, **{**self.request_kwargs, "params": params})
         prepared = session.prepare_request(request)
         if isinstance(request.auth, STATIC_AUTH) or request.auth is None:
             base, _, query = prepared.url.partition("?")
@@ -198,9 +198,9 @@ class OffsetPass:
             rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)
             if self.paginator.total_path is None:  # no total configured: pages until an empty one
                 return Page(rows, offset=offset, request=shown)
-            totals = jsonpath.find_values(self.paginator.total_path, body)
+            totals = seam.jsonpath.find_values(self.paginator.total_path, body)
             if not totals or totals[0] is None:
-                self.paginator._handle_missing_total(body)
+                seam.missing_total(self.paginator, body)
             return Page(rows, offset=offset, request=shown, total=totals[0])
         except Exception as error:
             tag_request(error, shown)

@@ -39,7 +39,7 @@ from .offsets import OffsetPass, offsets_ok
 from .records import select_records
 from .redact import Redactor
 from .retry import describe
-from .seam import running_cursor
+from . import seam
 from .stats import LoadStats
 
 DEFAULT_CONCURRENCY = 8
@@ -58,8 +58,6 @@ MAX_REPEATS = 2
 # Pages of one pass through dlt's own paginators (cursor, link, page number), which have no
 # total to check against: 10,000,000 records at 100 a page. Every run's requests are bounded.
 MAX_PAGES = 100_000
-# dlt's table hint that staged rows need no deduplication before the merge.
-DEDUPLICATED = "x-stage-data-deduplicated"
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +80,6 @@ class KitPaginate:
         self.resource = resource
         self.redactor = redactor
         self.primary_key = primary_key
-        # dlt's sequential paginate selects records through this method
-        client.extract_response = self._extract  # type: ignore[method-assign]
         self.on_arrow_page = on_arrow_page
         self.sequential = client.paginate
         self.concurrency = concurrency
@@ -99,6 +95,13 @@ class KitPaginate:
         outcome: dict = {}
         return self._batched(self._pages(path, method, params, json, auth, paginator, data_selector, hooks,
                                          headers, data, kwargs, outcome), outcome)
+
+    def install(self) -> "KitPaginate":
+        """Becomes the client's ``paginate``, which rest_api calls once its incremental params
+        are set; dlt's own paginate, kept for other paginators, selects records through the kit."""
+        self.sequential = seam.replace_paginate(self.client, self)
+        seam.replace_extract_response(self.client, self._extract)
+        return self
 
     def warn(self, text: str) -> None:
         """Something the run should report: logged, and listed in the ``LoadReport``."""
@@ -195,7 +198,7 @@ class KitPaginate:
         if seen and outcome.get("distinct") == seen:
             # dlt then merges the staged rows without its ROW_NUMBER() dedup, which made
             # DuckDB hold all 1,000,000 rows of a full load at once (+170 MB, 1 s).
-            ready = dlt.mark.with_hints(ready, dlt.mark.make_hints(additional_table_hints={DEDUPLICATED: True}))
+            ready = seam.mark_deduplicated(ready)
         yield ready
 
     # -- passes ------------------------------------------------------------------------------------
@@ -289,7 +292,7 @@ class KitPaginate:
         value = next((r.get(field) for r in page if isinstance(r, dict) and r.get(field) is not None), None)
         if value is None:
             return False
-        start = running_cursor(self.resource, field)
+        start = seam.running_cursor(self.resource, field)
         if start is None:
             start = getattr(self.incremental, "initial_value", None)
         if start is not None and cursors.is_number(value) != cursors.is_number(start):
@@ -326,7 +329,7 @@ class KitPaginate:
             path_or_url=path, method=method, params=params, json=json, data=data,
             auth=auth or self.client.auth, headers=headers,
             hooks=hooks if hooks and "response" in hooks else {
-                **(hooks or {}), "response": [self.client._create_response_handler()]}),
+                **(hooks or {}), "response": [seam.response_handler(self.client)]}),
             data_selector or self.client.data_selector)
         for page in listing.run():
             yield page, page.request

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from requests import Response
 
-from dlt.common import jsonpath
+from .seam import jsonpath
 
 from .errors import LoadError
 from .redact import Redactor

@@ -11,8 +11,9 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from dlt.common.schema.utils import get_nested_tables
-from dlt.pipeline.pipeline import Pipeline
+from dlt import Pipeline
+
+from .seam import nested_tables
 
 logger = logging.getLogger(__name__)
 
@@ -111,11 +112,11 @@ def remove_uncommitted_appends(pipeline: Pipeline) -> None:
                 f"DELETE FROM {name} WHERE _dlt_load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)"
             )
             # parents before children: each level loses the rows the level above no longer has
-            for nested in get_nested_tables(schema.tables, table, include_self=False):
-                if not table_exists(client, nested["name"]):
+            for nested, parent_table in nested_tables(schema, table):
+                if not table_exists(client, nested):
                     continue
-                child = client.make_qualified_table_name(nested["name"])
-                parent = client.make_qualified_table_name(nested["parent"])
+                child = client.make_qualified_table_name(nested)
+                parent = client.make_qualified_table_name(parent_table)
                 client.execute_sql(f"DELETE FROM {child} WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM {parent})")
 
 

@@ -23,13 +23,8 @@ from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
-from dlt.sources.helpers.requests.retry import (
-    DEFAULT_RETRY_EXCEPTIONS,
-    retry_if_status,
-    wait_exponential_retry_after,
-)
-
 from .redact import Redactor
+from .seam import DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after
 from .stats import LoadStats, RetryEvent
 from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline, in_attempt
 

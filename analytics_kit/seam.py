@@ -1,18 +1,49 @@
-"""Reaches below dlt's public API that the kit cannot do without, in one place.
+"""Every reach below dlt's public API, in one place.
 
-Each function says why it is needed and what public route would replace it, so that a
-dlt upgrade is checked here.
+dlt's public API here means: the ``dlt`` package's top-level names, ``dlt.sources``,
+``dlt.sources.rest_api`` (with ``config_setup`` and ``typing``), ``dlt.sources.helpers.rest_client``
+and ``dlt.sources.helpers.requests``, and ``dlt.destinations``. Anything else the kit needs
+(private attributes, patched methods, subclasses of internal steps, filters matching dlt's log
+text, undocumented state layouts and hints, internal modules) is reached from this module only,
+so a dlt upgrade is checked here. Each entry says why it is needed and what public route would
+replace it. ``tests/test_seam.py`` fails when another module reaches into dlt's internals.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import dlt
-from dlt.pipeline.pipeline import Pipeline
+from dlt import Pipeline
+from dlt.sources import DltResource, DltSource
 
-from . import cursors
+# -- internal modules, re-exported --------------------------------------------------------------
+# JSON paths as dlt evaluates them (data_selector, total_path): the kit must select exactly
+# what dlt's paginators and extract_response select. No public route.
+from dlt.common import jsonpath  # noqa: E402
+# dlt's own value coercion and ISO timestamp detection, so the Arrow fast path types values
+# exactly as dlt's normaliser would. No public route.
+from dlt.common.data_types.type_helpers import coerce_value  # noqa: E402
+from dlt.common.schema.detections import is_iso_timestamp  # noqa: E402
+# The nested (child) tables of a table in a schema; Schema has no public method for it.
+from dlt.common.schema.utils import get_nested_tables  # noqa: E402
+# dlt's retry conditions and Retry-After-aware wait, reused so the kit retries as dlt would.
+from dlt.sources.helpers.requests.retry import (  # noqa: E402
+    DEFAULT_RETRY_EXCEPTIONS,
+    retry_if_status,
+    wait_exponential_retry_after,
+)
+from dlt.extract.incremental import Incremental, IncrementalResourceWrapper  # noqa: E402
+from dlt.extract.items_transform import ItemTransform  # noqa: E402
+
+from . import cursors  # noqa: E402
+
+__all__ = [
+    "DEFAULT_RETRY_EXCEPTIONS", "coerce_value", "get_nested_tables", "is_iso_timestamp", "jsonpath",
+    "retry_if_status", "wait_exponential_retry_after",
+]
 
 
 def incremental_states(state: dict, source: str) -> Iterator[tuple[str, str, dict, dict]]:
@@ -87,3 +118,208 @@ def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
             if settled != value:
                 cursor["last_value"] = settled
     return moved
+
+
+# -- rest_api's resources ---------------------------------------------------------------------
+# rest_api builds each endpoint's resource from its internal ``paginate_resource`` function,
+# bound with arguments named ``client`` (the resource's RESTClient) and ``incremental_object``.
+# ``DltResource.explicit_args`` is public; those argument names are not. A public way to give
+# rest_api a paginate function or a session per endpoint would replace these.
+
+
+def resource_client(resource: DltResource) -> Any:
+    """The RESTClient a rest_api resource pages with, or None (e.g. a transformer)."""
+    try:
+        return (resource.explicit_args or {}).get("client")
+    except TypeError:  # not yet parametrized
+        return None
+
+
+def resource_incremental(resource: DltResource) -> Incremental | None:
+    """The ``Incremental`` rest_api gave the resource, which holds cursor_path and the values."""
+    try:
+        return (resource.explicit_args or {}).get("incremental_object")
+    except TypeError:
+        return None
+
+
+def related_resources(source: DltSource) -> set[str]:
+    """Names of resources that pass records between them: transformers and their parents.
+
+    ``is_transformer`` is public; a transformer's parent is known only through ``_pipe``.
+    """
+    related: set[str] = set()
+    for resource in source.resources.values():
+        if resource.is_transformer:
+            related |= {resource.name, resource._pipe.parent.name}
+    return related
+
+
+def primary_key(resource: DltResource) -> Any:
+    """The primary_key hint as set (a name, names, or None). ``compute_table_schema()`` needs
+    an item for callable hints and loses a compound key's order; ``_hints`` has it as given."""
+    return resource._hints.get("primary_key")
+
+
+def processing_steps(resource: DltResource) -> list:
+    """The steps after the resource's generator other than dlt's incremental step: rest_api's
+    processing_steps (map/filter). The pipe's steps are not public."""
+    return [s for s in resource._pipe.steps[1:] if not isinstance(s, (Incremental, IncrementalResourceWrapper))]
+
+
+# -- a resource's RESTClient ------------------------------------------------------------------
+# The kit pages offset listings itself (concurrently, with the total as a hint) and selects
+# records itself, so it replaces two methods of the resource's client. A paginate hook in
+# rest_api's config would replace this.
+
+
+def replace_paginate(client: Any, paginate: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """Makes ``client.paginate`` (which rest_api's paginate_resource calls once its incremental
+    params are set) ``paginate``; returns the client's own, for listings the kit leaves to dlt."""
+    own = client.paginate
+    client.paginate = paginate
+    return own
+
+
+def replace_extract_response(client: Any, extract: Callable[[Any, Any], list]) -> None:
+    """Makes dlt's sequential paginate select records with ``extract`` (the kit's checks)."""
+    client.extract_response = extract
+
+
+def install_session(client: Any, session: Any) -> None:
+    """Gives the client the kit's session: rest_api takes one session from the client config
+    for all resources, and the kit's retry policy is per endpoint."""
+    client.session = session
+
+
+def create_request(client: Any, **kwargs: Any) -> Any:
+    """The ``requests.Request`` dlt would send: path joined to base_url, auth, headers."""
+    return client._create_request(**kwargs)
+
+
+def response_handler(client: Any) -> Callable[..., None]:
+    """dlt's response hook: raises its HTTP errors, with the body as its config shows it."""
+    return client._create_response_handler()
+
+
+def missing_total(paginator: Any, body: Any) -> None:
+    """Raises dlt's own error for a response without the paginator's total."""
+    paginator._handle_missing_total(body)
+
+
+def set_cursor_bounds(incremental: Incremental, initial: Any, end: Any) -> None:
+    """Rewrites an ``Incremental``'s initial and end values after rest_api built it (to the
+    form that compares as instants); ``Incremental`` has no public setter for bound values."""
+    incremental.initial_value = initial
+    incremental.end_value = end
+
+
+# -- steps in a resource's pipe ---------------------------------------------------------------
+# ``add_map`` is public, but its steps sit before dlt's incremental step, which dlt appends
+# (affinity 1) when the resource is bound. A step that must see pages after the incremental
+# filter needs ``ItemTransform.placement_affinity``, which is internal.
+
+
+class _Step(ItemTransform[Any, Any]):
+    def __init__(self, function: Callable[[Any], Any], affinity: float) -> None:
+        super().__init__(lambda item: item)
+        self.function = function
+        self.placement_affinity = affinity  # type: ignore[misc]
+
+    def __call__(self, item: Any, meta: Any = None) -> Any:
+        return self.function(item)
+
+
+def add_step(resource: DltResource, function: Callable[[Any], Any], *, after_incremental: bool = False) -> None:
+    """Runs ``function`` on every item the resource yields (a page as a list or an Arrow
+    table), at the pipe's end; with ``after_incremental``, also behind dlt's incremental step."""
+    resource.add_step(_Step(function, 1.05 if after_incremental else 0))
+
+
+# -- table hints ------------------------------------------------------------------------------
+# dlt's merge skips its ROW_NUMBER() dedup of the staged rows for a table carrying this hint.
+# The merge write_disposition's ``deduplicated`` key sets it for a whole resource; the kit sets
+# it on one batch only, once the run proved the keys distinct, so it uses the hint itself.
+_DEDUPLICATED = "x-stage-data-deduplicated"
+
+
+def reset_deduplicated(resource: DltResource) -> None:
+    """Stored with the schema, the hint would outlive the run that proved it: every run starts without it."""
+    resource.apply_hints(additional_table_hints={_DEDUPLICATED: False})
+
+
+def mark_deduplicated(batch: Any) -> Any:
+    """``batch`` carrying the hint that the run's staged rows hold each key once."""
+    return dlt.mark.with_hints(batch, dlt.mark.make_hints(additional_table_hints={_DEDUPLICATED: True}))
+
+
+def deduplicated(table: dict) -> bool:
+    """Whether a stored table schema carries the hint."""
+    return bool(table.get(_DEDUPLICATED))
+
+
+# -- dlt's log messages -----------------------------------------------------------------------
+# Two warnings dlt logs are expected by design on the kit's fast path. They are matched on
+# dlt's message text; if the text changes, the warning shows again (harmless, and
+# tests/test_fast.py notices).
+
+
+class _Muted(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.json_override: set[str] = set()
+        self.dedup_notice = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        if text.startswith("In resource: ") and "when merging arrow schema" in text:
+            # a ``json`` hint overriding an arrow string column: JSON travels as serialized
+            # strings, which DuckDB reads into its JSON type, as on the slow path
+            return text[len("In resource: "):].split(",", 1)[0] not in self.json_override
+        # dedup_sort is ignored when staged rows are declared deduplicated: the kit declares
+        # that only after proving the keys distinct, so there is nothing to sort
+        return not (self.dedup_notice and "declared as already deduplicated" in record.getMessage())
+
+
+_MUTED = _Muted()
+
+
+def _install_muting() -> None:
+    dlt_logger = logging.getLogger("dlt")
+    if _MUTED not in dlt_logger.filters:
+        dlt_logger.addFilter(_MUTED)
+
+
+def mute_json_override(resource: str) -> None:
+    """Silences dlt's per-page warning that a ``json`` hint overrides ``resource``'s arrow string column."""
+    _MUTED.json_override.add(resource)
+    _install_muting()
+
+
+class mute_dedup_notice:
+    """While the block runs, dlt's warning that dedup_sort is ignored is silenced."""
+
+    def __enter__(self) -> None:
+        _install_muting()
+        _MUTED.dedup_notice += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _MUTED.dedup_notice -= 1
+
+
+# -- destinations -----------------------------------------------------------------------------
+
+
+def known_destinations() -> list[str]:
+    """The destination names dlt knows (duckdb, postgres, bigquery, ...): dlt's registry of
+    destination references is internal; there is no public list."""
+    from dlt.common.destination.reference import DestinationReference
+
+    import dlt.destinations  # noqa: F401 - registers dlt's own destinations
+
+    return sorted(ref.rsplit(".", 1)[-1] for ref in DestinationReference.DESTINATIONS)
+
+
+def nested_tables(schema: Any, table: str) -> list[tuple[str, str]]:
+    """(name, parent) of each nested (child) table below ``table`` in ``schema``, parents first."""
+    return [(t["name"], t["parent"]) for t in get_nested_tables(schema.tables, table, include_self=False)]

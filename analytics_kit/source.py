@@ -8,18 +8,16 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
-from dlt.extract import DltResource, DltSource
-from dlt.extract.incremental import Incremental, IncrementalResourceWrapper
-from dlt.extract.items_transform import ItemTransform
+from dlt.sources import DltResource, DltSource
 from dlt.sources.rest_api import rest_api_source
 
 from . import cursors
-from .arrow_pages import (CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults,
-                          mute_json_override, unsupported_columns)
+from .arrow_pages import CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults, unsupported_columns
 from .config import PreparedConfig, prepare
 from .config_checks import MASK
 from .errors import ConfigError, secret_safe
-from .pages import DEDUPLICATED, DEFAULT_CONCURRENCY, KitPaginate
+from .pages import DEFAULT_CONCURRENCY, KitPaginate
+from . import seam
 from .redact import Redactor
 from .retry import Gate, retry_session
 from .stats import LoadStats
@@ -32,16 +30,15 @@ SOURCE_NAME = "analytics"
 FAST_PATH = True
 
 
-class PageStep(ItemTransform[Any, dict]):
+class PageStep:
     """Sees every page a resource yields: counts it and reports progress."""
 
     def __init__(self, resource: str, stats: LoadStats, on_page: Callable[[str], None] | None) -> None:
-        super().__init__(lambda item: item)
         self.resource = resource
         self.stats = stats
         self.on_page = on_page
 
-    def __call__(self, item: Any, meta: Any = None) -> Any:
+    def __call__(self, item: Any) -> Any:
         if isinstance(item, pa.Table):
             return item  # arrow batches: their pages were counted as they arrived (page_seen)
         rows = len(item) if isinstance(item, list) else 1
@@ -101,16 +98,14 @@ def _build(
     if fast_path:
         apply_normalizer_defaults()
     source = _rest_api_source(prepared, name)
-    related = {r._pipe.parent.name for r in source.resources.values() if r._pipe.has_parent}
-    related |= {r.name for r in source.resources.values() if r._pipe.has_parent}
+    related = seam.related_resources(source)
     for resource in source.resources.values():
-        # Stored with the schema, the hint would outlive the run that proved it; every run
-        # starts without it, and only KitPaginate's last batch sets it (see _batched).
-        resource.apply_hints(additional_table_hints={DEDUPLICATED: False})
+        # only KitPaginate's last batch sets it, once the run proved its keys distinct
+        seam.reset_deduplicated(resource)
         policy = prepared.policies.get(resource.name, prepared.default_policy)
         # dlt gives each resource its own RESTClient but takes the session from the one
         # client config, so per-endpoint policies are set on each resource's client here.
-        client = (resource.explicit_args or {}).get("client")
+        client = seam.resource_client(resource)
         if client is not None:
             # every session of the resource (one per worker) pauses when one of them gets a 429
             new_session = functools.partial(retry_session, policy, resource=resource.name, stats=stats,
@@ -120,26 +115,24 @@ def _build(
             convert: Callable[[list], Any] | None = None
             cursor = _compare_as_instants(resource)
             if reason is None:
-                incremental = resource.explicit_args.get("incremental_object")
+                incremental = seam.resource_incremental(resource)
                 cursor_column = (incremental.cursor_path,) if incremental is not None else ()
-                key = resource._hints.get("primary_key") or ()
+                key = seam.primary_key(resource) or ()
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
                                           required=(key,) if isinstance(key, str) else key)
                 convert = PageFormat(converter, resource.name)
-                resource.add_step(CastDeferred(converter))
-                mute_json_override(resource.name)
+                seam.add_step(resource, CastDeferred(converter), after_incremental=True)
+                seam.mute_json_override(resource.name)
             else:
                 logger.debug("resource %s loads pages as dicts: %s", resource.name, reason)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
-            # dlt's paginate_resource calls client.paginate once its incremental params are set
-            client.paginate = KitPaginate(client, resource=resource.name, redactor=redactor,
-                                          primary_key=resource._hints.get("primary_key"), concurrency=workers, new_session=new_session,
-                                          convert=convert, on_arrow_page=step.page_seen, cursor=cursor,
-                                          stats=stats, incremental=resource.explicit_args.get("incremental_object"))
-            resource.add_step(step)
+            KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=seam.primary_key(resource),
+                        concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
+                        cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource)).install()
+            seam.add_step(resource, step)
         else:
-            resource.add_step(PageStep(resource.name, stats, on_page))
+            seam.add_step(resource, PageStep(resource.name, stats, on_page))
     return source
 
 
@@ -166,7 +159,7 @@ def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
     cursor declared as another type, or nested in the record, which is left as the API
     sends it.
     """
-    incremental = resource.explicit_args.get("incremental_object")
+    incremental = seam.resource_incremental(resource)
     if incremental is None or not isinstance(incremental.cursor_path, str) or not incremental.cursor_path.isidentifier():
         return None
     columns = resource.columns if isinstance(resource.columns, Mapping) else {}
@@ -174,8 +167,8 @@ def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
     kind = column.get("data_type") if isinstance(column, Mapping) else None
     if kind not in (None, "timestamp"):
         return None
-    incremental.initial_value = cursors.canonical(incremental.initial_value)
-    incremental.end_value = cursors.canonical(incremental.end_value)
+    seam.set_cursor_bounds(incremental, cursors.canonical(incremental.initial_value),
+                           cursors.canonical(incremental.end_value))
     return incremental.cursor_path, kind == "timestamp"
 
 
@@ -187,17 +180,16 @@ def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:
     """
     if resource.name in related:
         return "a dependent resource (or its parent) passes records between resources"
-    steps = [s for s in resource._pipe.steps[1:] if not isinstance(s, (Incremental, IncrementalResourceWrapper))]
-    if steps:
+    if seam.processing_steps(resource):
         return "processing_steps (map/filter) work on dicts"
-    if callable(resource._hints.get("table_name")):
+    if callable(resource.table_name):
         return "table names computed per record"
-    if resource._hints.get("schema_contract"):
+    if resource.schema_contract:
         return "schema_contract filters rows of dicts"
     reason = unsupported_columns(resource.columns)
     if reason:
         return reason
-    incremental = resource.explicit_args.get("incremental_object")
+    incremental = seam.resource_incremental(resource)
     if incremental is not None:
         path = incremental.cursor_path
         if not isinstance(path, str) or not path.isidentifier():

@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from dlt.sources.helpers.requests.session import Session
+from dlt.sources.helpers.requests import Session
 
 from .errors import LoadError
 
