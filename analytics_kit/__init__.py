@@ -12,12 +12,13 @@ from . import _settings
 
 _settings.apply()  # before dlt reads its configuration
 
-from . import demo  # noqa: E402
+from . import demo, guide, notebook  # noqa: E402
 from .errors import ConfigError, KitError, LoadError, MissingSecretError  # noqa: E402
 from .guide import guide_config  # noqa: E402
 from .load import load  # noqa: E402
 from .query import describe, query, tables  # noqa: E402
 from .report import LoadReport  # noqa: E402
+from .retry import RetryPolicy  # noqa: E402
 from .source import build_source  # noqa: E402
 from .state import state  # noqa: E402
 
@@ -27,11 +28,14 @@ __all__ = [
     "LoadError",
     "LoadReport",
     "MissingSecretError",
+    "RetryPolicy",
     "build_source",
     "demo",
     "describe",
+    "guide",
     "guide_config",
     "load",
+    "notebook",
     "query",
     "state",
     "tables",

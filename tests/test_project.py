@@ -21,8 +21,8 @@ CONDA_TO_PYPI = {"python-duckdb": "duckdb", "psycopg2": "psycopg2-binary"}
 def test_public_surface_changes_only_on_purpose():
     assert ak.__all__ == sorted(ak.__all__)
     assert ak.__all__ == [
-        "ConfigError", "KitError", "LoadError", "LoadReport", "MissingSecretError",
-        "build_source", "demo", "describe", "guide_config", "load", "query", "state", "tables",
+        "ConfigError", "KitError", "LoadError", "LoadReport", "MissingSecretError", "RetryPolicy",
+        "build_source", "demo", "describe", "guide", "guide_config", "load", "notebook", "query", "state", "tables",
     ]
     assert issubclass(ak.ConfigError, ValueError) and issubclass(ak.MissingSecretError, ValueError)
 

@@ -1,0 +1,84 @@
+"""Distinct primary keys of one pass over a listing: whether its rows need dlt's dedup."""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from typing import Any
+
+import numpy as np
+
+
+class Tally:
+    """Distinct primary keys seen in one pass, and the total the pass's pages confirmed.
+
+    Integer keys go into a compact array (8 bytes a record) counted once at the end.
+    """
+
+    def __init__(self, key: Any) -> None:
+        self.key = key if isinstance(key, str) else tuple(key) if key else None
+        self.ints = array("q")
+        self.others: set = set()
+        self.total: int | None = None
+        self.rows = 0  # keys seen, repeats included
+        self._lock = threading.Lock()
+        self._distinct: int | None = None
+
+    def keys_of(self, rows: list) -> Any:
+        """What identifies a page's records: their keys, or the records themselves without a key."""
+        if self.key is None:
+            return rows
+        if isinstance(self.key, str):
+            return [r.get(self.key) for r in rows if isinstance(r, dict)]
+        return [tuple(r.get(k) for k in self.key) for r in rows if isinstance(r, dict)]
+
+    def see(self, rows: list) -> None:
+        if self.key is None:
+            return
+        values = self.keys_of(rows)
+        with self._lock:
+            self.rows += len(values)
+            self._distinct = None
+            try:
+                self.ints.extend(values)  # all 64-bit integers: the common case, done in C
+                values = []
+            except (TypeError, OverflowError):
+                pass  # extend stops at the first other value; all go one by one below
+                # (the ones it took twice are harmless: only distinct values are counted)
+            for value in values:
+                if type(value) is int and -(2**63) <= value < 2**63:
+                    self.ints.append(value)
+                else:
+                    self.others.add(value)
+
+    def one_kind(self) -> bool:
+        """Whether every key was a 64-bit integer, or every key a string.
+
+        Only then does "distinct here" mean "distinct in the table": 2 and 2.0, or 5 and "5",
+        are two keys here and one after conversion, and telling dlt the rows need no dedup
+        left both in the table.
+        """
+        if not self.others:
+            return True
+        return not self.ints and all(type(k) is str for k in self.others)
+
+    def distinct(self) -> int:
+        if self._distinct is None:
+            self._distinct = _count_distinct(self.ints) + len(self.others)
+        return self._distinct
+
+    def missing(self) -> int:
+        if self.key is None or self.total is None:
+            return 0
+        return max(0, self.total - self.distinct())
+
+
+def _count_distinct(ints: array) -> int:
+    """Distinct values of ``ints``, in a sorted copy: 8 bytes a value.
+
+    Arrow's count_distinct took 120 MB for 1,000,000 keys (its hash table), and
+    pa.array() on the array.array another 50 MB; this is the end-of-extraction peak.
+    """
+    values = np.frombuffer(ints, dtype=np.int64).copy()
+    values.sort()
+    return int(values.size and 1 + np.count_nonzero(values[1:] != values[:-1]))
