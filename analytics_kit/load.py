@@ -92,7 +92,8 @@ def load(
     redactor = Redactor(prepared.secrets + target.secrets())
     stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
-    source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency)
+    source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency,
+                    redactor=redactor)
 
     failure: KitError | None = None
     with redacted_logging(redactor), mute_dedup_notice():

@@ -91,9 +91,11 @@ def _build(
     name: str,
     concurrency: int | None = None,
     fast_path: bool | None = None,
+    redactor: Redactor | None = None,
 ) -> DltSource:
+    """The source; ``redactor`` is the load's one redactor (its secrets include the destination's)."""
     stats = stats if stats is not None else LoadStats()
-    redactor = Redactor(prepared.secrets)
+    redactor = redactor if redactor is not None else Redactor(prepared.secrets)
     fast_path = FAST_PATH if fast_path is None else fast_path
     if fast_path:
         apply_normalizer_defaults()
