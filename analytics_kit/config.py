@@ -25,15 +25,16 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import dlt
+from typing import Any, Iterable
 
 from analytics_kit import config_checks as checks
-from analytics_kit.errors import ConfigError, KitError, MissingSecretError, secret_safe
+from analytics_kit import credentials
+from analytics_kit.dlt_validation import validate_with_dlt
+from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.pages import MAX_CONCURRENCY
 from analytics_kit.redact import Redactor
 from analytics_kit.retry import RetryPolicy
+from analytics_kit.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots
 from analytics_kit.transport import origin
 
 __all__ = ["PreparedConfig", "prepare"]
@@ -48,7 +49,9 @@ _HANDLER_FIELDS = {
 }
 # A day: longer waits or timeouts are mistakes, and beyond what time functions take.
 MAX_SECONDS = 86_400
-_SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
+# The source name dlt's secrets sections are looked up under (sources.<name>.credentials);
+# the same as source.SOURCE_NAME, which load() uses.
+DEFAULT_SOURCE = "analytics"
 
 
 @dataclass(frozen=True)
@@ -69,30 +72,35 @@ class PreparedConfig:
 
 
 @secret_safe
-def prepare(config: dict[str, Any]) -> PreparedConfig:
-    """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError."""
+def prepare(config: dict[str, Any], *, name: str = DEFAULT_SOURCE) -> PreparedConfig:
+    """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError.
+
+    Auth fields the config leaves out are resolved as dlt resolves them for a source called
+    ``name`` (see ``credentials``); every secret found is in ``secrets``.
+    """
     if not isinstance(config, dict):
         raise ConfigError(f"got {type(config).__name__}; expected a dict with 'client' and 'resources'",
                           path="config", guidance="Pass the config as a dict, as in the integration guide.")
     cfg = copy.deepcopy(config)
+    found: list[str] = []  # secrets dlt resolved from its providers (or API_KEY)
     failure: KitError | None = None
     try:
         checks.check_shape(cfg)
         destination = cfg.pop(checks.DESTINATION, None)
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
-        _resolve_api_keys(cfg)
-        checks.validate_with_dlt(cfg)
+        validate_with_dlt(cfg)
+        credentials.resolve(cfg, name, found)
     except KitError as exc:
-        failure = _redacted(exc, _collect_secrets(cfg))
+        failure = _redacted(exc, _collect_secrets(cfg, found))
     if failure is not None:
         # Raised from here, outside the except block and with this frame's copy of the
         # config (its key resolved from the environment) gone: a traceback printed with
         # its local variables must not show the key.
-        del cfg
+        del cfg, found
         raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
-                          secrets=_collect_secrets(cfg), concurrency=concurrency, destination=destination,
+                          secrets=_collect_secrets(cfg, found), concurrency=concurrency, destination=destination,
                           origins=_origins(cfg))
 
 
@@ -218,46 +226,20 @@ def _extract_policies(cfg: dict[str, Any]) -> tuple[RetryPolicy, dict[str, Retry
 # -- secrets -----------------------------------------------------------------------------------
 
 
-def _api_key_blocks(cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    endpoints = [("resource_defaults.endpoint", (cfg.get("resource_defaults") or {}).get("endpoint"))]
-    endpoints += [(f"resources[{i}].endpoint", r.get("endpoint"))
-                  for i, r in enumerate(cfg["resources"]) if isinstance(r, dict)]
-    found = [("client.auth", cfg["client"].get("auth"))]
-    found += [(f"{path}.auth", ep.get("auth")) for path, ep in endpoints if isinstance(ep, dict)]
-    return [(path, auth) for path, auth in found if isinstance(auth, dict) and auth.get("type") == "api_key"]
-
-
-def _resolve_api_keys(cfg: dict[str, Any]) -> None:
-    """Fill a missing/None/"" api_key from dlt secrets (env ``API_KEY`` or ``.dlt/secrets.toml``)."""
-    for path, auth in _api_key_blocks(cfg):
-        if auth.get("api_key") not in (None, ""):
-            continue
-        value = dlt.secrets.get("api_key")
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not value:
-            raise MissingSecretError(
-                f"{path}.api_key: no API key in the config and none in dlt secrets; {_SET_API_KEY}",
-                guidance="export API_KEY=... before starting Python, or put api_key = \"...\" "
-                         "in .dlt/secrets.toml in the working folder.")
-        auth["api_key"] = value
-
-
-def _collect_secrets(cfg: Any) -> tuple[str, ...]:
-    """Credential values in auth blocks and sensitive headers/params; works on malformed configs."""
+def _collect_secrets(cfg: Any, resolved: Iterable[str] = ()) -> tuple[str, ...]:
+    """Credential values in auth blocks and sensitive headers/params, and those dlt resolved
+    from its secrets (``resolved``); works on malformed configs."""
     found: list[str] = []
-    for block, parent in checks.iter_secret_slots(cfg):
+    for block, parent in iter_secret_slots(cfg):
         for key, value in block.items():
-            if checks.is_secret_slot(parent, key) and isinstance(value, str) and value and value not in found:
+            if is_secret_slot(parent, key) and isinstance(value, str) and value:
                 found.append(value)
-    for auth in checks.iter_auth_objects(cfg):
-        for key in checks.SENSITIVE_KEYS:
-            value = getattr(auth, key, None)
-            if isinstance(value, str) and value and value not in found:
-                found.append(value)
-    return tuple(found)
+    for auth in iter_auth_objects(cfg):
+        found.extend(credentials.auth_secrets(auth))
+    found.extend(resolved)
+    return tuple(dict.fromkeys(found))
 
 
 def _redacted(exc: KitError, secrets: tuple[str, ...]) -> KitError:
     """``exc`` detached from its frames; should a secret have reached its text, masked."""
-    return exc.redacted(Redactor(secrets, mask=checks.MASK))
+    return exc.redacted(Redactor(secrets))

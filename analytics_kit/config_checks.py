@@ -1,51 +1,43 @@
 """Shape checks of a rest_api config against dlt's own TypedDicts, with readable errors.
 
 Allowed keys and leaf types come from ``dlt.sources.rest_api.typing`` (``get_type_hints``), paginator
-and auth types from dlt's ``PAGINATOR_MAP`` / ``AUTH_MAP``, so a dlt upgrade updates them. Paths are
-written ``resources[0].endpoint.paginator.limit``. Values inside auth blocks, headers and params are
-never echoed: they may be secrets.
+and auth types from dlt's registries (``seam.paginator_types`` / ``auth_types``), read when a config is
+checked: a dlt upgrade updates them, and types registered with dlt's ``register_paginator`` /
+``register_auth`` are accepted. A registered type dlt has no TypedDict for is checked only as far as
+its class tells (a paginator's constructor arguments); the rest is left to dlt. Paths are written
+``resources[0].endpoint.paginator.limit``. Values inside auth blocks, headers and params are never
+echoed: they may be secrets.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
 import inspect
-import re
 import sys
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from dlt.common import jsonpath
-from dlt.common.exceptions import DictValidationException
-from dlt.common.schema.typing import TColumnSchema
-from dlt.common.typing import (
+from dlt.sources import DltResource
+from dlt.sources.helpers.rest_client.auth import AuthConfigBase
+from dlt.sources.rest_api import typing as rt
+from analytics_kit.errors import ConfigError
+from analytics_kit.seam import (
+    TColumnSchema,
+    auth_types,
     extract_union_types,
     get_literal_args,
     get_type_hints,
-    get_type_name,
     is_literal_type,
     is_optional_type,
-    is_typeddict,
     is_union_type,
+    jsonpath,
+    paginator_types,
 )
-from dlt.common.validation import validate_dict
-from dlt.extract.resource import DltResource
-from dlt.sources.rest_api import SENSITIVE_KEYS
-from dlt.sources.rest_api import typing as rt
-from dlt.sources.rest_api.config_setup import AUTH_MAP, PAGINATOR_MAP
-
-from analytics_kit.errors import ConfigError
 
 ERROR_HANDLER = "error_handler"
 CONCURRENCY = "concurrency"  # the kit's: workers fetching offset pages at once
 KIT_KEYS = [ERROR_HANDLER, CONCURRENCY]
 DESTINATION = "destination"  # the kit's, top level: where loads go (a dlt destination name)
-MASK = "*****"
-_SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie"}
-_SENSITIVE_PARTS = ("key", "token", "secret", "password", "passwd", "auth", "access", "credential", "signature")
-
-
 def allowed_keys(spec: type) -> dict[str, Any]:
     """Key -> type hint of a dlt TypedDict, resolved the way dlt's validator does."""
     return get_type_hints(spec, globalns=sys.modules[spec.__module__].__dict__)
@@ -82,22 +74,9 @@ def fail(path: str, problem: str, expected: str, guidance: str) -> ConfigError:
     return ConfigError(f"{problem}; expected {expected}", path=path, guidance=guidance)
 
 
-def is_sensitive_name(name: Any) -> bool:
-    """Header or query-parameter names whose values are credentials."""
-    if not isinstance(name, str):
-        return False
-    low = name.lower()
-    return low in _SENSITIVE_NAMES or any(part in low for part in _SENSITIVE_PARTS)
-
-
-def is_secret_slot(parent: str, key: Any) -> bool:
-    """Whether ``block[key]`` holds a credential, for a block found under ``parent``."""
-    return key in SENSITIVE_KEYS if parent == "auth" else is_sensitive_name(key)
-
-
 # -- leaf and mapping checks ---------------------------------------------------------------------
 
-_EXPECTED = {int: "an integer", str: "a string", bool: "true or false", float: "a float"}
+EXPECTED = {int: "an integer", str: "a string", bool: "true or false", float: "a float"}
 
 
 def check_leaf(value: Any, hint: Any, path: str, secret: bool = False) -> None:
@@ -115,12 +94,12 @@ def check_leaf(value: Any, hint: Any, path: str, secret: bool = False) -> None:
             raise fail(path, shown + did_you_mean(value, map(str, options)),
                        f"one of {quoted(options)}", "Use one of the listed values.")
         return
-    if t not in _EXPECTED:
+    if t not in EXPECTED:
         return
     ok = isinstance(value, t) and not (t is int and isinstance(value, bool))
     if not ok:
-        raise fail(path, f"got {got(value, secret)}", _EXPECTED[t],
-                   f"Write {_EXPECTED[t]} here" + (" without quotes." if isinstance(value, str) else "."))
+        raise fail(path, f"got {got(value, secret)}", EXPECTED[t],
+                   f"Write {EXPECTED[t]} here" + (" without quotes." if isinstance(value, str) else "."))
 
 
 def check_mapping(value: Any, spec: type, path: str, *, extra: Iterable[str] = (), secret: bool = False,
@@ -151,15 +130,22 @@ def check_mapping(value: Any, spec: type, path: str, *, extra: Iterable[str] = (
     return value
 
 
-def _config_typeddict(cls: type | None, default: type) -> type:
-    """dlt's ``<Class>Config`` TypedDict of a paginator or auth class (case-insensitive name match)."""
-    if cls is None:
-        return default
+def _config_typeddict(cls: type) -> type | None:
+    """dlt's ``<Class>Config`` TypedDict of one of its paginator or auth classes (case-insensitive
+    name match); None for a class dlt has none for, such as a type registered by the user."""
     wanted = f"{cls.__name__}config".lower()
     for name, obj in vars(rt).items():
         if name.lower() == wanted and isinstance(obj, type):
             return obj
-    return default
+    return None
+
+
+def _arguments(cls: type | None) -> tuple[list[str], list[str], bool]:
+    """(argument names, those without a default, whether it takes **kwargs) of a paginator class."""
+    params = inspect.signature(cls.__init__).parameters if cls is not None else {}
+    named = [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return (named, [n for n in named if params[n].default is inspect.Parameter.empty],
+            any(p.kind is p.VAR_KEYWORD for p in params.values()))
 
 
 # -- blocks ------------------------------------------------------------------------------------
@@ -171,23 +157,43 @@ _PAGINATOR_LEAST = {"limit": 1, "maximum_offset": 1, "maximum_page": 1, "offset"
 
 
 def check_paginator(value: Any, path: str) -> None:
-    known = list(PAGINATOR_MAP)
-    unsupported = "Use one of dlt's paginator types, or pass a paginator instance."
+    registry = paginator_types()  # dlt's, as it is now: registered types included
+    known = list(registry)
+    unsupported = ("Use one of dlt's paginator types, pass a paginator instance, or register your own "
+                   "with dlt.sources.rest_api.config_setup.register_paginator.")
     if isinstance(value, str):
-        if value not in PAGINATOR_MAP:
+        if value not in registry:
             raise fail(path, f"unsupported paginator type {value!r}{did_you_mean(value, known)}",
                        f"one of {quoted(known)}", unsupported)
+        needed = _arguments(registry[value])[1]
+        if needed:
+            raise fail(path, f"paginator type {value!r} needs arguments ({quoted(needed)})",
+                       "a dict with 'type' and its arguments",
+                       f"Write it as a dict, e.g. {{'type': {value!r}, {needed[0]!r}: ...}}.")
         return
     if not isinstance(value, dict):
         return  # a paginator instance; dlt's validator checks the class
     if "type" not in value:
         raise fail(path, "missing 'type'", f"one of {quoted(known)}", "Add 'type' to the paginator.")
     kind = value["type"]
-    if kind not in PAGINATOR_MAP:
+    if not isinstance(kind, str) or kind not in registry:
         raise fail(join(path, "type"), f"unsupported paginator type {kind!r}{did_you_mean(kind, known)}",
                    f"one of {quoted(known)}", unsupported)
-    cls = PAGINATOR_MAP[kind]
-    check_mapping(value, _config_typeddict(cls, rt.PaginatorTypeConfig), path)
+    cls = registry[kind]
+    named, required, any_key = _arguments(cls)
+    spec = rt.PaginatorTypeConfig if cls is None else _config_typeddict(cls)
+    if spec is not None:
+        check_mapping(value, spec, path)
+    for key in value if spec is None and not any_key else ():  # registered by the user: its arguments
+        if key != "type" and key not in named:
+            raise fail(join(path, str(key)), f"unknown key '{key}'{did_you_mean(key, named)} for paginator type "
+                       f"'{kind}'", f"one of {quoted(['type', *named])}", "Remove the key or rename it.")
+    missing = [n for n in required if n not in value]
+    if missing:
+        raise fail(path, f"missing required key '{missing[0]}' for paginator type '{kind}'",
+                   f"'{missing[0]}' in the paginator", f"Add '{missing[0]}' to the paginator.")
+    if spec is None:
+        return  # dlt's validator and the class check the rest
     for key in (k for k in value if k.endswith("_path")):
         if value[key] is not None and not isinstance(value[key], str):
             raise fail(join(path, key), f"got {got(value[key])}", "a JSON path as a string, or null",
@@ -197,28 +203,35 @@ def check_paginator(value: Any, path: str) -> None:
         if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < least):
             raise fail(join(path, key), f"got {got(number)}", f"an integer >= {least}",
                        "A page size and a maximum are at least 1; an offset or page number is not negative.")
-    if cls is not None:
-        for name, param in inspect.signature(cls.__init__).parameters.items():
-            if name != "self" and param.default is inspect.Parameter.empty and name not in value:
-                raise fail(path, f"missing required key '{name}' for paginator type '{kind}'",
-                           f"'{name}' in the paginator", f"Add '{name}' to the paginator.")
 
 
 def check_auth(value: Any, path: str) -> None:
-    """Auth blocks: keys and types only; values are never shown. A missing api_key is resolved later."""
-    known = list(AUTH_MAP)
-    unsupported = "Use one of dlt's auth types, or pass an auth instance."
-    if value is None or not isinstance(value, (str, dict)):
-        return  # auth instances are checked by dlt's validator
+    """Auth blocks: keys and types only; values are never shown.
+
+    A field left out or set to None is resolved later from dlt secrets, as dlt does (an api_key
+    given as "" too). A type registered with dlt that has no TypedDict of dlt's is left to dlt.
+    """
+    registry = auth_types()  # dlt's, as it is now: registered types included
+    known = list(registry)
+    unsupported = ("Use one of dlt's auth types, pass an auth instance, or register your own "
+                   "with dlt.sources.rest_api.config_setup.register_auth.")
+    if value is None or isinstance(value, AuthConfigBase):
+        return  # auth instances are checked by dlt's validator, and resolved as dlt resolves them
+    if not isinstance(value, (str, dict)):
+        raise fail(path, f"got {got(value, secret=True)}",
+                   "an auth type name, a dict with 'type' and its fields, or an instance of a dlt auth class",
+                   "dlt builds auth from these only (requests' own auth classes are not among them): use e.g. "
+                   "{'type': 'http_basic', 'username': ..., 'password': ...}.")
     kind = value if isinstance(value, str) else value.get("type", "bearer")
-    if kind not in AUTH_MAP:
+    if not isinstance(kind, str) or kind not in registry:
         where = path if isinstance(value, str) else join(path, "type")
         raise fail(where, f"unsupported auth type{did_you_mean(kind, known)}", f"one of {quoted(known)}",
                    unsupported)
-    if isinstance(value, str):
+    spec = _config_typeddict(registry[kind])
+    if isinstance(value, str) or spec is None:
         return
-    skip = ("api_key",) if kind == "api_key" and value.get("api_key") in (None, "") else ()
-    check_mapping(value, _config_typeddict(AUTH_MAP[kind], rt.AuthTypeConfig), path, secret=True, skip=skip)
+    skip = [k for k, v in value.items() if v is None or (k == "api_key" and v == "")]
+    check_mapping(value, spec, path, secret=True, skip=skip)
 
 
 def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) -> None:
@@ -274,8 +287,19 @@ def check_resource_base(value: Any, path: str, spec: type, extra: Iterable[str] 
         check_endpoint(value["endpoint"], join(path, "endpoint"))
 
 
+# Why the kit refuses ``client.session`` (its own session carries the retries, deadlines and
+# origin guard), and what to set instead.
+SESSION_REFUSED = ("the kit sends every request through its own session (error_handler's retries, a deadline "
+                   "per attempt, credentials kept on the API's origin), which a session here would replace")
+SESSION_INSTEAD = ("Remove client.session. Set its timeout as error_handler.timeout (seconds for one whole "
+                   "attempt), retries in error_handler, headers in client.headers; proxies and CA bundles come "
+                   "from HTTPS_PROXY and REQUESTS_CA_BUNDLE, which the kit's session honours.")
+
+
 def check_client(value: Any) -> None:
     check_mapping(value, rt.ClientConfig, "client", extra=KIT_KEYS, skip=["auth", "headers"])
+    if value.get("session") is not None:
+        raise fail("client.session", SESSION_REFUSED, "no session", SESSION_INSTEAD)
     url = value.get("base_url")
     expected = "an http(s) URL such as 'https://api.example.com'"
     if url is None:
@@ -332,80 +356,3 @@ def check_shape(config: dict[str, Any]) -> None:
             raise fail(path, f"duplicate resource name '{name}' (also resources[{seen[name]}])",
                        "unique resource names", "Rename one of them; each name becomes a table.")
         seen[name] = i
-
-
-# -- dlt's validator ---------------------------------------------------------------------------
-
-
-def _mask(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy with credential values replaced by MASK (auth blocks, sensitive headers and params)."""
-    masked = copy.deepcopy(config)
-    for block, parent in iter_secret_slots(masked):
-        for key in list(block):
-            if isinstance(block[key], str) and is_secret_slot(parent, key):
-                block[key] = MASK
-    return masked
-
-
-def _under(config: Any, keys: tuple[str, ...]) -> Iterator[tuple[Any, str]]:
-    """(value, key) of every value stored under one of ``keys``, at any depth."""
-    if isinstance(config, dict):
-        for key, child in config.items():
-            if key in keys:
-                yield child, key
-            yield from _under(child, keys)
-    elif isinstance(config, list):
-        for child in config:
-            yield from _under(child, keys)
-
-
-def iter_secret_slots(config: Any) -> Iterator[tuple[dict[str, Any], str]]:
-    """(dict, its key) of every auth, headers and params dict; tolerant of malformed configs."""
-    return ((v, k) for v, k in _under(config, ("auth", "headers", "params")) if isinstance(v, dict))
-
-
-def iter_auth_objects(config: Any) -> Iterator[Any]:
-    """Auth instances (not dicts or shorthand strings) given under any ``auth`` key."""
-    return (v for v, _ in _under(config, ("auth",)) if v is not None and not isinstance(v, (dict, str)))
-
-
-def _dlt_path(path: str, field: str | None) -> str:
-    parts = [p for p in path.split("/") if p not in (".", "")]
-    if field:
-        parts.append(field)
-    return ".".join(parts).replace(".[", "[")
-
-
-def _describe(hint: Any) -> str:
-    if hint is None or is_typeddict(hint):  # dlt sets a union member here, not the failing field's type
-        return "a value of the type dlt names"
-    if is_literal_type(hint):
-        return f"one of {quoted(get_literal_args(hint))}"
-    if is_union_type(hint):
-        return " or ".join(_describe(t) for t in extract_union_types(hint, no_none=True))
-    return _EXPECTED.get(hint) or get_type_name(hint)
-
-
-def validate_with_dlt(config: dict[str, Any]) -> None:
-    """Run dlt's own validator (as ``rest_api_source`` does) on a masked copy; raise ConfigError."""
-    failure: ConfigError | None = None
-    try:
-        validate_dict(rt.RESTAPIConfig, _mask(config), path=".")
-    except DictValidationException as exc:
-        deepest = exc
-        while deepest.nested_exceptions:
-            deepest = max(deepest.nested_exceptions, key=lambda e: e.path.count("/"))
-        path = _dlt_path(deepest.path, deepest.field) or "config"
-        hint = deepest.expected_type
-        if re.search(r"(^|\.)(auth|headers|params)([.\[]|$)", path):
-            detail = f"got {got(deepest.value, secret=True)}"  # dlt's text would show the value
-        else:
-            literal = is_literal_type(hint)
-            detail = deepest.msg + (did_you_mean(deepest.value, map(str, get_literal_args(hint))) if literal else "")
-        failure = ConfigError(f"rejected by dlt's rest_api validator: {detail}; "
-                              f"expected {_describe(hint)}", path=path,
-                              guidance="Fix the value as described; see dlt's rest_api documentation.")
-    if failure is not None:
-        # raised outside the except block: dlt's exception (and its frames) is not chained
-        raise failure
-

@@ -4,9 +4,9 @@ Every error says what went wrong and what to do next (``guidance``), and carries
 no secret: messages are built by the kit from redacted parts only.
 
     KitError
-    ├── ConfigError          (also ValueError) the config dict is malformed
-    ├── MissingSecretError   (also ValueError) the api key is not set anywhere
-    └── LoadError            a load failed; nothing half-written, cursors as before
+    ├── ConfigError              (also ValueError) the config dict is malformed, or dlt refuses it
+    │   └── MissingSecretError   a credential is set nowhere dlt looks (nor, for a key, in API_KEY)
+    └── LoadError                a load failed; nothing half-written, cursors as before
 """
 
 from __future__ import annotations
@@ -80,8 +80,12 @@ class ConfigError(KitError, ValueError):
         super().__init__(message, guidance=guidance, **context)
 
 
-class MissingSecretError(KitError, ValueError):
-    """The API key is not configured."""
+class MissingSecretError(ConfigError):
+    """A credential (the API key, a token, a password) is not configured.
+
+    A ConfigError, so ``except ConfigError`` catches every config dlt would refuse;
+    ``path`` names the auth field, e.g. ``client.auth.api_key``.
+    """
 
 
 class LoadError(KitError):

@@ -14,8 +14,8 @@ from typing import Iterator
 import duckdb
 import requests
 
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
+from . import seam
 from .errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
 from .redact import Redactor
 from .retry import describe
@@ -155,7 +155,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, request=request,
         )
 
-    missing = _find(error, ConfigFieldMissingException)
+    missing = next((e for e in _chain(error) if seam.is_missing_config(e)), None)
     if missing is not None:
         name = destination
         detail = _short(redactor(str(missing).splitlines()[-1] if "\n" not in str(missing) else str(missing).splitlines()[1]), 160)

@@ -68,7 +68,9 @@ def guide_config(
 ) -> dict[str, Any]:
     """The guide's config for ``base_url`` (default: ``$ANALYTICS_API_BASE_URL``).
 
-    ``api_key=None`` leaves the key to dlt secrets: ``API_KEY`` or ``.dlt/secrets.toml``.
+    ``api_key=None`` leaves the key to dlt secrets, where dlt looks for it
+    (``SOURCES__ANALYTICS__CREDENTIALS__API_KEY``, ``CREDENTIALS__API_KEY``, or those sections of
+    ``.dlt/secrets.toml``), and then to ``API_KEY`` (or ``api_key`` in ``.dlt/secrets.toml``).
     """
     base_url = base_url or os.environ.get(BASE_URL_ENV)
     return {

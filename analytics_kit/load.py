@@ -24,7 +24,8 @@ from .recovery import (forget, from_destination, full_refresh_done, full_refresh
                        remove_uncommitted_appends)
 from .redact import Redactor, redacted_logging
 from .report import LoadReport
-from .seam import future_cursors, mute_dedup_notice, settle_cursors, stored_cursors
+from .cursor_state import future_cursors, settle_cursors, stored_cursors
+from .seam import mute_dedup_notice
 from .source import SOURCE_NAME, _build
 from .stats import LoadStats
 

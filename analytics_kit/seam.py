@@ -12,14 +12,28 @@ replace it. ``tests/test_seam.py`` fails when another module reaches into dlt's 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 import dlt
-from dlt import Pipeline
 from dlt.sources import DltResource, DltSource
 
 # -- internal modules, re-exported --------------------------------------------------------------
+# The config checks read dlt's own TypedDicts the way dlt's validator does, and run that
+# validator, so their rules are dlt's, not a copy. dlt exposes the validator and its typing
+# helpers only from dlt.common. A public "validate a rest_api config" would replace these.
+from dlt.common.exceptions import DictValidationException  # noqa: E402
+from dlt.common.schema.typing import TColumnSchema  # noqa: E402
+from dlt.common.typing import (  # noqa: E402
+    extract_union_types,
+    get_literal_args,
+    get_type_hints,
+    get_type_name,
+    is_literal_type,
+    is_optional_type,
+    is_typeddict,
+    is_union_type,
+)
+from dlt.common.validation import validate_dict  # noqa: E402
 # JSON paths as dlt evaluates them (data_selector, total_path): the kit must select exactly
 # what dlt's paginators and extract_response select. No public route.
 from dlt.common import jsonpath  # noqa: E402
@@ -38,26 +52,45 @@ from dlt.sources.helpers.requests.retry import (  # noqa: E402
 from dlt.extract.incremental import Incremental, IncrementalResourceWrapper  # noqa: E402
 from dlt.extract.items_transform import ItemTransform  # noqa: E402
 
-from . import cursors  # noqa: E402
 
 __all__ = [
-    "DEFAULT_RETRY_EXCEPTIONS", "coerce_value", "get_nested_tables", "is_iso_timestamp", "jsonpath",
-    "retry_if_status", "wait_exponential_retry_after",
+    "DEFAULT_RETRY_EXCEPTIONS", "DictValidationException", "TColumnSchema", "coerce_value", "extract_union_types",
+    "get_literal_args", "get_nested_tables", "get_type_hints", "get_type_name", "is_iso_timestamp", "is_literal_type",
+    "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "retry_if_status", "validate_dict",
+    "wait_exponential_retry_after",
 ]
 
 
-def incremental_states(state: dict, source: str) -> Iterator[tuple[str, str, dict, dict]]:
-    """(resource, cursor path, resource state, cursor state) of each incremental cursor.
+class StoredCursor:
+    """One incremental cursor in dlt's pipeline state: its resource, path and value.
 
-    dlt's pipeline state keeps cursors at ``sources.<source>.resources.<resource>.incremental.
-    <cursor_path>`` (``last_value``, ``unique_hashes``, ...): a layout dlt does not document.
-    A public reader of stored cursors would replace this.
+    dlt keeps cursors at ``sources.<source>.resources.<resource>.incremental.<cursor_path>``
+    (``last_value``, ``unique_hashes``, ...): a layout dlt does not document. The kit's own
+    keys (``cursors.RUN_STARTED``) sit in the resource's state, which is public
+    (``dlt.current.resource_state``). A public reader of stored cursors would replace this.
     """
+
+    def __init__(self, resource: str, path: str, resource_state: dict, cursor: dict) -> None:
+        self.resource, self.path, self.resource_state, self._cursor = resource, path, resource_state, cursor
+
+    @property
+    def value(self) -> Any:
+        return self._cursor.get("last_value")
+
+    def move_to(self, value: Any, *, forget_boundary: bool = False) -> None:
+        """Stores ``value``; ``forget_boundary`` drops the hashes of the records at the old value."""
+        self._cursor["last_value"] = value
+        if forget_boundary:
+            self._cursor["unique_hashes"] = []
+
+
+def incremental_states(state: dict, source: str) -> Iterator[StoredCursor]:
+    """Each incremental cursor stored in a pipeline's ``state`` for ``source``."""
     resources = state.get("sources", {}).get(source, {}).get("resources", {})
     for name, resource in sorted(resources.items()):
         for path, cursor in (resource.get("incremental") or {}).items():
             if isinstance(cursor, dict):
-                yield name, path, resource, cursor
+                yield StoredCursor(name, path, resource, cursor)
 
 
 def running_cursor(resource: str, path: str) -> Any:
@@ -71,53 +104,6 @@ def running_cursor(resource: str, path: str) -> Any:
     except Exception:  # noqa: BLE001 - outside a pipeline there is no state
         return None
     return ((state.get("incremental") or {}).get(path) or {}).get("last_value")
-
-
-def stored_cursors(pipeline: Pipeline, source: str) -> dict[str, Any]:
-    """The incremental cursor value of each resource, from the pipeline's state."""
-    return {name: cursor.get("last_value") for name, _, _, cursor in incremental_states(pipeline.state, source)}
-
-
-def epoch_cursor(pipeline: Pipeline, resource: str, path: str) -> bool:
-    """Whether the destination's schema types ``resource``'s cursor column as a timestamp,
-    so that numbers in it are Unix seconds (``Schema.tables`` is public; the resource's
-    table carries its name, as rest_api names it)."""
-    schema = pipeline.default_schema if pipeline.default_schema_name else None
-    column = schema.tables.get(resource, {}).get("columns", {}).get(path, {}) if schema else {}
-    return column.get("data_type") == "timestamp"
-
-
-def future_cursors(pipeline: Pipeline, source: str, started: datetime) -> Iterator[tuple[str, Any]]:
-    """(resource, value) of each stored cursor more than ``cursors.FUTURE_SKEW`` after ``started``."""
-    for name, path, _, cursor in incremental_states(pipeline.state, source):
-        value = cursor.get("last_value")
-        if cursors.beyond(value, started, epoch_cursor(pipeline, name, path)):
-            yield name, value
-
-
-def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
-    """Stored timestamp cursors in the form that compares as instants; one that ran ahead of
-    the run that stored it moved back to that run's start. Returns (resource, what was moved).
-
-    Written through ``Pipeline.managed_state`` (public) before extraction, so dlt's
-    incremental step starts from the settled value; the layout is dlt's (see above).
-    """
-    moved: list[tuple[str, str]] = []
-    with pipeline.managed_state() as state:
-        for name, path, resource, cursor in incremental_states(state, source):
-            value = cursor.get("last_value")
-            settled = cursors.canonical(value)
-            started = cursors.parse(resource.get(cursors.RUN_STARTED))
-            if started is not None and cursors.beyond(settled, started, epoch_cursor(pipeline, name, path)):
-                settled = cursors.restart_point(started, like=value)
-                # the boundary records' hashes belong to the future value
-                cursor["unique_hashes"] = []
-                moved.append((name, f"the stored cursor {path}={cursors.canonical(value)} lies in the future of "
-                                    f"the run that stored it (started {cursors.render(started)}); this run starts "
-                                    f"from {settled} instead, so no change since then is missed"))
-            if settled != value:
-                cursor["last_value"] = settled
-    return moved
 
 
 # -- rest_api's resources ---------------------------------------------------------------------
@@ -323,3 +309,61 @@ def known_destinations() -> list[str]:
 def nested_tables(schema: Any, table: str) -> list[tuple[str, str]]:
     """(name, parent) of each nested (child) table below ``table`` in ``schema``, parents first."""
     return [(t["name"], t["parent"]) for t in get_nested_tables(schema.tables, table, include_self=False)]
+
+
+# -- auth resolution (credentials.py) -----------------------------------------------------------
+# The kit resolves auth blocks with rest_api's own create_auth, in rest_api's config sections
+# (public). What it needs to read back when dlt finds a field nowhere, and which fields dlt
+# treats as secrets, is in dlt.common.configuration, which dlt's docs do not teach to import.
+
+
+def missing_fields(error: BaseException) -> tuple[Any, list[str], dict[str, list]] | None:
+    """(the partly resolved spec, its missing fields, dlt's lookup traces per field) when
+    ``error`` is dlt's ``ConfigFieldMissingException``, else None.
+
+    create_auth raises it for a credential set nowhere dlt looks; its spec keeps the fields dlt
+    did find (a ``name`` from secrets), which the API_KEY fallback must keep. A public "resolve
+    partially and report what is missing" would replace this."""
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    if not isinstance(error, ConfigFieldMissingException):
+        return None
+    return error.config, list(error.fields), dict(error.traces)
+
+
+def secret_fields(spec: type) -> list[str]:
+    """Fields of a dlt config spec (an auth class) typed as secrets (``TSecretStrValue``...), so
+    values dlt resolved into them are masked. dlt's ``is_secret_hint`` is the only reader of
+    that marking; a public "secret fields of a spec" would replace this."""
+    from dlt.common.configuration import is_secret_hint
+
+    fields = getattr(spec, "get_resolvable_fields", None)
+    return [name for name, hint in fields().items() if is_secret_hint(hint)] if fields else []
+
+
+# -- rest_api's registries --------------------------------------------------------------------
+# register_paginator / register_auth (public) add to module-level maps in config_setup, which
+# dlt does not document; the checks read them when a config is checked, so types registered
+# with dlt are accepted. A public "registered types" listing would replace these.
+
+
+def paginator_types() -> dict[str, type]:
+    """Paginator type name -> class, as dlt knows them now (registered types included)."""
+    from dlt.sources.rest_api import config_setup
+
+    return dict(config_setup.PAGINATOR_MAP)
+
+
+def auth_types() -> dict[str, type]:
+    """Auth type name -> class, as dlt knows them now (registered types included)."""
+    from dlt.sources.rest_api import config_setup
+
+    return dict(config_setup.AUTH_MAP)
+
+
+def is_missing_config(error: BaseException) -> bool:
+    """Whether ``error`` is dlt's ``ConfigFieldMissingException`` (a credential set nowhere dlt
+    looks); it lives in dlt.common.configuration and is a KeyError, not a ValueError."""
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    return isinstance(error, ConfigFieldMissingException)

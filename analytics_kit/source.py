@@ -14,7 +14,6 @@ from dlt.sources.rest_api import rest_api_source
 from . import cursors
 from .arrow_pages import CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults, unsupported_columns
 from .config import PreparedConfig, prepare
-from .config_checks import MASK
 from .errors import ConfigError, secret_safe
 from .pages import DEFAULT_CONCURRENCY, KitPaginate
 from . import seam
@@ -79,8 +78,10 @@ def build_source(
     ``error_handler`` becomes a retrying session for its resource; everything else is
     passed to dlt's ``rest_api_source`` unchanged. Raises ``ConfigError`` or
     ``MissingSecretError`` before any request is made. The caller's dict is not changed.
+    ``client.session`` is refused (a ConfigError saying what to set instead, e.g.
+    ``error_handler.timeout``): every request goes through the kit's own session.
     """
-    return _build(prepare(config), stats=stats, on_page=on_page, name=name)
+    return _build(prepare(config, name=name), stats=stats, on_page=on_page, name=name)
 
 
 def _build(
@@ -112,7 +113,7 @@ def _build(
             # every session of the resource (one per worker) pauses when one of them gets a 429
             new_session = functools.partial(retry_session, policy, resource=resource.name, stats=stats,
                                             redactor=redactor, origins=prepared.origins, gate=Gate(policy.max_delay))
-            client.session = new_session()
+            seam.install_session(client, new_session())
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             cursor = _compare_as_instants(resource)
@@ -139,17 +140,20 @@ def _build(
 
 
 def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
-    """dlt's source for the config; what dlt still refuses after the kit's checks is a ConfigError."""
+    """dlt's source for the config; what dlt still refuses after the kit's checks (a resolve
+    naming a missing parent, a placeholder with no param, two parents, a cycle, ...) is a
+    ConfigError naming the place in the config and the fix (``refusals``), before any request.
+
+    ``client.session`` never gets here: the kit's checks refuse it (see
+    ``config_checks.SESSION_REFUSED``), since every request goes through the kit's own session.
+    """
+    from .refusals import explain
+
     failure: ConfigError | None = None
     try:
         return rest_api_source(prepared.rest_api, name=name)
     except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
-        text = Redactor(prepared.secrets, mask=MASK)(str(error).strip().splitlines()[0] if str(error).strip() else "")
-        failure = ConfigError(
-            f"dlt's rest_api could not build a source from this config: {type(error).__name__}: {text[:300]}",
-            path="config",
-            guidance="Fix the part of the config the message names (paginator, params, resolve, JSON paths); "
-            "see dlt's rest_api documentation.")
+        failure = explain(error, prepared.rest_api, Redactor(prepared.secrets))
     raise failure  # outside the except block: dlt's exception and its frames are not chained
 
 

@@ -1,0 +1,187 @@
+"""Auth blocks resolved the way dlt resolves them, with ``API_KEY`` only where dlt finds nothing.
+
+dlt builds each resource's authenticator with ``create_auth`` inside its source's config
+sections, so a field the config leaves out (or sets to None) is looked up in dlt secrets:
+``sources.rest_api.<name>.credentials``, ``sources.<name>.credentials``, ``credentials``, ...
+(``SOURCES__ANALYTICS__CREDENTIALS__API_KEY``, ``CREDENTIALS__API_KEY`` as environment
+variables). The kit runs that same function in those same sections (a throwaway dlt source of
+the same section and name), before any request, so that
+
+- whatever dlt finds is what the kit uses, every field of it (a ``name`` or ``location`` set in
+  secrets included), and every secret it found is known to the kit's redactor;
+- only when dlt finds no ``api_key`` for an ``api_key`` auth does the kit take the env
+  ``API_KEY`` (or ``api_key`` at the top of ``.dlt/secrets.toml``), keeping the other fields dlt
+  found; otherwise a credential set nowhere is a ``MissingSecretError`` naming dlt's places;
+- an api_key auth dlt cannot send (``location: cookie`` raises ``NotImplementedError`` in dlt
+  1.31 on the first request) is refused now, found by trying it on a request that is never sent.
+
+Example::
+
+    found: list[str] = []
+    resolve(cfg, "analytics", found)  # cfg: the kit's copy of the config, completed in place;
+                                      # found: every secret value dlt (or API_KEY) supplied
+"""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import dlt
+import requests
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth, TApiKeyLocation
+from dlt.sources.rest_api import SENSITIVE_KEYS, rest_api
+from dlt.sources.rest_api.config_setup import create_auth
+
+from . import seam
+from .errors import ConfigError, MissingSecretError
+
+SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
+
+
+def auth_blocks(cfg: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(path, the dict holding it under "auth") of each auth block a resource is built with.
+
+    As rest_api picks it: the resource's endpoint auth, else resource_defaults.endpoint's
+    (merged into the endpoint), else the client's; an explicit None means no auth.
+    """
+    client = cfg["client"]
+    defaults = (cfg.get("resource_defaults") or {}).get("endpoint")
+    defaults = defaults if isinstance(defaults, dict) else {}
+    found: dict[str, dict[str, Any]] = {}
+    for i, resource in enumerate(cfg["resources"]):
+        if isinstance(resource, str):
+            endpoint: Any = {}
+        elif isinstance(resource, dict):
+            endpoint = resource.get("endpoint") or {}
+        else:
+            continue  # a DltResource: no client of rest_api's
+        if isinstance(endpoint, dict) and "auth" in endpoint:
+            path, holder = f"resources[{i}].endpoint.auth", endpoint
+        elif "auth" in defaults:
+            path, holder = "resource_defaults.endpoint.auth", defaults
+        else:
+            path, holder = "client.auth", client
+        if holder.get("auth") is not None:
+            found.setdefault(path, holder)
+    return list(found.items())
+
+
+def resolve(cfg: dict[str, Any], name: str, secrets: list[str]) -> None:
+    """Resolves every auth block of ``cfg`` as dlt will for source ``name``; appends the secret
+    values found to ``secrets`` (also when it raises, so the caller can mask them)."""
+    blocks = auth_blocks(cfg)
+    for _, holder in blocks:
+        auth = holder["auth"]
+        if isinstance(auth, dict) and auth.get("type") == "api_key" and auth.get("api_key") == "":
+            auth["api_key"] = None  # the kit's reading: "" is no key, as None is
+    outcomes = _in_dlt_sections([holder["auth"] for _, holder in blocks], name)
+    for (path, holder), (auth, error) in zip(blocks, outcomes):
+        missing = seam.missing_fields(error) if error is not None else None
+        if missing is not None:
+            auth = holder["auth"] = _fallback(path, missing, name, secrets)  # resolved: dlt uses it as it is
+        elif error is not None:
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(
+                f"dlt could not build this authenticator ({type(error).__name__}: {first})", path=path,
+                guidance="Give the auth as a dict with 'type' and its fields, a type name, or an auth instance; "
+                "see dlt's rest_api documentation on authentication.")
+        secrets.extend(auth_secrets(auth))
+        _check_sendable(path, auth, cfg["client"]["base_url"])
+
+
+def auth_secrets(auth: Any) -> list[str]:
+    """Values of an authenticator's secret fields (typed as secrets, or named like dlt's)."""
+    values = (getattr(auth, key, None) for key in dict.fromkeys([*SENSITIVE_KEYS, *seam.secret_fields(type(auth))]))
+    return [value for value in values if isinstance(value, str) and value]
+
+
+def _in_dlt_sections(auths: list[Any], name: str) -> list[tuple[Any, BaseException | None]]:
+    """(authenticator, None) or (None, what dlt raised) for each auth, built by dlt's ``create_auth``
+    in the config sections of a rest_api source called ``name`` (those of the running pipeline too)."""
+    outcomes: list[tuple[Any, BaseException | None]] = []
+    if not auths:
+        return outcomes
+
+    def probe() -> list:
+        for auth in auths:
+            try:
+                outcomes.append((create_auth(auth), None))
+            except Exception as error:  # noqa: BLE001 - explained by the caller, outside this block
+                outcomes.append((None, error))
+        return []
+
+    # ``rest_api.ref.section`` is the section rest_api_source puts its sources in ("rest_api")
+    refused = None
+    try:
+        dlt.source(probe, name=name, section=rest_api.ref.section)()
+    except Exception as error:  # noqa: BLE001 - dlt refuses the source name itself
+        refused = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    if refused is not None:
+        raise ConfigError(f"dlt refuses this source name ({refused})", path="name",
+                          guidance="Name the source with a snake_case Python identifier, e.g. 'analytics'.")
+    return outcomes
+
+
+def _fallback(path: str, missing: tuple[Any, list[str], dict[str, list]], name: str, secrets: list[str]) -> Any:
+    """The partly resolved api_key auth, its key from ``API_KEY``; else MissingSecretError.
+
+    ``missing``: the spec dlt partly resolved, the fields it found nowhere, and where it looked.
+    """
+    partial, fields, traces = missing
+    if isinstance(partial, APIKeyAuth) and fields == ["api_key"]:
+        value = dlt.secrets.get("api_key")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str) and value:
+            secrets.append(value)
+            partial.api_key = value  # the fields dlt found (name, location) stay as they are
+            return partial.resolve()
+    raise _missing(path, partial, fields[0], traces.get(fields[0], []), name)
+
+
+def _missing(path: str, spec: Any, key: str, traces: list, name: str) -> ConfigError:
+    """MissingSecretError (ConfigError for a field that is no secret) naming where dlt looked."""
+    if isinstance(spec, APIKeyAuth) and key == "api_key":
+        # as notebook 1 shows it; dlt's own places for the key are in the README
+        return MissingSecretError(
+            f"no API key in the config and none in dlt secrets; {SET_API_KEY}", path=f"{path}.api_key",
+            guidance="export API_KEY=... before starting Python, or put api_key = \"...\" "
+                     "in .dlt/secrets.toml in the working folder.")
+    # dlt tried environment variables from the most specific (pipeline, sources.rest_api.<name>)
+    # to the least (CREDENTIALS__<KEY>): name the shortest under the source's name, and the last
+    env = [t for t in traces if "environ" in str(getattr(t, "provider", "")).lower()]
+    places = [min(own, key=lambda t: len(t.key))] if (own := [t for t in env if name in t.sections]) else []
+    places += [env[-1]] if env and env[-1] not in places else []
+    names = " or ".join(t.key for t in places) or f"{key} in dlt's credentials"
+    section = ".".join(places[0].sections) if places else "credentials"
+    secret = key in SENSITIVE_KEYS or key in seam.secret_fields(type(spec))
+    return (MissingSecretError if secret else ConfigError)(
+        f"no {key} in the config and none in dlt {'secrets' if secret else 'config or secrets'}; "
+        f"expected {key} in the auth block or in dlt {'secrets' if secret else 'config'}",
+        path=f"{path}.{key}",
+        guidance=f"Set {names} in the environment, or put {key} = \"...\" under [{section}] in "
+                 f".dlt/{'secrets' if secret else 'config'}.toml.")
+
+
+def _sends(auth: APIKeyAuth, location: str, url: str) -> bool:
+    """Whether dlt's APIKeyAuth can put a key in ``location``: tried on a request never sent."""
+    trial = APIKeyAuth(name=auth.name or "key", api_key="trial", location=location)
+    try:
+        trial(requests.Request("GET", url).prepare())
+    except NotImplementedError:
+        return False
+    return True
+
+
+def _check_sendable(path: str, auth: Any, url: str) -> None:
+    """Refuses an api_key auth whose location dlt cannot send (it would fail on the first request)."""
+    if not isinstance(auth, APIKeyAuth) or type(auth).__call__ is not APIKeyAuth.__call__:
+        return  # other authenticators, or a subclass that sends the key its own way
+    if auth.location is None or _sends(auth, auth.location, url):
+        return
+    usable = [repr(where) for where in get_args(TApiKeyLocation) if _sends(auth, where, url)]
+    raise ConfigError(
+        f"dlt's api_key auth cannot send a key in a {auth.location} (it raises NotImplementedError on the "
+        f"first request); expected one of {', '.join(usable)}", path=f"{path}.location",
+        guidance=('Send it as a header instead: "location": "header", "name": "Cookie", and the key written as '
+                  '"<cookie name>=<key>".') if auth.location == "cookie" else f"Use one of {', '.join(usable)}.")

@@ -1,0 +1,61 @@
+"""The stored cursors of a pipeline: read, checked against the clock, and settled before a run.
+
+dlt's state layout is read through ``seam.incremental_states``; the policy (instants, and
+cursors from the future) is ``cursors``'s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterator
+
+from dlt import Pipeline
+
+from analytics_kit import cursors
+from analytics_kit.seam import incremental_states
+
+
+def stored_cursors(pipeline: Pipeline, source: str) -> dict[str, Any]:
+    """The incremental cursor value of each resource, from the pipeline's state."""
+    return {stored.resource: stored.value for stored in incremental_states(pipeline.state, source)}
+
+
+def epoch_cursor(pipeline: Pipeline, resource: str, path: str) -> bool:
+    """Whether the destination's schema types ``resource``'s cursor column as a timestamp,
+    so that numbers in it are Unix seconds (``Schema.tables`` is public; the resource's
+    table carries its name, as rest_api names it)."""
+    schema = pipeline.default_schema if pipeline.default_schema_name else None
+    column = schema.tables.get(resource, {}).get("columns", {}).get(path, {}) if schema else {}
+    return column.get("data_type") == "timestamp"
+
+
+def future_cursors(pipeline: Pipeline, source: str, started: datetime) -> Iterator[tuple[str, Any]]:
+    """(resource, value) of each stored cursor more than ``cursors.FUTURE_SKEW`` after ``started``."""
+    for stored in incremental_states(pipeline.state, source):
+        if cursors.beyond(stored.value, started, epoch_cursor(pipeline, stored.resource, stored.path)):
+            yield stored.resource, stored.value
+
+
+def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
+    """Stored timestamp cursors in the form that compares as instants; one that ran ahead of
+    the run that stored it moved back to that run's start. Returns (resource, what was moved).
+
+    Written through ``Pipeline.managed_state`` (public) before extraction, so dlt's
+    incremental step starts from the settled value; the layout is dlt's (see above).
+    """
+    moved: list[tuple[str, str]] = []
+    with pipeline.managed_state() as state:
+        for stored in incremental_states(state, source):
+            value, path = stored.value, stored.path
+            settled = cursors.canonical(value)
+            started = cursors.parse(stored.resource_state.get(cursors.RUN_STARTED))
+            if started is not None and cursors.beyond(settled, started, epoch_cursor(pipeline, stored.resource, path)):
+                settled = cursors.restart_point(started, like=value)
+                # the boundary records' hashes belong to the future value
+                stored.move_to(settled, forget_boundary=True)
+                moved.append((stored.resource, f"the stored cursor {path}={cursors.canonical(value)} lies in the future "
+                                               f"of the run that stored it (started {cursors.render(started)}); this run "
+                                               f"starts from {settled} instead, so no change since then is missed"))
+            elif settled != value:
+                stored.move_to(settled)
+    return moved

@@ -1,0 +1,81 @@
+"""dlt's own rest_api validator, run on a masked copy of the config, its error made readable."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from dlt.sources.rest_api import typing as rt
+
+from analytics_kit.config_checks import EXPECTED, did_you_mean, got, quoted
+from analytics_kit.errors import ConfigError
+from analytics_kit.redact import MASK
+from analytics_kit.secret_slots import is_secret_slot, iter_secret_slots
+from analytics_kit.seam import (
+    DictValidationException,
+    extract_union_types,
+    get_literal_args,
+    get_type_name,
+    is_literal_type,
+    is_typeddict,
+    is_union_type,
+    validate_dict,
+)
+
+
+def _mask(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy with credential values replaced by MASK (auth blocks, sensitive headers and params).
+
+    A credential left None in an auth block is masked too, as dlt's own validation masks it:
+    dlt resolves it from its secrets later.
+    """
+    masked = copy.deepcopy(config)
+    for block, parent in iter_secret_slots(masked):
+        for key in list(block):
+            value = block[key]
+            if is_secret_slot(parent, key) and (isinstance(value, str) or (value is None and parent == "auth")):
+                block[key] = MASK
+    return masked
+
+
+def _dlt_path(path: str, field: str | None) -> str:
+    parts = [p for p in path.split("/") if p not in (".", "")]
+    if field:
+        parts.append(field)
+    return ".".join(parts).replace(".[", "[")
+
+
+def _describe(hint: Any) -> str:
+    if hint is None or is_typeddict(hint):  # dlt sets a union member here, not the failing field's type
+        return "a value of the type dlt names"
+    if is_literal_type(hint):
+        return f"one of {quoted(get_literal_args(hint))}"
+    if is_union_type(hint):
+        return " or ".join(_describe(t) for t in extract_union_types(hint, no_none=True))
+    return EXPECTED.get(hint) or get_type_name(hint)
+
+
+def validate_with_dlt(config: dict[str, Any]) -> None:
+    """Run dlt's own validator (as ``rest_api_source`` does) on a masked copy; raise ConfigError."""
+    failure: ConfigError | None = None
+    try:
+        validate_dict(rt.RESTAPIConfig, _mask(config), path=".")
+    except DictValidationException as exc:
+        deepest = exc
+        while deepest.nested_exceptions:
+            deepest = max(deepest.nested_exceptions, key=lambda e: e.path.count("/"))
+        path = _dlt_path(deepest.path, deepest.field) or "config"
+        hint = deepest.expected_type
+        if re.search(r"(^|\.)(auth|headers|params)([.\[]|$)", path):
+            detail = f"got {got(deepest.value, secret=True)}"  # dlt's text would show the value
+        else:
+            literal = is_literal_type(hint)
+            detail = deepest.msg + (did_you_mean(deepest.value, map(str, get_literal_args(hint))) if literal else "")
+        failure = ConfigError(f"rejected by dlt's rest_api validator: {detail}; "
+                              f"expected {_describe(hint)}", path=path,
+                              guidance="Fix the value as described; see dlt's rest_api documentation.")
+    if failure is not None:
+        # raised outside the except block: dlt's exception (and its frames) is not chained
+        raise failure
+

@@ -1,0 +1,48 @@
+"""Where a config holds credentials: auth blocks, and sensitive headers and query params.
+
+Values found there are masked in every message, and never echoed by the checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from dlt.sources.rest_api import SENSITIVE_KEYS
+
+_SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie"}
+_SENSITIVE_PARTS = ("key", "token", "secret", "password", "passwd", "auth", "access", "credential", "signature")
+
+
+def is_sensitive_name(name: Any) -> bool:
+    """Header or query-parameter names whose values are credentials."""
+    if not isinstance(name, str):
+        return False
+    low = name.lower()
+    return low in _SENSITIVE_NAMES or any(part in low for part in _SENSITIVE_PARTS)
+
+
+def is_secret_slot(parent: str, key: Any) -> bool:
+    """Whether ``block[key]`` holds a credential, for a block found under ``parent``."""
+    return key in SENSITIVE_KEYS if parent == "auth" else is_sensitive_name(key)
+
+
+def _under(config: Any, keys: tuple[str, ...]) -> Iterator[tuple[Any, str]]:
+    """(value, key) of every value stored under one of ``keys``, at any depth."""
+    if isinstance(config, dict):
+        for key, child in config.items():
+            if key in keys:
+                yield child, key
+            yield from _under(child, keys)
+    elif isinstance(config, list):
+        for child in config:
+            yield from _under(child, keys)
+
+
+def iter_secret_slots(config: Any) -> Iterator[tuple[dict[str, Any], str]]:
+    """(dict, its key) of every auth, headers and params dict; tolerant of malformed configs."""
+    return ((v, k) for v, k in _under(config, ("auth", "headers", "params")) if isinstance(v, dict))
+
+
+def iter_auth_objects(config: Any) -> Iterator[Any]:
+    """Auth instances (not dicts or shorthand strings) given under any ``auth`` key."""
+    return (v for v, _ in _under(config, ("auth",)) if v is not None and not isinstance(v, (dict, str)))
