@@ -31,7 +31,6 @@ from analytics_kit import config_checks as checks
 from analytics_kit import credentials
 from analytics_kit.dlt_validation import validate_with_dlt
 from analytics_kit.errors import ConfigError, KitError, secret_safe
-from analytics_kit.pages import MAX_CONCURRENCY
 from analytics_kit.redact import Redactor
 from analytics_kit.retry import RetryPolicy
 from analytics_kit.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots
@@ -49,9 +48,11 @@ _HANDLER_FIELDS = {
 }
 # A day: longer waits or timeouts are mistakes, and beyond what time functions take.
 MAX_SECONDS = 86_400
-# The source name dlt's secrets sections are looked up under (sources.<name>.credentials);
-# the same as source.SOURCE_NAME, which load() uses.
-DEFAULT_SOURCE = "analytics"
+# The dlt source's name: its secrets sections (sources.<name>.credentials) and its state.
+SOURCE_NAME = "analytics"
+# Workers fetching a resource's offset pages at once: the default, and the most a config may set.
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class PreparedConfig:
 
 
 @secret_safe
-def prepare(config: dict[str, Any], *, name: str = DEFAULT_SOURCE) -> PreparedConfig:
+def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME) -> PreparedConfig:
     """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError.
 
     Auth fields the config leaves out are resolved as dlt resolves them for a source called

@@ -18,9 +18,8 @@ import requests
 from . import seam
 from .errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
 from .redact import Redactor
-from .retry import describe
 from .stats import LoadStats
-from .transport import host_of
+from .transport import host_of, request_text
 
 KEY_GUIDANCE = (
     "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
@@ -78,7 +77,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     # The page that failed, as the pager tagged it: with pages fetched concurrently the last
     # request sent is usually another one.
     tagged = next((t for e in _chain(error) if (t := getattr(e, PAGE_REQUEST, None))), None)
-    request = tagged or (describe(failed, redactor) if failed is not None else stats.last_request.get(resource or "", ""))
+    request = tagged or (request_text(failed, redactor) if failed is not None else stats.last_request.get(resource or "", ""))
     attempts = stats.attempts.get(request, 1)
     host = host_of(failed.url) if failed is not None and failed.url else "the API's host"
 

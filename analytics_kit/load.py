@@ -26,7 +26,8 @@ from .redact import Redactor, redacted_logging
 from .report import LoadReport
 from .cursor_state import future_cursors, settle_cursors, stored_cursors
 from .seam import mute_dedup_notice
-from .source import SOURCE_NAME, _build
+from .config import SOURCE_NAME
+from .source import _build
 from .stats import LoadStats
 
 logger = logging.getLogger(__name__)
@@ -43,11 +44,6 @@ LOADER_FILE_FORMATS = {"duckdb": "parquet", "motherduck": "parquet", "postgres":
 # and with one job per file of 100,000 rows, 1,000,000 rows made DuckDB stage ten at
 # once: 15 MB more at the peak, and no faster.
 LOAD_WORKERS = {"duckdb": 2}
-
-
-def cursors(pipeline: Pipeline, source: str = SOURCE_NAME) -> dict[str, Any]:
-    """The incremental cursor value of each resource, from the pipeline's state."""
-    return stored_cursors(pipeline, source)
 
 
 @secret_safe
@@ -130,7 +126,7 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
                 mode = stats.mode = "full_refresh"
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
             stats.warn(resource, moved)
-        before = cursors(pipeline)
+        before = stored_cursors(pipeline, SOURCE_NAME)
         pipeline.extract(
             source,
             loader_file_format=LOADER_FILE_FORMATS.get(target.destination),
@@ -158,7 +154,7 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         stats.warn(resource, f"the newest cursor value, {value}, lies in the future (this run started "
                    f"{render(stats.started)}); the records are loaded as they are, and the next load starts from "
                    f"{restart_point(stats.started, like=value)} instead of it, so later changes are not missed")
-    after = cursors(pipeline)
+    after = stored_cursors(pipeline, SOURCE_NAME)
     # rows are counted per table, requests and cursors per resource: one name for both
     # ("page-views" loads into page_views)
     table = pipeline.default_schema.naming.normalize_table_identifier if pipeline.default_schema_name else str

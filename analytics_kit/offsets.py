@@ -40,7 +40,7 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from . import seam
 from .errors import LoadError, tag_request
 from .records import select_records
-from .retry import describe
+from .transport import request_text
 
 if TYPE_CHECKING:
     from .pages import KitPaginate
@@ -180,7 +180,7 @@ class OffsetPass:
         """The page at ``offset``; an error raised for it names its request."""
         session = session or self._session()
         prepared = self._prepare(offset, session)
-        shown = describe(prepared, self.owner.redactor)
+        shown = request_text(prepared, self.owner.redactor)
         try:
             if self.settings is None:
                 # proxies and certificates from the environment: the same for every page of the

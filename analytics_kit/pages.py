@@ -35,13 +35,11 @@ from .errors import LoadError, tag_request
 from .offsets import OffsetPass, offsets_ok
 from .records import select_records
 from .redact import Redactor
-from .retry import describe
+from .transport import request_text
 from . import seam
 from .stats import LoadStats
 from .tally import Tally
 
-DEFAULT_CONCURRENCY = 8
-MAX_CONCURRENCY = 64
 # dlt spends ~10 ms on every item it extracts (schema hints, validation, incremental), whatever
 # its size: 100-row pages cost more there than everything else together. Arrow pages are
 # therefore yielded in batches of about this many rows (a few MB).
@@ -109,7 +107,7 @@ class KitPaginate:
         try:
             return select_records(response.json(), data_selector, response, self.resource, self.redactor)
         except Exception as error:
-            tag_request(error, describe(response.request, self.redactor))
+            tag_request(error, request_text(response.request, self.redactor))
             raise
 
     # -- records to what dlt gets -----------------------------------------------------------------
@@ -321,7 +319,7 @@ class KitPaginate:
             for page in self.sequential(path=path, method=method, params=params, json=json, auth=auth,
                                         paginator=paginator, data_selector=data_selector, hooks=hooks,
                                         headers=headers, data=data, **kwargs):
-                yield page, describe(page.response.request, self.redactor)
+                yield page, request_text(page.response.request, self.redactor)
             return
         listing = OffsetPass(self, paginator, kwargs, dict(
             path_or_url=path, method=method, params=params, json=json, data=data,

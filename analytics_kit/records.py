@@ -12,7 +12,7 @@ from .seam import jsonpath
 
 from .errors import LoadError
 from .redact import Redactor
-from .retry import describe
+from .transport import request_text
 
 
 @functools.lru_cache(maxsize=64)
@@ -36,7 +36,7 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
         return
     raise LoadError(
         f"Resource '{resource}': the API sent your credentials back inside its records on "
-        f"{describe(response.request, redactor)}; the kit does not store them. Nothing from this run was committed.",
+        f"{request_text(response.request, redactor)}; the kit does not store them. Nothing from this run was committed.",
         guidance="Check that the endpoint returns data, not credentials (the data_selector may point at the "
         "wrong part of the response); if the API echoes request parameters into its data, ask its provider.",
         resource=resource)
@@ -57,7 +57,7 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
         shape = f"its keys are {', '.join(map(str, body))}" if isinstance(body, dict) else f"it is a {type(body).__name__}"
         raise LoadError(
             f"Resource '{resource}' got no {str(data_selector)!r} in the response on "
-            f"{describe(response.request, redactor)}; {shape}.",
+            f"{request_text(response.request, redactor)}; {shape}.",
             guidance="Point the endpoint's data_selector at the field that holds the records "
             "(for example \"data\" or \"results\").",
             resource=resource,

@@ -26,7 +26,7 @@ from urllib3.exceptions import ReadTimeoutError
 from .redact import Redactor
 from .seam import DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after
 from .stats import LoadStats, RetryEvent
-from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline, in_attempt
+from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline, in_attempt, request_text
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def retry_session(
         session.check_origin(request)
         if gate is not None and not in_attempt():
             gate.wait()  # before the deadline starts: waiting out a 429 is not the API being slow
-        stats.request(resource, describe(request, redact))
+        stats.request(resource, request_text(request, redact))
         too_late = ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
         with deadline(policy.timeout) as watch:
             try:
@@ -163,7 +163,7 @@ def retry_session(
             attempt=state.attempt_number,
             attempts=policy.attempts,
             wait=round(state.next_action.sleep if state.next_action else 0.0, 3),
-            request=describe(request, redact) if request is not None else "?",
+            request=request_text(request, redact) if request is not None else "?",
         )
         stats.retry(event)
         logger.warning("%s", event)
@@ -212,8 +212,3 @@ def _reason(state: RetryCallState) -> str:
     if response is not None:
         return f"HTTP {response.status_code}"
     return type(error).__name__
-
-
-def describe(request: PreparedRequest, redact: Redactor) -> str:
-    """A request as the kit shows it: method, path and query, secrets masked."""
-    return redact(f"{request.method} {request.path_url}")

@@ -13,9 +13,9 @@ from dlt.sources.rest_api import rest_api_source
 
 from . import cursors
 from .arrow_pages import CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults, unsupported_columns
-from .config import PreparedConfig, prepare
+from .config import DEFAULT_CONCURRENCY, PreparedConfig, SOURCE_NAME, prepare
 from .errors import ConfigError, secret_safe
-from .pages import DEFAULT_CONCURRENCY, KitPaginate
+from .pages import KitPaginate
 from . import seam
 from .redact import Redactor
 from .retry import Gate, retry_session
@@ -23,7 +23,6 @@ from .stats import LoadStats
 
 logger = logging.getLogger(__name__)
 
-SOURCE_NAME = "analytics"
 # Pages as Arrow tables where the config allows (see slow_path_reason); tests switch it off
 # to compare the two paths.
 FAST_PATH = True

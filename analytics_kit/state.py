@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .config import SOURCE_NAME
+from .cursor_state import stored_cursors
 from .database import DEFAULT_DATABASE
 from .destinations import Target
 from .query import query
@@ -19,13 +21,11 @@ def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, l
     Read from the destination, the record of what was committed; the local pipeline
     folder is only a cache of it and is left alone.
     """
-    from .load import cursors  # late: load imports dlt's pipeline machinery
-
     target = Target.of(destination, database, dataset)
     with tempfile.TemporaryDirectory(prefix="analytics-kit-state-") as scratch:
         pipeline = Target(target.destination, target.dataset, Path(scratch), target.database).pipeline()
         pipeline.sync_destination()
-        found = cursors(pipeline)
+        found = stored_cursors(pipeline, SOURCE_NAME)
     loads = query(
         f"SELECT load_id, status, inserted_at FROM {qualified(target.dataset, '_dlt_loads')} "
         f"ORDER BY inserted_at DESC LIMIT {int(last)}",

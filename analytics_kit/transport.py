@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -246,3 +246,8 @@ class KitSession(Session):
 
     def _hosts(self) -> str:
         return ", ".join(sorted(self.origins))
+
+
+def request_text(request: requests.PreparedRequest, redact: Callable[[str], str]) -> str:
+    """A request as the kit shows it: method, path and query, secrets masked."""
+    return redact(f"{request.method} {request.path_url}")
