@@ -8,19 +8,20 @@
 ``error_handler`` block. ``ak.demo.serve()`` starts an embedded demo API to try it on.
 """
 
-from . import _settings
+from analytics_kit import _settings
 
 _settings.apply()  # before dlt reads its configuration
 
-from . import demo, guide, notebook  # noqa: E402
-from .errors import ConfigError, KitError, LoadError, MissingSecretError  # noqa: E402
-from .guide import guide_config  # noqa: E402
-from .load import load  # noqa: E402
-from .query import describe, query, tables  # noqa: E402
-from .report import LoadReport  # noqa: E402
-from .retry import RetryPolicy  # noqa: E402
-from .source import build_source  # noqa: E402
-from .state import state  # noqa: E402
+from analytics_kit import demo, notebook  # noqa: E402
+from analytics_kit.config import guide  # noqa: E402
+from analytics_kit.config.guide import guide_config  # noqa: E402
+from analytics_kit.errors import ConfigError, KitError, LoadError, MissingSecretError  # noqa: E402
+from analytics_kit.fetch.retry import RetryPolicy  # noqa: E402
+from analytics_kit.fetch.source import build_source  # noqa: E402
+from analytics_kit.read.query import describe, query, tables  # noqa: E402
+from analytics_kit.read.state import state  # noqa: E402
+from analytics_kit.run.load import load  # noqa: E402
+from analytics_kit.run.report import LoadReport  # noqa: E402
 
 __all__ = [
     "ConfigError",

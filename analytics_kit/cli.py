@@ -11,13 +11,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
-from .database import DEFAULT_DATABASE
-from .errors import ConfigError, KitError
+from analytics_kit.errors import ConfigError, KitError
+from analytics_kit.store.database import DEFAULT_DATABASE
 
 
 def read_config(path: str | None) -> dict[str, Any]:
     """The config dict from a TOML, YAML or JSON file, or the guide's config for $ANALYTICS_API_BASE_URL."""
-    from .guide import BASE_URL_ENV, guide_config
+    from analytics_kit.config.guide import BASE_URL_ENV, guide_config
 
     if path is None:
         if not os.environ.get(BASE_URL_ENV):
@@ -59,7 +59,7 @@ def _print_frame(frame: Any) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from .load import load
+    from analytics_kit.run.load import load
 
     report = load(
         read_config(args.config),
@@ -75,21 +75,21 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from .query import query
+    from analytics_kit.read.query import query
 
     _print_frame(query(args.sql, database=args.database, destination=args.destination, dataset=args.dataset))
     return 0
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from .query import tables
+    from analytics_kit.read.query import tables
 
     _print_frame(tables(database=args.database, dataset=args.dataset, destination=args.destination))
     return 0
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    from .state import state
+    from analytics_kit.read.state import state
 
     current = state(database=args.database, dataset=args.dataset, destination=args.destination)
     print("cursors:")
@@ -101,13 +101,13 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_api(args: argparse.Namespace) -> int:
-    from .demo.__main__ import main as demo_main
+    from analytics_kit.demo.__main__ import main as demo_main
 
     return demo_main(args.demo_args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo_job import run
+    from analytics_kit.demo.job import run
 
     return run(database=args.database, events=args.events)
 
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `demo-api --help` belongs to the demo server's own parser.
     if argv[:1] == ["demo-api"]:
-        from .demo.__main__ import main as demo_main
+        from analytics_kit.demo.__main__ import main as demo_main
 
         return demo_main(argv[1:])
     args = build_parser().parse_args(argv)

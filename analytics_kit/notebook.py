@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from . import demo
-from .database import DEFAULT_DATABASE
-from .guide import BASE_URL_ENV
+from analytics_kit import demo
+from analytics_kit.config.guide import BASE_URL_ENV
+from analytics_kit.store.database import DEFAULT_DATABASE
 
 KEY_ENV = "API_KEY"
 

@@ -15,14 +15,25 @@ import logging
 from typing import Any, Callable, Iterator
 
 import dlt
-from dlt.sources import DltResource, DltSource
+
+# JSON paths as dlt evaluates them (data_selector, total_path): the kit must select exactly
+# what dlt's paginators and extract_response select. No public route.
+from dlt.common import jsonpath  # noqa: E402
+
+# dlt's own value coercion and ISO timestamp detection, so the Arrow fast path types values
+# exactly as dlt's normaliser would. No public route.
+from dlt.common.data_types.type_helpers import coerce_value  # noqa: E402
 
 # -- internal modules, re-exported --------------------------------------------------------------
 # The config checks read dlt's own TypedDicts the way dlt's validator does, and run that
 # validator, so their rules are dlt's, not a copy. dlt exposes the validator and its typing
 # helpers only from dlt.common. A public "validate a rest_api config" would replace these.
 from dlt.common.exceptions import DictValidationException  # noqa: E402
+from dlt.common.schema.detections import is_iso_timestamp  # noqa: E402
 from dlt.common.schema.typing import TColumnSchema  # noqa: E402
+
+# The nested (child) tables of a table in a schema; Schema has no public method for it.
+from dlt.common.schema.utils import get_nested_tables  # noqa: E402
 from dlt.common.typing import (  # noqa: E402
     extract_union_types,
     get_literal_args,
@@ -34,24 +45,16 @@ from dlt.common.typing import (  # noqa: E402
     is_union_type,
 )
 from dlt.common.validation import validate_dict  # noqa: E402
-# JSON paths as dlt evaluates them (data_selector, total_path): the kit must select exactly
-# what dlt's paginators and extract_response select. No public route.
-from dlt.common import jsonpath  # noqa: E402
-# dlt's own value coercion and ISO timestamp detection, so the Arrow fast path types values
-# exactly as dlt's normaliser would. No public route.
-from dlt.common.data_types.type_helpers import coerce_value  # noqa: E402
-from dlt.common.schema.detections import is_iso_timestamp  # noqa: E402
-# The nested (child) tables of a table in a schema; Schema has no public method for it.
-from dlt.common.schema.utils import get_nested_tables  # noqa: E402
+from dlt.extract.incremental import Incremental, IncrementalResourceWrapper  # noqa: E402
+from dlt.extract.items_transform import ItemTransform  # noqa: E402
+from dlt.sources import DltResource, DltSource
+
 # dlt's retry conditions and Retry-After-aware wait, reused so the kit retries as dlt would.
 from dlt.sources.helpers.requests.retry import (  # noqa: E402
     DEFAULT_RETRY_EXCEPTIONS,
     retry_if_status,
     wait_exponential_retry_after,
 )
-from dlt.extract.incremental import Incremental, IncrementalResourceWrapper  # noqa: E402
-from dlt.extract.items_transform import ItemTransform  # noqa: E402
-
 
 __all__ = [
     "DEFAULT_RETRY_EXCEPTIONS", "DictValidationException", "TColumnSchema", "coerce_value", "extract_union_types",
@@ -299,9 +302,8 @@ class mute_dedup_notice:
 def known_destinations() -> list[str]:
     """The destination names dlt knows (duckdb, postgres, bigquery, ...): dlt's registry of
     destination references is internal; there is no public list."""
-    from dlt.common.destination.reference import DestinationReference
-
     import dlt.destinations  # noqa: F401 - registers dlt's own destinations
+    from dlt.common.destination.reference import DestinationReference
 
     return sorted(ref.rsplit(".", 1)[-1] for ref in DestinationReference.DESTINATIONS)
 

@@ -30,9 +30,9 @@ import pytest
 
 import analytics_kit as ak
 from analytics_kit import demo
-from analytics_kit import source as kit_source
-from analytics_kit.cursors import FUTURE_SKEW
-from analytics_kit.retry import RetryPolicy
+from analytics_kit.fetch import source as kit_source
+from analytics_kit.fetch.cursors import FUTURE_SKEW
+from analytics_kit.fetch.retry import RetryPolicy
 
 from adversary import MISSING, START, Adversary, Catcher, iso, parse_instant
 from leaks import Search, needles, search_error, search_files
@@ -250,7 +250,7 @@ def endless(body: dict, offset: int) -> dict:
 
 @pytest.mark.parametrize("total", [100, "abc", -1, 10**12, MISSING])
 def test_total_paging_past_it_or_without_one_is_bounded(api, watch, monkeypatch, total):
-    from analytics_kit import offsets as kit_offsets
+    from analytics_kit.fetch import offsets as kit_offsets
 
     monkeypatch.setattr(kit_offsets, "MAX_PAGES_PAST_TOTAL", 3)
     api.total, api.transform = total, endless
@@ -262,7 +262,7 @@ def test_total_paging_past_it_or_without_one_is_bounded(api, watch, monkeypatch,
 
 
 def test_total_none_configured_pages_until_an_empty_page_and_is_bounded(api, watch, monkeypatch):
-    from analytics_kit import offsets as kit_offsets
+    from analytics_kit.fetch import offsets as kit_offsets
 
     no_total = {"type": "offset", "limit": 100, "total_path": None, "stop_after_empty_page": True}
     api.total = MISSING
@@ -278,7 +278,7 @@ def test_total_none_configured_pages_until_an_empty_page_and_is_bounded(api, wat
 
 
 def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, monkeypatch):
-    from analytics_kit import pages as kit_pages
+    from analytics_kit.fetch import paging as kit_pages
 
     monkeypatch.setattr(kit_pages, "MAX_PAGES", 5)
     api.transform = lambda body, offset: {**endless(body, offset),
@@ -582,7 +582,7 @@ def fill(folder: Path, leave_kb: int) -> Path:
 
 @pytest.mark.parametrize("checked", [True, False], ids=["with the free-space check", "without it"])
 def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, monkeypatch, checked):
-    from analytics_kit import database as kit_database
+    from analytics_kit.store import database as kit_database
 
     if not checked:  # let the load run into the full disk, to see that what fails there is atomic
         monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)
@@ -624,7 +624,7 @@ def test_disk_full_during_a_full_refresh_is_repaired_by_the_next_load(api, watch
     reset cursor at its end: a full refresh that fails in between leaves empty tables behind
     the old cursor. The next load, an incremental one as asked, must reload everything, also
     from a copy of the file without its pipeline folder."""
-    from analytics_kit import database as kit_database
+    from analytics_kit.store import database as kit_database
 
     monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)  # let it run into the full disk
     monkeypatch.setattr(kit_database, "LOAD_SPACE_MARGIN", 0)

@@ -1,4 +1,4 @@
-"""analytics_kit.config: the guide's config in, dlt config and retry policies out, clear errors."""
+"""analytics_kit.config.prepared: the guide's config in, dlt config and retry policies out, clear errors."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any, Callable
 import pytest
 from dlt.sources.rest_api import rest_api_source
 
-from analytics_kit.config import PreparedConfig, prepare
+from analytics_kit.config.prepared import PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, MissingSecretError
-from analytics_kit.retry import RetryPolicy
+from analytics_kit.fetch.retry import RetryPolicy
 from helpers import guide_dict
 
 CANARY = "CANARY-key-7f3a9c"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import analytics_kit as ak
-from analytics_kit import source as kit_source
-from analytics_kit.cursors import canonical
+from analytics_kit.fetch import source as kit_source
+from analytics_kit.fetch.cursors import canonical
 from analytics_kit.errors import ConfigError
-from analytics_kit.query import describe, query
+from analytics_kit.read.query import describe, query
 
 from helpers import fast, merge_sql
 
@@ -130,7 +130,7 @@ def test_concurrency_in_the_config(api, small_pages, monkeypatch):
     config = small_pages
     config["resource_defaults"]["endpoint"] = {"concurrency": 1}
     config["resources"][0]["endpoint"]["concurrency"] = 3
-    from analytics_kit.config import prepare
+    from analytics_kit.config.prepared import prepare
 
     assert prepare(config).concurrency == {"events": 3, "customers": 1}
     api.set_latency(0.02)

@@ -36,7 +36,7 @@ from dlt.sources.rest_api import typing as rest_api_typing
 from dlt.sources.rest_api.config_setup import AUTH_MAP, PAGINATOR_MAP, register_auth, register_paginator
 
 import analytics_kit as ak
-from analytics_kit.config import prepare
+from analytics_kit.config.prepared import prepare
 from fidelity_server import (API_KEY, CLIENT_ID, CLIENT_SECRET, PASSWORD, SECRETS, SIGNING_TOKEN, TOKEN, USERNAME,
                              FidelityAPI)
 

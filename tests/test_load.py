@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import analytics_kit as ak
-from analytics_kit.destinations import Target
+from analytics_kit.store.target import Target
 from helpers import loaded, served
 
 

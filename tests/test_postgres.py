@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import analytics_kit as ak
-from analytics_kit.cursors import canonical
+from analytics_kit.fetch.cursors import canonical
 import pgserver
 from helpers import served
 

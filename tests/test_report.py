@@ -10,9 +10,9 @@ import sys
 import pytest
 
 import analytics_kit as ak
-from analytics_kit.progress import Progress
-from analytics_kit.retry import RetryPolicy, retry_session
-from analytics_kit.stats import LoadStats
+from analytics_kit.run.progress import Progress
+from analytics_kit.fetch.retry import RetryPolicy, retry_session
+from analytics_kit.fetch.stats import LoadStats
 
 
 def test_report_repr_is_short_and_stable(api, config):

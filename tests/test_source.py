@@ -8,8 +8,8 @@ import logging
 import pytest
 
 import analytics_kit as ak
-from analytics_kit.retry import RetryPolicy, retry_session
-from analytics_kit.stats import LoadStats
+from analytics_kit.fetch.retry import RetryPolicy, retry_session
+from analytics_kit.fetch.stats import LoadStats
 from helpers import FAST_RETRIES, guide_dict
 
 
@@ -46,7 +46,7 @@ def test_a_burst_within_the_budget_recovers(api, config, caplog):
     assert report.rows["events"] == 250
     assert report.requests["events"] == 3 + 2
     assert [(e.reason, e.attempt, e.attempts) for e in report.retries] == [("HTTP 503", 1, 4), ("HTTP 503", 2, 4)]
-    lines = [r.getMessage() for r in caplog.records if r.name == "analytics_kit.retry"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "analytics_kit.fetch.retry"]
     assert len(lines) == 2
     assert lines[0].startswith("events: HTTP 503 on GET /v1/events?") and "attempt 1 of 4 failed; retrying in 0.001 s" in lines[0]
     assert api.api_key not in caplog.text

@@ -8,8 +8,8 @@ Notebooks, tests and benchmarks use it as a stand-in for a real third-party API:
 ``updated_since``, data that changes on ``api.advance()``, faults on demand and a request log.
 """
 
-from .api import DemoAPI, ProcessDemoAPI, serve
-from .data import AdvanceResult
-from .server import RequestRecord
+from analytics_kit.demo.api import DemoAPI, ProcessDemoAPI, serve
+from analytics_kit.demo.data import AdvanceResult
+from analytics_kit.demo.server import RequestRecord
 
 __all__ = ["serve", "DemoAPI", "ProcessDemoAPI", "AdvanceResult", "RequestRecord"]

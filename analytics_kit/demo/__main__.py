@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from .api import KEY_ENV, serve
+from analytics_kit.demo.api import KEY_ENV, serve
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from .data import AdvanceResult, DemoData
-from .faults import FN_KINDS, FaultPlan, make_fault, normalize_path
-from .server import DemoHTTPServer, Handler, RequestRecord
+from analytics_kit.demo.data import AdvanceResult, DemoData
+from analytics_kit.demo.faults import FN_KINDS, FaultPlan, make_fault, normalize_path
+from analytics_kit.demo.server import DemoHTTPServer, Handler, RequestRecord
 
 KEY_ENV = "ANALYTICS_KIT_DEMO_API_KEY"  # how a parent hands the key to a child (not argv: ps shows it)
 

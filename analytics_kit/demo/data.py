@@ -11,7 +11,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from .table import CUSTOMER_SPAN, EPOCH, EVENT_SPAN, Table, fmt_ts
+from analytics_kit.demo.table import CUSTOMER_SPAN, EPOCH, EVENT_SPAN, Table, fmt_ts
 
 EVENT_TYPES = ["page_view"] * 50 + ["click"] * 30 + ["signup"] * 8 + ["purchase"] * 10 + ["refund"] * 2
 PAGES = ["/", "/pricing", "/docs", "/blog", "/signup", "/checkout", "/features", "/about"]

@@ -31,10 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .faults import Fault
+from analytics_kit.demo.faults import Fault
 
 if TYPE_CHECKING:
-    from .api import DemoAPI
+    from analytics_kit.demo.api import DemoAPI
 
 ROUTES = {"/v1/events": "events", "/v1/customers": "customers", "/v1/resource": "resource"}
 MAX_BODY = 1 << 20

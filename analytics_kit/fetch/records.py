@@ -8,11 +8,10 @@ from typing import Any
 import orjson
 from requests import Response
 
-from .seam import jsonpath
-
-from .errors import LoadError
-from .redact import Redactor
-from .transport import request_text
+from analytics_kit.errors import LoadError
+from analytics_kit.fetch.transport import request_text
+from analytics_kit.redact import Redactor
+from analytics_kit.seam import jsonpath
 
 
 @functools.lru_cache(maxsize=64)

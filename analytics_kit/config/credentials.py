@@ -32,8 +32,8 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth, TApiKeyLocation
 from dlt.sources.rest_api import SENSITIVE_KEYS, rest_api
 from dlt.sources.rest_api.config_setup import create_auth
 
-from . import seam
-from .errors import ConfigError, MissingSecretError
+from analytics_kit import seam
+from analytics_kit.errors import ConfigError, MissingSecretError
 
 SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
 

@@ -31,19 +31,18 @@ from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from requests import Session
-
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, HttpBasicAuth
 from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
+from requests import Session
 
-from . import seam
-from .errors import LoadError, tag_request
-from .records import select_records
-from .transport import request_text
+from analytics_kit import seam
+from analytics_kit.errors import LoadError, tag_request
+from analytics_kit.fetch.records import select_records
+from analytics_kit.fetch.transport import request_text
 
 if TYPE_CHECKING:
-    from .pages import KitPaginate
+    from analytics_kit.fetch.paging import KitPaginate
 
 # An API that answers in under this long is limited by CPU, not by waiting: on it more
 # workers only fight over the GIL (and, for a local API, over the same cores), and two

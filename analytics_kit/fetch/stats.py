@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-
 logger = logging.getLogger(__name__)
 
 

@@ -14,7 +14,7 @@ from typing import IO
 
 from tqdm import tqdm
 
-from .stats import LoadStats
+from analytics_kit.fetch.stats import LoadStats
 
 LINE_INTERVAL = 5.0
 

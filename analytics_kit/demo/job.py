@@ -6,10 +6,10 @@ import os
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import demo
-from .guide import guide_config
-from .load import load
-from .query import query, tables
+from analytics_kit import demo
+from analytics_kit.config.guide import guide_config
+from analytics_kit.read.query import query, tables
+from analytics_kit.run.load import load
 
 
 @contextmanager

@@ -27,13 +27,12 @@ from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from dlt.sources.helpers.requests import Session
-
-from .errors import LoadError
+from analytics_kit.errors import LoadError
 
 # A whole response (connecting, headers and body) must arrive within this many seconds
 # unless ``error_handler.timeout`` says otherwise; dlt's own default is 60 s per wait.

@@ -25,20 +25,19 @@ from typing import Any, Callable, Iterator
 
 import dlt
 import pyarrow as pa
+from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import Response, Session
 
-from dlt.sources.helpers.rest_client.client import RESTClient
-
-from . import cursors
-from .arrow_pages import BadValue, TypeChanged
-from .errors import LoadError, tag_request
-from .offsets import OffsetPass, offsets_ok
-from .records import select_records
-from .redact import Redactor
-from .transport import request_text
-from . import seam
-from .stats import LoadStats
-from .tally import Tally
+from analytics_kit import seam
+from analytics_kit.errors import LoadError, tag_request
+from analytics_kit.fetch import cursors
+from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
+from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
+from analytics_kit.fetch.records import select_records
+from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.fetch.tally import Tally
+from analytics_kit.fetch.transport import request_text
+from analytics_kit.redact import Redactor
 
 # dlt spends ~10 ms on every item it extracts (schema hints, validation, incremental), whatever
 # its size: 100-row pages cost more there than everything else together. Arrow pages are

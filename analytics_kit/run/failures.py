@@ -14,12 +14,11 @@ from typing import Iterator
 import duckdb
 import requests
 
-
-from . import seam
-from .errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
-from .redact import Redactor
-from .stats import LoadStats
-from .transport import host_of, request_text
+from analytics_kit import seam
+from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
+from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.fetch.transport import host_of, request_text
+from analytics_kit.redact import Redactor
 
 KEY_GUIDANCE = (
     "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "

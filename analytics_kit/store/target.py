@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import dlt
 from dlt import Pipeline
 
-from .database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
-from .errors import ConfigError
-from .seam import known_destinations
+from analytics_kit.errors import ConfigError
+from analytics_kit.seam import known_destinations
+from analytics_kit.store.database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
 
 FILE_DESTINATION = "duckdb"
 # The file's tables go to its default schema (see database.DEFAULT_DATASET); a

@@ -6,12 +6,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import SOURCE_NAME
-from .cursor_state import stored_cursors
-from .database import DEFAULT_DATABASE
-from .destinations import Target
-from .query import query
-from .sql import qualified
+from analytics_kit.config.prepared import SOURCE_NAME
+from analytics_kit.read.query import query
+from analytics_kit.store.cursor_state import stored_cursors
+from analytics_kit.store.database import DEFAULT_DATABASE
+from analytics_kit.store.sql import qualified
+from analytics_kit.store.target import Target
 
 
 def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, last: int = 5, *,

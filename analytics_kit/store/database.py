@@ -11,7 +11,7 @@ from typing import Callable
 
 import duckdb
 
-from .errors import ConfigError, KitError, LoadError
+from analytics_kit.errors import ConfigError, KitError, LoadError
 
 DEFAULT_DATABASE = "analytics.duckdb"
 # Tables go to the file's default schema. DuckDB 2.x (and the 1.5 CLI) refuse

@@ -8,10 +8,10 @@ from typing import Any
 
 from dlt.sources.rest_api import typing as rt
 
-from analytics_kit.config_checks import EXPECTED, did_you_mean, got, quoted
+from analytics_kit.config.checks import EXPECTED, did_you_mean, got, quoted
+from analytics_kit.config.secret_slots import is_secret_slot, iter_secret_slots
 from analytics_kit.errors import ConfigError
 from analytics_kit.redact import MASK
-from analytics_kit.secret_slots import is_secret_slot, iter_secret_slots
 from analytics_kit.seam import (
     DictValidationException,
     extract_union_types,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import LoadError
+from analytics_kit.errors import LoadError
 
 LOCK_FILE = "load.lock"
 POLL_SECONDS = 0.1

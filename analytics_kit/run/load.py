@@ -11,24 +11,35 @@ from typing import Any, Iterator, Literal, Mapping
 
 from dlt import Pipeline
 
-from .config import check_concurrency, prepare
-from .cursors import render, restart_point
-from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, check_room, ensure_database, open_for_writing
-from .destinations import Target
-from .errors import ConfigError, KitError, secret_safe
-from .failures import explain
-from .lock import load_lock
-from .memory import release_unused
-from .progress import Progress
-from .recovery import (forget, from_destination, full_refresh_done, full_refresh_pending, mark_full_refresh,
-                       remove_uncommitted_appends)
-from .redact import Redactor, redacted_logging
-from .report import LoadReport
-from .cursor_state import future_cursors, settle_cursors, stored_cursors
-from .seam import mute_dedup_notice
-from .config import SOURCE_NAME
-from .source import _build
-from .stats import LoadStats
+from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
+from analytics_kit.errors import ConfigError, KitError, secret_safe
+from analytics_kit.fetch.cursors import render, restart_point
+from analytics_kit.fetch.source import _build
+from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.redact import Redactor, redacted_logging
+from analytics_kit.run.failures import explain
+from analytics_kit.run.progress import Progress
+from analytics_kit.run.report import LoadReport
+from analytics_kit.seam import mute_dedup_notice
+from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
+from analytics_kit.store.database import (
+    DEFAULT_DATABASE,
+    LOCK_WAIT_SECONDS,
+    check_room,
+    ensure_database,
+    open_for_writing,
+)
+from analytics_kit.store.lock import load_lock
+from analytics_kit.store.memory import release_unused
+from analytics_kit.store.recovery import (
+    forget,
+    from_destination,
+    full_refresh_done,
+    full_refresh_pending,
+    mark_full_refresh,
+    remove_uncommitted_appends,
+)
+from analytics_kit.store.target import Target
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import RetryEvent
+from analytics_kit.fetch.stats import RetryEvent
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from .database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, connect_waiting
-from .destinations import Target
-from .errors import KitError
-from .sql import qualified
+from analytics_kit.errors import KitError
+from analytics_kit.store.database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, connect_waiting
+from analytics_kit.store.sql import qualified
+from analytics_kit.store.target import Target
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,19 +7,24 @@ import logging
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
-
 from dlt.sources import DltResource, DltSource
 from dlt.sources.rest_api import rest_api_source
 
-from . import cursors
-from .arrow_pages import CastDeferred, PageConverter, PageFormat, apply_normalizer_defaults, unsupported_columns
-from .config import DEFAULT_CONCURRENCY, PreparedConfig, SOURCE_NAME, prepare
-from .errors import ConfigError, secret_safe
-from .pages import KitPaginate
-from . import seam
-from .redact import Redactor
-from .retry import Gate, retry_session
-from .stats import LoadStats
+from analytics_kit import seam
+from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
+from analytics_kit.errors import ConfigError, secret_safe
+from analytics_kit.fetch import cursors
+from analytics_kit.fetch.arrow_tables import (
+    CastDeferred,
+    PageConverter,
+    PageFormat,
+    apply_normalizer_defaults,
+    unsupported_columns,
+)
+from analytics_kit.fetch.paging import KitPaginate
+from analytics_kit.fetch.retry import Gate, retry_session
+from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.redact import Redactor
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +151,7 @@ def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
     ``client.session`` never gets here: the kit's checks refuse it (see
     ``config_checks.SESSION_REFUSED``), since every request goes through the kit's own session.
     """
-    from .refusals import explain
+    from analytics_kit.config.refusals import explain
 
     failure: ConfigError | None = None
     try:

@@ -23,7 +23,7 @@ import graphlib
 import re
 from typing import Any, Callable, Iterator
 
-from .errors import ConfigError
+from analytics_kit.errors import ConfigError
 
 DOCS = "see dlt's rest_api documentation on resource relationships"
 PLACEHOLDERS = ("Placeholders are {resources.<parent>.<field>}, {incremental.start_value} (with an incremental), "

@@ -23,10 +23,17 @@ from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
-from .redact import Redactor
-from .seam import DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after
-from .stats import LoadStats, RetryEvent
-from .transport import DEFAULT_TIMEOUT, KitSession, ResponseTimeout, deadline, in_attempt, request_text
+from analytics_kit.fetch.stats import LoadStats, RetryEvent
+from analytics_kit.fetch.transport import (
+    DEFAULT_TIMEOUT,
+    KitSession,
+    ResponseTimeout,
+    deadline,
+    in_attempt,
+    request_text,
+)
+from analytics_kit.redact import Redactor
+from analytics_kit.seam import DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after
 
 logger = logging.getLogger(__name__)
 

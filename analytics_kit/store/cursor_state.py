@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 from dlt import Pipeline
 
-from analytics_kit import cursors
+from analytics_kit.fetch import cursors
 from analytics_kit.seam import incremental_states
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from dlt import Pipeline
 
-from .seam import nested_tables
+from analytics_kit.seam import nested_tables
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any, Iterable, Mapping
 import orjson
 import pyarrow as pa
 
-from .cursors import render
-from .seam import coerce_value, is_iso_timestamp
+from analytics_kit.fetch.cursors import render
+from analytics_kit.seam import coerce_value, is_iso_timestamp
 
 logger = logging.getLogger(__name__)
 

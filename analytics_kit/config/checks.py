@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.rest_api import typing as rt
+
 from analytics_kit.errors import ConfigError
 from analytics_kit.seam import (
     TColumnSchema,

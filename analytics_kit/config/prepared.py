@@ -3,7 +3,7 @@
 Example (the guide's config, verbatim)::
 
     import dlt
-    from analytics_kit.config import prepare
+    from analytics_kit.config.prepared import prepare
 
     prepared = prepare({
         "client": {"base_url": "https://api.example.com",
@@ -27,14 +27,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from analytics_kit import config_checks as checks
-from analytics_kit import credentials
-from analytics_kit.dlt_validation import validate_with_dlt
+from analytics_kit.config import checks as checks
+from analytics_kit.config import credentials
+from analytics_kit.config.dlt_validation import validate_with_dlt
+from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots
 from analytics_kit.errors import ConfigError, KitError, secret_safe
+from analytics_kit.fetch.retry import RetryPolicy
+from analytics_kit.fetch.transport import origin
 from analytics_kit.redact import Redactor
-from analytics_kit.retry import RetryPolicy
-from analytics_kit.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots
-from analytics_kit.transport import origin
 
 __all__ = ["PreparedConfig", "prepare"]
 

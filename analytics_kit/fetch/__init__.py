@@ -1,0 +1,1 @@
+"""Stage 2: the API's pages fetched, checked and handed to dlt (sessions, paging, Arrow)."""

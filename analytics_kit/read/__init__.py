@@ -1,0 +1,1 @@
+"""Stage 4: the loaded tables read back (query, tables, describe, state)."""

@@ -1,0 +1,120 @@
+"""The package's shape: stage folders without import loops, small modules, one mask, and
+notebooks that use only the public surface."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import analytics_kit
+import analytics_kit.redact
+
+PACKAGE = Path(analytics_kit.__file__).parent
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+MAX_LINES = 400
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def top_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Kit modules ``name`` imports when it is imported (not those imported inside functions)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(parts + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        found |= {t for t in targets if t in known and t != name}
+    return found
+
+
+def test_no_import_loops() -> None:
+    mods = modules()
+    graph = {name: top_level_imports(name, path, set(mods)) for name, path in mods.items()}
+    loops: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in trail:
+            loops.append(trail[trail.index(node):] + [node])
+            return
+        for nxt in sorted(graph[node]):
+            # a package's __init__ importing its own modules is how packages work, not a loop
+            if nxt.startswith(node + ".") or node.startswith(nxt + ".") and not graph.get(nxt, set()) & {node}:
+                continue
+            visit(nxt, trail + [node])
+
+    for start in sorted(graph):
+        visit(start, [])
+    assert not loops, "import loops:\n" + "\n".join(" -> ".join(loop) for loop in loops[:10])
+
+
+def test_no_module_is_long() -> None:
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_one_mask() -> None:
+    """Every masked secret reads the same, whichever part of the kit masked it."""
+    masks = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and "MASK" in t.id for t in node.targets):
+                masks[name] = ast.unparse(node.value)
+    assert masks == {"analytics_kit.redact": repr(analytics_kit.redact.MASK)}, masks
+
+
+def notebook_code() -> list[tuple[str, str]]:
+    cells = []
+    for book in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in json.loads(book.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                cells.append((book.name, "".join(cell["source"])))
+    return cells
+
+
+def test_notebooks_use_only_public_names() -> None:
+    public = set(analytics_kit.__all__)
+    wrong = []
+    for book, code in notebook_code():
+        for line in code.splitlines():
+            if line.lstrip().startswith(("%", "!")):
+                continue
+            for module in re.findall(r"\banalytics_kit\.(\w+)", line):
+                if module not in public:
+                    wrong.append((book, line.strip()))
+            match = re.match(r"\s*from analytics_kit import (.+)", line)
+            if match:
+                names = [n.strip().split(" as ")[0] for n in match.group(1).split(",")]
+                wrong += [(book, line.strip()) for n in names if n not in public]
+            for name in re.findall(r"\bak\.(\w+)", line):
+                if name not in public:
+                    wrong.append((book, line.strip()))
+    assert notebook_code(), "no notebook cells found"
+    assert not wrong, f"notebooks reach past the public surface: {wrong}"
+
+
+def test_the_layout_map_names_every_folder() -> None:
+    """README's "Where the code lives" lists each stage folder and top-level module."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("## Where the code lives", 1)[1].split("\n## ", 1)[0]
+    for path in sorted(PACKAGE.iterdir()):
+        if path.name.startswith(("_", ".")) or path.suffix not in ("", ".py"):
+            continue
+        assert f"`{path.name}" in section, f"{path.name} is missing from README's map"
