@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import weakref
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 from urllib.parse import quote, quote_plus
@@ -100,3 +102,44 @@ def redacted_logging(redactor: Redactor, loggers: Iterable[str] = NOISY_LOGGERS)
     finally:
         for logger in targets:
             logger.removeFilter(log_filter)
+
+
+class _LiveSources(logging.Filter):
+    """Masks the secrets of every source alive in the process, in records on noisy loggers.
+
+    ``redacted_logging`` covers ``load``; a source built with ``build_source`` may also be
+    iterated on its own (``list(source.resources["events"])``), where urllib3 logs each request
+    line, key included, at DEBUG. This filter stays installed; it knows a source's secrets while
+    the source's redactor is alive.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: weakref.WeakSet[Redactor] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactors = [r for r in list(self.live) if r]
+        if redactors:
+            text = record.getMessage()
+            for redactor in redactors:
+                text = redactor(text)
+            record.msg, record.args = text, None
+        return True
+
+
+_LIVE = _LiveSources()
+_GUARD_LOCK = threading.Lock()
+
+
+def guard_logs(redactor: Redactor) -> None:
+    """Masks ``redactor``'s secrets in the noisy loggers' records for as long as it lives."""
+    if not redactor:
+        return
+    with _GUARD_LOCK:
+        _LIVE.live.add(redactor)
+        names = set(NOISY_LOGGERS) | {name for name in list(logging.Logger.manager.loggerDict)
+                                      if any(name.startswith(prefix + ".") for prefix in NOISY_LOGGERS)}
+        for name in names:
+            logger = logging.getLogger(name)
+            if _LIVE not in logger.filters:
+                logger.addFilter(_LIVE)

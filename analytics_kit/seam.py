@@ -132,6 +132,14 @@ def resource_incremental(resource: DltResource) -> Incremental | None:
         return None
 
 
+def cursor_convert(resource: DltResource) -> Any:
+    """The incremental's ``convert`` function (the value as the API wants it), or None."""
+    try:
+        return (resource.explicit_args or {}).get("incremental_cursor_transform")
+    except TypeError:
+        return None
+
+
 def related_resources(source: DltSource) -> set[str]:
     """Names of resources that pass records between them: transformers and their parents.
 
@@ -369,3 +377,9 @@ def is_missing_config(error: BaseException) -> bool:
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
     return isinstance(error, ConfigFieldMissingException)
+
+
+def identifier_naming(source: DltSource) -> Callable[[str], str]:
+    """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source
+    schema's naming convention. ``DltSource.schema`` is public; its ``naming`` is not documented."""
+    return source.schema.naming.normalize_identifier

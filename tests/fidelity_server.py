@@ -37,6 +37,18 @@ PARENTS = [{"id": p, "name": f"parent {p}", "region": "north" if p % 2 else "sou
 CHILDREN = {p["id"]: [{"id": p["id"] * 100 + c, "parent_id": p["id"], "label": f"child {p['id']}.{c}"}
                       for c in range(1, p["id"] % 3 + 2)] for p in PARENTS}
 NO_CHILDREN = 4  # /parents/4/children is a 404; /parents lists 1-3, /all-parents 1-4
+# A change feed: one record in several versions (dlt's merge keeps the last, or dedup_sort's pick).
+FEED = [{"id": i % 7 + 1, "version": i, "note": f"v{i}"} for i in range(1, 24)]
+# Field names in camelCase: dlt normalises them (userId -> user_id), and hints may use either.
+CAMEL = [{"userId": i, "updatedAt": f"2026-01-{i:02d}T10:00:00Z", "displayName": f"user {i}"} for i in range(1, 12)]
+# Shapes the Arrow fast path must hand to dlt's normaliser rather than refuse.
+ODD = {
+    "values": [1, 2, 3],
+    "lists": [[1, "a"], [2, "b"]],
+    "colliding": [{"id": 1, "a b": 1, "a_b": 2}, {"id": 2, "a b": 3, "a_b": 4}],
+    "empty-key": [{"id": 1, "": "x"}, {"id": 2, "": "y"}],
+    "prices": [{"id": 1, "price": 0.125}, {"id": 2, "price": 2.5}, {"id": 3, "price": 1.005}],
+}
 
 
 class FidelityAPI:
@@ -182,6 +194,12 @@ def route(method: str, path: str, query: dict[str, str], raw: bytes, headers: An
         return 200, {"data": ITEMS[page * PAGE:(page + 1) * PAGE]}, {}
     if path == "/items/all":
         return 200, {"data": ITEMS}, {}
+    if path in ("/feed", "/camel"):
+        records = FEED if path == "/feed" else CAMEL
+        offset, limit = int(query.get("offset", 0)), int(query.get("limit", PAGE))
+        return 200, {"data": records[offset:offset + limit], "total": len(records)}, {}
+    if len(segments) == 2 and segments[0] == "odd" and segments[1] in ODD:
+        return 200, {"data": ODD[segments[1]]}, {}
     if path == "/items/nested":
         return 200, {"result": {"items": ITEMS, "count": len(ITEMS)}}, {}
     if path == "/items/since":

@@ -38,8 +38,8 @@ PUBLIC_MODULES = {
 }
 # Public-looking names whose contents or meaning dlt does not document.
 UNDOCUMENTED = {"explicit_args", "placement_affinity"}
-# The kit's own filter: it masks secrets in every record, and matches no dlt text.
-OWN_FILTERS = {"RedactingFilter"}
+# The kit's own filters: they mask secrets in every record, and match no dlt text.
+OWN_FILTERS = {"RedactingFilter", "_LiveSources"}
 
 
 @lru_cache(maxsize=1)

@@ -210,7 +210,7 @@ def check_auth(value: Any, path: str) -> None:
     """Auth blocks: keys and types only; values are never shown.
 
     A field left out or set to None is resolved later from dlt secrets, as dlt does (an api_key
-    given as "" too). A type registered with dlt that has no TypedDict of dlt's is left to dlt.
+    given as "" too); one found nowhere is a MissingSecretError then. A type registered with dlt that has no TypedDict of dlt's is left to dlt.
     """
     registry = auth_types()  # dlt's, as it is now: registered types included
     known = list(registry)
@@ -231,7 +231,9 @@ def check_auth(value: Any, path: str) -> None:
     spec = _config_typeddict(registry[kind])
     if isinstance(value, str) or spec is None:
         return
+    # left out, None or "": dlt resolves it from its secrets, or says where it looked
     skip = [k for k, v in value.items() if v is None or (k == "api_key" and v == "")]
+    skip += [k for k in getattr(spec, "__required_keys__", ()) if k not in value]
     check_mapping(value, spec, path, secret=True, skip=skip)
 
 

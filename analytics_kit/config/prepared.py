@@ -90,8 +90,10 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME) -> PreparedConfi
         destination = cfg.pop(checks.DESTINATION, None)
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
-        validate_with_dlt(cfg)
+        # secrets first: a field dlt finds there (a password in CREDENTIALS__PASSWORD) may be left
+        # out of the dict, and one found nowhere is a MissingSecretError naming where to set it
         credentials.resolve(cfg, name, found)
+        validate_with_dlt(cfg)
     except KitError as exc:
         failure = _redacted(exc, _collect_secrets(cfg, found))
     if failure is not None:

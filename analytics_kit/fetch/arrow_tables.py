@@ -13,7 +13,8 @@ import logging
 import os
 import threading
 from datetime import date, datetime
-from typing import Any, Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 import pyarrow as pa
@@ -220,14 +221,37 @@ class PageFormat:
     it is given.
     """
 
-    def __init__(self, converter: PageConverter, resource: str) -> None:
+    def __init__(self, converter: PageConverter, resource: str, naming: Callable[[str], str] = str) -> None:
         self.converter = converter
         self.resource = resource
+        self.naming = naming
         self.arrow: bool | None = None
+        self.named: set[str] = set()  # fields seen whose names dlt keeps as they are
+
+    def as_named(self, page: list) -> bool:
+        """Whether every record is a dict whose fields dlt's naming keeps as they are.
+
+        Plain values, lists, and fields dlt renames (``userId``, ``a b`` beside ``a_b``, ``""``)
+        are dlt's normaliser's to place: it renames, merges variants and reports collisions its
+        own way; an arrow table would carry the raw names.
+        """
+        for record in page:
+            if type(record) is not dict:
+                return False
+            for name in record.keys() - self.named:
+                if not isinstance(name, str) or not name or self.naming(name) != name:
+                    return False
+                self.named.add(name)
+        return True
 
     def __call__(self, page: list) -> Any:
         if not page:
             return None
+        if not self.as_named(page):
+            if self.arrow is not False:
+                logger.info("%s: records that are not dicts, or fields dlt renames; pages stay dicts", self.resource)
+            self.arrow = False
+            return page
         if self.arrow is None:
             nested = self.converter.nested_undeclared(page)
             numbers = [n for n in sorted(self.converter.deferred)
@@ -314,4 +338,39 @@ class CastDeferred:
                     # checked before dlt's incremental step): dlt's normaliser takes the batch
                     return item.to_pylist()
             item = item.set_column(index, field.with_type(TIMESTAMP), array)
+        return item
+
+
+class DecimalScale:
+    """Rounds values of declared ``decimal`` columns to their scale, as the database would.
+
+    dlt's parquet writer refuses a value with more places than the column's scale ("Rescaling
+    Decimal value would cause data loss"), where an INSERT into DuckDB or PostgreSQL rounds it
+    (0.125 into decimal(10,2) is 0.13). The kit loads parquet, so it rounds first: half away
+    from zero, from the value's shortest text (1.005 -> 1.01), as a SQL literal is rounded.
+    """
+
+    def __init__(self, scales: dict[str, int]) -> None:
+        self.scales = {name: Decimal(1).scaleb(-scale) for name, scale in scales.items()}
+
+    @classmethod
+    def of(cls, columns: Any) -> "DecimalScale | None":
+        if not isinstance(columns, Mapping):
+            return None
+        scales = {name: column["scale"] for name, column in columns.items()
+                  if isinstance(column, Mapping) and column.get("data_type") == "decimal"
+                  and isinstance(column.get("scale"), int)}
+        return cls(scales) if scales else None
+
+    def __call__(self, item: Any) -> Any:
+        for record in item if isinstance(item, list) else [item]:
+            if not isinstance(record, dict):
+                continue
+            for name, quantum in self.scales.items():
+                value = record.get(name)
+                if isinstance(value, (int, float, str, Decimal)) and not isinstance(value, bool):
+                    try:
+                        record[name] = Decimal(str(value)).quantize(quantum, rounding=ROUND_HALF_UP)
+                    except (InvalidOperation, ValueError):
+                        pass  # not a number: dlt's normaliser says so
         return item

@@ -344,5 +344,8 @@ class OffsetPass:
             f"{short.request}, and more records after it ({page.request}): it serves at most {served} per "
             f"page, so offsets {short.offset + served} to {short.offset + limit - 1} would be skipped. "
             "Nothing from this run was committed.",
-            guidance=f"Set the paginator's limit to {served} (or to the API's documented maximum page size).",
+            guidance=f"Set the paginator's limit to {served} (or to the API's documented maximum page size). "
+            "If the API instead filters records out of each page after paging (so short pages are expected), "
+            "select the records with a filter data_selector such as \"data[*]\": pages are then stepped by "
+            "limit, as dlt's own paginator does.",
             resource=self.owner.resource)

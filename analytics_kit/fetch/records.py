@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import orjson
@@ -41,17 +42,31 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
         resource=resource)
 
 
+_PLAIN_PATH = re.compile(r"\$?\.?[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def is_simple(data_selector: Any) -> bool:
+    """Whether the selector names one field (``data``, ``result.items``; None: dlt detects one),
+    so that a page's records are the listing's: a wildcard or filter may match fewer, or none."""
+    return data_selector is None or (isinstance(data_selector, str) and _PLAIN_PATH.fullmatch(data_selector) is not None)
+
+
 def select_records(body: Any, data_selector: Any, response: Response, resource: str, redactor: Redactor) -> list:
-    """The records under ``data_selector``; a missing path is an error, not an empty page.
+    """The records under ``data_selector``; a missing field is an error, not an empty page.
 
     dlt returns [] for a selector that matches nothing, so a renamed field in the API's
-    response would load 0 rows and report success.
+    response would load 0 rows and report success. A wildcard or filter (``data[*]``,
+    ``data[?(@.id < 12)]``) may match nothing on a page that has its field: that page is empty,
+    as with dlt; only a body without the selector's first field is an error.
     """
     key, path = _selector(data_selector) if isinstance(data_selector, str) else (None, data_selector)
     if key is not None and isinstance(body, dict):
         found = [body[key]] if key in body else []
     else:
         found = jsonpath.find_values(path, body)
+        root = re.match(r"\$?\.?([A-Za-z_]\w*)", data_selector) if isinstance(data_selector, str) else None
+        if not found and (root is None or (isinstance(body, dict) and root.group(1) in body)):
+            found = [[]]
     if not found:
         shape = f"its keys are {', '.join(map(str, body))}" if isinstance(body, dict) else f"it is a {type(body).__name__}"
         raise LoadError(

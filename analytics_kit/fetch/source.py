@@ -16,6 +16,7 @@ from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import (
     CastDeferred,
+    DecimalScale,
     PageConverter,
     PageFormat,
     apply_normalizer_defaults,
@@ -24,7 +25,7 @@ from analytics_kit.fetch.arrow_tables import (
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.redact import Redactor
+from analytics_kit.redact import Redactor, guard_logs
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +102,13 @@ def _build(
     """The source; ``redactor`` is the load's one redactor (its secrets include the destination's)."""
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
+    guard_logs(redactor)  # also when the source is iterated outside load()
     fast_path = FAST_PATH if fast_path is None else fast_path
     if fast_path:
         apply_normalizer_defaults()
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
+    naming = seam.identifier_naming(source)
     for resource in source.resources.values():
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
@@ -127,16 +130,20 @@ def _build(
                 key = seam.primary_key(resource) or ()
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
                                           required=(key,) if isinstance(key, str) else key)
-                convert = PageFormat(converter, resource.name)
+                convert = PageFormat(converter, resource.name, naming)
                 seam.add_step(resource, CastDeferred(converter), after_incremental=True)
                 seam.mute_json_override(resource.name)
             else:
                 logger.debug("resource %s loads pages as dicts: %s", resource.name, reason)
+            rounding = DecimalScale.of(resource.columns)
+            if rounding is not None:
+                seam.add_step(resource, rounding)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
             KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=seam.primary_key(resource),
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
-                        cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource)).install()
+                        cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
+                        naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None).install()
             seam.add_step(resource, step)
         else:
             seam.add_step(resource, PageStep(resource.name, stats, on_page))
@@ -177,8 +184,11 @@ def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
     kind = column.get("data_type") if isinstance(column, Mapping) else None
     if kind not in (None, "timestamp"):
         return None
-    seam.set_cursor_bounds(incremental, cursors.canonical(incremental.initial_value),
-                           cursors.canonical(incremental.end_value))
+    if seam.cursor_convert(resource) is None:
+        # a config's convert reads the values in the form it wrote them: those stay as dlt
+        # leaves them (so do the records', see KitPaginate.rewrite_cursor)
+        seam.set_cursor_bounds(incremental, cursors.canonical(incremental.initial_value),
+                               cursors.canonical(incremental.end_value))
     return incremental.cursor_path, kind == "timestamp"
 
 

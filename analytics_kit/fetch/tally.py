@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from array import array
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,8 +16,10 @@ class Tally:
     Integer keys go into a compact array (8 bytes a record) counted once at the end.
     """
 
-    def __init__(self, key: Any) -> None:
+    def __init__(self, key: Any, naming: Callable[[str], str] = str) -> None:
         self.key = key if isinstance(key, str) else tuple(key) if key else None
+        self.naming = naming
+        self.fields: Any = None  # the key as the records name it, worked out from the first record
         self.ints = array("q")
         self.others: set = set()
         self.total: int | None = None
@@ -28,9 +31,23 @@ class Tally:
         """What identifies a page's records: their keys, or the records themselves without a key."""
         if self.key is None:
             return rows
-        if isinstance(self.key, str):
-            return [r.get(self.key) for r in rows if isinstance(r, dict)]
-        return [tuple(r.get(k) for k in self.key) for r in rows if isinstance(r, dict)]
+        if self.fields is None:
+            first = next((r for r in rows if isinstance(r, dict)), None)
+            if first is None:
+                return []
+            self.fields = self._as_named(first)
+        if isinstance(self.fields, str):
+            return [r.get(self.fields) for r in rows if isinstance(r, dict)]
+        return [tuple(r.get(k) for k in self.fields) for r in rows if isinstance(r, dict)]
+
+    def _as_named(self, record: dict) -> Any:
+        """The key's fields in the records: a hint may use dlt's column name (``user_id``) for
+        the API's field (``userId``), as dlt's merge accepts."""
+        def field(name: str) -> str:
+            if name in record:
+                return name
+            return next((f for f in record if isinstance(f, str) and self.naming(f) == name), name)
+        return field(self.key) if isinstance(self.key, str) else tuple(field(k) for k in self.key)
 
     def see(self, rows: list) -> None:
         if self.key is None:
@@ -66,6 +83,14 @@ class Tally:
         if self._distinct is None:
             self._distinct = _count_distinct(self.ints) + len(self.others)
         return self._distinct
+
+    def signature(self) -> str:
+        """A digest of the keys in the order the pass saw them: two passes over a quiet listing
+        agree, whatever its repeats; a listing that shifted between them does not."""
+        digest = hashlib.blake2b(self.ints.tobytes(), digest_size=16)
+        digest.update(repr(sorted(map(repr, self.others))).encode())
+        digest.update(str(self.rows).encode())
+        return digest.hexdigest()
 
     def missing(self) -> int:
         if self.key is None or self.total is None:
