@@ -3,8 +3,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The oldest supported dlt, duckdb, numpy, pandas, pyarrow and sqlglot (constraints-oldest.txt),
+# for the core tests only: no notebooks, so no Jupyter in this venv.
+OLDEST := .venv-oldest
+OLDEST_STAMP := $(OLDEST)/.installed
+CORE_TESTS := tests/test_config.py tests/test_source.py tests/test_load.py tests/test_faults.py \
+	tests/test_fast.py tests/test_bad_configs.py tests/test_fidelity.py tests/test_adversary.py
+TEST_OLDEST := $(OLDEST)/bin/python -m pytest -p no:nbval -o addopts=-ra $(CORE_TESTS)
 
-.PHONY: demo test lab bench clean
+.PHONY: demo test test-oldest lab bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,18 +20,32 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
+$(OLDEST_STAMP): pyproject.toml constraints-oldest.txt
+	@test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST)/bin/python -m pip install --quiet -c constraints-oldest.txt -e . pytest
+	@touch $(OLDEST_STAMP)
+
 demo: $(STAMP)  ## start the embedded demo API, load it into analytics.duckdb, show what landed
 	$(BIN)/analytics-kit demo
 
-test: $(STAMP)  ## unit, integration and notebook (nbval) tests; PostgreSQL for the warehouse tests
+test: $(STAMP) $(OLDEST_STAMP)  ## unit, integration and notebook (nbval) tests; PostgreSQL for the warehouse tests; then test-oldest's
 	@scripts/ensure-postgres
 	$(BIN)/python -m pytest
+	$(TEST_OLDEST)
 
-lab: $(STAMP)  ## JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+test-oldest: $(OLDEST_STAMP)  ## the core tests against the oldest supported versions (constraints-oldest.txt)
+	$(TEST_OLDEST)
+
+# As root (common in containers) Jupyter refuses to start without --allow-root. ARGS passes
+# flags on (make lab ARGS="--port 9999 --no-browser"). ANALYTICS_DATABASE (unless set) points the
+# notebooks' ak.tables() / ak.query() defaults at ./analytics.duckdb, where `make demo` writes.
+lab: $(STAMP)  ## JupyterLab on the notebooks; flags through ARGS="..."
+	ANALYTICS_DATABASE="$${ANALYTICS_DATABASE:-$(CURDIR)/analytics.duckdb}" \
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/ $(ARGS)
 
 bench: $(STAMP)  ## loader benchmark (see README)
 	$(BIN)/python bench/load_speed.py
 
 clean:
-	rm -rf $(VENV) analytics.duckdb analytics.duckdb.wal analytics.duckdb.state
+	rm -rf $(VENV) $(OLDEST) analytics.duckdb analytics.duckdb.wal analytics.duckdb.state

@@ -15,45 +15,34 @@ import logging
 from typing import Any, Callable, Iterator
 
 import dlt
-
-# JSON paths as dlt evaluates them (data_selector, total_path): the kit must select exactly
-# what dlt's paginators and extract_response select. No public route.
-from dlt.common import jsonpath  # noqa: E402
-
-# dlt's own value coercion and ISO timestamp detection, so the Arrow fast path types values
-# exactly as dlt's normaliser would. No public route.
-from dlt.common.data_types.type_helpers import coerce_value  # noqa: E402
+from dlt.sources import DltResource, DltSource
 
 # -- internal modules, re-exported --------------------------------------------------------------
-# The config checks read dlt's own TypedDicts the way dlt's validator does, and run that
-# validator, so their rules are dlt's, not a copy. dlt exposes the validator and its typing
-# helpers only from dlt.common. A public "validate a rest_api config" would replace these.
+# No public route for any of these:
+# - jsonpath: JSON paths as dlt evaluates them (data_selector, total_path), so the kit selects
+#   exactly what dlt's paginators and extract_response select;
+# - coerce_value, is_iso_timestamp: dlt's value coercion and ISO detection, so the Arrow fast
+#   path types values as dlt's normaliser would;
+# - DictValidationException ... validate_dict: dlt's own rest_api validator and the typing helpers
+#   it reads TypedDicts with, so the config checks' rules are dlt's, not a copy;
+# - get_nested_tables: a table's nested tables (Schema has no public method for it);
+# - the retry conditions and Retry-After-aware wait, so the kit retries as dlt would;
+# - Incremental, ItemTransform: dlt's incremental step, and the base of steps in a pipe.
+from dlt.common import jsonpath  # noqa: E402
+from dlt.common.data_types.type_helpers import coerce_value  # noqa: E402
 from dlt.common.exceptions import DictValidationException  # noqa: E402
 from dlt.common.schema.detections import is_iso_timestamp  # noqa: E402
 from dlt.common.schema.typing import TColumnSchema  # noqa: E402
-
-# The nested (child) tables of a table in a schema; Schema has no public method for it.
 from dlt.common.schema.utils import get_nested_tables  # noqa: E402
 from dlt.common.typing import (  # noqa: E402
-    extract_union_types,
-    get_literal_args,
-    get_type_hints,
-    get_type_name,
-    is_literal_type,
-    is_optional_type,
-    is_typeddict,
-    is_union_type,
+    extract_union_types, get_literal_args, get_type_hints, get_type_name, is_literal_type, is_optional_type,
+    is_typeddict, is_union_type,
 )
 from dlt.common.validation import validate_dict  # noqa: E402
 from dlt.extract.incremental import Incremental, IncrementalResourceWrapper  # noqa: E402
 from dlt.extract.items_transform import ItemTransform  # noqa: E402
-from dlt.sources import DltResource, DltSource
-
-# dlt's retry conditions and Retry-After-aware wait, reused so the kit retries as dlt would.
 from dlt.sources.helpers.requests.retry import (  # noqa: E402
-    DEFAULT_RETRY_EXCEPTIONS,
-    retry_if_status,
-    wait_exponential_retry_after,
+    DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after,
 )
 
 __all__ = [
@@ -282,9 +271,8 @@ _MUTED = _Muted()
 
 
 def _install_muting() -> None:
-    dlt_logger = logging.getLogger("dlt")
-    if _MUTED not in dlt_logger.filters:
-        dlt_logger.addFilter(_MUTED)
+    if _MUTED not in logging.getLogger("dlt").filters:
+        logging.getLogger("dlt").addFilter(_MUTED)
 
 
 def mute_json_override(resource: str) -> None:
@@ -295,7 +283,6 @@ def mute_json_override(resource: str) -> None:
 
 class mute_dedup_notice:
     """While the block runs, dlt's warning that dedup_sort is ignored is silenced."""
-
     def __enter__(self) -> None:
         _install_muting()
         _MUTED.dedup_notice += 1
@@ -317,7 +304,7 @@ def known_destinations() -> list[str]:
 
 
 def nested_tables(schema: Any, table: str) -> list[tuple[str, str]]:
-    """(name, parent) of each nested (child) table below ``table`` in ``schema``, parents first."""
+    """(name, parent) of each nested table below ``table`` in ``schema``, parents first."""
     return [(t["name"], t["parent"]) for t in get_nested_tables(schema.tables, table, include_self=False)]
 
 
@@ -372,14 +359,42 @@ def auth_types() -> dict[str, type]:
 
 
 def is_missing_config(error: BaseException) -> bool:
-    """Whether ``error`` is dlt's ``ConfigFieldMissingException`` (a credential set nowhere dlt
-    looks); it lives in dlt.common.configuration and is a KeyError, not a ValueError."""
-    from dlt.common.configuration.exceptions import ConfigFieldMissingException
-
-    return isinstance(error, ConfigFieldMissingException)
+    """Whether ``error`` is dlt's ``ConfigFieldMissingException`` (see ``missing_fields``)."""
+    return missing_fields(error) is not None
 
 
 def identifier_naming(source: DltSource) -> Callable[[str], str]:
     """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source
     schema's naming convention. ``DltSource.schema`` is public; its ``naming`` is not documented."""
     return source.schema.naming.normalize_identifier
+
+
+# -- differences between the supported versions (pyproject.toml) -------------------------------
+
+
+def new_file_config() -> dict[str, str]:
+    """The DuckDB config a new file is created with, so that the ``duckdb`` CLI from PyPI
+    (1.5.x) can open it for ad-hoc SQL.
+
+    duckdb 2.x writes storage version 69 by default, which the 1.5 CLI cannot read; a file
+    created with ``storage_compatibility_version`` v1.5.0 keeps that format. duckdb 1.4
+    rejects that version string (it does not know it) and writes a format every later
+    reader opens, so it gets no setting. Drop that branch when the oldest duckdb is 1.5.
+    """
+    import duckdb
+
+    if tuple(int(part) for part in duckdb.__version__.split(".")[:2]) < (1, 5):
+        return {}
+    return {"storage_compatibility_version": "v1.5.0"}
+
+
+def duckdb_in_use_errors() -> tuple[type[Exception], ...]:
+    """The exception types ``duckdb.connect`` raises when another connection of this process
+    holds the file (``database.in_use_here`` reads their text): ConnectionException ("different
+    configuration") everywhere; ResourceInUseException from duckdb 1.5 on, which duckdb 1.4
+    lacks; BinderException ("Unique file handle conflict") in duckdb 1.4.3 and 1.4.4 while that
+    connection opens or closes in another thread. Drop the 1.4 case when the oldest is 1.5."""
+    import duckdb
+
+    names = ("ConnectionException", "ResourceInUseException", "BinderException")
+    return tuple(getattr(duckdb, name) for name in names if hasattr(duckdb, name))

@@ -55,10 +55,11 @@ def dlt_attributes() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def dlt_hints() -> frozenset[str]:
-    """dlt's ``x-...`` table and column hints, as its schema code spells them."""
-    root = Path(dlt.__file__).parent / "common" / "schema"
+    """dlt's ``x-...`` table and column hints, as its schema code spells them (before dlt 1.31,
+    some only in extract/hints.py)."""
+    root = Path(dlt.__file__).parent
     found: set[str] = set()
-    for path in root.glob("*.py"):
+    for path in [*(root / "common" / "schema").glob("*.py"), root / "extract" / "hints.py"]:
         found |= set(re.findall(r"[\"'](x-[a-z0-9-]+)[\"']", path.read_text()))
     return frozenset(found)
 
