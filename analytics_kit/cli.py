@@ -1,4 +1,4 @@
-"""``analytics-kit``: load, query, tables, state, demo-api and demo from the shell."""
+"""``analytics-kit``: load, query, tables, state, history, schema, demo-api and demo from the shell."""
 
 from __future__ import annotations
 
@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from analytics_kit.errors import ConfigError, KitError
-from analytics_kit.store.database import DEFAULT_DATABASE
+from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE
+
+DATABASE_HELP = f"DuckDB file (default: ${DATABASE_ENV} if set, else %(default)s in the current folder)"
+LOAD_EPILOG = """environment:
+  API_KEY                 the API key, where dlt's secrets (e.g. .dlt/secrets.toml api_key) have none
+  ANALYTICS_API_BASE_URL  the API's base URL: without --config, load uses the integration
+                          guide's config for it
+  ANALYTICS_DATABASE      the default DuckDB file (instead of ./analytics.duckdb)
+
+examples:
+  ANALYTICS_API_BASE_URL=https://api.example.com API_KEY=... analytics-kit load
+  analytics-kit load --full-refresh --config api.toml"""
 
 
 def read_config(path: str | None) -> dict[str, Any]:
@@ -100,10 +111,27 @@ def cmd_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from analytics_kit.read.history import history
+
+    frame = history(database=args.database, dataset=args.dataset, destination=args.destination, last=args.last)
+    frame["loaded_at"] = frame["loaded_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    _print_frame(frame)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from analytics_kit.read.schema import schema
+
+    dictionary = schema(database=args.database, dataset=args.dataset, destination=args.destination)
+    print(dictionary.mermaid if args.mermaid else dictionary)
+    return 0
+
+
 def cmd_demo_api(args: argparse.Namespace) -> int:
     from analytics_kit.demo.__main__ import main as demo_main
 
-    return demo_main(args.demo_args)
+    return demo_main(args.demo_args, prog="analytics-kit demo-api")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -112,23 +140,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(database=args.database, events=args.events)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("analytics-kit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="analytics-kit", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's debug log")
+    parser.add_argument("--version", action="version", version=f"analytics-kit {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
-        sub = commands.add_parser(name, help=help, description=help)
+    def command(name: str, handler, help: str, epilog: str | None = None) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sub = commands.add_parser(name, help=help, description=help, epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(handler=handler)
         return sub
 
     def where(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--database", default=DEFAULT_DATABASE, help="DuckDB file (default: %(default)s)")
+        sub.add_argument("--database", default=DEFAULT_DATABASE, help=DATABASE_HELP)
         sub.add_argument("--destination", help="a dlt destination instead of the DuckDB file, e.g. postgres; "
                          "credentials from dlt secrets")
         sub.add_argument("--dataset", help="schema (default: main in the DuckDB file, analytics elsewhere)")
 
-    load = command("load", cmd_load, "load the API into the DuckDB file (incremental unless --full-refresh)")
+    load = command("load", cmd_load, "load the API into the DuckDB file (incremental unless --full-refresh)",
+                   epilog=LOAD_EPILOG)
     load.add_argument("--full-refresh", action="store_true", help="drop this source's tables and cursors, reload all")
     load.add_argument("--config", help="config file: the guide's dict as TOML, YAML or JSON")
     load.add_argument("--quiet", action="store_true", help="no progress output")
@@ -138,10 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     where(query)
     where(command("tables", cmd_tables, "list loaded tables and their row counts"))
     where(command("state", cmd_state, "show cursor values and the last loads"))
+    history = command("history", cmd_history, "one line per committed load: when, mode, rows per table, requests, "
+                      "retries, duration, cursors before and after")
+    history.add_argument("--last", type=int, default=None, help="only the newest N loads")
+    where(history)
+    schema = command("schema", cmd_schema, "the data dictionary: every table and column with its type, "
+                     "nullability, primary key, parent table and source (config, inferred or dlt)")
+    schema.add_argument("--mermaid", action="store_true", help="print the tables' diagram (mermaid erDiagram) instead")
+    where(schema)
     demo_api = command("demo-api", cmd_demo_api, "serve the embedded demo analytics API on 127.0.0.1")
     demo_api.add_argument("demo_args", nargs=argparse.REMAINDER, help="see `analytics-kit demo-api --help`")
     demo = command("demo", cmd_demo, "the whole job on the embedded demo API: serve, load, show")
-    demo.add_argument("--database", default=DEFAULT_DATABASE, help="DuckDB file (default: %(default)s)")
+    demo.add_argument("--database", default=DEFAULT_DATABASE, help=DATABASE_HELP)
     demo.add_argument("--events", type=int, default=5000, help="events the demo API serves (default: %(default)s)")
     return parser
 
@@ -152,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["demo-api"]:
         from analytics_kit.demo.__main__ import main as demo_main
 
-        return demo_main(argv[1:])
+        return demo_main(argv[1:], prog="analytics-kit demo-api")
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

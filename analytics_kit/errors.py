@@ -6,12 +6,18 @@ no secret: messages are built by the kit from redacted parts only.
     KitError
     ├── ConfigError              (also ValueError) the config dict is malformed, or dlt refuses it
     │   └── MissingSecretError   a credential is set nowhere dlt looks (nor, for a key, in API_KEY)
-    └── LoadError                a load failed; nothing half-written, cursors as before
+    ├── LoadError                a load failed; nothing half-written, cursors as before
+    └── QueryError               (also ValueError) SQL the database refused, or no database to read
+
+In IPython and Jupyter a kit error shows as its message and what to do, not as a
+traceback through the kit's and DuckDB's frames (``_render_traceback_``); ``%tb``
+still prints the whole traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,6 +75,32 @@ class KitError(Exception):
             return f"{self.message}\n  What to do: {self.guidance}"
         return self.message
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython and Jupyter show for this error: its message and the fix, no frames.
+
+        IPython calls this for every traceback it shows, ``%tb`` included; there the
+        whole traceback is what was asked for, so it gets it.
+        """
+        full = _full_traceback(self)
+        if full is not None:
+            return full
+        return [f"{type(self).__name__}: {self}", "(%tb shows the full traceback)"]
+
+
+def _full_traceback(error: BaseException) -> list[str] | None:
+    """IPython's own traceback of ``error`` when the ``%tb`` magic asks for it, else None."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "tb" and code.co_filename.replace("\\", "/").endswith("IPython/core/magics/execution.py"):
+            shell = frame.f_locals.get("self")
+            shell = getattr(shell, "shell", None)
+            if shell is None:
+                return None
+            return shell.InteractiveTB.structured_traceback(type(error), error, error.__traceback__)
+        frame = frame.f_back
+    return None
+
 
 class ConfigError(KitError, ValueError):
     """The config dict is malformed; ``path`` points at the offending key."""
@@ -93,6 +125,31 @@ class LoadError(KitError):
     completed load, so running it again fetches the same data again."""
 
 
+class QueryError(KitError, ValueError):
+    """A query failed, or there is nothing to query: the database's own message, the tables
+    there are and a "did you mean" for a misspelt table or column. ``str()`` is one line;
+    ``detail`` holds the database's pointer into the SQL (``LINE 1: ...``), where it gave one."""
+
+    def __init__(self, message: str, *, guidance: str | None = None, detail: str = "",
+                 tables: tuple[str, ...] = (), **context: Any) -> None:
+        self.detail = detail
+        self.tables = tuple(tables)
+        super().__init__(message, guidance=guidance, **context)
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.guidance}" if self.guidance else self.message
+
+    def _render_traceback_(self) -> list[str]:
+        full = _full_traceback(self)
+        if full is not None:
+            return full
+        lines = [f"{type(self).__name__}: {self.message}"]
+        lines += [f"  {line}" for line in self.detail.splitlines() if line.strip()]
+        if self.guidance:
+            lines.append(f"  {self.guidance}")
+        return lines + ["(%tb shows the full traceback)"]
+
+
 def secret_safe(fn: F) -> F:
     """Makes ``fn``'s failures leave without frames that hold its arguments.
 
@@ -100,7 +157,11 @@ def secret_safe(fn: F) -> F:
     variables (IPython's verbose mode, rich, error trackers) shows every frame's arguments,
     so an error raised inside ``load(config)`` would print the key from each frame it
     passed through. The error is re-raised here with no traceback below this frame and no
-    chained exceptions, and this frame's own references to the arguments are gone.
+    chained exceptions, and this frame's own references to the arguments are gone. That
+    holds for a KeyboardInterrupt too: a notebook's interrupt button raises one wherever
+    the load happens to be.
+
+    In a traceback this frame reads as ``fn`` (``load(*args, **kwargs)``), not as a wrapper.
     """
 
     @functools.wraps(fn)
@@ -108,12 +169,14 @@ def secret_safe(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except KitError as error:
-            failure: Exception = error.detached()
-        except Exception as error:  # noqa: BLE001 - re-raised, only its frames are dropped
+            failure: BaseException = error.detached()
+        except BaseException as error:  # noqa: BLE001 - re-raised, only its frames are dropped
             error.__traceback__ = error.__cause__ = error.__context__ = None
             error.add_note("(analytics-kit dropped this traceback: its frames held the config, secrets included)")
             failure = error
         args = kwargs = None  # type: ignore[assignment]  # noqa: F841
         raise failure
+
+    wrapper.__code__ = wrapper.__code__.replace(co_name=fn.__name__, co_qualname=fn.__qualname__)
 
     return wrapper  # type: ignore[return-value]

@@ -40,7 +40,9 @@ class Redactor:
             if isinstance(secret, str) and secret:
                 # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
                 # values with repr: a backslash or a quote in the key would change its form)
-                forms.update({secret, quote(secret, safe=""), quote_plus(secret), repr(secret)[1:-1],
+                # (percent-encoded with "/" kept too: how most clients and people encode a URL)
+                forms.update({secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
+                              quote_plus(secret, safe="/"), repr(secret)[1:-1],
                               json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)

@@ -18,9 +18,9 @@ from helpers import fast
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working folder, and no key or base URL from the developer's environment."""
+    """A fresh working folder, and no key, base URL or default database from the developer's environment."""
     monkeypatch.chdir(tmp_path)
-    for name in ("API_KEY", "ANALYTICS_API_BASE_URL"):
+    for name in ("API_KEY", "ANALYTICS_API_BASE_URL", "ANALYTICS_DATABASE"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -37,3 +37,10 @@ def config(api, monkeypatch: pytest.MonkeyPatch) -> dict:
     """The guide's config for ``api``, the key coming from dlt secrets (API_KEY), fast retries."""
     monkeypatch.setenv("API_KEY", api.api_key)
     return fast(ak.guide_config(api.base_url))
+
+
+@pytest.fixture
+def loaded(api, config) -> Path:
+    """The demo API loaded into ``analytics.duckdb`` in the test's folder."""
+    ak.load(config, progress=False)
+    return Path("analytics.duckdb").resolve()

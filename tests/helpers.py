@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,10 @@ def merge_sql(table: str = "events", database: str = "analytics.duckdb") -> str:
     jobs = sorted(Path(database + ".state").glob(f"*/load/loaded/*/completed_jobs/{table}.*.sql"))
     assert jobs, f"no merge job for {table}"
     return jobs[-1].read_text()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

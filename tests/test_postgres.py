@@ -143,3 +143,37 @@ def test_the_config_file_can_name_the_destination(api, config, postgres):
     assert report.database.startswith("postgres")
     assert not Path("analytics.duckdb").exists()
     assert ak.tables(**postgres).rows.sum() == 270
+
+
+def test_history_on_a_warehouse(api, config, postgres):
+    first = ak.load(config, progress=False, **postgres)
+    api.advance(new=5, updated=3, deleted=2)
+    api.inject("status", path="/v1/events", status=503, times=None)
+    with pytest.raises(ak.LoadError):
+        ak.load(config, progress=False, **postgres)  # failed: never in the history
+    api.clear_faults()
+    second = ak.load(config, progress=False, **postgres)
+
+    history = ak.history(**postgres)
+    assert history["load_id"].tolist() == [first.load_id, second.load_id]
+    assert history["rows"].tolist() == [270, second.total_rows] and history["requests"].tolist() == [4, 2]
+    assert history["cursor_events_after"].tolist() == [first.cursor_after["events"], second.cursor_after["events"]]
+    assert (history["duration"] > 0).all()
+
+    state = ak.state(**postgres)
+    assert state["cursors"] == second.cursor_after
+    assert state.loads["load_id"].tolist() == [second.load_id, first.load_id]
+
+    columns = ak.schema(**postgres).columns.set_index(["table", "column"])
+    assert columns.loc[("events", "id"), "primary_key"] and columns.loc[("events", "id"), "source"] == "config"
+    assert columns.loc[("events", "_dlt_id"), "source"] == "dlt"
+
+
+def test_the_readme_sql_runs_on_the_warehouse_unchanged(api, config, server, monkeypatch):
+    """The default dataset is the schema `analytics`, on PostgreSQL's search path: both names work."""
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", server.dsn)
+    ak.load(config, progress=False, destination="postgres")
+    for sql in ("SELECT count(*) AS n FROM analytics.events", "SELECT count(*) AS n FROM events"):
+        assert ak.query(sql, destination="postgres")["n"].iloc[0] == 250, sql
+    with pytest.raises(ak.QueryError, match=r"The query failed on postgres \(dataset analytics\).*evnts"):
+        ak.query("SELECT * FROM evnts", destination="postgres")

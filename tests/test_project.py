@@ -14,17 +14,17 @@ from analytics_kit.cli import build_parser
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
-# conda-forge names that differ from PyPI's.
-CONDA_TO_PYPI = {"python-duckdb": "duckdb", "psycopg2": "psycopg2-binary"}
 
 
 def test_public_surface_changes_only_on_purpose():
     assert ak.__all__ == sorted(ak.__all__)
     assert ak.__all__ == [
-        "ConfigError", "KitError", "LoadError", "LoadReport", "MissingSecretError", "RetryPolicy",
-        "build_source", "demo", "describe", "guide", "guide_config", "load", "notebook", "query", "state", "tables",
+        "ConfigError", "KitError", "LoadError", "LoadReport", "MissingSecretError", "QueryError", "RetryPolicy",
+        "build_source", "demo", "describe", "guide", "guide_config", "history", "load", "notebook", "query", "schema",
+        "state", "tables",
     ]
     assert issubclass(ak.ConfigError, ValueError) and issubclass(ak.MissingSecretError, ValueError)
+    assert issubclass(ak.QueryError, ak.KitError) and issubclass(ak.QueryError, ValueError)
 
 
 def test_every_public_name_and_command_is_documented():
@@ -41,31 +41,37 @@ def _requirement(text: str) -> tuple[str, str]:
     match = re.match(r"\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(.*)", text)
     assert match, text
     name = match.group(1).lower().replace("_", "-")
-    return CONDA_TO_PYPI.get(name, name), match.group(3).replace(" ", "")
+    return name, match.group(3).replace(" ", "")
 
 
-def test_environment_yml_and_pyproject_agree():
+def test_environment_yml_installs_the_tested_set():
+    """The conda route installs what `make` does: Python from conda, then the kit with its dev
+    extras under constraints.txt; no package from both conda and pip (psycopg2 was, twice)."""
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pyproject = dict(
-        _requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]
-    )
-    conda: dict[str, str] = {}
-    for entry in yaml.safe_load((REPO / "environment.yml").read_text())["dependencies"]:
-        if isinstance(entry, dict):
-            for pip_entry in entry["pip"]:
-                if not pip_entry.startswith("-e"):
-                    conda.update([_requirement(pip_entry)])
-        elif not entry.startswith(("python>", "python=", "pip")) or entry.startswith("python-"):
-            conda.update([_requirement(entry)])
-    assert conda == pyproject
+    assert sorted(conda) == ["pip", "python=3.11"], conda
+    assert project["requires-python"] == ">=3.11"
+    assert pip == ["-c constraints.txt", "-e .[dev]"], pip
+    pins = _pins("constraints.txt")
+    wanted = [_requirement(r)[0] for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    assert all(name in pins for name in wanted), [n for n in wanted if n not in pins]
+    text = (REPO / "environment.yml").read_text()
+    assert "conda activate analytics-kit" in text and "analytics-kit demo" in text  # what to run after
 
 
-def test_constraints_pin_what_pyproject_asks_for():
+def _pins(file: str) -> dict[str, str]:
     pins = {}
-    for line in (REPO / "constraints.txt").read_text().splitlines():
+    for line in (REPO / file).read_text().splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
             pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_constraints_pin_what_pyproject_asks_for():
+    pins = _pins("constraints.txt")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     from packaging.specifiers import SpecifierSet
 
@@ -73,3 +79,20 @@ def test_constraints_pin_what_pyproject_asks_for():
         name, spec = _requirement(requirement)
         assert name in pins, f"{name} is not pinned in constraints.txt"
         assert pins[name] in SpecifierSet(spec), f"{name}=={pins[name]} is outside {spec}"
+
+
+def test_constraints_oldest_pin_the_lower_bounds():
+    """constraints-oldest.txt (make test-oldest) is the window's other end: every pin within
+    pyproject's bounds, and the libraries the kit reaches into at their lower bound."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    pins = _pins("constraints-oldest.txt")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name, spec = _requirement(requirement)
+        assert pins[name] in SpecifierSet(spec), f"{name}=={pins[name]} is outside {spec}"
+        if name in ("dlt", "duckdb", "numpy", "pandas", "pyarrow", "sqlglot"):
+            lower = Version(next(s.version for s in SpecifierSet(spec) if s.operator == ">="))
+            pinned = Version(pins[name]).release[:len(lower.release)]
+            assert pinned == lower.release, f"{name}=={pins[name]} is not the lower bound {lower}"

@@ -33,16 +33,36 @@ def test_progress_off_a_terminal_is_a_few_plain_lines():
     progress = Progress(stats, stream=out)
     assert not progress.live
     for _ in range(500):
+        stats.request("events", "GET /v1/events")
         stats.page("events", 100)
         progress.on_page("events")
-    progress.close()
-    assert out.getvalue() == "events: 500 pages, 50,000 rows\n"
+    progress.close(ak.LoadReport(mode="full_refresh", rows={"events": 50_000}, requests={"events": 500}, retries=(),
+                                 cursor_before={}, cursor_after={}, fetched={"events": 50_000}))
+    assert out.getvalue() == "events: 50,000 rows, 500 requests\n"
 
 
-def test_progress_shows_on_every_load(api, config, capsys):
+def test_progress_of_a_failed_load_says_how_far_it_got():
+    stats = LoadStats()
+    out = io.StringIO()
+    progress = Progress(stats, stream=out)
+    stats.page("events", 100)
+    progress.on_page("events")
+    progress.close(None)
+    assert out.getvalue().splitlines() == ["events: 100 rows fetched, 1 page",
+                                           "the load failed: the error says what to do"]
+
+
+def test_progress_ends_with_the_reports_numbers(api, config, capsys):
     ak.load(config)
-    err = capsys.readouterr().err
-    assert "events: 3 pages, 250 rows" in err and "customers: 1 pages, 20 rows" in err
+    assert capsys.readouterr().err.splitlines() == ["customers: 20 rows, 1 request", "events: 250 rows, 3 requests"]
+    api.advance(new=5, updated=3, deleted=2)
+    report = ak.load(config)
+    # dlt leaves out the record at the stored cursor, fetched again: the numbers say so
+    assert report.rows == {"events": 10} and report.fetched == {"customers": 1, "events": 11}
+    assert capsys.readouterr().err.splitlines() == [
+        "customers: 0 rows of 1 fetched (1 already loaded), 1 request",
+        "events: 10 rows of 11 fetched (1 already loaded), 1 request",
+    ]
 
 
 def test_query_lets_go_of_the_file(api, config):
@@ -59,12 +79,12 @@ def test_query_lets_go_of_the_file(api, config):
 def test_tables_and_describe(api, config):
     ak.load(config, progress=False)
     assert ak.tables().to_dict("records") == [{"table": "customers", "rows": 20}, {"table": "events", "rows": 250}]
-    with pytest.raises(ak.KitError, match="There is no table main.nope"):
+    with pytest.raises(ak.QueryError, match="There is no table 'nope' in .*analytics.duckdb"):
         ak.describe("nope")
 
 
 def test_reading_before_any_load_says_what_to_do():
-    with pytest.raises(ak.KitError, match=r"(?s)no DuckDB file at .*Run analytics_kit.load"):
+    with pytest.raises(ak.QueryError, match=r"no DuckDB file at .*Run a load into it: analytics_kit.load"):
         ak.query("SELECT 1")
 
 

@@ -16,9 +16,10 @@ import threading
 from analytics_kit.demo.api import KEY_ENV, serve
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def build_parser(parser: argparse.ArgumentParser | None = None, prog: str = "python -m analytics_kit.demo"
+                 ) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(
-        prog="python -m analytics_kit.demo",
+        prog=prog,
         description="Serve the deterministic demo analytics API on 127.0.0.1 until Ctrl-C.")
     p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: pick a free one)")
     p.add_argument("--events", type=int, default=1000, help="initial number of events")
@@ -33,8 +34,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``prog`` is the command as the user typed it (``analytics-kit demo-api``), for ``--help``."""
+    args = build_parser(prog=prog or "python -m analytics_kit.demo").parse_args(argv)
     return run(args)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shlex
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from analytics_kit import demo
 from analytics_kit.config.guide import guide_config
 from analytics_kit.read.query import query, tables
 from analytics_kit.run.load import load
+from analytics_kit.store.database import DEFAULT_DATABASE, READER_CATALOG, file_paths
 
 
 @contextmanager
@@ -26,12 +29,12 @@ def _api_key(value: str) -> Iterator[None]:
             os.environ["API_KEY"] = old
 
 
-def run(database: str = "analytics.duckdb", events: int = 5000) -> int:
+def run(database: str = DEFAULT_DATABASE, events: int = 5000) -> int:
     """Serves the demo API, loads it in full, changes it, loads incrementally, and shows the tables."""
     with demo.serve(events=events, customers=max(10, events // 50)) as api, _api_key(api.api_key):
         print(f"demo API on {api.base_url}: {events:,} events")
         config = guide_config(api.base_url)
-        print("\n1. full refresh into", database)
+        print("\n1. full refresh into", _shown(database))
         print(load(config, mode="full_refresh", database=database))
         change = api.advance(new=events // 100, updated=events // 50, deleted=events // 200)
         print(
@@ -48,5 +51,29 @@ def run(database: str = "analytics.duckdb", events: int = 5000) -> int:
         database,
     )
     print(frame.to_string(index=False))
-    print(f'\nAd-hoc SQL: .venv/bin/duckdb -readonly {database} -c "SELECT count(*) FROM analytics.events"')
+    print(f"\nAd-hoc SQL: {duckdb_command(database)}")
     return 0
+
+
+def duckdb_command(database: str | Path, sql: str = "SELECT count(*) FROM analytics.events") -> str:
+    """The DuckDB CLI command that runs ``sql`` on the file as the kit's readers name it.
+
+    The CLI names a file's catalog after the file, so ``analytics.events`` works as is in
+    ``analytics.duckdb`` only; any other file is attached under the name ``analytics``.
+    """
+    shown = _shown(database)
+    if Path(shown).stem == READER_CATALOG:
+        return f'.venv/bin/duckdb -readonly {shlex.quote(shown)} -c "{sql}"'
+    attach = "ATTACH '" + shown.replace("'", "''") + f"' AS {READER_CATALOG} (READ_ONLY); USE {READER_CATALOG}"
+    # double quotes read best; shlex's single quotes only where the shell would change the text
+    quoted = f'"{attach}"' if not set(attach) & set('"$`\\!') else shlex.quote(attach)
+    return f'.venv/bin/duckdb -cmd {quoted} -c "{sql}"'
+
+
+def _shown(database: str | Path) -> str:
+    """The file as resolved (``$ANALYTICS_DATABASE`` for the default), relative to here when inside."""
+    path, _ = file_paths(database)
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

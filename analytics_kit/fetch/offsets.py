@@ -214,6 +214,7 @@ class OffsetPass:
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
+            self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
         elif not self._named_bad_total:

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 from requests import ConnectionError as RequestsConnectionError
 from requests import PreparedRequest, ReadTimeout, RequestException, Response
-from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
@@ -29,8 +29,11 @@ from analytics_kit.fetch.transport import (
     KitSession,
     ResponseTimeout,
     deadline,
+    host_port,
     in_attempt,
+    origin,
     request_text,
+    unreachable,
 )
 from analytics_kit.redact import Redactor
 from analytics_kit.seam import DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after
@@ -39,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # A request the API refused on its merits fails the same way when repeated.
 NEVER_RETRIED = frozenset({400, 401, 403, 404})
+# Set on a connection error to an origin that has not answered in this run and could not be
+# connected to at all (refused, no such host, TLS failed): "host:port: why". Not retried.
+UNREACHABLE = "kit_unreachable"
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,10 @@ def retry_session(
                     isinstance(error, RequestsConnectionError) and error.args
                     and isinstance(error.args[0], ReadTimeoutError))
                 raised = too_late if watch.fired or late else _scrubbed(error, redact, request)
+                if raised is not too_late:
+                    _first_contact(raised, error, request, stats, redact)
+        if response is not None:
+            stats.answered.add(origin(request.url))
         if gate is not None and response is not None and response.status_code == 429:
             gate.pause(retry_after(response))
         if raised is None:
@@ -178,7 +188,7 @@ def retry_session(
     retrying = Retrying(
         retry=retry_any(
             retry_if_status([c for c in policy.status_codes if c not in NEVER_RETRIED]),
-            retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
+            retry_if_exception(lambda e: isinstance(e, DEFAULT_RETRY_EXCEPTIONS) and not getattr(e, UNREACHABLE, None)),
         ),
         wait=wait_exponential_retry_after(multiplier=policy.backoff_factor, max=policy.max_delay),
         stop=stop_after_attempt(policy.attempts),
@@ -197,6 +207,21 @@ def retry_session(
 
     session.send = dispatch  # type: ignore[method-assign]
     return session
+
+
+def _first_contact(raised: RequestException, error: RequestException, request: PreparedRequest,
+                   stats: LoadStats, redact: Redactor) -> None:
+    """Marks ``raised`` as not worth retrying when the API's origin could not be reached at all.
+
+    A refused connection, a host name that does not resolve or a failed TLS handshake on the
+    first contact with an origin is a wrong ``base_url`` (scheme, host, port) or a server
+    that is down: the retry schedule (2 + 4 + 8 s for the guide's policy) would only delay
+    the message. Once the origin has answered in this run, the same failures are retried:
+    a server restarting mid-load, a network blip.
+    """
+    why = unreachable(error)
+    if why and origin(request.url) not in stats.answered:
+        setattr(raised, UNREACHABLE, redact(f"{host_port(request.url)}: {why}"))
 
 
 def _scrubbed(error: RequestException, redact: Redactor, request: PreparedRequest) -> RequestException:

@@ -39,8 +39,13 @@ class LoadStats:
         self.requests: dict[str, int] = defaultdict(int)
         self.pages: dict[str, int] = defaultdict(int)
         self.rows: dict[str, int] = defaultdict(int)
+        # The API's latest usable total per resource, where it sends one (a hint: see offsets).
+        self.totals: dict[str, int] = {}
         self.retries: list[RetryEvent] = []
         self.last_request: dict[str, str] = {}
+        # Origins that answered in this run, whatever the status: a connection to one of
+        # them that fails is retried; to any other it fails at once (see retry.retry_session).
+        self.answered: set[str] = set()
         # Attempts per request text (method, path and query, secrets masked): a retry
         # repeats the same text, so this counts the attempts each request took.
         self.attempts: dict[str, int] = defaultdict(int)
@@ -67,6 +72,11 @@ class LoadStats:
     def retry(self, event: RetryEvent) -> None:
         with self._lock:
             self.retries.append(event)
+
+    def total(self, resource: str, total: int) -> None:
+        """The API's total for ``resource``'s listing, for the progress display's percentage."""
+        with self._lock:
+            self.totals[resource] = total
 
     def page(self, resource: str, rows: int) -> None:
         with self._lock:

@@ -19,7 +19,9 @@ link pointing at another host.
 
 from __future__ import annotations
 
+import re
 import socket
+import ssl
 import threading
 import time
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -57,6 +60,48 @@ def host_of(url: str) -> str:
     """``host:port`` as a message names it (no user, path or query)."""
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def host_port(url: str) -> str:
+    """``host:port`` with the scheme's default port spelled out, as connection errors name it."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.hostname}:{port}"
+
+
+# What the kit quotes of a connection failure's text: the OS's or OpenSSL's own reason.
+_OS_REASON = re.compile(r"\[Errno -?\d+\][^'\")]*")
+_TLS_REASON = re.compile(r"\[SSL[^\]]*\][^'\")(]*|certificate verify failed[^'\")(]*")
+
+
+def unreachable(error: BaseException) -> str | None:
+    """Why no connection could be made at all, where retrying cannot help: the port refused it,
+    the host name does not resolve, or the TLS handshake failed (https on an http port, a
+    certificate not trusted). None for anything else: timeouts, resets, a server gone mid-response.
+    """
+    seen: set[int] = set()
+    todo: list[object] = [error]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (requests.exceptions.SSLError, urllib3_exceptions.SSLError, ssl.SSLError)):
+            return (f"the TLS handshake failed ({_reason(current, _TLS_REASON)}): an http port asked for "
+                    "https, or a certificate that is not trusted")
+        if isinstance(current, (urllib3_exceptions.NameResolutionError, socket.gaierror)):
+            return f"the host name does not resolve ({_reason(current, _OS_REASON)})"
+        if isinstance(current, ConnectionRefusedError) or (
+                isinstance(current, urllib3_exceptions.NewConnectionError) and "refused" in str(current).lower()):
+            return "the connection was refused: nothing listens on that port"
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None),
+                 *[a for a in current.args if isinstance(a, BaseException)]]
+    return None
+
+
+def _reason(error: BaseException, pattern: re.Pattern[str]) -> str:
+    found = pattern.search(str(error))
+    return found.group(0).strip().rstrip(",;:") if found else type(error).__name__
 
 
 def shown_origin(url: str) -> str:
@@ -167,21 +212,29 @@ def _watch_socket(connection: HTTPConnection) -> None:
         watch.use(connection.sock)
 
 
-class DeadlineConnection(HTTPConnection):
-    """Tells the current ``Watch`` its socket: when it connects, and when it is reused."""
+class _Watched:
+    """Tells the current ``Watch`` its socket: when it connects, and when it is reused.
+
+    A mixin, so that ``super()`` means urllib3's HTTP or HTTPS connection as the case may be
+    (methods copied from an HTTP class into the HTTPS one failed every https request with
+    "super(type, obj): obj must be an instance or subtype of type").
+    """
 
     def connect(self) -> None:
-        super().connect()
-        _watch_socket(self)
+        super().connect()  # type: ignore[misc]
+        _watch_socket(self)  # type: ignore[arg-type]
 
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        _watch_socket(self)
-        super().request(*args, **kwargs)
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch_socket(self)  # type: ignore[arg-type]
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class DeadlineHTTPSConnection(HTTPSConnection):
-    connect = DeadlineConnection.connect  # type: ignore[assignment]
-    request = DeadlineConnection.request  # type: ignore[assignment]
+class DeadlineConnection(_Watched, HTTPConnection):
+    pass
+
+
+class DeadlineHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _Pool(HTTPConnectionPool):

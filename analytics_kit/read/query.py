@@ -1,12 +1,15 @@
 """Reading loaded tables back: ``query``, ``tables``, ``describe``.
 
 On the DuckDB file every call opens a read-only connection and closes it before
-returning, so a load can run right after, from this kernel or another process. On
-a warehouse destination the same calls go through dlt's SQL client for it.
+returning, so a load can run right after, from this kernel or another process; the file
+is attached as ``analytics`` whatever it is called (``read.connection``). On a warehouse
+destination the same calls go through dlt's SQL client for it. What fails is a
+``QueryError``: the database's message, the tables there are, a "did you mean".
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from analytics_kit.errors import KitError
-from analytics_kit.store.database import DEFAULT_DATABASE, LOCK_WAIT_SECONDS, connect_waiting
+from analytics_kit.errors import QueryError
+from analytics_kit.read import connection
+from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
+from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.sql import qualified
 from analytics_kit.store.target import Target
 
@@ -43,37 +48,40 @@ def _nullable() -> Callable[[pa.DataType], Any]:
 
 
 @contextmanager
-def connect(database: str | Path = DEFAULT_DATABASE) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived read-only connection to the DuckDB file, in UTC."""
-    path = Target.of(database=database, dataset="main").database
-    if not path.exists():
-        raise KitError(
-            f"There is no DuckDB file at {path}.",
-            guidance="Run analytics_kit.load(...) (or `analytics-kit load`) first, or pass database=...",
-        )
-    con = connect_waiting(path, True, LOCK_WAIT_SECONDS, None, KitError,
-                          "Run the query again when the load has finished, or close the program holding the file.")
-    try:
-        con.execute("SET TimeZone = 'UTC'")
+def connect(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-only connection to the DuckDB file, in UTC, the file attached as ``analytics``."""
+    target = Target.of(database=database, dataset=dataset)
+    with connection.connect(target.database, database, target.dataset) as con:
         yield con
-    finally:
-        con.close()
 
 
-def _arrow(target: Target, sql: str, params: Sequence[Any] | None) -> pa.Table:
+def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object = None) -> pa.Table:
     if target.is_file:
-        with connect(target.database) as con:
-            return con.sql(sql, params=params).to_arrow_table()
+        with connection.connect(target.database, given, target.dataset) as con:
+            try:
+                relation = con.sql(sql, params=params)
+            except duckdb.Error as error:
+                raise sql_error(error, con, str(target.database), target.database.stem, target.dataset) from error
+            if relation is None:  # empty SQL, a comment, or a statement with no result
+                raise QueryError(f"The SQL {sql[:60]!r} returns no rows to read: it is empty, a comment, or a "
+                                 "statement without a result.", guidance="Pass a SELECT (or another query that "
+                                 "returns rows), e.g. SELECT count(*) FROM analytics.events.",
+                                 database=str(target.database))
+            try:
+                return relation.to_arrow_table()
+            except duckdb.Error as error:
+                raise sql_error(error, con, str(target.database), target.database.stem, target.dataset) from error
     try:
         with target.pipeline().sql_client() as client:
             with client.execute_query(sql, *(params or ())) as cursor:
                 return cursor.arrow()
     except Exception as error:  # noqa: BLE001 - the driver's own error, explained
-        raise KitError(
+        raise QueryError(
             f"The query failed on {target.label}: {type(error).__name__}: {str(error).strip()[:300]}",
             guidance=f"SQL runs in {target.destination}'s own dialect there. Queries written for DuckDB may "
             "need changes (functions, JSON operators, ? vs %s parameters); tables are in schema "
-            f"{target.dataset}.",
+            f"{target.dataset}, on the search path where the database has one.",
+            database=target.label,
         ) from None
 
 
@@ -81,46 +89,79 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
           destination: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     """Runs ``sql`` and returns a DataFrame with nullable, tz-aware dtypes.
 
-    ``destination`` (default: the DuckDB file ``database``) names a dlt destination
-    such as ``postgres``; its credentials come from dlt secrets.
+    ``analytics.events`` and plain ``events`` name the loaded table in any DuckDB file and
+    on a warehouse. ``destination`` (default: the DuckDB file ``database``) names a dlt
+    destination such as ``postgres``; its credentials come from dlt secrets. SQL the
+    database refuses raises ``QueryError`` with its message and the tables there are.
     """
-    table = _arrow(Target.of(destination, database, dataset), sql, params)
+    table = _arrow(Target.of(destination, database, dataset), sql, params, database)
     return table.to_pandas(types_mapper=_nullable())
+
+
+def _frame(names: list[str], counts: list[int]) -> pd.DataFrame:
+    from analytics_kit.read.listing import listing  # a DataFrame that shows well in a notebook
+
+    return listing(pa.table({"table": pa.array(names, pa.string()), "rows": pa.array(counts, pa.int64())}).to_pandas(
+        types_mapper=_nullable()))
 
 
 def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
            destination: str | None = None) -> pd.DataFrame:
-    """The loaded tables with their row counts (dlt's and the kit's bookkeeping tables left out)."""
+    """The loaded tables with their row counts (dlt's and the kit's bookkeeping tables left out).
+
+    A database no load has completed into raises ``QueryError`` saying what to run.
+    """
     target = Target.of(destination, database, dataset)
+    if target.is_file:
+        with connection.connect(target.database, database, target.dataset) as con:
+            names = user_tables(con, target.dataset)
+            if connection.never_loaded(con, target.dataset, names):
+                raise empty_database(str(target.database))
+            counts = [con.execute(f"SELECT count(*) FROM {qualified(target.dataset, name)}").fetchone()[0]
+                      for name in names]
+        return _frame(names, counts)
     p = target.placeholder
     names = _arrow(
         target,
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = {p} ORDER BY table_name",
         [target.dataset],
     ).column(0).to_pylist()
-    names = [name for name in names if not name.startswith(("_dlt", "_analytics_kit"))]
+    names = [name for name in names if not name.startswith(BOOKKEEPING)]
+    if not names:
+        raise empty_database(target.label)
     counts = [
         _arrow(target, f"SELECT count(*) FROM {qualified(target.dataset, name)}", None).column(0)[0].as_py()
         for name in names
     ]
-    return pa.table({"table": pa.array(names, pa.string()), "rows": pa.array(counts, pa.int64())}).to_pandas(
-        types_mapper=_nullable())
+    return _frame(names, counts)
 
 
 def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
              destination: str | None = None) -> pd.DataFrame:
-    """Each column of ``table``: its type in the destination and whether it may be NULL."""
+    """Each column of ``table``: its type in the destination and whether it may be NULL.
+
+    ``table`` may be written as in SQL: ``events``, ``analytics.events`` or ``<dataset>.events``.
+    """
     target = Target.of(destination, database, dataset)
+    for prefix in {connection.READER_CATALOG, target.dataset}:
+        if isinstance(table, str) and table.lower().startswith(prefix.lower() + "."):
+            table = table[len(prefix) + 1:]
+            break
     p = target.placeholder
+    where = f"table_schema = {p} AND table_name = {p}" + (" AND table_catalog = current_database()"
+                                                           if target.is_file else "")
     frame = _arrow(
         target,
         "SELECT column_name AS column, data_type AS type, is_nullable = 'YES' AS nullable "
-        f"FROM information_schema.columns WHERE table_schema = {p} AND table_name = {p} ORDER BY ordinal_position",
-        [target.dataset, table],
+        f"FROM information_schema.columns WHERE {where} ORDER BY ordinal_position",
+        [target.dataset, table], database,
     ).to_pandas(types_mapper=_nullable())
     if frame.empty:
-        raise KitError(
-            f"There is no table {target.dataset}.{table} in {target.label}.",
-            guidance="analytics_kit.tables() lists the loaded tables.",
+        names = tables(database, dataset, destination=destination)["table"].tolist()  # empty: says what to run
+        close = difflib.get_close_matches(table, names, n=1)
+        raise QueryError(
+            f"There is no table {table!r} in {target.label}.",
+            guidance=(f"Did you mean {close[0]!r}? " if close else "") + f"Tables there: {', '.join(names)}.",
+            tables=tuple(names), database=target.label,
         )
     return frame

@@ -16,9 +16,11 @@ import requests
 
 from analytics_kit import seam
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
+from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.transport import host_of, request_text
+from analytics_kit.fetch.transport import host_of, request_text, shown_origin
 from analytics_kit.redact import Redactor
+from analytics_kit.store.database import in_use_here
 
 KEY_GUIDANCE = (
     "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
@@ -60,6 +62,10 @@ def _cause(error: BaseException, redactor: Redactor) -> str:
     return found.group(0).strip() if found else _short(text, 160)
 
 
+def _origin_of(url: str) -> str:
+    return shown_origin(url) if "://" in url else url
+
+
 def _find(error: BaseException, kind: type) -> BaseException | None:
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
 
@@ -85,6 +91,30 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if own is not None:
         return own.redacted(redactor)
 
+    if _find(error, KeyboardInterrupt) is not None:
+        step = getattr(error, "step", None)
+        return LoadError(
+            f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
+            "button); nothing from this run was committed.",
+            guidance=f"Run the load again when you are ready. {_aftermath(stats.mode, step)}",
+        )
+
+    refused = next((e for e in _chain(error) if getattr(e, UNREACHABLE, None)), None)
+    if refused is not None:
+        address, _, why = getattr(refused, UNREACHABLE).partition(": ")
+        url = redactor(failed.url) if failed is not None and failed.url else None
+        base = f" ({_origin_of(url)})" if url else ""
+        fix = (f"Check the scheme of client.base_url{base}: http:// for a plain HTTP port; for a certificate "
+               "from a private authority set REQUESTS_CA_BUNDLE." if "TLS" in why else
+               f"Check the host name in client.base_url{base}, and your network's DNS." if "resolve" in why else
+               f"Check the host and port in client.base_url{base}; if the server is down or restarting, run the "
+               "load again once it is up.")
+        return LoadError(
+            f"Could not connect to {address} for {where}: {why}. The API had not answered in this run, so the "
+            "kit did not retry; nothing from this run was committed.",
+            guidance=fix, resource=resource, host=address,
+        )
+
     http = _find(error, requests.HTTPError)
     if http is not None and http.response is not None:
         status = http.response.status_code
@@ -93,11 +123,28 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 f"The API rejected the key (HTTP {status}) for {where}.",
                 guidance=KEY_GUIDANCE, resource=resource, status=status,
             )
+        url = redactor(failed.url) if failed is not None and failed.url else request
+        if status in (404, 410):
+            return LoadError(
+                f"The API answered HTTP {status} (not found) for {where} on {url}; nothing from this run was "
+                "committed.",
+                guidance="The path or the base URL is wrong: check client.base_url and the resource's "
+                "endpoint.path against the API's documentation. A 404 is not retried: it would answer the same.",
+                resource=resource, status=status, request=request,
+            )
+        if 400 <= status < 500 and status not in (408, 429):
+            return LoadError(
+                f"The API refused the request for {where} with HTTP {status} on {url}; nothing from this run "
+                "was committed.",
+                guidance="The request as the config builds it is not one the API accepts: check the endpoint's "
+                "params, paginator and method against the API's documentation; the response body may say which.",
+                resource=resource, status=status, request=request,
+            )
         return LoadError(
             f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts} "
             f"attempt(s); nothing from this run was committed.",
-            guidance="If the API is overloaded, run the load again later or raise "
-            "error_handler.max_retries; other statuses point at the endpoint config.",
+            guidance="The API is failing or overloaded: run the load again later, or raise "
+            "error_handler.max_retries (and backoff_factor) to wait longer for it.",
             resource=resource, status=status, request=request,
         )
 
@@ -166,8 +213,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
 
     db = _find(error, duckdb.Error)
     text = str(db).lower() if db is not None else ""
-    if db is not None and ("conflicting lock" in text or "could not set lock" in text
-                           or "different configuration" in text):
+    if db is not None and ("conflicting lock" in text or "could not set lock" in text or in_use_here(db)):
         return LoadError(
             f"The DuckDB file {database} is open in another connection, so the load cannot write to it.",
             guidance="Close the other connection (con.close() in your notebook, or quit the duckdb CLI) "

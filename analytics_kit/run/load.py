@@ -29,9 +29,11 @@ from analytics_kit.store.database import (
     ensure_database,
     open_for_writing,
 )
+from analytics_kit.store.load_log import drop_uncommitted, record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (
+    drop_staging,
     forget,
     from_destination,
     full_refresh_done,
@@ -97,6 +99,12 @@ def load(
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config
     target = Target.of(destination or prepared.destination, database, dataset)
+    if target.is_file and "'" in str(target.database):
+        # dlt writes the path of its staged files (beside the database) into SQL unquoted: a
+        # quote there fails every load deep in dlt, after the API was paged
+        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has a single quote, which dlt's "
+                          "loader cannot put into its SQL", path="database",
+                          guidance="Use a file name and folder without ' (spaces are fine), e.g. analytics.duckdb.")
     redactor = Redactor(prepared.secrets + target.secrets())
     stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
@@ -104,6 +112,7 @@ def load(
                     redactor=redactor)
 
     failure: KitError | None = None
+    report: LoadReport | None = None
     with redacted_logging(redactor), mute_dedup_notice():
         try:
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
@@ -112,7 +121,7 @@ def load(
             failure = explain(error, redactor=redactor, stats=stats, database=target.label,
                               destination=target.destination)
         finally:
-            display.close()
+            display.close(report)  # the final counts are the report's
     if failure is not None:
         raise failure
     return report
@@ -131,6 +140,9 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         with _holding(target, lock_timeout):
             pipeline.sync_destination()
             remove_uncommitted_appends(pipeline)
+            drop_uncommitted(pipeline)  # the kit's record of loads that never committed
+            if target.is_file:
+                drop_staging(pipeline)  # what a failed run staged
             if mode == "incremental" and full_refresh_pending(pipeline):
                 logger.warning("An earlier full refresh emptied the tables and did not finish; "
                                "running it again instead of an incremental load.")
@@ -150,7 +162,16 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         with _holding(target, lock_timeout):
             if mode == "full_refresh":
                 mark_full_refresh(pipeline)  # before dlt drops the tables (see recovery)
-            info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+            # counted only once dlt marks the load complete (see load_log)
+            record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
+                   row_counts=normalized.row_counts if normalized else {}, started=started)
+            try:
+                info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+            finally:
+                if target.is_file:
+                    # dlt's main_staging serves inside pipeline.load() only, whether it succeeded
+                    # or not: the kit never resumes a failed load's package
+                    drop_staging(pipeline)
             if mode == "full_refresh":
                 full_refresh_done(pipeline)
     except BaseException:
@@ -181,6 +202,7 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         duration=time.perf_counter() - started,
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
+        fetched={table(name): n for name, n in stats.rows.items()},
     )
 
 

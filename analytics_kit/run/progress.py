@@ -1,22 +1,34 @@
-"""Progress of a load: pages and rows per resource as they arrive.
+"""Progress of a load: one display, updated in place, that ends with the report's numbers.
 
-A terminal or a notebook gets a live tqdm counter per resource; anything else (CI,
-pipes, nbval) gets plain lines, at most one per resource every few seconds, plus a
-final line, so logs and stored notebook outputs stay short.
+- In a notebook (JupyterLab, VS Code, nbclient): one HTML display, updated through its
+  display id; frontends ignore a terminal's cursor movements, so tqdm's bars left stale
+  lines there. The display carries no plain text: nbval compares plain text, and it does not
+  follow display updates, so a stored first state would never match a fresh run's.
+- In a terminal: one line rewritten in place with a carriage return.
+- Anywhere else (CI, pipes): a plain line per resource at most every few seconds.
+
+While a load runs each resource shows the rows fetched, and the API's ``total`` with a
+percentage where the API sends one. At the end every form shows the ``LoadReport``'s rows
+and requests per table, and why fewer rows were loaded than fetched ("1 already loaded":
+an incremental load fetches the records at its stored cursor again, and dlt leaves out
+those it already loaded).
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
-from typing import IO
+from typing import IO, Any
 
-from tqdm import tqdm
-
+from analytics_kit.display import block, html_table, plural
 from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.run.report import LoadReport
 
-LINE_INTERVAL = 5.0
+LINE_INTERVAL = 5.0  # seconds between plain lines per resource
+RENDER_INTERVAL = 0.2  # seconds between updates of a live display
+BAR = 20  # characters of a text progress bar
 
 
 def _in_notebook() -> bool:
@@ -25,51 +37,139 @@ def _in_notebook() -> bool:
     return type(shell).__name__ == "ZMQInteractiveShell"
 
 
-def _interactive(stream: IO[str]) -> bool:
-    return _in_notebook() or bool(getattr(stream, "isatty", lambda: False)())
-
-
 class Progress:
-    """Receives ``on_page(resource)`` calls from the extract step; ``close()`` prints the totals."""
+    """Receives ``on_page(resource)`` calls from the extract step; ``close(report)`` shows the end."""
 
     def __init__(self, stats: LoadStats, *, enabled: bool = True, stream: IO[str] | None = None) -> None:
         self.stats = stats
         self.enabled = enabled
         self.stream = stream or sys.stderr
-        self.live = enabled and _interactive(self.stream)
-        self._bars: dict[str, tqdm] = {}
+        if not enabled:
+            self.kind = "off"
+        elif stream is None and _in_notebook():
+            self.kind = "notebook"
+        elif getattr(self.stream, "isatty", lambda: False)():
+            self.kind = "terminal"
+        else:
+            self.kind = "lines"
+        self.live = self.kind in ("notebook", "terminal")
+        self._handle: Any = None  # the notebook display
+        self._written = 0  # characters of the terminal line on screen
+        self._rendered = 0.0
         self._last_line: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    # -- while the load runs ---------------------------------------------------------------------
 
     def on_page(self, resource: str) -> None:
         if not self.enabled:
             return
         with self._lock:
-            pages, rows = self.stats.pages[resource], self.stats.rows[resource]
-            if self.live:
-                bar = self._bars.get(resource)
-                if bar is None:
-                    # No elapsed time or rate: notebooks store this output, and it must not
-                    # change from run to run.
-                    bar = self._bars[resource] = tqdm(
-                        desc=resource, file=self.stream, mininterval=0.5, leave=True,
-                        bar_format="{desc}: {n_fmt} rows{postfix}",
-                    )
-                bar.set_postfix_str(f"{pages:,} pages", refresh=False)
-                bar.update(rows - bar.n)
-                return
             now = time.monotonic()
-            if now - self._last_line.setdefault(resource, now) >= LINE_INTERVAL:
-                self._last_line[resource] = now
-                print(f"{resource}: {pages:,} pages, {rows:,} rows so far", file=self.stream, flush=True)
+            if self.kind == "lines":
+                if now - self._last_line.setdefault(resource, now) >= LINE_INTERVAL:
+                    self._last_line[resource] = now
+                    print(f"{self._running(resource)} so far", file=self.stream, flush=True)
+                return
+            if self._rendered and now - self._rendered < RENDER_INTERVAL:
+                return
+            self._rendered = now
+            if self.kind == "notebook":
+                self._show(self._running_html())
+            else:
+                self._rewrite("  ".join(self._running(r, short=True) for r in self._resources()))
 
-    def close(self) -> None:
+    def _resources(self) -> list[str]:
+        return list(dict(self.stats.rows))
+
+    def _running(self, resource: str, *, short: bool = False) -> str:
+        rows, total = self.stats.rows.get(resource, 0), self.stats.totals.get(resource)
+        if short:
+            return f"{resource} {rows:,}" + (f"/{total:,} ({_percent(rows, total)})" if total else " rows")
+        text = f"{resource}: {rows:,} of {total:,} rows ({_percent(rows, total)})" if total else \
+            f"{resource}: {rows:,} rows"
+        return f"{text}, {plural(self.stats.requests.get(resource, 0), 'request')}"
+
+    def _running_html(self) -> str:
+        rows = []
+        for resource in self._resources():
+            fetched, total = self.stats.rows.get(resource, 0), self.stats.totals.get(resource)
+            done = f"{_bar(fetched, total)} {_percent(fetched, total)}" if total else ""
+            rows.append((resource, fetched, total, done, self.stats.requests.get(resource, 0)))
+        return block(html_table(["resource", "rows fetched", "of", "", "requests"], rows, right=(1, 2, 4),
+                                caption=f"<b>Loading</b> ({self.stats.mode}) …"))
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def close(self, report: LoadReport | None = None) -> None:
+        """Shows the end: the report's numbers, or how far a failed load got."""
         if not self.enabled:
             return
         with self._lock:
-            for bar in self._bars.values():
-                bar.close()
-            if not self.live:
-                for resource in sorted(self.stats.pages):
-                    pages, rows = self.stats.pages[resource], self.stats.rows[resource]
-                    print(f"{resource}: {pages:,} pages, {rows:,} rows", file=self.stream, flush=True)
+            if report is None and not self._resources():
+                if self._written:
+                    self._rewrite("")
+                return
+            if self.kind == "notebook":
+                self._show(self._final_html(report))
+                return
+            if self._written:
+                self._rewrite("")
+            for line in final_lines(report, self.stats):
+                print(line, file=self.stream, flush=True)
+
+    def _final_html(self, report: LoadReport | None) -> str:
+        if report is None:
+            rows = [(r, self.stats.rows.get(r, 0), self.stats.requests.get(r, 0), "")
+                    for r in self._resources()]
+            caption = "<b>Load failed</b>: how far it got (the error below says what to do)"
+        else:
+            rows = [(t, report.rows.get(t, 0), report.requests.get(t), report.not_loaded(t) or "")
+                    for t in report.table_names()]
+            caption = f"<b>Loaded</b> ({report.mode}): the report's numbers"
+        headers = ["table", "rows" if report else "rows fetched", "requests", ""]
+        return block(html_table(headers, rows, right=(1, 2), caption=caption))
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def _show(self, html: str) -> None:
+        from IPython.display import display
+
+        data = {"text/html": html}
+        if self._handle is None:
+            self._handle = display(data, raw=True, display_id=True)
+        else:
+            self._handle.update(data, raw=True)
+
+    def _rewrite(self, line: str) -> None:
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        line = line if len(line) <= width else line[: width - 1] + "…"
+        self.stream.write("\r" + line.ljust(self._written) + ("\r" if not line else ""))
+        self.stream.flush()
+        self._written = len(line)
+
+
+def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
+    """The last lines of a load's progress: the report's rows and requests per table, and why
+    fewer rows were loaded than fetched; how far it got when there is no report."""
+    if report is None:
+        lines = [f"{r}: {stats.rows[r]:,} rows fetched, {plural(stats.pages.get(r, 0), 'page')}" for r in stats.rows]
+        return lines + ["the load failed: the error says what to do"]
+    lines = []
+    for table in report.table_names():
+        rows, fetched, why = report.rows.get(table, 0), report.fetched.get(table), report.not_loaded(table)
+        line = f"{table}: {rows:,} rows" + (f" of {fetched:,} fetched ({why})" if why else "")
+        if table in report.requests:
+            line += f", {plural(report.requests[table], 'request')}"
+        lines.append(line)
+    return lines
+
+
+def _percent(rows: int, total: int | None) -> str:
+    # a total is a hint: pages beyond it still load, and a record fetched twice counts twice
+    return f"{min(100, rows * 100 // total) if total else 100}%"
+
+
+def _bar(rows: int, total: int | None) -> str:
+    filled = min(BAR, rows * BAR // total) if total else BAR
+    return "█" * filled + "░" * (BAR - filled)

@@ -1,10 +1,11 @@
-"""``LoadReport``: what one load did."""
+"""``LoadReport``: what one load did, as text for a terminal and a table for a notebook."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from analytics_kit.display import block, esc, html_list, html_table, plural, text_table
 from analytics_kit.fetch.stats import RetryEvent
 
 
@@ -13,7 +14,10 @@ class LoadReport:
     """Mode, rows per table, requests and retries, cursors before and after.
 
     The repr leaves out what changes from run to run (duration, load id, paths), so a
-    notebook can print it and keep a stable output.
+    notebook can print it and keep a stable output; in JupyterLab it shows as a table.
+    ``fetched`` is how many records the API sent per table; where more were fetched than
+    loaded, the report says why (an incremental load fetches the records at its stored
+    cursor again, and dlt leaves out the ones it already loaded).
     """
 
     mode: str
@@ -29,6 +33,7 @@ class LoadReport:
     duration: float = field(default=0.0, repr=False, compare=False)
     load_id: str | None = field(default=None, repr=False, compare=False)
     database: str = field(default="", repr=False, compare=False)
+    fetched: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def total_rows(self) -> int:
@@ -42,9 +47,25 @@ class LoadReport:
     def total_retries(self) -> int:
         return len(self.retries)
 
-    def summary(self) -> dict[str, Any]:
-        """One flat row for a side-by-side table of runs (``pd.DataFrame([r.summary() ...])``)."""
-        row: dict[str, Any] = {"mode": self.mode}
+    def table_names(self) -> list[str]:
+        """The tables the report speaks of: loaded, requested, or with a cursor."""
+        return sorted(set(self.rows) | set(self.requests) | set(self.cursor_after))
+
+    def not_loaded(self, table: str) -> str | None:
+        """Why fewer rows of ``table`` were loaded than fetched ("1 already loaded"), or None."""
+        fetched, loaded = self.fetched.get(table), self.rows.get(table, 0)
+        if fetched is None or fetched <= loaded:
+            return None
+        if self.mode == "incremental" and self.cursor_before.get(table) is not None:
+            return f"{fetched - loaded:,} already loaded"
+        return f"{fetched - loaded:,} filtered out"
+
+    def summary(self) -> "Summary":
+        """One flat row for a side-by-side table of runs (``pd.DataFrame([r.summary() ...])``).
+
+        A dict, as before; in a notebook it shows as a two-column table.
+        """
+        row = Summary(mode=self.mode)
         # A resource that brought no rows this run still gets its column, with 0.
         for table in sorted(set(self.rows) | set(self.requests)):
             row[f"rows_{table}"] = self.rows.get(table, 0)
@@ -55,19 +76,57 @@ class LoadReport:
             row[f"cursor_{resource}_after"] = self.cursor_after.get(resource)
         return row
 
+    def _headline(self) -> str:
+        return (f"LoadReport(mode={self.mode!r}, rows={self.total_rows:,}, "
+                f"requests={self.total_requests:,}, retries={self.total_retries})")
+
     def __repr__(self) -> str:
-        lines = [
-            f"LoadReport(mode={self.mode!r}, rows={self.total_rows:,}, "
-            f"requests={self.total_requests:,}, retries={self.total_retries})"
-        ]
-        names = sorted(set(self.rows) | set(self.requests) | set(self.cursor_after))
+        lines = [self._headline()]
+        names = self.table_names()
         width = max((len(n) for n in names), default=0)
         for name in names:
             line = f"  {name:<{width}}  {self.rows.get(name, 0):>9,} rows  {self.requests.get(name, 0):>6,} requests"
             if name in self.cursor_after or name in self.cursor_before:
                 line += f"  cursor {self.cursor_before.get(name)} -> {self.cursor_after.get(name)}"
+            why = self.not_loaded(name)
+            if why:
+                line += f"  ({why})"
             lines.append(line)
         if self.recovered_packages:
             lines.append(f"  dropped {self.recovered_packages} unfinished package(s) from an earlier failed run")
         lines.extend(f"  warning: {warning}" for warning in self.warnings)
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cursors = bool(self.cursor_before or self.cursor_after)
+        headers = ["table", "rows", "requests"] + (["cursor before", "cursor after"] if cursors else []) + [""]
+        rows = [
+            (name, self.rows.get(name, 0), self.requests.get(name, 0))
+            + ((self.cursor_before.get(name), self.cursor_after.get(name)) if cursors else ())
+            + (self.not_loaded(name) or "",)
+            for name in self.table_names()
+        ]
+        counts = (plural(self.total_rows, "row"), plural(self.total_requests, "request"),
+                  plural(self.total_retries, "retry", "retries"))
+        caption = f"<b>Load report</b> · {esc(self.mode)} · " + " · ".join(esc(c) for c in counts)
+        recovered = (f"<p>Dropped {self.recovered_packages} unfinished package(s) from an earlier failed run; "
+                     "their data was fetched again.</p>" if self.recovered_packages else "")
+        return block(
+            html_table(headers, rows, right=(1, 2), caption=caption),
+            html_list("Retries:", self.retries),
+            html_list("Warnings:", self.warnings),
+            recovered,
+        )
+
+
+class Summary(dict):
+    """``LoadReport.summary()``: a plain dict for ``pd.DataFrame([...])``, shown as a table."""
+
+    def _lines(self) -> list[str]:
+        return text_table(None, self.items(), indent="")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text("\n".join(self._lines()) if not cycle else "Summary(...)")
+
+    def _repr_html_(self) -> str:
+        return block(html_table(["", "value"], self.items()))

@@ -11,16 +11,31 @@ from typing import Callable
 
 import duckdb
 
+from analytics_kit import seam
 from analytics_kit.errors import ConfigError, KitError, LoadError
 
-DEFAULT_DATABASE = "analytics.duckdb"
+
+class DefaultDatabase(str):
+    """The default ``database`` of ``load`` and the readers: ``$ANALYTICS_DATABASE`` when it is
+    set, else ``analytics.duckdb`` in the current folder.
+
+    A str, so signatures and ``--help`` show the file name; told apart from an explicit
+    ``"analytics.duckdb"`` by its type, so a path the caller passes always wins.
+    """
+
+
+DEFAULT_DATABASE = DefaultDatabase("analytics.duckdb")
+# Where the default database is, for every entry point; `make lab` points it at the
+# repository's analytics.duckdb, where `make demo` writes, for notebooks run from notebooks/.
+DATABASE_ENV = "ANALYTICS_DATABASE"
 # Tables go to the file's default schema. DuckDB 2.x (and the 1.5 CLI) refuse
-# `analytics.events` as ambiguous when the schema has the file's name, "analytics",
+# `analytics.events` as ambiguous when a schema has the catalog's name, "analytics",
 # while with `main` it names catalog `analytics`, schema `main`, table `events`.
 DEFAULT_DATASET = "main"
-# PyPI's duckdb-cli (1.5.x) cannot read DuckDB 2.x's default storage (version 69). A file
-# created with this setting keeps it, so the CLI can open it for ad-hoc SQL.
-STORAGE_COMPATIBILITY = "v1.5.0"
+# The catalog name the kit's readers give the file, whatever it is called (they attach it
+# under this name), so `analytics.events` names the same table in every file and on a
+# warehouse, where the dataset is the schema `analytics`.
+READER_CATALOG = "analytics"
 # How long a load waits for another process to let go of the file.
 LOCK_WAIT_SECONDS = 10.0
 # Disk the load step needs beside the DuckDB file, per byte of the normalized package: DuckDB
@@ -36,14 +51,28 @@ def file_paths(database: str | Path) -> tuple[Path, Path]:
     """The DuckDB file and the pipeline folder (state, packages, traces) that belongs to it.
 
     Resolved against the current folder on every call: dlt would otherwise keep using the
-    path of the first run, wherever the next one starts.
+    path of the first run, wherever the next one starts. The default database follows
+    ``$ANALYTICS_DATABASE`` (see ``DefaultDatabase``).
     """
+    if isinstance(database, DefaultDatabase):
+        database = os.environ.get(DATABASE_ENV, "").strip() or str(database)
     path = Path(database).expanduser().resolve()
     return path, path.with_name(path.name + ".state")
 
 
 def check_dataset(database: Path, dataset: str) -> None:
-    """Rejects a dataset named like the file: DuckDB then cannot resolve ``dataset.table``."""
+    """Rejects a dataset named like the file's catalog: DuckDB then cannot resolve ``dataset.table``.
+
+    Two catalog names count: the file's own (its stem, as the DuckDB CLI opens it) and
+    ``analytics``, which the kit's readers give every file.
+    """
+    if dataset.lower() == READER_CATALOG and database.stem.lower() != READER_CATALOG:
+        raise ConfigError(
+            f"dataset {dataset!r} would hide the tables from the kit's readers: they open every DuckDB file "
+            f"as the catalog {READER_CATALOG!r}, so {dataset}.events would name both that catalog and the schema",
+            path="dataset",
+            guidance=f"Use the default dataset 'main' (then {READER_CATALOG}.events and events work), or another name.",
+        )
     if dataset.lower() == database.stem.lower():
         raise ConfigError(
             f"dataset {dataset!r} has the same name as the DuckDB file {database.name}, so DuckDB "
@@ -65,7 +94,7 @@ def ensure_database(path: Path) -> None:
     # creating the file would otherwise leave a broken file every later run trips on.
     partial = path.with_name(f".{path.name}.{os.getpid()}.creating")
     partial.unlink(missing_ok=True)
-    duckdb.connect(str(partial), config={"storage_compatibility_version": STORAGE_COMPATIBILITY}).close()
+    duckdb.connect(str(partial), config=seam.new_file_config()).close()
     os.replace(partial, path)
 
 
@@ -86,24 +115,29 @@ def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) 
 
 
 def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[[str], None] | None,
-                    error: type[KitError], guidance: str) -> duckdb.DuckDBPyConnection:
+                    error: type[KitError], guidance: str, *, attach_as: str | None = None) -> duckdb.DuckDBPyConnection:
     """A connection to ``path`` once no other process, and no other connection of this
     process with another configuration, holds it; ``error`` naming the holder after ``wait`` s.
 
     A loader and a reader in one process (``ak.query`` in a thread while a load runs) collide
     as two processes do: DuckDB refuses a read-only and a read-write connection to one file
     side by side. Both wait for the other's short-lived connection, like for a lock.
+
+    With ``attach_as`` the connection is an in-memory database with the file attached
+    read-only under that catalog name and in use, whatever the file is called.
     """
     deadline = time.monotonic() + wait
     told = False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            if attach_as is None:
+                return duckdb.connect(str(path), read_only=read_only)
+            return _attached(path, attach_as)
         except duckdb.IOException as failure:
             holder = _lock_holder(failure)
             held = f"is locked by another process ({holder})"
-        except duckdb.ConnectionException as failure:
-            if "different configuration" not in str(failure):
+        except seam.duckdb_in_use_errors() as failure:
+            if not in_use_here(failure):
                 raise
             holder = "this process"
             held = ("is open in another connection of this process (one left open, e.g. duckdb.connect() in "
@@ -114,6 +148,28 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
             on_wait(f"{path.name} {held}; waiting up to {wait:g} s")
             told = True
         time.sleep(0.1)
+
+
+def _attached(path: Path, catalog: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    try:
+        literal = "'" + str(path).replace("'", "''") + "'"
+        con.execute(f'ATTACH {literal} AS "{catalog}" (READ_ONLY)')
+        con.execute(f'USE "{catalog}"')
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def in_use_here(error: BaseException) -> bool:
+    """Whether DuckDB refused the file because another connection of this process has it open.
+
+    Opened with ``duckdb.connect`` in another configuration, or attached by another database
+    instance ("Unique file handle conflict"): DuckDB says so in these words only.
+    """
+    text = str(error).lower()
+    return "different configuration" in text or "unique file handle conflict" in text
 
 
 def _lock_holder(error: duckdb.IOException) -> str:

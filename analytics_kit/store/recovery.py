@@ -120,6 +120,26 @@ def remove_uncommitted_appends(pipeline: Pipeline) -> None:
                 client.execute_sql(f"DELETE FROM {child} WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM {parent})")
 
 
+def drop_staging(pipeline: Pipeline) -> None:
+    """Drops dlt's staging dataset (``main_staging`` beside ``main``) from the DuckDB file.
+
+    dlt stages each merge there and leaves the tables behind, where the DuckDB CLI's
+    ``.tables`` shows them beside the analyst's own. They matter only inside one load step:
+    dlt recreates them (with their own ``_dlt_version``) in the next load that merges, and
+    the kit never resumes a package a killed run left (``from_destination`` drops it), so
+    nothing left in them is ever read again. Called under the load lock with the file held,
+    before the load step and after it; a failure to drop is logged, never the load's failure.
+    Only for the DuckDB file: on a warehouse another machine's load may be using it.
+    """
+    try:
+        with pipeline.sql_client() as client:
+            with client.with_staging_dataset():
+                if client.has_dataset():
+                    client.drop_dataset()
+    except Exception as error:  # noqa: BLE001 - tidying; the data is committed or untouched
+        logger.warning("Could not drop dlt's staging tables: %s", error)
+
+
 def table_exists(client: Any, table: str) -> bool:
     rows = client.execute_sql(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",

@@ -1,0 +1,208 @@
+"""The DuckDB file as the readers open it, and the errors a reader meets, each with the fix.
+
+**One name for every file.** The readers open an in-memory database and attach the file to
+it read-only as the catalog ``analytics``, then ``USE`` it: ``analytics.events`` and plain
+``events`` name the same table whatever the file is called (DuckDB itself names a file's
+catalog after the file, so ``analytics.events`` worked in ``analytics.duckdb`` only). On a
+warehouse the dataset is the schema ``analytics`` and dlt puts it on the search path, so the
+same SQL runs there.
+
+**Readers never create a file**, and a file without a completed load (a first load that
+failed leaves one) is named as such, with what to run, instead of "(no rows)".
+
+**SQL errors** become one ``QueryError``: DuckDB's message without its catalog-wide guesses
+(``Did you mean "pg_enum"?``), a "did you mean" among the loaded tables and their columns,
+and the tables there are.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from analytics_kit.errors import KitError, QueryError
+from analytics_kit.store.database import (
+    DATABASE_ENV,
+    DEFAULT_DATABASE,
+    DEFAULT_DATASET,
+    LOCK_WAIT_SECONDS,
+    READER_CATALOG,
+    DefaultDatabase,
+    connect_waiting,
+)
+
+# dlt's bookkeeping and the kit's: not what an analyst loaded.
+BOOKKEEPING = ("_dlt", "_analytics_kit")
+SHOWN_TABLES = 20
+LOAD_HINT = ("Run a load into it: analytics_kit.load(config, database=...) in Python, or `analytics-kit load "
+             "--config FILE --database ...` in a shell (`make demo` loads the demo API into ./analytics.duckdb).")
+
+
+def user_tables(con: duckdb.DuckDBPyConnection, dataset: str = DEFAULT_DATASET) -> list[str]:
+    """The dataset's tables in the attached file, bookkeeping left out, sorted."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? "
+        "ORDER BY table_name", [READER_CATALOG, dataset],
+    ).fetchall()
+    return [name for (name,) in rows if not name.startswith(BOOKKEEPING)]
+
+
+def missing_database(path: Path, given: object) -> QueryError:
+    """No file at ``path``: which path was looked at, why there, and what to run."""
+    if isinstance(given, DefaultDatabase):
+        why = (f" (${DATABASE_ENV})" if os.environ.get(DATABASE_ENV, "").strip()
+               else f" (the default database: {given} in the current folder)")
+    elif not Path(str(given)).expanduser().is_absolute():
+        why = f" (database={str(given)!r}, resolved against the current folder)"
+    else:
+        why = ""
+    nearby = next((p / path.name for p in list(path.parent.parents)[:3] if (p / path.name).is_file()), None)
+    elsewhere = (f" Found {nearby} in a folder above: pass database={str(nearby)!r}, or set "
+                 f"{DATABASE_ENV}={nearby}." if nearby else "")
+    return QueryError(
+        f"There is no DuckDB file at {path}{why}; the readers do not create one.",
+        guidance=f"{LOAD_HINT} To read another file, pass database=... or set {DATABASE_ENV}.{elsewhere}",
+        database=str(path),
+    )
+
+
+def empty_database(label: str) -> QueryError:
+    return QueryError(
+        f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves an "
+        "empty file behind).",
+        guidance=LOAD_HINT, database=label,
+    )
+
+
+def _has_loads_table(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_schema = ? "
+        "AND table_name = '_dlt_loads'", [READER_CATALOG, dataset]).fetchone()
+    return bool(found and found[0])
+
+
+def completed_loads(con: duckdb.DuckDBPyConnection, dataset: str = DEFAULT_DATASET) -> int:
+    if not _has_loads_table(con, dataset):
+        return 0
+    row = con.execute(f'SELECT count(*) FROM "{READER_CATALOG}"."{dataset}"."_dlt_loads" WHERE status = 0').fetchone()
+    return int(row[0]) if row else 0
+
+
+def never_loaded(con: duckdb.DuckDBPyConnection, dataset: str, tables: list) -> bool:
+    """Whether no load completed into the file: no tables at all, or dlt's bookkeeping without a
+    committed load (a first load that failed after dlt created its tables). A DuckDB file of
+    one's own, with tables and no dlt bookkeeping, is read as it is."""
+    if completed_loads(con, dataset):
+        return False
+    return not tables or _has_loads_table(con, dataset)
+
+
+@contextmanager
+def connect(path: Path, given: object = None, dataset: str = DEFAULT_DATASET) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-only connection, in UTC, to the file at ``path`` (resolved), as ``analytics``.
+
+    Waits like a load does while another process, or another connection of this one, has
+    the file open for writing; a file that is not there is never created.
+    """
+    if not path.exists():
+        raise missing_database(path, given if given is not None else str(path))
+    try:
+        con = connect_waiting(
+            path, True, LOCK_WAIT_SECONDS, None, KitError,
+            "Run the query again when the load has finished, or close the program holding the file.",
+            attach_as=READER_CATALOG,
+        )
+    except duckdb.Error as error:  # not a DuckDB file, unreadable, a newer storage format
+        raise QueryError(f"Cannot open {path} as a DuckDB database: {_first_line(error)}",
+                         guidance="Pass the DuckDB file a load wrote (database=...).", database=str(path)) from None
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        if dataset != DEFAULT_DATASET and con.execute(
+                "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = ? AND schema_name = ?",
+                [READER_CATALOG, dataset]).fetchone()[0]:
+            con.execute(f'USE "{READER_CATALOG}"."{dataset}"')
+        yield con
+    finally:
+        con.close()
+
+
+def require_loaded(database: object = None, dataset: str | None = None, destination: str | None = None) -> None:
+    """Raises the ``QueryError`` for a DuckDB file that is missing or that no load completed into.
+
+    For readers that go through dlt (which would create the file) rather than ``connect``.
+    """
+    from analytics_kit.store.target import Target
+
+    target = Target.of(destination, database if database is not None else DEFAULT_DATABASE, dataset)
+    if not target.is_file:
+        return
+    with connect(target.database, database, target.dataset) as con:
+        if never_loaded(con, target.dataset, user_tables(con, target.dataset)):
+            raise empty_database(str(target.database))
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, stem: str,
+              dataset: str = DEFAULT_DATASET) -> QueryError:
+    """The ``QueryError`` for SQL DuckDB refused on ``con`` (still open: the tables are read from it)."""
+    text = str(error).strip()
+    head, _, rest = text.partition("\n")
+    detail = "\n".join(line for line in rest.splitlines() if line.strip() and not _is_hint(line))
+    own_hints = [line.strip() for line in rest.splitlines() if _is_hint(line)]
+    try:
+        tables = user_tables(con, dataset)
+        empty = never_loaded(con, dataset, tables)
+        columns = {c for (c,) in con.execute(
+            "SELECT DISTINCT column_name FROM information_schema.columns WHERE table_catalog = ? AND table_schema = ?",
+            [READER_CATALOG, dataset]).fetchall()}
+    except duckdb.Error:  # an interrupted or broken connection: DuckDB's message alone
+        tables, empty, columns = [], False, set()
+    missing_table = re.search(r'Table with name "?([^"!\s]+)"? does not exist', head)
+    missing_schema = re.search(r'because schema "([^"]+)" does not exist', head)
+    missing_column = re.search(r'Referenced column "([^"]+)" not found', head)
+    if empty and (missing_table or missing_column):
+        return QueryError(f"{head} {empty_database(label).message}", guidance=LOAD_HINT, detail=detail,
+                          tables=(), database=label)
+    hints: list[str] = []
+    if missing_schema and missing_schema.group(1).lower() == stem.lower() and stem.lower() != READER_CATALOG:
+        table = missing_table.group(1).split(".")[-1] if missing_table else "events"
+        hints.append(f"The kit's readers name the file {READER_CATALOG!r} whatever it is called: write "
+                     f"{READER_CATALOG}.{table} or {table}.")
+    elif missing_table:
+        name = missing_table.group(1).split(".")[-1]
+        close = difflib.get_close_matches(name, tables, n=1, cutoff=0.6)
+        if close:  # a misspelt schema or catalog before a table that exists: the kit's name for it
+            hints.append(f"Did you mean {READER_CATALOG + '.' if missing_schema else ''}{close[0]}?")
+    elif missing_column:
+        close = difflib.get_close_matches(missing_column.group(1), sorted(columns), n=1, cutoff=0.6)
+        if close:
+            hints.append(f"Did you mean {close[0]}?")
+        else:
+            hints += [h for h in own_hints if h.startswith("Candidate")]
+    elif not (missing_table or missing_schema):
+        hints += own_hints  # functions, bindings: DuckDB's own candidates are the relevant ones
+    if missing_table or missing_schema or missing_column:
+        hints.append(_listing(label, tables, dataset))
+    hints = [h if h.endswith((".", "?", "!")) else h + "." for h in hints]
+    return QueryError(head, guidance=" ".join(hints) or None, detail=detail, tables=tuple(tables), database=label)
+
+
+def _is_hint(line: str) -> bool:
+    return line.strip().startswith(("Did you mean", "Candidate bindings", "Candidate tables"))
+
+
+def _listing(label: str, tables: list[str], dataset: str) -> str:
+    if not tables:
+        return f"{label} holds no loaded tables."
+    shown = ", ".join(tables[:SHOWN_TABLES]) + (f" and {len(tables) - SHOWN_TABLES} more" if len(tables) > SHOWN_TABLES else "")
+    prefix = READER_CATALOG if dataset == DEFAULT_DATASET else dataset
+    return f"Tables in {label}: {shown} (as {prefix}.<table> or <table>)."

@@ -1,0 +1,117 @@
+"""The kit's record of each load, kept in the dataset beside dlt's own ``_dlt_loads``.
+
+``_dlt_loads`` says which loads committed and when; it does not say what they did. So
+before dlt's load step, each run writes one row to ``_analytics_kit_loads``: its load id,
+mode, start, rows per table, requests, retries, cursors before and after, and the columns
+the config declared. The row is written before the commit and counts only once dlt has
+marked that load id complete in ``_dlt_loads`` (the last thing dlt writes, after every
+table): readers join the two, as dlt itself trusts a state row only once its load is in
+``_dlt_loads``. A run that fails or is killed before that leaves a row no reader shows,
+and the next load deletes it. The SQL is plain enough for DuckDB and any warehouse dlt
+writes to (PostgreSQL is tested).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from dlt import Pipeline
+from dlt.sources import DltSource
+
+from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.store.cursor_state import stored_cursors
+from analytics_kit.store.recovery import table_exists
+
+TABLE = "_analytics_kit_loads"
+LOADS_TABLE = "_dlt_loads"  # dlt's: one row per committed load (status 0)
+COLUMNS = ("load_id", "started_at", "mode", "total_rows", "total_requests", "total_retries", "facts")
+# What ``facts`` holds (JSON): rows, fetched and requests per table, retries, cursor_before and
+# cursor_after per resource's table, declared: {table: [columns from the config]}.
+FACTS_VERSION = 1
+
+
+def record(pipeline: Pipeline, source: DltSource, stats: LoadStats, *, source_name: str,
+           cursor_before: Mapping[str, Any], row_counts: Mapping[str, int], started: float) -> str | None:
+    """Writes this run's row, keyed by the normalized package's load id, before dlt loads it.
+
+    ``started`` is the run's ``time.perf_counter()`` start. Returns the load id, or None when
+    there is no package to load.
+    """
+    packages = pipeline.list_normalized_load_packages()
+    if not packages:
+        return None
+    load_id = packages[-1]
+    table = _naming(pipeline)
+    rows = {name: n for name, n in row_counts.items() if not name.startswith("_dlt")}
+    requests = {table(name): n for name, n in stats.requests.items()}
+    facts = {
+        "version": FACTS_VERSION,
+        "rows": rows,
+        "fetched": {table(name): n for name, n in stats.rows.items()},
+        "requests": requests,
+        "retries": len(stats.retries),
+        "cursor_before": {table(name): v for name, v in cursor_before.items()},
+        "cursor_after": {table(name): v for name, v in stored_cursors(pipeline, source_name).items()},
+        "declared": declared_columns(pipeline, source),
+    }
+    began = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - started)
+    with pipeline.sql_client() as client:
+        if not client.has_dataset():
+            client.create_dataset()  # dlt's load step would create it next, and skips it now
+        name = client.make_qualified_table_name(TABLE)
+        client.execute_sql(
+            f"CREATE TABLE IF NOT EXISTS {name} (load_id VARCHAR NOT NULL, started_at VARCHAR, mode VARCHAR, "
+            "total_rows BIGINT, total_requests BIGINT, total_retries BIGINT, facts VARCHAR)"
+        )
+        client.execute_sql(f"DELETE FROM {name} WHERE load_id = %s", load_id)
+        client.execute_sql(
+            f"INSERT INTO {name} ({', '.join(COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            load_id, began.isoformat(), stats.mode, sum(rows.values()), sum(requests.values()),
+            len(stats.retries), json.dumps(facts, default=str, sort_keys=True),
+        )
+    return load_id
+
+
+def drop_uncommitted(pipeline: Pipeline) -> None:
+    """Deletes rows of loads that never committed (a failed or killed run's), before a load."""
+    with pipeline.sql_client() as client:
+        if not client.has_dataset() or not table_exists(client, TABLE):
+            return
+        name = client.make_qualified_table_name(TABLE)
+        if table_exists(client, LOADS_TABLE):
+            loads = client.make_qualified_table_name(LOADS_TABLE)
+            client.execute_sql(
+                f"DELETE FROM {name} WHERE load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)")
+        else:
+            client.execute_sql(f"DELETE FROM {name}")
+
+
+def declared_columns(pipeline: Pipeline, source: DltSource) -> dict[str, list[str]]:
+    """{table: [column]} of the columns each resource's config declares (``columns``), named as
+    dlt names them in the tables."""
+    schema = pipeline.default_schema if pipeline.default_schema_name else None
+    column = schema.naming.normalize_identifier if schema is not None else str
+    table = _naming(pipeline)
+    declared: dict[str, list[str]] = {}
+    for resource in source.selected_resources.values():
+        hint = resource.columns
+        if isinstance(hint, Mapping):
+            names = [str(name) for name in hint]
+        elif isinstance(hint, (list, tuple)):
+            names = [str(c["name"]) for c in hint if isinstance(c, Mapping) and "name" in c]
+        else:
+            continue  # a callable or model: decided per record, not declared up front
+        target = resource.table_name if isinstance(resource.table_name, str) else resource.name
+        declared[table(target)] = sorted(column(name) for name in names)
+    return declared
+
+
+def _naming(pipeline: Pipeline):  # type: ignore[no-untyped-def]
+    """How dlt names a resource's table ("page-views" loads into page_views)."""
+    if pipeline.default_schema_name:
+        return pipeline.default_schema.naming.normalize_table_identifier
+    return str

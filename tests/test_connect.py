@@ -1,0 +1,185 @@
+"""An API that cannot be connected to, or that says the path is wrong: advice that fits, at once.
+
+Real sockets on 127.0.0.1: a closed port, the demo API spoken to in https, an https server
+with a certificate made here by ``openssl``, and a name lookup in a network namespace with no
+network (``unshare --net``), so no lookup leaves the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+import analytics_kit as ak
+from analytics_kit.fetch.retry import RetryPolicy, retry_session
+from analytics_kit.fetch.stats import LoadStats
+
+KEY = "canary-connect-3b9d"
+# Failing fast: far below the guide's retry schedule (2 + 4 + 8 s), with room for a slow machine.
+FAST = 3.0
+
+from helpers import closed_port
+
+
+def fails(config: dict, caplog) -> tuple[ak.LoadError, float]:
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, progress=False)
+    took = time.monotonic() - started
+    assert KEY not in str(caught.value) + caplog.text
+    return caught.value, took
+
+
+def test_a_refused_connection_fails_at_once_naming_host_and_port(monkeypatch, caplog):
+    monkeypatch.setenv("API_KEY", KEY)
+    port = closed_port()
+    error, took = fails(ak.guide_config(f"http://127.0.0.1:{port}"), caplog)  # the guide's retry policy
+    assert took < FAST, f"{took:.1f} s"
+    assert str(error).startswith(f"Could not connect to 127.0.0.1:{port} for resource 'events': the connection "
+                                 "was refused: nothing listens on that port. The API had not answered in this run, "
+                                 "so the kit did not retry")
+    assert f"client.base_url (http://127.0.0.1:{port})" in str(error)
+    assert "retrying" not in caplog.text
+
+
+def test_https_on_an_http_port_fails_at_once_naming_the_tls_failure(api, monkeypatch, caplog):
+    monkeypatch.setenv("API_KEY", api.api_key)
+    error, took = fails(ak.guide_config(f"https://127.0.0.1:{api.port}"), caplog)
+    assert took < FAST, f"{took:.1f} s"
+    assert f"Could not connect to 127.0.0.1:{api.port} for resource 'events': the TLS handshake failed (" in str(error)
+    assert "http:// for a plain HTTP port" in str(error)
+    assert api.requests == []  # the demo API saw no request it could parse
+
+
+def test_a_name_that_does_not_resolve_fails_at_once(tmp_path):
+    """In a network namespace of its own the lookup fails where it starts: nothing is sent."""
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare or "unshare", "--net", "true"], capture_output=True) if unshare else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs `unshare --net` (root or user namespaces) to look a name up without a network")
+    script = (
+        "import time, analytics_kit as ak\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    ak.load(ak.guide_config('http://api.example.invalid:8080'), progress=False)\n"
+        "except ak.LoadError as e:\n"
+        "    print(f'{time.monotonic() - t:.2f}'); print(e)\n"
+    )
+    result = subprocess.run([unshare, "--net", sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, env={**os.environ, "API_KEY": KEY})
+    took, message = result.stdout.split("\n", 1)
+    assert float(took) < FAST, result.stdout + result.stderr
+    assert message.startswith("Could not connect to api.example.invalid:8080 for resource 'events': the host "
+                              "name does not resolve ([Errno -3] Temporary failure in name resolution)"), message
+    assert "Check the host name in client.base_url (http://api.example.invalid:8080)" in message
+    assert KEY not in result.stdout + result.stderr
+
+
+def test_connection_failures_are_retried_once_the_api_has_answered():
+    """A server restarting mid-load: its port refuses, and the schedule is worth waiting for."""
+    from analytics_kit import demo
+
+    stats = LoadStats()
+    session = retry_session(RetryPolicy(max_retries=2, backoff_factor=0.01), resource="events", stats=stats)
+    with demo.serve(events=10, customers=2) as api:
+        url = f"{api.base_url}/v1/events?api_key={api.api_key}"
+        assert session.get(url).status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        session.get(url)  # the same origin, now refusing
+    assert [r.reason for r in stats.retries] == ["ConnectionError", "ConnectionError"]
+    with pytest.raises(requests.ConnectionError):
+        session.get(f"http://127.0.0.1:{closed_port()}/v1/events")  # never answered: not retried
+    assert len(stats.retries) == 2
+
+
+def test_a_404_says_the_path_or_base_url_is_wrong_and_shows_the_url_with_the_key_masked(api, monkeypatch, caplog):
+    monkeypatch.setenv("API_KEY", api.api_key)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(ak.guide_config(f"{api.base_url}/api"), progress=False)
+    text = str(caught.value)
+    assert text.startswith(f"The API answered HTTP 404 (not found) for resource 'events' on "
+                           f"{api.base_url}/api/v1/events?updated_since="), text
+    assert "api_key=***" in text and api.api_key not in text
+    assert "The path or the base URL is wrong: check client.base_url and the resource's endpoint.path" in text
+    assert "overloaded" not in text and "max_retries" not in text
+    assert api.count(path="/api/v1/events") == 1  # not retried
+
+
+# -- https that works -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+class Events(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        offset = int(parse_qs(urlsplit(self.path).query).get("offset", ["0"])[0])
+        rows = [{"id": 1, "kind": "a"}, {"id": 2, "kind": "b"}] if offset == 0 else []
+        body = json.dumps({"data": rows, "total": 2}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_api(certificate):
+    cert, key = certificate
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Events)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def https_config(base_url: str) -> dict:
+    return {"client": {"base_url": base_url, "auth": {"type": "api_key", "name": "api_key", "api_key": KEY,
+                                                       "location": "query"}},
+            "resources": [{"name": "events", "primary_key": "id", "write_disposition": "merge",
+                           "endpoint": {"path": "/v1/events", "data_selector": "data",
+                                        "paginator": {"type": "offset", "limit": 100}}}]}
+
+
+def test_an_https_api_loads(https_api, certificate, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    report = ak.load(https_config(https_api), progress=False)
+    assert report.rows == {"events": 2}
+    assert ak.query("SELECT id, kind FROM events ORDER BY id").values.tolist() == [[1, "a"], [2, "b"]]
+
+
+def test_an_https_api_whose_certificate_is_not_trusted_fails_at_once(https_api, caplog):
+    error, took = fails(https_config(https_api), caplog)
+    assert took < FAST
+    assert "the TLS handshake failed (" in str(error) and "certificate verify failed" in str(error)
+    assert "REQUESTS_CA_BUNDLE" in str(error)

@@ -1,0 +1,140 @@
+"""Kit errors in IPython and Jupyter: the message and the fix, not a traceback; ``%tb`` for the rest.
+
+A real ``InteractiveShell`` in this process, and a real Jupyter kernel (``jupyter_client``)
+for what JupyterLab receives.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CANARY = "canary-nb-5e1f0"
+
+from helpers import closed_port
+
+
+@pytest.fixture
+def shell(capsys):
+    """An IPython shell; ``run(code)`` returns what the cell printed, colours removed."""
+    InteractiveShell.clear_instance()
+    ip = InteractiveShell.instance(colors="nocolor")
+
+    def run(code: str) -> str:
+        capsys.readouterr()
+        ip.run_cell(code)
+        captured = capsys.readouterr()
+        return ANSI.sub("", captured.out + captured.err)
+
+    run.ip = ip  # type: ignore[attr-defined]
+    yield run
+    InteractiveShell.clear_instance()
+
+
+def test_a_query_error_shows_as_its_message_and_tb_gives_the_whole_traceback(shell, loaded):
+    shell("import analytics_kit as ak")
+    shown = shell("ak.query('SELECT evnt_type FROM analytics.events')")
+    assert shown.splitlines() == [
+        'QueryError: Binder Error: Referenced column "evnt_type" not found in FROM clause!',
+        f"  Did you mean event_type? Tables in {loaded}: customers, events (as analytics.<table> or <table>).",
+        "(%tb shows the full traceback)",
+    ]
+    shown = shell("ak.query('SELEC 1')")
+    assert shown.splitlines()[:3] == ['QueryError: Parser Error: syntax error at or near "SELEC"',
+                                      "  LINE 1: SELEC 1", "          ^^^^^"]
+    full = shell("%tb")
+    assert "Traceback" in full and "read/query.py" in full and "_arrow" in full
+    assert "ParserException" in full  # DuckDB's own error, chained under the QueryError
+
+
+@pytest.mark.parametrize("mode", ["Context", "Verbose"])
+def test_a_load_error_shows_as_its_message_and_its_traceback_resolves_loads_arguments(shell, mode, monkeypatch):
+    monkeypatch.setenv("API_KEY", CANARY)  # where the guide keeps the key: not in the notebook's variables
+    shell(f"import analytics_kit as ak\nconfig = ak.guide_config('http://127.0.0.1:{closed_port()}')")
+    shown = shell("ak.load(config, progress=False)")
+    lines = shown.splitlines()
+    assert lines[0].startswith("LoadError: Could not connect to 127.0.0.1:") and "refused" in lines[0]
+    assert lines[1].startswith("  What to do: Check the host and port in client.base_url")
+    assert lines[-1] == "(%tb shows the full traceback)" and len(lines) == 3
+    full = shell(f"%tb {mode}")
+    assert "Traceback" in full and "load(" in full
+    assert "failed resolving arguments" not in full
+    assert CANARY not in shown + full
+
+
+def test_config_errors_show_as_their_message_and_the_fix(shell, monkeypatch):
+    monkeypatch.delenv("API_KEY", raising=False)
+    shell("import analytics_kit as ak\nconfig = ak.guide_config('http://127.0.0.1:9')")
+    missing = shell("ak.build_source(config)").splitlines()
+    assert missing[0].startswith("MissingSecretError: client.auth.api_key: ") and "What to do:" in missing[1]
+    assert missing[-1] == "(%tb shows the full traceback)" and len(missing) == 3
+    shell("import os\nos.environ['API_KEY'] = 'k' * 12\nconfig['resources'][0]['endpoint']['paginater'] = {}")
+    broken = shell("ak.build_source(config)").splitlines()
+    assert broken[0].startswith("ConfigError: resources[0].endpoint.paginater: unknown key 'paginater' (did you mean")
+    assert broken[1].startswith("  What to do: ") and len(broken) == 3
+
+
+def test_an_interrupted_load_leaves_no_frame_that_fails_to_resolve_or_holds_the_key(shell, api, monkeypatch):
+    """The interrupt button raises KeyboardInterrupt wherever the load is: here while it waits
+    for the DuckDB file, which another process holds."""
+    monkeypatch.setenv("API_KEY", api.api_key)
+    shell(f"import analytics_kit as ak\nconfig = ak.guide_config({api.base_url!r})")
+    shell("ak.load(config, progress=False)")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               "c = duckdb.connect('analytics.duckdb'); print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        import _thread
+
+        threading.Timer(1.0, _thread.interrupt_main).start()
+        started = time.monotonic()
+        shown = shell("ak.load(config, progress=False, lock_timeout=20)")
+        assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "KeyboardInterrupt" in shown
+    full = shell("%tb Verbose")
+    assert "failed resolving arguments" not in shown + full
+    assert api.api_key not in shown + full
+    assert "dropped this traceback" in shown + full
+
+
+def test_a_jupyter_kernel_sends_the_message_and_the_fix_and_tb_sends_the_traceback(loaded):
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(loaded.parent))
+    try:
+        def run(code: str) -> list[dict]:
+            msg_id = client.execute(code)
+            found = []
+            while True:
+                message = client.get_iopub_msg(timeout=60)
+                if message["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                    return found
+                if message["msg_type"] in ("error", "stream"):
+                    found.append(message)
+
+        run("import analytics_kit as ak")
+        errors = [m["content"] for m in run("ak.query('SELECT * FROM analytics.evnts')") if m["msg_type"] == "error"]
+        assert len(errors) == 1 and errors[0]["ename"] == "QueryError"
+        shown = [ANSI.sub("", line) for line in errors[0]["traceback"]]
+        assert shown[0] == "QueryError: Catalog Error: Table with name evnts does not exist!"
+        assert shown[1].startswith("  Did you mean events? Tables in ") and len(shown) == 3
+        full = "\n".join(ANSI.sub("", line) for m in run("%tb") for line in m["content"].get("traceback", [])
+                         + [m["content"].get("text", "")])
+        assert "Traceback" in full and "query.py" in full
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

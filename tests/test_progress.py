@@ -1,0 +1,128 @@
+"""A load's progress where analysts see it: a real terminal (a pty) and a real Jupyter kernel.
+
+One display, updated in place: in a terminal one line rewritten with a carriage return (no
+cursor movements, which JupyterLab ignores); in a kernel one display updated through its
+display id. Both end with the report's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import analytics_kit as ak
+
+BIN = Path(sys.executable).parent
+
+
+def read_all(fd: int, proc: subprocess.Popen, timeout: float = 120) -> str:
+    chunks = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            proc.kill()
+            raise AssertionError("no output from the load for %s s" % timeout)
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def test_a_terminal_gets_one_line_rewritten_in_place(api, tmp_path):
+    config = ak.guide_config(api.base_url)
+    config["client"]["auth"].pop("api_key")
+    (tmp_path / "api.json").write_text(json.dumps(config))
+    api.inject("latency", path="/v1/events", seconds=0.3, times=3)  # a few updates to see
+    primary, replica = pty.openpty()
+    proc = subprocess.Popen([str(BIN / "analytics-kit"), "load", "--config", "api.json"], stdout=subprocess.PIPE,
+                            stderr=replica, env={**os.environ, "API_KEY": api.api_key}, text=True)
+    os.close(replica)
+    terminal = read_all(primary, proc)
+    out, _ = proc.communicate(timeout=120)
+    os.close(primary)
+    assert proc.returncode == 0, terminal
+    assert "\x1b" not in terminal  # no cursor movement, no colours
+    assert "/250 (" in terminal  # the API's total, with a percentage
+    # the running line was rewritten in place, then cleared; the end is the report's numbers
+    *running, end = terminal.replace("\r\n", "\n").split("\r")
+    assert len(running) >= 2
+    assert end.strip().splitlines() == ["customers: 20 rows, 1 request", "events: 250 rows, 3 requests"]
+    assert "customers         20 rows       1 requests" in out and "events           250 rows       3 requests" in out
+
+
+KERNEL_CELL = """
+import os
+import analytics_kit as ak
+api = ak.demo.serve(events=250, customers=20, seed=11)
+os.environ["API_KEY"] = api.api_key
+config = ak.guide_config(api.base_url)
+first = ak.load(config, database="analytics.duckdb", progress=False)
+api.advance(new=5, updated=3, deleted=2)
+api.inject("latency", path="/v1/events", seconds=0.3, times=1)
+report = ak.load(config, database="analytics.duckdb")
+api.close()
+report
+"""
+
+
+def run_in_kernel(code: str, cwd: Path) -> list[dict]:
+    """The iopub messages of ``code`` run in a fresh IPython kernel (the one JupyterLab starts)."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    manager = jupyter_client.KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(cwd), env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        msg_id = client.execute(code)
+        messages = []
+        while True:
+            msg = client.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return messages
+            messages.append(msg)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def test_a_notebook_gets_one_display_updated_in_place(tmp_path):
+    messages = run_in_kernel(KERNEL_CELL, tmp_path)
+    kinds = [m["msg_type"] for m in messages]
+    assert "error" not in kinds, [m["content"] for m in messages if m["msg_type"] == "error"]
+    # nothing on stderr: no tqdm lines, no terminal escapes stored in the notebook
+    streams = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
+    assert not [s for s in streams if "\x1b" in s or "\r" in s], streams
+
+    shown = [m for m in messages if m["msg_type"] == "display_data"]
+    assert len(shown) == 1  # one progress display for the whole load
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    updates = [m for m in messages if m["msg_type"] == "update_display_data"]
+    assert updates and {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
+    # plain text is what nbval compares, and it does not follow updates: the display has none
+    for message in shown + updates:
+        assert set(message["content"]["data"]) == {"text/html"}
+    first = shown[0]["content"]["data"]["text/html"]
+    assert "<b>Loading</b>" in first and "%</td>" in first  # the API's total, and how far the load is
+    final = updates[-1]["content"]["data"]["text/html"]
+    assert "<b>Loaded</b> (incremental)" in final
+    assert ('<td style="text-align:left">customers</td><td style="text-align:right">0</td>'
+            '<td style="text-align:right">1</td><td style="text-align:left">1 already loaded</td>') in final
+    assert '<td style="text-align:left">events</td><td style="text-align:right">10</td>' in final
+
+    result = next(m for m in messages if m["msg_type"] == "execute_result")["content"]["data"]
+    assert set(result) == {"text/plain", "text/html"}
+    assert result["text/plain"].startswith("LoadReport(mode='incremental', rows=10, requests=2, retries=0)")

@@ -1,0 +1,316 @@
+"""The readers as an analyst meets them: SQL mistakes, file names, a missing or empty database,
+a file another program holds, and what the DuckDB CLI sees in the file.
+
+Real DuckDB files in the test's folder, the demo API on 127.0.0.1, and the ``analytics-kit``
+and ``duckdb`` commands as subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import analytics_kit as ak
+from analytics_kit.read import connection
+
+from helpers import closed_port, served
+
+BIN = Path(sys.executable).parent
+
+
+def kit(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "analytics-kit"), *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, env={**os.environ, **(env or {})})
+
+
+# -- SQL mistakes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sql, says", [
+    ("SELECT * FROM analytics.evnts", r"^Catalog Error: Table with name evnts does not exist! Did you mean events\? "
+                                      r"Tables in .*analytics\.duckdb: customers, events \(as analytics\.<table> or <table>\)\.$"),
+    ("SELECT * FROM nope", r"^Catalog Error: Table with name nope does not exist! Tables in .*: customers, events "),
+    ("SELECT evnt_type FROM events", r'^Binder Error: Referenced column "evnt_type" not found in FROM clause! '
+                                     r"Did you mean event_type\? Tables in .*: customers, events"),
+    ("SELEC 1", r'^Parser Error: syntax error at or near "SELEC"$'),
+])
+def test_a_sql_mistake_is_one_query_error_with_the_tables_and_a_did_you_mean(loaded, sql, says):
+    with pytest.raises(ak.QueryError) as caught:
+        ak.query(sql)
+    error = caught.value
+    assert isinstance(error, ak.KitError) and isinstance(error, ValueError)
+    assert re.search(says, str(error)), str(error)
+    assert "\n" not in str(error)
+    assert "pg_enum" not in str(error)  # DuckDB's guess from its system catalog
+    if sql.startswith("SELEC "):
+        assert "LINE 1: SELEC 1" in error.detail
+    else:
+        assert error.tables == ("customers", "events")
+
+
+def test_a_sql_mistake_on_the_command_line_is_one_line_and_exit_1(loaded):
+    for sql in ("SELECT * FROM nope", "SELEC 1", "SELECT evnt_type FROM analytics.events"):
+        result = kit("query", sql)
+        assert result.returncode == 1, result
+        assert result.stdout == ""
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert "Traceback" not in result.stderr
+    assert "Did you mean event_type?" in kit("query", "SELECT evnt_type FROM events").stderr
+
+
+def test_describe_a_table_that_is_not_there(loaded):
+    with pytest.raises(ak.QueryError, match=r"There is no table 'evnts' in .*Did you mean 'events'\? Tables there: customers, events"):
+        ak.describe("evnts")
+
+
+# -- names that work for every file -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mydata.duckdb", "2024 copy.duckdb", "select.duckdb", "memory.duckdb"])
+def test_analytics_dot_events_and_plain_events_work_whatever_the_file_is_called(api, config, name):
+    ak.load(config, database=name, progress=False)
+    for sql in ("SELECT count(*) AS n FROM analytics.events", "SELECT count(*) AS n FROM events",
+                "SELECT count(*) AS n FROM analytics.main.events"):
+        assert ak.query(sql, database=name)["n"].iloc[0] == 250, sql
+    result = kit("query", "--database", name, "SELECT count(*) AS n FROM analytics.events")
+    assert result.returncode == 0 and result.stdout.split() == ["n", "250"], result
+    assert set(ak.tables(database=name)["table"]) == {"events", "customers"}
+    assert list(ak.describe("events", database=name)["column"])[:2] == ["id", "customer_id"]
+
+
+def test_the_files_own_name_is_explained(api, config):
+    ak.load(config, database="mydata.duckdb", progress=False)
+    with pytest.raises(ak.QueryError, match="The kit's readers name the file 'analytics' whatever it is called: "
+                                            "write analytics.events or events"):
+        ak.query("SELECT count(*) FROM mydata.events", database="mydata.duckdb")
+
+
+def test_demo_with_another_file_name_runs_to_the_end_and_prints_a_cli_command_that_works(tmp_path):
+    result = kit("demo", "--database", "mydata.duckdb", "--events", "300", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "4. events per type" in result.stdout
+    command = result.stdout.split("Ad-hoc SQL: ", 1)[1].strip()
+    args = shlex.split(command)
+    assert args[0] == ".venv/bin/duckdb"
+    cli = subprocess.run([str(BIN / "duckdb"), *args[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert re.search(r"\b30[0-9]\b", cli.stdout), cli.stdout  # 300 events and the few the demo adds
+
+
+def test_a_dataset_named_analytics_is_refused_in_any_file(api, config):
+    with pytest.raises(ak.ConfigError, match="would hide the tables from the kit's readers"):
+        ak.load(config, database="mydata.duckdb", dataset="analytics")
+    assert api.requests == [] and not Path("mydata.duckdb").exists()
+
+
+def test_another_dataset_in_the_file_answers_to_its_name_and_plain_names(api, config):
+    ak.load(config, database="mydata.duckdb", dataset="raw", progress=False)
+    for sql in ("SELECT count(*) AS n FROM raw.events", "SELECT count(*) AS n FROM events"):
+        assert ak.query(sql, database="mydata.duckdb", dataset="raw")["n"].iloc[0] == 250
+
+
+# -- a missing or empty database ----------------------------------------------------------------------
+
+
+def test_the_readers_never_create_a_file_and_name_the_path_they_looked_at(tmp_path):
+    for read in (lambda: ak.query("SELECT 1"), ak.tables, lambda: ak.describe("events")):
+        with pytest.raises(ak.QueryError, match=rf"There is no DuckDB file at {re.escape(str(tmp_path))}/analytics\.duckdb "
+                                                r"\(the default database: analytics\.duckdb in the current folder\)"):
+            read()
+    with pytest.raises(ak.QueryError, match=r"no DuckDB file at .*/other\.duckdb \(database='other\.duckdb', resolved"):
+        ak.query("SELECT 1", database="other.duckdb")
+    for command in (["tables"], ["query", "SELECT 1"], ["state"], ["tables", "--database", "x.duckdb"]):
+        result = kit(*command, cwd=tmp_path)
+        assert result.returncode == 1 and result.stderr.startswith("error: There is no DuckDB file at "), result
+        assert "Traceback" not in result.stderr and "analytics-kit load" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_first_load_leaves_a_file_the_readers_call_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("API_KEY", "k" * 12)
+    with pytest.raises(ak.LoadError):
+        ak.load(ak.guide_config(f"http://127.0.0.1:{closed_port()}"), progress=False)
+    assert Path("analytics.duckdb").exists()
+    empty = r"analytics\.duckdb holds no loaded tables: no load into it has completed"
+    with pytest.raises(ak.QueryError, match=empty):
+        ak.tables()
+    with pytest.raises(ak.QueryError, match=rf"Table with name events does not exist! .*{empty}"):
+        ak.query("SELECT count(*) FROM analytics.events")
+    for command in (["tables"], ["state"]):
+        result = kit(*command)
+        assert result.returncode == 1 and "holds no loaded tables" in result.stderr and "(no rows)" not in result.stdout
+
+
+def test_a_notebook_in_a_subfolder_is_told_where_make_demo_wrote(loaded, tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    with pytest.raises(ak.QueryError, match=rf"Found {re.escape(str(loaded))} in a folder above: pass "
+                                            rf"database='{re.escape(str(loaded))}', or set ANALYTICS_DATABASE="):
+        ak.tables()
+
+
+def test_the_default_database_follows_ANALYTICS_DATABASE(api, config, tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("ANALYTICS_DATABASE", str(tmp_path / "data" / "shared.duckdb"))
+    ak.load(config, progress=False)
+    assert (tmp_path / "data" / "shared.duckdb").exists() and not Path("analytics.duckdb").exists()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert ak.query("SELECT count(*) AS n FROM analytics.events")["n"].iloc[0] == 250
+    assert kit("tables").stdout.split() == ["table", "rows", "customers", "20", "events", "250"]
+    # an explicit path wins over the variable
+    with pytest.raises(ak.QueryError, match=r"no DuckDB file at .*elsewhere/analytics\.duckdb \(database="):
+        ak.tables(database="analytics.duckdb")
+    monkeypatch.setenv("ANALYTICS_DATABASE", str(tmp_path / "nowhere.duckdb"))
+    with pytest.raises(ak.QueryError, match=r"no DuckDB file at .*nowhere\.duckdb \(\$ANALYTICS_DATABASE\)"):
+        ak.tables()
+
+
+# -- a file another program holds ------------------------------------------------------------------
+
+
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])  # read-write: DuckDB locks the file for this process
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def hold(path: Path, seconds: float) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    return holder
+
+
+def test_a_query_waits_for_another_process_holding_the_file(loaded):
+    holder = hold(loaded, 1.5)
+    try:
+        started = time.monotonic()
+        assert ak.query("SELECT count(*) AS n FROM analytics.events")["n"].iloc[0] == 250
+        assert time.monotonic() - started >= 0.8  # it waited for the holder to let go
+    finally:
+        holder.wait(timeout=30)
+    for command in (["query", "SELECT count(*) AS n FROM events"], ["tables"], ["state"]):
+        holder = hold(loaded, 1.5)
+        try:
+            result = kit(*command)
+            assert result.returncode == 0 and "Traceback" not in result.stderr, result  # not dlt's raw IO error
+            assert "250" in result.stdout or "events:" in result.stdout, result
+        finally:
+            holder.wait(timeout=30)
+
+
+def test_a_query_that_waits_too_long_names_the_holder_not_a_raw_io_error(loaded, monkeypatch):
+    monkeypatch.setattr(connection, "LOCK_WAIT_SECONDS", 0.5)
+    holder = hold(loaded, 20)
+    try:
+        with pytest.raises(ak.KitError, match=rf"is locked by another process \(PID {holder.pid}\)") as caught:
+            ak.query("SELECT 1")
+        assert not isinstance(caught.value, duckdb.Error)
+        assert "Run the query again when the load has finished" in str(caught.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# -- what the DuckDB CLI sees ------------------------------------------------------------------------
+
+
+def cli_tables(path: Path) -> set[str]:
+    result = subprocess.run([str(BIN / "duckdb"), "-readonly", "-csv", str(path), "-c",
+                             "SELECT table_schema || '.' || table_name AS name FROM information_schema.tables"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split()[1:])
+
+
+def test_the_file_holds_the_users_tables_and_bookkeeping_not_dlts_staging(api, config):
+    ak.load(config, progress=False)
+    api.advance(new=5, updated=7, deleted=2)
+    second = ak.load(config, progress=False)  # merges: dlt stages in main_staging
+    assert second.rows["events"] == 14
+    names = cli_tables(Path("analytics.duckdb"))
+    assert not [n for n in names if n.startswith("main_staging.")], names
+    assert {"main.events", "main.customers", "main._dlt_loads", "main._dlt_version"} <= names
+    assert all(n.split(".")[1].startswith(("_dlt", "_analytics_kit")) or n in ("main.events", "main.customers")
+               for n in names), names
+    # dlt recreates its staging tables in the next merge, and the merge is right
+    api.advance(new=3, updated=4, deleted=0)
+    assert ak.load(config, progress=False).rows["events"] == 7
+    frame = ak.query("SELECT id, updated_at FROM events ORDER BY id")
+    assert {r.id: r.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ") for r in frame.itertuples()} == served(api)
+
+
+def test_staging_tables_an_earlier_run_left_are_dropped_by_the_next_load(api, config):
+    ak.load(config, progress=False)
+    with duckdb.connect("analytics.duckdb") as con:  # what a run killed in its load step leaves
+        con.execute("CREATE SCHEMA main_staging; CREATE TABLE main_staging.events AS SELECT 1 AS id")
+    assert "main_staging.events" in cli_tables(Path("analytics.duckdb"))
+    api.advance(new=2, updated=0)
+    assert ak.load(config, progress=False).rows["events"] == 2
+    assert not [n for n in cli_tables(Path("analytics.duckdb")) if n.startswith("main_staging.")]
+
+
+# -- what an independent check found -------------------------------------------------------------
+
+
+def test_a_file_with_dlts_bookkeeping_but_no_committed_load_is_empty_to_every_reader(tmp_path):
+    """A first load that failed after dlt created its tables (the tables exist, no load in
+    ``_dlt_loads`` is committed): tables, state and history say what to run, not "0 rows"."""
+    path = tmp_path / "failed.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE _dlt_loads (load_id VARCHAR, status BIGINT)")
+        con.execute("INSERT INTO _dlt_loads VALUES ('1', 1)")  # not committed
+        con.execute("CREATE TABLE events (id BIGINT)")
+    for read in (ak.tables, ak.state, ak.history):
+        with pytest.raises(ak.QueryError, match="no load into it has completed"):
+            read(str(path))
+
+
+def test_a_duckdb_file_of_ones_own_is_read_as_it_is(tmp_path):
+    path = tmp_path / "mine.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS a")
+    assert ak.query("SELECT a FROM t", database=str(path))["a"].tolist() == [1]
+    assert ak.tables(str(path))["table"].tolist() == ["t"]
+
+
+@pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
+def test_empty_sql_is_a_query_error(loaded, sql):
+    with pytest.raises(ak.QueryError, match="returns no rows to read"):
+        ak.query(sql)
+
+
+def test_a_quote_in_the_database_path_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("API_KEY", "k")
+    with pytest.raises(ak.ConfigError, match="single quote") as caught:
+        ak.load(ak.guide_config(f"http://127.0.0.1:{closed_port()}"), database=str(tmp_path / "bob's.duckdb"),
+                progress=False)
+    assert caught.value.path == "database"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_load_that_fails_in_its_load_step_leaves_no_staging_tables(api, config):
+    ak.load(config, progress=False)
+    with duckdb.connect("analytics.duckdb") as con:  # dlt's merge will name a column that is gone
+        con.execute("ALTER TABLE events DROP COLUMN event_type")
+    api.advance(new=2, updated=0)
+    with pytest.raises(ak.LoadError):
+        ak.load(config, progress=False)
+    assert not [n for n in cli_tables(Path("analytics.duckdb")) if n.startswith("main_staging.")]
+
+
+def test_describe_takes_a_table_as_sql_names_it(loaded):
+    plain = ak.describe("events")
+    assert ak.describe("analytics.events").equals(plain) and ak.describe("main.events").equals(plain)
