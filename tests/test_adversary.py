@@ -27,8 +27,10 @@ from typing import Any
 
 import duckdb
 import pytest
+import requests
 
 import analytics_kit as ak
+from analytics_kit.fetch.records import select_records
 from analytics_kit.redact import Redactor
 from analytics_kit import demo
 from analytics_kit.fetch import source as kit_source
@@ -1018,3 +1020,21 @@ def test_identifier_a_crafted_table_name_is_quoted_everywhere(api, watch, tmp_pa
     assert ak.describe(evil)["column"].tolist() == ["a"]
     watch.succeeds(config_for(api))  # recovery and merge steps with the table present
     assert not list(tmp_path.rglob("PWNED*"))
+
+
+@pytest.mark.parametrize(("selector", "body", "rows"), [
+    ("result.items", {"result": {}}, None),          # a plain dotted path that is missing: an error
+    ("data", {"meta": {}}, None),                    # a plain key that is missing: an error
+    ("data[*]", {"data": []}, []),                   # a wildcard over an empty list: an empty page
+    ("data[?(@.id < 3)]", {"data": [{"id": 5}]}, []),  # a filter matching nothing: an empty page
+    ("data[*]", {"meta": {}}, None),                 # a wildcard whose field is missing: an error
+])
+def test_request_a_missing_selector_fails_and_an_empty_match_is_an_empty_page(selector, body, rows):
+    response = requests.Response()
+    response.request = requests.Request("GET", "http://127.0.0.1/v1/events?offset=0").prepare()
+    response._content = json.dumps(body).encode()
+    if rows is None:
+        with pytest.raises(ak.LoadError, match="got no"):
+            select_records(body, selector, response, "events", Redactor())
+    else:
+        assert select_records(body, selector, response, "events", Redactor()) == rows

@@ -64,8 +64,11 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
         found = [body[key]] if key in body else []
     else:
         found = jsonpath.find_values(path, body)
+        # only a wildcard or filter may match nothing where its first field is there; a plain
+        # dotted path (result.items) that matches nothing is missing, as a plain key is
         root = re.match(r"\$?\.?([A-Za-z_]\w*)", data_selector) if isinstance(data_selector, str) else None
-        if not found and (root is None or (isinstance(body, dict) and root.group(1) in body)):
+        if not found and not is_simple(data_selector) and (
+                root is None or (isinstance(body, dict) and root.group(1) in body)):
             found = [[]]
     if not found:
         shape = f"its keys are {', '.join(map(str, body))}" if isinstance(body, dict) else f"it is a {type(body).__name__}"
