@@ -3,9 +3,10 @@
     .venv/bin/python bench/load_speed.py                     # 100,000 events
     .venv/bin/python bench/load_speed.py --events 1000000
     .venv/bin/python bench/load_speed.py --latency 0.05 --pages 1000   # a slow API
+    .venv/bin/python bench/load_speed.py --only kit,floor             # a subset
 
 The demo API runs in its own process. Each loader runs in a fresh child process, so its wall
-time includes starting Python and importing its libraries, and its peak memory (ru_maxrss) is
+time includes starting Python and importing its libraries, and its peak memory (VmHWM) is
 its own. Printed: wall time, peak memory and rows per loader, the ratios, and for the
 incremental run (after ``api.advance()`` changed 1% of the events) its requests and its time
 as a fraction of the full load, two ways:
@@ -14,6 +15,13 @@ as a fraction of the full load, two ways:
   and the same process runs the incremental load; the ``load()`` calls are compared;
 - in a fresh process, as from the command line: whole processes are compared, Python's start
   and the imports (about 1 s) included.
+
+The floor: the same pages the kit fetches (the same requests, the final empty page included),
+fetched with a ``requests.Session`` and parsed with ``orjson.loads`` and nothing else, no
+storage; once one page after another, once with the kit's own worker count in threads (the
+kit's rule: its default concurrency, cut to two workers when the first page came back in
+under 20 ms). The kit's full load is given as a multiple of each, load against load and wall
+against wall; each floor's requests are counted by the API and checked against the kit's.
 """
 
 from __future__ import annotations
@@ -41,7 +49,16 @@ def run_kit(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
     config = ak.guide_config(base_url, os.environ[KEY_ENV])
     report = ak.load(config, mode, database=f"{folder}/analytics.duckdb", progress=False,
                      concurrency=int(concurrency) if concurrency else None)
-    return {"rows": sum(report.rows.values()), "requests": report.requests, "retries": len(report.retries)}
+    return {"rows": sum(report.rows.values()), "requests": report.requests, "retries": len(report.retries),
+            "sql": table_sql(folder)}
+
+
+def table_sql(folder: str) -> dict:
+    """{table: the SQL dlt ran on it after staging its rows}: the load's package is kept until
+    the next run, its SQL jobs with it. A full refresh shows a replace (a DELETE and an INSERT
+    ... SELECT in one transaction), an incremental load a merge."""
+    jobs = Path(folder).glob("analytics.duckdb.state/*/load/loaded/*/completed_jobs/*.sql")
+    return {job.name.split(".")[0]: " ".join(job.read_text().split()) for job in sorted(jobs)}
 
 
 def run_dlt_default(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
@@ -84,9 +101,123 @@ def run_hand_written(base_url: str, folder: str, mode: str, concurrency: str) ->
     return {"rows": rows_loaded}
 
 
-LOADERS = {"kit": run_kit, "dlt": run_dlt_default, "hand": run_hand_written}
+# -- the floor: fetch and parse the kit's pages, store nothing --------------------------------
+
+# The kit's full refresh sends the guide's incremental start value too (dlt writes it this way).
+FLOOR_SINCE = "2025-01-01T00:00:00+00:00"
+FLOOR_LIMIT = 100
+
+
+def _floor_session():
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # 127.0.0.1 only, never through a proxy from the environment
+    return session
+
+
+def _floor_page(session, url: str, offset: int) -> tuple[int, int | None, float]:
+    """GET one page and parse it: (records, the API's total, the response's elapsed seconds)."""
+    import orjson
+
+    resp = session.get(url, params={"updated_since": FLOOR_SINCE, "offset": offset, "limit": FLOOR_LIMIT,
+                                    "api_key": os.environ[KEY_ENV]})
+    resp.raise_for_status()
+    body = orjson.loads(resp.content)
+    return len(body["data"]), body.get("total"), resp.elapsed.total_seconds()
+
+
+def _floor_done(offset: int, n: int, total: int | None) -> bool:
+    """Where the kit stops on a clean listing: an empty page, or a short one that ends at the total
+    (a full last page is followed by one more request, which comes back empty)."""
+    return n == 0 or (n < FLOOR_LIMIT and total is not None and offset + n >= total)
+
+
+def run_floor_sequential(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
+    session = _floor_session()
+    rows, requests_ = 0, {}
+    for name in ("events", "customers"):
+        url, offset = f"{base_url}/v1/{name}", 0
+        requests_[name] = 0
+        while True:
+            n, total, _ = _floor_page(session, url, offset)
+            requests_[name] += 1
+            rows += n
+            if _floor_done(offset, n, total):
+                break
+            offset += FLOOR_LIMIT
+    return {"rows": rows, "requests": requests_}
+
+
+def run_floor_threads(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
+    """As the kit pages: the first page on the main thread's session; then, if the API answered it
+    in under ``fast`` seconds, ``min(workers, fast_workers)`` threads (else ``workers``), each with
+    its own session, at most twice that many requests in flight, up to the total and one past it;
+    pages taken in offset order."""
+    import threading
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    configured, fast, fast_workers = concurrency.split(":")
+    main_session, local = _floor_session(), threading.local()
+
+    def fetch(url: str, offset: int) -> tuple[int, int | None, float]:
+        if not hasattr(local, "session"):
+            local.session = _floor_session()
+        return _floor_page(local.session, url, offset)
+
+    rows, requests_, used = 0, {}, {}
+    for name in ("events", "customers"):
+        url = f"{base_url}/v1/{name}"
+        n, total, elapsed = _floor_page(main_session, url, 0)
+        requests_[name] = 1
+        rows += n
+        if _floor_done(0, n, total):
+            continue
+        workers = int(configured)
+        if elapsed < float(fast):
+            workers = min(workers, int(fast_workers))
+        used[name] = {"workers": workers, "first_ms": elapsed * 1000}
+        stop = total
+        next_offset, pending = FLOOR_LIMIT, deque()
+        with ThreadPoolExecutor(workers, thread_name_prefix="floor-page") as pool:
+            while True:
+                while len(pending) < 2 * workers and (stop is None or next_offset < stop or not pending):
+                    pending.append((next_offset, pool.submit(fetch, url, next_offset)))
+                    next_offset += FLOOR_LIMIT
+                    if stop is not None and next_offset >= stop:
+                        break  # one request past the total at most, as the kit
+                offset, future = pending.popleft()
+                n, total, _ = future.result()
+                requests_[name] += 1
+                rows += n
+                if _floor_done(offset, n, total):
+                    break
+        for offset, future in pending:  # none on a clean listing
+            future.cancel()
+    return {"rows": rows, "requests": requests_, "workers": used}
+
+
+LOADERS = {"kit": run_kit, "dlt": run_dlt_default, "hand": run_hand_written,
+           "floor-seq": run_floor_sequential, "floor-threads": run_floor_threads}
 IMPORTS = {"kit": ("analytics_kit",), "dlt": ("analytics_kit", "dlt.sources.rest_api"),
-           "hand": ("duckdb", "pyarrow", "requests")}
+           "hand": ("duckdb", "pyarrow", "requests"), "floor-seq": ("requests", "orjson"),
+           "floor-threads": ("requests", "orjson", "concurrent.futures")}
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory. Not ``ru_maxrss``: a child started by subprocess
+    (vfork, then exec) starts with the parent's peak in it, about 130 MB for this script's
+    parent (analytics_kit imported), so a smaller child read as 130 MB. ``VmHWM`` is the peak of
+    the process's own address space, which starts afresh at exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(args: list[str]) -> None:
@@ -100,7 +231,9 @@ def child(args: list[str]) -> None:
     result = LOADERS[kind](base_url, folder, mode, concurrency)
     result["import_seconds"] = imported - started
     result["load_seconds"] = time.perf_counter() - imported
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_mb"] = peak_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime  # all threads, imports included
     print("RESULT " + json.dumps(result), flush=True)
     if then and sys.stdin.readline():
         started = time.perf_counter()
@@ -116,7 +249,7 @@ class Child:
     """A loader in a child process; ``result()`` waits for its next RESULT line."""
 
     def __init__(self, kind: str, base_url: str, folder: str, mode: str = "full_refresh",
-                 concurrency: int | None = None, then: str = "") -> None:
+                 concurrency: int | str | None = None, then: str = "") -> None:
         self.kind = kind
         self.stderr = tempfile.TemporaryFile("w+")  # a pipe could fill up and stall the child
         self.started = time.perf_counter()
@@ -146,7 +279,8 @@ class Child:
         self.stderr.close()
 
 
-def measure(kind: str, base_url: str, folder: str, mode: str = "full_refresh", concurrency: int | None = None) -> dict:
+def measure(kind: str, base_url: str, folder: str, mode: str = "full_refresh",
+            concurrency: int | str | None = None) -> dict:
     child_ = Child(kind, base_url, folder, mode, concurrency)
     result = child_.result()
     child_.close()
@@ -160,6 +294,23 @@ def show(label: str, r: dict) -> None:
     print(f"  {label:<46} {r['wall']:7.2f} s  {peak}  {r['rows']:>9,} rows{detail}")
 
 
+ONLY = ("kit", "incremental", "dlt", "hand", "floor")
+
+
+def parse_only(text: str) -> set[str]:
+    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = chosen - set(ONLY)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {', '.join(sorted(unknown))}; choose from {','.join(ONLY)}")
+    return chosen
+
+
+def ratio(label: str, kit: float, other: float, target: float | None = None) -> None:
+    value = kit / other
+    verdict = "" if target is None else f"   (target <= {target:g}: {'met' if value <= target else 'NOT met'})"
+    print(f"  {label:<46} {value:6.3f}{verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -170,9 +321,16 @@ def main() -> None:
     parser.add_argument("--dlt-default", choices=("auto", "yes", "no"), default="auto",
                         help="run dlt's defaults too (auto: only below 1,000,000 events, where it needs "
                              "~2.5 GB per 100k rows and would not fit this machine's memory)")
+    parser.add_argument("--only", type=parse_only, default=set(ONLY), metavar=",".join(ONLY),
+                        help="run only these (default: all); incremental needs kit; the ratios are printed "
+                             "for the loaders that ran")
     args = parser.parse_args()
+    if "incremental" in args.only and "kit" not in args.only:
+        parser.error("--only incremental needs kit (the warm run uses the kit's process)")
     sys.path.insert(0, str(ROOT))
     from analytics_kit import demo
+    from analytics_kit.config.prepared import DEFAULT_CONCURRENCY
+    from analytics_kit.fetch.offsets import FAST_API_WORKERS, FAST_RESPONSE_SECONDS
 
     events = args.pages * 100 if args.pages else args.events
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; demo API in a subprocess, "
@@ -181,7 +339,7 @@ def main() -> None:
             demo.serve(events=events, customers=50, process=True, latency=args.latency) as api:
         os.environ[KEY_ENV] = api.api_key
         folders = {}
-        for name in ("kit", "dlt", "hand", "seq"):
+        for name in ("kit", "dlt", "hand", "seq", "floor"):
             folders[name] = f"{tmp}/{name}"
             os.makedirs(folders[name])
         if args.latency:
@@ -193,43 +351,102 @@ def main() -> None:
                 print(f"  speed-up of concurrency: {seq['wall'] / kit['wall']:.1f}x")
             print(f"  target: {events // 100:,} pages in <= 10 s -> {kit['wall']:.2f} s")
             return
-        kit_process = Child("kit", api.base_url, folders["kit"], concurrency=args.concurrency, then="incremental")
-        kit = kit_process.result()
-        show("1. analytics_kit.load (full refresh)", kit)
-        run_dlt = args.dlt_default == "yes" or (args.dlt_default == "auto" and events < 1_000_000)
+
+        def sent() -> dict:
+            return {name: api.count(f"/v1/{name}") for name in ("events", "customers")}
+
+        kit = kit_process = kit_sent = None
+        if "kit" in args.only:
+            api.clear_log()
+            kit_process = Child("kit", api.base_url, folders["kit"], concurrency=args.concurrency,
+                                then="incremental" if "incremental" in args.only else "")
+            kit = kit_process.result()
+            kit_sent = sent()
+            show("1. analytics_kit.load (full refresh)", kit)
+            print(f"     CPU: {kit['cpu_seconds']:.2f} s in the kit's process over {kit['wall']:.2f} s wall "
+                  f"({kit['cpu_seconds'] / kit['wall']:.0%} of one core; the API's process has the other)")
+            for table, sql in kit.get("sql", {}).items():
+                merge = any(word in sql for word in ("ROW_NUMBER", "_dlt_dedup", " IN (SELECT", "MERGE INTO"))
+                print(f"     SQL on {table} after staging ({'a MERGE' if merge else 'no merge'}): {sql[:230]}...")
+            if "incremental" not in args.only:
+                kit_process.close()
+
+        floors = {}
+        if "floor" in args.only:
+            # the kit's rule for its worker count (see analytics_kit/fetch/offsets.py): the
+            # configured concurrency, at most FAST_API_WORKERS when the first page came back fast
+            configured = args.concurrency or DEFAULT_CONCURRENCY
+            rule = f"{configured}:{FAST_RESPONSE_SECONDS}:{FAST_API_WORKERS}"
+            for kind, label in (("floor-seq", "floor: fetch+parse, one page after another"),
+                                ("floor-threads", "floor: fetch+parse, the kit's workers")):
+                api.clear_log()
+                floors[kind] = measure(kind, api.base_url, folders["floor"], concurrency=rule)
+                floors[kind]["sent"] = sent()
+                if kind == "floor-threads":
+                    used = floors[kind]["workers"].get("events")
+                    label = (f"floor: fetch+parse, {used['workers']} threads" if used
+                             else "floor: fetch+parse, threads (one page)")
+                show(label, floors[kind])
+            used = floors["floor-threads"]["workers"].get("events")
+            if used:
+                print(f"     threads: {used['workers']} for /v1/events, by the kit's rule: concurrency {configured}"
+                      f"{' (--concurrency)' if args.concurrency else ' (DEFAULT_CONCURRENCY)'}, "
+                      f"{FAST_API_WORKERS} when the first page answers in < {FAST_RESPONSE_SECONDS * 1000:g} ms "
+                      f"(it took {used['first_ms']:.1f} ms)")
+            for kind, r in floors.items():
+                if kit_sent is not None and r["sent"] != kit_sent:
+                    print(f"  WARNING: {kind} sent {r['sent']} requests, the kit {kit_sent}")
+            reference = kit_sent or next(iter(floors.values()))["sent"]
+            print("     requests (counted by the API): " + ", ".join(f"/v1/{k} {v:,}" for k, v in reference.items())
+                  + (" for the kit and each floor" if kit_sent and all(r["sent"] == kit_sent for r in floors.values())
+                     else ""))
+
+        run_dlt = "dlt" in args.only and (
+            args.dlt_default == "yes" or (args.dlt_default == "auto" and events < 1_000_000))
         dlt_default = measure("dlt", api.base_url, folders["dlt"]) if run_dlt else None
         if dlt_default:
             show("2. dlt rest_api_source, defaults", dlt_default)
-        else:
+        elif "dlt" in args.only:
             print("  2. dlt rest_api_source, defaults   skipped (--dlt-default yes to run it; "
                   "it took 2.5 GB per 100k rows)")
-        hand = measure("hand", api.base_url, folders["hand"])
-        show("3. hand-written requests+pyarrow+duckdb", hand)
+        hand = None
+        if "hand" in args.only:
+            hand = measure("hand", api.base_url, folders["hand"])
+            show("3. hand-written requests+pyarrow+duckdb", hand)
 
         changed = events // 100
-        api.advance(new=0, updated=changed, deleted=0, seconds=3600)
-        api.clear_log()
-        warm = kit_process.again()
-        kit_process.close()
-        warm_requests = api.count("/v1/events")
-        show(f"4. kit incremental, {changed:,} changed, warm", warm)
-        api.advance(new=0, updated=changed, deleted=0, seconds=3600)
-        api.clear_log()
-        cold = measure("kit", api.base_url, folders["kit"], mode="incremental", concurrency=args.concurrency)
-        cold_requests = api.count("/v1/events")
-        show(f"   kit incremental, {changed:,} changed, fresh process", cold)
+        if "incremental" in args.only:
+            api.advance(new=0, updated=changed, deleted=0, seconds=3600)
+            api.clear_log()
+            warm = kit_process.again()
+            kit_process.close()
+            warm_requests = api.count("/v1/events")
+            show(f"4. kit incremental, {changed:,} changed, warm", warm)
+            api.advance(new=0, updated=changed, deleted=0, seconds=3600)
+            api.clear_log()
+            cold = measure("kit", api.base_url, folders["kit"], mode="incremental", concurrency=args.concurrency)
+            cold_requests = api.count("/v1/events")
+            show(f"   kit incremental, {changed:,} changed, fresh process", cold)
 
-        if dlt_default:
-            print(f"  kit / dlt-default      {kit['wall'] / dlt_default['wall']:.3f}   (target <= 0.25)")
-        print(f"  kit / hand-written     {kit['wall'] / hand['wall']:.3f}   (target <= "
-              f"{'1.0' if events >= 1_000_000 else '1.5'})")
-        limit = 100
-        print(f"  incremental requests to /v1/events: {warm_requests} warm, {cold_requests} fresh "
-              f"(target <= {-(-changed // limit) + 1})")
-        print(f"  incremental time, warm:  {warm['load_seconds']:.2f} s of load() vs the full load()'s "
-              f"{kit['load_seconds']:.2f} s = {warm['load_seconds'] / kit['load_seconds']:.1%} (target <= 15%)")
-        print(f"  incremental time, fresh: {cold['wall']:.2f} s vs {kit['wall']:.2f} s, whole processes = "
-              f"{cold['wall'] / kit['wall']:.1%}")
+        if kit and dlt_default:
+            ratio("kit / dlt-default", kit["wall"], dlt_default["wall"], 0.25)
+        if kit and hand:
+            ratio("kit / hand-written", kit["wall"], hand["wall"], 0.9 if events >= 1_000_000 else 1.5)
+            ratio("kit / hand-written, peak memory", kit["peak_mb"], hand["peak_mb"])
+        if kit:
+            for kind, name in (("floor-seq", "floor, sequential"), ("floor-threads", "floor, threads")):
+                if kind in floors:
+                    floor = floors[kind]
+                    ratio(f"kit / {name}, load only", kit["load_seconds"], floor["load_seconds"], 1.3)
+                    ratio(f"kit / {name}, wall", kit["wall"], floor["wall"])
+        if "incremental" in args.only:
+            limit = 100
+            print(f"  incremental requests to /v1/events: {warm_requests} warm, {cold_requests} fresh "
+                  f"(target <= {-(-changed // limit) + 1})")
+            print(f"  incremental time, warm:  {warm['load_seconds']:.2f} s of load() vs the full load()'s "
+                  f"{kit['load_seconds']:.2f} s = {warm['load_seconds'] / kit['load_seconds']:.1%} (target <= 15%)")
+            print(f"  incremental time, fresh: {cold['wall']:.2f} s vs {kit['wall']:.2f} s, whole processes = "
+                  f"{cold['wall'] / kit['wall']:.1%}")
 
 
 if __name__ == "__main__":
