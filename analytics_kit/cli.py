@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +27,8 @@ examples:
 
 def read_config(path: str | None) -> dict[str, Any]:
     """The config dict from a TOML, YAML or JSON file, or the guide's config for $ANALYTICS_API_BASE_URL."""
+    import tomllib
+
     from analytics_kit.config.guide import BASE_URL_ENV, guide_config
 
     if path is None:
@@ -70,6 +71,9 @@ def _print_frame(frame: Any) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from analytics_kit.run.lean import skip_pandas_probe
+
+    skip_pandas_probe()
     from analytics_kit.run.load import load
 
     report = load(
@@ -215,5 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``analytics-kit`` command: ``main``, then an exit without the interpreter's teardown.
+
+    Freeing dlt's, pyarrow's and DuckDB's modules one by one took 0.4 s after the work was
+    done (a sixth of a 1,000-row incremental run from the shell). By then every command has
+    closed what it wrote (the load its file and lock, the demo its server); output and logs
+    are flushed here first. ``main`` itself returns, for callers in Python.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -11,11 +11,22 @@ replace it. ``tests/test_seam.py`` fails when another module reaches into dlt's 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
 import logging
-from typing import Any, Callable, Iterator
+import os
+import re
+import zlib
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import dlt
-from dlt.sources import DltResource, DltSource
+from analytics_kit.store.sql import qualified
+
+if TYPE_CHECKING:
+    from dlt.common.schema.typing import TColumnSchema
+    from dlt.extract.incremental import Incremental
+    from dlt.sources import DltResource, DltSource
 
 # -- internal modules, re-exported --------------------------------------------------------------
 # No public route for any of these:
@@ -26,31 +37,39 @@ from dlt.sources import DltResource, DltSource
 # - DictValidationException ... validate_dict: dlt's own rest_api validator and the typing helpers
 #   it reads TypedDicts with, so the config checks' rules are dlt's, not a copy;
 # - get_nested_tables: a table's nested tables (Schema has no public method for it);
-# - the retry conditions and Retry-After-aware wait, so the kit retries as dlt would;
-# - Incremental, ItemTransform: dlt's incremental step, and the base of steps in a pipe.
-from dlt.common import jsonpath  # noqa: E402
-from dlt.common.data_types.type_helpers import coerce_value  # noqa: E402
-from dlt.common.exceptions import DictValidationException  # noqa: E402
-from dlt.common.schema.detections import is_iso_timestamp  # noqa: E402
-from dlt.common.schema.typing import TColumnSchema  # noqa: E402
-from dlt.common.schema.utils import get_nested_tables  # noqa: E402
-from dlt.common.typing import (  # noqa: E402
-    extract_union_types, get_literal_args, get_type_hints, get_type_name, is_literal_type, is_optional_type,
-    is_typeddict, is_union_type,
-)
-from dlt.common.validation import validate_dict  # noqa: E402
-from dlt.extract.incremental import Incremental, IncrementalResourceWrapper  # noqa: E402
-from dlt.extract.items_transform import ItemTransform  # noqa: E402
-from dlt.sources.helpers.requests.retry import (  # noqa: E402
-    DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after,
-)
-
+# - the retry conditions and Retry-After-aware wait, so the kit retries as dlt would.
+# They are imported on first use (PEP 562), like every dlt module here: the readers of a DuckDB
+# file, and ``import analytics_kit``, run without importing dlt.
 __all__ = [
     "DEFAULT_RETRY_EXCEPTIONS", "DictValidationException", "TColumnSchema", "coerce_value", "extract_union_types",
     "get_literal_args", "get_nested_tables", "get_type_hints", "get_type_name", "is_iso_timestamp", "is_literal_type",
     "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "retry_if_status", "validate_dict",
     "wait_exponential_retry_after",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The names in ``__all__``, imported from dlt when one is first used."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from dlt.common import jsonpath  # noqa: F401
+    from dlt.common.data_types.type_helpers import coerce_value  # noqa: F401
+    from dlt.common.exceptions import DictValidationException  # noqa: F401
+    from dlt.common.schema.detections import is_iso_timestamp  # noqa: F401
+    from dlt.common.schema.typing import TColumnSchema  # noqa: F401, F811
+    from dlt.common.schema.utils import get_nested_tables  # noqa: F401
+    from dlt.common.typing import (  # noqa: F401
+        extract_union_types, get_literal_args, get_type_hints, get_type_name, is_literal_type, is_optional_type,
+        is_typeddict, is_union_type,
+    )
+    from dlt.common.validation import validate_dict  # noqa: F401
+    from dlt.sources.helpers.requests.retry import (  # noqa: F401
+        DEFAULT_RETRY_EXCEPTIONS, retry_if_status, wait_exponential_retry_after,
+    )
+
+    found = {key: value for key, value in locals().items() if key in __all__}
+    globals().update(found)
+    return found[name]
 
 
 class StoredCursor:
@@ -91,11 +110,80 @@ def running_cursor(resource: str, path: str) -> Any:
     Read through ``dlt.current.resource_state`` (public) in dlt's layout (see above): the
     ``Incremental`` a rest_api resource is given is not the bound copy that knows it.
     """
+    import dlt
+
     try:
         state = dlt.current.resource_state(resource)
     except Exception:  # noqa: BLE001 - outside a pipeline there is no state
         return None
     return ((state.get("incremental") or {}).get(path) or {}).get("last_value")
+
+
+# -- the destination's stored state and schema, read without dlt --------------------------------
+# What ``Pipeline.sync_destination`` (public) restores, read from a DuckDB file with plain SQL: the
+# state row dlt's ``get_stored_state`` picks (the pipeline's, of a load committed in _dlt_loads
+# with status 0, the highest load id first), decoded as ``decompress_state`` does (base64 of zlib
+# of JSON; plain JSON where it is not base64), and the default schema's newest row in _dlt_version,
+# as ``get_stored_schema`` picks it. The tables, their columns and the encoding are undocumented.
+# A state holding values dlt's JSON tags with its own types (a datetime, a Decimal: a character
+# from Unicode's private use area first), or from another engine version than these, is decoded
+# and upgraded by dlt itself, imported then. A public reader of stored state would replace this.
+STATE_ENGINE, SCHEMA_ENGINE = 4, 11
+
+
+def stored_state(con: Any, dataset: str, pipeline_name: str) -> dict | None:
+    """The pipeline state dlt would restore from ``dataset`` over the DuckDB connection ``con``
+    (None where no committed load stored one), as ``Pipeline.state`` has it. dlt's engine-4
+    tidying of ``destination_name`` is left out: no reader uses it."""
+    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+                        "AND table_schema = ? AND table_name IN ('_dlt_pipeline_state', '_dlt_loads')", [dataset])
+    if found.fetchone()[0] < 2:  # what dlt meets as DestinationUndefinedEntity: nothing to restore
+        return None
+    row = con.execute(
+        f"SELECT s.state FROM {qualified(dataset, '_dlt_pipeline_state')} AS s JOIN {qualified(dataset, '_dlt_loads')} "
+        "AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
+        [pipeline_name]).fetchone()
+    if row is None:
+        return None
+    try:
+        text = zlib.decompress(base64.b64decode(row[0], validate=True)).decode()
+    except binascii.Error:
+        text = row[0]
+    start = int(os.environ.get("DLT_JSON_TYPED_PUA_START", "0xf026"), 16)  # as dlt.common.json reads it
+    typed = re.search(f"[{re.escape(chr(start))}-{re.escape(chr(start + 8))}]", text)
+    state = json.loads(text)
+    if typed or state.get("_state_engine_version") != STATE_ENGINE:
+        from dlt.common.versioned_state import decompress_state
+        from dlt.pipeline.state_sync import PIPELINE_STATE_ENGINE_VERSION, migrate_pipeline_state
+
+        state = decompress_state(row[0])
+        engine = state["_state_engine_version"]
+        state = migrate_pipeline_state(pipeline_name, state, engine, PIPELINE_STATE_ENGINE_VERSION)
+    return state
+
+
+def stored_schema(con: Any, dataset: str, state: dict | None) -> dict | None:
+    """The default schema of a pipeline restored with ``state``, as ``Schema.to_dict()`` gives it
+    (``tables``, each with its ``columns``): None when the state names none, an empty one when
+    _dlt_version lacks it (dlt then starts a new schema)."""
+    names = (state or {}).get("schema_names") or []
+    name = (state or {}).get("default_schema_name")
+    if name and name not in names:  # dlt's choice for an inconsistent state: its first schema
+        name = names[0] if names else None
+    if not name:
+        return None
+    row = con.execute(f"SELECT schema FROM {qualified(dataset, '_dlt_version')} WHERE schema_name = ? "
+                      "ORDER BY inserted_at DESC", [name]).fetchone()
+    stored = json.loads(row[0]) if row else {"name": name, "tables": {}}
+    if row and stored.get("engine_version") != SCHEMA_ENGINE:
+        from dlt.common.schema import Schema
+
+        return Schema.from_dict(stored).to_dict()
+    for table_name, table in stored["tables"].items():  # as ``Schema.from_dict`` names them
+        table["name"] = table_name
+        for column_name, column in table.get("columns", {}).items():
+            column["name"] = column_name
+    return stored
 
 
 # -- rest_api's resources ---------------------------------------------------------------------
@@ -150,6 +238,8 @@ def primary_key(resource: DltResource) -> Any:
 def processing_steps(resource: DltResource) -> list:
     """The steps after the resource's generator other than dlt's incremental step: rest_api's
     processing_steps (map/filter). The pipe's steps are not public."""
+    from dlt.extract.incremental import Incremental, IncrementalResourceWrapper
+
     return [s for s in resource._pipe.steps[1:] if not isinstance(s, (Incremental, IncrementalResourceWrapper))]
 
 
@@ -206,20 +296,26 @@ def set_cursor_bounds(incremental: Incremental, initial: Any, end: Any) -> None:
 # filter needs ``ItemTransform.placement_affinity``, which is internal.
 
 
-class _Step(ItemTransform[Any, Any]):
-    def __init__(self, function: Callable[[Any], Any], affinity: float) -> None:
-        super().__init__(lambda item: item)
-        self.function = function
-        self.placement_affinity = affinity  # type: ignore[misc]
+@functools.cache
+def _step_type() -> type:
+    from dlt.extract.items_transform import ItemTransform
 
-    def __call__(self, item: Any, meta: Any = None) -> Any:
-        return self.function(item)
+    class _Step(ItemTransform[Any, Any]):
+        def __init__(self, function: Callable[[Any], Any], affinity: float) -> None:
+            super().__init__(lambda item: item)
+            self.function = function
+            self.placement_affinity = affinity  # type: ignore[misc]
+
+        def __call__(self, item: Any, meta: Any = None) -> Any:
+            return self.function(item)
+
+    return _Step
 
 
 def add_step(resource: DltResource, function: Callable[[Any], Any], *, after_incremental: bool = False) -> None:
     """Runs ``function`` on every item the resource yields (a page as a list or an Arrow
     table), at the pipe's end; with ``after_incremental``, also behind dlt's incremental step."""
-    resource.add_step(_Step(function, 1.05 if after_incremental else 0))
+    resource.add_step(_step_type()(function, 1.05 if after_incremental else 0))
 
 
 # -- table hints ------------------------------------------------------------------------------
@@ -236,6 +332,8 @@ def reset_deduplicated(resource: DltResource) -> None:
 
 def mark_deduplicated(batch: Any) -> Any:
     """``batch`` carrying the hint that the run's staged rows hold each key once."""
+    import dlt
+
     return dlt.mark.with_hints(batch, dlt.mark.make_hints(additional_table_hints={_DEDUPLICATED: True}))
 
 
@@ -262,9 +360,12 @@ class _Muted(logging.Filter):
             # a ``json`` hint overriding an arrow string column: JSON travels as serialized
             # strings, which DuckDB reads into its JSON type, as on the slow path
             return text[len("In resource: "):].split(",", 1)[0] not in self.json_override
-        # dedup_sort is ignored when staged rows are declared deduplicated: the kit declares
-        # that only after proving the keys distinct, so there is nothing to sort
-        return not (self.dedup_notice and "declared as already deduplicated" in record.getMessage())
+        # dedup_sort is ignored when staged rows are declared deduplicated, and merge hints
+        # (dedup_sort, hard_delete) in a replace: the kit declares the one and loads the other
+        # only after proving the keys distinct (soft-deleted rows left out), so nothing is lost
+        message = record.getMessage() if self.dedup_notice else ""
+        return not ("declared as already deduplicated" in message
+                    or 'is only applied when using the "merge" write disposition' in message)
 
 
 _MUTED = _Muted()
@@ -305,6 +406,8 @@ def known_destinations() -> list[str]:
 
 def nested_tables(schema: Any, table: str) -> list[tuple[str, str]]:
     """(name, parent) of each nested table below ``table`` in ``schema``, parents first."""
+    from dlt.common.schema.utils import get_nested_tables
+
     return [(t["name"], t["parent"]) for t in get_nested_tables(schema.tables, table, include_self=False)]
 
 
@@ -369,32 +472,51 @@ def identifier_naming(source: DltSource) -> Callable[[str], str]:
     return source.schema.naming.normalize_identifier
 
 
-# -- differences between the supported versions (pyproject.toml) -------------------------------
+# -- the pipeline's local state against the destination's ------------------------------------
+# A run may keep its local pipeline folder only when it holds what the destination committed
+# (see ``recovery.begin``); else ``Pipeline.drop()`` and ``sync_destination()`` (public) restore
+# it. Comparing needs the state's ``_version_hash`` and the version_hash columns of dlt's
+# _dlt_pipeline_state and _dlt_version, none documented; the committed state row is the one
+# ``get_stored_state`` picks. A public "is the local state current" check would replace these.
 
 
-def new_file_config() -> dict[str, str]:
-    """The DuckDB config a new file is created with, so that the ``duckdb`` CLI from PyPI
-    (1.5.x) can open it for ad-hoc SQL.
-
-    duckdb 2.x writes storage version 69 by default, which the 1.5 CLI cannot read; a file
-    created with ``storage_compatibility_version`` v1.5.0 keeps that format. duckdb 1.4
-    rejects that version string (it does not know it) and writes a format every later
-    reader opens, so it gets no setting. Drop that branch when the oldest duckdb is 1.5.
-    """
-    import duckdb
-
-    if tuple(int(part) for part in duckdb.__version__.split(".")[:2]) < (1, 5):
-        return {}
-    return {"storage_compatibility_version": "v1.5.0"}
+def local_state_hash(pipeline: Any) -> str | None:
+    """The version hash of the pipeline's local state (``Pipeline.state`` is public, the key is not)."""
+    return pipeline.state.get("_version_hash")
 
 
-def duckdb_in_use_errors() -> tuple[type[Exception], ...]:
-    """The exception types ``duckdb.connect`` raises when another connection of this process
-    holds the file (``database.in_use_here`` reads their text): ConnectionException ("different
-    configuration") everywhere; ResourceInUseException from duckdb 1.5 on, which duckdb 1.4
-    lacks; BinderException ("Unique file handle conflict") in duckdb 1.4.3 and 1.4.4 while that
-    connection opens or closes in another thread. Drop the 1.4 case when the oldest is 1.5."""
-    import duckdb
+def committed_state_hash(client: Any, pipeline_name: str) -> str | None:
+    """The version hash of the state of the newest committed load, over a dlt sql client."""
+    state = client.make_qualified_table_name("_dlt_pipeline_state")
+    loads = client.make_qualified_table_name("_dlt_loads")
+    rows = client.execute_sql(
+        f"SELECT s.version_hash FROM {state} AS s JOIN {loads} AS l ON l.load_id = s._dlt_load_id "
+        "WHERE s.pipeline_name = %s AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1", pipeline_name)
+    return rows[0][0] if rows else None
 
-    names = ("ConnectionException", "ResourceInUseException", "BinderException")
-    return tuple(getattr(duckdb, name) for name in names if hasattr(duckdb, name))
+
+def schema_stored(client: Any, schema_name: str, version_hash: str) -> bool:
+    """Whether the destination stored this version of a schema, as dlt's ``get_stored_schema_by_hash``
+    asks (not only the newest row: a schema that went back to an earlier version is not stored again)."""
+    versions = client.make_qualified_table_name("_dlt_version")
+    rows = client.execute_sql(
+        f"SELECT 1 FROM {versions} WHERE schema_name = %s AND version_hash = %s LIMIT 1", schema_name, version_hash)
+    return bool(rows)
+
+
+def reset_resource_states(pipeline: Any, source: str, resources: list[str]) -> None:
+    """Drops the resources' state (their cursors) as ``refresh="drop_data"`` does, without its
+    emptying of the tables at the start of the load step: a full refresh loaded as a replace
+    swaps each table in one transaction instead. ``Pipeline.managed_state`` is undocumented."""
+    with pipeline.managed_state() as state:
+        states = state.get("sources", {}).get(source, {}).get("resources", {})
+        for name in resources:
+            states.pop(name, None)
+
+
+def delete_loaded_packages(pipeline: Any) -> None:
+    """Deletes the local copies of committed load packages: a run that keeps the pipeline folder
+    (see ``recovery.begin``) would otherwise keep every run's files. dlt has no public call for it."""
+    storage = pipeline._get_load_storage()
+    for load_id in pipeline.list_completed_load_packages():
+        storage.delete_loaded_package(load_id)

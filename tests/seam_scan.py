@@ -64,6 +64,10 @@ def dlt_hints() -> frozenset[str]:
     return frozenset(found)
 
 
+# Public, documented stdlib functions whose names start with an underscore.
+STDLIB_UNDERSCORED = frozenset({"os._exit"})
+
+
 def _own_private_names(package: Path) -> set[str]:
     """``_names`` the kit defines itself (functions, classes, attributes it assigns)."""
     names: set[str] = set()
@@ -106,7 +110,7 @@ def reaches(path: Path, package: Path = PACKAGE) -> list[str]:
             if node.attr in UNDOCUMENTED:
                 add(node, "undocumented")
             elif (node.attr.startswith("_") and not node.attr.startswith("__") and not _is_self(node.value)
-                  and node.attr not in own):
+                  and node.attr not in own and ast.unparse(node) not in STDLIB_UNDERSCORED):
                 add(node, "private")
             elif (isinstance(node.ctx, ast.Store) and not _is_self(node.value)
                   and node.attr in dlt_attributes()):

@@ -14,6 +14,9 @@ import analytics_kit.redact
 PACKAGE = Path(analytics_kit.__file__).parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
 MAX_LINES = 400
+# The seam is the one file a dlt upgrade is checked in (see seam.py): splitting it to stay short
+# would scatter what it exists to keep together. It may grow to this, and no further.
+SEAM_MAX_LINES = 600
 
 
 def modules() -> dict[str, Path]:
@@ -66,8 +69,10 @@ def test_no_import_loops() -> None:
 
 
 def test_no_module_is_long() -> None:
-    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
-    assert not long, f"modules over {MAX_LINES} lines: {long}"
+    limit = {"analytics_kit.seam": SEAM_MAX_LINES}
+    long = {name: n for name, path in modules().items()
+            if (n := len(path.read_text().splitlines())) > limit.get(name, MAX_LINES)}
+    assert not long, f"modules over {MAX_LINES} lines ({SEAM_MAX_LINES} for the seam): {long}"
 
 
 def test_one_mask() -> None:

@@ -34,6 +34,7 @@ from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.records import is_simple, select_records
+from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.tally import Tally
 from analytics_kit.fetch.transport import request_text
@@ -71,8 +72,10 @@ class KitPaginate:
                  new_session: Callable[[], Session], convert: Callable[[list], Any] | None,
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
                  stats: LoadStats | None = None, incremental: Any = None,
-                 naming: Callable[[str], str] = str, rewrite_cursor: bool = True) -> None:
+                 naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
+                 replace: Replace | None = None) -> None:
         self.client = client
+        self.replace = replace  # a full refresh loaded as a replace (see Replace)
         # False when the config's incremental has a convert: it reads the API's own form
         self.rewrite_cursor = rewrite_cursor
         self.naming = naming  # dlt's column names for the API's fields
@@ -225,8 +228,11 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             missing = tally.missing()
+            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind()
+            if self.replace is not None and self.primary_key and not (proven and not missing):
+                raise MergeNeeded(self.resource)  # before another pass: the merge will page again
             if not missing:
-                if attempt == 1 and tally.distinct() == tally.rows and tally.one_kind():
+                if proven:
                     outcome["distinct"] = tally.rows
                 return
             signature = tally.signature()

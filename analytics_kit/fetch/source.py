@@ -23,6 +23,7 @@ from analytics_kit.fetch.arrow_tables import (
     unsupported_columns,
 )
 from analytics_kit.fetch.paging import KitPaginate
+from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, guard_logs
@@ -98,8 +99,12 @@ def _build(
     concurrency: int | None = None,
     fast_path: bool | None = None,
     redactor: Redactor | None = None,
+    replace: bool = False,
 ) -> DltSource:
-    """The source; ``redactor`` is the load's one redactor (its secrets include the destination's)."""
+    """The source; ``redactor`` is the load's one redactor (its secrets include the destination's).
+
+    ``replace``: a full refresh loaded with dlt's replace write disposition (see ``paging.Replace``).
+    """
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
     guard_logs(redactor)  # also when the source is iterated outside load()
@@ -109,9 +114,16 @@ def _build(
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
+    if replace:
+        # one key may come from several parents, and only the kit's pager proves keys distinct
+        unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
+        if related or unpaged:
+            raise MergeNeeded(sorted(related or unpaged)[0], "its records pass between resources")
     for resource in source.resources.values():
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
+        if replace:
+            resource.apply_hints(write_disposition="replace")
         policy = prepared.policies.get(resource.name, prepared.default_policy)
         # dlt gives each resource its own RESTClient but takes the session from the one
         # client config, so per-endpoint policies are set on each resource's client here.
@@ -143,7 +155,10 @@ def _build(
             KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=seam.primary_key(resource),
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
-                        naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None).install()
+                        naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
+                        replace=Replace(_hard_delete_column(resource)) if replace else None).install()
+            if replace:
+                seam.add_step(resource, Replace(_hard_delete_column(resource)).kept, after_incremental=True)
             seam.add_step(resource, step)
         else:
             seam.add_step(resource, PageStep(resource.name, stats, on_page))
@@ -166,6 +181,16 @@ def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
     except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
         failure = explain(error, prepared.rest_api, Redactor(prepared.secrets))
     raise failure  # outside the except block: dlt's exception and its frames are not chained
+
+
+def _hard_delete_column(resource: DltResource) -> str | None:
+    """The column whose flag makes dlt's merge delete a row (the ``hard_delete`` column hint)."""
+    columns = resource.columns
+    if isinstance(columns, Mapping):
+        columns = [{"name": name, **hint} for name, hint in columns.items() if isinstance(hint, Mapping)]
+    if not isinstance(columns, (list, tuple)):
+        return None
+    return next((c.get("name") for c in columns if isinstance(c, Mapping) and c.get("hard_delete")), None)
 
 
 def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:

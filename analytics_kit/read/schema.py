@@ -7,8 +7,9 @@ to its parent row) and where it came from: ``config`` (declared in the config's
 ``dlt`` (dlt's bookkeeping, such as ``_dlt_id``). Which columns the config declared is
 what the newest committed load of each table recorded (see ``store.load_log``).
 
-The diagram is dlt's own (``dlt.Schema.to_mermaid``), a mermaid ``erDiagram``: JupyterLab 4
-draws it from the display's Markdown.
+The diagram is a mermaid ``erDiagram``, drawn as dlt's ``Schema.to_mermaid`` draws it
+(``read.diagram``): JupyterLab 4 draws it from the display's Markdown. From a DuckDB file the
+schema is read as dlt would restore it (``seam.stored_schema``), without importing dlt.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analytics_kit import seam
 from analytics_kit.display import plural, text_table
 from analytics_kit.errors import KitError
+from analytics_kit.read import connection
+from analytics_kit.read.diagram import mermaid
 from analytics_kit.read.history import committed_loads
 from analytics_kit.read.state import restored
 from analytics_kit.store.database import DEFAULT_DATABASE
@@ -137,23 +141,31 @@ def schema(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
     for record in reversed(records):
         if record.facts and "declared" in record.facts:
             declared = {**record.facts["declared"], **(declared or {})}
-    with restored(target) as pipeline:
-        if not pipeline.default_schema_name:
-            raise KitError(f"{target.label} holds no dlt schema.",
-                           guidance="Run analytics_kit.load(config) (or `analytics-kit load`) first.")
-        stored = pipeline.default_schema
-        mermaid = stored.to_mermaid(remove_processing_hints=True, hide_descriptions=True,
-                                    include_dlt_tables=False).rstrip()
-        rows = []
-        for table in sorted(stored.data_tables(), key=lambda t: t["name"]):
-            for column in table["columns"].values():
-                if "data_type" not in column:
-                    continue  # only NULLs seen so far: no column in the database yet
-                rows.append(_column_row(table, column, declared))
+    tables = _stored_tables(target, database)
+    if tables is None:
+        raise KitError(f"{target.label} holds no dlt schema.",
+                       guidance="Run analytics_kit.load(config) (or `analytics-kit load`) first.")
+    rows = []
+    data_tables = (t for name, t in tables.items() if not name.startswith("_dlt"))  # as Schema.data_tables()
+    for table in sorted(data_tables, key=lambda t: t["name"]):
+        for column in table["columns"].values():
+            if "data_type" not in column:
+                continue  # only NULLs seen so far: no column in the database yet
+            rows.append(_column_row(table, column, declared))
     frame = pd.DataFrame(rows, columns=COLUMNS).astype({
         "table": "string", "column": "string", "type": "string", "nullable": "boolean",
         "primary_key": "boolean", "parent": "string", "source": "string", "hints": "string"})
-    return DataDictionary(frame, mermaid)
+    return DataDictionary(frame, mermaid(tables).rstrip())
+
+
+def _stored_tables(target: Target, given: object) -> dict[str, dict] | None:
+    """The tables of the default schema (``Schema.tables``) as dlt restores it, or None without one."""
+    if not target.is_file:
+        with restored(target) as pipeline:
+            return pipeline.default_schema.tables if pipeline.default_schema_name else None
+    with connection.connect(target.database, given, target.dataset) as con:
+        stored = seam.stored_schema(con, target.dataset, seam.stored_state(con, target.dataset, target.pipeline_name))
+    return None if stored is None else stored["tables"]
 
 
 def _column_row(table: dict, column: dict, declared: dict[str, list[str]] | None) -> dict:

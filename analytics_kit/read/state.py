@@ -1,4 +1,8 @@
-"""``state``: the cursor values and the last loads, as the destination records them."""
+"""``state``: the cursor values and the last loads, as the destination records them.
+
+From a DuckDB file the state is read with plain SQL, as dlt would restore it (``seam.stored_state``),
+without importing dlt; from a warehouse, by a throwaway dlt pipeline synced with it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from dlt import Pipeline
-
-from analytics_kit.config.prepared import SOURCE_NAME
+from analytics_kit import seam
 from analytics_kit.display import block, html_table, missing, plural, text_table
+from analytics_kit.read import connection
 from analytics_kit.read.history import committed_loads
-from analytics_kit.store.cursor_state import stored_cursors
+from analytics_kit.store.cursor_state import cursor_values
 from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.target import Target
 
 if TYPE_CHECKING:
     import pandas as pd
+    from dlt import Pipeline
+
+# The dlt source's name, under which the state keeps its cursors: config.prepared.SOURCE_NAME,
+# which imports dlt (tests/test_imports.py checks the two agree).
+SOURCE_NAME = "analytics"
 
 # dlt writes a load's row to _dlt_loads, with status 0, only once every table of it is
 # written: a load listed there is committed. (dlt 1.x writes no other status.)
@@ -74,7 +82,8 @@ def _n(value: Any) -> str:
 
 @contextmanager
 def restored(target: Target) -> Iterator[Pipeline]:
-    """A throwaway pipeline holding the destination's committed state and schema.
+    """A throwaway pipeline holding the destination's committed state and schema (the readers
+    use it for a warehouse; a DuckDB file they read without dlt).
 
     Read from the destination, the record of what was committed; the local pipeline
     folder is only a cache of it and is left alone.
@@ -85,6 +94,15 @@ def restored(target: Target) -> Iterator[Pipeline]:
         yield pipeline
 
 
+def stored_state(target: Target, given: object = None) -> dict:
+    """The destination's committed pipeline state, as dlt restores it ({} before any)."""
+    if not target.is_file:
+        with restored(target) as pipeline:
+            return pipeline.state
+    with connection.connect(target.database, given, target.dataset) as con:
+        return seam.stored_state(con, target.dataset, target.pipeline_name) or {}
+
+
 def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, last: int = 5, *,
           destination: str | None = None) -> State:
     """The cursor values and the ``last`` committed loads, newest first, as a ``State``."""
@@ -93,8 +111,7 @@ def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, l
     target = Target.of(destination, database, dataset)
     # the loads first: a missing or empty database is reported before dlt touches it
     records = committed_loads(database, dataset, destination=destination)[::-1][: max(0, int(last))]
-    with restored(target) as pipeline:
-        found = stored_cursors(pipeline, SOURCE_NAME)
+    found = cursor_values(stored_state(target, database), SOURCE_NAME)
     loads = pd.DataFrame({
         "load_id": pd.Series([r.load_id for r in records], dtype="string"),
         "loaded_at": pd.to_datetime(pd.Series([r.loaded_at for r in records], dtype=object), utc=True),

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 from dlt import Pipeline
 
 from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
+from analytics_kit.fetch.replace import MergeNeeded, stale_columns
 from analytics_kit.fetch.source import _build
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
-from analytics_kit.seam import mute_dedup_notice
+from analytics_kit.seam import mute_dedup_notice, reset_resource_states
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
 from analytics_kit.store.database import (
     DEFAULT_DATABASE,
@@ -29,18 +31,10 @@ from analytics_kit.store.database import (
     ensure_database,
     open_for_writing,
 )
-from analytics_kit.store.load_log import drop_uncommitted, record
+from analytics_kit.store.load_log import record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
-from analytics_kit.store.recovery import (
-    drop_staging,
-    forget,
-    from_destination,
-    full_refresh_done,
-    full_refresh_pending,
-    mark_full_refresh,
-    remove_uncommitted_appends,
-)
+from analytics_kit.store.recovery import begin, drop_staging, forget, full_refresh_done, mark_full_refresh
 from analytics_kit.store.target import Target
 
 logger = logging.getLogger(__name__)
@@ -74,8 +68,9 @@ def load(
     """Loads the API described by ``config`` into ``database`` and returns a ``LoadReport``.
 
     ``incremental`` fetches what changed since the stored cursor and merges it on the
-    primary key; ``full_refresh`` drops this source's tables and cursors and reloads
-    everything. Every failure is one ``LoadError`` that says what to do; nothing is left
+    primary key; ``full_refresh`` resets the cursors and replaces this source's tables with
+    everything the API has (staged, then each table swapped in one transaction: a failed one
+    leaves the old table whole). Every failure is one ``LoadError`` that says what to do; nothing is left
     half-written, and the cursors stay at the last completed load. One load of a database
     runs at a time: another load of it, in any process, or a program holding the file
     makes this one wait up to ``lock_timeout`` seconds.
@@ -108,15 +103,21 @@ def load(
     redactor = Redactor(prepared.secrets + target.secrets())
     stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
-    source = _build(prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME, concurrency=concurrency,
-                    redactor=redactor)
+    build = functools.partial(_build, prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME,
+                              concurrency=concurrency, redactor=redactor)
+    replace = mode == "full_refresh" and target.replaces_atomically()
+    try:
+        source = build(replace=replace)
+    except MergeNeeded as needed:
+        logger.info("%s; this full refresh is loaded as a merge", needed)
+        replace, source = False, build()
 
     failure: KitError | None = None
     report: LoadReport | None = None
     with redacted_logging(redactor), mute_dedup_notice():
         try:
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
-                report = _run(target, source, mode, stats, lock_timeout)
+                report = _run(target, source, build, mode, replace, stats, lock_timeout)
         except Exception as error:  # noqa: BLE001 - every failure becomes one LoadError
             failure = explain(error, redactor=redactor, stats=stats, database=target.label,
                               destination=target.destination)
@@ -127,40 +128,45 @@ def load(
     return report
 
 
-def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout: float) -> LoadReport:
-    """The load itself, under the load lock: dlt's steps one by one."""
+def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, replace: bool, stats: LoadStats,
+         lock_timeout: float) -> LoadReport:
+    """The load itself, under the load lock: dlt's steps one by one.
+
+    A full refresh is a replace (dlt's insert-from-staging: each table swapped in one
+    transaction, the old one whole until then) when its pages proved every key distinct;
+    otherwise it is extracted again as before, a merge into tables dlt drops first.
+    """
     if target.is_file:
         ensure_database(target.database)
-    pipeline, recovered = from_destination(target.pipeline())
+    pipeline = target.pipeline()
     started = time.perf_counter()
     stats.mode = mode
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
         with _holding(target, lock_timeout):
-            pipeline.sync_destination()
-            remove_uncommitted_appends(pipeline)
-            drop_uncommitted(pipeline)  # the kit's record of loads that never committed
-            if target.is_file:
-                drop_staging(pipeline)  # what a failed run staged
-            if mode == "incremental" and full_refresh_pending(pipeline):
+            start = begin(pipeline, tidy_staging=target.is_file)
+            pipeline = start.pipeline
+            if mode == "incremental" and start.full_refresh_pending:
                 logger.warning("An earlier full refresh emptied the tables and did not finish; "
                                "running it again instead of an incremental load.")
                 mode = stats.mode = "full_refresh"
+        if replace:
+            stale = stale_columns(pipeline.default_schema if pipeline.default_schema_name else None, source)
+            if stale is not None:
+                logger.info("%s; this full refresh rebuilds the tables", stale)
+                replace, source = False, build()
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
-        pipeline.extract(
-            source,
-            loader_file_format=LOADER_FILE_FORMATS.get(target.destination),
-            refresh="drop_sources" if mode == "full_refresh" else None,
-        )
+        source, merged = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
+                                  LOADER_FILE_FORMATS.get(target.destination))
         normalized = pipeline.normalize()
         release_unused()
         if target.is_file:
             _check_room(pipeline, target.database)
         with _holding(target, lock_timeout):
-            if mode == "full_refresh":
+            if merged:
                 mark_full_refresh(pipeline)  # before dlt drops the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
             record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
@@ -172,7 +178,7 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
                     # dlt's main_staging serves inside pipeline.load() only, whether it succeeded
                     # or not: the kit never resumes a failed load's package
                     drop_staging(pipeline)
-            if mode == "full_refresh":
+            if merged or start.full_refresh_pending and mode == "full_refresh":
                 full_refresh_done(pipeline)
     except BaseException:
         # the next run starts from what the destination committed
@@ -197,13 +203,47 @@ def _run(target: Target, source: Any, mode: str, stats: LoadStats, lock_timeout:
         retries=tuple(stats.retries),
         cursor_before={table(name): value for name, value in before.items()},
         cursor_after={table(name): value for name, value in after.items()},
-        recovered_packages=recovered,
+        recovered_packages=start.dropped,
         warnings=tuple(stats.warnings),
         duration=time.perf_counter() - started,
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
         fetched={table(name): n for name, n in stats.rows.items()},
     )
+
+
+def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: str, replace: bool,
+             file_format: str | None) -> tuple[Any, bool]:
+    """Extracts the run; returns the source extracted and whether a full refresh is loaded as a
+    merge into tables dlt drops first."""
+    if replace:
+        # the cursors start over; dropped from the state here rather than by dlt's refresh,
+        # which would also empty the tables at the start of the load step
+        reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
+        try:
+            pipeline.extract(source, loader_file_format=file_format)
+            return source, False
+        except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
+            needed = _cause(error, MergeNeeded)
+            if needed is None:
+                raise
+        logger.info("%s; this full refresh is loaded as a merge", needed)
+        # a failed extract commits no package, and dlt rolled back its state and schema
+        source = build()
+    pipeline.extract(source, loader_file_format=file_format,
+                     refresh="drop_sources" if mode == "full_refresh" else None)
+    return source, mode == "full_refresh"
+
+
+def _cause(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """``error`` or the first exception of ``kind`` it was raised from (dlt wraps a step's errors)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 @contextmanager

@@ -7,17 +7,23 @@ cursors from the future) is ``cursors``'s.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Iterator
-
-from dlt import Pipeline
+from typing import TYPE_CHECKING, Any, Iterator
 
 from analytics_kit.fetch import cursors
 from analytics_kit.seam import incremental_states
 
+if TYPE_CHECKING:
+    from dlt import Pipeline
+
 
 def stored_cursors(pipeline: Pipeline, source: str) -> dict[str, Any]:
     """The incremental cursor value of each resource, from the pipeline's state."""
-    return {stored.resource: stored.value for stored in incremental_states(pipeline.state, source)}
+    return cursor_values(pipeline.state, source)
+
+
+def cursor_values(state: dict, source: str) -> dict[str, Any]:
+    """The incremental cursor value of each resource in a pipeline ``state`` (a dict)."""
+    return {stored.resource: stored.value for stored in incremental_states(state, source)}
 
 
 def epoch_cursor(pipeline: Pipeline, resource: str, path: str) -> bool:

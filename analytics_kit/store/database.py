@@ -11,8 +11,8 @@ from typing import Callable
 
 import duckdb
 
-from analytics_kit import seam
 from analytics_kit.errors import ConfigError, KitError, LoadError
+from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
 
 
 class DefaultDatabase(str):
@@ -94,7 +94,7 @@ def ensure_database(path: Path) -> None:
     # creating the file would otherwise leave a broken file every later run trips on.
     partial = path.with_name(f".{path.name}.{os.getpid()}.creating")
     partial.unlink(missing_ok=True)
-    duckdb.connect(str(partial), config=seam.new_file_config()).close()
+    duckdb.connect(str(partial), config=new_file_config()).close()
     os.replace(partial, path)
 
 
@@ -136,7 +136,7 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
         except duckdb.IOException as failure:
             holder = _lock_holder(failure)
             held = f"is locked by another process ({holder})"
-        except seam.duckdb_in_use_errors() as failure:
+        except duckdb_in_use_errors() as failure:
             if not in_use_here(failure):
                 raise
             holder = "this process"

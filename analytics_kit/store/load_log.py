@@ -17,14 +17,14 @@ import json
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-from dlt import Pipeline
-from dlt.sources import DltSource
+from typing import TYPE_CHECKING, Any
 
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.store.cursor_state import stored_cursors
-from analytics_kit.store.recovery import table_exists
+
+if TYPE_CHECKING:
+    from dlt import Pipeline
+    from dlt.sources import DltSource
 
 TABLE = "_analytics_kit_loads"
 LOADS_TABLE = "_dlt_loads"  # dlt's: one row per committed load (status 0)
@@ -76,18 +76,19 @@ def record(pipeline: Pipeline, source: DltSource, stats: LoadStats, *, source_na
     return load_id
 
 
-def drop_uncommitted(pipeline: Pipeline) -> None:
-    """Deletes rows of loads that never committed (a failed or killed run's), before a load."""
-    with pipeline.sql_client() as client:
-        if not client.has_dataset() or not table_exists(client, TABLE):
-            return
-        name = client.make_qualified_table_name(TABLE)
-        if table_exists(client, LOADS_TABLE):
-            loads = client.make_qualified_table_name(LOADS_TABLE)
-            client.execute_sql(
-                f"DELETE FROM {name} WHERE load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)")
-        else:
-            client.execute_sql(f"DELETE FROM {name}")
+def drop_uncommitted(client: Any, tables: set[tuple[str, str]]) -> None:
+    """Deletes rows of loads that never committed (a failed or killed run's), before a load.
+
+    ``client`` is a dlt sql client of the dataset; ``tables`` its tables (``sql.tables_of``).
+    """
+    if (client.dataset_name, TABLE) not in tables:
+        return
+    name = client.make_qualified_table_name(TABLE)
+    if (client.dataset_name, LOADS_TABLE) in tables:
+        loads = client.make_qualified_table_name(LOADS_TABLE)
+        client.execute_sql(f"DELETE FROM {name} WHERE load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)")
+    else:
+        client.execute_sql(f"DELETE FROM {name}")
 
 
 def declared_columns(pipeline: Pipeline, source: DltSource) -> dict[str, list[str]]:

@@ -8,6 +8,8 @@ both quote with double quotes and escape one by doubling it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def ident(name: str) -> str:
     """``name`` as a quoted SQL identifier: ``a"b`` becomes ``"a""b"``."""
@@ -19,3 +21,20 @@ def ident(name: str) -> str:
 def qualified(schema: str, name: str) -> str:
     """``"schema"."name"``, each part quoted."""
     return f"{ident(schema)}.{ident(name)}"
+
+
+def table_exists(client: Any, table: str) -> bool:
+    """Whether the dataset of ``client`` (a dlt sql client) holds ``table``."""
+    rows = client.execute_sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+        client.dataset_name, table,
+    )
+    return bool(rows and rows[0][0])
+
+
+def tables_of(client: Any, *datasets: str) -> set[tuple[str, str]]:
+    """(schema, table) of every table in ``datasets``, in one query."""
+    marks = ", ".join(["%s"] * len(datasets))
+    rows = client.execute_sql(
+        f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ({marks})", *datasets)
+    return {(schema, name) for schema, name in rows or ()}

@@ -12,16 +12,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import dlt
-from dlt import Pipeline
 
 from analytics_kit.errors import ConfigError
 from analytics_kit.seam import known_destinations
 from analytics_kit.store.database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
 
+if TYPE_CHECKING:
+    from dlt import Pipeline
+
 FILE_DESTINATION = "duckdb"
+# dlt's replace strategy that stages the new rows and swaps each table in one transaction
+# (with supports_transactions): a failed full refresh leaves the old table whole.
+ATOMIC_REPLACE = "insert-from-staging"
+# Destinations whose statements run in real transactions: the file, MotherDuck and PostgreSQL.
+# Others load a full refresh as a merge into tables dlt drops first (see run.load).
+TRANSACTIONAL = ("duckdb", "motherduck", "postgres")
 # The file's tables go to its default schema (see database.DEFAULT_DATASET); a
 # warehouse gets a schema of its own.
 WAREHOUSE_DATASET = "analytics"
@@ -70,10 +77,17 @@ class Target:
         """The query parameter marker of the destination's driver."""
         return "?" if self.destination in (FILE_DESTINATION, "motherduck") else "%s"
 
+    @property
+    def pipeline_name(self) -> str:
+        """The name of the dlt pipeline that loads this target: its state rows carry it."""
+        return f"analytics_kit_{self.dataset}"
+
     def secrets(self) -> tuple[str, ...]:
         """Passwords and tokens of the warehouse credentials in dlt secrets, to keep out of messages."""
         if self.is_file:
             return ()
+        import dlt
+
         credentials = dlt.secrets.get(f"destination.{self.destination}.credentials")
         if isinstance(credentials, str):
             parsed = urlsplit(credentials)
@@ -95,24 +109,38 @@ class Target:
         the cursor said they were loaded. With the capability set, each table's merge is one
         transaction.
         """
-        destination = (
-            dlt.destinations.duckdb(credentials={
+        import dlt
+
+        return dlt.pipeline(
+            pipeline_name=self.pipeline_name,
+            pipelines_dir=str(self.pipelines_dir),
+            destination=self.destination_factory(),
+            dataset_name=self.dataset,
+        )
+
+    def destination_factory(self) -> Any:
+        """The dlt destination; a full refresh replaces with ``ATOMIC_REPLACE`` where it can."""
+        import dlt
+
+        if self.database:
+            return dlt.destinations.duckdb(credentials={
                 "database": str(self.database),
                 # DuckDB takes up to 80% of RAM by default; merging 1,000,000 rows took it
                 # past 300 MB on top of the loader. Bounded, it spills to disk instead:
                 # with 96 MB, 1,000,000 rows load in ~2 s, deduplicated or not; with 64 MB
                 # in ~3 s; with 32 MB the deduplicating merge ran out of memory.
                 "global_config": {"memory_limit": os.environ.get("ANALYTICS_KIT_DUCKDB_MEMORY", DUCKDB_MEMORY)},
-            }, supports_transactions=True) if self.database
-            else dlt.destinations.motherduck(supports_transactions=True) if self.destination == "motherduck"
-            else self.destination
-        )
-        return dlt.pipeline(
-            pipeline_name=f"analytics_kit_{self.dataset}",
-            pipelines_dir=str(self.pipelines_dir),
-            destination=destination,
-            dataset_name=self.dataset,
-        )
+            }, supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
+        factory = getattr(dlt.destinations, self.destination, None)
+        if self.destination in TRANSACTIONAL and callable(factory):
+            # PostgreSQL's capabilities leave supports_transactions unset too (see ``pipeline``)
+            return factory(supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
+        return self.destination
+
+    def replaces_atomically(self) -> bool:
+        """Whether a full refresh can be a replace swapped in per table (else it is a merge)."""
+        factory = self.destination_factory()
+        return not isinstance(factory, str) and factory.config_params.get("replace_strategy") == ATOMIC_REPLACE
 
 
 def _check_argument(name: str, value: object, expected: str) -> None:

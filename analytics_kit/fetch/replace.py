@@ -1,0 +1,95 @@
+"""A full refresh as a replace: which rows go in, and when it must be a merge instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class MergeNeeded(Exception):
+    """A full refresh cannot be loaded as a replace: a key came twice (or the listing shifted
+    while paged), or records pass between resources. It needs dlt's dedup, so the run is
+    extracted again as a merge (see ``run.load``)."""
+
+    def __init__(self, resource: str, why: str = "the listing returned a key more than once") -> None:
+        super().__init__(f"{resource}: {why}")
+        self.resource = resource
+
+
+class Replace:
+    """How a resource's rows go into a replace: each key once, soft-deleted rows left out.
+
+    ``hard_delete`` is the column carrying dlt's ``hard_delete`` hint. A merge deletes the
+    rows it flags; a replace has nothing to delete from, so they are not loaded (``kept``, a
+    step after dlt's incremental one: the cursor still moves past them, as in a merge). That
+    equals the merge only when no key comes twice (a newer flagged version must win over an
+    older live one), which ``KitPaginate`` proves per pass, else raises ``MergeNeeded``.
+    """
+
+    def __init__(self, hard_delete: str | None) -> None:
+        self.hard_delete = hard_delete
+
+    def kept(self, page: Any) -> Any:
+        """``page`` (an arrow table, a list of records or one record) without its flagged rows."""
+        column = self.hard_delete
+        if column is None:
+            return page
+        if isinstance(page, pa.Table):
+            if column not in page.column_names:
+                return page
+            flags = page.column(column)
+            # dlt's rule: a bool flag deletes when true, any other type when not null
+            deleted = pc.fill_null(flags, False) if pa.types.is_boolean(flags.type) else pc.is_valid(flags)
+            return page.filter(pc.invert(deleted)) if pc.any(deleted).as_py() else page
+        if isinstance(page, list):
+            return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(column)))]
+        if isinstance(page, dict) and _flagged(page.get(column)):
+            return None
+        return page
+
+
+def _flagged(value: Any) -> bool:
+    return value is True if isinstance(value, bool) else value is not None
+
+
+def stale_columns(schema: Any, source: Any) -> str | None:
+    """Why a replace would leave the tables unlike a fresh load, or None.
+
+    A replace keeps each table and its columns; a fresh load (dlt's refresh) builds them from
+    this run's hints. The two agree only when every column the table holds is one the config
+    declares, with the declared type, and the table has no nested tables: a column inferred by
+    an earlier run, or one whose declared type changed (the guide's way of typing a table: declare
+    the columns, run a full refresh), needs the tables rebuilt.
+    """
+    from analytics_kit import seam
+
+    if schema is None:
+        return None
+    naming = schema.naming
+    for resource in source.selected_resources.values():
+        name = resource.table_name if isinstance(resource.table_name, str) else resource.name
+        table = schema.tables.get(naming.normalize_table_identifier(name))
+        if table is None:
+            continue
+        declared = _declared(resource.columns, naming.normalize_identifier)
+        if seam.nested_tables(schema, table["name"]):
+            return f"table {table['name']} has nested tables"
+        for column, stored in table.get("columns", {}).items():
+            if column.startswith("_dlt"):
+                continue
+            hint = declared.get(column)
+            if hint is None:
+                return f"column {table['name']}.{column} is not declared in the config"
+            if hint.get("data_type") not in (None, stored.get("data_type")):
+                return f"column {table['name']}.{column} was {stored.get('data_type')}, is declared {hint['data_type']}"
+    return None
+
+
+def _declared(columns: Any, naming: Any) -> dict[str, dict]:
+    if isinstance(columns, dict):
+        return {naming(name): hint for name, hint in columns.items() if isinstance(hint, dict)}
+    if isinstance(columns, (list, tuple)):
+        return {naming(c["name"]): c for c in columns if isinstance(c, dict) and "name" in c}
+    return {}

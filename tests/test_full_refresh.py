@@ -1,0 +1,138 @@
+"""A full refresh is a replace: staged, then each table swapped in one transaction.
+
+Soft-deleted records stay out, a key the listing returns twice keeps its newest version (the
+run is then extracted again as a merge), and a run that fails in the load step leaves the old
+table whole, with the old cursor.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+
+import analytics_kit as ak
+from tests.helpers import loaded, served
+from tests.test_faults import checksum, snapshot
+
+
+def followup_sql(table: str = "events", database: str = "analytics.duckdb") -> str:
+    """The SQL job dlt ran for ``table`` after its rows were staged, in the last load."""
+    jobs = sorted(Path(database + ".state").glob(f"*/load/loaded/*/completed_jobs/{table}.*.sql"))
+    assert jobs, f"no SQL job for {table}"
+    return jobs[-1].read_text()
+
+
+def deleted_and_live(api) -> tuple[set, set]:
+    everything = {r["id"] for r in api.records("events", include_deleted=True)}
+    live = set(served(api))
+    return everything - live, live
+
+
+def test_a_full_refresh_replaces_without_merging_and_leaves_soft_deleted_records_out(api, config):
+    ak.load(config, progress=False)
+    api.advance(new=20, updated=30, deleted=15)
+    report = ak.load(config, mode="full_refresh", progress=False)
+    sql = followup_sql()
+    # the staged rows are copied as they are: no dedup window, no delete by key
+    assert 'DELETE FROM "main"."events" WHERE 1=1' in sql and 'INSERT INTO "main"."events"' in sql
+    assert "ROW_NUMBER" not in sql and "_dlt_dedup" not in sql and " IN (SELECT" not in sql
+    gone, live = deleted_and_live(api)
+    assert gone and loaded(api) == served(api)
+    assert report.rows["events"] == len(live)
+    assert not (set(loaded(api)) & gone)
+    # the next run is an incremental one from the new cursor, and finds nothing new
+    again = ak.load(config, progress=False)
+    assert again.mode == "incremental" and again.rows.get("events", 0) == 0
+
+
+def test_a_full_refresh_keeps_the_newest_version_of_a_repeated_key(api, config):
+    """An older copy after the newer one (a change feed, a page repeated): dlt's dedup decides,
+    through a merge, as it did before the replace; a newer copy flagged deleted removes the row."""
+    ak.load(config, progress=False)
+    newest_live, newest_deleted = {}, {}
+
+    def repeat_older(body: dict) -> dict:
+        if body["data"] and not newest_live:
+            newest_live.update(body["data"][0])
+            newest_deleted.update(body["data"][1])
+        extra = []
+        for record in body["data"]:
+            if record["id"] == newest_live.get("id"):
+                extra.append({**record, "updated_at": "2025-06-01T00:00:00Z", "value": -1.0})
+            if record["id"] == newest_deleted.get("id"):
+                record["deleted"] = True  # the newest version says deleted; an older live one follows
+                extra.append({**record, "deleted": False, "updated_at": "2025-06-01T00:00:00Z"})
+        body["data"] = body["data"] + extra
+        return body
+
+    api.inject("transform", path="/v1/events", times=None, fn=repeat_older)
+    ak.load(config, mode="full_refresh", progress=False)
+    rows = ak.query("SELECT id, strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') AS updated_at, "
+                    "count(*) OVER (PARTITION BY id) AS copies FROM analytics.events")
+    assert rows.copies.max() == 1
+    assert rows.set_index("id").updated_at[newest_live["id"]] == newest_live["updated_at"]
+    assert newest_deleted["id"] not in set(rows.id)
+    assert "ROW_NUMBER" in followup_sql()  # the merge's dedup ran
+
+
+def test_a_full_refresh_that_fails_in_the_load_step_leaves_the_old_table_whole(api, config, monkeypatch):
+    ak.load(config, progress=False)
+    api.advance(new=10, updated=10, deleted=5)
+    ak.load(config, progress=False)
+    before = snapshot()
+    api.advance(new=40, updated=40, deleted=20)
+    execute_many = DuckDbSqlClient.execute_many
+
+    def fail_the_events_swap(self, statements, *args, **kwargs):
+        # a real failure of the statement that swaps the table (a full disk, out of memory)
+        if any('INSERT INTO "main"."events"(' in s for s in statements):
+            raise RuntimeError("IO Error: No space left on device (injected)")
+        return execute_many(self, statements, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDbSqlClient, "execute_many", fail_the_events_swap)
+    with pytest.raises(ak.LoadError):
+        ak.load(config, mode="full_refresh", progress=False)
+    monkeypatch.setattr(DuckDbSqlClient, "execute_many", execute_many)
+    assert checksum("events") == before[0]  # every old row, no new one
+    assert ak.state()["cursors"] == before[2]  # the cursor of the last committed load
+    assert not any(n.endswith("_staging") for n in ak.query(
+        "SELECT DISTINCT table_schema AS n FROM information_schema.tables").n)
+    report = ak.load(config, progress=False)
+    assert report.mode == "incremental"
+    assert loaded(api) == served(api)
+
+
+def test_a_full_refresh_of_a_listing_without_a_primary_key_is_a_replace(api, config):
+    config = copy.deepcopy(config)
+    config["resource_defaults"] = {"write_disposition": "append"}
+    for resource in config["resources"]:
+        resource["endpoint"].pop("incremental")
+        resource["columns"] = {k: {h: x for h, x in v.items() if h != "dedup_sort"}
+                               for k, v in resource["columns"].items()}
+    ak.load(config, progress=False)
+    ak.load(config, mode="full_refresh", progress=False)
+    counts = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM analytics.events")
+    gone, live = deleted_and_live(api)
+    assert counts.n[0] == counts.ids[0] == len(live)
+    assert 'DELETE FROM "main"."events" WHERE 1=1' in followup_sql()
+
+
+def test_a_full_refresh_after_declaring_columns_rebuilds_the_tables(api, config):
+    """The guide's way to type a table: load, declare the columns, run a full refresh. A replace
+    would keep the inferred columns (properties__browser, ...) and the old types."""
+    inferred = copy.deepcopy(config)
+    for resource in inferred["resources"]:
+        resource.pop("columns")
+    ak.load(inferred, progress=False)
+    assert any(c.startswith("properties__") for c in ak.describe("events").column)
+    ak.load(config, mode="full_refresh", progress=False)
+    columns = ak.describe("events").set_index("column").type
+    assert not any(c.startswith("properties__") for c in columns.index)
+    assert columns["timestamp"].startswith("TIMESTAMP") and columns["properties"] == "JSON"
+    assert loaded(api) == served(api)
+    api.advance(new=5)
+    ak.load(config, mode="full_refresh", progress=False)  # now the table is the declared one
+    assert 'DELETE FROM "main"."events" WHERE 1=1' in followup_sql()

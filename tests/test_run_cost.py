@@ -1,0 +1,82 @@
+"""What a small run no longer pays for: a restore it does not need, and pandas from the shell."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+from dlt import Pipeline
+
+import analytics_kit as ak
+from tests.helpers import loaded, served
+
+
+def count_restores(monkeypatch) -> list:
+    calls: list = []
+    sync = Pipeline.sync_destination
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return sync(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "sync_destination", counted)
+    return calls
+
+
+def test_the_local_state_is_kept_only_while_it_is_the_committed_one(api, config, monkeypatch, tmp_path):
+    restores = count_restores(monkeypatch)
+    ak.load(config, progress=False)
+    assert len(restores) == 1  # a first run has no local state to trust
+    api.advance(new=5, updated=5)
+    ak.load(config, progress=False)
+    assert len(restores) == 1  # the folder held the committed state: nothing restored
+    shutil.copy("analytics.duckdb", tmp_path / "older.duckdb")
+    api.advance(new=5, updated=5)
+    ak.load(config, progress=False)
+    shutil.copy(tmp_path / "older.duckdb", "analytics.duckdb")  # a backup put back: the folder is ahead
+    api.advance(new=5, updated=5)
+    ak.load(config, progress=False)
+    assert len(restores) == 2
+    assert loaded(api) == served(api)
+
+
+def test_a_run_whose_package_was_left_behind_restores(api, config, monkeypatch):
+    ak.load(config, progress=False)
+    restores = count_restores(monkeypatch)
+    api.inject("status", path="/v1/customers", status=500, times=None)  # fails after events were fetched
+    try:
+        ak.load(config, progress=False)
+    except ak.LoadError:
+        pass
+    api.clear_faults()
+    api.advance(new=5, updated=5)
+    ak.load(config, progress=False)
+    assert restores == [1]  # the failed run dropped its folder: the next one restores
+    assert loaded(api) == served(api)
+
+
+def test_the_load_command_does_not_import_pandas(api):
+    code = ("import sys; from analytics_kit.cli import main; rc = main(['load', '--quiet']); "
+            "print(rc, 'pandas' in sys.modules, 'dlt' in sys.modules)")
+    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-3:] == ["0", "False", "True"], out.stderr[-2000:]
+    assert loaded(api) == served(api)
+    # pandas still works in such a process, for a caller that wants it afterwards
+    code = ("from analytics_kit.run.lean import skip_pandas_probe; skip_pandas_probe(); import pyarrow as pa, pandas;"
+            "print(type(pa.table({'a': [1]}).to_pandas()).__name__, pa.array(pandas.Series([1, 2])).type)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["DataFrame", "int64"], out.stderr[-2000:]
+
+
+def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path):
+    """The command ends without the interpreter's teardown: its output and status must still arrive."""
+    kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    done = subprocess.run([kit, "load"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "load id" in done.stdout, done.stderr[-2000:]
+    failed = subprocess.run([kit, "query", "SELECT * FROM nowhere"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 1 and failed.stderr.startswith("error:")
