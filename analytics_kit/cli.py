@@ -227,10 +227,14 @@ def run() -> None:
     closed what it wrote (the load its file and lock, the demo its server); output and logs
     are flushed here first. ``main`` itself returns, for callers in Python.
     """
-    code = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        code = main()
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):  # None when the caller closed it (`>&-`)
+            if stream is not None:
+                stream.flush()
+    except BrokenPipeError:
+        code = 141  # the reader went away (`| head`): quiet, as a shell tool killed by SIGPIPE
     os._exit(code)
 
 

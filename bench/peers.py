@@ -46,7 +46,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS_DIR = ROOT / "bench" / ".peers"
-KIT_PYTHON = ROOT / ".venv" / "bin" / "python"
 KEY_ENV = "BENCH_API_KEY"
 SOURCE_NAME = "source-analytics-demo"
 CHILD_TIMEOUT = 3600  # seconds; a hung loader must not hang the benchmark
@@ -57,12 +56,16 @@ CHILD_TIMEOUT = 3600  # seconds; a hung loader must not hang the benchmark
 # The versions the fixes below were written against are pinned, so a new release cannot make a
 # fix silently miss; the dlt peer takes the kit's own pins (constraints.txt).
 PACKAGES = {
+    # the kit as a user installs it: its runtime dependencies only, none of the development tools
+    # (Jupyter and the rest make every import of dlt scan ~140 installed distributions for plugins)
+    "kit": ["-e", str(ROOT)],
     "dlt": ["dlt[duckdb]"],
     "singer": ["tap-rest-api-msdk==1.4.2", "target-duckdb==0.8.0", "duckdb==2.0.1"],
     "airbyte": ["airbyte==0.71.3"],
 }
-CONSTRAINTS = {"dlt": ROOT / "constraints.txt"}
+CONSTRAINTS = {"kit": ROOT / "constraints.txt", "dlt": ROOT / "constraints.txt"}
 SHOWN = {  # the packages named when a venv is set up or reused
+    "kit": ("analytics-kit", "dlt", "duckdb"),
     "dlt": ("dlt", "duckdb"),
     "singer": ("tap-rest-api-msdk", "singer-sdk", "target-duckdb", "duckdb"),
     "airbyte": ("airbyte", "airbyte-cdk", "duckdb"),
@@ -107,6 +110,8 @@ def ensure_venv(name: str) -> Path:
     venv = PEERS_DIR / name
     python = venv / "bin" / "python"
     pins = CONSTRAINTS[name].read_text() if name in CONSTRAINTS else ""
+    if name == "kit":
+        pins += (ROOT / "pyproject.toml").read_text()  # its dependencies may change
     wanted = json.dumps({"packages": PACKAGES[name],
                          "constraints": hashlib.sha256(pins.encode()).hexdigest()})
     stamp = venv / ".bench-installed"
@@ -654,7 +659,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {args.events:,} events "
           f"+ 50 customers, 100 a page; demo API in a subprocess on 127.0.0.1")
     print("peer environments:")
-    pythons = {"kit": KIT_PYTHON if KIT_PYTHON.exists() else Path(sys.executable)}
+    pythons = {"kit": ensure_venv("kit")}
     for name in args.peers:
         pythons[name] = ensure_venv(name)
     tmp = Path(tempfile.mkdtemp(prefix="peers_"))

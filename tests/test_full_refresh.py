@@ -136,3 +136,31 @@ def test_a_full_refresh_after_declaring_columns_rebuilds_the_tables(api, config)
     api.advance(new=5)
     ak.load(config, mode="full_refresh", progress=False)  # now the table is the declared one
     assert 'DELETE FROM "main"."events" WHERE 1=1' in followup_sql()
+
+
+def test_a_soft_delete_flag_named_as_dlt_names_it_is_honoured(api, config):
+    """The API says isDeleted; the config's hint may use dlt's column name, is_deleted."""
+    def camel(body: dict) -> dict:
+        for record in body["data"]:
+            record["isDeleted"] = record.pop("deleted", None)
+        return body
+
+    config = copy.deepcopy(config)
+    events = config["resources"][0]
+    events["columns"] = {k: v for k, v in events["columns"].items() if k != "deleted"}
+    events["columns"]["is_deleted"] = {"data_type": "bool", "nullable": True, "hard_delete": True}
+    api.advance(deleted=12)
+    api.inject("transform", path="/v1/events", times=None, fn=camel)
+    ak.load(config, mode="full_refresh", progress=False)
+    gone, live = deleted_and_live(api)
+    assert set(loaded(api)) == live and gone
+
+
+def test_a_full_refresh_after_a_changed_nullability_rebuilds_the_table(api, config):
+    ak.load(config, progress=False)
+    assert ak.describe("events").set_index("column").nullable["customer_id"] in (False, "NO")
+    config = copy.deepcopy(config)
+    config["resources"][0]["columns"]["customer_id"] = {"data_type": "text", "nullable": True}
+    ak.load(config, mode="full_refresh", progress=False)
+    assert ak.describe("events").set_index("column").nullable["customer_id"] in (True, "YES")
+    assert loaded(api) == served(api)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from dlt import Pipeline
 
@@ -80,3 +81,26 @@ def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path)
     failed = subprocess.run([kit, "query", "SELECT * FROM nowhere"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert failed.returncode == 1 and failed.stderr.startswith("error:")
+
+
+def test_an_unreadable_pipeline_folder_is_restored_from_the_database(api, config, caplog):
+    ak.load(config, progress=False)
+    states = list(Path("analytics.duckdb.state").glob("*/state.json"))
+    assert states
+    states[0].write_text("{truncated")
+    api.advance(new=5, updated=5)
+    ak.load(config, progress=False)
+    assert "could not be read" in caplog.text
+    assert loaded(api) == served(api)
+
+
+def test_the_command_with_stdout_closed_or_cut_short_exits_quietly(api):
+    kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    closed = subprocess.run(["bash", "-c", f"'{kit}' load --quiet >&-"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr[-2000:]
+    assert loaded(api) == served(api)
+    cut = subprocess.run(["bash", "-c", f"'{kit}' query 'SELECT * FROM range(100000)' | head -1"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in cut.stderr and cut.stdout.strip(), cut.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,24 +28,35 @@ class Replace:
     older live one), which ``KitPaginate`` proves per pass, else raises ``MergeNeeded``.
     """
 
-    def __init__(self, hard_delete: str | None) -> None:
+    def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str) -> None:
         self.hard_delete = hard_delete
+        self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
+
+    def field(self, names: Iterable[Any]) -> str | None:
+        """The flag's name among a record's (or a table's) field names, as dlt's naming matches them."""
+        if self.hard_delete is None:
+            return None
+        names = list(names)
+        if self.hard_delete in names:
+            return self.hard_delete
+        wanted = self.naming(self.hard_delete)
+        return next((n for n in names if isinstance(n, str) and self.naming(n) == wanted), None)
 
     def kept(self, page: Any) -> Any:
         """``page`` (an arrow table, a list of records or one record) without its flagged rows."""
-        column = self.hard_delete
-        if column is None:
+        if self.hard_delete is None:
             return page
         if isinstance(page, pa.Table):
-            if column not in page.column_names:
+            column = self.field(page.column_names)
+            if column is None:
                 return page
             flags = page.column(column)
             # dlt's rule: a bool flag deletes when true, any other type when not null
             deleted = pc.fill_null(flags, False) if pa.types.is_boolean(flags.type) else pc.is_valid(flags)
             return page.filter(pc.invert(deleted)) if pc.any(deleted).as_py() else page
         if isinstance(page, list):
-            return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(column)))]
-        if isinstance(page, dict) and _flagged(page.get(column)):
+            return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(self.field(r))))]
+        if isinstance(page, dict) and _flagged(page.get(self.field(page))):
             return None
         return page
 
@@ -82,9 +93,17 @@ def stale_columns(schema: Any, source: Any) -> str | None:
             hint = declared.get(column)
             if hint is None:
                 return f"column {table['name']}.{column} is not declared in the config"
-            if hint.get("data_type") not in (None, stored.get("data_type")):
-                return f"column {table['name']}.{column} was {stored.get('data_type')}, is declared {hint['data_type']}"
+            for prop, default in COLUMN_PROPERTIES.items():
+                if prop == "data_type" and hint.get(prop) is None:
+                    continue  # undeclared: inferred from the data, as in a fresh load
+                if hint.get(prop, default) != stored.get(prop, default):
+                    return (f"column {table['name']}.{column} has {prop} {stored.get(prop, default)!r}, "
+                            f"declared {hint.get(prop, default)!r}")
     return None
+
+
+# What a table keeps of each column, and dlt's value when a hint leaves it out.
+COLUMN_PROPERTIES = {"data_type": None, "nullable": True, "precision": None, "scale": None, "timezone": None}
 
 
 def _declared(columns: Any, naming: Any) -> dict[str, dict]:

@@ -156,9 +156,9 @@ def _build(
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
-                        replace=Replace(_hard_delete_column(resource)) if replace else None).install()
+                        replace=Replace(_hard_delete_column(resource), naming) if replace else None).install()
             if replace:
-                seam.add_step(resource, Replace(_hard_delete_column(resource)).kept, after_incremental=True)
+                seam.add_step(resource, Replace(_hard_delete_column(resource), naming).kept, after_incremental=True)
             seam.add_step(resource, step)
         else:
             seam.add_step(resource, PageStep(resource.name, stats, on_page))

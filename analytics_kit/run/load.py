@@ -34,7 +34,14 @@ from analytics_kit.store.database import (
 from analytics_kit.store.load_log import record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
-from analytics_kit.store.recovery import begin, drop_staging, forget, full_refresh_done, mark_full_refresh
+from analytics_kit.store.recovery import (
+    begin,
+    drop_staging,
+    forget,
+    full_refresh_done,
+    mark_full_refresh,
+    open_pipeline,
+)
 from analytics_kit.store.target import Target
 
 logger = logging.getLogger(__name__)
@@ -138,7 +145,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     """
     if target.is_file:
         ensure_database(target.database)
-    pipeline = target.pipeline()
+    pipeline = open_pipeline(target)
     started = time.perf_counter()
     stats.mode = mode
     try:

@@ -9,8 +9,10 @@ the tables but did not finish is run again.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from dlt import Pipeline
@@ -36,6 +38,21 @@ class Start:
     full_refresh_pending: bool
 
 
+def open_pipeline(target: Any) -> Pipeline:
+    """``target``'s pipeline; a pipeline folder dlt cannot read (a truncated state.json, a broken
+    schema file) is removed, since the database holds what was committed, and it is opened again."""
+    try:
+        return target.pipeline()
+    except Exception as error:  # noqa: BLE001 - dlt raises JSON, OS and state errors alike
+        folder = Path(target.pipelines_dir) / target.pipeline_name
+        if not folder.is_dir():
+            raise
+        logger.warning("The pipeline folder %s could not be read (%s: %s); it is removed and the state "
+                       "restored from the database.", folder, type(error).__name__, str(error)[:200])
+        shutil.rmtree(folder)
+    return target.pipeline()
+
+
 def begin(pipeline: Pipeline, *, tidy_staging: bool) -> Start:
     """The pipeline with the state the destination committed, and the dataset tidied.
 
@@ -51,7 +68,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool) -> Start:
     unfinished = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
     with pipeline.sql_client() as client:
         tables = _tables(client)
-        if not unfinished and _is_committed(pipeline, client, tables):
+        if not unfinished and _is_committed_or_false(pipeline, client, tables):
             # the last run's package, kept until now for a look at what it ran, is committed
             seam.delete_loaded_packages(pipeline)
             return Start(pipeline, 0, False, _tidy(pipeline, client, tables, tidy_staging))
@@ -71,6 +88,15 @@ def _tables(client: Any) -> set[tuple[str, str]]:
     with client.with_staging_dataset():
         staging = client.dataset_name
     return tables_of(client, client.dataset_name, staging)
+
+
+def _is_committed_or_false(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]]) -> bool:
+    try:
+        return _is_committed(pipeline, client, tables)
+    except Exception as error:  # noqa: BLE001 - an unreadable local schema: restore it
+        logger.warning("The local pipeline state could not be read (%s: %s); it is restored from the database.",
+                       type(error).__name__, str(error)[:200])
+        return False
 
 
 def _is_committed(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]]) -> bool:
