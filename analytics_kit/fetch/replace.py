@@ -69,10 +69,11 @@ def stale_columns(schema: Any, source: Any) -> str | None:
     """Why a replace would leave the tables unlike a fresh load, or None.
 
     A replace keeps each table and its columns; a fresh load (dlt's refresh) builds them from
-    this run's hints. The two agree only when every column the table holds is one the config
-    declares, with the declared type, and the table has no nested tables: a column inferred by
-    an earlier run, or one whose declared type changed (the guide's way of typing a table: declare
-    the columns, run a full refresh), needs the tables rebuilt.
+    this run's hints. They differ where a column's declared type, nullability, precision, scale
+    or timezone is not the table's, where a column was split out of one the config now declares
+    (the guide's way of typing a table: declare the columns, run a full refresh), and where the
+    table has nested tables: those need the tables rebuilt. A column the config leaves undeclared
+    stays as the data made it, as in a fresh load.
     """
     from analytics_kit import seam
 
@@ -92,17 +93,22 @@ def stale_columns(schema: Any, source: Any) -> str | None:
                 continue
             hint = declared.get(column)
             if hint is None:
-                return f"column {table['name']}.{column} is not declared in the config"
-            for prop, default in COLUMN_PROPERTIES.items():
-                if prop == "data_type" and hint.get(prop) is None:
-                    continue  # undeclared: inferred from the data, as in a fresh load
-                if hint.get(prop, default) != stored.get(prop, default):
-                    return (f"column {table['name']}.{column} has {prop} {stored.get(prop, default)!r}, "
-                            f"declared {hint.get(prop, default)!r}")
+                # undeclared, inferred from the data: a replace keeps it as a fresh load would,
+                # unless it was split out of a column the config now declares (properties__browser
+                # from a dict, before properties was declared json)
+                parent = next((d for d in declared if column.startswith(d + "__")), None)
+                if parent is not None:
+                    return f"column {table['name']}.{column} came from {parent}, which the config now declares"
+                continue
+            for prop in COLUMN_PROPERTIES:
+                # a property the hint leaves out is dlt's to derive (a primary key is NOT NULL)
+                if hint.get(prop) is not None and hint[prop] != stored.get(prop, COLUMN_PROPERTIES[prop]):
+                    return (f"column {table['name']}.{column} has {prop} "
+                            f"{stored.get(prop, COLUMN_PROPERTIES[prop])!r}, declared {hint[prop]!r}")
     return None
 
 
-# What a table keeps of each column, and dlt's value when a hint leaves it out.
+# What a table keeps of each column, and dlt's value when its schema has none.
 COLUMN_PROPERTIES = {"data_type": None, "nullable": True, "precision": None, "scale": None, "timezone": None}
 
 
