@@ -131,6 +131,13 @@ def running_cursor(resource: str, path: str) -> Any:
 STATE_ENGINE, SCHEMA_ENGINE = 4, 11
 
 
+def _committed_state_row(column: str, state: str, loads: str, mark: str) -> str:
+    """The SELECT of ``column`` from the state row ``get_stored_state`` picks: the pipeline's
+    (``mark``: the driver's parameter), of the newest load committed in _dlt_loads."""
+    return (f"SELECT s.{column} FROM {state} AS s JOIN {loads} AS l ON l.load_id = s._dlt_load_id "
+            f"WHERE s.pipeline_name = {mark} AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1")
+
+
 def stored_state(con: Any, dataset: str, pipeline_name: str) -> dict | None:
     """The pipeline state dlt would restore from ``dataset`` over the DuckDB connection ``con``
     (None where no committed load stored one), as ``Pipeline.state`` has it. dlt's engine-4
@@ -139,10 +146,8 @@ def stored_state(con: Any, dataset: str, pipeline_name: str) -> dict | None:
                         "AND table_schema = ? AND table_name IN ('_dlt_pipeline_state', '_dlt_loads')", [dataset])
     if found.fetchone()[0] < 2:  # what dlt meets as DestinationUndefinedEntity: nothing to restore
         return None
-    row = con.execute(
-        f"SELECT s.state FROM {qualified(dataset, '_dlt_pipeline_state')} AS s JOIN {qualified(dataset, '_dlt_loads')} "
-        "AS l ON l.load_id = s._dlt_load_id WHERE s.pipeline_name = ? AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1",
-        [pipeline_name]).fetchone()
+    row = con.execute(_committed_state_row("state", qualified(dataset, "_dlt_pipeline_state"),
+                                           qualified(dataset, "_dlt_loads"), "?"), [pipeline_name]).fetchone()
     if row is None:
         return None
     try:
@@ -487,11 +492,9 @@ def local_state_hash(pipeline: Any) -> str | None:
 
 def committed_state_hash(client: Any, pipeline_name: str) -> str | None:
     """The version hash of the state of the newest committed load, over a dlt sql client."""
-    state = client.make_qualified_table_name("_dlt_pipeline_state")
-    loads = client.make_qualified_table_name("_dlt_loads")
-    rows = client.execute_sql(
-        f"SELECT s.version_hash FROM {state} AS s JOIN {loads} AS l ON l.load_id = s._dlt_load_id "
-        "WHERE s.pipeline_name = %s AND l.status = 0 ORDER BY l.load_id DESC LIMIT 1", pipeline_name)
+    rows = client.execute_sql(_committed_state_row(
+        "version_hash", client.make_qualified_table_name("_dlt_pipeline_state"),
+        client.make_qualified_table_name("_dlt_loads"), "%s"), pipeline_name)
     return rows[0][0] if rows else None
 
 

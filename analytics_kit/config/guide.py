@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 BASE_URL_ENV = "ANALYTICS_API_BASE_URL"
+# The dlt source's name: its secrets sections (sources.<name>.credentials) and its state.
+SOURCE_NAME = "analytics"
 INITIAL_CURSOR = "2025-01-01T00:00:00Z"
 
 ERROR_HANDLER = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 3, "backoff_factor": 2}

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
 from analytics_kit.config.dlt_validation import validate_with_dlt
+from analytics_kit.config.guide import SOURCE_NAME
 from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.retry import RetryPolicy
@@ -48,8 +49,6 @@ _HANDLER_FIELDS = {
 }
 # A day: longer waits or timeouts are mistakes, and beyond what time functions take.
 MAX_SECONDS = 86_400
-# The dlt source's name: its secrets sections (sources.<name>.credentials) and its state.
-SOURCE_NAME = "analytics"
 # Workers fetching a resource's offset pages at once: the default, and the most a config may set.
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64

@@ -7,6 +7,8 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analytics_kit import seam
+
 
 class MergeNeeded(Exception):
     """A full refresh cannot be loaded as a replace: a key came twice (or the listing shifted
@@ -31,6 +33,12 @@ class Replace:
     def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str) -> None:
         self.hard_delete = hard_delete
         self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
+
+    @classmethod
+    def of(cls, columns: Any, naming: Callable[[str], str]) -> "Replace":
+        """For a resource's ``columns`` hint: its flag is the column with dlt's ``hard_delete`` hint."""
+        flag = next((name for name, hint in _declared(columns, naming).items() if hint.get("hard_delete")), None)
+        return cls(flag, naming)
 
     def field(self, names: Iterable[Any]) -> str | None:
         """The flag's name among a record's (or a table's) field names, as dlt's naming matches them."""
@@ -75,8 +83,6 @@ def stale_columns(schema: Any, source: Any) -> str | None:
     table has nested tables: those need the tables rebuilt. A column the config leaves undeclared
     stays as the data made it, as in a fresh load.
     """
-    from analytics_kit import seam
-
     if schema is None:
         return None
     naming = schema.naming

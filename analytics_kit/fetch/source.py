@@ -152,13 +152,14 @@ def _build(
                 seam.add_step(resource, rounding)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
+            rows = Replace.of(resource.columns, naming) if replace else None
             KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=seam.primary_key(resource),
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
-                        replace=Replace(_hard_delete_column(resource), naming) if replace else None).install()
-            if replace:
-                seam.add_step(resource, Replace(_hard_delete_column(resource), naming).kept, after_incremental=True)
+                        replace=rows).install()
+            if rows is not None:
+                seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
         else:
             seam.add_step(resource, PageStep(resource.name, stats, on_page))
@@ -181,16 +182,6 @@ def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
     except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
         failure = explain(error, prepared.rest_api, Redactor(prepared.secrets))
     raise failure  # outside the except block: dlt's exception and its frames are not chained
-
-
-def _hard_delete_column(resource: DltResource) -> str | None:
-    """The column whose flag makes dlt's merge delete a row (the ``hard_delete`` column hint)."""
-    columns = resource.columns
-    if isinstance(columns, Mapping):
-        columns = [{"name": name, **hint} for name, hint in columns.items() if isinstance(hint, Mapping)]
-    if not isinstance(columns, (list, tuple)):
-        return None
-    return next((c.get("name") for c in columns if isinstance(c, Mapping) and c.get("hard_delete")), None)
 
 
 def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:

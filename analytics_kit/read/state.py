@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from analytics_kit import seam
+from analytics_kit.config.guide import SOURCE_NAME
 from analytics_kit.display import block, html_table, missing, plural, text_table
 from analytics_kit.read import connection
 from analytics_kit.read.history import committed_loads
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from dlt import Pipeline
 
-# The dlt source's name, under which the state keeps its cursors: config.prepared.SOURCE_NAME,
-# which imports dlt (tests/test_imports.py checks the two agree).
-SOURCE_NAME = "analytics"
 
 # dlt writes a load's row to _dlt_loads, with status 0, only once every table of it is
 # written: a load listed there is committed. (dlt 1.x writes no other status.)

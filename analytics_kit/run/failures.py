@@ -66,7 +66,8 @@ def _origin_of(url: str) -> str:
     return shown_origin(url) if "://" in url else url
 
 
-def _find(error: BaseException, kind: type) -> BaseException | None:
+def find_cause(error: BaseException, kind: type) -> BaseException | None:
+    """``error`` or the first exception of ``kind`` in its chain (dlt wraps a step's errors)."""
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
 
 
@@ -87,11 +88,11 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     host = host_of(failed.url) if failed is not None and failed.url else "the API's host"
 
     # The kit's own errors raised during extraction already say what to do.
-    own = _find(error, KitError)
+    own = find_cause(error, KitError)
     if own is not None:
         return own.redacted(redactor)
 
-    if _find(error, KeyboardInterrupt) is not None:
+    if find_cause(error, KeyboardInterrupt) is not None:
         step = getattr(error, "step", None)
         return LoadError(
             f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
@@ -115,7 +116,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             guidance=fix, resource=resource, host=address,
         )
 
-    http = _find(error, requests.HTTPError)
+    http = find_cause(error, requests.HTTPError)
     if http is not None and http.response is not None:
         status = http.response.status_code
         if status in (401, 403):
@@ -148,7 +149,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, status=status, request=request,
         )
 
-    timeout = _find(error, requests.Timeout)
+    timeout = find_cause(error, requests.Timeout)
     if timeout is not None:
         what = (f"could not be connected to ({_short(redactor(str(timeout)), 160)})"
                 if isinstance(timeout, requests.ConnectTimeout) else f"sent {timeout}")
@@ -160,7 +161,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, host=host, request=request,
         )
 
-    broken = _find(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+    broken = find_cause(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
     if broken is not None:
         return LoadError(
             f"The API at {host} broke off its response for {where} on {request or 'the first request'} "
@@ -170,7 +171,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             "happening, raise error_handler.max_retries.",
             resource=resource, host=host, request=request,
         )
-    loop = _find(error, requests.TooManyRedirects)
+    loop = find_cause(error, requests.TooManyRedirects)
     if loop is not None:
         return LoadError(
             f"The API at {host} kept redirecting {request or 'the first request'} for {where} "
@@ -179,7 +180,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, host=host, request=request,
         )
 
-    connection = _find(error, requests.ConnectionError)
+    connection = find_cause(error, requests.ConnectionError)
     if connection is not None:
         return LoadError(
             f"The API at {host} could not be reached for {where} on {request or 'the first request'}: "
@@ -189,7 +190,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
 
     # requests' and orjson's decode errors both subclass json.JSONDecodeError.
-    decode = _find(error, json.JSONDecodeError)
+    decode = find_cause(error, json.JSONDecodeError)
     if decode is not None:
         return LoadError(
             f"{where[0].upper() + where[1:]} got a response that is not valid JSON on {request} "
@@ -211,7 +212,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             f"[destination.{name}.credentials] in .dlt/secrets.toml. They never go in code.",
         )
 
-    db = _find(error, duckdb.Error)
+    db = find_cause(error, duckdb.Error)
     text = str(db).lower() if db is not None else ""
     if db is not None and ("conflicting lock" in text or "could not set lock" in text or in_use_here(db)):
         return LoadError(

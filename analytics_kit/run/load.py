@@ -19,7 +19,7 @@ from analytics_kit.fetch.replace import MergeNeeded, stale_columns
 from analytics_kit.fetch.source import _build
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
-from analytics_kit.run.failures import explain
+from analytics_kit.run.failures import explain, find_cause
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import mute_dedup_notice, reset_resource_states
@@ -231,7 +231,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
             pipeline.extract(source, loader_file_format=file_format)
             return source, False
         except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
-            needed = _cause(error, MergeNeeded)
+            needed = find_cause(error, MergeNeeded)
             if needed is None:
                 raise
         logger.info("%s; this full refresh is loaded as a merge", needed)
@@ -240,17 +240,6 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
     pipeline.extract(source, loader_file_format=file_format,
                      refresh="drop_sources" if mode == "full_refresh" else None)
     return source, mode == "full_refresh"
-
-
-def _cause(error: BaseException | None, kind: type[BaseException]) -> BaseException | None:
-    """``error`` or the first exception of ``kind`` it was raised from (dlt wraps a step's errors)."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, kind):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 @contextmanager

@@ -34,7 +34,6 @@ class Start:
 
     pipeline: Pipeline
     dropped: int  # unfinished load packages an earlier run left, dropped
-    restored: bool  # the state came from the destination (False: the local one was the committed one)
     full_refresh_pending: bool
 
 
@@ -71,7 +70,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool) -> Start:
         if not unfinished and _is_committed_or_false(pipeline, client, tables):
             # the last run's package, kept until now for a look at what it ran, is committed
             seam.delete_loaded_packages(pipeline)
-            return Start(pipeline, 0, False, _tidy(pipeline, client, tables, tidy_staging))
+            return Start(pipeline, 0, _tidy(pipeline, client, tables, tidy_staging))
     if unfinished:
         logger.warning(
             "Dropping %d unfinished load package(s) left by an earlier failed run; "
@@ -81,7 +80,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool) -> Start:
     pipeline = pipeline.drop()
     pipeline.sync_destination()
     with pipeline.sql_client() as client:
-        return Start(pipeline, unfinished, True, _tidy(pipeline, client, _tables(client), tidy_staging))
+        return Start(pipeline, unfinished, _tidy(pipeline, client, _tables(client), tidy_staging))
 
 
 def _tables(client: Any) -> set[tuple[str, str]]:

@@ -23,15 +23,6 @@ def qualified(schema: str, name: str) -> str:
     return f"{ident(schema)}.{ident(name)}"
 
 
-def table_exists(client: Any, table: str) -> bool:
-    """Whether the dataset of ``client`` (a dlt sql client) holds ``table``."""
-    rows = client.execute_sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-        client.dataset_name, table,
-    )
-    return bool(rows and rows[0][0])
-
-
 def tables_of(client: Any, *datasets: str) -> set[tuple[str, str]]:
     """(schema, table) of every table in ``datasets``, in one query."""
     marks = ", ".join(["%s"] * len(datasets))

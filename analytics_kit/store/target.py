@@ -139,8 +139,7 @@ class Target:
 
     def replaces_atomically(self) -> bool:
         """Whether a full refresh can be a replace swapped in per table (else it is a merge)."""
-        factory = self.destination_factory()
-        return not isinstance(factory, str) and factory.config_params.get("replace_strategy") == ATOMIC_REPLACE
+        return self.is_file or self.destination in TRANSACTIONAL
 
 
 def _check_argument(name: str, value: object, expected: str) -> None:
