@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,12 +65,16 @@ logger = logging.getLogger(__name__)
 # or -9223372036854775809), which it reads as a float instead: 1180591620717412303424 became
 # 1.1805916207174124e+21, and ids collided. Such a body is parsed by the json module, which
 # keeps the integer for the checks downstream to refuse, as dlt's normaliser does.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# Found by mapping every digit to 0 and anything else to a space, then looking for 19 zeros:
+# the regex \d{19} did the same in twice orjson's time (0.38 ms of a 24 KB page), as it
+# tries a match at every digit; bytes.translate and ``in`` run at memory speed (0.02 ms).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def parse_body(content: bytes) -> Any:
     """The JSON body, with orjson where that loses nothing."""
-    return json.loads(content) if _LONG_NUMBER.search(content) else orjson.loads(content)
+    return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else orjson.loads(content)
 
 
 class Page(list):
