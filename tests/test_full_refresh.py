@@ -164,30 +164,3 @@ def test_a_full_refresh_after_a_changed_nullability_rebuilds_the_table(api, conf
     ak.load(config, mode="full_refresh", progress=False)
     assert ak.describe("events").set_index("column").nullable["customer_id"] in (True, "YES")
     assert loaded(api) == served(api)
-
-
-def test_a_replace_runs_under_a_lower_memory_cap_than_a_merge(api, config, monkeypatch):
-    """A replace only copies staged rows, so DuckDB gets 32 MB for it (the merge's dedup
-    needs 96 MB); the cap is read back from DuckDB as each table's SQL job runs."""
-    from analytics_kit.store.target import DUCKDB_MEMORY, DUCKDB_REPLACE_MEMORY, MEMORY_ENV
-
-    monkeypatch.delenv(MEMORY_ENV, raising=False)
-    seen: list[tuple[str, str]] = []
-    execute_many = DuckDbSqlClient.execute_many
-
-    def noting_the_cap(self, statements, *args, **kwargs):
-        if any(s.startswith('INSERT INTO "main"."events"') for s in statements):  # a merge's or a swap's
-            limit = self.execute_sql("SELECT current_setting('memory_limit')")[0][0]
-            seen.append(("replace" if any("WHERE 1=1" in s for s in statements) else "merge", limit))
-        return execute_many(self, statements, *args, **kwargs)
-
-    monkeypatch.setattr(DuckDbSqlClient, "execute_many", noting_the_cap)
-    ak.load(config, progress=False)
-    api.advance(new=5, updated=5, deleted=2)
-    ak.load(config, progress=False)
-    ak.load(config, mode="full_refresh", progress=False)
-    api.advance(new=5, updated=5, deleted=2)
-    ak.load(config, progress=False)  # the merge after a replace is back under the merge's cap
-    merge, replace = ("merge", "91.5 MiB"), ("replace", "30.5 MiB")  # 96MB and 32MB, as DuckDB shows them
-    assert (DUCKDB_MEMORY, DUCKDB_REPLACE_MEMORY) == ("96MB", "32MB")
-    assert seen == [merge, merge, replace, merge], seen

@@ -178,11 +178,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             # counted only once dlt marks the load complete (see load_log)
             record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
                    row_counts=normalized.row_counts if normalized else {}, started=started)
-            # a replace copies staged rows without deduplicating them: a lower memory cap suffices
-            swapped = replace and mode == "full_refresh" and not merged and target.is_file
             try:
-                info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20),
-                                     credentials=target.file_credentials(replace=True) if swapped else None)
+                info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
             finally:
                 if target.is_file:
                     # dlt's main_staging serves inside pipeline.load() only, whether it succeeded

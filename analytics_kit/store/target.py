@@ -33,14 +33,7 @@ TRANSACTIONAL = ("duckdb", "motherduck", "postgres")
 # warehouse gets a schema of its own.
 WAREHOUSE_DATASET = "analytics"
 LOCAL_FOLDER = ".analytics-kit"
-# DuckDB's memory cap for a load into the file (ANALYTICS_KIT_DUCKDB_MEMORY overrides both):
-# a merge deduplicates staged rows with ROW_NUMBER(), which ran out of memory under 64 MB;
-# a full refresh's replace only copies them, and spills what does not fit. With 32 MB a
-# 1,000,000-row replace peaked at 288 MB for the whole process, 310 MB with 64 MB and
-# 348 MB with 96 MB (bench/memory_profile.py).
 DUCKDB_MEMORY = "96MB"
-DUCKDB_REPLACE_MEMORY = "32MB"
-MEMORY_ENV = "ANALYTICS_KIT_DUCKDB_MEMORY"
 
 
 @dataclass(frozen=True)
@@ -130,22 +123,19 @@ class Target:
         import dlt
 
         if self.database:
-            return dlt.destinations.duckdb(credentials=self.file_credentials(), supports_transactions=True,
-                                           replace_strategy=ATOMIC_REPLACE)
+            return dlt.destinations.duckdb(credentials={
+                "database": str(self.database),
+                # DuckDB takes up to 80% of RAM by default; merging 1,000,000 rows took it
+                # past 300 MB on top of the loader. Bounded, it spills to disk instead:
+                # with 96 MB, 1,000,000 rows load in ~2 s, deduplicated or not; with 64 MB
+                # in ~3 s; with 32 MB the deduplicating merge ran out of memory.
+                "global_config": {"memory_limit": os.environ.get("ANALYTICS_KIT_DUCKDB_MEMORY", DUCKDB_MEMORY)},
+            }, supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
         factory = getattr(dlt.destinations, self.destination, None)
         if self.destination in TRANSACTIONAL and callable(factory):
             # PostgreSQL's capabilities leave supports_transactions unset too (see ``pipeline``)
             return factory(supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
         return self.destination
-
-    def file_credentials(self, *, replace: bool = False) -> dict[str, Any]:
-        """The DuckDB file's dlt credentials, with a memory cap for a merge, or for a replace.
-
-        DuckDB takes up to 80% of RAM by default; merging 1,000,000 rows took it past 300 MB
-        on top of the loader. Bounded, it spills to disk instead (see ``DUCKDB_MEMORY``).
-        """
-        memory = os.environ.get(MEMORY_ENV) or (DUCKDB_REPLACE_MEMORY if replace else DUCKDB_MEMORY)
-        return {"database": str(self.database), "global_config": {"memory_limit": memory}}
 
     def replaces_atomically(self) -> bool:
         """Whether a full refresh can be a replace swapped in per table (else it is a merge)."""
