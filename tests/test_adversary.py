@@ -817,6 +817,35 @@ def test_types_integers_beyond_64_bits_are_refused_not_rounded(api, watch, monke
         assert table(f"{fast}.duckdb") == {}
 
 
+@pytest.mark.parametrize("record", [1, 250, 300], ids=["first on its page", "mid-page", "last on its page"])
+def test_types_an_integer_beyond_64_bits_in_a_text_column_is_kept_wherever_its_record_sits(api, watch, record):
+    """The page's first and last records are kept as JSON to tell a repeated page; orjson cannot
+    write 2**70, and a record at either end failed where one mid-page was kept."""
+    def big(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r["order_no"] = 2**70 if r["id"] == record else r["id"]
+        return body
+
+    api.transform = big
+    config = config_for(api, columns={"id": {"data_type": "bigint"}, "order_no": {"data_type": "text"},
+                                      "updated_at": {"data_type": "timestamp"}})
+    watch.succeeds(config)
+    assert ak.query(f"SELECT order_no FROM events WHERE id = {record}").iloc[0, 0] == str(2**70)
+
+
+@pytest.mark.parametrize("bad", [b"NaN", b"Infinity", b'"\xff"'], ids=["NaN", "Infinity", "invalid UTF-8"])
+def test_a_19_digit_number_elsewhere_on_a_page_does_not_let_invalid_json_through(bad):
+    """A page with a long digit run is read again by the json module, which takes NaN and
+    Infinity and reads bytes orjson refuses: the page must be refused all the same."""
+    from analytics_kit.fetch.offsets import parse_body
+
+    body = b'{"data": [{"id": 1, "phone": "1234567890123456789", "value": ' + bad + b"}]}"
+    with pytest.raises(ValueError):
+        parse_body(body)
+    kept = parse_body(b'{"data": [{"id": 1180591620717411303424, "value": 1.5}]}')
+    assert kept["data"][0]["id"] == 2**70 and type(kept["data"][0]["id"]) is int
+
+
 def test_types_a_fraction_in_an_integer_column_is_not_truncated(api, watch, monkeypatch):
     """Arrow truncates 19.99 to 19 in an int64 column without a word; dlt's normaliser keeps it."""
     def counts(body: dict, offset: int) -> dict:

@@ -20,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from analytics_kit.fetch.cursors import render
+from analytics_kit.fetch.records import as_json
 from analytics_kit.seam import coerce_value, is_iso_timestamp
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,10 @@ def _kind_of(value: Any) -> str | None:
 
 
 def _json(values: list) -> pa.Array:
-    return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    try:
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    except TypeError:  # an integer beyond 64 bits, which JSON text holds whole
+        return pa.array([None if v is None else as_json(v).decode() for v in values], pa.string())
 
 
 class PageConverter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 from typing import Any
 
@@ -13,6 +14,15 @@ from analytics_kit.errors import LoadError
 from analytics_kit.fetch.transport import request_text
 from analytics_kit.redact import Redactor
 from analytics_kit.seam import jsonpath
+
+
+def as_json(value: Any) -> bytes:
+    """``value`` as compact JSON; orjson, or the json module for an integer beyond 64 bits,
+    which orjson cannot write (``parse_body`` keeps such integers whole)."""
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:
+        return json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @functools.lru_cache(maxsize=64)
@@ -32,7 +42,7 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
     searched first (one fast scan); only when it holds a secret are the records themselves
     looked at, since an API may echo the request's URL, key included, in its paging links.
     """
-    if not redactor.echoed(response.content) or not redactor.echoed(orjson.dumps(rows, default=str)):
+    if not redactor.echoed(response.content) or not redactor.echoed(as_json(rows)):
         return
     raise LoadError(
         f"Resource '{resource}': the API sent your credentials back inside its records on "
