@@ -260,6 +260,36 @@ def test_duckdb_out_of_memory_is_named_as_such(api, config, monkeypatch):
     assert loaded(api) == served(api)
 
 
+@pytest.mark.parametrize("value", ["lots", "0", "-5MB", "96"])
+def test_a_memory_cap_duckdb_cannot_read_is_named_before_any_request(api, config, monkeypatch, value):
+    """"lots" failed deep in the load step as a ParserException; "-5MB" removed the cap silently."""
+    monkeypatch.setenv("ANALYTICS_KIT_DUCKDB_MEMORY", value)
+    api.clear_log()
+    with pytest.raises(ak.ConfigError, match=r"(?s)ANALYTICS_KIT_DUCKDB_MEMORY.*96MB or 1GB"):
+        ak.load(config, progress=False)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("drops_tables", [False, True], ids=["a replace", "a merge into dropped tables"])
+def test_running_out_of_memory_at_a_commit_is_named_with_what_a_full_refresh_left(drops_tables):
+    """At a commit DuckDB says "could not allocate block", which read as an unknown failure whose
+    advice said a full refresh may have dropped the tables, also where each table is swapped whole."""
+    import duckdb
+
+    from analytics_kit.fetch.stats import LoadStats
+    from analytics_kit.redact import Redactor
+    from analytics_kit.run.failures import explain
+
+    stats = LoadStats()
+    stats.mode, stats.drops_tables = "full_refresh", drops_tables
+    error = duckdb.TransactionException(
+        "TransactionContext Error: Failed to commit: could not allocate block of size 256.0 KiB (30.3 MiB/30.5 MiB used)")
+    text = str(explain(error, redactor=Redactor(()), stats=stats, database="analytics.duckdb"))
+    assert "ran out of the memory" in text and "ANALYTICS_KIT_DUCKDB_MEMORY" in text
+    assert ("may have dropped the tables" in text) == drops_tables
+    assert ("swapped in one transaction" in text) != drops_tables
+
+
 def test_nested_rows_of_an_unfinished_append_are_not_kept(tmp_path):
     """A list in each record becomes dlt's events__tags table, committed by a job of its own:
     a kill left its rows behind too, pointing at parent rows the rerun deletes."""

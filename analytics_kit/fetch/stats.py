@@ -53,6 +53,8 @@ class LoadStats:
         self.warnings: list[str] = []
         self.started = datetime.now(timezone.utc)
         self.mode = "incremental"  # what the run turned out to be (a pending full refresh is resumed)
+        # a full refresh loaded as a merge into tables dlt drops first, not swapped in per table
+        self.drops_tables = False
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:

@@ -45,11 +45,14 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
-def _aftermath(mode: str, step: str | None) -> str:
+def _aftermath(stats: LoadStats, step: str | None) -> str:
     """What a failure left behind, for the guidance."""
-    if mode == "full_refresh" and step in (None, "load"):
+    if stats.mode == "full_refresh" and stats.drops_tables and step in (None, "load"):
         return ("This full refresh may have dropped the tables already; the next load, whatever its mode, "
                 "runs it again and reloads everything.")
+    if stats.mode == "full_refresh":
+        return ("Each table is swapped in one transaction: it holds either all of this refresh's rows or its old "
+                "ones, and the cursors stay at the last completed load.")
     return ("Nothing is lost: each table's merge is all-or-nothing and the cursors move only when a load is "
             "recorded complete, so the next run fetches this run's data again.")
 
@@ -97,7 +100,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return LoadError(
             f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
             "button); nothing from this run was committed.",
-            guidance=f"Run the load again when you are ready. {_aftermath(stats.mode, step)}",
+            guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}",
         )
 
     refused = next((e for e in _chain(error) if getattr(e, UNREACHABLE, None)), None)
@@ -231,13 +234,26 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return LoadError(
             f"The disk ran out of space {when}: {_short(redactor(str(db or full)), 200)}",
             guidance="Free some space (or move the file to a larger disk) and run the load again. "
-            + _aftermath(stats.mode, step),
+            + _aftermath(stats, step),
             database=database,
         )
-    if isinstance(db, duckdb.OutOfMemoryException) or "out of memory" in text:
+    if "failed to change memory limit" in text:
+        # dlt SETs the cap on the database instance, which a connection of this process to the
+        # same file shares: one holding a large result keeps DuckDB from lowering it
+        return LoadError(
+            f"DuckDB could not lower its memory to the kit's cap for {database}: another connection to the file in "
+            f"this process holds more ({_short(str(db), 200)}).",
+            guidance="Close that connection, or read its result to the end (con.close() in your notebook), and run "
+            "the load again; or raise the cap with ANALYTICS_KIT_DUCKDB_MEMORY (e.g. 1GB). " + _aftermath(stats, "load"),
+            database=database,
+        )
+    # at a commit DuckDB says "could not allocate block ... (30.3 MiB/30.5 MiB used)"
+    if isinstance(db, duckdb.OutOfMemoryException) or any(
+            words in text for words in ("out of memory", "could not allocate", "failed to allocate")):
         return LoadError(
             f"DuckDB ran out of the memory the kit allows it while loading into {database}: {_short(str(db), 200)}",
-            guidance="Raise the limit with ANALYTICS_KIT_DUCKDB_MEMORY (e.g. 1GB) and run the load again.",
+            guidance="Raise the limit with ANALYTICS_KIT_DUCKDB_MEMORY (e.g. 1GB) and run the load again. "
+            + _aftermath(stats, "load"),
             database=database,
         )
 
@@ -260,6 +276,6 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
     return LoadError(
         f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {text}",
-        guidance=f"Fix the cause and run the load again. {_aftermath(stats.mode, step)}",
+        guidance=f"Fix the cause and run the load again. {_aftermath(stats, step)}",
         resource=resource,
     )

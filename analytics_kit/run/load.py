@@ -42,7 +42,7 @@ from analytics_kit.store.recovery import (
     mark_full_refresh,
     open_pipeline,
 )
-from analytics_kit.store.target import Target
+from analytics_kit.store.target import Target, duckdb_memory
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,8 @@ def load(
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config
     target = Target.of(destination or prepared.destination, database, dataset)
+    if target.is_file:
+        duckdb_memory()  # a cap DuckDB cannot read fails here, not deep in the load step
     if target.is_file and "'" in str(target.database):
         # dlt writes the path of its staged files (beside the database) into SQL unquoted: a
         # quote there fails every load deep in dlt, after the API was paged
@@ -168,6 +170,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         before = stored_cursors(pipeline, SOURCE_NAME)
         source, merged = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
                                   LOADER_FILE_FORMATS.get(target.destination))
+        stats.drops_tables = merged
         normalized = pipeline.normalize()
         release_unused()
         if target.is_file:

@@ -9,6 +9,7 @@ code, and keeps its pipeline folder in the project's ``.analytics-kit/`` folder.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ TRANSACTIONAL = ("duckdb", "motherduck", "postgres")
 WAREHOUSE_DATASET = "analytics"
 LOCAL_FOLDER = ".analytics-kit"
 DUCKDB_MEMORY = "96MB"
+MEMORY_ENV = "ANALYTICS_KIT_DUCKDB_MEMORY"
+# What DuckDB's memory_limit takes: a positive amount with a unit, or a share of the RAM. A
+# value it cannot parse failed deep in the load step; "-5MB" removed the cap without a word.
+_MEMORY_AMOUNT = re.compile(r"\s*(\d+(\.\d+)?)\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ class Target:
                 # past 300 MB on top of the loader. Bounded, it spills to disk instead:
                 # with 96 MB, 1,000,000 rows load in ~2 s, deduplicated or not; with 64 MB
                 # in ~3 s; with 32 MB the deduplicating merge ran out of memory.
-                "global_config": {"memory_limit": os.environ.get("ANALYTICS_KIT_DUCKDB_MEMORY", DUCKDB_MEMORY)},
+                "global_config": {"memory_limit": duckdb_memory()},
             }, supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
         factory = getattr(dlt.destinations, self.destination, None)
         if self.destination in TRANSACTIONAL and callable(factory):
@@ -140,6 +145,19 @@ class Target:
     def replaces_atomically(self) -> bool:
         """Whether a full refresh can be a replace swapped in per table (else it is a merge)."""
         return self.is_file or self.destination in TRANSACTIONAL
+
+
+def duckdb_memory() -> str:
+    """DuckDB's memory cap for a load into the file: ``ANALYTICS_KIT_DUCKDB_MEMORY``, or 96MB."""
+    value = os.environ.get(MEMORY_ENV, "").strip()
+    if not value:
+        return DUCKDB_MEMORY
+    match = _MEMORY_AMOUNT.fullmatch(value)
+    if match is None or float(match.group(1)) <= 0:
+        raise ConfigError(f"got {value!r}; expected an amount of memory such as 96MB or 1GB", path=MEMORY_ENV,
+                          guidance=f"Set {MEMORY_ENV} to a positive amount with a unit (KB, MB, GB, or a % of the "
+                          f"RAM), or unset it for the default, {DUCKDB_MEMORY}.")
+    return value
 
 
 def _check_argument(name: str, value: object, expected: str) -> None:
