@@ -290,6 +290,26 @@ def test_running_out_of_memory_at_a_commit_is_named_with_what_a_full_refresh_lef
     assert ("swapped in one transaction" in text) != drops_tables
 
 
+def test_a_load_leaves_the_memory_cap_of_the_users_own_connection_as_it_was(api, config):
+    """dlt sets DuckDB's memory cap on the database instance, shared by a notebook's own
+    connection to the file in the same process: it was left at the kit's 91.5 MiB."""
+    import duckdb
+
+    ak.load(config, progress=False)
+    mine = duckdb.connect("analytics.duckdb")
+    try:
+        mine.execute("SET memory_limit = '1GB'")
+        before = mine.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        api.advance(new=5, updated=5, deleted=1)
+        ak.load(config, progress=False)
+        ak.load(config, mode="full_refresh", progress=False)
+        after = mine.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        # DuckDB shows the cap rounded to 0.1 MiB, and the kit restores what it was shown
+        assert before == "953.6 MiB" and after.endswith(" MiB") and abs(float(after[:-4]) - 953.6) < 0.15, after
+    finally:
+        mine.close()
+
+
 def test_nested_rows_of_an_unfinished_append_are_not_kept(tmp_path):
     """A list in each record becomes dlt's events__tags table, committed by a job of its own:
     a kill left its rows behind too, pointing at parent rows the rerun deletes."""

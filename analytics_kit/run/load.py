@@ -256,10 +256,16 @@ def _holding(target: Target, lock_timeout: float) -> Iterator[None]:
         yield
         return
     connection = open_for_writing(target.database, lock_timeout, on_wait=logger.warning)
+    # dlt SETs its memory cap on the database instance, which a connection the user holds to the
+    # file in this process shares: that connection would be left under the kit's 96 MB
+    before = connection.execute("SELECT current_setting('memory_limit')").fetchone()[0]
     try:
         yield
     finally:
-        connection.close()
+        try:
+            connection.execute(f"SET memory_limit = '{before}'")
+        finally:
+            connection.close()
 
 
 def _check_room(pipeline: Pipeline, database: Path) -> None:
