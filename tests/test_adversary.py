@@ -594,7 +594,9 @@ def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, 
         monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)
         monkeypatch.setattr(kit_database, "LOAD_SPACE_MARGIN", 0)
     failed_at: list[str] = []
-    for round_, leave_kb in enumerate((8, 24, 48, 64, 80, 96, 128, 192, 256, 512)):
+    window = []
+    # 88 and 90 KB: the disk fills after the merge commits, as dlt writes its package state
+    for round_, leave_kb in enumerate((8, 24, 48, 64, 80, 88, 90, 96, 128, 192, 256, 512)):
         watch.succeeds(config_for(api))
         assert table() == served(api)
         before, cursor = checksum(), ak.state()["cursors"]
@@ -610,7 +612,13 @@ def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, 
             assert "space" in text, text
             failed_at.append(text)
             ballast.unlink()
-            assert checksum() == before and ak.state()["cursors"] == cursor, f"{leave_kb} KB free: {text}"
+            assert ak.state()["cursors"] == cursor, f"{leave_kb} KB free: {text}"
+            if checksum() != before:
+                # the one moment the README names: the table's merge committed, then dlt could not
+                # write its package state. The table holds all of this run's changes, none halfway,
+                # and the cursor did not move, so the next run merges them again (below)
+                assert table() == served(api), f"{leave_kb} KB free: a table changed halfway: {text}"
+                window.append(leave_kb)
         else:
             ballast.unlink()
             assert isinstance(outcome, ak.LoadReport), outcome
@@ -622,6 +630,7 @@ def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, 
         assert not written and any(f.startswith("The disk holding") for f in failed_at), failed_at
     else:  # the disk filled up while DuckDB wrote, and the tables stayed as they were (above)
         assert written, failed_at
+        assert len(window) < len(written), (window, failed_at)  # most failures change nothing
 
 
 @pytest.mark.parametrize("moved", [False, True], ids=["rerun in place", "rerun on a copy of the file"])
