@@ -260,12 +260,16 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     root = list(_chain(error))[-1]
     step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
-    if "exceeds 64-bit range" in text:
+    # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
+    # where Python says "int too large to convert to C long"
+    if "exceeds 64-bit range" in text or (isinstance(root, OverflowError) and "too large to convert" in text):
         return LoadError(
             f"{where[0].upper() + where[1:]} got an integer beyond 64 bits, which dlt and DuckDB cannot store as a "
             f"number ({type(root).__name__}: {text}); nothing from this run was committed.",
             guidance="Declare the column that holds such numbers as text (\"data_type\": \"text\") in the "
-            "resource's columns to keep them whole.", resource=resource)
+            "resource's columns to keep them whole. Where that does not help (the records reach dlt's own "
+            "normaliser: fields it renames, such as userId, or nested data), dlt cannot store such a number "
+            "at all: ask the API for it as a string.", resource=resource)
     if "total" in text.lower() and "not found" in text.lower():
         return LoadError(
             f"{where[0].upper() + where[1:]} got a page without the total record count on {request}: {text}",
