@@ -317,10 +317,84 @@ def _step_type() -> type:
     return _Step
 
 
-def add_step(resource: DltResource, function: Callable[[Any], Any], *, after_incremental: bool = False) -> None:
+def add_step(resource: DltResource, function: Callable[[Any], Any], *, after_incremental: bool = False,
+             last: bool = False) -> None:
     """Runs ``function`` on every item the resource yields (a page as a list or an Arrow
-    table), at the pipe's end; with ``after_incremental``, also behind dlt's incremental step."""
-    resource.add_step(_step_type()(function, 1.05 if after_incremental else 0))
+    table), at the pipe's end; with ``after_incremental``, also behind dlt's incremental step;
+    with ``last``, behind every step but dlt's fork to dependent resources (affinity 2)."""
+    resource.add_step(_step_type()(function, 1.9 if last else 1.05 if after_incremental else 0))
+
+
+# -- dlt's row columns on arrow items -----------------------------------------------------------
+# dlt adds _dlt_load_id (in extract) and _dlt_id (in normalize) to arrow items only when
+# normalize.parquet_normalizer says so, and adding _dlt_id rewrites every extracted file. The kit
+# adds both as its arrow pages are made (see arrow_tables.RowColumns); these tell it dlt's names,
+# its column hints and id length, whether dlt's config will add either itself, and the load id.
+# Public route: none (the normaliser's config class and the column helpers are internal).
+
+
+def dlt_row_columns(naming: Callable[[str], str]) -> tuple[tuple[str, dict], tuple[str, dict], int]:
+    """((load id name, its column hints), (row id name, its hints), bytes of randomness in a row id),
+    named by ``naming`` (``identifier_naming``)."""
+    from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES
+    from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID
+    from dlt.common.schema.utils import dlt_id_column, dlt_load_id_column
+
+    load_id = naming(C_DLT_LOAD_ID)
+    row_id = naming(C_DLT_ID)
+    return ((load_id, {**dlt_load_id_column(), "name": load_id}), (row_id, {**dlt_id_column(), "name": row_id}),
+            DLT_ID_LENGTH_BYTES)
+
+
+def complete_row_columns(pipeline: Any) -> None:
+    """Gives the ``_dlt_load_id`` and ``_dlt_id`` columns the kit's arrow pages brought into a root
+    table of the schema the hints dlt's parquet normaliser gives them (``_dlt_id``: unique, row_key;
+    both: precision 64). Arrow fields carry only a type and nullability; dlt's extractor and
+    parquet normaliser add their hints as they add the columns, which here they do not.
+    ``Schema.update_table`` is public; the column definitions come from ``dlt_row_columns``."""
+    if not pipeline.default_schema_name:
+        return
+    schema = pipeline.default_schema
+    (load_id, load_hints), (row_id, row_hints), _ = dlt_row_columns(schema.naming.normalize_identifier)
+    changed = False
+    for table in schema.data_tables():
+        columns = table.get("columns", {})
+        # dlt's normalisers give every _dlt_id they add row_key: one without it came from an arrow page
+        if table.get("parent") or row_id not in columns or columns[row_id].get("row_key"):
+            continue
+        partial = {name: dict(hints) for name, hints in ((load_id, load_hints), (row_id, row_hints)) if name in columns}
+        if partial:
+            schema.update_table({"name": table["name"], "columns": partial}, normalize_identifiers=False)
+            changed = True
+    if changed:
+        pipeline.schemas.save_schema(schema)
+        # and in the extracted packages, whose copy dlt's normaliser compares with the stored one
+        # (it warned that they differ); ``_get_normalize_storage`` is private
+        packages = pipeline._get_normalize_storage().extracted_packages
+        for package in pipeline.list_extracted_load_packages():
+            if packages.schema_name(package) == schema.name:
+                packages.save_schema(package, schema)
+
+
+def current_load_id() -> str | None:
+    """The load id of the package being extracted, or None outside an extract."""
+    import dlt
+    from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
+
+    try:
+        return dlt.current.load_package_state()["load_id"]
+    except CurrentLoadPackageStateNotAvailable:
+        return None
+
+
+def dlt_adds_row_columns() -> tuple[bool, bool]:
+    """(adds _dlt_load_id, adds _dlt_id) to arrow items, as dlt's extractor resolves its config."""
+    from dlt.common.configuration import known_sections, resolve_configuration
+    from dlt.normalize.configuration import ItemsNormalizerConfiguration
+
+    config = resolve_configuration(ItemsNormalizerConfiguration(),
+                                   sections=(known_sections.NORMALIZE, "parquet_normalizer"))
+    return bool(config.add_dlt_load_id), bool(config.add_dlt_id)
 
 
 # -- table hints ------------------------------------------------------------------------------

@@ -58,6 +58,43 @@ def test_fast_and_slow_paths_load_the_same_tables(api, config, monkeypatch, capf
     assert ids == {r["id"] for r in api.records(include_deleted=False)}
 
 
+def _stored_columns(database: str, table: str) -> dict:
+    """The table's columns in the newest schema dlt stored in the file, in order."""
+    import json
+
+    import duckdb
+
+    with duckdb.connect(database, read_only=True) as con:
+        schema = con.execute("SELECT schema FROM main._dlt_version ORDER BY inserted_at DESC LIMIT 1").fetchone()[0]
+    return json.loads(schema)["tables"][table]["columns"]
+
+
+def test_the_fast_path_adds_dlts_row_columns_as_dlt_would(api, config, monkeypatch, capfd):
+    """The fast path adds _dlt_load_id and _dlt_id to its arrow pages itself, so that dlt's
+    normaliser imports the files instead of rewriting them: the columns, their order, their
+    hints in the stored schema and their values are what dlt gives the slow path's rows."""
+    for _ in range(2):  # a first load, then a merge
+        fast_report = _load(monkeypatch, config, "fast/analytics.duckdb", fast_path=True)
+        _load(monkeypatch, config, "slow/analytics.duckdb", fast_path=False)
+        for table in ("events", "customers"):
+            fast, slow = (_stored_columns(f"{p}/analytics.duckdb", table) for p in ("fast", "slow"))
+            assert list(fast) == list(slow), table
+            # as dlt's parquet normaliser declares them (its JSON one leaves out precision and description)
+            for name in ("_dlt_id", "_dlt_load_id"):
+                assert {k: v for k, v in fast[name].items() if k not in ("precision", "description")} == \
+                    {k: v for k, v in slow[name].items() if k not in ("precision", "description")}, (table, name)
+                assert fast[name]["precision"] == 64 and fast[name]["description"], (table, name)
+            assert fast["_dlt_id"]["row_key"] and fast["_dlt_id"]["unique"]
+        api.advance(new=5, updated=5, deleted=2)
+    assert "WARNING" not in capfd.readouterr().err  # dlt warned of a package schema unlike the stored one
+    rows = query("SELECT count(*) AS n, count(DISTINCT _dlt_id) AS ids, min(length(_dlt_id)) AS shortest, "
+                 "count(*) FILTER (WHERE _dlt_load_id NOT IN (SELECT load_id FROM main._dlt_loads)) AS strays "
+                 "FROM analytics.events", "fast/analytics.duckdb")
+    assert rows.n[0] == rows.ids[0] > 250 and rows.shortest[0] >= 14 and rows.strays[0] == 0
+    assert fast_report.load_id in set(query("SELECT DISTINCT _dlt_load_id AS l FROM analytics.events",
+                                            "fast/analytics.duckdb").l)
+
+
 def test_a_cursor_stored_by_the_slow_path_keeps_working(api, config, monkeypatch):
     _load(monkeypatch, config, "mixed/analytics.duckdb", fast_path=False)
     api.advance(new=3, updated=2, deleted=1)

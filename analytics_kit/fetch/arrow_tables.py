@@ -10,7 +10,6 @@ the first non-null value seen, as dlt does.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -28,10 +27,6 @@ logger = logging.getLogger(__name__)
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 ARROW_TYPES = {"bigint": pa.int64(), "text": pa.string(), "double": pa.float64(), "bool": pa.bool_(),
                "timestamp": TIMESTAMP, "json": pa.string()}
-# dlt's parquet normaliser adds neither column to arrow items by default; the slow path has both,
-# and the two paths must give the same tables.
-NORMALIZER_ENV = {"NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "true",
-                  "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true"}
 
 
 class BadValue(Exception):
@@ -54,12 +49,6 @@ class _Uncoercible(Exception):
     def __init__(self, index: int, value: Any) -> None:
         super().__init__(index)
         self.index, self.value = index, value
-
-
-def apply_normalizer_defaults() -> None:
-    """Environment variables are dlt's first config provider; setdefault keeps a user's choice."""
-    for name, value in NORMALIZER_ENV.items():
-        os.environ.setdefault(name, value)
 
 
 def unsupported_columns(columns: Any) -> str | None:
@@ -378,3 +367,4 @@ class DecimalScale:
                     except (InvalidOperation, ValueError):
                         pass  # not a number: dlt's normaliser says so
         return item
+

@@ -19,12 +19,12 @@ from analytics_kit.fetch.arrow_tables import (
     DecimalScale,
     PageConverter,
     PageFormat,
-    apply_normalizer_defaults,
     unsupported_columns,
 )
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.retry import Gate, retry_session
+from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, guard_logs
 
@@ -109,8 +109,6 @@ def _build(
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
     guard_logs(redactor)  # also when the source is iterated outside load()
     fast_path = FAST_PATH if fast_path is None else fast_path
-    if fast_path:
-        apply_normalizer_defaults()
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
@@ -161,6 +159,8 @@ def _build(
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
+            if convert is not None:
+                seam.add_step(resource, RowColumns(naming), last=True)
         else:
             seam.add_step(resource, PageStep(resource.name, stats, on_page))
     return source

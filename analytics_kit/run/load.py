@@ -22,7 +22,7 @@ from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain, find_cause
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
-from analytics_kit.seam import mute_dedup_notice, reset_resource_states
+from analytics_kit.seam import complete_row_columns, mute_dedup_notice, reset_resource_states
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
 from analytics_kit.store.database import (
     DEFAULT_DATABASE,
@@ -171,6 +171,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         source, merged = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
                                   LOADER_FILE_FORMATS.get(target.destination))
         stats.drops_tables = merged
+        complete_row_columns(pipeline)
         normalized = pipeline.normalize()
         release_unused()
         if target.is_file:
