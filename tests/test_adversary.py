@@ -857,6 +857,20 @@ def test_a_19_digit_number_elsewhere_on_a_page_does_not_let_invalid_json_through
     assert kept["data"][0]["id"] == 2**70 and type(kept["data"][0]["id"]) is int
 
 
+@pytest.mark.parametrize("bad", [b'"\xff\xfe"', b"NaN", b"<html>"], ids=["invalid UTF-8", "NaN", "an HTML page"])
+def test_pages_dlts_own_paginator_fetches_are_read_as_strictly_as_offset_pages(api, watch, bad):
+    """requests' json() read invalid UTF-8 as replacement characters, and its decode error
+    (simplejson's) was not recognised: "fix the cause" instead of "not valid JSON"."""
+    def spoil(body: dict, offset: int) -> bytes:
+        body["data"][0]["x"] = "SPOIL"
+        return bad if bad == b"<html>" else json.dumps(body).encode().replace(b'"SPOIL"', bad)
+
+    api.transform = spoil
+    error = watch.fails(config_for(api, paginator={"type": "single_page"}, incremental=False))
+    assert "not valid JSON" in str(error), str(error)
+    assert table() == {}
+
+
 def test_types_a_fraction_in_an_integer_column_is_not_truncated(api, watch, monkeypatch):
     """Arrow truncates 19.99 to 19 in an int64 column without a word; dlt's normaliser keeps it."""
     def counts(body: dict, offset: int) -> dict:

@@ -260,7 +260,7 @@ def test_duckdb_out_of_memory_is_named_as_such(api, config, monkeypatch):
     assert loaded(api) == served(api)
 
 
-@pytest.mark.parametrize("value", ["lots", "0", "-5MB", "96"])
+@pytest.mark.parametrize("value", ["lots", "0", "-5MB", "96", "150%", "99999999999999999999GB", "\u0669\u0666MB"])
 def test_a_memory_cap_duckdb_cannot_read_is_named_before_any_request(api, config, monkeypatch, value):
     """"lots" failed deep in the load step as a ParserException; "-5MB" removed the cap silently."""
     monkeypatch.setenv("ANALYTICS_KIT_DUCKDB_MEMORY", value)
@@ -290,22 +290,25 @@ def test_running_out_of_memory_at_a_commit_is_named_with_what_a_full_refresh_lef
     assert ("swapped in one transaction" in text) != drops_tables
 
 
-def test_a_load_leaves_the_memory_cap_of_the_users_own_connection_as_it_was(api, config):
-    """dlt sets DuckDB's memory cap on the database instance, shared by a notebook's own
-    connection to the file in the same process: it was left at the kit's 91.5 MiB."""
+def test_a_load_leaves_the_settings_of_the_users_own_connection_as_they_were(api, config):
+    """dlt SETs its memory cap, UTC and a checkpoint threshold on the database instance, which a
+    notebook's own connection to the file in the same process shares: it was left at the kit's
+    91.5 MiB, in UTC; and a cap set back as DuckDB shows it crept down with every load."""
     import duckdb
 
     ak.load(config, progress=False)
     mine = duckdb.connect("analytics.duckdb")
     try:
-        mine.execute("SET memory_limit = '1GB'")
-        before = mine.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-        api.advance(new=5, updated=5, deleted=1)
-        ak.load(config, progress=False)
-        ak.load(config, mode="full_refresh", progress=False)
-        after = mine.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-        # DuckDB shows the cap rounded to 0.1 MiB, and the kit restores what it was shown
-        assert before == "953.6 MiB" and after.endswith(" MiB") and abs(float(after[:-4]) - 953.6) < 0.15, after
+        mine.execute("SET memory_limit = '3GB'")
+        mine.execute("SET TimeZone = 'Europe/Berlin'")
+        mine.execute("SET checkpoint_threshold = '20MB'")
+        shown = "SELECT name, value FROM duckdb_settings() WHERE name IN ('memory_limit', 'TimeZone', 'checkpoint_threshold')"
+        before = dict(mine.execute(shown).fetchall())
+        for round_ in range(3):
+            api.advance(new=5, updated=5, deleted=1)
+            ak.load(config, progress=False, mode="full_refresh" if round_ == 1 else "incremental")
+            assert dict(mine.execute(shown).fetchall()) == before, round_
+        assert before["memory_limit"] == "2.7 GiB" and before["TimeZone"] == "Europe/Berlin"
     finally:
         mine.close()
 

@@ -32,7 +32,7 @@ from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
-from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
+from analytics_kit.fetch.offsets import OffsetPass, offsets_ok, parse_body
 from analytics_kit.fetch.records import is_simple, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -111,7 +111,9 @@ class KitPaginate:
 
     def _extract(self, response: Response, data_selector: Any) -> list:
         try:
-            return select_records(response.json(), data_selector, response, self.resource, self.redactor)
+            # as the offset pass reads its pages: strictly (requests' json() let invalid UTF-8 through
+            # as replacement characters), and with integers beyond 64 bits kept whole
+            return select_records(parse_body(response.content), data_selector, response, self.resource, self.redactor)
         except Exception as error:
             tag_request(error, request_text(response.request, self.redactor))
             raise

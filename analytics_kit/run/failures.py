@@ -69,7 +69,7 @@ def _origin_of(url: str) -> str:
     return shown_origin(url) if "://" in url else url
 
 
-def find_cause(error: BaseException, kind: type) -> BaseException | None:
+def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     """``error`` or the first exception of ``kind`` in its chain (dlt wraps a step's errors)."""
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
 
@@ -192,8 +192,9 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, host=host,
         )
 
-    # requests' and orjson's decode errors both subclass json.JSONDecodeError.
-    decode = find_cause(error, json.JSONDecodeError)
+    # orjson's decode error subclasses json.JSONDecodeError; requests' subclasses simplejson's
+    # where simplejson is installed (dlt's own paginators read pages with response.json())
+    decode = find_cause(error, (json.JSONDecodeError, requests.exceptions.JSONDecodeError))
     if decode is not None:
         return LoadError(
             f"{where[0].upper() + where[1:]} got a response that is not valid JSON on {request} "

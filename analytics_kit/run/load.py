@@ -29,7 +29,9 @@ from analytics_kit.store.database import (
     LOCK_WAIT_SECONDS,
     check_room,
     ensure_database,
+    instance_settings,
     open_for_writing,
+    restore_settings,
 )
 from analytics_kit.store.load_log import record
 from analytics_kit.store.lock import load_lock
@@ -257,14 +259,12 @@ def _holding(target: Target, lock_timeout: float) -> Iterator[None]:
         yield
         return
     connection = open_for_writing(target.database, lock_timeout, on_wait=logger.warning)
-    # dlt SETs its memory cap on the database instance, which a connection the user holds to the
-    # file in this process shares: that connection would be left under the kit's 96 MB
-    before = connection.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    before = instance_settings(connection)  # a connection of the user's shares them (see there)
     try:
         yield
     finally:
         try:
-            connection.execute(f"SET memory_limit = '{before}'")
+            restore_settings(connection, before)
         finally:
             connection.close()
 

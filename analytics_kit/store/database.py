@@ -199,3 +199,30 @@ def check_room(path: Path, staged: int) -> None:
             "again; nothing was written to the database.",
             database=str(path),
         )
+
+
+# Settings dlt SETs on the database instance as it connects (the kit's memory cap, UTC, its
+# checkpoint threshold), which a connection the user holds to the file in this process shares:
+# a notebook's own connection was left at 91.5 MiB, in UTC, with another checkpoint threshold.
+SHARED_SETTINGS = ("memory_limit", "TimeZone", "checkpoint_threshold")
+# DuckDB shows a size cut to one decimal ("2.7 GiB" for 2.79 GiB) and SET takes it the same way
+# (2.7 GiB showed as 2.6 GiB): a size is set back half a step up, so that it does not creep down.
+_SHOWN_SIZE = re.compile(r"(\d+(?:\.\d)?) (KiB|MiB|GiB|TiB|PiB)")
+
+
+def instance_settings(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """``SHARED_SETTINGS`` as DuckDB shows them."""
+    names = ", ".join(f"'{name}'" for name in SHARED_SETTINGS)
+    return dict(connection.execute(f"SELECT name, value FROM duckdb_settings() WHERE name IN ({names})").fetchall())
+
+
+def restore_settings(connection: duckdb.DuckDBPyConnection, before: dict[str, str]) -> None:
+    """Sets back each of ``before`` that changed since."""
+    now = instance_settings(connection)
+    for name, value in before.items():
+        if now.get(name) == value:
+            continue
+        shown = _SHOWN_SIZE.fullmatch(value)
+        if shown is not None:
+            value = f"{float(shown.group(1)) + 0.05:.2f} {shown.group(2)}"
+        connection.execute(f"SET GLOBAL {name} = '{value.replace(chr(39), chr(39) * 2)}'")

@@ -38,7 +38,8 @@ DUCKDB_MEMORY = "96MB"
 MEMORY_ENV = "ANALYTICS_KIT_DUCKDB_MEMORY"
 # What DuckDB's memory_limit takes: a positive amount with a unit, or a share of the RAM. A
 # value it cannot parse failed deep in the load step; "-5MB" removed the cap without a word.
-_MEMORY_AMOUNT = re.compile(r"\s*(\d+(\.\d+)?)\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*", re.IGNORECASE)
+_MEMORY_AMOUNT = re.compile(r"\s*(\d+(\.\d+)?)\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib|%)\s*",
+                            re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,26 @@ def duckdb_memory() -> str:
     if not value:
         return DUCKDB_MEMORY
     match = _MEMORY_AMOUNT.fullmatch(value)
-    if match is None or float(match.group(1)) <= 0:
+    if match is None or float(match.group(1)) <= 0 or not _duckdb_reads(value):
         raise ConfigError(f"got {value!r}; expected an amount of memory such as 96MB or 1GB", path=MEMORY_ENV,
                           guidance=f"Set {MEMORY_ENV} to a positive amount with a unit (KB, MB, GB, or a % of the "
                           f"RAM), or unset it for the default, {DUCKDB_MEMORY}.")
     return value
+
+
+def _duckdb_reads(memory: str) -> bool:
+    """Whether DuckDB takes ``memory`` as its cap ("150%" and "99999999999999999999GB" pass the
+    pattern, not DuckDB); a cap too small to run anything still counts as read."""
+    import duckdb
+
+    with duckdb.connect() as connection:
+        try:
+            connection.execute(f"SET memory_limit = '{memory}'")
+        except (duckdb.InvalidInputException, duckdb.ParserException):
+            return False
+        except duckdb.Error:
+            return True
+    return True
 
 
 def _check_argument(name: str, value: object, expected: str) -> None:
