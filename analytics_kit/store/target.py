@@ -154,11 +154,23 @@ def duckdb_memory() -> str:
     if not value:
         return DUCKDB_MEMORY
     match = _MEMORY_AMOUNT.fullmatch(value)
-    if match is None or float(match.group(1)) <= 0 or not _duckdb_reads(value):
+    if match is None or not _plausible(float(match.group(1)), match.group(3).lower()) or not _duckdb_reads(value):
         raise ConfigError(f"got {value!r}; expected an amount of memory such as 96MB or 1GB", path=MEMORY_ENV,
                           guidance=f"Set {MEMORY_ENV} to a positive amount with a unit (KB, MB, GB, or a % of the "
                           f"RAM), or unset it for the default, {DUCKDB_MEMORY}.")
     return value
+
+
+_UNIT_BYTES = {"b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _plausible(amount: float, unit: str) -> bool:
+    """A positive share of the RAM up to all of it, or a positive amount DuckDB can count (DuckDB
+    1.4 took "99999999999999999999GB" as 0 bytes, and every statement then ran out of memory)."""
+    if unit == "%":
+        return 0 < amount <= 100
+    return 0 < amount * _UNIT_BYTES[unit] < 2**62
 
 
 def _duckdb_reads(memory: str) -> bool:
