@@ -328,7 +328,7 @@ def add_step(resource: DltResource, function: Callable[[Any], Any], *, after_inc
 # -- dlt's row columns on arrow items -----------------------------------------------------------
 # dlt adds _dlt_load_id (in extract) and _dlt_id (in normalize) to arrow items only when
 # normalize.parquet_normalizer says so, and adding _dlt_id rewrites every extracted file. The kit
-# adds both as its arrow pages are made (see arrow_tables.RowColumns); these tell it dlt's names,
+# adds both as its arrow pages are made (see fetch/row_columns.py); these tell it dlt's names,
 # its column hints and id length, whether dlt's config will add either itself, and the load id.
 # Public route: none (the normaliser's config class and the column helpers are internal).
 

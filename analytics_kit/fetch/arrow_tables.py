@@ -367,4 +367,3 @@ class DecimalScale:
                     except (InvalidOperation, ValueError):
                         pass  # not a number: dlt's normaliser says so
         return item
-

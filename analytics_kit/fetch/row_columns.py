@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from analytics_kit import seam
+
+
 class RowColumns:
     """Adds dlt's ``_dlt_load_id`` and ``_dlt_id`` columns to a resource's arrow pages, last in the pipe.
 
@@ -24,9 +26,8 @@ class RowColumns:
     """
 
     def __init__(self, naming: Callable[[str], str]) -> None:
-        (self.load_id, load_hints), (self.row_id, row_hints), id_bytes = seam.dlt_row_columns(naming)
-        # the table's columns as dlt's normaliser declares them, so the stored schema is the same
-        self.hints = {self.load_id: load_hints, self.row_id: row_hints}
+        # (their hints reach the stored schema after extraction: seam.complete_row_columns)
+        (self.load_id, _), (self.row_id, _), id_bytes = seam.dlt_row_columns(naming)
         # whole base64 groups (3 bytes -> 4 characters) keep every id the same width, with at
         # least dlt's randomness (10 bytes by default: 12 here, 16 characters)
         self.id_bytes = -(-id_bytes // 3) * 3

@@ -8,6 +8,7 @@ code, and keeps its pipeline folder in the project's ``.analytics-kit/`` folder.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -173,9 +174,11 @@ def _plausible(amount: float, unit: str) -> bool:
     return 0 < amount * _UNIT_BYTES[unit] < 2**62
 
 
+@functools.lru_cache(maxsize=8)
 def _duckdb_reads(memory: str) -> bool:
     """Whether DuckDB takes ``memory`` as its cap ("150%" and "99999999999999999999GB" pass the
-    pattern, not DuckDB); a cap too small to run anything still counts as read."""
+    pattern, not DuckDB); a cap too small to run anything still counts as read. Cached: a load
+    asks at its start and again as it builds dlt's destination, each time opening a DuckDB."""
     import duckdb
 
     with duckdb.connect() as connection:
