@@ -85,7 +85,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     print(report)
-    print(f"took {report.duration:.1f} s; load id {report.load_id}")
+    print(f"took {report.timing()}; load id {report.load_id}")
     return 0
 
 

@@ -29,6 +29,12 @@ def test_load_speed_runs_every_loader_and_prints_the_ratios() -> None:
     assert int(warm) <= 2 and int(fresh) <= 2, out
     for line in ("kit / dlt-default", "kit / hand-written", "incremental time, warm:", "incremental time, fresh:"):
         assert line in out, out
+    # where the kit's load spent its time, and what overlapping the steps could save at most
+    assert re.search(r"steps: [\d.]+ s: setup [\d.]+, extract [\d.]+.*, normalize [\d.]+, load [\d.]+\n", out), out
+    after, wait, bound = map(float, re.search(
+        r"overlap: normalize \+ load ([\d.]+) s ran after extract; extract waited ([\d.]+) s for pages; "
+        r"overlapping them could save at most ([\d.]+) s", out).groups())
+    assert bound == min(after, wait), out
 
 
 @pytest.mark.slow

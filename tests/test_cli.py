@@ -68,6 +68,8 @@ def test_load_tables_query_state_round_trip(api, config_files):
     first = kit("load", "--config", str(config_files[suffix]), env=env)
     assert first.returncode == 0, first.stderr
     assert "LoadReport(mode='incremental', rows=" in first.stdout
+    assert re.search(r"^took \d+\.\d s: setup .*, extract .*, normalize .*, load \d+\.\d; load id \d", first.stdout,
+                     re.MULTILINE), first.stdout
     assert api.api_key not in first.stdout + first.stderr
 
     api.advance(new=3)

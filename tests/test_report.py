@@ -27,6 +27,25 @@ def test_report_repr_is_short_and_stable(api, config):
     assert summary["rows_events"] == 250 and summary["requests"] == 4 and summary["mode"] == "incremental"
 
 
+def test_the_report_says_where_the_time_went(api, config):
+    api.set_latency(0.02)  # every page waits on the API: extract's page_wait shows it
+    report = ak.load(config, "full_refresh", progress=False)
+    steps = report.steps
+    assert list(steps) == ["setup", "extract", "normalize", "load", "page_wait"]
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert sum(v for k, v in steps.items() if k != "page_wait") <= report.duration
+    assert sum(v for k, v in steps.items() if k != "page_wait") >= 0.8 * report.duration
+    # three pages of events and one of customers, each at least 20 ms, the extractor waiting
+    assert 0.06 <= steps["page_wait"] <= steps["extract"]
+    assert re.fullmatch(r"\d+\.\d s: setup \d+\.\d, extract \d+\.\d \(\d+\.\d waiting for the API\), "
+                        r"normalize \d+\.\d, load \d+\.\d", report.timing()), report.timing()
+    assert report.steps not in (None, {}) and "steps" not in repr(report)
+
+    api.set_latency(0)
+    nothing = ak.load(config, progress=False)  # nothing changed: the steps are still there
+    assert set(nothing.steps) == set(steps) and nothing.steps["load"] >= 0
+
+
 def test_progress_off_a_terminal_is_a_few_plain_lines():
     stats = LoadStats()
     out = io.StringIO()

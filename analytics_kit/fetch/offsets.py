@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterator
@@ -231,7 +232,9 @@ class OffsetPass:
         p = self.paginator
         step, limit, maximum = p.value_step, p.limit, p.maximum_value
         # the first page on the resource's own session, in the extracting thread
+        started = time.perf_counter()
         page = self.fetch(p.initial_value, self.owner.client.session)
+        self.owner.stats.waited(time.perf_counter() - started)
         workers = self.owner.concurrency
         if self.first_response is not None and self.first_response < FAST_RESPONSE_SECONDS:
             workers = min(workers, FAST_API_WORKERS)
@@ -307,7 +310,9 @@ class OffsetPass:
                         break  # one request past the total at most: it checks the total
                 if not pending:
                     return
+                started = time.perf_counter()
                 page = pending.popleft().result()
+                self.owner.stats.waited(time.perf_counter() - started)
         finally:
             for future in pending:
                 future.cancel()

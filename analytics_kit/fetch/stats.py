@@ -55,6 +55,9 @@ class LoadStats:
         self.mode = "incremental"  # what the run turned out to be (a pending full refresh is resumed)
         # a full refresh loaded as a merge into tables dlt drops first, not swapped in per table
         self.drops_tables = False
+        # Seconds the extracting thread sat waiting for the API's pages, when fetching was
+        # the bottleneck: the most that overlapping the load step with fetching could hide.
+        self.page_wait = 0.0
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:
@@ -79,6 +82,10 @@ class LoadStats:
         """The API's total for ``resource``'s listing, for the progress display's percentage."""
         with self._lock:
             self.totals[resource] = total
+
+    def waited(self, seconds: float) -> None:
+        with self._lock:
+            self.page_wait += seconds
 
     def page(self, resource: str, rows: int) -> None:
         with self._lock:

@@ -149,13 +149,14 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     """
     if target.is_file:
         ensure_database(target.database)
-    pipeline = open_pipeline(target)
     started = time.perf_counter()
+    steps: dict[str, float] = {}
+    pipeline = open_pipeline(target)
     stats.mode = mode
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
-        with _holding(target, lock_timeout):
+        with _timed(steps, "setup"), _holding(target, lock_timeout):
             start = begin(pipeline, tidy_staging=target.is_file)
             pipeline = start.pipeline
             if mode == "incremental" and start.full_refresh_pending:
@@ -170,15 +171,17 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
-        source, merged = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
-                                  LOADER_FILE_FORMATS.get(target.destination))
+        with _timed(steps, "extract"):
+            source, merged = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
+                                      LOADER_FILE_FORMATS.get(target.destination))
         stats.drops_tables = merged
         complete_row_columns(pipeline)
-        normalized = pipeline.normalize()
+        with _timed(steps, "normalize"):
+            normalized = pipeline.normalize()
         release_unused()
         if target.is_file:
             _check_room(pipeline, target.database)
-        with _holding(target, lock_timeout):
+        with _timed(steps, "load"), _holding(target, lock_timeout):
             if merged:
                 mark_full_refresh(pipeline)  # before dlt drops the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
@@ -222,6 +225,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
         fetched={table(name): n for name, n in stats.rows.items()},
+        steps={**steps, "page_wait": stats.page_wait},
     )
 
 
@@ -246,6 +250,16 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
     pipeline.extract(source, loader_file_format=file_format,
                      refresh="drop_sources" if mode == "full_refresh" else None)
     return source, mode == "full_refresh"
+
+
+@contextmanager
+def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
+    """Adds the block's wall time to ``steps[step]`` (see ``LoadReport.steps``)."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[step] = steps.get(step, 0.0) + time.perf_counter() - began
 
 
 @contextmanager

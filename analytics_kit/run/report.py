@@ -34,6 +34,10 @@ class LoadReport:
     load_id: str | None = field(default=None, repr=False, compare=False)
     database: str = field(default="", repr=False, compare=False)
     fetched: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    # Wall seconds per step: setup (lock, state), extract (fetch, parse, write files),
+    # normalize, load (into the tables); page_wait is the part of extract spent waiting
+    # for offset pages fetched ahead, the time the machine had to spare for other work.
+    steps: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def total_rows(self) -> int:
@@ -46,6 +50,14 @@ class LoadReport:
     @property
     def total_retries(self) -> int:
         return len(self.retries)
+
+    def timing(self) -> str:
+        """Where the time went, e.g. "4.3 s: setup 0.1, extract 3.9 (2.0 waiting for the API), ..."."""
+        steps = dict(self.steps)
+        wait = steps.pop("page_wait", 0.0)
+        waiting = f" ({wait:.1f} waiting for the API)" if wait >= 0.05 else ""
+        parts = [f"{name} {seconds:.1f}" + (waiting if name == "extract" else "") for name, seconds in steps.items()]
+        return f"{self.duration:.1f} s" + (": " + ", ".join(parts) if parts else "")
 
     def table_names(self) -> list[str]:
         """The tables the report speaks of: loaded, requested, or with a cursor."""
