@@ -28,6 +28,7 @@ MASK = "***"
 NOISY_LOGGERS = ("urllib3.connectionpool", "urllib3", "dlt", "analytics_kit", "requests")
 # Secrets shorter than this are masked as whole tokens only (see the module docstring).
 WHOLE_WORD_BELOW = 4
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
 
 class Redactor:
@@ -41,9 +42,11 @@ class Redactor:
                 # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
                 # values with repr: a backslash or a quote in the key would change its form)
                 # (percent-encoded with "/" kept too: how most clients and people encode a URL)
-                forms.update({secret, quote(secret, safe=""), quote(secret), quote_plus(secret),
-                              quote_plus(secret, safe="/"), repr(secret)[1:-1],
-                              json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]})
+                encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")}
+                # and with lower-case escapes ("%2f"), which RFC 3986 allows and some servers echo
+                encoded |= {_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
+                forms.update({secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
+                              json.dumps(secret, ensure_ascii=False)[1:-1], *encoded})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         # the forms a JSON body may hold, for ``echoed``; too short ones would match anything

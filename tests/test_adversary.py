@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import duckdb
 import pytest
@@ -1004,6 +1006,19 @@ def test_secret_percent_encoded_in_any_common_way_is_masked():
     redact = Redactor([key])
     for form in ("s3cr3t%2Bk/ey%3DXYZ", "s3cr3t%2Bk%2Fey%3DXYZ", "s3cr3t+k/ey=XYZ", "s3cr3t%2Bk%2Fey%3DXYZ"):
         assert redact(f"GET /x?api_key={form}&offset=0") == "GET /x?api_key=***&offset=0", form
+
+
+def test_secret_echoed_with_lower_case_escapes_is_caught_and_masked(watch):
+    """RFC 3986 lets a server write "%2f" for "%2F": an API echoing its request query so is caught."""
+    key = "pass/word+\u043a\u043b\u044e\u0447"
+    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(key, safe=""))
+    assert lower != quote(key, safe="") and Redactor([key])(f"GET /x?api_key={lower}") == "GET /x?api_key=***"
+    watch.canary = key
+    with Adversary(n=150, key=key) as api:
+        api.transform = with_value({7: f"/v1/events?api_key={lower}&offset=0"})  # a record's link echoes it
+        error = watch.fails(config_for(api, incremental=False))
+        assert "sent your credentials back" in str(error), error
+        assert lower not in str(error) and lower not in watch.log.getvalue()
 
 
 def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):
