@@ -1008,6 +1008,24 @@ def test_secret_percent_encoded_in_any_common_way_is_masked():
         assert redact(f"GET /x?api_key={form}&offset=0") == "GET /x?api_key=***&offset=0", form
 
 
+@pytest.mark.parametrize("where", ["path", "base_url"])
+def test_secret_written_into_a_url_is_masked_as_one_in_params_is(watch, where):
+    """A key pasted into ``endpoint.path`` or ``client.base_url`` rather than ``auth`` is sent all
+    the same; the request lines of retries and errors quote it masked."""
+    with Adversary(n=150) as api:
+        api.fail(500, times=None, offset=100)
+        config = config_for(api)
+        del config["client"]["auth"]
+        if where == "path":
+            config["resources"][0]["endpoint"]["path"] = f"/v1/events?api_key={api.key}"
+        else:
+            config["client"]["base_url"] = f"{api.base_url}/?api_key={api.key}&x=1"
+            config["resources"][0]["endpoint"]["path"] = "v1/events"
+        error = watch.fails(config)
+        assert "api_key=***" in str(error) and api.key not in str(error), error
+        assert "api_key=***" in watch.log.getvalue(), watch.log.getvalue()  # retries, or the 404
+
+
 def test_secret_echoed_with_lower_case_escapes_is_caught_and_masked(watch):
     """RFC 3986 lets a server write "%2f" for "%2F": an API echoing its request query so is caught."""
     key = "pass/word+\u043a\u043b\u044e\u0447"

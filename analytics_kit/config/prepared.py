@@ -31,7 +31,7 @@ from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.guide import SOURCE_NAME
-from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots
+from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots, iter_url_secrets
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.retry import RetryPolicy
 from analytics_kit.fetch.transport import origin
@@ -236,6 +236,7 @@ def _collect_secrets(cfg: Any, resolved: Iterable[str] = ()) -> tuple[str, ...]:
         for key, value in block.items():
             if is_secret_slot(parent, key) and isinstance(value, str) and value:
                 found.append(value)
+    found.extend(iter_url_secrets(cfg))
     for auth in iter_auth_objects(cfg):
         found.extend(credentials.auth_secrets(auth))
     found.extend(resolved)

@@ -6,6 +6,7 @@ Values found there are masked in every message, and never echoed by the checks.
 from __future__ import annotations
 
 from typing import Any, Iterator
+from urllib.parse import parse_qsl, urlsplit
 
 from dlt.sources.rest_api import SENSITIVE_KEYS
 
@@ -41,6 +42,18 @@ def _under(config: Any, keys: tuple[str, ...]) -> Iterator[tuple[Any, str]]:
 def iter_secret_slots(config: Any) -> Iterator[tuple[dict[str, Any], str]]:
     """(dict, its key) of every auth, headers and params dict; tolerant of malformed configs."""
     return ((v, k) for v, k in _under(config, ("auth", "headers", "params")) if isinstance(v, dict))
+
+
+def iter_url_secrets(config: Any) -> Iterator[str]:
+    """Values of sensitive query parameters written into a URL or path (``"/v1/events?api_key=..."``).
+
+    A key written there rather than in ``auth`` or ``params`` is sent all the same, and every
+    request line, retry and error quotes it: it is masked like the others.
+    """
+    for value, _ in _under(config, ("path", "base_url", "url")):
+        if isinstance(value, str) and "?" in value:
+            query = urlsplit(value).query if "://" in value else value.split("?", 1)[1].split("#", 1)[0]
+            yield from (v for k, v in parse_qsl(query, keep_blank_values=False) if is_sensitive_name(k) and v)
 
 
 def iter_auth_objects(config: Any) -> Iterator[Any]:
