@@ -103,6 +103,13 @@ def cmd_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_describe(args: argparse.Namespace) -> int:
+    from analytics_kit.read.query import describe
+
+    _print_frame(describe(args.table, database=args.database, dataset=args.dataset, destination=args.destination))
+    return 0
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     from analytics_kit.read.state import state
 
@@ -181,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql", help='e.g. "SELECT count(*) FROM analytics.events"')
     where(query)
     where(command("tables", cmd_tables, "list loaded tables and their row counts"))
+    describe = command("describe", cmd_describe, "list a table's columns: name, type and whether it may be NULL")
+    describe.add_argument("table", help="e.g. events (or analytics.events)")
+    where(describe)
     where(command("state", cmd_state, "show cursor values and the last loads"))
     history = command("history", cmd_history, "one line per committed load: when, mode, rows per table, requests, "
                       "retries, duration, cursors before and after")

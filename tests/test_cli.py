@@ -80,6 +80,10 @@ def test_load_tables_query_state_round_trip(api, config_files):
 
     tables = kit("tables")
     assert tables.returncode == 0 and "events" in tables.stdout and "253" in tables.stdout
+    described = kit("describe", "events")
+    columns = [line.split()[:2] for line in described.stdout.splitlines()[1:]]
+    assert described.returncode == 0 and ["id", "BIGINT"] in columns and ["_dlt_id", "VARCHAR"] in columns, described
+    assert described.stdout.split()[:3] == ["column", "type", "nullable"]
     query = kit("query", "SELECT count(*) AS n FROM analytics.events")
     assert query.returncode == 0 and query.stdout.split() == ["n", "253"]
     state = kit("state")

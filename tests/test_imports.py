@@ -81,8 +81,10 @@ COMMANDS = [
     ["query", "SELECT count(*) FROM events"],
     ["query", "SELECT * FROM evnts"],  # the QueryError, one line on stderr
     ["tables"], ["state"], ["history"], ["history", "--last", "1"], ["schema"], ["schema", "--mermaid"],
+    ["describe", "events"], ["describe", "analytics.customers"], ["describe", "evnts"],
     ["--help"], ["--version"],
-    *[[command, "--help"] for command in ("load", "query", "tables", "state", "history", "schema", "demo-api", "demo")],
+    *[[command, "--help"] for command in ("load", "query", "tables", "describe", "state", "history", "schema",
+                                          "demo-api", "demo")],
 ]
 
 
