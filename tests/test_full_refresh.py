@@ -69,10 +69,16 @@ def test_a_full_refresh_keeps_the_newest_version_of_a_repeated_key(api, config):
         return body
 
     api.inject("transform", path="/v1/events", times=None, fn=repeat_older)
-    ak.load(config, mode="full_refresh", progress=False)
+    report = ak.load(config, mode="full_refresh", progress=False)
     rows = ak.query("SELECT id, strftime(updated_at, '%Y-%m-%dT%H:%M:%SZ') AS updated_at, "
                     "count(*) OVER (PARTITION BY id) AS copies FROM analytics.events")
     assert rows.copies.max() == 1
+    # each key counted once, though the listing was paged twice (for the replace, then for the
+    # merge) and held two keys twice each time; the deleted one is counted, as staged
+    assert report.rows["events"] == len(rows) + 1 == ak.history()["rows_events"].iloc[-1], (report, len(rows))
+    assert report.passes == {"events": 2} and report.fetched["events"] == 2 * (len(rows) + 1 + 2)
+    assert f"{report.fetched['events'] - report.rows['events']:,} fetched again: the listing was paged 2 times" \
+        in repr(report)
     assert rows.set_index("id").updated_at[newest_live["id"]] == newest_live["updated_at"]
     assert newest_deleted["id"] not in set(rows.id)
     assert "ROW_NUMBER" in followup_sql()  # the merge's dedup ran

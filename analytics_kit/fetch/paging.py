@@ -58,6 +58,16 @@ MAX_PAGES = 100_000
 logger = logging.getLogger(__name__)
 
 
+def _distinct(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> int:
+    """Distinct keys over every pass so far."""
+    if len(passes) == 1:
+        return passes[0].distinct()
+    union = Tally(key, naming)
+    for tally in passes:
+        union.absorb(tally)
+    return union.distinct()
+
+
 class KitPaginate:
     """Stands in for one resource client's ``paginate``; pages come out as ``convert`` makes them.
 
@@ -222,13 +232,19 @@ class KitPaginate:
         """
         self._mark_run_start()
         seen: set[str] = set()
+        # every pass's keys: a key staged by two passes is one row in the table (the report's count)
+        passes: list[Tally] = []
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
+            self.stats.paged(self.resource)
             pages = self._checked(self._one_pass(path, method, params, json, auth, paginator, data_selector,
                                                  hooks, headers, data, kwargs, tally), tally)
             # converted within the pass: a record the converter refuses (a NULL key) is
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
+            passes.append(tally)
+            if attempt > 1 or tally.distinct() < tally.rows:
+                self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
             missing = tally.missing()
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind()
             if self.replace is not None and self.primary_key and not (proven and not missing):

@@ -58,6 +58,8 @@ class LoadStats:
         # Seconds the extracting thread sat waiting for the API's pages, when fetching was
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0
+        self.distinct: dict[str, int] = {}
+        self.passes: dict[str, int] = defaultdict(int)
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:
@@ -82,6 +84,17 @@ class LoadStats:
         """The API's total for ``resource``'s listing, for the progress display's percentage."""
         with self._lock:
             self.totals[resource] = total
+
+    def paged(self, resource: str) -> None:
+        """One pass over ``resource``'s listing began (a shifted listing is paged again)."""
+        with self._lock:
+            self.passes[resource] += 1
+
+    def keys(self, resource: str, distinct: int) -> None:
+        """The distinct keys of ``resource``'s records, where its pages held a key more than once
+        (a change feed, or a listing paged twice): the rows a merge leaves of them."""
+        with self._lock:
+            self.distinct[resource] = distinct
 
     def waited(self, seconds: float) -> None:
         with self._lock:

@@ -79,6 +79,14 @@ class Tally:
             return True
         return not self.ints and all(type(k) is str for k in self.others)
 
+    def absorb(self, other: "Tally") -> None:
+        """Adds ``other``'s keys: a tally of several passes counts each key once."""
+        with self._lock:
+            self.ints.extend(other.ints)
+            self.others |= other.others
+            self.rows += other.rows
+            self._distinct = None
+
     def distinct(self) -> int:
         if self._distinct is None:
             self._distinct = _count_distinct(self.ints) + len(self.others)

@@ -178,6 +178,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         complete_row_columns(pipeline)
         with _timed(steps, "normalize"):
             normalized = pipeline.normalize()
+        # dlt returns None from a step that found nothing to do
+        counts = _row_counts(normalized.row_counts if normalized else {}, stats, pipeline)
         release_unused()
         if target.is_file:
             _check_room(pipeline, target.database)
@@ -186,7 +188,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                 mark_full_refresh(pipeline)  # before dlt drops the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
             record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
-                   row_counts=normalized.row_counts if normalized else {}, started=started)
+                   row_counts=counts, started=started)
             try:
                 info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
             finally:
@@ -201,8 +203,6 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         forget(pipeline)
         raise
 
-    # dlt returns None from a step that found nothing to do
-    counts = normalized.row_counts if normalized else {}
     rows = {table: count for table, count in counts.items() if not table.startswith("_dlt")}
     for resource, value in future_cursors(pipeline, SOURCE_NAME, stats.started):
         stats.warn(resource, f"the newest cursor value, {value}, lies in the future (this run started "
@@ -226,6 +226,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         database=target.label,
         fetched={table(name): n for name, n in stats.rows.items()},
         steps={**steps, "page_wait": stats.page_wait},
+        passes={table(name): n for name, n in stats.passes.items() if n > 1},
     )
 
 
@@ -250,6 +251,16 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
     pipeline.extract(source, loader_file_format=file_format,
                      refresh="drop_sources" if mode == "full_refresh" else None)
     return source, mode == "full_refresh"
+
+
+def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline) -> dict[str, int]:
+    """Rows per table: those staged, but each key once where the pages held keys more than
+    once (two passes over a listing, a change feed's versions), as dlt's merge loads them."""
+    if not stats.distinct or not pipeline.default_schema_name:
+        return dict(staged)
+    table = pipeline.default_schema.naming.normalize_table_identifier
+    distinct = {table(resource): n for resource, n in stats.distinct.items()}
+    return {name: min(count, distinct.get(name, count)) for name, count in staged.items()}
 
 
 @contextmanager

@@ -38,6 +38,9 @@ class LoadReport:
     # normalize, load (into the tables); page_wait is the part of extract spent waiting
     # for offset pages fetched ahead, the time the machine had to spare for other work.
     steps: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
+    # How often a table's listing was paged, where more than once (it shifted while paged, or
+    # held a key twice): its records were fetched again, and each key loaded once.
+    passes: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def total_rows(self) -> int:
@@ -68,6 +71,8 @@ class LoadReport:
         fetched, loaded = self.fetched.get(table), self.rows.get(table, 0)
         if fetched is None or fetched <= loaded:
             return None
+        if self.passes.get(table, 1) > 1:
+            return f"{fetched - loaded:,} fetched again: the listing was paged {self.passes[table]} times"
         if self.mode == "incremental" and self.cursor_before.get(table) is not None:
             return f"{fetched - loaded:,} already loaded"
         return f"{fetched - loaded:,} filtered out"
