@@ -930,6 +930,40 @@ def test_types_a_declared_column_refuses_another_type_naming_record_column_and_r
     assert table() == {}
 
 
+# -- 7b. fields that dlt would put into one column --------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+@pytest.mark.parametrize("fields, column", [
+    ({"Deleted": True}, "deleted"),     # after the record's own deleted=False: would flip the soft delete
+    ({"ID": 9999}, "id"),               # would replace the primary key
+    ({"Value": -1.0}, "value"),         # would overwrite a declared value
+    ({"_dlt_id": "same"}, "_dlt_id"),   # would replace dlt's row ids
+], ids=["deleted and Deleted", "id and ID", "value and Value", "_dlt_id"])
+def test_fields_dlt_names_alike_in_one_record_are_refused(watch, mode, fields, column):
+    with Adversary(n=150) as api:
+        watch.succeeds(config_for(api))
+        before, cursor = table(), ak.state()["cursors"]
+        api.reset()
+        api.transform = lambda body, offset: {**body, "data": [
+            {**r, "deleted": False, **fields} for r in body["data"]]}  # the incremental run's one record too
+        error = watch.fails(config_for(api), mode=mode)
+        assert "a record on GET /v1/events" in str(error) and repr(column) in str(error), error
+        assert "Rename or drop one of the fields" in error.guidance
+        assert table() == before and ak.state()["cursors"] == cursor  # nothing committed
+
+
+def test_a_field_renamed_between_records_loads_into_one_column(watch):
+    """Not two fields of one record: an API that renamed a field (userId, later user_id) is merged
+    as dlt merges it, into one column."""
+    with Adversary(n=150) as api:
+        api.transform = lambda body, offset: {**body, "data": [
+            {**r, ("userId" if r["id"] % 2 else "user_id"): r["id"] * 10} for r in body["data"]]}
+        watch.succeeds(config_for(api))
+        users = ak.query("SELECT id, user_id FROM events ORDER BY id")
+        assert (users.user_id == users.id * 10).all() and len(users) == 150
+
+
 # -- 8. the failing request is named ---------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok, parse_body
 from analytics_kit.fetch.records import is_simple, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
+from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.tally import Tally
 from analytics_kit.fetch.transport import request_text
@@ -97,6 +98,7 @@ class KitPaginate:
         self.concurrency = concurrency
         self.new_session = new_session
         self.convert = convert
+        self.fields = FieldNames(resource, naming)
         self.cursor = cursor
         self.stats = stats if stats is not None else LoadStats()
         self.incremental = incremental  # dlt's Incremental, for the cursor's start value
@@ -301,6 +303,7 @@ class KitPaginate:
                     raise self._bad_value(BadValue(field, bad, "a timestamp", f"has {page[bad].get(field)!r}",
                                                    f"Declare {field!r} as text if the API sends such values."),
                                           page, [(len(page), request)])
+            self.fields.check(page, request)
             tally.see(page)
             keys = tally.keys_of(page)
             if self.primary_key and page:
