@@ -301,6 +301,20 @@ def test_a_quote_in_the_database_path_is_refused_before_anything_is_written(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_given_as_the_database_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("API_KEY", "k")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    calls = [lambda: ak.load(ak.guide_config(f"http://127.0.0.1:{closed_port()}"), database=str(folder),
+                             progress=False),
+             lambda: ak.query("SELECT 1", database=str(folder)), lambda: ak.tables(str(folder)), lambda: ak.state(folder)]
+    for call in calls:
+        with pytest.raises(ak.ConfigError, match="is a folder; expected the path of a DuckDB file") as caught:
+            call()
+        assert caught.value.path == "database" and str(folder / "analytics.duckdb") in caught.value.guidance
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
 def test_a_load_that_fails_in_its_load_step_leaves_no_staging_tables(api, config):
     ak.load(config, progress=False)
     with duckdb.connect("analytics.duckdb") as con:  # dlt's merge will name a column that is gone

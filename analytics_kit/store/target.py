@@ -63,6 +63,9 @@ class Target:
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
             path, pipelines_dir = file_paths(database)
+            if path.is_dir():
+                raise ConfigError(f"{str(database)!r} is a folder; expected the path of a DuckDB file", path="database",
+                                  guidance=f"Pass a file in it, e.g. {str(Path(database) / 'analytics.duckdb')!r}.")
             dataset = dataset or DEFAULT_DATASET
             check_dataset(path, dataset)
             return cls(name, dataset, pipelines_dir, path)
