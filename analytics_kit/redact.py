@@ -45,8 +45,10 @@ class Redactor:
                 encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")}
                 # and with lower-case escapes ("%2f"), which RFC 3986 allows and some servers echo
                 encoded |= {_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
-                forms.update({secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
-                              json.dumps(secret, ensure_ascii=False)[1:-1], *encoded})
+                as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+                # JSON may escape "/" too (PHP's json_encode does by default)
+                as_json |= {form.replace("/", "\\/") for form in as_json}
+                forms.update({secret, repr(secret)[1:-1], *as_json, *encoded})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         # the forms a JSON body may hold, for ``echoed``; too short ones would match anything

@@ -1060,17 +1060,38 @@ def test_secret_written_into_a_url_is_masked_as_one_in_params_is(watch, where):
         assert "api_key=***" in watch.log.getvalue(), watch.log.getvalue()  # retries, or the 404
 
 
-def test_secret_echoed_with_lower_case_escapes_is_caught_and_masked(watch):
-    """RFC 3986 lets a server write "%2f" for "%2F": an API echoing its request query so is caught."""
+@pytest.mark.parametrize("query", ["sig=S3cr3tSig", "jwt=S3cr3tSig", "X-Amz-Signature=S3cr3tSig",
+                                   "access_token=S3cr3tSig"])
+def test_secret_under_a_credential_name_in_the_path_is_treated_as_a_secret(api, query):
+    from analytics_kit.config.prepared import prepare
+
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["path"] = f"/v1/events?{query}&page=1"
+    assert "S3cr3tSig" in prepare(config).secrets
+
+
+@pytest.mark.parametrize("form", ["lower-case escapes", "JSON-escaped slashes"])
+def test_secret_echoed_in_other_escapes_is_caught_and_masked(watch, form):
+    """RFC 3986 lets a server write "%2f" for "%2F", and JSON lets it write "\\/" for "/" (PHP's
+    default): an API echoing the key so is caught."""
     key = "pass/word+\u043a\u043b\u044e\u0447"
-    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(key, safe=""))
-    assert lower != quote(key, safe="") and Redactor([key])(f"GET /x?api_key={lower}") == "GET /x?api_key=***"
+    if form == "lower-case escapes":
+        echoed = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(key, safe=""))
+        assert echoed != quote(key, safe="")
+        value = f"/v1/events?api_key={echoed}&offset=0"  # a record's link echoes the request
+    else:
+        echoed = json.dumps(key).strip('"').replace("/", "\\/")
+    assert Redactor([key])(f"GET /x?api_key={echoed}") == "GET /x?api_key=***"
     watch.canary = key
     with Adversary(n=150, key=key) as api:
-        api.transform = with_value({7: f"/v1/events?api_key={lower}&offset=0"})  # a record's link echoes it
+        if form == "lower-case escapes":
+            api.transform = with_value({7: value})
+        else:  # the body's text, with the key in a value as PHP writes it
+            api.transform = lambda body, offset: json.dumps(with_value({7: "MARK"})(body, offset)).replace(
+                "MARK", echoed)
         error = watch.fails(config_for(api, incremental=False))
         assert "sent your credentials back" in str(error), error
-        assert lower not in str(error) and lower not in watch.log.getvalue()
+        assert echoed not in str(error) and echoed not in watch.log.getvalue()
 
 
 def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):

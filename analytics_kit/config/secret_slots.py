@@ -10,8 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from dlt.sources.rest_api import SENSITIVE_KEYS
 
-_SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie"}
-_SENSITIVE_PARTS = ("key", "token", "secret", "password", "passwd", "auth", "access", "credential", "signature")
+_SENSITIVE_NAMES = {k.lower() for k in SENSITIVE_KEYS} | {"authorization", "proxy-authorization", "cookie", "sig"}
+_SENSITIVE_PARTS = ("key", "token", "secret", "password", "passwd", "auth", "access", "credential", "signature",
+                    "jwt")
 
 
 def is_sensitive_name(name: Any) -> bool:
