@@ -309,10 +309,22 @@ def test_a_folder_given_as_the_database_is_refused_before_anything_is_written(tm
                              progress=False),
              lambda: ak.query("SELECT 1", database=str(folder)), lambda: ak.tables(str(folder)), lambda: ak.state(folder)]
     for call in calls:
-        with pytest.raises(ak.ConfigError, match="is a folder; expected the path of a DuckDB file") as caught:
+        with pytest.raises(ak.ConfigError, match="names a folder; expected the path of a DuckDB file") as caught:
             call()
         assert caught.value.path == "database" and str(folder / "analytics.duckdb") in caught.value.guidance
     assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+    # the folder set in $ANALYTICS_DATABASE is the one named; a path ending in a slash names a folder;
+    # a file where a folder should be, or where the working files go, is named too
+    (tmp_path / "a file").write_text("")
+    (tmp_path / "taken.duckdb.state").write_text("")
+    monkeypatch.setenv("ANALYTICS_DATABASE", str(folder))
+    for database, message in ((None, f"'{folder}' names a folder"), (str(tmp_path / "new") + "/", "names a folder"),
+                              (str(tmp_path / "a file" / "x.duckdb"), "is a file, not a folder"),
+                              (str(tmp_path / "taken.duckdb"), "where the kit keeps the load's working files")):
+        with pytest.raises(ak.ConfigError, match=re.escape(message)):
+            ak.tables() if database is None else ak.load(ak.guide_config("http://127.0.0.1:9"), database=database,
+                                                         progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "data", "taken.duckdb.state"]
 
 
 def test_a_load_that_fails_in_its_load_step_leaves_no_staging_tables(api, config):

@@ -63,9 +63,7 @@ class Target:
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
             path, pipelines_dir = file_paths(database)
-            if path.is_dir():
-                raise ConfigError(f"{str(database)!r} is a folder; expected the path of a DuckDB file", path="database",
-                                  guidance=f"Pass a file in it, e.g. {str(Path(database) / 'analytics.duckdb')!r}.")
+            _check_file_path(database, path, pipelines_dir)
             dataset = dataset or DEFAULT_DATASET
             check_dataset(path, dataset)
             return cls(name, dataset, pipelines_dir, path)
@@ -150,6 +148,22 @@ class Target:
     def replaces_atomically(self) -> bool:
         """Whether a full refresh can be a replace swapped in per table (else it is a merge)."""
         return self.is_file or self.destination in TRANSACTIONAL
+
+
+def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path) -> None:
+    """Refuses a database path that is, or can only become, something other than a DuckDB file."""
+    if path.is_dir() or str(given).endswith(("/", os.sep)):
+        named = str(path) if path.is_dir() else str(given)  # $ANALYTICS_DATABASE's folder, or "new/"
+        raise ConfigError(f"{named!r} names a folder; expected the path of a DuckDB file", path="database",
+                          guidance=f"Pass a file in it, e.g. {str(path / 'analytics.duckdb')!r}.")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"the DuckDB file {str(path)!r} cannot be made: {str(parent)!r} is a file, not a folder",
+                          path="database", guidance="Pass a path in a folder, e.g. 'analytics.duckdb'.")
+    if pipelines_dir.exists() and not pipelines_dir.is_dir():
+        raise ConfigError(f"{str(pipelines_dir)!r}, where the kit keeps the load's working files beside the "
+                          "database, is a file", path="database",
+                          guidance="Move that file away, or pass another name for the database.")
 
 
 def duckdb_memory() -> str:
