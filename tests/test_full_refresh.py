@@ -14,7 +14,9 @@ import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 import analytics_kit as ak
+from tests.adversary import START, Adversary, iso
 from tests.helpers import loaded, served
+from tests.test_adversary import config_for
 from tests.test_faults import checksum, snapshot
 
 
@@ -82,6 +84,24 @@ def test_a_full_refresh_keeps_the_newest_version_of_a_repeated_key(api, config):
     assert rows.set_index("id").updated_at[newest_live["id"]] == newest_live["updated_at"]
     assert newest_deleted["id"] not in set(rows.id)
     assert "ROW_NUMBER" in followup_sql()  # the merge's dedup ran
+
+
+def test_a_full_refresh_paged_again_counts_the_rows_of_the_run_it_loaded():
+    """A record updated while the replace paged its listing (it moves to the end): the run is
+    extracted again as a merge, whose one pass sees every key once; the report and history count
+    that pass's rows, not the abandoned one's."""
+    with Adversary(n=250) as api:
+        moved = []
+
+        def move_record_50(request):
+            if request.offset == 100 and not moved:
+                moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
+
+        api.status_script = move_record_50
+        report = ak.load(config_for(api, concurrency=1), mode="full_refresh", progress=False)
+        assert moved and report.passes == {"events": 2}
+        in_table = ak.query("SELECT count(*) AS n FROM events").n[0]
+        assert report.rows["events"] == in_table == 250 == ak.history()["rows_events"].iloc[-1], report
 
 
 def test_a_full_refresh_that_fails_in_the_load_step_leaves_the_old_table_whole(api, config, monkeypatch):

@@ -236,6 +236,7 @@ class KitPaginate:
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
+        self.stats.keys(self.resource, None)  # an abandoned extraction's count is not this one's
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
             self.stats.paged(self.resource)

@@ -90,11 +90,15 @@ class LoadStats:
         with self._lock:
             self.passes[resource] += 1
 
-    def keys(self, resource: str, distinct: int) -> None:
+    def keys(self, resource: str, distinct: int | None) -> None:
         """The distinct keys of ``resource``'s records, where its pages held a key more than once
-        (a change feed, or a listing paged twice): the rows a merge leaves of them."""
+        (a change feed, or a listing paged twice): the rows a merge leaves of them. None forgets
+        them (an extraction starting over)."""
         with self._lock:
-            self.distinct[resource] = distinct
+            if distinct is None:
+                self.distinct.pop(resource, None)
+            else:
+                self.distinct[resource] = distinct
 
     def waited(self, seconds: float) -> None:
         with self._lock:
