@@ -1,12 +1,11 @@
 """Every reach below dlt's public API, in one place.
 
-dlt's public API here means: the ``dlt`` package's top-level names, ``dlt.sources``,
-``dlt.sources.rest_api`` (with ``config_setup`` and ``typing``), ``dlt.sources.helpers.rest_client``
-and ``dlt.sources.helpers.requests``, and ``dlt.destinations``. Anything else the kit needs
-(private attributes, patched methods, subclasses of internal steps, filters matching dlt's log
-text, undocumented state layouts and hints, internal modules) is reached from this module only,
-so a dlt upgrade is checked here. Each entry says why it is needed and what public route would
-replace it. ``tests/test_seam.py`` fails when another module reaches into dlt's internals.
+dlt's public API here means: the ``dlt`` package's top-level names, ``dlt.sources``, ``dlt.sources.rest_api`` (with
+``config_setup`` and ``typing``), ``dlt.sources.helpers.rest_client`` and ``dlt.sources.helpers.requests``, and
+``dlt.destinations``. Anything else the kit needs (private attributes, patched methods, subclasses of internal
+steps, filters matching dlt's log text, undocumented state layouts and hints, internal modules) is reached from this
+module only, so a dlt upgrade is checked here. Each entry says why it is needed and what public route would replace
+it. ``tests/test_seam.py`` fails when another module reaches into dlt's internals.
 """
 
 from __future__ import annotations
@@ -28,23 +27,22 @@ if TYPE_CHECKING:
     from dlt.extract.incremental import Incremental
     from dlt.sources import DltResource, DltSource
 
-# -- internal modules, re-exported --------------------------------------------------------------
-# No public route for any of these:
-# - jsonpath: JSON paths as dlt evaluates them (data_selector, total_path), so the kit selects
-#   exactly what dlt's paginators and extract_response select;
-# - coerce_value, is_iso_timestamp: dlt's value coercion and ISO detection, so the Arrow fast
-#   path types values as dlt's normaliser would;
-# - DictValidationException ... validate_dict: dlt's own rest_api validator and the typing helpers
-#   it reads TypedDicts with, so the config checks' rules are dlt's, not a copy;
+# -- internal modules, re-exported; no public route for any of these ---------------------------
+# - jsonpath: JSON paths as dlt evaluates them (data_selector, total_path), so the kit selects exactly what dlt's
+#   paginators and extract_response select;
+# - coerce_value, is_iso_timestamp: dlt's value coercion and ISO detection, so the Arrow fast path types values as
+#   dlt's normaliser would;
+# - DictValidationException ... validate_dict: dlt's own rest_api validator and the typing helpers it reads
+#   TypedDicts with, so the config checks' rules are dlt's, not a copy;
 # - get_nested_tables: a table's nested tables (Schema has no public method for it);
 # - the retry conditions and Retry-After-aware wait, so the kit retries as dlt would.
 # They are imported on first use (PEP 562), like every dlt module here: the readers of a DuckDB
 # file, and ``import analytics_kit``, run without importing dlt.
 __all__ = [
     "DEFAULT_RETRY_EXCEPTIONS", "DictValidationException", "TColumnSchema", "coerce_value", "extract_union_types",
-    "get_literal_args", "get_nested_tables", "get_type_hints", "get_type_name", "is_iso_timestamp", "is_literal_type",
-    "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "retry_if_status", "validate_dict",
-    "wait_exponential_retry_after",
+    "get_literal_args", "get_nested_tables", "get_type_hints", "get_type_name", "is_iso_timestamp",
+    "is_literal_type", "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "retry_if_status",
+    "validate_dict", "wait_exponential_retry_after",
 ]
 
 
@@ -120,14 +118,13 @@ def running_cursor(resource: str, path: str) -> Any:
 
 
 # -- the destination's stored state and schema, read without dlt --------------------------------
-# What ``Pipeline.sync_destination`` (public) restores, read from a DuckDB file with plain SQL: the
-# state row dlt's ``get_stored_state`` picks (the pipeline's, of a load committed in _dlt_loads
-# with status 0, the highest load id first), decoded as ``decompress_state`` does (base64 of zlib
-# of JSON; plain JSON where it is not base64), and the default schema's newest row in _dlt_version,
-# as ``get_stored_schema`` picks it. The tables, their columns and the encoding are undocumented.
-# A state holding values dlt's JSON tags with its own types (a datetime, a Decimal: a character
-# from Unicode's private use area first), or from another engine version than these, is decoded
-# and upgraded by dlt itself, imported then. A public reader of stored state would replace this.
+# What ``Pipeline.sync_destination`` (public) restores, read from a DuckDB file with plain SQL: the state row dlt's
+# ``get_stored_state`` picks (the pipeline's, of a load committed in _dlt_loads with status 0, the highest load id
+# first), decoded as ``decompress_state`` does (base64 of zlib of JSON; plain JSON where it is not base64), and the
+# default schema's newest row in _dlt_version, as ``get_stored_schema`` picks it. The tables, their columns and the
+# encoding are undocumented. A state holding values dlt's JSON tags with its own types (a datetime, a Decimal: a
+# character from Unicode's private use area first), or from another engine version than these, is decoded and
+# upgraded by dlt itself, imported then. A public reader of stored state would replace this.
 STATE_ENGINE, SCHEMA_ENGINE = 4, 11
 
 
@@ -192,10 +189,10 @@ def stored_schema(con: Any, dataset: str, state: dict | None) -> dict | None:
 
 
 # -- rest_api's resources ---------------------------------------------------------------------
-# rest_api builds each endpoint's resource from its internal ``paginate_resource`` function,
-# bound with arguments named ``client`` (the resource's RESTClient) and ``incremental_object``.
-# ``DltResource.explicit_args`` is public; those argument names are not. A public way to give
-# rest_api a paginate function or a session per endpoint would replace these.
+# rest_api builds each endpoint's resource from its internal ``paginate_resource`` function, bound with arguments
+# named ``client`` (the resource's RESTClient) and ``incremental_object``. ``DltResource.explicit_args`` is public;
+# those argument names are not. A public way to give rest_api a paginate function or a session per endpoint would
+# replace these.
 
 
 def resource_client(resource: DltResource) -> Any:
@@ -249,9 +246,8 @@ def processing_steps(resource: DltResource) -> list:
 
 
 # -- a resource's RESTClient ------------------------------------------------------------------
-# The kit pages offset listings itself (concurrently, with the total as a hint) and selects
-# records itself, so it replaces two methods of the resource's client. A paginate hook in
-# rest_api's config would replace this.
+# The kit pages offset listings itself (concurrently, with the total as a hint) and selects records itself, so it
+# replaces two methods of the resource's client. A paginate hook in rest_api's config would replace this.
 
 
 def replace_paginate(client: Any, paginate: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
@@ -296,9 +292,9 @@ def set_cursor_bounds(incremental: Incremental, initial: Any, end: Any) -> None:
 
 
 # -- steps in a resource's pipe ---------------------------------------------------------------
-# ``add_map`` is public, but its steps sit before dlt's incremental step, which dlt appends
-# (affinity 1) when the resource is bound. A step that must see pages after the incremental
-# filter needs ``ItemTransform.placement_affinity``, which is internal.
+# ``add_map`` is public, but its steps sit before dlt's incremental step, which dlt appends (affinity 1) when the
+# resource is bound. A step that must see pages after the incremental filter needs
+# ``ItemTransform.placement_affinity``, which is internal.
 
 
 @functools.cache
@@ -327,10 +323,10 @@ def add_step(resource: DltResource, function: Callable[[Any], Any], *, after_inc
 
 # -- dlt's row columns on arrow items -----------------------------------------------------------
 # dlt adds _dlt_load_id (in extract) and _dlt_id (in normalize) to arrow items only when
-# normalize.parquet_normalizer says so, and adding _dlt_id rewrites every extracted file. The kit
-# adds both as its arrow pages are made (see fetch/row_columns.py); these tell it dlt's names,
-# its column hints and id length, whether dlt's config will add either itself, and the load id.
-# Public route: none (the normaliser's config class and the column helpers are internal).
+# normalize.parquet_normalizer says so, and adding _dlt_id rewrites every extracted file. The kit adds both as its
+# arrow pages are made (see fetch/row_columns.py); these tell it dlt's names, its column hints and id length,
+# whether dlt's config will add either itself, and the load id. Public route: none (the normaliser's config class
+# and the column helpers are internal).
 
 
 def dlt_row_columns(naming: Callable[[str], str]) -> tuple[tuple[str, dict], tuple[str, dict], int]:
@@ -340,8 +336,7 @@ def dlt_row_columns(naming: Callable[[str], str]) -> tuple[tuple[str, dict], tup
     from dlt.common.schema.typing import C_DLT_ID, C_DLT_LOAD_ID
     from dlt.common.schema.utils import dlt_id_column, dlt_load_id_column
 
-    load_id = naming(C_DLT_LOAD_ID)
-    row_id = naming(C_DLT_ID)
+    load_id, row_id = naming(C_DLT_LOAD_ID), naming(C_DLT_ID)
     return ((load_id, {**dlt_load_id_column(), "name": load_id}), (row_id, {**dlt_id_column(), "name": row_id}),
             DLT_ID_LENGTH_BYTES)
 
@@ -398,9 +393,9 @@ def dlt_adds_row_columns() -> tuple[bool, bool]:
 
 
 # -- table hints ------------------------------------------------------------------------------
-# dlt's merge skips its ROW_NUMBER() dedup of the staged rows for a table carrying this hint.
-# The merge write_disposition's ``deduplicated`` key sets it for a whole resource; the kit sets
-# it on one batch only, once the run proved the keys distinct, so it uses the hint itself.
+# dlt's merge skips its ROW_NUMBER() dedup of the staged rows for a table carrying this hint. The merge
+# write_disposition's ``deduplicated`` key sets it for a whole resource; the kit sets it on one batch only, once the
+# run proved the keys distinct, so it uses the hint itself.
 _DEDUPLICATED = "x-stage-data-deduplicated"
 
 
@@ -422,9 +417,8 @@ def deduplicated(table: dict) -> bool:
 
 
 # -- dlt's log messages -----------------------------------------------------------------------
-# Two warnings dlt logs are expected by design on the kit's fast path. They are matched on
-# dlt's message text; if the text changes, the warning shows again (harmless, and
-# tests/test_fast.py notices).
+# Two warnings dlt logs are expected by design on the kit's fast path. They are matched on dlt's message text; if
+# the text changes, the warning shows again (harmless, and tests/test_fast.py notices).
 
 
 class _Muted(logging.Filter):
@@ -491,9 +485,9 @@ def nested_tables(schema: Any, table: str) -> list[tuple[str, str]]:
 
 
 # -- auth resolution (credentials.py) -----------------------------------------------------------
-# The kit resolves auth blocks with rest_api's own create_auth, in rest_api's config sections
-# (public). What it needs to read back when dlt finds a field nowhere, and which fields dlt
-# treats as secrets, is in dlt.common.configuration, which dlt's docs do not teach to import.
+# The kit resolves auth blocks with rest_api's own create_auth, in rest_api's config sections (public). What it
+# needs to read back when dlt finds a field nowhere, and which fields dlt treats as secrets, is in
+# dlt.common.configuration, which dlt's docs do not teach to import.
 
 
 def missing_fields(error: BaseException) -> tuple[Any, list[str], dict[str, list]] | None:
@@ -521,9 +515,9 @@ def secret_fields(spec: type) -> list[str]:
 
 
 # -- rest_api's registries --------------------------------------------------------------------
-# register_paginator / register_auth (public) add to module-level maps in config_setup, which
-# dlt does not document; the checks read them when a config is checked, so types registered
-# with dlt are accepted. A public "registered types" listing would replace these.
+# register_paginator / register_auth (public) add to module-level maps in config_setup, which dlt does not document;
+# the checks read them when a config is checked, so types registered with dlt are accepted. A public "registered
+# types" listing would replace these.
 
 
 def paginator_types() -> dict[str, type]:
@@ -545,18 +539,25 @@ def is_missing_config(error: BaseException) -> bool:
     return missing_fields(error) is not None
 
 
-def identifier_naming(source: DltSource) -> Callable[[str], str]:
-    """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source
-    schema's naming convention. ``DltSource.schema`` is public; its ``naming`` is not documented."""
-    return source.schema.naming.normalize_identifier
+def identifier_naming(source: DltSource, *, fields: bool = False) -> Callable[[str], str]:
+    """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source schema's naming
+    convention (``DltSource.schema`` is public, its ``naming`` is not). With ``fields``, as dlt's normaliser
+    names a top-level field: ``a__b`` apart from ``a_b``, a blank one ``_empty`` (internal settings)."""
+    naming = source.schema.naming
+    if not fields:
+        return naming.normalize_identifier
+    from dlt.common.normalizers.json.relational import DataItemNormalizer as Normalizer
+    split = source.schema._normalizers_config.get("use_break_path_on_normalize", True)
+    normalize = naming.normalize_path if split else naming.normalize_identifier
+    return lambda field: normalize(field) if field and not field.isspace() else Normalizer.EMPTY_KEY_IDENTIFIER
 
 
 # -- the pipeline's local state against the destination's ------------------------------------
-# A run may keep its local pipeline folder only when it holds what the destination committed
-# (see ``recovery.begin``); else ``Pipeline.drop()`` and ``sync_destination()`` (public) restore
-# it. Comparing needs the state's ``_version_hash`` and the version_hash columns of dlt's
-# _dlt_pipeline_state and _dlt_version, none documented; the committed state row is the one
-# ``get_stored_state`` picks. A public "is the local state current" check would replace these.
+# A run may keep its local pipeline folder only when it holds what the destination committed (see
+# ``recovery.begin``); else ``Pipeline.drop()`` and ``sync_destination()`` (public) restore it. Comparing needs the
+# state's ``_version_hash`` and the version_hash columns of dlt's _dlt_pipeline_state and _dlt_version, none
+# documented; the committed state row is the one ``get_stored_state`` picks. A public "is the local state current"
+# check would replace these.
 
 
 def local_state_hash(pipeline: Any) -> str | None:

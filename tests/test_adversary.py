@@ -953,6 +953,36 @@ def test_fields_dlt_names_alike_in_one_record_are_refused(watch, mode, fields, c
         assert table() == before and ak.state()["cursors"] == cursor  # nothing committed
 
 
+def test_fields_dlt_keeps_apart_load_as_dlt_loads_them(watch):
+    """dlt's normaliser keeps a path separator: "a__b" and "a_b" are two columns, not a clash; a
+    blank field name is its "_empty" column."""
+    with Adversary(n=150) as api:
+        api.transform = lambda body, offset: {**body, "data": [
+            {**r, "a__b": 1, "a_b": 2, " ": "blank"} for r in body["data"]]}
+        watch.succeeds(config_for(api))
+        row = ak.query("SELECT a__b, a_b, _empty FROM events LIMIT 1").iloc[0].tolist()
+        assert row == [1, 2, "blank"], row
+
+
+def test_a_clash_renamed_by_a_processing_step_loads(watch):
+    """What the clash's error suggests works: a map step that renames one of the fields."""
+    def rename(record: dict) -> dict:
+        record["deleted_upstream"] = record.pop("Deleted")
+        return record
+
+    with Adversary(n=150) as api:
+        api.transform = lambda body, offset: {**body, "data": [
+            {**r, "deleted": False, "Deleted": r["id"] == 7} for r in body["data"]]}
+        config = config_for(api)
+        with pytest.raises(ak.LoadError, match="'Deleted' and 'deleted'") as raised:
+            ak.load(config, progress=False)
+        assert "processing_steps" in raised.value.guidance
+        config["resources"][0]["processing_steps"] = [{"map": rename}]
+        watch.succeeds(config)
+        flags = ak.query("SELECT id FROM events WHERE deleted_upstream")
+        assert flags.id.tolist() == [7] and len(ak.query("SELECT id FROM events")) == 150
+
+
 def test_a_field_renamed_between_records_loads_into_one_column(watch):
     """Not two fields of one record: an API that renamed a field (userId, later user_id) is merged
     as dlt merges it, into one column."""

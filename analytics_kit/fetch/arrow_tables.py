@@ -232,7 +232,8 @@ class PageFormat:
             if type(record) is not dict:
                 return False
             for name in record.keys() - self.named:
-                if not isinstance(name, str) or not name or self.naming(name) != name:
+                # a blank name is dlt's "_empty" (its naming refuses to name it at all)
+                if not isinstance(name, str) or not name or name.isspace() or self.naming(name) != name:
                     return False
                 self.named.add(name)
         return True

@@ -6,6 +6,8 @@ such fields, keeps whichever comes last: a soft-delete flag, a value or even the
 is then overwritten without a word. A field named as one of dlt's own row columns
 (``_dlt_id``, ``_dlt_load_id``) would take that column's place. Fields of different
 records that share a column (an API that renamed a field) are merged as dlt merges them.
+Top-level fields only: dlt also flattens nested objects into ``a__b`` columns and list items
+into child tables, where the same can happen; those are not checked yet.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ class FieldNames:
         self.known: set = set()
         self.columns: dict[str, set] = {}  # column name -> the fields seen that dlt names so
 
+    def __call__(self, item: Any) -> Any:
+        """As a step behind the resource's processing_steps, which may rename the fields."""
+        if isinstance(item, list):
+            self.check(item, "a page")
+        elif isinstance(item, dict):
+            self.check([item], "a page")
+        return item
+
     def check(self, page: list, request: str) -> None:
         """Raises ``LoadError`` for a record with two fields of one column, or one of dlt's own."""
         records = [r for r in page if type(r) is dict]
@@ -36,7 +46,7 @@ class FieldNames:
             for field in new:
                 if not isinstance(field, str):
                     continue
-                column = self.naming(field) if field else field
+                column = self.naming(field)
                 if column in self.reserved:
                     raise self._clash(field, column, request, reserved=True)
                 self.columns.setdefault(column, set()).add(field)
@@ -55,8 +65,9 @@ class FieldNames:
                        "replace the row ids dlt keeps there")
         else:
             problem = f"has the fields {fields}, which dlt loads into one column, {column!r}: one would overwrite the other"
+        where = f"on {request}" if request.startswith(("GET", "POST")) else f"of {request}"
         return LoadError(
-            f"Resource '{self.resource}': a record on {request} {problem}. Nothing from this run was committed.",
+            f"Resource '{self.resource}': a record {where} {problem}. Nothing from this run was committed.",
             guidance="Rename or drop one of the fields before it is loaded: add a processing step to the resource "
             "(processing_steps: [{'map': a function that renames the field}]).",
             resource=self.resource, column=column, request=request)

@@ -21,6 +21,7 @@ from analytics_kit.fetch.arrow_tables import (
     PageFormat,
     unsupported_columns,
 )
+from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.retry import Gate, retry_session
@@ -112,6 +113,7 @@ def _build(
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
+    field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names a field (see fetch/field_names.py)
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
@@ -123,6 +125,7 @@ def _build(
         if replace:
             resource.apply_hints(write_disposition="replace")
         policy = prepared.policies.get(resource.name, prepared.default_policy)
+        renames = bool(seam.processing_steps(resource))  # the config's map/filter steps, before the kit adds any
         # dlt gives each resource its own RESTClient but takes the session from the one
         # client config, so per-endpoint policies are set on each resource's client here.
         client = seam.resource_client(resource)
@@ -151,11 +154,14 @@ def _build(
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
             rows = Replace.of(resource.columns, naming) if replace else None
+            fields = FieldNames(resource.name, field_naming)
+            if renames:  # checked behind the steps, which may rename a field (as its error suggests)
+                seam.add_step(resource, fields)
             KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=seam.primary_key(resource),
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
-                        replace=rows).install()
+                        replace=rows, fields=None if renames else fields).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
