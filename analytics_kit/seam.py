@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import functools
 import json
 import logging
 import os
 import re
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from analytics_kit.store.sql import qualified
 
@@ -414,6 +416,48 @@ def mark_deduplicated(batch: Any) -> Any:
 def deduplicated(table: dict) -> bool:
     """Whether a stored table schema carries the hint."""
     return bool(table.get(_DEDUPLICATED))
+
+
+# -- a merge into tables emptied in its own transaction ---------------------------------------
+# A full refresh whose pages held a key twice needs dlt's merge (its dedup picks the newest version, a newer
+# soft-deleted one removes the row). dlt's refresh drops the tables first, in a commit of its own: killed before the
+# merge committed, the tables stayed empty. The kit instead puts the emptying into the merge's own SQL job, which dlt
+# runs in one transaction. The job classes and the client's factory method are internal; a "truncate before merge"
+# option in dlt would replace this.
+_EMPTIED_FIRST: contextvars.ContextVar[frozenset] = contextvars.ContextVar("kit_emptied_first", default=frozenset())
+
+
+@contextmanager
+def merge_into_emptied(tables: Iterable[str]) -> Iterator[None]:
+    """Within the block, dlt's merge into each of ``tables`` (root tables) first empties it and its nested tables."""
+    _install_emptied_first()
+    token = _EMPTIED_FIRST.set(frozenset(tables))
+    try:
+        yield
+    finally:
+        _EMPTIED_FIRST.reset(token)
+
+
+@functools.cache
+def _install_emptied_first() -> None:
+    from dlt.destinations.job_client_impl import SqlJobClientBase
+    from dlt.destinations.sql_jobs import SqlMergeFollowupJob
+
+    class EmptiedFirst(SqlMergeFollowupJob):
+        @classmethod
+        def generate_sql(cls, table_chain: Any, sql_client: Any, *args: Any, **kwargs: Any) -> list[str]:
+            names = (sql_client.make_qualified_table_name(table["name"]) for table in table_chain)
+            return [f"DELETE FROM {name}" for name in names] + super().generate_sql(table_chain, sql_client, *args,
+                                                                                        **kwargs)
+
+    merge_jobs = SqlJobClientBase._create_merge_followup_jobs
+
+    def create(self: Any, table_chain: Any) -> list:
+        if table_chain[0]["name"] in _EMPTIED_FIRST.get():
+            return [EmptiedFirst.from_table_chain(table_chain, self.sql_client)]
+        return merge_jobs(self, table_chain)
+
+    SqlJobClientBase._create_merge_followup_jobs = create
 
 
 # -- dlt's log messages -----------------------------------------------------------------------

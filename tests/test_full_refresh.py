@@ -104,12 +104,16 @@ def test_a_full_refresh_paged_again_counts_the_rows_of_the_run_it_loaded():
         assert report.rows["events"] == in_table == 250 == ak.history()["rows_events"].iloc[-1], report
 
 
-def test_a_full_refresh_that_fails_in_the_load_step_leaves_the_old_table_whole(api, config, monkeypatch):
+@pytest.mark.parametrize("repeated", [False, True], ids=["a replace", "a key twice: a merge into emptied tables"])
+def test_a_full_refresh_that_fails_in_the_load_step_leaves_the_old_table_whole(api, config, monkeypatch, repeated):
     ak.load(config, progress=False)
     api.advance(new=10, updated=10, deleted=5)
     ak.load(config, progress=False)
     before = snapshot()
     api.advance(new=40, updated=40, deleted=20)
+    if repeated:  # the run then needs dlt's dedup: a merge, the tables emptied in its transaction
+        api.inject("transform", path="/v1/events", times=None,
+                   fn=lambda body: {**body, "data": body["data"] + body["data"][:1]})
     execute_many = DuckDbSqlClient.execute_many
 
     def fail_the_events_swap(self, statements, *args, **kwargs):
@@ -129,6 +133,14 @@ def test_a_full_refresh_that_fails_in_the_load_step_leaves_the_old_table_whole(a
     report = ak.load(config, progress=False)
     assert report.mode == "incremental"
     assert loaded(api) == served(api)
+    again = ak.load(config, mode="full_refresh", progress=False)  # and succeeds, a merge when repeated
+    assert loaded(api) == served(api)
+    # a merge stages the soft-deleted records too (it deletes their rows); a replace leaves them out
+    everything = len(api.records("events", include_deleted=True))
+    assert again.rows["events"] == (everything if repeated else len(served(api)))
+    assert ("ROW_NUMBER" in followup_sql()) == repeated
+    if repeated:
+        assert followup_sql().startswith('DELETE FROM "main"."events"')
 
 
 def test_a_full_refresh_of_a_listing_without_a_primary_key_is_a_replace(api, config):

@@ -22,7 +22,13 @@ from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain, find_cause
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
-from analytics_kit.seam import complete_row_columns, mute_dedup_notice, reset_resource_states
+from analytics_kit.seam import (
+    complete_row_columns,
+    merge_into_emptied,
+    mute_dedup_notice,
+    primary_key,
+    reset_resource_states,
+)
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
 from analytics_kit.store.database import (
     DEFAULT_DATABASE,
@@ -145,7 +151,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
 
     A full refresh is a replace (dlt's insert-from-staging: each table swapped in one
     transaction, the old one whole until then) when its pages proved every key distinct;
-    otherwise it is extracted again as before, a merge into tables dlt drops first.
+    otherwise it is extracted again as dlt's merge, each table emptied in the merge's own
+    transaction, or (see ``_extract``) a merge into tables dlt drops first.
     """
     if target.is_file:
         ensure_database(target.database)
@@ -172,8 +179,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
         with _timed(steps, "extract"):
-            source, merged = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
-                                      LOADER_FILE_FORMATS.get(target.destination))
+            source, merged, emptied = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
+                                               LOADER_FILE_FORMATS.get(target.destination))
         stats.drops_tables = merged
         complete_row_columns(pipeline)
         with _timed(steps, "normalize"):
@@ -190,7 +197,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
                    row_counts=counts, started=started)
             try:
-                info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+                with merge_into_emptied(emptied):
+                    info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
             finally:
                 if target.is_file:
                     # dlt's main_staging serves inside pipeline.load() only, whether it succeeded
@@ -231,26 +239,49 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
 
 
 def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: str, replace: bool,
-             file_format: str | None) -> tuple[Any, bool]:
-    """Extracts the run; returns the source extracted and whether a full refresh is loaded as a
-    merge into tables dlt drops first."""
+             file_format: str | None) -> tuple[Any, bool, frozenset[str]]:
+    """Extracts the run; returns the source extracted, whether a full refresh is loaded as a
+    merge into tables dlt drops first, and the root tables a merge empties in its own transaction."""
     if replace:
         # the cursors start over; dropped from the state here rather than by dlt's refresh,
         # which would also empty the tables at the start of the load step
         reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
         try:
             pipeline.extract(source, loader_file_format=file_format)
-            return source, False
+            return source, False, frozenset()
         except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
             needed = find_cause(error, MergeNeeded)
             if needed is None:
                 raise
-        logger.info("%s; this full refresh is loaded as a merge", needed)
         # a failed extract commits no package, and dlt rolled back its state and schema
         source = build()
+        if all(_merges_by_key(resource) for resource in source.resources.values()):
+            # dlt's merge dedups; each table is emptied in the merge's transaction (see the seam):
+            # a failed or killed load leaves the old tables whole, as the replace does
+            logger.info("%s; this full refresh is loaded as a merge into tables emptied in the same transaction",
+                        needed)
+            reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
+            pipeline.extract(source, loader_file_format=file_format)
+            return source, False, frozenset(_root_tables(pipeline, source))
+        logger.info("%s; this full refresh is loaded as a merge", needed)
     pipeline.extract(source, loader_file_format=file_format,
                      refresh="drop_sources" if mode == "full_refresh" else None)
-    return source, mode == "full_refresh"
+    return source, mode == "full_refresh", frozenset()
+
+
+def _merges_by_key(resource: Any) -> bool:
+    """Whether dlt loads the resource with its default merge: delete-insert on a primary key."""
+    disposition = resource.write_disposition
+    kind, strategy = ((disposition.get("disposition"), disposition.get("strategy", "delete-insert"))
+                      if isinstance(disposition, dict) else (disposition, "delete-insert"))
+    return kind == "merge" and strategy == "delete-insert" and bool(primary_key(resource))
+
+
+def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
+    """The schema's root tables that ``source``'s resources load."""
+    names = set(source.resources)
+    return [table["name"] for table in pipeline.default_schema.data_tables()
+            if not table.get("parent") and table.get("resource") in names]
 
 
 def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline) -> dict[str, int]:
