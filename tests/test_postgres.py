@@ -67,6 +67,13 @@ def test_incremental_soft_deletes_and_full_refresh(api, config, postgres):
     assert not set(purge.purged_ids) & set(loaded(api, postgres))
     assert ak.state(**postgres)["cursors"]["events"] == canonical(api.records("events")[-1]["updated_at"])
 
+    # a key twice: dlt's merge, each table emptied in the merge's transaction on PostgreSQL too
+    purge = api.advance(purged=3, new=0, updated=0)
+    api.inject("transform", path="/v1/events", times=None, fn=lambda body: {**body, "data": body["data"] * 2})
+    twice = ak.load(config, mode="full_refresh", progress=False, **postgres)
+    assert loaded(api, postgres) == served(api) and not set(purge.purged_ids) & set(loaded(api, postgres))
+    assert twice.passes == {"events": 2}
+
 
 def test_typed_columns_and_readers(api, config, postgres):
     ak.load(config, progress=False, **postgres)
