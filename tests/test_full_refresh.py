@@ -86,6 +86,17 @@ def test_a_full_refresh_keeps_the_newest_version_of_a_repeated_key(api, config):
     assert "ROW_NUMBER" in followup_sql()  # the merge's dedup ran
 
 
+def test_a_full_refresh_with_a_key_twice_empties_a_table_the_api_no_longer_fills(api, config):
+    """The merge touches only tables it has rows for: one whose listing is now empty is emptied too."""
+    ak.load(config, progress=False)
+    api.advance(new=0, updated=0, purged=len(api.records("customers")), resource="customers")
+    api.inject("transform", path="/v1/events", times=None, fn=lambda body: {**body, "data": body["data"] * 2})
+    report = ak.load(config, mode="full_refresh", progress=False)
+    assert report.passes.get("events") and api.records("customers") == []
+    assert ak.query("SELECT count(*) AS n FROM customers").n[0] == 0
+    assert loaded(api) == served(api)
+
+
 def test_a_full_refresh_paged_again_counts_the_rows_of_the_run_it_loaded():
     """A record updated while the replace paged its listing (it moves to the end): the run is
     extracted again as a merge, whose one pass sees every key once; the report and history count

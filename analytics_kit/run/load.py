@@ -45,6 +45,7 @@ from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (
     begin,
     drop_staging,
+    empty_tables,
     forget,
     full_refresh_done,
     mark_full_refresh,
@@ -196,6 +197,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             # counted only once dlt marks the load complete (see load_log)
             record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
                    row_counts=counts, started=started)
+            # a merge touches only the tables it has rows for: the others the API now leaves empty
+            empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:
                 with merge_into_emptied(emptied):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))

@@ -190,6 +190,22 @@ def remove_uncommitted_appends(pipeline: Pipeline, client: Any, tables: set[tupl
             client.execute_sql(f"DELETE FROM {child} WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM {parent})")
 
 
+def empty_tables(pipeline: Pipeline, tables: list[str]) -> None:
+    """Empties ``tables`` and their nested tables in one transaction: the ones a full refresh
+    loaded as a merge brought no rows for (a merge touches only tables it has rows for, and
+    the API no longer has any). Each table then holds this run's result, as its swap would."""
+    if not tables or not pipeline.default_schema_name:
+        return
+    schema = pipeline.default_schema
+    names = [name for table in tables for name in (table, *(n for n, _ in nested_tables(schema, table)))]
+    with pipeline.sql_client() as client:
+        existing = {name for _, name in tables_of(client, client.dataset_name)}
+        with client.begin_transaction():
+            for name in names:
+                if name in existing:
+                    client.execute_sql(f"DELETE FROM {client.make_qualified_table_name(name)}")
+
+
 def drop_staging(pipeline: Pipeline) -> None:
     """Drops dlt's staging dataset (``main_staging`` beside ``main``) from the DuckDB file.
 
