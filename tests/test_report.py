@@ -100,6 +100,15 @@ def test_tables_and_describe(api, config):
     assert ak.tables().to_dict("records") == [{"table": "customers", "rows": 20}, {"table": "events", "rows": 250}]
     with pytest.raises(ak.QueryError, match="There is no table 'nope' in .*analytics.duckdb"):
         ak.describe("nope")
+    # as SQL reads a name: unquoted in any case, quoted as it is
+    events = ak.describe("events")
+    assert "updated_at" in set(events.column)
+    for name in ("EVENTS", "Events", '"events"', "analytics.EVENTS", 'main."events"'):
+        assert ak.describe(name).equals(events), name
+    with pytest.raises(ak.QueryError, match=r"There is no table 'EVENTS'.*Did you mean 'events'\?"):
+        ak.describe('"EVENTS"')
+    with pytest.raises(ak.QueryError, match=r"Did you mean 'events'\?"):
+        ak.describe("EVNTS")
 
 
 def test_reading_before_any_load_says_what_to_do():

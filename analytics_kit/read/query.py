@@ -140,25 +140,35 @@ def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str |
              destination: str | None = None) -> pd.DataFrame:
     """Each column of ``table``: its type in the destination and whether it may be NULL.
 
-    ``table`` may be written as in SQL: ``events``, ``analytics.events`` or ``<dataset>.events``.
+    ``table`` may be written as in SQL: ``events``, ``analytics.events`` or ``<dataset>.events``;
+    unquoted, in any case (``EVENTS``), quoted as it is named (``"events"``).
     """
     target = Target.of(destination, database, dataset)
     for prefix in {connection.READER_CATALOG, target.dataset}:
         if isinstance(table, str) and table.lower().startswith(prefix.lower() + "."):
             table = table[len(prefix) + 1:]
             break
+    quoted = isinstance(table, str) and len(table) > 1 and table[0] == table[-1] == '"'
+    if quoted:
+        table = table[1:-1].replace('""', '"')
     p = target.placeholder
     where = f"table_schema = {p} AND table_name = {p}" + (" AND table_catalog = current_database()"
                                                            if target.is_file else "")
-    frame = _arrow(
-        target,
-        "SELECT column_name AS column, data_type AS type, is_nullable = 'YES' AS nullable "
-        f"FROM information_schema.columns WHERE {where} ORDER BY ordinal_position",
-        [target.dataset, table], database,
-    ).to_pandas(types_mapper=_nullable())
+
+    def columns(name: str) -> pd.DataFrame:
+        return _arrow(
+            target,
+            "SELECT column_name AS column, data_type AS type, is_nullable = 'YES' AS nullable "
+            f"FROM information_schema.columns WHERE {where} ORDER BY ordinal_position",
+            [target.dataset, name], database,
+        ).to_pandas(types_mapper=_nullable())
+
+    frame = columns(table)
+    if frame.empty and not quoted and isinstance(table, str) and table != table.lower():
+        frame = columns(table.lower())  # as SQL reads an unquoted name (dlt names tables in lower case)
     if frame.empty:
         names = tables(database, dataset, destination=destination)["table"].tolist()  # empty: says what to run
-        close = difflib.get_close_matches(table, names, n=1)
+        close = difflib.get_close_matches(str(table).lower(), names, n=1)
         raise QueryError(
             f"There is no table {table!r} in {target.label}.",
             guidance=(f"Did you mean {close[0]!r}? " if close else "") + f"Tables there: {', '.join(names)}.",
