@@ -53,8 +53,7 @@ def iter_url_secrets(config: Any) -> Iterator[str]:
     """
     for value, _ in _under(config, ("path", "base_url", "url")):
         if isinstance(value, str) and "?" in value:
-            query = urlsplit(value).query if "://" in value else value.split("?", 1)[1].split("#", 1)[0]
-            yield from (v for k, v in parse_qsl(query, keep_blank_values=False) if is_sensitive_name(k) and v)
+            yield from (v for k, v in parse_qsl(urlsplit(value).query) if is_sensitive_name(k) and v)
 
 
 def iter_auth_objects(config: Any) -> Iterator[Any]:

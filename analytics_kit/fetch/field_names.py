@@ -28,16 +28,15 @@ class FieldNames:
         self.reserved = {load_id, row_id}
         self.known: set = set()
         self.columns: dict[str, set] = {}  # column name -> the fields seen that dlt names so
+        self.shared: list[tuple[str, set]] = []  # the columns more than one field goes to
 
     def __call__(self, item: Any) -> Any:
         """As a step behind the resource's processing_steps, which may rename the fields."""
-        if isinstance(item, list):
-            self.check(item, "a page")
-        elif isinstance(item, dict):
-            self.check([item], "a page")
+        if isinstance(item, (list, dict)):
+            self.check(item if isinstance(item, list) else [item])
         return item
 
-    def check(self, page: list, request: str) -> None:
+    def check(self, page: list, request: str | None = None) -> None:
         """Raises ``LoadError`` for a record with two fields of one column, or one of dlt's own."""
         records = [r for r in page if type(r) is dict]
         fields = set().union(*records) if records else set()
@@ -49,25 +48,28 @@ class FieldNames:
                 column = self.naming(field)
                 if column in self.reserved:
                     raise self._clash(field, column, request, reserved=True)
-                self.columns.setdefault(column, set()).add(field)
+                names = self.columns.setdefault(column, set())
+                names.add(field)
+                if len(names) == 2:
+                    self.shared.append((column, names))
             self.known |= new
-        for column, names in self.columns.items():
-            if len(names) > 1 and len(names & fields) > 1:
+        for column, names in self.shared:  # usually none: the check per record is for those only
+            if len(names & fields) > 1:
                 for record in records:
                     both = sorted(names & record.keys())
                     if len(both) > 1:
-                        raise self._clash(" and ".join(map(repr, both)), column, request, record=record)
+                        raise self._clash(" and ".join(map(repr, both)), column, request)
 
-    def _clash(self, fields: str, column: str, request: str, *, reserved: bool = False,
-               record: dict[str, Any] | None = None) -> LoadError:
+    def _clash(self, fields: str, column: str, request: str | None, *, reserved: bool = False) -> LoadError:
         if reserved:
             problem = (f"has a field {fields!r}, which is the name of dlt's own column {column!r}: it would "
                        "replace the row ids dlt keeps there")
         else:
-            problem = f"has the fields {fields}, which dlt loads into one column, {column!r}: one would overwrite the other"
-        where = f"on {request}" if request.startswith(("GET", "POST")) else f"of {request}"
+            problem = (f"has the fields {fields}, which dlt loads into one column, {column!r}: one would overwrite "
+                       "the other")
+        where = f" on {request}" if request else ""
         return LoadError(
-            f"Resource '{self.resource}': a record {where} {problem}. Nothing from this run was committed.",
+            f"Resource '{self.resource}': a record{where} {problem}. Nothing from this run was committed.",
             guidance="Rename or drop one of the fields before it is loaded: add a processing step to the resource "
             "(processing_steps: [{'map': a function that renames the field}]).",
             resource=self.resource, column=column, request=request)

@@ -32,10 +32,10 @@ from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
+from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok, parse_body
 from analytics_kit.fetch.records import is_simple, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
-from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.tally import Tally
 from analytics_kit.fetch.transport import request_text

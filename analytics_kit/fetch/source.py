@@ -113,7 +113,7 @@ def _build(
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
-    field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names a field (see fetch/field_names.py)
+    field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
