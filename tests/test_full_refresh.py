@@ -213,3 +213,66 @@ def test_a_full_refresh_after_a_changed_nullability_rebuilds_the_table(api, conf
     ak.load(config, mode="full_refresh", progress=False)
     assert ak.describe("events").set_index("column").nullable["customer_id"] in (True, "YES")
     assert loaded(api) == served(api)
+
+
+def _orders(version: int) -> list[dict]:
+    """Records with two levels of nested lists (dlt's nested tables events__items and
+    events__items__tags); ``version`` changes the items of every other record."""
+    return [{"id": i, "updated_at": iso(START + 60 * (i + version * 100), z=True), "value": float(i),
+             "items": [{"sku": f"{i}-{version if i % 2 else 0}-{n}", "tags": [f"t{n}", f"v{version}"][: n + 1]}
+                       for n in range(i % 3)]}
+            for i in range(1, 41)]
+
+
+NESTED = {"events": "SELECT id, updated_at, value FROM events",
+          "events__items": "SELECT i.sku, e.id FROM events__items i JOIN events e ON i._dlt_root_id = e._dlt_id",
+          "events__items__tags": "SELECT t.value, i.sku FROM events__items__tags t "
+                                 "JOIN events__items i ON t._dlt_parent_id = i._dlt_id"}
+
+
+def _nested_rows(database: str = "analytics.duckdb") -> dict[str, list]:
+    """Each table's rows, nested ones with their root's or parent's key (so the links are checked)."""
+    return {name: sorted(map(tuple, ak.query(sql, database=database).itertuples(index=False)))
+            for name, sql in NESTED.items()}
+
+
+def test_a_full_refresh_of_nested_tables_is_an_atomic_replace_and_a_merge_can_follow(monkeypatch):
+    """Nested lists load into nested tables; a full refresh replaces them all, keeps them whole
+    when it fails in its load step, and leaves them linked to their root rows
+    (``_dlt_root_id``), which the next incremental merge needs."""
+    with Adversary(n=0) as api:
+        api.set_records(_orders(1))
+        config = config_for(api)
+        ak.load(config, mode="full_refresh", progress=False)
+        first = _nested_rows()
+        assert len(first["events"]) == 40 and len(first["events__items"]) == 40 and first["events__items__tags"]
+        assert ak.query("SELECT count(*) AS n FROM events__items WHERE _dlt_root_id IS NULL").n[0] == 0
+
+        api.set_records(_orders(2))
+        execute_many = DuckDbSqlClient.execute_many
+
+        def fail_the_tags_swap(self, statements, *args, **kwargs):
+            # the last table of the chain: the root and items were already swapped in the transaction
+            if any('INSERT INTO "main"."events__items__tags"(' in s for s in statements):
+                raise RuntimeError("IO Error: No space left on device (injected)")
+            return execute_many(self, statements, *args, **kwargs)
+
+        monkeypatch.setattr(DuckDbSqlClient, "execute_many", fail_the_tags_swap)
+        with pytest.raises(ak.LoadError):
+            ak.load(config, mode="full_refresh", progress=False)
+        monkeypatch.setattr(DuckDbSqlClient, "execute_many", execute_many)
+        assert _nested_rows() == first  # every table as the last completed load left it
+
+        report = ak.load(config, mode="full_refresh", progress=False)
+        assert "ROW_NUMBER" not in followup_sql() and not report.passes  # a replace, not the merge
+        second = _nested_rows()
+        assert second != first and len(second["events__items"]) == 40
+
+        # an incremental merge into the replaced tables: odd records change their items
+        for record in _orders(3)[::2]:
+            api.update_record(record["id"], items=record["items"])
+        assert ak.load(config, progress=False).mode == "incremental"
+        merged = _nested_rows()
+        fresh_database = "fresh.duckdb"
+        ak.load(config, mode="full_refresh", database=fresh_database, progress=False)
+        assert merged == _nested_rows(fresh_database) and merged != second

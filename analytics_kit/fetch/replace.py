@@ -80,7 +80,8 @@ def stale_columns(schema: Any, source: Any) -> str | None:
     this run's hints. They differ where a column's declared type, nullability, precision, scale
     or timezone is not the table's, where a column was split out of one the config now declares
     (the guide's way of typing a table: declare the columns, run a full refresh), and where the
-    table has nested tables: those need the tables rebuilt. A column the config leaves undeclared
+    table has nested tables that the source does not link to their root rows (see
+    ``links_nested_rows``): those need the tables rebuilt. A column the config leaves undeclared
     stays as the data made it, as in a fresh load.
     """
     if schema is None:
@@ -92,8 +93,8 @@ def stale_columns(schema: Any, source: Any) -> str | None:
         if table is None:
             continue
         declared = _declared(resource.columns, naming.normalize_identifier)
-        if seam.nested_tables(schema, table["name"]):
-            return f"table {table['name']} has nested tables"
+        if not source.root_key and seam.nested_tables(schema, table["name"]):
+            return f"table {table['name']} has nested tables, and a replace would not link them to their root rows"
         for column, stored in table.get("columns", {}).items():
             if column.startswith("_dlt"):
                 continue
@@ -112,6 +113,21 @@ def stale_columns(schema: Any, source: Any) -> str | None:
                     return (f"column {table['name']}.{column} has {prop} "
                             f"{stored.get(prop, COLUMN_PROPERTIES[prop])!r}, declared {hint[prop]!r}")
     return None
+
+
+def disposition(resource: Any) -> tuple[str | None, str]:
+    """The resource's write disposition and merge strategy (dlt's default: delete-insert)."""
+    hint = resource.write_disposition
+    if isinstance(hint, dict):
+        return hint.get("disposition"), hint.get("strategy", "delete-insert")
+    return hint, "delete-insert"
+
+
+def links_nested_rows(resource: Any) -> bool:
+    """Whether dlt links the resource's nested rows to their root row (``_dlt_root_id``) when
+    it merges: for its merge strategies that delete or upsert by key, not for scd2 or appends."""
+    kind, strategy = disposition(resource)
+    return kind == "merge" and strategy in ("delete-insert", "upsert", "insert-only")
 
 
 # What a table keeps of each column, and dlt's value when its schema has none.

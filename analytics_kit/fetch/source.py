@@ -23,7 +23,7 @@ from analytics_kit.fetch.arrow_tables import (
 )
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import MergeNeeded, Replace
+from analytics_kit.fetch.replace import MergeNeeded, Replace, links_nested_rows
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -114,6 +114,10 @@ def _build(
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
+    if all(map(links_nested_rows, source.resources.values())):
+        # dlt links nested rows to their root row (_dlt_root_id) for these merges only, so a
+        # replace's nested tables would lack the column the next incremental merge needs
+        source.root_key = True
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]

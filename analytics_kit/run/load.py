@@ -15,7 +15,7 @@ from dlt import Pipeline
 from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
-from analytics_kit.fetch.replace import MergeNeeded, stale_columns
+from analytics_kit.fetch.replace import MergeNeeded, disposition, stale_columns
 from analytics_kit.fetch.source import _build
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
@@ -274,9 +274,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
 
 def _merges_by_key(resource: Any) -> bool:
     """Whether dlt loads the resource with its default merge: delete-insert on a primary key."""
-    disposition = resource.write_disposition
-    kind, strategy = ((disposition.get("disposition"), disposition.get("strategy", "delete-insert"))
-                      if isinstance(disposition, dict) else (disposition, "delete-insert"))
+    kind, strategy = disposition(resource)
     return kind == "merge" and strategy == "delete-insert" and bool(primary_key(resource))
 
 
