@@ -104,3 +104,21 @@ def test_the_command_with_stdout_closed_or_cut_short_exits_quietly(api):
     cut = subprocess.run(["bash", "-c", f"'{kit}' query 'SELECT * FROM range(100000)' | head -1"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert "Traceback" not in cut.stderr and cut.stdout.strip(), cut.stderr[-2000:]
+
+
+def test_extract_does_not_sleep_dlts_default_poll_interval_when_a_resource_runs_out(api, config, monkeypatch):
+    """dlt's extract sleeps its futures poll interval (10 ms by default) each time a resource is
+    exhausted; the kit's resources are plain generators, and the kit shortens it (~30 ms a run)."""
+    from dlt.extract.concurrency import FuturesPool
+
+    slept: list[float] = []
+    sleep = FuturesPool.sleep
+
+    def recorded(self):
+        slept.append(self.poll_interval)
+        return sleep(self)
+
+    monkeypatch.setattr(FuturesPool, "sleep", recorded)
+    ak.load(config, progress=False)
+    assert slept and max(slept) <= 0.001, slept
+    assert loaded(api) == served(api)
