@@ -30,6 +30,7 @@ import argparse
 import compileall
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -52,6 +53,22 @@ def run_kit(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
                      concurrency=int(concurrency) if concurrency else None)
     return {"rows": sum(report.rows.values()), "requests": report.requests, "retries": len(report.retries),
             "sql": table_sql(folder), "steps": report.steps, "timing": report.timing()}
+
+
+def run_kit_command(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
+    """``analytics-kit load`` as the shell runs it: no pandas (see ``run/lean.py``)."""
+    import contextlib
+    import io
+
+    from analytics_kit import cli
+
+    os.environ.update(ANALYTICS_API_BASE_URL=base_url, API_KEY=os.environ[KEY_ENV])
+    argv = ["load", "--quiet", "--database", f"{folder}/analytics.duckdb"] + (["--full-refresh"] if mode == "full_refresh" else [])
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        if cli.main(argv):
+            raise SystemExit("analytics-kit load failed")
+    rows = sum(int(n.replace(",", "")) for n in re.findall(r"^ +\S+ +([\d,]+) rows", printed.getvalue(), re.M))
+    return {"rows": rows}
 
 
 def table_sql(folder: str) -> dict:
@@ -199,10 +216,10 @@ def run_floor_threads(base_url: str, folder: str, mode: str, concurrency: str) -
     return {"rows": rows, "requests": requests_, "workers": used}
 
 
-LOADERS = {"kit": run_kit, "dlt": run_dlt_default, "hand": run_hand_written,
+LOADERS = {"kit": run_kit, "command": run_kit_command, "dlt": run_dlt_default, "hand": run_hand_written,
            "floor-seq": run_floor_sequential, "floor-threads": run_floor_threads}
 # ak.load imports dlt on first use: the kit's imports include it, so "load" is the load alone.
-IMPORTS = {"kit": ("analytics_kit", "analytics_kit.run.load"), "dlt": ("analytics_kit", "dlt.sources.rest_api"),
+IMPORTS = {"kit": ("analytics_kit", "analytics_kit.run.load"), "command": ("analytics_kit.cli",), "dlt": ("analytics_kit", "dlt.sources.rest_api"),
            "hand": ("duckdb", "pyarrow", "requests"), "floor-seq": ("requests", "orjson"),
            "floor-threads": ("requests", "orjson", "concurrent.futures")}
 
@@ -296,7 +313,7 @@ def show(label: str, r: dict) -> None:
     print(f"  {label:<46} {r['wall']:7.2f} s  {peak}  {r['rows']:>9,} rows{detail}")
 
 
-ONLY = ("kit", "incremental", "dlt", "hand", "floor")
+ONLY = ("kit", "command", "incremental", "dlt", "hand", "floor")
 
 
 def parse_only(text: str) -> set[str]:
@@ -359,7 +376,7 @@ def main() -> None:
             demo.serve(events=events, customers=50, process=True, latency=args.latency) as api:
         os.environ[KEY_ENV] = api.api_key
         folders = {}
-        for name in ("kit", "dlt", "hand", "seq", "floor"):
+        for name in ("kit", "command", "dlt", "hand", "seq", "floor"):
             folders[name] = f"{tmp}/{name}"
             os.makedirs(folders[name])
         if args.latency:
@@ -393,6 +410,11 @@ def main() -> None:
                 print(f"     SQL on {table} after staging ({'a MERGE' if merge else 'no merge'}): {sql[:230]}...")
             if "incremental" not in args.only:
                 kit_process.close()
+
+        command = None
+        if "command" in args.only:
+            command = measure("command", api.base_url, folders["command"])
+            show("1b. analytics-kit load --full-refresh", command)
 
         floors = {}
         if "floor" in args.only:
@@ -456,6 +478,10 @@ def main() -> None:
         if kit and hand:
             ratio("kit / hand-written", kit["wall"], hand["wall"], 0.9 if events >= 1_000_000 else 1.5)
             ratio("kit / hand-written, peak memory", kit["peak_mb"], hand["peak_mb"])
+        for label, r in (("analytics_kit.load", kit), ("analytics-kit load", command)):
+            if r and events >= 1_000_000:
+                print(f"  peak memory, {label:<31} {r['peak_mb']:6.0f} MB   (target <= 300 MB: "
+                      f"{'met' if r['peak_mb'] <= 300 else 'NOT met'})")
         if kit:
             for kind, name in (("floor-seq", "floor, sequential"), ("floor-threads", "floor, threads")):
                 if kind in floors:

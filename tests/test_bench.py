@@ -25,6 +25,8 @@ def test_load_speed_runs_every_loader_and_prints_the_ratios() -> None:
     assert len(rows) == 5, out
     # all loaders loaded every record; the incremental runs the 1% changed
     assert [r[3] for r in rows] == ["2,050", "2,050", "2,050", "20", "20"], out
+    # the command as the shell runs it, with its own peak memory
+    assert re.search(r"^  1b\. analytics-kit load --full-refresh\s+[\d.]+ s\s+\d+ MB\s+2,050 rows", out, re.M), out
     warm, fresh = re.search(r"incremental requests to /v1/events: (\d+) warm, (\d+) fresh \(target <= 2\)", out).groups()
     assert int(warm) <= 2 and int(fresh) <= 2, out
     for line in ("kit / dlt-default", "kit / hand-written", "incremental time, warm:", "incremental time, fresh:"):
