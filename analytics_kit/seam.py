@@ -406,6 +406,11 @@ def reset_deduplicated(resource: DltResource) -> None:
     resource.apply_hints(additional_table_hints={_DEDUPLICATED: False})
 
 
+def link_nested_rows(source: Any) -> None:
+    """Nested rows get ``_dlt_root_id`` whatever the write disposition (DltSource.root_key)."""
+    source.root_key = True
+
+
 def mark_deduplicated(batch: Any) -> Any:
     """``batch`` carrying the hint that the run's staged rows hold each key once."""
     import dlt

@@ -111,13 +111,13 @@ def _build(
     guard_logs(redactor)  # also when the source is iterated outside load()
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
-    related = seam.related_resources(source)
-    naming = seam.identifier_naming(source)
-    field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     if all(map(links_nested_rows, source.resources.values())):
         # dlt links nested rows to their root row (_dlt_root_id) for these merges only, so a
         # replace's nested tables would lack the column the next incremental merge needs
-        source.root_key = True
+        seam.link_nested_rows(source)
+    related = seam.related_resources(source)
+    naming = seam.identifier_naming(source)
+    field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
