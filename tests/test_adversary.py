@@ -1210,3 +1210,36 @@ def test_request_a_missing_selector_fails_and_an_empty_match_is_an_empty_page(se
             select_records(body, selector, response, "events", Redactor())
     else:
         assert select_records(body, selector, response, "events", Redactor()) == rows
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_a_record_purged_while_the_listing_is_paged_hides_no_other(api, watch, mode, concurrency):
+    """Record 50 is deleted for good (no soft-delete flag) as offset 200 is asked for: the records
+    after it slide back by one, so record 201 moves into a page already fetched. No key comes
+    twice, and the total then counts 499, as many as the keys seen: only the total falling
+    during the pass tells. The kit pages again and merges; record 201 is loaded."""
+    purged = []
+
+    def purge_50(request):
+        if request.offset == 200 and not purged:
+            api.delete_records(50)
+            purged.append(50)
+
+    api.status_script = purge_50
+    report = watch.succeeds(config_for(api, concurrency=concurrency), mode=mode)
+    assert purged and report.passes == {"events": 2}, report
+    loaded_ids = set(table())
+    assert set(served(api)) <= loaded_ids, sorted(set(served(api)) - loaded_ids)
+    assert "total fell from 500 to 499" in watch.log.getvalue()
+    assert "kept changing" not in watch.log.getvalue()
+
+
+def test_a_record_purged_while_a_listing_without_a_key_is_paged_is_reported(api, watch):
+    """Without a primary key the kit cannot page again and merge: the run says what may be missing."""
+    api.status_script = lambda request: api.delete_records(50) if request.offset == 200 else None
+    config = config_for(api, concurrency=1)
+    config["resource_defaults"] = {"write_disposition": "append"}
+    report = watch.succeeds(config)
+    assert any("total fell from 500 to 499" in w and "without a primary key" in w for w in report.warnings), report
+    assert not report.passes

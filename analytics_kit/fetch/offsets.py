@@ -87,7 +87,7 @@ class Page(list):
     in place), to tell a page that repeats the one before.
     """
 
-    __slots__ = ("offset", "request", "total", "ignored", "ends")
+    __slots__ = ("offset", "request", "total", "ignored", "ends", "received")
 
     def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False) -> None:
         super().__init__(rows)
@@ -95,6 +95,7 @@ class Page(list):
         self.request = request
         self.total = total
         self.ignored = ignored
+        self.received = time.monotonic()  # pages come back out of order: totals are compared in this one
         self.ends = (len(rows), as_json(rows[0]), as_json(rows[-1])) if rows else ()
 
 
@@ -147,6 +148,7 @@ class OffsetPass:
         self.total: int | None = None  # the latest usable total
         self.first_total: int | None = None
         self.consistent_total: int | None = None
+        self._totals: list[tuple[float, int]] = []  # (when the page came back, its usable total)
         self._named_bad_total = False
 
     # -- requests --------------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class OffsetPass:
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
+            self._totals.append((page.received, total))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
@@ -227,6 +230,20 @@ class OffsetPass:
             self._named_bad_total = True
             self.owner.warn(f"the API's total={_brief(page.total)} on {page.request} is not a plausible record "
                             "count; paging until an empty page instead")
+
+    def shrank(self) -> tuple[int, int] | None:
+        """(from, to) where the API's total fell during the pass, in the order the pages came back.
+
+        A record removed while the listing was paged shifts the later ones back by one: the
+        one sliding into a page already fetched is never seen, and no key comes twice to show
+        it (the removed one was seen before it went, and the total no longer counts it).
+        """
+        highest = None
+        for _, total in sorted(self._totals):
+            if highest is not None and total < highest:
+                return highest, total
+            highest = total if highest is None else max(highest, total)
+        return None
 
     def run(self) -> Iterator[Page]:
         p = self.paginator

@@ -250,10 +250,16 @@ class KitPaginate:
             if attempt > 1 or tally.distinct() < tally.rows:
                 self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
             missing = tally.missing()
+            shrank = tally.shrank if tally.key is not None else None
+            if tally.shrank and tally.key is None:
+                self.warn(f"the API's total fell from {tally.shrank[0]:,} to {tally.shrank[1]:,} while the listing was "
+                          "paged: a record removed meanwhile may have hidden another, and without a primary key "
+                          "the kit cannot page again and merge; a full refresh later reloads everything")
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind()
-            if self.replace is not None and self.primary_key and not (proven and not missing):
-                raise MergeNeeded(self.resource)  # before another pass: the merge will page again
-            if not missing:
+            if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
+                raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
+                                  "listing was paged" if shrank else "the listing returned a key more than once")
+            if not missing and not shrank:
                 if proven:
                     outcome["distinct"] = tally.rows
                 return
@@ -265,7 +271,11 @@ class KitPaginate:
                             "keeps one row per key", self.resource, missing)
                 return
             seen.add(signature)
-            if attempt < MAX_PASSES:
+            if attempt < MAX_PASSES and shrank:
+                logger.warning("%s: the API's total fell from %d to %d while it was paged: a record removed meanwhile "
+                               "shifts the later ones into pages already fetched; paging again, pass %d of %d",
+                               self.resource, *shrank, attempt + 1, MAX_PASSES)
+            elif attempt < MAX_PASSES:
                 logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
                                "it was paged, or the listing repeats keys; paging again, pass %d of %d",
                                self.resource, missing, attempt + 1, MAX_PASSES)
@@ -378,6 +388,7 @@ class KitPaginate:
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None
+        tally.shrank = listing.shrank()
 
 
 def _kind(value: Any) -> str:
