@@ -406,9 +406,10 @@ def reset_deduplicated(resource: DltResource) -> None:
     resource.apply_hints(additional_table_hints={_DEDUPLICATED: False})
 
 
-def link_nested_rows(source: Any) -> None:
-    """Nested rows get ``_dlt_root_id`` whatever the write disposition (DltSource.root_key)."""
-    source.root_key = True
+def link_nested_rows(source: Any, tables: list[str]) -> None:
+    """Nested rows of these root tables get ``_dlt_root_id`` in a replace too (dlt: merges only)."""
+    n = source.schema.data_item_normalizer
+    n.update_normalizer_config(source.schema, {"propagation": {"tables": {t: {n.c_dlt_id: n.c_dlt_root_id} for t in tables}}})
 
 
 def mark_deduplicated(batch: Any) -> Any:

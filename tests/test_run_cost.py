@@ -122,3 +122,23 @@ def test_extract_does_not_sleep_dlts_default_poll_interval_when_a_resource_runs_
     ak.load(config, progress=False)
     assert slept and max(slept) <= 0.001, slept
     assert loaded(api) == served(api)
+
+
+def test_a_tuning_default_yields_to_the_users_dlt_config_file(api, tmp_path):
+    """The kit's dlt defaults are environment variables, which dlt ranks above its config files:
+    a value the user gave in .dlt/config.toml is kept (a fresh process: dlt reads the folder once)."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("[extract]\nfutures_poll_interval = 0.05\n")
+    code = ("import os, analytics_kit as ak\n"
+            "from dlt.extract.concurrency import FuturesPool\n"
+            "slept = []; sleep = FuturesPool.sleep\n"
+            "FuturesPool.sleep = lambda self: (slept.append(self.poll_interval), sleep(self))\n"
+            "ak.load(ak.guide_config(), progress=False)\n"
+            "print(sorted(set(slept)), os.environ.get('DATA_WRITER__FILE_MAX_ITEMS'))")
+    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    for name in ("EXTRACT__FUTURES_POLL_INTERVAL", "DATA_WRITER__FILE_MAX_ITEMS"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split("\n")[-2] == "[0.05] 100000", out.stderr[-2000:]
+    assert loaded(api, database=str(tmp_path / "analytics.duckdb")) == served(api)

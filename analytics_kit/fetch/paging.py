@@ -388,7 +388,8 @@ class KitPaginate:
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None
-        tally.shrank = listing.shrank()
+        # a total the pages went past is no count (see offsets), so its falling tells nothing either
+        tally.shrank = listing.shrank() if listing.consistent_total is not None else None
 
 
 def _kind(value: Any) -> str:

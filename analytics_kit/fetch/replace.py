@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -73,28 +73,31 @@ def _flagged(value: Any) -> bool:
     return value is True if isinstance(value, bool) else value is not None
 
 
-def stale_columns(schema: Any, source: Any) -> str | None:
+def stale_columns(schema: Any, source: Any, linked: Collection[str] = ()) -> str | None:
     """Why a replace would leave the tables unlike a fresh load, or None.
 
     A replace keeps each table and its columns; a fresh load (dlt's refresh) builds them from
     this run's hints. They differ where a column's declared type, nullability, precision, scale
     or timezone is not the table's, where a column was split out of one the config now declares
-    (the guide's way of typing a table: declare the columns, run a full refresh), and where the
-    table has nested tables that the source does not link to their root rows (see
-    ``links_nested_rows``): those need the tables rebuilt. A column the config leaves undeclared
+    (the guide's way of typing a table: declare the columns, run a full refresh), and where a
+    nested table of a ``linked`` root table has no ``_dlt_root_id`` (made by an older replace):
+    those need the tables rebuilt. A column the config leaves undeclared
     stays as the data made it, as in a fresh load.
     """
     if schema is None:
         return None
     naming = schema.naming
     for resource in source.selected_resources.values():
-        name = resource.table_name if isinstance(resource.table_name, str) else resource.name
-        table = schema.tables.get(naming.normalize_table_identifier(name))
+        table = schema.tables.get(naming.normalize_table_identifier(table_of(resource)))
         if table is None:
             continue
         declared = _declared(resource.columns, naming.normalize_identifier)
-        if not source.root_key and seam.nested_tables(schema, table["name"]):
-            return f"table {table['name']} has nested tables, and a replace would not link them to their root rows"
+        if table["name"] in linked:
+            root_id = naming.normalize_identifier("_dlt_root_id")
+            unlinked = [name for name, _ in seam.nested_tables(schema, table["name"])
+                        if root_id not in schema.tables[name].get("columns", {})]
+            if unlinked:
+                return f"nested table {unlinked[0]} has no {root_id} linking its rows to their root rows"
         for column, stored in table.get("columns", {}).items():
             if column.startswith("_dlt"):
                 continue
@@ -124,10 +127,14 @@ def disposition(resource: Any) -> tuple[str | None, str]:
 
 
 def links_nested_rows(resource: Any) -> bool:
-    """Whether dlt links the resource's nested rows to their root row (``_dlt_root_id``) when
-    it merges: for its merge strategies that delete or upsert by key, not for scd2 or appends."""
-    kind, strategy = disposition(resource)
-    return kind == "merge" and strategy in ("delete-insert", "upsert", "insert-only")
+    """Whether dlt's merge links the resource's nested rows to their root row (``_dlt_root_id``)
+    and deletes them by it: a delete-insert merge (the others never replace, see ``_build``)."""
+    return disposition(resource) == ("merge", "delete-insert")
+
+
+def table_of(resource: Any) -> str:
+    """The resource's table name, as the config gives it."""
+    return resource.table_name if isinstance(resource.table_name, str) else resource.name
 
 
 # What a table keeps of each column, and dlt's value when its schema has none.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ from analytics_kit.fetch.arrow_tables import (
 )
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import MergeNeeded, Replace, links_nested_rows
+from analytics_kit.fetch.replace import MergeNeeded, Replace, disposition, links_nested_rows, table_of
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -111,10 +112,6 @@ def _build(
     guard_logs(redactor)  # also when the source is iterated outside load()
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
-    if all(map(links_nested_rows, source.resources.values())):
-        # dlt links nested rows to their root row (_dlt_root_id) for these merges only, so a
-        # replace's nested tables would lack the column the next incremental merge needs
-        seam.link_nested_rows(source)
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
@@ -123,6 +120,15 @@ def _build(
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
         if related or unpaged:
             raise MergeNeeded(sorted(related or unpaged)[0], "its records pass between resources")
+        for resource in source.resources.values():
+            kind, strategy = disposition(resource)
+            if kind == "merge" and strategy != "delete-insert":
+                # scd2's versions and upsert's keyed row ids are written by dlt's merge alone
+                raise MergeNeeded(resource.name, f"its merge strategy {strategy!r} keeps what only dlt's merge writes")
+        # the next incremental merge finds nested rows by their root's _dlt_id, as its own link them
+        linked = _LINKED[source] = frozenset(naming(table_of(r)) for r in source.resources.values()
+                                              if links_nested_rows(r))
+        seam.link_nested_rows(source, sorted(linked))
     for resource in source.resources.values():
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
@@ -174,6 +180,16 @@ def _build(
         else:
             seam.add_step(resource, PageStep(resource.name, stats, on_page))
     return source
+
+
+# The root tables a replace source links its nested rows to (see ``linked_roots``).
+_LINKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def linked_roots(source: DltSource) -> frozenset[str]:
+    """The root tables whose nested rows this replace source links by ``_dlt_root_id``: those of
+    its delete-insert merges (their write disposition reads ``replace`` once it is built)."""
+    return _LINKED.get(source, frozenset())
 
 
 def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
@@ -232,6 +248,9 @@ def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:
         return "table names computed per record"
     if resource.schema_contract:
         return "schema_contract filters rows of dicts"
+    kind, strategy = disposition(resource)
+    if kind == "merge" and strategy != "delete-insert":
+        return f"dlt's {strategy} merge derives _dlt_id from each record"
     reason = unsupported_columns(resource.columns)
     if reason:
         return reason

@@ -12,11 +12,12 @@ from typing import Any, Callable, Iterator, Literal, Mapping
 
 from dlt import Pipeline
 
+from analytics_kit import _settings
 from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, disposition, stale_columns
-from analytics_kit.fetch.source import _build
+from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain, find_cause
@@ -106,6 +107,7 @@ def load(
         raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
     prepared = prepare(config)
+    _settings.apply_tuning()
     # The caller's dict may hold the key in plain text; a traceback printed with its
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config
@@ -172,7 +174,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                                "running it again instead of an incremental load.")
                 mode = stats.mode = "full_refresh"
         if replace:
-            stale = stale_columns(pipeline.default_schema if pipeline.default_schema_name else None, source)
+            stale = stale_columns(pipeline.default_schema if pipeline.default_schema_name else None, source,
+                                  linked_roots(source))
             if stale is not None:
                 logger.info("%s; this full refresh rebuilds the tables", stale)
                 replace, source = False, build()
