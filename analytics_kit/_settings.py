@@ -13,14 +13,15 @@ TELEMETRY = {
     "RUNTIME__DLTHUB_TELEMETRY": "false",
 }
 
-# environment variable: (dlt's config key, the kit's value)
+# environment variable: (the kit's value, dlt's config keys where a user may set it)
 TUNING = {
     # Files of at most this many rows: dlt's normaliser reads a parquet file whole, so
     # one file per load made memory grow with the load (1,000,000 rows: +150 MB).
-    "DATA_WRITER__FILE_MAX_ITEMS": ("data_writer.file_max_items", "100000"),
+    "DATA_WRITER__FILE_MAX_ITEMS": ("100000", ("data_writer.file_max_items", "normalize.data_writer.file_max_items",
+                                               "extract.data_writer.file_max_items")),
     # dlt's extract sleeps this long each time a resource runs out (10 ms by default; the kit's
     # resources are plain generators, no futures): ~30 ms of a 1,000-row incremental run.
-    "EXTRACT__FUTURES_POLL_INTERVAL": ("extract.futures_poll_interval", "0.001"),
+    "EXTRACT__FUTURES_POLL_INTERVAL": ("0.001", ("extract.futures_poll_interval",)),
 }
 
 _applied: dict[str, str] = {}  # what apply_tuning put into the environment
@@ -36,10 +37,10 @@ def apply_tuning() -> None:
     config.toml dlt reads); looked at again on every load, as the user may change either."""
     import dlt
 
-    for name, (key, value) in TUNING.items():
+    for name, (value, keys) in TUNING.items():
         if name in os.environ and _applied.get(name) != os.environ[name]:
             continue  # the user's own
         os.environ.pop(name, None)
         _applied.pop(name, None)
-        if dlt.config.get(key) is None:
+        if all(dlt.config.get(key) is None for key in keys):
             os.environ[name] = _applied[name] = value

@@ -222,7 +222,9 @@ class OffsetPass:
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
-            self._totals.append((page.received, total))
+            if page.offset + len(page) <= total + self.paginator.base_index:
+                # a total its own page contradicts is no count: not one to tell a purge by
+                self._totals.append((page.received, total))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total

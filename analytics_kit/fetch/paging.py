@@ -84,9 +84,10 @@ class KitPaginate:
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
-                 replace: Replace | None = None, fields: FieldNames | None = None) -> None:
+                 replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True) -> None:
         self.client = client
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
+        self.repage = repage  # whether the load keeps one row per key of a listing paged twice
         # False when the config's incremental has a convert: it reads the API's own form
         self.rewrite_cursor = rewrite_cursor
         self.naming = naming  # dlt's column names for the API's fields
@@ -249,12 +250,14 @@ class KitPaginate:
             passes.append(tally)
             if attempt > 1 or tally.distinct() < tally.rows:
                 self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
-            missing = tally.missing()
-            shrank = tally.shrank if tally.key is not None else None
-            if tally.shrank and tally.key is None:
-                self.warn(f"the API's total fell from {tally.shrank[0]:,} to {tally.shrank[1]:,} while the listing was "
-                          "paged: a record removed meanwhile may have hidden another, and without a primary key "
-                          "the kit cannot page again and merge; a full refresh later reloads everything")
+            missing = tally.missing() if self.repage else 0
+            shrank = tally.shrank if tally.key is not None and self.repage else None
+            if tally.shrank and not shrank or tally.missing() and not missing:
+                sign = (f"the API's total fell from {tally.shrank[0]:,} to {tally.shrank[1]:,}" if tally.shrank
+                        else f"{tally.missing():,} fewer distinct keys than the API's total")
+                self.warn(f"{sign} while the listing was paged: some records may have been skipped. The kit pages "
+                          "again only where the load keeps one row per key (a delete-insert merge on a primary key); "
+                          "a later full refresh loads what was skipped")
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind()
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "

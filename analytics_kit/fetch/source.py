@@ -130,6 +130,9 @@ def _build(
                                               if links_nested_rows(r))
         seam.link_nested_rows(source, sorted(linked))
     for resource in source.resources.values():
+        # a listing paged twice stages its keys twice: only this merge (or a replace, which
+        # becomes it) keeps one row per key
+        one_row_per_key = replace or disposition(resource) == ("merge", "delete-insert")
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:
@@ -171,7 +174,7 @@ def _build(
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
-                        replace=rows, fields=None if renames else fields).install()
+                        replace=rows, fields=None if renames else fields, repage=one_row_per_key).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)

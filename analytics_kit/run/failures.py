@@ -238,6 +238,15 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             + _aftermath(stats, step),
             database=database,
         )
+    if "not null constraint failed" in text and "_dlt_root_id" in text:
+        # dlt links nested rows to their root (_dlt_root_id) in a merge, not in an append or replace
+        return LoadError(
+            f"A nested table in {database} was made by a load that did not link its rows to their root rows "
+            f"(an append, or an older full refresh), and this merge needs that link: {_short(str(db), 200)}",
+            guidance="Run a full refresh once (analytics-kit load --full-refresh, or mode='full_refresh'): it "
+            "rebuilds the tables with the link. " + _aftermath(stats, "load"),
+            database=database,
+        )
     if "failed to change memory limit" in text:
         # dlt SETs the cap on the database instance, which a connection of this process to the
         # same file shares: one holding a large result keeps DuckDB from lowering it
