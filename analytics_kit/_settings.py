@@ -17,8 +17,12 @@ TELEMETRY = {
 TUNING = {
     # Files of at most this many rows: dlt's normaliser reads a parquet file whole, so
     # one file per load made memory grow with the load (1,000,000 rows: +150 MB).
-    "DATA_WRITER__FILE_MAX_ITEMS": ("100000", ("data_writer.file_max_items", "normalize.data_writer.file_max_items",
-                                               "extract.data_writer.file_max_items")),
+    # Set per step (the extract step's writer reads the sources section), so that a size the user
+    # gives one step leaves the other's bounded.
+    "SOURCES__DATA_WRITER__FILE_MAX_ITEMS": ("100000", ("data_writer.file_max_items",
+                                                        "sources.data_writer.file_max_items")),
+    "NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS": ("100000", ("data_writer.file_max_items",
+                                                          "normalize.data_writer.file_max_items")),
     # dlt's extract sleeps this long each time a resource runs out (10 ms by default; the kit's
     # resources are plain generators, no futures): ~30 ms of a 1,000-row incremental run.
     "EXTRACT__FUTURES_POLL_INTERVAL": ("0.001", ("extract.futures_poll_interval",)),

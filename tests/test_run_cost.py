@@ -136,11 +136,14 @@ def test_a_tuning_default_yields_to_the_users_dlt_config_file(api, tmp_path):
             "slept = []; sleep = FuturesPool.sleep\n"
             "FuturesPool.sleep = lambda self: (slept.append(self.poll_interval), sleep(self))\n"
             "ak.load(ak.guide_config(), progress=False)\n"
-            "print(sorted(set(slept)), os.environ.get('DATA_WRITER__FILE_MAX_ITEMS'))")
+            "print(sorted(set(slept)), os.environ.get('NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS'),\n"
+            "      os.environ.get('SOURCES__DATA_WRITER__FILE_MAX_ITEMS'))")
     env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
-    for name in ("EXTRACT__FUTURES_POLL_INTERVAL", "DATA_WRITER__FILE_MAX_ITEMS"):
+    for name in ("EXTRACT__FUTURES_POLL_INTERVAL", "NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS",
+                 "SOURCES__DATA_WRITER__FILE_MAX_ITEMS"):
         env.pop(name, None)
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=120)
-    assert out.stdout.split("\n")[-2] == "[0.05] None", out.stderr[-2000:]  # the kit's 100000 not set
+    # the user's normalize size kept; the extract step's writer still gets the kit's bound
+    assert out.stdout.split("\n")[-2] == "[0.05] None 100000", out.stderr[-2000:]
     assert loaded(api, database=str(tmp_path / "analytics.duckdb")) == served(api)

@@ -149,6 +149,7 @@ class OffsetPass:
         self.first_total: int | None = None
         self.consistent_total: int | None = None
         self._totals: list[tuple[float, int]] = []  # (when the page came back, its usable total)
+        self._seen_to = 0  # records the listing held: the furthest page's end
         self._named_bad_total = False
 
     # -- requests --------------------------------------------------------------------------------
@@ -222,9 +223,7 @@ class OffsetPass:
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
-            if page.offset + len(page) <= total + self.paginator.base_index:
-                # a total its own page contradicts is no count: not one to tell a purge by
-                self._totals.append((page.received, total))
+            self._totals.append((page.received, total))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
@@ -241,7 +240,8 @@ class OffsetPass:
         it (the removed one was seen before it went, and the total no longer counts it).
         """
         highest = None
-        for _, total in sorted(self._totals):
+        # a total the listing went past is no count (a too-low or per-page figure): not a purge sign
+        for _, total in sorted(t for t in self._totals if t[1] >= self._seen_to):
             if highest is not None and total < highest:
                 return highest, total
             highest = total if highest is None else max(highest, total)
@@ -282,6 +282,7 @@ class OffsetPass:
                 if short is not None:
                     self._page_cap(short, page)
                 end = page.offset + len(page)
+                self._seen_to = max(self._seen_to, end - p.base_index)
                 if self.total is not None and end > self.total + p.base_index and not past_total:
                     if page.offset >= self.total + p.base_index and previous is not None and page.ends == previous.ends:
                         # an API that answers an offset past its end with its last page again

@@ -391,8 +391,7 @@ class KitPaginate:
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None
-        # a total the pages went past is no count (see offsets), so its falling tells nothing either
-        tally.shrank = listing.shrank() if listing.consistent_total is not None else None
+        tally.shrank = listing.shrank()
 
 
 def _kind(value: Any) -> str:
