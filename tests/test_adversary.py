@@ -1262,3 +1262,19 @@ def test_a_total_one_page_contradicts_is_not_read_as_a_purge(api, watch):
     report = watch.succeeds(config_for(api, concurrency=1))
     assert not report.passes and table() == served(api)
     assert "total fell" not in watch.log.getvalue()
+
+
+def test_a_purge_is_seen_past_a_total_one_page_gets_wrong(api, watch):
+    """One page's wrong total is left out, not the whole check: the purge still pages again."""
+    purged = []
+
+    def purge_50(request):
+        if request.offset == 200 and not purged:
+            api.delete_records(50)
+            purged.append(50)
+
+    api.status_script = purge_50
+    api.total = lambda true, offset: 300 if offset == 400 else true
+    report = watch.succeeds(config_for(api, concurrency=1))
+    assert purged and report.passes == {"events": 2}, report
+    assert set(served(api)) <= set(table())
