@@ -1212,6 +1212,20 @@ def test_request_a_missing_selector_fails_and_an_empty_match_is_an_empty_page(se
         assert select_records(body, selector, response, "events", Redactor()) == rows
 
 
+def purge_when_asked_for(api: Adversary, offset: int, *, record: int) -> list:
+    """Deletes ``record`` for good the first time a page at ``offset`` is asked for; the list
+    returned holds its id once that happened."""
+    purged: list = []
+
+    def purge(request):
+        if request.offset == offset and not purged:
+            api.delete_records(record)
+            purged.append(record)
+
+    api.status_script = purge
+    return purged
+
+
 @pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_a_record_purged_while_the_listing_is_paged_hides_no_other(api, watch, mode, concurrency):
@@ -1219,14 +1233,7 @@ def test_a_record_purged_while_the_listing_is_paged_hides_no_other(api, watch, m
     after it slide back by one, so record 201 moves into a page already fetched. No key comes
     twice, and the total then counts 499, as many as the keys seen: only the total falling
     during the pass tells. The kit pages again and merges; record 201 is loaded."""
-    purged = []
-
-    def purge_50(request):
-        if request.offset == 200 and not purged:
-            api.delete_records(50)
-            purged.append(50)
-
-    api.status_script = purge_50
+    purged = purge_when_asked_for(api, 200, record=50)
     report = watch.succeeds(config_for(api, concurrency=concurrency), mode=mode)
     # at concurrency 8 the purge may come before any page is served: one pass, nothing shifted
     assert purged and (report.passes == {"events": 2} or concurrency > 1 and not report.passes), report
@@ -1245,7 +1252,7 @@ def test_a_record_purged_while_the_listing_is_paged_hides_no_other(api, watch, m
 def test_a_record_purged_while_a_listing_not_merged_by_key_is_paged_is_reported(api, watch, defaults):
     """Paged again, an append or an scd2 table would hold every record twice: the run says
     what may be missing instead, and stores each record once."""
-    api.status_script = lambda request: api.delete_records(50) if request.offset == 200 else None
+    purge_when_asked_for(api, 200, record=50)
     config = config_for(api, concurrency=1)
     config["resource_defaults"] = defaults
     report = watch.succeeds(config)
@@ -1266,14 +1273,7 @@ def test_a_total_one_page_contradicts_is_not_read_as_a_purge(api, watch):
 
 def test_a_purge_is_seen_past_a_total_one_page_gets_wrong(api, watch):
     """One page's wrong total is left out, not the whole check: the purge still pages again."""
-    purged = []
-
-    def purge_50(request):
-        if request.offset == 200 and not purged:
-            api.delete_records(50)
-            purged.append(50)
-
-    api.status_script = purge_50
+    purged = purge_when_asked_for(api, 200, record=50)
     api.total = lambda true, offset: 300 if offset == 400 else true
     report = watch.succeeds(config_for(api, concurrency=1))
     assert purged and report.passes == {"events": 2}, report

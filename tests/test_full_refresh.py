@@ -27,6 +27,22 @@ def followup_sql(table: str = "events", database: str = "analytics.duckdb") -> s
     return jobs[-1].read_text()
 
 
+def failing_full_refresh(monkeypatch, config: dict, table: str) -> None:
+    """A full refresh whose statement swapping ``table`` in fails, as a full disk or out of
+    memory would fail it: the load raises, and DuckDB's client works again afterwards."""
+    execute_many = DuckDbSqlClient.execute_many
+
+    def fail_the_swap(self, statements, *args, **kwargs):
+        if any(f'INSERT INTO "main"."{table}"(' in s for s in statements):
+            raise RuntimeError("IO Error: No space left on device (injected)")
+        return execute_many(self, statements, *args, **kwargs)
+
+    monkeypatch.setattr(DuckDbSqlClient, "execute_many", fail_the_swap)
+    with pytest.raises(ak.LoadError):
+        ak.load(config, mode="full_refresh", progress=False)
+    monkeypatch.setattr(DuckDbSqlClient, "execute_many", execute_many)
+
+
 def deleted_and_live(api) -> tuple[set, set]:
     everything = {r["id"] for r in api.records("events", include_deleted=True)}
     live = set(served(api))
@@ -125,18 +141,7 @@ def test_a_full_refresh_that_fails_in_the_load_step_leaves_the_old_table_whole(a
     if repeated:  # the run then needs dlt's dedup: a merge, the tables emptied in its transaction
         api.inject("transform", path="/v1/events", times=None,
                    fn=lambda body: {**body, "data": body["data"] + body["data"][:1]})
-    execute_many = DuckDbSqlClient.execute_many
-
-    def fail_the_events_swap(self, statements, *args, **kwargs):
-        # a real failure of the statement that swaps the table (a full disk, out of memory)
-        if any('INSERT INTO "main"."events"(' in s for s in statements):
-            raise RuntimeError("IO Error: No space left on device (injected)")
-        return execute_many(self, statements, *args, **kwargs)
-
-    monkeypatch.setattr(DuckDbSqlClient, "execute_many", fail_the_events_swap)
-    with pytest.raises(ak.LoadError):
-        ak.load(config, mode="full_refresh", progress=False)
-    monkeypatch.setattr(DuckDbSqlClient, "execute_many", execute_many)
+    failing_full_refresh(monkeypatch, config, "events")
     assert checksum("events") == before[0]  # every old row, no new one
     assert ak.state()["cursors"] == before[2]  # the cursor of the last committed load
     assert not any(n.endswith("_staging") for n in ak.query(
@@ -249,18 +254,8 @@ def test_a_full_refresh_of_nested_tables_is_an_atomic_replace_and_a_merge_can_fo
         assert ak.query("SELECT count(*) AS n FROM events__items WHERE _dlt_root_id IS NULL").n[0] == 0
 
         api.set_records(_orders(2))
-        execute_many = DuckDbSqlClient.execute_many
-
-        def fail_the_tags_swap(self, statements, *args, **kwargs):
-            # the last table of the chain: the root and items were already swapped in the transaction
-            if any('INSERT INTO "main"."events__items__tags"(' in s for s in statements):
-                raise RuntimeError("IO Error: No space left on device (injected)")
-            return execute_many(self, statements, *args, **kwargs)
-
-        monkeypatch.setattr(DuckDbSqlClient, "execute_many", fail_the_tags_swap)
-        with pytest.raises(ak.LoadError):
-            ak.load(config, mode="full_refresh", progress=False)
-        monkeypatch.setattr(DuckDbSqlClient, "execute_many", execute_many)
+        # the last table of the chain: the root and items were already swapped in the transaction
+        failing_full_refresh(monkeypatch, config, "events__items__tags")
         assert _nested_rows() == first  # every table as the last completed load left it
 
         report = ak.load(config, mode="full_refresh", progress=False)

@@ -250,14 +250,14 @@ class KitPaginate:
             passes.append(tally)
             if attempt > 1 or tally.distinct() < tally.rows:
                 self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
-            missing = tally.missing() if self.repage else 0
-            shrank = tally.shrank if tally.key is not None and self.repage else None
-            if tally.shrank and not shrank or tally.missing() and not missing:
-                sign = (f"the API's total fell from {tally.shrank[0]:,} to {tally.shrank[1]:,}" if tally.shrank
-                        else f"{tally.missing():,} fewer distinct keys than the API's total")
+            missing, shrank = tally.missing(), tally.shrank
+            if (missing or shrank) and not (self.repage and tally.key is not None):
+                sign = (f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank
+                        else f"{missing:,} fewer distinct keys than the API's total")
                 self.warn(f"{sign} while the listing was paged: some records may have been skipped. The kit pages "
                           "again only where the load keeps one row per key (a delete-insert merge on a primary key); "
                           "a later full refresh loads what was skipped")
+                missing, shrank = 0, None
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind()
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "

@@ -118,18 +118,15 @@ def stale_columns(schema: Any, source: Any, linked: Collection[str] = ()) -> str
     return None
 
 
-def disposition(resource: Any) -> tuple[str | None, str]:
-    """The resource's write disposition and merge strategy (dlt's default: delete-insert)."""
+def merge_strategy(resource: Any) -> str | None:
+    """The resource's merge strategy (dlt's default: delete-insert), or None if it is no merge.
+
+    Only a delete-insert merge keeps one row per key of rows staged twice and links nested rows
+    to their root row (``_dlt_root_id``) by the root's random ``_dlt_id``; scd2's versions and
+    upsert's key-derived ``_dlt_id`` are written by dlt's merge alone."""
     hint = resource.write_disposition
-    if isinstance(hint, dict):
-        return hint.get("disposition"), hint.get("strategy", "delete-insert")
-    return hint, "delete-insert"
-
-
-def links_nested_rows(resource: Any) -> bool:
-    """Whether dlt's merge links the resource's nested rows to their root row (``_dlt_root_id``)
-    and deletes them by it: a delete-insert merge (the others never replace, see ``_build``)."""
-    return disposition(resource) == ("merge", "delete-insert")
+    kind, strategy = (hint.get("disposition"), hint.get("strategy")) if isinstance(hint, dict) else (hint, None)
+    return (strategy or "delete-insert") if kind == "merge" else None
 
 
 def table_of(resource: Any) -> str:

@@ -24,7 +24,7 @@ from analytics_kit.fetch.arrow_tables import (
 )
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import MergeNeeded, Replace, disposition, links_nested_rows, table_of
+from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, table_of
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -121,18 +121,17 @@ def _build(
         if related or unpaged:
             raise MergeNeeded(sorted(related or unpaged)[0], "its records pass between resources")
         for resource in source.resources.values():
-            kind, strategy = disposition(resource)
-            if kind == "merge" and strategy != "delete-insert":
-                # scd2's versions and upsert's keyed row ids are written by dlt's merge alone
-                raise MergeNeeded(resource.name, f"its merge strategy {strategy!r} keeps what only dlt's merge writes")
+            if merge_strategy(resource) not in (None, "delete-insert"):
+                raise MergeNeeded(resource.name, f"its merge strategy {merge_strategy(resource)!r} keeps what only "
+                                  "dlt's merge writes")
         # the next incremental merge finds nested rows by their root's _dlt_id, as its own link them
         linked = _LINKED[source] = frozenset(naming(table_of(r)) for r in source.resources.values()
-                                              if links_nested_rows(r))
+                                              if merge_strategy(r) == "delete-insert")
         seam.link_nested_rows(source, sorted(linked))
     for resource in source.resources.values():
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
         # becomes it) keeps one row per key
-        one_row_per_key = replace or disposition(resource) == ("merge", "delete-insert")
+        one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:
@@ -251,9 +250,8 @@ def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:
         return "table names computed per record"
     if resource.schema_contract:
         return "schema_contract filters rows of dicts"
-    kind, strategy = disposition(resource)
-    if kind == "merge" and strategy != "delete-insert":
-        return f"dlt's {strategy} merge derives _dlt_id from each record"
+    if merge_strategy(resource) not in (None, "delete-insert"):
+        return f"dlt's {merge_strategy(resource)} merge derives _dlt_id from each record"
     reason = unsupported_columns(resource.columns)
     if reason:
         return reason

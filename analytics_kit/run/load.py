@@ -16,7 +16,7 @@ from analytics_kit import _settings
 from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
-from analytics_kit.fetch.replace import MergeNeeded, disposition, stale_columns
+from analytics_kit.fetch.replace import MergeNeeded, merge_strategy, stale_columns
 from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
@@ -277,8 +277,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
 
 def _merges_by_key(resource: Any) -> bool:
     """Whether dlt loads the resource with its default merge: delete-insert on a primary key."""
-    kind, strategy = disposition(resource)
-    return kind == "merge" and strategy == "delete-insert" and bool(primary_key(resource))
+    return merge_strategy(resource) == "delete-insert" and bool(primary_key(resource))
 
 
 def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
