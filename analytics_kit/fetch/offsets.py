@@ -21,6 +21,7 @@ records, a negative one a single page, and reported success.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import threading
@@ -148,8 +149,9 @@ class OffsetPass:
         self.total: int | None = None  # the latest usable total
         self.first_total: int | None = None
         self.consistent_total: int | None = None
-        self._totals: list[tuple[float, int]] = []  # (when the page came back, its usable total)
-        self._seen_to = 0  # records the listing held: the furthest page's end
+        # (when the page came back, its usable total, its offset if it was empty)
+        self._totals: list[tuple[float, int, int | None]] = []
+        self._ends: list[tuple[float, int]] = []  # (when a page came back, where its records ended)
         self._named_bad_total = False
 
     # -- requests --------------------------------------------------------------------------------
@@ -223,7 +225,8 @@ class OffsetPass:
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
-            self._totals.append((page.received, total))
+            empty_at = None if page else page.offset - self.paginator.base_index
+            self._totals.append((page.received, total, empty_at))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
@@ -232,16 +235,30 @@ class OffsetPass:
             self.owner.warn(f"the API's total={_brief(page.total)} on {page.request} is not a plausible record "
                             "count; paging until an empty page instead")
 
-    def shrank(self) -> tuple[int, int] | None:
+    def shrank(self, repeated: bool = False) -> tuple[int, int] | None:
         """(from, to) where the API's total fell during the pass, in the order the pages came back.
 
         A record removed while the listing was paged shifts the later ones back by one: the
-        one sliding into a page already fetched is never seen, and no key comes twice to show
-        it (the removed one was seen before it went, and the total no longer counts it).
+        one sliding into a page already fetched is never seen, and the total no longer counts
+        the removed one, so the keys match the total. ``repeated``: the pass saw a key twice.
         """
+        # A total that the listing went past is no count (a too-low or per-page figure), not a
+        # purge sign. Pages fetched at once may come back out of order, though: pages served
+        # before a purge go past the lower total that pages served after it report. Then the
+        # page served after the purge also holds the first record of the page above it, which
+        # was served before: a key comes twice. Only with that sign does a page that came back
+        # earlier not contradict a total (a wobbling total paged again could fail a load).
+        ends = sorted(self._ends)
+        reach_from = [0] * (len(ends) + 1)  # reach_from[i]: the furthest end of pages i and later
+        for i in range(len(ends) - 1, -1, -1):
+            reach_from[i] = max(ends[i][1], reach_from[i + 1])
         highest = None
-        # a total the listing went past is no count (a too-low or per-page figure): not a purge sign
-        for _, total in sorted(t for t in self._totals if t[1] >= self._seen_to):
+        for received, total, empty_at in sorted(self._totals):
+            if reach_from[bisect.bisect_left(ends, (received,)) if repeated else 0] > total:
+                continue
+            # the empty page that ends the listing hides a record only if one was expected there
+            if empty_at is not None and (highest is None or highest <= empty_at):
+                continue
             if highest is not None and total < highest:
                 return highest, total
             highest = total if highest is None else max(highest, total)
@@ -282,7 +299,7 @@ class OffsetPass:
                 if short is not None:
                     self._page_cap(short, page)
                 end = page.offset + len(page)
-                self._seen_to = max(self._seen_to, end - p.base_index)
+                self._ends.append((page.received, end - p.base_index))
                 if self.total is not None and end > self.total + p.base_index and not past_total:
                     if page.offset >= self.total + p.base_index and previous is not None and page.ends == previous.ends:
                         # an API that answers an offset past its end with its last page again
