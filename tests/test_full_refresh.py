@@ -16,7 +16,8 @@ from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 import analytics_kit as ak
 from tests.adversary import START, Adversary, iso
 from tests.helpers import loaded, served
-from tests.test_adversary import config_for
+from tests.test_adversary import config_for, table
+from tests.test_adversary import served as served_by
 from tests.test_faults import checksum, snapshot
 
 
@@ -353,3 +354,24 @@ def test_flat_scd2_records_loaded_twice_unchanged_keep_one_version(api, config):
     ak.load(config, progress=False)
     versions = ak.query("SELECT id, count(*) AS n FROM customers GROUP BY id")
     assert len(versions) == len(api.records("customers", include_deleted=True)) and set(versions.n) == {1}
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+def test_a_record_updated_while_paged_keeps_its_newer_version_without_a_dedup_sort(mode):
+    """A config that declares no dedup_sort: record 50 is updated (and moves to the end) as
+    offset 100 is asked for, so the pass stages both versions and the listing is paged again.
+    The newer version is the one kept: the kit sorts a delete-insert merge's copies of a key by
+    the incremental cursor where the config sorts them by nothing."""
+    with Adversary(n=250) as api:
+        moved = []
+
+        def move_record_50(request):
+            if request.offset == 100 and not moved:
+                moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
+
+        api.status_script = move_record_50
+        config = config_for(api, concurrency=1)
+        assert not any("dedup_sort" in c for c in config["resources"][0]["columns"].values())
+        report = ak.load(config, mode=mode, progress=False)
+        assert moved and report.passes == {"events": 2}
+        assert table() == served_by(api) and table()[50][1] == 5.5

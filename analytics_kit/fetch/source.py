@@ -132,6 +132,7 @@ def _build(
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
         # becomes it) keeps one row per key
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
+        _keep_latest_copy(resource, naming)
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:
@@ -192,6 +193,29 @@ def linked_roots(source: DltSource) -> frozenset[str]:
     """The root tables whose nested rows this replace source links by ``_dlt_root_id``: those of
     its delete-insert merges (their write disposition reads ``replace`` once it is built)."""
     return _LINKED.get(source, frozenset())
+
+
+def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str]) -> None:
+    """Sorts a delete-insert merge's copies of one key by its incremental cursor (``dedup_sort``),
+    where the config sorts them by nothing.
+
+    A record updated while its listing is paged is staged in both versions, and the listing is
+    paged again; without a sort dlt keeps either copy, and kept the older one. The cursor has
+    moved past the newer version then, so no later incremental run repairs the row.
+    """
+    incremental = seam.resource_incremental(resource)
+    columns = resource.columns
+    if (merge_strategy(resource) != "delete-insert" or not seam.primary_key(resource) or incremental is None
+            or incremental.last_value_func not in (max, min) or not isinstance(columns, dict)):
+        return
+    path = incremental.cursor_path
+    if not isinstance(path, str) or not path.isidentifier():
+        return
+    if any(isinstance(c, Mapping) and c.get("dedup_sort") for c in columns.values()):
+        return  # the config's own order
+    name = next((k for k in columns if naming(k) == naming(path)), path)
+    order = "desc" if incremental.last_value_func is max else "asc"
+    resource.apply_hints(columns={**columns, name: {**columns.get(name, {}), "name": name, "dedup_sort": order}})
 
 
 def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
