@@ -28,7 +28,7 @@ MASK = "***"
 NOISY_LOGGERS = ("urllib3.connectionpool", "urllib3", "dlt", "analytics_kit", "requests")
 # Secrets shorter than this are masked as whole tokens only (see the module docstring).
 WHOLE_WORD_BELOW = 4
-_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
 
 
 class Redactor:
@@ -42,17 +42,20 @@ class Redactor:
                 # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
                 # values with repr: a backslash or a quote in the key would change its form)
                 # (percent-encoded with "/" kept too: how most clients and people encode a URL)
+                # (an escape matches in any case, "%2f" or "%2F": see _pattern)
                 encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")}
-                # and with lower-case escapes ("%2f"), which RFC 3986 allows and some servers echo
-                encoded |= {_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
                 as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
                 # JSON may escape "/" too (PHP's json_encode does by default)
                 as_json |= {form.replace("/", "\\/") for form in as_json}
                 forms.update({secret, repr(secret)[1:-1], *as_json, *encoded})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
-        # the forms a JSON body may hold, for ``echoed``; too short ones would match anything
-        self._in_bodies = tuple(f.encode() for f in ordered if len(f) >= WHOLE_WORD_BELOW)
+        # the forms a JSON body may hold, for ``echoed``; too short ones would match anything.
+        # Those with escapes are looked for by a pattern, in any case; the others as they are.
+        in_bodies = [f for f in ordered if len(f) >= WHOLE_WORD_BELOW]
+        self._in_bodies = tuple(f.encode() for f in in_bodies if not _ESCAPE.search(f))
+        escaped = [_pattern(f) for f in in_bodies if _ESCAPE.search(f)]
+        self._escaped_in_bodies = re.compile("|".join(escaped).encode()) if escaped else None
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
 
     def __call__(self, text: str) -> str:
@@ -62,16 +65,22 @@ class Redactor:
 
     def echoed(self, content: bytes) -> bool:
         """Whether a secret (of 4 characters or more) is somewhere in ``content``."""
-        return any(form in content for form in self._in_bodies)
+        if any(form in content for form in self._in_bodies):
+            return True
+        return self._escaped_in_bodies is not None and self._escaped_in_bodies.search(content) is not None
 
     def __bool__(self) -> bool:
         return self._pattern is not None
 
 
 def _pattern(form: str) -> str:
+    # RFC 3986 lets an escape's hex digits be either case, and servers echo "%2f", "%2F" or
+    # both in one URL: each escape matches in any case
+    loose = _ESCAPE.sub(lambda m: "%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c
+                                              for c in m.groups()), re.escape(form))
     if len(form) >= WHOLE_WORD_BELOW:
-        return re.escape(form)
-    return rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])"
+        return loose
+    return rf"(?<![A-Za-z0-9]){loose}(?![A-Za-z0-9])"
 
 
 class RedactingFilter(logging.Filter):

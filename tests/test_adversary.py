@@ -1069,8 +1069,11 @@ def test_secret_percent_encoded_in_any_common_way_is_masked():
     """A key pasted into a URL by hand: "+" and "=" encoded, "/" kept, as most tools encode a URL."""
     key = "s3cr3t+k/ey=XYZ"
     redact = Redactor([key])
-    for form in ("s3cr3t%2Bk/ey%3DXYZ", "s3cr3t%2Bk%2Fey%3DXYZ", "s3cr3t+k/ey=XYZ", "s3cr3t%2Bk%2Fey%3DXYZ"):
+    for form in ("s3cr3t%2Bk/ey%3DXYZ", "s3cr3t%2Bk%2Fey%3DXYZ", "s3cr3t+k/ey=XYZ", "s3cr3t%2bk%2fey%3dXYZ",
+                 "s3cr3t%2bk%2Fey%3DXYZ", "s3cr3t%2Bk%2fey%3dXYZ"):  # escapes in either case, mixed in one URL
         assert redact(f"GET /x?api_key={form}&offset=0") == "GET /x?api_key=***&offset=0", form
+        assert redact.echoed(f'{{"next": "/x?api_key={form}"}}'.encode()), form
+    assert not redact.echoed(b'{"next": "/x?api_key=s3cr3t%2Bk%2Fey%3DXYy"}')
 
 
 @pytest.mark.parametrize("where", ["path", "base_url"])
