@@ -1335,6 +1335,34 @@ def test_a_wobbling_total_of_a_concurrent_listing_is_no_purge(api, watch):
     assert "total fell" not in watch.log.getvalue()
 
 
+def test_a_listing_growing_while_paged_with_a_late_answer_is_no_purge(api, watch):
+    """An events API gains a record (at the end) with every request; at concurrency 8 the page
+    at offset 500 is answered first (total=502) but arrives last, after pages that said 506.
+    Nothing shifted: the totals only look like a fall in the order the answers arrived. Pages
+    in flight together were answered in an unknown order: one pass, no failure (a helper's
+    check found such a listing paged 3 times, then the load failed as "kept changing")."""
+    new_id = iter(range(10_000, 20_000))
+    lock = threading.Lock()
+
+    def grow(request):
+        if request.path == api.path:
+            time.sleep(0.03 if request.offset == 0 else 0.05 if request.offset != 500 else 0)
+            with lock:
+                record_id = next(new_id)
+                api.add_records([{"id": record_id, "updated_at": iso(START + 10**6 + record_id, z=True),
+                                  "value": 1.0, "kind": "view"}])
+
+    def answer_late(body, offset):
+        if offset == 500:
+            time.sleep(0.3)
+        return body
+
+    api.status_script, api.transform = grow, answer_late
+    report = watch.succeeds(config_for(api, concurrency=8))
+    assert not report.passes and "total fell" not in watch.log.getvalue(), report
+    assert set(range(1, 501)) <= set(table())
+
+
 def test_a_total_one_page_contradicts_is_not_read_as_a_purge(api, watch):
     """One page says total=300 while it holds records past 300: that total is no count, and the
     listing is paged once."""

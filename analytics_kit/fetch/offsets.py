@@ -22,6 +22,7 @@ records, a negative one a single page, and reported success.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import logging
 import threading
@@ -88,15 +89,19 @@ class Page(list):
     in place), to tell a page that repeats the one before.
     """
 
-    __slots__ = ("offset", "request", "total", "ignored", "ends", "received")
+    __slots__ = ("offset", "request", "total", "ignored", "ends", "sent", "received")
 
-    def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False) -> None:
+    def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False,
+                 sent: float = 0.0) -> None:
         super().__init__(rows)
         self.offset = offset
         self.request = request
         self.total = total
         self.ignored = ignored
-        self.received = time.monotonic()  # pages come back out of order: totals are compared in this one
+        # pages in flight together are answered in any order: the API answered one before
+        # another for certain only if it came back before the other was asked for
+        self.sent = sent
+        self.received = time.monotonic()
         self.ends = (len(rows), as_json(rows[0]), as_json(rows[-1])) if rows else ()
 
 
@@ -149,8 +154,8 @@ class OffsetPass:
         self.total: int | None = None  # the latest usable total
         self.first_total: int | None = None
         self.consistent_total: int | None = None
-        # (when the page came back, its usable total, its offset if it was empty)
-        self._totals: list[tuple[float, int, int | None]] = []
+        # (when the page came back, when it was asked for, its usable total, its offset if empty)
+        self._totals: list[tuple[float, float, int, int | None]] = []
         self._ends: list[tuple[float, int]] = []  # (when a page came back, where its records ended)
         self._named_bad_total = False
 
@@ -196,10 +201,11 @@ class OffsetPass:
                 # proxies and certificates from the environment: the same for every page of the
                 # pass, and looking them up costs about as much as parsing a page
                 self.settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+            sent = time.monotonic()
             try:
                 response = session.send(prepared, **{**self.settings, **self.send_kwargs})
             except IgnoreResponseException:
-                return Page([], offset=offset, request=shown, ignored=True)
+                return Page([], offset=offset, request=shown, ignored=True, sent=sent)
             if self.first_response is None:
                 self.first_response = response.elapsed.total_seconds()  # the API's own answer time
             body = parse_body(response.content)
@@ -207,11 +213,11 @@ class OffsetPass:
                 self.data_selector = self.owner.client.detect_data_selector(response)
             rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)
             if self.paginator.total_path is None:  # no total configured: pages until an empty one
-                return Page(rows, offset=offset, request=shown)
+                return Page(rows, offset=offset, request=shown, sent=sent)
             totals = seam.jsonpath.find_values(self.paginator.total_path, body)
             if not totals or totals[0] is None:
                 seam.missing_total(self.paginator, body)
-            return Page(rows, offset=offset, request=shown, total=totals[0])
+            return Page(rows, offset=offset, request=shown, total=totals[0], sent=sent)
         except Exception as error:
             tag_request(error, shown)
             raise
@@ -226,7 +232,7 @@ class OffsetPass:
             # the latest page's: records added during the load are fetched too
             self.total = total
             empty_at = None if page else page.offset - self.paginator.base_index
-            self._totals.append((page.received, total, empty_at))
+            self._totals.append((page.received, page.sent, total, empty_at))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
@@ -236,7 +242,8 @@ class OffsetPass:
                             "count; paging until an empty page instead")
 
     def shrank(self, repeated: bool = False) -> tuple[int, int] | None:
-        """(from, to) where the API's total fell during the pass, in the order the pages came back.
+        """(from, to) where the API's total fell during the pass: a page's total below that of a
+        page the API answered before it.
 
         A record removed while the listing was paged shifts the later ones back by one: the
         one sliding into a page already fetched is never seen, and the total no longer counts
@@ -252,16 +259,21 @@ class OffsetPass:
         reach_from = [0] * (len(ends) + 1)  # reach_from[i]: the furthest end of pages i and later
         for i in range(len(ends) - 1, -1, -1):
             reach_from[i] = max(ends[i][1], reach_from[i + 1])
-        highest = None
-        for received, total, empty_at in sorted(self._totals):
-            if reach_from[bisect.bisect_left(ends, (received,)) if repeated else 0] > total:
+        counts = [t for t in sorted(self._totals)
+                  if reach_from[bisect.bisect_left(ends, (t[0],)) if repeated else 0] <= t[2]]
+        # Only a page that came back before another was asked for was answered before it: a
+        # listing that grows while it is paged, with a late answer, is no fall.
+        highest_by = list(itertools.accumulate((t[2] for t in counts), max))
+        for _, sent, total, empty_at in counts:
+            before = bisect.bisect_left(counts, (sent,))
+            if not before:
                 continue
+            highest = highest_by[before - 1]
             # the empty page that ends the listing hides a record only if one was expected there
-            if empty_at is not None and (highest is None or highest <= empty_at):
+            if empty_at is not None and highest <= empty_at:
                 continue
-            if highest is not None and total < highest:
+            if total < highest:
                 return highest, total
-            highest = total if highest is None else max(highest, total)
         return None
 
     def run(self) -> Iterator[Page]:
