@@ -259,8 +259,10 @@ class OffsetPass:
         reach_from = [0] * (len(ends) + 1)  # reach_from[i]: the furthest end of pages i and later
         for i in range(len(ends) - 1, -1, -1):
             reach_from[i] = max(ends[i][1], reach_from[i + 1])
+        # The empty page that ends the listing is not contradicted so: the pages before it
+        # went past its total if a purge moved their records back (see the check below).
         counts = [t for t in sorted(self._totals)
-                  if reach_from[bisect.bisect_left(ends, (t[0],)) if repeated else 0] <= t[2]]
+                  if t[3] is not None or reach_from[bisect.bisect_left(ends, (t[0],)) if repeated else 0] <= t[2]]
         # Only a page that came back before another was asked for was answered before it: a
         # listing that grows while it is paged, with a late answer, is no fall.
         highest_by = list(itertools.accumulate((t[2] for t in counts), max))
