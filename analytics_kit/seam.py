@@ -105,11 +105,9 @@ def incremental_states(state: dict, source: str) -> Iterator[StoredCursor]:
 
 
 def running_cursor(resource: str, path: str) -> Any:
-    """The cursor value the running extraction of ``resource`` starts from, or None.
-
-    Read through ``dlt.current.resource_state`` (public) in dlt's layout (see above): the
-    ``Incremental`` a rest_api resource is given is not the bound copy that knows it.
-    """
+    """The cursor value the running extraction of ``resource`` starts from, or None. Read through
+    ``dlt.current.resource_state`` (public) in dlt's layout (see above): the ``Incremental`` a
+    rest_api resource is given is not the bound copy that knows it."""
     import dlt
 
     try:
@@ -222,10 +220,8 @@ def cursor_convert(resource: DltResource) -> Any:
 
 
 def related_resources(source: DltSource) -> set[str]:
-    """Names of resources that pass records between them: transformers and their parents.
-
-    ``is_transformer`` is public; a transformer's parent is known only through ``_pipe``.
-    """
+    """Names of resources that pass records between them: transformers and their parents
+    (``is_transformer`` is public; a transformer's parent is known only through ``_pipe``)."""
     related: set[str] = set()
     for resource in source.resources.values():
         if resource.is_transformer:
@@ -589,11 +585,14 @@ def is_missing_config(error: BaseException) -> bool:
     return missing_fields(error) is not None
 
 
-def identifier_naming(source: DltSource, *, fields: bool = False) -> Callable[[str], str]:
+def identifier_naming(source: DltSource, *, fields: bool = False, nested: bool = False) -> Callable[[Any], str]:
     """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source schema's naming
     convention (``DltSource.schema`` is public, its ``naming`` is not). With ``fields``, as dlt's normaliser
-    names a top-level field: ``a__b`` apart from ``a_b``, a blank one ``_empty`` (internal settings)."""
+    names a top-level field: ``a__b`` apart from ``a_b``, a blank one ``_empty`` (internal settings). With
+    ``nested``, the column its normaliser flattens a field path into: (``meta``, ``updatedAt``) -> ``meta__updated_at``."""
     naming = source.schema.naming
+    if nested:
+        return lambda parts: naming.shorten_fragments(*map(naming.normalize_identifier, parts))
     if not fields:
         return naming.normalize_identifier
     from dlt.common.normalizers.json.relational import DataItemNormalizer as Normalizer

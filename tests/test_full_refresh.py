@@ -375,3 +375,32 @@ def test_a_record_updated_while_paged_keeps_its_newer_version_without_a_dedup_so
         report = ak.load(config, mode=mode, progress=False)
         assert moved and report.passes == {"events": 2}
         assert table() == served_by(api) and table()[50][1] == 5.5
+
+
+@pytest.mark.parametrize("cursor", ["meta.updated_at", "$.updated_at"])
+def test_a_cursor_given_as_a_path_sorts_a_keys_copies_too(cursor):
+    """The cursor as a path of fields (the API nests it under ``meta``, dlt's column is
+    meta__updated_at) or as a JSONPath: record 50, updated while paged, keeps its newer version,
+    and ``ak.schema()`` shows the hint on the cursor's column (helper-23: none was set)."""
+    column = "meta__updated_at" if cursor.startswith("meta") else "updated_at"
+    with Adversary(n=250) as api:
+        moved = []
+
+        def nest(body: dict, offset: int) -> dict:
+            if column != "updated_at":
+                for record in body["data"]:
+                    record["meta"] = {"updated_at": record.pop("updated_at")}
+            return body
+
+        def move_record_50(request):
+            if request.offset == 100 and not moved:
+                moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
+
+        api.transform, api.status_script = nest, move_record_50
+        config = config_for(api, concurrency=1, columns={"id": {"data_type": "bigint", "nullable": False}})
+        config["resources"][0]["endpoint"]["incremental"]["cursor_path"] = cursor
+        report = ak.load(config, progress=False)
+        assert moved and report.passes == {"events": 2}
+        assert ak.query("SELECT value FROM events WHERE id = 50").value[0] == 5.5
+        hints = ak.schema().columns
+        assert "dedup_sort" in hints.set_index("column").hints[column], hints

@@ -21,8 +21,6 @@ records, a negative one a single page, and reported success.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import json
 import logging
 import threading
@@ -41,6 +39,7 @@ from requests import Session
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch.records import as_json, select_records
+from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.transport import request_text
 
 if TYPE_CHECKING:
@@ -154,10 +153,7 @@ class OffsetPass:
         self.total: int | None = None  # the latest usable total
         self.first_total: int | None = None
         self.consistent_total: int | None = None
-        # (when the page came back, when it was asked for, its usable total, its offset if it
-        # was empty, where its records ended)
-        self._totals: list[tuple[float, float, int, int | None, int]] = []
-        self._ends: list[tuple[float, int]] = []  # (when a page was asked for, where its records ended)
+        self.totals = Totals()  # for the sign of a purge (``Totals.fell``)
         self._named_bad_total = False
 
     # -- requests --------------------------------------------------------------------------------
@@ -232,8 +228,7 @@ class OffsetPass:
         if total is not None:
             # the latest page's: records added during the load are fetched too
             self.total = total
-            start = page.offset - self.paginator.base_index
-            self._totals.append((page.received, page.sent, total, None if page else start, start + len(page)))
+            self.totals.saw_total(page.received, page.sent, total, page.offset - self.paginator.base_index, len(page))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
@@ -241,47 +236,6 @@ class OffsetPass:
             self._named_bad_total = True
             self.owner.warn(f"the API's total={_brief(page.total)} on {page.request} is not a plausible record "
                             "count; paging until an empty page instead")
-
-    def shrank(self, repeated: bool = False) -> tuple[int, int] | None:
-        """(from, to) where the API's total fell during the pass: a page's total below that of a
-        page the API answered before it.
-
-        A record removed while the listing was paged shifts the later ones back by one: the
-        one sliding into a page already fetched is never seen, and the total no longer counts
-        the removed one, so the keys match the total. ``repeated``: the pass saw a key twice.
-        """
-        # A total that the listing went past is no count (a too-low or per-page figure), not a
-        # purge sign. Pages fetched at once are answered in any order, though, and pages served
-        # before a purge go past the lower total of pages served after it. Then a page served
-        # after the purge also holds the first record of the page above it, served before: a
-        # key comes twice. Only with that sign is a total contradicted by its own page and by
-        # pages asked for after it came back alone (a wobbling total would be paged again).
-        ends = sorted(self._ends)
-        reach_from = [0] * (len(ends) + 1)  # reach_from[i]: the furthest end of pages i and later
-        for i in range(len(ends) - 1, -1, -1):
-            reach_from[i] = max(ends[i][1], reach_from[i + 1])
-
-        def contradicted(received: float, total: int, own_end: int) -> bool:
-            later = bisect.bisect_right(ends, (received, float("inf"))) if repeated else 0
-            return max(own_end, reach_from[later]) > total
-
-        # The empty page that ends the listing is not contradicted so: the pages before it
-        # went past its total if a purge moved their records back (see the check below).
-        counts = [t for t in sorted(self._totals) if t[3] is not None or not contradicted(t[0], t[2], t[4])]
-        # Only a page that came back before another was asked for was answered before it: a
-        # listing that grows while it is paged, with a late answer, is no fall.
-        highest_by = list(itertools.accumulate((t[2] for t in counts), max))
-        for _, sent, total, empty_at, _ in counts:
-            before = bisect.bisect_left(counts, (sent,))
-            if not before:
-                continue
-            highest = highest_by[before - 1]
-            # the empty page that ends the listing hides a record only if one was expected there
-            if empty_at is not None and highest <= empty_at:
-                continue
-            if total < highest:
-                return highest, total
-        return None
 
     def run(self) -> Iterator[Page]:
         p = self.paginator
@@ -318,7 +272,7 @@ class OffsetPass:
                 if short is not None:
                     self._page_cap(short, page)
                 end = page.offset + len(page)
-                self._ends.append((page.sent, end - p.base_index))
+                self.totals.saw_page(page.sent, end - p.base_index)
                 if self.total is not None and end > self.total + p.base_index and not past_total:
                     if page.offset >= self.total + p.base_index and previous is not None and page.ends == previous.ends:
                         # an API that answers an offset past its end with its last page again

@@ -391,7 +391,7 @@ class KitPaginate:
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None
-        tally.shrank = listing.shrank(repeated=tally.distinct() < tally.rows)
+        tally.shrank = listing.totals.fell(repeated=tally.distinct() < tally.rows)
 
 
 def _kind(value: Any) -> str:

@@ -132,7 +132,7 @@ def _build(
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
         # becomes it) keeps one row per key
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
-        _keep_latest_copy(resource, naming)
+        _keep_latest_copy(resource, naming, seam.identifier_naming(source, nested=True))
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:
@@ -195,7 +195,7 @@ def linked_roots(source: DltSource) -> frozenset[str]:
     return _LINKED.get(source, frozenset())
 
 
-def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str]) -> None:
+def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str], flattened: Callable[[list], str]) -> None:
     """Sorts a delete-insert merge's copies of one key by its incremental cursor (``dedup_sort``),
     where the config sorts them by nothing.
 
@@ -208,12 +208,16 @@ def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str]) -> No
     if (merge_strategy(resource) != "delete-insert" or not seam.primary_key(resource) or incremental is None
             or incremental.last_value_func not in (max, min) or not isinstance(columns, dict)):
         return
+    # a field or a path of fields (meta.updated_at, $.updated_at), which dlt flattens into a column;
+    # a custom last_value_func, or a path with wildcards or indexes, has no order to tell
     path = incremental.cursor_path
-    if not isinstance(path, str) or not path.isidentifier():
+    parts = path.removeprefix("$.").split(".") if isinstance(path, str) else []
+    if not parts or not all(p.isidentifier() for p in parts):
         return
     if any(isinstance(c, Mapping) and c.get("dedup_sort") for c in columns.values()):
         return  # the config's own order
-    name = next((k for k in columns if naming(k) == naming(path)), path)
+    column = flattened(parts)
+    name = next((k for k in columns if naming(k) == column), column if len(parts) > 1 else path.removeprefix("$."))
     order = "desc" if incremental.last_value_func is max else "asc"
     resource.apply_hints(columns={**columns, name: {**columns.get(name, {}), "name": name, "dedup_sort": order}})
 

@@ -23,7 +23,7 @@ class Tally:
         self.ints = array("q")
         self.others: set = set()
         self.total: int | None = None
-        self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see OffsetPass.shrank)
+        self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see purges.Totals.fell)
         self.rows = 0  # keys seen, repeats included
         self._lock = threading.Lock()
         self._distinct: int | None = None
