@@ -1291,6 +1291,27 @@ def test_a_purge_after_later_pages_were_served_is_seen(api, watch):
     assert "total fell from 500 to 499" in watch.log.getvalue()
 
 
+def test_an_update_hiding_a_record_is_seen_though_a_purge_on_the_closing_page_evens_the_count(api, watch):
+    """Record 150 is updated as offset 200 is asked for (it moves to the end, and record 201
+    slides into a page already fetched); record 16, already seen, is purged as the empty page at
+    500 is asked for, so the final total, 499, equals the keys seen. The pages ended where the
+    total before it said, 500: that count shows the hidden record (helper-24)."""
+    done: set = set()
+
+    def update_then_purge(request):
+        if request.offset == 200 and "update" not in done:
+            api.update_record(150, value=5.5)
+            done.add("update")
+        if request.offset == 500 and "purge" not in done:
+            api.delete_records(16)
+            done.add("purge")
+
+    api.status_script = update_then_purge
+    report = watch.succeeds(config_for(api, concurrency=1))
+    assert done == {"update", "purge"} and report.passes == {"events": 2}, report
+    assert set(served(api)) <= set(table()) and table()[150][1] == 5.5  # record 16 stays, as any purged one
+
+
 def test_a_purge_is_seen_when_a_page_answered_before_it_arrives_after_the_pages_answered_after(api, watch):
     """Pages 100 and 400 are answered, then record 150 is purged, then pages 200 and 300; the
     answer for 400 arrives last. Record 201 slides into page 100 and is never served. Page 400

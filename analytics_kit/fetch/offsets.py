@@ -153,6 +153,7 @@ class OffsetPass:
         self.total: int | None = None  # the latest usable total
         self.first_total: int | None = None
         self.consistent_total: int | None = None
+        self.total_before: int | None = None  # the total before the latest page's
         self.totals = Totals()  # for the sign of a purge (``Totals.fell``)
         self._named_bad_total = False
 
@@ -227,7 +228,7 @@ class OffsetPass:
         total = usable_total(page.total)
         if total is not None:
             # the latest page's: records added during the load are fetched too
-            self.total = total
+            self.total_before, self.total = self.total, total
             self.totals.saw_total(page.received, page.sent, total, page.offset - self.paginator.base_index, len(page))
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
@@ -357,6 +358,10 @@ class OffsetPass:
                             f"({page.request}); loaded the {end:,} it returned")
         elif end == self.total + self.paginator.base_index:
             self.consistent_total = self.total
+        elif not page and short is None and end == (self.total_before or 0) + self.paginator.base_index:
+            # the total fell on the closing page (a record seen earlier purged meanwhile): the
+            # one before it counted the records the pages held, keys seen twice included
+            self.consistent_total = self.total_before
 
     def _page_cap(self, short: Page, page: Page) -> None:
         served, limit = len(short), self.paginator.limit
