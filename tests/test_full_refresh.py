@@ -44,6 +44,19 @@ def failing_full_refresh(monkeypatch, config: dict, table: str) -> None:
     monkeypatch.setattr(DuckDbSqlClient, "execute_many", execute_many)
 
 
+def move_record_50_when_asked(api: Adversary) -> list:
+    """Updates record 50 (it moves to the end of the listing) the first time offset 100 is asked
+    for, so one pass stages both its versions; the list returned holds it once that happened."""
+    moved: list = []
+
+    def move(request):
+        if request.offset == 100 and not moved:
+            moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
+
+    api.status_script = move
+    return moved
+
+
 def deleted_and_live(api) -> tuple[set, set]:
     everything = {r["id"] for r in api.records("events", include_deleted=True)}
     live = set(served(api))
@@ -119,13 +132,7 @@ def test_a_full_refresh_paged_again_counts_the_rows_of_the_run_it_loaded():
     extracted again as a merge, whose one pass sees every key once; the report and history count
     that pass's rows, not the abandoned one's."""
     with Adversary(n=250) as api:
-        moved = []
-
-        def move_record_50(request):
-            if request.offset == 100 and not moved:
-                moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
-
-        api.status_script = move_record_50
+        moved = move_record_50_when_asked(api)
         report = ak.load(config_for(api, concurrency=1), mode="full_refresh", progress=False)
         assert moved and report.passes == {"events": 2}
         in_table = ak.query("SELECT count(*) AS n FROM events").n[0]
@@ -363,13 +370,7 @@ def test_a_record_updated_while_paged_keeps_its_newer_version_without_a_dedup_so
     The newer version is the one kept: the kit sorts a delete-insert merge's copies of a key by
     the incremental cursor where the config sorts them by nothing."""
     with Adversary(n=250) as api:
-        moved = []
-
-        def move_record_50(request):
-            if request.offset == 100 and not moved:
-                moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
-
-        api.status_script = move_record_50
+        moved = move_record_50_when_asked(api)
         config = config_for(api, concurrency=1)
         assert not any("dedup_sort" in c for c in config["resources"][0]["columns"].values())
         report = ak.load(config, mode=mode, progress=False)
@@ -384,7 +385,7 @@ def test_a_cursor_given_as_a_path_sorts_a_keys_copies_too(cursor):
     and ``ak.schema()`` shows the hint on the cursor's column (helper-23: none was set)."""
     column = "meta__updated_at" if cursor.startswith("meta") else "updated_at"
     with Adversary(n=250) as api:
-        moved = []
+        moved = move_record_50_when_asked(api)
 
         def nest(body: dict, offset: int) -> dict:
             if column != "updated_at":
@@ -392,11 +393,7 @@ def test_a_cursor_given_as_a_path_sorts_a_keys_copies_too(cursor):
                     record["meta"] = {"updated_at": record.pop("updated_at")}
             return body
 
-        def move_record_50(request):
-            if request.offset == 100 and not moved:
-                moved.append(api.update_record(50, updated_at=iso(START + 60 * 400, z=True), value=5.5))
-
-        api.transform, api.status_script = nest, move_record_50
+        api.transform = nest
         config = config_for(api, concurrency=1, columns={"id": {"data_type": "bigint", "nullable": False}})
         config["resources"][0]["endpoint"]["incremental"]["cursor_path"] = cursor
         report = ak.load(config, progress=False)

@@ -129,6 +129,11 @@ def merge_strategy(resource: Any) -> str | None:
     return (strategy or "delete-insert") if kind == "merge" else None
 
 
+def merges_by_key(resource: Any) -> bool:
+    """Whether dlt loads the resource with its default merge: delete-insert on a primary key."""
+    return merge_strategy(resource) == "delete-insert" and bool(seam.primary_key(resource))
+
+
 def table_of(resource: Any) -> str:
     """The resource's table name, as the config gives it."""
     return resource.table_name if isinstance(resource.table_name, str) else resource.name

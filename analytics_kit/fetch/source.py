@@ -24,7 +24,7 @@ from analytics_kit.fetch.arrow_tables import (
 )
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, table_of
+from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, merges_by_key, table_of
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -115,6 +115,7 @@ def _build(
     related = seam.related_resources(source)
     naming = seam.identifier_naming(source)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
+    flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
@@ -132,7 +133,7 @@ def _build(
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
         # becomes it) keeps one row per key
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
-        _keep_latest_copy(resource, naming, seam.identifier_naming(source, nested=True))
+        _keep_latest_copy(resource, naming, flattened)
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:
@@ -205,8 +206,8 @@ def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str], flatt
     """
     incremental = seam.resource_incremental(resource)
     columns = resource.columns
-    if (merge_strategy(resource) != "delete-insert" or not seam.primary_key(resource) or incremental is None
-            or incremental.last_value_func not in (max, min) or not isinstance(columns, dict)):
+    if (not merges_by_key(resource) or incremental is None or incremental.last_value_func not in (max, min)
+            or not isinstance(columns, dict)):
         return
     # a field or a path of fields (meta.updated_at, $.updated_at), which dlt flattens into a column;
     # a custom last_value_func, or a path with wildcards or indexes, has no order to tell
@@ -217,7 +218,8 @@ def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str], flatt
     if any(isinstance(c, Mapping) and c.get("dedup_sort") for c in columns.values()):
         return  # the config's own order
     column = flattened(parts)
-    name = next((k for k in columns if naming(k) == column), column if len(parts) > 1 else path.removeprefix("$."))
+    # an undeclared field keeps the API's name, as the config would write it (dlt names it)
+    name = next((k for k in columns if naming(k) == column), column if len(parts) > 1 else parts[0])
     order = "desc" if incremental.last_value_func is max else "asc"
     resource.apply_hints(columns={**columns, name: {**columns.get(name, {}), "name": name, "dedup_sort": order}})
 

@@ -16,7 +16,7 @@ from analytics_kit import _settings
 from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
-from analytics_kit.fetch.replace import MergeNeeded, merge_strategy, stale_columns
+from analytics_kit.fetch.replace import MergeNeeded, merges_by_key, stale_columns
 from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
@@ -27,7 +27,6 @@ from analytics_kit.seam import (
     complete_row_columns,
     merge_into_emptied,
     mute_dedup_notice,
-    primary_key,
     reset_resource_states,
 )
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
@@ -261,7 +260,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
                 raise
         # a failed extract commits no package, and dlt rolled back its state and schema
         source = build()
-        if all(_merges_by_key(resource) for resource in source.resources.values()):
+        if all(merges_by_key(resource) for resource in source.resources.values()):
             # dlt's merge dedups; each table is emptied in the merge's transaction (see the seam):
             # a failed or killed load leaves the old tables whole, as the replace does
             logger.info("%s; this full refresh is loaded as a merge into tables emptied in the same transaction",
@@ -273,11 +272,6 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
     pipeline.extract(source, loader_file_format=file_format,
                      refresh="drop_sources" if mode == "full_refresh" else None)
     return source, mode == "full_refresh", frozenset()
-
-
-def _merges_by_key(resource: Any) -> bool:
-    """Whether dlt loads the resource with its default merge: delete-insert on a primary key."""
-    return merge_strategy(resource) == "delete-insert" and bool(primary_key(resource))
 
 
 def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
