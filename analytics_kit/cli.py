@@ -71,10 +71,10 @@ def _print_frame(frame: Any) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from analytics_kit.run.lean import skip_pandas_probe
+    from analytics_kit.run.lean import import_load, skip_pandas_probe
 
     skip_pandas_probe()
-    from analytics_kit.run.load import load
+    load = import_load()
 
     report = load(
         read_config(args.config),
