@@ -88,6 +88,9 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
         value = row.get(field)
         if value is None:
             continue
+        if type(value) is str and len(value) == 20 and value[19] == "Z" and value[10] == "T":
+            row[field] = value[:19] + "+00:00"  # canonical()'s common case, without a call per row
+            continue
         new = canonical(value)
         if new is value and required and bad is None and not is_number(value) and not parse(value):
             bad = i

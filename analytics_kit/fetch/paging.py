@@ -320,8 +320,7 @@ class KitPaginate:
                                           page, [(len(page), request)])
             if self.fields is not None:
                 self.fields.check(page, request)
-            tally.see(page)
-            keys = tally.keys_of(page)
+            keys = tally.see(page)
             if self.primary_key and page:
                 self._check_keys(keys, request)
             if page and keys == previous:

@@ -50,10 +50,11 @@ class Tally:
             return next((f for f in record if isinstance(f, str) and self.naming(f) == name), name)
         return field(self.key) if isinstance(self.key, str) else tuple(field(k) for k in self.key)
 
-    def see(self, rows: list) -> None:
+    def see(self, rows: list) -> Any:
+        """Counts a page's keys; returns them, as ``keys_of`` gives them."""
+        keys = values = self.keys_of(rows)
         if self.key is None:
-            return
-        values = self.keys_of(rows)
+            return keys
         with self._lock:
             self.rows += len(values)
             self._distinct = None
@@ -68,6 +69,7 @@ class Tally:
                     self.ints.append(value)
                 else:
                     self.others.add(value)
+        return keys
 
     def one_kind(self) -> bool:
         """Whether every key was a 64-bit integer, or every key a string.
