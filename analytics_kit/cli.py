@@ -73,7 +73,7 @@ def _print_frame(frame: Any) -> None:
 def cmd_load(args: argparse.Namespace) -> int:
     from analytics_kit.run.lean import import_load, skip_pandas_probe
 
-    skip_pandas_probe()  # before dlt's import, in case it builds an arrow array
+    skip_pandas_probe()
     load = import_load()
 
     report = load(

@@ -74,29 +74,6 @@ def test_the_load_command_does_not_import_pandas_and_freezes_dlts_modules(api):
     assert out.stdout.split() == ["DataFrame", "int64"], out.stderr[-2000:]
 
 
-def test_ak_load_in_a_process_without_pandas_leaves_it_out_and_usable_afterwards(api):
-    """~30 MB of a 1,000,000-row load's peak; pyarrow takes pandas up on its first call that needs it."""
-    code = ("import sys, analytics_kit as ak; ak.load(ak.guide_config(), progress=False); "
-            "print('pandas' in sys.modules); import pandas as pd, pyarrow as pa; "
-            "print(pa.table(pd.DataFrame({'a': [1, 2]})).num_rows, pa.array(pd.Series([1.5, None])).type, "
-            "ak.query('SELECT count(*) AS n FROM events').n[0])")
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["False", "2", "double", str(len(served(api)))], out.stderr[-2000:]
-
-
-def test_the_pandas_refusal_holds_only_in_the_probing_thread():
-    """A load's probe must not fail another thread's ``import pandas`` (an ak.query beside it)."""
-    code = ("import sys, threading\n"
-            "from analytics_kit.run.lean import _Refuse\n"
-            "sys.meta_path.insert(0, _Refuse())\n"
-            "try:\n    import pandas\nexcept ImportError:\n    print('refused here')\n"
-            "t = threading.Thread(target=lambda: __import__('pandas')); t.start(); t.join()\n"
-            "print('pandas' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.splitlines() == ["refused here", "True"], out.stderr[-2000:]
-
-
 def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path):
     """The command ends without the interpreter's teardown: its output and status must still arrive."""
     kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))

@@ -1,32 +1,27 @@
-"""A load runs lean: without importing pandas, and from the shell with dlt's modules out of the collector's way.
+"""A command-line load runs lean: without importing pandas, and with dlt's modules out of the collector's way.
 
 pyarrow asks for pandas the first time it builds an array, to recognise pandas objects, and
-importing pandas took ~0.5 s (a quarter of a 1,000-row incremental run from the shell) and
-~30 MB (a tenth of a 1,000,000-row load's peak). A load never hands pyarrow a pandas object,
-so a load in a process without pandas lets pyarrow's one probe fail. pandas itself stays
-importable, and pyarrow takes it up on its first call that needs it (``to_pandas()``,
-``pa.array(a_series)``, ``pa.table(a_frame)`` work afterwards). Where pandas is already
-imported, as in most notebooks, nothing changes.
+importing pandas took ~0.5 s: a quarter of a 1,000-row incremental run from the shell. The
+load never hands pyarrow a pandas object, so the ``load`` command lets pyarrow's one probe
+fail; pyarrow remembers the answer. pandas itself stays importable (``to_pandas()`` and
+``import pandas`` work afterwards), only ``pa.array(a_series)`` would no longer see a Series
+as one, which the command never does. ``ak.load()`` in a notebook is left alone: there pandas
+is imported anyway, and an analyst's later pyarrow calls must behave as usual.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
-import threading
 from typing import Any, Callable
 
 
 class _Refuse:
-    """A meta-path finder that refuses pandas to one thread while pyarrow probes for it there
-    (another thread, an ``ak.query`` beside the load, imports it as usual)."""
-
-    def __init__(self) -> None:
-        self.thread = threading.get_ident()
+    """A meta-path finder that refuses pandas while pyarrow probes for it."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if (name == "pandas" or name.startswith("pandas.")) and threading.get_ident() == self.thread:
-            raise ImportError(f"{name} is not imported by a load")
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError(f"{name} is not imported by a command-line load")
 
 
 def skip_pandas_probe() -> None:

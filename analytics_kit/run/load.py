@@ -21,7 +21,6 @@ from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain, find_cause
-from analytics_kit.run.lean import skip_pandas_probe
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
@@ -106,7 +105,6 @@ def load(
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < math.inf:
         raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
-    skip_pandas_probe()  # before the load's first arrow array (see run/lean.py)
     prepared = prepare(config)
     _settings.apply_tuning()
     # The caller's dict may hold the key in plain text; a traceback printed with its
