@@ -71,10 +71,13 @@ def _print_frame(frame: Any) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from analytics_kit.run.lean import import_load, skip_pandas_probe
+    if args.lean:
+        from analytics_kit.run.lean import import_load, skip_pandas_probe
 
-    skip_pandas_probe()
-    load = import_load()
+        skip_pandas_probe()
+        load = import_load()
+    else:
+        from analytics_kit.run.load import load
 
     report = load(
         read_config(args.config),
@@ -208,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
+    """Runs one command; returns its exit status.
+
+    ``lean``: the process ends with the command (``run``), so a load may leave pyarrow without
+    pandas and freeze dlt's modules out of the collector's way (``run/lean.py``). A caller in
+    Python keeps its process as it was: pandas support and the collector untouched.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     # `demo-api --help` belongs to the demo server's own parser.
     if argv[:1] == ["demo-api"]:
@@ -216,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(argv[1:], prog="analytics-kit demo-api")
     args = build_parser().parse_args(argv)
+    args.lean = lean
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
@@ -238,7 +248,7 @@ def run() -> None:
     are flushed here first. ``main`` itself returns, for callers in Python.
     """
     try:
-        code = main()
+        code = main(lean=True)
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):  # None when the caller closed it (`>&-`)
             if stream is not None:

@@ -65,7 +65,7 @@ def run_kit_command(base_url: str, folder: str, mode: str, concurrency: str) -> 
     os.environ.update(ANALYTICS_API_BASE_URL=base_url, API_KEY=os.environ[KEY_ENV])
     argv = ["load", "--quiet", "--database", f"{folder}/analytics.duckdb"] + (["--full-refresh"] if mode == "full_refresh" else [])
     with contextlib.redirect_stdout(io.StringIO()) as printed:
-        if cli.main(argv):
+        if cli.main(argv, lean=True):  # as the command runs it (cli.run)
             raise SystemExit("analytics-kit load failed")
     rows = sum(int(n.replace(",", "")) for n in re.findall(r"^ +\S+ +([\d,]+) rows", printed.getvalue(), re.M))
     return {"rows": rows}

@@ -301,7 +301,7 @@ def load_kit(base_url: str, folder: str, mode: str) -> None:
 
     os.environ.update(ANALYTICS_API_BASE_URL=base_url, API_KEY=os.environ[KEY_ENV])
     argv = ["load", "--quiet", "--database", f"{folder}/kit.duckdb"] + (["--full-refresh"] if mode == "full" else [])
-    if cli.main(argv):
+    if cli.main(argv, lean=True):  # as the command runs it (cli.run)
         raise SystemExit("analytics-kit load failed")
 
 

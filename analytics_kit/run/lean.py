@@ -1,12 +1,12 @@
-"""A command-line load runs lean: without importing pandas, and with dlt's modules out of the collector's way.
+"""The load command runs lean: without importing pandas, and with dlt's modules out of the collector's way.
 
 pyarrow asks for pandas the first time it builds an array, to recognise pandas objects, and
 importing pandas took ~0.5 s: a quarter of a 1,000-row incremental run from the shell. The
 load never hands pyarrow a pandas object, so the ``load`` command lets pyarrow's one probe
-fail; pyarrow remembers the answer. pandas itself stays importable (``to_pandas()`` and
-``import pandas`` work afterwards), only ``pa.array(a_series)`` would no longer see a Series
-as one, which the command never does. ``ak.load()`` in a notebook is left alone: there pandas
-is imported anyway, and an analyst's later pyarrow calls must behave as usual.
+fail. pyarrow remembers the answer: its checks for pandas objects (``pa.array(a_series)``
+with NaNs or categories) would go wrong for later code in the process, so only a process
+that ends with the command does this (``cli.main(lean=True)``, as ``cli.run`` calls it).
+``ak.load()`` and ``cli.main()`` called from Python leave pyarrow and the collector alone.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def import_load() -> Callable[..., Any]:
     Importing dlt leaves ~100,000 objects the collector tracks, and each full collection, during
     the import and throughout the load, scanned them all again: ~0.2 s of a 1-s incremental run.
     A command's process ends with its load and modules live that long anyway, so they are moved
-    to the permanent generation (gc.freeze). Not done by ``ak.load()``: in a notebook the freeze
-    would keep whatever garbage the analyst's session holds at that moment.
+    to the permanent generation (gc.freeze). Only for a process that ends with the command:
+    the freeze would keep whatever garbage a longer-lived caller holds at that moment.
     """
     enabled = gc.isenabled()
     gc.disable()
