@@ -314,6 +314,26 @@ def test_a_load_leaves_the_settings_of_the_users_own_connection_as_they_were(api
         mine.close()
 
 
+def test_a_load_beside_a_connection_without_a_memory_limit_runs_and_sets_it_back(api, config):
+    """DuckDB shows memory_limit = -1 as '16383.9 PiB', which SET refuses: setting it back failed
+    every load of such a user's file (helper-25), and a huge checkpoint threshold too."""
+    import duckdb
+
+    ak.load(config, progress=False)
+    mine = duckdb.connect("analytics.duckdb")
+    try:
+        mine.execute("SET GLOBAL memory_limit = '-1'")
+        mine.execute("SET GLOBAL checkpoint_threshold = '2000TiB'")
+        shown = "SELECT current_setting('memory_limit'), current_setting('checkpoint_threshold')"
+        before = mine.execute(shown).fetchone()
+        api.advance(new=5, updated=5)
+        ak.load(config, progress=False)
+        assert mine.execute(shown).fetchone() == before == ("16383.9 PiB", "1.9 PiB")
+    finally:
+        mine.close()
+    assert loaded(api) == served(api)
+
+
 def test_nested_rows_of_an_unfinished_append_are_not_kept(tmp_path):
     """A list in each record becomes dlt's events__tags table, committed by a job of its own:
     a kill left its rows behind too, pointing at parent rows the rerun deletes."""

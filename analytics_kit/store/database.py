@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ class DefaultDatabase(str):
 DEFAULT_DATABASE = DefaultDatabase("analytics.duckdb")
 # Where the default database is, for every entry point; `make lab` points it at the
 # repository's analytics.duckdb, where `make demo` writes, for notebooks run from notebooks/.
+logger = logging.getLogger(__name__)
+
 DATABASE_ENV = "ANALYTICS_DATABASE"
 # Tables go to the file's default schema. DuckDB 2.x (and the 1.5 CLI) refuse
 # `analytics.events` as ambiguous when a schema has the catalog's name, "analytics",
@@ -219,12 +222,28 @@ def instance_settings(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def restore_settings(connection: duckdb.DuckDBPyConnection, before: dict[str, str]) -> None:
-    """Sets back each of ``before`` that changed since."""
+    """Sets back each of ``before`` that changed since; one that DuckDB refuses is logged, not
+    raised: the load's data is the user's business here, their connection's settings a courtesy."""
     now = instance_settings(connection)
     for name, value in before.items():
         if now.get(name) == value:
             continue
-        shown = _SHOWN_SIZE.fullmatch(value)
-        if shown is not None:
-            value = f"{float(shown.group(1)) + 0.05:.2f} {shown.group(2)}"
-        connection.execute(f"SET GLOBAL {name} = '{value.replace(chr(39), chr(39) * 2)}'")
+        try:
+            connection.execute(f"SET GLOBAL {name} = '{_settable(name, value).replace(chr(39), chr(39) * 2)}'")
+        except duckdb.Error as error:
+            logger.warning("Could not set %s back to %s on this process's connections to the file (%s); "
+                           "SET it again on your connection if you need it.", name, value, error)
+
+
+def _settable(name: str, shown: str) -> str:
+    """A value DuckDB showed, as SET takes it back."""
+    size = _SHOWN_SIZE.fullmatch(shown)
+    if size is None:
+        return shown
+    amount, unit = float(size.group(1)) + 0.05, size.group(2)  # half a shown step up
+    if unit == "PiB":
+        # SET knows no PiB; memory_limit = -1 (no limit) shows as 16383.9 PiB
+        if name == "memory_limit" and amount >= 16383:
+            return "-1"
+        amount, unit = amount * 1024, "TiB"
+    return f"{amount:.2f} {unit}"
