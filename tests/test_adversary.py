@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -755,6 +755,25 @@ def test_cursor_that_is_not_a_timestamp_is_named_with_its_record(api, watch):
     error = watch.fails(config_for(api))
     text = str(error)
     assert "id=42" in text and "'updated_at'" in text and "GET /v1/events?" in text and "'yesterday'" in text
+
+
+@pytest.mark.parametrize("shown", ["2026-02-30T10:15:07Z", "2026-13-01T00:00:00Z", "2026-01-03T25:00:00Z"])
+def test_cursor_of_a_day_or_hour_that_does_not_exist_is_named_with_its_record(api, watch, shown):
+    """The common form's shortcut (…T…Z, 20 characters) took any such text as a timestamp: the
+    stored cursor became '2026-02-30T10:15:07+00:00', and the next run's request failed (helper-25)."""
+    api.transform = with_value({42: shown}, "updated_at")
+    error = watch.fails(config_for(api))
+    assert "id=42" in str(error) and repr(shown) in str(error), str(error)
+
+
+def test_cursor_as_an_iso_week_date_is_stored_as_its_instant(api, watch):
+    """2026-W01-6T10:15:07Z is 2026-01-03T10:15:07Z: the shortcut stored it as text, which sorts
+    after every later instant of that year, so later changes would have been skipped."""
+    newest = max(parse_instant(r["updated_at"]) for r in api.records()) + timedelta(hours=1)
+    year, week, day = newest.isocalendar()
+    api.update_record(42, updated_at=f"{year}-W{week:02d}-{day}T{newest:%H:%M:%S}Z")
+    report = watch.succeeds(config_for(api))
+    assert report.cursor_after["events"] == newest.replace(microsecond=0).isoformat()
 
 
 def test_cursor_in_rfc3339_variants_loads_as_one_instant_form(api, watch, monkeypatch):

@@ -65,11 +65,28 @@ def render(instant: datetime) -> str:
     return text
 
 
+def plain_utc(value: Any) -> str | None:
+    """The canonical form of ``value`` if it is the common API form, 2026-01-03T10:15:07Z, else None.
+
+    Most values take this path: the layout is checked by position and the date and time by
+    ``fromisoformat`` (C, no zone handling), so an ISO week date (2026-W01-6T10:15:07Z) or a
+    day that does not exist (2026-02-30) is left to ``parse``, which reads or refuses it.
+    """
+    if (type(value) is str and len(value) == 20 and value[19] == "Z" and value[10] == "T" and value[4] == "-"
+            and value[7] == "-" and value[13] == ":" and value[16] == ":"):
+        try:
+            datetime.fromisoformat(value[:19])
+        except ValueError:
+            return None
+        return value[:19] + "+00:00"
+    return None
+
+
 def canonical(value: Any) -> Any:
     """``value`` in the canonical form if it is an ISO timestamp; anything else unchanged."""
-    # the common API form, 2026-01-03T10:15:07Z, without parsing: most values take this path
-    if type(value) is str and len(value) == 20 and value[19] == "Z" and value[10] == "T":
-        return value[:19] + "+00:00"
+    plain = plain_utc(value)
+    if plain is not None:
+        return plain
     instant = parse(value)
     return value if instant is None else render(instant)
 
@@ -88,8 +105,9 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
         value = row.get(field)
         if value is None:
             continue
-        if type(value) is str and len(value) == 20 and value[19] == "Z" and value[10] == "T":
-            row[field] = value[:19] + "+00:00"  # canonical()'s common case, without a call per row
+        new = plain_utc(value)
+        if new is not None:
+            row[field] = new  # the common case, without canonical()'s second call
             continue
         new = canonical(value)
         if new is value and required and bad is None and not is_number(value) and not parse(value):
