@@ -289,6 +289,12 @@ def set_cursor_bounds(incremental: Incremental, initial: Any, end: Any) -> None:
     incremental.end_value = end
 
 
+def set_dedup_key(incremental: Incremental, key: Callable[[Any], Any]) -> None:
+    """The incremental's deduplication key, a hint template of the item (``primary_key`` is its
+    public setter; here because the scan counts every write to a dlt attribute)."""
+    incremental.primary_key = key  # type: ignore[assignment]
+
+
 # -- steps in a resource's pipe ---------------------------------------------------------------
 # ``add_map`` is public, but its steps sit before dlt's incremental step, which dlt appends (affinity 1) when the
 # resource is bound. A step that must see pages after the incremental filter needs

@@ -915,6 +915,23 @@ def test_types_a_fraction_in_an_integer_column_is_not_truncated(api, watch, monk
     assert "id=350" in str(error) and "'count'" in str(error) and "19.99" in str(error)
 
 
+def test_types_a_key_hint_in_dlts_name_for_the_apis_field_loads_incrementally(api, watch):
+    """primary_key 'id' for the API's 'Id' (dlt names both id), as the README allows: dlt's
+    incremental step looked 'id' up in each raw record, and every incremental load of such a
+    resource failed with KeyError: 'id' (helper-25)."""
+    api.transform = lambda body, offset: {**body, "data": [
+        {("Id" if k == "id" else k): v for k, v in r.items()} for r in body["data"]]}
+    config = config_for(api, columns={"updated_at": {"data_type": "timestamp"}})
+    watch.succeeds(config)
+    assert table() == served(api)
+    later = max(parse_instant(r["updated_at"]) for r in api.records()).timestamp() + 60
+    for i in (7, 8):
+        api.update_record(i, updated_at=iso(later, 0), value=-float(i))  # one cursor value: the boundary
+    second = watch.succeeds(config)
+    assert second.rows["events"] == 2 and table() == served(api)
+    assert watch.succeeds(config).rows.get("events", 0) == 0  # the boundary's records are not loaded again
+
+
 @pytest.mark.parametrize("twin", [2.0, "2"], ids=["a float", "a string"])
 def test_types_one_key_written_two_ways_is_one_row(api, watch, monkeypatch, twin):
     """2 and 2.0 (or "2") are two keys to Python and one in the table: the kit must not tell

@@ -23,6 +23,7 @@ from analytics_kit.fetch.arrow_tables import (
     unsupported_columns,
 )
 from analytics_kit.fetch.field_names import FieldNames
+from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, merges_by_key, table_of
 from analytics_kit.fetch.retry import Gate, retry_session
@@ -134,6 +135,9 @@ def _build(
         # becomes it) keeps one row per key
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
         _keep_latest_copy(resource, naming, flattened)
+        incremental, key = seam.resource_incremental(resource), seam.primary_key(resource)
+        if incremental is not None and key and isinstance(key, (str, tuple, list)) and incremental.primary_key is None:
+            seam.set_dedup_key(incremental, DedupKey(key if isinstance(key, str) else tuple(key), naming))
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:

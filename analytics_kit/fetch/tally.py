@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from analytics_kit.fetch.key_fields import key_fields
+
 
 class Tally:
     """Distinct primary keys seen in one pass, and the total the pass's pages confirmed.
@@ -42,13 +44,8 @@ class Tally:
         return [tuple(r.get(k) for k in self.fields) for r in rows if isinstance(r, dict)]
 
     def _as_named(self, record: dict) -> Any:
-        """The key's fields in the records: a hint may use dlt's column name (``user_id``) for
-        the API's field (``userId``), as dlt's merge accepts."""
-        def field(name: str) -> str:
-            if name in record:
-                return name
-            return next((f for f in record if isinstance(f, str) and self.naming(f) == name), name)
-        return field(self.key) if isinstance(self.key, str) else tuple(field(k) for k in self.key)
+        """The key's fields in the records (see ``key_fields``)."""
+        return key_fields(self.key, record, self.naming)
 
     def see(self, rows: list) -> Any:
         """Counts a page's keys; returns them, as ``keys_of`` gives them."""
