@@ -1031,6 +1031,20 @@ def test_a_field_renamed_between_records_loads_into_one_column(watch):
         assert (users.user_id == users.id * 10).all() and len(users) == 150
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "dlt's path"])
+def test_a_primary_key_renamed_between_records_is_found_in_each(watch, monkeypatch, fast):
+    """The key's field was worked out from the first record and looked up under that name in all:
+    a listing that renamed it (userId, later user_id) failed as 'the primary key is missing' (helper-26)."""
+    monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+    with Adversary(n=150) as api:
+        api.transform = lambda body, offset: {**body, "data": [
+            {(("userId" if r["id"] < 70 else "user_id") if k == "id" else k): v for k, v in r.items()}
+            for r in body["data"]]}
+        watch.succeeds(config_for(api, columns={"updated_at": {"data_type": "timestamp"}}) | {
+            "resource_defaults": {"primary_key": "user_id", "write_disposition": "merge"}})
+        assert ak.query("SELECT count(DISTINCT user_id) AS n FROM events").n[0] == 150
+
+
 # -- 8. the failing request is named ---------------------------------------------------------------
 
 

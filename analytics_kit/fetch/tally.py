@@ -40,8 +40,20 @@ class Tally:
                 return []
             self.fields = self._as_named(first)
         if isinstance(self.fields, str):
-            return [r.get(self.fields) for r in rows if isinstance(r, dict)]
-        return [tuple(r.get(k) for k in self.fields) for r in rows if isinstance(r, dict)]
+            keys = [r.get(self.fields) for r in rows if isinstance(r, dict)]
+            missing = None in keys
+        else:
+            keys = [tuple(r.get(k) for k in self.fields) for r in rows if isinstance(r, dict)]
+            missing = any(None in k for k in keys)
+        if not missing:
+            return keys
+        # a record may name the key otherwise: an API that renamed the field (userId, later
+        # user_id) loads both into one column, so each such record is looked up by its own fields
+        return [self._key_of(r) for r in rows if isinstance(r, dict)]
+
+    def _key_of(self, record: dict) -> Any:
+        fields = self._as_named(record)
+        return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
 
     def _as_named(self, record: dict) -> Any:
         """The key's fields in the records (see ``key_fields``)."""
