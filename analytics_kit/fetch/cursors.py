@@ -84,11 +84,17 @@ def plain_utc(value: Any) -> str | None:
 
 def canonical(value: Any) -> Any:
     """``value`` in the canonical form if it is an ISO timestamp; anything else unchanged."""
+    new = _canonical_or_none(value)
+    return value if new is None else new
+
+
+def _canonical_or_none(value: Any) -> str | None:
+    """The canonical form of ``value``, or None where it is no ISO timestamp."""
     plain = plain_utc(value)
     if plain is not None:
         return plain
     instant = parse(value)
-    return value if instant is None else render(instant)
+    return None if instant is None else render(instant)
 
 
 def canonical_rows(rows: list, field: str, required: bool) -> int | None:
@@ -105,14 +111,11 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
         value = row.get(field)
         if value is None:
             continue
-        new = plain_utc(value)
+        new = _canonical_or_none(value)
         if new is not None:
-            row[field] = new  # the common case, without canonical()'s second call
-            continue
-        new = canonical(value)
-        if new is value and required and bad is None and not is_number(value) and not parse(value):
+            row[field] = new
+        elif required and bad is None and not is_number(value):
             bad = i
-        row[field] = new
     return bad
 
 

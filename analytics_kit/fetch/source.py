@@ -135,9 +135,7 @@ def _build(
         # becomes it) keeps one row per key
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
         _keep_latest_copy(resource, naming, flattened)
-        incremental, key = seam.resource_incremental(resource), seam.primary_key(resource)
-        if incremental is not None and key and isinstance(key, (str, tuple, list)) and incremental.primary_key is None:
-            seam.set_dedup_key(incremental, DedupKey(key if isinstance(key, str) else tuple(key), naming))
+        _dedup_by_records_fields(resource, naming)
         # only KitPaginate's last batch sets it, once the run proved its keys distinct
         seam.reset_deduplicated(resource)
         if replace:
@@ -226,6 +224,14 @@ def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str], flatt
     name = next((k for k in columns if naming(k) == column), column if len(parts) > 1 else parts[0])
     order = "desc" if incremental.last_value_func is max else "asc"
     resource.apply_hints(columns={**columns, name: {**columns.get(name, {}), "name": name, "dedup_sort": order}})
+
+
+def _dedup_by_records_fields(resource: DltResource, naming: Callable[[str], str]) -> None:
+    """Gives the incremental, where it has no key of its own, the resource's primary key as the
+    records name its fields (``DedupKey``)."""
+    incremental, key = seam.resource_incremental(resource), seam.primary_key(resource)
+    if incremental is not None and key and isinstance(key, (str, tuple, list)) and incremental.primary_key is None:
+        seam.set_dedup_key(incremental, DedupKey(key if isinstance(key, str) else tuple(key), naming))
 
 
 def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:

@@ -34,30 +34,23 @@ class Tally:
         """What identifies a page's records: their keys, or the records themselves without a key."""
         if self.key is None:
             return rows
+        records = [r for r in rows if isinstance(r, dict)]
         if self.fields is None:
-            first = next((r for r in rows if isinstance(r, dict)), None)
-            if first is None:
+            if not records:
                 return []
-            self.fields = self._as_named(first)
-        if isinstance(self.fields, str):
-            keys = [r.get(self.fields) for r in rows if isinstance(r, dict)]
-            missing = None in keys
+            self.fields = key_fields(self.key, records[0], self.naming)
+        fields = self.fields
+        if isinstance(fields, str):  # the common case, inline: this runs for every record
+            keys = [r.get(fields) for r in records]
+            complete = None not in keys
         else:
-            keys = [tuple(r.get(k) for k in self.fields) for r in rows if isinstance(r, dict)]
-            missing = any(None in k for k in keys)
-        if not missing:
+            keys = [tuple(r.get(k) for k in fields) for r in records]
+            complete = not any(None in k for k in keys)
+        if complete:
             return keys
         # a record may name the key otherwise: an API that renamed the field (userId, later
         # user_id) loads both into one column, so each such record is looked up by its own fields
-        return [self._key_of(r) for r in rows if isinstance(r, dict)]
-
-    def _key_of(self, record: dict) -> Any:
-        fields = self._as_named(record)
-        return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
-
-    def _as_named(self, record: dict) -> Any:
-        """The key's fields in the records (see ``key_fields``)."""
-        return key_fields(self.key, record, self.naming)
+        return [_key(r, key_fields(self.key, r, self.naming)) for r in records]
 
     def see(self, rows: list) -> Any:
         """Counts a page's keys; returns them, as ``keys_of`` gives them."""
@@ -116,6 +109,11 @@ class Tally:
         if self.key is None or self.total is None:
             return 0
         return max(0, self.total - self.distinct())
+
+
+def _key(record: dict, fields: Any) -> Any:
+    """The record's key under ``fields``: one value, or a tuple of them."""
+    return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
 
 
 def _count_distinct(ints: array) -> int:

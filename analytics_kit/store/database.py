@@ -15,6 +15,8 @@ import duckdb
 from analytics_kit.errors import ConfigError, KitError, LoadError
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
 
+logger = logging.getLogger(__name__)
+
 
 class DefaultDatabase(str):
     """The default ``database`` of ``load`` and the readers: ``$ANALYTICS_DATABASE`` when it is
@@ -28,8 +30,6 @@ class DefaultDatabase(str):
 DEFAULT_DATABASE = DefaultDatabase("analytics.duckdb")
 # Where the default database is, for every entry point; `make lab` points it at the
 # repository's analytics.duckdb, where `make demo` writes, for notebooks run from notebooks/.
-logger = logging.getLogger(__name__)
-
 DATABASE_ENV = "ANALYTICS_DATABASE"
 # Tables go to the file's default schema. DuckDB 2.x (and the 1.5 CLI) refuse
 # `analytics.events` as ambiguous when a schema has the catalog's name, "analytics",
@@ -240,10 +240,9 @@ def _settable(name: str, shown: str) -> str:
     size = _SHOWN_SIZE.fullmatch(shown)
     if size is None:
         return shown
+    if name == "memory_limit" and shown == "16383.9 PiB":
+        return "-1"  # no limit, as DuckDB shows it
     amount, unit = float(size.group(1)) + 0.05, size.group(2)  # half a shown step up
-    if unit == "PiB":
-        # SET knows no PiB; memory_limit = -1 (no limit) shows as 16383.9 PiB
-        if name == "memory_limit" and amount >= 16383:
-            return "-1"
+    if unit == "PiB":  # SET knows no PiB
         amount, unit = amount * 1024, "TiB"
     return f"{amount:.2f} {unit}"
