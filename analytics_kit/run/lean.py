@@ -39,7 +39,8 @@ def skip_pandas_probe() -> None:
 
 
 def import_load() -> Callable[..., Any]:
-    """``run.load.load``, imported with the cyclic collector paused and what it imported frozen.
+    """``run.load.load``, imported with the cyclic collector paused and what it imported frozen, and
+    without dlt's other destination factories (``seam.defer_destination_factories``).
 
     Importing dlt leaves ~100,000 objects the collector tracks, and each full collection, during
     the import and throughout the load, scanned them all again: ~0.2 s of a 1-s incremental run.
@@ -47,9 +48,12 @@ def import_load() -> Callable[..., Any]:
     to the permanent generation (gc.freeze). Only for a process that ends with the command:
     the freeze would keep whatever garbage a longer-lived caller holds at that moment.
     """
+    from analytics_kit.seam import defer_destination_factories
+
     enabled = gc.isenabled()
     gc.disable()
     try:
+        defer_destination_factories()
         from analytics_kit.run.load import load
     finally:
         gc.freeze()

@@ -25,8 +25,10 @@ from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
     complete_row_columns,
+    memoise_secret_hints,
     merge_into_emptied,
     mute_dedup_notice,
+    read_schemas_only_when_changed,
     reset_resource_states,
 )
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
@@ -107,6 +109,8 @@ def load(
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
     prepared = prepare(config)
     _settings.apply_tuning()
+    memoise_secret_hints()
+    read_schemas_only_when_changed()
     # The caller's dict may hold the key in plain text; a traceback printed with its
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from analytics_kit.errors import ConfigError
-from analytics_kit.seam import known_destinations
+from analytics_kit.seam import duckdb_destination, known_destinations
 from analytics_kit.store.database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class Target:
         import dlt
 
         if self.database:
-            return dlt.destinations.duckdb(credentials={
+            return duckdb_destination(credentials={
                 "database": str(self.database),
                 # DuckDB takes up to 80% of RAM by default; merging 1,000,000 rows took it
                 # past 300 MB on top of the loader. Bounded, it spills to disk instead:

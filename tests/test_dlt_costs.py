@@ -1,0 +1,121 @@
+"""dlt's repeated costs the kit keeps (``seam``): the same answers as dlt's own, computed less often."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from typing import Annotated, Optional
+
+import pytest
+from dlt.common.configuration.specs import base_configuration
+from dlt.common.schema import Schema
+from dlt.common.storages.configuration import SchemaStorageConfiguration
+from dlt.common.storages.live_schema_storage import LiveSchemaStorage
+from dlt.common.storages.schema_storage import SchemaStorage
+
+import analytics_kit as ak
+from analytics_kit.seam import memoise_secret_hints, read_schemas_only_when_changed
+from tests.helpers import loaded, served
+
+
+def _config_hints() -> list:
+    """Every field hint of every config spec dlt has defined so far, and some written here."""
+    specs, todo = set(), [base_configuration.BaseConfiguration]
+    while todo:
+        spec = todo.pop()
+        specs.add(spec)
+        todo.extend(set(spec.__subclasses__()) - specs)
+    hints = [field.type for spec in specs if dataclasses.is_dataclass(spec)
+             for field in dataclasses.fields(spec)]
+    secret = base_configuration.TSecretValue if hasattr(base_configuration, "TSecretValue") else str
+    return hints + [str, Optional[str], secret, Optional[secret], Annotated[str, "x"], Annotated[str, ["unhashable"]]]
+
+
+def test_a_kept_secret_hint_answers_as_dlts_own_walk():
+    memoise_secret_hints()
+    kept = base_configuration.is_secret_hint
+    walk = kept.__wrapped__
+    hints = _config_hints()
+    assert len(hints) > 200
+    assert [kept(hint) for hint in hints] == [walk(hint) for hint in hints]
+    assert [kept(hint) for hint in hints] == [walk(hint) for hint in hints]  # the second time from what was kept
+    assert any(walk(hint) for hint in hints) and not all(walk(hint) for hint in hints)
+    # every dlt module that imported it by name uses the kept one
+    holders = [name for name, module in sys.modules.items()
+               if name.startswith("dlt.") and getattr(vars(module).get("is_secret_hint"), "__wrapped__", None) is walk]
+    assert "dlt.common.configuration.providers.environ" in holders and "dlt.common.configuration.resolve" in holders
+    stale = [name for name, module in sys.modules.items()
+             if name.startswith("dlt.") and vars(module).get("is_secret_hint") is walk]
+    assert not stale
+
+
+@pytest.fixture
+def storages(tmp_path, monkeypatch):
+    """A live schema storage as a pipeline holds it, a second writer on the same folder, and the parses counted."""
+    read_schemas_only_when_changed()
+    parses: list[str] = []
+    load = SchemaStorage.load_schema
+
+    def counted(self, name):
+        parses.append(name)
+        return load(self, name)
+
+    monkeypatch.setattr(SchemaStorage, "load_schema", counted)
+    config = SchemaStorageConfiguration(schema_volume_path=str(tmp_path / "schemas"))
+    live = LiveSchemaStorage(config, makedirs=True)
+    other = SchemaStorage(config)
+    live.save_schema(Schema("analytics"))
+    return live, other, parses
+
+
+def test_an_unchanged_schema_file_is_not_parsed_again(storages):
+    live, _, parses = storages
+    first = live["analytics"]
+    for _ in range(20):
+        assert live["analytics"] is first
+    assert len(parses) <= 1
+
+
+def test_a_schema_file_another_writer_changed_is_read(storages):
+    live, other, parses = storages
+    schema = live["analytics"]
+    elsewhere = other.load_schema("analytics")
+    elsewhere.update_table({"name": "events", "columns": {"id": {"name": "id", "data_type": "bigint"}}})
+    other.save_schema(elsewhere)
+    assert "events" in live["analytics"].tables
+    assert live["analytics"] is schema  # dlt updates its live schema in place
+    count = len(parses)
+    live["analytics"]
+    assert len(parses) == count  # read once after the change, then kept
+
+
+def test_a_schema_with_unsaved_changes_is_dlts_to_keep(storages):
+    live, other, parses = storages
+    schema = live["analytics"]
+    schema.update_table({"name": "pending", "columns": {"id": {"name": "id", "data_type": "bigint"}}})
+    assert live["analytics"] is schema and "pending" in schema.tables
+    os.remove(os.path.join(other.storage.storage_path, "analytics.schema.json"))
+    assert live["analytics"] is schema  # dlt's way: a modified live schema is returned as it is
+
+
+def test_loads_with_dlts_costs_kept_load_what_the_api_serves(api, config):
+    """Every load installs both; a schema that grows between runs (a new column) is still read."""
+    ak.load(config, progress=False)
+    assert getattr(LiveSchemaStorage.__getitem__, "kit_kept", False)
+    api.advance(new=5, updated=5)
+    ak.load(config, progress=False)
+    assert loaded(api) == served(api)
+
+
+def test_the_load_command_imports_only_the_destination_it_loads_into(api):
+    code = ("import sys; from analytics_kit.cli import main; rc = main(['load', '--quiet'], lean=True); "
+            "other = 'dlt.destinations.impl.postgres.factory' in sys.modules; "
+            "import dlt; from analytics_kit.seam import known_destinations; "
+            "print(rc, other, dlt.destinations.postgres.__name__, 'postgres' in known_destinations())")
+    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    # the factories are imported when one is asked for, and dlt's registry then knows them all
+    assert out.stdout.split()[-4:] == ["0", "False", "postgres", "True"], out.stderr[-2000:]
+    assert loaded(api) == served(api)
