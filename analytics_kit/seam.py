@@ -562,16 +562,33 @@ def defer_destination_factories() -> None:
     spec = importlib.util.spec_from_file_location("dlt.destinations", os.path.join(folder, "__init__.py"),
                                                   submodule_search_locations=[folder])
     package = importlib.util.module_from_spec(spec)
-    once = threading.Lock()
+    once = threading.RLock()
+    running: list[bool] = []
+
+    def run_body(name: str) -> None:
+        """Runs the package's body once; a thread asking meanwhile waits for it."""
+        with once:
+            if "__getattr__" not in vars(package):
+                return
+            if running:  # the body itself, in this thread, asking for a name it has not defined yet
+                raise AttributeError(f"module 'dlt.destinations' has no attribute {name!r}")
+            running.append(True)
+            try:
+                spec.loader.exec_module(package)
+            finally:
+                running.clear()
+            del package.__getattr__, package.__dir__
 
     def __getattr__(name: str) -> Any:
-        with once:
-            if "__getattr__" in vars(package):
-                del package.__getattr__
-                spec.loader.exec_module(package)
+        run_body(name)
         return getattr(package, name)
 
+    def __dir__() -> list[str]:
+        run_body("__dir__")
+        return sorted(vars(package))
+
     package.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    package.__dir__ = __dir__  # type: ignore[attr-defined]
     sys.modules["dlt.destinations"] = package
 
 
@@ -710,8 +727,11 @@ def delete_loaded_packages(pipeline: Any) -> None:
 
 def memoise_secret_hints() -> None:
     """dlt asks ``is_secret_hint`` of a config field's type hint at every lookup in the environment (~3,300 a run),
-    walking the hint each time (~35 ms). The answer depends on the hint alone, so it is kept per hint; every dlt
-    module that imported the function by name gets the keeping one."""
+    walking the hint each time (~35 ms). The answer is kept per hint object, not per equal hint: ``Union[a, b]``
+    equals ``Union[b, a]``, and dlt reads a union's members in order. A class registered with any ABC since clears
+    what was kept (``issubclass`` may answer differently). Every dlt module that imported the function by name gets
+    the keeping one."""
+    import abc
     import sys
 
     from dlt.common.configuration.specs import base_configuration
@@ -719,17 +739,20 @@ def memoise_secret_hints() -> None:
     walk = base_configuration.is_secret_hint
     if getattr(walk, "kit_kept", False):
         return
-    kept: dict[Any, bool] = {}
+    kept: dict[int, tuple[Any, bool]] = {}  # id(hint) -> (hint, answer); the hint held, so its id is not reused
+    token = [abc.get_cache_token()]
 
     @functools.wraps(walk)
     def is_secret_hint(hint: Any) -> bool:
-        try:
-            return kept[hint]
-        except KeyError:
-            kept[hint] = answer = walk(hint)
-            return answer
-        except TypeError:  # an unhashable hint (Annotated with a list, say) is walked each time
-            return walk(hint)
+        entry = kept.get(id(hint))
+        if entry is not None and entry[0] is hint and token[0] == abc.get_cache_token():
+            return entry[1]
+        if token[0] != abc.get_cache_token() or len(kept) > 10_000:  # hints built anew per call stay bounded
+            kept.clear()
+            token[0] = abc.get_cache_token()
+        answer = walk(hint)
+        kept[id(hint)] = (hint, answer)
+        return answer
 
     is_secret_hint.kit_kept = True  # type: ignore[attr-defined]
     for name, module in list(sys.modules.items()):
@@ -739,9 +762,11 @@ def memoise_secret_hints() -> None:
 
 def read_schemas_only_when_changed() -> None:
     """dlt's ``LiveSchemaStorage`` parses a committed schema from its file again on every access
-    (``default_schema``: ~25 a run, ~30 ms), so that a file another process changed is seen. Here the file's bytes
-    are read and compared with those last parsed, and parsed again only when they differ. A schema with unsaved
-    changes, one imported from ``import_schema_path``, or a file that cannot be read goes dlt's way."""
+    (``default_schema``: ~25 a run, ~30 ms), so that a file another process changed is seen. Here the live schema
+    is returned as it is while the file's bytes and the live schema's stored version are those of the last parse
+    (dlt may put another committed schema in the live one without writing it: then dlt's read puts the file's
+    back). A schema with unsaved changes, one imported from ``import_schema_path``, or a file that cannot be read
+    goes dlt's way."""
     from dlt.common.storages.live_schema_storage import LiveSchemaStorage
 
     read = LiveSchemaStorage.__getitem__
@@ -762,10 +787,10 @@ def read_schemas_only_when_changed() -> None:
             return read(self, name)
         parsed = vars(self).setdefault("_kit_parsed", {})
         before = content(self, name)  # read before dlt reads: a write in between is seen next time
-        if before is not None and parsed.get(name) == (before, id(live)):
+        if before is not None and parsed.get(name) == (before, id(live), live.stored_version_hash):
             return live
         schema = read(self, name)
-        parsed[name] = (before, id(schema))
+        parsed[name] = (before, id(schema), schema.stored_version_hash)
         return schema
 
     __getitem__.kit_kept = True  # type: ignore[attr-defined]
