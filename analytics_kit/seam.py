@@ -562,21 +562,26 @@ def defer_destination_factories() -> None:
     spec = importlib.util.spec_from_file_location("dlt.destinations", os.path.join(folder, "__init__.py"),
                                                   submodule_search_locations=[folder])
     package = importlib.util.module_from_spec(spec)
-    once = threading.RLock()
-    running: list[bool] = []
+    state: dict[str, Any] = {}
+
+    def fresh() -> None:  # also in a forked child: a lock held by a thread the fork left behind is not inherited
+        state.update(lock=threading.RLock(), running=False)
+
+    fresh()
+    os.register_at_fork(after_in_child=fresh)
 
     def run_body(name: str) -> None:
         """Runs the package's body once; a thread asking meanwhile waits for it."""
-        with once:
+        with state["lock"]:
             if "__getattr__" not in vars(package):
                 return
-            if running:  # the body itself, in this thread, asking for a name it has not defined yet
+            if state["running"]:  # the body itself, in this thread, asking for a name it has not defined yet
                 raise AttributeError(f"module 'dlt.destinations' has no attribute {name!r}")
-            running.append(True)
+            state["running"] = True
             try:
                 spec.loader.exec_module(package)
             finally:
-                running.clear()
+                state["running"] = False
             del package.__getattr__, package.__dir__
 
     def __getattr__(name: str) -> Any:
@@ -739,19 +744,19 @@ def memoise_secret_hints() -> None:
     walk = base_configuration.is_secret_hint
     if getattr(walk, "kit_kept", False):
         return
-    kept: dict[int, tuple[Any, bool]] = {}  # id(hint) -> (hint, answer); the hint held, so its id is not reused
-    token = [abc.get_cache_token()]
+    kept: dict[int, tuple[Any, bool, object]] = {}  # id(hint) -> (hint, answer, ABC token); the hint held
 
     @functools.wraps(walk)
     def is_secret_hint(hint: Any) -> bool:
+        token = abc.get_cache_token()  # before the walk: a class registered during it leaves nothing kept
         entry = kept.get(id(hint))
-        if entry is not None and entry[0] is hint and token[0] == abc.get_cache_token():
+        if entry is not None and entry[0] is hint and entry[2] == token:
             return entry[1]
-        if token[0] != abc.get_cache_token() or len(kept) > 10_000:  # hints built anew per call stay bounded
-            kept.clear()
-            token[0] = abc.get_cache_token()
         answer = walk(hint)
-        kept[id(hint)] = (hint, answer)
+        if abc.get_cache_token() == token:
+            if len(kept) > 10_000:  # hints built anew per call stay bounded
+                kept.clear()
+            kept[id(hint)] = (hint, answer, token)
         return answer
 
     is_secret_hint.kit_kept = True  # type: ignore[attr-defined]
@@ -763,15 +768,17 @@ def memoise_secret_hints() -> None:
 def read_schemas_only_when_changed() -> None:
     """dlt's ``LiveSchemaStorage`` parses a committed schema from its file again on every access
     (``default_schema``: ~25 a run, ~30 ms), so that a file another process changed is seen. Here the live schema
-    is returned as it is while the file's bytes and the live schema's stored version are those of the last parse
-    (dlt may put another committed schema in the live one without writing it: then dlt's read puts the file's
-    back). A schema with unsaved changes, one imported from ``import_schema_path``, or a file that cannot be read
-    goes dlt's way."""
+    is returned as it is while the file's bytes are those read before the last parse and the live schema is the one
+    that parse left: the same object, content hash, version, previous hashes and table order (dlt's hash leaves the
+    last three out). dlt putting another schema's content in the live one (``set_live_schema``: its extract does,
+    without writing it) forgets the parse. A schema with unsaved changes, one imported from
+    ``import_schema_path``, or a file that cannot be read goes dlt's way."""
     from dlt.common.storages.live_schema_storage import LiveSchemaStorage
 
     read = LiveSchemaStorage.__getitem__
     if getattr(read, "kit_kept", False):
         return
+    replace = LiveSchemaStorage.set_live_schema
 
     def content(storage: Any, name: str) -> bytes | None:
         try:
@@ -780,6 +787,10 @@ def read_schemas_only_when_changed() -> None:
         except OSError:
             return None
 
+    def left(schema: Any) -> tuple:
+        return (id(schema), schema.stored_version_hash, schema.version, tuple(schema.previous_hashes),
+                tuple(schema.tables))
+
     @functools.wraps(read)
     def __getitem__(self: Any, name: str) -> Any:
         live = self.live_schemas.get(name)
@@ -787,11 +798,19 @@ def read_schemas_only_when_changed() -> None:
             return read(self, name)
         parsed = vars(self).setdefault("_kit_parsed", {})
         before = content(self, name)  # read before dlt reads: a write in between is seen next time
-        if before is not None and parsed.get(name) == (before, id(live), live.stored_version_hash):
+        if before is not None and parsed.get(name) == (before, left(live)):
             return live
         schema = read(self, name)
-        parsed[name] = (before, id(schema), schema.stored_version_hash)
+        parsed[name] = (before, left(schema))
         return schema
+
+    @functools.wraps(replace)
+    def set_live_schema(self: Any, schema: Any) -> Any:
+        live = self.live_schemas.get(schema.name)
+        if live is not None and live is not schema:
+            vars(self).get("_kit_parsed", {}).pop(schema.name, None)
+        return replace(self, schema)
 
     __getitem__.kit_kept = True  # type: ignore[attr-defined]
     LiveSchemaStorage.__getitem__ = __getitem__
+    LiveSchemaStorage.set_live_schema = set_live_schema

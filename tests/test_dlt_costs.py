@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import threading
 from typing import Annotated, Optional, Union
 
 import pytest
@@ -82,6 +83,36 @@ def test_a_class_registered_as_credentials_later_is_a_secret_from_then_on():
     assert kept(Token)
 
 
+def test_an_answer_walked_while_a_class_was_registered_is_not_kept():
+    """Thread A walks a hint; meanwhile thread B registers the class as credentials and asks about another hint.
+    A's answer, from before the registration, must not be kept (helper-28: it was, and stayed False)."""
+    memoise_secret_hints()
+    kept = base_configuration.is_secret_hint
+    paused, registered = threading.Event(), threading.Event()
+
+    class Pausing(type):
+        def __getattr__(cls, name):
+            if name == "__supertype__" and threading.current_thread().name == "A" and not paused.is_set():
+                paused.set()  # A is inside dlt's walk, after its subclass check
+                registered.wait(5)
+            raise AttributeError(name)
+
+    class Token(metaclass=Pausing):
+        pass
+
+    def register() -> None:
+        paused.wait(5)
+        base_configuration.CredentialsConfiguration.register(Token)
+        kept(str)
+        registered.set()
+
+    threads = [threading.Thread(target=kept, args=(Token,), name="A"), threading.Thread(target=register)]
+    [thread.start() for thread in threads]
+    [thread.join() for thread in threads]
+    assert paused.is_set() and registered.is_set()
+    assert kept(Token) and issubclass(Token, base_configuration.CredentialsConfiguration)
+
+
 @pytest.fixture
 def storages(tmp_path, monkeypatch):
     """A live schema storage as a pipeline holds it, a second writer on the same folder, and the parses counted."""
@@ -132,6 +163,25 @@ def test_a_live_schema_replaced_in_memory_is_read_back_from_its_file(storages):
     other._bump_version()
     live.set_live_schema(other)
     assert "not_written" not in live["analytics"].tables
+
+
+def test_a_live_schema_replaced_by_one_of_the_same_hash_is_read_back_from_its_file(storages):
+    """dlt's content hash leaves out the version, the previous hashes and the tables' order: a schema put in the live
+    one that differs only there is not written, and dlt's read puts the file's back (helper-28)."""
+    live, _, _ = storages
+    schema = live["analytics"]
+    for table in ("first", "second"):
+        schema.update_table({"name": table, "columns": {"id": {"name": "id", "data_type": "bigint"}}})
+    live.save_schema(schema)
+    on_file = list(live["analytics"].tables)
+    stored = live["analytics"].to_dict()
+    same = {**stored, "version": 9, "previous_hashes": [],
+            "tables": dict(reversed(list(stored["tables"].items())))}
+    other = Schema.from_dict(same, bump_version=False)
+    assert other.stored_version_hash == schema.stored_version_hash and not other.is_modified
+    live.set_live_schema(other)
+    assert list(live["analytics"].tables) == on_file
+    assert live["analytics"].version == stored["version"]
 
 
 def test_a_schema_with_unsaved_changes_is_dlts_to_keep(storages):
