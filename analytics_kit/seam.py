@@ -725,9 +725,9 @@ def delete_loaded_packages(pipeline: Any) -> None:
 
 # -- two of dlt's repeated costs, kept (installed by every load) --------------------------------
 # A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these two were ~65 ms
-# of it. Neither changes what dlt computes, only how often: a caller's own pipelines in the same process get the
-# same answers. A memoised ``is_secret_hint`` upstream, and a schema storage that parses a file again only when it
-# changed, would replace them.
+# of it. Neither changes what dlt computes for the kit's loads, only how often; a caller's own pipelines in the
+# same process keep dlt's schema reads. A memoised ``is_secret_hint`` upstream, and a schema storage that parses a
+# file again only when it changed, would replace them.
 
 
 def memoise_secret_hints() -> None:
@@ -765,14 +765,19 @@ def memoise_secret_hints() -> None:
             module.is_secret_hint = is_secret_hint
 
 
-def read_schemas_only_when_changed() -> None:
-    """dlt's ``LiveSchemaStorage`` parses a committed schema from its file again on every access
-    (``default_schema``: ~25 a run, ~30 ms), so that a file another process changed is seen. Here the live schema
-    is returned as it is while the file's bytes are those read before the last parse and the live schema is the one
-    that parse left: the same object, content hash, version, previous hashes and table order (dlt's hash leaves the
-    last three out). dlt putting another schema's content in the live one (``set_live_schema``: its extract does,
-    without writing it) forgets the parse. A schema with unsaved changes, one imported from
-    ``import_schema_path``, or a file that cannot be read goes dlt's way."""
+def read_schemas_only_when_changed(pipeline: Any) -> None:
+    """dlt's ``LiveSchemaStorage`` parses a committed schema from its file again on every access (``default_schema``:
+    ~25 a run, ~30 ms), so that a file another process changed is seen. For this pipeline only, the live schema is
+    returned as it is while the file's bytes are those read before the last parse and the live schema is what that
+    parse left: object, content hash, version, previous hashes, table order (the last three are outside dlt's hash).
+    dlt putting another schema's content in it (``set_live_schema``, as its extract does) forgets the parse. Unsaved
+    changes, ``import_schema_path`` or an unreadable file go dlt's way. dlt's fresh objects on every read also drop
+    edits made through a dict held from an earlier read: a caller's own pipelines keep exactly that (helper-29)."""
+    _install_schema_reads()
+    vars(pipeline._schema_storage).setdefault("_kit_parsed", {})
+
+
+def _install_schema_reads() -> None:
     from dlt.common.storages.live_schema_storage import LiveSchemaStorage
 
     read = LiveSchemaStorage.__getitem__
@@ -793,10 +798,10 @@ def read_schemas_only_when_changed() -> None:
 
     @functools.wraps(read)
     def __getitem__(self: Any, name: str) -> Any:
+        parsed = vars(self).get("_kit_parsed")
         live = self.live_schemas.get(name)
-        if live is None or live.is_modified or self.config.import_schema_path:
+        if parsed is None or live is None or live.is_modified or self.config.import_schema_path:
             return read(self, name)
-        parsed = vars(self).setdefault("_kit_parsed", {})
         before = content(self, name)  # read before dlt reads: a write in between is seen next time
         if before is not None and parsed.get(name) == (before, left(live)):
             return live

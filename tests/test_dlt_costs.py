@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import threading
+from types import SimpleNamespace
 from typing import Annotated, Optional, Union
 
+import dlt
 import pytest
 from dlt.common.configuration.specs import ConnectionStringCredentials, base_configuration
 from dlt.common.schema import Schema
@@ -116,7 +118,6 @@ def test_an_answer_walked_while_a_class_was_registered_is_not_kept():
 @pytest.fixture
 def storages(tmp_path, monkeypatch):
     """A live schema storage as a pipeline holds it, a second writer on the same folder, and the parses counted."""
-    read_schemas_only_when_changed()
     parses: list[str] = []
     load = SchemaStorage.load_schema
 
@@ -127,6 +128,7 @@ def storages(tmp_path, monkeypatch):
     monkeypatch.setattr(SchemaStorage, "load_schema", counted)
     config = SchemaStorageConfiguration(schema_volume_path=str(tmp_path / "schemas"))
     live = LiveSchemaStorage(config, makedirs=True)
+    read_schemas_only_when_changed(SimpleNamespace(_schema_storage=live))  # as the kit's own pipelines are
     other = SchemaStorage(config)
     live.save_schema(Schema("analytics"))
     return live, other, parses
@@ -200,6 +202,24 @@ def test_loads_with_dlts_costs_kept_load_what_the_api_serves(api, config):
     api.advance(new=5, updated=5)
     ak.load(config, progress=False)
     assert loaded(api) == served(api)
+
+
+def test_a_callers_own_pipeline_keeps_dlts_schema_reads_after_a_load(api, config, tmp_path):
+    """dlt hands out fresh objects on every read: an edit through a column dict held from an earlier read goes
+    nowhere. The kit keeps its parses for its own pipelines only (helper-29: the edit reached the caller's table)."""
+    ak.load(config, progress=False)
+    pipeline = dlt.pipeline("callers_own", pipelines_dir=str(tmp_path / "pipelines"),
+                            destination=dlt.destinations.duckdb(str(tmp_path / "own.duckdb")), dataset_name="callers")
+    pipeline.run([{"id": 1, "a": "x"}], table_name="items")
+    held = pipeline.default_schema.tables["items"]["columns"]
+    pipeline.default_schema  # noqa: B018 - dlt reads the file again here
+    held["note"] = {"name": "note", "data_type": "text", "nullable": True}
+    assert not pipeline.default_schema.is_modified and "note" not in pipeline.default_schema.tables["items"]["columns"]
+    pipeline.run([{"id": 2, "a": "y"}], table_name="items")
+    with pipeline.sql_client() as client:
+        columns = [row[0] for row in client.execute_sql(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'callers' AND table_name = 'items'")]
+    assert "note" not in columns and "a" in columns
 
 
 def test_the_load_command_imports_only_the_destination_it_loads_into(api):

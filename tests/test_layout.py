@@ -16,7 +16,7 @@ NOTEBOOKS = PACKAGE.parent / "notebooks"
 MAX_LINES = 400
 # The seam is the one file a dlt upgrade is checked in (see seam.py): splitting it to stay short
 # would scatter what it exists to keep together. It may grow to this, and no further.
-SEAM_MAX_LINES = 820  # every reach below dlt's public API is here, by design (see seam.py)
+SEAM_MAX_LINES = 830  # every reach below dlt's public API is here, by design (see seam.py)
 
 
 def modules() -> dict[str, Path]:

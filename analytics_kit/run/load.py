@@ -110,7 +110,6 @@ def load(
     prepared = prepare(config)
     _settings.apply_tuning()
     memoise_secret_hints()
-    read_schemas_only_when_changed()
     # The caller's dict may hold the key in plain text; a traceback printed with its
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config
@@ -172,6 +171,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         with _timed(steps, "setup"), _holding(target, lock_timeout):
             start = begin(pipeline, tidy_staging=target.is_file)
             pipeline = start.pipeline
+            read_schemas_only_when_changed(pipeline)
             if mode == "incremental" and start.full_refresh_pending:
                 logger.warning("An earlier full refresh emptied the tables and did not finish; "
                                "running it again instead of an incremental load.")
