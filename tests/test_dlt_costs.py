@@ -218,7 +218,8 @@ def test_a_callers_own_pipeline_keeps_dlts_schema_reads_after_a_load(api, config
     pipeline.run([{"id": 2, "a": "y"}], table_name="items")
     with pipeline.sql_client() as client:
         columns = [row[0] for row in client.execute_sql(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'callers' AND table_name = 'items'")]
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'callers' AND table_name = 'items'")]
     assert "note" not in columns and "a" in columns
 
 
