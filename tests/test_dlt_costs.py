@@ -21,7 +21,7 @@ from dlt.common.typing import TSecretStrValue
 
 import analytics_kit as ak
 from analytics_kit.seam import memoise_secret_hints, read_schemas_only_when_changed
-from tests.helpers import loaded, served
+from tests.helpers import command_env, loaded, served
 
 
 def _config_hints() -> list:
@@ -228,7 +228,7 @@ def test_the_load_command_imports_only_the_destination_it_loads_into(api):
             "other = 'dlt.destinations.impl.postgres.factory' in sys.modules; "
             "import dlt; from analytics_kit.seam import known_destinations; "
             "print(rc, other, dlt.destinations.postgres.__name__, 'postgres' in known_destinations())")
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    env = command_env(api)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     # the factories are imported when one is asked for, and dlt's registry then knows them all
     assert out.stdout.split()[-4:] == ["0", "False", "postgres", "True"], out.stderr[-2000:]

@@ -12,7 +12,7 @@ import pytest
 from dlt import Pipeline
 
 import analytics_kit as ak
-from tests.helpers import loaded, served
+from tests.helpers import command_env, loaded, served
 
 
 def count_restores(monkeypatch) -> list:
@@ -62,7 +62,7 @@ def test_a_run_whose_package_was_left_behind_restores(api, config, monkeypatch):
 def test_the_load_command_does_not_import_pandas_and_freezes_dlts_modules(api):
     code = ("import gc, sys; from analytics_kit.cli import main; rc = main(['load', '--quiet'], lean=True); "
             "print(rc, 'pandas' in sys.modules, 'dlt' in sys.modules, gc.isenabled(), gc.get_freeze_count())")
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    env = command_env(api)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split()[-5:-1] == ["0", "False", "True", "True"], out.stderr[-2000:]
     # dlt's modules were moved out of the collector's scans (~100,000 objects), which it then ran again
@@ -80,7 +80,7 @@ def test_a_load_called_from_python_leaves_pyarrows_pandas_support_and_the_collec
             "import pandas as pd, pyarrow as pa; "
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count, "
             "pa.types.is_dictionary(pa.array(pd.Series(['a', 'b'], dtype='category')).type), gc.get_freeze_count())")
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    env = command_env(api)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split()[-3:] == ["1", "True", "0"], (out.stdout[-500:], out.stderr[-2000:])
 
@@ -88,7 +88,7 @@ def test_a_load_called_from_python_leaves_pyarrows_pandas_support_and_the_collec
 def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path):
     """The command ends without the interpreter's teardown: its output and status must still arrive."""
     kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    env = command_env(api)
     done = subprocess.run([kit, "load"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "load id" in done.stdout, done.stderr[-2000:]
     failed = subprocess.run([kit, "query", "SELECT * FROM nowhere"], env=env, capture_output=True, text=True,
@@ -109,7 +109,7 @@ def test_an_unreadable_pipeline_folder_is_restored_from_the_database(api, config
 
 def test_the_command_with_stdout_closed_or_cut_short_exits_quietly(api):
     kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    env = command_env(api)
     closed = subprocess.run(["bash", "-c", f"'{kit}' load --quiet >&-"], env=env, capture_output=True, text=True,
                             timeout=120)
     assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr[-2000:]
@@ -151,7 +151,7 @@ def test_a_tuning_default_yields_to_the_users_dlt_config_file(api, tmp_path):
             "ak.load(ak.guide_config(), progress=False)\n"
             "print(sorted(set(slept)), os.environ.get('NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS'),\n"
             "      os.environ.get('SOURCES__DATA_WRITER__FILE_MAX_ITEMS'))")
-    env = {**os.environ, "ANALYTICS_API_BASE_URL": api.base_url, "API_KEY": api.api_key}
+    env = command_env(api)
     for name in ("EXTRACT__FUTURES_POLL_INTERVAL", "NORMALIZE__DATA_WRITER__FILE_MAX_ITEMS",
                  "SOURCES__DATA_WRITER__FILE_MAX_ITEMS"):
         env.pop(name, None)
