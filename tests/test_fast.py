@@ -147,7 +147,9 @@ def test_a_429_pauses_all_workers(api, small_pages, monkeypatch):
     assert report.rows["events"] == 250
     log = [r for r in api.requests if r.path == "/v1/events"]
     refused = next(r for r in log if r.status == 429)
-    during = [r for r in log if refused.started + 0.05 < r.started < refused.started + 0.9]
+    # the server records a request when its handler starts: one a worker sent before the 429's answer reached it
+    # can be recorded tens of ms later on a busy machine (the server's threads share this process's GIL)
+    during = [r for r in log if refused.started + 0.2 < r.started < refused.started + 0.9]
     assert during == []
     assert any(r.started >= refused.started + 0.95 for r in log)
 
