@@ -151,6 +151,8 @@ class CurlAdapter(DeadlineAdapter):
         handle.setopt(pycurl.NOSIGNAL, 1)  # required with threads
         handle.setopt(pycurl.PROXY, "")  # requests decided there is no proxy; curl reads none itself
         handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        if hasattr(pycurl, "HTTP09_ALLOWED"):  # off by default since libcurl 7.66; a build may differ
+            handle.setopt(pycurl.HTTP09_ALLOWED, 0)
         handle.setopt(pycurl.WRITEDATA, body)
         handle.setopt(pycurl.HEADERFUNCTION, head.write)
         headers, encoding = _header_lines(request.headers)
