@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import re
 import socket
+import struct
 import threading
 import time
 import zlib
@@ -39,8 +40,8 @@ def ok(body: bytes = JSON, extra: bytes = b"", status: bytes = b"200 OK") -> byt
 
 class RawServer:
     """Answers each request on 127.0.0.1 with ``script(request_head, n)``: the bytes to send, a
-    (bytes, close) pair, or a list of (seconds, bytes) steps sent in turn; it records every
-    request head it read."""
+    (bytes, close) pair, or a list of (seconds, bytes) steps sent in turn (None: reset the
+    connection); it records every request head it read."""
 
     def __init__(self, script: Callable[[bytes, int], object]) -> None:
         self.script = script
@@ -89,6 +90,9 @@ class RawServer:
                 try:
                     for wait, part in data if isinstance(data, list) else [(0.0, data)]:
                         time.sleep(wait)
+                        if part is None:  # a reset: RST, not FIN
+                            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                            return
                         conn.sendall(part)
                 except OSError:
                     return
@@ -166,6 +170,12 @@ HONEST = {
     "cookie set, then sent back": lambda head, n: ok(
         extra=b"Set-Cookie: session=abc; Path=/\r\nSet-Cookie: other=1; Path=/\r\n" if n == 1
         else b"X-Seen: " + (b"yes" if b"session=abc" in head else b"no") + b"\r\n"),
+    "chunked with a trailer": lambda head, n: (
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nSet-Cookie: a=1; Path=/\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + CHUNKED[:-2] + b"X-Trailer: t\r\n\r\n"),
+    "bare LF line ends": lambda head, n: (b"HTTP/1.1 200 OK\nContent-Type: application/json\nX-A: 1\n"
+                                          b"Content-Length: %d\n\n%s" % (len(JSON), JSON)),
+    "surrounding spaces": lambda head, n: ok(extra=b"X-Sp : v  \r\nX-Tab:\tt\t\r\n"),
     "same-origin redirect": lambda head, n: (
         b"HTTP/1.1 302 Found\r\nLocation: /y\r\nContent-Length: 0\r\n\r\n" if head.startswith(b"GET /x")
         else ok(extra=b"X-At: y\r\n")),
@@ -205,6 +215,8 @@ BROKEN = {
     "bad chunk size": lambda head, n: (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", True),
     "chunks cut short": lambda head, n: (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + CHUNKED[:12], True),
     "gzip that is not": lambda head, n: ok(b"not gzip at all", b"Content-Encoding: gzip\r\n"),
+    "reset mid-body": lambda head, n: [(0.0, ok(JSON * 50)[:300]), (0.05, None)],
+    "two Content-Lengths": lambda head, n: ok(extra=b"Content-Length: 5\r\n"),
 }
 
 
@@ -213,6 +225,37 @@ def test_failures_are_the_same_through_either_transport(name):
     via_urllib3, via_curl, _, _ = both(BROKEN[name])
     assert via_urllib3[0] == "error", via_urllib3
     assert via_curl == via_urllib3
+
+
+ODD = {
+    "a coding urllib3 leaves alone": lambda head, n: ok(extra=b"Content-Encoding: utf-8\r\n"),
+    "gzip with two members": lambda head, n: ok(gzip.compress(JSON[:10]) + gzip.compress(JSON[10:]),
+                                                b"Content-Encoding: gzip\r\n"),
+    "a Content-Length with a sign": lambda head, n: ok().replace(b"Content-Length: ", b"Content-Length: +"),
+    "a header line without a colon": lambda head, n: ok(extra=b"NoColonHere\r\n"),
+    "a NUL in a header": lambda head, n: ok(extra=b"X-N: a\x00b\r\n"),
+    "cut off inside the headers": lambda head, n: (b"HTTP/1.1 200 OK\r\nContent-Ty", True),
+    "over 100 headers": lambda head, n: ok(extra=b"".join(b"X-%d: v\r\n" % i for i in range(120))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_what_libcurl_cannot_read_is_read_by_urllib3_and_counted(name):
+    """Answers urllib3 reads one way and libcurl refuses (or reads another way): through the
+    libcurl session the kit gets urllib3's reading, from a second request it counts."""
+    via_urllib3, via_curl, heads_urllib3, heads_curl = both(ODD[name])
+    assert via_curl == via_urllib3
+    assert len(heads_curl) == len(heads_urllib3) + 1, (heads_urllib3, heads_curl)
+
+
+def test_a_host_libcurl_cannot_read_is_left_to_urllib3_after_three_answers():
+    with RawServer(ODD["a header line without a colon"]) as server:
+        s = session(True)
+        for _ in range(6):
+            assert s.get(server.url + "/x").status_code == 200
+        s.close()
+    # three answers asked twice, then urllib3 only
+    assert len(server.heads) == 6 + curl.MAX_REFUSED
 
 
 def test_a_refused_connection_is_unreachable_through_either_transport():
@@ -244,6 +287,45 @@ def test_the_deadline_holds_through_libcurl(how):
         took = time.monotonic() - started
     assert result[:3] == ("error", "ResponseTimeout", True), result
     assert 0.9 <= took < 2.5, took
+
+
+def test_libcurls_own_resend_stays_within_the_retry_budget():
+    """A kept-alive connection closed after reading a request, without an answer: libcurl
+    would send the request again by itself; it fails as urllib3's does, one attempt each."""
+    def script(head: bytes, n: int) -> object:
+        return (b"", True) if n == 2 else ok()
+
+    via_urllib3, via_curl, heads_urllib3, heads_curl = both(script, requests_=2)
+    assert via_urllib3[:3] == ("error", "ConnectionError", True)
+    assert via_curl == via_urllib3 and len(heads_curl) == len(heads_urllib3) == 2
+
+
+def test_a_latin1_request_header_goes_out_as_urllib3_sends_it():
+    """A cookie or a config header with a Latin-1 character: the same bytes on the wire."""
+    def script(head: bytes, n: int) -> bytes:
+        return ok(extra=b"Set-Cookie: lb=n\xe9ud1; Path=/\r\n")
+
+    _, _, heads_urllib3, heads_curl = both(script, requests_=2)
+    assert b"Cookie: lb=n\xe9ud1" in heads_curl[1]
+    assert [_head(h) for h in heads_curl] == [_head(h) for h in heads_urllib3]
+
+
+def test_pycurl_is_imported_once_whatever_threads_ask_at_once(monkeypatch):
+    monkeypatch.setattr(curl, "_TRIED", False)
+    monkeypatch.setattr(curl, "pycurl", None)
+    answers: list[bool] = []
+    start = threading.Barrier(8)
+
+    def ask() -> None:
+        start.wait()
+        answers.append(curl.available())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [True] * 8
 
 
 # -- what goes through libcurl ------------------------------------------------------------------
@@ -315,3 +397,12 @@ def test_analytics_kit_curl_0_keeps_every_request_on_urllib3(tmp_path, caplog, m
         assert _load(api, tmp_path).rows["events"] == 600
     assert not [r for r in caplog.records if r.name == "analytics_kit.fetch.curl"]
     assert [r for r in caplog.records if r.name.startswith("urllib3")]  # urllib3's own request lines
+
+
+@pytest.mark.parametrize(("events", "through_curl"), [(500, False), (600, True)])
+def test_the_threshold_counts_the_pages_after_the_first(tmp_path, caplog, monkeypatch, events, through_curl):
+    """CURL_MIN_PAGES pages still to fetch after the first page: 600 events leave 5 pages of 100."""
+    monkeypatch.setattr(offsets, "CURL_MIN_PAGES", 5)
+    with demo.serve(events=events, customers=5) as api, caplog.at_level("DEBUG", logger="analytics_kit.fetch.curl"):
+        _load(api, tmp_path)
+    assert bool([r for r in caplog.records if r.name == "analytics_kit.fetch.curl"]) == through_curl

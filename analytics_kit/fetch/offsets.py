@@ -255,7 +255,8 @@ class OffsetPass:
             workers = min(workers, FAST_API_WORKERS)
         window = 2 * workers
         total = usable_total(page.total) if p.total_path is not None else None
-        self.fast = total is None or (total - page.offset + p.base_index) >= CURL_MIN_PAGES * limit
+        # records after this page's, by the total
+        self.fast = total is None or total + p.base_index - (page.offset + limit) >= CURL_MIN_PAGES * limit
         pending: deque[Future] = deque()
         next_offset = p.initial_value + step
         past_total = False  # a page beyond the total held records: it was too low

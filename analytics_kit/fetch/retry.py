@@ -163,8 +163,8 @@ def retry_session(
                 raised = too_late if watch.fired or late else _scrubbed(error, redact, request)
                 if raised is not too_late:
                     _first_contact(raised, error, request, stats, redact)
-        for _ in range(take_resends()):
-            _resent(request, resource, policy, stats, redact)
+        for why in take_resends():
+            _resent(request, why, resource, policy, stats, redact)
         if response is not None:
             stats.answered.add(origin(request.url))
         if gate is not None and response is not None and response.status_code == 429:
@@ -214,15 +214,16 @@ def retry_session(
     return session
 
 
-def _resent(request: PreparedRequest, resource: str, policy: RetryPolicy, stats: LoadStats, redact: Redactor) -> None:
-    """A request libcurl sent again by itself (``curl.take_resends``), counted and reported like
-    the kit's own retries: the API saw it, and its connection failed."""
+def _resent(request: PreparedRequest, why: str, resource: str, policy: RetryPolicy, stats: LoadStats,
+            redact: Redactor) -> None:
+    """A request sent a second time within its attempt (``curl.take_resends``), counted and
+    reported like the kit's own retries: the API saw both."""
     shown = request_text(request, redact)
-    event = RetryEvent(resource=resource, reason="ConnectionError", attempt=stats.attempts.get(shown, 1),
+    event = RetryEvent(resource=resource, reason=why, attempt=stats.attempts.get(shown, 1),
                        attempts=policy.attempts, wait=0.0, request=shown)
     stats.retry(event)
     stats.request(resource, shown)
-    logger.warning("%s (the connection closed before any answer; sent again on a new connection)", event)
+    logger.warning("%s (through urllib3)", event)
 
 
 def _first_contact(raised: RequestException, error: RequestException, request: PreparedRequest,
