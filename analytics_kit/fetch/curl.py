@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import re
-import socket
 import threading
 import time
 from http.client import HTTPException, parse_headers
@@ -43,10 +42,11 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ConnectTimeout, ReadTimeout, SSLError
+from requests.exceptions import ReadTimeout
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
 from urllib3 import HTTPHeaderDict
 
+from analytics_kit.fetch.curl_failures import TIMEOUT, as_requests_error
 from analytics_kit.fetch.transport import DeadlineAdapter, current_watch
 
 pycurl: Any = None  # imported by ``available()``: a small load never pays for it (~20 ms, 11 MB)
@@ -55,15 +55,6 @@ _LOCK = threading.Lock()  # the import of pycurl, and _REFUSED
 
 logger = logging.getLogger(__name__)
 
-# libcurl's error codes (curl.h) that urllib3 meets too, by what urllib3 would have said; any
-# other is libcurl refusing what urllib3 may read, and the request is asked again there.
-_RESOLVE = {5, 6}  # COULDNT_RESOLVE_PROXY, COULDNT_RESOLVE_HOST
-_CONNECT = {7}  # COULDNT_CONNECT: refused, or no route
-_TIMEOUT = {28}  # OPERATION_TIMEDOUT
-_TLS = {35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98}
-# before any answer: the connection closed or reset; after a complete header block: the body
-# broken off (PARTIAL_FILE: fewer bytes than Content-Length; RECV_ERROR: a reset, a bad chunk)
-_BROKEN = {18, 52, 55, 56}
 # urllib3 2.x's folding of an obsolete multi-line header value (connection._normalize_header_value)
 _OBSOLETE_FOLD = re.compile(r"(?:(?<![ \t])[ \t]+)?\r\n[ \t]+")
 # After libcurl could not read this many answers of a host, this process sends its requests
@@ -264,9 +255,10 @@ class CurlAdapter(DeadlineAdapter):
             handle.perform()
         except pycurl.error as error:
             code, text = (error.args + (0, ""))[:2]
-            if code in _TIMEOUT and watch is not None and time.monotonic() >= watch.deadline - 0.001:
+            if code in TIMEOUT and watch is not None and time.monotonic() >= watch.deadline - 0.001:
                 watch.fire()
-            failure = _as_requests_error(code, str(text), handle.getinfo(pycurl.OS_ERRNO), transfer, request)
+            failure = as_requests_error(code, str(text), handle.getinfo(pycurl.OS_ERRNO), transfer.lines,
+                                        transfer.final, transfer.resent, request)
             self._local.handle = None  # a handle after a failure starts afresh
             handle.close()
             if failure is None:
@@ -366,46 +358,6 @@ def _set_tls(handle: Any, verify: Any) -> None:
 @functools.lru_cache(maxsize=8)
 def _is_dir(path: str) -> bool:
     return os.path.isdir(path)  # once per path, not once per page
-
-
-def _as_requests_error(code: int, text: str, errno: int, transfer: _Transfer,
-                       request: requests.PreparedRequest) -> requests.RequestException | None:
-    """The requests exception urllib3's adapter raises for the same failure, with its cause
-    (``errno``: the OS's error number for a failed connection, or 0); None where libcurl
-    refused what urllib3 may read, and where the answer broke off inside its headers."""
-    shown = f"{text} (libcurl error {code})"
-    if transfer.resent:  # libcurl's own resend, stopped: urllib3's RemoteDisconnected
-        return requests.ConnectionError(f"Connection aborted: the server closed the connection without an answer "
-                                        f"({shown})", request=request)
-    if code in _TIMEOUT:
-        if not transfer.lines and ("connect" in text.lower() or "resolv" in text.lower()):
-            return ConnectTimeout(shown, request=request)
-        return ReadTimeout(shown, request=request)
-    if not transfer.lines:  # nothing of an answer yet
-        if code in _RESOLVE:
-            error: requests.RequestException = requests.ConnectionError(shown, request=request)
-            error.__cause__ = socket.gaierror(socket.EAI_NONAME, f"Name or service not known: {text}")
-            return error
-        if code in _CONNECT:
-            error = requests.ConnectionError(shown, request=request)
-            if errno:  # OSError picks the subclass: ConnectionRefusedError for ECONNREFUSED
-                error.__cause__ = OSError(errno, os.strerror(errno))
-            return error
-        if code in _TLS:
-            return SSLError(f"[SSL] {shown}", request=request)
-        if code in _BROKEN:
-            return requests.ConnectionError(f"Connection aborted: {shown}", request=request)
-        return None
-    if transfer.final and code in _BROKEN and _framed(transfer.lines):
-        return ChunkedEncodingError(f"Connection broken: {shown}", request=request)
-    return None
-
-
-def _framed(lines: list[bytes]) -> bool:
-    """Whether the answer said where its body ends (Content-Length, or chunked): only then is
-    an early end an error to urllib3 too, rather than the end of the body."""
-    names = {line.split(b":", 1)[0].strip().lower() for line in lines[1:]}
-    return b"content-length" in names or b"transfer-encoding" in names
 
 
 __all__ = ["CurlAdapter", "HTTPAdapter", "available", "take_resends"]
