@@ -15,7 +15,7 @@ OLDEST_STAMP := $(OLDEST)/.installed
 # the main suite took 4.4 min instead of 8-10.
 PARALLEL := -n 2 --dist loadfile
 CORE_TESTS := tests/test_config.py tests/test_source.py tests/test_load.py tests/test_faults.py \
-	tests/test_fast.py tests/test_bad_configs.py tests/test_fidelity.py tests/test_curl.py
+	tests/test_fast.py tests/test_bad_configs.py tests/test_fidelity.py
 TEST_OLDEST := $(OLDEST)/bin/python -m pytest -p no:nbval -o addopts=-ra $(PARALLEL) $(CORE_TESTS) \
 	tests/test_adversary.py -k "not test_adversary or two_loads or disk"
 

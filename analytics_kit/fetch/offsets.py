@@ -56,10 +56,6 @@ STATIC_AUTH = (APIKeyAuth, BearerTokenAuth, HttpBasicAuth)
 # Pages past the API's total, or in all without a usable total, before the pass gives up:
 # 1,000,000 records at limit 100. Every run's requests are bounded by it.
 MAX_PAGES_PAST_TOTAL = 10_000
-# A listing with at least this many pages still to fetch (or no usable total) is fetched by
-# workers whose GETs go through libcurl (``curl``): ~0.6 ms less of the GIL per page than
-# urllib3, where importing pycurl costs ~20 ms and ~10 MB once.
-CURL_MIN_PAGES = 50
 # A larger total is not a plausible record count for a listing paged through a REST API
 # (10,000,000 requests at limit 100): it is treated as no total at all.
 MAX_TOTAL = 10**9
@@ -160,14 +156,13 @@ class OffsetPass:
         self.total_before: int | None = None  # the total before the latest page's
         self.totals = Totals()  # for the sign of a purge (``Totals.fell``)
         self._named_bad_total = False
-        self.fast = False  # the workers' sessions use libcurl (CURL_MIN_PAGES)
 
     # -- requests --------------------------------------------------------------------------------
 
     def _session(self) -> Session:
         session = getattr(self.local, "http", None)
         if session is None:
-            session = self.local.http = self.owner.new_session(fast=self.fast)
+            session = self.local.http = self.owner.new_session()
         return session
 
     def _prepare(self, offset: int, session: Session) -> Any:
@@ -254,9 +249,6 @@ class OffsetPass:
         if self.first_response is not None and self.first_response < FAST_RESPONSE_SECONDS:
             workers = min(workers, FAST_API_WORKERS)
         window = 2 * workers
-        total = usable_total(page.total) if p.total_path is not None else None
-        # records after this page's, by the total
-        self.fast = total is None or total + p.base_index - (page.offset + limit) >= CURL_MIN_PAGES * limit
         pending: deque[Future] = deque()
         next_offset = p.initial_value + step
         past_total = False  # a page beyond the total held records: it was too low

@@ -23,7 +23,6 @@ from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
-from analytics_kit.fetch.curl import take_resends
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
@@ -125,18 +124,16 @@ def retry_session(
     sleep: Callable[[float], None] = time.sleep,
     origins: Iterable[str] = (),
     gate: Gate | None = None,
-    fast: bool = False,
 ) -> KitSession:
     """A session that retries as ``policy`` says and reports every attempt to ``stats``.
 
     Each attempt must be complete within ``policy.timeout``, its redirects included;
     requests and redirects go to ``origins`` only (any origin when empty). Sessions that
-    share a ``gate`` all pause when one of them gets a 429. ``fast``: GETs through libcurl
-    where it is installed (``curl``), for a worker of a long listing.
+    share a ``gate`` all pause when one of them gets a 429.
     """
     stats = stats if stats is not None else LoadStats()
     redact = redactor or Redactor()
-    session = KitSession(origins=origins, timeout=policy.timeout, redact=redact, fast=fast)
+    session = KitSession(origins=origins, timeout=policy.timeout, redact=redact)
     send = session.send
 
     def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
@@ -163,8 +160,6 @@ def retry_session(
                 raised = too_late if watch.fired or late else _scrubbed(error, redact, request)
                 if raised is not too_late:
                     _first_contact(raised, error, request, stats, redact)
-        for why in take_resends():
-            _resent(request, why, resource, policy, stats, redact)
         if response is not None:
             stats.answered.add(origin(request.url))
         if gate is not None and response is not None and response.status_code == 429:
@@ -212,18 +207,6 @@ def retry_session(
 
     session.send = dispatch  # type: ignore[method-assign]
     return session
-
-
-def _resent(request: PreparedRequest, why: str, resource: str, policy: RetryPolicy, stats: LoadStats,
-            redact: Redactor) -> None:
-    """A request sent a second time within its attempt (``curl.take_resends``), counted and
-    reported like the kit's own retries: the API saw both."""
-    shown = request_text(request, redact)
-    event = RetryEvent(resource=resource, reason=why, attempt=stats.attempts.get(shown, 1),
-                       attempts=policy.attempts, wait=0.0, request=shown)
-    stats.retry(event)
-    stats.request(resource, shown)
-    logger.warning("%s (through urllib3)", event)
 
 
 def _first_contact(raised: RequestException, error: RequestException, request: PreparedRequest,

@@ -185,11 +185,6 @@ def in_attempt() -> bool:
     return getattr(_current, "watch", None) is not None
 
 
-def current_watch() -> Watch | None:
-    """The deadline of this thread's attempt, if it is inside one."""
-    return getattr(_current, "watch", None)
-
-
 @contextmanager
 def deadline(seconds: float) -> Iterator[Watch]:
     """Runs the block's request under a deadline of ``seconds`` from now.
@@ -264,16 +259,11 @@ class DeadlineAdapter(HTTPAdapter):
 class KitSession(Session):
     """dlt's session, kept to ``origins``: redirects elsewhere are refused, not followed."""
 
-    def __init__(self, *, origins: Iterable[str], timeout: float, redact: Any, fast: bool = False) -> None:
+    def __init__(self, *, origins: Iterable[str], timeout: float, redact: Any) -> None:
         super().__init__(timeout=timeout, raise_for_status=False)
         self.origins = frozenset(origins)
         self.redact = redact
-        adapter: HTTPAdapter = DeadlineAdapter(pool_connections=1, pool_maxsize=16)
-        if fast:  # a long listing's worker: its GETs through libcurl, where pycurl is installed
-            from analytics_kit.fetch import curl  # here: it extends DeadlineAdapter, defined above
-
-            if curl.available():
-                adapter = curl.CurlAdapter(pool_connections=1, pool_maxsize=16)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=16)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
