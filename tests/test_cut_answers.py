@@ -1,0 +1,171 @@
+"""Answers cut off where nothing declared their length are retried, not loaded nor read as bad JSON.
+
+A raw-socket server (stdlib only, 127.0.0.1) serves an offset listing honestly, with a
+Content-Length, except where a test tells it to cut an answer: inside its header block,
+after the status line, or mid-body with no length declared (HTTP/1.1 ``Connection: close``
+or HTTP/1.0). http.client reads the first two as a 200 with an empty body and the last as
+a shorter body; the load failed as "not valid JSON" before. A server that frames every
+answer by closing the connection, honestly, loads without a retry.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import analytics_kit as ak
+
+KEY = "cut-answers-key-5b1e"
+RECORDS = [{"id": i, "name": f"n{i}", "updated_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z"} for i in range(250)]
+TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
+
+
+class CuttingServer:
+    """Pages of ``RECORDS``; ``cut(offset, how, times)`` breaks the next ``times`` answers for ``offset``."""
+
+    def __init__(self, *, close_framed: bool = False) -> None:
+        self.close_framed = close_framed  # every answer HTTP/1.0, ended by closing, honest
+        self.cuts: dict[int, list] = {}
+        self.served: list[tuple[int, str]] = []
+        self.lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def cut(self, offset: int, how: str, times: int | None = 1) -> None:
+        self.cuts[offset] = [how, times]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                target = head.split(b"\r\n")[0].split(b" ")[1].decode()
+                query = parse_qs(urlsplit(target).query)
+                offset, limit = int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0])
+                body = json.dumps({"data": RECORDS[offset:offset + limit], "total": len(RECORDS)}).encode()
+                how = self._take(offset) if query.get("api_key") == [KEY] else "unauthorized"
+                with self.lock:
+                    self.served.append((offset, how))
+                if how == "unauthorized":
+                    conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\n{}")
+                elif how == "honest" and not self.close_framed:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(body), body))
+                    continue
+                elif how == "honest":
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+                elif how == "in_headers":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: 7")
+                elif how == "after_status":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                elif how == "mid_body":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                                 + body[:len(body) // 2])
+                elif how == "mid_body_http10":
+                    conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body[:-1])
+                elif how == "html":
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>maintenance</html>")
+                return  # each of these ends by closing the connection
+
+    def _take(self, offset: int) -> str:
+        with self.lock:
+            cut = self.cuts.get(offset)
+            if cut is None or cut[1] == 0:
+                return "honest"
+            if cut[1] is not None:
+                cut[1] -= 1
+            return cut[0]
+
+
+@pytest.fixture
+def server():
+    made: list[CuttingServer] = []
+
+    def make(**kwargs) -> CuttingServer:
+        made.append(CuttingServer(**kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+def _config(server: CuttingServer) -> dict:
+    return {
+        "client": {"base_url": server.base_url,
+                   "auth": {"type": "api_key", "name": "api_key", "api_key": KEY, "location": "query"}},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": [{"name": "items", "endpoint": {
+            "path": "/v1/items", "data_selector": "data", "error_handler": TINY,
+            "paginator": {"type": "offset", "limit": 100, "total_path": "total"}}}],
+    }
+
+
+def _ids(database) -> list[int]:
+    return ak.query("SELECT id FROM analytics.items ORDER BY id", database=database)["id"].tolist()
+
+
+@pytest.mark.parametrize("how", ["in_headers", "after_status", "mid_body", "mid_body_http10"])
+@pytest.mark.parametrize("offset", [0, 100])  # the first page, on the resource's session; a worker's
+def test_an_answer_cut_once_is_retried_and_every_record_loads(server, tmp_path, how, offset):
+    api = server()
+    api.cut(offset, how)
+    database = tmp_path / "cut.duckdb"
+    report = ak.load(_config(api), "full_refresh", database=database, progress=False)
+    assert _ids(database) == [r["id"] for r in RECORDS]
+    assert len(report.retries) == 1 and f"offset={offset}&" in report.retries[0].request, report.retries
+    assert (offset, how) in api.served and KEY not in str(report)
+
+
+@pytest.mark.parametrize("how", ["in_headers", "mid_body"])
+def test_an_answer_cut_every_time_fails_the_load_naming_the_request_and_commits_nothing(server, tmp_path, how):
+    api = server()
+    database = tmp_path / "cut.duckdb"
+    ak.load(_config(api), "full_refresh", database=database, progress=False)
+    api.cut(100, how, times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=database, progress=False)
+    text = str(caught.value)
+    assert "broke off its response" in text and "offset=100" in text and "3 attempt(s)" in text, text
+    assert "declared no length" in text and KEY not in text
+    assert [o for o, h in api.served if h == how] == [100, 100, 100]
+    assert _ids(database) == [r["id"] for r in RECORDS]  # the earlier load's table, whole
+
+
+def test_answers_framed_by_closing_the_connection_load_without_a_retry(server, tmp_path):
+    api = server(close_framed=True)
+    database = tmp_path / "close.duckdb"
+    report = ak.load(_config(api), "full_refresh", database=database, progress=False)
+    assert _ids(database) == [r["id"] for r in RECORDS] and not report.retries
+
+
+def test_a_page_that_is_not_json_in_a_close_framed_answer_is_retried_then_named(server, tmp_path):
+    api = server(close_framed=True)
+    api.cut(200, "html", times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=tmp_path / "html.duckdb", progress=False)
+    text = str(caught.value)
+    assert "offset=200" in text and "not a whole JSON document" in text, text
+    assert [o for o, h in api.served if h == "html"] == [200, 200, 200]
