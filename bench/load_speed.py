@@ -4,6 +4,7 @@
     .venv/bin/python bench/load_speed.py --events 1000000
     .venv/bin/python bench/load_speed.py --latency 0.05 --pages 1000   # a slow API
     .venv/bin/python bench/load_speed.py --only kit,floor             # a subset
+    .venv/bin/python bench/load_speed.py --rounds 5                   # kit vs floor, in turns, medians
 
 The demo API runs in its own process. Each loader runs in a fresh child process, so its wall
 time includes starting Python and importing its libraries, and its peak memory (VmHWM) is
@@ -32,6 +33,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -346,6 +348,38 @@ def overlap_bound(steps: dict) -> str:
             f"overlapping them could save at most {bound:.2f} s ({bound / total:.0%} of the load)" if total else "")
 
 
+def floor_rounds(api, tmp: str, rounds: int, concurrency: int | None, rule: str) -> None:
+    """The kit's load and the command against both floors, ``rounds`` times, taking turns.
+
+    On this shared machine one run's ratio moved by 20% from run to run; the loaders of a round
+    run one after another under about the same load, so each round gives its own ratios, and
+    their median is what to quote. Each loader starts from an empty folder every round.
+    """
+    kinds = (("kit", "ak.load, load only"), ("command", "analytics-kit load"),
+             ("floor-seq", "floor one page after another"), ("floor-threads", "floor in the kit's workers"))
+    ratios: dict[str, list[float]] = {"kit / floor-seq": [], "kit / floor-threads": [],
+                                      "command / floor-seq": [], "command / floor-threads": []}
+    for number in range(1, rounds + 1):
+        took = {}
+        for kind, _ in kinds:
+            folder = f"{tmp}/round{number}-{kind}"
+            os.makedirs(folder)
+            took[kind] = measure(kind, api.base_url, folder, concurrency=rule if kind.startswith("floor") else concurrency)
+        for name in ratios:
+            # ak.load's load only (after its imports), as the other tables; the command's whole
+            # process, as the shell runs it: it imports dlt inside its load
+            loader, floor = name.split(" / ")
+            seconds = "load_seconds" if loader == "kit" else "wall"
+            ratios[name].append(took[loader][seconds] / took[floor][seconds])
+        print(f"  round {number}: " + ", ".join(f"{label} {took[kind]['load_seconds']:.3f} s ({took[kind]['wall']:.3f} s wall)"
+                                              for kind, label in kinds))
+    for name, values in ratios.items():
+        median = statistics.median(values)
+        how = "load only" if name.startswith("kit") else "wall"
+        print(f"  median of {rounds}: {name + ', ' + how:<36} {median:6.3f}   (rounds: "
+              f"{', '.join(f'{v:.3f}' for v in values)}; target <= 1.3: {'met' if median <= 1.3 else 'NOT met'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -356,6 +390,9 @@ def main() -> None:
     parser.add_argument("--dlt-default", choices=("auto", "yes", "no"), default="auto",
                         help="run dlt's defaults too (auto: only below 1,000,000 events, where it needs "
                              "~2.5 GB per 100k rows and would not fit this machine's memory)")
+    parser.add_argument("--rounds", type=int, default=0, metavar="N",
+                        help="only the kit, the command and the two floors, N rounds in turns: each round's "
+                             "ratios and their medians")
     parser.add_argument("--only", type=parse_only, default=set(ONLY), metavar=",".join(ONLY),
                         help="run only these (default: all); incremental needs kit; the ratios are printed "
                              "for the loaders that ran")
@@ -379,6 +416,11 @@ def main() -> None:
         for name in ("kit", "command", "dlt", "hand", "seq", "floor"):
             folders[name] = f"{tmp}/{name}"
             os.makedirs(folders[name])
+        if args.rounds:
+            configured = args.concurrency or DEFAULT_CONCURRENCY
+            floor_rounds(api, tmp, args.rounds, args.concurrency,
+                         f"{configured}:{FAST_RESPONSE_SECONDS}:{FAST_API_WORKERS}")
+            return
         if args.latency:
             kit = measure("kit", api.base_url, folders["kit"], concurrency=args.concurrency)
             show(f"analytics_kit.load (concurrency {args.concurrency or 'default'})", kit)

@@ -47,3 +47,19 @@ def test_memory_profile_draws_both_loaders(tmp_path: Path) -> None:
     assert set(peaks) == {"kit", "hand"}, out
     assert "by step: setup" in out and "load" in out, out
     assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_load_speed_rounds_take_turns_and_quote_the_median_of_each_rounds_ratio() -> None:
+    out = _run("load_speed.py", "--events", "2000", "--rounds", "3")
+    rounds = re.findall(r"^  round (\d): ak\.load, load only ([\d.]+) s \(([\d.]+) s wall\), analytics-kit load [\d.]+ s "
+                        r"\(([\d.]+) s wall\), floor one page after another ([\d.]+) s \(([\d.]+) s wall\), "
+                        r"floor in the kit's workers ([\d.]+) s", out, re.M)
+    assert [r[0] for r in rounds] == ["1", "2", "3"], out
+    kit_seq = sorted(float(r[1]) / float(r[4]) for r in rounds)
+    command_seq = sorted(float(r[3]) / float(r[5]) for r in rounds)
+    medians = dict(re.findall(r"^  median of 3: (\S+ / \S+), [a-z ]+?\s+([\d.]+)", out, re.M))
+    assert set(medians) == {"kit / floor-seq", "kit / floor-threads", "command / floor-seq", "command / floor-threads"}
+    # each round's ratio from its own figures (printed to the millisecond), the median of the three
+    assert abs(float(medians["kit / floor-seq"]) - kit_seq[1]) <= 0.03 * kit_seq[1], out
+    assert abs(float(medians["command / floor-seq"]) - command_seq[1]) <= 0.03 * command_seq[1], out
