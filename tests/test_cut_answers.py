@@ -18,9 +18,19 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import analytics_kit as ak
+from analytics_kit.fetch.cut_answers import ends_early
 
 KEY = "cut-answers-key-5b1e"
-RECORDS = [{"id": i, "name": f"n{i}", "updated_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z"} for i in range(250)]
+RECORDS = [{"id": i, "name": f"caf\u00e9 \u2603 \x01 {i}", "deleted": False, "score": 1.5e-07,
+            "updated_at": f"2026-01-{1 + i % 28:02d}T10:00:00Z"} for i in range(250)]
+# Where a body is cut: just after the first occurrence of each marker
+CUT_AT = {"in_string": b'"name": "ca', "in_key": b'"upd', "in_literal": b'"deleted": fa', "in_number": b'"score": 1.',
+          "in_exponent": b'"score": 1.5e-', "between_tokens": b"}, ", "in_a_character": b"caf\xc3",
+          "in_an_escape": b"\\u00", "in_the_first_record": b"[{"}
+# Answers that are whole, framed by closing the connection, and not JSON orjson reads: not cut
+WHOLE_BUT_NOT_JSON = {"html": b"<html>maintenance</html>", "nan": b'{"data": [{"id": NaN}], "total": 1}',
+                      "bom": b'\xef\xbb\xbf{"data": [], "total": 0}', "utf8": b'{"data": [{"id": 1, "n": "\xff"}]}',
+                      "extra": b'{"data": [], "total": 0} trailing'}
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
 
 
@@ -64,7 +74,8 @@ class CuttingServer:
                 target = head.split(b"\r\n")[0].split(b" ")[1].decode()
                 query = parse_qs(urlsplit(target).query)
                 offset, limit = int(query.get("offset", ["0"])[0]), int(query.get("limit", ["100"])[0])
-                body = json.dumps({"data": RECORDS[offset:offset + limit], "total": len(RECORDS)}).encode()
+                body = json.dumps({"data": RECORDS[offset:offset + limit], "total": len(RECORDS)},
+                                  ensure_ascii=False).encode()
                 how = self._take(offset) if query.get("api_key") == [KEY] else "unauthorized"
                 with self.lock:
                     self.served.append((offset, how))
@@ -85,8 +96,18 @@ class CuttingServer:
                                  + body[:len(body) // 2])
                 elif how == "mid_body_http10":
                     conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body[:-1])
-                elif how == "html":
-                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>maintenance</html>")
+                elif how in CUT_AT:
+                    marker = CUT_AT[how]
+                    conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + body[:body.index(marker) + len(marker)])
+                elif how == "empty_length":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length:")
+                elif how == "bad_length":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: about 9000\r\nConnection: close\r\n\r\n"
+                                 + body[:100])
+                elif how == "redirect_status_only":
+                    conn.sendall(b"HTTP/1.1 302 Found\r\n")
+                elif how in WHOLE_BUT_NOT_JSON:
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n" + WHOLE_BUT_NOT_JSON[how])
                 return  # each of these ends by closing the connection
 
     def _take(self, offset: int) -> str:
@@ -127,7 +148,10 @@ def _ids(database) -> list[int]:
     return ak.query("SELECT id FROM analytics.items ORDER BY id", database=database)["id"].tolist()
 
 
-@pytest.mark.parametrize("how", ["in_headers", "after_status", "mid_body", "mid_body_http10"])
+@pytest.mark.parametrize("how", [
+    "in_headers", "after_status", "mid_body", "mid_body_http10", "empty_length", "bad_length", "redirect_status_only",
+    *CUT_AT,
+])
 @pytest.mark.parametrize("offset", [0, 100])  # the first page, on the resource's session; a worker's
 def test_an_answer_cut_once_is_retried_and_every_record_loads(server, tmp_path, how, offset):
     api = server()
@@ -136,6 +160,7 @@ def test_an_answer_cut_once_is_retried_and_every_record_loads(server, tmp_path, 
     report = ak.load(_config(api), "full_refresh", database=database, progress=False)
     assert _ids(database) == [r["id"] for r in RECORDS]
     assert len(report.retries) == 1 and f"offset={offset}&" in report.retries[0].request, report.retries
+    assert report.retries[0].reason == "ChunkedEncodingError", report.retries  # not "HTTP 200"
     assert (offset, how) in api.served and KEY not in str(report)
 
 
@@ -161,11 +186,23 @@ def test_answers_framed_by_closing_the_connection_load_without_a_retry(server, t
     assert _ids(database) == [r["id"] for r in RECORDS] and not report.retries
 
 
-def test_a_page_that_is_not_json_in_a_close_framed_answer_is_retried_then_named(server, tmp_path):
+@pytest.mark.parametrize("how", sorted(WHOLE_BUT_NOT_JSON))
+def test_a_whole_answer_that_is_not_json_is_not_retried_and_keeps_its_diagnosis(server, tmp_path, how):
     api = server(close_framed=True)
-    api.cut(200, "html", times=None)
+    api.cut(200, how, times=None)
     with pytest.raises(ak.LoadError) as caught:
-        ak.load(_config(api), "full_refresh", database=tmp_path / "html.duckdb", progress=False)
+        ak.load(_config(api), "full_refresh", database=tmp_path / "whole.duckdb", progress=False)
     text = str(caught.value)
-    assert "offset=200" in text and "not a whole JSON document" in text, text
-    assert [o for o, h in api.served if h == "html"] == [200, 200, 200]
+    assert "offset=200" in text and "not valid JSON" in text and "broke off" not in text, text
+    assert [o for o, h in api.served if h == how] == [200]
+
+
+def test_every_cut_of_a_page_reads_as_cut_and_the_whole_page_does_not():
+    body = json.dumps({"data": RECORDS[:40], "total": len(RECORDS), "next": None, "ratio": -2.5e+300,
+                       "tags": ["\U0001F600", "\\", "\"", "\u2028"]}, ensure_ascii=False, indent=1).encode()
+    ascii_body = json.dumps({"data": RECORDS[:5], "emoji": "\U0001F600"}).encode()  # \ud83d\ude00 escapes
+    for whole in (body, ascii_body):
+        assert not ends_early(whole)
+        assert [i for i in range(len(whole)) if not ends_early(whole[:i])] == []
+    for name, whole in WHOLE_BUT_NOT_JSON.items():
+        assert not ends_early(whole), name

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable
 
-import orjson
 from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from requests import ConnectionError as RequestsConnectionError
 from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
+from analytics_kit.fetch.cut_answers import cut_short
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
@@ -150,10 +150,11 @@ def retry_session(
                 # cut off by the watchdog between headers, http.client can still hand back a
                 # "response" (a status line, no headers, no body): it is not one
                 raised: RequestException | None = too_late if watch.fired else None
-                if raised is None and not kwargs.get("stream") and _cut_short(response):
+                if raised is None and not kwargs.get("stream") and cut_short(response):
+                    # no response attached: the retry is reported as this error, not as its status
                     raised = ChunkedEncodingError(
-                        f"the connection closed after {len(response.content):,} bytes of a response that declared "
-                        "no length, and they are not a whole JSON document", request=request, response=response)
+                        f"the connection closed after {len(response.content):,} bytes of an answer that declared "
+                        "no length, in the middle of its JSON (or before any)", request=request)
             except RequestException as error:
                 # dlt's response hook raises HTTPError inside send, so a 429 arrives here too
                 response = error.response
@@ -213,30 +214,6 @@ def retry_session(
 
     session.send = dispatch  # type: ignore[method-assign]
     return session
-
-
-def _cut_short(response: Response) -> bool:
-    """A 2xx answer whose body ended where the connection closed, with no length declared
-    (neither Content-Length nor chunked), and which is not a whole JSON document.
-
-    Such a body cannot be told complete by its framing: http.client reads an answer cut off
-    inside its header block as one with no headers and an empty body, and one cut mid-body
-    as a shorter body. Both failed the load as "not valid JSON" instead of being retried.
-    Answers that declare their length are checked by urllib3; only these are parsed here,
-    and real APIs rarely send them.
-    """
-    if not 200 <= response.status_code < 300 or response.status_code in (204, 205):
-        return False
-    if response.request is not None and response.request.method == "HEAD":
-        return False
-    headers = response.headers
-    if "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower():
-        return False
-    try:
-        orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return True
-    return False
 
 
 def _first_contact(raised: RequestException, error: RequestException, request: PreparedRequest,

@@ -1,0 +1,77 @@
+"""Answers cut off where nothing declared their length, told from answers that are whole.
+
+An answer without a usable Content-Length and not chunked ends where the connection closes,
+so its framing cannot say whether it is whole. http.client reads one cut inside its header
+block as an answer with no headers and an empty body, and one cut mid-body as a shorter body;
+both failed the load as "not valid JSON" instead of being retried. Such a body is called cut
+short only when it fails to parse because it stops: nothing at all, or JSON that breaks off
+(in a string, a literal, a number, an escape, a character's UTF-8 bytes, or between tokens).
+A body that is whole but not JSON (an HTML page, NaN, a byte-order mark, invalid UTF-8
+inside) is not, and keeps its exact diagnosis without a retry.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+
+import orjson
+from requests import Response
+
+# What a JSON document can end in when cut inside a literal, with the json module's own
+# NaN and infinities, which it reads and orjson does not.
+_LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
+# The part of a number the json module stops before when the number is cut: "1." or "1.5e-"
+_NUMBER_TAIL = re.compile(r"(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?")
+_JSON_SPACE = " \t\n\r"
+# A string cut in or just after a \uXXXX escape (the json module looks on for a surrogate's pair)
+_ESCAPE_TAIL = re.compile(r"u[0-9a-fA-F]{0,4}(?:\\(?:u[0-9a-fA-F]{0,4})?)?")
+
+
+def cut_short(response: Response) -> bool:
+    """Whether ``response`` is a data answer ended by the connection closing before it was whole.
+
+    A data answer is a 2xx, or a 3xx the kit will not follow (no Location): either reaches
+    the page's JSON parse. The framing is urllib3's, which read the body.
+    """
+    status = response.status_code
+    if not 200 <= status < 400 or status in (204, 205, 304) or response.is_redirect:
+        return False
+    if response.request is not None and response.request.method == "HEAD":
+        return False
+    raw = response.raw
+    if getattr(raw, "chunked", True) or getattr(raw, "length_remaining", 0) is not None:
+        return False  # chunked, or a length urllib3 read and checked
+    body = response.content
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ends_early(body)
+    return False
+
+
+def ends_early(body: bytes) -> bool:
+    """Whether ``body`` is empty, or JSON that fails only because it stops before its end."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        # a character whose last bytes were cut off is held back, not refused
+        text = decoder.decode(body, final=False)
+    except UnicodeDecodeError:
+        return False
+    text = text.rstrip(_JSON_SPACE)
+    if not text:
+        return True
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        rest = text[error.pos:]
+        if error.msg.startswith("Unterminated string"):
+            return True
+        if error.msg.startswith("Invalid \\uXXXX escape"):  # at the u of \u, the text's end near
+            return _ESCAPE_TAIL.fullmatch(rest) is not None
+        if error.msg.startswith(("Expecting", "Unterminated")):
+            return (not rest or any(len(rest) < len(word) and word.startswith(rest) for word in _LITERALS)
+                    or (rest[0] in ".eE" and _NUMBER_TAIL.fullmatch(rest) is not None))
+        return False
+    return False  # whole JSON by the json module's reading (NaN, 1e400): orjson's refusal stands
