@@ -30,7 +30,10 @@ CUT_AT = {"in_string": b'"name": "ca', "in_key": b'"upd', "in_literal": b'"delet
 # Answers that are whole, framed by closing the connection, and not JSON orjson reads: not cut
 WHOLE_BUT_NOT_JSON = {"html": b"<html>maintenance</html>", "nan": b'{"data": [{"id": NaN}], "total": 1}',
                       "bom": b'\xef\xbb\xbf{"data": [], "total": 0}', "utf8": b'{"data": [{"id": 1, "n": "\xff"}]}',
-                      "extra": b'{"data": [], "total": 0} trailing'}
+                      "extra": b'{"data": [], "total": 0} trailing',
+                      # they end in what could begin a number or a literal, where none can stand
+                      "dot_after_space": b'{"data": [{"id": 1}], "total": 1 .', "true_dot": b'{"data": [{"id": true.',
+                      "t_for_a_key": b'{"data": [{"id": 1}], t'}
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
 
 
@@ -104,6 +107,11 @@ class CuttingServer:
                 elif how == "bad_length":
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: about 9000\r\nConnection: close\r\n\r\n"
                                  + body[:100])
+                elif how == "location_colon":  # a redirect cut before its target: not followed
+                    conn.sendall(b"HTTP/1.1 302 Found\r\nLocation:")
+                elif how == "two_lengths_cut":  # cut inside a repeated Content-Length: "46, 4"
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Length: %d"
+                                 % (len(body), len(body) // 10))
                 elif how == "redirect_status_only":
                     conn.sendall(b"HTTP/1.1 302 Found\r\n")
                 elif how in WHOLE_BUT_NOT_JSON:
@@ -150,6 +158,7 @@ def _ids(database) -> list[int]:
 
 @pytest.mark.parametrize("how", [
     "in_headers", "after_status", "mid_body", "mid_body_http10", "empty_length", "bad_length", "redirect_status_only",
+    "location_colon", "two_lengths_cut",
     *CUT_AT,
 ])
 @pytest.mark.parametrize("offset", [0, 100])  # the first page, on the resource's session; a worker's
@@ -206,3 +215,15 @@ def test_every_cut_of_a_page_reads_as_cut_and_the_whole_page_does_not():
         assert [i for i in range(len(whole)) if not ends_early(whole[:i])] == []
     for name, whole in WHOLE_BUT_NOT_JSON.items():
         assert not ends_early(whole), name
+    # the json module cannot read these (too deep, too many digits): not called cut, and no exception
+    assert not ends_early(b'{"meta": ' + b"[" * 1100) and not ends_early(b'{"n": ' + b"1" * 5000)
+
+
+def test_a_request_header_requests_refuses_is_not_taken_for_a_broken_answer(server, tmp_path):
+    api = server()
+    config = _config(api)
+    config["client"]["headers"] = {"X-Trace": "a\r\nb"}
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, "full_refresh", database=tmp_path / "header.duckdb", progress=False)
+    assert "InvalidHeader" in str(caught.value) and "cut or malformed" not in str(caught.value)
+    assert api.served == []  # refused before sending, and not retried

@@ -17,7 +17,9 @@ import json
 import re
 
 import orjson
-from requests import Response
+import urllib3.exceptions
+from requests import RequestException, Response
+from requests.exceptions import InvalidHeader
 
 # What a JSON document can end in when cut inside a literal, with the json module's own
 # NaN and infinities, which it reads and orjson does not.
@@ -36,8 +38,10 @@ def cut_short(response: Response) -> bool:
     the page's JSON parse. The framing is urllib3's, which read the body.
     """
     status = response.status_code
-    if not 200 <= status < 400 or status in (204, 205, 304) or response.is_redirect:
+    if not 200 <= status < 400 or status in (204, 205, 304):
         return False
+    if response.is_redirect and response.headers.get("location"):
+        return False  # followed; cut after "Location:", it is not, and reaches the parse
     if response.request is not None and response.request.method == "HEAD":
         return False
     raw = response.raw
@@ -49,6 +53,14 @@ def cut_short(response: Response) -> bool:
     except orjson.JSONDecodeError:
         return ends_early(body)
     return False
+
+
+def broken_header(error: RequestException) -> bool:
+    """Whether ``error`` is urllib3 refusing an answer's header block: Content-Length values that
+    differ, as a block cut inside a repeated one reads ("46, 4"). Not a request header of the
+    config's that requests refused: that InvalidHeader carries text, not urllib3's error."""
+    return isinstance(error, InvalidHeader) and any(
+        isinstance(arg, urllib3.exceptions.InvalidHeader) for arg in error.args)
 
 
 def ends_early(body: bytes) -> bool:
@@ -65,13 +77,23 @@ def ends_early(body: bytes) -> bool:
     try:
         json.loads(text)
     except json.JSONDecodeError as error:
-        rest = text[error.pos:]
-        if error.msg.startswith("Unterminated string"):
-            return True
-        if error.msg.startswith("Invalid \\uXXXX escape"):  # at the u of \u, the text's end near
-            return _ESCAPE_TAIL.fullmatch(rest) is not None
-        if error.msg.startswith(("Expecting", "Unterminated")):
-            return (not rest or any(len(rest) < len(word) and word.startswith(rest) for word in _LITERALS)
-                    or (rest[0] in ".eE" and _NUMBER_TAIL.fullmatch(rest) is not None))
-        return False
+        return _stops_at(text, error)
+    except (RecursionError, ValueError):  # nested too deep, or an integer of over 4,300 digits
+        return False  # the json module cannot tell; the page's own parse names what it is
     return False  # whole JSON by the json module's reading (NaN, 1e400): orjson's refusal stands
+
+
+def _stops_at(text: str, error: json.JSONDecodeError) -> bool:
+    """Whether the json module's ``error`` on ``text`` comes from the text stopping, not from a wrong character."""
+    rest, message = text[error.pos:], error.msg
+    if message.startswith("Unterminated string"):
+        return True
+    if message.startswith("Invalid \\uXXXX escape"):  # at the u of \u, the text's end near
+        return _ESCAPE_TAIL.fullmatch(rest) is not None
+    if not rest:  # a value, a delimiter or a name was expected where the text ends
+        return message.startswith("Expecting")
+    if message.startswith("Expecting value"):  # a literal begun: "tr", "nul", "-"
+        return any(len(rest) < len(word) and word.startswith(rest) for word in _LITERALS)
+    if message.startswith("Expecting ',' delimiter"):  # a number begun: "1." or "1.5e-", right after a digit
+        return text[error.pos - 1].isdigit() and rest[0] in ".eE" and _NUMBER_TAIL.fullmatch(rest) is not None
+    return False

@@ -24,7 +24,7 @@ from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
-from analytics_kit.fetch.cut_answers import cut_short
+from analytics_kit.fetch.cut_answers import broken_header, cut_short
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
@@ -165,6 +165,9 @@ def retry_session(
                     isinstance(error, RequestsConnectionError) and error.args
                     and isinstance(error.args[0], ReadTimeoutError))
                 raised = too_late if watch.fired or late else _scrubbed(error, redact, request)
+                if raised is not too_late and broken_header(error):
+                    raised = ChunkedEncodingError(f"the answer's header block was cut or malformed ({raised})",
+                                                  request=request)
                 if raised is not too_late:
                     _first_contact(raised, error, request, stats, redact)
         if response is not None:
