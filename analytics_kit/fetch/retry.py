@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable
 
-from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from requests import ConnectionError as RequestsConnectionError
+from requests import PreparedRequest, ReadTimeout, RequestException, Response
 from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
