@@ -63,3 +63,14 @@ def test_load_speed_rounds_take_turns_and_quote_the_median_of_each_rounds_ratio(
     # each round's ratio from its own figures (printed to the millisecond), the median of the three
     assert abs(float(medians["kit / floor-seq"]) - kit_seq[1]) <= 0.03 * kit_seq[1], out
     assert abs(float(medians["command / floor-seq"]) - command_seq[1]) <= 0.03 * command_seq[1], out
+
+
+@pytest.mark.slow
+def test_against_runs_this_tree_and_another_commit_in_turns() -> None:
+    out = _run("against.py", "--ref", "HEAD", "--events", "2000", "--pairs", "2", "--loaders", "kit")
+    pairs = re.findall(r"^  pair (\d): (this|HEAD) kit ([\d.]+) s, (this|HEAD) kit ([\d.]+) s, floor ([\d.]+) s$", out, re.M)
+    assert [(p[0], p[1], p[3]) for p in pairs] == [("1", "this", "HEAD"), ("2", "HEAD", "this")], out
+    this = sorted(float(p[2] if p[1] == "this" else p[4]) for p in pairs)
+    median = float(re.search(r"^  median this\s+kit\s+([\d.]+) s", out, re.M).group(1))
+    assert abs(median - sum(this) / 2) < 0.01, out
+    assert re.search(r"^  median HEAD\s+kit\s+[\d.]+ s   / floor [\d.]+$", out, re.M), out
