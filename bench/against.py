@@ -41,7 +41,10 @@ def export(ref: str, into: Path) -> Path:
 
 
 def run(root: Path, kind: str, base_url: str, folder: str, key: str) -> dict:
-    concurrency = "8:0.02:2" if kind.startswith("floor") else ""  # the floor's rule, as load_speed.py gives it
+    sys.path.insert(0, str(ROOT / "bench"))
+    from load_speed import floor_rule
+
+    concurrency = floor_rule(None) if kind.startswith("floor") else ""
     out = subprocess.run([sys.executable, str(root / "bench" / "load_speed.py"), "--child", kind, base_url, folder,
                           "full_refresh", concurrency, ""], capture_output=True, text=True, cwd=folder,
                          env={**os.environ, "PYTHONPATH": str(root), "BENCH_API_KEY": key})

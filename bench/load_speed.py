@@ -348,6 +348,16 @@ def overlap_bound(steps: dict) -> str:
             f"overlapping them could save at most {bound:.2f} s ({bound / total:.0%} of the load)" if total else "")
 
 
+def floor_rule(concurrency: int | None) -> str:
+    """The kit's rule for its worker count, as the floor children take it (``run_floor_threads``):
+    the configured concurrency, at most FAST_API_WORKERS when the first page came back fast."""
+    sys.path.insert(0, str(ROOT))
+    from analytics_kit.config.prepared import DEFAULT_CONCURRENCY
+    from analytics_kit.fetch.offsets import FAST_API_WORKERS, FAST_RESPONSE_SECONDS
+
+    return f"{concurrency or DEFAULT_CONCURRENCY}:{FAST_RESPONSE_SECONDS}:{FAST_API_WORKERS}"
+
+
 def floor_rounds(api, tmp: str, rounds: int, concurrency: int | None, rule: str) -> None:
     """The kit's load and the command against both floors, ``rounds`` times, taking turns.
 
@@ -417,9 +427,7 @@ def main() -> None:
             folders[name] = f"{tmp}/{name}"
             os.makedirs(folders[name])
         if args.rounds:
-            configured = args.concurrency or DEFAULT_CONCURRENCY
-            floor_rounds(api, tmp, args.rounds, args.concurrency,
-                         f"{configured}:{FAST_RESPONSE_SECONDS}:{FAST_API_WORKERS}")
+            floor_rounds(api, tmp, args.rounds, args.concurrency, floor_rule(args.concurrency))
             return
         if args.latency:
             kit = measure("kit", api.base_url, folders["kit"], concurrency=args.concurrency)
@@ -463,7 +471,7 @@ def main() -> None:
             # the kit's rule for its worker count (see analytics_kit/fetch/offsets.py): the
             # configured concurrency, at most FAST_API_WORKERS when the first page came back fast
             configured = args.concurrency or DEFAULT_CONCURRENCY
-            rule = f"{configured}:{FAST_RESPONSE_SECONDS}:{FAST_API_WORKERS}"
+            rule = floor_rule(args.concurrency)
             for kind, label in (("floor-seq", "floor: fetch+parse, one page after another"),
                                 ("floor-threads", "floor: fetch+parse, the kit's workers")):
                 api.clear_log()
