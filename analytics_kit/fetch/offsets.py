@@ -171,10 +171,11 @@ class OffsetPass:
         Preparing a request (URL parsing and quoting, header and cookie merging, auth) cost
         about as much as converting the page; pages differ only in ``offset``. With an auth
         that only adds a fixed key or header, the kit copies the first request and writes the
-        new offset into its query string; any other auth is prepared afresh each time.
+        new offset into its query string; any other auth is prepared afresh each time, and so
+        is every request once the API has set a cookie (each takes the jar's cookies then).
         """
         p = self.paginator
-        if self.template is not None:
+        if self.template is not None and not session.cookies:
             base, pairs = self.template[1], self.template[2]
             copy_ = self.template[0].copy()
             copy_.url = base + "?" + urlencode([(k, offset if k == p.param_name else v) for k, v in pairs])
@@ -184,7 +185,7 @@ class OffsetPass:
         params[p.limit_param] = p.limit
         request = seam.create_request(self.owner.client, **{**self.request_kwargs, "params": params})
         prepared = session.prepare_request(request)
-        if isinstance(request.auth, STATIC_AUTH) or request.auth is None:
+        if (isinstance(request.auth, STATIC_AUTH) or request.auth is None) and not session.cookies:
             base, _, query = prepared.url.partition("?")
             self.template = (prepared, base, parse_qsl(query, keep_blank_values=True))
         return prepared

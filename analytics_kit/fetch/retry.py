@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 from requests import ConnectionError as RequestsConnectionError
 from requests import PreparedRequest, ReadTimeout, RequestException, Response
+from requests.cookies import RequestsCookieJar
 from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
@@ -126,16 +127,18 @@ def retry_session(
     sleep: Callable[[float], None] = time.sleep,
     origins: Iterable[str] = (),
     gate: Gate | None = None,
+    cookies: RequestsCookieJar | None = None,
 ) -> KitSession:
     """A session that retries as ``policy`` says and reports every attempt to ``stats``.
 
     Each attempt must be complete within ``policy.timeout``, its redirects included;
     requests and redirects go to ``origins`` only (any origin when empty). Sessions that
-    share a ``gate`` all pause when one of them gets a 429.
+    share a ``gate`` all pause when one of them gets a 429, and those given one ``cookies``
+    jar keep the cookies the API sets in it.
     """
     stats = stats if stats is not None else LoadStats()
     redact = redactor or Redactor()
-    session = KitSession(origins=origins, timeout=policy.timeout, redact=redact)
+    session = KitSession(origins=origins, timeout=policy.timeout, redact=redact, cookies=cookies)
     send = session.send
 
     def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 import pyarrow as pa
 from dlt.sources import DltResource, DltSource
 from dlt.sources.rest_api import rest_api_source
+from requests.cookies import RequestsCookieJar
 
 from analytics_kit import seam
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
@@ -146,9 +147,11 @@ def _build(
         # client config, so per-endpoint policies are set on each resource's client here.
         client = seam.resource_client(resource)
         if client is not None:
-            # every session of the resource (one per worker) pauses when one of them gets a 429
+            # every session of the resource (one per worker) pauses when one of them gets a 429,
+            # and sends the cookies the API set on any of them, as dlt's one session would
             new_session = functools.partial(retry_session, policy, resource=resource.name, stats=stats,
-                                            redactor=redactor, origins=prepared.origins, gate=Gate(policy.max_delay))
+                                            redactor=redactor, origins=prepared.origins, gate=Gate(policy.max_delay),
+                                            cookies=RequestsCookieJar())
             seam.install_session(client, new_session())
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None

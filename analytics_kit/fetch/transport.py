@@ -15,6 +15,11 @@ key in a header followed any redirect. ``KitSession`` follows a redirect only wi
 the origins the config names (``client.base_url``'s, and those of endpoint paths written
 as full URLs), and refuses to send any request elsewhere, e.g. a paginator's ``next``
 link pointing at another host.
+
+**Cookies.** dlt sends a resource's requests one after another on one session, so a cookie
+the API sets on any answer goes with every later request. The kit's workers each have a
+session; a resource's sessions share one jar (``CookieJar`` locks its writes, and iterates
+over snapshots of its dicts, so threads can share it).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
 from urllib3 import exceptions as urllib3_exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -267,8 +273,11 @@ class DeadlineAdapter(HTTPAdapter):
 class KitSession(Session):
     """dlt's session, kept to ``origins``: redirects elsewhere are refused, not followed."""
 
-    def __init__(self, *, origins: Iterable[str], timeout: float, redact: Any) -> None:
+    def __init__(self, *, origins: Iterable[str], timeout: float, redact: Any,
+                 cookies: RequestsCookieJar | None = None) -> None:
         super().__init__(timeout=timeout, raise_for_status=False)
+        if cookies is not None:
+            self.cookies = cookies
         self.origins = frozenset(origins)
         self.redact = redact
         adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=16)
