@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import duckdb
@@ -29,8 +30,12 @@ class CookieAPI:
     """The guide's events listing. ``sets(offset)`` gives the Set-Cookie values of an answer;
     ``allowed(offset, cookie)`` whether a request with that Cookie header gets its page (else 401)."""
 
-    def __init__(self, sets: Callable[[int], list[str]], allowed: Callable[[int, str], bool] = lambda o, c: True):
-        self.sets, self.allowed = sets, allowed
+    def __init__(self, sets: Callable[[int], list[str]], allowed: Callable[[int, str], bool] = lambda o, c: True,
+                 *, refuse: Callable[[int], tuple[int, list[str]] | None] = lambda o: None,
+                 delay: Callable[[int], float] = lambda o: 0.0):
+        """``refuse(offset)``: (status, extra headers) to answer instead of the page, or None;
+        ``delay(offset)``: seconds to wait before answering."""
+        self.sets, self.allowed, self.refuse, self.delay = sets, allowed, refuse, delay
         self.seen: list[tuple[int, str]] = []  # (offset, Cookie header) in arrival order
         self.answered: dict[int, int] = {}  # offset -> how many requests had arrived when its answer was sent
         self.lock = threading.Lock()
@@ -49,6 +54,11 @@ class CookieAPI:
                 with api.lock:
                     api.seen.append((offset, cookie))
                     arrived = len(api.seen)
+                time.sleep(api.delay(offset))
+                refused = api.refuse(offset)
+                if refused is not None:
+                    self._send(refused[0], {"error": "not now"}, [], refused[1])
+                    return
                 if query.get("api_key") != [KEY] or not api.allowed(offset, cookie):
                     self._send(401, {"error": "no session"}, [])
                     return
@@ -60,11 +70,13 @@ class CookieAPI:
                     api.answered[offset] = arrived
                 self._send(200, {"data": rows, "total": RECORDS}, api.sets(offset))
 
-            def _send(self, status: int, body: dict, cookies: list[str]) -> None:
+            def _send(self, status: int, body: dict, cookies: list[str], headers: list[str] = ()) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 for value in cookies:
                     self.send_header("Set-Cookie", value)
+                for header in headers:
+                    self.send_header(*header.split(": ", 1))
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -72,7 +84,8 @@ class CookieAPI:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_port}/v1"
+        self.server.handle_error = lambda request, address: None  # a client hanging up, when a load fails
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -93,8 +106,11 @@ def serve():
         api.close()
 
 
-def load(api: CookieAPI, tmp_path, concurrency: int | None = None) -> ak.LoadReport:
+def load(api: CookieAPI, tmp_path, concurrency: int | None = None, **client: Any) -> ak.LoadReport:
     config = ak.guide_config(api.base_url, KEY, resources=("events",))
+    config["client"].update(client)
+    # a short backoff: a retried page waits 0.3 s, long enough for other pages' answers
+    config["resources"][0]["endpoint"]["error_handler"]["backoff_factor"] = 0.3
     return ak.load(config, "full_refresh", database=str(tmp_path / "c.duckdb"), progress=False,
                    concurrency=concurrency)
 
@@ -162,3 +178,80 @@ def test_a_cookies_value_appears_in_no_error_or_log(serve, tmp_path, caplog):
     assert "HTTP 401" in str(failed.value)
     assert secret not in str(failed.value) + repr(failed.value) + caplog.text
     assert any(secret in cookie for _, cookie in api.seen)  # it was sent, not lost
+
+
+def _set_then_required(set_at: int):
+    """An API that sets a session cookie on the answer for ``set_at`` and, from 0.15 s after,
+    refuses a request without it (dlt, one request after another, never sends one)."""
+    when: dict[str, float] = {}
+
+    def sets(offset: int) -> list[str]:
+        if offset == set_at:
+            when.setdefault("set", time.monotonic())
+            return ["sess=v1; Path=/"]
+        return []
+
+    def allowed(offset: int, cookie: str) -> bool:
+        return "set" not in when or time.monotonic() < when["set"] + 0.15 or cookie == "sess=v1"
+
+    return sets, allowed
+
+
+def test_a_page_retried_after_its_backoff_takes_the_cookie_set_meanwhile(serve, tmp_path):
+    failed: list[int] = []
+
+    def refuse(offset: int):
+        if offset == 1000 and not failed:
+            failed.append(offset)
+            return 503, []
+        return None
+
+    sets, allowed = _set_then_required(1100)
+    api = serve(sets, allowed, refuse=refuse)
+    report = load(api, tmp_path, 8)
+    assert report.rows == {"events": RECORDS} and len(report.retries) == 1
+    retried = [cookie for offset, cookie in api.seen if offset == 1000]
+    assert retried == ["", "sess=v1"], api.seen
+
+
+def test_requests_held_by_a_429_pause_take_the_cookie_set_during_it(serve, tmp_path):
+    paused: list[int] = []
+
+    def refuse(offset: int):
+        if offset == 1000 and not paused:
+            paused.append(offset)
+            return 429, ["Retry-After: 1"]
+        return None
+
+    sets, allowed = _set_then_required(1100)
+    # a slow API (8 workers, up to 16 requests out): the answer setting the cookie arrives while the
+    # 429's pause holds requests that were prepared before it
+    api = serve(sets, allowed, refuse=refuse, delay=lambda offset: 0.4 if offset == 1100 else 0.05)
+    assert load(api, tmp_path, 8).rows == {"events": RECORDS}
+    assert api.seen[-1][1] == "sess=v1"
+
+
+def test_a_cookie_header_the_config_sets_is_sent_as_it_is(serve, tmp_path):
+    api = serve(lambda offset: ["sid=theirs; Path=/"] if offset == 0 else [])
+    assert load(api, tmp_path, 8, headers={"Cookie": "mine=1"}).rows == {"events": RECORDS}
+    assert {cookie for _, cookie in api.seen} == {"mine=1"}
+
+
+def test_a_session_cookie_rotated_strictly_fails_naming_concurrency_one(serve, tmp_path):
+    latest = {"value": "sid=0"}
+    lock = threading.Lock()
+
+    def sets(offset: int) -> list[str]:
+        with lock:
+            latest["value"] = f"sid={offset + 1}"
+        return [latest["value"] + "; Path=/"]
+
+    def allowed(offset: int, cookie: str) -> bool:
+        return offset == 0 or cookie == latest["value"]  # only the newest is valid: one page at a time
+
+    api = serve(sets, allowed, delay=lambda offset: 0.03)
+    with pytest.raises(ak.LoadError) as failed:
+        load(api, tmp_path, 8)
+    assert "concurrency: 1" in failed.value.guidance and "cookies the API set" in failed.value.guidance
+    latest["value"] = "sid=0"
+    assert load(api, tmp_path, 1).rows == {"events": RECORDS}

@@ -35,12 +35,14 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, Ht
 from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Session
+from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch.records import as_json, select_records
 from analytics_kit.fetch.purges import Totals
-from analytics_kit.fetch.transport import request_text
+from analytics_kit.fetch.transport import request_text, with_jar
 
 if TYPE_CHECKING:
     from analytics_kit.fetch.paging import KitPaginate
@@ -179,16 +181,19 @@ class OffsetPass:
             base, pairs = self.template[1], self.template[2]
             copy_ = self.template[0].copy()
             copy_.url = base + "?" + urlencode([(k, offset if k == p.param_name else v) for k, v in pairs])
-            return copy_
+            return with_jar(copy_, self.template[3])
         params = dict(self.request_kwargs["params"] or {})
         params[p.param_name] = offset
         params[p.limit_param] = p.limit
         request = seam.create_request(self.owner.client, **{**self.request_kwargs, "params": params})
         prepared = session.prepare_request(request)
+        # a Cookie header the config sets is sent as it is, as requests does; else the jar's, as it is at each attempt
+        own = "Cookie" in merge_setting(request.headers, session.headers, dict_class=CaseInsensitiveDict)
+        jar = None if own else session.cookies
         if (isinstance(request.auth, STATIC_AUTH) or request.auth is None) and not session.cookies:
             base, _, query = prepared.url.partition("?")
-            self.template = (prepared, base, parse_qsl(query, keep_blank_values=True))
-        return prepared
+            self.template = (prepared, base, parse_qsl(query, keep_blank_values=True), jar)
+        return with_jar(prepared, jar)
 
     def fetch(self, offset: int, session: Session | None = None) -> Page:
         """The page at ``offset``; an error raised for it names its request."""

@@ -31,6 +31,7 @@ from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
     KitSession,
     ResponseTimeout,
+    current_cookies,
     deadline,
     host_port,
     in_attempt,
@@ -143,8 +144,10 @@ def retry_session(
 
     def counted_send(request: PreparedRequest, **kwargs):  # type: ignore[no-untyped-def]
         session.check_origin(request)
-        if gate is not None and not in_attempt():
-            gate.wait()  # before the deadline starts: waiting out a 429 is not the API being slow
+        if not in_attempt():
+            if gate is not None:
+                gate.wait()  # before the deadline starts: waiting out a 429 is not the API being slow
+            current_cookies(request)  # another worker's answer may have set one while this waited
         stats.request(resource, request_text(request, redact))
         too_late = ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
         with deadline(policy.timeout) as watch:

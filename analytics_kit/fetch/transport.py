@@ -19,7 +19,10 @@ link pointing at another host.
 **Cookies.** dlt sends a resource's requests one after another on one session, so a cookie
 the API sets on any answer goes with every later request. The kit's workers each have a
 session; a resource's sessions share one jar (``CookieJar`` locks its writes, and iterates
-over snapshots of its dicts, so threads can share it).
+over snapshots of its dicts, so threads can share it). A request can wait, for a retry's
+backoff or a 429's pause, while another worker's answer sets a cookie: its ``Cookie``
+header is therefore taken from the jar again at each attempt (``with_jar``,
+``current_cookies``), unless the config set that header itself.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar
+from requests.cookies import RequestsCookieJar, get_cookie_header
 from urllib3 import exceptions as urllib3_exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -268,6 +271,31 @@ class DeadlineAdapter(HTTPAdapter):
 
 
 # -- origins -----------------------------------------------------------------------------------
+
+
+_JAR = "kit_cookie_jar"
+
+
+def with_jar(request: requests.PreparedRequest, jar: RequestsCookieJar | None) -> requests.PreparedRequest:
+    """Marks ``request`` to take its cookies from ``jar`` at each attempt (None: it keeps its own)."""
+    setattr(request, _JAR, jar)
+    return request
+
+
+def current_cookies(request: requests.PreparedRequest) -> None:
+    """Sets ``request``'s ``Cookie`` header from its jar as the jar is now (see ``with_jar``)."""
+    jar = getattr(request, _JAR, None)
+    if jar is None or not jar and "Cookie" not in request.headers:
+        return
+    request.headers.pop("Cookie", None)
+    header = get_cookie_header(jar, request)
+    if header:
+        request.headers["Cookie"] = header
+
+
+def sent_jar_cookies(request: requests.PreparedRequest | None) -> bool:
+    """Whether ``request`` carried cookies the API had set (not a ``Cookie`` header of the config)."""
+    return bool(getattr(request, _JAR, None)) and "Cookie" in request.headers  # type: ignore[union-attr]
 
 
 class KitSession(Session):
