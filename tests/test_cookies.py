@@ -36,6 +36,7 @@ class CookieAPI:
         """``refuse(offset)``: (status, extra headers) to answer instead of the page, or None;
         ``delay(offset)``: seconds to wait before answering."""
         self.sets, self.allowed, self.refuse, self.delay = sets, allowed, refuse, delay
+        self.keyed = True  # the key in the query, as the guide sends it
         self.seen: list[tuple[int, str]] = []  # (offset, Cookie header) in arrival order
         self.answered: dict[int, int] = {}  # offset -> how many requests had arrived when its answer was sent
         self.lock = threading.Lock()
@@ -59,7 +60,7 @@ class CookieAPI:
                 if refused is not None:
                     self._send(refused[0], {"error": "not now"}, [], refused[1])
                     return
-                if query.get("api_key") != [KEY] or not api.allowed(offset, cookie):
+                if api.keyed and query.get("api_key") != [KEY] or not api.allowed(offset, cookie):
                     self._send(401, {"error": "no session"}, [])
                     return
                 rows = [{"id": i, "customer_id": f"c{i % 7}", "timestamp": "2026-01-01T00:00:00Z",
@@ -255,3 +256,63 @@ def test_a_session_cookie_rotated_strictly_fails_naming_concurrency_one(serve, t
     assert "concurrency: 1" in failed.value.guidance and "cookies the API set" in failed.value.guidance
     latest["value"] = "sid=0"
     assert load(api, tmp_path, 1).rows == {"events": RECORDS}
+
+
+@pytest.mark.parametrize("api_sets", [False, True])
+def test_a_key_the_auth_sends_as_a_cookie_header_goes_with_every_request(serve, tmp_path, api_sets):
+    # the kit's advice for an api_key with location: cookie, which dlt cannot send
+    api = serve(lambda offset: ["lb=node2; Path=/"] if api_sets else [],
+                allowed=lambda offset, cookie: cookie == f"sess={KEY}")
+    api.keyed = False
+    auth = {"type": "api_key", "name": "Cookie", "api_key": f"sess={KEY}", "location": "header"}
+    assert load(api, tmp_path, 8, auth=auth).rows == {"events": RECORDS}
+    assert {cookie for _, cookie in api.seen} == {f"sess={KEY}"}  # as dlt sends it: the auth's header wins
+
+
+def test_no_advice_on_concurrency_when_the_load_ran_one_page_at_a_time(serve, tmp_path):
+    api = serve(lambda offset: [f"sid={offset}; Path=/"], allowed=lambda offset, cookie: offset < 1000)
+    with pytest.raises(ak.LoadError) as failed:
+        load(api, tmp_path, 1)
+    assert "HTTP 401" in str(failed.value) and "concurrency" not in failed.value.guidance
+
+
+def test_the_advice_holds_for_a_refusal_behind_a_redirect(tmp_path):
+    """A same-origin redirect whose target refuses a request carrying the API's session cookie."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            time.sleep(0.03)  # slow enough for the kit's 8 workers
+            if path == "/v1/events" and "offset=0&" in query + "&":
+                body, status, headers = json.dumps({"data": [
+                    {"id": i, "customer_id": "c", "timestamp": "2026-01-01T00:00:00Z", "event_type": "view",
+                     "value": 1.0, "properties": {}, "updated_at": "2026-01-01T00:00:00Z", "deleted": False}
+                    for i in range(100)], "total": RECORDS}).encode(), 200, [("Set-Cookie", "sid=S1; Path=/")]
+            elif path == "/v1/events":
+                body, status, headers = b"", 302, [("Location", "/v1/moved?" + query)]
+            else:
+                body, status, headers = b'{"error": "session rotated"}', 403, []
+            self.send_response(status)
+            for header in headers:
+                self.send_header(*header)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    server.handle_error = lambda request, address: None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = ak.guide_config(f"http://127.0.0.1:{server.server_port}", KEY, resources=("events",))
+        with pytest.raises(ak.LoadError) as failed:
+            ak.load(config, "full_refresh", database=str(tmp_path / "r.duckdb"), progress=False, concurrency=8)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "HTTP 403" in str(failed.value) and "concurrency: 1" in failed.value.guidance

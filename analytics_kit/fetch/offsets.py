@@ -35,14 +35,12 @@ from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, Ht
 from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Session
-from requests.sessions import merge_setting
-from requests.structures import CaseInsensitiveDict
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch.records import as_json, select_records
 from analytics_kit.fetch.purges import Totals
-from analytics_kit.fetch.transport import request_text, with_jar
+from analytics_kit.fetch.transport import jar_owns, request_text, with_jar
 
 if TYPE_CHECKING:
     from analytics_kit.fetch.paging import KitPaginate
@@ -148,6 +146,7 @@ class OffsetPass:
         self.send_kwargs = send_kwargs
         self.request_kwargs = request_kwargs
         self.data_selector = data_selector
+        self.workers = 1  # until the first page has answered
         self.settings: dict | None = None
         self.first_response: float | None = None
         self.template: tuple | None = None
@@ -173,27 +172,26 @@ class OffsetPass:
         Preparing a request (URL parsing and quoting, header and cookie merging, auth) cost
         about as much as converting the page; pages differ only in ``offset``. With an auth
         that only adds a fixed key or header, the kit copies the first request and writes the
-        new offset into its query string; any other auth is prepared afresh each time, and so
-        is every request once the API has set a cookie (each takes the jar's cookies then).
+        new offset into its query string; any other auth is prepared afresh each time. Either
+        way each attempt takes its cookies from the jar as it is then (``with_jar``).
         """
         p = self.paginator
-        if self.template is not None and not session.cookies:
+        if self.template is not None:
             base, pairs = self.template[1], self.template[2]
             copy_ = self.template[0].copy()
             copy_.url = base + "?" + urlencode([(k, offset if k == p.param_name else v) for k, v in pairs])
-            return with_jar(copy_, self.template[3])
+            return with_jar(copy_, self.template[3], self.workers)
         params = dict(self.request_kwargs["params"] or {})
         params[p.param_name] = offset
         params[p.limit_param] = p.limit
         request = seam.create_request(self.owner.client, **{**self.request_kwargs, "params": params})
         prepared = session.prepare_request(request)
-        # a Cookie header the config sets is sent as it is, as requests does; else the jar's, as it is at each attempt
-        own = "Cookie" in merge_setting(request.headers, session.headers, dict_class=CaseInsensitiveDict)
-        jar = None if own else session.cookies
-        if (isinstance(request.auth, STATIC_AUTH) or request.auth is None) and not session.cookies:
+        # a Cookie header the config or the auth wrote is sent as it is, as requests does
+        jar = session.cookies if jar_owns(prepared, session.cookies) else None
+        if isinstance(request.auth, STATIC_AUTH) or request.auth is None:
             base, _, query = prepared.url.partition("?")
             self.template = (prepared, base, parse_qsl(query, keep_blank_values=True), jar)
-        return with_jar(prepared, jar)
+        return with_jar(prepared, jar, self.workers)
 
     def fetch(self, offset: int, session: Session | None = None) -> Page:
         """The page at ``offset``; an error raised for it names its request."""
@@ -255,6 +253,7 @@ class OffsetPass:
         if self.first_response is not None and self.first_response < FAST_RESPONSE_SECONDS:
             workers = min(workers, FAST_API_WORKERS)
         window = 2 * workers
+        self.workers = workers
         pending: deque[Future] = deque()
         next_offset = p.initial_value + step
         past_total = False  # a page beyond the total held records: it was too low

@@ -276,15 +276,28 @@ class DeadlineAdapter(HTTPAdapter):
 _JAR = "kit_cookie_jar"
 
 
-def with_jar(request: requests.PreparedRequest, jar: RequestsCookieJar | None) -> requests.PreparedRequest:
-    """Marks ``request`` to take its cookies from ``jar`` at each attempt (None: it keeps its own)."""
-    setattr(request, _JAR, jar)
+def jar_owns(request: requests.PreparedRequest, jar: RequestsCookieJar) -> bool:
+    """Whether ``request``'s ``Cookie`` header (if any) is the jar's, not one the config or the auth
+    wrote (an api_key sent in a header named Cookie: dlt's auth writes it after the jar's)."""
+    header = request.headers.get("Cookie")
+    if header is None:
+        return True
+    probe = request.copy()
+    del probe.headers["Cookie"]
+    return get_cookie_header(jar, probe) == header
+
+
+def with_jar(request: requests.PreparedRequest, jar: RequestsCookieJar | None,
+             workers: int = 1) -> requests.PreparedRequest:
+    """Marks ``request`` to take its cookies from ``jar`` at each attempt (None: it keeps its own);
+    ``workers``: how many requests of its listing may be out at once."""
+    setattr(request, _JAR, (jar, workers))
     return request
 
 
 def current_cookies(request: requests.PreparedRequest) -> None:
     """Sets ``request``'s ``Cookie`` header from its jar as the jar is now (see ``with_jar``)."""
-    jar = getattr(request, _JAR, None)
+    jar = getattr(request, _JAR, (None, 1))[0]
     if jar is None or not jar and "Cookie" not in request.headers:
         return
     request.headers.pop("Cookie", None)
@@ -293,9 +306,11 @@ def current_cookies(request: requests.PreparedRequest) -> None:
         request.headers["Cookie"] = header
 
 
-def sent_jar_cookies(request: requests.PreparedRequest | None) -> bool:
-    """Whether ``request`` carried cookies the API had set (not a ``Cookie`` header of the config)."""
-    return bool(getattr(request, _JAR, None)) and "Cookie" in request.headers  # type: ignore[union-attr]
+def sent_cookies_in_parallel(response: requests.Response) -> bool:
+    """Whether ``response``'s request carried cookies the API had set (not a ``Cookie`` header of the
+    config or the auth) while other requests of its listing could be out at once."""
+    jar, workers = getattr(response.request, _JAR, (None, 1))
+    return bool(jar) and workers > 1 and "Cookie" in response.request.headers
 
 
 class KitSession(Session):
@@ -340,6 +355,12 @@ class KitSession(Session):
             "scheme, host and port are followed.",
             status=resp.status_code, host=host_of(absolute),
         )
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        # a redirect's hop is a copy of the request: it keeps the request's jar (see ``with_jar``)
+        if hasattr(response.request, _JAR):
+            setattr(prepared_request, _JAR, getattr(response.request, _JAR))
 
     def _hosts(self) -> str:
         return ", ".join(sorted(self.origins))

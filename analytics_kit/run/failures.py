@@ -18,7 +18,7 @@ from analytics_kit import seam
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.transport import host_of, request_text, sent_jar_cookies, shown_origin
+from analytics_kit.fetch.transport import host_of, request_text, sent_cookies_in_parallel, shown_origin
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
 
@@ -123,7 +123,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if http is not None and http.response is not None:
         status = http.response.status_code
         if status in (401, 403):
-            cookies = ("" if not sent_jar_cookies(http.response.request) else
+            cookies = ("" if not sent_cookies_in_parallel(http.response) else
                        " The request also carried cookies the API set during this load: an API whose session "
                        "cookie changes with every answer needs its pages one at a time: set concurrency: 1 on the "
                        "endpoint (or load(..., concurrency=1)).")
