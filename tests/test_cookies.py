@@ -316,3 +316,23 @@ def test_the_advice_holds_for_a_refusal_behind_a_redirect(tmp_path):
         server.shutdown()
         server.server_close()
     assert "HTTP 403" in str(failed.value) and "concurrency: 1" in failed.value.guidance
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_cookie_set_on_an_answer_that_is_retried_is_kept(serve, tmp_path, status):
+    # a rate limiter or proxy sets a cookie on its refusal and wants it back; dlt's response hook
+    # raises before requests stores it, so dlt alone loses it (and then fails with 401)
+    refused: list[int] = []
+
+    def refuse(offset: int):
+        if offset == 1000 and not refused:
+            refused.append(offset)
+            return status, ["Set-Cookie: pass=p1; Path=/", "Retry-After: 0"]
+        return None
+
+    api = serve(lambda offset: [], allowed=lambda offset, cookie: not refused or cookie == "pass=p1"
+                or offset < 1000, refuse=refuse)
+    report = load(api, tmp_path, 1)
+    assert report.rows == {"events": RECORDS} and len(report.retries) == 1
+    later = [cookie for offset, cookie in api.seen if offset >= 1000]
+    assert later[0] == "" and set(later[1:]) == {"pass=p1"} and len(later) > 20, later

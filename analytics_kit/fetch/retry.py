@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 from requests import ConnectionError as RequestsConnectionError
 from requests import PreparedRequest, ReadTimeout, RequestException, Response
-from requests.cookies import RequestsCookieJar
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
@@ -164,6 +164,10 @@ def retry_session(
             except RequestException as error:
                 # dlt's response hook raises HTTPError inside send, so a 429 arrives here too
                 response = error.response
+                if response is not None and response.raw is not None:
+                    # raised before requests stores the answer's cookies: an API (a rate limiter, a
+                    # proxy) may set one on its 429 or 503 and expect it on the retry
+                    extract_cookies_to_jar(session.cookies, request, response.raw)
                 # The watchdog cut the connection, or a read waited out the timeout (requests
                 # reports that as a ConnectionError when it happens in the body): either way
                 # no complete response came within the timeout.
