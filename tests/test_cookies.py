@@ -32,10 +32,11 @@ class CookieAPI:
 
     def __init__(self, sets: Callable[[int], list[str]], allowed: Callable[[int, str], bool] = lambda o, c: True,
                  *, refuse: Callable[[int], tuple[int, list[str]] | None] = lambda o: None,
-                 delay: Callable[[int], float] = lambda o: 0.0):
+                 delay: Callable[[int], float] = lambda o: 0.0, moved: Callable[[int], bool] = lambda o: False):
         """``refuse(offset)``: (status, extra headers) to answer instead of the page, or None;
-        ``delay(offset)``: seconds to wait before answering."""
-        self.sets, self.allowed, self.refuse, self.delay = sets, allowed, refuse, delay
+        ``delay(offset)``: seconds to wait before answering; ``moved(offset)``: whether the listing
+        redirects that page (302) to the same query on /v1/moved, which answers as above."""
+        self.sets, self.allowed, self.refuse, self.delay, self.moved = sets, allowed, refuse, delay, moved
         self.keyed = True  # the key in the query, as the guide sends it
         self.seen: list[tuple[int, str]] = []  # (offset, Cookie header) in arrival order
         self.answered: dict[int, int] = {}  # offset -> how many requests had arrived when its answer was sent
@@ -49,13 +50,17 @@ class CookieAPI:
                 pass
 
             def do_GET(self) -> None:
-                query = parse_qs(urlsplit(self.path).query)
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
                 offset = int(query.get("offset", ["0"])[0])
                 cookie = self.headers.get("Cookie") or ""
                 with api.lock:
                     api.seen.append((offset, cookie))
                     arrived = len(api.seen)
                 time.sleep(api.delay(offset))
+                if url.path == "/v1/events" and api.moved(offset):
+                    self._send(302, {}, [], [f"Location: /v1/moved?{url.query}"])
+                    return
                 refused = api.refuse(offset)
                 if refused is not None:
                     self._send(refused[0], {"error": "not now"}, [], refused[1])
@@ -276,45 +281,13 @@ def test_no_advice_on_concurrency_when_the_load_ran_one_page_at_a_time(serve, tm
     assert "HTTP 401" in str(failed.value) and "concurrency" not in failed.value.guidance
 
 
-def test_the_advice_holds_for_a_refusal_behind_a_redirect(tmp_path):
+def test_the_advice_holds_for_a_refusal_behind_a_redirect(serve, tmp_path):
     """A same-origin redirect whose target refuses a request carrying the API's session cookie."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            path, _, query = self.path.partition("?")
-            time.sleep(0.03)  # slow enough for the kit's 8 workers
-            if path == "/v1/events" and "offset=0&" in query + "&":
-                body, status, headers = json.dumps({"data": [
-                    {"id": i, "customer_id": "c", "timestamp": "2026-01-01T00:00:00Z", "event_type": "view",
-                     "value": 1.0, "properties": {}, "updated_at": "2026-01-01T00:00:00Z", "deleted": False}
-                    for i in range(100)], "total": RECORDS}).encode(), 200, [("Set-Cookie", "sid=S1; Path=/")]
-            elif path == "/v1/events":
-                body, status, headers = b"", 302, [("Location", "/v1/moved?" + query)]
-            else:
-                body, status, headers = b'{"error": "session rotated"}', 403, []
-            self.send_response(status)
-            for header in headers:
-                self.send_header(*header)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.handle_error = lambda request, address: None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        config = ak.guide_config(f"http://127.0.0.1:{server.server_port}", KEY, resources=("events",))
-        with pytest.raises(ak.LoadError) as failed:
-            ak.load(config, "full_refresh", database=str(tmp_path / "r.duckdb"), progress=False, concurrency=8)
-    finally:
-        server.shutdown()
-        server.server_close()
+    api = serve(lambda offset: ["sid=S1; Path=/"] if offset == 0 else [],
+                refuse=lambda offset: (403, []) if offset > 0 else None,
+                moved=lambda offset: offset > 0, delay=lambda offset: 0.03)  # slow enough for 8 workers
+    with pytest.raises(ak.LoadError) as failed:
+        load(api, tmp_path, 8)
     assert "HTTP 403" in str(failed.value) and "concurrency: 1" in failed.value.guidance
 
 

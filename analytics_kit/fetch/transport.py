@@ -22,7 +22,7 @@ session; a resource's sessions share one jar (``CookieJar`` locks its writes, an
 over snapshots of its dicts, so threads can share it). A request can wait, for a retry's
 backoff or a 429's pause, while another worker's answer sets a cookie: its ``Cookie``
 header is therefore taken from the jar again at each attempt (``with_jar``,
-``current_cookies``), unless the config set that header itself.
+``current_cookies``), unless the config or the auth wrote that header itself.
 """
 
 from __future__ import annotations
@@ -270,10 +270,10 @@ class DeadlineAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _HTTPSPool}
 
 
-# -- origins -----------------------------------------------------------------------------------
+# -- cookies -----------------------------------------------------------------------------------
 
 
-_JAR = "kit_cookie_jar"
+_JAR = "kit_cookie_jar"  # a request's (jar or None, workers): see ``with_jar``
 
 
 def jar_owns(request: requests.PreparedRequest, jar: RequestsCookieJar) -> bool:
@@ -298,8 +298,8 @@ def with_jar(request: requests.PreparedRequest, jar: RequestsCookieJar | None,
 def current_cookies(request: requests.PreparedRequest) -> None:
     """Sets ``request``'s ``Cookie`` header from its jar as the jar is now (see ``with_jar``)."""
     jar = getattr(request, _JAR, (None, 1))[0]
-    if jar is None or not jar and "Cookie" not in request.headers:
-        return
+    if jar is None or (not jar and "Cookie" not in request.headers):
+        return  # its own header, or none to set and none to clear
     request.headers.pop("Cookie", None)
     header = get_cookie_header(jar, request)
     if header:
@@ -311,6 +311,9 @@ def sent_cookies_in_parallel(response: requests.Response) -> bool:
     config or the auth) while other requests of its listing could be out at once."""
     jar, workers = getattr(response.request, _JAR, (None, 1))
     return bool(jar) and workers > 1 and "Cookie" in response.request.headers
+
+
+# -- origins -----------------------------------------------------------------------------------
 
 
 class KitSession(Session):
