@@ -85,6 +85,26 @@ def test_a_load_called_from_python_leaves_pyarrows_pandas_support_and_the_collec
     assert out.stdout.split()[-3:] == ["1", "True", "0"], (out.stdout[-500:], out.stderr[-2000:])
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_load_called_from_python_imports_pandas_only_once_its_peak_is_over(api, fails):
+    """pandas is ~35 MB that the load never uses: imported by pyarrow's first array it sat on
+    top of a 1,000,000-row load's peak. ``ak.load`` now imports it once the load is over,
+    failed or not, and pyarrow then treats pandas objects as pandas again."""
+    if fails:
+        api.inject("status", path="/v1/customers", status=500, times=None)  # fails after events were fetched
+    code = ("import sys, analytics_kit as ak, analytics_kit.run.load as run; seen = []; spy = run.release_unused; "
+            "run.release_unused = lambda *a: (seen.append('pandas' in sys.modules), spy(*a))[1]\n"
+            "try: ak.load(ak.guide_config(), progress=False, concurrency=1)\n"
+            "except ak.LoadError: seen.append('failed')\n"
+            "after = 'pandas' in sys.modules; import pandas as pd, pyarrow as pa\n"
+            "print(seen, after, pa.array(pd.Series([1.5, float('nan')])).null_count)")
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
+                         timeout=120)
+    # during the load (after extract and normalize): no pandas; after it: pandas, and pyarrow knows it
+    expected = "['failed'] True 1" if fails else "[False] True 1"
+    assert out.stdout.strip().splitlines()[-1] == expected, (out.stdout[-500:], out.stderr[-2000:])
+
+
 def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path):
     """The command ends without the interpreter's teardown: its output and status must still arrive."""
     kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))

@@ -4,16 +4,22 @@ pyarrow asks for pandas the first time it builds an array, to recognise pandas o
 importing pandas took ~0.5 s: a quarter of a 1,000-row incremental run from the shell. The
 load never hands pyarrow a pandas object, so the ``load`` command lets pyarrow's one probe
 fail. pyarrow remembers the answer: its checks for pandas objects (``pa.array(a_series)``
-with NaNs or categories) would go wrong for later code in the process, so only a process
-that ends with the command does this (``cli.main(lean=True)``, as ``cli.run`` calls it).
-``ak.load()`` and ``cli.main()`` called from Python leave pyarrow and the collector alone.
+with NaNs or categories) would go wrong for later code in the process until something asks
+pyarrow for pandas itself. A process that ends with the command leaves it so
+(``cli.main(lean=True)``, as ``cli.run`` calls it). ``ak.load()`` in a process that goes on
+(``pandas_after_load``) asks pyarrow for pandas once the load is over: pandas' ~35 MB then
+come after the load's peak, not on top of it. Only the command freezes the collector.
 """
 
 from __future__ import annotations
 
 import gc
 import sys
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+# pyarrow was told pandas is missing and not yet told otherwise
+_probe_skipped = False
 
 
 class _Refuse:
@@ -24,10 +30,12 @@ class _Refuse:
             raise ImportError(f"{name} is not imported by a command-line load")
 
 
-def skip_pandas_probe() -> None:
-    """Makes pyarrow settle, without importing it, that pandas is not there; a no-op once it is imported."""
-    if "pandas" in sys.modules:
-        return
+def skip_pandas_probe() -> bool:
+    """Makes pyarrow settle, without importing it, that pandas is not there; returns whether it
+    did (not once pandas is imported, or when an earlier call did)."""
+    global _probe_skipped
+    if "pandas" in sys.modules or _probe_skipped:
+        return False
     refuse = _Refuse()
     sys.meta_path.insert(0, refuse)
     try:
@@ -36,6 +44,38 @@ def skip_pandas_probe() -> None:
         pa.array([0])  # the probe: pyarrow looks for pandas once, on its first array from a list
     finally:
         sys.meta_path.remove(refuse)
+    _probe_skipped = True
+    return True
+
+
+@contextmanager
+def pandas_after_load() -> Iterator[None]:
+    """The block runs with pyarrow's pandas probe skipped; afterwards pyarrow has pandas again.
+
+    For ``ak.load()``: a notebook goes on to use pandas with pyarrow, so the probe's answer
+    is put right, by importing pandas, once the load's peak is behind it.
+    """
+    import pyarrow as pa
+
+    # pyarrow's shim (private, pyarrow 14-26) is how its answer is put right afterwards:
+    # without it the probe is left alone
+    shim = getattr(pa.lib, "_pandas_api", None)
+    skipped = shim is not None and skip_pandas_probe()
+    try:
+        yield
+    finally:
+        if skipped:
+            _restore_pandas(shim)
+
+
+def _restore_pandas(shim: Any) -> None:
+    """Has pyarrow import pandas and recognise its objects again."""
+    global _probe_skipped
+    try:
+        _ = shim.pd  # a call that needs pandas makes pyarrow import it again, and remember it
+    except ImportError:
+        return  # pandas is not installed: pyarrow's answer was right
+    _probe_skipped = False
 
 
 def import_load() -> Callable[..., Any]:

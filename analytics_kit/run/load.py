@@ -21,6 +21,7 @@ from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain, find_cause
+from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
@@ -136,7 +137,8 @@ def load(
 
     failure: KitError | None = None
     report: LoadReport | None = None
-    with redacted_logging(redactor), mute_dedup_notice():
+    # pandas, if nothing imported it yet, comes after the load's peak memory (see run/lean)
+    with redacted_logging(redactor), mute_dedup_notice(), pandas_after_load():
         try:
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
