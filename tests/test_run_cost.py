@@ -105,6 +105,22 @@ def test_a_load_called_from_python_imports_pandas_only_once_its_peak_is_over(api
     assert out.stdout.strip().splitlines()[-1] == expected, (out.stdout[-500:], out.stderr[-2000:])
 
 
+def test_another_thread_can_import_pandas_while_a_load_probes_pyarrow():
+    """The probe's refusal sits on the process's import path: a thread importing pandas just
+    then must still get it (helper-37 had one refused)."""
+    code = ("import sys, threading; from analytics_kit.run.lean import _Refuse; got = []\n"
+            "def attempt():\n"
+            "    try: import pandas; got.append('imported')\n"
+            "    except ImportError as error: got.append(str(error))\n"
+            "sys.meta_path.insert(0, _Refuse())\n"
+            "attempt(); thread = threading.Thread(target=attempt); thread.start(); thread.join(60)\n"
+            "print(got)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # refused to the probing thread, imported by the other
+    assert out.stdout.strip().splitlines()[-1] == \
+        "['pandas is not imported while analytics-kit loads', 'imported']", (out.stdout[-500:], out.stderr[-2000:])
+
+
 def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path):
     """The command ends without the interpreter's teardown: its output and status must still arrive."""
     kit = shutil.which("analytics-kit", path=os.path.dirname(sys.executable))

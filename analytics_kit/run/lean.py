@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -23,11 +24,18 @@ _probe_skipped = False
 
 
 class _Refuse:
-    """A meta-path finder that refuses pandas while pyarrow probes for it."""
+    """A meta-path finder that refuses pandas to the thread that probes for it.
+
+    ``sys.meta_path`` is the process's: another thread importing pandas meanwhile (a
+    notebook's background work beside ``ak.load``) imports it as usual.
+    """
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError(f"{name} is not imported by a command-line load")
+        if (name == "pandas" or name.startswith("pandas.")) and threading.get_ident() == self.thread:
+            raise ImportError(f"{name} is not imported while analytics-kit loads")
 
 
 def skip_pandas_probe() -> bool:
@@ -53,7 +61,9 @@ def pandas_after_load() -> Iterator[None]:
     """The block runs with pyarrow's pandas probe skipped; afterwards pyarrow has pandas again.
 
     For ``ak.load()``: a notebook goes on to use pandas with pyarrow, so the probe's answer
-    is put right, by importing pandas, once the load's peak is behind it.
+    is put right, by importing pandas, once the load's peak is behind it. Until then the
+    answer is the process's: another thread converting pandas objects with pyarrow during the
+    load gets them as plain sequences (a NaN not null), as if pandas were not installed.
     """
     import pyarrow as pa
 
