@@ -67,7 +67,7 @@ def pandas_after_load() -> Iterator[None]:
     """
     import pyarrow as pa
 
-    # pyarrow's shim (private, pyarrow 14-26) is how its answer is put right afterwards:
+    # pyarrow's private shim (`_pandas_api`, checked by tests/test_run_cost.py) puts its answer right:
     # without it the probe is left alone
     shim = getattr(pa.lib, "_pandas_api", None)
     skipped = shim is not None and skip_pandas_probe()
