@@ -112,6 +112,10 @@ class CuttingServer:
                 elif how == "two_lengths_cut":  # cut inside a repeated Content-Length: "46, 4"
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Length: %d"
                                  % (len(body), len(body) // 10))
+                elif how == "location_cut":  # cut inside its target: followed, it would load another page
+                    conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /v1/items?api_key=%s&offset=1" % KEY.encode())
+                elif how == "location_no_blank_line":  # a whole Location line, then the block breaks off
+                    conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\n" % target.encode())
                 elif how == "redirect_status_only":
                     conn.sendall(b"HTTP/1.1 302 Found\r\n")
                 elif how in WHOLE_BUT_NOT_JSON:
@@ -158,7 +162,7 @@ def _ids(database) -> list[int]:
 
 @pytest.mark.parametrize("how", [
     "in_headers", "after_status", "mid_body", "mid_body_http10", "empty_length", "bad_length", "redirect_status_only",
-    "location_colon", "two_lengths_cut",
+    "location_colon", "location_cut", "location_no_blank_line", "two_lengths_cut",
     *CUT_AT,
 ])
 @pytest.mark.parametrize("offset", [0, 100])  # the first page, on the resource's session; a worker's
@@ -173,8 +177,10 @@ def test_an_answer_cut_once_is_retried_and_every_record_loads(server, tmp_path, 
     assert (offset, how) in api.served and KEY not in str(report)
 
 
-@pytest.mark.parametrize("how", ["in_headers", "mid_body"])
-def test_an_answer_cut_every_time_fails_the_load_naming_the_request_and_commits_nothing(server, tmp_path, how):
+@pytest.mark.parametrize(("how", "said"), [("in_headers", "inside the answer's header block"),
+                                           ("mid_body", "declared no length"),
+                                           ("location_cut", "inside the answer's header block")])
+def test_an_answer_cut_every_time_fails_the_load_naming_the_request_and_commits_nothing(server, tmp_path, how, said):
     api = server()
     database = tmp_path / "cut.duckdb"
     ak.load(_config(api), "full_refresh", database=database, progress=False)
@@ -183,8 +189,9 @@ def test_an_answer_cut_every_time_fails_the_load_naming_the_request_and_commits_
         ak.load(_config(api), "full_refresh", database=database, progress=False)
     text = str(caught.value)
     assert "broke off its response" in text and "offset=100" in text and "3 attempt(s)" in text, text
-    assert "declared no length" in text and KEY not in text
+    assert said in text and KEY not in text
     assert [o for o, h in api.served if h == how] == [100, 100, 100]
+    assert [o for o, _ in api.served].count(1) == 0  # the cut Location's target was never asked for
     assert _ids(database) == [r["id"] for r in RECORDS]  # the earlier load's table, whole
 
 

@@ -8,13 +8,20 @@ short only when it fails to parse because it stops: nothing at all, or JSON that
 (in a string, a literal, a number, an escape, a character's UTF-8 bytes, or between tokens).
 A body that is whole but not JSON (an HTML page, NaN, a byte-order mark, invalid UTF-8
 inside) is not, and keeps its exact diagnosis without a retry.
+
+A header block must end with its blank line. http.client also takes the connection closing
+as its end, even inside a line: a redirect cut inside its Location was followed to the cut
+target (another page of the listing). ``HeaderCheckedResponse`` remembers how its block
+ended, and ``header_block_cut`` tells the session not to use such an answer.
 """
 
 from __future__ import annotations
 
 import codecs
+import http.client
 import json
 import re
+from typing import Any
 
 import orjson
 import urllib3.exceptions
@@ -53,6 +60,45 @@ def cut_short(response: Response) -> bool:
     except orjson.JSONDecodeError:
         return ends_early(body)
     return False
+
+
+class _LastLine:
+    """The response's reader, remembering the last line read from it (the header block's last)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.last = b""
+
+    def readline(self, *args: Any) -> bytes:
+        self.last = self.reader.readline(*args)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reader, name)
+
+
+class HeaderCheckedResponse(http.client.HTTPResponse):
+    """http.client's response, knowing whether its header block ended with the connection closing."""
+
+    header_block_cut = False
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        reader, lines = self.fp, _LastLine(self.fp)
+        self.fp = lines  # only while the status line and the headers are read
+        try:
+            super().begin()
+        finally:
+            if self.fp is lines:
+                self.fp = reader
+        self.header_block_cut = lines.last not in (b"\r\n", b"\n")
+
+
+def header_block_cut(response: Response) -> bool:
+    """Whether ``response``'s header block ended where the connection closed, not at its blank line."""
+    original = getattr(response.raw, "_original_response", None)
+    return getattr(original, "header_block_cut", False)
 
 
 def broken_header(error: RequestException) -> bool:

@@ -45,6 +45,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from analytics_kit.errors import LoadError
+from analytics_kit.fetch.cut_answers import HeaderCheckedResponse, header_block_cut
 
 # A whole response (connecting, headers and body) must arrive within this many seconds
 # unless ``error_handler.timeout`` says otherwise; dlt's own default is 60 s per wait.
@@ -237,6 +238,8 @@ class _Watched:
     "super(type, obj): obj must be an instance or subtype of type").
     """
 
+    response_class = HeaderCheckedResponse
+
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
         _watch_socket(self)  # type: ignore[arg-type]
@@ -343,6 +346,11 @@ class KitSession(Session):
         )
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
+        # every answer that passed the hooks comes here first, before a redirect is followed
+        if header_block_cut(resp):
+            resp.close()
+            raise requests.exceptions.ChunkedEncodingError(
+                "the connection closed inside the answer's header block, before its end", request=resp.request)
         target = super().get_redirect_target(resp)
         if target is None or not self.origins:
             return target
