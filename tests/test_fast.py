@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 
 import analytics_kit as ak
 from analytics_kit import seam
 from analytics_kit.fetch import source as kit_source
 from analytics_kit.fetch.cursors import canonical
+from analytics_kit.fetch.retry import Gate
+from analytics_kit.fetch.transport import KitSession
 from analytics_kit.errors import ConfigError
 from analytics_kit.read.query import describe, query
 
@@ -143,14 +148,34 @@ def test_a_429_pauses_all_workers(api, small_pages, monkeypatch):
     config = small_pages
     api.set_latency(0.02)
     api.inject("status", path="/v1/events", offset=100, status=429, retry_after=1)
+    # when the client sent each request and closed the gate (wall clock, as the server's log)
+    sent: list[tuple[float, str]] = []
+    paused: list[tuple[float, float]] = []
+    real_send, real_pause = KitSession.send, Gate.pause
+
+    def send(self, request, **kwargs):
+        sent.append((time.time(), parse_qs(urlsplit(request.url).query).get("offset", ["0"])[0]))
+        return real_send(self, request, **kwargs)
+
+    def pause(self, seconds):
+        real_pause(self, seconds)
+        paused.append((time.time(), seconds))
+
+    monkeypatch.setattr(KitSession, "send", send)
+    monkeypatch.setattr(Gate, "pause", pause)
     report = _load(monkeypatch, config, "p/analytics.duckdb", fast_path=True, concurrency=4, mode="full_refresh")
     assert report.rows["events"] == 250
+    (closed, seconds), = paused
+    assert seconds == 1
+    # no worker sends while the gate is shut (the 429's own retry opens it, at its end)
+    assert [t for t, _ in sent if closed < t < closed + 0.95] == []
     log = [r for r in api.requests if r.path == "/v1/events"]
     refused = next(r for r in log if r.status == 429)
-    # the server records a request when its handler starts: one a worker sent before the 429's answer reached it
-    # can be recorded tens of ms later on a busy machine (the server's threads share this process's GIL)
-    during = [r for r in log if refused.started + 0.2 < r.started < refused.started + 0.9]
-    assert during == []
+    # What the server saw meanwhile was sent before the 429's answer shut the gate: on a busy machine
+    # such a request can reach the server's log late (the server's threads share this process's GIL).
+    for r in log:
+        if refused.started + 0.05 < r.started < refused.started + 0.9:
+            assert any(o == str(r.params.get("offset", "0")) and t < closed for t, o in sent), (r, sent)
     assert any(r.started >= refused.started + 0.95 for r in log)
 
 
