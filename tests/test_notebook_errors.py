@@ -6,6 +6,8 @@ for what JupyterLab receives.
 
 from __future__ import annotations
 
+import gc
+import logging
 import re
 import subprocess
 import sys
@@ -107,6 +109,68 @@ def test_an_interrupted_load_leaves_no_frame_that_fails_to_resolve_or_holds_the_
     assert "failed resolving arguments" not in shown + full
     assert api.api_key not in shown + full
     assert "dropped this traceback" in shown + full
+
+
+class _DropsAnInterrupt:
+    """Interrupts the main thread from its finalizer and is still running when the interrupt is
+    handled, so CPython drops it ("Exception ignored in ..."), as it drops one that lands in any
+    finalizer a garbage collection runs."""
+
+    dropped: list[str] = []
+
+    def __del__(self) -> None:
+        import _thread
+
+        total = 0
+        try:
+            _thread.interrupt_main()
+            for i in range(100_000):  # the interrupt is handled in here
+                total += i
+        except KeyboardInterrupt:
+            self.dropped.append("here")
+            raise
+
+
+class _CollectsOnWarning(logging.Handler):
+    """When the load says it waits for the file, lets a collection run ``_DropsAnInterrupt``'s finalizer."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting up to" in record.getMessage():
+            garbage = _DropsAnInterrupt()
+            garbage.cycle = garbage  # freed by the collector, not by its reference count
+            del garbage
+            gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # pytest's report of the drop
+@pytest.mark.parametrize("where", ["the DuckDB file", "the load lock"])
+def test_an_interrupt_a_finalizer_drops_still_stops_the_load(shell, api, monkeypatch, tmp_path, where):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("API_KEY", api.api_key)
+    shell(f"import analytics_kit as ak\nconfig = ak.guide_config({api.base_url!r})")
+    shell("ak.load(config, progress=False)")
+    if where == "the DuckDB file":
+        holding = "import duckdb\nc = duckdb.connect('analytics.duckdb')"
+    else:  # another load's lock on the pipeline folder beside the file
+        holding = ("import fcntl, os\nfd = os.open('analytics.duckdb.state/load.lock', os.O_RDWR)\n"
+                   "fcntl.flock(fd, fcntl.LOCK_EX)")
+        assert (tmp_path / "analytics.duckdb.state/load.lock").exists()
+    holder = subprocess.Popen([sys.executable, "-c", f"{holding}\nimport time\nprint('held', flush=True)\n"
+                               "time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    handler = _CollectsOnWarning()
+    logging.getLogger("analytics_kit").addHandler(handler)
+    try:
+        started = time.monotonic()
+        shown = shell("ak.load(config, progress=False, lock_timeout=20)")
+        waited = time.monotonic() - started
+    finally:
+        logging.getLogger("analytics_kit").removeHandler(handler)
+        holder.kill()
+        holder.wait()
+    assert _DropsAnInterrupt.dropped.pop() == "here"  # the interrupt arrived in the finalizer, which dropped it
+    assert waited < 10 and "KeyboardInterrupt" in shown, shown
+    assert "locked by another" not in shown and "waited 20 s" not in shown
 
 
 def test_a_jupyter_kernel_sends_the_message_and_the_fix_and_tb_sends_the_traceback(loaded):

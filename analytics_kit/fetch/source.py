@@ -25,6 +25,7 @@ from analytics_kit.fetch.arrow_tables import (
 )
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
+from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, merges_by_key, table_of
 from analytics_kit.fetch.retry import Gate, retry_session
@@ -55,6 +56,7 @@ class PageStep:
         return item
 
     def page_seen(self, rows: int) -> None:
+        raise_if_dropped()
         self.stats.page(self.resource, rows)
         if self.on_page is not None:
             self.on_page(self.resource)

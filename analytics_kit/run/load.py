@@ -19,6 +19,7 @@ from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, merges_by_key, stale_columns
 from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.interrupts import interrupts_kept, raise_if_dropped
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.failures import explain, find_cause
 from analytics_kit.run.lean import pandas_after_load
@@ -138,7 +139,7 @@ def load(
     failure: KitError | None = None
     report: LoadReport | None = None
     # pandas, if nothing imported it yet, comes after the load's peak memory (see run/lean)
-    with redacted_logging(redactor), mute_dedup_notice(), pandas_after_load():
+    with redacted_logging(redactor), mute_dedup_notice(), pandas_after_load(), interrupts_kept():
         try:
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
@@ -300,9 +301,11 @@ def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline) ->
 @contextmanager
 def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
     """Adds the block's wall time to ``steps[step]`` (see ``LoadReport.steps``)."""
+    raise_if_dropped()
     began = time.perf_counter()
     try:
         yield
+        raise_if_dropped()
     finally:
         steps[step] = steps.get(step, 0.0) + time.perf_counter() - began
 

@@ -13,6 +13,7 @@ from typing import Callable
 import duckdb
 
 from analytics_kit.errors import ConfigError, KitError, LoadError
+from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
         if not told and on_wait is not None:
             on_wait(f"{path.name} {held}; waiting up to {wait:g} s")
             told = True
+        raise_if_dropped()
         time.sleep(0.1)
 
 

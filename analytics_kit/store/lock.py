@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from analytics_kit.errors import LoadError
+from analytics_kit.interrupts import raise_if_dropped
 
 LOCK_FILE = "load.lock"
 POLL_SECONDS = 0.1
@@ -68,6 +69,7 @@ def _acquire(fd: int, wait: float, label: str, on_wait: Callable[[str], None] | 
         if not told and on_wait is not None:
             on_wait(f"Another load of {label} is running ({holder}); waiting up to {wait:g} s for it")
             told = True
+        raise_if_dropped()
         time.sleep(POLL_SECONDS)
 
 
