@@ -116,6 +116,26 @@ class CuttingServer:
                     conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /v1/items?api_key=%s&offset=1" % KEY.encode())
                 elif how == "location_no_blank_line":  # a whole Location line, then the block breaks off
                     conn.sendall(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: %s\r\n" % target.encode())
+                elif how == "status_cut":  # inside the status line's code
+                    conn.sendall(b"HTTP/1.1 20")
+                elif how == "status_cut_early":  # inside its version
+                    conn.sendall(b"HTTP/1.")
+                elif how == "continue_then_close":  # an interim answer, then nothing
+                    conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                elif how == "early_hints_then_close":
+                    conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+                elif how in ("early_hints", "processing"):  # whole: an interim answer before the final one
+                    interim = (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" if how == "early_hints"
+                               else b"HTTP/1.1 102 Processing\r\n\r\n")
+                    conn.sendall(interim + b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                    continue
+                elif how == "many_headers":  # whole, with more header fields than http.client reads
+                    fields = b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                    continue
+                elif how == "not_http":  # bytes of another protocol (a TLS alert), no line break
+                    conn.sendall(b"\x15\x03\x03\x00\x02\x02\x32")
                 elif how == "redirect_status_only":
                     conn.sendall(b"HTTP/1.1 302 Found\r\n")
                 elif how in WHOLE_BUT_NOT_JSON:
@@ -162,7 +182,8 @@ def _ids(database) -> list[int]:
 
 @pytest.mark.parametrize("how", [
     "in_headers", "after_status", "mid_body", "mid_body_http10", "empty_length", "bad_length", "redirect_status_only",
-    "location_colon", "location_cut", "location_no_blank_line", "two_lengths_cut",
+    "location_colon", "location_cut", "location_no_blank_line", "two_lengths_cut", "status_cut", "status_cut_early",
+    "continue_then_close", "early_hints_then_close",
     *CUT_AT,
 ])
 @pytest.mark.parametrize("offset", [0, 100])  # the first page, on the resource's session; a worker's
@@ -179,7 +200,9 @@ def test_an_answer_cut_once_is_retried_and_every_record_loads(server, tmp_path, 
 
 @pytest.mark.parametrize(("how", "said"), [("in_headers", "inside the answer's header block"),
                                            ("mid_body", "declared no length"),
-                                           ("location_cut", "inside the answer's header block")])
+                                           ("location_cut", "inside the answer's header block"),
+                                           ("status_cut", "inside the answer's status line"),
+                                           ("continue_then_close", "after an interim answer")])
 def test_an_answer_cut_every_time_fails_the_load_naming_the_request_and_commits_nothing(server, tmp_path, how, said):
     api = server()
     database = tmp_path / "cut.duckdb"
@@ -193,6 +216,41 @@ def test_an_answer_cut_every_time_fails_the_load_naming_the_request_and_commits_
     assert [o for o, h in api.served if h == how] == [100, 100, 100]
     assert [o for o, _ in api.served].count(1) == 0  # the cut Location's target was never asked for
     assert _ids(database) == [r["id"] for r in RECORDS]  # the earlier load's table, whole
+
+
+@pytest.mark.parametrize("how", ["early_hints", "processing"])
+def test_an_interim_answer_before_the_final_one_is_read_past(server, tmp_path, how):
+    api = server()
+    for offset in (0, 100, 200):
+        api.cut(offset, how)
+    database = tmp_path / "interim.duckdb"
+    report = ak.load(_config(api), "full_refresh", database=database, progress=False)
+    assert _ids(database) == [r["id"] for r in RECORDS] and not report.retries
+    assert [h for _, h in api.served].count(how) == 3
+
+
+def test_a_whole_answer_with_too_many_header_fields_fails_once_saying_so(server, tmp_path):
+    api = server()
+    database = tmp_path / "many.duckdb"
+    ak.load(_config(api), "full_refresh", database=database, progress=False)
+    api.cut(100, "many_headers", times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=database, progress=False)
+    text = str(caught.value)
+    assert "more than 100 header fields" in text and "offset=100" in text and KEY not in text, text
+    assert [o for o, h in api.served if h == "many_headers"] == [100]  # not retried: it would answer the same
+    assert _ids(database) == [r["id"] for r in RECORDS]
+
+
+def test_bytes_of_another_protocol_are_not_taken_for_a_cut_answer(server, tmp_path):
+    api = server()
+    database = tmp_path / "other.duckdb"
+    ak.load(_config(api), "full_refresh", database=database, progress=False)
+    api.cut(100, "not_http", times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=database, progress=False)
+    text = str(caught.value)
+    assert "broke off" not in text and "could not be reached" in text and "BadStatusLine(" in text, text
 
 
 def test_answers_framed_by_closing_the_connection_load_without_a_retry(server, tmp_path):

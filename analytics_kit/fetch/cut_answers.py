@@ -77,10 +77,28 @@ class _LastLine:
         return getattr(self.reader, name)
 
 
+class CutAnswer(http.client.HTTPException):
+    """The connection closed inside an answer's status line, or after an interim (1xx) answer and
+    before the final one."""
+
+
+class TooManyHeaders(http.client.HTTPException):
+    """An answer with more header fields than http.client reads (100): whole, and refused the same
+    way on every attempt."""
+
+
 class HeaderCheckedResponse(http.client.HTTPResponse):
-    """http.client's response, knowing whether its header block ended with the connection closing."""
+    """http.client's response, told apart from a cut one, and reading past interim answers.
+
+    It knows whether its header block ended with the connection closing (``header_block_cut``),
+    raises ``CutAnswer`` for a status line the connection closed inside of (http.client's
+    BadStatusLine, as for a line that is not HTTP, which ends with its line break), and skips
+    every interim answer (102 Processing, 103 Early Hints) as http.client skips 100 Continue:
+    it took them for the final answer, with an empty body.
+    """
 
     header_block_cut = False
+    interim = False
 
     def begin(self) -> None:
         if self.headers is not None:
@@ -89,16 +107,51 @@ class HeaderCheckedResponse(http.client.HTTPResponse):
         self.fp = lines  # only while the status line and the headers are read
         try:
             super().begin()
+        except http.client.HTTPException as error:
+            if type(error) is http.client.HTTPException and str(error).startswith("got more than"):
+                raise TooManyHeaders(str(error)) from None
+            raise
         finally:
             if self.fp is lines:
                 self.fp = reader
         self.header_block_cut = lines.last not in (b"\r\n", b"\n")
+
+    def _read_status(self) -> tuple[str, int, str]:
+        while True:
+            try:
+                version, status, reason = super()._read_status()
+            except http.client.RemoteDisconnected:
+                if self.interim:
+                    raise CutAnswer("the connection closed after an interim answer, before the final one") from None
+                raise
+            except http.client.BadStatusLine as error:
+                # a status line begun ("HTTP/1.1 20") and no line break: not bytes of another protocol
+                begun = error.line.startswith("HTTP/") or "HTTP/".startswith(error.line)
+                if begun and not error.line.endswith("\n"):
+                    raise CutAnswer("the connection closed inside the answer's status line") from None
+                raise
+            if not 100 <= status < 200 or status == 101:  # 101: the connection switches protocols
+                return version, status, reason
+            self.interim = True
+            if status == 100:
+                return version, status, reason  # begin() skips its headers and reads on
+            http.client.parse_headers(self.fp)
 
 
 def header_block_cut(response: Response) -> bool:
     """Whether ``response``'s header block ended where the connection closed, not at its blank line."""
     original = getattr(response.raw, "_original_response", None)
     return getattr(original, "header_block_cut", False)
+
+
+def raised_in_answer(error: RequestException, kind: type[BaseException]) -> BaseException | None:
+    """The ``kind`` error http.client raised reading the answer, as requests wraps it (in urllib3's
+    ProtocolError), or None."""
+    for arg in error.args:
+        for inner in (arg, *getattr(arg, "args", ())):
+            if isinstance(inner, kind):
+                return inner
+    return None
 
 
 def broken_header(error: RequestException) -> bool:

@@ -25,7 +25,14 @@ from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
-from analytics_kit.fetch.cut_answers import broken_header, cut_short
+from analytics_kit.errors import LoadError
+from analytics_kit.fetch.cut_answers import (
+    CutAnswer,
+    TooManyHeaders,
+    broken_header,
+    cut_short,
+    raised_in_answer,
+)
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
@@ -155,7 +162,7 @@ def retry_session(
                 response = send(request, **kwargs)
                 # cut off by the watchdog between headers, http.client can still hand back a
                 # "response" (a status line, no headers, no body): it is not one
-                raised: RequestException | None = too_late if watch.fired else None
+                raised: Exception | None = too_late if watch.fired else None
                 if raised is None and not kwargs.get("stream") and cut_short(response):
                     # no response attached: the retry is reported as this error, not as its status
                     raised = ChunkedEncodingError(
@@ -178,6 +185,11 @@ def retry_session(
                 if raised is not too_late and broken_header(error):
                     raised = ChunkedEncodingError(f"the answer's header block was cut or malformed ({raised})",
                                                   request=request)
+                cut = raised_in_answer(error, CutAnswer)
+                if raised is not too_late and cut is not None:
+                    raised = ChunkedEncodingError(str(cut), request=request)
+                if raised_in_answer(error, TooManyHeaders) is not None:
+                    raised = _too_many_headers(request, redact)
                 if raised is not too_late:
                     _first_contact(raised, error, request, stats, redact)
         if response is not None:
@@ -227,6 +239,16 @@ def retry_session(
 
     session.send = dispatch  # type: ignore[method-assign]
     return session
+
+
+def _too_many_headers(request: PreparedRequest, redact: Redactor) -> LoadError:
+    """A whole answer the kit cannot read, the same on every attempt: not retried."""
+    return LoadError(
+        f"The API at {host_port(request.url)} answered {request_text(request, redact)} with more than 100 header "
+        "fields, more than Python's HTTP client (http.client) reads; nothing from this run was committed.",
+        guidance="The answer's header block comes from the API or a proxy in front of it, not from your config: "
+        "ask its provider to send fewer header fields.",
+        host=host_port(request.url), request=request_text(request, redact))
 
 
 def _first_contact(raised: RequestException, error: RequestException, request: PreparedRequest,

@@ -60,9 +60,10 @@ def _aftermath(stats: LoadStats, step: str | None) -> str:
 def _cause(error: BaseException, redactor: Redactor) -> str:
     """The operating system's reason inside a requests/urllib3 connection error."""
     text = redactor(str(error))
-    found = re.search(r"\[Errno -?\d+\] [^'\")]+|RemoteDisconnected\([^)]*\)|Connection aborted|"
-                      r"Connection broken[^'\")]*", text)
-    return found.group(0).strip() if found else _short(text, 160)
+    # http.client's own reason first: it stands after urllib3's "Connection aborted" in the text
+    found = re.search(r"(?:BadStatusLine|RemoteDisconnected)\([^)]*\)", text) or re.search(
+        r"\[Errno -?\d+\] [^'\")]+|Connection aborted|Connection broken[^'\")]*", text)
+    return _short(found.group(0).strip(), 160) if found else _short(text, 160)
 
 
 def _origin_of(url: str) -> str:
