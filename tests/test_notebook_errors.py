@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -39,6 +40,15 @@ def shell(capsys):
     run.ip = ip  # type: ignore[attr-defined]
     yield run
     InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def interruptible():
+    """SIGINT raises KeyboardInterrupt, as in a Jupyter kernel running a cell: a process started in
+    the background by a shell inherits SIGINT ignored, and ``_thread.interrupt_main`` then does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_a_query_error_shows_as_its_message_and_tb_gives_the_whole_traceback(shell, loaded):
@@ -84,7 +94,8 @@ def test_config_errors_show_as_their_message_and_the_fix(shell, monkeypatch):
     assert broken[1].startswith("  What to do: ") and len(broken) == 3
 
 
-def test_an_interrupted_load_leaves_no_frame_that_fails_to_resolve_or_holds_the_key(shell, api, monkeypatch):
+def test_an_interrupted_load_leaves_no_frame_that_fails_to_resolve_or_holds_the_key(shell, api, monkeypatch,
+                                                                                        interruptible):
     """The interrupt button raises KeyboardInterrupt wherever the load is: here while it waits
     for the DuckDB file, which another process holds."""
     monkeypatch.setenv("API_KEY", api.api_key)
@@ -144,7 +155,8 @@ class _CollectsOnWarning(logging.Handler):
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # pytest's report of the drop
 @pytest.mark.parametrize("where", ["the DuckDB file", "the load lock"])
-def test_an_interrupt_a_finalizer_drops_still_stops_the_load(shell, api, monkeypatch, tmp_path, where):
+def test_an_interrupt_a_finalizer_drops_still_stops_the_load(shell, api, monkeypatch, tmp_path, where,
+                                                              interruptible):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("API_KEY", api.api_key)
     shell(f"import analytics_kit as ak\nconfig = ak.guide_config({api.base_url!r})")
