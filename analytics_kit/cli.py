@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 130 if error.context.get("interrupted") else 1  # 130: as a shell reports a SIGINT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

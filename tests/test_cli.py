@@ -107,6 +107,29 @@ def test_errors_are_one_clear_line_without_a_traceback(api, config_files):
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+def test_an_interrupted_load_exits_130_wherever_it_was(api, config_files):
+    """Ctrl-C during the extract came back as a LoadError ("The load was interrupted") and exit 1,
+    elsewhere as exit 130: a script could not tell an interrupt from a failed load."""
+    import signal
+    import time
+
+    api.set_latency(0.5)  # every page takes half a second: the extract is under way for seconds
+    process = subprocess.Popen(
+        [str(BIN / "analytics-kit"), "load", "--config", str(config_files["json"]), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "API_KEY": api.api_key},
+        cwd=config_files["json"].parent,
+        # a shell's background job starts with SIGINT ignored, and Python keeps it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not api.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (process.returncode, err)
+    assert "interrupted" in err and "Traceback" not in err and api.api_key not in out + err
+
+
 def test_bad_config_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[client\nbase_url = 1")

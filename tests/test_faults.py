@@ -361,3 +361,37 @@ def test_nested_rows_of_an_unfinished_append_are_not_kept(tmp_path):
                       "(SELECT count(*) FROM events__tags WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM events))"
                       " AS orphans")
     assert tuple(counts.iloc[0]) == (400, 800, 0)
+
+
+def test_duckdb_interrupted_inside_a_query_is_explained_as_an_interrupt():
+    """A kernel's stop button during the load step can reach DuckDB inside a query: it raises its own
+    InterruptException ("Query interrupted"), not a KeyboardInterrupt; the load was still interrupted."""
+    import threading
+
+    import duckdb
+
+    from analytics_kit.fetch.stats import LoadStats
+    from analytics_kit.redact import Redactor
+    from analytics_kit.run.failures import explain
+
+    con = duckdb.connect()
+    caught: list[BaseException] = []
+
+    def long_query() -> None:
+        try:
+            con.execute("SELECT count(*) FROM range(10000000000) a")
+        except duckdb.Error as error:
+            caught.append(error)
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    time.sleep(0.3)
+    con.interrupt()
+    worker.join(30)
+    con.close()
+    assert caught and isinstance(caught[0], duckdb.InterruptException), caught
+    for error in (caught[0], RuntimeError("Query interrupted")):
+        explained = explain(error, redactor=Redactor(()), stats=LoadStats(), database="analytics.duckdb")
+        assert str(explained).startswith("The load was interrupted") and explained.context["interrupted"]
+    other = explain(RuntimeError("Query failed"), redactor=Redactor(()), stats=LoadStats(), database="a.duckdb")
+    assert "interrupted" not in str(other)

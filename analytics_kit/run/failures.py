@@ -70,6 +70,13 @@ def _origin_of(url: str) -> str:
     return shown_origin(url) if "://" in url else url
 
 
+def _duckdb_interrupted(error: BaseException) -> bool:
+    """DuckDB's answer to an interrupt that reached it inside a query (in a kernel, the stop button's
+    SIGINT during the load step): "Query interrupted", raised in place of a KeyboardInterrupt."""
+    return type(error).__name__ == "InterruptException" or (
+        type(error) is RuntimeError and str(error).strip() == "Query interrupted")
+
+
 def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     """``error`` or the first exception of ``kind`` in its chain (dlt wraps a step's errors)."""
     return next((e for e in _chain(error) if isinstance(e, kind)), None)
@@ -96,12 +103,13 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if own is not None:
         return own.redacted(redactor)
 
-    if find_cause(error, KeyboardInterrupt) is not None:
+    if find_cause(error, KeyboardInterrupt) is not None or any(map(_duckdb_interrupted, _chain(error))):
         step = getattr(error, "step", None)
         return LoadError(
             f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
             "button); nothing from this run was committed.",
             guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}",
+            interrupted=True,
         )
 
     refused = next((e for e in _chain(error) if getattr(e, UNREACHABLE, None)), None)
