@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -183,6 +184,33 @@ def test_an_interrupt_a_finalizer_drops_still_stops_the_load(shell, api, monkeyp
     assert _DropsAnInterrupt.dropped.pop() == "here"  # the interrupt arrived in the finalizer, which dropped it
     assert waited < 10 and "KeyboardInterrupt" in shown, shown
     assert "locked by another" not in shown and "waited 20 s" not in shown
+
+
+def test_an_interrupt_does_not_wait_for_the_workers_retry_schedule(api, monkeypatch, tmp_path, interruptible):
+    """A page the API keeps failing waits 2, 4 and 8 s between attempts (the guide's policy) in a worker;
+    an interrupt then waited for that whole schedule before the load stopped."""
+    import analytics_kit as ak
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("API_KEY", api.api_key)
+    api.inject("status", path="/v1/events", offset=200, status=503, times=None)
+
+    def interrupt_after_the_first_503() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(r.status == 503 for r in api.requests):
+            time.sleep(0.02)
+        time.sleep(0.3)  # the worker is in its 2 s backoff
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sent: list[float] = []
+    threading.Thread(target=interrupt_after_the_first_503, daemon=True).start()
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(ak.guide_config(api.base_url), progress=False)
+    stopped = time.monotonic() - sent[0]
+    assert "interrupted" in str(caught.value) and stopped < 1.5, (stopped, str(caught.value))
+    time.sleep(2.5)  # the worker would have sent its retry by now
+    assert sum(r.status == 503 for r in api.requests) == 1
 
 
 def test_a_jupyter_kernel_sends_the_message_and_the_fix_and_tb_sends_the_traceback(loaded):

@@ -81,6 +81,10 @@ def parse_body(content: bytes) -> Any:
     return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
 
 
+
+class PassEnded(Exception):
+    """Raised in a worker whose retry wait the end of its pass cut short; its page is not used."""
+
 class Page(list):
     """One page's records, with where they came from.
 
@@ -151,6 +155,7 @@ class OffsetPass:
         self.first_response: float | None = None
         self.template: tuple | None = None
         self.local = threading.local()
+        self.stopping = threading.Event()  # set while a pass ends: its workers stop waiting to retry
         self.total: int | None = None  # the latest usable total
         self.first_total: int | None = None
         self.consistent_total: int | None = None
@@ -163,8 +168,14 @@ class OffsetPass:
     def _session(self) -> Session:
         session = getattr(self.local, "http", None)
         if session is None:
-            session = self.local.http = self.owner.new_session()
+            session = self.local.http = self.owner.new_session(sleep=self._sleep)
         return session
+
+    def _sleep(self, seconds: float) -> None:
+        """A worker's wait for a retry or a 429's pause, cut short when the pass ends: an interrupted
+        load waited for every worker's backoff (up to a minute with Retry-After) before it stopped."""
+        if self.stopping.wait(seconds):
+            raise PassEnded(f"the listing's pass ended while this request waited {seconds:g} s to be retried")
 
     def _prepare(self, offset: int, session: Session) -> Any:
         """The request for ``offset``: the first one prepared in full, later ones copied from it.
@@ -333,7 +344,11 @@ class OffsetPass:
             for future in pending:
                 future.cancel()
             if pool is not None:
+                # what the workers still fetch is not used: those waiting to retry give up, and
+                # the pass ends once the requests on the wire are answered (each within its deadline)
+                self.stopping.set()
                 pool.shutdown(wait=True, cancel_futures=True)
+                self.stopping.clear()
 
     def _before_total(self, page: Page, pending: deque, step: int) -> Page | None:
         """An empty page where the total says more follow: asked again once. It comes back with

@@ -80,7 +80,7 @@ class KitPaginate:
     """
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
-                 new_session: Callable[[], Session], convert: Callable[[list], Any] | None,
+                 new_session: Callable[..., Session], convert: Callable[[list], Any] | None,
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,

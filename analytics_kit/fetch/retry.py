@@ -97,13 +97,14 @@ class Gate:
         self._until = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, sleep: Callable[[float], None] | None = None) -> None:
+        """Returns once the gate is open; ``sleep`` (default: the gate's) waits meanwhile."""
         while True:
             with self._lock:
                 left = self._until - self.clock()
             if left <= 0:
                 return
-            self.sleep(left)
+            (sleep or self.sleep)(left)
 
     def pause(self, seconds: float) -> None:
         seconds = max(0.0, min(seconds, self.max_delay))
@@ -153,7 +154,7 @@ def retry_session(
         session.check_origin(request)
         if not in_attempt():
             if gate is not None:
-                gate.wait()  # before the deadline starts: waiting out a 429 is not the API being slow
+                gate.wait(sleep)  # before the deadline starts: waiting out a 429 is not the API being slow
             current_cookies(request)  # another worker's answer may have set one while this waited
         stats.request(resource, request_text(request, redact))
         too_late = ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
