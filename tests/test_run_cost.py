@@ -132,14 +132,28 @@ def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path)
     assert failed.returncode == 1 and failed.stderr.startswith("error:")
 
 
-def test_an_unreadable_pipeline_folder_is_restored_from_the_database(api, config, caplog):
+@pytest.mark.parametrize("broken", ["state.json truncated", "schema file missing", "load/normalized missing",
+                                    "load missing", "normalize/extracted missing"])
+def test_an_unreadable_pipeline_folder_is_restored_from_the_database(api, config, caplog, broken):
+    """Also a folder with parts missing, as two quick interrupts during normalize left one: the next
+    load failed (SchemaNotFoundError, FileNotFoundError), the one after it worked."""
     ak.load(config, progress=False)
-    states = list(Path("analytics.duckdb.state").glob("*/state.json"))
-    assert states
-    states[0].write_text("{truncated")
+    folders = list(Path("analytics.duckdb.state").glob("*/state.json"))
+    assert folders
+    folder = folders[0].parent
+    if broken == "state.json truncated":
+        (folder / "state.json").write_text("{truncated")
+    elif broken == "schema file missing":
+        schemas = list((folder / "schemas").glob("*.schema.json"))
+        assert schemas
+        for schema in schemas:
+            schema.unlink()
+    else:
+        shutil.rmtree(folder / broken.removesuffix(" missing"))
     api.advance(new=5, updated=5)
     ak.load(config, progress=False)
-    assert "could not be read" in caplog.text
+    # dlt makes a missing storage folder again itself
+    assert ("could not be read" in caplog.text) == (broken not in ("load missing", "normalize/extracted missing"))
     assert loaded(api) == served(api)
 
 

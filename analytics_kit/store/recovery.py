@@ -64,13 +64,23 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool) -> Start:
     there; otherwise the folder is cleared and restored from the destination. The check is two small queries;
     the restore it saves cost ~0.2 s of a 1,000-row run. Called with the file held.
     """
-    unfinished = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
-    with pipeline.sql_client() as client:
-        tables = _tables(client)
-        if not unfinished and _is_committed_or_false(pipeline, client, tables):
-            # the last run's package, kept until now for a look at what it ran, is committed
-            seam.delete_loaded_packages(pipeline)
-            return Start(pipeline, 0, _tidy(pipeline, client, tables, tidy_staging))
+    try:
+        unfinished = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
+        if pipeline.default_schema_name:
+            pipeline.default_schema  # noqa: B018 - the schema file the state names, read before sql_client() needs it
+    except Exception as error:  # noqa: BLE001 - dlt raises OS, JSON and schema errors alike
+        # a folder with parts missing (a run interrupted twice while dlt wrote it): the state names
+        # a schema file that is not there, or a package folder is gone
+        logger.warning("The pipeline folder could not be read (%s: %s); it is restored from the database.",
+                       type(error).__name__, str(error)[:200])
+        unfinished = 0
+    else:
+        with pipeline.sql_client() as client:
+            tables = _tables(client)
+            if not unfinished and _is_committed_or_false(pipeline, client, tables):
+                # the last run's package, kept until now for a look at what it ran, is committed
+                seam.delete_loaded_packages(pipeline)
+                return Start(pipeline, 0, _tidy(pipeline, client, tables, tidy_staging))
     if unfinished:
         logger.warning(
             "Dropping %d unfinished load package(s) left by an earlier failed run; "
