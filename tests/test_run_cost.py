@@ -133,7 +133,7 @@ def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path)
 
 
 @pytest.mark.parametrize("broken", ["state.json truncated", "schema file missing", "load/normalized missing",
-                                    "load missing", "normalize/extracted missing"])
+                                    "load/loaded missing", "load missing", "normalize/extracted missing"])
 def test_an_unreadable_pipeline_folder_is_restored_from_the_database(api, config, caplog, broken):
     """Also a folder with parts missing, as two quick interrupts during normalize left one: the next
     load failed (SchemaNotFoundError, FileNotFoundError), the one after it worked."""

@@ -66,6 +66,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool) -> Start:
     """
     try:
         unfinished = len(pipeline.list_extracted_load_packages()) + len(pipeline.list_normalized_load_packages())
+        pipeline.list_completed_load_packages()  # read when the committed ones are deleted below
         if pipeline.default_schema_name:
             pipeline.default_schema  # noqa: B018 - the schema file the state names, read before sql_client() needs it
     except Exception as error:  # noqa: BLE001 - dlt raises OS, JSON and schema errors alike
