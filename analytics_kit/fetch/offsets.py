@@ -81,9 +81,9 @@ def parse_body(content: bytes) -> Any:
     return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
 
 
-
 class PassEnded(Exception):
     """Raised in a worker whose retry wait the end of its pass cut short; its page is not used."""
+
 
 class Page(list):
     """One page's records, with where they came from.
