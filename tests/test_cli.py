@@ -130,6 +130,26 @@ def test_an_interrupted_load_exits_130_wherever_it_was(api, config_files):
     assert "interrupted" in err and "Traceback" not in err and api.api_key not in out + err
 
 
+@pytest.mark.parametrize("library", ["libarrow", "duckdb"])
+def test_an_interrupt_while_the_package_imports_exits_130_without_a_traceback(tmp_path, library):
+    """The package's import (pyarrow, DuckDB) runs before the command can handle anything: a Ctrl-C
+    there printed a Python traceback and exited 1 or -2 (once -6, the teardown aborting)."""
+    import signal
+    import time
+
+    process = subprocess.Popen([str(BIN / "analytics-kit"), "tables"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None and library not in maps.read_text():
+        time.sleep(0.002)
+    assert process.poll() is None, "the command ended before the import was caught under way"
+    process.send_signal(signal.SIGINT)  # its library is mapped: the package's import is under way
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and err.strip() == "interrupted", (process.returncode, err[-2000:])
+
+
 def test_bad_config_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[client\nbase_url = 1")
