@@ -54,6 +54,7 @@ def run_twice(book: Path) -> tuple[list, list]:
             shown = []
             for cell in cells(book):
                 msg_id = client.execute("".join(cell["source"]))
+                streaming = False  # the kernel splits a cell's stdout into messages as its flush timer fires
                 while True:
                     msg = client.get_iopub_msg(timeout=300)
                     if msg["parent_header"].get("msg_id") != msg_id:
@@ -64,8 +65,13 @@ def run_twice(book: Path) -> tuple[list, list]:
                     assert kind != "error", (book.name, cell["id"], content.get("ename"), content.get("evalue"))
                     if kind in ("execute_result", "display_data") and "text/plain" in content["data"]:
                         shown.append((cell["id"], content["data"]["text/plain"]))
+                        streaming = False
                     elif kind == "stream" and content["name"] == "stdout":
-                        shown.append((cell["id"], content["text"]))
+                        if streaming:  # one text, however the kernel cut it into messages
+                            shown[-1] = (cell["id"], shown[-1][1] + content["text"])
+                        else:
+                            shown.append((cell["id"], content["text"]))
+                        streaming = True
             runs.append(shown)
     finally:
         client.stop_channels()
