@@ -9,11 +9,14 @@ that import ends the command as one during its work does: "interrupted", status 
 import os
 import sys
 
+import analytics_kit_regex_cache as regex_cache
+
 
 def run() -> None:
+    regex_cache.install()  # before the imports whose patterns it keeps
     try:
         from analytics_kit.cli import run as command
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
         os._exit(130)  # not the teardown of modules half imported
-    command()
+    command(before_exit=regex_cache.save)
