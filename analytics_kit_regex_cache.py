@@ -22,15 +22,14 @@ whose own patterns come first.
 
 from __future__ import annotations
 
+import _sre
 import importlib.util
 import marshal
 import os
 import sys
 import tempfile
-from typing import Any
-
-import _sre
 from re import _compiler, _parser
+from typing import Any
 
 ENV = "ANALYTICS_KIT_REGEX_CACHE"
 FORMAT = 1
@@ -59,7 +58,7 @@ class Cache:
                 build, entries = marshal.load(file)
             if build == BUILD and isinstance(entries, dict):
                 self.entries = entries
-        except Exception:  # noqa: BLE001 - missing, unreadable, truncated or foreign: compile as usual
+        except Exception:  # noqa: BLE001, S110 - missing, unreadable, truncated or foreign: compile as usual
             pass
 
     def compile(self, pattern: Any, flags: int = 0) -> Any:

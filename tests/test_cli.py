@@ -93,6 +93,44 @@ def test_load_tables_query_state_round_trip(api, config_files):
     assert refresh.returncode == 0 and "mode='full_refresh'" in refresh.stdout
 
 
+def _rows(database: Path) -> dict[str, tuple[list, list]]:
+    """Each table's columns and types, and its rows without dlt's per-load ids, in key order."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        return {table: (con.execute(f"DESCRIBE {table}").fetchall(),
+                        con.execute(f"SELECT * EXCLUDE (_dlt_load_id, _dlt_id) FROM {table} "
+                                    "ORDER BY id").fetchall())
+                for table in ("events", "customers")}
+
+
+def test_the_load_command_loads_without_numpy_what_ak_load_loads(api, config_files, tmp_path, monkeypatch):
+    """The command imports pyarrow without numpy (analytics_kit_command); ak.load has it."""
+    import analytics_kit as ak
+
+    monkeypatch.setenv("API_KEY", api.api_key)
+    config = json.loads(config_files["json"].read_text())
+    by_command, by_library = tmp_path / "command.duckdb", tmp_path / "library.duckdb"
+
+    def command(*args: str) -> None:
+        # -X importtime lists every module imported, and a refused one without its submodules
+        result = subprocess.run([sys.executable, "-X", "importtime", str(BIN / "analytics-kit"), "load", "--quiet",
+                                 "--config", str(config_files["json"]), "--database", str(by_command), *args],
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        imported = re.findall(r"^import time:.*\|\s*([\w.]+)$", result.stderr, re.MULTILINE)
+        assert "pyarrow" in imported and not [name for name in imported if name.startswith(("numpy.", "pandas."))]
+
+    command("--full-refresh")
+    ak.load(config, mode="full_refresh", database=str(by_library), progress=False)
+    assert _rows(by_command) == _rows(by_library)
+    api.advance(new=30, updated=40, deleted=5)
+    api.advance(new=0, updated=3, resource="customers")
+    command()
+    ak.load(config, database=str(by_library), progress=False)
+    after = _rows(by_command)
+    assert after == _rows(by_library)
+    assert len(after["events"][1]) == len(api.records("events", include_deleted=False)) == 275
+
+
 def test_errors_are_one_clear_line_without_a_traceback(api, config_files):
     missing = kit("load", "--config", str(config_files["json"]))  # no API_KEY anywhere
     assert missing.returncode == 1

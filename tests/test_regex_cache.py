@@ -3,6 +3,7 @@ keeps, and what a bad, missing or unwritable file does. Real processes, as the c
 
 from __future__ import annotations
 
+import _sre
 import importlib
 import json
 import marshal
@@ -13,10 +14,9 @@ import sys
 import urllib.parse
 import uuid
 from pathlib import Path
-
-import _sre
-import pytest
 from re import _compiler
+
+import pytest
 
 import analytics_kit_regex_cache as regex_cache
 
@@ -44,7 +44,7 @@ def environment(cache: Path | str, **extra: str) -> dict[str, str]:
 
 
 def imports(cache: Path | str, **extra: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=False,
                             env=environment(cache, **extra), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
@@ -52,7 +52,7 @@ def imports(cache: Path | str, **extra: str) -> dict:
 
 
 def kit(*args: str, cache: Path | str, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "analytics-kit"), *args], capture_output=True, text=True,
+    return subprocess.run([str(BIN / "analytics-kit"), *args], capture_output=True, text=True, check=False,
                           env=environment(cache, **extra), cwd=cwd, timeout=120)
 
 
@@ -222,7 +222,7 @@ def test_runs_writing_at_once_leave_one_whole_file(warm, tmp_path):
     children = [subprocess.Popen([sys.executable, "-c", IMPORTS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, env=environment(path)) for _ in range(4)]
     for child in children:
-        out, err = child.communicate(timeout=120)
+        _, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
     assert len(kept(path)) == first["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no temporary file left behind
