@@ -12,7 +12,7 @@ pyarrow imported without numpy.
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import analytics_kit_regex_cache as regex_cache
 
@@ -48,14 +48,21 @@ def _pyarrow_without_numpy(command: list[str]) -> Iterator[bool]:
         sys.meta_path.remove(refuse)
 
 
-def run() -> None:
+def start(argv: list[str]) -> Callable[..., None]:
+    """What the command does before its work (bench/peers.py times it as the command's imports):
+    the regex cache, then the package's imports, for ``load`` without numpy. Returns the command."""
     regex_cache.install()  # before the imports whose patterns it keeps
-    try:
-        with _pyarrow_without_numpy(sys.argv[1:]) as load:
-            from analytics_kit.cli import run as command
+    with _pyarrow_without_numpy(argv) as load:
+        from analytics_kit.cli import run as command
 
-            if load:
-                import pyarrow.compute  # noqa: F401 - it imports numpy too; the load imports it later
+        if load:
+            import pyarrow.compute  # noqa: F401 - it imports numpy too; the load imports it later
+    return command
+
+
+def run() -> None:
+    try:
+        command = start(sys.argv[1:])
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
         os._exit(130)  # not the teardown of modules half imported

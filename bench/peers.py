@@ -402,15 +402,15 @@ def child(args: list[str]) -> None:
     file, because a Singer child's stdout is the message stream."""
     kind, base_url, folder, mode, result_path = args
     if kind == "kit":
-        import analytics_kit_regex_cache
+        import analytics_kit_command
 
-        analytics_kit_regex_cache.install()  # as the analytics-kit command starts (analytics_kit_command)
+        analytics_kit_command.start(["load"])  # as `analytics-kit load` starts: its regex cache, pyarrow without numpy
     for module in IMPORTS[kind]:
         __import__(module)
     imported = time.time()
     LOADERS[kind](base_url, folder, mode)
     if kind == "kit":
-        analytics_kit_regex_cache.save()
+        analytics_kit_command.regex_cache.save()  # as the command does before it exits
     Path(result_path).write_text(json.dumps({"imported": imported, "finished": time.time()}))
     if kind == "kit":
         os._exit(0)  # as the analytics-kit command ends (cli.run): no interpreter teardown
