@@ -14,8 +14,6 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-import analytics_kit_regex_cache as regex_cache
-
 
 class _NoNumpy:
     """A meta-path finder that refuses numpy (and its submodules)."""
@@ -51,7 +49,9 @@ def _pyarrow_without_numpy(command: list[str]) -> Iterator[bool]:
 def start(argv: list[str]) -> Callable[..., None]:
     """What the command does before its work (bench/peers.py times it as the command's imports):
     the regex cache, then the package's imports, for ``load`` without numpy. Returns the command."""
-    regex_cache.install()  # before the imports whose patterns it keeps
+    import analytics_kit_regex_cache
+
+    analytics_kit_regex_cache.install()  # before the imports whose patterns it keeps
     with _pyarrow_without_numpy(argv) as load:
         from analytics_kit.cli import run as command
 
@@ -60,10 +60,25 @@ def start(argv: list[str]) -> Callable[..., None]:
     return command
 
 
+def save_regex_cache() -> None:
+    """The regex cache's new patterns, written once the command's output is out; an interrupt
+    meanwhile (the file stays whole) ends the command as any other does."""
+    import analytics_kit_regex_cache
+
+    try:
+        analytics_kit_regex_cache.save()
+    except KeyboardInterrupt:
+        _interrupted()
+
+
+def _interrupted() -> None:
+    print("interrupted", file=sys.stderr, flush=True)
+    os._exit(130)  # not the teardown of modules half imported
+
+
 def run() -> None:
     try:
         command = start(sys.argv[1:])
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
-        os._exit(130)  # not the teardown of modules half imported
-    command(before_exit=regex_cache.save)
+        _interrupted()
+    command(before_exit=save_regex_cache)

@@ -3,18 +3,26 @@
 The modules a load imports (dlt, urllib3, packaging, yaml, pendulum, ...) compile about 260
 regular expressions at module level, every run the same ones. CPython's regex compiler is pure
 Python: ~90 ms of a ~2-s incremental run from the shell. What it produces for a pattern is the
-opcode list ``_sre.compile`` takes, a function of the pattern, its flags and the Python build.
-This keeps those lists in one file beside the module's own bytecode (``__pycache__``, or
+arguments ``_sre.compile`` takes, a function of the pattern, its flags and the Python build. This
+keeps them in one file beside the module's own bytecode (``__pycache__``, or
 ``PYTHONPYCACHEPREFIX``), keyed by the exact build, written atomically, trusted as a .pyc is.
 
-- Recorded: only patterns compiled by a module's top-level code while it is imported, and only
-  when no environment variable's value appears in them. A pattern built at run time (the kit's
-  redaction pattern holds the API key) never reaches the file.
-- Each recorded entry was checked equal (``Pattern.__eq__`` compares the code) to what the
-  interpreter compiled; an entry ``_sre`` rejects is compiled again as usual.
-- Written only when a run recorded something new, never with ``PYTHONDONTWRITEBYTECODE``.
-  ``ANALYTICS_KIT_REGEX_CACHE=0`` turns it off; another value is the file to use instead. Any
-  problem with the file means a normal compile.
+- At start, each kept pattern is built (``_sre.compile``, microseconds) into ``re``'s own cache,
+  so ``re.compile`` finds it there. What is not there, ``re`` compiles as always, through a copy
+  of its own compile function that notes the arguments it hands ``_sre`` (the same code, frames
+  and warnings: a warning names the line that compiled the pattern, as without the cache).
+- Recorded: only patterns compiled while the import system runs a module's body, that compile
+  without a warning, and in which no environment variable's value appears. A pattern built at
+  run time (the kit's redaction pattern holds the API key) never reaches the file.
+- The file carries a digest of its entries: a damaged file (``_sre`` crashes on some code it
+  accepts) is never used.
+- Written only when a run recorded something new, never with ``PYTHONDONTWRITEBYTECODE``. An
+  entry neither recorded nor held by a module (``P = re.compile(...)``) in any of the file's last 8
+  writes is dropped, so a pattern whose text changes from run to run (one built from a set of
+  strings follows the hash seed) cannot grow it.
+- ``ANALYTICS_KIT_REGEX_CACHE=0`` turns it off; another value is the file to use instead. Any
+  problem with the file means a normal compile. CPython 3.11 only: ``re``'s cache and compiler
+  are its internals, and another version's are not assumed.
 
 A module beside the package, not in it: importing ``analytics_kit`` imports DuckDB and pyarrow,
 whose own patterns come first.
@@ -23,19 +31,29 @@ whose own patterns come first.
 from __future__ import annotations
 
 import _sre
+import hashlib
 import importlib.util
 import marshal
 import os
+import re
+import stat
 import sys
 import tempfile
+import time
+import types
+import warnings
 from re import _compiler, _parser
 from typing import Any
 
 ENV = "ANALYTICS_KIT_REGEX_CACHE"
-FORMAT = 1
+FORMAT = 3
+SUPPORTED = sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
 # what the file is valid for: another interpreter build may compile a pattern otherwise
 BUILD = (FORMAT, sys.version, sys.implementation.cache_tag, _sre.MAGIC, _sre.CODESIZE)
-MAX_ENTRIES = 5000  # module-level patterns are few; more means something compiles patterns from data
+KEEP_WRITES = 8  # an entry unused through this many writes of the file is dropped
+MAX_ENTRIES = 400  # re keeps 512 patterns; module-level ones are a few hundred
+MAX_BYTES = 16 * 2**20  # a file larger than this is not read
+STALE_TEMPORARY = 600  # seconds: a temporary file this old was left by a killed writer
 # DEBUG prints at compile time; LOCALE patterns depend on the locale at compile time
 SKIPPED_FLAGS = _compiler.SRE_FLAG_DEBUG | _compiler.SRE_FLAG_LOCALE
 MIN_SECRET = 8  # environment values this long are kept out of the file (API_KEY and the like)
@@ -44,76 +62,75 @@ _cache: Cache | None = None
 
 
 class Cache:
-    """The patterns loaded from the file, and those recorded in this process."""
+    """The patterns kept in the file, and those recorded in this process."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self.entries: dict[tuple[Any, int], tuple] = {}
-        self.new = 0
-        self.hits = 0
-        self.original = _compiler.compile
+        self.path = os.path.abspath(path)
+        self.entries: dict[tuple[Any, int], tuple] = {}  # (pattern, flags) -> _sre.compile's other arguments
+        self.recorded: dict[tuple[Any, int], int] = {}  # key -> the last write it was recorded or held in
+        self.writes = 0
+        self.new = 0  # patterns recorded in this process that the file does not hold
+        self.preloaded = 0  # patterns put in re's cache from the file
         self.secrets = [value for value in os.environ.values() if len(value) >= MIN_SECRET]
         try:
-            with open(path, "rb") as file:
-                build, entries = marshal.load(file)
-            if build == BUILD and isinstance(entries, dict):
-                self.entries = entries
-        except Exception:  # noqa: BLE001, S110 - missing, unreadable, truncated or foreign: compile as usual
+            self.writes, self.entries, self.recorded = _read(self.path)
+        except Exception:  # noqa: BLE001, S110 - missing, unreadable, damaged or foreign: compile as usual
             pass
 
-    def compile(self, pattern: Any, flags: int = 0) -> Any:
-        """``re._compiler.compile``, from the file where it has the pattern."""
-        if not isinstance(pattern, (str, bytes)) or flags & SKIPPED_FLAGS:
-            return self.original(pattern, flags)
-        key = (pattern, int(flags))
-        args = self.entries.get(key)
-        if args is not None:
+    def preload(self) -> None:
+        """Puts every kept pattern in ``re``'s cache, as ``re.compile`` would have left it."""
+        for key, args in list(self.entries.items()):
+            pattern, flags = key
             try:
-                compiled = _sre.compile(pattern, *args)
-            except Exception:  # noqa: BLE001 - an entry _sre rejects: the usual compile
-                self.entries.pop(key, None)
-            else:
-                self.hits += 1
-                return compiled
-        compiled = self.original(pattern, flags)
-        if len(self.entries) < MAX_ENTRIES and _at_import() and not self._holds_secret(pattern):
-            self._record(key, compiled)
-        return compiled
+                re._cache[type(pattern), pattern, flags] = _sre.compile(pattern, *args)
+            except Exception:  # noqa: BLE001 - an entry _sre rejects: re compiles it as usual
+                del self.entries[key]
+        self.preloaded = len(self.entries)
+
+    def compiler(self) -> Any:
+        """``re._compiler.compile``'s own code with ``_sre`` swapped for a recorder of its arguments."""
+        original = _compiler.compile
+        namespace = dict(vars(_compiler), _sre=_Recorder(self))
+        return types.FunctionType(original.__code__, namespace, original.__name__, original.__defaults__)
+
+    def note(self, pattern: Any, args: tuple, flags: Any) -> None:
+        """Records what ``re`` compiled, if it may be kept (see the module's docstring)."""
+        if type(pattern) not in (str, bytes) or not isinstance(flags, int) or flags & SKIPPED_FLAGS:
+            return
+        if len(self.entries) >= MAX_ENTRIES or not _importing() or self._holds_secret(pattern) or _warns(pattern, flags):
+            return
+        key, args = (pattern, int(flags)), (int(args[0]), [int(op) for op in args[1]], *args[2:])
+        try:
+            marshal.dumps((key, args))
+        except ValueError:
+            return
+        if self.entries.get(key) != args:
+            self.new += 1
+        self.entries[key] = args
+        self.recorded[key] = self.writes + 1
 
     def _holds_secret(self, pattern: str | bytes) -> bool:
         text = pattern if isinstance(pattern, str) else pattern.decode("latin-1")
         bare = text.replace("\\", "")  # as re.escape() left it
         return any(secret in text or secret in bare for secret in self.secrets)
 
-    def _record(self, key: tuple[Any, int], compiled: Any) -> None:
-        """Keeps the arguments ``_sre.compile`` needs, as ``re._compiler.compile`` derives them,
-        if they give the pattern the interpreter compiled (equal code, flags and groups)."""
-        pattern, flags = key
-        try:
-            parsed = _parser.parse(pattern, flags)
-            code = [int(op) for op in _compiler._code(parsed, flags)]
-            groupindex = dict(parsed.state.groupdict)
-            indexgroup = [None] * parsed.state.groups
-            for name, index in groupindex.items():
-                indexgroup[index] = name
-            args = (int(flags | parsed.state.flags), code, parsed.state.groups - 1, groupindex, tuple(indexgroup))
-            if _sre.compile(pattern, *args) != compiled:
-                return
-            marshal.dumps(args)
-        except Exception:  # noqa: BLE001 - another interpreter's internals: that pattern is not cached
-            return
-        self.entries[key] = args
-        self.new += 1
-
     def save(self) -> None:
-        """Writes the file if this run recorded patterns, atomically; quietly not where it cannot."""
+        """Writes the file if this run recorded patterns, atomically; quietly not where it cannot.
+        An interrupt leaves the old file whole and is raised again."""
         if not self.new or sys.dont_write_bytecode:
             return
-        folder = os.path.dirname(self.path)
+        writes = self.writes + 1
+        for key in self.entries:
+            if _held((type(key[0]), *key)):
+                self.recorded[key] = writes
+        kept = {key: args for key, args in self.entries.items() if self.recorded.get(key, 0) > writes - KEEP_WRITES}
+        folder, name = os.path.split(self.path)
         try:
-            data = marshal.dumps((BUILD, self.entries))
+            payload = marshal.dumps((writes, kept, {key: self.recorded.get(key, 0) for key in kept}))
+            data = marshal.dumps((BUILD, hashlib.blake2b(payload).digest(), payload))
             os.makedirs(folder, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=folder, prefix=".regex-")
+            _remove_stale_temporaries(folder, name)
+            fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
         except Exception:  # noqa: BLE001 - a read-only or missing folder: no cache, as for bytecode
             return
         try:
@@ -122,21 +139,89 @@ class Cache:
             # readable by whoever may read this module, as its bytecode is (mkstemp makes it private)
             os.chmod(temporary, os.stat(__file__).st_mode & 0o666 | 0o200)
             os.replace(temporary, self.path)
-            self.new = 0
-        except BaseException:  # a full disk, or Ctrl-C: the old file stays whole
+            self.new, self.writes = 0, writes
+        except BaseException as error:  # a full disk, or Ctrl-C: the old file stays whole
             try:
                 os.unlink(temporary)
             except OSError:
                 pass
-            if not isinstance(sys.exc_info()[1], Exception):
+            if not isinstance(error, Exception):
                 raise
 
 
-def _at_import() -> bool:
-    """Whether a module other than ``__main__`` is running its top-level code in this thread."""
-    frame = sys._getframe(2)
+class _Recorder:
+    """``_sre`` for the compile function's copy: notes what it is handed, then hands it on."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_sre, name)
+
+    def compile(self, pattern: Any, *args: Any) -> Any:
+        compiled = _sre.compile(pattern, *args)
+        try:
+            # the flags re.compile was given: the copy's own argument (its _sre call passes them combined)
+            self.cache.note(pattern, args, sys._getframe(1).f_locals.get("flags"))
+        except Exception:  # noqa: BLE001, S110 - what cannot be noted is compiled every time, as without the cache
+            pass
+        return compiled
+
+
+def _held(key: tuple) -> bool:
+    """Whether a pattern in ``re``'s cache is held elsewhere too: a module kept the one preloaded
+    (``P = re.compile(...)``), so the entry is in use though it was not recorded again."""
+    compiled = re._cache.get(key)
+    # the references: re's cache, ``compiled`` and getrefcount's argument
+    return compiled is not None and sys.getrefcount(compiled) > 3
+
+
+def _warns(pattern: str | bytes, flags: int) -> bool:
+    """Whether compiling ``pattern`` warns (its parse is repeated, silently: it already warned, if it does)."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        _parser.parse(pattern, flags)
+    return bool(warned)
+
+
+def _read(path: str) -> tuple[int, dict, dict]:
+    """The file's writes, entries and their last use; raises for anything but a whole file of this build."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO in its place does not block
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BYTES:
+            raise ValueError("not a cache file")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read()
+    finally:
+        os.close(fd)
+    build, digest, payload = marshal.loads(data)
+    if build != BUILD or hashlib.blake2b(payload).digest() != digest:
+        raise ValueError("another build's file, or a damaged one")
+    writes, entries, used = marshal.loads(payload)
+    if not (isinstance(writes, int) and isinstance(entries, dict) and isinstance(used, dict)):
+        raise TypeError("not a cache file")
+    return writes, entries, used
+
+
+def _remove_stale_temporaries(folder: str, name: str) -> None:
+    """Temporary files a killed writer left (a writer holds its own for milliseconds)."""
+    now = time.time()
+    for entry in os.scandir(folder):
+        if entry.name.startswith(f".{name}."):
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMPORARY:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _importing() -> bool:
+    """Whether the import system is running a module's body in this thread (the compile is at import)."""
+    frame = sys._getframe(3)
     while frame is not None:
-        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") != "__main__":
+        code = frame.f_code
+        if code.co_name == "_load_unlocked" and code.co_filename == "<frozen importlib._bootstrap>":
             return True
         frame = frame.f_back
     return False
@@ -149,14 +234,16 @@ def cache_path() -> str:
 
 
 def install() -> Cache | None:
-    """Serves ``re``'s compiles from the file, for this process; once per process."""
+    """Serves ``re``'s compiles from the file, and records new ones, for this process; once per process."""
     global _cache
-    if _cache is None and os.environ.get(ENV) != "0":
+    if _cache is None and SUPPORTED and os.environ.get(ENV) != "0":
         try:
-            _cache = Cache(cache_path())
+            cache = Cache(cache_path())
+            cache.preload()
+            _compiler.compile = cache.compiler()
         except Exception:  # noqa: BLE001 - no cache is never an error
             return None
-        _compiler.compile = _cache.compile
+        _cache = cache
     return _cache
 
 

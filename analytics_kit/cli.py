@@ -246,20 +246,18 @@ def run(before_exit: Callable[[], None] | None = None) -> None:
     done (a sixth of a 1,000-row incremental run from the shell). By then every command has
     closed what it wrote (the load its file and lock, the demo its server); output and logs
     are flushed here first. ``main`` itself returns, for callers in Python. ``before_exit`` runs
-    once the command is over, whatever its outcome (the entry point saves its regex cache there).
+    once the command is over and its output flushed (the entry point saves its regex cache there).
     """
     try:
-        try:
-            code = main(lean=True)
-        finally:
-            if before_exit is not None:
-                before_exit()
+        code = main(lean=True)
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):  # None when the caller closed it (`>&-`)
             if stream is not None:
                 stream.flush()
     except BrokenPipeError:
         code = 141  # the reader went away (`| head`): quiet, as a shell tool killed by SIGPIPE
+    if before_exit is not None:
+        before_exit()
     os._exit(code)
 
 

@@ -256,7 +256,7 @@ def child(args: list[str]) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF)
     result = LOADERS[kind](base_url, folder, mode, concurrency)
     if kind == "command":
-        analytics_kit_command.regex_cache.save()  # as the command does before it exits
+        analytics_kit_command.save_regex_cache()  # as the command does before it exits
     result["import_seconds"] = imported - started
     result["load_seconds"] = time.perf_counter() - imported
     result["peak_mb"] = peak_mb()

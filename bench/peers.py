@@ -410,7 +410,7 @@ def child(args: list[str]) -> None:
     imported = time.time()
     LOADERS[kind](base_url, folder, mode)
     if kind == "kit":
-        analytics_kit_command.regex_cache.save()  # as the command does before it exits
+        analytics_kit_command.save_regex_cache()  # as the command does before it exits
     Path(result_path).write_text(json.dumps({"imported": imported, "finished": time.time()}))
     if kind == "kit":
         os._exit(0)  # as the analytics-kit command ends (cli.run): no interpreter teardown

@@ -4,6 +4,7 @@ keeps, and what a bad, missing or unwritable file does. Real processes, as the c
 from __future__ import annotations
 
 import _sre
+import hashlib
 import importlib
 import json
 import marshal
@@ -11,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -29,8 +31,9 @@ cache = regex_cache.install()
 import analytics_kit.cli
 from analytics_kit.run import lean
 lean.import_load()
-hooked = cache is not None and getattr(re._compiler.compile, "__self__", None) is cache
-figures = {"new": cache.new, "hits": cache.hits, "hooked": hooked} if cache else {"hooked": hooked}
+recorder = re._compiler.compile.__globals__.get("_sre")
+hooked = cache is not None and getattr(recorder, "cache", None) is cache
+figures = {"new": cache.new, "hits": cache.preloaded, "hooked": hooked} if cache else {"hooked": hooked}
 regex_cache.save()
 print(json.dumps(figures))
 """
@@ -57,9 +60,16 @@ def kit(*args: str, cache: Path | str, cwd: Path, **extra: str) -> subprocess.Co
 
 
 def kept(path: Path) -> dict:
-    build, entries = marshal.loads(path.read_bytes())
-    assert build == regex_cache.BUILD
+    build, digest, payload = marshal.loads(path.read_bytes())
+    assert build == regex_cache.BUILD and hashlib.blake2b(payload).digest() == digest
+    _, entries, _ = marshal.loads(payload)
     return entries
+
+
+def written(build: tuple, entries: dict, writes: int = 1, used: dict | None = None, digest: bytes | None = None) -> bytes:
+    """A cache file's bytes, as the module writes them (or with another digest)."""
+    payload = marshal.dumps((writes, entries, {key: writes for key in entries} if used is None else used))
+    return marshal.dumps((build, hashlib.blake2b(payload).digest() if digest is None else digest, payload))
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +157,7 @@ def test_only_patterns_compiled_while_a_module_is_imported_are_kept(tmp_path, mo
     monkeypatch.setenv("SOME_TOKEN", token)
     cache = regex_cache.Cache(str(tmp_path / "cache"))
     tag = uuid.uuid4().hex  # patterns this process has not compiled, so re's own cache has none of them
-    monkeypatch.setattr(_compiler, "compile", cache.compile)
+    monkeypatch.setattr(_compiler, "compile", cache.compiler())
     try:
         re.compile(f"at-run-time-{tag}")
         re.compile(f"locale-{tag}".encode(), re.LOCALE)
@@ -166,23 +176,33 @@ def test_only_patterns_compiled_while_a_module_is_imported_are_kept(tmp_path, mo
 
 
 def _bad_files(good: bytes) -> dict[str, bytes]:
-    build, entries = marshal.loads(good)
+    entries = kept_bytes(good)
+    build = regex_cache.BUILD
     (pattern, flags), args = next(iter(entries.items()))
     rejected = dict(entries)
     rejected[(pattern, flags)] = (args[0], [999, 1, 2], *args[2:])  # code _sre refuses
-    other_build = (build[0], "another Python", *build[2:])
+    damaged = dict(entries)
+    damaged[(pattern, flags)] = (args[0], [0, *args[1][1:]], *args[2:])  # as one bad byte on disk would
+    good_payload = marshal.loads(good)[2]
     return {
         "garbage": b"\x00not marshal at all" * 10,
         "truncated": good[: len(good) // 2],
         "empty": b"",
-        "another build": marshal.dumps((other_build, entries)),
-        "not a mapping": marshal.dumps((build, [1, 2, 3])),
-        "an entry _sre rejects": marshal.dumps((build, rejected)),
-        "entries of the wrong shape": marshal.dumps((build, {(pattern, flags): 7})),
+        "another build": written((build[0], "another Python", *build[2:]), entries),
+        "an older format": marshal.dumps((build, entries)),
+        "a damaged entry (digest of the entries before)": written(build, damaged, digest=hashlib.blake2b(good_payload).digest()),
+        "not a mapping": written(build, [1, 2, 3]),
+        "an entry _sre rejects": written(build, rejected),
+        "entries of the wrong shape": written(build, {(pattern, flags): 7}),
     }
 
 
-@pytest.mark.parametrize("case", ["garbage", "truncated", "empty", "another build", "not a mapping",
+def kept_bytes(data: bytes) -> dict:
+    return marshal.loads(marshal.loads(data)[2])[1]
+
+
+@pytest.mark.parametrize("case", ["garbage", "truncated", "empty", "another build", "an older format",
+                                  "a damaged entry (digest of the entries before)", "not a mapping",
                                   "an entry _sre rejects", "entries of the wrong shape"])
 def test_a_bad_file_means_a_normal_compile_and_is_written_again(warm, tmp_path, case):
     good_path, first = warm
@@ -193,6 +213,20 @@ def test_a_bad_file_means_a_normal_compile_and_is_written_again(warm, tmp_path, 
     assert figures["new"] + figures["hits"] == first["new"]
     assert figures["new"] >= 1
     assert kept(path) == kept(good_path)  # whole again, entry for entry
+
+
+def test_a_fifo_a_folder_or_a_relative_path_in_its_place(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert imports(fifo)["new"] > 150  # not blocked reading it (imports() has a timeout)
+    assert len(kept(fifo)) > 150  # replaced, as Python replaces whatever sits where its bytecode goes
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert imports(folder)["new"] > 150 and folder.is_dir()
+    result = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=False,
+                            env=environment("relative.regex"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(kept(tmp_path / "relative.regex")) > 150
 
 
 def test_no_file_where_bytecode_would_not_be_written_or_cannot_be(tmp_path):
@@ -226,3 +260,81 @@ def test_runs_writing_at_once_leave_one_whole_file(warm, tmp_path):
         assert child.returncode == 0, err
     assert len(kept(path)) == first["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no temporary file left behind
+
+
+# a process importing one module of the test's own, with the cache, as the command would
+IMPORT_ONE = """
+import json, sys
+import analytics_kit_regex_cache as regex_cache
+cache = regex_cache.install()
+sys.path.insert(0, sys.argv[1])
+__import__(sys.argv[2])
+regex_cache.save()
+print(json.dumps({"new": cache.new, "hits": cache.preloaded}))
+"""
+
+
+def import_one(folder: Path, module: str, cache: Path, **extra: str) -> tuple[dict, str]:
+    result = subprocess.run([sys.executable, "-W", "default", "-c", IMPORT_ONE, str(folder), module],
+                            capture_output=True, text=True, check=False, env=environment(cache, **extra), timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+def test_a_pattern_that_changes_from_run_to_run_cannot_grow_the_file(tmp_path):
+    tag = uuid.uuid4().hex
+    # a set of strings iterates in the hash seed's order, as tokenize's string prefixes do
+    (tmp_path / "seeded.py").write_text(f"import re\nP = re.compile('{tag}(' + '|'.join({{'ab', 'cd', 'ef', 'gh', 'ij'}}) + ')')\n"
+                                        f"Q = re.compile('steady-{tag}')\n")
+    cache = tmp_path / "cache"
+    texts = set()
+    for seed in range(20):
+        figures, _ = import_one(tmp_path, "seeded", cache, PYTHONHASHSEED=str(seed))
+        texts.update(p for p, _ in kept(cache) if isinstance(p, str) and tag in p and "steady" not in p)
+        assert (f"steady-{tag}", 0) in kept(cache)  # held by the module every run: never dropped
+    entries = kept(cache)
+    assert len(texts) > regex_cache.KEEP_WRITES  # the pattern did change from run to run
+    assert len([p for p, _ in entries if isinstance(p, str) and tag in p and "steady" not in p]) <= regex_cache.KEEP_WRITES
+
+
+def test_a_pattern_that_warns_is_compiled_each_time_and_warns_once(tmp_path):
+    tag = uuid.uuid4().hex
+    (tmp_path / "warns.py").write_text(f"import re\nP = re.compile('[[{tag}]')\nQ = re.compile('quiet-{tag}')\n")
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        figures, stderr = import_one(tmp_path, "warns", cache)
+        assert stderr.count("FutureWarning") == 1, stderr
+        assert "warns.py:2" in stderr  # where the pattern is, as without the cache
+    patterns = [p for p, _ in kept(cache) if isinstance(p, str)]
+    assert f"quiet-{tag}" in patterns and not [p for p in patterns if f"[[{tag}]" in p]
+
+
+def test_a_str_subclass_pattern_does_not_stop_the_others_being_kept(tmp_path):
+    tag = uuid.uuid4().hex
+    (tmp_path / "subclass.py").write_text(f"import re\nclass Text(str):\n    pass\n"
+                                          f"P = re.compile(Text('sub-{tag}'))\nQ = re.compile('plain-{tag}')\n")
+    cache = tmp_path / "cache"
+    import_one(tmp_path, "subclass", cache)
+    patterns = [p for p, _ in kept(cache)]
+    assert f"plain-{tag}" in patterns and f"sub-{tag}" not in patterns
+
+
+def test_a_killed_writers_temporary_file_is_removed_later(tmp_path):
+    (tmp_path / "fresh.py").write_text(f"import re\nP = re.compile('fresh-{uuid.uuid4().hex}')\n")
+    cache = tmp_path / "cache"
+    old, recent = tmp_path / ".cache.abc123", tmp_path / ".cache.def456"
+    for path in (old, recent):
+        path.write_bytes(b"half a file")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    import_one(tmp_path, "fresh", cache)
+    assert cache.exists() and recent.exists() and not old.exists()
+
+
+def test_an_interrupt_while_the_cache_is_written_ends_the_command_as_any_interrupt():
+    # the moment cannot be hit from outside reliably: save() raising KeyboardInterrupt stands for it
+    script = ("import analytics_kit_regex_cache as r, analytics_kit_command as c\n"
+              "def save():\n    raise KeyboardInterrupt\n"
+              "r.save = save\nc.save_regex_cache()\nprint('went on')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
