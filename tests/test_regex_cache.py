@@ -289,7 +289,7 @@ def test_a_pattern_that_changes_from_run_to_run_cannot_grow_the_file(tmp_path):
     cache = tmp_path / "cache"
     texts = set()
     for seed in range(20):
-        figures, _ = import_one(tmp_path, "seeded", cache, PYTHONHASHSEED=str(seed))
+        import_one(tmp_path, "seeded", cache, PYTHONHASHSEED=str(seed))
         texts.update(p for p, _ in kept(cache) if isinstance(p, str) and tag in p and "steady" not in p)
         assert (f"steady-{tag}", 0) in kept(cache)  # held by the module every run: never dropped
     entries = kept(cache)
@@ -302,7 +302,7 @@ def test_a_pattern_that_warns_is_compiled_each_time_and_warns_once(tmp_path):
     (tmp_path / "warns.py").write_text(f"import re\nP = re.compile('[[{tag}]')\nQ = re.compile('quiet-{tag}')\n")
     cache = tmp_path / "cache"
     for _ in range(2):
-        figures, stderr = import_one(tmp_path, "warns", cache)
+        _, stderr = import_one(tmp_path, "warns", cache)
         assert stderr.count("FutureWarning") == 1, stderr
         assert "warns.py:2" in stderr  # where the pattern is, as without the cache
     patterns = [p for p, _ in kept(cache) if isinstance(p, str)]
