@@ -24,7 +24,7 @@ class _NoNumpy:
 
 
 @contextmanager
-def _pyarrow_without_numpy(command: list[str]) -> Iterator[bool]:
+def _pyarrow_without_numpy(argv: list[str]) -> Iterator[bool]:
     """For ``load``: the package's imports run with numpy refused, so pyarrow imports without it;
     yields whether it refuses.
 
@@ -35,7 +35,8 @@ def _pyarrow_without_numpy(command: list[str]) -> Iterator[bool]:
     numpy objects as unknown (``pa.array(np.int64(1))`` raises ArrowInvalid), as it would with
     numpy uninstalled. Other commands hand pandas frames to pyarrow and import as usual.
     """
-    if command[:1] != ["load"] or "numpy" in sys.modules or "pyarrow" in sys.modules:
+    command = next((arg for arg in argv if not arg.startswith("-")), None)  # after --debug, say
+    if command != "load" or "numpy" in sys.modules or "pyarrow" in sys.modules:
         yield False
         return
     refuse = _NoNumpy()
@@ -76,9 +77,23 @@ def _interrupted() -> None:
     os._exit(130)  # not the teardown of modules half imported
 
 
+def _interrupt_in(error: BaseException | None) -> bool:
+    """``analytics_kit.interrupts.is_interrupt``, which cannot be imported while the package's own
+    import is what failed: whether ``error`` is, or was raised while handling, an interrupt."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def run() -> None:
     try:
         command = start(sys.argv[1:])
-    except KeyboardInterrupt:
-        _interrupted()
+    except BaseException as error:
+        if _interrupt_in(error):
+            _interrupted()
+        raise
     command(before_exit=save_regex_cache)

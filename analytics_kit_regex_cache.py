@@ -20,8 +20,11 @@ keeps them in one file beside the module's own bytecode (``__pycache__``, or
   entry neither recorded nor held by a module (``P = re.compile(...)``) in any of the file's last 8
   writes is dropped, so a pattern whose text changes from run to run (one built from a set of
   strings follows the hash seed) cannot grow it.
-- ``ANALYTICS_KIT_REGEX_CACHE=0`` turns it off; another value is the file to use instead. Any
-  problem with the file means a normal compile. CPython 3.11 only: ``re``'s cache and compiler
+- ``ANALYTICS_KIT_REGEX_CACHE=0`` (or off, false, no) turns it off; a path is the file to use
+  instead. Any problem with the file means a normal compile; anything but a regular file at its
+  path (``/dev/null``, a FIFO, a symlink) is left as it is.
+- Recording runs (the first, and after an upgrade) repeat each new pattern's parse with warnings
+  caught: that moment's warnings in other threads are caught too. CPython 3.11 only: ``re``'s cache and compiler
   are its internals, and another version's are not assumed.
 
 A module beside the package, not in it: importing ``analytics_kit`` imports DuckDB and pyarrow,
@@ -51,11 +54,14 @@ SUPPORTED = sys.implementation.name == "cpython" and sys.version_info[:2] == (3,
 # what the file is valid for: another interpreter build may compile a pattern otherwise
 BUILD = (FORMAT, sys.version, sys.implementation.cache_tag, _sre.MAGIC, _sre.CODESIZE)
 KEEP_WRITES = 8  # an entry unused through this many writes of the file is dropped
-MAX_ENTRIES = 400  # re keeps 512 patterns; module-level ones are a few hundred
+MAX_ENTRIES = 400  # written at most (the most recently used): re keeps 512; a load's modules compile ~260
+MAX_HELD = 4 * MAX_ENTRIES  # recorded at most in one process
 MAX_BYTES = 16 * 2**20  # a file larger than this is not read
 STALE_TEMPORARY = 600  # seconds: a temporary file this old was left by a killed writer
-# DEBUG prints at compile time; LOCALE patterns depend on the locale at compile time
-SKIPPED_FLAGS = _compiler.SRE_FLAG_DEBUG | _compiler.SRE_FLAG_LOCALE
+# DEBUG prints at compile time, TEMPLATE warns before re looks in its cache, LOCALE patterns depend
+# on the locale at compile time
+SKIPPED_FLAGS = _compiler.SRE_FLAG_DEBUG | _compiler.SRE_FLAG_TEMPLATE | _compiler.SRE_FLAG_LOCALE
+OFF, ON = ("0", "off", "false", "no"), ("", "1", "on", "true", "yes")  # $ANALYTICS_KIT_REGEX_CACHE as a switch
 MIN_SECRET = 8  # environment values this long are kept out of the file (API_KEY and the like)
 
 _cache: Cache | None = None
@@ -97,7 +103,7 @@ class Cache:
         """Records what ``re`` compiled, if it may be kept (see the module's docstring)."""
         if type(pattern) not in (str, bytes) or not isinstance(flags, int) or flags & SKIPPED_FLAGS:
             return
-        if len(self.entries) >= MAX_ENTRIES or not _importing() or self._holds_secret(pattern) or _warns(pattern, flags):
+        if len(self.entries) >= MAX_HELD or not _importing() or self._holds_secret(pattern) or _warns(pattern, flags):
             return
         key, args = (pattern, int(flags)), (int(args[0]), [int(op) for op in args[1]], *args[2:])
         try:
@@ -123,7 +129,9 @@ class Cache:
         for key in self.entries:
             if _held((type(key[0]), *key)):
                 self.recorded[key] = writes
-        kept = {key: args for key, args in self.entries.items() if self.recorded.get(key, 0) > writes - KEEP_WRITES}
+        recent = sorted((key for key in self.entries if self.recorded.get(key, 0) > writes - KEEP_WRITES),
+                        key=lambda key: self.recorded.get(key, 0), reverse=True)[:MAX_ENTRIES]
+        kept = {key: self.entries[key] for key in recent}
         folder, name = os.path.split(self.path)
         try:
             payload = marshal.dumps((writes, kept, {key: self.recorded.get(key, 0) for key in kept}))
@@ -138,6 +146,8 @@ class Cache:
                 file.write(data)
             # readable by whoever may read this module, as its bytecode is (mkstemp makes it private)
             os.chmod(temporary, os.stat(__file__).st_mode & 0o666 | 0o200)
+            if not _replaceable(self.path):
+                raise FileExistsError(self.path)
             os.replace(temporary, self.path)
             self.new, self.writes = 0, writes
         except BaseException as error:  # a full disk, or Ctrl-C: the old file stays whole
@@ -166,6 +176,15 @@ class _Recorder:
         except Exception:  # noqa: BLE001, S110 - what cannot be noted is compiled every time, as without the cache
             pass
         return compiled
+
+
+def _replaceable(path: str) -> bool:
+    """Whether ``path`` is free or a regular file: never a device (``/dev/null``), FIFO, socket,
+    folder or symlink put there, which stays as it is (and there is no cache)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
 
 
 def _held(key: tuple) -> bool:
@@ -227,16 +246,22 @@ def _importing() -> bool:
     return False
 
 
-def cache_path() -> str:
-    """Where the file goes: $ANALYTICS_KIT_REGEX_CACHE if it names one, else beside this module's
-    bytecode (its ``__pycache__``, or the folder ``PYTHONPYCACHEPREFIX`` gives)."""
-    return os.environ.get(ENV) or os.path.splitext(importlib.util.cache_from_source(__file__))[0] + ".regex"
+def cache_path() -> str | None:
+    """Where the file goes: beside this module's bytecode (its ``__pycache__``, or the folder
+    ``PYTHONPYCACHEPREFIX`` gives), or the path $ANALYTICS_KIT_REGEX_CACHE names; None when that
+    says off (0, off, false, no; 1, on, true and yes mean the default place)."""
+    value = os.environ.get(ENV, "").strip()
+    if value.lower() in OFF:
+        return None
+    if value.lower() in ON:
+        return os.path.splitext(importlib.util.cache_from_source(__file__))[0] + ".regex"
+    return value
 
 
 def install() -> Cache | None:
     """Serves ``re``'s compiles from the file, and records new ones, for this process; once per process."""
     global _cache
-    if _cache is None and SUPPORTED and os.environ.get(ENV) != "0":
+    if _cache is None and SUPPORTED and cache_path() is not None:
         try:
             cache = Cache(cache_path())
             cache.preload()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from analytics_kit.errors import ConfigError, KitError
+from analytics_kit.interrupts import is_interrupt
 from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE
 
 DATABASE_HELP = f"DuckDB file (default: ${DATABASE_ENV} if set, else %(default)s in the current folder)"
@@ -219,22 +220,26 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
     Python keeps its process as it was: pandas support and the collector untouched.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `demo-api --help` belongs to the demo server's own parser.
-    if argv[:1] == ["demo-api"]:
-        from analytics_kit.demo.__main__ import main as demo_main
-
-        return demo_main(argv[1:], prog="analytics-kit demo-api")
-    args = build_parser().parse_args(argv)
-    args.lean = lean
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = None
     try:
+        # `demo-api --help` belongs to the demo server's own parser.
+        if argv[:1] == ["demo-api"]:
+            from analytics_kit.demo.__main__ import main as demo_main
+
+            return demo_main(argv[1:], prog="analytics-kit demo-api")
+        args = build_parser().parse_args(argv)
+        args.lean = lean
+        logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
         return args.handler(args)
     except KitError as error:
-        if args.debug:
+        if args is not None and args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 130 if error.context.get("interrupted") else 1  # 130: as a shell reports a SIGINT
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if not is_interrupt(error):  # a KeyboardInterrupt, or one wrapped while a lazy import ran
+            raise
         print("interrupted", file=sys.stderr)
         return 130
 

@@ -53,3 +53,15 @@ def raise_if_dropped() -> None:
     if _dropped and threading.current_thread() is threading.main_thread():
         _dropped = False
         raise KeyboardInterrupt
+
+
+def is_interrupt(error: BaseException | None) -> bool:
+    """Whether ``error`` is an interrupt, or was raised while handling one: Python wraps one that lands
+    in a class body's ``__set_name__`` (while a module imports) in a RuntimeError."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

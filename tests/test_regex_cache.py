@@ -10,6 +10,7 @@ import json
 import marshal
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -219,7 +220,18 @@ def test_a_fifo_a_folder_or_a_relative_path_in_its_place(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     assert imports(fifo)["new"] > 150  # not blocked reading it (imports() has a timeout)
-    assert len(kept(fifo)) > 150  # replaced, as Python replaces whatever sits where its bytecode goes
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # left as it is: only a regular file is replaced
+    target = tmp_path / "elsewhere"
+    target.write_text("not a cache")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    imports(link)
+    assert link.is_symlink() and target.read_text() == "not a cache"
+    if os.geteuid() == 0:  # `ANALYTICS_KIT_REGEX_CACHE=/dev/null`, as root, would have replaced the device
+        device = tmp_path / "null"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        imports(device)
+        assert stat.S_ISCHR(device.lstat().st_mode)
     folder = tmp_path / "folder"
     folder.mkdir()
     assert imports(folder)["new"] > 150 and folder.is_dir()
@@ -234,8 +246,9 @@ def test_no_file_where_bytecode_would_not_be_written_or_cannot_be(tmp_path):
     assert imports(path, PYTHONDONTWRITEBYTECODE="1")["new"] > 150
     assert not path.exists()
 
-    off = imports("0")
-    assert off == {"hooked": False}
+    for switch in ("0", "off", "False", "no"):
+        assert imports(switch) == {"hooked": False}
+        assert not (Path.cwd() / switch).exists()
 
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
@@ -269,8 +282,9 @@ import analytics_kit_regex_cache as regex_cache
 cache = regex_cache.install()
 sys.path.insert(0, sys.argv[1])
 __import__(sys.argv[2])
+figures = {"new": cache.new, "hits": cache.preloaded}
 regex_cache.save()
-print(json.dumps({"new": cache.new, "hits": cache.preloaded}))
+print(json.dumps(figures))
 """
 
 
@@ -299,14 +313,16 @@ def test_a_pattern_that_changes_from_run_to_run_cannot_grow_the_file(tmp_path):
 
 def test_a_pattern_that_warns_is_compiled_each_time_and_warns_once(tmp_path):
     tag = uuid.uuid4().hex
-    (tmp_path / "warns.py").write_text(f"import re\nP = re.compile('[[{tag}]')\nQ = re.compile('quiet-{tag}')\n")
+    (tmp_path / "warns.py").write_text(f"import re\nP = re.compile('[[{tag}]')\nQ = re.compile('quiet-{tag}')\n"
+                                       f"T = re.compile('template-{tag}', re.TEMPLATE)\n")
     cache = tmp_path / "cache"
     for _ in range(2):
         _, stderr = import_one(tmp_path, "warns", cache)
         assert stderr.count("FutureWarning") == 1, stderr
         assert "warns.py:2" in stderr  # where the pattern is, as without the cache
+        assert stderr.count("DeprecationWarning") == 1, stderr  # re.TEMPLATE's, before re looks in its cache
     patterns = [p for p, _ in kept(cache) if isinstance(p, str)]
-    assert f"quiet-{tag}" in patterns and not [p for p in patterns if f"[[{tag}]" in p]
+    assert f"quiet-{tag}" in patterns and not [p for p in patterns if f"[[{tag}]" in p or "template" in p]
 
 
 def test_a_str_subclass_pattern_does_not_stop_the_others_being_kept(tmp_path):
@@ -338,3 +354,52 @@ def test_an_interrupt_while_the_cache_is_written_ends_the_command_as_any_interru
               "r.save = save\nc.save_regex_cache()\nprint('went on')\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
+
+
+def test_a_full_file_makes_room_for_what_runs_now(tmp_path):
+    old, new = uuid.uuid4().hex, uuid.uuid4().hex
+    # a dependency's patterns before an upgrade fill the file; the upgraded one compiles others
+    (tmp_path / "before.py").write_text("import re\n" + "".join(
+        f"P{i} = re.compile('{old}-{i}')\n" for i in range(regex_cache.MAX_ENTRIES + 50)))
+    (tmp_path / "after.py").write_text("import re\n" + "".join(f"P{i} = re.compile('{new}-{i}')\n" for i in range(60)))
+    cache = tmp_path / "cache"
+    import_one(tmp_path, "before", cache)
+    assert len(kept(cache)) == regex_cache.MAX_ENTRIES
+    figures, _ = import_one(tmp_path, "after", cache)
+    assert figures["new"] == 60
+    entries = kept(cache)
+    assert len(entries) == regex_cache.MAX_ENTRIES
+    assert {f"{new}-{i}" for i in range(60)} <= {p for p, _ in entries}
+    again, _ = import_one(tmp_path, "after", cache)
+    assert again["new"] == 0  # all served from the file
+
+
+def test_an_interrupt_wrapped_by_python_is_still_an_interrupt():
+    import analytics_kit_command
+
+    from analytics_kit.interrupts import is_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from interrupt
+    except RuntimeError as wrapped:
+        error = wrapped
+    for check in (is_interrupt, analytics_kit_command._interrupt_in):
+        assert check(error) and check(KeyboardInterrupt())
+        assert not check(RuntimeError("plain")) and not check(None)
+    loop = ValueError("a")
+    loop.__context__ = TypeError("b")
+    loop.__context__.__context__ = loop
+    assert not is_interrupt(loop) and not analytics_kit_command._interrupt_in(loop)
+
+
+@pytest.mark.parametrize(("argv", "refused"), [(["load"], True), (["--debug", "load", "--quiet"], True),
+                                               (["query", "select 1"], False), (["--help"], False)])
+def test_numpy_is_refused_for_load_only(argv, refused):
+    script = ("import sys, analytics_kit_command as c\n"
+              f"with c._pyarrow_without_numpy({argv!r}) as load:\n    import pyarrow\n"
+              "print(load, 'numpy' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.split() == [str(refused), str(not refused)]
