@@ -376,7 +376,6 @@ def test_a_full_file_makes_room_for_what_runs_now(tmp_path):
 
 def test_an_interrupt_wrapped_by_python_is_still_an_interrupt():
     import analytics_kit_command
-
     from analytics_kit.interrupts import is_interrupt
 
     try:
