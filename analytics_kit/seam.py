@@ -723,11 +723,11 @@ def delete_loaded_packages(pipeline: Any) -> None:
         storage.delete_loaded_package(load_id)
 
 
-# -- two of dlt's repeated costs, kept (installed by every load, the schema's for its pipeline) ----
-# A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these two were ~65 ms
-# of it. Neither changes what dlt computes for the kit's loads, only how often; a caller's own pipelines in the
-# same process keep dlt's schema reads. A memoised ``is_secret_hint`` upstream, and a schema storage that parses a
-# file again only when it changed, would replace them.
+# -- three of dlt's repeated costs, kept (installed by every load, the schema's for its pipeline) --
+# A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these three were ~0.1 s
+# of it. None changes what dlt computes for the kit's loads, only how often; a caller's own pipelines in the same
+# process keep dlt's schema reads. Memoised ``is_secret_hint`` and TypedDict hints upstream (dlt's validation has a
+# TODO for the latter), and a schema storage that parses a file again only when it changed, would replace them.
 
 
 def memoise_secret_hints() -> None:
@@ -760,9 +760,42 @@ def memoise_secret_hints() -> None:
         return answer
 
     is_secret_hint.kit_kept = True  # type: ignore[attr-defined]
-    for name, module in list(sys.modules.items()):
-        if (name == "dlt" or name.startswith("dlt.")) and vars(module).get("is_secret_hint") is walk:
-            module.is_secret_hint = is_secret_hint
+    _rebind("is_secret_hint", walk, is_secret_hint)
+
+
+def memoise_typeddict_hints() -> None:
+    """dlt's ``validate_dict`` asks ``get_type_hints`` of every TypedDict it meets, at every call (~200 a run, ~40
+    ms): the kit's config checks and rest_api_source's. A class's hints in its own module's namespace are kept, each
+    caller getting a copy; other calls (another namespace, options, a non-class) go to dlt's function."""
+    import sys
+
+    from dlt.common import typing as dlt_typing
+
+    hints = dlt_typing.get_type_hints
+    if getattr(hints, "kit_kept", False):
+        return
+    kept: dict[type, dict[str, Any]] = {}
+
+    @functools.wraps(hints)
+    def get_type_hints(spec: Any, globalns: Any = None, **options: Any) -> dict[str, Any]:
+        module = sys.modules.get(getattr(spec, "__module__", None) or "")
+        if options or not isinstance(spec, type) or module is None or globalns is not vars(module):
+            return hints(spec, globalns=globalns, **options)
+        if spec not in kept:
+            kept[spec] = hints(spec, globalns=globalns)
+        return dict(kept[spec])
+
+    get_type_hints.kit_kept = True  # type: ignore[attr-defined]
+    _rebind("get_type_hints", hints, get_type_hints)
+
+
+def _rebind(name: str, old: Any, new: Any) -> None:
+    """``new`` in every dlt module that imported ``old`` by ``name``."""
+    import sys
+
+    for module_name, module in list(sys.modules.items()):
+        if (module_name == "dlt" or module_name.startswith("dlt.")) and vars(module).get(name) is old:
+            setattr(module, name, new)
 
 
 def read_schemas_only_when_changed(pipeline: Any) -> None:

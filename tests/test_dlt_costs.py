@@ -20,7 +20,7 @@ from dlt.common.storages.schema_storage import SchemaStorage
 from dlt.common.typing import TSecretStrValue
 
 import analytics_kit as ak
-from analytics_kit.seam import memoise_secret_hints, read_schemas_only_when_changed
+from analytics_kit.seam import memoise_secret_hints, memoise_typeddict_hints, read_schemas_only_when_changed
 from tests.helpers import command_env, loaded, served
 
 
@@ -53,6 +53,59 @@ def test_a_kept_secret_hint_answers_as_dlts_own_walk():
     stale = [name for name, module in sys.modules.items()
              if name.startswith("dlt.") and vars(module).get("is_secret_hint") is walk]
     assert not stale
+
+
+def _typeddicts() -> list[type]:
+    import dlt.sources.rest_api.typing as rest_api_typing
+    from dlt.common import typing as dlt_typing
+
+    return [value for value in vars(rest_api_typing).values()
+            if isinstance(value, type) and dlt_typing.is_typeddict(value)]
+
+
+def test_kept_typeddict_hints_are_dlts_own_and_each_caller_gets_a_copy():
+    from dlt.common import typing as dlt_typing
+    from dlt.common import validation
+
+    memoise_typeddict_hints()
+    kept = dlt_typing.get_type_hints
+    own = kept.__wrapped__
+    assert validation.get_type_hints is kept  # dlt's validator asks the keeping one
+    specs = _typeddicts()
+    assert len(specs) > 20
+    for spec in specs:
+        namespace = vars(sys.modules[spec.__module__])
+        assert kept(spec, globalns=namespace) == own(spec, globalns=namespace)
+        kept(spec, globalns=namespace).clear()  # a caller changing its copy
+        assert kept(spec, globalns=namespace) == own(spec, globalns=namespace)
+        # what is not the plain question goes to dlt's function
+        assert kept(spec, globalns=namespace, include_extras=True) == own(spec, globalns=namespace, include_extras=True)
+        assert kept(spec) == own(spec)
+
+
+def test_a_config_is_validated_as_before_and_its_hints_asked_once(monkeypatch):
+    from dlt.common import typing as dlt_typing
+    from dlt.common import validation
+    from dlt.sources.rest_api.typing import RESTAPIConfig
+
+    memoise_typeddict_hints()
+    asked = []
+    own = dlt_typing.get_type_hints.__wrapped__
+    kept_cells = dlt_typing.get_type_hints.__closure__
+    counting = lambda *args, **kwargs: asked.append(args[0]) or own(*args, **kwargs)  # noqa: E731
+    # the keeping function calls dlt's through its closure: count what reaches it
+    cell = next(c for c in kept_cells if c.cell_contents is own)
+    monkeypatch.setattr(cell, "cell_contents", counting)
+    config = ak.guide_config("http://127.0.0.1:9", "a-key-0123456789")
+    for resource in config["resources"]:
+        resource["endpoint"].pop("error_handler", None)  # the kit's own key, which dlt's types do not have
+    validation.validate_dict(RESTAPIConfig, config, path=".")
+    first = len(asked)
+    validation.validate_dict(RESTAPIConfig, config, path=".")
+    assert len(asked) == first  # the second validation asked dlt's function nothing (the first maybe, in this process)
+    config["resources"][0]["endpoint"]["paginator"] = 7
+    with pytest.raises(validation.DictValidationException):
+        validation.validate_dict(RESTAPIConfig, config, path=".")
 
 
 def test_equal_hints_that_dlt_reads_differently_are_answered_each_their_own():

@@ -28,6 +28,7 @@ from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
     complete_row_columns,
     memoise_secret_hints,
+    memoise_typeddict_hints,
     merge_into_emptied,
     mute_dedup_notice,
     read_schemas_only_when_changed,
@@ -109,6 +110,7 @@ def load(
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < math.inf:
         raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
+    memoise_typeddict_hints()  # before the config's checks, which validate it as dlt does
     prepared = prepare(config)
     _settings.apply_tuning()
     memoise_secret_hints()
