@@ -764,9 +764,10 @@ def memoise_secret_hints() -> None:
 
 
 def memoise_typeddict_hints() -> None:
-    """dlt's ``validate_dict`` asks ``get_type_hints`` of every TypedDict it meets, at every call (~200 a run, ~40
-    ms): the kit's config checks and rest_api_source's. A class's hints in its own module's namespace are kept, each
-    caller getting a copy; other calls (another namespace, options, a non-class) go to dlt's function."""
+    """dlt's ``validate_dict`` asks ``get_type_hints`` of every TypedDict it meets, at every call (~200 a run, ~50
+    ms): the kit's config checks and rest_api_source's. The hints of dlt's own TypedDicts (modules that do not change
+    under a run), asked in their module's namespace, are kept, each caller getting a copy; every other call (a
+    caller's classes, which a notebook may redefine; other arguments) goes to dlt's function (helper-44)."""
     import sys
 
     from dlt.common import typing as dlt_typing
@@ -776,15 +777,17 @@ def memoise_typeddict_hints() -> None:
         return
     kept: dict[type, dict[str, Any]] = {}
 
-    @functools.wraps(hints)
-    def get_type_hints(spec: Any, globalns: Any = None, **options: Any) -> dict[str, Any]:
-        module = sys.modules.get(getattr(spec, "__module__", None) or "")
-        if options or not isinstance(spec, type) or module is None or globalns is not vars(module):
-            return hints(spec, globalns=globalns, **options)
-        if spec not in kept:
-            kept[spec] = hints(spec, globalns=globalns)
-        return dict(kept[spec])
+    def get_type_hints(obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False) -> Any:
+        name = getattr(obj, "__module__", None)
+        module = sys.modules.get(name) if isinstance(name, str) and name.startswith("dlt.") else None
+        if module is None or localns is not None or include_extras or globalns is not vars(module) \
+                or not dlt_typing.is_typeddict(obj):
+            return hints(obj, globalns, localns, include_extras)
+        if obj not in kept:
+            kept[obj] = hints(obj, globalns)
+        return dict(kept[obj])
 
+    get_type_hints.__wrapped__ = hints  # type: ignore[attr-defined]
     get_type_hints.kit_kept = True  # type: ignore[attr-defined]
     _rebind("get_type_hints", hints, get_type_hints)
 

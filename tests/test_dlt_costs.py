@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import types
 from types import SimpleNamespace
 from typing import Annotated, Optional, Union
 
@@ -81,6 +82,28 @@ def test_kept_typeddict_hints_are_dlts_own_and_each_caller_gets_a_copy():
         # what is not the plain question goes to dlt's function
         assert kept(spec, globalns=namespace, include_extras=True) == own(spec, globalns=namespace, include_extras=True)
         assert kept(spec) == own(spec)
+
+
+def test_a_callers_own_classes_and_call_forms_get_dlts_answers(monkeypatch):
+    """helper-44: a notebook redefines a class a TypedDict names; dlt's answer follows, so must the kept one's."""
+    from typing import TypedDict
+
+    from dlt.common import typing as dlt_typing
+    from dlt.common import validation
+
+    memoise_typeddict_hints()
+    cell = types.ModuleType("a_notebook_cell")  # a notebook's namespace, as a module
+    namespace = vars(cell)
+    namespace["TypedDict"] = TypedDict
+    monkeypatch.setitem(sys.modules, cell.__name__, cell)
+    exec("class Token:\n    pass\nclass Settings(TypedDict):\n    token: 'Token'\n", namespace)  # noqa: S102
+    validation.validate_dict(namespace["Settings"], {"token": namespace["Token"]()}, ".")
+    exec("class Token:\n    pass\n", namespace)  # noqa: S102 - the cell run again
+    validation.validate_dict(namespace["Settings"], {"token": namespace["Token"]()}, ".")
+    get = dlt_typing.get_type_hints
+    spec, module = _typeddicts()[0], vars(sys.modules[_typeddicts()[0].__module__])
+    own = get.__wrapped__(spec, module)
+    assert get(spec, module, None) == get(spec, module, None, True) == get(obj=spec, globalns=module) == own
 
 
 def test_a_config_is_validated_as_before_and_its_hints_asked_once(monkeypatch):
