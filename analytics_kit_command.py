@@ -78,15 +78,14 @@ def _interrupted() -> None:
 
 
 def _interrupt_in(error: BaseException | None) -> bool:
-    """``analytics_kit.interrupts.is_interrupt``, which cannot be imported while the package's own
-    import is what failed: whether ``error`` is, or was raised while handling, an interrupt."""
+    """Whether ``error`` is, or was raised while handling, an interrupt. The package's
+    ``interrupts.is_interrupt`` answers this, but not here: when the package's own import is what
+    failed, importing it again would start that import over (a second, in an interrupt's wake)."""
     seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
+    while error is not None and id(error) not in seen and not isinstance(error, KeyboardInterrupt):
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return isinstance(error, KeyboardInterrupt)
 
 
 def run() -> None:

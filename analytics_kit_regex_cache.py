@@ -261,9 +261,10 @@ def cache_path() -> str | None:
 def install() -> Cache | None:
     """Serves ``re``'s compiles from the file, and records new ones, for this process; once per process."""
     global _cache
-    if _cache is None and SUPPORTED and cache_path() is not None:
+    path = cache_path() if _cache is None and SUPPORTED else None
+    if path is not None:
         try:
-            cache = Cache(cache_path())
+            cache = Cache(path)
             cache.preload()
             _compiler.compile = cache.compiler()
         except Exception:  # noqa: BLE001 - no cache is never an error

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -180,3 +180,17 @@ def secret_safe(fn: F) -> F:
     wrapper.__code__ = wrapper.__code__.replace(co_name=fn.__name__, co_qualname=fn.__qualname__)
 
     return wrapper  # type: ignore[return-value]
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """``error`` and every exception it was raised from or while handling (dlt wraps a step's
+    errors; Python wraps an interrupt that lands in a class body), each once."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend([getattr(current, "exception", None), current.__cause__, current.__context__])

@@ -18,6 +18,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from analytics_kit.errors import causes
+
 _dropped = False  # a KeyboardInterrupt was dropped in a finalizer and not yet raised again
 
 
@@ -58,10 +60,4 @@ def raise_if_dropped() -> None:
 def is_interrupt(error: BaseException | None) -> bool:
     """Whether ``error`` is an interrupt, or was raised while handling one: Python wraps one that lands
     in a class body's ``__set_name__`` (while a module imports) in a RuntimeError."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(cause, KeyboardInterrupt) for cause in causes(error))

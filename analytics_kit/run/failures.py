@@ -9,16 +9,21 @@ from __future__ import annotations
 import errno
 import json
 import re
-from typing import Iterator
 
 import duckdb
 import requests
 
 from analytics_kit import seam
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
+from analytics_kit.errors import causes as _chain
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.transport import host_of, request_text, sent_cookies_in_parallel, shown_origin
+from analytics_kit.fetch.transport import (
+    host_of,
+    request_text,
+    sent_cookies_in_parallel,
+    shown_origin,
+)
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
 
@@ -26,18 +31,6 @@ KEY_GUIDANCE = (
     "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
     "to a key the API accepts."
 )
-
-
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo = [error]
-    while todo:
-        current = todo.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend([getattr(current, "exception", None), current.__cause__, current.__context__])
 
 
 def _short(text: str, limit: int = 300) -> str:
