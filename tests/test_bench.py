@@ -77,3 +77,10 @@ def test_against_runs_this_tree_and_another_commit_in_turns() -> None:
     median = float(re.search(r"^  median this\s+kit\s+([\d.]+) s", out, re.M).group(1))
     assert abs(median - sum(this) / 2) < 0.01, out
     assert re.search(r"^  median HEAD\s+kit\s+[\d.]+ s   / floor [\d.]+$", out, re.M), out
+
+
+def test_startup_takes_each_variant_in_turns() -> None:
+    lines = _run("startup.py", "--rounds", "1").splitlines()
+    assert lines[0].startswith("recording run (empty regex cache): ")
+    for name in ("as the command starts", "without the regex cache", "with numpy"):
+        assert any(line.startswith(name) and " median " in line for line in lines), lines
