@@ -329,3 +329,72 @@ def test_threads_asking_for_destinations_at_once_each_get_theirs():
     for _ in range(3):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.stdout.split() == ["True", "True"], out.stderr[-2000:]
+
+
+def _caps(destination, naming) -> dict:
+    import functools
+
+    caps = destination.capabilities(naming=naming)
+    values = {key: getattr(caps, key) for key in caps}
+    # a partial is built anew per call: equal when it calls the same with the same
+    return {key: (value.func, value.args, value.keywords) if isinstance(value, functools.partial) else value
+            for key, value in values.items()}
+
+
+def _namings() -> list:
+    from dlt.common.normalizers.naming import snake_case, sql_cs_v1
+
+    return [None, snake_case.NamingConvention(), sql_cs_v1.NamingConvention()]  # the last is case sensitive
+
+
+@pytest.mark.parametrize("name", ["duckdb", "postgres", "motherduck"])
+def test_the_kits_destinations_answer_capabilities_as_dlt_without_resolving_a_config(name, monkeypatch):
+    from dlt.common.destination.reference import Destination
+
+    from analytics_kit.seam import capabilities_without_resolving
+
+    monkeypatch.setenv(f"DESTINATION__{name.upper()}__CREATE_INDEXES", "true")  # some configuration to resolve
+    factory = getattr(dlt.destinations, name)
+    plain = factory(supports_transactions=True)
+    kept = factory(supports_transactions=True)
+    assert capabilities_without_resolving(kept) is kept
+    resolved = []
+    configuration = Destination.configuration
+    monkeypatch.setattr(Destination, "configuration", lambda self, *a, **k: (resolved.append(self), configuration(self, *a, **k))[1])
+    for naming in _namings():
+        assert _caps(kept, naming) == _caps(plain, naming)
+    assert resolved and all(one is plain for one in resolved)  # dlt's way for the other instance only
+    assert kept.capabilities(naming=None) is not kept.capabilities(naming=None)  # each caller its own, as dlt does
+
+
+def test_a_destination_that_adjusts_by_its_config_is_left_to_dlt(monkeypatch):
+    from dlt.common.destination.reference import Destination
+
+    from analytics_kit.seam import capabilities_without_resolving
+
+    destination = dlt.destinations.filesystem(bucket_url="file:///tmp/unused")
+    assert type(destination).adjust_capabilities.__func__ is not Destination.adjust_capabilities.__func__
+    resolved = []
+    configuration = Destination.configuration
+    monkeypatch.setattr(Destination, "configuration", lambda self, *a, **k: (resolved.append(self), configuration(self, *a, **k))[1])
+    capabilities_without_resolving(destination).capabilities()
+    assert resolved == [destination]
+
+
+def test_a_kept_json_path_parses_as_dlts_own():
+    from dlt.common import jsonpath
+
+    from analytics_kit.seam import memoise_json_paths
+
+    memoise_json_paths()
+    kept = jsonpath._parse
+    parse = kept.__wrapped__
+    data = {"data": [{"id": 1, "meta": {"updated_at": "x"}}, {"id": 2}], "total": 2}
+    for path in ("data", "$.data[*].id", "data[*].meta.updated_at", "total", "$"):
+        first, again, fresh = jsonpath.compile_path(path), jsonpath.compile_path(path), parse(path)
+        assert first is again and first == fresh and str(first) == str(fresh)
+        assert [m.value for m in first.find(data)] == [m.value for m in fresh.find(data)]
+    assert jsonpath.compile_path(fresh) is fresh  # a parsed path passes through
+    for _ in range(2):  # a bad path still fails, each time
+        with pytest.raises(Exception, match="Parse error"):
+            jsonpath.compile_path("data[")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from analytics_kit.errors import ConfigError
-from analytics_kit.seam import duckdb_destination, known_destinations
+from analytics_kit.seam import capabilities_without_resolving, duckdb_destination, known_destinations
 from analytics_kit.store.database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
 
 if TYPE_CHECKING:
@@ -131,18 +131,18 @@ class Target:
         import dlt
 
         if self.database:
-            return duckdb_destination(credentials={
+            return capabilities_without_resolving(duckdb_destination(credentials={
                 "database": str(self.database),
                 # DuckDB takes up to 80% of RAM by default; merging 1,000,000 rows took it
                 # past 300 MB on top of the loader. Bounded, it spills to disk instead:
                 # with 96 MB, 1,000,000 rows load in ~2 s, deduplicated or not; with 64 MB
                 # in ~3 s; with 32 MB the deduplicating merge ran out of memory.
                 "global_config": {"memory_limit": duckdb_memory()},
-            }, supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
+            }, supports_transactions=True, replace_strategy=ATOMIC_REPLACE))
         factory = getattr(dlt.destinations, self.destination, None)
         if self.destination in TRANSACTIONAL and callable(factory):
             # PostgreSQL's capabilities leave supports_transactions unset too (see ``pipeline``)
-            return factory(supports_transactions=True, replace_strategy=ATOMIC_REPLACE)
+            return capabilities_without_resolving(factory(supports_transactions=True, replace_strategy=ATOMIC_REPLACE))
         return self.destination
 
     def replaces_atomically(self) -> bool:
