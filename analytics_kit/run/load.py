@@ -27,7 +27,6 @@ from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
     complete_row_columns,
-    memoise_json_paths,
     memoise_secret_hints,
     memoise_typeddict_hints,
     merge_into_emptied,
@@ -115,7 +114,6 @@ def load(
     prepared = prepare(config)
     _settings.apply_tuning()
     memoise_secret_hints()
-    memoise_json_paths()
     # The caller's dict may hold the key in plain text; a traceback printed with its
     # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
     del config
