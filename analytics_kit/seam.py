@@ -766,9 +766,10 @@ def memoise_secret_hints() -> None:
 
 def memoise_typeddict_hints() -> None:
     """dlt's ``validate_dict`` asks ``get_type_hints`` of every TypedDict it meets, at every call (~200 a run, ~50
-    ms): the kit's config checks and rest_api_source's. The hints of dlt's own TypedDicts (modules that do not change
-    under a run), asked in their module's namespace, are kept, each caller getting a copy; every other call (a
-    caller's classes, which a notebook may redefine; other arguments) goes to dlt's function (helper-44)."""
+    ms): the kit's config checks (through this module's name, ~40 more) and rest_api_source's. The hints of dlt's
+    own TypedDicts (modules that do not change under a run), asked in their module's namespace, are kept, each
+    caller getting a copy; every other call (a caller's classes, which a notebook may redefine; other arguments)
+    goes to dlt's function (helper-44)."""
     import sys
 
     from dlt.common import typing as dlt_typing
@@ -791,6 +792,7 @@ def memoise_typeddict_hints() -> None:
     get_type_hints.__wrapped__ = hints  # type: ignore[attr-defined]
     get_type_hints.kit_kept = True  # type: ignore[attr-defined]
     _rebind("get_type_hints", hints, get_type_hints)
+    globals()["get_type_hints"] = get_type_hints  # the kit's own config checks ask through this module
 
 
 def capabilities_without_resolving(destination: Any) -> Any:
@@ -812,7 +814,8 @@ def capabilities_without_resolving(destination: Any) -> Any:
         @functools.wraps(ask)
         def capabilities(self: Any, config: Any = None, naming: Any = None) -> Any:
             # by id: a caller's destination class may define __eq__ and be unhashable (helper-45)
-            if config is None and _unresolved.get(id(self)) is self and type(self).adjust_capabilities.__func__ is adjust:
+            ours = _unresolved.get(id(self)) is self
+            if config is None and ours and type(self).adjust_capabilities.__func__ is adjust:
                 config = self.spec()
             return ask(self, config, naming)
 

@@ -341,6 +341,14 @@ def _caps(destination, naming) -> dict:
             for key, value in values.items()}
 
 
+def _recording(configuration, resolved: list):
+    def record(self, *args, **kwargs):
+        resolved.append(self)
+        return configuration(self, *args, **kwargs)
+
+    return record
+
+
 def _namings() -> list:
     from dlt.common.normalizers.naming import snake_case, sql_cs_v1
 
@@ -360,7 +368,7 @@ def test_the_kits_destinations_answer_capabilities_as_dlt_without_resolving_a_co
     assert capabilities_without_resolving(kept) is kept
     resolved = []
     configuration = Destination.configuration
-    monkeypatch.setattr(Destination, "configuration", lambda self, *a, **k: (resolved.append(self), configuration(self, *a, **k))[1])
+    monkeypatch.setattr(Destination, "configuration", _recording(configuration, resolved))
     for naming in _namings():
         assert _caps(kept, naming) == _caps(plain, naming)
     assert resolved and all(one is plain for one in resolved)  # dlt's way for the other instance only
@@ -376,7 +384,7 @@ def test_a_destination_that_adjusts_by_its_config_is_left_to_dlt(monkeypatch):
     assert type(destination).adjust_capabilities.__func__ is not Destination.adjust_capabilities.__func__
     resolved = []
     configuration = Destination.configuration
-    monkeypatch.setattr(Destination, "configuration", lambda self, *a, **k: (resolved.append(self), configuration(self, *a, **k))[1])
+    monkeypatch.setattr(Destination, "configuration", _recording(configuration, resolved))
     capabilities_without_resolving(destination).capabilities()
     assert resolved == [destination]
 
@@ -397,8 +405,26 @@ def test_a_callers_unhashable_destination_goes_dlts_way(monkeypatch):
     capabilities_without_resolving(duckdb())  # the kit's own, as every load makes one
     resolved = []
     configuration = Destination.configuration
-    monkeypatch.setattr(Destination, "configuration", lambda self, *a, **k: (resolved.append(self), configuration(self, *a, **k))[1])
+    monkeypatch.setattr(Destination, "configuration", _recording(configuration, resolved))
     mine = Compared()
     for naming in _namings():
         assert _caps(mine, naming) == _caps(duckdb(), naming)
     assert sum(one is mine for one in resolved) == len(_namings())  # resolved each time, as dlt does
+
+
+def test_the_kits_config_checks_ask_for_kept_hints(monkeypatch):
+    import dlt.sources.rest_api.typing as rest_api_typing
+    from dlt.common import typing as dlt_typing
+
+    from analytics_kit import seam
+    from analytics_kit.config.checks import allowed_keys
+
+    memoise_typeddict_hints()
+    assert seam.get_type_hints is dlt_typing.get_type_hints and seam.get_type_hints.kit_kept
+    for spec in _typeddicts():
+        first, again = allowed_keys(spec), allowed_keys(spec)
+        assert first == again == seam.get_type_hints.__wrapped__(spec, vars(rest_api_typing)) and first is not again
+    asked = []
+    monkeypatch.setattr(seam, "get_type_hints", lambda spec, **kwargs: asked.append(spec) or {})
+    allowed_keys(rest_api_typing.EndpointResource)
+    assert asked == [rest_api_typing.EndpointResource]  # the name is looked up at each call, not bound at import

@@ -17,8 +17,9 @@ MAX_LINES = 400
 # The seam is the one file a dlt upgrade is checked in (see seam.py): splitting it to stay short
 # would scatter what it exists to keep together. It may grow to this, and no further.
 # 830 until the thirteenth session, which added a third memo of dlt's repeated costs (TypedDict hints, ~50 ms);
-# 860 until the fourteenth, which added another (capabilities without a resolution, ~40 ms).
-SEAM_MAX_LINES = 890  # every reach below dlt's public API is here, by design (see seam.py)
+# 860 until the fourteenth, which added another (capabilities without a resolution, ~40 ms) and the config
+# checks' use of the TypedDict memo.
+SEAM_MAX_LINES = 900  # every reach below dlt's public API is here, by design (see seam.py)
 
 
 def modules() -> dict[str, Path]:

@@ -21,13 +21,13 @@ from dlt.sources import DltResource
 from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.rest_api import typing as rt
 
+from analytics_kit import seam
 from analytics_kit.errors import ConfigError
 from analytics_kit.seam import (
     TColumnSchema,
     auth_types,
     extract_union_types,
     get_literal_args,
-    get_type_hints,
     is_literal_type,
     is_optional_type,
     is_union_type,
@@ -41,7 +41,8 @@ KIT_KEYS = [ERROR_HANDLER, CONCURRENCY]
 DESTINATION = "destination"  # the kit's, top level: where loads go (a dlt destination name)
 def allowed_keys(spec: type) -> dict[str, Any]:
     """Key -> type hint of a dlt TypedDict, resolved the way dlt's validator does."""
-    return get_type_hints(spec, globalns=sys.modules[spec.__module__].__dict__)
+    # looked up at each call: a load keeps these hints (seam.memoise_typeddict_hints) once this module is imported
+    return seam.get_type_hints(spec, globalns=sys.modules[spec.__module__].__dict__)
 
 
 def join(path: str, key: str | int) -> str:
