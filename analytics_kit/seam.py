@@ -782,8 +782,9 @@ def memoise_typeddict_hints() -> None:
     def get_type_hints(obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False) -> Any:
         name = getattr(obj, "__module__", None)
         module = sys.modules.get(name) if isinstance(name, str) and name.startswith("dlt.") else None
+        # a class itself: dlt's is_typeddict also sees one through Annotated[..., meta], whose meta may not hash
         if module is None or localns is not None or include_extras or globalns is not vars(module) \
-                or not dlt_typing.is_typeddict(obj):
+                or not isinstance(obj, type) or not dlt_typing.is_typeddict(obj):
             return hints(obj, globalns, localns, include_extras)
         if obj not in kept:
             kept[obj] = hints(obj, globalns)

@@ -428,3 +428,21 @@ def test_the_kits_config_checks_ask_for_kept_hints(monkeypatch):
     monkeypatch.setattr(seam, "get_type_hints", lambda spec, **kwargs: asked.append(spec) or {})
     allowed_keys(rest_api_typing.EndpointResource)
     assert asked == [rest_api_typing.EndpointResource]  # the name is looked up at each call, not bound at import
+
+
+def test_an_annotated_typeddict_gets_dlts_answer():
+    """Python 3.11 gives Annotated[TypedDict, meta] the class's __module__, and dlt's is_typeddict looks inside it:
+    its unhashable meta must reach dlt's function, not the memo's dict (helper-46)."""
+    from typing import Annotated
+
+    import dlt.sources.rest_api.typing as rest_api_typing
+    from dlt.common import typing as dlt_typing
+
+    memoise_typeddict_hints()
+    alias = Annotated[rest_api_typing.EndpointResource, {"doc": "x"}]
+    errors = []
+    for ask in (dlt_typing.get_type_hints, dlt_typing.get_type_hints.__wrapped__):
+        with pytest.raises(TypeError) as error:
+            ask(alias, vars(rest_api_typing))
+        errors.append(str(error.value))
+    assert errors[0] == errors[1] and "unhashable" not in errors[0]
