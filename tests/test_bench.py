@@ -84,3 +84,10 @@ def test_startup_takes_each_variant_in_turns() -> None:
     assert lines[0].startswith("recording run (empty regex cache): ")
     for name in ("as the command starts", "without the regex cache", "with numpy"):
         assert any(line.startswith(name) and " median " in line for line in lines), lines
+
+
+def test_split_process_runs_each_variant_on_every_record() -> None:
+    out = _run("split_process.py", "--events", "2000", "--rounds", "1")
+    seen = re.findall(r"^  round 1: (\S+)\s+[\d.]+ s wall, main process CPU\s+[\d.]+ s, ([\d,]+) records$", out, re.M)
+    assert sorted(seen) == [("floor", "2,050"), ("http-apart", "2,050"), ("one", "2,050")], out
+    assert re.search(r"^http-apart / one: [\d.]+$", out, re.M), out
