@@ -8,6 +8,13 @@ The other commit is exported with ``git archive`` into a temporary folder, with 
 there: a fresh process, load time after the imports). Pairs alternate which code goes first, and
 the floor (fetch and parse, one page after another) runs once per pair. On a machine whose speed
 drifts, the pairs' medians compare the two codes where single runs cannot.
+
+    .venv/bin/python bench/against.py --ref 7a03577 --incremental --pairs 20
+
+``--incremental`` compares the everyday run instead: each tree's ``analytics-kit load`` loads the API
+in full once, the API then changes 1% of its events, and each pair runs each tree's incremental load
+from a copy of its folder, timed from launch to exit (a fresh process, imports included, as
+``bench/peers.py`` times it). Both trees keep their bytecode and regex cache from the full load.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,18 +49,50 @@ def export(ref: str, into: Path) -> Path:
     return into
 
 
-def run(root: Path, kind: str, base_url: str, folder: str, key: str) -> dict:
+def run(root: Path, kind: str, base_url: str, folder: str, key: str, mode: str = "full_refresh",
+        bytecode: bool = False) -> dict:
+    """One load in a fresh process: load_speed.py's RESULT, and ``wall`` from launch to exit."""
     sys.path.insert(0, str(ROOT / "bench"))
     from load_speed import floor_rule
 
     concurrency = floor_rule(None) if kind.startswith("floor") else ""
+    env = {**os.environ, "PYTHONPATH": str(root), "BENCH_API_KEY": key}
+    if bytecode:  # as on a machine that does not set it (this sandbox does): both trees' caches are written
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    launched = time.perf_counter()
     out = subprocess.run([sys.executable, str(root / "bench" / "load_speed.py"), "--child", kind, base_url, folder,
-                          "full_refresh", concurrency, ""], capture_output=True, text=True, cwd=folder,
-                         env={**os.environ, "PYTHONPATH": str(root), "BENCH_API_KEY": key})
+                          mode, concurrency, ""], capture_output=True, text=True, cwd=folder, env=env)
+    wall = time.perf_counter() - launched
     line = next((line for line in out.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"{kind} in {root} failed:\n{out.stderr[-3000:]}")
-    return json.loads(line[7:])
+    return {**json.loads(line[7:]), "wall": wall}
+
+
+def incremental(trees: dict[str, Path], api, events: int, pairs: int, tmp: str) -> None:
+    """Each tree's incremental ``analytics-kit load``, in turns, from a copy of its folder after its full load."""
+    bases = {}
+    for name, root in trees.items():
+        bases[name] = tempfile.mkdtemp(dir=tmp)
+        run(root, "command", api.base_url, bases[name], api.api_key, bytecode=True)
+    changed = events // 100
+    api.advance(new=0, updated=changed, deleted=0, seconds=3600)
+    walls: dict[str, list[float]] = {name: [] for name in trees}
+    print(f"{events:,} events, {changed:,} changed, {pairs} pairs; each tree's incremental analytics-kit load, "
+          "seconds from launch to exit")
+    for number in range(pairs):
+        shown = []
+        for name, root in list(trees.items()) if number % 2 == 0 else list(reversed(trees.items())):
+            folder = tempfile.mkdtemp(dir=tmp)
+            shutil.copytree(bases[name], folder, dirs_exist_ok=True)
+            result = run(root, "command", api.base_url, folder, api.api_key, mode="incremental", bytecode=True)
+            if result["rows"] != changed:
+                sys.exit(f"{name}'s incremental load loaded {result['rows']} rows; {changed} changed")
+            walls[name].append(result["wall"])
+            shown.append(f"{name} {result['wall']:.3f} s")
+        print(f"  pair {number + 1}: " + ", ".join(shown))
+    for name, values in walls.items():
+        print(f"  median {name:<12} {statistics.median(values):8.3f} s   (fastest {min(values):.3f} s)")
 
 
 def main() -> None:
@@ -60,6 +101,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--loaders", default="kit", help="kit, command or both (comma-separated)")
+    parser.add_argument("--incremental", action="store_true",
+                        help="compare the incremental analytics-kit load from the shell (1%% changed) instead")
     args = parser.parse_args()
     loaders = [name.strip() for name in args.loaders.split(",") if name.strip()]
     if not loaders or set(loaders) - {"kit", "command"}:
@@ -70,6 +113,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="against_") as tmp, \
             demo.serve(events=args.events, customers=50, process=True) as api:
         trees = {"this": ROOT, args.ref: export(args.ref, Path(tmp) / "ref")}
+        if args.incremental:
+            incremental(trees, api, args.events, args.pairs, tmp)
+            return
         took: dict[tuple[str, str], list[float]] = {(t, k): [] for t in trees for k in loaders}
         floor: list[float] = []
         print(f"{args.events:,} events, {args.pairs} pairs; load seconds after the imports")

@@ -79,6 +79,16 @@ def test_against_runs_this_tree_and_another_commit_in_turns() -> None:
     assert re.search(r"^  median HEAD\s+kit\s+[\d.]+ s   / floor [\d.]+$", out, re.M), out
 
 
+def test_against_takes_the_incremental_run_in_turns() -> None:
+    out = _run("against.py", "--ref", "HEAD", "--incremental", "--events", "2000", "--pairs", "2")
+    assert out.startswith("2,000 events, 20 changed, 2 pairs"), out
+    pairs = re.findall(r"^  pair (\d): (this|HEAD) ([\d.]+) s, (this|HEAD) ([\d.]+) s$", out, re.M)
+    assert [(p[0], p[1], p[3]) for p in pairs] == [("1", "this", "HEAD"), ("2", "HEAD", "this")], out
+    this = [float(p[2] if p[1] == "this" else p[4]) for p in pairs]
+    median = float(re.search(r"^  median this\s+([\d.]+) s   \(fastest ([\d.]+) s\)$", out, re.M).group(1))
+    assert abs(median - sum(this) / 2) < 0.01, out  # each run loaded the 20 changed rows, or the script exits 1
+
+
 def test_startup_takes_each_variant_in_turns() -> None:
     lines = _run("startup.py", "--rounds", "1").splitlines()
     assert lines[0].startswith("recording run (empty regex cache): ")
