@@ -724,11 +724,14 @@ def delete_loaded_packages(pipeline: Any) -> None:
         storage.delete_loaded_package(load_id)
 
 
-# -- three of dlt's repeated costs, kept (installed by every load, the schema's for its pipeline) --
-# A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these three were ~0.1 s
-# of it. None changes what dlt computes for the kit's loads, only how often; a caller's own pipelines in the same
-# process keep dlt's schema reads. Memoised ``is_secret_hint`` and TypedDict hints upstream (dlt's validation has a
-# TODO for the latter), and a schema storage that parses a file again only when it changed, would replace them.
+# -- four of dlt's repeated costs, kept (installed by every load; the schema's for its pipeline, the capabilities' for
+# the kit's destinations) --
+# A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these four were ~0.15 s
+# of it. None changes what dlt computes for the kit's loads, only how often; a caller's own pipelines and destinations
+# in the same process keep dlt's schema reads and resolutions. Memoised ``is_secret_hint`` and TypedDict hints
+# upstream (dlt's validation has a TODO for the latter), a schema storage that parses a file again only when it
+# changed, and ``capabilities()`` resolving a configuration only for an ``adjust_capabilities`` that reads one, would
+# replace them.
 
 
 def memoise_secret_hints() -> None:
@@ -738,7 +741,6 @@ def memoise_secret_hints() -> None:
     been registered with an ABC since its walk began (``issubclass`` may answer differently). Every dlt module that
     imported the function by name gets the keeping one."""
     import abc
-    import sys
 
     from dlt.common.configuration.specs import base_configuration
 
@@ -800,23 +802,22 @@ def capabilities_without_resolving(destination: Any) -> Any:
     """Returns ``destination``, whose ``capabilities()`` no longer resolves a configuration it does not use.
 
     Asked without a configuration, dlt's ``capabilities()`` resolves a partial one (every field looked up in every
-    provider) only to hand it to ``adjust_capabilities``: 9 resolutions, ~40 ms of a 1,000-row incremental run. The base ``adjust_capabilities``, which DuckDB, MotherDuck and PostgreSQL keep,
-    reads the naming convention alone, so for those the answer is the same without the resolution: it is handed
-    the spec's defaults instead. Only for the instances passed here (the kit's own); a class that adjusts by its
+    provider) only to hand it to ``adjust_capabilities``: 9 resolutions, ~40 ms of a 1,000-row incremental run.
+    The base ``adjust_capabilities``, which DuckDB, MotherDuck and PostgreSQL keep, reads the naming convention
+    alone, so for those the answer is the same without the resolution: it is handed the spec's defaults instead.
+    Only for the instances passed here (the kit's own, whose class is checked here); a class that adjusts by its
     configuration goes dlt's way."""
     from dlt.common.destination.reference import Destination
 
-    if type(destination).adjust_capabilities.__func__ is not Destination.adjust_capabilities.__func__:
+    own = getattr(type(destination).adjust_capabilities, "__func__", None)  # a staticmethod has none
+    if own is not Destination.adjust_capabilities.__func__:
         return destination
     ask = Destination.capabilities
     if not getattr(ask, "kit_kept", False):
-        adjust = Destination.adjust_capabilities.__func__
-
         @functools.wraps(ask)
         def capabilities(self: Any, config: Any = None, naming: Any = None) -> Any:
             # by id: a caller's destination class may define __eq__ and be unhashable (helper-45)
-            ours = _unresolved.get(id(self)) is self
-            if config is None and ours and type(self).adjust_capabilities.__func__ is adjust:
+            if config is None and _unresolved.get(id(self)) is self:
                 config = self.spec()
             return ask(self, config, naming)
 

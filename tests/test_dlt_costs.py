@@ -341,12 +341,19 @@ def _caps(destination, naming) -> dict:
             for key, value in values.items()}
 
 
-def _recording(configuration, resolved: list):
+@pytest.fixture
+def resolved(monkeypatch) -> list:
+    """The destinations whose configuration dlt resolves from here on, in call order."""
+    from dlt.common.destination.reference import Destination
+
+    seen, configuration = [], Destination.configuration
+
     def record(self, *args, **kwargs):
-        resolved.append(self)
+        seen.append(self)
         return configuration(self, *args, **kwargs)
 
-    return record
+    monkeypatch.setattr(Destination, "configuration", record)
+    return seen
 
 
 def _namings() -> list:
@@ -356,9 +363,7 @@ def _namings() -> list:
 
 
 @pytest.mark.parametrize("name", ["duckdb", "postgres", "motherduck"])
-def test_the_kits_destinations_answer_capabilities_as_dlt_without_resolving_a_config(name, monkeypatch):
-    from dlt.common.destination.reference import Destination
-
+def test_the_kits_destinations_answer_capabilities_as_dlt_without_resolving_a_config(name, monkeypatch, resolved):
     from analytics_kit.seam import capabilities_without_resolving
 
     monkeypatch.setenv(f"DESTINATION__{name.upper()}__CREATE_INDEXES", "true")  # some configuration to resolve
@@ -366,33 +371,26 @@ def test_the_kits_destinations_answer_capabilities_as_dlt_without_resolving_a_co
     plain = factory(supports_transactions=True)
     kept = factory(supports_transactions=True)
     assert capabilities_without_resolving(kept) is kept
-    resolved = []
-    configuration = Destination.configuration
-    monkeypatch.setattr(Destination, "configuration", _recording(configuration, resolved))
     for naming in _namings():
         assert _caps(kept, naming) == _caps(plain, naming)
     assert resolved and all(one is plain for one in resolved)  # dlt's way for the other instance only
     assert kept.capabilities(naming=None) is not kept.capabilities(naming=None)  # each caller its own, as dlt does
 
 
-def test_a_destination_that_adjusts_by_its_config_is_left_to_dlt(monkeypatch):
+def test_a_destination_that_adjusts_by_its_config_is_left_to_dlt(resolved):
     from dlt.common.destination.reference import Destination
 
     from analytics_kit.seam import capabilities_without_resolving
 
     destination = dlt.destinations.filesystem(bucket_url="file:///tmp/unused")
     assert type(destination).adjust_capabilities.__func__ is not Destination.adjust_capabilities.__func__
-    resolved = []
-    configuration = Destination.configuration
-    monkeypatch.setattr(Destination, "configuration", _recording(configuration, resolved))
     capabilities_without_resolving(destination).capabilities()
     assert resolved == [destination]
 
 
-def test_a_callers_unhashable_destination_goes_dlts_way(monkeypatch):
+def test_a_callers_unhashable_destination_goes_dlts_way(resolved):
     """A caller's destination class may define __eq__ without __hash__ (a dataclass does): the kit's check
     of its own instances must not hash it (helper-45: every capabilities() call raised TypeError)."""
-    from dlt.common.destination.reference import Destination
     from dlt.destinations.impl.duckdb.factory import duckdb
 
     from analytics_kit.seam import capabilities_without_resolving
@@ -403,9 +401,6 @@ def test_a_callers_unhashable_destination_goes_dlts_way(monkeypatch):
 
     assert Compared.__hash__ is None
     capabilities_without_resolving(duckdb())  # the kit's own, as every load makes one
-    resolved = []
-    configuration = Destination.configuration
-    monkeypatch.setattr(Destination, "configuration", _recording(configuration, resolved))
     mine = Compared()
     for naming in _namings():
         assert _caps(mine, naming) == _caps(duckdb(), naming)

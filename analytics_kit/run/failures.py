@@ -14,8 +14,7 @@ import duckdb
 import requests
 
 from analytics_kit import seam
-from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError
-from analytics_kit.errors import causes as _chain
+from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.transport import (
@@ -72,21 +71,21 @@ def _duckdb_interrupted(error: BaseException) -> bool:
 
 def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     """``error`` or the first exception of ``kind`` in its chain (dlt wraps a step's errors)."""
-    return next((e for e in _chain(error) if isinstance(e, kind)), None)
+    return next((e for e in causes(error) if isinstance(e, kind)), None)
 
 
 def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, database: str,
             destination: str = "duckdb") -> KitError:
     """The ``LoadError`` for ``error``, with no secret in it."""
     resource = next(
-        (name for e in _chain(error) if (name := getattr(e, "pipe_name", None) or getattr(e, "resource_name", None))),
+        (name for e in causes(error) if (name := getattr(e, "pipe_name", None) or getattr(e, "resource_name", None))),
         None,
     )
     where = f"resource '{resource}'" if resource else "the API"
-    failed = next((e.request for e in _chain(error) if isinstance(getattr(e, "request", None), requests.PreparedRequest)), None)
+    failed = next((e.request for e in causes(error) if isinstance(getattr(e, "request", None), requests.PreparedRequest)), None)
     # The page that failed, as the pager tagged it: with pages fetched concurrently the last
     # request sent is usually another one.
-    tagged = next((t for e in _chain(error) if (t := getattr(e, PAGE_REQUEST, None))), None)
+    tagged = next((t for e in causes(error) if (t := getattr(e, PAGE_REQUEST, None))), None)
     request = tagged or (request_text(failed, redactor) if failed is not None else stats.last_request.get(resource or "", ""))
     attempts = stats.attempts.get(request, 1)
     host = host_of(failed.url) if failed is not None and failed.url else "the API's host"
@@ -96,7 +95,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if own is not None:
         return own.redacted(redactor)
 
-    if find_cause(error, KeyboardInterrupt) is not None or any(map(_duckdb_interrupted, _chain(error))):
+    if find_cause(error, KeyboardInterrupt) is not None or any(map(_duckdb_interrupted, causes(error))):
         step = getattr(error, "step", None)
         return LoadError(
             f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
@@ -105,7 +104,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             interrupted=True,
         )
 
-    refused = next((e for e in _chain(error) if getattr(e, UNREACHABLE, None)), None)
+    refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:
         address, _, why = getattr(refused, UNREACHABLE).partition(": ")
         url = redactor(failed.url) if failed is not None and failed.url else None
@@ -211,7 +210,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, request=request,
         )
 
-    missing = next((e for e in _chain(error) if seam.is_missing_config(e)), None)
+    missing = next((e for e in causes(error) if seam.is_missing_config(e)), None)
     if missing is not None:
         name = destination
         detail = _short(redactor(str(missing).splitlines()[-1] if "\n" not in str(missing) else str(missing).splitlines()[1]), 160)
@@ -233,9 +232,9 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
     # dlt moves a file it could not write with os.rename, so the disk filling up can also
     # show as "Invalid cross-device link": any ENOSPC in the chain counts
-    full = next((e for e in _chain(error) if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
+    full = next((e for e in causes(error) if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
     if full is not None or "no space left on device" in text:
-        step = next((s for e in _chain(error) if (s := getattr(e, "step", None))), None)
+        step = next((s for e in causes(error) if (s := getattr(e, "step", None))), None)
         when = (f"while writing to {database}" if step == "load"
                 else f"while preparing the data (dlt's {step or 'extract'} step), before anything was written to {database}")
         return LoadError(
@@ -273,7 +272,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             database=database,
         )
 
-    root = list(_chain(error))[-1]
+    root = list(causes(error))[-1]
     step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
     # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
