@@ -724,6 +724,35 @@ def delete_loaded_packages(pipeline: Any) -> None:
         storage.delete_loaded_package(load_id)
 
 
+# -- frame libraries half imported --
+# dlt tells pandas and polars frames apart by the module in ``sys.modules``, which is there from the moment
+# its import starts: while another thread imported pandas, dlt's checks of each item read ``pandas.DataFrame``
+# from the half-run module, and the load failed (AttributeError, reported as a refused config or a failed
+# extract). A module still initialising counts as not imported: none of its objects can exist yet.
+# ``__spec__._initializing`` is importlib's own mark for it. A check in dlt that skips such modules would
+# replace this.
+
+
+def skip_half_imported_frame_libraries() -> None:
+    """dlt's ``get_pandas_module``/``get_polars_module``, everywhere dlt has them, answer None for a
+    module whose import has not finished."""
+    import sys
+
+    from dlt.common import libs
+
+    for name, module_name in (("get_pandas_module", "pandas"), ("get_polars_module", "polars")):
+        old = getattr(libs, name)
+        if getattr(old, "kit_kept", False):
+            continue
+
+        def imported(module_name: str = module_name) -> Any:
+            module = sys.modules.get(module_name)
+            return None if getattr(getattr(module, "__spec__", None), "_initializing", False) else module
+
+        imported.kit_kept = True  # type: ignore[attr-defined]
+        setattr(libs, name, imported)
+        _rebind(name, old, imported)
+
 # -- four of dlt's repeated costs, kept (installed by every load; the schema's for its pipeline, the capabilities' for
 # the kit's destinations) --
 # A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these four were ~0.15 s

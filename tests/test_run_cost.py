@@ -123,6 +123,90 @@ def test_pandas_imported_during_a_load_is_known_to_pyarrow_when_it_ends(api):
     assert out.stdout.strip().splitlines()[-1] == "1", (out.stdout[-500:], out.stderr[-2000:])
 
 
+def test_a_load_runs_while_another_thread_is_half_way_through_importing_pandas(api):
+    """dlt tells frames by the module in ``sys.modules``, there from the start of its import: with
+    another thread's ``import pandas`` half run (held here in a finder for 3 s), building the
+    source failed as a refused config ("partially initialized module 'pandas' has no attribute
+    'DataFrame'"; helper-47). Such a module is not imported yet for dlt's checks."""
+    code = ("import sys, threading, time, analytics_kit as ak, analytics_kit.run.load as run\n"
+            "inside = threading.Event()\n"
+            "class Slow:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'pandas.core.frame' and threading.current_thread().name == 'importer':\n"
+            "            inside.set(); time.sleep(3)\n"
+            "sys.meta_path.insert(0, Slow())\n"
+            "build = run._build\n"
+            "def building(*a, **k):\n"
+            "    if not inside.is_set():\n"
+            "        threading.Thread(target=lambda: __import__('pandas'), name='importer').start()\n"
+            "        inside.wait(60)\n"
+            "        assert sys.modules['pandas'].__spec__._initializing\n"
+            "    return build(*a, **k)\n"
+            "run._build = building\n"
+            "report = ak.load(ak.guide_config(), progress=False)\n"
+            "import pandas as pd, pyarrow as pa\n"
+            "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1:] == ["1"], (out.stdout[-500:], out.stderr[-2000:])
+    assert loaded(api) == served(api)
+
+
+def test_dlts_frame_checks_everywhere_take_a_module_still_importing_for_none(monkeypatch):
+    import importlib.machinery
+    import types
+
+    from dlt.common import libs
+    from dlt.extract import utils
+
+    from analytics_kit import seam
+
+    seam.skip_half_imported_frame_libraries()
+    half = types.ModuleType("pandas")
+    half.__spec__ = importlib.machinery.ModuleSpec("pandas", None)
+    half.__spec__._initializing = True  # as importlib marks a module whose body is running
+    monkeypatch.setitem(sys.modules, "pandas", half)
+    assert libs.is_pandas_frame(object()) is False  # was: AttributeError, no DataFrame yet
+    assert utils.get_pandas_module() is None  # the name dlt's modules imported is the kit's too
+    half.__spec__._initializing = False
+    assert libs.get_pandas_module() is half and utils.get_pandas_module() is half
+
+
+def test_an_interrupt_during_pyarrows_probe_leaves_pandas_to_be_taken_up(api):
+    """The hook is in place before the probe: a Ctrl-C during the probe (the probing thread's import
+    of pandas refused with KeyboardInterrupt here) left pyarrow without pandas for good (helper-47)."""
+    code = ("import sys, analytics_kit as ak\n"
+            "from analytics_kit.run import lean\n"
+            "def interrupted(self, name, path=None, target=None):\n"
+            "    if name == 'pandas': raise KeyboardInterrupt\n"
+            "lean._Refuse.find_spec = interrupted\n"
+            "try: ak.load(ak.guide_config(), progress=False)\n"
+            "except KeyboardInterrupt: print('interrupted')\n"
+            "import pandas as pd, pyarrow as pa\n"
+            "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-2:] == ["interrupted", "1"], (out.stdout[-500:], out.stderr[-2000:])
+
+
+def test_pandas_imported_past_the_hook_is_taken_up_by_the_next_load(api):
+    """A finder ahead of wrapt's that returns pandas' spec itself (an import profiler installed after
+    a load) keeps the hook from seeing the import: the next load puts pyarrow right."""
+    code = ("import sys, importlib.machinery, analytics_kit as ak\n"
+            "ak.load(ak.guide_config(), progress=False)\n"
+            "class Own:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        return importlib.machinery.PathFinder.find_spec(name, path, target)\n"
+            "sys.meta_path.insert(0, Own())\n"
+            "import pandas as pd, pyarrow as pa\n"
+            "before = pa.array(pd.Series([1.5, float('nan')])).null_count\n"
+            "ak.load(ak.guide_config(), progress=False)\n"
+            "print(before, pa.array(pd.Series([1.5, float('nan')])).null_count)")
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "0 1", (out.stdout[-500:], out.stderr[-2000:])
+
+
 def test_another_thread_can_import_pandas_while_a_load_probes_pyarrow():
     """The probe's refusal sits on the process's import path: a thread importing pandas just
     then must still get it (helper-37 had one refused)."""

@@ -64,37 +64,58 @@ def skip_pandas_probe() -> bool:
 
 @contextmanager
 def pandas_after_load() -> Iterator[None]:
-    """The block runs with pyarrow's pandas probe skipped; afterwards pyarrow knows pandas again
-    as soon as pandas is imported.
+    """The block runs with pyarrow's pandas probe skipped; pyarrow knows pandas again as soon as
+    pandas is imported, and at the block's end if it was imported meanwhile.
 
-    For ``ak.load()``: a notebook goes on to use pandas with pyarrow, so the probe's answer is
-    put right once the load is over, and before any pandas object can reach pyarrow: there is
-    none until pandas is imported (``_when_pandas_imported``). During the load the answer is
-    the process's: another thread converting pandas objects with pyarrow meanwhile gets them
-    as plain sequences (a NaN not null), as if pandas were not installed.
+    For ``ak.load()``: a notebook goes on to use pandas with pyarrow, so the probe's answer
+    must be put right before any pandas object can reach pyarrow, and there is none until
+    pandas is imported. The hook (``_when_pandas_imported``) is in place before the probe, so
+    an interrupt during the probe, or any import of pandas after it, by any thread, cannot miss
+    it. An import already past the import system's finders when the hook came (another
+    thread's, just then) is caught at the block's end, which waits for it as any import does.
     """
     import pyarrow as pa
 
     # pyarrow's private shim (`_pandas_api`, checked by tests/test_run_cost.py) puts its answer right:
     # without it the probe is left alone
     shim = getattr(pa.lib, "_pandas_api", None)
-    skipped = shim is not None and skip_pandas_probe()
+    if shim is None:
+        yield
+        return
+    if _probe_skipped and "pandas" in sys.modules:
+        _restore_pandas(shim)  # an import the hook did not see (a finder ahead of wrapt's returned its spec)
+    if "pandas" not in sys.modules:
+        _when_pandas_imported(shim)
+    skip_pandas_probe()
     try:
         yield
     finally:
-        if skipped:
-            _when_pandas_imported(shim)
+        if _probe_skipped and "pandas" in sys.modules:
+            _restore_pandas(shim)
+
+
+_hooked = False  # a post-import hook for pandas is registered and has not run
 
 
 def _when_pandas_imported(shim: Any) -> None:
-    """Puts pyarrow's answer right now if pandas is imported, else just after its import.
+    """Puts pyarrow's answer right just after pandas' import, by whatever imports it (at once if
+    it is imported already). One hook at a time, however many loads run before pandas comes.
 
     wrapt's post-import hook runs once pandas' module has run, in the importing thread, before
-    its ``import`` statement returns; pyarrow's probe then finds it in ``sys.modules``.
+    its ``import`` statement returns.
     """
+    global _hooked
+    if _hooked:
+        return
     import wrapt
 
-    wrapt.register_post_import_hook(lambda _module: _restore_pandas(shim), "pandas")
+    def hook(_module: Any) -> None:
+        global _hooked
+        _hooked = False
+        _restore_pandas(shim)
+
+    _hooked = True
+    wrapt.register_post_import_hook(hook, "pandas")
 
 
 def _restore_pandas(shim: Any) -> None:
