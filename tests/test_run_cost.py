@@ -189,6 +189,35 @@ def test_an_interrupt_during_pyarrows_probe_leaves_pandas_to_be_taken_up(api):
     assert out.stdout.strip().splitlines()[-2:] == ["interrupted", "1"], (out.stdout[-500:], out.stderr[-2000:])
 
 
+def test_a_load_does_not_deadlock_with_a_thread_importing_pandas_as_pyarrow_probes(api):
+    """Another thread's ``import pandas`` in flight (held in a finder, holding pandas' import lock)
+    as the load's probe asks pyarrow for pandas: the probe waits for that import while holding
+    pyarrow's lock, so a hook run inside that import must not need the lock. With the hook
+    registered before the probe, both threads waited for ever (helper-48)."""
+    code = ("import sys, threading, time, faulthandler, analytics_kit as ak\n"
+            "from analytics_kit.run import lean\n"
+            "looking = threading.Event()\n"
+            "class Slow:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'pandas' and threading.current_thread().name == 'importer':\n"
+            "            looking.set(); time.sleep(1)\n"
+            "sys.meta_path.insert(0, Slow())\n"
+            "made = lean._Refuse.__init__\n"
+            "def probing(self):\n"
+            "    threading.Thread(target=lambda: __import__('pandas'), name='importer', daemon=True).start()\n"
+            "    looking.wait(60)\n"
+            "    made(self)\n"
+            "lean._Refuse.__init__ = probing\n"
+            "faulthandler.dump_traceback_later(60, exit=True)\n"
+            "ak.load(ak.guide_config(), progress=False)\n"
+            "import pandas as pd, pyarrow as pa\n"
+            "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1:] == ["1"], (out.stdout[-500:], out.stderr[-3000:])
+    assert loaded(api) == served(api)
+
+
 def test_pandas_imported_past_the_hook_is_taken_up_by_the_next_load(api):
     """A finder ahead of wrapt's that returns pandas' spec itself (an import profiler installed after
     a load) keeps the hook from seeing the import: the next load puts pyarrow right."""

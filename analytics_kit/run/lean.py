@@ -69,10 +69,12 @@ def pandas_after_load() -> Iterator[None]:
 
     For ``ak.load()``: a notebook goes on to use pandas with pyarrow, so the probe's answer
     must be put right before any pandas object can reach pyarrow, and there is none until
-    pandas is imported. The hook (``_when_pandas_imported``) is in place before the probe, so
-    an interrupt during the probe, or any import of pandas after it, by any thread, cannot miss
-    it. An import already past the import system's finders when the hook came (another
-    thread's, just then) is caught at the block's end, which waits for it as any import does.
+    pandas is imported. The hook (``_when_pandas_imported``) comes once the probe is over,
+    interrupted or not, and never before: run inside another thread's ``import pandas``, it
+    asks pyarrow's shim for pandas, which takes the shim's lock only while a probe holds it,
+    and the probe itself waits on that import (a deadlock, helper-48). An import already past
+    the import system's finders when the hook came is caught at the block's end, which waits
+    for it as any import does.
     """
     import pyarrow as pa
 
@@ -84,9 +86,11 @@ def pandas_after_load() -> Iterator[None]:
         return
     if _probe_skipped and "pandas" in sys.modules:
         _restore_pandas(shim)  # an import the hook did not see (a finder ahead of wrapt's returned its spec)
-    if "pandas" not in sys.modules:
-        _when_pandas_imported(shim)
-    skip_pandas_probe()
+    try:
+        skip_pandas_probe()
+    finally:
+        if "pandas" not in sys.modules:
+            _when_pandas_imported(shim)
     try:
         yield
     finally:
