@@ -218,6 +218,28 @@ def test_a_load_does_not_deadlock_with_a_thread_importing_pandas_as_pyarrow_prob
     assert loaded(api) == served(api)
 
 
+def test_an_interrupt_before_the_probe_leaves_no_hook_that_can_deadlock_a_later_load(api):
+    """An interrupt before the kit's probe leaves pyarrow's first probe to come, holding its lock
+    while it imports pandas; the hook, run inside another thread's import just then, must not
+    wait for that lock (helper-48's s92 hung for good)."""
+    code = ("import sys, threading, faulthandler, analytics_kit as ak, analytics_kit.run.load\n"
+            "from analytics_kit.run import lean\n"
+            "faulthandler.dump_traceback_later(60, exit=True)\n"
+            "def tracer(frame, event, arg):\n"
+            "    if event == 'call' and frame.f_code is lean.skip_pandas_probe.__code__: raise KeyboardInterrupt\n"
+            "sys.settrace(tracer)\n"
+            "try: ak.load(ak.guide_config(), progress=False)\n"
+            "except KeyboardInterrupt: print('interrupted')\n"
+            "sys.settrace(None)\n"
+            "importer = threading.Thread(target=lambda: __import__('pandas')); importer.start()\n"
+            "ak.load(ak.guide_config(), progress=False); importer.join(60)\n"
+            "import pandas as pd, pyarrow as pa\n"
+            "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-2:] == ["interrupted", "1"], (out.stdout[-500:], out.stderr[-3000:])
+
+
 def test_pandas_imported_past_the_hook_is_taken_up_by_the_next_load(api):
     """A finder ahead of wrapt's that returns pandas' spec itself (an import profiler installed after
     a load) keeps the hook from seeing the import: the next load puts pyarrow right."""

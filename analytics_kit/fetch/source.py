@@ -93,6 +93,7 @@ def build_source(
     ``client.session`` is refused (a ConfigError saying what to set instead, e.g.
     ``error_handler.timeout``): every request goes through the kit's own session.
     """
+    seam.skip_half_imported_frame_libraries()  # dlt checks for frames while it builds (see there)
     return _build(prepare(config, name=name), stats=stats, on_page=on_page, name=name)
 
 

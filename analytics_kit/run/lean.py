@@ -51,13 +51,14 @@ def skip_pandas_probe() -> bool:
     if "pandas" in sys.modules or _probe_skipped:
         return False
     refuse = _Refuse()
-    sys.meta_path.insert(0, refuse)
     try:
+        sys.meta_path.insert(0, refuse)  # inside: an interrupt just after it must still take it out
         import pyarrow as pa
 
         pa.array([0])  # the probe: pyarrow looks for pandas once, on its first array from a list
     finally:
-        sys.meta_path.remove(refuse)
+        if refuse in sys.meta_path:
+            sys.meta_path.remove(refuse)
     _probe_skipped = True
     return True
 
@@ -113,9 +114,25 @@ def _when_pandas_imported(shim: Any) -> None:
         return
     import wrapt
 
+    try:
+        # what pyarrow imports when it takes pandas up, imported now: the hook then runs for
+        # microseconds, not ~4 ms, inside the caller's import, where a Ctrl-C fails that import
+        # after wrapt has dropped the hook (helper-48)
+        import pyarrow.pandas_compat  # noqa: F401
+    except ImportError:  # numpy missing: pyarrow cannot take pandas up anyway
+        pass
+
     def hook(_module: Any) -> None:
         global _hooked
         _hooked = False
+        # pyarrow's shim holds its lock only for its first probe. A thread holding it now (an
+        # interrupt had come before the kit's probe) waits on this very import, and finds pandas
+        # itself once it is over; waiting for the lock here would wait for ever (helper-48)
+        lock = getattr(shim, "_lock", None)
+        if lock is not None:
+            if not lock.acquire(blocking=False):
+                return
+            lock.release()
         _restore_pandas(shim)
 
     _hooked = True
