@@ -87,10 +87,12 @@ def pandas_after_load() -> Iterator[None]:
         return
     if _probe_skipped and "pandas" in sys.modules:
         _restore_pandas(shim)  # an import the hook did not see (a finder ahead of wrapt's returned its spec)
+    probed = False
     try:
-        skip_pandas_probe()
+        probed = skip_pandas_probe()
     finally:
-        if "pandas" not in sys.modules:
+        # not when the command skipped the probe itself: its process ends with the load
+        if "pandas" not in sys.modules and (probed or not _probe_skipped):
             _when_pandas_imported(shim)
     try:
         yield
