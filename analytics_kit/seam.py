@@ -753,6 +753,7 @@ def skip_half_imported_frame_libraries() -> None:
         setattr(libs, name, imported)
         _rebind(name, old, imported)
 
+
 # -- four of dlt's repeated costs, kept (installed by every load; the schema's for its pipeline, the capabilities' for
 # the kit's destinations) --
 # A 1,000-row incremental run from the shell spends ~0.4 s in dlt's work after its imports; these four were ~0.15 s

@@ -7,8 +7,8 @@ fail. pyarrow remembers the answer: its checks for pandas objects (``pa.array(a_
 with NaNs or categories) would go wrong for later code in the process until something asks
 pyarrow for pandas itself. A process that ends with the command leaves it so
 (``cli.main(lean=True)``, as ``cli.run`` calls it). ``ak.load()`` in a process that goes on
-(``pandas_after_load``) puts pyarrow's answer right once the load is over: at once if pandas
-is imported by then, else right after whatever imports it next. A process that never uses
+(``pandas_after_load``) has pyarrow take pandas up right after whatever imports it next (a
+hook registered once the probe is over), and catches up at each load's start and end. A process that never uses
 pandas never pays for it (~0.3 s and ~35 MB: a fifth of what a 100,000-row load took beyond
 fetching and parsing its pages); one that does pays when it first needs it, after the load.
 Only the command freezes the collector.
@@ -85,8 +85,7 @@ def pandas_after_load() -> Iterator[None]:
     if shim is None:
         yield
         return
-    if _probe_skipped and "pandas" in sys.modules:
-        _restore_pandas(shim)  # an import the hook did not see (a finder ahead of wrapt's returned its spec)
+    _catch_up(shim)  # an import the hook did not see (a finder ahead of wrapt's returned its spec)
     probed = False
     try:
         probed = skip_pandas_probe()
@@ -97,8 +96,13 @@ def pandas_after_load() -> Iterator[None]:
     try:
         yield
     finally:
-        if _probe_skipped and "pandas" in sys.modules:
-            _restore_pandas(shim)
+        _catch_up(shim)
+
+
+def _catch_up(shim: Any) -> None:
+    """Has pyarrow take up a pandas imported since the probe, if nothing did yet."""
+    if _probe_skipped and "pandas" in sys.modules:
+        _restore_pandas(shim)
 
 
 _hooked = False  # a post-import hook for pandas is registered and has not run
