@@ -27,6 +27,14 @@ def count_restores(monkeypatch) -> list:
     return calls
 
 
+def prints(api, code: str, *expected: str) -> None:
+    """Runs ``code`` in a fresh Python (with the guide's config pointed at ``api``, if given):
+    its last lines of output must be ``expected``."""
+    out = subprocess.run([sys.executable, "-c", code], env=command_env(api) if api is not None else None,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-len(expected):] == list(expected), (out.stdout[-500:], out.stderr[-3000:])
+
+
 def test_the_local_state_is_kept_only_while_it_is_the_committed_one(api, config, monkeypatch, tmp_path):
     restores = count_restores(monkeypatch)
     ak.load(config, progress=False)
@@ -80,9 +88,7 @@ def test_a_load_called_from_python_leaves_pyarrows_pandas_support_and_the_collec
             "import pandas as pd, pyarrow as pa; "
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count, "
             "pa.types.is_dictionary(pa.array(pd.Series(['a', 'b'], dtype='category')).type), gc.get_freeze_count())")
-    env = command_env(api)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.stdout.split()[-3:] == ["1", "True", "0"], (out.stdout[-500:], out.stderr[-2000:])
+    prints(api, code, "1 True 0")
 
 
 @pytest.mark.parametrize("fails", [False, True])
@@ -100,11 +106,8 @@ def test_a_load_called_from_python_leaves_pandas_to_whoever_imports_it_next(api,
             "after = 'pandas' in sys.modules; import pandas.api.types, pyarrow as pa; pd = sys.modules['pandas']\n"
             "print(seen, after, pa.array(pd.Series([1.5, float('nan')])).null_count, "
             "pa.types.is_dictionary(pa.array(pd.Series(['a', 'b'], dtype='category')).type))")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
     # during the load (after extract and normalize) and after it: no pandas; once imported, pyarrow knows it
-    expected = "['failed'] False 1 True" if fails else "[False] False 1 True"
-    assert out.stdout.strip().splitlines()[-1] == expected, (out.stdout[-500:], out.stderr[-2000:])
+    prints(api, code, "['failed'] False 1 True" if fails else "[False] False 1 True")
 
 
 def test_pandas_imported_during_a_load_is_known_to_pyarrow_when_it_ends(api):
@@ -118,9 +121,7 @@ def test_pandas_imported_during_a_load_is_known_to_pyarrow_when_it_ends(api):
             "ak.load(ak.guide_config(), progress=False, concurrency=1)\n"
             "import pyarrow as pa; pd = sys.modules['pandas']\n"
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-1] == "1", (out.stdout[-500:], out.stderr[-2000:])
+    prints(api, code, "1")
 
 
 def test_a_load_runs_while_another_thread_is_half_way_through_importing_pandas(api):
@@ -146,9 +147,7 @@ def test_a_load_runs_while_another_thread_is_half_way_through_importing_pandas(a
             "report = ak.load(ak.guide_config(), progress=False)\n"
             "import pandas as pd, pyarrow as pa\n"
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-1:] == ["1"], (out.stdout[-500:], out.stderr[-2000:])
+    prints(api, code, "1")
     assert loaded(api) == served(api)
 
 
@@ -184,9 +183,7 @@ def test_an_interrupt_during_pyarrows_probe_leaves_pandas_to_be_taken_up(api):
             "except KeyboardInterrupt: print('interrupted')\n"
             "import pandas as pd, pyarrow as pa\n"
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-2:] == ["interrupted", "1"], (out.stdout[-500:], out.stderr[-2000:])
+    prints(api, code, "interrupted", "1")
 
 
 def test_a_load_does_not_deadlock_with_a_thread_importing_pandas_as_pyarrow_probes(api):
@@ -212,9 +209,7 @@ def test_a_load_does_not_deadlock_with_a_thread_importing_pandas_as_pyarrow_prob
             "ak.load(ak.guide_config(), progress=False)\n"
             "import pandas as pd, pyarrow as pa\n"
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-1:] == ["1"], (out.stdout[-500:], out.stderr[-3000:])
+    prints(api, code, "1")
     assert loaded(api) == served(api)
 
 
@@ -235,9 +230,7 @@ def test_an_interrupt_before_the_probe_leaves_no_hook_that_can_deadlock_a_later_
             "ak.load(ak.guide_config(), progress=False); importer.join(60)\n"
             "import pandas as pd, pyarrow as pa\n"
             "print(pa.array(pd.Series([1.5, float('nan')])).null_count)")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-2:] == ["interrupted", "1"], (out.stdout[-500:], out.stderr[-3000:])
+    prints(api, code, "interrupted", "1")
 
 
 def test_pandas_imported_past_the_hook_is_taken_up_by_the_next_load(api):
@@ -253,9 +246,7 @@ def test_pandas_imported_past_the_hook_is_taken_up_by_the_next_load(api):
             "before = pa.array(pd.Series([1.5, float('nan')])).null_count\n"
             "ak.load(ak.guide_config(), progress=False)\n"
             "print(before, pa.array(pd.Series([1.5, float('nan')])).null_count)")
-    out = subprocess.run([sys.executable, "-c", code], env=command_env(api), capture_output=True, text=True,
-                         timeout=120)
-    assert out.stdout.strip().splitlines()[-1] == "0 1", (out.stdout[-500:], out.stderr[-2000:])
+    prints(api, code, "0 1")
 
 
 def test_another_thread_can_import_pandas_while_a_load_probes_pyarrow():
@@ -268,10 +259,8 @@ def test_another_thread_can_import_pandas_while_a_load_probes_pyarrow():
             "sys.meta_path.insert(0, _Refuse())\n"
             "attempt(); thread = threading.Thread(target=attempt); thread.start(); thread.join(60)\n"
             "print(got)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     # refused to the probing thread, imported by the other
-    assert out.stdout.strip().splitlines()[-1] == \
-        "['pandas is not imported while analytics-kit loads', 'imported']", (out.stdout[-500:], out.stderr[-2000:])
+    prints(None, code, "['pandas is not imported while analytics-kit loads', 'imported']")
 
 
 def test_the_analytics_kit_command_exits_with_the_commands_status(api, tmp_path):
