@@ -14,6 +14,7 @@ demo API's HTTP server on first use; each name is the function, class or module 
 ``help(analytics_kit.load)`` and ``from analytics_kit import load`` show.
 """
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from analytics_kit import _settings
@@ -44,6 +45,12 @@ _ON_FIRST_USE = {
     "demo": None,
     "notebook": None,
 }
+# First uses take turns. dlt's package imports are circular: a thread importing one dlt module
+# while another was half-way through another found it partially initialised ("cannot import name
+# 'resolve_configuration' from partially initialized module"; ``ak.load`` beside ``ak.RetryPolicy``
+# in two threads failed every time, helper-50). Each turn starts at ``dlt`` itself, the order in
+# which a single thread imports it.
+_FIRST_USE = threading.RLock()
 
 __all__ = [
     "ConfigError",
@@ -75,12 +82,17 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     module = _ON_FIRST_USE[name]
-    value = importlib.import_module(f"{__name__}.{name}") if module is None else \
-        getattr(importlib.import_module(module), name)
-    globals()[name] = value  # found directly from now on
+    with _FIRST_USE:
+        if name in globals():  # another thread's turn imported it
+            return globals()[name]
+        if module is not None:
+            importlib.import_module("dlt")
+        value = importlib.import_module(f"{__name__}.{name}") if module is None else \
+            getattr(importlib.import_module(module), name)
+        globals()[name] = value  # found directly from now on
     return value
 
 
 def __dir__() -> list[str]:
-    """The module's names, those imported on first use included (typing's helpers left out)."""
-    return sorted({*globals(), *_ON_FIRST_USE} - {"Any", "TYPE_CHECKING"})
+    """The module's names, those imported on first use included (the imports of typing and threading left out)."""
+    return sorted({*globals(), *_ON_FIRST_USE} - {"Any", "TYPE_CHECKING", "threading"})
