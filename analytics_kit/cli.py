@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from analytics_kit.errors import ConfigError, KitError
 from analytics_kit.interrupts import is_interrupt
-from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE
+from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE, LOCK_WAIT_SECONDS
 
 DATABASE_HELP = f"DuckDB file (default: ${DATABASE_ENV} if set, else %(default)s in the current folder)"
 LOAD_EPILOG = """environment:
@@ -87,6 +87,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         destination=args.destination,
         progress=not args.quiet,
+        lock_timeout=args.lock_timeout,
     )
     print(report)
     print(f"took {report.timing()}; load id {report.load_id}")
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--full-refresh", action="store_true", help="drop this source's tables and cursors, reload all")
     load.add_argument("--config", help="config file: the guide's dict as TOML, YAML or JSON")
     load.add_argument("--quiet", action="store_true", help="no progress output")
+    load.add_argument("--lock-timeout", type=float, default=LOCK_WAIT_SECONDS, metavar="SECONDS",
+                      help=f"how long to wait for another load of the same database (default: {LOCK_WAIT_SECONDS:g})")
     where(load)
     query = command("query", cmd_query, "run SQL against the DuckDB file and print the result")
     query.add_argument("sql", help='e.g. "SELECT count(*) FROM analytics.events"')

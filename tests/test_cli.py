@@ -7,6 +7,7 @@ import re
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -225,3 +226,22 @@ def test_demo_runs_the_whole_job(tmp_path):
     assert counts["customers"] == 12 and counts["events"] >= 600
     for table, rows in counts.items():
         assert re.search(rf"^\s*{table}\s+{rows}\s*$", result.stdout, re.M), (table, rows, result.stdout)
+
+
+def test_the_load_command_waits_for_another_load_as_long_as_it_is_told(api, config_files, tmp_path):
+    """The lock's error told the command's users to pass a longer lock_timeout, which only ak.load
+    took (helper-50): the command has --lock-timeout."""
+    from analytics_kit.store.lock import load_lock
+
+    database = tmp_path / "held.duckdb"
+    args = ("load", "--quiet", "--database", str(database), "--config", str(config_files["json"]))
+    with load_lock(Path(f"{database}.state"), 0, str(database)):  # another load of it, in this process
+        started = time.monotonic()
+        waited = kit(*args, "--lock-timeout", "0.5", env={"API_KEY": api.api_key})
+        took = time.monotonic() - started
+    shown = waited.stdout + waited.stderr
+    assert waited.returncode == 1 and f"(PID {os.getpid()}); this one waited 0.5 s" in shown, shown
+    assert "--lock-timeout" in shown and "Traceback" not in shown and took < 8  # not the default 10 s
+    refused = kit(*args, "--lock-timeout", "-1", env={"API_KEY": api.api_key})
+    assert refused.returncode == 1 and "lock_timeout" in refused.stderr and "Traceback" not in refused.stderr
+    assert kit(*args, "--lock-timeout", "5", env={"API_KEY": api.api_key}).returncode == 0

@@ -62,8 +62,8 @@ def _acquire(fd: int, wait: float, label: str, on_wait: Callable[[str], None] | 
         if time.monotonic() >= deadline:
             raise LoadError(
                 f"Another load of {label} is running ({holder}); this one waited {wait:g} s for it.",
-                guidance="Let that load finish and run this one again, or pass a longer lock_timeout "
-                "to wait for it.",
+                guidance="Let that load finish and run this one again, or wait longer for it: "
+                "ak.load(..., lock_timeout=seconds), or analytics-kit load --lock-timeout seconds.",
                 database=label, holder=holder,
             )
         if not told and on_wait is not None:
