@@ -589,6 +589,31 @@ def fill(folder: Path, leave_kb: int) -> Path:
     return ballast
 
 
+def test_dlts_trace_dump_failing_on_a_full_disk_is_one_line(small_disk, monkeypatch):
+    """dlt shrugs off its trace dump failing on a full disk (``suppress_and_warn``), and the command
+    printed its ~70-line traceback before the kit's error saying the disk is full (helper-50)."""
+    from dlt.common import logger as dlt_logger
+    from dlt.pipeline.trace import save_trace
+
+    from analytics_kit import seam
+
+    dlt_log = logging.getLogger("dlt")
+    monkeypatch.setattr(dlt_logger, "LOGGER", dlt_log)  # as a load sets it
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    dlt_log.addHandler(handler)
+    ballast = fill(small_disk, 64)
+    try:
+        with seam.mute_dedup_notice():  # as every load does: installs the kit's filter on dlt's log
+            save_trace(str(small_disk), b"x" * 2_000_000)  # what dlt does after each step, with a big trace
+    finally:
+        dlt_log.removeHandler(handler)
+        ballast.unlink()
+    assert [(r.getMessage(), r.exc_info) for r in records] == [
+        ("Failed to create trace dump via pickle: No space left on device", None)]
+
+
 @pytest.mark.parametrize("checked", [True, False], ids=["with the free-space check", "without it"])
 def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, monkeypatch, checked):
     from analytics_kit.store import database as kit_database
