@@ -690,8 +690,12 @@ def identifier_naming(source: DltSource, *, fields: bool = False, nested: bool =
 
 
 def local_state_hash(pipeline: Any) -> str | None:
-    """The version hash of the pipeline's local state (``Pipeline.state`` is public, the key is not)."""
-    return pipeline.state.get("_version_hash")
+    """The local state's version hash (its key is not public); None if its content no longer hashes to it: a
+    cursor edited by hand kept the stored hash, and a run trusted the folder and skipped records (helper-49)."""
+    from dlt.pipeline.state_sync import generate_pipeline_state_version_hash as content_hash
+
+    stored = pipeline.state.get("_version_hash")
+    return stored if stored and content_hash(pipeline.state) == stored else None
 
 
 def committed_state_hash(client: Any, pipeline_name: str) -> str | None:

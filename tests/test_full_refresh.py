@@ -401,3 +401,21 @@ def test_a_cursor_given_as_a_path_sorts_a_keys_copies_too(cursor):
         assert ak.query("SELECT value FROM events WHERE id = 50").value[0] == 5.5
         hints = ak.schema().columns
         assert "dedup_sort" in hints.set_index("column").hints[column], hints
+
+
+def test_a_rebuild_after_a_run_killed_as_it_created_the_staging_schema(api, config):
+    """A run killed right after dlt's ``CREATE SCHEMA main_staging`` left the schema empty; the kit's
+    tidy-up dropped staging only when it held a table, and dlt's next full refresh that rebuilds the
+    tables failed on it ("Table with name _dlt_version does not exist"; helper-49)."""
+    import duckdb
+
+    ak.load(config, progress=False)
+    with duckdb.connect("analytics.duckdb") as con:
+        con.execute("CREATE SCHEMA main_staging")  # what the kill left
+    retyped = copy.deepcopy(config)
+    retyped["resources"][0]["columns"]["value"] = {"data_type": "text", "nullable": True}  # was double: a rebuild
+    report = ak.load(retyped, mode="full_refresh", progress=False)
+    assert report.rows["events"] == len(served(api)) and loaded(api) == served(api)
+    with duckdb.connect("analytics.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'main_staging'"
+                           ).fetchone() == (0,)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,24 @@ def test_the_local_state_is_kept_only_while_it_is_the_committed_one(api, config,
     api.advance(new=5, updated=5)
     ak.load(config, progress=False)
     assert len(restores) == 2
+    assert loaded(api) == served(api)
+
+
+def test_a_local_state_edited_under_its_old_hash_is_restored(api, config, monkeypatch):
+    """A cursor changed in the folder's state.json (by hand, or bit rot) under the stored hash was
+    trusted as the committed state: the next run asked only for later records and skipped 10 new ones
+    for good (helper-49). The state must hash to what the database committed."""
+    ak.load(config, progress=False)
+    restores = count_restores(monkeypatch)
+    path = next(Path("analytics.duckdb.state").glob("*/state.json"))
+    state = json.loads(path.read_text())
+    cursor = state["sources"]["analytics"]["resources"]["events"]["incremental"]["updated_at"]
+    later = datetime.fromisoformat(cursor["last_value"]) + timedelta(days=30)  # still in the past
+    cursor["last_value"] = later.isoformat()  # the hash left as it was
+    path.write_text(json.dumps(state))
+    api.advance(new=10, updated=10)
+    ak.load(config, progress=False)
+    assert restores == [1]
     assert loaded(api) == served(api)
 
 

@@ -117,7 +117,8 @@ def _is_committed(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]])
     needed = (schema.state_table_name, schema.version_table_name, schema.loads_table_name)
     if any((client.dataset_name, name) not in tables for name in needed):
         return False
-    return (seam.local_state_hash(pipeline) == seam.committed_state_hash(client, pipeline.pipeline_name)
+    local = seam.local_state_hash(pipeline)  # None for a state whose content lost its hash
+    return (local is not None and local == seam.committed_state_hash(client, pipeline.pipeline_name)
             and seam.schema_stored(client, schema.name, schema.version_hash))
 
 
@@ -125,8 +126,10 @@ def _tidy(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]], tidy_st
     """Clears what an unfinished run wrote; returns whether a full refresh is pending."""
     remove_uncommitted_appends(pipeline, client, tables)
     drop_uncommitted(client, tables)  # the kit's record of loads that never committed
-    if tidy_staging and any(schema != client.dataset_name for schema, _ in tables):
-        _drop_staging(client)  # what a failed run staged
+    if tidy_staging:
+        # what a failed run staged; also an empty staging schema, which a run killed right after creating it
+        # left, and on which dlt's next full refresh that rebuilds the tables failed (helper-49)
+        _drop_staging(client)
     return (client.dataset_name, PENDING_TABLE) in tables
 
 
