@@ -84,10 +84,12 @@ class KitPaginate:
                  on_arrow_page: Callable[[int], None] | None = None, cursor: tuple[str, bool] | None = None,
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
-                 replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True) -> None:
+                 replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
+                 string_keys: Callable[[], bool] = lambda: False) -> None:
         self.client = client
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
+        self.string_keys = string_keys  # whether distinct string keys stay distinct in the table (tally.py)
         # False when the config's incremental has a convert: it reads the API's own form
         self.rewrite_cursor = rewrite_cursor
         self.naming = naming  # dlt's column names for the API's fields
@@ -258,7 +260,7 @@ class KitPaginate:
                           "again only where the load keeps one row per key (a delete-insert merge on a primary key); "
                           "a later full refresh loads what was skipped")
                 missing, shrank = 0, None
-            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind()
+            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")

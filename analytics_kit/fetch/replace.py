@@ -37,7 +37,7 @@ class Replace:
     @classmethod
     def of(cls, columns: Any, naming: Callable[[str], str]) -> "Replace":
         """For a resource's ``columns`` hint: its flag is the column with dlt's ``hard_delete`` hint."""
-        flag = next((name for name, hint in _declared(columns, naming).items() if hint.get("hard_delete")), None)
+        flag = next((name for name, hint in declared_columns(columns, naming).items() if hint.get("hard_delete")), None)
         return cls(flag, naming)
 
     def field(self, names: Iterable[Any]) -> str | None:
@@ -91,7 +91,7 @@ def stale_columns(schema: Any, source: Any, linked: Collection[str] = ()) -> str
         table = schema.tables.get(naming.normalize_table_identifier(table_of(resource)))
         if table is None:
             continue
-        declared = _declared(resource.columns, naming.normalize_identifier)
+        declared = declared_columns(resource.columns, naming.normalize_identifier)
         if table["name"] in linked:
             root_id = naming.normalize_identifier("_dlt_root_id")
             unlinked = [name for name, _ in seam.nested_tables(schema, table["name"])
@@ -143,7 +143,7 @@ def table_of(resource: Any) -> str:
 COLUMN_PROPERTIES = {"data_type": None, "nullable": True, "precision": None, "scale": None, "timezone": None}
 
 
-def _declared(columns: Any, naming: Any) -> dict[str, dict]:
+def declared_columns(columns: Any, naming: Any) -> dict[str, dict]:
     if isinstance(columns, dict):
         return {naming(name): hint for name, hint in columns.items() if isinstance(hint, dict)}
     if isinstance(columns, (list, tuple)):

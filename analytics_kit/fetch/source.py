@@ -31,6 +31,7 @@ from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, me
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.fetch.tally import strings_stay_distinct
 from analytics_kit.redact import Redactor, guard_logs
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def _build(
             seam.install_session(client, new_session())
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
+            learned: Callable[[str], str | None] = lambda name: None
             cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = seam.resource_incremental(resource)
@@ -166,6 +168,7 @@ def _build(
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
                                           required=(key,) if isinstance(key, str) else key)
                 convert = PageFormat(converter, resource.name, naming)
+                learned = converter.kinds.get
                 seam.add_step(resource, CastDeferred(converter), after_incremental=True)
                 seam.mute_json_override(resource.name)
             else:
@@ -183,7 +186,9 @@ def _build(
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
-                        replace=rows, fields=None if renames else fields, repage=one_row_per_key).install()
+                        replace=rows, fields=None if renames else fields, repage=one_row_per_key,
+                        string_keys=strings_stay_distinct(seam.primary_key(resource), resource.columns, naming,
+                                                          learned)).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)

@@ -8,6 +8,7 @@ from array import array
 from typing import Any, Callable
 
 from analytics_kit.fetch.key_fields import key_fields
+from analytics_kit.fetch.replace import declared_columns
 
 SMALL = 100_000  # keys counted in a set (~5 MB at most); more are sorted in numpy, 8 bytes a key
 
@@ -73,8 +74,9 @@ class Tally:
                     self.others.add(value)
         return keys
 
-    def one_kind(self) -> bool:
-        """Whether every key was a 64-bit integer, or every key a string.
+    def one_kind(self, strings_kept: bool) -> bool:
+        """Whether every key was a 64-bit integer, or every key a string and ``strings_kept``
+        (the key column keeps strings as they are: see ``strings_stay_distinct``).
 
         Only then does "distinct here" mean "distinct in the table": 2 and 2.0, or 5 and "5",
         are two keys here and one after conversion, and telling dlt the rows need no dedup
@@ -82,7 +84,7 @@ class Tally:
         """
         if not self.others:
             return True
-        return not self.ints and all(type(k) is str for k in self.others)
+        return strings_kept and not self.ints and all(type(k) is str for k in self.others)
 
     def absorb(self, other: "Tally") -> None:
         """Adds ``other``'s keys: a tally of several passes counts each key once."""
@@ -130,3 +132,20 @@ def _count_distinct(ints: array) -> int:
     values = np.frombuffer(ints, dtype=np.int64).copy()
     values.sort()
     return int(values.size and 1 + np.count_nonzero(values[1:] != values[:-1]))
+
+
+def strings_stay_distinct(key: Any, columns: Any, naming: Callable[[str], str],
+                          learned: Callable[[str], str | None] = lambda name: None) -> Callable[[], bool]:
+    """Whether distinct string keys stay distinct in the table: only in a text column.
+
+    Into a bigint column "5", "05" and " 5" are one key, and a timestamp column makes "...Z" and
+    "...+00:00" one: telling dlt such rows need no dedup left two rows of one key (helper-49). A
+    column the config leaves undeclared is typed by its first value (``learned``: the type the
+    kit's conversion gave it, None where dlt's normaliser types it: not known here).
+    """
+    if not isinstance(key, str):
+        return lambda: False
+    declared = declared_columns(columns, naming).get(naming(key), {}).get("data_type")
+    if declared is not None:
+        return lambda: declared == "text"
+    return lambda: learned(key) == "text"
