@@ -120,6 +120,20 @@ def test_a_404_says_the_path_or_base_url_is_wrong_and_shows_the_url_with_the_key
     assert api.count(path="/api/v1/events") == 1  # not retried
 
 
+def test_a_404_part_way_through_a_listing_does_not_blame_the_path(api, monkeypatch):
+    """Pages of the listing loaded, then one answered 404: the path works (helper-49 got "the path or
+    the base URL is wrong")."""
+    monkeypatch.setenv("API_KEY", api.api_key)
+    api.inject("status", path="/v1/events", offset=200, status=404)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(ak.guide_config(api.base_url), progress=False, concurrency=1)
+    text = str(caught.value)
+    assert text.startswith("The API answered HTTP 404 (not found) for resource 'events' on "), text
+    assert "offset=200" in text and "after it had answered 2 request(s)" in text, text
+    assert "The path works" in text and "path or the base URL is wrong" not in text, text
+    assert "api_key=***" in text and api.api_key not in text
+
+
 # -- https that works -------------------------------------------------------------------------------
 
 

@@ -195,6 +195,8 @@ def retry_session(
                     _first_contact(raised, error, request, stats, redact)
         if response is not None:
             stats.answered.add(origin(request.url))
+            if response.status_code < 400:
+                stats.served(resource)
         if gate is not None and response is not None and response.status_code == 429:
             gate.pause(retry_after(response))
         if raised is None:

@@ -46,6 +46,8 @@ class LoadStats:
         # Origins that answered in this run, whatever the status: a connection to one of
         # them that fails is retried; to any other it fails at once (see retry.retry_session).
         self.answered: set[str] = set()
+        # Answers below 400 per resource: a 404 after some tells a listing that broke off from a wrong path.
+        self.answers_ok: dict[str, int] = defaultdict(int)
         # Attempts per request text (method, path and query, secrets masked): a retry
         # repeats the same text, so this counts the attempts each request took.
         self.attempts: dict[str, int] = defaultdict(int)
@@ -66,6 +68,10 @@ class LoadStats:
             self.requests[resource] += 1
             self.attempts[request] += 1
             self.last_request[resource] = request
+
+    def served(self, resource: str) -> None:
+        with self._lock:
+            self.answers_ok[resource] += 1
 
     def warn(self, resource: str, text: str) -> None:
         """A warning for ``resource``: logged, and listed in the ``LoadReport``, once a run."""

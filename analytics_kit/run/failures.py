@@ -133,6 +133,16 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 guidance=KEY_GUIDANCE + cookies, resource=resource, status=status,
             )
         url = redactor(failed.url) if failed is not None and failed.url else request
+        if status in (404, 410) and stats.answers_ok.get(resource or ""):
+            return LoadError(
+                f"The API answered HTTP {status} (not found) for {where} on {url}, after it had answered "
+                f"{stats.answers_ok[resource or '']} request(s) of this run on that resource; nothing from this run "
+                "was committed.",
+                guidance="The path works: the API stopped serving the listing part-way (its data may have shrunk "
+                "while it was paged, or the API is failing). Run the load again; if it happens again, tell the "
+                "API's provider which request answered 404.",
+                resource=resource, status=status, request=request,
+            )
         if status in (404, 410):
             return LoadError(
                 f"The API answered HTTP {status} (not found) for {where} on {url}; nothing from this run was "
