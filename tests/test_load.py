@@ -222,3 +222,16 @@ def test_no_pipeline_folder_outside_the_database_folder(api, config, tmp_path):
     ak.load(config)
     for place in machine_wide:
         assert (set(place.iterdir()) if place.exists() else set()) == before[place]
+
+
+def test_a_failure_dlt_explains_is_shown_with_dlts_explanation(api, config):
+    """dlt raised its explanation while handling a StopIteration, and the kit showed the bare
+    StopIteration: "The load failed in extract: StopIteration:" (helper-52)."""
+    config["resources"][0]["endpoint"]["paginator"] = {"type": "single_page"}  # paged by dlt itself
+    config["resources"].append({"name": "detail", "include_from_parent": ["nope"], "endpoint": {
+        "path": "/v1/events/{id}", "params": {"id": {"type": "resolve", "resource": "events", "field": "id"}}}})
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    text = str(caught.value)
+    assert "Resource expects a field `nope`" in text and "Available parent fields are" in text, text
+    assert "StopIteration" not in text

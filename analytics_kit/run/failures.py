@@ -282,7 +282,10 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             database=database,
         )
 
-    root = list(causes(error))[-1]
+    chain = list(causes(error))
+    # the deepest error that says something: dlt's own explanation, not the bare StopIteration it was raised
+    # while handling ("The load failed in extract: StopIteration:", helper-52)
+    root = next((e for e in reversed(chain) if str(e).strip()), chain[-1])
     step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
     # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
