@@ -324,6 +324,11 @@ VALID: list[tuple[str, Config, dict[str, str]]] = [
         "/camel", paginator={"type": "offset", "limit": 4, "total_path": "total"},
         incremental={"cursor_path": "updatedAt", "initial_value": "2026-01-04T00:00:00Z", "start_param": "since",
                      "convert": lambda v: datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").strftime("%Y%m%d")}), {}),
+    ("an incremental param with dlt's deprecated transform", one(
+        "/camel", paginator={"type": "offset", "limit": 4, "total_path": "total"},
+        params={"since": {"type": "incremental", "cursor_path": "updatedAt", "initial_value": "2026-01-04T00:00:00Z",
+                          "transform": lambda v: datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ").strftime("%Y%m%d")}}),
+     {}),
     ("a data_selector with a wildcard, empty last page", one("/items/page", data_selector="data[*]",
                                                                paginator={"type": "page_number", "base_page": 1, "total_path": None}), {}),
     ("a data_selector filter matching nothing on some pages", one(

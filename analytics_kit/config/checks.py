@@ -239,7 +239,8 @@ def check_auth(value: Any, path: str) -> None:
 
 
 def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) -> None:
-    check_mapping(value, spec, path)
+    # dlt still takes an incremental param's ``transform``, the deprecated name of ``convert`` (with a warning)
+    check_mapping(value, spec, path, extra=("transform",) if spec is rt.IncrementalParamConfig else ())
     if not value.get("cursor_path"):
         raise fail(join(path, "cursor_path"), "missing or empty",
                    "the path of the record field to track, e.g. 'updated_at'",
