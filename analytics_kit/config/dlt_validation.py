@@ -72,10 +72,37 @@ def validate_with_dlt(config: dict[str, Any]) -> None:
         else:
             literal = is_literal_type(hint)
             detail = deepest.msg + (did_you_mean(deepest.value, map(str, get_literal_args(hint))) if literal else "")
+        guidance = "Fix the value as described; see dlt's rest_api documentation."
+        if path.endswith("auth") and _partial_auth(_at(config, path)):
+            # what dlt refuses is the dict as written; the kit's own advice (set the missing field in dlt
+            # secrets) led here (helper-52)
+            guidance = ("dlt checks an auth dict as it is written, before it looks in dlt secrets: one that gives "
+                        "some credentials (an http_basic username) must give them all (its password too). Write "
+                        "every field into the dict, or leave the credentials out of it to take them all from dlt "
+                        "secrets.")
         failure = ConfigError(f"rejected by dlt's rest_api validator: {detail}; "
-                              f"expected {_describe(hint)}", path=path,
-                              guidance="Fix the value as described; see dlt's rest_api documentation.")
+                              f"expected {_describe(hint)}", path=path, guidance=guidance)
     if failure is not None:
         # raised outside the except block: dlt's exception (and its frames) is not chained
         raise failure
 
+
+
+def _at(config: Any, path: str) -> Any:
+    """The value at a kit path such as ``resources[0].endpoint.auth``, or None."""
+    value = config
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path):
+        try:
+            value = value[int(index)] if index else value[name]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _partial_auth(auth: Any) -> bool:
+    """An auth dict with a type, some credentials given and some left out (or None)."""
+    if not isinstance(auth, dict) or not isinstance(auth.get("type"), str):
+        return False
+    given = [key for key, value in auth.items() if key != "type" and value is not None]
+    return bool(given) and (any(value is None for value in auth.values()) or auth["type"] == "http_basic"
+                            and not {"username", "password"} <= set(given))
