@@ -733,6 +733,22 @@ def delete_loaded_packages(pipeline: Any) -> None:
         storage.delete_loaded_package(load_id)
 
 
+# -- repeated keys at an incremental's start --
+# dlt's arrow incremental drops the rows already loaded at its start value by their row index, and with a single-column
+# primary key it takes the key column for that index: every row of such a key went, a newer version later in the same
+# run too (a change feed's "a" at the stored cursor and again changed: the table kept the old one; helper-51). Its dict
+# path drops only the rows at the start value. The positional index it otherwise builds keeps that meaning. A fix in
+# dlt's ``ArrowIncremental`` would replace this.
+
+
+def index_arrow_increments_by_position() -> None:
+    """dlt's arrow incremental keeps its own row index, never the primary key column, as the index of rows to drop."""
+    from dlt.extract.incremental.transform import ArrowIncremental
+
+    if not isinstance(ArrowIncremental.__dict__.get("_dlt_index"), property):
+        ArrowIncremental._dlt_index = property(lambda self: "_dlt_index", lambda self, value: None)
+
+
 # -- frame libraries half imported --
 # dlt tells pandas and polars frames apart by the module in ``sys.modules``, which is there from the moment
 # its import starts: while another thread imported pandas, dlt's checks of each item read ``pandas.DataFrame``

@@ -116,6 +116,7 @@ def _build(
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
     guard_logs(redactor)  # also when the source is iterated outside load()
+    seam.index_arrow_increments_by_position()  # the fast path's pages go through dlt's arrow incremental
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
