@@ -471,8 +471,9 @@ def _install_emptied_first() -> None:
 
 # -- dlt's log messages -----------------------------------------------------------------------
 # Two warnings dlt logs are expected by design on the kit's fast path, matched on dlt's text (if it changes, the warning
-# shows again: harmless, and tests/test_fast.py notices). A disk error dlt shrugs off (its trace dump on a full disk) is
-# one line: its ~70-line traceback came before the kit's own error saying the disk is full (helper-50).
+# shows again: harmless, and tests/test_fast.py notices). A traceback dlt logs (a load job's failure, its trace dump on
+# a full disk) is one line unless the log is at DEBUG: 26 to 373 lines of them came before the kit's own error saying
+# the disk is full (helper-50, helper-51).
 
 
 class _Muted(logging.Filter):
@@ -484,8 +485,10 @@ class _Muted(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = str(record.msg)
         error = record.exc_info[1] if record.exc_info else None
-        if record.funcName == "suppress_and_warn" and isinstance(error, OSError):
-            record.msg, record.args, record.exc_info, record.exc_text = f"{text}: {error.strerror or error}", (), None, None
+        if error is not None and not _debugging():
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else \
+                (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            record.msg, record.args, record.exc_info, record.exc_text = f"{record.getMessage()}: {reason}", (), None, None
             return True
         if text.startswith("In resource: ") and "when merging arrow schema" in text:
             # a ``json`` hint overriding an arrow string column: JSON travels as serialized
@@ -497,6 +500,10 @@ class _Muted(logging.Filter):
         message = record.getMessage() if self.dedup_notice else ""
         return not ("declared as already deduplicated" in message
                     or 'is only applied when using the "merge" write disposition' in message)
+
+
+def _debugging() -> bool:
+    return logging.getLogger("dlt").isEnabledFor(logging.DEBUG) or logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 _MUTED = _Muted()

@@ -614,6 +614,43 @@ def test_dlts_trace_dump_failing_on_a_full_disk_is_one_line(small_disk, monkeypa
         ("Failed to create trace dump via pickle: No space left on device", None)]
 
 
+@pytest.mark.parametrize("debugging", [False, True])
+def test_tracebacks_dlt_logs_are_one_line_unless_the_log_is_at_debug(monkeypatch, debugging):
+    """dlt logs each failed load job with its traceback ("Transient exception in job", "worker ... died in
+    uncontrollable manner"): on a disk filling up in the load step, 26 to 373 lines came before the kit's
+    own error (helper-51). ``--debug`` (the log at DEBUG) keeps them."""
+    import duckdb
+
+    from dlt.common import logger as dlt_logger
+
+    from analytics_kit import seam
+
+    dlt_log = logging.getLogger("dlt")
+    monkeypatch.setattr(dlt_logger, "LOGGER", dlt_log)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.DEBUG if debugging else logging.WARNING)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    dlt_log.addHandler(handler)
+    try:
+        with seam.mute_dedup_notice():  # as every load does: installs the kit's filter on dlt's log
+            try:
+                duckdb.connect(":memory:").execute("SELECT * FROM no_such_table")
+            except duckdb.Error:
+                dlt_logger.error("Transient exception in job events.1.parquet", exc_info=True)
+    finally:
+        dlt_log.removeHandler(handler)
+        root.setLevel(level)
+    [record] = records
+    if debugging:
+        assert record.exc_info is not None
+    else:
+        assert record.exc_info is None and record.getMessage().startswith(
+            "Transient exception in job events.1.parquet: Catalog Error: Table with name no_such_table"), \
+            record.getMessage()
+
+
 @pytest.mark.parametrize("checked", [True, False], ids=["with the free-space check", "without it"])
 def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, monkeypatch, checked):
     from analytics_kit.store import database as kit_database
