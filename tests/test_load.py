@@ -235,3 +235,23 @@ def test_a_failure_dlt_explains_is_shown_with_dlts_explanation(api, config):
     text = str(caught.value)
     assert "Resource expects a field `nope`" in text and "Available parent fields are" in text, text
     assert "StopIteration" not in text
+
+
+def test_a_configs_convert_gets_the_stored_cursor_as_the_api_wrote_it_on_every_run(api, config):
+    """The kit rewrote stored timestamp cursors into its canonical form before each run, convert's too:
+    a convert parsing the API's "...Z" got "...+00:00" from the second run on and failed (helper-53)."""
+    from datetime import datetime
+
+    seen: list[str] = []
+
+    def strict(value: str) -> str:
+        seen.append(value)
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    for resource in config["resources"]:
+        resource["endpoint"]["incremental"]["convert"] = strict
+    ak.load(config, progress=False)
+    api.advance(new=5, updated=5)
+    report = ak.load(config, progress=False)
+    assert report.rows.get("events") and loaded(api) == served(api)
+    assert seen and all(value.endswith("Z") for value in seen), seen

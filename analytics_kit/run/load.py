@@ -27,6 +27,7 @@ from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
     complete_row_columns,
+    cursor_convert,
     memoise_secret_hints,
     memoise_typeddict_hints,
     merge_into_emptied,
@@ -189,7 +190,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             if stale is not None:
                 logger.info("%s; this full refresh rebuilds the tables", stale)
                 replace, source = False, build()
-        for resource, moved in settle_cursors(pipeline, SOURCE_NAME):
+        as_written = [name for name, r in source.resources.items() if cursor_convert(r) is not None]
+        for resource, moved in settle_cursors(pipeline, SOURCE_NAME, as_written):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
         with _timed(steps, "extract"):

@@ -7,7 +7,7 @@ cursors from the future) is ``cursors``'s.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Collection, Iterator
 
 from analytics_kit.fetch import cursors
 from analytics_kit.seam import incremental_states
@@ -42,9 +42,13 @@ def future_cursors(pipeline: Pipeline, source: str, started: datetime) -> Iterat
             yield stored.resource, stored.value
 
 
-def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
+def settle_cursors(pipeline: Pipeline, source: str, as_written: Collection[str] = ()) -> list[tuple[str, str]]:
     """Stored timestamp cursors in the form that compares as instants; one that ran ahead of
     the run that stored it moved back to that run's start. Returns (resource, what was moved).
+
+    The cursors of ``as_written`` resources (whose config's ``convert`` reads the value as the API
+    wrote it) keep their form: rewritten, the second run's convert got "...+00:00" where it parsed
+    the API's "...Z", and failed every run after the first (helper-53).
 
     Written through ``Pipeline.managed_state`` (public) before extraction, so dlt's
     incremental step starts from the settled value; the layout is dlt's (see above).
@@ -53,9 +57,10 @@ def settle_cursors(pipeline: Pipeline, source: str) -> list[tuple[str, str]]:
     with pipeline.managed_state() as state:
         for stored in incremental_states(state, source):
             value, path = stored.value, stored.path
-            settled = cursors.canonical(value)
+            settled = value if stored.resource in as_written else cursors.canonical(value)
             started = cursors.parse(stored.resource_state.get(cursors.RUN_STARTED))
-            if started is not None and cursors.beyond(settled, started, epoch_cursor(pipeline, stored.resource, path)):
+            if started is not None and cursors.beyond(cursors.canonical(value), started,
+                                                      epoch_cursor(pipeline, stored.resource, path)):
                 settled = cursors.restart_point(started, like=value)
                 # the boundary records' hashes belong to the future value
                 stored.move_to(settled, forget_boundary=True)
