@@ -255,3 +255,24 @@ def test_a_configs_convert_gets_the_stored_cursor_as_the_api_wrote_it_on_every_r
     report = ak.load(config, progress=False)
     assert report.rows.get("events") and loaded(api) == served(api)
     assert seen and all(value.endswith("Z") for value in seen), seen
+
+
+@pytest.mark.parametrize("step, expected", [
+    ({"map": "stop"}, "caused an exception: StopIteration"),
+    (None, "the API's records have no field 'modified', which the incremental's cursor_path names"),
+])
+def test_failures_dlt_explains_badly_get_a_message_that_says_what_happened(api, config, step, expected):
+    """A map step raising StopIteration left "... caused an exception: " and nothing after it, and a
+    cursor_path the records lack got dlt's text for arrow tables, about columns and nested paths
+    (helper-53)."""
+    def stop(record):
+        raise StopIteration
+
+    events = config["resources"][0]
+    if step is not None:
+        events["processing_steps"] = [{"map": stop}]
+    else:
+        events["endpoint"]["incremental"]["cursor_path"] = "modified"
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    assert expected in str(caught.value), str(caught.value)

@@ -284,10 +284,22 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
 
     chain = list(causes(error))
     # the deepest error that says something: dlt's own explanation, not the bare StopIteration it was raised
-    # while handling ("The load failed in extract: StopIteration:", helper-52)
-    root = next((e for e in reversed(chain) if str(e).strip()), chain[-1])
+    # while handling ("The load failed in extract: StopIteration:", helper-52); dlt's incremental explains a
+    # cursor the records lack better than the KeyError it was raised from (helper-53)
+    root = next((e for e in chain if type(e).__module__.startswith("dlt.extract.incremental")), None) or \
+        next((e for e in reversed(chain) if str(e).strip()), chain[-1])
     step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
+    if text.rstrip().endswith(":") and not str(chain[-1]).strip():
+        text = f"{text.rstrip()} {type(chain[-1]).__name__}"  # "... caused an exception:" and a bare StopIteration
+    if type(root).__name__ == "IncrementalCursorPathMissing":
+        # dlt's text for arrow tables (the kit's fast path) speaks of columns and nested paths
+        return LoadError(
+            f"{where[0].upper() + where[1:]}: the API's records have no field {getattr(root, 'json_path', '?')!r}, "
+            "which the incremental's cursor_path names; nothing from this run was committed.",
+            guidance="Name the field as the API sends it in its records (it may differ from the column name in the "
+            "database); if only some records lack it, set incremental.on_cursor_value_missing to 'include' or "
+            "'exclude'.", resource=resource)
     # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
     # where Python says "int too large to convert to C long"
     if "exceeds 64-bit range" in text or (isinstance(root, OverflowError) and "too large to convert" in text):
