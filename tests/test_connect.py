@@ -198,3 +198,36 @@ def test_an_https_api_whose_certificate_is_not_trusted_fails_at_once(https_api, 
     assert took < FAST
     assert "the TLS handshake failed (" in str(error) and "certificate verify failed" in str(error)
     assert "REQUESTS_CA_BUNDLE" in str(error)
+
+
+@pytest.mark.parametrize("auth, said, hint", [
+    ({"type": "http_basic", "username": "ann", "password": "not-it-7c1"}, "the username and password", "CREDENTIALS__USERNAME"),
+    ({"type": "bearer", "token": "not-it-7c1"}, "the token", "CREDENTIALS__TOKEN"),
+])
+def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, hint):
+    """A 401 under http_basic or bearer auth advised setting API_KEY (helper-53)."""
+    import http.server
+    import threading
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = {"client": {"base_url": f"http://127.0.0.1:{server.server_port}", "auth": auth},
+                  "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data"}}]}
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = str(caught.value)
+    assert f"The API rejected {said} (HTTP 401)" in text and hint in text, text
+    assert "API_KEY" not in text and "not-it-7c1" not in text, text

@@ -30,6 +30,13 @@ KEY_GUIDANCE = (
     "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
     "to a key the API accepts."
 )
+# A 401 under other auth types told the user to set API_KEY (helper-53): by the Authorization header's scheme
+CREDENTIAL_GUIDANCE = {
+    "basic": ("username and password", "Check the username and password (the auth block's, or CREDENTIALS__USERNAME "
+              "and CREDENTIALS__PASSWORD in dlt secrets): the API does not accept them."),
+    "bearer": ("token", "Check the token (the auth block's, or CREDENTIALS__TOKEN in dlt secrets): the API does not "
+               "accept it; it may have expired."),
+}
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -128,9 +135,11 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                        " The request also carried cookies the API set during this load: an API whose session "
                        "cookie changes with every answer needs its pages one at a time: set concurrency: 1 on the "
                        "endpoint (or load(..., concurrency=1)).")
+            scheme = (http.response.request.headers.get("Authorization") or "").split(" ", 1)[0].lower()
+            credentials, guidance = CREDENTIAL_GUIDANCE.get(scheme, ("key", KEY_GUIDANCE))
             return LoadError(
-                f"The API rejected the key (HTTP {status}) for {where}.",
-                guidance=KEY_GUIDANCE + cookies, resource=resource, status=status,
+                f"The API rejected the {credentials} (HTTP {status}) for {where}.",
+                guidance=guidance + cookies, resource=resource, status=status,
             )
         url = redactor(failed.url) if failed is not None and failed.url else request
         if status in (404, 410) and stats.answers_ok.get(resource or ""):
