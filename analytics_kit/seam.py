@@ -756,6 +756,15 @@ def index_arrow_increments_by_position() -> None:
         ArrowIncremental._dlt_index = property(lambda self: "_dlt_index", lambda self, value: None)
 
 
+def incremental_errors() -> tuple[type, ...]:
+    """dlt's incremental's exceptions (they explain a cursor better than the KeyError they were raised from),
+    the one for a cursor field the records lack first."""
+    from dlt.extract.incremental import exceptions as e
+
+    return (e.IncrementalCursorPathMissing, e.IncrementalCursorPathHasValueNone, e.IncrementalCursorInvalidCoercion,
+            e.IncrementalPrimaryKeyMissing)
+
+
 # -- frame libraries half imported --
 # dlt tells pandas and polars frames apart by the module in ``sys.modules``, which is there from the moment
 # its import starts: while another thread imported pandas, dlt's checks of each item read ``pandas.DataFrame``

@@ -201,7 +201,8 @@ def test_an_https_api_whose_certificate_is_not_trusted_fails_at_once(https_api, 
 
 
 @pytest.mark.parametrize("auth, said, hint", [
-    ({"type": "http_basic", "username": "ann", "password": "not-it-7c1"}, "the username and password", "CREDENTIALS__USERNAME"),
+    ({"type": "http_basic", "username": "ann", "password": "not-it-7c1"}, "the username and password",
+     "CREDENTIALS__USERNAME"),
     ({"type": "bearer", "token": "not-it-7c1"}, "the token", "CREDENTIALS__TOKEN"),
 ])
 def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, hint):

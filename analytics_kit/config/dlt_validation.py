@@ -87,7 +87,6 @@ def validate_with_dlt(config: dict[str, Any]) -> None:
         raise failure
 
 
-
 def _at(config: Any, path: str) -> Any:
     """The value at a kit path such as ``resources[0].endpoint.auth``, or None."""
     value = config
@@ -100,9 +99,14 @@ def _at(config: Any, path: str) -> Any:
 
 
 def _partial_auth(auth: Any) -> bool:
-    """An auth dict with a type, some credentials given and some left out (or None)."""
+    """An auth dict with a type and some credentials, that one of dlt's auth shapes would take with the rest
+    given: a required field left out, or one left None."""
     if not isinstance(auth, dict) or not isinstance(auth.get("type"), str):
         return False
-    given = [key for key, value in auth.items() if key != "type" and value is not None]
-    return bool(given) and (any(value is None for value in auth.values()) or auth["type"] == "http_basic"
-                            and not {"username", "password"} <= set(given))
+    given = {key for key, value in auth.items() if key != "type" and value is not None}
+    if not given:
+        return False
+    if any(value is None for value in auth.values()):
+        return True
+    return any(given <= set(shape.__annotations__) and not shape.__required_keys__ - {"type"} <= given
+               for shape in extract_union_types(rt.AuthConfig) if is_typeddict(shape))

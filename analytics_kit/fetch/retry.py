@@ -194,9 +194,7 @@ def retry_session(
                 if raised is not too_late:
                     _first_contact(raised, error, request, stats, redact)
         if response is not None:
-            stats.answered.add(origin(request.url))
-            if response.status_code < 400:
-                stats.served(resource)
+            stats.answer(resource, origin(request.url), response.status_code)
         if gate is not None and response is not None and response.status_code == 429:
             gate.pause(retry_after(response))
         if raised is None:

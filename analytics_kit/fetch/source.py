@@ -94,7 +94,6 @@ def build_source(
     ``client.session`` is refused (a ConfigError saying what to set instead, e.g.
     ``error_handler.timeout``): every request goes through the kit's own session.
     """
-    seam.skip_half_imported_frame_libraries()  # dlt checks for frames while it builds (see there)
     return _build(prepare(config, name=name), stats=stats, on_page=on_page, name=name)
 
 
@@ -116,6 +115,8 @@ def _build(
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
     guard_logs(redactor)  # also when the source is iterated outside load()
+    # dlt's workarounds, here because every source is built by this function (see each in the seam)
+    seam.skip_half_imported_frame_libraries()  # dlt checks for frames while it builds
     seam.index_arrow_increments_by_position()  # the fast path's pages go through dlt's arrow incremental
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)

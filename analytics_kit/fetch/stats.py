@@ -43,8 +43,8 @@ class LoadStats:
         self.totals: dict[str, int] = {}
         self.retries: list[RetryEvent] = []
         self.last_request: dict[str, str] = {}
-        # Origins that answered in this run, whatever the status: a connection to one of
-        # them that fails is retried; to any other it fails at once (see retry.retry_session).
+        # Both kept by ``answer``. Origins that answered in this run, whatever the status: a connection to
+        # one of them that fails is retried; to any other it fails at once (see retry.retry_session).
         self.answered: set[str] = set()
         # Answers below 400 per resource: a 404 after some tells a listing that broke off from a wrong path.
         self.answers_ok: dict[str, int] = defaultdict(int)
@@ -69,9 +69,12 @@ class LoadStats:
             self.attempts[request] += 1
             self.last_request[resource] = request
 
-    def served(self, resource: str) -> None:
+    def answer(self, resource: str, origin: str, status: int) -> None:
+        """An answer of the API's, of any status, from ``origin`` for ``resource``."""
         with self._lock:
-            self.answers_ok[resource] += 1
+            self.answered.add(origin)
+            if status < 400:
+                self.answers_ok[resource] += 1
 
     def warn(self, resource: str, text: str) -> None:
         """A warning for ``resource``: logged, and listed in the ``LoadReport``, once a run."""

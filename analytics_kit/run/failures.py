@@ -295,13 +295,14 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     # the deepest error that says something: dlt's own explanation, not the bare StopIteration it was raised
     # while handling ("The load failed in extract: StopIteration:", helper-52); dlt's incremental explains a
     # cursor the records lack better than the KeyError it was raised from (helper-53)
-    root = next((e for e in chain if type(e).__module__.startswith("dlt.extract.incremental")), None) or \
+    incremental = seam.incremental_errors()
+    root = next((e for e in chain if isinstance(e, incremental)), None) or \
         next((e for e in reversed(chain) if str(e).strip()), chain[-1])
     step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
     if text.rstrip().endswith(":") and not str(chain[-1]).strip():
         text = f"{text.rstrip()} {type(chain[-1]).__name__}"  # "... caused an exception:" and a bare StopIteration
-    if type(root).__name__ == "IncrementalCursorPathMissing":
+    if isinstance(root, incremental[0]):
         # dlt's text for arrow tables (the kit's fast path) speaks of columns and nested paths
         return LoadError(
             f"{where[0].upper() + where[1:]}: the API's records have no field {getattr(root, 'json_path', '?')!r}, "

@@ -34,7 +34,6 @@ from analytics_kit.seam import (
     mute_dedup_notice,
     read_schemas_only_when_changed,
     reset_resource_states,
-    skip_half_imported_frame_libraries,
 )
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
 from analytics_kit.store.database import (
@@ -113,7 +112,6 @@ def load(
         raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
     memoise_typeddict_hints()  # before the config's checks, which validate it as dlt does
-    skip_half_imported_frame_libraries()  # before dlt builds the source, which checks for frames
     prepared = prepare(config)
     _settings.apply_tuning()
     memoise_secret_hints()
