@@ -793,6 +793,40 @@ def test_cursor_mixed_zone_offsets_compare_as_instants(api, watch):
     assert parse_instant(second.cursor_after["events"]).timestamp() == later + 13
 
 
+@pytest.mark.parametrize("initial, layout", [
+    ("2026-01-01T00:00:00Z", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"),
+    ("2026-01-01T05:30:00.000+05:30", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30"),
+    ("2026-01-01 00:00:00", r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"),
+])
+def test_the_start_parameter_is_sent_as_the_config_wrote_its_initial_value(api, watch, initial, layout):
+    """The kit stores cursors in one canonical form (``...+00:00``) and sent that: an API that reads only the
+    form of its guide's ``...Z`` refused every run but the first (helper-52)."""
+    def strict(req):
+        since = req.params.get("updated_since")
+        return None if since is None or re.fullmatch(layout, since) else 400
+
+    api.set_records(zoned(api.records()))
+    api.status_script = strict
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["incremental"]["initial_value"] = initial
+    first = watch.succeeds(config)
+    newest = max(parse_instant(r["updated_at"]) for r in api.records())
+    later = newest.timestamp() + 3600
+    for i, offset in zip((11, 12, 13), (-600, 540, 0)):
+        api.update_record(i, updated_at=iso(later + i + 0.25, offset, frac=3), value=-float(i))
+    api.clear_requests()
+    second = watch.succeeds(config)
+    assert second.rows["events"] >= 3 and table() == served(api)
+    asked = {r.params["updated_since"] for r in api.requests}
+    assert len(asked) == 1 and all(re.fullmatch(layout, text) for text in asked), asked
+    # the stored cursor itself, cut to the layout's precision: never later, at most a second earlier
+    stored = parse_instant(first.cursor_after["events"])
+    assert stored - timedelta(seconds=1) < parse_instant(asked.pop()) <= stored
+    api.clear_requests()
+    watch.succeeds(config)
+    assert {r.status for r in api.requests} == {200}
+
+
 def test_cursor_from_the_future_is_reported_and_does_not_stop_later_loads(api, watch):
     api.update_record(5, updated_at="2030-01-01T00:00:00Z")
     first = watch.succeeds(config_for(api))

@@ -20,18 +20,24 @@ def sent(api, path: str, param: str) -> list:
     return [r.params.get(param) for r in api.requests if r.path == path]
 
 
+def as_the_guide_writes(cursor: str) -> str:
+    """A stored cursor (``...+00:00``) as the start parameter goes out: in the layout of the guide's initial_value."""
+    assert cursor.endswith("+00:00") and "." not in cursor, cursor
+    return cursor.replace("+00:00", "Z")
+
+
 def test_first_load_then_incremental_fetches_only_changes(api, config):
     first = ak.load(config)
     assert first.rows == {"events": 250, "customers": 20}
     assert loaded(api) == served(api)
-    assert sent(api, "/v1/events", "updated_since") == ["2025-01-01T00:00:00+00:00"] * 3  # 250 rows: 3 pages
+    assert sent(api, "/v1/events", "updated_since") == ["2025-01-01T00:00:00Z"] * 3  # 250 rows: 3 pages
 
     change = api.advance(new=7, updated=5, deleted=3)
     api.clear_log()
     second = ak.load(config)
 
     # The cursor sent is the one stored by the first run, and only the changes came back.
-    assert sent(api, "/v1/events", "updated_since") == [first.cursor_after["events"]]
+    assert sent(api, "/v1/events", "updated_since") == [as_the_guide_writes(first.cursor_after["events"])]
     assert second.cursor_before == first.cursor_after
     assert second.requests["events"] == 1
     assert second.rows["events"] >= 15
@@ -67,7 +73,7 @@ def test_full_refresh_removes_rows_the_api_no_longer_has(api, config):
 
     api.clear_log()
     ak.load(config)
-    assert sent(api, "/v1/events", "updated_since") == [refresh.cursor_after["events"]]
+    assert sent(api, "/v1/events", "updated_since") == [as_the_guide_writes(refresh.cursor_after["events"])]
 
 
 def test_cursor_state_survives_a_restarted_process(api, config, tmp_path):
@@ -81,7 +87,7 @@ def test_cursor_state_survives_a_restarted_process(api, config, tmp_path):
     api.clear_log()
     report = ak.load(config)
     assert report.cursor_before["events"] == cursor
-    assert sent(api, "/v1/events", "updated_since") == [cursor]
+    assert sent(api, "/v1/events", "updated_since") == [as_the_guide_writes(cursor)]
 
 
 def test_state_lives_beside_the_database_and_files_do_not_share_it(api, config, tmp_path):
@@ -92,7 +98,7 @@ def test_state_lives_beside_the_database_and_files_do_not_share_it(api, config, 
     # A second file starts from scratch: its own state, the initial cursor.
     assert other.cursor_before == {}
     assert (tmp_path / "sub" / "two.duckdb.state").is_dir()
-    assert sent(api, "/v1/events", "updated_since")[0] == "2025-01-01T00:00:00+00:00"
+    assert sent(api, "/v1/events", "updated_since")[0] == "2025-01-01T00:00:00Z"
 
 
 def test_a_relative_path_means_the_current_folder(api, config, tmp_path, monkeypatch):

@@ -28,6 +28,7 @@ again (the merge absorbs the repeats), and later changes are not missed.
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -162,6 +163,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def kind_word(value: Any) -> str:
+    """How a message names a cursor value's kind."""
+    return "numbers" if is_number(value) else "text"
+
+
 def instant(value: Any, epoch: bool = False) -> datetime | None:
     """The UTC instant a cursor value stands for; numbers count as Unix seconds with ``epoch``
     (a cursor column typed timestamp that the API sends as numbers, as dlt reads them)."""
@@ -186,3 +192,41 @@ def restart_point(started: datetime, like: Any = None) -> Any:
     if is_number(like):
         return int(point.timestamp())
     return render(point)
+
+
+
+# an ISO timestamp's layout: separator, seconds, fraction digits and zone as written
+_WRITTEN = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ])\d{2}:\d{2}(:\d{2})?(?:[.,](\d+))?(.*)")
+
+
+def like_written(value: Any, written: Any) -> Any:
+    """The instant ``value`` (a canonical cursor) in the layout of ``written``, the config's initial_value: its
+    separator, its seconds and fraction digits, and its zone (``Z``, an offset, or none for UTC). ``value``
+    itself where either is no ISO timestamp with a time of day.
+
+    The API's start parameter takes this form: an API that reads only the form its guide shows (``...Z``)
+    would refuse the canonical ``+00:00``. What ``written`` leaves out (a fraction, the seconds) is cut, never
+    rounded up: the API is asked from the same or an earlier instant, and the merge absorbs what it sends twice.
+    """
+    at, shape = parse(value), parse(written)
+    layout = _WRITTEN.fullmatch(written.strip()) if shape is not None and isinstance(written, str) else None
+    if at is None or layout is None:
+        return value
+    separator, seconds, fraction, zone = layout.groups()
+    offset = None if zone.strip() in ("Z", "z", "") else datetime.fromisoformat(written.strip()).utcoffset()
+    local = at if offset is None else at.astimezone(timezone(offset))
+    text = f"{local.year:04d}-{local.month:02d}-{local.day:02d}{separator}{local.hour:02d}:{local.minute:02d}"
+    if seconds:
+        text += f":{local.second:02d}"
+        if fraction:
+            text += "." + f"{local.microsecond:06d}".ljust(len(fraction), "0")[:len(fraction)]
+    return text + zone
+
+
+def params_as_written(params: dict | None, bounds: tuple, written: Any) -> dict | None:
+    """``params`` with the incremental's ``bounds`` (its values, made canonical by the kit) in ``written``'s layout
+    (the config's initial_value; see ``like_written``). Other params are sent as the config gives them."""
+    if not params or written is None:
+        return params
+    known = {value for value in bounds if isinstance(value, str)}
+    return {k: like_written(v, written) if isinstance(v, str) and v in known else v for k, v in params.items()}

@@ -85,8 +85,8 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 string_keys: Callable[[], bool] = lambda: False) -> None:
-        self.client = client
+                 string_keys: Callable[[], bool] = lambda: False, written: Any = None) -> None:
+        self.client, self.written = client, written  # written: the initial_value, the start parameter's layout
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
         self.string_keys = string_keys  # whether distinct string keys stay distinct in the table (tally.py)
@@ -111,6 +111,10 @@ class KitPaginate:
                  auth: Any = None, paginator: Any = None, data_selector: Any = None, hooks: Any = None,
                  headers: dict | None = None, *, data: Any = None, **kwargs: Any) -> Iterator[Any]:
         outcome: dict = {}
+        if self.rewrite_cursor and self.incremental is not None:  # a convert reads the values as dlt leaves them
+            inc = self.incremental
+            bounds = (seam.running_cursor(self.resource, inc.cursor_path), inc.initial_value, inc.end_value)
+            params = cursors.params_as_written(params, bounds, self.written)
         return self._batched(self._pages(path, method, params, json, auth, paginator, data_selector, hooks,
                                          headers, data, kwargs, outcome), outcome)
 
@@ -350,11 +354,12 @@ class KitPaginate:
         if start is None:
             start = getattr(self.incremental, "initial_value", None)
         if start is not None and cursors.is_number(value) != cursors.is_number(start):
+            said = cursors.kind_word
             raise LoadError(
-                f"Resource '{self.resource}': the API's {field!r} values are {_kind(value)} ({value!r} on {request}), "
-                f"but the cursor starts from {_kind(start)} ({start!r}, the incremental initial_value or the stored "
+                f"Resource '{self.resource}': the API's {field!r} values are {said(value)} ({value!r} on {request}), "
+                f"but the cursor starts from {said(start)} ({start!r}, the incremental initial_value or the stored "
                 "cursor); they cannot be compared. Nothing from this run was committed.",
-                guidance=f"Write incremental.initial_value as {_kind(value)}, like the API's values "
+                guidance=f"Write incremental.initial_value as {said(value)}, like the API's values "
                 "(e.g. 0 for Unix seconds, or '2025-01-01T00:00:00Z' for timestamps).", resource=self.resource)
         return True
 
@@ -393,7 +398,3 @@ class KitPaginate:
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None
         tally.shrank = listing.totals.fell(repeated=tally.distinct() < tally.rows)
-
-
-def _kind(value: Any) -> str:
-    return "numbers" if cursors.is_number(value) else "text"

@@ -162,6 +162,7 @@ def _build(
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
+            written = getattr(seam.resource_incremental(resource), "initial_value", None)
             cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = seam.resource_incremental(resource)
@@ -190,7 +191,7 @@ def _build(
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(seam.primary_key(resource), resource.columns, naming,
-                                                          learned)).install()
+                                                          learned), written=written).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
