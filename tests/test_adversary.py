@@ -1626,3 +1626,28 @@ def test_a_purge_is_seen_past_a_total_one_page_gets_wrong(api, watch):
     report = watch.succeeds(config_for(api, concurrency=1))
     assert purged and report.passes == {"events": 2}, report
     assert set(served(api)) <= set(table())
+
+
+def test_a_data_selector_that_selects_a_number_says_so(api, watch):
+    """``data_selector: "total"`` picked the count beside the records, and the load failed as "the API serves
+    at most 1 per page" (helper-53)."""
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["data_selector"] = "total"
+    error = watch.fails(config)
+    assert "data_selector 'total' selects one int (500)" in str(error) and "a list under 'data'" in str(error)
+    assert "perhaps 'data'" in error.guidance and not table()
+
+
+@pytest.mark.parametrize("at", ["listing", "token URL"])
+def test_a_501_is_said_as_a_request_the_server_never_serves(api, watch, canary, at, monkeypatch):
+    """An OAuth token URL answering 501 was called "failing or overloaded", with advice to retry longer."""
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0")  # dlt's own retries of the token request
+    config = config_for(api)
+    if at == "token URL":
+        config["client"]["auth"] = {"type": "oauth2_client_credentials", "client_id": "kit-client",
+                                    "client_secret": canary, "access_token_url": f"{api.base_url}/oauth/token"}
+    api.status_script = lambda req: 501 if at == "listing" or req.path == "/oauth/token" else None
+    error = watch.fails(config)
+    assert "HTTP 501" in str(error) and "does not serve this request at all" in str(error), error
+    assert "overloaded" not in str(error) + error.guidance and "token URL" in error.guidance
+    assert canary not in str(error) + error.guidance

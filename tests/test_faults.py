@@ -395,3 +395,35 @@ def test_duckdb_interrupted_inside_a_query_is_explained_as_an_interrupt():
         assert str(explained).startswith("The load was interrupted") and explained.context["interrupted"]
     other = explain(RuntimeError("Query failed"), redactor=Redactor(()), stats=LoadStats(), database="a.duckdb")
     assert "interrupted" not in str(other)
+
+
+def _failed_in(step: str, cause: BaseException) -> BaseException:
+    """``cause`` as dlt raises it: inside an error that names the pipeline step."""
+    error = RuntimeError(f"Pipeline execution failed at stage {step}")
+    error.step = step  # as dlt's PipelineStepFailed carries it
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize("step, cause, said", [
+    ("load", OSError(28, "No space left on device", "/data/a.duckdb.state/pipelines/p/load/x.parquet"),
+     "while dlt wrote its working files in /data/a.duckdb.state (its load step)"),
+    ("extract", OSError(28, "No space left on device", "/data/a.duckdb.state/pipelines/p/extract/x.parquet"),
+     "while dlt wrote its working files in /data/a.duckdb.state (its extract step)"),
+    ("sync", "duckdb", "while writing to a.duckdb"),
+    ("extract", OSError(28, "No space left on device", "/tmp/pages.json"),
+     "while preparing the data (dlt's extract step), before anything was written to a.duckdb"),
+])
+def test_a_full_disk_names_the_write_that_failed(step, cause, said):
+    """A write of the .state folder in the load step was said as "while writing to a.duckdb", and a failed
+    write of a.duckdb.wal outside the load step as "before anything was written to a.duckdb" (helper-53)."""
+    import duckdb
+
+    from analytics_kit.fetch.stats import LoadStats
+    from analytics_kit.redact import Redactor
+    from analytics_kit.run.failures import explain
+
+    if cause == "duckdb":
+        cause = duckdb.IOException('Could not write file "a.duckdb.wal": No space left on device')
+    text = str(explain(_failed_in(step, cause), redactor=Redactor(()), stats=LoadStats(), database="a.duckdb"))
+    assert text.startswith("The disk ran out of space " + said), text

@@ -669,3 +669,16 @@ def test_a_type_removed_from_dlt_is_refused_again(api) -> None:
         _unregister(PAGINATOR_MAP, rest_api_typing.PaginatorType, name)
     with pytest.raises(ak.ConfigError, match="unsupported paginator type"):
         ak.build_source(one("/items/numbered", paginator={"type": name})(api.base_url))
+
+
+def test_a_404_for_one_parents_sub_resource_says_how_to_skip_such_answers(api, tmp_path: Path) -> None:
+    """/parents/4/children answers 404: a parent without that sub-resource. The kit said the path was wrong (a 404
+    on the first request) or that the listing broke off (after some answers); neither fits (helper-53)."""
+    config = parents_and({"endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}},
+                         parents={"name": "parents", "endpoint": {"path": "/all-parents", "data_selector": "data"}})
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api.base_url), database=str(tmp_path / "kit.duckdb"), progress=False)
+    error = caught.value
+    assert "HTTP 404" in str(error) and "one record of its parent resource" in str(error), error
+    assert '"response_actions": [{"status_code": 404, "action": "ignore"}]' in error.guidance
+    assert "broke off" not in str(error) + error.guidance and "wrong" not in error.guidance

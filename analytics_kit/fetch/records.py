@@ -90,6 +90,18 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
             resource=resource,
         )
     rows = found[0] if len(found) == 1 else found
+    lists = [str(k) for k, v in body.items() if isinstance(v, list)] if isinstance(body, dict) else []
+    if len(found) == 1 and rows is not None and not isinstance(rows, (list, dict)) and lists:
+        # one number or string where the body has a list beside it: a counter, not the records; paged
+        # by offset it read as "the API serves at most 1 per page" (helper-53)
+        raise LoadError(
+            f"Resource '{resource}': data_selector {str(data_selector)!r} selects one {type(rows).__name__} "
+            f"({redactor(repr(rows))[:40]}) on {request_text(response.request, redactor)}, not a list of records; the response "
+            f"holds a list under {', '.join(map(repr, lists))}.",
+            guidance="Point the endpoint's data_selector at the field that holds the records "
+                     f"(here perhaps {lists[0]!r}).",
+            resource=resource,
+        )
     rows = [] if rows is None else rows if isinstance(rows, list) else [rows]
     refuse_echoed_secrets(rows, response, resource, redactor)
     return rows

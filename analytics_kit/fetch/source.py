@@ -121,6 +121,7 @@ def _build(
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
+    stats.children.update(r.name for r in source.resources.values() if r.is_transformer)
     naming = seam.identifier_naming(source)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields

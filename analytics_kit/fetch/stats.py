@@ -62,6 +62,7 @@ class LoadStats:
         self.page_wait = 0.0
         self.distinct: dict[str, int] = {}
         self.passes: dict[str, int] = defaultdict(int)
+        self.children: set[str] = set()  # resources asked once per record of a parent resource
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
+from pathlib import Path
 
 import duckdb
 import requests
@@ -142,6 +144,15 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 guidance=guidance + cookies, resource=resource, status=status,
             )
         url = redactor(failed.url) if failed is not None and failed.url else request
+        if status in (404, 410) and resource in stats.children:
+            return LoadError(
+                f"The API answered HTTP {status} (not found) for {where} on {url}, a request made for one record "
+                "of its parent resource; nothing from this run was committed.",
+                guidance="If some parent records have no such sub-resource, let dlt skip those answers: add "
+                "\"response_actions\": [{\"status_code\": 404, \"action\": \"ignore\"}] to the endpoint. If none "
+                "has one, check the endpoint's path and its parent field against the API's documentation.",
+                resource=resource, status=status, request=request,
+            )
         if status in (404, 410) and stats.answers_ok.get(resource or ""):
             return LoadError(
                 f"The API answered HTTP {status} (not found) for {where} on {url}, after it had answered "
@@ -166,6 +177,15 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 "was committed.",
                 guidance="The request as the config builds it is not one the API accepts: check the endpoint's "
                 "params, paginator and method against the API's documentation; the response body may say which.",
+                resource=resource, status=status, request=request,
+            )
+        if status in (501, 505):
+            # "not implemented": a request this server never serves (a method, a token URL), not an overload
+            return LoadError(
+                f"The server answered HTTP {status} ({http.response.reason or 'not supported'}) for {where} on "
+                f"{url}: it does not serve this request at all; nothing from this run was committed.",
+                guidance="Check the request's URL and method against the API's documentation: the endpoint's path "
+                "and method, or the auth block's token URL. Waiting or retrying does not change this answer.",
                 resource=resource, status=status, request=request,
             )
         return LoadError(
@@ -254,8 +274,15 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     full = next((e for e in causes(error) if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
     if full is not None or "no space left on device" in text:
         step = next((s for e in causes(error) if (s := getattr(e, "step", None))), None)
-        when = (f"while writing to {database}" if step == "load"
-                else f"while preparing the data (dlt's {step or 'extract'} step), before anything was written to {database}")
+        written = Path(os.fsdecode(getattr(full, "filename", None) or "")).absolute()
+        folder = next((p for p in (written, *written.parents) if p.name.endswith(".state")), None)
+        if folder is not None:
+            # dlt's working files (extracted pages, load packages, its state) live in the kit's <name>.state folder
+            when = f"while dlt wrote its working files in {folder} (its {step or 'extract'} step)"
+        elif step == "load" or db is not None:
+            when = f"while writing to {database}"  # DuckDB's own write (its .wal too)
+        else:
+            when = f"while preparing the data (dlt's {step or 'extract'} step), before anything was written to {database}"
         return LoadError(
             f"The disk ran out of space {when}: {_short(redactor(str(db or full)), 200)}",
             guidance="Free some space (or move the file to a larger disk) and run the load again. "
