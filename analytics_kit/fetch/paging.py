@@ -37,7 +37,7 @@ from analytics_kit.fetch.offsets import OffsetPass, offsets_ok, parse_body
 from analytics_kit.fetch.records import is_simple, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.tally import Tally, distinct_over, only_grew
+from analytics_kit.fetch.tally import Tally
 from analytics_kit.fetch.transport import request_text
 from analytics_kit.redact import Redactor
 
@@ -57,6 +57,16 @@ MAX_REPEATS = 2
 MAX_PAGES = 100_000
 
 logger = logging.getLogger(__name__)
+
+
+def _distinct(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> int:
+    """Distinct keys over every pass so far."""
+    if len(passes) == 1:
+        return passes[0].distinct()
+    union = Tally(key, naming)
+    for tally in passes:
+        union.absorb(tally)
+    return union.distinct()
 
 
 class KitPaginate:
@@ -244,15 +254,9 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
-            union = distinct_over(passes, self.primary_key, self.naming)
             if attempt > 1 or tally.distinct() < tally.rows:
-                self.stats.keys(self.resource, union)
+                self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
             missing, shrank = tally.missing(), tally.shrank
-            if missing and only_grew(passes):
-                # Nothing left the listing, so every key it holds now is one some pass saw: a record an update
-                # moved was fetched before or after its move. Under steady updates each pass misses others,
-                # and the union covers the listing where no one pass did (helper-53's live feed never loaded).
-                missing = max(0, tally.total - union)
             if (missing or shrank) and not (self.repage and tally.key is not None):
                 sign = (f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank
                         else f"{missing:,} fewer distinct keys than the API's total")

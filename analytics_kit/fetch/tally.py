@@ -113,22 +113,6 @@ class Tally:
         return max(0, self.total - self.distinct())
 
 
-def distinct_over(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> int:
-    """Distinct keys over every pass so far."""
-    if len(passes) == 1:
-        return passes[0].distinct()
-    union = Tally(key, naming)
-    for tally in passes:
-        union.absorb(tally)
-    return union.distinct()
-
-
-def only_grew(passes: list[Tally]) -> bool:
-    """Whether the API's total never fell, within a pass or from one to the next."""
-    totals = [t.total for t in passes]
-    return None not in totals and all(t.shrank is None for t in passes) and totals == sorted(totals)
-
-
 def _key(record: dict, fields: Any) -> Any:
     """The record's key under ``fields``: one value, or a tuple of them."""
     return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
