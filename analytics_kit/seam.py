@@ -214,8 +214,19 @@ def resource_incremental(resource: DltResource) -> Incremental | None:
 
 def cursor_convert(resource: DltResource) -> Any:
     """The incremental's ``convert`` function (the value as the API wants it), or None."""
+    return _rest_api_arg(resource, "incremental_cursor_transform")
+
+
+def incremental_param_names(resource: DltResource) -> tuple[str, ...]:
+    """The request params rest_api sets to the incremental's start and end values (its ``IncrementalParam``)."""
+    names = _rest_api_arg(resource, "incremental_param")
+    return tuple(name for name in (getattr(names, "start", None), getattr(names, "end", None)) if name)
+
+
+def _rest_api_arg(resource: DltResource, name: str) -> Any:
+    """An argument rest_api bound to a resource's paging function (``explicit_args`` is undocumented), or None."""
     try:
-        return (resource.explicit_args or {}).get("incremental_cursor_transform")
+        return (resource.explicit_args or {}).get(name)
     except TypeError:
         return None
 

@@ -827,6 +827,29 @@ def test_the_start_parameter_is_sent_as_the_config_wrote_its_initial_value(api, 
     assert {r.status for r in api.requests} == {200}
 
 
+@pytest.mark.parametrize("incremental, layout", [
+    ({"lag": 3600}, r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"),
+    ({"initial_value": "2026-01-01"}, r"\d{4}-\d\d-\d\d"),
+], ids=["a placeholder, with lag", "a date alone"])
+def test_the_start_value_keeps_the_written_layout_in_placeholders_with_lag_and_for_a_date(api, watch, incremental,
+                                                                                          layout):
+    """A placeholder, a lagged start value and a date-only initial_value were sent in the canonical form from the
+    second run on, and a strict API refused them (helper-54)."""
+    api.status_script = lambda req: (None if "updated_since" not in req.params
+                                     or re.fullmatch(layout, req.params["updated_since"]) else 400)
+    config = config_for(api)
+    endpoint = config["resources"][0]["endpoint"]
+    del endpoint["incremental"]["start_param"]
+    endpoint["incremental"].update(incremental)
+    endpoint["params"] = {"updated_since": "{incremental.start_value}"}
+    watch.succeeds(config)
+    for i in (11, 12, 13):
+        api.update_record(i, value=-float(i))
+    api.clear_requests()
+    watch.succeeds(config)
+    assert {r.status for r in api.requests} == {200} and table() == served(api)
+
+
 def test_cursor_from_the_future_is_reported_and_does_not_stop_later_loads(api, watch):
     api.update_record(5, updated_at="2030-01-01T00:00:00Z")
     first = watch.succeeds(config_for(api))

@@ -112,7 +112,7 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"^client\.auth\.api_key: got a value of type list; expected a string"),
     ("basic auth without password", edited(lambda c: c["client"].update(
         auth={"type": "http_basic", "username": CANARY})), ConfigError,
-     r"^client\.auth\.password: no password in the config and none in dlt secrets"),
+     r"^client\.auth: the auth dict gives some credentials but not password"),
     ("endpoint auth wrong key", edited(lambda c: endpoint(c).update(auth={"type": "bearer", "tokn": CANARY})),
      ConfigError, r"^resources\[0\]\.endpoint\.auth\.tokn: unknown key 'tokn' \(did you mean 'token'\?\)"),
     ("header value not a string", edited(lambda c: c["client"].update(headers={"Authorization": [CANARY]})),

@@ -545,15 +545,19 @@ def test_what_dlt_refuses_the_kit_refuses_before_any_request(api, make: Config, 
     assert reason in chain(refused), f"dlt refused it for another reason: {type(refused).__name__}"
 
 
-def test_an_auth_dict_giving_some_credentials_says_it_must_give_them_all(api, tmp_path: Path,
+@pytest.mark.parametrize("in_secrets", [True, False], ids=["password in dlt secrets", "password nowhere"])
+def test_an_auth_dict_giving_some_credentials_says_it_must_give_them_all(api, tmp_path: Path, in_secrets: bool,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """dlt checks the dict as written: the kit's advice for a missing password (set it in dlt secrets)
-    led to "got a value of type NoneType" and "fix the value as described" (helper-52)."""
-    set_env(monkeypatch, {"CREDENTIALS__PASSWORD": PASSWORD})
+    led to "got a value of type NoneType" and "fix the value as described" (helper-52); without it in the
+    secrets, to that advice, whose fix then failed that way (helper-54)."""
+    if in_secrets:
+        set_env(monkeypatch, {"CREDENTIALS__PASSWORD": PASSWORD})
     with pytest.raises(ak.ConfigError) as caught:
         ak.load(secure({"type": "http_basic", "username": USERNAME})(api.base_url),
                 database=str(tmp_path / "kit.duckdb"), progress=False)
     assert caught.value.path == "client.auth" and "must give them all (its password too)" in caught.value.guidance
+    assert "gives some credentials but not password" in str(caught.value)
     assert "leave the credentials out of it" in caught.value.guidance and PASSWORD not in str(caught.value)
 
 

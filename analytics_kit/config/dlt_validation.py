@@ -24,6 +24,11 @@ from analytics_kit.seam import (
 )
 
 
+PARTIAL_AUTH = ("dlt checks an auth dict as it is written, before it looks in dlt secrets: one that gives some "
+                "credentials (an http_basic username) must give them all (its password too). Write every field into "
+                "the dict, or leave the credentials out of it to take them all from dlt secrets.")
+
+
 def _mask(config: dict[str, Any]) -> dict[str, Any]:
     """A copy with credential values replaced by MASK (auth blocks, sensitive headers and params).
 
@@ -76,10 +81,7 @@ def validate_with_dlt(config: dict[str, Any]) -> None:
         if path.endswith("auth") and _partial_auth(_at(config, path)):
             # what dlt refuses is the dict as written; the kit's own advice (set the missing field in dlt
             # secrets) led here (helper-52)
-            guidance = ("dlt checks an auth dict as it is written, before it looks in dlt secrets: one that gives "
-                        "some credentials (an http_basic username) must give them all (its password too). Write "
-                        "every field into the dict, or leave the credentials out of it to take them all from dlt "
-                        "secrets.")
+            guidance = PARTIAL_AUTH
         failure = ConfigError(f"rejected by dlt's rest_api validator: {detail}; "
                               f"expected {_describe(hint)}", path=path, guidance=guidance)
     if failure is not None:
@@ -101,12 +103,19 @@ def _at(config: Any, path: str) -> Any:
 def _partial_auth(auth: Any) -> bool:
     """An auth dict with a type and some credentials, that one of dlt's auth shapes would take with the rest
     given: a required field left out, or one left None."""
+    if not isinstance(auth, dict) or not any(v is not None for k, v in auth.items() if k != "type"):
+        return False
+    return any(value is None for value in auth.values()) or bool(missing_required(auth))
+
+
+def missing_required(auth: Any) -> list[str]:
+    """The fields an auth dict with a type and some credentials leaves out that the one of dlt's auth shapes its
+    fields fit requires (an http_basic username without its password); [] where a shape takes it as it is. dlt
+    refuses such a dict as written, whatever its secrets hold."""
     if not isinstance(auth, dict) or not isinstance(auth.get("type"), str):
-        return False
-    given = {key for key, value in auth.items() if key != "type" and value is not None}
-    if not given:
-        return False
-    if any(value is None for value in auth.values()):
-        return True
-    return any(given <= set(shape.__annotations__) and not shape.__required_keys__ - {"type"} <= given
-               for shape in extract_union_types(rt.AuthConfig) if is_typeddict(shape))
+        return []
+    given = set(auth) - {"type"}  # a field left None is there: dlt fills it from its secrets
+    fits = [shape for shape in extract_union_types(rt.AuthConfig)
+            if is_typeddict(shape) and given <= set(shape.__annotations__)]
+    lacking = [sorted(shape.__required_keys__ - {"type"} - given) for shape in fits]
+    return [] if not given or not lacking or [] in lacking else lacking[0]

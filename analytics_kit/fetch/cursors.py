@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -57,9 +58,9 @@ def parse(value: Any) -> datetime | None:
         text = text[:-1] + "Z"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # an offset that takes the instant past year 1 or 9999
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def render(instant: datetime) -> str:
@@ -195,38 +196,72 @@ def restart_point(started: datetime, like: Any = None) -> Any:
 
 
 
-# an ISO timestamp's layout: separator, seconds, fraction digits and zone as written
-_WRITTEN = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ])\d{2}:\d{2}(:\d{2})?(?:[.,](\d+))?(.*)")
+# an ISO timestamp's layout as written: day, then separator, hour, minutes, seconds, fraction mark and digits, zone
+_WRITTEN = re.compile(r"(\d{4}-\d{2}-\d{2})(?:([Tt ])(\d{2})(?::(\d{2})(?::(\d{2})(?:([.,])(\d+))?)?)?)?(.*)")
+# the kit's canonical form, as it shows in a request dlt rendered from the incremental's values
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?\+00:00")
 
 
 def like_written(value: Any, written: Any) -> Any:
     """The instant ``value`` (a canonical cursor) in the layout of ``written``, the config's initial_value: its
-    separator, its seconds and fraction digits, and its zone (``Z``, an offset, or none for UTC). ``value``
-    itself where either is no ISO timestamp with a time of day.
+    separator, the parts of the time it gives (hour, minutes, seconds, fraction digits and mark) and its zone
+    (``Z``, an offset, or none for UTC); a date alone gives the UTC day. ``value`` itself where either is no
+    ISO timestamp.
 
     The API's start parameter takes this form: an API that reads only the form its guide shows (``...Z``)
-    would refuse the canonical ``+00:00``. What ``written`` leaves out (a fraction, the seconds) is cut, never
-    rounded up: the API is asked from the same or an earlier instant, and the merge absorbs what it sends twice.
+    would refuse the canonical ``+00:00``. What ``written`` leaves out is cut, never rounded up: the API is
+    asked from the same or an earlier instant, and the merge absorbs what it sends twice.
     """
-    at, shape = parse(value), parse(written)
-    layout = _WRITTEN.fullmatch(written.strip()) if shape is not None and isinstance(written, str) else None
+    at = parse(value)
+    layout = _WRITTEN.fullmatch(written.strip()) if isinstance(written, str) else None
     if at is None or layout is None:
         return value
-    separator, seconds, fraction, zone = layout.groups()
-    offset = None if zone.strip() in ("Z", "z", "") else datetime.fromisoformat(written.strip()).utcoffset()
-    local = at if offset is None else at.astimezone(timezone(offset))
-    text = f"{local.year:04d}-{local.month:02d}-{local.day:02d}{separator}{local.hour:02d}:{local.minute:02d}"
-    if seconds:
-        text += f":{local.second:02d}"
-        if fraction:
-            text += "." + f"{local.microsecond:06d}".ljust(len(fraction), "0")[:len(fraction)]
+    day, separator, hour, minute, second, mark, fraction, zone = layout.groups()
+    try:
+        if separator is None:  # a date alone, read as a UTC day
+            return value if zone else f"{at.year:04d}-{at.month:02d}-{at.day:02d}"
+        shape = datetime.fromisoformat(written.strip().replace(",", ".").rstrip("z") + ("Z" if zone == "z" else ""))
+        offset = None if zone.strip() in ("Z", "z", "") else shape.utcoffset()
+        local = at if offset is None else at.astimezone(timezone(offset))
+    except (ValueError, OverflowError):  # not a timestamp after all; an offset past year 1 or 9999
+        return value
+    text = f"{local.year:04d}-{local.month:02d}-{local.day:02d}{separator}{local.hour:02d}"
+    text += f":{local.minute:02d}" if minute else ""
+    text += f":{local.second:02d}" if second else ""
+    text += (mark + f"{local.microsecond:06d}".ljust(len(fraction), "0")[:len(fraction)]) if fraction else ""
     return text + zone
 
 
-def params_as_written(params: dict | None, bounds: tuple, written: Any) -> dict | None:
-    """``params`` with the incremental's ``bounds`` (its values, made canonical by the kit) in ``written``'s layout
-    (the config's initial_value; see ``like_written``). Other params are sent as the config gives them."""
-    if not params or written is None:
-        return params
-    known = {value for value in bounds if isinstance(value, str)}
-    return {k: like_written(v, written) if isinstance(v, str) and v in known else v for k, v in params.items()}
+@dataclass(frozen=True)
+class StartLayout:
+    """How the incremental's values go out in requests: in the layout of ``written`` (see ``like_written``).
+    ``keys``: the params rest_api sets to the start and end values (``start_param``, ``end_param``)."""
+
+    written: str
+    keys: tuple[str, ...] = ()
+
+    def request(self, path: Any, params: dict | None, json: Any, bounds: tuple,
+                lag: Any = None) -> tuple[Any, dict | None, Any]:
+        """``path``, ``params`` and ``json`` as dlt rendered them, with the incremental's values in this layout:
+        the start and end params whole, and the canonical text of ``bounds`` (the stored cursor, the initial and
+        end values; each also ``lag`` seconds earlier, as dlt's lag starts) wherever a placeholder put it. Other
+        values go out as the config gives them."""
+        texts = {bound for bound in bounds if isinstance(bound, str) and _CANONICAL.fullmatch(bound)}
+        for at in map(parse, list(texts) if is_number(lag) and lag else ()):
+            try:
+                texts.add(render(at - timedelta(seconds=lag)))
+            except OverflowError:  # before year 1: dlt cannot have sent it either
+                pass
+
+        def fix(item: Any) -> Any:
+            if isinstance(item, str):
+                return _CANONICAL.sub(lambda m: like_written(m.group(), self.written) if m.group() in texts
+                                      else m.group(), item) if texts and "+00:00" in item else item
+            if isinstance(item, dict):
+                return {k: fix(v) for k, v in item.items()}
+            return [fix(v) for v in item] if isinstance(item, list) else item
+
+        if params:
+            params = {k: like_written(v, self.written) if k in self.keys and isinstance(v, str) else fix(v)
+                      for k, v in params.items()}
+        return fix(path), params, fix(json)

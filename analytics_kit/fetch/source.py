@@ -163,7 +163,9 @@ def _build(
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
-            written = getattr(seam.resource_incremental(resource), "initial_value", None)
+            initial = getattr(seam.resource_incremental(resource), "initial_value", None)
+            written = (cursors.StartLayout(initial, seam.incremental_param_names(resource))
+                       if isinstance(initial, str) else None)
             cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = seam.resource_incremental(resource)
