@@ -223,6 +223,11 @@ def incremental_param_names(resource: DltResource) -> tuple[str, ...]:
     return tuple(name for name in (getattr(names, "start", None), getattr(names, "end", None)) if name)
 
 
+def request_templates(resource: DltResource) -> dict[str, Any]:
+    """The path, params and JSON body as the config wrote them, placeholders unfilled (rest_api fills them)."""
+    return {name: _rest_api_arg(resource, name) for name in ("path", "params", "json")}
+
+
 def _rest_api_arg(resource: DltResource, name: str) -> Any:
     """An argument rest_api bound to a resource's paging function (``explicit_args`` is undocumented), or None."""
     try:

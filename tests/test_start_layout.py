@@ -73,3 +73,14 @@ def test_a_lagged_start_value_takes_the_layout_and_one_before_year_one_is_left_a
     _, params, _ = layout.request("", {"a": "2026-01-03T09:15:07+00:00", "b": "0001-01-01T00:00:00+00:00"}, None,
                                   ("2026-01-03T10:15:07+00:00", "0001-01-01T00:30:00+00:00"), lag=3600)
     assert params == {"a": "2026-01-03T09:15:07Z", "b": "0001-01-01T00:00:00+00:00"}
+
+
+def test_values_the_config_wrote_out_go_as_written_where_templates_show_them():
+    """A static param equal to the stored cursor, or to the end value, was rewritten too (helper-54)."""
+    stored = "2026-01-03T10:15:07+00:00"
+    layout = StartLayout("2025-01-01T00:00:00Z", (), {"path": "/v1/{incremental.start_value}", "json": None,
+                                                       "params": {"as_of": stored, "f": "u>{incremental.last_value}"}})
+    path, params, body = layout.request(f"/v1/{stored}", {"as_of": stored, "f": f"u>{stored}"}, {"x": stored},
+                                        (stored, None, None))
+    assert path == "/v1/2026-01-03T10:15:07Z" and body == {"x": stored}
+    assert params == {"as_of": stored, "f": "u>2026-01-03T10:15:07Z"}

@@ -235,10 +235,13 @@ def like_written(value: Any, written: Any) -> Any:
 @dataclass(frozen=True)
 class StartLayout:
     """How the incremental's values go out in requests: in the layout of ``written`` (see ``like_written``).
-    ``keys``: the params rest_api sets to the start and end values (``start_param``, ``end_param``)."""
+    ``keys``: the params rest_api sets to the start and end values (``start_param``, ``end_param``);
+    ``templates``: the path, params and JSON body as the config wrote them, where a placeholder shows which
+    values are the incremental's (None: any value equal to one may be)."""
 
     written: str
     keys: tuple[str, ...] = ()
+    templates: dict | None = None
 
     def request(self, path: Any, params: dict | None, json: Any, bounds: tuple,
                 lag: Any = None) -> tuple[Any, dict | None, Any]:
@@ -261,7 +264,14 @@ class StartLayout:
                 return {k: fix(v) for k, v in item.items()}
             return [fix(v) for v in item] if isinstance(item, list) else item
 
+        templates = self.templates
+
+        def placed(part: str, key: Any = None) -> bool:  # a placeholder of the incremental's wrote it
+            template = templates.get(part) if templates is not None else "{incremental."
+            template = template.get(key) if key is not None and isinstance(template, dict) else template
+            return "{incremental." in str(template)
+
         if params:
-            params = {k: like_written(v, self.written) if k in self.keys and isinstance(v, str) else fix(v)
-                      for k, v in params.items()}
-        return fix(path), params, fix(json)
+            params = {k: like_written(v, self.written) if k in self.keys and isinstance(v, str)
+                      else fix(v) if placed("params", k) else v for k, v in params.items()}
+        return fix(path) if placed("path") else path, params, fix(json) if placed("json") else json

@@ -164,8 +164,8 @@ def _build(
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
             initial = getattr(seam.resource_incremental(resource), "initial_value", None)
-            written = (cursors.StartLayout(initial, seam.incremental_param_names(resource))
-                       if isinstance(initial, str) else None)
+            written = (cursors.StartLayout(initial, seam.incremental_param_names(resource),
+                                           seam.request_templates(resource)) if isinstance(initial, str) else None)
             cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = seam.resource_incremental(resource)
