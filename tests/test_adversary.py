@@ -1511,6 +1511,30 @@ def test_a_record_whose_newer_version_every_later_pass_missed_is_not_committed_s
     assert table()[60] == served(api)[60] and table() == served(api)
 
 
+@pytest.mark.xfail(strict=True, reason="known: one pass over a listing updated while paged can commit a stale row "
+                   "that no later incremental run fetches (see the README, 'A listing that shifts while it is paged')")
+def test_three_updates_before_the_last_page_leave_no_row_stale():
+    """X, Z and then L change just before the last page is asked for: L slides into a fetched page, then X's new
+    version, then Z's; the last page serves L's. Every key was seen once, as many as the total, so the pass
+    passes; X's and Z's new versions lie below the stored cursor (L's), and no later run fetches them. Sound
+    paging needs the listing's newest cursor from before the pages were read, as the cursor to store."""
+    with Adversary(n=501) as api:
+        order = [r["id"] for r in sorted(api.records(), key=lambda r: (parse_instant(r["updated_at"]), r["id"]))]
+        done: list = []
+
+        def script(req):
+            if req.offset == 500 and not done:
+                done.append(req)
+                for rank, value in ((10, -1.0), (20, -2.0), (500, -3.0)):
+                    api.update_record(order[rank], value=value)
+
+        api.status_script = script
+        ak.load(config_for(api, concurrency=1), progress=False)
+        api.status_script = None
+        ak.load(config_for(api, concurrency=1), progress=False)  # a quiet incremental run
+        assert done and table() == served(api)
+
+
 def test_a_purge_is_seen_when_a_page_answered_before_it_arrives_after_the_pages_answered_after(api, watch):
     """Pages 100 and 400 are answered, then record 150 is purged, then pages 200 and 300; the
     answer for 400 arrives last. Record 201 slides into page 100 and is never served. Page 400
