@@ -217,10 +217,21 @@ def cursor_convert(resource: DltResource) -> Any:
     return _rest_api_arg(resource, "incremental_cursor_transform")
 
 
-def incremental_param_names(resource: DltResource) -> tuple[str, ...]:
+def incremental_param_names(resource: DltResource) -> tuple[str | None, str | None]:
     """The request params rest_api sets to the incremental's start and end values (its ``IncrementalParam``)."""
     names = _rest_api_arg(resource, "incremental_param")
-    return tuple(name for name in (getattr(names, "start", None), getattr(names, "end", None)) if name)
+    return getattr(names, "start", None), getattr(names, "end", None)
+
+
+def fields_from_parent(resource: DltResource) -> set[str]:
+    """The fields rest_api adds to a child's records from its parent's (``include_from_parent``, named by its
+    ``make_parent_key_name``): the pages the child's paginate sees do not have them yet."""
+    from dlt.sources.rest_api.config_setup import make_parent_key_name
+
+    resolved = _rest_api_arg(resource, "resolved_params") or []
+    parent = resolved[0].resolve_config["resource"] if resolved else None
+    return {make_parent_key_name(parent, name) for name in _rest_api_arg(resource, "include_from_parent") or []
+            } if parent else set()
 
 
 def request_templates(resource: DltResource) -> dict[str, Any]:

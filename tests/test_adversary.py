@@ -850,6 +850,15 @@ def test_the_start_value_keeps_the_written_layout_in_placeholders_with_lag_and_f
     assert {r.status for r in api.requests} == {200} and table() == served(api)
 
 
+def test_an_initial_value_written_as_an_hour_is_an_instant(api, watch):
+    """``2026-03-01T00Z`` was no instant to the kit, so dlt compared it as text with the records' canonical
+    cursors (``2026-03-01T00:05:00+00:00`` < ``2026-03-01T00Z``) and the hour's records were dropped (helper-55)."""
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["incremental"]["initial_value"] = iso(START, z=True)[:13] + "Z"
+    report = watch.succeeds(config)
+    assert report.rows["events"] == 500 and table() == served(api)
+
+
 def test_cursor_from_the_future_is_reported_and_does_not_stop_later_loads(api, watch):
     api.update_record(5, updated_at="2030-01-01T00:00:00Z")
     first = watch.succeeds(config_for(api))
@@ -1691,3 +1700,17 @@ def test_a_501_is_said_as_a_request_the_server_never_serves(api, watch, canary, 
     assert "HTTP 501" in str(error) and "does not serve this request at all" in str(error), error
     assert "overloaded" not in str(error) + error.guidance and "token URL" in error.guidance
     assert canary not in str(error) + error.guidance
+
+
+def test_a_failing_token_url_is_said_as_retried_by_dlts_own_settings(api, watch, canary, monkeypatch):
+    """dlt asks for an OAuth token with its own client, 5 attempts: the message said "after 1 attempt(s)" and
+    advised error_handler.max_retries, which that request does not follow (helper-55)."""
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0")
+    config = config_for(api)
+    config["client"]["auth"] = {"type": "oauth2_client_credentials", "client_id": "kit-client",
+                                "client_secret": canary, "access_token_url": f"{api.base_url}/oauth/token"}
+    api.status_script = lambda req: 503 if req.path == "/oauth/token" else None
+    error = watch.fails(config)
+    assert "HTTP 503" in str(error) and "dlt's own retries (RUNTIME__REQUEST_MAX_ATTEMPTS" in str(error), error
+    assert "RUNTIME__REQUEST_MAX_ATTEMPTS" in error.guidance and "error_handler" not in error.guidance
+    assert len([r for r in api.requests if r.path == "/oauth/token"]) == 5 and canary not in str(error)

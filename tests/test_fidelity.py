@@ -270,6 +270,10 @@ VALID: list[tuple[str, Config, dict[str, str]]] = [
     ("processing_steps yield_map", with_base(lambda base: {**one("/items/all")(base), "resources": [{
         "name": "items", "endpoint": {"path": "/items/all", "data_selector": "data"},
         "processing_steps": [{"yield_map": lambda r: ({**r, "copy": n} for n in (1, 2))}]}]}), {}),
+    # the kit checked the whole key in the child's pages, before dlt adds _parents_id to them (helper-55)
+    ("a child's primary key naming a field from its parent", parents_and(
+        {"endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"},
+         "primary_key": ["id", "_parents_id"], "include_from_parent": ["id"]}), {}),
     ("response_actions ignore a status", parents_and(
         {"endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data",
                       "response_actions": [{"status_code": 404, "action": "ignore"}]}},
@@ -556,7 +560,7 @@ def test_an_auth_dict_giving_some_credentials_says_it_must_give_them_all(api, tm
     with pytest.raises(ak.ConfigError) as caught:
         ak.load(secure({"type": "http_basic", "username": USERNAME})(api.base_url),
                 database=str(tmp_path / "kit.duckdb"), progress=False)
-    assert caught.value.path == "client.auth" and "must give them all (its password too)" in caught.value.guidance
+    assert caught.value.path == "client.auth" and "must give them all (http_basic: its username and its password)" in caught.value.guidance
     assert "gives some credentials but not password" in str(caught.value)
     assert "leave the credentials out of it" in caught.value.guidance and PASSWORD not in str(caught.value)
 

@@ -53,34 +53,48 @@ def test_the_written_layout_never_asks_for_a_later_instant():
             assert instant - timedelta(days=1) < at <= instant, (value, written, sent)
 
 
-def test_the_request_gets_the_layout_where_the_incrementals_values_are():
+STORED = "2026-01-03T10:15:07+00:00"
+
+
+def test_the_start_takes_the_layout_wherever_a_placeholder_or_the_start_param_put_it():
     """Placeholders in the path, inside a longer param and in a JSON body were sent in the canonical form, as
     was a start_param holding a lagged start value (helper-54)."""
-    stored = "2026-01-03T10:15:07+00:00"
-    layout = StartLayout("2025-01-01T00:00:00Z", ("since",))
-    path, params, body = layout.request(
-        f"/v1/events/{stored}", {"since": "2026-01-03T09:15:07+00:00", "filter": f"updated_at>={stored}",
-                                 "static": "2024-01-01T00:00:00+00:00", "n": 5},
-        {"where": [{"after": stored}]}, (stored, "2025-01-01T00:00:00+00:00", None))
-    assert path == "/v1/events/2026-01-03T10:15:07Z"
-    assert params == {"since": "2026-01-03T09:15:07Z", "filter": "updated_at>=2026-01-03T10:15:07Z",
-                      "static": "2024-01-01T00:00:00+00:00", "n": 5}
-    assert body == {"where": [{"after": "2026-01-03T10:15:07Z"}]}
+    layout = StartLayout("2025-01-01T00:00:00Z", "since", None, {}, {
+        "path": "/v1/{incremental.start_value}", "json": {"where": [{"after": "{incremental.last_value}"}]},
+        "params": {"filter": "updated_at>={incremental.start_value}", "n": 5}})
+    path, params, body = layout.request(f"/v1/{STORED}", {"since": "2026-01-03T09:15:07+00:00",
+                                                          "filter": f"updated_at>={STORED}", "n": 5},
+                                        {"where": [{"after": STORED}]})
+    assert path == "/v1/2026-01-03T10:15:07Z" and body == {"where": [{"after": "2026-01-03T10:15:07Z"}]}
+    assert params == {"since": "2026-01-03T09:15:07Z", "filter": "updated_at>=2026-01-03T10:15:07Z", "n": 5}
 
 
-def test_a_lagged_start_value_takes_the_layout_and_one_before_year_one_is_left_alone():
-    layout = StartLayout("2025-01-01T00:00:00Z")
-    _, params, _ = layout.request("", {"a": "2026-01-03T09:15:07+00:00", "b": "0001-01-01T00:00:00+00:00"}, None,
-                                  ("2026-01-03T10:15:07+00:00", "0001-01-01T00:30:00+00:00"), lag=3600)
-    assert params == {"a": "2026-01-03T09:15:07Z", "b": "0001-01-01T00:00:00+00:00"}
+def test_values_the_config_wrote_out_go_as_written_beside_a_placeholder():
+    """A static value equal to the stored cursor was rewritten where the same path, param or JSON body also held a
+    placeholder (helper-54, helper-55)."""
+    layout = StartLayout("2025-01-01T00:00:00Z", None, None, {}, {
+        "path": "/c/{incremental.start_value}/" + STORED, "json": {"since": "{incremental.start_value}",
+                                                                 "static": STORED},
+        "params": {"as_of": STORED, "f": "u>{incremental.last_value} and v<" + STORED}})
+    path, params, body = layout.request(f"/c/{STORED}/{STORED}", {"as_of": STORED, "f": f"u>{STORED} and v<{STORED}"},
+                                        {"since": STORED, "static": STORED})
+    assert path == f"/c/2026-01-03T10:15:07Z/{STORED}" and body == {"since": "2026-01-03T10:15:07Z", "static": STORED}
+    assert params == {"as_of": STORED, "f": f"u>2026-01-03T10:15:07Z and v<{STORED}"}
 
 
-def test_values_the_config_wrote_out_go_as_written_where_templates_show_them():
-    """A static param equal to the stored cursor, or to the end value, was rewritten too (helper-54)."""
-    stored = "2026-01-03T10:15:07+00:00"
-    layout = StartLayout("2025-01-01T00:00:00Z", (), {"path": "/v1/{incremental.start_value}", "json": None,
-                                                       "params": {"as_of": stored, "f": "u>{incremental.last_value}"}})
-    path, params, body = layout.request(f"/v1/{stored}", {"as_of": stored, "f": f"u>{stored}"}, {"x": stored},
-                                        (stored, None, None))
-    assert path == "/v1/2026-01-03T10:15:07Z" and body == {"x": stored}
-    assert params == {"as_of": stored, "f": "u>2026-01-03T10:15:07Z"}
+def test_the_end_and_the_initial_value_go_out_as_the_config_wrote_them():
+    """An end value cut to the initial_value's layout (2026-03-01T00:20:30Z to 2026-03-01, or to 00:20Z) asked the
+    API for less than the config's range, and the records past the cut were never loaded (helper-55)."""
+    end, end_canonical = "2026-03-01T00:20:30.900Z", "2026-03-01T00:20:30.9+00:00"
+    layout = StartLayout("2026-03-01", "since", "until", {end_canonical: end, "2026-03-01": "2026-03-01"},
+                         {"path": "/e/{incremental.end_value}/{incremental.initial_value}", "params": {}})
+    path, params, _ = layout.request(f"/e/{end_canonical}/2026-03-01", {"since": STORED, "until": end_canonical},
+                                     None)
+    assert path == f"/e/{end}/2026-03-01" and params == {"since": "2026-01-03", "until": end}
+
+
+def test_a_template_with_doubled_braces_or_text_that_cannot_be_told_apart_is_left_as_filled():
+    layout = StartLayout("2025-01-01T00:00:00Z", None, None, {}, {"params": {
+        "q": "{{literal}} after {incremental.start_value}", "odd": "{incremental.start_value}x"}})
+    _, params, _ = layout.request("", {"q": f"{{literal}} after {STORED}", "odd": "something else"}, None)
+    assert params == {"q": "{literal} after 2026-01-03T10:15:07Z", "odd": "something else"}

@@ -24,9 +24,10 @@ from analytics_kit.seam import (
 )
 
 
-PARTIAL_AUTH = ("dlt checks an auth dict as it is written, before it looks in dlt secrets: one that gives some "
-                "credentials (an http_basic username) must give them all (its password too). Write every field into "
-                "the dict, or leave the credentials out of it to take them all from dlt secrets.")
+PARTIAL_AUTH = ("dlt checks an auth dict as it is written, before it looks in dlt secrets: one that gives some of "
+                "the credentials its type requires must give them all (http_basic: its username and its password). "
+                "Write every field into the dict, or leave the credentials out of it to take them all from dlt "
+                "secrets.")
 
 
 def _mask(config: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -51,7 +51,7 @@ def parse(value: Any) -> datetime | None:
     """
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    if not isinstance(value, str) or len(value) < 16 or value[10] not in "Tt ":
+    if not isinstance(value, str) or len(value) < 13 or value[10] not in "Tt ":  # an hour alone is one too
         return None
     text = value.strip()
     if text[-1] == "z":  # RFC 3339 allows a lowercase z; fromisoformat does not
@@ -198,8 +198,6 @@ def restart_point(started: datetime, like: Any = None) -> Any:
 
 # an ISO timestamp's layout as written: day, then separator, hour, minutes, seconds, fraction mark and digits, zone
 _WRITTEN = re.compile(r"(\d{4}-\d{2}-\d{2})(?:([Tt ])(\d{2})(?::(\d{2})(?::(\d{2})(?:([.,])(\d+))?)?)?)?(.*)")
-# the kit's canonical form, as it shows in a request dlt rendered from the incremental's values
-_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?\+00:00")
 
 
 def like_written(value: Any, written: Any) -> Any:
@@ -232,46 +230,69 @@ def like_written(value: Any, written: Any) -> Any:
     return text + zone
 
 
+# a placeholder as rest_api fills it, or a doubled brace, which it writes as one
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]+)\}")
+
+
 @dataclass(frozen=True)
 class StartLayout:
-    """How the incremental's values go out in requests: in the layout of ``written`` (see ``like_written``).
-    ``keys``: the params rest_api sets to the start and end values (``start_param``, ``end_param``);
-    ``templates``: the path, params and JSON body as the config wrote them, where a placeholder shows which
-    values are the incremental's (None: any value equal to one may be)."""
+    """How the incremental's values go out in requests, where rest_api put the kit's canonical text.
+
+    The start (``{incremental.start_value}``, ``last_value``, the ``start_param``) takes the layout of
+    ``written``, the config's initial_value, cut to it (see ``like_written``: a lower bound may only move
+    earlier). ``{incremental.initial_value}``, ``end_value`` and the ``end_param`` go out as the config wrote
+    them (``as_written``: canonical text -> written text): an end cut earlier would leave records out.
+    ``templates``: the path, params and JSON body as the config wrote them, placeholders unfilled; only what a
+    placeholder of the incremental's filled changes.
+    """
 
     written: str
-    keys: tuple[str, ...] = ()
-    templates: dict | None = None
+    start_key: str | None = None
+    end_key: str | None = None
+    as_written: dict = field(default_factory=dict)
+    templates: dict = field(default_factory=dict)
 
-    def request(self, path: Any, params: dict | None, json: Any, bounds: tuple,
-                lag: Any = None) -> tuple[Any, dict | None, Any]:
-        """``path``, ``params`` and ``json`` as dlt rendered them, with the incremental's values in this layout:
-        the start and end params whole, and the canonical text of ``bounds`` (the stored cursor, the initial and
-        end values; each also ``lag`` seconds earlier, as dlt's lag starts) wherever a placeholder put it. Other
-        values go out as the config gives them."""
-        texts = {bound for bound in bounds if isinstance(bound, str) and _CANONICAL.fullmatch(bound)}
-        for at in map(parse, list(texts) if is_number(lag) and lag else ()):
-            try:
-                texts.add(render(at - timedelta(seconds=lag)))
-            except OverflowError:  # before year 1: dlt cannot have sent it either
-                pass
-
-        def fix(item: Any) -> Any:
-            if isinstance(item, str):
-                return _CANONICAL.sub(lambda m: like_written(m.group(), self.written) if m.group() in texts
-                                      else m.group(), item) if texts and "+00:00" in item else item
-            if isinstance(item, dict):
-                return {k: fix(v) for k, v in item.items()}
-            return [fix(v) for v in item] if isinstance(item, list) else item
-
+    def request(self, path: Any, params: dict | None, json: Any) -> tuple[Any, dict | None, Any]:
+        """``path``, ``params`` and ``json`` as rest_api filled them, the incremental's values in their layout."""
         templates = self.templates
-
-        def placed(part: str, key: Any = None) -> bool:  # a placeholder of the incremental's wrote it
-            template = templates.get(part) if templates is not None else "{incremental."
-            template = template.get(key) if key is not None and isinstance(template, dict) else template
-            return "{incremental." in str(template)
-
         if params:
-            params = {k: like_written(v, self.written) if k in self.keys and isinstance(v, str)
-                      else fix(v) if placed("params", k) else v for k, v in params.items()}
-        return fix(path) if placed("path") else path, params, fix(json) if placed("json") else json
+            given = templates.get("params") if isinstance(templates.get("params"), dict) else {}
+            params = {k: like_written(v, self.written) if k == self.start_key and isinstance(v, str)
+                      else self.as_written.get(v, v) if k == self.end_key and isinstance(v, str)
+                      else self._walk(given.get(k), v) for k, v in params.items()}
+        return self._walk(templates.get("path"), path), params, self._walk(templates.get("json"), json)
+
+    def _walk(self, template: Any, value: Any) -> Any:
+        if isinstance(template, str) and isinstance(value, str) and "{incremental." in template:
+            return self._refill(template, value)
+        if isinstance(template, dict) and isinstance(value, dict):
+            return {k: self._walk(template.get(k), v) for k, v in value.items()}
+        if isinstance(template, list) and isinstance(value, list) and len(template) == len(value):
+            return [self._walk(t, v) for t, v in zip(template, value)]
+        return value
+
+    def _refill(self, template: str, filled: str) -> str:
+        """``filled`` (``template`` as rest_api filled it) with the incremental's placeholders filled anew; as it
+        is where the template's fixed text cannot be told from what the placeholders put in."""
+        pattern, names, start = "", [], 0
+        for mark in _PLACEHOLDER.finditer(template):
+            pattern += re.escape(template[start:mark.start()])
+            if mark.group(1) is None:
+                pattern += re.escape(mark.group()[0])
+            else:
+                pattern += "(.*?)"
+                names.append(mark.group(1).strip())
+            start = mark.end()
+        found = re.fullmatch(pattern + re.escape(template[start:]), filled, re.S)
+        if found is None:
+            return filled
+        out, start = [], 0
+        for group, name in enumerate(names, 1):
+            value = found.group(group)
+            if name in ("incremental.start_value", "incremental.last_value"):
+                value = like_written(value, self.written)
+            elif name in ("incremental.initial_value", "incremental.end_value"):
+                value = self.as_written.get(value, value)
+            out += [filled[start:found.start(group)], value]
+            start = found.end(group)
+        return "".join(out) + filled[start:]

@@ -111,10 +111,8 @@ class KitPaginate:
                  auth: Any = None, paginator: Any = None, data_selector: Any = None, hooks: Any = None,
                  headers: dict | None = None, *, data: Any = None, **kwargs: Any) -> Iterator[Any]:
         outcome: dict = {}
-        if self.rewrite_cursor and self.incremental is not None and self.written is not None:  # not with a convert
-            inc = self.incremental
-            bounds = (seam.running_cursor(self.resource, inc.cursor_path), inc.initial_value, inc.end_value)
-            path, params, json = self.written.request(path, params, json, bounds, getattr(inc, "lag", None))
+        if self.rewrite_cursor and self.written is not None:  # a convert reads the values as dlt leaves them
+            path, params, json = self.written.request(path, params, json)
         return self._batched(self._pages(path, method, params, json, auth, paginator, data_selector, hooks,
                                          headers, data, kwargs, outcome), outcome)
 

@@ -163,9 +163,7 @@ def _build(
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
-            initial = getattr(seam.resource_incremental(resource), "initial_value", None)
-            written = (cursors.StartLayout(initial, seam.incremental_param_names(resource),
-                                           seam.request_templates(resource)) if isinstance(initial, str) else None)
+            written = _start_layout(resource)  # before the bounds are made canonical
             cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = seam.resource_incremental(resource)
@@ -188,12 +186,13 @@ def _build(
             fields = FieldNames(resource.name, field_naming)
             if renames:  # checked behind the steps, which may rename a field (as its error suggests)
                 seam.add_step(resource, fields)
-            KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=seam.primary_key(resource),
+            paged = _key_in_pages(seam.primary_key(resource), seam.fields_from_parent(resource))
+            KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=paged,
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
-                        string_keys=strings_stay_distinct(seam.primary_key(resource), resource.columns, naming,
+                        string_keys=strings_stay_distinct(paged, resource.columns, naming,
                                                           learned), written=written).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
@@ -267,6 +266,27 @@ def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
     except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
         failure = explain(error, prepared.rest_api, Redactor(prepared.secrets))
     raise failure  # outside the except block: dlt's exception and its frames are not chained
+
+
+def _key_in_pages(key: Any, added: set[str]) -> Any:
+    """The primary key without the fields dlt adds from a parent after the pages are read (None if only those)."""
+    if isinstance(key, str):
+        return None if key in added else key
+    kept = [name for name in key or () if name not in added]
+    return (kept[0] if len(kept) == 1 else kept) if kept else None
+
+
+def _start_layout(resource: DltResource) -> cursors.StartLayout | None:
+    """How the incremental's values go out in requests (see ``cursors.StartLayout``), read before
+    ``_compare_as_instants`` makes them canonical; None without an initial_value written as text."""
+    incremental = seam.resource_incremental(resource)
+    initial = getattr(incremental, "initial_value", None)
+    if not isinstance(initial, str):
+        return None
+    bounds = (initial, getattr(incremental, "end_value", None))
+    start, end = seam.incremental_param_names(resource)
+    return cursors.StartLayout(initial, start, end, {cursors.canonical(v): v for v in bounds if isinstance(v, str)},
+                               seam.request_templates(resource))
 
 
 def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:

@@ -84,7 +84,7 @@ def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseExcep
 
 
 def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, database: str,
-            destination: str = "duckdb") -> KitError:
+            destination: str = "duckdb", workdir: str | None = None) -> KitError:
     """The ``LoadError`` for ``error``, with no secret in it."""
     resource = next(
         (name for e in causes(error) if (name := getattr(e, "pipe_name", None) or getattr(e, "resource_name", None))),
@@ -96,7 +96,10 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     # request sent is usually another one.
     tagged = next((t for e in causes(error) if (t := getattr(e, PAGE_REQUEST, None))), None)
     request = tagged or (request_text(failed, redactor) if failed is not None else stats.last_request.get(resource or "", ""))
-    attempts = stats.attempts.get(request, 1)
+    # a request the kit's sessions never sent is dlt's own (an OAuth token request), retried by dlt's settings
+    by_dlt = failed is not None and request not in stats.attempts
+    attempts = ("dlt's own retries (RUNTIME__REQUEST_MAX_ATTEMPTS, 5 attempts by default)" if by_dlt
+                else f"{stats.attempts.get(request, 1)} attempt(s)")
     host = host_of(failed.url) if failed is not None and failed.url else "the API's host"
 
     # The kit's own errors raised during extraction already say what to do.
@@ -189,10 +192,11 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 resource=resource, status=status, request=request,
             )
         return LoadError(
-            f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts} "
-            f"attempt(s); nothing from this run was committed.",
+            f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts}; "
+            "nothing from this run was committed.",
             guidance="The API is failing or overloaded: run the load again later, or raise "
-            "error_handler.max_retries (and backoff_factor) to wait longer for it.",
+            + ("RUNTIME__REQUEST_MAX_ATTEMPTS (and RUNTIME__REQUEST_BACKOFF_FACTOR), dlt's settings for its own "
+               "requests," if by_dlt else "error_handler.max_retries (and backoff_factor)") + " to wait longer for it.",
             resource=resource, status=status, request=request,
         )
 
@@ -202,7 +206,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 if isinstance(timeout, requests.ConnectTimeout) else f"sent {timeout}")
         return LoadError(
             f"The API at {host} timed out for {where}: it {what} on {request or 'the first request'}, "
-            f"{attempts} attempt(s); nothing from this run was committed.",
+            f"{attempts}; nothing from this run was committed.",
             guidance="If the API is slow rather than down, raise error_handler.timeout (seconds for one attempt, "
             "connecting and reading); one request takes at most attempts x timeout + the backoff waits.",
             resource=resource, host=host, request=request,
@@ -212,7 +216,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if broken is not None:
         return LoadError(
             f"The API at {host} broke off its response for {where} on {request or 'the first request'} "
-            f"({type(broken).__name__}: {_short(redactor(str(broken)), 160)}), {attempts} attempt(s); "
+            f"({type(broken).__name__}: {_short(redactor(str(broken)), 160)}), {attempts}; "
             "nothing from this run was committed.",
             guidance="The connection closed in the middle of a response. Run the load again; if it keeps "
             "happening, raise error_handler.max_retries.",
@@ -231,7 +235,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if connection is not None:
         return LoadError(
             f"The API at {host} could not be reached for {where} on {request or 'the first request'}: "
-            f"{_cause(connection, redactor)}; {attempts} attempt(s); nothing from this run was committed.",
+            f"{_cause(connection, redactor)}; {attempts}; nothing from this run was committed.",
             guidance="Check client.base_url (scheme, host and port) and your network, then run the load again.",
             resource=resource, host=host,
         )
@@ -281,8 +285,10 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             when = f"while dlt wrote its working files in {folder} (its {step or 'extract'} step)"
         elif step == "load" or db is not None:
             when = f"while writing to {database}"  # DuckDB's own write (its .wal too)
-        else:
-            when = f"while preparing the data (dlt's {step or 'extract'} step), before anything was written to {database}"
+        else:  # dlt's extract and normalize steps write only to its working folder
+            files = f", writing its working files in {workdir}" if workdir else ""
+            when = (f"while preparing the data (dlt's {step or 'extract'} step{files}), before anything was written "
+                    f"to {database}")
         return LoadError(
             f"The disk ran out of space {when}: {_short(redactor(str(db or full)), 200)}",
             guidance="Free some space (or move the file to a larger disk) and run the load again. "

@@ -148,7 +148,7 @@ def load(
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
         except Exception as error:  # noqa: BLE001 - every failure becomes one LoadError
             failure = explain(error, redactor=redactor, stats=stats, database=target.label,
-                              destination=target.destination)
+                              destination=target.destination, workdir=str(target.pipelines_dir))
         finally:
             display.close(report)  # the final counts are the report's
     if failure is not None:
