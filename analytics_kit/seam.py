@@ -213,14 +213,10 @@ def resource_incremental(resource: DltResource) -> Incremental | None:
 
 
 def cursor_convert(resource: DltResource) -> Any:
-    """The incremental's ``convert`` function (the value as the API wants it), or None."""
-    return _rest_api_arg(resource, "incremental_cursor_transform")
-
-
-def incremental_param_names(resource: DltResource) -> tuple[str | None, str | None]:
-    """The request params rest_api sets to the incremental's start and end values (its ``IncrementalParam``)."""
-    names = _rest_api_arg(resource, "incremental_param")
-    return getattr(names, "start", None), getattr(names, "end", None)
+    """The config's own incremental ``convert`` function (the value as the API wants it), or None; the kit's
+    (``cursors.AsWritten``, marked ``kit_layout``) is none of the config's."""
+    convert = _rest_api_arg(resource, "incremental_cursor_transform")
+    return None if getattr(convert, "kit_layout", False) else convert
 
 
 def fields_from_parent(resource: DltResource) -> set[str]:
@@ -232,11 +228,6 @@ def fields_from_parent(resource: DltResource) -> set[str]:
     parent = resolved[0].resolve_config["resource"] if resolved else None
     return {make_parent_key_name(parent, name) for name in _rest_api_arg(resource, "include_from_parent") or []
             } if parent else set()
-
-
-def request_templates(resource: DltResource) -> dict[str, Any]:
-    """The path, params and JSON body as the config wrote them, placeholders unfilled (rest_api fills them)."""
-    return {name: _rest_api_arg(resource, name) for name in ("path", "params", "json")}
 
 
 def _rest_api_arg(resource: DltResource, name: str) -> Any:

@@ -859,6 +859,31 @@ def test_an_initial_value_written_as_an_hour_is_an_instant(api, watch):
     assert report.rows["events"] == 500 and table() == served(api)
 
 
+def test_every_placeholder_of_the_incremental_goes_out_as_written(api, watch):
+    """Two placeholders joined by ':' were refilled wrongly ("...00Z:00:00+00:00:..."), and placeholders in a
+    header, or with a format spec, kept the canonical form (helper-56): rest_api fills them all through the
+    incremental's convert, which the kit now sets."""
+    config = config_for(api)
+    endpoint = config["resources"][0]["endpoint"]
+    endpoint["incremental"].update(initial_value="2026-01-01T00:00Z", end_value="2026-12-31T00:00:00.5Z",
+                                   end_param="until")
+    endpoint["params"] = {"q": "{incremental.start_value}:{incremental.end_value}",
+                          "from": "{incremental.initial_value}"}
+    endpoint["headers"] = {"X-Since": "{incremental.start_value!s}"}
+    watch.succeeds(config)
+    first = api.requests[0]
+    assert first.params["q"] == "2026-01-01T00:00Z:2026-12-31T00:00:00.5Z"
+    assert first.headers["X-Since"] == "2026-01-01T00:00Z"
+    assert first.params["until"] == "2026-12-31T00:00:00.5Z" and first.params["from"] == "2026-01-01T00:00Z"
+    api.update_record(11, value=-11.0)
+    api.clear_requests()
+    watch.succeeds(config)
+    again = api.requests[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\dZ:2026-12-31T00:00:00\.5Z", again.params["q"]), again.params
+    assert again.headers["X-Since"] == again.params["updated_since"] == again.params["q"].split("Z:")[0] + "Z"
+    assert table() == served(api)
+
+
 def test_cursor_from_the_future_is_reported_and_does_not_stop_later_loads(api, watch):
     api.update_record(5, updated_at="2030-01-01T00:00:00Z")
     first = watch.succeeds(config_for(api))

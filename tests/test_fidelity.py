@@ -690,3 +690,15 @@ def test_a_404_for_one_parents_sub_resource_says_how_to_skip_such_answers(api, t
     assert "HTTP 404" in str(error) and "one record of its parent resource" in str(error), error
     assert '"response_actions": [{"status_code": 404, "action": "ignore"}]' in error.guidance
     assert "broke off" not in str(error) + error.guidance and "wrong" not in error.guidance
+
+
+def test_an_auth_field_left_none_that_dlt_does_not_fill_from_secrets_is_named(api, tmp_path: Path) -> None:
+    """``access_token_url: None`` was refused as "got a value of type NoneType", with advice about an http_basic
+    password (helper-56): dlt fills only credentials from its secrets."""
+    with pytest.raises(ak.ConfigError) as caught:
+        ak.load(secure({"type": "oauth2_client_credentials", "access_token_url": None, "client_id": CLIENT_ID,
+                        "client_secret": CLIENT_SECRET})(api.base_url), database=str(tmp_path / "kit.duckdb"),
+                progress=False)
+    assert caught.value.path == "client.auth.access_token_url", caught.value
+    assert "Write access_token_url into the auth dict" in caught.value.guidance
+    assert CLIENT_SECRET not in str(caught.value) + caught.value.guidance

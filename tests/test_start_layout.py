@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from analytics_kit.fetch.cursors import StartLayout, like_written, parse
+from analytics_kit.fetch.cursors import AsWritten, like_written, parse
 
 VALUE = "2026-01-03T10:15:07.5+00:00"
 
@@ -56,45 +56,11 @@ def test_the_written_layout_never_asks_for_a_later_instant():
 STORED = "2026-01-03T10:15:07+00:00"
 
 
-def test_the_start_takes_the_layout_wherever_a_placeholder_or_the_start_param_put_it():
-    """Placeholders in the path, inside a longer param and in a JSON body were sent in the canonical form, as
-    was a start_param holding a lagged start value (helper-54)."""
-    layout = StartLayout("2025-01-01T00:00:00Z", "since", None, {}, {
-        "path": "/v1/{incremental.start_value}", "json": {"where": [{"after": "{incremental.last_value}"}]},
-        "params": {"filter": "updated_at>={incremental.start_value}", "n": 5}})
-    path, params, body = layout.request(f"/v1/{STORED}", {"since": "2026-01-03T09:15:07+00:00",
-                                                          "filter": f"updated_at>={STORED}", "n": 5},
-                                        {"where": [{"after": STORED}]})
-    assert path == "/v1/2026-01-03T10:15:07Z" and body == {"where": [{"after": "2026-01-03T10:15:07Z"}]}
-    assert params == {"since": "2026-01-03T09:15:07Z", "filter": "updated_at>=2026-01-03T10:15:07Z", "n": 5}
-
-
-def test_values_the_config_wrote_out_go_as_written_beside_a_placeholder():
-    """A static value equal to the stored cursor was rewritten where the same path, param or JSON body also held a
-    placeholder (helper-54, helper-55)."""
-    layout = StartLayout("2025-01-01T00:00:00Z", None, None, {}, {
-        "path": "/c/{incremental.start_value}/" + STORED, "json": {"since": "{incremental.start_value}",
-                                                                 "static": STORED},
-        "params": {"as_of": STORED, "f": "u>{incremental.last_value} and v<" + STORED}})
-    path, params, body = layout.request(f"/c/{STORED}/{STORED}", {"as_of": STORED, "f": f"u>{STORED} and v<{STORED}"},
-                                        {"since": STORED, "static": STORED})
-    assert path == f"/c/2026-01-03T10:15:07Z/{STORED}" and body == {"since": "2026-01-03T10:15:07Z", "static": STORED}
-    assert params == {"as_of": STORED, "f": f"u>2026-01-03T10:15:07Z and v<{STORED}"}
-
-
-def test_the_end_and_the_initial_value_go_out_as_the_config_wrote_them():
-    """An end value cut to the initial_value's layout (2026-03-01T00:20:30Z to 2026-03-01, or to 00:20Z) asked the
-    API for less than the config's range, and the records past the cut were never loaded (helper-55)."""
-    end, end_canonical = "2026-03-01T00:20:30.900Z", "2026-03-01T00:20:30.9+00:00"
-    layout = StartLayout("2026-03-01", "since", "until", {end_canonical: end, "2026-03-01": "2026-03-01"},
-                         {"path": "/e/{incremental.end_value}/{incremental.initial_value}", "params": {}})
-    path, params, _ = layout.request(f"/e/{end_canonical}/2026-03-01", {"since": STORED, "until": end_canonical},
-                                     None)
-    assert path == f"/e/{end}/2026-03-01" and params == {"since": "2026-01-03", "until": end}
-
-
-def test_a_template_with_doubled_braces_or_text_that_cannot_be_told_apart_is_left_as_filled():
-    layout = StartLayout("2025-01-01T00:00:00Z", None, None, {}, {"params": {
-        "q": "{{literal}} after {incremental.start_value}", "odd": "{incremental.start_value}x"}})
-    _, params, _ = layout.request("", {"q": f"{{literal}} after {STORED}", "odd": "something else"}, None)
-    assert params == {"q": "{literal} after 2026-01-03T10:15:07Z", "odd": "something else"}
+def test_the_converter_gives_the_initial_and_end_values_as_written_and_the_start_in_their_layout():
+    """An end value cut to the initial_value's layout (2026-03-01T00:20:30Z to 2026-03-01) asked the API for less
+    than the config's range, and the records past the cut were never loaded (helper-55)."""
+    end = "2026-03-01T00:20:30.900Z"
+    convert = AsWritten("2026-03-01", {"2026-03-01T00:20:30.9+00:00": end, "2026-03-01": "2026-03-01"})
+    assert convert("2026-03-01T00:20:30.9+00:00") == end and convert("2026-03-01") == "2026-03-01"
+    assert convert(STORED) == "2026-01-03" and convert(None) is None
+    assert AsWritten(None, {"2026-03-01T00:20:30.9+00:00": end})(STORED) == STORED  # no written layout

@@ -33,7 +33,7 @@ from dlt.sources.rest_api import SENSITIVE_KEYS, rest_api
 from dlt.sources.rest_api.config_setup import create_auth
 
 from analytics_kit import seam
-from analytics_kit.config.dlt_validation import PARTIAL_AUTH, missing_required
+from analytics_kit.config.dlt_validation import PARTIAL_AUTH, missing_required, unfillable
 from analytics_kit.errors import ConfigError, MissingSecretError
 
 SET_API_KEY = 'set the API_KEY environment variable, or add api_key = "..." to .dlt/secrets.toml'
@@ -78,6 +78,10 @@ def resolve(cfg: dict[str, Any], name: str, secrets: list[str]) -> None:
     outcomes = _in_dlt_sections([holder["auth"] for _, holder in blocks], name)
     for (path, holder), (auth, error) in zip(blocks, outcomes):
         missing = seam.missing_fields(error) if error is not None else None
+        unset = unfillable(holder["auth"])
+        if unset:  # asking dlt's secrets for it would not help: its validator refuses the None (helper-56)
+            raise ConfigError(f"{unset[0]} is None, and dlt fills only credentials from its secrets",
+                              path=f"{path}.{unset[0]}", guidance=f"Write {unset[0]} into the auth dict.")
         lacking = missing_required(holder["auth"])
         if lacking:
             # setting the field in dlt secrets would not help: dlt's validator refuses the dict as written (helper-54)

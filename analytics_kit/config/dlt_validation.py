@@ -79,7 +79,14 @@ def validate_with_dlt(config: dict[str, Any]) -> None:
             literal = is_literal_type(hint)
             detail = deepest.msg + (did_you_mean(deepest.value, map(str, get_literal_args(hint))) if literal else "")
         guidance = "Fix the value as described; see dlt's rest_api documentation."
-        if path.endswith("auth") and _partial_auth(_at(config, path)):
+        auth = _at(config, path) if path.endswith("auth") else None
+        unset = unfillable(auth)
+        if unset:
+            # a None elsewhere (an OAuth access_token_url) was refused as "a value of type NoneType", with advice
+            # about http_basic (helper-56)
+            path, detail = f"{path}.{unset[0]}", f"{unset[0]} is None, and dlt fills only credentials from its secrets"
+            guidance = f"Write {unset[0]} into the auth dict."
+        elif _partial_auth(auth):
             # what dlt refuses is the dict as written; the kit's own advice (set the missing field in dlt
             # secrets) led here (helper-52)
             guidance = PARTIAL_AUTH
@@ -107,6 +114,12 @@ def _partial_auth(auth: Any) -> bool:
     if not isinstance(auth, dict) or not any(v is not None for k, v in auth.items() if k != "type"):
         return False
     return any(value is None for value in auth.values()) or bool(missing_required(auth))
+
+
+def unfillable(auth: Any) -> list[str]:
+    """The fields of an auth dict left None that are no credentials: dlt fills only credentials from its secrets,
+    and its validator refuses the rest as None."""
+    return [k for k, v in auth.items() if v is None and not is_secret_slot("auth", k)] if isinstance(auth, dict) else []
 
 
 def missing_required(auth: Any) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
 from analytics_kit.config.dlt_validation import validate_with_dlt
+from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
 from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots, iter_url_secrets
 from analytics_kit.errors import ConfigError, KitError, secret_safe
@@ -93,6 +94,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME) -> PreparedConfi
         # out of the dict, and one found nowhere is a MissingSecretError naming where to set it
         credentials.resolve(cfg, name, found)
         validate_with_dlt(cfg)
+        add_as_written(cfg)  # after dlt's checks: the config as the user wrote it is what they judge
     except KitError as exc:
         failure = _redacted(exc, _collect_secrets(cfg, found))
     if failure is not None:

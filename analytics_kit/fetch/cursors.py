@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -230,69 +229,26 @@ def like_written(value: Any, written: Any) -> Any:
     return text + zone
 
 
-# a placeholder as rest_api fills it, or a doubled brace, which it writes as one
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]+)\}")
+class AsWritten:
+    """rest_api's ``convert`` for the incremental's values in requests, set by the kit where the config has none
+    (see ``config.layouts``): rest_api fills every placeholder (path, params, JSON and form bodies, headers, with
+    any format spec) and the start and end params through it.
 
-
-@dataclass(frozen=True)
-class StartLayout:
-    """How the incremental's values go out in requests, where rest_api put the kit's canonical text.
-
-    The start (``{incremental.start_value}``, ``last_value``, the ``start_param``) takes the layout of
-    ``written``, the config's initial_value, cut to it (see ``like_written``: a lower bound may only move
-    earlier). ``{incremental.initial_value}``, ``end_value`` and the ``end_param`` go out as the config wrote
-    them (``as_written``: canonical text -> written text): an end cut earlier would leave records out.
-    ``templates``: the path, params and JSON body as the config wrote them, placeholders unfilled; only what a
-    placeholder of the incremental's filled changes.
+    The kit keeps cursors in its canonical form. ``as_written`` (canonical text -> text as the config wrote
+    it) gives the initial and end values back as written, as dlt alone sends them: an end cut earlier would
+    leave records out. Any other value is a start (the stored cursor, lagged or not) and takes the layout of
+    ``written``, the config's initial_value, cut to it (``like_written``: a lower bound may only move earlier).
     """
 
-    written: str
-    start_key: str | None = None
-    end_key: str | None = None
-    as_written: dict = field(default_factory=dict)
-    templates: dict = field(default_factory=dict)
+    kit_layout = True  # not the config's own convert: the kit's cursors stay canonical (seam.cursor_convert)
 
-    def request(self, path: Any, params: dict | None, json: Any) -> tuple[Any, dict | None, Any]:
-        """``path``, ``params`` and ``json`` as rest_api filled them, the incremental's values in their layout."""
-        templates = self.templates
-        if params:
-            given = templates.get("params") if isinstance(templates.get("params"), dict) else {}
-            params = {k: like_written(v, self.written) if k == self.start_key and isinstance(v, str)
-                      else self.as_written.get(v, v) if k == self.end_key and isinstance(v, str)
-                      else self._walk(given.get(k), v) for k, v in params.items()}
-        return self._walk(templates.get("path"), path), params, self._walk(templates.get("json"), json)
+    def __init__(self, written: Any, as_written: dict) -> None:
+        self.written, self.as_written = written, as_written
 
-    def _walk(self, template: Any, value: Any) -> Any:
-        if isinstance(template, str) and isinstance(value, str) and "{incremental." in template:
-            return self._refill(template, value)
-        if isinstance(template, dict) and isinstance(value, dict):
-            return {k: self._walk(template.get(k), v) for k, v in value.items()}
-        if isinstance(template, list) and isinstance(value, list) and len(template) == len(value):
-            return [self._walk(t, v) for t, v in zip(template, value)]
-        return value
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str) and value in self.as_written:
+            return self.as_written[value]
+        return like_written(value, self.written) if isinstance(self.written, str) else value
 
-    def _refill(self, template: str, filled: str) -> str:
-        """``filled`` (``template`` as rest_api filled it) with the incremental's placeholders filled anew; as it
-        is where the template's fixed text cannot be told from what the placeholders put in."""
-        pattern, names, start = "", [], 0
-        for mark in _PLACEHOLDER.finditer(template):
-            pattern += re.escape(template[start:mark.start()])
-            if mark.group(1) is None:
-                pattern += re.escape(mark.group()[0])
-            else:
-                pattern += "(.*?)"
-                names.append(mark.group(1).strip())
-            start = mark.end()
-        found = re.fullmatch(pattern + re.escape(template[start:]), filled, re.S)
-        if found is None:
-            return filled
-        out, start = [], 0
-        for group, name in enumerate(names, 1):
-            value = found.group(group)
-            if name in ("incremental.start_value", "incremental.last_value"):
-                value = like_written(value, self.written)
-            elif name in ("incremental.initial_value", "incremental.end_value"):
-                value = self.as_written.get(value, value)
-            out += [filled[start:found.start(group)], value]
-            start = found.end(group)
-        return "".join(out) + filled[start:]
+    def __repr__(self) -> str:
+        return f"AsWritten({self.written!r})"

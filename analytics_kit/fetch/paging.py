@@ -85,8 +85,8 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 string_keys: Callable[[], bool] = lambda: False, written: Any = None) -> None:
-        self.client, self.written = client, written  # the layout of the incremental's values in requests
+                 string_keys: Callable[[], bool] = lambda: False) -> None:
+        self.client = client
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
         self.string_keys = string_keys  # whether distinct string keys stay distinct in the table (tally.py)
@@ -111,8 +111,6 @@ class KitPaginate:
                  auth: Any = None, paginator: Any = None, data_selector: Any = None, hooks: Any = None,
                  headers: dict | None = None, *, data: Any = None, **kwargs: Any) -> Iterator[Any]:
         outcome: dict = {}
-        if self.rewrite_cursor and self.written is not None:  # a convert reads the values as dlt leaves them
-            path, params, json = self.written.request(path, params, json)
         return self._batched(self._pages(path, method, params, json, auth, paginator, data_selector, hooks,
                                          headers, data, kwargs, outcome), outcome)
 

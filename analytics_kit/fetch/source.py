@@ -163,7 +163,6 @@ def _build(
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
-            written = _start_layout(resource)  # before the bounds are made canonical
             cursor = _compare_as_instants(resource)
             if reason is None:
                 incremental = seam.resource_incremental(resource)
@@ -193,7 +192,7 @@ def _build(
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming,
-                                                          learned), written=written).install()
+                                                          learned)).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
@@ -274,19 +273,6 @@ def _key_in_pages(key: Any, added: set[str]) -> Any:
         return None if key in added else key
     kept = [name for name in key or () if name not in added]
     return (kept[0] if len(kept) == 1 else kept) if kept else None
-
-
-def _start_layout(resource: DltResource) -> cursors.StartLayout | None:
-    """How the incremental's values go out in requests (see ``cursors.StartLayout``), read before
-    ``_compare_as_instants`` makes them canonical; None without an initial_value written as text."""
-    incremental = seam.resource_incremental(resource)
-    initial = getattr(incremental, "initial_value", None)
-    if not isinstance(initial, str):
-        return None
-    bounds = (initial, getattr(incremental, "end_value", None))
-    start, end = seam.incremental_param_names(resource)
-    return cursors.StartLayout(initial, start, end, {cursors.canonical(v): v for v in bounds if isinstance(v, str)},
-                               seam.request_templates(resource))
 
 
 def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
