@@ -64,3 +64,20 @@ def test_the_converter_gives_the_initial_and_end_values_as_written_and_the_start
     assert convert("2026-03-01T00:20:30.9+00:00") == end and convert("2026-03-01") == "2026-03-01"
     assert convert(STORED) == "2026-01-03" and convert(None) is None
     assert AsWritten(None, {"2026-03-01T00:20:30.9+00:00": end})(STORED) == STORED  # no written layout
+
+
+def test_the_converter_is_set_where_the_start_is_a_lower_bound_and_the_config_has_none():
+    """A ``last_value_func: min`` cursor's start is an upper bound, which a cut narrowed: records were lost; and
+    ``"convert": None`` counted as the config's own convert (helper-57)."""
+    from analytics_kit.config.layouts import add_as_written
+
+    def incremental(**more):
+        return {"cursor_path": "updated_at", "initial_value": "2026-03-01T00:00:00Z", **more}
+
+    cfg = {"resources": [{"name": name, "endpoint": {"incremental": block}} for name, block in (
+        ("plain", incremental()), ("none", incremental(convert=None)), ("max", incremental(last_value_func="max")),
+        ("min", incremental(last_value_func="min")), ("own", incremental(convert=str)))]}
+    add_as_written(cfg)
+    converts = {r["name"]: r["endpoint"]["incremental"].get("convert") for r in cfg["resources"]}
+    assert {name for name, convert in converts.items() if isinstance(convert, AsWritten)} == {"plain", "none", "max"}
+    assert converts["min"] is None and converts["own"] is str
