@@ -1566,7 +1566,10 @@ def test_three_updates_before_the_last_page_leave_no_row_stale():
         ak.load(config_for(api, concurrency=1), progress=False)
         api.status_script = None
         ak.load(config_for(api, concurrency=1), progress=False)  # a quiet incremental run
-        assert done and table() == served(api)
+        loaded, expected = table(), served(api)
+        # the differing ids only: pytest's full diff of two 501-row dicts (CI=true turns truncation off) ran for
+        # many minutes on this expected failure
+        assert done and not [key for key in expected if loaded.get(key) != expected[key]]
 
 
 def test_a_purge_is_seen_when_a_page_answered_before_it_arrives_after_the_pages_answered_after(api, watch):
