@@ -194,7 +194,6 @@ def restart_point(started: datetime, like: Any = None) -> Any:
     return render(point)
 
 
-
 # an ISO timestamp's layout as written: day, then separator, hour, minutes, seconds, fraction mark and digits, zone
 _WRITTEN = re.compile(r"(\d{4}-\d{2}-\d{2})(?:([Tt ])(\d{2})(?::(\d{2})(?::(\d{2})(?:([.,])(\d+))?)?)?)?(.*)")
 

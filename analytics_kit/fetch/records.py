@@ -96,8 +96,8 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
         # by offset it read as "the API serves at most 1 per page" (helper-53)
         raise LoadError(
             f"Resource '{resource}': data_selector {str(data_selector)!r} selects one {type(rows).__name__} "
-            f"({redactor(repr(rows))[:40]}) on {request_text(response.request, redactor)}, not a list of records; the response "
-            f"holds a list under {', '.join(map(repr, lists))}.",
+            f"({redactor(repr(rows))[:40]}) on {request_text(response.request, redactor)}, not a list of records; "
+            f"the response holds a list under {', '.join(map(repr, lists))}.",
             guidance="Point the endpoint's data_selector at the field that holds the records "
                      f"(here perhaps {lists[0]!r}).",
             resource=resource,
