@@ -118,6 +118,16 @@ def running_cursor(resource: str, path: str) -> Any:
     return ((state.get("incremental") or {}).get(path) or {}).get("last_value")
 
 
+def lower_running_cursor(resource: str, path: str, value: Any) -> None:
+    """Makes the running extraction of ``resource`` store ``value`` as its cursor, once its
+    incremental step has taken every item. ``unique_hashes`` are dlt's of the rows at the old
+    value, the boundary no longer: the next run takes the rows at ``value`` again."""
+    import dlt
+
+    cursor = dlt.current.resource_state(resource)["incremental"][path]
+    cursor.update(last_value=value, unique_hashes=[])
+
+
 # -- the destination's stored state and schema, read without dlt --------------------------------
 # What ``Pipeline.sync_destination`` (public) restores, read from a DuckDB file with plain SQL: the state row dlt's
 # ``get_stored_state`` picks (the pipeline's, of a load committed in _dlt_loads with status 0, the highest load id

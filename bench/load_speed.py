@@ -19,7 +19,7 @@ as a fraction of the full load, two ways:
 
 The floor: the same pages the kit fetches (the same requests, the final empty page included),
 fetched with a ``requests.Session`` and parsed with ``orjson.loads`` and nothing else, no
-storage; once one page after another, once with the kit's own worker count in threads (the
+storage (the reads of a listing's newest cursor before its pages included, as the kit makes them); once one page after another, once with the kit's own worker count in threads (the
 kit's rule: its default concurrency, cut to two workers when the first page came back in
 under 20 ms). The kit's full load is given as a multiple of each, load against load and wall
 against wall; each floor's requests are counted by the API and checked against the kit's.
@@ -153,6 +153,17 @@ def _floor_done(offset: int, n: int, total: int | None) -> bool:
     return n == 0 or (n < FLOOR_LIMIT and total is not None and offset + n >= total)
 
 
+def _floor_newest(session, url: str, n: int, total: int | None) -> int:
+    """The kit's reads of an incremental listing's newest cursor before its pages, where the first
+    page says more follow (analytics_kit/fetch/newest.py): the last page, then the first again.
+    Returns the requests made."""
+    if total is None or n < FLOOR_LIMIT or total <= FLOOR_LIMIT:
+        return 0
+    _floor_page(session, url, (total - 1) // FLOOR_LIMIT * FLOOR_LIMIT)
+    _floor_page(session, url, 0)
+    return 2
+
+
 def run_floor_sequential(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
     session = _floor_session()
     rows, requests_ = 0, {}
@@ -161,7 +172,7 @@ def run_floor_sequential(base_url: str, folder: str, mode: str, concurrency: str
         requests_[name] = 0
         while True:
             n, total, _ = _floor_page(session, url, offset)
-            requests_[name] += 1
+            requests_[name] += 1 + (_floor_newest(session, url, n, total) if offset == 0 else 0)
             rows += n
             if _floor_done(offset, n, total):
                 break
@@ -190,7 +201,7 @@ def run_floor_threads(base_url: str, folder: str, mode: str, concurrency: str) -
     for name in ("events", "customers"):
         url = f"{base_url}/v1/{name}"
         n, total, elapsed = _floor_page(main_session, url, 0)
-        requests_[name] = 1
+        requests_[name] = 1 + _floor_newest(main_session, url, n, total)
         rows += n
         if _floor_done(0, n, total):
             continue

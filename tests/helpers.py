@@ -12,6 +12,20 @@ import analytics_kit as ak
 
 # A small backoff so tests that really retry stay fast.
 FAST_RETRIES = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 3, "backoff_factor": 0.001}
+# Requests an incremental resource's offset listing of more than one page adds to its pages: its last page,
+# read before them, and its first page again (analytics_kit/fetch/newest.py).
+NEWEST_READ = 2
+
+
+def without_newest_read(offsets: list) -> list:
+    """The offsets a listing's pass asked for, in the order asked, without the reads of its newest cursor:
+    the first page, the last page, then the first page again (or, where that last page did not end where the
+    total said, the pass going on from it)."""
+    if len(offsets) > 2 and offsets[0] == offsets[2] != offsets[1]:
+        return offsets[:1] + offsets[3:]
+    if len(offsets) > 2 and offsets[1] == offsets[2]:
+        return offsets[:1] + offsets[2:]
+    return list(offsets)
 
 
 def guide_dict(base_url: str, api_key: Any) -> dict:

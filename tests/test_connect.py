@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -124,12 +125,14 @@ def test_a_404_part_way_through_a_listing_does_not_blame_the_path(api, monkeypat
     """Pages of the listing loaded, then one answered 404: the path works (helper-49 got "the path or
     the base URL is wrong")."""
     monkeypatch.setenv("API_KEY", api.api_key)
-    api.inject("status", path="/v1/events", offset=200, status=404)
+    # 250 records: page 200 is the last, read before the others (analytics_kit/fetch/newest.py); 100 is one of them
+    api.inject("status", path="/v1/events", offset=100, status=404)
     with pytest.raises(ak.LoadError) as caught:
         ak.load(ak.guide_config(api.base_url), progress=False, concurrency=1)
     text = str(caught.value)
     assert text.startswith("The API answered HTTP 404 (not found) for resource 'events' on "), text
-    assert "offset=200" in text and "after it had answered 2 request(s)" in text, text
+    # the first page twice and the last: then the 404 (page 200 may have been answered meanwhile)
+    assert "offset=100" in text and re.search(r"after it had answered [34] request\(s\)", text), text
     assert "The path works" in text and "path or the base URL is wrong" not in text, text
     assert "api_key=***" in text and api.api_key not in text
 

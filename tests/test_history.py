@@ -115,7 +115,7 @@ def test_state_is_a_small_object_that_says_what_it_holds(api, config):
     assert text.splitlines()[0] == "State(2 cursors, last 2 loads)"
     assert "status 0" not in text and "each committed" in text
     assert f"events     {second.cursor_after['events']}" in text
-    assert "    incremental  270 rows  4 requests  0 retries" in text
+    assert "    incremental  270 rows  6 requests  0 retries" in text  # events: 3 pages + 2 reads of its newest
     assert first.load_id not in text  # nothing that changes from run to run
 
 
@@ -159,7 +159,7 @@ def test_history_and_schema_from_the_shell(api, config):
     assert history.returncode == 0, history.stderr
     header, row = history.stdout.splitlines()
     assert header.split()[:6] == ["loaded_at", "mode", "rows", "rows_customers", "rows_events", "requests"]
-    assert row.split()[2:7] == ["incremental", "270", "20", "250", "4"]
+    assert row.split()[2:7] == ["incremental", "270", "20", "250", "6"]  # events: 3 pages + 2 reads of its newest
     schema = subprocess.run([str(BIN / "analytics-kit"), "schema"], capture_output=True, text=True, timeout=120)
     assert schema.returncode == 0, schema.stderr
     assert schema.stdout.startswith("DataDictionary(2 tables, 20 columns)")

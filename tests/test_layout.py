@@ -19,7 +19,7 @@ MAX_LINES = 400
 # 830 until the thirteenth session, which added a third memo of dlt's repeated costs (TypedDict hints, ~50 ms);
 # 860 until the fourteenth, which added another (capabilities without a resolution, ~40 ms) and the config
 # checks' use of the TypedDict memo.
-SEAM_MAX_LINES = 985  # every reach below dlt's public API is here, by design (see seam.py)
+SEAM_MAX_LINES = 995  # every reach below dlt's public API is here, by design (see seam.py)
 
 
 def modules() -> dict[str, Path]:

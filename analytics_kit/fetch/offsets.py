@@ -21,7 +21,6 @@ records, a negative one a single page, and reported success.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -30,7 +29,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth, HttpBasicAuth
 from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException
 from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
@@ -38,7 +36,8 @@ from requests import Session
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
-from analytics_kit.fetch.records import as_json, select_records
+from analytics_kit.fetch.newest import last_page_offset, newest_of
+from analytics_kit.fetch.records import as_json, parse_body, select_records
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.transport import jar_owns, request_text, with_jar
 
@@ -61,24 +60,6 @@ MAX_PAGES_PAST_TOTAL = 10_000
 MAX_TOTAL = 10**9
 
 logger = logging.getLogger(__name__)
-
-
-# 19 digits in a row: maybe an integer outside the 64 bits orjson reads as integers (2**70,
-# or -9223372036854775809), which it reads as a float instead: 1180591620717412303424 became
-# 1.1805916207174124e+21, and ids collided. Such a body is parsed again by the json module, which
-# keeps the integer for the checks downstream to refuse, as dlt's normaliser does. orjson reads
-# it first all the same: what it refuses (NaN, Infinity, invalid UTF-8) stays refused, whatever
-# else the page holds. The digits are found by mapping every digit to 0 and anything else to a
-# space, then looking for 19 zeros: the regex \d{19} did the same in twice orjson's time (0.38 ms
-# of a 24 KB page), as it tries a match at every digit; bytes.translate and ``in`` take 0.02 ms.
-_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_NUMBER = b"0" * 19
-
-
-def parse_body(content: bytes) -> Any:
-    """The JSON body, as orjson reads it, with integers beyond 64 bits kept whole."""
-    body = orjson.loads(content)
-    return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
 
 
 class PassEnded(Exception):
@@ -140,12 +121,15 @@ class OffsetPass:
 
     After the pass, ``consistent_total`` is the API's total if the pages ended exactly where
     it said, else None: only a total that matched the pages can tell records skipped by
-    offsets shifting under the pager (see ``KitPaginate._pages``).
+    offsets shifting under the pager (see ``KitPaginate._pages``). With ``newest_field``,
+    ``newest`` is the listing's newest cursor, read before the pages (see ``newest``).
     """
 
     def __init__(self, owner: KitPaginate, paginator: OffsetPaginator, send_kwargs: dict,
-                 request_kwargs: dict, data_selector: Any) -> None:
+                 request_kwargs: dict, data_selector: Any, newest_field: str | None = None) -> None:
         self.owner = owner
+        self.newest_field = newest_field
+        self.newest: Any = None
         self.paginator = paginator
         self.send_kwargs = send_kwargs
         self.request_kwargs = request_kwargs
@@ -259,6 +243,8 @@ class OffsetPass:
         # the first page on the resource's own session, in the extracting thread
         started = time.perf_counter()
         page = self.fetch(p.initial_value, self.owner.client.session)
+        if self.newest_field is not None and not page.ignored:
+            page = self._read_newest(page)
         self.owner.stats.waited(time.perf_counter() - started)
         workers = self.owner.concurrency
         if self.first_response is not None and self.first_response < FAST_RESPONSE_SECONDS:
@@ -349,6 +335,23 @@ class OffsetPass:
                 self.stopping.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 self.stopping.clear()
+
+    def _read_newest(self, first: Page) -> Page:
+        """Reads the newest cursor from the listing's last page, where the first page's total
+        says there are more; returns the first page asked for again after it, so that every
+        page the pass uses was read after that value."""
+        p = self.paginator
+        total = usable_total(first.total)
+        if total is None or p.maximum_value is not None or len(first) < p.limit:
+            return first
+        offset = last_page_offset(p, total)
+        if offset <= first.offset:
+            return first
+        last = self.fetch(offset, self.owner.client.session)
+        # only a page that ends where the total says is the listing's last
+        ends = not last.ignored and last.offset + len(last) == total + p.base_index
+        self.newest = newest_of(last, self.newest_field) if ends else None  # type: ignore[arg-type]
+        return first if self.newest is None else self.fetch(first.offset, self.owner.client.session)
 
     def _before_total(self, page: Page, pending: deque, step: int) -> Page | None:
         """An empty page where the total says more follow: asked again once. It comes back with

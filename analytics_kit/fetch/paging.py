@@ -32,19 +32,17 @@ from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
+from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.offsets import OffsetPass, offsets_ok, parse_body
-from analytics_kit.fetch.records import is_simple, select_records
+from analytics_kit.fetch.newest import Rising, capped
+from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
+from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.tally import Tally
 from analytics_kit.fetch.transport import request_text
 from analytics_kit.redact import Redactor
 
-# dlt spends ~10 ms on every item it extracts (schema hints, validation, incremental), whatever
-# its size: 100-row pages cost more there than everything else together. Arrow pages are
-# therefore yielded in batches of about this many rows (a few MB).
-BATCH_ROWS = 10_000
 # Converting records to Arrow costs ~0.24 ms a call on top of ~0.12 ms per 100 rows: one
 # 100-row page at a time took three times as long as groups of this many rows.
 CONVERT_ROWS = 2_000
@@ -76,7 +74,9 @@ class KitPaginate:
     an arrow table, or the list itself; ``None`` from it drops them. Without ``convert``
     the pages go on as they come. Offset listings with a total are paged by ``OffsetPass``
     (``concurrency`` workers; 1 fetches one page at a time); other paginators by dlt.
-    ``cursor`` is the incremental cursor field and whether it is declared a timestamp.
+    ``cursor`` is the incremental cursor field and whether it is declared a timestamp;
+    with ``read_newest``, an offset listing's newest cursor is read before its pages, and
+    the run stores none later (see ``newest``).
     """
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
@@ -85,8 +85,10 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 string_keys: Callable[[], bool] = lambda: False) -> None:
+                 string_keys: Callable[[], bool] = lambda: False, read_newest: bool = False) -> None:
         self.client = client
+        self.read_newest = read_newest and cursor is not None
+        self.newest: Any = None  # the listing's newest cursor before the run's first pass
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
         self.string_keys = string_keys  # whether distinct string keys stay distinct in the table (tally.py)
@@ -190,36 +192,22 @@ class KitPaginate:
             guidance=bad.guidance, resource=self.resource, column=bad.column, request=request)
 
     def _batched(self, pages: Iterator[Any], outcome: dict) -> Iterator[Any]:
-        """Arrow pages joined into tables of about BATCH_ROWS rows; other pages as they come.
+        yield from tables(pages, outcome)
+        # dlt's incremental step has taken every item: the cursor it will store is final
+        self._store_newest(outcome)
 
-        The last table carries the hint that the run's rows have distinct keys, when one
-        pass proved it (see ``_pages``); one full table is kept back for that.
-        """
-        held: list[pa.Table] = []
-        rows = seen = 0
-        ready = None
-        for page in pages:
-            if not isinstance(page, pa.Table):
-                yield page
-                continue
-            held.append(page)
-            rows += page.num_rows
-            seen += page.num_rows
-            if rows >= BATCH_ROWS:
-                if ready is not None:
-                    yield ready
-                ready, held, rows = pa.concat_tables(held, promote_options="default"), [], 0
-        if held:
-            if ready is not None:
-                yield ready
-            ready = pa.concat_tables(held, promote_options="default")
-        if ready is None:
+    def _store_newest(self, outcome: dict) -> None:
+        """Lowers the cursor dlt stores to the listing's newest from before the pages, where
+        the pass's cursors rose (see ``newest``)."""
+        if "newest" not in outcome:
             return
-        if seen and outcome.get("distinct") == seen:
-            # dlt then merges the staged rows without its ROW_NUMBER() dedup, which made
-            # DuckDB hold all 1,000,000 rows of a full load at once (+170 MB, 1 s).
-            ready = seam.mark_deduplicated(ready)
-        yield ready
+        field, start = outcome["newest"]
+        value = capped(self.newest, start, seam.running_cursor(self.resource, field))
+        if value is not None:
+            logger.info("%s: the listing changed while it was paged; the cursor stored is its newest from before "
+                        "the pages, %r, so that the next run fetches every record updated meanwhile",
+                        self.resource, value)
+            seam.lower_running_cursor(self.resource, field, value)
 
     # -- passes ------------------------------------------------------------------------------------
 
@@ -237,15 +225,20 @@ class KitPaginate:
         a single pass saw every record once.
         """
         self._mark_run_start()
+        field = self.cursor[0] if self.read_newest and self.cursor else None
+        start = seam.running_cursor(self.resource, field) if field else None
+        self.newest = None
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
         self.stats.keys(self.resource, None)  # an abandoned extraction's count is not this one's
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
+            rising = Rising(field) if field else None
             self.stats.paged(self.resource)
             pages = self._checked(self._one_pass(path, method, params, json, auth, paginator, data_selector,
-                                                 hooks, headers, data, kwargs, tally), tally)
+                                                 hooks, headers, data, kwargs, tally,
+                                                 newest_field=field if attempt == 1 else None), tally, rising)
             # converted within the pass: a record the converter refuses (a NULL key) is
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
@@ -264,6 +257,10 @@ class KitPaginate:
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
+            if rising is not None and rising.holds:
+                outcome["newest"] = (field, start)
+            else:
+                outcome.pop("newest", None)
             if not missing and not shrank:
                 if proven:
                     outcome["distinct"] = tally.rows
@@ -299,7 +296,8 @@ class KitPaginate:
         except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand) there is no state
             logger.debug("no pipeline state for %s; run start not recorded", self.resource)
 
-    def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally) -> Iterator[tuple[list, str]]:
+    def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally,
+                 rising: Rising | None = None) -> Iterator[tuple[list, str]]:
         """The pages with canonical cursors, counted, and stopped if the listing repeats itself."""
         field, required = self.cursor if self.cursor else (None, False)
         kinds_checked = field is None or self.incremental is None
@@ -322,6 +320,8 @@ class KitPaginate:
                                           page, [(len(page), request)])
             if self.fields is not None:
                 self.fields.check(page, request)
+            if rising is not None:
+                rising.see(page)
             keys = tally.see(page)
             if self.primary_key and page:
                 self._check_keys(keys, request)
@@ -372,7 +372,7 @@ class KitPaginate:
 
     def _one_pass(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                   data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,
-                  tally: Tally) -> Iterator[tuple[list, str]]:
+                  tally: Tally, newest_field: str | None = None) -> Iterator[tuple[list, str]]:
         paginator = paginator if paginator else copy.deepcopy(self.client.paginator)
         # a wildcard or filter selector may leave pages short or empty mid-listing: the kit's
         # offset pass would read that as the end or a hole; dlt's pager steps by limit
@@ -387,9 +387,11 @@ class KitPaginate:
             auth=auth or self.client.auth, headers=headers,
             hooks=hooks if hooks and "response" in hooks else {
                 **(hooks or {}), "response": [seam.response_handler(self.client)]}),
-            data_selector or self.client.data_selector)
+            data_selector or self.client.data_selector, newest_field)
         for page in listing.run():
             yield page, page.request
+        if listing.newest is not None:
+            self.newest = listing.newest
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset is partial on purpose
         tally.total = listing.consistent_total if paginator.maximum_value is None else None

@@ -191,8 +191,8 @@ def _build(
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
-                        string_keys=strings_stay_distinct(paged, resource.columns, naming,
-                                                          learned)).install()
+                        string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
+                        read_newest=_stores_a_cursor(resource)).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
@@ -297,6 +297,14 @@ def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
         seam.set_cursor_bounds(incremental, cursors.canonical(incremental.initial_value),
                                cursors.canonical(incremental.end_value))
     return incremental.cursor_path, kind == "timestamp"
+
+
+def _stores_a_cursor(resource: DltResource) -> bool:
+    """Whether the resource's run stores a cursor the next one starts from (see ``newest``): its
+    newest, compared in the kit's form; not one per parent's listing (a child's)."""
+    incremental = seam.resource_incremental(resource)
+    return (incremental is not None and incremental.last_value_func is max and incremental.end_value is None
+            and seam.cursor_convert(resource) is None and not resource.is_transformer)
 
 
 def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:

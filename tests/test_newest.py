@@ -1,0 +1,260 @@
+"""The cursor a run stores when its listing changes while it is paged (analytics_kit/fetch/newest.py).
+
+A listing of its own here, written for these tests: it orders its records by the cursor ascending,
+descending, or by id, with ISO or Unix-second cursors, and updates records while it is paged. An
+update gives a record the newest cursor, as an API does, so that in an ascending listing it moves
+to the end and the records after its old place slide back one offset.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import analytics_kit as ak
+from analytics_kit.fetch import cursors
+from analytics_kit.fetch.newest import Rising, capped, last_page_offset
+from helpers import NEWEST_READ
+
+KEY = "newest-key-3c9a"
+START = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Listing:
+    """``GET /v1/events?offset&limit&since``: records with ``cursor >= since``, ordered by ``order``
+    (``"asc"``, ``"desc"`` or ``"id"``), ``{"data": [...], "total": N}``. ``on_request(offset, asked)``
+    runs before each answer (``asked``: the offsets asked so far, this one included); a status it
+    returns is answered instead of the page."""
+
+    def __init__(self, n: int, *, order: str = "asc", unix: bool = False, ignore_since: bool = False):
+        self.order, self.unix, self.ignore_since = order, unix, ignore_since
+        # cursors in another order than ids (a permutation: 7919 is a prime no n + 1 here is a multiple of)
+        self.records = {i: {"id": i, "value": 0, "t": START + 60 * (i * 7919 % (n + 1))} for i in range(1, n + 1)}
+        self.clock = START + 60 * (n + 1)
+        self.asked: list[int] = []
+        self.on_request: Callable[[int, list[int]], int | None] | None = None
+        self.lock = threading.RLock()
+        listing = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
+                with listing.lock:
+                    listing.asked.append(offset)
+                    status = listing.on_request(offset, list(listing.asked)) if listing.on_request else None
+                    rows = listing.rows(query.get("since"))
+                body = json.dumps({"data": rows[offset:offset + limit], "total": len(rows)} if status is None
+                                  else {"error": "not now"}).encode()
+                self.send_response(status or (200 if query.get("api_key") == KEY else 401))
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # a client hanging up, when a load fails
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def shown(self, seconds: int):
+        return seconds if self.unix else iso(seconds)
+
+    def rows(self, since: str | None) -> list[dict]:
+        floor = None if since is None or self.ignore_since else (
+            int(since) if self.unix else int(cursors.parse(since).timestamp()))
+        chosen = [r for r in self.records.values() if floor is None or r["t"] >= floor]
+        key = {"asc": lambda r: (r["t"], r["id"]), "desc": lambda r: (-r["t"], -r["id"]),
+               "id": lambda r: r["id"]}[self.order]
+        return [{"id": r["id"], "value": r["value"], "updated_at": self.shown(r["t"])} for r in sorted(chosen, key=key)]
+
+    def update(self, *ids: int) -> None:
+        """Each record gets a new value and the newest cursor, one second apart."""
+        with self.lock:
+            for record_id in ids:
+                self.clock += 1
+                self.records[record_id].update(value=self.records[record_id]["value"] + 1, t=self.clock)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def listing():
+    started: list[Listing] = []
+
+    def start(*args, **kwargs) -> Listing:
+        started.append(Listing(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def config(server: Listing, *, concurrency: int = 1, **incremental) -> dict:
+    initial = START - 3600 if server.unix else "2025-12-31T23:00:00Z"
+    return {"client": {"base_url": server.base_url,
+                       "auth": {"type": "api_key", "name": "api_key", "api_key": KEY, "location": "query"}},
+            "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+            "resources": [{"name": "events", "columns": {"id": {"data_type": "bigint"}}, "endpoint": {
+                "path": "/v1/events", "data_selector": "data", "concurrency": concurrency,
+                "paginator": {"type": "offset", "limit": 100, "total_path": "total"},
+                "error_handler": {"retry_on_status_codes": [503], "max_retries": 2, "backoff_factor": 0.001},
+                "incremental": {"cursor_path": "updated_at", "start_param": "since", "initial_value": initial,
+                                **incremental}}}]}
+
+
+def table() -> dict:
+    return {row.id: row.value for row in ak.query("SELECT id, value FROM events ORDER BY id").itertuples()}
+
+
+def stored_cursor():
+    return ak.state().cursors["events"]
+
+
+# -- the rules, one by one --------------------------------------------------------------------------
+
+
+def test_rising_holds_for_ascending_values_across_pages_and_not_otherwise():
+    def rises(*pages) -> bool:
+        rising = Rising("t")
+        for page in pages:
+            rising.see([{"t": v} for v in page])
+        return rising.holds
+
+    assert rises([1, 2, 2], [2, 3], [], [4])
+    assert not rises([1, 3], [2, 4])  # falls at the page boundary
+    assert not rises([2, 1])
+    assert not rises([1, None, 3]) and not rises([None])  # a missing value is no order
+    assert not rises(["2026-01-01T00:00:00+00:00", 5])  # kinds that do not compare
+    rising = Rising("t")
+    rising.see([{"id": 1}])
+    assert not rising.holds  # no cursor field at all
+
+
+def test_the_last_page_is_asked_for_on_the_pass_s_own_steps():
+    class Paginator:
+        initial_value, value_step, base_index = 0, 100, 0
+
+    assert [last_page_offset(Paginator, n) for n in (1, 100, 101, 250, 300)] == [0, 0, 100, 200, 200]
+    Paginator.initial_value = Paginator.base_index = 1  # offsets counted from 1
+    assert [last_page_offset(Paginator, n) for n in (100, 101, 250)] == [1, 101, 201]
+
+
+def test_the_cursor_is_lowered_only_to_the_newest_from_before_and_never_below_the_start():
+    assert capped("2026-01-05", "2026-01-01", "2026-01-09") == "2026-01-05"
+    assert capped("2026-01-05", "2026-01-07", "2026-01-09") == "2026-01-07"  # never below where the run began
+    assert capped("2026-01-09", None, "2026-01-09") is None  # nothing changed while paged: dlt's value
+    assert capped("2026-01-10", None, "2026-01-09") is None  # the newest was purged meanwhile
+    assert capped(None, None, "2026-01-09") is None and capped("2026-01-05", None, None) is None
+    assert capped(5, "2026-01-01", 9) is None  # kinds that do not compare: dlt's value stays
+
+
+# -- against a listing that changes while it is paged -----------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+@pytest.mark.parametrize("unix", [False, True], ids=["iso", "unix-seconds"])
+@pytest.mark.parametrize("order", ["asc", "desc", "id"])
+def test_records_updated_while_the_listing_is_paged_are_loaded_by_the_next_run(listing, order, unix, concurrency):
+    """Three records change as the pass asks for its last page: in an ascending listing two new versions
+    slide into pages already read while every key is seen once. The next quiet run loads them. A listing
+    by id moves nothing: two updates land in pages already read, behind the third's newer cursor, which
+    the run stores, as dlt alone does; the incremental's ``lag`` (here an hour) is the remedy the README
+    names for such a listing."""
+    server = listing(501, order=order, unix=unix)
+    before = max(r["t"] for r in server.records.values())
+    changed: list[int] = []
+
+    def update_at_the_last_page(offset: int, asked: list[int]) -> None:
+        # the pass's own request for offset 500, not the read of the newest before the pages
+        if offset == 500 and asked.count(500) == 2 and not changed:
+            first_ids = [r["id"] for r in server.rows(None)]
+            changed.extend([first_ids[10], first_ids[20], first_ids[500]])
+            server.update(*changed)
+
+    server.on_request = update_at_the_last_page
+    lag = {"lag": 3600} if order == "id" else {}
+    first = ak.load(config(server, concurrency=concurrency, **lag), progress=False)
+    assert changed and first.rows == {"events": 501}
+    assert server.asked[:3] == [0, 500, 0]
+    # ascending: no later than the newest before the pages, as every update lies past it. Otherwise dlt's
+    # cursor, the newest seen: descending, the updates moved to the front, and the records after them
+    # slid into the next page, seen twice, so the listing was paged again; by id, the last page was read
+    # after the updates and holds one of them
+    expected = before if order == "asc" else server.clock
+    assert stored_cursor() == (expected if unix else cursors.canonical(iso(expected)))
+    server.on_request = None
+    ak.load(config(server, concurrency=concurrency, **lag), progress=False)
+    assert table() == {r["id"]: r["value"] for r in server.records.values()}
+
+
+def test_a_quiet_listing_keeps_the_newest_cursor_and_the_next_run_asks_from_it(listing):
+    server = listing(250)
+    report = ak.load(config(server), progress=False)
+    assert report.requests == {"events": 3 + NEWEST_READ} and server.asked == [0, 200, 0, 100, 200]
+    newest = cursors.canonical(iso(max(r["t"] for r in server.records.values())))
+    assert stored_cursor() == newest
+    server.asked.clear()
+    server.update(7)
+    second = ak.load(config(server), progress=False)
+    # the update only: the record at the cursor is left out by dlt's hashes of it, kept as dlt stored them
+    assert server.asked == [0] and second.rows == {"events": 1}
+    assert table()[7] == 1
+
+
+def test_a_listing_of_one_page_costs_no_request_more(listing):
+    server = listing(100)
+    assert ak.load(config(server), progress=False).requests == {"events": 2}  # the full page, then an empty one
+    server = listing(60)
+    assert ak.load(config(server), progress=False, database="b.duckdb").requests == {"events": 1}
+
+
+def test_an_end_value_stores_no_cursor_and_reads_no_newest(listing):
+    server = listing(300)
+    ak.load(config(server, end_value="2026-02-01T00:00:00Z"), progress=False)
+    assert server.asked == [0, 100, 200, 300]
+
+
+def test_a_first_run_never_stores_a_cursor_below_its_initial_value(listing):
+    """An API that ignores the start parameter serves only records older than the initial value:
+    the newest before the pages is older still, and is not stored."""
+    server = listing(250, ignore_since=True)
+    for record in server.records.values():
+        record["t"] -= 86_400 * 30
+    ak.load(config(server), progress=False)
+    assert server.asked[:3] == [0, 200, 0]
+    assert stored_cursor() == cursors.canonical("2025-12-31T23:00:00Z")
+
+
+def test_the_read_of_the_newest_is_retried_and_named_like_any_page(listing):
+    server = listing(250)
+    server.on_request = lambda offset, asked: 503 if len(asked) == 2 else None  # the last page's read, once
+    report = ak.load(config(server), progress=False)
+    assert server.asked == [0, 200, 200, 0, 100, 200] and table() == {i: 0 for i in range(1, 251)}
+    assert [(r.reason, r.attempt) for r in report.retries] == [("HTTP 503", 1)]
+    assert "offset=200" in report.retries[0].request and KEY not in report.retries[0].request
+    server.asked.clear()
+    server.on_request = lambda offset, asked: 404 if offset == 200 else None
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(server), "full_refresh", progress=False)
+    assert "HTTP 404" in str(caught.value) and "offset=200" in str(caught.value) and KEY not in str(caught.value)
+    assert table() == {i: 0 for i in range(1, 251)}  # nothing from the failed run
