@@ -9,6 +9,7 @@ to the end and the records after its old place slide back one offset.
 from __future__ import annotations
 
 import json
+import random
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,12 +33,17 @@ def iso(seconds: int) -> str:
 
 class Listing:
     """``GET /v1/events?offset&limit&since``: records with ``cursor >= since``, ordered by ``order``
-    (``"asc"``, ``"desc"`` or ``"id"``), ``{"data": [...], "total": N}``. ``on_request(offset, asked)``
+    (``"asc"``, ``"desc"``, ``"id"``, or ``"tied"``: one cursor value for all, in a new order on every
+    request, as a sort without a tie-breaker), ``{"data": [...], "total": N}``; with ``cache_first``, the
+    first page's first answer again for every later request of it, as a stale cache. ``on_request(offset, asked)``
     runs before each answer (``asked``: the offsets asked so far, this one included); a status it
     returns is answered instead of the page."""
 
-    def __init__(self, n: int, *, order: str = "asc", unix: bool = False, ignore_since: bool = False):
+    def __init__(self, n: int, *, order: str = "asc", unix: bool = False, ignore_since: bool = False,
+                 cache_first: bool = False):
         self.order, self.unix, self.ignore_since = order, unix, ignore_since
+        self.cache_first = cache_first
+        self.cached: bytes | None = None
         # cursors in another order than ids (a permutation: 7919 is a prime no n + 1 here is a multiple of)
         self.records = {i: {"id": i, "value": 0, "t": START + 60 * (i * 7919 % (n + 1))} for i in range(1, n + 1)}
         self.clock = START + 60 * (n + 1)
@@ -61,6 +67,8 @@ class Listing:
                     rows = listing.rows(query.get("since"))
                 body = json.dumps({"data": rows[offset:offset + limit], "total": len(rows)} if status is None
                                   else {"error": "not now"}).encode()
+                if listing.cache_first and offset == 0 and status is None:
+                    body = listing.cached = listing.cached or body
                 self.send_response(status or (200 if query.get("api_key") == KEY else 401))
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -81,7 +89,7 @@ class Listing:
             int(since) if self.unix else int(cursors.parse(since).timestamp()))
         chosen = [r for r in self.records.values() if floor is None or r["t"] >= floor]
         key = {"asc": lambda r: (r["t"], r["id"]), "desc": lambda r: (-r["t"], -r["id"]),
-               "id": lambda r: r["id"]}[self.order]
+               "id": lambda r: r["id"], "tied": lambda r: random.random()}[self.order]
         return [{"id": r["id"], "value": r["value"], "updated_at": self.shown(r["t"])} for r in sorted(chosen, key=key)]
 
     def update(self, *ids: int) -> None:
@@ -109,14 +117,15 @@ def listing():
         server.close()
 
 
-def config(server: Listing, *, concurrency: int = 1, **incremental) -> dict:
+def config(server: Listing, *, concurrency: int = 1, disposition: str = "merge", columns: dict | None = None,
+           paginator: dict | None = None, **incremental) -> dict:
     initial = START - 3600 if server.unix else "2025-12-31T23:00:00Z"
     return {"client": {"base_url": server.base_url,
                        "auth": {"type": "api_key", "name": "api_key", "api_key": KEY, "location": "query"}},
-            "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
-            "resources": [{"name": "events", "columns": {"id": {"data_type": "bigint"}}, "endpoint": {
+            "resource_defaults": {"primary_key": "id", "write_disposition": disposition},
+            "resources": [{"name": "events", "columns": columns or {"id": {"data_type": "bigint"}}, "endpoint": {
                 "path": "/v1/events", "data_selector": "data", "concurrency": concurrency,
-                "paginator": {"type": "offset", "limit": 100, "total_path": "total"},
+                "paginator": paginator or {"type": "offset", "limit": 100, "total_path": "total"},
                 "error_handler": {"retry_on_status_codes": [503], "max_retries": 2, "backoff_factor": 0.001},
                 "incremental": {"cursor_path": "updated_at", "start_param": "since", "initial_value": initial,
                                 **incremental}}}]}
@@ -143,11 +152,12 @@ def test_rising_holds_for_ascending_values_across_pages_and_not_otherwise():
     assert rises([1, 2, 2], [2, 3], [], [4])
     assert not rises([1, 3], [2, 4])  # falls at the page boundary
     assert not rises([2, 1])
-    assert not rises([1, None, 3]) and not rises([None])  # a missing value is no order
+    # records without a value (on_cursor_value_missing: include), nulls first as databases sort them
+    assert rises([None, None], [None, 1, 3], [3, None, 4]) and not rises([3, None], [2])
     assert not rises(["2026-01-01T00:00:00+00:00", 5])  # kinds that do not compare
     rising = Rising("t")
-    rising.see([{"id": 1}])
-    assert not rising.holds  # no cursor field at all
+    rising.see([{"id": 1}, ["not", "a", "record"]])
+    assert not rising.holds
 
 
 def test_the_last_page_is_asked_for_on_the_pass_s_own_steps():
@@ -172,7 +182,7 @@ def test_the_cursor_is_lowered_only_to_the_newest_from_before_and_never_below_th
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
-@pytest.mark.parametrize("unix", [False, True], ids=["iso", "unix-seconds"])
+@pytest.mark.parametrize("unix", [False, True, "bigint"], ids=["iso", "unix-seconds", "unix-declared-bigint"])
 @pytest.mark.parametrize("order", ["asc", "desc", "id"])
 def test_records_updated_while_the_listing_is_paged_are_loaded_by_the_next_run(listing, order, unix, concurrency):
     """Three records change as the pass asks for its last page: in an ascending listing two new versions
@@ -180,7 +190,8 @@ def test_records_updated_while_the_listing_is_paged_are_loaded_by_the_next_run(l
     by id moves nothing: two updates land in pages already read, behind the third's newer cursor, which
     the run stores, as dlt alone does; the incremental's ``lag`` (here an hour) is the remedy the README
     names for such a listing."""
-    server = listing(501, order=order, unix=unix)
+    server = listing(501, order=order, unix=bool(unix))
+    columns = {"id": {"data_type": "bigint"}, "updated_at": {"data_type": "bigint"}} if unix == "bigint" else None
     before = max(r["t"] for r in server.records.values())
     changed: list[int] = []
 
@@ -193,7 +204,7 @@ def test_records_updated_while_the_listing_is_paged_are_loaded_by_the_next_run(l
 
     server.on_request = update_at_the_last_page
     lag = {"lag": 3600} if order == "id" else {}
-    first = ak.load(config(server, concurrency=concurrency, **lag), progress=False)
+    first = ak.load(config(server, concurrency=concurrency, columns=columns, **lag), progress=False)
     assert changed and first.rows == {"events": 501}
     assert server.asked[:3] == [0, 500, 0]
     # ascending: no later than the newest before the pages, as every update lies past it. Otherwise dlt's
@@ -203,7 +214,7 @@ def test_records_updated_while_the_listing_is_paged_are_loaded_by_the_next_run(l
     expected = before if order == "asc" else server.clock
     assert stored_cursor() == (expected if unix else cursors.canonical(iso(expected)))
     server.on_request = None
-    ak.load(config(server, concurrency=concurrency, **lag), progress=False)
+    ak.load(config(server, concurrency=concurrency, columns=columns, **lag), progress=False)
     assert table() == {r["id"]: r["value"] for r in server.records.values()}
 
 
@@ -258,3 +269,47 @@ def test_the_read_of_the_newest_is_retried_and_named_like_any_page(listing):
         ak.load(config(server), "full_refresh", progress=False)
     assert "HTTP 404" in str(caught.value) and "offset=200" in str(caught.value) and KEY not in str(caught.value)
     assert table() == {i: 0 for i in range(1, 251)}  # nothing from the failed run
+
+
+@pytest.mark.parametrize("setting", [{"disposition": "append"}, {"range_start": "open"}], ids=["append", "open-start"])
+def test_no_newest_is_read_where_a_lower_cursor_would_store_rows_twice_or_leave_some_out(listing, setting):
+    """An append stores again what the next run fetches again; an open start leaves out the records at
+    the value the cursor would be lowered to (helper-58)."""
+    server = listing(250)
+    ak.load(config(server, **setting), progress=False)
+    assert server.asked == [0, 100, 200]
+    server.update(3)
+    ak.load(config(server, **setting), progress=False)
+    rows = ak.query("SELECT id, count(*) AS n FROM events GROUP BY id HAVING count(*) > 1")
+    assert list(rows.id) == ([3] if "disposition" in setting else [])  # an append's new version of 3, once
+
+
+def test_a_listing_read_from_an_offset_past_its_first_record_is_paged_once(listing):
+    server = listing(250)
+    report = ak.load(config(server, paginator={"type": "offset", "limit": 100, "offset": 100, "total_path": "total"}),
+                     progress=False)
+    # its last page (the newest cursor), its first again, then the rest: one pass, as the total counts the records
+    # before the offset it starts at too
+    assert report.rows == {"events": 150} and server.asked == [100, 200, 100, 200] and not report.warnings
+    assert report.passes.get("events", 1) == 1
+
+
+def test_a_listing_whose_ties_come_in_another_order_on_every_request_is_named_as_such(listing):
+    server = listing(300, order="tied")
+    for record in server.records.values():
+        record["t"] = START
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(server), progress=False)
+    assert "its total was 300 in every pass), its order is not stable" in caught.value.guidance
+    assert "sort parameter of updated_at,id" in caught.value.guidance
+
+
+def test_a_first_page_served_stale_from_a_cache_is_reported(listing):
+    """Record 5 changes after the first page was answered, which the API then serves from a cache: record
+    101 slides into that page and no pass sees it, while record 5 is seen twice in each (helper-58)."""
+    server = listing(250, cache_first=True)
+    ids = [r["id"] for r in server.rows(None)]
+    server.on_request = lambda offset, asked: server.update(ids[4]) if len(asked) == 2 else None
+    report = ak.load(config(server), progress=False)
+    assert ids[100] not in table()  # no pass saw it
+    assert any("a page served stale (from a cache) hid records" in w for w in report.warnings), report.warnings

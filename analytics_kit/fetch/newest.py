@@ -22,6 +22,7 @@ import logging
 from operator import le
 from typing import Any
 
+from analytics_kit import seam
 from analytics_kit.fetch import cursors
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ logger = logging.getLogger(__name__)
 class Rising:
     """Whether one pass's cursor values came in ascending order, page after page.
 
-    A value missing or null, or values of kinds that do not compare (text and numbers),
-    are no order: the cursor is then left as dlt stores it.
+    Records without a value (dlt's ``on_cursor_value_missing``) are left out; values of kinds
+    that do not compare (text and numbers) are no order: the cursor is then left as dlt stores it.
     """
 
     def __init__(self, field: str) -> None:
@@ -44,10 +45,12 @@ class Rising:
             return
         field = self.field
         try:
-            values = [row[field] for row in rows]
+            values = [value for value in (row.get(field) for row in rows) if value is not None]
+            if not values:
+                return
             before = values[0] if self._last is None else self._last
-            self.holds = before is not None and before <= values[0] and all(map(le, values, values[1:]))
-        except (KeyError, TypeError):
+            self.holds = before <= values[0] and all(map(le, values, values[1:]))
+        except (AttributeError, TypeError):
             self.holds = False
             return
         self._last = values[-1]
@@ -61,11 +64,12 @@ def last_page_offset(paginator: Any, total: int) -> int:
     return first + max(0, (last_record - first) // step) * step
 
 
-def newest_of(rows: list, field: str) -> Any:
-    """The cursor of a listing's last record, in the form the kit compares (None without one)."""
-    if not rows or not isinstance(rows[-1], dict):
-        return None
-    return cursors.canonical(rows[-1].get(field))
+def newest_of(rows: list, field: str, canonical: bool) -> Any:
+    """The cursor of a listing's last record with one; ``canonical``: in the kit's form, as the kit
+    rewrites the records' values of a cursor that may hold timestamps."""
+    value = next((row.get(field) for row in reversed(rows) if isinstance(row, dict) and row.get(field) is not None),
+                 None)
+    return cursors.canonical(value) if canonical else value
 
 
 def capped(newest: Any, start: Any, stored: Any) -> Any:
@@ -78,3 +82,12 @@ def capped(newest: Any, start: Any, stored: Any) -> Any:
         return value if value < stored else None
     except TypeError:  # kinds that do not compare: dlt's value stays
         return None
+
+
+def store_newest(resource: str, field: str, start: Any, newest: Any) -> None:
+    """Lowers the cursor dlt stores for ``resource`` to ``newest``, where it saw a later one."""
+    value = capped(newest, start, seam.running_cursor(resource, field))
+    if value is not None:
+        logger.info("%s: the listing changed while it was paged; the cursor stored is its newest from before "
+                    "the pages, %r, so that the next run fetches every record updated meanwhile", resource, value)
+        seam.lower_running_cursor(resource, field, value)

@@ -340,17 +340,16 @@ class OffsetPass:
         """Reads the newest cursor from the listing's last page, where the first page's total
         says there are more; returns the first page asked for again after it, so that every
         page the pass uses was read after that value."""
-        p = self.paginator
-        total = usable_total(first.total)
+        p, total = self.paginator, usable_total(first.total)
         if total is None or p.maximum_value is not None or len(first) < p.limit:
             return first
-        offset = last_page_offset(p, total)
-        if offset <= first.offset:
+        if (offset := last_page_offset(p, total)) <= first.offset:
             return first
         last = self.fetch(offset, self.owner.client.session)
-        # only a page that ends where the total says is the listing's last
+        # only a page that ends where the total says is the listing's last; its value in the kit's form where
+        # the kit rewrites the records' (KitPaginate.cursor)
         ends = not last.ignored and last.offset + len(last) == total + p.base_index
-        self.newest = newest_of(last, self.newest_field) if ends else None  # type: ignore[arg-type]
+        self.newest = newest_of(last, self.newest_field, self.owner.cursor is not None) if ends else None
         return first if self.newest is None else self.fetch(first.offset, self.owner.client.session)
 
     def _before_total(self, page: Page, pending: deque, step: int) -> Page | None:

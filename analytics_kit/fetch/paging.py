@@ -34,7 +34,7 @@ from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.newest import Rising, capped
+from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
@@ -75,8 +75,8 @@ class KitPaginate:
     the pages go on as they come. Offset listings with a total are paged by ``OffsetPass``
     (``concurrency`` workers; 1 fetches one page at a time); other paginators by dlt.
     ``cursor`` is the incremental cursor field and whether it is declared a timestamp;
-    with ``read_newest``, an offset listing's newest cursor is read before its pages, and
-    the run stores none later (see ``newest``).
+    with ``newest_field`` (the cursor field), an offset listing's newest cursor is read before
+    its pages, and the run stores none later (see ``newest``).
     """
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
@@ -85,9 +85,9 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 string_keys: Callable[[], bool] = lambda: False, read_newest: bool = False) -> None:
+                 string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None) -> None:
         self.client = client
-        self.read_newest = read_newest and cursor is not None
+        self.newest_field = newest_field
         self.newest: Any = None  # the listing's newest cursor before the run's first pass
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
@@ -193,21 +193,8 @@ class KitPaginate:
 
     def _batched(self, pages: Iterator[Any], outcome: dict) -> Iterator[Any]:
         yield from tables(pages, outcome)
-        # dlt's incremental step has taken every item: the cursor it will store is final
-        self._store_newest(outcome)
-
-    def _store_newest(self, outcome: dict) -> None:
-        """Lowers the cursor dlt stores to the listing's newest from before the pages, where
-        the pass's cursors rose (see ``newest``)."""
-        if "newest" not in outcome:
-            return
-        field, start = outcome["newest"]
-        value = capped(self.newest, start, seam.running_cursor(self.resource, field))
-        if value is not None:
-            logger.info("%s: the listing changed while it was paged; the cursor stored is its newest from before "
-                        "the pages, %r, so that the next run fetches every record updated meanwhile",
-                        self.resource, value)
-            seam.lower_running_cursor(self.resource, field, value)
+        if "newest" in outcome:  # dlt's incremental step has taken every item: its cursor is final
+            store_newest(self.resource, *outcome["newest"], self.newest)
 
     # -- passes ------------------------------------------------------------------------------------
 
@@ -225,7 +212,7 @@ class KitPaginate:
         a single pass saw every record once.
         """
         self._mark_run_start()
-        field = self.cursor[0] if self.read_newest and self.cursor else None
+        field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
         self.newest = None
         seen: set[str] = set()
@@ -267,10 +254,13 @@ class KitPaginate:
                 return
             signature = tally.signature()
             if signature in seen:
-                # Two passes saw the same keys in the same order: the listing holds a key more
-                # than once (a change feed's versions), it did not shift. dlt's merge keeps one.
-                logger.info("%s: the listing holds %d repeated key(s), the same in two passes; dlt's merge "
-                            "keeps one row per key", self.resource, missing)
+                # Two passes saw the same keys in the same order: the listing holds a key more than once (a
+                # change feed's versions), it did not shift; dlt's merge keeps one. Said in the report: a page
+                # an API served stale from a cache looks the same, and hid the records it was to hold.
+                self.warn(f"the listing returned {missing:,} key(s) more than once, the same way in two passes: "
+                          "loaded one row per key, as for a listing that repeats keys (a change feed's versions). "
+                          "If the API does not repeat records, a page served stale (from a cache) hid records "
+                          "this run did not load; a later full refresh loads them")
                 return
             seen.add(signature)
             if attempt < MAX_PASSES and shrank:
@@ -281,10 +271,17 @@ class KitPaginate:
                 logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
                                "it was paged, or the listing repeats keys; paging again, pass %d of %d",
                                self.resource, missing, attempt + 1, MAX_PASSES)
+        totals = {tally.total for tally in passes}
+        steady = len(totals) == 1 and None not in totals and not any(tally.shrank for tally in passes)
         raise LoadError(
             f"Resource '{self.resource}': the API's data kept changing while it was paged, {MAX_PASSES} passes in "
             "a row, so some records may have been skipped; nothing from this run was committed.",
-            guidance="Run the load again when the API is quieter.", resource=self.resource,
+            guidance="Run the load again when the API is quieter." + (
+                f" If its data did not change (its total was {totals.pop():,} in every pass), its order is not "
+                "stable: records with the same value of the field it sorts by come back in another order on each "
+                "request, so pages overlap and skip records. Have the API sort by a unique field as well (e.g. a "
+                "sort parameter of updated_at,id), or page with a cursor paginator if it offers one."
+                if steady else ""), resource=self.resource,
         )
 
     def _mark_run_start(self) -> None:
@@ -393,6 +390,7 @@ class KitPaginate:
         if listing.newest is not None:
             self.newest = listing.newest
         # only a total that matched the pages can tell records that shifting offsets skipped;
-        # a listing capped with maximum_offset is partial on purpose
-        tally.total = listing.consistent_total if paginator.maximum_value is None else None
+        # a listing capped with maximum_offset, or started past its first record, is partial on purpose
+        tally.total = (listing.consistent_total if paginator.maximum_value is None
+                       and paginator.initial_value == paginator.base_index else None)
         tally.shrank = listing.totals.fell(repeated=tally.distinct() < tally.rows)

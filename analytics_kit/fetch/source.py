@@ -192,7 +192,7 @@ def _build(
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
-                        read_newest=_stores_a_cursor(resource)).install()
+                        newest_field=_newest_field(resource, one_row_per_key)).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)
@@ -299,12 +299,19 @@ def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
     return incremental.cursor_path, kind == "timestamp"
 
 
-def _stores_a_cursor(resource: DltResource) -> bool:
-    """Whether the resource's run stores a cursor the next one starts from (see ``newest``): its
-    newest, compared in the kit's form; not one per parent's listing (a child's)."""
+def _newest_field(resource: DltResource, one_row_per_key: bool) -> str | None:
+    """The cursor field of a resource whose run may store a cursor below the newest it saw (see
+    ``newest``), or None: one that stores its newest (``max``, no ``end_value``), from a closed start
+    (an open one would leave out the records at the lowered value), compared as the kit or dlt
+    compares the values (no ``convert``), loaded one row per key (an append would store again what
+    the next run fetches again), a plain field, and not one cursor for many parents' listings (a child)."""
     incremental = seam.resource_incremental(resource)
-    return (incremental is not None and incremental.last_value_func is max and incremental.end_value is None
-            and seam.cursor_convert(resource) is None and not resource.is_transformer)
+    if (incremental is None or not one_row_per_key or incremental.last_value_func is not max
+            or incremental.end_value is not None or getattr(incremental, "range_start", "closed") != "closed"
+            or seam.cursor_convert(resource) is not None or resource.is_transformer):
+        return None
+    path = incremental.cursor_path
+    return path if isinstance(path, str) and path.isidentifier() else None
 
 
 def slow_path_reason(resource: DltResource, related: set[str]) -> str | None:
