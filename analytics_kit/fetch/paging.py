@@ -88,7 +88,6 @@ class KitPaginate:
                  string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None) -> None:
         self.client = client
         self.newest_field = newest_field
-        self.newest: Any = None  # the listing's newest cursor before the run's first pass
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
         self.string_keys = string_keys  # whether distinct string keys stay distinct in the table (tally.py)
@@ -194,7 +193,7 @@ class KitPaginate:
     def _batched(self, pages: Iterator[Any], outcome: dict) -> Iterator[Any]:
         yield from tables(pages, outcome)
         if "newest" in outcome:  # dlt's incremental step has taken every item: its cursor is final
-            store_newest(self.resource, *outcome["newest"], self.newest)
+            store_newest(self.resource, *outcome["newest"])
 
     # -- passes ------------------------------------------------------------------------------------
 
@@ -214,7 +213,7 @@ class KitPaginate:
         self._mark_run_start()
         field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
-        self.newest = None
+        newest = None  # the listing's newest cursor, read before the first pass's pages
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
@@ -244,8 +243,9 @@ class KitPaginate:
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
-            if rising is not None and rising.holds:
-                outcome["newest"] = (field, start)
+            newest = tally.newest if attempt == 1 else newest
+            if rising is not None and rising.holds and newest is not None:
+                outcome["newest"] = (field, start, newest)
             else:
                 outcome.pop("newest", None)
             if not missing and not shrank:
@@ -387,8 +387,7 @@ class KitPaginate:
             data_selector or self.client.data_selector, newest_field)
         for page in listing.run():
             yield page, page.request
-        if listing.newest is not None:
-            self.newest = listing.newest
+        tally.newest = listing.newest
         # only a total that matched the pages can tell records that shifting offsets skipped;
         # a listing capped with maximum_offset, or started past its first record, is partial on purpose
         tally.total = (listing.consistent_total if paginator.maximum_value is None

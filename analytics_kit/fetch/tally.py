@@ -27,6 +27,7 @@ class Tally:
         self.others: set = set()
         self.total: int | None = None
         self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see purges.Totals.fell)
+        self.newest: Any = None  # the listing's newest cursor, read before the pass's pages (see newest.py)
         self.rows = 0  # keys seen, repeats included
         self._lock = threading.Lock()
         self._distinct: int | None = None
