@@ -1454,6 +1454,32 @@ def test_a_record_purged_while_the_listing_is_paged_hides_no_other(api, watch, m
     assert "kept changing" not in watch.log.getvalue()
 
 
+@pytest.mark.xfail(strict=True, reason="a known hole, stated in the README: a purge and an insert between two "
+                   "samples of the total leave it flat, and the purged key seen makes up for the record skipped")
+def test_a_purge_and_an_insert_between_two_totals_hide_no_record(api, watch):
+    """As above, with a new record inserted at the moment record 50 is purged: the total stays 500,
+    record 201 slides into a page already fetched, and the pass sees 500 distinct keys (record 50,
+    then the new one at the end) for a total of 500. The count is right and one record is missing;
+    record 201 is behind the stored cursor, so no later run fetches it either."""
+    newest = max(parse_instant(r["updated_at"]) for r in api.records())
+    inserted = {**api.records()[-1], "id": 10_001, "updated_at": iso((newest + timedelta(minutes=1)).timestamp(), z=True)}
+    done: list = []
+
+    def purge_and_insert(request):
+        if request.offset == 200 and not done:
+            api.delete_records(50)
+            api.add_records([inserted])
+            done.append(True)
+
+    api.status_script = purge_and_insert
+    watch.succeeds(config_for(api, concurrency=1))
+    api.status_script = None
+    watch.succeeds(config_for(api, concurrency=1))  # a quiet run after it
+    assert done
+    loaded_ids = set(table())
+    assert set(served(api)) <= loaded_ids, sorted(set(served(api)) - loaded_ids)
+
+
 @pytest.mark.parametrize("defaults", [{"write_disposition": "append"},
                                       {"primary_key": "id", "write_disposition": "append"},
                                       {"primary_key": "id", "write_disposition": {"disposition": "merge",
