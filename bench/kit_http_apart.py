@@ -1,21 +1,25 @@
 """The kit's own full load with its page workers' HTTP in a child process. An experiment, not the kit.
 
     .venv/bin/python bench/kit_http_apart.py                   # 100,000 events, 5 rounds in turns
-    .venv/bin/python bench/kit_http_apart.py --events 1000000 --rounds 1
+    .venv/bin/python bench/kit_http_apart.py --events 1000000 --rounds 2
 
 ``split_process.py`` measured a toy pipeline: a child process doing the HTTP made it 0.74-0.82x
-as long. This asks the same of the kit itself. Each round runs ``ak.load`` (a full refresh)
-twice in fresh processes, in turns:
+as long. This asks the same of the kit itself. Each round runs ``ak.load`` (a full refresh) in
+fresh processes, the loaders' order alternating from round to round:
 
 - ``kit``: as it is;
-- ``http-apart``: the workers that fetch a listing's pages after its first send each request
-  (already prepared by the kit, key included) to a child process, which sends it with a plain
-  ``requests.Session`` and returns status, headers and body through a Unix socket. The kit
-  parses, checks, converts and loads as always. The child skips the kit's transport (its retries,
-  deadlines, origin and header checks), so it is faster than a real port of it could be.
+- ``plain``: the page workers send the kit's prepared requests with a plain ``requests.Session``
+  in the same process, none of the kit's transport around them (its retries, deadlines, origin
+  and header checks): what skipping the transport alone is worth;
+- ``http-apart``: the page workers hand each prepared request (key included) to a child process,
+  which sends it as it is on one kept-alive ``http.client`` connection per worker and returns
+  status, headers and body in one message through a Unix socket. The kit parses, checks,
+  converts and loads as always. No transport checks either: faster than a real port could be.
 
-Printed per loader: the load's wall time, and the CPU time of the loading process during it
-(all threads; the child's not included). Each table's row count is checked against the API.
+Each loader's first page and the reads of its newest cursor stay on the kit's own session.
+Printed per run: the load's wall time and steps; the CPU during the load of the loading
+process (all threads), of the child and of the demo API; the requests the kit sent and those
+sent for it. Each table's rows and distinct ids are counted in DuckDB against the API.
 """
 
 from __future__ import annotations
@@ -32,32 +36,47 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "KIT_HTTP_APART_API_KEY"
-LOADERS = ("kit", "http-apart")
+LOADERS = ("kit", "plain", "http-apart")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """Seconds of CPU a process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 # -- the child: sends prepared requests ---------------------------------------------------------
 
 
 def serve_http(folder: str) -> None:
-    """Answers each connection's (method, url, headers, body) with (status, headers, url, elapsed, body)."""
+    """Answers each connection's (method, url, headers, body) with (status, headers, url, elapsed, body),
+    sent as it is on one kept-alive connection per worker."""
+    import http.client
     from multiprocessing.connection import Listener
-
-    import requests
+    from urllib.parse import urlsplit
 
     listener = Listener(f"{folder}/http.sock", family="AF_UNIX", authkey=b"bench")
     print("ready", flush=True)
 
     def serve(conn) -> None:  # type: ignore[no-untyped-def]
-        session = requests.Session()
-        session.trust_env = False  # 127.0.0.1 only
+        http_conn = None
         while True:
             try:
                 method, url, headers, body = conn.recv()
             except EOFError:
                 return
             started = time.perf_counter()
-            r = session.request(method, url, headers=headers, data=body, timeout=60, allow_redirects=False)
-            conn.send((r.status_code, list(r.headers.items()), r.url, time.perf_counter() - started, r.content))
+            parts = urlsplit(url)
+            if parts.hostname != "127.0.0.1":
+                raise SystemExit(f"refused: {parts.hostname} is not the demo API")
+            if http_conn is None:
+                http_conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+            http_conn.request(method, parts.path + ("?" + parts.query if parts.query else ""), body=body,
+                              headers=headers)
+            answer = http_conn.getresponse()
+            content = answer.read()
+            conn.send((answer.status, answer.getheaders(), url, time.perf_counter() - started, content))
 
     # the parent holds our stdin: gone with it
     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
@@ -68,7 +87,7 @@ def serve_http(folder: str) -> None:
 class ApartSession:
     """What ``OffsetPass.fetch`` asks of a worker's session, sent through the child."""
 
-    sent = 0  # requests sent through the child, all workers together (under ``lock``)
+    sent = 0  # requests sent past the kit's transport, all workers together (under ``lock``)
     lock = threading.Lock()
 
     def __init__(self, path: str) -> None:
@@ -104,34 +123,67 @@ def run_loader(loader: str, base_url: str, folder: str) -> None:
     import json
     import resource
 
+    import duckdb
+    import requests
+
     import analytics_kit as ak
     from analytics_kit.fetch.offsets import OffsetPass
 
     child = None
+    local = threading.local()
     if loader == "http-apart":
         child = subprocess.Popen([sys.executable, __file__, "--serve-http", folder],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert child.stdout.readline().strip() == b"ready"
-        local = threading.local()
 
-        def apart_session(self):  # type: ignore[no-untyped-def]
+        def worker_session(self):  # type: ignore[no-untyped-def]
             if not hasattr(local, "session"):
                 local.session = ApartSession(f"{folder}/http.sock")
             return local.session
 
-        OffsetPass._session = apart_session  # the workers' sessions only: the first page stays the kit's
+        OffsetPass._session = worker_session  # the workers' sessions only: the first page stays the kit's
+    elif loader == "plain":
 
-    config = ak.guide_config(base_url, os.environ[KEY_ENV])
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    report = ak.load(config, "full_refresh", database=f"{folder}/analytics.duckdb", progress=False)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime
-    print(json.dumps({"wall": wall, "cpu": cpu, "rows": report.rows, "kit_requests": report.requests,
-                      "apart_requests": ApartSession.sent}))
-    if child is not None:
-        child.kill()
+        def worker_session(self):  # type: ignore[no-untyped-def]
+            if not hasattr(local, "session"):
+                session = local.session = requests.Session()
+                session.trust_env = False  # 127.0.0.1 only
+                send = session.send
+
+                def counted(prepared, **kwargs):  # type: ignore[no-untyped-def]
+                    with ApartSession.lock:
+                        ApartSession.sent += 1
+                    response = send(prepared, **kwargs)
+                    response.raise_for_status()
+                    return response
+
+                session.send = counted
+            return local.session
+
+        OffsetPass._session = worker_session
+
+    try:
+        config = ak.guide_config(base_url, os.environ[KEY_ENV])
+        api_pid = int(os.environ["KIT_HTTP_APART_API_PID"])
+        used, api_before = resource.getrusage(resource.RUSAGE_SELF), process_cpu(api_pid)
+        child_before = process_cpu(child.pid) if child else 0.0
+        started = time.perf_counter()
+        report = ak.load(config, "full_refresh", database=f"{folder}/analytics.duckdb", progress=False)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        child_cpu = process_cpu(child.pid) - child_before if child else 0.0
+        api_cpu = process_cpu(api_pid) - api_before
+    finally:
+        if child is not None:
+            child.kill()
+            child.wait()
+    with duckdb.connect(f"{folder}/analytics.duckdb", read_only=True) as con:
+        counted_rows = {table: list(con.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone())
+                        for table in report.rows}
+    print(json.dumps({"wall": wall, "cpu": after.ru_utime + after.ru_stime - used.ru_utime - used.ru_stime,
+                      "child_cpu": child_cpu, "api_cpu": api_cpu, "rows": counted_rows,
+                      "kit_requests": report.requests, "sent_for_it": ApartSession.sent,
+                      "steps": {step: round(seconds, 3) for step, seconds in report.steps.items()}}))
 
 
 # -- the rounds ---------------------------------------------------------------------------------
@@ -159,10 +211,10 @@ def main() -> int:
     cpus: dict[str, list[float]] = {name: [] for name in LOADERS}
     print(f"machine: {os.cpu_count()} cores; demo API in a subprocess, {args.events:,} events + 50 customers")
     with demo.serve(events=args.events, customers=50, process=True) as api:
-        expected = {"events": args.events, "customers": 50}
-        env = dict(os.environ, **{KEY_ENV: api.api_key})
+        expected = {"events": [args.events] * 2, "customers": [50, 50]}
+        env = dict(os.environ, **{KEY_ENV: api.api_key, "KIT_HTTP_APART_API_PID": str(api._proc.pid)})
         for round_ in range(1, args.rounds + 1):
-            for name in LOADERS:
+            for name in LOADERS if round_ % 2 else LOADERS[::-1]:
                 with tempfile.TemporaryDirectory() as folder:
                     done = subprocess.run([sys.executable, __file__, "--loader", name, api.base_url, folder],
                                           check=False, env=env, capture_output=True, text=True, cwd=ROOT)
@@ -171,20 +223,21 @@ def main() -> int:
                     return 1
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 if result["rows"] != expected:
-                    print(f"{name}: rows {result['rows']} where the API holds {expected}")
+                    print(f"{name}: [rows, distinct ids] {result['rows']} where the API holds {expected}")
                     return 1
-                if (name == "http-apart") != (result["apart_requests"] > 0):
-                    print(f"{name}: {result['apart_requests']} requests went through the child")
+                if (name == "kit") != (result["sent_for_it"] == 0):
+                    print(f"{name}: {result['sent_for_it']} requests were sent past the kit's transport")
                     return 1
                 times[name].append(result["wall"])
                 cpus[name].append(result["cpu"])
-                print(f"  round {round_}: {name:<10} load {result['wall']:.3f} s, "
-                      f"its process's CPU {result['cpu']:.3f} s; "
-                      f"requests: {result['kit_requests']} by the kit, {result['apart_requests']} through the child",
-                      flush=True)
-    kit, apart = statistics.median(times["kit"]), statistics.median(times["http-apart"])
-    print(f"median of {args.rounds}: kit {kit:.3f} s (CPU {statistics.median(cpus['kit']):.3f} s), http-apart "
-          f"{apart:.3f} s (CPU {statistics.median(cpus['http-apart']):.3f} s); http-apart / kit {apart / kit:.3f}")
+                print(f"  round {round_}: {name:<10} load {result['wall']:.3f} s {result['steps']}; CPU: its "
+                      f"process {result['cpu']:.3f} s, child {result['child_cpu']:.3f} s, API {result['api_cpu']:.3f} "
+                      f"s; requests: {result['kit_requests']} by the kit, {result['sent_for_it']} past it", flush=True)
+    kit = statistics.median(times["kit"])
+    for name in LOADERS:
+        print(f"median of {args.rounds}: {name:<10} load {statistics.median(times[name]):.3f} s "
+              f"(its process's CPU {statistics.median(cpus[name]):.3f} s); / kit "
+              f"{statistics.median(times[name]) / kit:.3f}")
     return 0
 
 
