@@ -313,3 +313,52 @@ def test_a_first_page_served_stale_from_a_cache_is_reported(listing):
     report = ak.load(config(server), progress=False)
     assert ids[100] not in table()  # no pass saw it
     assert any("a page served stale (from a cache) hid records" in w for w in report.warnings), report.warnings
+
+
+# -- a listing updated all the time -------------------------------------------------------------------
+
+
+def busy(server: Listing) -> list[int]:
+    """Each time a pass asks for offset 300, a record of the first page (already read) is updated: it
+    moves to the end and the record at offset 300 slides into the page before, which the pass read.
+    Every pass misses one record, never the same one. Returns the ids updated so far."""
+    updated: list[int] = []
+
+    def update_one(offset: int, asked: list[int]) -> None:
+        if offset == 300:
+            updated.append(server.rows(None)[len(updated)]["id"])
+            server.update(updated[-1])
+
+    server.on_request = update_one
+    return updated
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_a_listing_updated_in_every_pass_loads_once_the_passes_together_saw_every_record(listing, concurrency):
+    """No one pass sees every record, so the load failed after 3 passes as "kept changing" (helper-58: one update
+    a second kept a 10,000-record first load from ever succeeding). Nothing left the listing, so the keys the
+    passes saw together are every record it holds. The versions seen may be old; the cursor stored is the newest
+    from before the pages, so the next run fetches every record updated meanwhile."""
+    server = listing(501)
+    before = max(r["t"] for r in server.records.values())
+    updated = busy(server)
+    report = ak.load(config(server, concurrency=concurrency), progress=False)
+    assert updated and report.rows == {"events": 501}
+    if concurrency == 1:
+        assert report.passes == {"events": 2}  # each pass one short; together complete
+    assert cursors.parse(stored_cursor()).timestamp() <= before
+    server.on_request = None
+    ak.load(config(server, concurrency=concurrency), progress=False)
+    assert table() == {r["id"]: r["value"] for r in server.records.values()}
+
+
+def test_the_passes_together_do_not_count_where_the_cursor_stored_could_pass_a_version_they_missed(listing):
+    """With a cursor_path that is not a plain field name the kit reads no newest cursor, and dlt stores the
+    newest seen: a record's new version that no pass saw could lie behind it, its old version kept (helper-54).
+    So there each pass must see every record by itself."""
+    server = listing(501)
+    busy(server)
+    with pytest.raises(ak.LoadError, match="kept changing"):
+        ak.load(config(server, cursor_path="$.updated_at"), progress=False)
+    with pytest.raises(ak.QueryError, match="no load into it has completed"):
+        ak.tables()  # nothing from the failed run
