@@ -84,16 +84,6 @@ def capped(newest: Any, start: Any, stored: Any) -> Any:
         return None
 
 
-def comparable(start: Any, newest: Any) -> bool:
-    """Whether ``capped`` can weigh ``newest`` against the run's ``start``; where it cannot, dlt's
-    cursor stays."""
-    try:
-        _ = start is None or start <= newest
-    except TypeError:
-        return False
-    return True
-
-
 def store_newest(resource: str, field: str, start: Any, newest: Any) -> None:
     """Lowers the cursor dlt stores for ``resource`` to ``newest``, where it saw a later one."""
     value = capped(newest, start, seam.running_cursor(resource, field))

@@ -34,12 +34,12 @@ from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.newest import Rising, comparable, store_newest
+from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.tally import Tally, only_grew
+from analytics_kit.fetch.tally import Tally
 from analytics_kit.fetch.transport import request_text
 from analytics_kit.redact import Redactor
 
@@ -214,7 +214,6 @@ class KitPaginate:
         field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
         newest = None  # the listing's newest cursor, read before the first pass's pages
-        rose = field is not None  # every pass's cursors came in ascending order
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
@@ -230,24 +229,9 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
-            union = _distinct(passes, self.primary_key, self.naming)
             if attempt > 1 or tally.distinct() < tally.rows:
-                self.stats.keys(self.resource, union)
+                self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
             missing, shrank = tally.missing(), tally.shrank
-            newest = tally.newest if attempt == 1 else newest
-            rose = rose and rising is not None and rising.holds
-            if missing and rose and newest is not None and comparable(start, newest) and only_grew(passes):
-                # The passes together, where no one pass saw every record: an API updated all the time
-                # makes each pass miss other records, those an update slid into a page already read
-                # (helper-53, -58). Nothing left the listing (its total never fell), so every key it holds
-                # is one some pass saw. Any version seen may be old, but every record updated since the
-                # newest cursor was read has a later cursor, and the cursor stored is no later than that
-                # (``newest``): the next run fetches it. Without that cap the union kept a stale row behind
-                # a later cursor (helper-54), so it counts only where the cap holds.
-                missing = max(0, tally.total - union)
-                if not missing:
-                    logger.info("%s: the listing changed while it was paged; no one pass saw every record, the "
-                                "%d passes together did", self.resource, attempt)
             if (missing or shrank) and not (self.repage and tally.key is not None):
                 sign = (f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank
                         else f"{missing:,} fewer distinct keys than the API's total")
@@ -259,6 +243,7 @@ class KitPaginate:
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
+            newest = tally.newest if attempt == 1 else newest
             if rising is not None and rising.holds and newest is not None:
                 outcome["newest"] = (field, start, newest)
             else:

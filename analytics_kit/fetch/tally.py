@@ -119,12 +119,6 @@ def _key(record: dict, fields: Any) -> Any:
     return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
 
 
-def only_grew(passes: list[Tally]) -> bool:
-    """Whether the API's total never fell, within a pass or from one to the next."""
-    totals = [tally.total for tally in passes]
-    return None not in totals and all(tally.shrank is None for tally in passes) and totals == sorted(totals)
-
-
 def _count_distinct(ints: array) -> int:
     """Distinct values of ``ints``, in a sorted copy: 8 bytes a value.
 
