@@ -9,7 +9,9 @@ newest cursor every ``--every`` seconds while the kit's first load pages it (con
 update moves its record to the end, and the record after its old place can slide into a page
 already read: each pass of the listing may miss a different record. After each load, the updates
 stop and a quiet incremental run follows; the table must then equal the API. Printed per run: the
-passes the load took, or its error; and whether the table equals the API.
+passes the load took, or its error; and whether the table equals the API. A load that fails
+("kept changing") is sound, if not helpful: the script exits non-zero only for a load that
+succeeded with a table that differs from the API.
 """
 
 from __future__ import annotations
