@@ -379,3 +379,23 @@ def test_a_record_skipped_in_every_pass_is_not_made_up_for_by_a_key_purged_betwe
     # the purged record stays in the table, as any purge does (a merge deletes nothing it is not told of)
     assert {r["id"]: loaded.get(r["id"]) for r in server.records.values()} == {
         r["id"]: r["value"] for r in server.records.values()}
+
+
+def test_a_busy_listing_s_failure_says_what_to_do_and_the_advice_works(listing):
+    """The records change in every pass, the total stays the same: that is no unstable order (the passes went
+    past the newest cursor read before them). Sorted by id, as the guidance says, with a lag, the same
+    updates move no record between pages, and the next run loads the records updated meanwhile."""
+    server = listing(501)
+    busy(server)
+    with pytest.raises(ak.LoadError, match="kept changing") as caught:
+        ak.load(config(server), progress=False)
+    assert "sort by a field that updates do not change" in caught.value.guidance
+    assert "order is not stable" not in caught.value.guidance
+    by_id = listing(501, order="id")
+    updated = busy(by_id)
+    report = ak.load(config(by_id, lag=3600), progress=False, database="by_id.duckdb")
+    assert updated and report.rows == {"events": 501} and report.passes.get("events", 1) == 1
+    by_id.on_request = None
+    ak.load(config(by_id, lag=3600), progress=False, database="by_id.duckdb")
+    loaded = {row.id: row.value for row in ak.query("SELECT id, value FROM events", "by_id.duckdb").itertuples()}
+    assert loaded == {r["id"]: r["value"] for r in by_id.records.values()}

@@ -55,6 +55,14 @@ class Rising:
             return
         self._last = values[-1]
 
+    def passed(self, newest: Any) -> bool:
+        """Whether, in order, the pass went past ``newest``, the listing's newest cursor read before its
+        pages: a record was updated or added meanwhile."""
+        try:
+            return self.holds and newest is not None and self._last is not None and self._last > newest
+        except TypeError:
+            return False
+
 
 def last_page_offset(paginator: Any, total: int) -> int:
     """The offset of the page that holds the last of ``total`` records, on the pass's own

@@ -34,6 +34,7 @@ from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
+from analytics_kit.fetch.kept_changing import kept_changing
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
@@ -214,6 +215,7 @@ class KitPaginate:
         field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
         newest = None  # the listing's newest cursor, read before the first pass's pages
+        moved = False  # a pass went past it: records were updated or added while paged
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
@@ -244,6 +246,7 @@ class KitPaginate:
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
             newest = tally.newest if attempt == 1 else newest
+            moved = moved or (rising is not None and rising.passed(newest))
             if rising is not None and rising.holds and newest is not None:
                 outcome["newest"] = (field, start, newest)
             else:
@@ -271,18 +274,7 @@ class KitPaginate:
                 logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
                                "it was paged, or the listing repeats keys; paging again, pass %d of %d",
                                self.resource, missing, attempt + 1, MAX_PASSES)
-        totals = {tally.total for tally in passes}
-        steady = len(totals) == 1 and None not in totals and not any(tally.shrank for tally in passes)
-        raise LoadError(
-            f"Resource '{self.resource}': the API's data kept changing while it was paged, {MAX_PASSES} passes in "
-            "a row, so some records may have been skipped; nothing from this run was committed.",
-            guidance="Run the load again when the API is quieter." + (
-                f" If its data did not change (its total was {totals.pop():,} in every pass), its order is not "
-                "stable: records with the same value of the field it sorts by come back in another order on each "
-                "request, so pages overlap and skip records. Have the API sort by a unique field as well (e.g. a "
-                "sort parameter of updated_at,id), or page with a cursor paginator if it offers one."
-                if steady else ""), resource=self.resource,
-        )
+        raise kept_changing(self.resource, passes, MAX_PASSES, moved)
 
     def _mark_run_start(self) -> None:
         """Records, with the cursor, when this run started (see ``cursors``)."""
