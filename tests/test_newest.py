@@ -300,7 +300,9 @@ def test_a_listing_whose_ties_come_in_another_order_on_every_request_is_named_as
         record["t"] = START
     with pytest.raises(ak.LoadError) as caught:
         ak.load(config(server), progress=False)
-    assert "its total was 300 in every pass), its order is not stable" in caught.value.guidance
+    assert "Its total was 300 in every pass and no newer record came. If its data did not change, its order is not " \
+        "stable" in caught.value.guidance
+    assert "sort by a field that updates do not change" not in caught.value.guidance
     assert "sort parameter of updated_at,id" in caught.value.guidance
 
 
@@ -399,3 +401,32 @@ def test_a_busy_listing_s_failure_says_what_to_do_and_the_advice_works(listing):
     ak.load(config(by_id, lag=3600), progress=False, database="by_id.duckdb")
     loaded = {row.id: row.value for row in ak.query("SELECT id, value FROM events", "by_id.duckdb").itertuples()}
     assert loaded == {r["id"]: r["value"] for r in by_id.records.values()}
+
+
+@pytest.mark.parametrize("case", ["no-newest-read", "purged"])
+def test_a_listing_that_kept_changing_is_named_only_as_far_as_its_passes_tell(listing, case):
+    """helper-62: with an end_value the kit reads no newest cursor, so a steady total cannot tell updates from an
+    unstable order: both are named. A listing sorted by id whose records are purged while paged has its total
+    fall: sorting cannot help, and the guidance says records were deleted."""
+    if case == "no-newest-read":
+        server = listing(501)
+        busy(server)
+        kwargs = {"end_value": "2027-01-01T00:00:00Z"}
+    else:
+        server = listing(501, order="id")
+
+        def purge(offset: int, asked: list[int]) -> None:
+            if offset == 300:
+                del server.records[min(server.records)]
+
+        server.on_request = purge
+        kwargs = {"lag": 3600}
+    with pytest.raises(ak.LoadError, match="kept changing") as caught:
+        ak.load(config(server, **kwargs), progress=False)
+    guidance = caught.value.guidance
+    if case == "no-newest-read":
+        assert "Its total was 501 in every pass." in guidance
+        assert "sort by a field that updates do not change" in guidance and "its order is not stable" in guidance
+    else:
+        assert "records were deleted while it was paged" in guidance
+        assert "sort by a field" not in guidance and "order is not stable" not in guidance

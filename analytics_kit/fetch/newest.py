@@ -59,7 +59,7 @@ class Rising:
         """Whether, in order, the pass went past ``newest``, the listing's newest cursor read before its
         pages: a record was updated or added meanwhile."""
         try:
-            return self.holds and newest is not None and self._last is not None and self._last > newest
+            return self._last is not None and self._last > newest
         except TypeError:
             return False
 

@@ -215,7 +215,9 @@ class KitPaginate:
         field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
         newest = None  # the listing's newest cursor, read before the first pass's pages
-        moved = False  # a pass went past it: records were updated or added while paged
+        # per pass: whether it went past that cursor (records updated or added while paged), None where it
+        # could not tell (no cursor read, or its values not in ascending order)
+        moved: list[bool | None] = []
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
@@ -246,7 +248,7 @@ class KitPaginate:
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
             newest = tally.newest if attempt == 1 else newest
-            moved = moved or (rising is not None and rising.passed(newest))
+            moved.append(rising.passed(newest) if rising is not None and rising.holds and newest is not None else None)
             if rising is not None and rising.holds and newest is not None:
                 outcome["newest"] = (field, start, newest)
             else:
