@@ -55,9 +55,14 @@ class Rising:
             return
         self._last = values[-1]
 
+    @property
+    def last(self) -> Any:
+        """The last (the highest) value seen, while the order holds."""
+        return self._last
+
     def passed(self, newest: Any) -> bool:
-        """Whether, in order, the pass went past ``newest``, the listing's newest cursor read before its
-        pages: a record was updated or added meanwhile."""
+        """Whether, in order, the pass went past ``newest`` (the listing's newest cursor read before its
+        pages, or the value the pass before ended at): a record was updated or added meanwhile."""
         try:
             return self._last is not None and self._last > newest
         except TypeError:

@@ -218,6 +218,7 @@ class KitPaginate:
         # per pass: whether it went past that cursor (records updated or added while paged), None where it
         # could not tell (no cursor read, or its values not in ascending order)
         moved: list[bool | None] = []
+        reference: Any = None
         seen: set[str] = set()
         # every pass's keys: a key staged by two passes is one row in the table (the report's count)
         passes: list[Tally] = []
@@ -248,7 +249,11 @@ class KitPaginate:
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
             newest = tally.newest if attempt == 1 else newest
-            moved.append(rising.passed(newest) if rising is not None and rising.holds and newest is not None else None)
+            # against the newest read before the pages, then against where the pass before ended
+            reference = newest if attempt == 1 else reference
+            known = rising is not None and rising.holds and reference is not None
+            moved.append(rising.passed(reference) if known else None)
+            reference = rising.last if rising is not None and rising.holds else None
             if rising is not None and rising.holds and newest is not None:
                 outcome["newest"] = (field, start, newest)
             else:
@@ -276,7 +281,7 @@ class KitPaginate:
                 logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
                                "it was paged, or the listing repeats keys; paging again, pass %d of %d",
                                self.resource, missing, attempt + 1, MAX_PASSES)
-        raise kept_changing(self.resource, passes, MAX_PASSES, moved)
+        raise kept_changing(self.resource, passes, MAX_PASSES, moved, _distinct(passes, self.primary_key, self.naming))
 
     def _mark_run_start(self) -> None:
         """Records, with the cursor, when this run started (see ``cursors``)."""
