@@ -25,6 +25,7 @@ sent for it. Each table's rows and distinct ids are counted in DuckDB against th
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import statistics
 import subprocess
@@ -33,6 +34,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import requests
+from requests.structures import CaseInsensitiveDict
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "KIT_HTTP_APART_API_KEY"
@@ -99,11 +103,6 @@ class ApartSession:
         return {}
 
     def send(self, prepared, **kwargs):  # type: ignore[no-untyped-def]
-        import datetime
-
-        import requests
-        from requests.structures import CaseInsensitiveDict
-
         self.conn.send((prepared.method, prepared.url, dict(prepared.headers), prepared.body))
         with ApartSession.lock:
             ApartSession.sent += 1
@@ -124,7 +123,6 @@ def run_loader(loader: str, base_url: str, folder: str) -> None:
     import resource
 
     import duckdb
-    import requests
 
     import analytics_kit as ak
     from analytics_kit.fetch.offsets import OffsetPass

@@ -18,8 +18,8 @@ DELETED = ("Records were deleted while it was paged (its total fell, or the pass
            "it deletes less, or page with a cursor paginator if it offers one.")
 
 
-def kept_changing(resource: str, passes: list[Tally], most: int, moved: list[bool | None], seen: int) -> LoadError:
-    """``passes``: the tallies of the ``most`` passes, none complete; ``seen``: the keys they saw together.
+def kept_changing(resource: str, passes: list[Tally], moved: list[bool | None], seen: int) -> LoadError:
+    """``passes``: the tallies of the passes made, none complete; ``seen``: the keys they saw together.
     ``moved``, per pass: whether it went past the listing's newest cursor read before the pages (the first
     pass) or the value the pass before it ended at (records updated or added meanwhile), None where it could
     not tell. The guidance names the cause the passes show, and each likely one where they do not.
@@ -41,6 +41,6 @@ def kept_changing(resource: str, passes: list[Tally], most: int, moved: list[boo
             # more keys than the listing holds: some were deleted, which a total with inserts may not show
             advice = f"{DELETED} {advice}"
     return LoadError(
-        f"Resource '{resource}': the API's data kept changing while it was paged, {most} passes in a row, so "
+        f"Resource '{resource}': the API's data kept changing while it was paged, {len(passes)} passes in a row, so "
         "some records may have been skipped; nothing from this run was committed.",
         guidance="Run the load again when the API is quieter. " + advice, resource=resource)

@@ -248,13 +248,12 @@ class KitPaginate:
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
                                   "listing was paged" if shrank else "the listing returned a key more than once")
-            newest = tally.newest if attempt == 1 else newest
-            # against the newest read before the pages, then against where the pass before ended
-            reference = newest if attempt == 1 else reference
-            known = rising is not None and rising.holds and reference is not None
-            moved.append(rising.passed(reference) if known else None)
-            reference = rising.last if rising is not None and rising.holds else None
-            if rising is not None and rising.holds and newest is not None:
+            if attempt == 1:  # each pass is weighed against the newest read before the pages, then where the last ended
+                newest = reference = tally.newest
+            rose = rising is not None and rising.holds
+            moved.append(rising.passed(reference) if rose and reference is not None else None)
+            reference = rising.last if rose else None
+            if rose and newest is not None:
                 outcome["newest"] = (field, start, newest)
             else:
                 outcome.pop("newest", None)
@@ -281,7 +280,7 @@ class KitPaginate:
                 logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
                                "it was paged, or the listing repeats keys; paging again, pass %d of %d",
                                self.resource, missing, attempt + 1, MAX_PASSES)
-        raise kept_changing(self.resource, passes, MAX_PASSES, moved, _distinct(passes, self.primary_key, self.naming))
+        raise kept_changing(self.resource, passes, moved, _distinct(passes, self.primary_key, self.naming))
 
     def _mark_run_start(self) -> None:
         """Records, with the cursor, when this run started (see ``cursors``)."""
