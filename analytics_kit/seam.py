@@ -229,6 +229,13 @@ def cursor_convert(resource: DltResource) -> Any:
     return None if getattr(convert, "kit_layout", False) else convert
 
 
+def start_param(resource: DltResource) -> tuple[str, Callable[[Any], Any]] | None:
+    """The query parameter rest_api writes the cursor's start value into, and the function that writes it."""
+    name = getattr(_rest_api_arg(resource, "incremental_param"), "start", None)
+    convert = _rest_api_arg(resource, "incremental_cursor_transform") or (lambda value: value)
+    return (name, convert) if isinstance(name, str) and name else None
+
+
 def fields_from_parent(resource: DltResource) -> set[str]:
     """The fields rest_api adds to a child's records from its parent's (``include_from_parent``, named by its
     ``make_parent_key_name``): the pages the child's paginate sees do not have them yet."""

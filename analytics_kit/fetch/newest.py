@@ -39,8 +39,10 @@ class Rising:
         self.field = field
         self.holds = True
         self._last: Any = None
+        self.first: Any = None  # the lowest value of the page seen last, while the order holds
 
     def see(self, rows: list) -> None:
+        self.first = None
         if not self.holds or not rows:
             return
         field = self.field
@@ -48,6 +50,7 @@ class Rising:
             values = [value for value in (row.get(field) for row in rows) if value is not None]
             if not values:
                 return
+            self.first = values[0]
             before = values[0] if self._last is None else self._last
             self.holds = before <= values[0] and all(map(le, values, values[1:]))
         except (AttributeError, TypeError):

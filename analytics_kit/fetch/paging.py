@@ -20,23 +20,26 @@ counted; a 429 pauses all of them (``retry.Gate``).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from typing import Any, Callable, Iterator
 
 import dlt
 import pyarrow as pa
+import requests
 from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import Response, Session
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
-from analytics_kit.fetch import cursors
+from analytics_kit.fetch import cursors, vouched
 from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
+from analytics_kit.fetch.page_checks import bad_value, check_cursor_kind, check_keys
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -86,8 +89,10 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None) -> None:
+                 string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None,
+                 start: tuple[str, Callable[[Any], Any]] | None = None) -> None:
         self.client = client
+        self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
@@ -161,7 +166,7 @@ class KitPaginate:
                         self.resource, change.column)
             out = rows
         except BadValue as bad:
-            raise self._bad_value(bad, rows, sources) from None
+            raise bad_value(bad, rows, sources, self.resource, self.primary_key) from None
         if isinstance(out, pa.Table):
             if self.on_arrow_page is not None:
                 for size, _ in sources:
@@ -174,22 +179,6 @@ class KitPaginate:
                 if size:
                     yield out[start:start + size]
                 start += size
-
-    def _bad_value(self, bad: BadValue, rows: list, sources: list[tuple[int, str]]) -> LoadError:
-        """The ``LoadError`` for a value the config's columns refuse, naming record, column and request."""
-        request, start = "", 0
-        for size, request in sources:
-            if bad.index < start + size:
-                break
-            start += size
-        record = rows[bad.index] if 0 <= bad.index < len(rows) else {}
-        key = self.primary_key if isinstance(self.primary_key, str) else "id"
-        which = f"the record with {key}={record.get(key)!r}" if isinstance(record, dict) and key in record else \
-            f"record {bad.index - start + 1} of the page"
-        return LoadError(
-            f"Resource '{self.resource}': {which} on {request} {bad.problem} in column {bad.column!r}, "
-            f"which the config declares {bad.declared}.",
-            guidance=bad.guidance, resource=self.resource, column=bad.column, request=request)
 
     def _batched(self, pages: Iterator[Any], outcome: dict) -> Iterator[Any]:
         yield from tables(pages, outcome)
@@ -234,8 +223,10 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
+            union = None
             if attempt > 1 or tally.distinct() < tally.rows:
-                self.stats.keys(self.resource, _distinct(passes, self.primary_key, self.naming))
+                union = _distinct(passes, self.primary_key, self.naming)
+                self.stats.keys(self.resource, union)
             missing, shrank = tally.missing(), tally.shrank
             if (missing or shrank) and not (self.repage and tally.key is not None):
                 sign = (f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank
@@ -261,6 +252,15 @@ class KitPaginate:
                 if proven:
                     outcome["distinct"] = tally.rows
                 return
+            # not where the passes saw more keys than the listing holds: records were purged, and a purged key
+            # seen by the last pass could make up the count for one that no pass saw
+            if attempt > 1 and not shrank and "newest" in outcome and self.start is not None and union <= tally.total:
+                answers = yield from self._vouched(passes, missing, functools.partial(
+                    self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
+                    kwargs))
+                if answers is not None:
+                    self.stats.keys(self.resource, _distinct([*passes, answers], self.primary_key, self.naming))
+                    return
             signature = tally.signature()
             if signature in seen:
                 # Two passes saw the same keys in the same order: the listing holds a key more than once (a
@@ -306,20 +306,22 @@ class KitPaginate:
                     guidance="Check the paginator's settings against the API's documentation; load such a "
                     "listing in parts with params or incremental.end_value.", resource=self.resource)
             if not kinds_checked:
-                kinds_checked = self._check_cursor_kind(page, field, request)
+                kinds_checked = check_cursor_kind(page, field, request, self.resource, self.incremental)
             if field is not None and self.rewrite_cursor:
                 bad = cursors.canonical_rows(page, field, required)
                 if bad is not None:
-                    raise self._bad_value(BadValue(field, bad, "a timestamp", f"has {page[bad].get(field)!r}",
-                                                   f"Declare {field!r} as text if the API sends such values."),
-                                          page, [(len(page), request)])
+                    raise bad_value(BadValue(field, bad, "a timestamp", f"has {page[bad].get(field)!r}",
+                                             f"Declare {field!r} as text if the API sends such values."),
+                                    page, [(len(page), request)], self.resource, self.primary_key)
             if self.fields is not None:
                 self.fields.check(page, request)
             if rising is not None:
                 rising.see(page)
+                if page:
+                    tally.mark(rising.first if rising.holds else None)
             keys = tally.see(page)
             if self.primary_key and page:
-                self._check_keys(keys, request)
+                check_keys(keys, request, self.resource, self.primary_key)
             if page and keys == previous:
                 repeats += 1
                 if repeats >= MAX_REPEATS:
@@ -334,36 +336,40 @@ class KitPaginate:
             previous = keys
             yield page, request
 
-    def _check_cursor_kind(self, page: list, field: str, request: str) -> bool:
-        """Numbers from the API against a text start value (or the other way round) cannot be
-        compared: dlt failed with "'>' not supported between instances of 'str' and 'int'".
-        Returns whether the page had a value to look at."""
-        value = next((r.get(field) for r in page if isinstance(r, dict) and r.get(field) is not None), None)
-        if value is None:
-            return False
-        start = seam.running_cursor(self.resource, field)
-        if start is None:
-            start = getattr(self.incremental, "initial_value", None)
-        if start is not None and cursors.is_number(value) != cursors.is_number(start):
-            said = cursors.kind_word
-            raise LoadError(
-                f"Resource '{self.resource}': the API's {field!r} values are {said(value)} ({value!r} on {request}), "
-                f"but the cursor starts from {said(start)} ({start!r}, the incremental initial_value or the stored "
-                "cursor); they cannot be compared. Nothing from this run was committed.",
-                guidance=f"Write incremental.initial_value as {said(value)}, like the API's values "
-                "(e.g. 0 for Unix seconds, or '2025-01-01T00:00:00Z' for timestamps).", resource=self.resource)
-        return True
+    def _listing(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
+                 data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict, *,
+                 newest_field: str | None = None, start_at: Any = None) -> OffsetPass:
+        """An offset pass over the listing; ``start_at``: from that cursor on (the start parameter set to it)."""
+        if start_at is not None and self.start is not None:
+            params = {**(params or {}), self.start[0]: self.start[1](start_at)}
+        return OffsetPass(self, paginator or copy.deepcopy(self.client.paginator), kwargs, dict(
+            path_or_url=path, method=method, params=params, json=json, data=data,
+            auth=auth or self.client.auth, headers=headers,
+            hooks=hooks if hooks and "response" in hooks else {
+                **(hooks or {}), "response": [seam.response_handler(self.client)]}),
+            data_selector or self.client.data_selector, newest_field)
 
-    def _check_keys(self, keys: list, request: str) -> None:
-        """A record without its primary key cannot be merged (nor counted): it stops the load."""
-        at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
-        if at is None:
-            return
-        raise LoadError(
-            f"Resource '{self.resource}': the primary key {self.primary_key!r} is missing or null in record "
-            f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
-            guidance="If the API names the key differently, set primary_key to that field; otherwise this is a "
-            "problem of the API's data.", resource=self.resource, request=request)
+    def _vouched(self, passes: list[Tally], missing: int, listing: Callable[..., OffsetPass]) -> Iterator[Any]:
+        """Looks up the keys the last pass missed that earlier ones saw (see ``vouched``); yields the answers'
+        pages to dlt, and returns their tally where they hold enough of those keys, else None."""
+        wanted = vouched.lookups(passes, missing)
+        if wanted is None:
+            return None
+        answers = Tally(self.primary_key, self.naming)
+        for cursor in wanted:
+            pass_ = listing(start_at=cursor)
+            try:
+                page = pass_.fetch(pass_.paginator.initial_value, self.client.session)
+            except requests.RequestException as error:
+                logger.info("%s: looking up the records the last pass missed failed (%s)", self.resource, error)
+                return None
+            checked = self._checked(iter([(page, page.request)]), answers)  # one by one: answers may repeat
+            yield from self._converted(checked) if self.convert else (rows for rows, _ in checked)
+        if vouched.found(wanted, answers) < missing:
+            return None
+        logger.info("%s: the last pass missed %d record(s) an earlier pass saw; %d request(s) found them still "
+                    "in the listing", self.resource, missing, len(wanted))
+        return answers
 
     def _one_pass(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                   data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,
@@ -377,12 +383,8 @@ class KitPaginate:
                                         headers=headers, data=data, **kwargs):
                 yield page, request_text(page.response.request, self.redactor)
             return
-        listing = OffsetPass(self, paginator, kwargs, dict(
-            path_or_url=path, method=method, params=params, json=json, data=data,
-            auth=auth or self.client.auth, headers=headers,
-            hooks=hooks if hooks and "response" in hooks else {
-                **(hooks or {}), "response": [seam.response_handler(self.client)]}),
-            data_selector or self.client.data_selector, newest_field)
+        listing = self._listing(path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
+                                kwargs, newest_field=newest_field)
         for page in listing.run():
             yield page, page.request
         tally.newest = listing.newest

@@ -192,7 +192,8 @@ def _build(
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
-                        newest_field=_newest_field(resource, one_row_per_key)).install()
+                        newest_field=_newest_field(resource, one_row_per_key),
+                        start=seam.start_param(resource)).install()
             if rows is not None:
                 seam.add_step(resource, rows.kept, after_incremental=True)
             seam.add_step(resource, step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from array import array
+from bisect import bisect_right
 from typing import Any, Callable
 
 from analytics_kit.fetch.key_fields import key_fields
@@ -29,6 +30,10 @@ class Tally:
         self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see purges.Totals.fell)
         self.newest: Any = None  # the listing's newest cursor, read before the pass's pages (see newest.py)
         self.rows = 0  # keys seen, repeats included
+        self.order: list = []  # keys that are no 64-bit integers, in the order seen (ints keeps the others')
+        # where each page began: its first row, and its first cursor (see vouched.py); None when not in order
+        self.starts: list[int] | None = []
+        self.firsts: list = []
         self._lock = threading.Lock()
         self._distinct: int | None = None
 
@@ -73,7 +78,28 @@ class Tally:
                     self.ints.append(value)
                 else:
                     self.others.add(value)
+                    self.order.append(value)
         return keys
+
+    def mark(self, first: Any) -> None:
+        """Notes that a page begins here, its first cursor ``first``; None stops the notes (a pass out of order)."""
+        if first is None:
+            self.starts = None
+        elif self.starts is not None:
+            self.starts.append(self.rows)
+            self.firsts.append(first)
+
+    def first_cursor(self, index: int) -> Any:
+        """The first cursor of the page that held the ``index``-th key seen, or None."""
+        page = bisect_right(self.starts, index) - 1 if self.starts else -1
+        return self.firsts[page] if page >= 0 else None
+
+    def sequence(self) -> Any:
+        """The keys in the order seen (an ``array`` of integers or a list), or None where they are of
+        mixed kinds (each kind is kept apart) or the pages' starts were not noted."""
+        if self.key is None or self.starts is None or (self.ints and self.order):
+            return None
+        return self.order if self.order else self.ints
 
     def one_kind(self, strings_kept: bool) -> bool:
         """Whether every key was a 64-bit integer, or every key a string and ``strings_kept``

@@ -1,0 +1,61 @@
+"""Checks of a page's records that stop a load: cursors of a kind the start value cannot be compared with,
+records without their primary key, and the error for a value the config's columns refuse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analytics_kit import seam
+from analytics_kit.errors import LoadError
+from analytics_kit.fetch import cursors
+from analytics_kit.fetch.arrow_tables import BadValue
+
+
+def check_cursor_kind(page: list, field: str, request: str, resource: str, incremental: Any) -> bool:
+    """Numbers from the API against a text start value (or the other way round) cannot be
+    compared: dlt failed with "'>' not supported between instances of 'str' and 'int'".
+    Returns whether the page had a value to look at."""
+    value = next((r.get(field) for r in page if isinstance(r, dict) and r.get(field) is not None), None)
+    if value is None:
+        return False
+    start = seam.running_cursor(resource, field)
+    if start is None:
+        start = getattr(incremental, "initial_value", None)
+    if start is not None and cursors.is_number(value) != cursors.is_number(start):
+        said = cursors.kind_word
+        raise LoadError(
+            f"Resource '{resource}': the API's {field!r} values are {said(value)} ({value!r} on {request}), "
+            f"but the cursor starts from {said(start)} ({start!r}, the incremental initial_value or the stored "
+            "cursor); they cannot be compared. Nothing from this run was committed.",
+            guidance=f"Write incremental.initial_value as {said(value)}, like the API's values "
+            "(e.g. 0 for Unix seconds, or '2025-01-01T00:00:00Z' for timestamps).", resource=resource)
+    return True
+
+
+def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
+    """A record without its primary key cannot be merged (nor counted): it stops the load."""
+    at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
+    if at is None:
+        return
+    raise LoadError(
+        f"Resource '{resource}': the primary key {primary_key!r} is missing or null in record "
+        f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
+        guidance="If the API names the key differently, set primary_key to that field; otherwise this is a "
+        "problem of the API's data.", resource=resource, request=request)
+
+
+def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resource: str, primary_key: Any) -> LoadError:
+    """The ``LoadError`` for a value the config's columns refuse, naming record, column and request."""
+    request, start = "", 0
+    for size, request in sources:
+        if bad.index < start + size:
+            break
+        start += size
+    record = rows[bad.index] if 0 <= bad.index < len(rows) else {}
+    key = primary_key if isinstance(primary_key, str) else "id"
+    which = f"the record with {key}={record.get(key)!r}" if isinstance(record, dict) and key in record else \
+        f"record {bad.index - start + 1} of the page"
+    return LoadError(
+        f"Resource '{resource}': {which} on {request} {bad.problem} in column {bad.column!r}, "
+        f"which the config declares {bad.declared}.",
+        guidance=bad.guidance, resource=resource, column=bad.column, request=request)

@@ -1,0 +1,84 @@
+"""Keys the last pass over a busy listing missed, vouched for by the API itself.
+
+A listing updated while it is paged moves each updated record to its end, and the record after
+its old place slides into a page the pass has already read: the pass misses it. With an update a
+second, every pass misses another record, and first loads of 10,000 records failed as "kept
+changing" in 5 of 6 runs (``bench/busy_api.py``). The keys the passes saw together are no proof
+that nothing is missing: a key purged between them made up the count for a record no pass saw,
+and that record was lost (helper-61).
+
+So a key an earlier pass saw, and the last pass did not, counts only once the API shows it is still
+in the listing. Each pass records where its pages began: the row and the first cursor of each page.
+One request from the first cursor of the page a key was last seen on (the start parameter set to it,
+at the first offset) returns the listing from there, oldest first: records updated or added since
+have later cursors, so fewer records than a page holds come before the key, if it is still there.
+Every key counted was then seen by the last pass or found in the listing after it, so the count is
+as sound as a single pass's. A key that is not found (its page began at a cursor many records share,
+the API ignores the start parameter, or the key was deleted) is not counted, and the kit pages again
+or fails as before.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any
+
+from analytics_kit.fetch.tally import SMALL, Tally
+
+# keys a pass may miss and still be vouched for, a request each at most: a busy run misses one to three
+MAX_KEYS = 10
+
+
+def lookups(passes: list[Tally], missing: int) -> dict[Any, list] | None:
+    """{first cursor of a page: the keys to look for from it} for the keys earlier passes saw and the last
+    did not, or None where they cannot make up the ``missing`` ones: too few, too many, or keys not placed
+    (a pass whose cursors did not rise, or keys of mixed kinds)."""
+    if not 0 < missing <= MAX_KEYS or len(passes) < 2:
+        return None
+    sequences = [tally.sequence() for tally in passes]
+    if any(sequence is None for sequence in sequences):
+        return None
+    gone = _missed(sequences[:-1], sequences[-1])
+    if not missing <= len(gone) <= MAX_KEYS:
+        return None
+    wanted: dict[Any, list] = {}
+    for key in gone:
+        # the pass that saw it last, at its last place there: the version nearest the listing's end
+        for tally, sequence in zip(reversed(passes[:-1]), reversed(sequences[:-1])):
+            index = _last_index(sequence, key)
+            if index is not None:
+                first = tally.first_cursor(index)
+                if first is not None:
+                    wanted.setdefault(first, []).append(key)
+                break
+    return wanted if sum(map(len, wanted.values())) >= missing else None
+
+
+def found(wanted: dict[Any, list], answers: Tally) -> int:
+    """How many of the ``wanted`` keys the lookups' answers hold."""
+    seen = answers.sequence()
+    if seen is None:
+        return 0
+    have = set(seen)
+    return sum(key in have for key in chain.from_iterable(wanted.values()))
+
+
+def _missed(earlier: list, last: Any) -> list:
+    """Distinct keys of the ``earlier`` sequences that ``last`` does not hold."""
+    if sum(map(len, earlier)) + len(last) > SMALL and all(type(s) is type(last) and hasattr(s, "typecode")
+                                                          for s in earlier):
+        import numpy as np  # here, as tally.py does: the load command imports pyarrow without numpy
+
+        def ints(sequence: Any) -> Any:
+            return np.frombuffer(sequence, dtype=np.int64)
+
+        return np.setdiff1d(np.concatenate([ints(s) for s in earlier]), ints(last)).tolist()
+    have = set(last)
+    return list({key: None for key in chain.from_iterable(earlier) if key not in have})
+
+
+def _last_index(sequence: Any, key: Any) -> int | None:
+    try:
+        return len(sequence) - 1 - sequence[::-1].index(key)
+    except (ValueError, TypeError, OverflowError):  # not there, or not a 64-bit integer in an array of them
+        return None
