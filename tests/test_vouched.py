@@ -26,9 +26,12 @@ def lookups_asked(server: Listing) -> list[dict]:
 
 
 def quiet_run_levels(server: Listing, **kwargs) -> None:
+    """A quiet incremental run brings every record the API holds to its value there (a record the API purged
+    stays in the table: a merge deletes nothing it is not told of)."""
     server.on_request = None
     ak.load(config(server, **kwargs), progress=False)
-    assert table() == api_table(server)
+    loaded = table()
+    assert {key: loaded.get(key) for key in server.records} == api_table(server)
 
 
 @pytest.mark.parametrize("unix", [False, True])
@@ -111,6 +114,46 @@ def test_a_record_purged_before_its_lookup_is_not_counted(listing):
     assert live <= set(table())  # what was loaded holds every record the API has
 
 
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+def test_a_purge_hidden_by_an_addition_in_the_last_pass_is_no_count_for_a_record_missed_twice(listing, mode):
+    """helper-64's schedule (20 records, 2 a page). Pass 1: two updates as offset 8 is asked for; K, at offset 8,
+    and the record after it slide past the pager. Pass 2: as offset 6 is asked for, a record already read is
+    purged and one added at the same moment, so the total stays 20, and K slides past again; as offset 12 is
+    asked for, an update makes pass 2 miss one more record, which pass 1 saw. One lookup found that one: pass
+    2's 19 keys, the purged one among them, and the one found made 20, and K was lost for good. The load must
+    fail, or load K."""
+    server = listing(20)
+    paginator = {"type": "offset", "limit": 2, "total_path": "total"}
+    zeros = {"n": 0}
+    missed: list[int] = []
+
+    def schedule(offset: int, asked: list[int]) -> None:
+        query = server.queries[-1]
+        if query.get("since", "").startswith(("2026", "17")):
+            return  # a lookup
+        if offset == 0:
+            zeros["n"] += 1  # pass 1 asks for offset 0 twice (before and after its newest read), pass 2 once
+        ids = [r["id"] for r in Listing.rows(server, None)]
+        if zeros["n"] in (2, 5) and offset == 8 and asked.count(8) in (1, 3):  # pass 1 (of each extraction)
+            missed.append(ids[8])
+            server.update(ids[0], ids[1])
+        elif zeros["n"] in (3, 6) and offset == 6 and asked.count(6) in (2, 4):  # pass 2
+            del server.records[ids[0]]
+            server.clock += 1
+            server.records[1000 + zeros["n"]] = {"id": 1000 + zeros["n"], "value": 0, "t": server.clock}
+        elif zeros["n"] in (3, 6) and offset == 12 and asked.count(12) in (2, 4):
+            server.update(ids[0])
+
+    server.on_request = schedule
+    try:
+        ak.load(config(server, paginator=paginator), mode, progress=False)
+    except ak.LoadError as error:
+        assert "kept changing" in str(error)
+        return
+    assert missed and missed[0] in table()
+    quiet_run_levels(server, paginator=paginator)
+
+
 def test_a_key_updated_again_before_its_lookup_is_loaded_in_its_newest_version(listing):
     """The lookup finds K in a newer version than the pass that saw it: that version is staged too."""
     server = listing(501)
@@ -188,12 +231,14 @@ def test_no_lookup_or_its_failure_shows_the_key(listing, caplog):
 # -- lookups(): which keys, from which cursor ------------------------------------------------------
 
 
-def tally_of(pages: list[list[tuple]]) -> Tally:
-    """A pass's tally from pages of (key, cursor)."""
+def tally_of(pages: list[list[tuple]], total: int = 4, newer: set = frozenset()) -> Tally:
+    """A pass's tally from pages of (key, cursor), whose pages all gave ``total``; ``newer``: keys seen with a
+    cursor past the newest read before the first pass."""
     tally = Tally("id")
     for page in pages:
         tally.mark(page[0][1])
         tally.see([{"id": key, "t": cursor} for key, cursor in page])
+    tally.totals, tally.newer = {total}, set(newer)
     return tally
 
 
@@ -223,6 +268,27 @@ def test_large_passes_find_the_same_keys_as_small_ones():
     earlier, last = Tally("id"), Tally("id")
     earlier.ints, earlier.starts, earlier.firsts = array("q", range(n)), [0], ["x"]
     last.ints, last.starts = array("q", (k for k in range(n) if k not in (7, n - 2))), [0]
+    earlier.totals = last.totals = {n}
     assert sorted(vouched._missed([earlier.ints], last.ints)) == [7, n - 2]
     assert sorted(vouched._missed([list(earlier.ints)], list(last.ints))) == [7, n - 2]
     assert vouched.lookups([earlier, last], 2) == {"x": [7, n - 2]}
+    last.newer = {5, n - 1}  # updated: an earlier pass saw them
+    assert vouched.lookups([earlier, last], 2) == {"x": [7, n - 2]}
+    last.newer = {5, n + 3}  # n + 3: added while paged
+    assert vouched._added(last.newer, [earlier.ints]) and vouched.lookups([earlier, last], 2) is None
+    assert vouched._added({n + 3}, [list(earlier.ints)]) and not vouched._added({n - 1}, [list(earlier.ints)])
+
+
+def test_no_lookup_where_a_total_moved_or_the_last_pass_saw_a_record_added():
+    """An addition can hide a purge from the total; the purged key, seen by the last pass, would then make up the
+    count for a record no pass saw (helper-64)."""
+    first = tally_of([[(1, "a"), (2, "b")], [(3, "c"), (4, "d")]])
+    last = tally_of([[(1, "a"), (2, "b")], [(4, "d")]])
+    assert vouched.lookups([first, last], 1) == {"c": [3]}
+    assert vouched.lookups([first, tally_of([[(1, "a"), (2, "b")], [(4, "d")]], total=5)], 1) is None
+    moving = tally_of([[(1, "a"), (2, "b")], [(4, "d")]])
+    moving.totals = {4, 5}
+    assert vouched.lookups([first, moving], 1) is None
+    assert vouched.lookups([first, tally_of([[(1, "a"), (2, "b")], [(4, "d"), (9, "z")]], newer={9})], 1) is None
+    assert vouched.lookups([first, tally_of([[(1, "a"), (2, "b")], [(4, "d"), (1, "z")]], newer={1})], 1) == {
+        "c": [3]}  # 1 was updated, not added

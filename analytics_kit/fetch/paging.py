@@ -197,7 +197,8 @@ class KitPaginate:
         into a page already fetched, so it is never seen; its cursor is behind the run's, so
         no later incremental run fetches it either. Fewer distinct keys than a total that
         matched the pages is the sign. The kit then pages again (merge on the primary key
-        absorbs the repeats). ``outcome["distinct"]`` is set to the number of keys seen when
+        absorbs the repeats), and from the second pass on looks up the keys the last pass
+        missed that an earlier one saw (``vouched``). ``outcome["distinct"]`` is set to the number of keys seen when
         a single pass saw every record once.
         """
         self._mark_run_start()
@@ -218,7 +219,7 @@ class KitPaginate:
             self.stats.paged(self.resource)
             pages = self._checked(self._one_pass(path, method, params, json, auth, paginator, data_selector,
                                                  hooks, headers, data, kwargs, tally,
-                                                 newest_field=field if attempt == 1 else None), tally, rising)
+                                                 newest_field=field if attempt == 1 else None), tally, rising, newest)
             # converted within the pass: a record the converter refuses (a NULL key) is
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
@@ -291,9 +292,10 @@ class KitPaginate:
         except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand) there is no state
             logger.debug("no pipeline state for %s; run start not recorded", self.resource)
 
-    def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally,
-                 rising: Rising | None = None) -> Iterator[tuple[list, str]]:
-        """The pages with canonical cursors, counted, and stopped if the listing repeats itself."""
+    def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally, rising: Rising | None = None,
+                 newest: Any = None) -> Iterator[tuple[list, str]]:
+        """The pages with canonical cursors, counted, and stopped if the listing repeats itself; with ``newest``
+        (the listing's newest cursor read before the first pass), the keys of records past it are noted."""
         field, required = self.cursor if self.cursor else (None, False)
         kinds_checked = field is None or self.incremental is None
         previous: Any = None
@@ -320,6 +322,8 @@ class KitPaginate:
                 if page:
                     tally.mark(rising.first if rising.holds else None)
             keys = tally.see(page)
+            if newest is not None and rising is not None:
+                tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:
                 check_keys(keys, request, self.resource, self.primary_key)
             if page and keys == previous:
@@ -393,3 +397,4 @@ class KitPaginate:
         tally.total = (listing.consistent_total if paginator.maximum_value is None
                        and paginator.initial_value == paginator.base_index else None)
         tally.shrank = listing.totals.fell(repeated=tally.distinct() < tally.rows)
+        tally.totals = listing.totals.values()

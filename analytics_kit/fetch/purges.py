@@ -31,6 +31,10 @@ class Totals:
     def saw_total(self, received: float, sent: float, total: int, start: int, records: int) -> None:
         self._totals.append(_Total(received, sent, total, None if records else start, start + records))
 
+    def values(self) -> set[int]:
+        """Every total the pass's pages gave."""
+        return {t.total for t in self._totals}
+
     def saw_page(self, sent: float, end: int) -> None:
         self._ends.append((sent, end))
 

@@ -34,6 +34,8 @@ class Tally:
         # where each page began: its first row, and its first cursor (see vouched.py); None when not in order
         self.starts: list[int] | None = []
         self.firsts: list = []
+        self.totals: set[int] = set()  # every total the pass's pages gave
+        self.newer: set = set()  # keys of records with a cursor past a given one (see note_newer)
         self._lock = threading.Lock()
         self._distinct: int | None = None
 
@@ -88,6 +90,15 @@ class Tally:
         elif self.starts is not None:
             self.starts.append(self.rows)
             self.firsts.append(first)
+
+    def note_newer(self, rows: list, keys: list, field: str, after: Any) -> None:
+        """Notes the keys of ``rows`` (``keys``, as ``see`` gave them) whose ``field`` is past ``after``:
+        records updated or added since that cursor was read."""
+        try:
+            self.newer.update(key for row, key in zip((r for r in rows if isinstance(r, dict)), keys, strict=True)
+                              if row.get(field) is not None and row[field] > after)
+        except (TypeError, ValueError):  # values that do not compare, or keys not one per record
+            self.starts = None  # the pass cannot be placed: no lookups
 
     def first_cursor(self, index: int) -> Any:
         """The first cursor of the page that held the ``index``-th key seen, or None."""
