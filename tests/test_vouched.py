@@ -154,6 +154,45 @@ def test_a_purge_hidden_by_an_addition_in_the_last_pass_is_no_count_for_a_record
     quiet_run_levels(server, paginator=paginator)
 
 
+@pytest.mark.parametrize("added", [
+    "newer", "tie",
+    pytest.param("backdated", marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
+        "an addition with a cursor before the newest read looks like a record the earlier passes missed: it hides "
+        "the purge from both checks, as it hides one from a single pass (helper-65)")))])
+def test_an_addition_that_hides_a_purge_stops_the_lookups_whatever_its_cursor(listing, added):
+    """helper-65: the schedule above, with the addition's cursor equal to the newest read before pass 1 (a clock
+    that counts seconds or days), or before it. A key past the newest that no earlier pass saw was the only sign of
+    an addition, so a tie hid it; the sign is now a key at the newest or past it."""
+    server = listing(20)
+    paginator = {"type": "offset", "limit": 2, "total_path": "total"}
+    newest = max(r["t"] for r in server.records.values())  # read by the kit before pass 1
+    missed: list[int] = []
+
+    def schedule(offset: int, asked: list[int]) -> None:
+        if lookups_asked(server) and server.queries[-1] is lookups_asked(server)[-1]:
+            return
+        ids = [r["id"] for r in Listing.rows(server, None)]
+        if offset == 8 and asked.count(8) == 1:  # pass 1: two records read move to the end, K slides past
+            missed.append(ids[8])
+            server.update(ids[0], ids[1])
+        elif offset == 6 and asked.count(6) == 2:  # pass 2: a record read is purged, one added at that moment
+            del server.records[ids[0]]
+            server.clock += 1
+            t = {"newer": server.clock, "tie": newest, "backdated": newest - 30}[added]
+            server.records[100] = {"id": 100, "value": 0, "t": t}
+        elif offset == 12 and asked.count(12) == 2:  # pass 2: one more update, one more record missed
+            server.update(ids[0])
+
+    server.on_request = schedule
+    try:
+        ak.load(config(server, paginator=paginator), progress=False)
+    except ak.LoadError as error:
+        assert "kept changing" in str(error)
+        return
+    assert missed and missed[0] in table()
+    quiet_run_levels(server, paginator=paginator)
+
+
 def test_a_key_updated_again_before_its_lookup_is_loaded_in_its_newest_version(listing):
     """The lookup finds K in a newer version than the pass that saw it: that version is staged too."""
     server = listing(501)

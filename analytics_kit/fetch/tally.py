@@ -92,11 +92,11 @@ class Tally:
             self.firsts.append(first)
 
     def note_newer(self, rows: list, keys: list, field: str, after: Any) -> None:
-        """Notes the keys of ``rows`` (``keys``, as ``see`` gave them) whose ``field`` is past ``after``:
-        records updated or added since that cursor was read."""
+        """Notes the keys of ``rows`` (``keys``, as ``see`` gave them) whose ``field`` is ``after`` or past it:
+        records updated or added since that cursor was read (in its second or day too: helper-65)."""
         try:
             self.newer.update(key for row, key in zip((r for r in rows if isinstance(r, dict)), keys, strict=True)
-                              if row.get(field) is not None and row[field] > after)
+                              if row.get(field) is not None and row[field] >= after)
         except (TypeError, ValueError):  # values that do not compare, or keys not one per record
             self.starts = None  # the pass cannot be placed: no lookups
 

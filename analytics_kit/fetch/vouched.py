@@ -19,9 +19,12 @@ The keys the last pass saw count as they did: a key it saw and the API purged la
 record no pass saw. A purge shows as a falling total, unless a record added at the same moment keeps
 the total level (helper-64: with one lookup, pass 2 counted a purged key for a record both passes
 had missed). So there are no lookups unless every page of every pass gave the same total, and the last
-pass saw no record added since the listing's newest cursor was read: a purge hidden by an addition then
-leaves the addition unseen, and the count one short. This is for listings whose records are updated,
-not added to or purged, while they are paged.
+pass saw no record added since the listing's newest cursor was read (a key at that cursor or past it,
+in its second or day too, that no earlier pass saw): a purge hidden by an addition then leaves the
+addition unseen, and the count one short. This is for listings whose records are updated, not added to
+or purged, while they are paged. An addition with an earlier cursor (backdated), or one that brings
+back a key an earlier pass saw, looks like a record the earlier passes missed or an update, and still
+hides a purge from these checks, as it does from a single pass (helper-65; a strict expected failure).
 """
 
 from __future__ import annotations
