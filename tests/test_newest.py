@@ -352,7 +352,11 @@ def test_a_listing_updated_in_every_pass_loads(listing, concurrency):
     server = listing(501)
     updated = busy(server)
     report = ak.load(config(server, concurrency=concurrency), progress=False)
-    assert len(updated) == 2 and report.passes == {"events": 2} and report.rows == {"events": 501}
+    # at concurrency 8 a page answered after the update at offset 300 can make pass 1 miss two records, one of
+    # which pass 2 misses again: no earlier pass saw it, so it cannot be looked up, and a third pass is made
+    passes = report.passes["events"]
+    assert len(updated) == passes and (passes == 2 if concurrency == 1 else passes in (2, 3))
+    assert report.rows == {"events": 501}
     assert set(table()) == set(server.records)
     # the lookups, besides the passes' requests: one for each record the last pass missed, from offset 0
     since = [q for q in server.queries if q.get("since", "").startswith("2026")]
