@@ -25,6 +25,23 @@ def lookups_asked(server: Listing) -> list[dict]:
     return [q for q in server.queries if q.get("since", "").startswith(("2026", "17"))]
 
 
+def asking_lookup(server: Listing) -> bool:
+    """Whether the request being answered is a lookup."""
+    return bool(lookups_asked(server)) and server.queries[-1] is lookups_asked(server)[-1]
+
+
+def loaded_whole(server: Listing, mode: str = "incremental", **kwargs) -> bool:
+    """Loads the listing: True where the load succeeded with every record the API holds, False where it failed
+    as "kept changing" (anything else fails the test)."""
+    try:
+        ak.load(config(server, **kwargs), mode, progress=False)
+    except ak.LoadError as error:
+        assert "kept changing" in str(error)
+        return False
+    assert set(server.records) <= set(table())
+    return True
+
+
 def quiet_run_levels(server: Listing, **kwargs) -> None:
     """A quiet incremental run brings every record the API holds to its value there (a record the API purged
     stays in the table: a merge deletes nothing it is not told of)."""
@@ -66,7 +83,7 @@ def test_a_lookup_the_api_refuses_counts_nothing(listing, caplog):
 
     def refuse_lookups(offset: int, asked: list[int]) -> int | None:
         on_request(offset, asked)
-        return 503 if lookups_asked(server) and server.queries[-1] is lookups_asked(server)[-1] else None
+        return 503 if asking_lookup(server) else None
 
     server.on_request = refuse_lookups
     with pytest.raises(ak.LoadError, match="kept changing"):
@@ -105,13 +122,7 @@ def test_a_record_purged_before_its_lookup_is_not_counted(listing):
             server.records[9999] = {"id": 9999, "value": 0, "t": server.clock}
 
     server.on_request = schedule
-    try:
-        ak.load(config(server), progress=False)
-    except ak.LoadError as error:
-        assert "kept changing" in str(error)
-        return
-    live = set(server.records)
-    assert live <= set(table())  # what was loaded holds every record the API has
+    loaded_whole(server)  # what was loaded holds every record the API has
 
 
 @pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
@@ -145,13 +156,9 @@ def test_a_purge_hidden_by_an_addition_in_the_last_pass_is_no_count_for_a_record
             server.update(ids[0])
 
     server.on_request = schedule
-    try:
-        ak.load(config(server, paginator=paginator), mode, progress=False)
-    except ak.LoadError as error:
-        assert "kept changing" in str(error)
-        return
-    assert missed and missed[0] in table()
-    quiet_run_levels(server, paginator=paginator)
+    if loaded_whole(server, mode, paginator=paginator):
+        assert missed and missed[0] in table()
+        quiet_run_levels(server, paginator=paginator)
 
 
 @pytest.mark.parametrize("added", [
@@ -169,7 +176,7 @@ def test_an_addition_that_hides_a_purge_stops_the_lookups_whatever_its_cursor(li
     missed: list[int] = []
 
     def schedule(offset: int, asked: list[int]) -> None:
-        if lookups_asked(server) and server.queries[-1] is lookups_asked(server)[-1]:
+        if asking_lookup(server):
             return
         ids = [r["id"] for r in Listing.rows(server, None)]
         if offset == 8 and asked.count(8) == 1:  # pass 1: two records read move to the end, K slides past
@@ -184,13 +191,9 @@ def test_an_addition_that_hides_a_purge_stops_the_lookups_whatever_its_cursor(li
             server.update(ids[0])
 
     server.on_request = schedule
-    try:
-        ak.load(config(server, paginator=paginator), progress=False)
-    except ak.LoadError as error:
-        assert "kept changing" in str(error)
-        return
-    assert missed and missed[0] in table()
-    quiet_run_levels(server, paginator=paginator)
+    if loaded_whole(server, paginator=paginator):
+        assert missed and missed[0] in table()
+        quiet_run_levels(server, paginator=paginator)
 
 
 def test_a_key_updated_again_before_its_lookup_is_loaded_in_its_newest_version(listing):
@@ -202,20 +205,15 @@ def test_a_key_updated_again_before_its_lookup_is_loaded_in_its_newest_version(l
         if offset == 300:
             missed.append(server.rows(None)[300]["id"])
             server.update(server.rows(None)[0]["id"])
-        elif lookups_asked(server) and server.queries[-1] is lookups_asked(server)[-1]:
+        elif asking_lookup(server):
             # as the lookup is asked: K is updated, and moves behind the lookup's start
             for key in missed:
                 server.records[key]["value"] += 10
             server.update(*missed)
 
     server.on_request = schedule
-    try:
-        ak.load(config(server), progress=False)
-    except ak.LoadError as error:
-        assert "kept changing" in str(error)
-        return
-    assert set(server.records) <= set(table())
-    quiet_run_levels(server)
+    if loaded_whole(server):
+        quiet_run_levels(server)
 
 
 def test_text_keys_are_looked_up_in_the_order_they_were_seen(listing):
@@ -246,13 +244,8 @@ def test_updates_and_inserts_at_random_never_lose_a_record(listing, seed):
             server.records[key] = {"id": key, "value": 0, "t": server.clock}
 
     server.on_request = change
-    try:
-        ak.load(config(server, concurrency=concurrency), progress=False)
-    except ak.LoadError as error:
-        assert "kept changing" in str(error)
-        return
-    assert set(server.records) <= set(table())
-    quiet_run_levels(server, concurrency=concurrency)
+    if loaded_whole(server, concurrency=concurrency):
+        quiet_run_levels(server, concurrency=concurrency)
 
 
 def test_no_lookup_or_its_failure_shows_the_key(listing, caplog):

@@ -281,7 +281,7 @@ class KitPaginate:
                 logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
                                "it was paged, or the listing repeats keys; paging again, pass %d of %d",
                                self.resource, missing, attempt + 1, MAX_PASSES)
-        raise kept_changing(self.resource, passes, moved, _distinct(passes, self.primary_key, self.naming))
+        raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
 
     def _mark_run_start(self) -> None:
         """Records, with the cursor, when this run started (see ``cursors``)."""

@@ -65,38 +65,41 @@ def lookups(passes: list[Tally], missing: int) -> dict[Any, list] | None:
 
 def found(wanted: dict[Any, list], answers: Tally) -> int:
     """How many of the ``wanted`` keys the lookups' answers hold."""
-    seen = answers.sequence()
-    if seen is None:
-        return 0
-    have = set(seen)
+    have = set(answers.ints) | answers.others
     return sum(key in have for key in chain.from_iterable(wanted.values()))
 
 
+def _int64(sequences: list) -> Any:
+    """The ``array``s of 64-bit integer keys as one numpy array, without copying each."""
+    import numpy as np  # here, as tally.py does: the load command imports pyarrow without numpy
+
+    return np.concatenate([np.frombuffer(s, dtype=np.int64) for s in sequences])
+
+
+def _large_ints(sequences: list) -> bool:
+    """Whether the ``sequences`` are many integer keys, to be compared in numpy rather than in sets."""
+    return sum(map(len, sequences)) > SMALL and all(hasattr(s, "typecode") for s in sequences)
+
+
 def _added(newer: set, earlier: list) -> bool:
-    """Whether a key of ``newer`` (the last pass's records past the newest cursor read before the first) is in
-    none of the ``earlier`` sequences: a record added while the listing was paged, not one updated."""
+    """Whether a key of ``newer`` (the last pass's records at or past the newest cursor read before the first)
+    is in none of the ``earlier`` sequences: a record added while the listing was paged, not one updated."""
     if not newer:
         return False
-    if sum(map(len, earlier)) > SMALL and all(hasattr(s, "typecode") for s in earlier) and all(
-            type(k) is int and -(2**63) <= k < 2**63 for k in newer):
-        import numpy as np  # as below
+    if _large_ints(earlier) and all(type(k) is int and -(2**63) <= k < 2**63 for k in newer):
+        import numpy as np
 
-        known = np.concatenate([np.frombuffer(s, dtype=np.int64) for s in earlier])
-        return not bool(np.isin(np.fromiter(newer, dtype=np.int64, count=len(newer)), known).all())
-    known_keys = set(chain.from_iterable(earlier))
-    return any(key not in known_keys for key in newer)
+        return not bool(np.isin(np.fromiter(newer, dtype=np.int64, count=len(newer)), _int64(earlier)).all())
+    known = set(chain.from_iterable(earlier))
+    return any(key not in known for key in newer)
 
 
 def _missed(earlier: list, last: Any) -> list:
     """Distinct keys of the ``earlier`` sequences that ``last`` does not hold."""
-    if sum(map(len, earlier)) + len(last) > SMALL and all(type(s) is type(last) and hasattr(s, "typecode")
-                                                          for s in earlier):
-        import numpy as np  # here, as tally.py does: the load command imports pyarrow without numpy
+    if _large_ints([*earlier, last]):
+        import numpy as np
 
-        def ints(sequence: Any) -> Any:
-            return np.frombuffer(sequence, dtype=np.int64)
-
-        return np.setdiff1d(np.concatenate([ints(s) for s in earlier]), ints(last)).tolist()
+        return np.setdiff1d(_int64(earlier), _int64([last])).tolist()
     have = set(last)
     return list({key: None for key in chain.from_iterable(earlier) if key not in have})
 
