@@ -28,6 +28,8 @@ import urllib3.exceptions
 from requests import RequestException, Response
 from requests.exceptions import InvalidHeader
 
+from analytics_kit.fetch import header_fields
+
 # What a JSON document can end in when cut inside a literal, with the json module's own
 # NaN and infinities, which it reads and orjson does not.
 _LITERALS = ("true", "false", "null", "NaN", "Infinity", "-Infinity")
@@ -60,6 +62,10 @@ def cut_short(response: Response) -> bool:
     except orjson.JSONDecodeError:
         return ends_early(body)
     return False
+
+
+# Bytes an answer is read in at a time, at most: a page of a few hundred records in one recv.
+READ_BUFFER = 1 << 16
 
 
 class _LastLine:
@@ -100,13 +106,21 @@ class HeaderCheckedResponse(http.client.HTTPResponse):
     header_block_cut = False
     interim = False
 
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # http.client reads through an 8 KB buffer: a page already received (24 KB for 100 events)
+        # took three recv calls, and each lets go of the GIL, which under the page workers' and the
+        # extracting thread's contention costs a thread switch (bench/transport_speed.py)
+        self.fp.close()  # not read from yet
+        self.fp = sock.makefile("rb", buffering=READ_BUFFER)
+
     def begin(self) -> None:
         if self.headers is not None:
             return
         reader, lines = self.fp, _LastLine(self.fp)
         self.fp = lines  # only while the status line and the headers are read
         try:
-            super().begin()
+            header_fields.begin(self)  # http.client's begin, reading the header block faster
         except http.client.HTTPException as error:
             if type(error) is http.client.HTTPException and str(error).startswith("got more than"):
                 raise TooManyHeaders(str(error)) from None

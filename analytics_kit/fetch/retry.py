@@ -157,6 +157,8 @@ def retry_session(
                 gate.wait(sleep)  # before the deadline starts: waiting out a 429 is not the API being slow
             current_cookies(request)  # another worker's answer may have set one while this waited
         stats.request(resource, request_text(request, redact))
+        if kwargs.get("stream"):  # a body read after the deadline's block: its reads need their own timeout
+            kwargs["timeout"] = policy.timeout
         too_late = ResponseTimeout(f"no complete response within {policy.timeout:g} s", request=request)
         with deadline(policy.timeout) as watch:
             try:

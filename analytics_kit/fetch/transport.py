@@ -271,6 +271,19 @@ class DeadlineAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _HTTPSPool}
+        self._pools: dict[tuple, HTTPConnectionPool] = {}
+
+    def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
+                                        proxies: Any = None, cert: Any = None) -> HTTPConnectionPool:
+        # requests parses the URL and builds the pool's TLS settings again for every request,
+        # about a tenth of sending a page; the pool is the same for every page of an origin
+        if proxies or not isinstance(verify, (bool, str)) or not isinstance(cert, (str, tuple, type(None))):
+            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        key = (origin(request.url), verify, cert)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # a pool the manager let go of is closed
+            pool = self._pools[key] = super().get_connection_with_tls_context(request, verify, cert=cert)
+        return pool
 
 
 # -- cookies -----------------------------------------------------------------------------------
@@ -324,7 +337,10 @@ class KitSession(Session):
 
     def __init__(self, *, origins: Iterable[str], timeout: float, redact: Any,
                  cookies: RequestsCookieJar | None = None) -> None:
-        super().__init__(timeout=timeout, raise_for_status=False)
+        # A timeout for connecting only. Every attempt has its deadline (the watchdog), which bounds
+        # each read as well; a read timeout made each recv wait in poll() first, one more release
+        # of the GIL per read (bench/transport_speed.py).
+        super().__init__(timeout=(timeout, None), raise_for_status=False)
         if cookies is not None:
             self.cookies = cookies
         self.origins = frozenset(origins)
