@@ -21,6 +21,7 @@ from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import interrupts_kept, raise_if_dropped
 from analytics_kit.redact import Redactor, redacted_logging
+from analytics_kit.run.collector import fewer_collections
 from analytics_kit.run.failures import explain, find_cause
 from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
@@ -76,6 +77,7 @@ LOAD_WORKERS = {"duckdb": 2}
 
 
 @secret_safe
+@fewer_collections()
 def load(
     config: Mapping[str, Any],
     mode: Mode = "incremental",
