@@ -87,3 +87,13 @@ def test_a_threshold_the_caller_set_is_kept_and_restored():
         assert gc.get_threshold()[0] == 0
     finally:
         gc.set_threshold(*before)
+
+
+def test_a_threshold_set_during_a_load_is_kept():
+    before = gc.get_threshold()
+    try:
+        with collector.fewer_collections():
+            gc.set_threshold(0)  # other code turned automatic collection off meanwhile
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)

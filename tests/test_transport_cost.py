@@ -10,7 +10,11 @@ of an origin is looked up once, not rebuilt from the URL for every page. Real so
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -218,6 +222,13 @@ BLOCKS = [
     b"A: 1\r\n",  # cut after a whole line
     b"\r\n",  # no fields
     b"".join(b"F%d: %d\r\n" % (i, i) for i in range(99)) + b"\r\n",
+    # content types after which the email parser looks for a body, finds none and says so (helper-67)
+    b"Content-Type: multipart/mixed\r\n\r\n",
+    b"Content-Type:  Multipart/Form-Data ; boundary=x\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+    b"Content-Type: message/rfc822\r\n\r\n",
+    b"content-type: message/delivery-status\r\nA: 1\r\n\r\n",
+    b"Content-Type: text/plain\r\nContent-Type: multipart/mixed\r\n\r\n",
+    b"Content-Type: application/json; x=multipart/mixed\r\nContent-Transfer-Encoding: base64\r\n\r\n",
 ]
 
 
@@ -230,11 +241,20 @@ def _both(block: bytes):  # type: ignore[no-untyped-def]
     return header_fields.parse_headers(io.BytesIO(block)), http.client.parse_headers(io.BytesIO(block))
 
 
+def _shape(payload):  # type: ignore[no-untyped-def]
+    """A payload compared by value: the parser attaches messages for message/* types."""
+    if isinstance(payload, list):
+        return [_shape(part) for part in payload]
+    if hasattr(payload, "items") and hasattr(payload, "get_payload"):
+        return payload.items(), _shape(payload.get_payload()), [type(d) for d in payload.defects]
+    return payload
+
+
 def _same(ours, theirs) -> None:  # type: ignore[no-untyped-def]
     assert ours._headers == theirs._headers
     assert ours.items() == theirs.items()
     assert [type(d) for d in ours.defects] == [type(d) for d in theirs.defects]
-    assert ours.get_payload() == theirs.get_payload()
+    assert _shape(ours.get_payload()) == _shape(theirs.get_payload())
     assert ours.get_unixfrom() == theirs.get_unixfrom()
     assert type(ours) is type(theirs)
 
@@ -272,6 +292,17 @@ def test_too_many_fields_and_long_lines_fail_as_in_http_client():
         assert (type(ours.value), str(ours.value)) == (type(theirs.value), str(theirs.value))
 
 
+def test_a_raised_field_limit_is_honoured_as_http_client_honours_it(monkeypatch):
+    import http.client
+    import io
+
+    from analytics_kit.fetch import header_fields
+
+    monkeypatch.setattr(http.client, "_MAXHEADERS", 1000)  # the usual way a program reads more
+    block = b"".join(b"F%d: x\r\n" % i for i in range(150)) + b"\r\n"
+    _same(header_fields.parse_headers(io.BytesIO(block)), http.client.parse_headers(io.BytesIO(block)))
+
+
 def test_begin_is_http_clients_own_with_the_faster_parser():
     import http.client
 
@@ -284,3 +315,169 @@ def test_begin_is_http_clients_own_with_the_faster_parser():
     body = b'{"data": []}'
     got, _ = _read(b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     assert got == body
+
+
+# -- through a proxy: the deadline holds there too ------------------------------------------------
+
+
+class Proxy:
+    """A forward proxy on 127.0.0.1: absolute-form requests for http, CONNECT tunnels for https.
+    ``give`` bytes of each upstream answer (None: all) are passed on, then it stalls, or trickles
+    the rest a byte at a time with ``trickle``."""
+
+    def __init__(self, give: int | None = None, trickle: bool = False) -> None:
+        self.give, self.trickle = give, trickle
+        self.seen: list[str] = []
+        self.passed: list[int] = []  # bytes of each upstream connection passed on whole
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _pass(self, source: socket.socket, sink: socket.socket) -> None:
+        """Upstream's bytes to the client, up to ``give``."""
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                if self.give is not None and sent + len(data) > self.give:
+                    data = data[:self.give - sent]
+                    sink.sendall(data)
+                    rest = b"x" * 1000
+                    while self.trickle and not self.stop.is_set() and rest:
+                        sink.sendall(rest[:1])
+                        rest = rest[1:]
+                        time.sleep(0.05)
+                    self.stop.wait(30)
+                    return
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        self.passed.append(sent)
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                if not (data := client.recv(65536)):
+                    return
+                head += data
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ")
+            self.seen.append(f"{method} {target}")
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                assert host == "127.0.0.1"
+                upstream = socket.create_connection((host, int(port)))
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                threading.Thread(target=self._pass, args=(client, upstream), daemon=True).start()
+            else:
+                port = int(target.split("/")[2].split(":")[1])
+                assert target.startswith("http://127.0.0.1:")
+                upstream = socket.create_connection(("127.0.0.1", port))
+                upstream.sendall(head)
+            self._pass(upstream, client)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def proxied(monkeypatch):
+    proxies: list[Proxy] = []
+
+    def start(scheme: str = "http", **kwargs) -> Proxy:  # type: ignore[no-untyped-def]
+        proxy = Proxy(**kwargs)
+        proxies.append(proxy)
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(f"{scheme.upper()}_PROXY", proxy.url)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+
+
+def _timing_out(config: dict) -> tuple[str, float]:
+    import analytics_kit as ak
+
+    for resource in config["resources"]:
+        resource["endpoint"]["error_handler"] = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 1,
+                                                 "backoff_factor": 0.01, "timeout": 1}
+    started = time.monotonic()
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, "full_refresh", progress=False)
+    return str(caught.value), time.monotonic() - started
+
+
+def test_a_load_through_an_http_proxy(api, proxied):
+    import analytics_kit as ak
+
+    proxy = proxied()
+    report = ak.load(ak.guide_config(api.base_url, api.api_key), "full_refresh", progress=False)
+    assert report.rows["events"] == 250
+    assert any(seen.startswith(f"GET {api.base_url}/v1/events?") for seen in proxy.seen)
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["stalled", "trickling"])
+def test_an_answer_that_stalls_or_trickles_through_an_http_proxy_times_out(api, proxied, trickle):
+    import analytics_kit as ak
+
+    proxied(give=300, trickle=trickle)  # the status line and some headers, then nothing, or a byte at a time
+    text, took = _timing_out(ak.guide_config(api.base_url, api.api_key))
+    assert "no complete response within 1 s" in text and "2 attempt(s)" in text, text
+    assert took < 2 * 1 + 3  # two attempts of 1 s, a short wait, and the load's own start
+
+
+def test_an_https_answer_that_stalls_in_a_proxys_tunnel_times_out(proxied, monkeypatch):
+    from test_connect import Events
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs the openssl command to make a certificate")
+    import analytics_kit as ak
+
+    folder = tempfile.mkdtemp()
+    cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Events)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    config = {"client": {"base_url": f"https://127.0.0.1:{server.server_address[1]}",
+                         "auth": {"type": "api_key", "name": "api_key", "api_key": "k", "location": "query"}},
+              "resources": [{"name": "events", "primary_key": "id", "write_disposition": "merge",
+                             "endpoint": {"path": "/v1/events", "data_selector": "data",
+                                          "paginator": {"type": "offset", "limit": 100}}}]}
+    try:
+        proxy = proxied("https")
+        assert ak.load(config, "full_refresh", progress=False).rows == {"events": 2}
+        assert proxy.seen and all(seen.startswith("CONNECT 127.0.0.1:") for seen in proxy.seen)
+        for _ in range(100):  # the tunnels end as the load closes its connections
+            if proxy.passed:
+                break
+            time.sleep(0.05)
+        # the tunnel passes the handshake and most of the answer, then stalls
+        stalling = proxied("https", give=max(proxy.passed) - 30)
+        text, took = _timing_out(config)
+        assert stalling.seen and "no complete response within 1 s" in text, text
+        assert took < 2 * 1 + 3
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,8 @@ worker's time on the demo API's pages (py-spy, 100,000 events). A block whose li
 ``Name: value`` (a name of visible ASCII without a colon, no folded lines, no stray CR or LF)
 parses the same way by a split at the first colon: the email parser's compat32 policy strips
 the value's leading blanks and its line break, nothing else. Any other block (folded lines,
-a line that is not a field, a block the connection cut) goes to the email parser as before.
+a line that is not a field, a block the connection cut, a multipart or message content type,
+after which the parser looks for a body) goes to the email parser as before.
 
 ``begin`` is http.client's own ``HTTPResponse.begin``, the same code object with this parser
 in the place of ``parse_headers``, so the status, length and framing rules stay the stdlib's.
@@ -20,23 +21,25 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-# http.client's limits on a header block, with its messages (``cut_answers`` tells the second)
-MAX_LINE = 65536
-MAX_FIELDS = 100
+# Content types after which the email parser reads a body (parts, an attached message) and
+# records defects for the empty one: such blocks go to it, for the same message and warnings
+_PARTS = ("multipart/", "message/")
 # A field line the email parser reads as one field named by what precedes the first colon
 _PLAIN_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n")
 
 
 def read_lines(fp: Any) -> list[bytes]:
-    """The header block's lines up to and including its blank line (or the connection's end)."""
+    """The header block's lines up to and including its blank line (or the connection's end), within
+    http.client's limits as they are now (a program may raise them), failing as it fails."""
+    longest, most = getattr(http.client, "_MAXLINE", 65536), getattr(http.client, "_MAXHEADERS", 100)
     lines = []
     while True:
-        line = fp.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
+        line = fp.readline(longest + 1)
+        if len(line) > longest:
             raise http.client.LineTooLong("header line")
         lines.append(line)
-        if len(lines) > MAX_FIELDS:
-            raise http.client.HTTPException(f"got more than {MAX_FIELDS} headers")
+        if len(lines) > most:
+            raise http.client.HTTPException(f"got more than {most} headers")
         if line in (b"\r\n", b"\n", b""):
             return lines
 
@@ -45,13 +48,21 @@ def parse_headers(fp: Any, _class: type = http.client.HTTPMessage) -> http.clien
     """``http.client.parse_headers``, the same message for every block, faster for plain ones."""
     lines = read_lines(fp)
     if lines[-1] not in (b"\r\n", b"\n") or not all(map(_PLAIN_FIELD.fullmatch, lines[:-1])):
-        return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
+        return _parsed(lines, _class)
     message = _class()
     for line in lines[:-1]:
         name, value = line.decode("iso-8859-1").split(":", 1)
-        message[name] = value.lstrip(" \t").rstrip("\r\n")
+        value = value.lstrip(" \t").rstrip("\r\n")
+        if name.lower() == "content-type" and value.split(";", 1)[0].strip().lower().startswith(_PARTS):
+            return _parsed(lines, _class)
+        message[name] = value
     message.set_payload("")  # as the parser leaves a block with nothing after its blank line
     return message
+
+
+def _parsed(lines: list[bytes], _class: type) -> http.client.HTTPMessage:
+    """What ``http.client.parse_headers`` makes of ``lines``: the email parser's message."""
+    return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
 
 
 def _with_parser(begin: Callable[..., Any]) -> Callable[..., Any]:

@@ -16,13 +16,7 @@ the origins the config names (``client.base_url``'s, and those of endpoint paths
 as full URLs), and refuses to send any request elsewhere, e.g. a paginator's ``next``
 link pointing at another host.
 
-**Cookies.** dlt sends a resource's requests one after another on one session, so a cookie
-the API sets on any answer goes with every later request. The kit's workers each have a
-session; a resource's sessions share one jar (``CookieJar`` locks its writes, and iterates
-over snapshots of its dicts, so threads can share it). A request can wait, for a retry's
-backoff or a 429's pause, while another worker's answer sets a cookie: its ``Cookie``
-header is therefore taken from the jar again at each attempt (``with_jar``,
-``current_cookies``), unless the config or the auth wrote that header itself.
+The cookies a resource's workers share are ``shared_cookies``'s.
 """
 
 from __future__ import annotations
@@ -39,13 +33,15 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar, get_cookie_header
+from requests.cookies import RequestsCookieJar
+from requests.utils import select_proxy
 from urllib3 import exceptions as urllib3_exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from analytics_kit.errors import LoadError
 from analytics_kit.fetch.cut_answers import HeaderCheckedResponse, header_block_cut
+from analytics_kit.fetch.shared_cookies import keep_jar
 
 # A whole response (connecting, headers and body) must arrive within this many seconds
 # unless ``error_handler.timeout`` says otherwise; dlt's own default is 60 s per wait.
@@ -265,13 +261,31 @@ class _HTTPSPool(HTTPSConnectionPool):
     ConnectionCls = DeadlineHTTPSConnection
 
 
+_WATCHED_POOLS = {"http": _Pool, "https": _HTTPSPool}
+
+
 class DeadlineAdapter(HTTPAdapter):
-    """``HTTPAdapter`` whose connections tell the current ``Watch`` which socket they use."""
+    """``HTTPAdapter`` whose connections tell the current ``Watch`` which socket they use, through
+    an http(s) proxy as well. A SOCKS proxy's connections are urllib3's own, which the watchdog
+    cannot see: their reads keep a read timeout (see ``KitSession``)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _HTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
         self._pools: dict[tuple, HTTPConnectionPool] = {}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+        return manager
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        proxy = select_proxy(request.url, proxies) if proxies else None
+        if proxy and proxy.lower().startswith("socks") and isinstance(timeout, tuple) and timeout[1] is None:
+            timeout = (timeout[0], timeout[0])  # no watchdog for its socket: each read has the attempt's time
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
 
     def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
                                         proxies: Any = None, cert: Any = None) -> HTTPConnectionPool:
@@ -286,49 +300,6 @@ class DeadlineAdapter(HTTPAdapter):
         return pool
 
 
-# -- cookies -----------------------------------------------------------------------------------
-
-
-_JAR = "kit_cookie_jar"  # a request's (jar or None, workers): see ``with_jar``
-
-
-def jar_owns(request: requests.PreparedRequest, jar: RequestsCookieJar) -> bool:
-    """Whether ``request``'s ``Cookie`` header (if any) is the jar's, not one the config or the auth
-    wrote (an api_key sent in a header named Cookie: dlt's auth writes it after the jar's)."""
-    header = request.headers.get("Cookie")
-    if header is None:
-        return True
-    probe = request.copy()
-    del probe.headers["Cookie"]
-    return get_cookie_header(jar, probe) == header
-
-
-def with_jar(request: requests.PreparedRequest, jar: RequestsCookieJar | None,
-             workers: int = 1) -> requests.PreparedRequest:
-    """Marks ``request`` to take its cookies from ``jar`` at each attempt (None: it keeps its own);
-    ``workers``: how many requests of its listing may be out at once."""
-    setattr(request, _JAR, (jar, workers))
-    return request
-
-
-def current_cookies(request: requests.PreparedRequest) -> None:
-    """Sets ``request``'s ``Cookie`` header from its jar as the jar is now (see ``with_jar``)."""
-    jar = getattr(request, _JAR, (None, 1))[0]
-    if jar is None or (not jar and "Cookie" not in request.headers):
-        return  # its own header, or none to set and none to clear
-    request.headers.pop("Cookie", None)
-    header = get_cookie_header(jar, request)
-    if header:
-        request.headers["Cookie"] = header
-
-
-def sent_cookies_in_parallel(response: requests.Response) -> bool:
-    """Whether ``response``'s request carried cookies the API had set (not a ``Cookie`` header of the
-    config or the auth) while other requests of its listing could be out at once."""
-    jar, workers = getattr(response.request, _JAR, (None, 1))
-    return bool(jar) and workers > 1 and "Cookie" in response.request.headers
-
-
 # -- origins -----------------------------------------------------------------------------------
 
 
@@ -339,7 +310,7 @@ class KitSession(Session):
                  cookies: RequestsCookieJar | None = None) -> None:
         # A timeout for connecting only. Every attempt has its deadline (the watchdog), which bounds
         # each read as well; a read timeout made each recv wait in poll() first, one more release
-        # of the GIL per read (bench/transport_speed.py).
+        # of the GIL per read (bench/transport_speed.py). Reads through a SOCKS proxy keep one.
         super().__init__(timeout=(timeout, None), raise_for_status=False)
         if cookies is not None:
             self.cookies = cookies
@@ -385,9 +356,7 @@ class KitSession(Session):
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)
-        # a redirect's hop is a copy of the request: it keeps the request's jar (see ``with_jar``)
-        if hasattr(response.request, _JAR):
-            setattr(prepared_request, _JAR, getattr(response.request, _JAR))
+        keep_jar(response.request, prepared_request)
 
     def _hosts(self) -> str:
         return ", ".join(sorted(self.origins))

@@ -18,11 +18,11 @@ import requests
 from analytics_kit import seam
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
 from analytics_kit.fetch.retry import UNREACHABLE
+from analytics_kit.fetch.shared_cookies import sent_cookies_in_parallel
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.transport import (
     host_of,
     request_text,
-    sent_cookies_in_parallel,
     shown_origin,
 )
 from analytics_kit.redact import Redactor
