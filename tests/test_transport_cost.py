@@ -10,6 +10,7 @@ of an origin is looked up once, not rebuilt from the URL for every page. Real so
 
 from __future__ import annotations
 
+import copy
 import shutil
 import socket
 import ssl
@@ -325,13 +326,14 @@ class Proxy:
     ``give`` bytes of each upstream answer (None: all) are passed on, then it stalls, or trickles
     the rest a byte at a time with ``trickle``."""
 
-    def __init__(self, give: int | None = None, trickle: bool = False) -> None:
-        self.give, self.trickle = give, trickle
+    def __init__(self, give: int | None = None, trickle: bool = False, tls: ssl.SSLContext | None = None,
+                 slow_connect: bool = False) -> None:
+        self.give, self.trickle, self.tls, self.slow_connect = give, trickle, tls, slow_connect
         self.seen: list[str] = []
         self.passed: list[int] = []  # bytes of each upstream connection passed on whole
         self.stop = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -365,6 +367,8 @@ class Proxy:
 
     def _serve(self, client: socket.socket) -> None:
         try:
+            if self.tls is not None:  # an https proxy: the tunnel's TLS runs inside this TLS
+                client = self.tls.wrap_socket(client, server_side=True)
             head = b""
             while b"\r\n\r\n" not in head:
                 if not (data := client.recv(65536)):
@@ -376,7 +380,11 @@ class Proxy:
                 host, port = target.rsplit(":", 1)
                 assert host == "127.0.0.1"
                 upstream = socket.create_connection((host, int(port)))
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n")
+                while self.slow_connect and not self.stop.is_set():  # header lines, never the blank line
+                    client.sendall(b"X-Wait: 1\r\n")
+                    time.sleep(0.2)
+                client.sendall(b"\r\n")
                 threading.Thread(target=self._pass, args=(client, upstream), daemon=True).start()
             else:
                 port = int(target.split("/")[2].split(":")[1])
@@ -442,42 +450,70 @@ def test_an_answer_that_stalls_or_trickles_through_an_http_proxy_times_out(api, 
     assert took < 2 * 1 + 3  # two attempts of 1 s, a short wait, and the load's own start
 
 
-def test_an_https_answer_that_stalls_in_a_proxys_tunnel_times_out(proxied, monkeypatch):
+@pytest.fixture(scope="module")
+def tls_api():
+    """An https API on 127.0.0.1 with a certificate made here by openssl, and a server context
+    with the same certificate (for an https proxy on the same address)."""
     from test_connect import Events
 
     if not shutil.which("openssl"):
         pytest.skip("needs the openssl command to make a certificate")
-    import analytics_kit as ak
-
     folder = tempfile.mkdtemp()
     cert, key = f"{folder}/cert.pem", f"{folder}/key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
                    check=True, capture_output=True)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Events)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Events)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert, context
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("proxy_tls", [False, True], ids=["http proxy", "https proxy (TLS in TLS)"])
+def test_an_https_answer_that_stalls_in_a_proxys_tunnel_times_out(tls_api, proxied, monkeypatch, proxy_tls):
+    import analytics_kit as ak
+    from analytics_kit.fetch import transport
+
+    base_url, cert, context = tls_api
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
-    config = {"client": {"base_url": f"https://127.0.0.1:{server.server_address[1]}",
+    config = {"client": {"base_url": base_url,
                          "auth": {"type": "api_key", "name": "api_key", "api_key": "k", "location": "query"}},
               "resources": [{"name": "events", "primary_key": "id", "write_disposition": "merge",
                              "endpoint": {"path": "/v1/events", "data_selector": "data",
                                           "paginator": {"type": "offset", "limit": 100}}}]}
-    try:
-        proxy = proxied("https")
-        assert ak.load(config, "full_refresh", progress=False).rows == {"events": 2}
-        assert proxy.seen and all(seen.startswith("CONNECT 127.0.0.1:") for seen in proxy.seen)
-        for _ in range(100):  # the tunnels end as the load closes its connections
-            if proxy.passed:
-                break
-            time.sleep(0.05)
-        # the tunnel passes the handshake and most of the answer, then stalls
-        stalling = proxied("https", give=max(proxy.passed) - 30)
-        text, took = _timing_out(config)
-        assert stalling.seen and "no complete response within 1 s" in text, text
-        assert took < 2 * 1 + 3
-    finally:
-        server.shutdown()
-        server.server_close()
+    tls = context if proxy_tls else None
+    proxy = proxied("https", tls=tls)
+    assert ak.load(config, "full_refresh", progress=False).rows == {"events": 2}
+    assert proxy.seen and all(seen.startswith("CONNECT 127.0.0.1:") for seen in proxy.seen)
+    for _ in range(100):  # the tunnels end as the load closes its connections
+        if proxy.passed:
+            break
+        time.sleep(0.05)
+    # the tunnel passes the handshake and most of the answer, then stalls
+    stalling = proxied("https", give=max(proxy.passed) - 30, tls=tls)
+    text, took = _timing_out(copy.deepcopy(config))
+    assert stalling.seen and "no complete response within 1 s" in text, text
+    assert took < 2 * 1 + 3
+    # the watchdog outlived cutting a socket it reached through the tunnel's TLS (helper-68)
+    assert transport._WATCHDOG._running and any(t.name == "kit-deadlines" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("proxy_tls", [False, True], ids=["http proxy", "https proxy"])
+def test_a_proxy_that_never_ends_its_connect_answer_times_out(tls_api, proxied, monkeypatch, proxy_tls):
+    """Header lines of the CONNECT answer, one every 0.2 s and never the blank line: each wait was
+    within the connect timeout, and the socket was watched only once connected (helper-68)."""
+    base_url, cert, context = tls_api
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    proxied("https", slow_connect=True, tls=context if proxy_tls else None)
+    config = {"client": {"base_url": base_url,
+                         "auth": {"type": "api_key", "name": "api_key", "api_key": "k", "location": "query"}},
+              "resources": [{"name": "events", "primary_key": "id",
+                             "endpoint": {"path": "/v1/events", "data_selector": "data",
+                                          "paginator": {"type": "offset", "limit": 100}}}]}
+    text, took = _timing_out(config)
+    assert "no complete response within 1 s" in text, text
+    assert took < 2 * 1 + 3

@@ -21,6 +21,7 @@ The cookies a resource's workers share are ``shared_cookies``'s.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import ssl
@@ -119,10 +120,13 @@ def shown_origin(url: str) -> str:
 
 
 class Watch:
-    """One attempt's deadline, and the socket it is using once it has one.
+    """One attempt's deadline, and the connection it is using once it has one.
 
-    The socket, not the connection: http.client hands the socket over to the response
-    (and forgets it) when the server says it will close the connection.
+    The connection as a duplicate of its socket's file descriptor, not the socket object:
+    http.client hands the socket over to the response (and forgets it) when the server says
+    it will close the connection, and TLS (to the API, or to a proxy first) wraps the TCP
+    socket in another object, which takes over the descriptor; shutting the duplicate down
+    ends the connection whatever object reads it.
     """
 
     __slots__ = ("deadline", "sock", "fired")
@@ -132,18 +136,31 @@ class Watch:
         self.sock: socket.socket | None = None
         self.fired = False
 
-    def use(self, sock: socket.socket | None) -> None:
-        self.sock = sock
+    def use(self, sock: Any) -> None:
+        try:
+            own = socket.socket(fileno=os.dup(sock.fileno())) if sock is not None else None
+        except (OSError, AttributeError, ValueError):  # closed, or not a socket at all
+            own = None
+        old, self.sock = self.sock, own
+        if old is not None:
+            old.close()
         if self.fired:
             self.fire()
 
+    def release(self) -> None:
+        """Closes the duplicate, once the attempt is over."""
+        old, self.sock = self.sock, None
+        if old is not None:
+            old.close()
+
     def fire(self) -> None:
         self.fired = True
-        if self.sock is not None:
+        sock = self.sock
+        if sock is not None:
             try:
                 # wakes the thread blocked in recv(): it reads end-of-file and fails
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
+                sock.shutdown(socket.SHUT_RDWR)
+            except Exception:  # noqa: BLE001 - whatever a socket raises, the watchdog thread must go on
                 pass
 
 
@@ -218,6 +235,7 @@ def deadline(seconds: float) -> Iterator[Watch]:
     finally:
         _WATCHDOG.discard(watch)
         _current.watch = None
+        watch.release()
 
 
 def _watch_socket(connection: HTTPConnection) -> None:
@@ -235,6 +253,16 @@ class _Watched:
     """
 
     response_class = HeaderCheckedResponse
+
+    def _new_conn(self) -> socket.socket:
+        # The TCP socket, watched before connect() goes on to a proxy's CONNECT answer and the
+        # TLS handshakes, which only the connect timeout bounded, per wait: a proxy trickling its
+        # CONNECT answer's header lines held a load for good. urllib3's own step (not its public API).
+        sock = super()._new_conn()  # type: ignore[misc]
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.use(sock)
+        return sock
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
