@@ -3,6 +3,7 @@ per-request savings undone. Not a timed test: ratios from one run.
 
     .venv/bin/python bench/transport_speed.py                   # 100,000 events, 6 rounds in turns
     .venv/bin/python bench/transport_speed.py --events 1000000 --rounds 2
+    .venv/bin/python bench/transport_speed.py --per-request     # CPU per request, one thread
 
 The page workers' socket reads let go of the GIL, and each release costs a thread switch while
 the extracting thread and the other worker wait for it. The kit therefore reads an answer
@@ -28,6 +29,7 @@ import tempfile
 import time
 
 VARIANTS = ("kit", "before")
+REQUESTS = 2000  # per process, in --per-request mode
 KEY_ENV = "TRANSPORT_SPEED_API_KEY"
 
 
@@ -65,15 +67,40 @@ def load(variant: str, base_url: str) -> dict:
                 "rows": sum(report.rows.values()), "extract": report.steps["extract"]}
 
 
+def per_request(variant: str, base_url: str) -> dict:
+    """CPU per page sent through the kit's retrying session, one thread, nothing else running."""
+    from analytics_kit.fetch.retry import RetryPolicy, retry_session
+    from analytics_kit.fetch.stats import LoadStats
+
+    if variant == "before":
+        undo()
+    session = retry_session(RetryPolicy(), resource="events", stats=LoadStats())
+    params = {"api_key": os.environ[KEY_ENV], "limit": 100, "offset": 0}
+    for _ in range(50):
+        _ = session.get(f"{base_url}/v1/events", params=params).content
+    cpu = time.process_time()
+    for _ in range(REQUESTS):
+        _ = session.get(f"{base_url}/v1/events", params=params).content
+    return {"cpu_us": (time.process_time() - cpu) / REQUESTS * 1e6}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--per-request", action="store_true",
+                        help="CPU per request through the kit's session instead of whole loads")
     parser.add_argument("--load", nargs=2, metavar=("VARIANT", "URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--send", nargs=2, metavar=("VARIANT", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(load(*args.load)))
         return 0
+    if args.send:
+        print(json.dumps(per_request(*args.send)))
+        return 0
+    if args.per_request:
+        return per_request_rounds(args)
 
     from analytics_kit import demo
 
@@ -100,6 +127,27 @@ def main() -> int:
     kit, before = medians["kit"], medians["before"]
     print(f"  kit / before: load {kit['wall'] / before['wall']:.3f}, CPU {kit['cpu'] / before['cpu']:.3f}, "
           f"extract {kit['extract'] / before['extract']:.3f}")
+    return 0
+
+
+def per_request_rounds(args: argparse.Namespace) -> int:
+    from analytics_kit import demo
+
+    results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    print(f"CPU per request: {REQUESTS:,} pages of 100 events through the kit's retrying session, one thread, "
+          f"{args.rounds} rounds, each variant in a fresh process, the order alternating")
+    with demo.serve(events=1000, customers=5, process=True) as api:
+        env = {**os.environ, KEY_ENV: api.api_key}
+        for round_ in range(args.rounds):
+            for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
+                done = subprocess.run([sys.executable, __file__, "--send", variant, api.base_url], env=env,
+                                      capture_output=True, text=True, check=True)
+                results[variant].append(json.loads(done.stdout.strip().splitlines()[-1])["cpu_us"])
+    kit, before = (statistics.median(results[v]) for v in VARIANTS)
+    for variant in VARIANTS:
+        print(f"  {variant:<6} median {statistics.median(results[variant]):.0f} us a request "
+              f"(rounds: {', '.join(f'{v:.0f}' for v in results[variant])})")
+    print(f"  kit / before: {kit / before:.3f}")
     return 0
 
 
