@@ -28,10 +28,16 @@ _PARTS = ("multipart/", "message/")
 _PLAIN_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:[^\r\n]*\r?\n")
 
 
+def most_lines() -> int:
+    """The lines of a header block http.client reads, its blank line included, as it is now (a
+    program may raise it): a block of this many fields is refused."""
+    return getattr(http.client, "_MAXHEADERS", 100)
+
+
 def read_lines(fp: Any) -> list[bytes]:
     """The header block's lines up to and including its blank line (or the connection's end), within
-    http.client's limits as they are now (a program may raise them), failing as it fails."""
-    longest, most = getattr(http.client, "_MAXLINE", 65536), getattr(http.client, "_MAXHEADERS", 100)
+    http.client's limits, failing as it fails."""
+    longest, most = getattr(http.client, "_MAXLINE", 65536), most_lines()
     lines = []
     while True:
         line = fp.readline(longest + 1)

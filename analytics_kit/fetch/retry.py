@@ -11,7 +11,6 @@ an error whose text is redacted and which chains none of urllib3's.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import threading
 import time
@@ -34,6 +33,7 @@ from analytics_kit.fetch.cut_answers import (
     cut_short,
     raised_in_answer,
 )
+from analytics_kit.fetch.header_fields import most_lines
 from analytics_kit.fetch.shared_cookies import current_cookies
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
@@ -247,10 +247,9 @@ def retry_session(
 
 def _too_many_headers(request: PreparedRequest, redact: Redactor) -> LoadError:
     """A whole answer the kit cannot read, the same on every attempt: not retried."""
-    most = getattr(http.client, "_MAXHEADERS", 100)  # with the blank line: a program may raise it
     return LoadError(
-        f"The API at {host_port(request.url)} answered {request_text(request, redact)} with {most} or more header "
-        "fields, more than Python's HTTP client (http.client) reads; nothing from this run was committed.",
+        f"The API at {host_port(request.url)} answered {request_text(request, redact)} with {most_lines()} or more "
+        "header fields, more than Python's HTTP client (http.client) reads; nothing from this run was committed.",
         guidance="The answer's header block comes from the API or a proxy in front of it, not from your config: "
         "ask its provider to send fewer header fields.",
         host=host_port(request.url), request=request_text(request, redact))

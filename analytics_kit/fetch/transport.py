@@ -238,14 +238,17 @@ def deadline(seconds: float) -> Iterator[Watch]:
         watch.release()
 
 
-def _watch_socket(connection: HTTPConnection) -> None:
+def _watch(sock: socket.socket | None) -> None:
     watch = getattr(_current, "watch", None)
-    if watch is not None and connection.sock is not None:
-        watch.use(connection.sock)
+    if watch is not None and sock is not None:
+        watch.use(sock)
 
 
 class _Watched:
-    """Tells the current ``Watch`` its socket: when it connects, and when it is reused.
+    """Tells the current ``Watch`` its connection: as soon as the TCP socket exists (before a
+    proxy's CONNECT answer and the TLS handshakes, which only the connect timeout bounded, per
+    wait: a proxy trickling its CONNECT answer held a load for good), and when it is reused. The
+    watch keeps a duplicate of the descriptor, which TLS wrapping the socket leaves valid.
 
     A mixin, so that ``super()`` means urllib3's HTTP or HTTPS connection as the case may be
     (methods copied from an HTTP class into the HTTPS one failed every https request with
@@ -255,21 +258,12 @@ class _Watched:
     response_class = HeaderCheckedResponse
 
     def _new_conn(self) -> socket.socket:
-        # The TCP socket, watched before connect() goes on to a proxy's CONNECT answer and the
-        # TLS handshakes, which only the connect timeout bounded, per wait: a proxy trickling its
-        # CONNECT answer's header lines held a load for good. urllib3's own step (not its public API).
-        sock = super()._new_conn()  # type: ignore[misc]
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.use(sock)
+        sock = super()._new_conn()  # type: ignore[misc]  # urllib3's own step, not its public API
+        _watch(sock)
         return sock
 
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        _watch_socket(self)  # type: ignore[arg-type]
-
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch_socket(self)  # type: ignore[arg-type]
+        _watch(self.sock)  # type: ignore[attr-defined]  # a connection reused by a new attempt
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 
