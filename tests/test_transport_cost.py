@@ -366,6 +366,9 @@ class Proxy:
         self.passed.append(sent)
 
     def _serve(self, client: socket.socket) -> None:
+        # an upstream connection left open would hold the https API's accept() in its TLS handshake,
+        # and the API fixture's shutdown() with it
+        upstream: socket.socket | None = None
         try:
             if self.tls is not None:  # an https proxy: the tunnel's TLS runs inside this TLS
                 client = self.tls.wrap_socket(client, server_side=True)
@@ -379,12 +382,14 @@ class Proxy:
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)
                 assert host == "127.0.0.1"
-                upstream = socket.create_connection((host, int(port)))
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n")
-                while self.slow_connect and not self.stop.is_set():  # header lines, never the blank line
+                while self.slow_connect:  # header lines, never the blank line
+                    if self.stop.is_set():
+                        return
                     client.sendall(b"X-Wait: 1\r\n")
                     time.sleep(0.2)
                 client.sendall(b"\r\n")
+                upstream = socket.create_connection((host, int(port)))
                 threading.Thread(target=self._pass, args=(client, upstream), daemon=True).start()
             else:
                 port = int(target.split("/")[2].split(":")[1])
@@ -396,6 +401,8 @@ class Proxy:
             pass
         finally:
             client.close()
+            if upstream is not None:
+                upstream.close()
 
     def close(self) -> None:
         self.stop.set()
