@@ -23,10 +23,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from _turns import in_turns
 
 VARIANTS = ("kit", "before")
 REQUESTS = 2000  # per process, in --per-request mode
@@ -104,21 +105,18 @@ def main() -> int:
 
     from analytics_kit import demo
 
-    results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     print(f"{args.events:,} events + 50 customers from the demo API in a subprocess; {args.rounds} rounds, "
           "each loader in a fresh process, the order alternating")
+
+    def shown(round_: int, variant: str, result: dict) -> None:
+        if result["rows"] != args.events + 50:
+            raise SystemExit(f"{variant} loaded {result['rows']:,} rows, not {args.events + 50:,}")
+        print(f"  round {round_ + 1}: {variant:<6} load {result['wall']:.3f} s, CPU {result['cpu']:.3f} s, "
+              f"extract {result['extract']:.3f} s", flush=True)
+
     with demo.serve(events=args.events, customers=50, process=True) as api:
-        env = {**os.environ, KEY_ENV: api.api_key}
-        for round_ in range(args.rounds):
-            for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
-                done = subprocess.run([sys.executable, __file__, "--load", variant, api.base_url], env=env,
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                if result["rows"] != args.events + 50:
-                    raise SystemExit(f"{variant} loaded {result['rows']:,} rows, not {args.events + 50:,}")
-                results[variant].append(result)
-                print(f"  round {round_ + 1}: {variant:<6} load {result['wall']:.3f} s, CPU {result['cpu']:.3f} s, "
-                      f"extract {result['extract']:.3f} s", flush=True)
+        results = in_turns(__file__, "--load", VARIANTS, args.rounds, api.base_url,
+                           {**os.environ, KEY_ENV: api.api_key}, shown)
     medians = {variant: {key: statistics.median(r[key] for r in rs) for key in ("wall", "cpu", "extract")}
                for variant, rs in results.items()}
     for variant, median in medians.items():
@@ -133,16 +131,11 @@ def main() -> int:
 def per_request_rounds(args: argparse.Namespace) -> int:
     from analytics_kit import demo
 
-    results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     print(f"CPU per request: {REQUESTS:,} pages of 100 events through the kit's retrying session, one thread, "
           f"{args.rounds} rounds, each variant in a fresh process, the order alternating")
     with demo.serve(events=1000, customers=5, process=True) as api:
-        env = {**os.environ, KEY_ENV: api.api_key}
-        for round_ in range(args.rounds):
-            for variant in VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]:
-                done = subprocess.run([sys.executable, __file__, "--send", variant, api.base_url], env=env,
-                                      capture_output=True, text=True, check=True)
-                results[variant].append(json.loads(done.stdout.strip().splitlines()[-1])["cpu_us"])
+        runs = in_turns(__file__, "--send", VARIANTS, args.rounds, api.base_url, {**os.environ, KEY_ENV: api.api_key})
+    results = {variant: [r["cpu_us"] for r in rs] for variant, rs in runs.items()}
     kit, before = (statistics.median(results[v]) for v in VARIANTS)
     for variant in VARIANTS:
         print(f"  {variant:<6} median {statistics.median(results[variant]):.0f} us a request "

@@ -34,6 +34,7 @@ from analytics_kit.seam import (
     merge_into_emptied,
     mute_dedup_notice,
     read_schemas_only_when_changed,
+    replace_from_files,
     reset_resource_states,
 )
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
@@ -215,7 +216,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             # a merge touches only the tables it has rows for: the others the API now leaves empty
             empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:
-                with merge_into_emptied(emptied):
+                packages = pipeline.list_normalized_load_packages() if target.is_file else ()
+                with merge_into_emptied(emptied), replace_from_files(packages):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
             finally:
                 if target.is_file:
