@@ -711,14 +711,16 @@ def test_disk_full_during_a_full_refresh_leaves_the_old_table_whole(api, watch, 
     monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)  # let it run into the full disk
     monkeypatch.setattr(kit_database, "LOAD_SPACE_MARGIN", 0)
     watch.succeeds(config_for(api))
-    failed = 0
-    for leave_kb in (64, 96, 112, 128, 144, 160, 192, 256):
+    failed: list[str] = []
+    # from nothing free (the extract fails) to room for all (the swap commits): a few fail in the swap itself,
+    # which since the swap reads the package's files (seam.replace_from_files) writes each row once
+    for leave_kb in (0, 8, 16, 32, 48, 64, 96, 128, 160, 192, 256):
         before = table()
         ballast = fill(small_disk, leave_kb)
         outcome = watch.load(config_for(api), mode="full_refresh")
         ballast.unlink()
         if isinstance(outcome, ak.LoadError):
-            failed += 1
+            failed.append(str(outcome))
             assert table() == before, leave_kb
             database = "analytics.duckdb"
             if moved:  # the file and its write-ahead log, without the pipeline folder
@@ -733,7 +735,7 @@ def test_disk_full_during_a_full_refresh_leaves_the_old_table_whole(api, watch, 
                 Path(database + ".wal").unlink(missing_ok=True)
         watch.succeeds(config_for(api))
         assert table() == served(api)
-    assert failed, "no full refresh met the full disk: the test did not test anything"
+    assert any("while writing to" in f for f in failed), f"no swap met the full disk: {failed}"
 
 
 def test_two_loads_a_reader_in_another_thread_waits_for_the_file(api, watch):
