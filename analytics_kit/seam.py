@@ -527,9 +527,23 @@ def replace_from_files(load_ids: Iterable[str]) -> Iterator[None]:
         _FROM_FILES.difference_update(ids)
 
 
-def _from_files(table: Any, load_id: str | None) -> bool:
+def _from_files(table: Any, load_id: str | None, path: str) -> bool:
     return (load_id in _FROM_FILES and table.get("write_disposition") == "replace"
-            and table.get("x-replace-strategy") == "insert-from-staging")
+            and table.get("x-replace-strategy") == "insert-from-staging" and _carried(path))
+
+
+def _carried(path: str) -> bool:
+    """Whether dlt's SQL job carries ``path`` as it is. It joins a statement's lines, splits the job at ';', and
+    runs a job naming ALTER SCHEMA anywhere without a transaction: a folder named so made the swap commit statement by
+    statement (helper-69). Such a file is copied into staging as dlt does."""
+    from dlt.destinations.job_client_impl import UNLOGGED_COMMANDS
+
+    try:
+        path.encode()
+    except UnicodeEncodeError:  # a name that is not UTF-8: the job's file could not hold it
+        return False
+    return (path.splitlines() == [path] and ";" not in path and "'" not in path
+            and not any(re.search(command, path, re.IGNORECASE) for command in UNLOGGED_COMMANDS))
 
 
 @functools.cache
@@ -540,18 +554,22 @@ def _install_from_files() -> None:
     copy_job = DuckDbCopyJob.run
 
     def run(self: Any) -> None:
-        if not (self._file_path.endswith(".parquet") and _from_files(self._load_table, self._load_id)):
+        path = self._file_path
+        if not (path.endswith(".parquet") and _from_files(self._load_table, self._load_id, path)):
             copy_job(self)
 
     followups = DuckDbClient.create_table_chain_completed_followup_jobs
 
     def create(self: Any, table_chain: Any, jobs: Any = None) -> list:
         # dlt names the chain's jobs by their paths in the package: <load id>/completed_jobs/<file>
-        if not jobs or not _from_files(table_chain[0], Path(jobs[0].file_path).parents[1].name):
-            return followups(self, table_chain, jobs)
+        load_id = Path(jobs[0].file_path).parents[1].name if jobs else None
+        tables = {table["name"]: table for table in table_chain}
         reads = [f"INSERT INTO {self.sql_client.make_qualified_table_name(job.job_file_info.table_name)} BY NAME "
-                 f"SELECT * FROM read_parquet('{job.file_path.replace(chr(39), chr(39) * 2)}', union_by_name=true)"
-                 for job in jobs if job.file_path.endswith(".parquet")]
+                 f"SELECT * FROM read_parquet('{job.file_path}', union_by_name=true)"
+                 for job in jobs or () if job.file_path.endswith(".parquet")
+                 and _from_files(tables.get(job.job_file_info.table_name, {}), load_id, job.file_path)]
+        if not reads:
+            return followups(self, table_chain, jobs)
         stock = SqlStagingReplaceFollowupJob.generate_sql
 
         class FromFiles(SqlStagingReplaceFollowupJob):

@@ -145,3 +145,18 @@ def test_a_replace_outside_the_kit_keeps_dlts_staging(tmp_path, statements, monk
     assert files_read("\n".join(statements), "things_data_staging", "things")
     with pipeline.sql_client() as client:
         assert client.execute_sql("SELECT count(*) FROM things")[0][0] == 50
+
+
+@pytest.mark.parametrize("folder", ["Walter Schemas", "ALTER SCHEMA x", "a;b", "a\nb", "a\u2028b", "a\x85b"])
+def test_a_folder_name_dlts_sql_job_would_change_keeps_dlts_staging(tmp_path, config, api, folder):
+    """dlt joins a job's lines, splits it at ';', and runs a job naming ALTER SCHEMA without a transaction: a swap
+    holding such a path failed every full refresh, or committed statement by statement (helper-69)."""
+    database = tmp_path / folder / "analytics.duckdb"
+    database.parent.mkdir()
+    ak.load(config, database=database, progress=False)
+    api.advance(new=20, updated=10, deleted=5)
+    report = ak.load(config, mode="full_refresh", database=database, progress=False)
+    swap = followup_sql(database=str(database))
+    assert "read_parquet" not in swap and 'DELETE FROM "main"."events" WHERE 1=1' in swap
+    assert report.rows["events"] == len(served(api))
+    assert loaded(api, database=database) == served(api)
