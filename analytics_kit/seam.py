@@ -604,6 +604,13 @@ class _Muted(logging.Filter):
                 (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
             record.msg, record.args, record.exc_info, record.exc_text = f"{record.getMessage()}: {reason}", (), None, None
             return True
+        if record.levelno >= logging.WARNING and _TRACEBACK in record.getMessage() and not _debugging():
+            # a job's failure message as dlt logs it: "Job for ... retried in load ... with message Traceback ...",
+            # 38 lines a retry, 382 lines for one swap on a full disk (helper-69); its last line names the error
+            head, _, trace = record.getMessage().partition(_TRACEBACK)
+            last = [line.strip() for line in trace.splitlines() if line.strip()][-1:]
+            record.msg, record.args = head + (last[0][:300] if last else ""), ()
+            return True
         if text.startswith("In resource: ") and "when merging arrow schema" in text:
             # a ``json`` hint overriding an arrow string column: JSON travels as serialized
             # strings, which DuckDB reads into its JSON type, as on the slow path
@@ -614,6 +621,9 @@ class _Muted(logging.Filter):
         message = record.getMessage() if self.dedup_notice else ""
         return not ("declared as already deduplicated" in message
                     or 'is only applied when using the "merge" write disposition' in message)
+
+
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 def _debugging() -> bool:

@@ -702,7 +702,8 @@ def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, 
 
 
 @pytest.mark.parametrize("moved", [False, True], ids=["rerun in place", "rerun on a copy of the file"])
-def test_disk_full_during_a_full_refresh_leaves_the_old_table_whole(api, watch, small_disk, monkeypatch, moved):
+def test_disk_full_during_a_full_refresh_leaves_the_old_table_whole(api, watch, small_disk, monkeypatch, moved,
+                                                                    caplog):
     """A full refresh is staged, then each table is swapped in one transaction: wherever the disk
     fills up, the old table stays whole behind the old cursor, and the next load, an incremental
     one as asked, is right, also from a copy of the file without its pipeline folder."""
@@ -710,6 +711,8 @@ def test_disk_full_during_a_full_refresh_leaves_the_old_table_whole(api, watch, 
 
     monkeypatch.setattr(kit_database, "LOAD_SPACE_FACTOR", 0)  # let it run into the full disk
     monkeypatch.setattr(kit_database, "LOAD_SPACE_MARGIN", 0)
+    monkeypatch.setattr(logging.getLogger("dlt"), "handlers", [*logging.getLogger("dlt").handlers, caplog.handler])
+    caplog.set_level(logging.WARNING)  # not DEBUG, where the kit leaves dlt's tracebacks whole
     watch.succeeds(config_for(api))
     failed: list[str] = []
     # from nothing free (the extract fails) to room for all (the swap commits): a few fail in the swap itself,
@@ -736,6 +739,9 @@ def test_disk_full_during_a_full_refresh_leaves_the_old_table_whole(api, watch, 
         watch.succeeds(config_for(api))
         assert table() == served(api)
     assert any("while writing to" in f for f in failed), f"no swap met the full disk: {failed}"
+    # dlt logs a job's retries and failure with its traceback as text: one line each (helper-69)
+    retried = [r.getMessage() for r in caplog.records if r.name == "dlt" and "Job for" in r.getMessage()]
+    assert retried and not [m for m in retried if "\n" in m or "Traceback" in m], retried[:2]
 
 
 def test_two_loads_a_reader_in_another_thread_waits_for_the_file(api, watch):

@@ -20,7 +20,7 @@ MAX_LINES = 400
 # 860 until the fourteenth, which added another (capabilities without a resolution, ~40 ms) and the config
 # checks' use of the TypedDict memo. 995 until the twentieth, which reads rest_api's start parameter (to look up
 # the keys a busy listing's last pass missed, see fetch/vouched.py).
-SEAM_MAX_LINES = 1085  # every reach below dlt's public API is here, by design (see seam.py)
+SEAM_MAX_LINES = 1095  # every reach below dlt's public API is here, by design (see seam.py)
 
 
 def modules() -> dict[str, Path]:
