@@ -608,8 +608,12 @@ class _Muted(logging.Filter):
             # a job's failure message as dlt logs it: "Job for ... retried in load ... with message Traceback ...",
             # 38 lines a retry, 382 lines for one swap on a full disk (helper-69); its last line names the error
             head, _, trace = record.getMessage().partition(_TRACEBACK)
-            last = [line.strip() for line in trace.splitlines() if line.strip()][-1:]
-            record.msg, record.args = head + (last[0][:300] if last else ""), ()
+            lines = trace.splitlines()
+            # the error's first line follows the last frame's indented lines (its last line may be a hint only)
+            frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+            after = lines[frames[-1] + 1:] if frames else lines
+            error = next((line for line in after if line.strip() and not line.startswith(" ")), "")
+            record.msg, record.args = head + error.strip()[:300], ()
             return True
         if text.startswith("In resource: ") and "when merging arrow schema" in text:
             # a ``json`` hint overriding an arrow string column: JSON travels as serialized

@@ -654,6 +654,36 @@ def test_tracebacks_dlt_logs_are_one_line_unless_the_log_is_at_debug(monkeypatch
             record.getMessage()
 
 
+def test_a_job_failure_dlt_logs_with_its_traceback_as_text_is_the_errors_first_line(monkeypatch):
+    """dlt logs "Job for ... failed terminally ... with message <traceback>"; the line kept is the error's first
+    one, not its last (DuckDB's "Did you mean" hint; helper-70)."""
+    from dlt.common import logger as dlt_logger
+
+    from analytics_kit import seam
+
+    dlt_log = logging.getLogger("dlt")
+    monkeypatch.setattr(dlt_logger, "LOGGER", dlt_log)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.WARNING)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    dlt_log.addHandler(handler)
+    trace = ('Traceback (most recent call last):\n  File "a.py", line 1, in run\n    self.run()\n'
+             'duckdb.BinderException: Binder Error: Table "customers" does not have a column with name "a"\n\n'
+             'Did you mean: "id"\n')
+    try:
+        with seam.mute_dedup_notice():  # as every load does: installs the kit's filter on dlt's log
+            dlt_logger.warning("Job for %s failed terminally in load %s with message %s", "events.1.parquet", "7", trace)
+    finally:
+        dlt_log.removeHandler(handler)
+        root.setLevel(level)
+    [record] = records
+    assert record.getMessage() == ('Job for events.1.parquet failed terminally in load 7 with message '
+                                   'duckdb.BinderException: Binder Error: Table "customers" does not have a column '
+                                   'with name "a"')
+
+
 @pytest.mark.parametrize("checked", [True, False], ids=["with the free-space check", "without it"])
 def test_disk_that_fills_up_during_a_load_loses_nothing(api, watch, small_disk, monkeypatch, checked):
     from analytics_kit.store import database as kit_database

@@ -130,13 +130,15 @@ def load(
         raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has a single quote, which dlt's "
                           "loader cannot put into its SQL", path="database",
                           guidance="Use a file name and folder without ' (spaces are fine), e.g. analytics.duckdb.")
-    odd = next((c for c in "?\\" if target.is_file and c in str(target.database)), None)
+    odd = next((c for c in "?\\=%" if target.is_file and c in str(target.database)), None)
     if odd is not None:
-        # DuckDB takes "?" as the start of a path's options and "\\" as a folder separator: the load
-        # failed as it wrote the file, after the API was paged (helper-69)
-        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has {odd!r}, which DuckDB does not "
+        # each failed only after the API was paged: DuckDB takes "?" as the start of a path's options, "\\" as a
+        # folder separator and a folder named k=v as a partition column of the files it reads (helper-69, helper-70);
+        # dlt's file writer takes the working folder's path as a %-template
+        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has {odd!r}, which DuckDB or dlt does not "
                           "read as part of a name", path="database",
-                          guidance="Use a file name and folder without ? or \\ (spaces are fine), e.g. analytics.duckdb.")
+                          guidance="Use a file name and folder without ? \\ = or % (spaces are fine), "
+                          "e.g. analytics.duckdb.")
     redactor = Redactor(prepared.secrets + target.secrets())
     stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
