@@ -71,7 +71,8 @@ def main() -> int:
     with demo.serve(events=args.events, customers=50, process=True) as api:
         results = in_turns(__file__, "--load", VARIANTS, args.rounds, api.base_url,
                            {**os.environ, KEY_ENV: api.api_key}, shown)
-    medians = {variant: {key: statistics.median(r[key] for r in rs) for key in SHOWN} for variant, rs in results.items()}
+    medians = {variant: {key: statistics.median(r[key] for r in rs) for key in SHOWN}
+               for variant, rs in results.items()}
     for variant, median in medians.items():
         print(f"  median {variant:<6} " + ", ".join(f"{label} {median[key]:.3f}" for key, label in SHOWN.items()))
     kit, staged = medians["kit"], medians["staged"]

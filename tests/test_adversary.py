@@ -674,7 +674,8 @@ def test_a_job_failure_dlt_logs_with_its_traceback_as_text_is_the_errors_first_l
              'Did you mean: "id"\n')
     try:
         with seam.mute_dedup_notice():  # as every load does: installs the kit's filter on dlt's log
-            dlt_logger.warning("Job for %s failed terminally in load %s with message %s", "events.1.parquet", "7", trace)
+            dlt_logger.warning("Job for %s failed terminally in load %s with message %s", "events.1.parquet", "7",
+                               trace)
     finally:
         dlt_log.removeHandler(handler)
         root.setLevel(level)

@@ -311,7 +311,7 @@ def test_a_name_duckdb_cannot_write_is_refused_before_the_api_is_paged(tmp_path,
     with pytest.raises(ak.ConfigError, match="does not read as part of a name") as caught:
         ak.load(ak.guide_config(f"http://127.0.0.1:{closed_port()}"), database=str(folder / "analytics.duckdb"),
                 progress=False)
-    assert caught.value.path == "database" and f"has {odd!r}" in str(caught.value)
+    assert caught.value.path == "database" and f'has "{odd}"' in str(caught.value)
     assert list(folder.iterdir()) == []
 
 

@@ -135,10 +135,10 @@ def load(
         # each failed only after the API was paged: DuckDB takes "?" as the start of a path's options, "\\" as a
         # folder separator and a folder named k=v as a partition column of the files it reads (helper-69, helper-70);
         # dlt's file writer takes the working folder's path as a %-template
-        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has {odd!r}, which DuckDB or dlt does not "
-                          "read as part of a name", path="database",
-                          guidance="Use a file name and folder without ? \\ = or % (spaces are fine), "
-                          "e.g. analytics.duckdb.")
+        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has \"{odd}\", which DuckDB or dlt "
+                          "does not read as part of a name", path="database",
+                          guidance="Pass a file whose name and folders have no ? \\ = or % (spaces are fine), or run "
+                          "the load from another folder if the default file's folder has one.")
     redactor = Redactor(prepared.secrets + target.secrets())
     stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
