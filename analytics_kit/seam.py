@@ -604,12 +604,13 @@ class _Muted(logging.Filter):
                 (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
             record.msg, record.args, record.exc_info, record.exc_text = f"{record.getMessage()}: {reason}", (), None, None
             return True
-        if record.levelno >= logging.WARNING and _TRACEBACK in record.getMessage() and not _debugging():
+        logged = record.getMessage() if record.levelno >= logging.WARNING else ""
+        if _TRACEBACK in logged and not _debugging():
             # a job's failure message as dlt logs it: "Job for ... retried in load ... with message Traceback ...",
-            # 38 lines a retry, 382 lines for one swap on a full disk (helper-69); its last line names the error
-            head, _, trace = record.getMessage().partition(_TRACEBACK)
+            # 38 lines a retry, 382 lines for one swap on a full disk (helper-69). The error's first line, which
+            # follows the last frame's indented lines, replaces the traceback (its last line may be a hint only)
+            head, _, trace = logged.partition(_TRACEBACK)
             lines = trace.splitlines()
-            # the error's first line follows the last frame's indented lines (its last line may be a hint only)
             frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
             after = lines[frames[-1] + 1:] if frames else lines
             error = next((line for line in after if line.strip() and not line.startswith(" ")), "")

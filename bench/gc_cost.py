@@ -18,10 +18,11 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from _turns import in_turns
 
 KEY_ENV = "GC_COST_API_KEY"
 
@@ -67,25 +68,19 @@ def main() -> int:
 
     from analytics_kit import demo
 
-    variants = ("kit", "default")
-    results: dict[str, list[dict]] = {variant: [] for variant in variants}
     print(f"{args.events:,} events + 50 customers from the demo API in a subprocess; {args.rounds} rounds, "
           "each load in a fresh process, the order alternating")
+
+    def shown(round_: int, variant: str, r: dict) -> None:
+        if r["rows"] != args.events + 50:
+            raise SystemExit(f"{variant} loaded {r['rows']:,} rows, not {args.events + 50:,}")
+        by_generation = ", ".join(f"gen{g} {n} in {s:.3f} s" for g, (n, s) in enumerate(zip(r["counts"], r["seconds"])))
+        print(f"  round {round_ + 1}: {variant:<8} collector {sum(r['seconds']):.3f} s of a {r['wall']:.2f} s "
+              f"load ({sum(r['seconds']) / r['wall']:.1%}): {by_generation}; peak {r['peak_mb']:.0f} MB", flush=True)
+
     with demo.serve(events=args.events, customers=50, process=True) as api:
-        for round_ in range(args.rounds):
-            for variant in variants if round_ % 2 == 0 else variants[::-1]:
-                done = subprocess.run([sys.executable, __file__, "--load", variant, api.base_url],
-                                      env={**os.environ, KEY_ENV: api.api_key}, capture_output=True, text=True,
-                                      check=True)
-                r = json.loads(done.stdout.strip().splitlines()[-1])
-                if r["rows"] != args.events + 50:
-                    raise SystemExit(f"{variant} loaded {r['rows']:,} rows, not {args.events + 50:,}")
-                results[variant].append(r)
-                by_generation = ", ".join(f"gen{g} {n} in {s:.3f} s"
-                                          for g, (n, s) in enumerate(zip(r["counts"], r["seconds"])))
-                print(f"  round {round_ + 1}: {variant:<8} collector {sum(r['seconds']):.3f} s of a {r['wall']:.2f} s "
-                      f"load ({sum(r['seconds']) / r['wall']:.1%}): {by_generation}; peak {r['peak_mb']:.0f} MB",
-                      flush=True)
+        results = in_turns(__file__, "--load", ("kit", "default"), args.rounds, api.base_url,
+                           {**os.environ, KEY_ENV: api.api_key}, shown)
     for variant, rs in results.items():
         print(f"  median {variant:<8} collector {statistics.median(sum(r['seconds']) for r in rs):.3f} s, "
               f"load {statistics.median(r['wall'] for r in rs):.2f} s, "

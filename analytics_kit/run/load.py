@@ -124,21 +124,7 @@ def load(
     target = Target.of(destination or prepared.destination, database, dataset)
     if target.is_file:
         duckdb_memory()  # a cap DuckDB cannot read fails here, not deep in the load step
-    if target.is_file and "'" in str(target.database):
-        # dlt writes the path of its staged files (beside the database) into SQL unquoted: a
-        # quote there fails every load deep in dlt, after the API was paged
-        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has a single quote, which dlt's "
-                          "loader cannot put into its SQL", path="database",
-                          guidance="Use a file name and folder without ' (spaces are fine), e.g. analytics.duckdb.")
-    odd = next((c for c in "?\\=%" if target.is_file and c in str(target.database)), None)
-    if odd is not None:
-        # each failed only after the API was paged: DuckDB takes "?" as the start of a path's options, "\\" as a
-        # folder separator and a folder named k=v as a partition column of the files it reads (helper-69, helper-70);
-        # dlt's file writer takes the working folder's path as a %-template
-        raise ConfigError(f"the DuckDB file's path {str(target.database)!r} has \"{odd}\", which DuckDB or dlt "
-                          "does not read as part of a name", path="database",
-                          guidance="Pass a file whose name and folders have no ? \\ = or % (spaces are fine), or run "
-                          "the load from another folder if the default file's folder has one.")
+        _refuse_unloadable(target.database)
     redactor = Redactor(prepared.secrets + target.secrets())
     stats = LoadStats(redactor)
     display = Progress(stats, enabled=progress)
@@ -167,6 +153,25 @@ def load(
         raise failure
     return report
 
+
+# Characters a load cannot write its file under; each failed only after the API was paged (helper-69, helper-70).
+_UNLOADABLE = {
+    "'": "a single quote: dlt's loader writes the path into its SQL unquoted",
+    "?": "DuckDB takes it as the start of a path's options",
+    "\\": "DuckDB takes it as a folder separator",
+    "=": "DuckDB takes a folder named k=v as a partition column of the files it reads",
+    "%": "dlt's file writer takes the path as a template",
+}
+
+
+def _refuse_unloadable(database: Path) -> None:
+    """Refuses a DuckDB file path the load could not write (readers open such paths fine)."""
+    odd = next((c for c in _UNLOADABLE if c in str(database)), None)
+    if odd is not None:
+        raise ConfigError(f"the DuckDB file's path {str(database)!r} has \"{odd}\" ({_UNLOADABLE[odd]}), which "
+                          "DuckDB or dlt does not read as part of a name", path="database",
+                          guidance="Pass a file whose name and folders have no ' ? \\ = or % (spaces are fine), or "
+                          "run the load from another folder if the default file's folder has one.")
 
 def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, replace: bool, stats: LoadStats,
          lock_timeout: float) -> LoadReport:
