@@ -236,11 +236,7 @@ def test_rows_appended_by_an_unfinished_load_are_not_kept(api, config):
     """dlt commits each job on its own: a kill after an append job committed left its rows behind."""
     import duckdb
 
-    config = copy.deepcopy(config)
-    config["resource_defaults"]["write_disposition"] = "append"
-    for resource in config["resources"]:
-        resource["endpoint"].pop("incremental")  # a plain append of the whole listing
-        resource["columns"] = {k: v for k, v in resource["columns"].items() if not v.get("hard_delete")}
+    config = _plain_append(config)
     ak.load(config, progress=False)
     con = duckdb.connect("analytics.duckdb")
     # what a run killed after its append job committed leaves: rows of a load never marked complete
@@ -249,6 +245,44 @@ def test_rows_appended_by_an_unfinished_load_are_not_kept(api, config):
     ak.load(config, progress=False)
     counts = ak.query("SELECT count(*) AS n, count(DISTINCT _dlt_load_id) AS loads FROM analytics.events")
     assert counts.n[0] == 2 * 250 and counts.loads[0] == 2
+
+
+def _plain_append(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    config["resource_defaults"]["write_disposition"] = "append"
+    for resource in config["resources"]:
+        resource["endpoint"].pop("incremental")  # a plain append of the whole listing
+        resource["columns"] = {k: v for k, v in resource["columns"].items() if not v.get("hard_delete")}
+    return config
+
+
+def test_rows_appended_after_a_full_refresh_by_an_unfinished_load_are_not_kept(api, config):
+    """The schema of a full refresh reads "replace" for an append table: the tidying missed the
+    rows a killed append after it had committed, and the rerun held them twice."""
+    import duckdb
+
+    config = _plain_append(config)
+    ak.load(config, mode="full_refresh", progress=False)
+    with duckdb.connect("analytics.duckdb") as con:
+        con.execute("INSERT INTO main.events SELECT * REPLACE ('1999999999.0' AS _dlt_load_id) FROM main.events "
+                    "LIMIT 7")
+    ak.load(config, progress=False)
+    counts = ak.query("SELECT count(*) AS n, count(DISTINCT _dlt_load_id) AS loads FROM analytics.events")
+    assert counts.n[0] == 2 * 250 and counts.loads[0] == 2
+
+
+def test_an_append_table_a_killed_full_refresh_swapped_in_keeps_its_rows(api, config):
+    """A full refresh killed after its swap committed leaves the table whole with rows of a load
+    never marked complete, and no other rows: the next append keeps them (emptying it would lose them)."""
+    import duckdb
+
+    config = _plain_append(config)
+    ak.load(config, mode="full_refresh", progress=False)
+    with duckdb.connect("analytics.duckdb") as con:
+        con.execute("UPDATE main.events SET _dlt_load_id = '1999999999.0'")
+    ak.load(config, progress=False)
+    counts = ak.query("SELECT count(*) AS n FROM analytics.events")
+    assert counts.n[0] == 2 * 250
 
 
 def test_duckdb_out_of_memory_is_named_as_such(api, config, monkeypatch):

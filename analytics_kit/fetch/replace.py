@@ -129,6 +129,12 @@ def merge_strategy(resource: Any) -> str | None:
     return (strategy or "delete-insert") if kind == "merge" else None
 
 
+def is_append(resource: Any) -> bool:
+    """Whether dlt loads the resource with its append write disposition."""
+    hint = resource.write_disposition
+    return (hint.get("disposition") if isinstance(hint, dict) else hint) == "append"
+
+
 def merges_by_key(resource: Any) -> bool:
     """Whether dlt loads the resource with its default merge: delete-insert on a primary key."""
     return merge_strategy(resource) == "delete-insert" and bool(seam.primary_key(resource))

@@ -16,7 +16,7 @@ from analytics_kit import _settings
 from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepare
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
-from analytics_kit.fetch.replace import MergeNeeded, merges_by_key, stale_columns
+from analytics_kit.fetch.replace import MergeNeeded, is_append, merges_by_key, stale_columns, table_of
 from analytics_kit.fetch.source import _build, linked_roots
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import interrupts_kept, raise_if_dropped
@@ -192,7 +192,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
         with _timed(steps, "setup"), _holding(target, lock_timeout):
-            start = begin(pipeline, tidy_staging=target.is_file)
+            start = begin(pipeline, tidy_staging=target.is_file,
+                          appends=[table_of(r) for r in source.resources.values() if is_append(r)])
             pipeline = start.pipeline
             read_schemas_only_when_changed(pipeline)
             if mode == "incremental" and start.full_refresh_pending:
