@@ -285,6 +285,34 @@ def test_an_append_table_a_killed_full_refresh_swapped_in_keeps_its_rows(api, co
     assert counts.n[0] == 2 * 250
 
 
+def test_an_append_tables_full_refresh_that_never_completed_is_run_again(api, config, monkeypatch):
+    """A full refresh that swapped an append table in and died before dlt marked the load complete
+    left the table's new rows behind the old cursor: the next run appended the changes again, and
+    the one after deleted the swapped-in rows as uncommitted, losing them (helper-72)."""
+    from dlt.destinations.job_client_impl import SqlJobClientBase
+
+    config = copy.deepcopy(config)
+    config["resource_defaults"]["write_disposition"] = "append"
+    for resource in config["resources"]:
+        resource["columns"] = {k: v for k, v in resource["columns"].items() if not v.get("hard_delete")}
+    ak.load(config, mode="full_refresh", progress=False)
+    api.advance(new=5, updated=3)
+    complete = SqlJobClientBase.complete_load
+
+    def dies_before_the_mark(self, load_id):
+        raise RuntimeError("killed before the load was marked complete (injected)")
+
+    monkeypatch.setattr(SqlJobClientBase, "complete_load", dies_before_the_mark)
+    with pytest.raises(ak.LoadError):
+        ak.load(config, mode="full_refresh", progress=False)
+    monkeypatch.setattr(SqlJobClientBase, "complete_load", complete)
+    for _ in range(2):
+        report = ak.load(config, progress=False)
+        rows = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM analytics.events").iloc[0]
+        assert rows.n == rows.ids == len(api.records("events", include_deleted=True)), (report, rows)
+    assert report.mode == "incremental"
+
+
 def test_duckdb_out_of_memory_is_named_as_such(api, config, monkeypatch):
     """DuckDB's "could not allocate block" once read as a lock ("b-lock") error."""
     monkeypatch.setenv("ANALYTICS_KIT_DUCKDB_MEMORY", "1MB")

@@ -239,7 +239,7 @@ class KitPaginate:
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
-                                  "listing was paged" if shrank else "the listing returned a key more than once")
+                                  "listing was paged" if shrank else tally.unproven(bool(missing)))
             if attempt == 1:  # each pass is weighed against the newest read before the pages, then where the last ended
                 newest = reference = tally.newest
             rose = rising is not None and rising.holds

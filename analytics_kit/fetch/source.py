@@ -27,7 +27,7 @@ from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import MergeNeeded, Replace, merge_strategy, merges_by_key, table_of
+from analytics_kit.fetch.replace import MergeNeeded, Replace, is_append, merge_strategy, merges_by_key, table_of
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -137,6 +137,10 @@ def _build(
         # the next incremental merge finds nested rows by their root's _dlt_id, as its own link them
         linked = _LINKED[source] = frozenset(naming(table_of(r)) for r in source.resources.values()
                                               if merge_strategy(r) == "delete-insert")
+        _APPENDED[source] = frozenset(naming(table_of(r)) for r in source.resources.values() if is_append(r))
+        unproven = next(((r.name, why) for r in source.resources.values() if (why := _unprovable(r))), None)
+        if unproven is not None:
+            _UNPROVEN[source] = MergeNeeded(*unproven)
         seam.link_nested_rows(source, sorted(linked))
     for resource in source.resources.values():
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
@@ -204,14 +208,45 @@ def _build(
     return source
 
 
-# The root tables a replace source links its nested rows to (see ``linked_roots``).
+# The root tables a replace source links its nested rows to (see ``linked_roots``), and those it
+# replaces that its incremental runs append to (``appended_roots``).
 _LINKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_APPENDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Why a replace source's keys cannot be proven distinct before its pages are fetched (``unproven``).
+_UNPROVEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def linked_roots(source: DltSource) -> frozenset[str]:
     """The root tables whose nested rows this replace source links by ``_dlt_root_id``: those of
     its delete-insert merges (their write disposition reads ``replace`` once it is built)."""
     return _LINKED.get(source, frozenset())
+
+
+def unproven(source: DltSource) -> MergeNeeded | None:
+    """Why this replace source's pages cannot prove each key comes once, known before they are
+    fetched: its full refresh is dlt's merge from the start rather than after a wasted pass."""
+    return _UNPROVEN.get(source)
+
+
+def _unprovable(resource: DltResource) -> str | None:
+    key = seam.primary_key(resource)
+    if isinstance(key, (list, tuple)) and len(key) > 1:
+        return "its primary key has several fields, whose copies only dlt's merge tells apart"
+    if key and seam.processing_steps(resource):
+        # the kit counts the keys of the pages as fetched; a map step may change them afterwards
+        return "its processing_steps may change the keys the kit counted"
+    return None
+
+
+def appended_roots(source: DltSource) -> frozenset[str]:
+    """The tables this replace source swaps in that an incremental run appends to.
+
+    Swapped in, such a table holds rows of a load not yet marked complete, behind the old
+    cursor: a run killed before the mark would leave the next incremental run appending
+    them again, and a later one deleting them as uncommitted. So their full refresh is
+    recorded as pending until it completes (see ``recovery.mark_full_refresh``).
+    """
+    return _APPENDED.get(source, frozenset())
 
 
 def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str], flattened: Callable[[list], str]) -> None:

@@ -124,6 +124,15 @@ class Tally:
             return True
         return strings_kept and not self.ints and all(type(k) is str for k in self.others)
 
+    def unproven(self, missing: bool) -> str:
+        """Why this pass does not prove each key came once (see ``one_kind``)."""
+        if self.distinct() < self.rows:
+            return "the listing returned a key more than once"
+        if missing:
+            return "the listing held fewer distinct keys than the API's total"
+        return ("its keys are not all integers, nor strings the table keeps as text (a column dlt types), so keys "
+                "distinct in the pages may not be in the table")
+
     def absorb(self, other: "Tally") -> None:
         """Adds ``other``'s keys: a tally of several passes counts each key once."""
         with self._lock:

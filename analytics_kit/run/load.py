@@ -17,7 +17,7 @@ from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepar
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, is_append, merges_by_key, stale_columns, table_of
-from analytics_kit.fetch.source import _build, linked_roots
+from analytics_kit.fetch.source import _build, appended_roots, linked_roots, unproven
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import interrupts_kept, raise_if_dropped
 from analytics_kit.redact import Redactor, redacted_logging
@@ -222,9 +222,11 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         release_unused()
         if target.is_file:
             _check_room(pipeline, target.database)
+        # a swap of a table that runs append to is pending until the load completes (see appended_roots)
+        pending = merged or bool(appended_roots(source))
         with _timed(steps, "load"), _holding(target, lock_timeout):
-            if merged:
-                mark_full_refresh(pipeline)  # before dlt drops the tables (see recovery)
+            if pending:
+                mark_full_refresh(pipeline)  # before dlt drops or swaps the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
             record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
                    row_counts=counts, started=started)
@@ -239,7 +241,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                     # dlt's main_staging serves inside pipeline.load() only, whether it succeeded
                     # or not: the kit never resumes a failed load's package
                     drop_staging(pipeline)
-            if merged or start.full_refresh_pending and mode == "full_refresh":
+            if pending or start.full_refresh_pending and mode == "full_refresh":
                 full_refresh_done(pipeline)
     except BaseException:
         # the next run starts from what the destination committed
@@ -281,13 +283,15 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
         # the cursors start over; dropped from the state here rather than by dlt's refresh,
         # which would also empty the tables at the start of the load step
         reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
-        try:
-            pipeline.extract(source, loader_file_format=file_format)
-            return source, False, frozenset()
-        except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
-            needed = find_cause(error, MergeNeeded)
-            if needed is None:
-                raise
+        needed = unproven(source)
+        if needed is None:
+            try:
+                pipeline.extract(source, loader_file_format=file_format)
+                return source, False, frozenset()
+            except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
+                needed = find_cause(error, MergeNeeded)
+                if needed is None:
+                    raise
         # a failed extract commits no package, and dlt rolled back its state and schema
         source = build()
         if all(merges_by_key(resource) for resource in source.resources.values()):

@@ -155,7 +155,7 @@ def forget(pipeline: Pipeline) -> None:
 
 
 def mark_full_refresh(pipeline: Pipeline) -> None:
-    """Records that a full refresh is about to drop the tables; nothing to record on a first load."""
+    """Records that a full refresh is about to drop or swap the tables; nothing to record on a first load."""
     with pipeline.sql_client() as client:
         if not client.has_dataset():
             return
