@@ -272,12 +272,14 @@ def primary_key(resource: DltResource) -> Any:
     return resource._hints.get("primary_key")
 
 
-def processing_steps(resource: DltResource) -> list:
-    """The steps after the resource's generator other than dlt's incremental step: rest_api's
-    processing_steps (map/filter). The pipe's steps are not public."""
+def processing_steps(resource: DltResource, filters: bool = True) -> list:
+    """The steps after the resource's generator other than dlt's incremental step: rest_api's processing_steps
+    (map/filter; without ``filters``, those that may change a record). The pipe's steps are not public."""
     from dlt.extract.incremental import Incremental, IncrementalResourceWrapper
+    from dlt.extract.items_transform import FilterItem
 
-    return [s for s in resource._pipe.steps[1:] if not isinstance(s, (Incremental, IncrementalResourceWrapper))]
+    kept = (Incremental, IncrementalResourceWrapper) + (() if filters else (FilterItem,))
+    return [s for s in resource._pipe.steps[1:] if not isinstance(s, kept)]
 
 
 # -- a resource's RESTClient ------------------------------------------------------------------
@@ -516,8 +518,7 @@ _FROM_FILES: set[str] = set()  # load ids; a set, not a context variable: dlt ru
 
 @contextmanager
 def replace_from_files(load_ids: Iterable[str]) -> Iterator[None]:
-    """Within the block, the replaced tables of these packages (on a DuckDB file) are filled from their files as
-    they are swapped in."""
+    """Within the block, the replaced tables of these packages (on a DuckDB file) are filled from their files."""
     _install_from_files()
     ids = set(load_ids) - _FROM_FILES
     _FROM_FILES.update(ids)
@@ -1005,8 +1006,7 @@ def capabilities_without_resolving(destination: Any) -> Any:
     provider) only to hand it to ``adjust_capabilities``: 9 resolutions, ~40 ms of a 1,000-row incremental run.
     The base ``adjust_capabilities``, which DuckDB, MotherDuck and PostgreSQL keep, reads the naming convention
     alone, so for those the answer is the same without the resolution: it is handed the spec's defaults instead.
-    Only for the instances passed here (the kit's own, whose class is checked here); a class that adjusts by its
-    configuration goes dlt's way."""
+    Only for the instances passed here (the kit's own, whose class is checked here); others go dlt's way."""
     from dlt.common.destination.reference import Destination
 
     own = getattr(type(destination).adjust_capabilities, "__func__", None)  # a staticmethod has none

@@ -515,3 +515,15 @@ def test_distinct_keys_the_kit_cannot_prove_are_not_called_repeated(api, config,
         ak.load(config, mode="full_refresh", progress=False)
     assert "customers: its keys are not all integers, nor strings the table keeps as text" in caplog.text
     assert "customers: the listing returned a key more than once" not in caplog.text
+
+
+def test_a_filter_step_keeps_the_replace(api, config):
+    """A filter only drops records: the keys the kit counted stay distinct, so it stays a replace."""
+    config = copy.deepcopy(config)
+    for resource in config["resources"]:
+        if resource["name"] == "events":
+            resource["processing_steps"] = [{"filter": lambda r: r["id"] % 3 != 0}]
+    report = ak.load(config, mode="full_refresh", progress=False)
+    swap = followup_sql()
+    assert 'DELETE FROM "main"."events" WHERE 1=1' in swap and "ROW_NUMBER" not in swap
+    assert report.rows["events"] == len([i for i in served(api) if i % 3 != 0]) and not report.passes

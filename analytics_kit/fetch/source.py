@@ -232,7 +232,7 @@ def _unprovable(resource: DltResource) -> str | None:
     key = seam.primary_key(resource)
     if isinstance(key, (list, tuple)) and len(key) > 1:
         return "its primary key has several fields, whose copies only dlt's merge tells apart"
-    if key and seam.processing_steps(resource):
+    if key and seam.processing_steps(resource, filters=False):
         # the kit counts the keys of the pages as fetched; a map step may change them afterwards
         return "its processing_steps may change the keys the kit counted"
     return None
