@@ -303,7 +303,7 @@ def test_an_append_tables_full_refresh_that_never_completed_is_run_again(api, co
         raise RuntimeError("killed before the load was marked complete (injected)")
 
     monkeypatch.setattr(SqlJobClientBase, "complete_load", dies_before_the_mark)
-    with pytest.raises(ak.LoadError):
+    with pytest.raises(ak.LoadError, match="(?s)the next load, whatever its mode, runs the full refresh again"):
         ak.load(config, mode="full_refresh", progress=False)
     monkeypatch.setattr(SqlJobClientBase, "complete_load", complete)
     for _ in range(2):

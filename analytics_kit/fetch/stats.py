@@ -57,6 +57,8 @@ class LoadStats:
         self.mode = "incremental"  # what the run turned out to be (a pending full refresh is resumed)
         # a full refresh loaded as a merge into tables dlt drops first, not swapped in per table
         self.drops_tables = False
+        # a full refresh swapping in a table its incremental runs append to: pending until it completes
+        self.swaps_appends = False
         # Seconds the extracting thread sat waiting for the API's pages, when fetching was
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0

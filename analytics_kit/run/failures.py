@@ -51,6 +51,9 @@ def _aftermath(stats: LoadStats, step: str | None) -> str:
     if stats.mode == "full_refresh" and stats.drops_tables and step in (None, "load"):
         return ("This full refresh may have dropped the tables already; the next load, whatever its mode, "
                 "runs it again and reloads everything.")
+    if stats.mode == "full_refresh" and stats.swaps_appends and step in (None, "load"):
+        return ("Each table is swapped in one transaction, but one this config appends to may hold this refresh's "
+                "rows already; the next load, whatever its mode, runs the full refresh again.")
     if stats.mode == "full_refresh":
         return ("Each table is swapped in one transaction: it holds either all of this refresh's rows or its old "
                 "ones, and the cursors stay at the last completed load.")

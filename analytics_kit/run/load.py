@@ -223,7 +223,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         if target.is_file:
             _check_room(pipeline, target.database)
         # a swap of a table that runs append to is pending until the load completes (see appended_roots)
-        pending = merged or bool(appended_roots(source))
+        stats.swaps_appends = bool(appended_roots(source))
+        pending = merged or stats.swaps_appends
         with _timed(steps, "load"), _holding(target, lock_timeout):
             if pending:
                 mark_full_refresh(pipeline)  # before dlt drops or swaps the tables (see recovery)
