@@ -197,7 +197,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             pipeline = start.pipeline
             read_schemas_only_when_changed(pipeline)
             if mode == "incremental" and start.full_refresh_pending:
-                logger.warning("An earlier full refresh emptied the tables and did not finish; "
+                logger.warning("An earlier full refresh did not finish (it may have emptied or swapped tables); "
                                "running it again instead of an incremental load.")
                 mode = stats.mode = "full_refresh"
         if replace:

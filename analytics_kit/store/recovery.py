@@ -86,7 +86,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
     if unfinished:
         logger.warning(
             "Dropping %d unfinished load package(s) left by an earlier failed run; "
-            "this run fetches that data again from the last committed cursor.",
+            "this run fetches their data again.",
             unfinished,
         )
     pipeline = pipeline.drop()
