@@ -527,3 +527,22 @@ def test_a_filter_step_keeps_the_replace(api, config):
     swap = followup_sql()
     assert 'DELETE FROM "main"."events" WHERE 1=1' in swap and "ROW_NUMBER" not in swap
     assert report.rows["events"] == len([i for i in served(api) if i % 3 != 0]) and not report.passes
+
+
+@pytest.mark.parametrize("twist", ["a listing repeating keys", "a map merging keys"])
+def test_a_key_the_columns_hint_declares_keeps_one_row_per_key(api, config, twist):
+    """dlt's merge keys on a column marked primary_key; the kit saw no key there, so its full
+    refresh stayed a replace and loaded keys twice (helper-74)."""
+    config = copy.deepcopy(config)
+    config["resource_defaults"].pop("primary_key")
+    for resource in config["resources"]:
+        resource["columns"]["id"]["primary_key"] = True
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    if twist == "a map merging keys":
+        events["processing_steps"] = [{"map": lambda r: {**r, "id": r["id"] // 2}}]
+    else:
+        api.inject("transform", path="/v1/events", times=None, fn=lambda body: {**body, "data": body["data"] * 2})
+    for mode in ("incremental", "full_refresh"):
+        ak.load(config, mode=mode, progress=False)
+        rows = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM analytics.events").iloc[0]
+        assert rows.n == rows.ids, (mode, rows)

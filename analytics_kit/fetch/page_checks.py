@@ -40,8 +40,9 @@ def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> Non
     raise LoadError(
         f"Resource '{resource}': the primary key {primary_key!r} is missing or null in record "
         f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
-        guidance="If the API names the key differently, set primary_key to that field; otherwise this is a "
-        "problem of the API's data.", resource=resource, request=request)
+        guidance="The key is read in each record as the API sends it, before any processing_steps (a map cannot "
+        "create or rename it): set primary_key to the API's own field, or a list of its fields for a key of several. "
+        "If the API does send that field, this is a problem of its data.", resource=resource, request=request)
 
 
 def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resource: str, primary_key: Any) -> LoadError:
