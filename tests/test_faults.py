@@ -247,11 +247,13 @@ def test_rows_appended_by_an_unfinished_load_are_not_kept(api, config):
     assert counts.n[0] == 2 * 250 and counts.loads[0] == 2
 
 
-def _plain_append(config: dict) -> dict:
+def _plain_append(config: dict, incremental: bool = False) -> dict:
+    """``config`` appending, without soft deletes; without ``incremental``, each run appends the whole listing."""
     config = copy.deepcopy(config)
     config["resource_defaults"]["write_disposition"] = "append"
     for resource in config["resources"]:
-        resource["endpoint"].pop("incremental")  # a plain append of the whole listing
+        if not incremental:
+            resource["endpoint"].pop("incremental")
         resource["columns"] = {k: v for k, v in resource["columns"].items() if not v.get("hard_delete")}
     return config
 
@@ -291,10 +293,7 @@ def test_an_append_tables_full_refresh_that_never_completed_is_run_again(api, co
     the one after deleted the swapped-in rows as uncommitted, losing them (helper-72)."""
     from dlt.destinations.job_client_impl import SqlJobClientBase
 
-    config = copy.deepcopy(config)
-    config["resource_defaults"]["write_disposition"] = "append"
-    for resource in config["resources"]:
-        resource["columns"] = {k: v for k, v in resource["columns"].items() if not v.get("hard_delete")}
+    config = _plain_append(config, incremental=True)
     ak.load(config, mode="full_refresh", progress=False)
     api.advance(new=5, updated=3)
     complete = SqlJobClientBase.complete_load

@@ -472,10 +472,6 @@ def test_an_incremental_keeps_a_newer_version_of_a_key_it_met_at_the_stored_curs
         assert rows == [["other" if kind == "text" else "8", 2.0], [str(key), 3.0]], rows
 
 
-def _events_requests(report) -> int:
-    return report.requests["events"]
-
-
 def test_a_map_step_that_changes_keys_gives_a_merge_without_paging_twice(api, config, caplog):
     """The kit proves keys distinct on the pages as fetched; a map step runs after that and may
     make two records one key. Such a full refresh is dlt's merge from the start (helper-72:
@@ -490,7 +486,7 @@ def test_a_map_step_that_changes_keys_gives_a_merge_without_paging_twice(api, co
     assert "processing_steps may change the keys" in caplog.text
     rows = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM analytics.events").iloc[0]
     assert rows.n == rows.ids == len({r["id"] // 2 for r in api.records("events")})
-    assert _events_requests(report) == _events_requests(plain) and not report.passes
+    assert report.requests["events"] == plain.requests["events"] and not report.passes
 
 
 def test_a_key_of_several_fields_gives_a_merge_without_paging_twice(api, config, caplog):
@@ -500,7 +496,7 @@ def test_a_key_of_several_fields_gives_a_merge_without_paging_twice(api, config,
     with caplog.at_level("INFO", logger="analytics_kit"):
         report = ak.load(compound, mode="full_refresh", progress=False)
     assert "primary key has several fields" in caplog.text
-    assert _events_requests(report) == _events_requests(plain) and not report.passes
+    assert report.requests["events"] == plain.requests["events"] and not report.passes
     assert loaded(api) == served(api)
 
 

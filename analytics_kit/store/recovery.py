@@ -192,9 +192,11 @@ def remove_uncommitted_appends(pipeline: Pipeline, client: Any, tables: set[tupl
     if schema is None:
         return
     now_appended = {schema.naming.normalize_table_identifier(name) for name in appends}
-    appended = {t["name"]: t.get("write_disposition") == "replace" for t in schema.data_tables() if not t.get("parent")
-                and (t.get("write_disposition") == "append"
-                     or t.get("write_disposition") == "replace" and t["name"] in now_appended)}
+    appended: dict[str, bool] = {}  # root table -> whether its stored disposition is a full refresh's "replace"
+    for table in schema.data_tables():
+        stored = table.get("write_disposition")
+        if not table.get("parent") and (stored == "append" or stored == "replace" and table["name"] in now_appended):
+            appended[table["name"]] = stored == "replace"
     if not appended:
         return
     loads = client.make_qualified_table_name(schema.loads_table_name)
