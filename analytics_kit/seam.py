@@ -553,6 +553,63 @@ def _carried(path: str) -> bool:
             and not any(re.search(command, path, re.IGNORECASE) for command in UNLOGGED_COMMANDS))
 
 
+# -- soft-deleted rows deleted in a replace's swap ----------------------------------------------
+# A replace that may turn into dlt's merge (its pages may hold a key twice) stages the rows flagged deleted, as the
+# merge must see them. Its swap deletes them, and their nested rows, in its own transaction, which dlt's replace (a
+# copy of staging as it is) does not. dlt's replace SQL class and its hard delete condition are internal.
+_FLAGGED: set[str] = set()  # root tables; a set for dlt's worker threads, as _FROM_FILES
+
+
+@contextmanager
+def delete_flagged(tables: Iterable[str]) -> Iterator[None]:
+    """Within the block, a replace of one of these root tables deletes its rows flagged by ``hard_delete``."""
+    _install_flagged_deletes()
+    names = set(tables) - _FLAGGED
+    _FLAGGED.update(names)
+    try:
+        yield
+    finally:
+        _FLAGGED.difference_update(names)
+
+
+def _flagged_deletes(chain: Any, sql_client: Any) -> list[str]:
+    from dlt.common.destination.capabilities import DestinationCapabilitiesContext
+    from dlt.common.schema.utils import get_first_column_name_with_prop as column_with
+    from dlt.destinations.sql_jobs import SqlMergeFollowupJob
+
+    root, name, quote = chain[0], sql_client.make_qualified_table_name, sql_client.escape_column_name
+    if root["name"] not in _FLAGGED:
+        return []
+    escape = (sql_client.capabilities.escape_literal
+              or DestinationCapabilitiesContext.generic_capabilities().escape_literal)
+    try:
+        flag, deleted = SqlMergeFollowupJob._get_hard_delete_col_and_cond(root, quote, escape)
+    except KeyError:  # a declared flag no record has had: a column without a type, no row to delete
+        return []
+    if flag is None:
+        return []
+    row_key = column_with(root, "row_key")
+    flagged_rows = f"(SELECT {quote(row_key)} FROM {name(root['name'])} WHERE {deleted})" if row_key else ""
+    # nested rows first: they are found through their flagged root rows
+    nested = [t for t in chain[1:] if row_key and column_with(t, "root_key")]
+    return ([f"DELETE FROM {name(t['name'])} WHERE {quote(column_with(t, 'root_key'))} IN {flagged_rows}" for t in nested]
+            + [f"DELETE FROM {name(root['name'])} WHERE {deleted}"])
+
+
+@functools.cache
+def _install_flagged_deletes() -> Callable[..., list[str]]:
+    """Returns dlt's own replace SQL, for ``_install_from_files``."""
+    from dlt.destinations.sql_jobs import SqlStagingReplaceFollowupJob
+
+    stock = SqlStagingReplaceFollowupJob.generate_sql.__func__  # type: ignore[attr-defined]
+
+    def generate_sql(cls: Any, table_chain: Any, sql_client: Any) -> list[str]:
+        return stock(cls, table_chain, sql_client) + _flagged_deletes(table_chain, sql_client)
+
+    SqlStagingReplaceFollowupJob.generate_sql = classmethod(generate_sql)  # type: ignore[assignment]
+    return stock  # type: ignore[no-any-return]
+
+
 @functools.cache
 def _install_from_files() -> None:
     from dlt.destinations.impl.duckdb.duck import DuckDbClient, DuckDbCopyJob
@@ -577,12 +634,12 @@ def _install_from_files() -> None:
                  and _from_files(tables.get(job.job_file_info.table_name, {}), load_id, job.file_path)]
         if not reads:
             return followups(self, table_chain, jobs)
-        stock = SqlStagingReplaceFollowupJob.generate_sql
+        stock = _install_flagged_deletes()
 
         class FromFiles(SqlStagingReplaceFollowupJob):
             @classmethod
             def generate_sql(cls, chain: Any, sql_client: Any) -> list[str]:
-                return stock(chain, sql_client) + reads
+                return stock(cls, chain, sql_client) + reads + _flagged_deletes(chain, sql_client)
 
         return [FromFiles.from_table_chain(table_chain, self.sql_client)]
 

@@ -71,3 +71,36 @@ def test_the_public_surface_names_no_seam_internals() -> None:
     public = set(analytics_kit.__all__)
     assert not public & {"seam", "jsonpath", "ItemTransform"}
     assert re.fullmatch(r"[\w.]+", analytics_kit.__name__)
+
+
+def test_a_replace_deletes_its_flagged_rows_and_their_nested_rows_in_the_swap(tmp_path):
+    """A replace that stages soft-deleted rows (so that it can become a merge) deletes them in its
+    swap: the root rows flagged by ``hard_delete``, and the nested rows linked to them."""
+    import dlt
+
+    from analytics_kit.seam import _flagged_deletes, delete_flagged, link_nested_rows
+
+    records = [{"id": 1, "deleted": False, "tags": [{"t": "a"}]},
+               {"id": 2, "deleted": True, "tags": [{"t": "b"}, {"t": "c"}]},
+               {"id": 3, "deleted": None, "tags": [{"t": "d"}]}]
+
+    @dlt.source
+    def api():
+        return dlt.resource(records, name="events", write_disposition="replace", primary_key="id",
+                            columns={"deleted": {"data_type": "bool", "hard_delete": True}})
+
+    source = api()
+    link_nested_rows(source, ["events"])  # as a kit replace links them
+    pipeline = dlt.pipeline("flagged", destination=dlt.destinations.duckdb(str(tmp_path / "f.duckdb")),
+                            dataset_name="main", pipelines_dir=str(tmp_path / "p"))
+    pipeline.run(source)
+    schema = pipeline.default_schema
+    chain = [schema.tables["events"], schema.tables["events__tags"]]
+    with pipeline.sql_client() as client:
+        assert _flagged_deletes(chain, client) == []  # outside the block: dlt's replace as it is
+        with delete_flagged(["events"]):
+            statements = _flagged_deletes(chain, client)
+        for statement in statements:
+            client.execute_sql(statement)
+        assert sorted(r[0] for r in client.execute_sql("SELECT id FROM events")) == [1, 3]
+        assert sorted(r[0] for r in client.execute_sql("SELECT t FROM events__tags")) == ["a", "d"]

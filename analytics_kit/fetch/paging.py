@@ -43,7 +43,7 @@ from analytics_kit.fetch.page_checks import bad_value, check_cursor_kind, check_
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.tally import Tally
+from analytics_kit.fetch.tally import Tally, distinct_over
 from analytics_kit.fetch.transport import request_text
 from analytics_kit.redact import Redactor
 
@@ -59,16 +59,6 @@ MAX_REPEATS = 2
 MAX_PAGES = 100_000
 
 logger = logging.getLogger(__name__)
-
-
-def _distinct(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> int:
-    """Distinct keys over every pass so far."""
-    if len(passes) == 1:
-        return passes[0].distinct()
-    union = Tally(key, naming)
-    for tally in passes:
-        union.absorb(tally)
-    return union.distinct()
 
 
 class KitPaginate:
@@ -226,7 +216,7 @@ class KitPaginate:
             passes.append(tally)
             union = None
             if attempt > 1 or tally.distinct() < tally.rows:
-                union = _distinct(passes, self.primary_key, self.naming)
+                union = distinct_over(passes, self.primary_key, self.naming)
                 self.stats.keys(self.resource, union)
             missing, shrank = tally.missing(), tally.shrank
             if (missing or shrank) and not (self.repage and tally.key is not None):
@@ -238,8 +228,13 @@ class KitPaginate:
                 missing, shrank = 0, None
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
-                raise MergeNeeded(self.resource, f"the API's total fell from {shrank[0]} to {shrank[1]} while the "
-                                  "listing was paged" if shrank else tally.unproven(bool(missing)))
+                why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
+                       else tally.unproven(bool(missing)))
+                if not self.replace.switchable:
+                    raise MergeNeeded(self.resource, why)
+                # the staged rows are what dlt's merge takes: it dedups them, paged on as a merge pages
+                outcome["merge"] = self.stats.merge_instead(self.resource, why)
+                self.replace = None
             if attempt == 1:  # each pass is weighed against the newest read before the pages, then where the last ended
                 newest = reference = tally.newest
             rose = rising is not None and rising.holds
@@ -260,7 +255,7 @@ class KitPaginate:
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
                 if answers is not None:
-                    self.stats.keys(self.resource, _distinct([*passes, answers], self.primary_key, self.naming))
+                    self.stats.keys(self.resource, distinct_over([*passes, answers], self.primary_key, self.naming))
                     return
             signature = tally.signature()
             if signature in seen:

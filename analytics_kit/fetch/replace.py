@@ -28,17 +28,25 @@ class Replace:
     step after dlt's incremental one: the cursor still moves past them, as in a merge). That
     equals the merge only when no key comes twice (a newer flagged version must win over an
     older live one), which ``KitPaginate`` proves per pass, else raises ``MergeNeeded``.
+
+    ``switchable``: the staged rows are what dlt's merge would stage (arrow pages of a delete-insert
+    merge, flagged rows kept: ``counted`` instead of ``kept``, and the swap deletes them, see
+    ``seam.delete_flagged``). Keys not proven distinct then make the table dlt's merge in place,
+    rather than the whole run extracted again.
     """
 
-    def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str) -> None:
+    def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str, *, switchable: bool = False,
+                 on_flagged: Callable[[int], None] | None = None) -> None:
         self.hard_delete = hard_delete
         self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
+        self.switchable = switchable
+        self.on_flagged = on_flagged
 
     @classmethod
-    def of(cls, columns: Any, naming: Callable[[str], str]) -> "Replace":
+    def of(cls, columns: Any, naming: Callable[[str], str], **options: Any) -> "Replace":
         """For a resource's ``columns`` hint: its flag is the column with dlt's ``hard_delete`` hint."""
         flag = next((name for name, hint in declared_columns(columns, naming).items() if hint.get("hard_delete")), None)
-        return cls(flag, naming)
+        return cls(flag, naming, **options)
 
     def field(self, names: Iterable[Any]) -> str | None:
         """The flag's name among a record's (or a table's) field names, as dlt's naming matches them."""
@@ -50,23 +58,44 @@ class Replace:
         wanted = self.naming(self.hard_delete)
         return next((n for n in names if isinstance(n, str) and self.naming(n) == wanted), None)
 
+    def counted(self, page: Any) -> Any:
+        """``page`` as it is, its flagged rows counted (``on_flagged``): the swap deletes them."""
+        if self.on_flagged is not None and self.hard_delete is not None:
+            if isinstance(page, pa.Table):
+                deleted = self._deleted(page)
+                flagged = 0 if deleted is None else pc.sum(deleted).as_py() or 0
+            else:
+                flagged = len(page if isinstance(page, list) else [page]) - len(_as_list(self.kept(page)))
+            if flagged:
+                self.on_flagged(flagged)
+        return page
+
+    def _deleted(self, page: pa.Table) -> Any:
+        column = self.field(page.column_names)
+        if column is None:
+            return None
+        flags = page.column(column)
+        # dlt's rule: a bool flag deletes when true, any other type when not null
+        return pc.fill_null(flags, False) if pa.types.is_boolean(flags.type) else pc.is_valid(flags)
+
     def kept(self, page: Any) -> Any:
         """``page`` (an arrow table, a list of records or one record) without its flagged rows."""
         if self.hard_delete is None:
             return page
         if isinstance(page, pa.Table):
-            column = self.field(page.column_names)
-            if column is None:
+            deleted = self._deleted(page)
+            if deleted is None:
                 return page
-            flags = page.column(column)
-            # dlt's rule: a bool flag deletes when true, any other type when not null
-            deleted = pc.fill_null(flags, False) if pa.types.is_boolean(flags.type) else pc.is_valid(flags)
             return page.filter(pc.invert(deleted)) if pc.any(deleted).as_py() else page
         if isinstance(page, list):
             return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(self.field(r))))]
         if isinstance(page, dict) and _flagged(page.get(self.field(page))):
             return None
         return page
+
+
+def _as_list(kept: Any) -> list:
+    return kept if isinstance(kept, list) else [] if kept is None else [kept]
 
 
 def _flagged(value: Any) -> bool:

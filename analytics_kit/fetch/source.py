@@ -125,6 +125,7 @@ def _build(
     naming = seam.identifier_naming(source)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields
+    linked: frozenset[str] = frozenset()
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
         unpaged = [r.name for r in source.resources.values() if seam.resource_client(r) is None]
@@ -185,7 +186,10 @@ def _build(
                 seam.add_step(resource, rounding)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
-            rows = Replace.of(resource.columns, naming) if replace else None
+            # arrow pages of a delete-insert merge can become dlt's merge in place (see Replace)
+            switchable = convert is not None and naming(table_of(resource)) in linked
+            rows = Replace.of(resource.columns, naming, switchable=switchable,
+                              on_flagged=functools.partial(stats.flagged_rows, resource.name)) if replace else None
             fields = FieldNames(resource.name, field_naming)
             if renames:  # checked behind the steps, which may rename a field (as its error suggests)
                 seam.add_step(resource, fields)
@@ -199,7 +203,7 @@ def _build(
                         newest_field=_newest_field(resource, one_row_per_key),
                         start=seam.start_param(resource)).install()
             if rows is not None:
-                seam.add_step(resource, rows.kept, after_incremental=True)
+                seam.add_step(resource, rows.counted if switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)
             if convert is not None:
                 seam.add_step(resource, RowColumns(naming), last=True)

@@ -63,6 +63,10 @@ class LoadStats:
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0
         self.distinct: dict[str, int] = {}
+        # resources of a full refresh loaded as dlt's merge after their pages held a key twice, and why
+        self.merged_instead: dict[str, str] = {}
+        # soft-deleted rows a replace staged, per resource: its swap deletes them (see seam.delete_flagged)
+        self.flagged: dict[str, int] = defaultdict(int)
         self.passes: dict[str, int] = defaultdict(int)
         self.children: set[str] = set()  # resources asked once per record of a parent resource
 
@@ -111,6 +115,15 @@ class LoadStats:
                 self.distinct.pop(resource, None)
             else:
                 self.distinct[resource] = distinct
+
+    def merge_instead(self, resource: str, why: str) -> tuple[str, str]:
+        with self._lock:
+            self.merged_instead[resource] = why
+        return resource, why
+
+    def flagged_rows(self, resource: str, rows: int) -> None:
+        with self._lock:
+            self.flagged[resource] += rows
 
     def waited(self, seconds: float) -> None:
         with self._lock:

@@ -165,6 +165,16 @@ def _key(record: dict, fields: Any) -> Any:
     return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
 
 
+def distinct_over(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> int:
+    """Distinct keys over every pass so far."""
+    if len(passes) == 1:
+        return passes[0].distinct()
+    union = Tally(key, naming)
+    for tally in passes:
+        union.absorb(tally)
+    return union.distinct()
+
+
 def _count_distinct(ints: array) -> int:
     """Distinct values of ``ints``, in a sorted copy: 8 bytes a value.
 

@@ -29,6 +29,7 @@ from analytics_kit.run.report import LoadReport
 from analytics_kit.seam import (
     complete_row_columns,
     cursor_convert,
+    delete_flagged,
     memoise_secret_hints,
     memoise_typeddict_hints,
     merge_into_emptied,
@@ -212,7 +213,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         before = stored_cursors(pipeline, SOURCE_NAME)
         with _timed(steps, "extract"):
             source, merged, emptied = _extract(pipeline, source, build, mode, replace and mode == "full_refresh",
-                                               LOADER_FILE_FORMATS.get(target.destination))
+                                               LOADER_FILE_FORMATS.get(target.destination), stats)
         stats.drops_tables = merged
         complete_row_columns(pipeline)
         with _timed(steps, "normalize"):
@@ -235,7 +236,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:
                 packages = pipeline.list_normalized_load_packages() if target.is_file else ()
-                with merge_into_emptied(emptied), replace_from_files(packages):
+                with merge_into_emptied(emptied), replace_from_files(packages), delete_flagged(linked_roots(source)):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
             finally:
                 if target.is_file:
@@ -277,7 +278,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
 
 
 def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: str, replace: bool,
-             file_format: str | None) -> tuple[Any, bool, frozenset[str]]:
+             file_format: str | None, stats: LoadStats) -> tuple[Any, bool, frozenset[str]]:
     """Extracts the run; returns the source extracted, whether a full refresh is loaded as a
     merge into tables dlt drops first, and the root tables a merge empties in its own transaction."""
     if replace:
@@ -286,9 +287,10 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
         reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
         needed = unproven(source)
         if needed is None:
+            stats.merged_instead.clear()
             try:
                 pipeline.extract(source, loader_file_format=file_format)
-                return source, False, frozenset()
+                return source, False, _merged_in_place(pipeline, stats)
             except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
                 needed = find_cause(error, MergeNeeded)
                 if needed is None:
@@ -309,6 +311,18 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
     return source, mode == "full_refresh", frozenset()
 
 
+def _merged_in_place(pipeline: Pipeline, stats: LoadStats) -> frozenset[str]:
+    """The root tables of a replace that its pages made dlt's merge (see ``Replace``), each emptied in the
+    merge's transaction."""
+    schema = pipeline.default_schema
+    tables = frozenset(table["name"] for table in schema.data_tables() if not table.get("parent")
+                       and table.get("resource") in stats.merged_instead and table.get("write_disposition") == "merge")
+    for resource, why in stats.merged_instead.items():
+        logger.info("%s: %s; its table is loaded as a merge into a table emptied in the same transaction",
+                    resource, why)
+    return tables
+
+
 def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
     """The schema's root tables that ``source``'s resources load."""
     names = set(source.resources)
@@ -319,11 +333,13 @@ def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
 def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline) -> dict[str, int]:
     """Rows per table: those staged, but each key once where the pages held keys more than
     once (two passes over a listing, a change feed's versions), as dlt's merge loads them."""
-    if not stats.distinct or not pipeline.default_schema_name:
+    if not (stats.distinct or stats.flagged) or not pipeline.default_schema_name:
         return dict(staged)
     table = pipeline.default_schema.naming.normalize_table_identifier
     distinct = {table(resource): n for resource, n in stats.distinct.items()}
-    return {name: min(count, distinct.get(name, count)) for name, count in staged.items()}
+    # a replace's swap deletes the soft-deleted rows it staged; a merge counts them as its own staged rows
+    flagged = {table(resource): n for resource, n in stats.flagged.items() if resource not in stats.merged_instead}
+    return {name: min(count, distinct.get(name, count)) - flagged.get(name, 0) for name, count in staged.items()}
 
 
 @contextmanager
