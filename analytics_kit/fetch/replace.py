@@ -29,10 +29,10 @@ class Replace:
     equals the merge only when no key comes twice (a newer flagged version must win over an
     older live one), which ``KitPaginate`` proves per pass, else raises ``MergeNeeded``.
 
-    ``switchable``: the staged rows are what dlt's merge would stage (arrow pages of a delete-insert
-    merge, flagged rows kept: ``counted`` instead of ``kept``, and the swap deletes them, see
-    ``seam.delete_flagged``). Keys not proven distinct then make the table dlt's merge in place,
-    rather than the whole run extracted again.
+    ``switchable``: the staged rows are what dlt's merge would stage (a delete-insert merge's, flagged
+    rows kept: ``counted`` instead of ``kept``, and the swap deletes them, see ``seam.delete_flagged``).
+    Keys not proven distinct then make the table dlt's merge in place, rather than the whole run
+    extracted again.
     """
 
     def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str, *, switchable: bool = False,

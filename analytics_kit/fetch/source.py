@@ -186,10 +186,14 @@ def _build(
                 seam.add_step(resource, rounding)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
-            # arrow pages of a delete-insert merge can become dlt's merge in place (see Replace)
-            switchable = convert is not None and naming(table_of(resource)) in linked
-            rows = Replace.of(resource.columns, naming, switchable=switchable,
-                              on_flagged=functools.partial(stats.flagged_rows, resource.name)) if replace else None
+            rows = None
+            if replace:
+                rows = Replace.of(resource.columns, naming, on_flagged=functools.partial(stats.flagged_rows,
+                                                                                        resource.name))
+                # a delete-insert merge's replace can become that merge in place (see Replace); pages that
+                # stay dicts leave flagged rows out, which the merge must see, so only without a flag
+                rows.switchable = naming(table_of(resource)) in linked and (convert is not None
+                                                                            or rows.hard_delete is None)
             fields = FieldNames(resource.name, field_naming)
             if renames:  # checked behind the steps, which may rename a field (as its error suggests)
                 seam.add_step(resource, fields)
@@ -203,7 +207,7 @@ def _build(
                         newest_field=_newest_field(resource, one_row_per_key),
                         start=seam.start_param(resource)).install()
             if rows is not None:
-                seam.add_step(resource, rows.counted if switchable else rows.kept, after_incremental=True)
+                seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)
             if convert is not None:
                 seam.add_step(resource, RowColumns(naming), last=True)

@@ -35,6 +35,7 @@ class Start:
     pipeline: Pipeline
     dropped: int  # unfinished load packages an earlier run left, dropped
     full_refresh_pending: bool
+    fresh: bool = False  # the dataset held no table: nothing was ever loaded into it
 
 
 def open_pipeline(target: Any) -> Pipeline:
@@ -82,7 +83,8 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
             if not unfinished and _is_committed_or_false(pipeline, client, tables):
                 # the last run's package, kept until now for a look at what it ran, is committed
                 seam.delete_loaded_packages(pipeline)
-                return Start(pipeline, 0, _tidy(pipeline, client, tables, tidy_staging, appends))
+                return Start(pipeline, 0, _tidy(pipeline, client, tables, tidy_staging, appends),
+                             _fresh(client, tables))
     if unfinished:
         logger.warning(
             "Dropping %d unfinished load package(s) left by an earlier failed run; "
@@ -92,13 +94,20 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
     pipeline = pipeline.drop()
     pipeline.sync_destination()
     with pipeline.sql_client() as client:
-        return Start(pipeline, unfinished, _tidy(pipeline, client, _tables(client), tidy_staging, appends))
+        tables = _tables(client)
+        return Start(pipeline, unfinished, _tidy(pipeline, client, tables, tidy_staging, appends),
+                     _fresh(client, tables))
 
 
 def _tables(client: Any) -> set[tuple[str, str]]:
     with client.with_staging_dataset():
         staging = client.dataset_name
     return tables_of(client, client.dataset_name, staging)
+
+
+def _fresh(client: Any, tables: set[tuple[str, str]]) -> bool:
+    """Whether the dataset has no table at all: not dlt's, not one made by hand."""
+    return all(schema != client.dataset_name for schema, _ in tables)
 
 
 def _is_committed_or_false(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]]) -> bool:
