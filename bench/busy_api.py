@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/busy_api.py                    # 6 runs of 10,000 records
     .venv/bin/python bench/busy_api.py --runs 10 --records 5000 --every 0.5
+    .venv/bin/python bench/busy_api.py --full-refresh         # full refreshes instead of first loads
 
 A real analytics API changes while it is paged. The listing here (``tests/test_newest.py``'s
 ``Listing``: ordered by ``updated_at``, oldest first, 50 ms a request) gives one random record the
@@ -36,6 +37,7 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=1.0, help="seconds between two updates")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--full-refresh", action="store_true", help="a full refresh instead of the first load")
     args = parser.parse_args()
 
     from test_newest import Listing, config  # the tests' listing, which can change while it is paged
@@ -63,8 +65,10 @@ def main() -> int:
             threading.Thread(target=update, daemon=True).start()
             database = os.path.join(folder, f"run{run}.duckdb")
             try:
-                report = ak.load(config(server, concurrency=8), progress=False, database=database)
-                outcome = f"loaded in {report.passes.get('events', 1)} pass(es)"
+                report = ak.load(config(server, concurrency=8), "full_refresh" if args.full_refresh else "incremental",
+                                 progress=False, database=database)
+                outcome = (f"loaded in {report.passes.get('events', 1)} pass(es), "
+                           f"{report.requests.get('events', 0)} requests")
                 loaded += 1
             except ak.LoadError as error:
                 outcome = f"failed: {str(error).split(';')[0]}"
