@@ -81,7 +81,8 @@ def main() -> int:
                 outcome += f"; after a quiet run the table {'equals' if equal else 'DIFFERS FROM'} the API"
             print(f"  run {run}: {outcome}", flush=True)
             server.close()
-    print(f"{loaded} of {args.runs} first loads succeeded; {right} equal to the API after a quiet run")
+    kind = "full refreshes" if args.full_refresh else "first loads"
+    print(f"{loaded} of {args.runs} {kind} succeeded; {right} equal to the API after a quiet run")
     return 0 if right == loaded else 1
 
 
