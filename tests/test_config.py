@@ -388,3 +388,14 @@ def test_secrets_from_auth_instances_and_bearer_shorthand() -> None:
     prepared = prepare(config)
     assert set(prepared.secrets) == {CANARY, "token-secret"}
     build(prepared)
+
+
+def test_a_guide_config_edited_in_a_notebook_leaves_the_next_one_as_the_guide_writes_it() -> None:
+    import analytics_kit as ak
+
+    first = ak.guide_config("http://127.0.0.1:1")
+    first["resources"][0]["columns"]["deleted"]["hard_delete"] = False
+    first["resources"][0]["columns"].pop("id")
+    again = ak.guide_config("http://127.0.0.1:1")
+    assert again["resources"][0]["columns"]["deleted"]["hard_delete"] is True
+    assert "id" in again["resources"][0]["columns"]

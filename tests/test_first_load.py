@@ -42,7 +42,7 @@ def test_a_first_load_whose_listing_repeats_a_key_is_a_merge_that_keeps_the_newe
     api.inject("transform", path="/v1/events", times=None, fn=lambda body: {**body, "data": body["data"] * 2})
     with caplog.at_level("INFO", logger="analytics_kit"):
         report = ak.load(config, progress=False)
-    assert "events: the listing returned a key more than once; its table is loaded as a merge" in caplog.text
+    assert "events: the listing returned a key more than once; loaded as a merge into its table" in caplog.text
     assert "ROW_NUMBER" in merge_sql()
     copies = ak.query("SELECT id, count(*) AS n FROM analytics.events GROUP BY id")
     assert set(copies.n) == {1} and loaded(api) == served(api)

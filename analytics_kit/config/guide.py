@@ -6,6 +6,7 @@ incremental cursor, and the demo API's soft-delete flag as dlt's ``hard_delete``
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -82,7 +83,8 @@ def guide_config(
         },
         "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
         "resources": [
-            {"name": name, "endpoint": endpoint(f"/v1/{name}", limit=limit), "columns": COLUMNS[name]}
+            # copies: a notebook that edits its config must not change the next one's
+            {"name": name, "endpoint": endpoint(f"/v1/{name}", limit=limit), "columns": copy.deepcopy(COLUMNS[name])}
             for name in resources
         ],
     }
