@@ -563,3 +563,21 @@ def test_a_replace_whose_merge_hint_a_filter_dropped_is_extracted_again_as_a_mer
         rows = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS ids, max(id) AS top FROM analytics.events")
         assert (rows.n[0], rows.ids[0], rows.top[0]) == (200, 200, 200), report
         assert report.passes["events"] == 2
+
+
+def test_soft_deleted_rows_a_replace_counted_are_not_taken_off_the_merge_that_replaced_it(api, config, caplog):
+    """A resource paged as dicts with a flag cannot become a merge in place: its repeated key makes
+    the whole run extracted again as a merge. The soft-deleted rows the abandoned replace counted
+    for another resource are not taken off that merge's counts."""
+    api.advance(new=0, updated=0, deleted=15)
+    customers = next(r for r in config["resources"] if r["name"] == "customers")
+    customers["processing_steps"] = [{"filter": lambda record: True}]  # its pages stay dicts
+    api.inject("transform", path="/v1/customers", times=None,
+               fn=lambda body: {**body, "data": body["data"] + body["data"][:1]})
+    with caplog.at_level("INFO", logger="analytics_kit"):
+        report = ak.load(config, mode="full_refresh", progress=False)
+    assert "customers: the listing returned a key more than once; this full refresh is loaded as a merge" \
+        in caplog.text
+    assert loaded(api) == served(api)
+    # a merge counts what it staged, the soft-deleted rows included
+    assert report.rows["events"] == len(api.records("events", include_deleted=True))

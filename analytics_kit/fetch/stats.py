@@ -121,6 +121,12 @@ class LoadStats:
             self.merged_instead[resource] = why
         return resource, why
 
+    def extracting_again(self) -> None:
+        """An extraction abandoned for another: what it counted of its staged rows is not the new one's."""
+        with self._lock:
+            self.merged_instead.clear()
+            self.flagged.clear()
+
     def flagged_rows(self, resource: str, rows: int) -> None:
         with self._lock:
             self.flagged[resource] += rows

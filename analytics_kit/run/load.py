@@ -295,7 +295,6 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
         reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
         needed = unproven(source)
         if needed is None:
-            stats.merged_instead.clear()
             try:
                 pipeline.extract(source, loader_file_format=file_format)
             except Exception as error:  # noqa: BLE001 - only MergeNeeded is handled here
@@ -311,6 +310,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
         # a failed extract commits no package, and dlt rolled back its state and schema; a dropped one's cursors go
         source = build()
         reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
+        stats.extracting_again()
         if mode == "incremental":  # a first load (see _run): the tables are new, nothing to empty
             logger.info("%s; this first load is loaded as a merge", needed)
         elif all(merges_by_key(resource) for resource in source.resources.values()):
