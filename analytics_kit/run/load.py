@@ -135,7 +135,7 @@ def load(
     try:
         source = build(replace=replace)
     except MergeNeeded as needed:
-        logger.info("%s; this full refresh is loaded as a merge", needed)
+        logger.info("%s; this full refresh loads into tables dlt drops first", needed)
         replace, source = False, build()
 
     failure: KitError | None = None
@@ -321,7 +321,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
             pipeline.extract(source, loader_file_format=file_format)
             return source, False, frozenset(_root_tables(pipeline, source))
         else:
-            logger.info("%s; this full refresh is loaded as a merge", needed)
+            logger.info("%s; this full refresh loads into tables dlt drops first", needed)
     pipeline.extract(source, loader_file_format=file_format,
                      refresh="drop_sources" if mode == "full_refresh" else None)
     return source, mode == "full_refresh", frozenset()
