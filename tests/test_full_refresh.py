@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import duckdb
 import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
@@ -581,3 +582,57 @@ def test_soft_deleted_rows_a_replace_counted_are_not_taken_off_the_merge_that_re
     assert loaded(api) == served(api)
     # a merge counts what it staged, the soft-deleted rows included
     assert report.rows["events"] == len(api.records("events", include_deleted=True))
+
+
+def _as_ints(body: dict) -> dict:
+    """The soft-delete flag as an API backed by MySQL sends it: 0 or 1."""
+    return {**body, "data": [{**r, "deleted": int(r["deleted"])} for r in body["data"]]}
+
+
+@pytest.mark.parametrize("mode", ["full_refresh", "incremental"], ids=["a full refresh", "a first load"])
+def test_a_flag_sent_as_0_or_1_in_a_bool_column_keeps_the_rows_dlt_keeps(api, config, mode):
+    """dlt coerces 0 to False in the declared bool column and keeps the row; a replace of records that
+    stay dicts (a filter step) dropped every record whose flag was not null: a first load loaded nothing."""
+    api.advance(new=0, updated=0, deleted=15)
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    events["processing_steps"] = [{"filter": lambda record: True}]  # its pages stay dicts
+    api.inject("transform", path="/v1/events", times=None, fn=_as_ints)
+    if mode == "full_refresh":
+        ak.load(config, progress=False)
+    report = ak.load(config, mode, progress=False)
+    assert loaded(api) == served(api) and len(served(api)) == 235, report
+
+
+def test_a_replace_counts_neither_soft_deleted_records_nor_their_nested_rows(api, config):
+    """Records with a list stay dicts (their nested rows go to a child table); a resource named apart from
+    its table. The report and history count what the tables hold."""
+    api.advance(new=0, updated=0, deleted=15)
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    events["table_name"] = "activity"
+    api.inject("transform", path="/v1/events", times=None,
+               fn=lambda body: {**body, "data": [{**r, "tags": [{"t": "a"}, {"t": "b"}]} for r in body["data"]]})
+    for mode in ("incremental", "full_refresh"):
+        report = ak.load(config, mode, progress=False)
+        held = {t: int(ak.query(f"SELECT count(*) AS n FROM analytics.{t}").n[0])
+                for t in ("activity", "activity__tags")}
+        assert held == {"activity": 235, "activity__tags": 470}
+        assert {t: report.rows[t] for t in held} == held, (mode, report)
+        assert {t: int(ak.history()[f"rows_{t}"].iloc[-1]) for t in held} == held
+
+
+def test_a_first_load_that_could_not_become_a_merge_in_place_is_one_from_the_start(api, config, caplog):
+    """Records that stay dicts and carry a flag: a replace leaves flagged ones out, so a key found twice
+    could not make it a merge in place. The first load is dlt's merge from the start, without a replace
+    pass that would be wasted: as many requests as a first load into a dataset that holds a table."""
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    events["processing_steps"] = [{"filter": lambda record: True}]
+    api.inject("transform", path="/v1/events", times=None,
+               fn=lambda body: {**body, "data": body["data"] + body["data"][:1]})
+    with caplog.at_level("INFO", logger="analytics_kit"):
+        first = ak.load(config, progress=False)
+    with duckdb.connect("other.duckdb") as db:
+        db.execute("CREATE TABLE main.notes (id INTEGER)")
+    merged = ak.load(config, database="other.duckdb", progress=False)
+    assert first.requests["events"] == merged.requests["events"] and first.passes == merged.passes
+    assert "events: its records stay dicts and carry a soft-delete flag" in caplog.text
+    assert loaded(api) == served(api)

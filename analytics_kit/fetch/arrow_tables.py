@@ -280,6 +280,12 @@ def _shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def coerced_value(value: Any, kind: str) -> Any:
+    """``value`` as dlt's normaliser stores it in a column of ``kind``; raises where it would not."""
+    have = _kind_of(value) or "json"
+    return coerce_value(kind, "text" if have == "timestamp" and isinstance(value, str) else have, value)
+
+
 def _coerced(values: list, kind: str) -> pa.Array:
     """``values`` as an array of ``kind``, each coerced as dlt's normaliser does."""
     out = []
@@ -287,10 +293,8 @@ def _coerced(values: list, kind: str) -> pa.Array:
         if value is None:
             out.append(None)
             continue
-        have = _kind_of(value) or "json"
-        have = "text" if have == "timestamp" and isinstance(value, str) else have
         try:
-            out.append(coerce_value(kind, have, value))
+            out.append(coerced_value(value, kind))
         except (ValueError, TypeError, OverflowError):
             raise _Uncoercible(index, value) from None
     try:

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics_kit import seam
+from analytics_kit.fetch.arrow_tables import coerced_value
 
 
 class MergeNeeded(Exception):
@@ -36,17 +37,21 @@ class Replace:
     """
 
     def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str, *, switchable: bool = False,
-                 on_flagged: Callable[[int], None] | None = None) -> None:
+                 flag_type: str | None = None, on_flagged: Callable[[int], None] | None = None,
+                 on_dropped: Callable[[], None] | None = None) -> None:
         self.hard_delete = hard_delete
         self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
         self.switchable = switchable
+        self.flag_type = flag_type  # the flag's declared data_type: a bool column takes 0/1 and "false" as dlt coerces
         self.on_flagged = on_flagged
+        self.on_dropped = on_dropped
 
     @classmethod
     def of(cls, columns: Any, naming: Callable[[str], str], **options: Any) -> "Replace":
         """For a resource's ``columns`` hint: its flag is the column with dlt's ``hard_delete`` hint."""
-        flag = next((name for name, hint in declared_columns(columns, naming).items() if hint.get("hard_delete")), None)
-        return cls(flag, naming, **options)
+        flag = next(((name, hint) for name, hint in declared_columns(columns, naming).items()
+                     if hint.get("hard_delete")), (None, {}))
+        return cls(flag[0], naming, flag_type=flag[1].get("data_type"), **options)
 
     def field(self, names: Iterable[Any]) -> str | None:
         """The flag's name among a record's (or a table's) field names, as dlt's naming matches them."""
@@ -59,16 +64,21 @@ class Replace:
         return next((n for n in names if isinstance(n, str) and self.naming(n) == wanted), None)
 
     def counted(self, page: Any) -> Any:
-        """``page`` as it is, its flagged rows counted (``on_flagged``): the swap deletes them."""
-        if self.on_flagged is not None and self.hard_delete is not None:
-            if isinstance(page, pa.Table):
-                deleted = self._deleted(page)
-                flagged = 0 if deleted is None else pc.sum(deleted).as_py() or 0
-            else:
-                flagged = len(page if isinstance(page, list) else [page]) - len(_as_list(self.kept(page)))
-            if flagged:
+        """``page`` for a replace that may become a merge: an arrow table as it is, its flagged rows counted
+        (``on_flagged``; the swap deletes them). Records that stay dicts lose theirs, as in ``kept``: staged,
+        their nested rows would be counted as loaded. ``on_dropped`` hears of it (see run.load)."""
+        if self.hard_delete is None:
+            return page
+        if isinstance(page, pa.Table):
+            deleted = self._deleted(page)
+            flagged = 0 if deleted is None else pc.sum(deleted).as_py() or 0
+            if flagged and self.on_flagged is not None:
                 self.on_flagged(flagged)
-        return page
+            return page
+        kept = self.kept(page)
+        if self.on_dropped is not None and len(_as_list(kept)) < len(_as_list(page)):
+            self.on_dropped()
+        return kept
 
     def _deleted(self, page: pa.Table) -> Any:
         column = self.field(page.column_names)
@@ -88,8 +98,8 @@ class Replace:
                 return page
             return page.filter(pc.invert(deleted)) if pc.any(deleted).as_py() else page
         if isinstance(page, list):
-            return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(self.field(r))))]
-        if isinstance(page, dict) and _flagged(page.get(self.field(page))):
+            return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(self.field(r)), self.flag_type))]
+        if isinstance(page, dict) and _flagged(page.get(self.field(page)), self.flag_type):
             return None
         return page
 
@@ -98,7 +108,14 @@ def _as_list(kept: Any) -> list:
     return kept if isinstance(kept, list) else [] if kept is None else [kept]
 
 
-def _flagged(value: Any) -> bool:
+def _flagged(value: Any, kind: str | None = None) -> bool:
+    """dlt's rule: a bool flag deletes when true, any other type when not null. In a bool column dlt coerces
+    first (0 and "false" keep the row); a value it cannot coerce goes to a variant column, leaving the flag null."""
+    if value is not None and kind == "bool" and not isinstance(value, bool):
+        try:
+            value = coerced_value(value, "bool")
+        except (ValueError, TypeError, OverflowError):
+            return False
     return value is True if isinstance(value, bool) else value is not None
 
 

@@ -107,10 +107,12 @@ def _build(
     fast_path: bool | None = None,
     redactor: Redactor | None = None,
     replace: bool = False,
+    first_load: bool = False,
 ) -> DltSource:
     """The source; ``redactor`` is the load's one redactor (its secrets include the destination's).
 
-    ``replace``: a full refresh loaded with dlt's replace write disposition (see ``paging.Replace``).
+    ``replace``: a full refresh loaded with dlt's replace write disposition (see ``paging.Replace``);
+    ``first_load``: one that must be able to become dlt's merge in place, else ``MergeNeeded``.
     """
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
@@ -188,12 +190,16 @@ def _build(
             step = PageStep(resource.name, stats, on_page)
             rows = None
             if replace:
-                rows = Replace.of(resource.columns, naming, on_flagged=functools.partial(stats.flagged_rows,
-                                                                                        resource.name))
+                rows = Replace.of(resource.columns, naming,
+                                  on_flagged=functools.partial(stats.flagged_rows, naming(table_of(resource))),
+                                  on_dropped=functools.partial(stats.dropped, resource.name))
                 # a delete-insert merge's replace can become that merge in place (see Replace); pages that
                 # stay dicts leave flagged rows out, which the merge must see, so only without a flag
                 rows.switchable = naming(table_of(resource)) in linked and (convert is not None
                                                                             or rows.hard_delete is None)
+                if first_load and seam.primary_key(resource) and not rows.switchable:
+                    raise MergeNeeded(resource.name, "its records stay dicts and carry a soft-delete flag, which a "
+                                      "replace leaves out: a key it found twice would mean paging it again")
             fields = FieldNames(resource.name, field_naming)
             if renames:  # checked behind the steps, which may rename a field (as its error suggests)
                 seam.add_step(resource, fields)

@@ -65,8 +65,10 @@ class LoadStats:
         self.distinct: dict[str, int] = {}
         # resources of a full refresh loaded as dlt's merge after their pages held a key twice, and why
         self.merged_instead: dict[str, str] = {}
-        # soft-deleted rows a replace staged, per resource: its swap deletes them (see seam.delete_flagged)
+        # soft-deleted rows a replace staged, per table: its swap deletes them (see seam.delete_flagged)
         self.flagged: dict[str, int] = defaultdict(int)
+        # resources whose replace left out soft-deleted records that stayed dicts: they cannot become a merge
+        self.dropped_flagged: set[str] = set()
         self.passes: dict[str, int] = defaultdict(int)
         self.children: set[str] = set()  # resources asked once per record of a parent resource
 
@@ -126,10 +128,15 @@ class LoadStats:
         with self._lock:
             self.merged_instead.clear()
             self.flagged.clear()
+            self.dropped_flagged.clear()
 
-    def flagged_rows(self, resource: str, rows: int) -> None:
+    def dropped(self, resource: str) -> None:
         with self._lock:
-            self.flagged[resource] += rows
+            self.dropped_flagged.add(resource)
+
+    def flagged_rows(self, table: str, rows: int) -> None:
+        with self._lock:
+            self.flagged[table] += rows
 
     def waited(self, seconds: float) -> None:
         with self._lock:

@@ -206,7 +206,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             # Into an empty dataset a replace leaves what the merge by key would, each row written once, no merge
             # (1,000,000 events: a peak of 259 MB against 296). Keys not proven distinct make it the merge in place.
             try:
-                replace, source = True, build(replace=True)
+                replace, source = True, build(replace=True, first_load=True)
             except MergeNeeded as needed:
                 logger.info("%s; this first load is loaded as a merge", needed)
         if replace:
@@ -227,7 +227,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         with _timed(steps, "normalize"):
             normalized = pipeline.normalize()
         # dlt returns None from a step that found nothing to do
-        counts = _row_counts(normalized.row_counts if normalized else {}, stats, pipeline)
+        counts = _row_counts(normalized.row_counts if normalized else {}, stats, pipeline, emptied)
         release_unused()
         if target.is_file:
             _check_room(pipeline, target.database)
@@ -305,7 +305,6 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
                 merged_in_place, needed = _merged_in_place(pipeline, stats)
                 if needed is None:
                     return source, False, merged_in_place
-                # a filter step dropped the item the merge's hint rode on: it would replace with keys twice
                 pipeline.drop_pending_packages()
         # a failed extract commits no package, and dlt rolled back its state and schema; a dropped one's cursors go
         source = build()
@@ -332,7 +331,8 @@ def _merged_in_place(pipeline: Pipeline, stats: LoadStats) -> tuple[frozenset[st
     merge's transaction; or why the run must be extracted again, where a table did not become one."""
     roots = {table.get("resource"): table for table in pipeline.default_schema.data_tables() if not table.get("parent")}
     for resource, why in stats.merged_instead.items():
-        if roots.get(resource, {}).get("write_disposition") != "merge":
+        # the hint rode on an item a filter step dropped, or the merge would miss soft-deleted records left out
+        if roots.get(resource, {}).get("write_disposition") != "merge" or resource in stats.dropped_flagged:
             return frozenset(), MergeNeeded(resource, why)
         logger.info("%s: %s; loaded as a merge into its table, emptied in the same transaction", resource, why)
     return frozenset(roots[resource]["name"] for resource in stats.merged_instead), None
@@ -345,7 +345,7 @@ def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
             if not table.get("parent") and table.get("resource") in names]
 
 
-def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline) -> dict[str, int]:
+def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline, merged: frozenset) -> dict[str, int]:
     """Rows per table: those staged, but each key once where the pages held keys more than
     once (two passes over a listing, a change feed's versions), as dlt's merge loads them."""
     if not (stats.distinct or stats.flagged) or not pipeline.default_schema_name:
@@ -353,7 +353,7 @@ def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline) ->
     table = pipeline.default_schema.naming.normalize_table_identifier
     distinct = {table(resource): n for resource, n in stats.distinct.items()}
     # a replace's swap deletes the soft-deleted rows it staged; a merge counts them as its own staged rows
-    flagged = {table(resource): n for resource, n in stats.flagged.items() if resource not in stats.merged_instead}
+    flagged = {name: n for name, n in stats.flagged.items() if name not in merged}
     return {name: min(count, distinct.get(name, count)) - flagged.get(name, 0) for name, count in staged.items()}
 
 
