@@ -925,6 +925,14 @@ def reset_resource_states(pipeline: Any, source: str, resources: list[str]) -> N
             states.pop(name, None)
 
 
+def drop_extracted(pipeline: Any) -> None:
+    """Deletes the pending packages of an extraction the kit abandons (dlt 1.31 renamed the method)."""
+    if hasattr(pipeline, "abort_packages"):
+        pipeline.abort_packages()  # also restores the local state and schemas from before the package
+    else:
+        pipeline.drop_pending_packages()
+
+
 def delete_loaded_packages(pipeline: Any) -> None:
     """Deletes the local copies of committed load packages: a run that keeps the pipeline folder
     (see ``recovery.begin``) would otherwise keep every run's files. dlt has no public call for it."""

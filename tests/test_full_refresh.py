@@ -636,3 +636,25 @@ def test_a_first_load_that_could_not_become_a_merge_in_place_is_one_from_the_sta
     assert first.requests["events"] == merged.requests["events"] and first.passes == merged.passes
     assert "events: its records stay dicts and carry a soft-delete flag" in caplog.text
     assert loaded(api) == served(api)
+
+
+@pytest.mark.parametrize("mode", ["full_refresh", "incremental"], ids=["a full refresh", "a first load"])
+def test_an_undeclared_flag_is_typed_by_its_first_value_as_dlt_types_it(api, config, mode):
+    """An undeclared flag whose first value is a bool makes dlt's column bool, and later "false" or 0 keep
+    their rows there. Records with a list stay dicts; a replace dropped every record whose flag was not null."""
+    api.advance(new=0, updated=0, deleted=15)
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    events["columns"]["deleted"] = {"hard_delete": True}
+
+    def texts(body: dict) -> dict:
+        # the listing's first record keeps its bool; the rest send text or 0, and a list
+        first = body["data"][:1] if body.get("offset") == 0 else []
+        rest = [{**r, "deleted": "true" if r["deleted"] else ("false", 0)[r["id"] % 2], "tags": [{"t": "a"}]}
+                for r in body["data"][len(first):]]
+        return {**body, "data": first + rest}
+
+    api.inject("transform", path="/v1/events", times=None, fn=texts)
+    if mode == "full_refresh":
+        ak.load(config, progress=False)
+    report = ak.load(config, mode, progress=False)
+    assert loaded(api) == served(api) and len(served(api)) == 235, report

@@ -38,13 +38,18 @@ class Replace:
 
     def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str, *, switchable: bool = False,
                  flag_type: str | None = None, on_flagged: Callable[[int], None] | None = None,
-                 on_dropped: Callable[[], None] | None = None) -> None:
+                 on_dropped: Callable[[], None] | None = None, learned: Callable[[str], str | None] = lambda f: None,
+                 ) -> None:
         self.hard_delete = hard_delete
         self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
         self.switchable = switchable
         self.flag_type = flag_type  # the flag's declared data_type: a bool column takes 0/1 and "false" as dlt coerces
         self.on_flagged = on_flagged
         self.on_dropped = on_dropped
+        # an undeclared flag is typed as dlt types it: by the fast path's first values (``learned``), else
+        # by the first value the records bring
+        self.learned = learned
+        self.first_kind: str | None = None
 
     @classmethod
     def of(cls, columns: Any, naming: Callable[[str], str], **options: Any) -> "Replace":
@@ -98,10 +103,20 @@ class Replace:
                 return page
             return page.filter(pc.invert(deleted)) if pc.any(deleted).as_py() else page
         if isinstance(page, list):
-            return [r for r in page if not (isinstance(r, dict) and _flagged(r.get(self.field(r)), self.flag_type))]
-        if isinstance(page, dict) and _flagged(page.get(self.field(page)), self.flag_type):
+            return [r for r in page if not (isinstance(r, dict) and self._flagged(r))]
+        if isinstance(page, dict) and self._flagged(page):
             return None
         return page
+
+    def _flagged(self, record: dict) -> bool:
+        field = self.field(record)
+        value = record.get(field) if field is not None else None
+        if value is None:
+            return False
+        kind = self.flag_type or self.learned(field)
+        if kind is None:
+            kind = self.first_kind = self.first_kind or ("bool" if isinstance(value, bool) else "other")
+        return _flagged(value, kind)
 
 
 def _as_list(kept: Any) -> list:

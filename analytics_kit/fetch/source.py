@@ -192,7 +192,7 @@ def _build(
             if replace:
                 rows = Replace.of(resource.columns, naming,
                                   on_flagged=functools.partial(stats.flagged_rows, naming(table_of(resource))),
-                                  on_dropped=functools.partial(stats.dropped, resource.name))
+                                  on_dropped=functools.partial(stats.dropped, resource.name), learned=learned)
                 # a delete-insert merge's replace can become that merge in place (see Replace); pages that
                 # stay dicts leave flagged rows out, which the merge must see, so only without a flag
                 rows.switchable = naming(table_of(resource)) in linked and (convert is not None

@@ -30,6 +30,7 @@ from analytics_kit.seam import (
     complete_row_columns,
     cursor_convert,
     delete_flagged,
+    drop_extracted,
     memoise_secret_hints,
     memoise_typeddict_hints,
     merge_into_emptied,
@@ -305,7 +306,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
                 merged_in_place, needed = _merged_in_place(pipeline, stats)
                 if needed is None:
                     return source, False, merged_in_place
-                pipeline.drop_pending_packages()
+                drop_extracted(pipeline)
         # a failed extract commits no package, and dlt rolled back its state and schema; a dropped one's cursors go
         source = build()
         reset_resource_states(pipeline, SOURCE_NAME, list(source.resources))
@@ -327,8 +328,7 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
 
 
 def _merged_in_place(pipeline: Pipeline, stats: LoadStats) -> tuple[frozenset[str], MergeNeeded | None]:
-    """The root tables of a replace that its pages made dlt's merge (see ``Replace``), each emptied in the
-    merge's transaction; or why the run must be extracted again, where a table did not become one."""
+    """The root tables a replace's pages made dlt's merge (see ``Replace``), or why the run is extracted again."""
     roots = {table.get("resource"): table for table in pipeline.default_schema.data_tables() if not table.get("parent")}
     for resource, why in stats.merged_instead.items():
         # the hint rode on an item a filter step dropped, or the merge would miss soft-deleted records left out
