@@ -658,3 +658,15 @@ def test_an_undeclared_flag_is_typed_by_its_first_value_as_dlt_types_it(api, con
         ak.load(config, progress=False)
     report = ak.load(config, mode, progress=False)
     assert loaded(api) == served(api) and len(served(api)) == 235, report
+
+
+def test_a_full_refresh_keeps_the_flagged_rows_of_an_append_table_as_dlts_append_does(api, config):
+    """dlt's hard_delete hint acts in a merge only: an append table keeps its flagged rows, in its first
+    load and incremental runs. A full refresh dropped them."""
+    api.advance(new=0, updated=0, deleted=15)
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    events["write_disposition"] = "append"
+    ak.load(config, progress=False)
+    ak.load(config, mode="full_refresh", progress=False)
+    everything = {r["id"] for r in api.records("events", include_deleted=True)}
+    assert set(loaded(api)) == everything and len(everything) == 250

@@ -38,18 +38,13 @@ class Replace:
 
     def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str, *, switchable: bool = False,
                  flag_type: str | None = None, on_flagged: Callable[[int], None] | None = None,
-                 on_dropped: Callable[[], None] | None = None, learned: Callable[[str], str | None] = lambda f: None,
-                 ) -> None:
+                 on_dropped: Callable[[], None] | None = None) -> None:
         self.hard_delete = hard_delete
         self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
         self.switchable = switchable
         self.flag_type = flag_type  # the flag's declared data_type: a bool column takes 0/1 and "false" as dlt coerces
         self.on_flagged = on_flagged
         self.on_dropped = on_dropped
-        # an undeclared flag is typed as dlt types it: by the fast path's first values (``learned``), else
-        # by the first value the records bring
-        self.learned = learned
-        self.first_kind: str | None = None
 
     @classmethod
     def of(cls, columns: Any, naming: Callable[[str], str], **options: Any) -> "Replace":
@@ -109,14 +104,7 @@ class Replace:
         return page
 
     def _flagged(self, record: dict) -> bool:
-        field = self.field(record)
-        value = record.get(field) if field is not None else None
-        if value is None:
-            return False
-        kind = self.flag_type or self.learned(field)
-        if kind is None:
-            kind = self.first_kind = self.first_kind or ("bool" if isinstance(value, bool) else "other")
-        return _flagged(value, kind)
+        return _flagged(record.get(self.field(record)), self.flag_type)
 
 
 def _as_list(kept: Any) -> list:

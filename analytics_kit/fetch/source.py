@@ -27,7 +27,8 @@ from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import MergeNeeded, Replace, is_append, merge_strategy, merges_by_key, table_of
+from analytics_kit.fetch.replace import (MergeNeeded, Replace, declared_columns, is_append, merge_strategy,
+                                         merges_by_key, table_of)
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -192,7 +193,7 @@ def _build(
             if replace:
                 rows = Replace.of(resource.columns, naming,
                                   on_flagged=functools.partial(stats.flagged_rows, naming(table_of(resource))),
-                                  on_dropped=functools.partial(stats.dropped, resource.name), learned=learned)
+                                  on_dropped=functools.partial(stats.dropped, resource.name))
                 # a delete-insert merge's replace can become that merge in place (see Replace); pages that
                 # stay dicts leave flagged rows out, which the merge must see, so only without a flag
                 rows.switchable = naming(table_of(resource)) in linked and (convert is not None
@@ -212,7 +213,7 @@ def _build(
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
                         newest_field=_newest_field(resource, one_row_per_key),
                         start=seam.start_param(resource)).install()
-            if rows is not None:
+            if rows is not None and naming(table_of(resource)) in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)
             if convert is not None:
@@ -249,6 +250,10 @@ def _unprovable(resource: DltResource) -> str | None:
     if key and seam.processing_steps(resource, filters=False):
         # the kit counts the keys of the pages as fetched; a map step may change them afterwards
         return "its processing_steps may change the keys the kit counted"
+    flag = next((hint for hint in declared_columns(resource.columns, str).values() if hint.get("hard_delete")), None)
+    if flag is not None and flag.get("data_type") != "bool" and merge_strategy(resource) == "delete-insert":
+        # the kit reads a flag as dlt does only where its column is declared bool; any other dlt types by the data
+        return "its soft-delete flag is not declared bool, and only dlt's merge reads it as dlt types its column"
     return None
 
 
