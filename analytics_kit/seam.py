@@ -523,15 +523,20 @@ _FROM_FILES: set[str] = set()  # load ids; a set, not a context variable: dlt ru
 
 
 @contextmanager
-def replace_from_files(load_ids: Iterable[str]) -> Iterator[None]:
-    """Within the block, the replaced tables of these packages (on a DuckDB file) are filled from their files."""
-    _install_from_files()
-    ids = set(load_ids) - _FROM_FILES
-    _FROM_FILES.update(ids)
+def _registered(registry: set[str], names: Iterable[str]) -> Iterator[None]:
+    """``names`` in ``registry`` for the block; those already there stay after it (a block within a block)."""
+    added = set(names) - registry
+    registry.update(added)
     try:
         yield
     finally:
-        _FROM_FILES.difference_update(ids)
+        registry.difference_update(added)
+
+
+def replace_from_files(load_ids: Iterable[str]) -> Any:
+    """Within the block, the replaced tables of these packages (on a DuckDB file) are filled from their files."""
+    _install_from_files()
+    return _registered(_FROM_FILES, load_ids)
 
 
 def _from_files(table: Any, load_id: str | None, path: str) -> bool:
@@ -560,16 +565,10 @@ def _carried(path: str) -> bool:
 _FLAGGED: set[str] = set()  # root tables; a set for dlt's worker threads, as _FROM_FILES
 
 
-@contextmanager
-def delete_flagged(tables: Iterable[str]) -> Iterator[None]:
+def delete_flagged(tables: Iterable[str]) -> Any:
     """Within the block, a replace of one of these root tables deletes its rows flagged by ``hard_delete``."""
     _install_flagged_deletes()
-    names = set(tables) - _FLAGGED
-    _FLAGGED.update(names)
-    try:
-        yield
-    finally:
-        _FLAGGED.difference_update(names)
+    return _registered(_FLAGGED, tables)
 
 
 def _flagged_deletes(chain: Any, sql_client: Any) -> list[str]:
