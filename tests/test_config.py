@@ -174,6 +174,12 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"^destination: got 5 \(int\); expected a dlt destination name"),
     ("unknown resource_defaults key", edited(lambda c: c["resource_defaults"].update(primary_kye="id")),
      ConfigError, r"^resource_defaults\.primary_kye: unknown key 'primary_kye' \(did you mean 'primary_key'\?\)"),
+    ("one table's column declared two ways", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other",
+         "columns": {"id": {"data_type": "text"}}}) or c["resource_defaults"].update(
+        columns={"id": {"data_type": "bigint"}})), ConfigError,
+     r"^resources\[1\]\.columns\.id: declared 'text', where resources\[0\] declares 'bigint' for the same column "
+     r"of table 'resource_name'"),
 ]
 
 

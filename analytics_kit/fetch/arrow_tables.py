@@ -91,6 +91,21 @@ def _json(values: list) -> pa.Array:
         return pa.array([None if v is None else as_json(v).decode() for v in values], pa.string())
 
 
+class TableKinds:
+    """The column types the fast path gave one table, shared by every resource that loads into it.
+
+    dlt writes the Arrow pages of one table into one parquet file whatever resource they came
+    from, and its writer refuses a page whose column has another type than the file's ("Schema
+    at index 1 was different"), where its normaliser would have made a variant column. So a
+    column one resource typed is typed so for the others, and a value of another type sends
+    their page to dlt's normaliser (``TypeChanged``), as within one resource.
+    """
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+
 class PageConverter:
     """Turns one page (a list of dicts) into a ``pa.Table``; thread-safe.
 
@@ -100,7 +115,7 @@ class PageConverter:
     """
 
     def __init__(self, columns: Mapping[str, Mapping[str, Any]] | None, deferred: Iterable[str] = (),
-                 *, resource: str = "", required: Iterable[str] = ()) -> None:
+                 *, resource: str = "", required: Iterable[str] = (), table: TableKinds | None = None) -> None:
         columns = columns or {}
         self.resource = resource
         self.kinds: dict[str, str] = {n: c["data_type"] for n, c in columns.items() if c.get("data_type")}
@@ -109,7 +124,9 @@ class PageConverter:
         for name in required:  # the primary key is NOT NULL whether declared or not
             self.nullable[name] = False
         self.deferred = frozenset(deferred)
-        self._lock = threading.Lock()
+        self.table = table or TableKinds()
+        for name, kind in self.kinds.items():  # a declared type is the table's, unless another resource declared one
+            self.table.kinds.setdefault(name, kind)
         self._warned: set[str] = set()
 
     def nested_undeclared(self, rows: list[dict]) -> list[str]:
@@ -123,8 +140,11 @@ class PageConverter:
         new = present - set(self.kinds)
         if not new:
             return
-        with self._lock:
+        with self.table.lock:
             for name in sorted(new - set(self.kinds)):
+                if name in self.table.kinds:  # typed by another resource of the table
+                    self.kinds[name] = self.table.kinds[name]
+                    continue
                 value = next((r[name] for r in rows if r.get(name) is not None), None)
                 if value is None:
                     continue  # dlt adds no column for nulls only
@@ -137,7 +157,7 @@ class PageConverter:
                         self._warned.add(name)
                         logger.warning("column %r holds nested data that was not declared: it is "
                                        "loaded as JSON. Declare it in 'columns' to be sure.", name)
-                self.kinds[name] = kind
+                self.kinds[name] = self.table.kinds[name] = kind
 
     def __call__(self, rows: list[dict]) -> pa.Table:
         present = set().union(*rows) if rows else set()

@@ -16,13 +16,8 @@ from analytics_kit import seam
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
-from analytics_kit.fetch.arrow_tables import (
-    CastDeferred,
-    DecimalScale,
-    PageConverter,
-    PageFormat,
-    unsupported_columns,
-)
+from analytics_kit.fetch.arrow_tables import (CastDeferred, DecimalScale, PageConverter, PageFormat, TableKinds,
+                                              unsupported_columns)
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.interrupts import raise_if_dropped
@@ -146,6 +141,7 @@ def _build(
         if unproven is not None:
             _UNPROVEN[source] = MergeNeeded(*unproven)
         seam.link_nested_rows(source, sorted(linked))
+    tables: dict[str, TableKinds] = {}  # the fast path's column types, one table's for all its resources
     for resource in source.resources.values():
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
         # becomes it) keeps one row per key
@@ -177,7 +173,8 @@ def _build(
                 cursor_column = (incremental.cursor_path,) if incremental is not None else ()
                 key = seam.primary_key(resource) or ()
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
-                                          required=(key,) if isinstance(key, str) else key)
+                                          required=(key,) if isinstance(key, str) else key,
+                                          table=tables.setdefault(naming(table_of(resource)), TableKinds()))
                 convert = PageFormat(converter, resource.name, naming)
                 learned = converter.kinds.get
                 seam.add_step(resource, CastDeferred(converter), after_incremental=True)
