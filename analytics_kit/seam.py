@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 # -- internal modules, re-exported; no public route for any of these ---------------------------
 # - jsonpath: JSON paths as dlt evaluates them (data_selector, total_path), so the kit selects exactly what dlt's
 #   paginators and extract_response select;
-# - coerce_value, is_iso_timestamp: dlt's value coercion and ISO detection, so the Arrow fast path types values as
-#   dlt's normaliser would;
+# - coerce_value, is_iso_timestamp, py_type_to_sc_type: dlt's value coercion, ISO detection and the type it reads a
+#   Python value as, so the Arrow fast path types values as dlt's normaliser would, and refuses what it would not coerce;
 # - DictValidationException ... validate_dict: dlt's own rest_api validator and the typing helpers it reads
 #   TypedDicts with, so the config checks' rules are dlt's, not a copy;
 # - get_nested_tables: a table's nested tables (Schema has no public method for it);
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RETRY_EXCEPTIONS", "DictValidationException", "TColumnSchema", "coerce_value", "extract_union_types",
     "get_literal_args", "get_nested_tables", "get_type_hints", "get_type_name", "is_iso_timestamp",
-    "is_literal_type", "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "retry_if_status",
-    "validate_dict", "wait_exponential_retry_after",
+    "is_literal_type", "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "py_type_to_sc_type",
+    "retry_if_status", "validate_dict", "wait_exponential_retry_after",
 ]
 
 
@@ -55,7 +55,7 @@ def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from dlt.common import jsonpath  # noqa: F401
-    from dlt.common.data_types.type_helpers import coerce_value  # noqa: F401
+    from dlt.common.data_types.type_helpers import coerce_value, py_type_to_sc_type  # noqa: F401
     from dlt.common.exceptions import DictValidationException  # noqa: F401
     from dlt.common.schema.detections import is_iso_timestamp  # noqa: F401
     from dlt.common.schema.typing import TColumnSchema  # noqa: F401, F811

@@ -1162,6 +1162,58 @@ def test_types_a_declared_column_refuses_another_type_naming_record_column_and_r
     assert table() == {}
 
 
+# What keeps a resource's records dicts, for dlt's normaliser: a nested list, a map step.
+AS_DICTS = {"a nested list": lambda config: None, "a map step": lambda config: config["resources"][0].update(
+    processing_steps=[{"map": lambda record: record}])}
+
+
+@pytest.mark.parametrize("dicts", list(AS_DICTS))
+@pytest.mark.parametrize("column, kind, odd", [
+    ("value", "double", "abc"), ("flag", "bool", ""), ("count", "bigint", {"n": 1}), ("seen_at", "timestamp", "soon"),
+], ids=["text in a double", "blank in a bool", "a dict in a bigint", "text in a timestamp"])
+def test_types_a_declared_column_refuses_another_type_where_records_stay_dicts(api, watch, monkeypatch, dicts,
+                                                                                column, kind, odd):
+    """dlt's normaliser put such a value in a variant column without a word (value__v_text); the Arrow
+    pages refuse it. Records that stay dicts are refused alike, after the config's own steps."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r.update(tags=[{"t": 1}] if dicts == "a nested list" else [], flag=True, count=3, seen_at=r["updated_at"])
+            r[column] = odd if r["id"] == 350 else r[column]
+        return body
+
+    api.transform = served_as
+    config = config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                      "updated_at": {"data_type": "timestamp", "nullable": False},
+                                      column: {"data_type": kind}})
+    AS_DICTS[dicts](config)
+    for fast in (True, False):
+        monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+        error = watch.fails(config)
+        assert "id=350" in str(error) and repr(column) in str(error) and f"of type {kind}" in str(error), error
+        assert table() == {}
+
+
+def test_types_values_dlt_coerces_into_a_declared_column_load_where_records_stay_dicts(api, watch, monkeypatch):
+    """What dlt's normaliser coerces ("5" into a bigint, "true" into a bool, Unix seconds into a timestamp)
+    is no other type: the check refuses only what dlt would put in a variant column."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r.update(tags=[{"t": 1}], count=str(r["id"]), flag=("true", "false", 1, 0)[r["id"] % 4],
+                     seen_at=1767225600 + r["id"], value=r["id"] if r["id"] % 2 else r["value"])
+        return body
+
+    api.transform = served_as
+    config = config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                      "updated_at": {"data_type": "timestamp", "nullable": False},
+                                      "count": {"data_type": "bigint"}, "flag": {"data_type": "bool"},
+                                      "seen_at": {"data_type": "timestamp"}, "value": {"data_type": "double"}})
+    report = watch.succeeds(config)
+    assert report.rows["events"] == 500
+    got = ak.query("SELECT count, flag, seen_at FROM events WHERE id = 7").iloc[0].tolist()  # "7", 0, 1767225607
+    assert got[:2] == [7, False] and got[2].isoformat() == "2026-01-01T00:00:07+00:00", got
+    assert not [c for c in ak.describe("events").column if "__v_" in c]
+
+
 # -- 7b. fields that dlt would put into one column --------------------------------------------------
 
 

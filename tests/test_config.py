@@ -180,6 +180,10 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
         columns={"id": {"data_type": "bigint"}})), ConfigError,
      r"^resources\[1\]\.columns\.id: declared 'text', where resources\[0\] declares 'bigint' for the same column "
      r"of table 'resource_name'"),
+    ("one table's soft-delete flag declared by one resource", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other",
+         "columns": {"deleted": {"data_type": "bool", "hard_delete": True}}})), ConfigError,
+     r"^resources\[1\]\.columns: soft-delete flag \['deleted'\], where resources\[0\] has none"),
 ]
 
 

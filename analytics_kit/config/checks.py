@@ -325,32 +325,6 @@ def resource_name(resource: Any) -> Any:
     return resource if isinstance(resource, str) else resource.get("name")
 
 
-def check_shared_tables(resources: list, defaults: Any) -> None:
-    """Resources that load into one table must declare each of its columns with one data_type: dlt keeps
-    one of two silently (the other resource's values coerced or split off), and the kit's Arrow pages of
-    the two could not be written into one file."""
-    def kinds(columns: Any) -> dict[str, Any]:  # lists, models and callables are left to dlt
-        return {n: h.get("data_type") for n, h in columns.items() if isinstance(h, dict)} if isinstance(
-            columns, dict) else {}
-
-    default = kinds(defaults.get("columns")) if isinstance(defaults, dict) else {}
-    declared: dict[tuple[str, str], tuple[int, Any]] = {}
-    for i, resource in enumerate(resources):
-        table = resource.get("table_name", resource["name"]) if isinstance(resource, dict) else None
-        if not isinstance(table, str) or not isinstance(resource.get("columns", {}), dict):
-            continue
-        own = kinds(resource.get("columns"))
-        for name in default.keys() | own.keys():
-            kind = own.get(name) or default.get(name)
-            first = declared.setdefault((table, name), (i, kind)) if kind else (i, kind)
-            if first[1] != kind:
-                raise fail(join(join(join("resources", i), "columns"), name),
-                           f"declared {kind!r}, where resources[{first[0]}] declares {first[1]!r} for the same "
-                           f"column of table '{table}'", "one data_type per column of a table",
-                           "Declare the column alike in every resource that loads into that table, or give "
-                           "the resources tables of their own (table_name).")
-
-
 def check_shape(config: dict[str, Any]) -> None:
     """Raise ConfigError for the first problem in the config's shape (error_handler contents excepted)."""
     check_mapping(config, rt.RESTAPIConfig, "", skip=["client", "resources"], extra=[DESTINATION])
@@ -387,4 +361,6 @@ def check_shape(config: dict[str, Any]) -> None:
             raise fail(path, f"duplicate resource name '{name}' (also resources[{seen[name]}])",
                        "unique resource names", "Rename one of them; each name becomes a table.")
         seen[name] = i
+    from analytics_kit.config.shared_tables import check_shared_tables  # it builds on this module's fail()
+
     check_shared_tables(resources, config.get("resource_defaults"))

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from operator import methodcaller
 from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 import pyarrow as pa
 
+from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.cursors import render
 from analytics_kit.fetch.records import as_json
 from analytics_kit.seam import coerce_value, is_iso_timestamp
@@ -103,7 +103,21 @@ class TableKinds:
 
     def __init__(self) -> None:
         self.kinds: dict[str, str] = {}
+        self.declared: dict[str, tuple[str, str]] = {}  # column -> (declared type, the resource declaring it)
         self.lock = threading.Lock()
+
+    def declare(self, resource: str, kinds: Mapping[str, str]) -> None:
+        """A resource's declared column types become the table's; two resources declaring one column two ways
+        are refused (``config.shared_tables`` refuses most such configs; this catches table names that differ
+        only until dlt's naming makes them one)."""
+        for name, kind in kinds.items():
+            kind_before, by = self.declared.setdefault(name, (kind, resource))
+            if kind_before != kind:
+                raise ConfigError(
+                    f"resources '{by}' and '{resource}' load into one table and declare its column {name!r} as "
+                    f"{kind_before!r} and {kind!r}", guidance="Declare the column alike in every resource that loads "
+                    "into that table, or give the resources tables of their own (table_name).")
+            self.kinds.setdefault(name, kind)
 
 
 class PageConverter:
@@ -125,8 +139,7 @@ class PageConverter:
             self.nullable[name] = False
         self.deferred = frozenset(deferred)
         self.table = table or TableKinds()
-        for name, kind in self.kinds.items():  # a declared type is the table's, unless another resource declared one
-            self.table.kinds.setdefault(name, kind)
+        self.table.declare(resource, self.kinds)
         self._warned: set[str] = set()
 
     def nested_undeclared(self, rows: list[dict]) -> list[str]:
@@ -204,12 +217,7 @@ class PageConverter:
         except _Uncoercible as bad:
             if name not in self.declared:
                 raise TypeChanged(name) from None
-            if isinstance(bad.value, int) and not isinstance(bad.value, bool):
-                raise BadValue(name, bad.index, f"of type {kind}", f"has {bad.value}, beyond 64-bit integers,",
-                               f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.") from None
-            raise BadValue(name, bad.index, f"of type {kind}", f"has {_shown(bad.value)}",
-                           f"Fix the column's data_type in the config if the API sends such values, "
-                           f"or leave {name!r} undeclared to let dlt keep them in a variant column.") from None
+            raise refused(name, bad.index, kind, bad.value) from None
         if kind == "timestamp" and name in self.deferred:
             # the cursor stays text until dlt's incremental step has seen it (CastDeferred)
             array = pa.array([None if v is None else render(v) for v in array.to_pylist()], pa.string())
@@ -295,6 +303,16 @@ def _arrow_would_bend(value: Any, kind: str) -> bool:
     return type(value) is float and not value.is_integer()
 
 
+def refused(name: str, index: int, kind: str, value: Any) -> BadValue:
+    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return BadValue(name, index, f"of type {kind}", f"has {value}, beyond 64-bit integers,",
+                        f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.")
+    return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}",
+                    f"Fix the column's data_type in the config if the API sends such values, "
+                    f"or leave {name!r} undeclared to let dlt keep them in a variant column.")
+
+
 def _shown(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -368,39 +386,4 @@ class CastDeferred:
                     # checked before dlt's incremental step): dlt's normaliser takes the batch
                     return item.to_pylist()
             item = item.set_column(index, field.with_type(TIMESTAMP), array)
-        return item
-
-
-class DecimalScale:
-    """Rounds values of declared ``decimal`` columns to their scale, as the database would.
-
-    dlt's parquet writer refuses a value with more places than the column's scale ("Rescaling
-    Decimal value would cause data loss"), where an INSERT into DuckDB or PostgreSQL rounds it
-    (0.125 into decimal(10,2) is 0.13). The kit loads parquet, so it rounds first: half away
-    from zero, from the value's shortest text (1.005 -> 1.01), as a SQL literal is rounded.
-    """
-
-    def __init__(self, scales: dict[str, int]) -> None:
-        self.scales = {name: Decimal(1).scaleb(-scale) for name, scale in scales.items()}
-
-    @classmethod
-    def of(cls, columns: Any) -> "DecimalScale | None":
-        if not isinstance(columns, Mapping):
-            return None
-        scales = {name: column["scale"] for name, column in columns.items()
-                  if isinstance(column, Mapping) and column.get("data_type") == "decimal"
-                  and isinstance(column.get("scale"), int)}
-        return cls(scales) if scales else None
-
-    def __call__(self, item: Any) -> Any:
-        for record in item if isinstance(item, list) else [item]:
-            if not isinstance(record, dict):
-                continue
-            for name, quantum in self.scales.items():
-                value = record.get(name)
-                if isinstance(value, (int, float, str, Decimal)) and not isinstance(value, bool):
-                    try:
-                        record[name] = Decimal(str(value)).quantize(quantum, rounding=ROUND_HALF_UP)
-                    except (InvalidOperation, ValueError):
-                        pass  # not a number: dlt's normaliser says so
         return item

@@ -57,6 +57,6 @@ def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resourc
     which = f"the record with {key}={record.get(key)!r}" if isinstance(record, dict) and key in record else \
         f"record {bad.index - start + 1} of the page"
     return LoadError(
-        f"Resource '{resource}': {which} on {request} {bad.problem} in column {bad.column!r}, "
+        f"Resource '{resource}': {which}{f' on {request}' if request else ''} {bad.problem} in column {bad.column!r}, "
         f"which the config declares {bad.declared}.",
-        guidance=bad.guidance, resource=resource, column=bad.column, request=request)
+        guidance=bad.guidance, resource=resource, column=bad.column, **({"request": request} if request else {}))

@@ -80,8 +80,9 @@ class KitPaginate:
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
                  string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None,
-                 start: tuple[str, Callable[[Any], Any]] | None = None) -> None:
+                 start: tuple[str, Callable[[Any], Any]] | None = None, alone: bool = True) -> None:
         self.client = client
+        self.alone = alone  # the only resource loading into its table: keys it proves distinct are so there
         self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
@@ -245,7 +246,7 @@ class KitPaginate:
             else:
                 outcome.pop("newest", None)
             if not missing and not shrank:
-                if proven:
+                if proven and self.alone:
                     outcome["distinct"] = tally.rows
                 return
             # not where the passes saw more keys than the listing holds: records were purged, and a purged key

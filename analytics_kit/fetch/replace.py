@@ -122,6 +122,23 @@ def _flagged(value: Any, kind: str | None = None) -> bool:
     return value is True if isinstance(value, bool) else value is not None
 
 
+def unprovable(resource: Any, shared: set[str], naming: Callable[[str], str]) -> str | None:
+    """Why a replace cannot prove ``resource``'s keys distinct before its pages are fetched, or None."""
+    key = seam.primary_key(resource)
+    if key and naming(table_of(resource)) in shared:
+        return "another resource loads into its table, and only dlt's merge keeps one row per key across them"
+    if isinstance(key, (list, tuple)) and len(key) > 1:
+        return "its primary key has several fields, whose copies only dlt's merge tells apart"
+    if key and seam.processing_steps(resource, filters=False):
+        # the kit counts the keys of the pages as fetched; a map step may change them afterwards
+        return "its processing_steps may change the keys the kit counted"
+    flag = next((hint for hint in declared_columns(resource.columns, str).values() if hint.get("hard_delete")), None)
+    if flag is not None and flag.get("data_type") != "bool" and merge_strategy(resource) == "delete-insert":
+        # the kit reads a flag as dlt does only where its column is declared bool; any other dlt types by the data
+        return "its soft-delete flag is not declared bool, and only dlt's merge reads it as dlt types its column"
+    return None
+
+
 def stale_columns(schema: Any, source: Any, linked: Collection[str] = ()) -> str | None:
     """Why a replace would leave the tables unlike a fresh load, or None.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
+from collections import Counter
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
@@ -16,14 +17,14 @@ from analytics_kit import seam
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
-from analytics_kit.fetch.arrow_tables import (CastDeferred, DecimalScale, PageConverter, PageFormat, TableKinds,
-                                              unsupported_columns)
+from analytics_kit.fetch.arrow_tables import CastDeferred, PageConverter, PageFormat, TableKinds, unsupported_columns
+from analytics_kit.fetch.declared import DeclaredTypes, DecimalScale
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import (MergeNeeded, Replace, declared_columns, is_append, merge_strategy,
-                                         merges_by_key, table_of)
+from analytics_kit.fetch.replace import (MergeNeeded, Replace, is_append, merge_strategy,
+                                         merges_by_key, table_of, unprovable)
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -123,6 +124,8 @@ def _build(
     naming = seam.identifier_naming(source)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields
+    # tables several resources load into: only dlt's merge keeps one row per key across them
+    shared = {t for t, n in Counter(naming(table_of(r)) for r in source.resources.values()).items() if n > 1}
     linked: frozenset[str] = frozenset()
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
@@ -137,7 +140,8 @@ def _build(
         linked = _LINKED[source] = frozenset(naming(table_of(r)) for r in source.resources.values()
                                               if merge_strategy(r) == "delete-insert")
         _APPENDED[source] = frozenset(naming(table_of(r)) for r in source.resources.values() if is_append(r))
-        unproven = next(((r.name, why) for r in source.resources.values() if (why := _unprovable(r))), None)
+        unproven = next(((r.name, why) for r in source.resources.values() if (why := unprovable(r, shared, naming))),
+                        None)
         if unproven is not None:
             _UNPROVEN[source] = MergeNeeded(*unproven)
         seam.link_nested_rows(source, sorted(linked))
@@ -184,6 +188,9 @@ def _build(
             rounding = DecimalScale.of(resource.columns)
             if rounding is not None:
                 seam.add_step(resource, rounding)
+            declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource))
+            if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
+                seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
             rows = None
@@ -209,7 +216,7 @@ def _build(
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
                         newest_field=_newest_field(resource, one_row_per_key),
-                        start=seam.start_param(resource)).install()
+                        start=seam.start_param(resource), alone=naming(table_of(resource)) not in shared).install()
             if rows is not None and naming(table_of(resource)) in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)
@@ -238,20 +245,6 @@ def unproven(source: DltSource) -> MergeNeeded | None:
     """Why this replace source's pages cannot prove each key comes once, known before they are
     fetched: its full refresh is dlt's merge from the start rather than after a wasted pass."""
     return _UNPROVEN.get(source)
-
-
-def _unprovable(resource: DltResource) -> str | None:
-    key = seam.primary_key(resource)
-    if isinstance(key, (list, tuple)) and len(key) > 1:
-        return "its primary key has several fields, whose copies only dlt's merge tells apart"
-    if key and seam.processing_steps(resource, filters=False):
-        # the kit counts the keys of the pages as fetched; a map step may change them afterwards
-        return "its processing_steps may change the keys the kit counted"
-    flag = next((hint for hint in declared_columns(resource.columns, str).values() if hint.get("hard_delete")), None)
-    if flag is not None and flag.get("data_type") != "bool" and merge_strategy(resource) == "delete-insert":
-        # the kit reads a flag as dlt does only where its column is declared bool; any other dlt types by the data
-        return "its soft-delete flag is not declared bool, and only dlt's merge reads it as dlt types its column"
-    return None
 
 
 def appended_roots(source: DltSource) -> frozenset[str]:
