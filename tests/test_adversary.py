@@ -1169,22 +1169,24 @@ AS_DICTS = {"a nested list": lambda config: None, "a map step": lambda config: c
 
 @pytest.mark.parametrize("dicts", list(AS_DICTS))
 @pytest.mark.parametrize("column, kind, odd", [
-    ("value", "double", "abc"), ("flag", "bool", ""), ("count", "bigint", {"n": 1}), ("seen_at", "timestamp", "soon"),
-], ids=["text in a double", "blank in a bool", "a dict in a bigint", "text in a timestamp"])
+    ("value", "double", "abc"), ("flag", "bool", ""), ("count", "bigint", "many"), ("seen_at", "timestamp", "soon"),
+    ("isFlagged", "bool", "maybe"),
+], ids=["text in a double", "blank in a bool", "text in a bigint", "text in a timestamp", "a field dlt renames"])
 def test_types_a_declared_column_refuses_another_type_where_records_stay_dicts(api, watch, monkeypatch, dicts,
                                                                                 column, kind, odd):
     """dlt's normaliser put such a value in a variant column without a word (value__v_text); the Arrow
     pages refuse it. Records that stay dicts are refused alike, after the config's own steps."""
     def served_as(body: dict, offset: int) -> dict:
         for r in body["data"]:
-            r.update(tags=[{"t": 1}] if dicts == "a nested list" else [], flag=True, count=3, seen_at=r["updated_at"])
+            r.update(tags=[{"t": 1}] if dicts == "a nested list" else [], flag=True, count=3, seen_at=r["updated_at"],
+                     isFlagged=False)
             r[column] = odd if r["id"] == 350 else r[column]
         return body
 
     api.transform = served_as
     config = config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
                                       "updated_at": {"data_type": "timestamp", "nullable": False},
-                                      column: {"data_type": kind}})
+                                      "is_flagged" if column == "isFlagged" else column: {"data_type": kind}})
     AS_DICTS[dicts](config)
     for fast in (True, False):
         monkeypatch.setattr(kit_source, "FAST_PATH", fast)
@@ -1195,11 +1197,14 @@ def test_types_a_declared_column_refuses_another_type_where_records_stay_dicts(a
 
 def test_types_values_dlt_coerces_into_a_declared_column_load_where_records_stay_dicts(api, watch, monkeypatch):
     """What dlt's normaliser coerces ("5" into a bigint, "true" into a bool, Unix seconds into a timestamp)
-    is no other type: the check refuses only what dlt would put in a variant column."""
+    is no other type, and an empty list or dict it flattens to nothing: the check refuses only what dlt would
+    put in a variant column."""
     def served_as(body: dict, offset: int) -> dict:
         for r in body["data"]:
             r.update(tags=[{"t": 1}], count=str(r["id"]), flag=("true", "false", 1, 0)[r["id"] % 4],
                      seen_at=1767225600 + r["id"], value=r["id"] if r["id"] % 2 else r["value"])
+            if r["id"] == 9:  # dlt flattens these rather than coerce them: no value, or a column value__a
+                r.update(value=[], count={})
         return body
 
     api.transform = served_as

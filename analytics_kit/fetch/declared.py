@@ -10,7 +10,7 @@ as the README promises. A value fails where dlt's own coercion fails: where dlt 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -27,34 +27,51 @@ _ANY = ("json", "complex")
 
 class DeclaredTypes:
     """A step behind the config's own steps and dlt's incremental one (what dlt will load): checks the
-    declared columns of records that stay dicts; Arrow pages pass, the converter checked them."""
+    declared columns of records that stay dicts; Arrow pages pass, the converter checked them.
 
-    def __init__(self, resource: str, kinds: dict[str, str], primary_key: Any) -> None:
-        self.resource, self.primary_key = resource, primary_key
-        self.checks = [(name, kind, _AS_THEY_ARE.get(kind, ())) for name, kind in kinds.items()]
+    A field counts for the column dlt's naming makes of it (``isDeleted`` fills ``is_deleted``). A dict or
+    a list is left to dlt, which flattens it into columns or a nested table rather than coercing it."""
+
+    def __init__(self, resource: str, kinds: dict[str, str], primary_key: Any,
+                 naming: Callable[[str], str] = str, field_naming: Callable[[str], str] = str) -> None:
+        self.resource, self.primary_key, self.field_naming = resource, primary_key, field_naming
+        self.kinds = {naming(name): kind for name, kind in kinds.items()}
+        self.columns: dict[Any, str | None] = {}  # a record's field -> the declared column it fills, or None
 
     @classmethod
-    def of(cls, resource: str, columns: Any, primary_key: Any) -> "DeclaredTypes | None":
+    def of(cls, resource: str, columns: Any, primary_key: Any, naming: Callable[[str], str] = str,
+           field_naming: Callable[[str], str] = str) -> "DeclaredTypes | None":
         """For a resource's ``columns`` given as a dict (lists, models and callables are left to dlt)."""
         if not isinstance(columns, dict):
             return None
         kinds = {name: hint["data_type"] for name, hint in columns.items()
                  if isinstance(hint, dict) and isinstance(hint.get("data_type"), str) and hint["data_type"] not in _ANY}
-        return cls(resource, kinds, primary_key) if kinds else None
+        return cls(resource, kinds, primary_key, naming, field_naming) if kinds else None
+
+    def _column(self, field: Any) -> str | None:
+        try:
+            column = self.field_naming(field)
+        except Exception:  # noqa: BLE001 - a field dlt's naming refuses: its normaliser says so
+            column = None
+        self.columns[field] = column if column in self.kinds else None
+        return self.columns[field]
 
     def __call__(self, item: Any) -> Any:
         if isinstance(item, pa.Table) or not item:
             return item
         rows = item if isinstance(item, list) else [item]
-        for name, kind, as_they_are in self.checks:
-            for index, row in enumerate(rows):
-                value = row.get(name) if isinstance(row, dict) else None
-                if value is None or type(value) in as_they_are:
+        for index, row in enumerate(rows):
+            for field, value in row.items() if isinstance(row, dict) else ():
+                column = self.columns[field] if field in self.columns else self._column(field)
+                if column is None or value is None or isinstance(value, (dict, list)):
+                    continue
+                kind = self.kinds[column]
+                if type(value) in _AS_THEY_ARE.get(kind, ()):
                     continue
                 try:  # as dlt's normaliser reads and coerces it (items_normalizers/jsonl.py)
                     seam.coerce_value(kind, seam.py_type_to_sc_type(type(value)), value)
-                except (ValueError, SyntaxError, TypeError, OverflowError):
-                    raise bad_value(refused(name, index, kind, value), rows, [(len(rows), "")], self.resource,
+                except (ValueError, SyntaxError, TypeError, OverflowError, OSError):  # OSError: pendulum's year 2**63
+                    raise bad_value(refused(field, index, kind, value), rows, [(len(rows), "")], self.resource,
                                     self.primary_key) from None
         return item
 

@@ -188,7 +188,8 @@ def _build(
             rounding = DecimalScale.of(resource.columns)
             if rounding is not None:
                 seam.add_step(resource, rounding)
-            declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource))
+            declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), naming,
+                                        field_naming)
             if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
                 seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
