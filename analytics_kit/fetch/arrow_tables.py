@@ -213,7 +213,11 @@ class PageConverter:
                 if kind == "timestamp" and name not in self.deferred:
                     array = _to_timestamp(array, rows, name)
                 return array
-            array = _coerced([r.get(name) for r in rows], kind)
+            values = [r.get(name) for r in rows]
+            if any(isinstance(v, (dict, list)) for v in values):
+                # dlt's normaliser flattens these (name__a, a nested table) rather than coerce them
+                raise TypeChanged(name)
+            array = _coerced(values, kind)
         except _Uncoercible as bad:
             if name not in self.declared:
                 raise TypeChanged(name) from None
