@@ -23,7 +23,7 @@ MAX_LINES = 400
 # primary_key reads a key the columns hint declares, as dlt's merge does. 1101 until the twenty-fourth, whose
 # replace deletes the soft-deleted rows it staged in its swap, so that its pages can become dlt's merge in place,
 # and drops an abandoned extraction's package through dlt 1.31's abort_packages where it has it.
-SEAM_MAX_LINES = 1170  # every reach below dlt's public API is here, by design (see seam.py)
+SEAM_MAX_LINES = 1190  # every reach below dlt's public API is here, by design (see seam.py)
 
 
 def modules() -> dict[str, Path]:

@@ -77,6 +77,18 @@ def test_incremental_soft_deletes_and_full_refresh(api, config, postgres):
     assert twice.passes == {}  # the replace's pages became the merge's: the listing was paged once
 
 
+def test_records_that_stay_dicts_are_counted_as_rows(api, config, postgres):
+    """dlt's csv writer (PostgreSQL's files) counted a dict row's values as rows: the report said 9x the rows."""
+    api.inject("transform", path="/v1/events", times=None,
+               fn=lambda body: {**body, "data": [{**r, "tags": [{"t": 1}, {"t": 2}]} for r in body["data"]]})
+    for mode in ("incremental", "full_refresh"):
+        report = ak.load(config, mode, progress=False, **postgres)
+        held = {t: int(ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.{t}", **postgres).n[0])
+                for t in ("events", "events__tags", "customers")}
+        assert held == {"events": 250, "events__tags": 500, "customers": 20}
+        assert {t: report.rows[t] for t in held} == held, (mode, report.rows)
+
+
 def test_typed_columns_and_readers(api, config, postgres):
     ak.load(config, progress=False, **postgres)
     described = ak.describe("events", **postgres).set_index("column")

@@ -117,6 +117,7 @@ def _build(
     # dlt's workarounds, here because every source is built by this function (see each in the seam)
     seam.skip_half_imported_frame_libraries()  # dlt checks for frames while it builds
     seam.index_arrow_increments_by_position()  # the fast path's pages go through dlt's arrow incremental
+    seam.count_csv_rows_as_rows()  # the report counts rows of records that stay dicts from dlt's csv writer
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
     related = seam.related_resources(source)
