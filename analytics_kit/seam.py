@@ -959,8 +959,8 @@ def index_arrow_increments_by_position() -> None:
 # -- rows of csv files --
 # dlt's csv writer adds each dict row's number of values to its row count (``sum(len(row) for row in items)``): the
 # normaliser's row counts said 125 rows for 25 rows of 5 columns, and the kit's report and history with them, on
-# PostgreSQL, whose files are csv, for records that stay dicts (helper-78). A fix in dlt's ``CsvWriter`` would
-# replace this; the count below stays right with it.
+# PostgreSQL, whose files are csv, for records that stay dicts (helper-78; dlt-hub/dlt#4461, open). Its fix in
+# dlt's ``CsvWriter`` would replace this; the count below stays right with it.
 
 
 def count_csv_rows_as_rows() -> None:
