@@ -1151,6 +1151,17 @@ def test_types_a_record_without_its_primary_key_is_named(api, watch):
     assert "primary key 'id' is missing or null in record 33 on GET" in text and "offset=300&" in text, text
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["arrow pages", "dicts"])
+@pytest.mark.parametrize("odd", [{"v": 333}, [333]], ids=["an object", "a list"])
+def test_types_a_primary_key_sent_as_an_object_is_named(api, watch, monkeypatch, fast, odd):
+    """It failed with "TypeError: unhashable type: 'dict'", naming no record, key or request."""
+    monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+    api.transform = with_value({333: odd}, field="id")
+    error = watch.fails(config_for(api))
+    assert f"primary key 'id' is {odd!r} in record 33 on GET" in str(error) and "offset=300&" in str(error), error
+    assert table() == {}
+
+
 def test_types_a_declared_column_refuses_another_type_naming_record_column_and_request(api, watch):
     api.transform = with_value({350: "abc"})
     columns = {"id": {"data_type": "bigint", "nullable": False},

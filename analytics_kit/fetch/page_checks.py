@@ -35,6 +35,15 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
     """A record without its primary key cannot be merged (nor counted): it stops the load."""
     at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
+    nested = next((i for i, k in enumerate(keys) if any(isinstance(p, (dict, list)) for p in
+                                                        (k if isinstance(k, tuple) else (k,)))), None)
+    if nested is not None:
+        raise LoadError(
+            f"Resource '{resource}': the primary key {primary_key!r} is {keys[nested]!r} in record {nested + 1} on "
+            f"{request}, an object or a list, which cannot identify a row. Nothing from this run was committed.",
+            guidance="Set primary_key to the API's field that holds each record's id as a number or text (a field "
+            "inside the object, say). If the API sends ids this way only sometimes, this is a problem of its data.",
+            resource=resource, request=request)
     if at is None:
         return
     raise LoadError(

@@ -317,7 +317,11 @@ class KitPaginate:
                 rising.see(page)
                 if page:
                     tally.mark(rising.first if rising.holds else None)
-            keys = tally.see(page)
+            try:
+                keys = tally.see(page)
+            except TypeError:  # a key no set holds (an object, a list): check_keys names it
+                check_keys(tally.keys_of(page), request, self.resource, self.primary_key)
+                raise
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:
