@@ -54,8 +54,8 @@ CONVERT_ROWS = 2_000
 MAX_PASSES = 3
 # Identical pages in a row (after the first) that mean the API ignores the paging parameter.
 MAX_REPEATS = 2
-# Pages of one pass through dlt's own paginators (cursor, link, page number), which have no
-# total to check against: 10,000,000 records at 100 a page. Every run's requests are bounded.
+# Pages of one pass through dlt's own paginators (cursor, link, page number), which have no total to check
+# against: 10,000,000 records at 100 a page. Every run's requests are bounded.
 MAX_PAGES = 100_000
 
 logger = logging.getLogger(__name__)
@@ -80,9 +80,9 @@ class KitPaginate:
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
                  string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None,
-                 start: tuple[str, Callable[[Any], Any]] | None = None, alone: bool = True) -> None:
+                 start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None) -> None:
         self.client = client
-        self.alone = alone  # the only resource loading into its table: keys it proves distinct are so there
+        self.shares = shares  # the table it loads with other resources: keys it proves distinct may not be so there
         self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
@@ -99,8 +99,7 @@ class KitPaginate:
         self.concurrency = concurrency
         self.new_session = new_session
         self.convert = convert
-        # None where the resource's processing_steps may rename fields: checked behind them
-        self.fields = fields
+        self.fields = fields  # None where the resource's processing_steps may rename fields: checked behind them
         self.cursor = cursor
         self.stats = stats if stats is not None else LoadStats()
         self.incremental = incremental  # dlt's Incremental, for the cursor's start value
@@ -201,9 +200,10 @@ class KitPaginate:
         moved: list[bool | None] = []
         reference: Any = None
         seen: set[str] = set()
-        # every pass's keys: a key staged by two passes is one row in the table (the report's count)
-        passes: list[Tally] = []
+        passes: list[Tally] = []  # every pass's keys: a key staged twice is one row in the table (the report's)
         self.stats.keys(self.resource, None)  # an abandoned extraction's count is not this one's
+        if self.shares:  # the report counts each key once across the table's resources
+            self.stats.shared[self.shares][self.resource] = passes
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
             rising = Rising(field) if field else None
@@ -246,7 +246,7 @@ class KitPaginate:
             else:
                 outcome.pop("newest", None)
             if not missing and not shrank:
-                if proven and self.alone:
+                if proven and not self.shares:
                     outcome["distinct"] = tally.rows
                 return
             # not where the passes saw more keys than the listing holds: records were purged, and a purged key

@@ -148,6 +148,7 @@ def _build(
         seam.link_nested_rows(source, sorted(linked))
     tables: dict[str, TableKinds] = {}  # the fast path's column types, one table's for all its resources
     for resource in source.resources.values():
+        table = naming(table_of(resource))
         # a listing paged twice stages its keys twice: only this merge (or a replace, which
         # becomes it) keeps one row per key
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
@@ -179,7 +180,7 @@ def _build(
                 key = seam.primary_key(resource) or ()
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
                                           required=(key,) if isinstance(key, str) else key,
-                                          table=tables.setdefault(naming(table_of(resource)), TableKinds()))
+                                          table=tables.setdefault(table, TableKinds()))
                 convert = PageFormat(converter, resource.name, naming)
                 learned = converter.kinds.get
                 seam.add_step(resource, CastDeferred(converter), after_incremental=True)
@@ -198,11 +199,11 @@ def _build(
             rows = None
             if replace:
                 rows = Replace.of(resource.columns, naming,
-                                  on_flagged=functools.partial(stats.flagged_rows, naming(table_of(resource))),
+                                  on_flagged=functools.partial(stats.flagged_rows, table),
                                   on_dropped=functools.partial(stats.dropped, resource.name))
                 # a delete-insert merge's replace can become that merge in place (see Replace); pages that
                 # stay dicts leave flagged rows out, which the merge must see, so only without a flag
-                rows.switchable = naming(table_of(resource)) in linked and (convert is not None
+                rows.switchable = table in linked and (convert is not None
                                                                             or rows.hard_delete is None)
                 if first_load and seam.primary_key(resource) and not rows.switchable:
                     raise MergeNeeded(resource.name, "its records stay dicts and carry a soft-delete flag, which a "
@@ -218,8 +219,8 @@ def _build(
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
                         newest_field=_newest_field(resource, one_row_per_key),
-                        start=seam.start_param(resource), alone=naming(table_of(resource)) not in shared).install()
-            if rows is not None and naming(table_of(resource)) in linked:  # dlt's append keeps flagged rows
+                        start=seam.start_param(resource), shares=table if table in shared else None).install()
+            if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)
             if convert is not None:

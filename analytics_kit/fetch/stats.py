@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from analytics_kit.fetch.tally import distinct_over
+
 logger = logging.getLogger(__name__)
 
 
@@ -63,6 +65,8 @@ class LoadStats:
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0
         self.distinct: dict[str, int] = {}
+        # {table: {resource: its passes' tallies}} of tables several resources load: dlt's merge keeps each key once
+        self.shared: dict[str, dict[str, list]] = defaultdict(dict)
         # resources of a full refresh loaded as dlt's merge after their pages held a key twice, and why
         self.merged_instead: dict[str, str] = {}
         # soft-deleted rows a replace staged, per table: its swap deletes them (see seam.delete_flagged)
@@ -117,6 +121,14 @@ class LoadStats:
                 self.distinct.pop(resource, None)
             else:
                 self.distinct[resource] = distinct
+
+    def shared_keys(self) -> dict[str, int]:
+        """{table: its distinct keys} of tables several resources load: dlt's merge keeps each key once."""
+        counts = {}
+        for table, passes in self.shared.items():
+            tallies = [tally for each in passes.values() for tally in each]
+            counts[table] = distinct_over(tallies, tallies[0].key, tallies[0].naming) if tallies else 0
+        return counts
 
     def merge_instead(self, resource: str, why: str) -> tuple[str, str]:
         with self._lock:

@@ -346,12 +346,12 @@ def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
 
 
 def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline, merged: frozenset) -> dict[str, int]:
-    """Rows per table: those staged, but each key once where the pages held keys more than
-    once (two passes over a listing, a change feed's versions), as dlt's merge loads them."""
-    if not (stats.distinct or stats.flagged) or not pipeline.default_schema_name:
+    """Rows per table: those staged, but each key once where the pages (of two passes, a change feed's versions,
+    several resources' of one table) held keys more than once, as dlt's merge loads them."""
+    if not (stats.distinct or stats.flagged or stats.shared) or not pipeline.default_schema_name:
         return dict(staged)
     table = pipeline.default_schema.naming.normalize_table_identifier
-    distinct = {table(resource): n for resource, n in stats.distinct.items()}
+    distinct = {**{table(resource): n for resource, n in stats.distinct.items()}, **stats.shared_keys()}
     # a replace's swap deletes the soft-deleted rows it staged; a merge counts them as its own staged rows
     flagged = {name: n for name, n in stats.flagged.items() if name not in merged}
     return {name: min(count, distinct.get(name, count)) - flagged.get(name, 0) for name, count in staged.items()}
