@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from analytics_kit.fetch.tally import distinct_over
-
 logger = logging.getLogger(__name__)
 
 
@@ -124,6 +122,9 @@ class LoadStats:
 
     def shared_keys(self) -> dict[str, int]:
         """{table: its distinct keys} of tables several resources load: dlt's merge keeps each key once."""
+        # here, not above: the readers import this module without dlt, which tally's neighbours import
+        from analytics_kit.fetch.tally import distinct_over
+
         counts = {}
         for table, passes in self.shared.items():
             tallies = [tally for each in passes.values() for tally in each]
