@@ -589,6 +589,14 @@ def _as_ints(body: dict) -> dict:
     return {**body, "data": [{**r, "deleted": int(r["deleted"])} for r in body["data"]]}
 
 
+def _loads_the_live_records(api, config: dict, mode: str) -> None:
+    """A full refresh after a first load, or a first load: the table holds the API's 235 live records."""
+    if mode == "full_refresh":
+        ak.load(config, progress=False)
+    report = ak.load(config, mode, progress=False)
+    assert loaded(api) == served(api) and len(served(api)) == 235, report
+
+
 @pytest.mark.parametrize("mode", ["full_refresh", "incremental"], ids=["a full refresh", "a first load"])
 def test_a_flag_sent_as_0_or_1_in_a_bool_column_keeps_the_rows_dlt_keeps(api, config, mode):
     """dlt coerces 0 to False in the declared bool column and keeps the row; a replace of records that
@@ -597,10 +605,7 @@ def test_a_flag_sent_as_0_or_1_in_a_bool_column_keeps_the_rows_dlt_keeps(api, co
     events = next(r for r in config["resources"] if r["name"] == "events")
     events["processing_steps"] = [{"filter": lambda record: True}]  # its pages stay dicts
     api.inject("transform", path="/v1/events", times=None, fn=_as_ints)
-    if mode == "full_refresh":
-        ak.load(config, progress=False)
-    report = ak.load(config, mode, progress=False)
-    assert loaded(api) == served(api) and len(served(api)) == 235, report
+    _loads_the_live_records(api, config, mode)
 
 
 def test_a_replace_counts_neither_soft_deleted_records_nor_their_nested_rows(api, config):
@@ -654,10 +659,7 @@ def test_an_undeclared_flag_is_typed_by_its_first_value_as_dlt_types_it(api, con
         return {**body, "data": first + rest}
 
     api.inject("transform", path="/v1/events", times=None, fn=texts)
-    if mode == "full_refresh":
-        ak.load(config, progress=False)
-    report = ak.load(config, mode, progress=False)
-    assert loaded(api) == served(api) and len(served(api)) == 235, report
+    _loads_the_live_records(api, config, mode)
 
 
 def test_a_full_refresh_keeps_the_flagged_rows_of_an_append_table_as_dlts_append_does(api, config):

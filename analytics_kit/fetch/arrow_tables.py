@@ -21,7 +21,7 @@ import pyarrow as pa
 from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.cursors import render
 from analytics_kit.fetch.records import as_json
-from analytics_kit.seam import coerce_value, is_iso_timestamp
+from analytics_kit.seam import coerce_value, is_iso_timestamp, py_type_to_sc_type
 
 logger = logging.getLogger(__name__)
 
@@ -322,10 +322,14 @@ def _shown(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+# What dlt's coercion raises where its normaliser makes a variant column (OSError: pendulum's years past 9999).
+COERCE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, OSError)
+
+
 def coerced_value(value: Any, kind: str) -> Any:
-    """``value`` as dlt's normaliser stores it in a column of ``kind``; raises where it would not."""
-    have = _kind_of(value) or "json"
-    return coerce_value(kind, "text" if have == "timestamp" and isinstance(value, str) else have, value)
+    """``value`` as dlt's normaliser stores it in a column of ``kind``, read and coerced as its
+    ``items_normalizers/jsonl.py`` does; raises one of ``COERCE_ERRORS`` where it makes a variant instead."""
+    return coerce_value(kind, py_type_to_sc_type(type(value)), value)
 
 
 def _coerced(values: list, kind: str) -> pa.Array:
@@ -337,7 +341,7 @@ def _coerced(values: list, kind: str) -> pa.Array:
             continue
         try:
             out.append(coerced_value(value, kind))
-        except (ValueError, TypeError, OverflowError):
+        except COERCE_ERRORS:
             raise _Uncoercible(index, value) from None
     try:
         return pa.array(out, ARROW_TYPES[kind])

@@ -14,8 +14,7 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
-from analytics_kit import seam
-from analytics_kit.fetch.arrow_tables import refused
+from analytics_kit.fetch.arrow_tables import COERCE_ERRORS, coerced_value, refused
 from analytics_kit.fetch.page_checks import bad_value
 
 # The Python types each declared type takes as they are (a bool is no int here: dlt decides it).
@@ -68,9 +67,9 @@ class DeclaredTypes:
                 kind = self.kinds[column]
                 if type(value) in _AS_THEY_ARE.get(kind, ()):
                     continue
-                try:  # as dlt's normaliser reads and coerces it (items_normalizers/jsonl.py)
-                    seam.coerce_value(kind, seam.py_type_to_sc_type(type(value)), value)
-                except (ValueError, SyntaxError, TypeError, OverflowError, OSError):  # OSError: pendulum's year 2**63
+                try:
+                    coerced_value(value, kind)
+                except COERCE_ERRORS:
                     raise bad_value(refused(field, index, kind, value), rows, [(len(rows), "")], self.resource,
                                     self.primary_key) from None
         return item

@@ -35,15 +35,6 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
     """A record without its primary key cannot be merged (nor counted): it stops the load."""
     at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
-    nested = next((i for i, k in enumerate(keys) if any(isinstance(p, (dict, list)) for p in
-                                                        (k if isinstance(k, tuple) else (k,)))), None)
-    if nested is not None:
-        raise LoadError(
-            f"Resource '{resource}': the primary key {primary_key!r} is {keys[nested]!r} in record {nested + 1} on "
-            f"{request}, an object or a list, which cannot identify a row. Nothing from this run was committed.",
-            guidance="Set primary_key to the API's field that holds each record's id as a number or text (a field "
-            "inside the object, say). If the API sends ids this way only sometimes, this is a problem of its data.",
-            resource=resource, request=request)
     if at is None:
         return
     raise LoadError(
@@ -52,6 +43,20 @@ def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> Non
         guidance="The key is read in each record as the API sends it, before any processing_steps (a map cannot "
         "create or rename it): set primary_key to the API's own field, or a list of its fields for a key of several. "
         "If the API does send that field, this is a problem of its data.", resource=resource, request=request)
+
+
+def unhashable_key(keys: list, request: str, resource: str, primary_key: Any) -> LoadError | None:
+    """The error for a key sent as an object or a list (no set holds it: the tally's ``TypeError``), or None."""
+    at = next((i for i, k in enumerate(keys)
+               if any(isinstance(p, (dict, list)) for p in (k if isinstance(k, tuple) else (k,)))), None)
+    if at is None:
+        return None
+    return LoadError(
+        f"Resource '{resource}': the primary key {primary_key!r} is {keys[at]!r} in record {at + 1} on "
+        f"{request}, an object or a list, which cannot identify a row. Nothing from this run was committed.",
+        guidance="Set primary_key to the API's field that holds each record's id as a number or text (a field "
+        "inside the object, say). If the API sends ids this way only sometimes, this is a problem of its data.",
+        resource=resource, request=request)
 
 
 def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resource: str, primary_key: Any) -> LoadError:

@@ -39,7 +39,7 @@ from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
-from analytics_kit.fetch.page_checks import bad_value, check_cursor_kind, check_keys
+from analytics_kit.fetch.page_checks import bad_value, check_cursor_kind, check_keys, unhashable_key
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -319,9 +319,8 @@ class KitPaginate:
                     tally.mark(rising.first if rising.holds else None)
             try:
                 keys = tally.see(page)
-            except TypeError:  # a key no set holds (an object, a list): check_keys names it
-                check_keys(tally.keys_of(page), request, self.resource, self.primary_key)
-                raise
+            except TypeError as error:  # a key no set holds: named, here rather than in every page's check_keys
+                raise unhashable_key(tally.keys_of(page), request, self.resource, self.primary_key) or error
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics_kit import seam
-from analytics_kit.fetch.arrow_tables import coerced_value
+from analytics_kit.fetch.arrow_tables import COERCE_ERRORS, coerced_value
 
 
 class MergeNeeded(Exception):
@@ -117,7 +117,7 @@ def _flagged(value: Any, kind: str | None = None) -> bool:
     if value is not None and kind == "bool" and not isinstance(value, bool):
         try:
             value = coerced_value(value, "bool")
-        except (ValueError, TypeError, OverflowError):
+        except COERCE_ERRORS:
             return False
     return value is True if isinstance(value, bool) else value is not None
 
