@@ -1206,6 +1206,83 @@ def test_types_a_declared_column_refuses_another_type_where_records_stay_dicts(a
         assert table() == {}
 
 
+@pytest.mark.parametrize("dicts", [*AS_DICTS, "no step"])
+@pytest.mark.parametrize("nested, column, kind, odd", [
+    ({"meta": {"score": "high"}}, "meta__score", "bigint", "high"),
+    ({"meta": {"inner": {"seenAt": "soon"}}}, "meta__inner__seen_at", "timestamp", "soon"),
+], ids=["meta.score", "meta.inner.seenAt"])
+def test_types_a_declared_flattened_column_refuses_another_type(api, watch, monkeypatch, dicts, nested, column, kind,
+                                                                odd):
+    """dlt flattens ``meta: {"score": ...}`` into the column ``meta__score``: a value that column cannot hold went
+    to a variant column (``meta__score__v_text``) without a word, as a top-level field's did."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r.update(tags=[{"t": 1}] if dicts == "a nested list" else [],
+                     meta={"score": r["id"], "inner": {"seenAt": r["updated_at"]}})
+            if r["id"] == 350:
+                r.update(nested)
+        return body
+
+    api.transform = served_as
+    config = config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                      "updated_at": {"data_type": "timestamp", "nullable": False},
+                                      column: {"data_type": kind}})
+    AS_DICTS.get(dicts, lambda config: None)(config)
+    for fast in (True, False):
+        monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+        error = watch.fails(config)
+        assert "id=350" in str(error) and repr(column) in str(error) and repr(odd) in str(error), error
+        assert f"of type {kind}" in str(error), error
+        assert table() == {}
+
+
+@pytest.mark.parametrize("dicts", [*AS_DICTS, "no step"])
+@pytest.mark.parametrize("odd, problem", [
+    (1772323200, "more digits than decimal(10,2) holds"), ("123456789.9", "more digits than decimal(10,2) holds"),
+    ("NaN", "not a number"), ("inf", "not a number"), ("-Infinity", "not a number"),
+], ids=["Unix seconds", "a numeric string", "NaN", "inf", "-Infinity"])
+def test_types_a_declared_decimal_refuses_a_value_it_cannot_hold(api, watch, monkeypatch, dicts, odd, problem):
+    """dlt coerces these into a decimal(10,2), then its parquet writer failed with Arrow's own words ("Decimal
+    type with precision 11 does not fit into precision inferred..."), naming no record and no column."""
+    api.transform = with_value({350: odd})
+    config = config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                      "updated_at": {"data_type": "timestamp", "nullable": False},
+                                      "value": {"data_type": "decimal", "precision": 10, "scale": 2}})
+    AS_DICTS.get(dicts, lambda config: None)(config)
+    for fast in (True, False):
+        monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+        error = watch.fails(config)
+        assert "id=350" in str(error) and "'value'" in str(error) and problem in str(error), error
+        assert table() == {}
+
+
+def test_types_a_declared_decimal_loads_the_largest_values_it_holds(api, watch):
+    api.transform = with_value({350: 99999999.994, 351: "-99999999.99", 352: 1e-9})
+    watch.succeeds(config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                            "updated_at": {"data_type": "timestamp", "nullable": False},
+                                            "value": {"data_type": "decimal", "precision": 10, "scale": 2}}))
+    got = ak.query("SELECT id, value::VARCHAR AS v FROM events WHERE id BETWEEN 350 AND 352 ORDER BY id")
+    assert got.v.tolist() == ["99999999.99", "-99999999.99", "0.00"], got
+
+
+def test_types_a_declared_flattened_column_loads_what_dlt_coerces(api, watch):
+    """The check reads the flattened columns as dlt does: a declared ``meta__score`` takes "5", and a ``meta``
+    declared json is kept whole, not flattened, so its fields are no column's."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r.update(meta={"score": str(r["id"])}, blob={"score": "any text"})
+        return body
+
+    api.transform = served_as
+    report = watch.succeeds(config_for(api, columns={"id": {"data_type": "bigint", "nullable": False},
+                                                     "updated_at": {"data_type": "timestamp", "nullable": False},
+                                                     "meta__score": {"data_type": "bigint"},
+                                                     "blob": {"data_type": "json"}}))
+    assert report.rows["events"] == 500
+    assert ak.query("SELECT meta__score FROM events WHERE id = 7").iloc[0, 0] == 7
+    assert not [c for c in ak.describe("events").column if "__v_" in c or c.startswith("blob__")]
+
+
 def test_types_values_dlt_coerces_into_a_declared_column_load_where_records_stay_dicts(api, watch, monkeypatch):
     """What dlt's normaliser coerces ("5" into a bigint, "true" into a bool, Unix seconds into a timestamp)
     is no other type, and an empty list or dict it flattens to nothing: the check refuses only what dlt would

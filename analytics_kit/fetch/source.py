@@ -187,11 +187,11 @@ def _build(
                 seam.mute_json_override(resource.name)
             else:
                 logger.debug("resource %s loads pages as dicts: %s", resource.name, reason)
-            rounding = DecimalScale.of(resource.columns)
+            rounding = DecimalScale.of(resource.name, resource.columns, seam.primary_key(resource))
             if rounding is not None:
                 seam.add_step(resource, rounding)
-            declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), naming,
-                                        field_naming)
+            declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
+                                        flattened)
             if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
                 seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
