@@ -15,6 +15,10 @@ fresh processes, the loaders' order alternating from round to round:
   which sends it as it is on one kept-alive ``http.client`` connection per worker and returns
   status, headers and body in one message through a Unix socket. The kit parses, checks,
   converts and loads as always. No transport checks either: faster than a real port could be.
+- ``kit-apart``: the page workers' requests go to a child forked from the loading process at the
+  first worker's first page, where each worker has a session of the kit's own (``new_session``:
+  retries, deadlines, origin and header checks) in a thread of its own. The split a real port
+  would make: what the HTTP stack costs leaves the GIL the extract and the checks need.
 
 Each loader's first page and the reads of its newest cursor stay on the kit's own session.
 Printed per run: the load's wall time and steps; the CPU during the load of the loading
@@ -40,7 +44,7 @@ from requests.structures import CaseInsensitiveDict
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_ENV = "KIT_HTTP_APART_API_KEY"
-LOADERS = ("kit", "plain", "http-apart")
+LOADERS = ("kit", "plain", "http-apart", "kit-apart")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -115,6 +119,59 @@ class ApartSession:
         return response
 
 
+def serve_kit(new_session, conns) -> None:  # type: ignore[no-untyped-def]
+    """The forked child: each connection's requests sent through a retrying session of the kit's own."""
+    from analytics_kit.fetch import transport
+
+    transport._WATCHDOG = transport._Watchdog()  # the parent's watchdog thread did not come along
+
+    def serve(conn) -> None:  # type: ignore[no-untyped-def]
+        session = new_session(sleep=time.sleep)
+        while True:
+            try:
+                method, url, headers, body = conn.recv()
+            except EOFError:
+                return
+            prepared = requests.PreparedRequest()
+            prepared.prepare(method=method, url=url, headers=headers, data=body)
+            prepared.url = url  # as the parent prepared it
+            try:
+                answer = session.send(prepared)
+                conn.send((answer.status_code, list(answer.headers.items()), answer.url,
+                           answer.elapsed.total_seconds(), answer.content))
+            except Exception as error:  # noqa: BLE001 - handed to the worker that asked
+                conn.send(("error", repr(error)))
+
+    threads = [threading.Thread(target=serve, args=(conn,), daemon=True) for conn in conns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    os._exit(0)
+
+
+class ForkedSession(ApartSession):
+    """A worker's session whose requests the forked child sends."""
+
+    def __init__(self, conn) -> None:  # type: ignore[no-untyped-def]
+        self.conn = conn
+
+    def send(self, prepared, **kwargs):  # type: ignore[no-untyped-def]
+        self.conn.send((prepared.method, prepared.url, dict(prepared.headers), prepared.body))
+        with ApartSession.lock:
+            ApartSession.sent += 1
+        answer = self.conn.recv()
+        if answer[0] == "error":
+            raise RuntimeError(f"the child: {answer[1]}")
+        status, headers, url, elapsed, content = answer
+        response = requests.Response()
+        response.status_code, response.headers, response.url = status, CaseInsensitiveDict(headers), url
+        response._content, response.request, response.encoding = content, prepared, None
+        response.elapsed = datetime.timedelta(seconds=elapsed)
+        response.raise_for_status()
+        return response
+
+
 # -- one loader in a fresh process --------------------------------------------------------------
 
 
@@ -159,22 +216,44 @@ def run_loader(loader: str, base_url: str, folder: str) -> None:
             return local.session
 
         OffsetPass._session = worker_session
+    elif loader == "kit-apart":
+        import multiprocessing
+
+        forked: dict = {}
+
+        def worker_session(self):  # type: ignore[no-untyped-def]
+            nonlocal child
+            if not hasattr(local, "session"):
+                with ApartSession.lock:
+                    if not forked:
+                        pairs = [multiprocessing.Pipe() for _ in range(16)]
+                        child = multiprocessing.get_context("fork").Process(
+                            target=serve_kit, args=(self.owner.new_session, [c for _, c in pairs]), daemon=True)
+                        child.start()
+                        forked["free"] = [p for p, _ in pairs]
+                    local.session = ForkedSession(forked["free"].pop())
+            return local.session
+
+        OffsetPass._session = worker_session
 
     try:
         config = ak.guide_config(base_url, os.environ[KEY_ENV])
         api_pid = int(os.environ["KIT_HTTP_APART_API_PID"])
         used, api_before = resource.getrusage(resource.RUSAGE_SELF), process_cpu(api_pid)
-        child_before = process_cpu(child.pid) if child else 0.0
+        child_before = process_cpu(child.pid) if child is not None and loader != "kit-apart" else 0.0
         started = time.perf_counter()
         report = ak.load(config, "full_refresh", database=f"{folder}/analytics.duckdb", progress=False)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
-        child_cpu = process_cpu(child.pid) - child_before if child else 0.0
+        if loader == "kit-apart" and child is not None:
+            child_cpu = process_cpu(child.pid)  # forked inside the load: all of its CPU is the load's
+        else:
+            child_cpu = process_cpu(child.pid) - child_before if child else 0.0
         api_cpu = process_cpu(api_pid) - api_before
     finally:
         if child is not None:
             child.kill()
-            child.wait()
+            child.join() if loader == "kit-apart" else child.wait()
     with duckdb.connect(f"{folder}/analytics.duckdb", read_only=True) as con:
         counted_rows = {table: list(con.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}").fetchone())
                         for table in report.rows}
