@@ -672,3 +672,23 @@ def test_a_full_refresh_keeps_the_flagged_rows_of_an_append_table_as_dlts_append
     ak.load(config, mode="full_refresh", progress=False)
     everything = {r["id"] for r in api.records("events", include_deleted=True)}
     assert set(loaded(api)) == everything and len(everything) == 250
+
+
+@pytest.mark.parametrize("pages", ["a filter step", "a nested list", "arrow"])
+@pytest.mark.parametrize("mode", ["full_refresh", "incremental"], ids=["a full refresh", "a first load"])
+def test_a_load_whose_every_record_is_soft_deleted_leaves_an_empty_table(api, config, mode, pages):
+    """A merge stages flagged records and deletes them, leaving the table empty; a replace leaves them out,
+    and where no record was left on dict pages, dlt got nothing to make a table of: the readers then said the
+    table does not exist after a load that succeeded. A full refresh must empty a table that had rows."""
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    if pages == "a filter step":
+        events["processing_steps"] = [{"filter": lambda record: True}]
+    if mode == "full_refresh":
+        ak.load(config, progress=False)
+        assert int(ak.query("SELECT count(*) AS n FROM analytics.events").n[0]) > 0
+    listed = (lambda r: {"tags": [{"t": r["id"]}]}) if pages == "a nested list" else (lambda r: {})
+    api.inject("transform", path="/v1/events", times=None,
+               fn=lambda body: {**body, "data": [{**r, **listed(r), "deleted": True} for r in body["data"]]})
+    ak.load(config, mode, progress=False)
+    assert int(ak.query("SELECT count(*) AS n FROM analytics.events").n[0]) == 0
+    assert "deleted" in set(ak.describe("events").column)

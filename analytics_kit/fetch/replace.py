@@ -38,7 +38,7 @@ class Replace:
 
     def __init__(self, hard_delete: str | None, naming: Callable[[str], str] = str, *, switchable: bool = False,
                  flag_type: str | None = None, on_flagged: Callable[[int], None] | None = None,
-                 on_dropped: Callable[[], None] | None = None) -> None:
+                 on_dropped: Callable[[int, int], None] | None = None) -> None:
         self.hard_delete = hard_delete
         self.naming = naming  # dlt's column names: a hint may name the API's isDeleted is_deleted
         self.switchable = switchable
@@ -66,7 +66,8 @@ class Replace:
     def counted(self, page: Any) -> Any:
         """``page`` for a replace that may become a merge: an arrow table as it is, its flagged rows counted
         (``on_flagged``; the swap deletes them). Records that stay dicts lose theirs, as in ``kept``: staged,
-        their nested rows would be counted as loaded. ``on_dropped`` hears of it (see run.load)."""
+        their nested rows would be counted as loaded. ``on_dropped`` hears of every page, as (rows staged, rows
+        left out): where all were left out, dlt had nothing to make the table of (see run.load)."""
         if self.hard_delete is None:
             return page
         if isinstance(page, pa.Table):
@@ -74,10 +75,13 @@ class Replace:
             flagged = 0 if deleted is None else pc.sum(deleted).as_py() or 0
             if flagged and self.on_flagged is not None:
                 self.on_flagged(flagged)
+            if self.on_dropped is not None:
+                self.on_dropped(page.num_rows, 0)
             return page
         kept = self.kept(page)
-        if self.on_dropped is not None and len(_as_list(kept)) < len(_as_list(page)):
-            self.on_dropped()
+        if self.on_dropped is not None:
+            staged = len(_as_list(kept))
+            self.on_dropped(staged, len(_as_list(page)) - staged)
         return kept
 
     def _deleted(self, page: pa.Table) -> Any:

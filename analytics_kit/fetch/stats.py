@@ -71,6 +71,7 @@ class LoadStats:
         self.flagged: dict[str, int] = defaultdict(int)
         # resources whose replace left out soft-deleted records that stayed dicts: they cannot become a merge
         self.dropped_flagged: set[str] = set()
+        self.staged_any: set[str] = set()  # resources of a replace that staged a row (see Replace.counted)
         self.passes: dict[str, int] = defaultdict(int)
         self.children: set[str] = set()  # resources asked once per record of a parent resource
 
@@ -142,10 +143,14 @@ class LoadStats:
             self.merged_instead.clear()
             self.flagged.clear()
             self.dropped_flagged.clear()
+            self.staged_any.clear()
 
-    def dropped(self, resource: str) -> None:
+    def dropped(self, resource: str, staged: int, left_out: int) -> None:
         with self._lock:
-            self.dropped_flagged.add(resource)
+            if left_out:
+                self.dropped_flagged.add(resource)
+            if staged:
+                self.staged_any.add(resource)
 
     def flagged_rows(self, table: str, rows: int) -> None:
         with self._lock:
