@@ -865,19 +865,20 @@ def is_missing_config(error: BaseException) -> bool:
 
 
 def identifier_naming(source: DltSource, *, fields: bool = False, nested: bool = False) -> Callable[[Any], str]:
-    """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source schema's naming
-    convention (``DltSource.schema`` is public, its ``naming`` is not). With ``fields``, as dlt's normaliser
-    names a top-level field: ``a__b`` apart from ``a_b``, a blank one ``_empty`` (internal settings). With
-    ``nested``, the column its normaliser flattens a field path into: (``meta``, ``updatedAt``) -> ``meta__updated_at``."""
+    """How dlt names a record's field as a column (``userId`` -> ``user_id``): the source schema's naming convention
+    (``DltSource.schema`` is public, its ``naming`` is not). With ``fields``, as dlt's normaliser names a top-level
+    field: ``a__b`` apart from ``a_b``, a blank one ``_empty`` (internal settings). With ``nested``, the column its
+    normaliser flattens a path of such fields into (``_flatten``): (``meta``, ``a__b``) -> ``meta__a__b``."""
     naming = source.schema.naming
-    if nested:
-        return lambda parts: naming.shorten_fragments(*map(naming.normalize_identifier, parts))
-    if not fields:
+    if not fields and not nested:
         return naming.normalize_identifier
     from dlt.common.normalizers.json.relational import DataItemNormalizer as Normalizer
     split = source.schema._normalizers_config.get("use_break_path_on_normalize", True)
     normalize = naming.normalize_path if split else naming.normalize_identifier
-    return lambda field: normalize(field) if field and not field.isspace() else Normalizer.EMPTY_KEY_IDENTIFIER
+
+    def field(name: Any) -> str:
+        return normalize(name) if name and not name.isspace() else Normalizer.EMPTY_KEY_IDENTIFIER
+    return (lambda parts: naming.shorten_fragments(*map(field, parts))) if nested else field
 
 
 # -- the pipeline's local state against the destination's ------------------------------------

@@ -1203,6 +1203,7 @@ def test_types_a_declared_column_refuses_another_type_where_records_stay_dicts(a
         monkeypatch.setattr(kit_source, "FAST_PATH", fast)
         error = watch.fails(config)
         assert "id=350" in str(error) and repr(column) in str(error) and f"of type {kind}" in str(error), error
+        assert "GET /v1/events?" in str(error) and "offset=300&" in str(error), error  # the record's request
         assert table() == {}
 
 
@@ -1232,14 +1233,14 @@ def test_types_a_declared_flattened_column_refuses_another_type(api, watch, monk
         monkeypatch.setattr(kit_source, "FAST_PATH", fast)
         error = watch.fails(config)
         assert "id=350" in str(error) and repr(column) in str(error) and repr(odd) in str(error), error
-        assert f"of type {kind}" in str(error), error
+        assert f"of type {kind}" in str(error) and "offset=300&" in str(error), error
         assert table() == {}
 
 
 @pytest.mark.parametrize("dicts", [*AS_DICTS, "no step"])
 @pytest.mark.parametrize("odd, problem", [
     (1772323200, "more digits than decimal(10,2) holds"), ("123456789.9", "more digits than decimal(10,2) holds"),
-    ("NaN", "not a number"), ("inf", "not a number"), ("-Infinity", "not a number"),
+    ("NaN", "which no decimal holds"), ("inf", "which no decimal holds"), ("-Infinity", "which no decimal holds"),
 ], ids=["Unix seconds", "a numeric string", "NaN", "inf", "-Infinity"])
 def test_types_a_declared_decimal_refuses_a_value_it_cannot_hold(api, watch, monkeypatch, dicts, odd, problem):
     """dlt coerces these into a decimal(10,2), then its parquet writer failed with Arrow's own words ("Decimal
@@ -1253,6 +1254,7 @@ def test_types_a_declared_decimal_refuses_a_value_it_cannot_hold(api, watch, mon
         monkeypatch.setattr(kit_source, "FAST_PATH", fast)
         error = watch.fails(config)
         assert "id=350" in str(error) and "'value'" in str(error) and problem in str(error), error
+        assert "offset=300&" in str(error), error
         assert table() == {}
 
 
@@ -1263,6 +1265,107 @@ def test_types_a_declared_decimal_loads_the_largest_values_it_holds(api, watch):
                                             "value": {"data_type": "decimal", "precision": 10, "scale": 2}}))
     got = ak.query("SELECT id, value::VARCHAR AS v FROM events WHERE id BETWEEN 350 AND 352 ORDER BY id")
     assert got.v.tolist() == ["99999999.99", "-99999999.99", "0.00"], got
+
+
+def _served_at(where: str, sent: Any, record: int = 350):
+    """A transform serving ``sent`` in the field ``where`` (``meta.price``: inside a dict) of one record, 1 elsewhere."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            value = sent if r["id"] == record else 1
+            if "." in where:
+                outer, inner = where.split(".")
+                r[outer] = {inner: value}
+            else:
+                r[where] = value
+        return body
+    return served_as
+
+
+KEYED = {"id": {"data_type": "bigint", "nullable": False}, "updated_at": {"data_type": "timestamp", "nullable": False}}
+
+
+@pytest.mark.parametrize("where, column", [("meta.price", "meta__price"), ("unitPrice", "unit_price"),
+                                           ("price", "price")])
+@pytest.mark.parametrize("hint, sent, stored", [
+    ({"precision": 10, "scale": 2}, 0.125, "0.13"), ({"precision": 10}, 0.125, "0.125000000"),
+    ({}, 0.1234567891, "0.123456789"), ({"precision": 10, "scale": 2}, "-99999999.994", "-99999999.99"),
+], ids=["decimal(10,2)", "a precision alone", "neither", "the widest"])
+def test_types_a_declared_decimal_is_rounded_in_the_column_dlt_names(api, watch, where, column, hint, sent, stored):
+    """dlt's parquet writer refused a value with more places than the scale (dlt's default scale, 9, where the
+    hint gives none); the kit rounds it as an INSERT would, in a field dlt renames or flattens too."""
+    api.transform = _served_at(where, sent)
+    watch.succeeds(config_for(api, columns={**KEYED, column: {"data_type": "decimal", **hint}}))
+    assert ak.query(f"SELECT {column}::VARCHAR AS v FROM events WHERE id = 350").v[0] == stored
+
+
+@pytest.mark.parametrize("where, column", [("meta.price", "meta__price"), ("unitPrice", "unit_price")])
+@pytest.mark.parametrize("hint, sent, problem", [
+    ({"precision": 10, "scale": 2}, 1772323200, "more digits than decimal(10,2) holds"),
+    ({"precision": 10}, 123456789012, "more digits than decimal(10,9) holds"),
+    ({"precision": 10, "scale": 2}, "NaN", "which no decimal holds"),
+], ids=["Unix seconds", "dlt's default scale", "NaN"])
+def test_types_a_declared_decimal_in_the_column_dlt_names_refuses_what_it_cannot_hold(api, watch, where, column,
+                                                                                         hint, sent, problem):
+    api.transform = _served_at(where, sent)
+    error = watch.fails(config_for(api, columns={**KEYED, column: {"data_type": "decimal", **hint}}))
+    assert "id=350" in str(error) and repr(column) in str(error) and problem in str(error), error
+    assert "offset=300&" in str(error), error
+    assert table() == {}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "dicts"])
+@pytest.mark.parametrize("column, hint, odd", [("value", {"data_type": "double"}, "abc"),
+                                               ("price", {"data_type": "decimal", "precision": 10, "scale": 2}, "NaN")])
+def test_types_a_record_the_incremental_drops_is_not_judged_by_the_declared_types(api, watch, monkeypatch, fast,
+                                                                                  column, hint, odd):
+    """A record older than the cursor's start (an API that ignores the start parameter) is dropped by dlt's
+    incremental step: plain dlt loads without it, so the kit may not stop on its values."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r.setdefault("price", 1)
+            if r["id"] == 350:
+                r.update({column: odd, "updated_at": "2025-06-01T00:00:00Z"})
+        return body
+
+    api.transform = served_as
+    monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+    report = watch.succeeds(config_for(api, columns={**KEYED, column: hint}))
+    assert report.rows["events"] == 499 and 350 not in table() and len(table()) == 499, report
+
+
+def test_types_a_dict_below_max_table_nesting_is_kept_whole_and_not_judged(api, watch):
+    """With max_table_nesting 1, dlt keeps ``a.b`` whole (JSON in a__b): a declared a__b__c is no column of it."""
+    api.transform = lambda body, offset: {**body, "data": [
+        {**r, "a": {"b": {"c": "deep" if r["id"] == 350 else r["id"]}}} for r in body["data"]]}
+    config = config_for(api, columns={**KEYED, "a__b__c": {"data_type": "bigint"}})
+    config["resources"][0]["max_table_nesting"] = 1
+    watch.succeeds(config)
+    assert ak.query("SELECT a__b FROM events WHERE id = 350").a__b[0] is not None
+    assert not [c for c in ak.describe("events").column if "__v_" in c]
+
+
+def test_types_an_inner_field_named_with_dlts_separator_is_judged_by_its_column(api, watch):
+    """dlt names ``meta: {"a__b": ...}`` meta__a__b, keeping the inner field's separator."""
+    api.transform = _served_at("meta.a__b", "high")
+    error = watch.fails(config_for(api, columns={**KEYED, "meta__a__b": {"data_type": "bigint"}}))
+    assert "id=350" in str(error) and "'meta__a__b'" in str(error), error
+
+
+@pytest.mark.parametrize("key, named", [(["id", "updated_at"], "id=350, updated_at="), ("record_id", "recordId=350")],
+                         ids=["a key of several fields", "a key in dlt's naming"])
+def test_types_a_refused_value_names_its_record_by_its_key_as_the_api_sends_it(api, watch, key, named):
+    """The error said "record 51 of the page" where the key had several fields, or was declared in dlt's
+    naming (record_id) for the API's recordId."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r.update(recordId=r["id"], tags=[{"t": 1}], value="abc" if r["id"] == 350 else r["value"])
+        return body
+
+    api.transform = served_as
+    config = config_for(api, columns={**KEYED, "value": {"data_type": "double"}})
+    config["resource_defaults"]["primary_key"] = key
+    error = watch.fails(config)
+    assert f"the record with {named}" in str(error) and "offset=300&" in str(error), error
 
 
 def test_types_a_declared_flattened_column_loads_what_dlt_coerces(api, watch):

@@ -184,6 +184,20 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
         {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other",
          "columns": {"deleted": {"data_type": "bool", "hard_delete": True}}})), ConfigError,
      r"^resources\[1\]\.columns: soft-delete flag \['deleted'\], where resources\[0\] has none"),
+    # decimals a DuckDB file cannot make: Arrow's or DuckDB's own words, after every page was fetched
+    ("decimal wider than DuckDB's", edited(lambda c: c["resources"][0].update(
+        columns={"price": {"data_type": "decimal", "precision": 40, "scale": 2}})), ConfigError,
+     r"^resources\[0\]\.columns\.price\.precision: got 40; expected a precision from 1 to 38 for the DuckDB file"),
+    ("decimal with a negative scale", edited(lambda c: c["resource_defaults"].update(
+        columns={"price": {"data_type": "decimal", "scale": -1}})), ConfigError,
+     r"^resource_defaults\.columns\.price\.scale: got -1; expected a scale from 0 to the precision \(38\)"),
+    ("decimal with a scale above its precision", edited(lambda c: c["resources"][0].update(
+        columns={"price": {"data_type": "decimal", "precision": 2, "scale": 5}})), ConfigError,
+     r"^resources\[0\]\.columns\.price\.scale: got 5 above the precision; expected a scale from 0 to the "
+     r"precision \(2\)"),
+    ("decimal narrower than dlt's default scale", edited(lambda c: c["resources"][0].update(
+        columns={"price": {"data_type": "decimal", "precision": 5}})), ConfigError,
+     r"^resources\[0\]\.columns\.price\.scale: no scale, for which dlt takes 9, above the precision"),
 ]
 
 
@@ -409,3 +423,14 @@ def test_a_guide_config_edited_in_a_notebook_leaves_the_next_one_as_the_guide_wr
     again = ak.guide_config("http://127.0.0.1:1")
     assert again["resources"][0]["columns"]["deleted"]["hard_delete"] is True
     assert "id" in again["resources"][0]["columns"]
+
+
+def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_there() -> None:
+    """PostgreSQL's numeric holds 1000 digits: the width check follows the load's destination."""
+    config = guide_config()
+    config["resources"][0]["columns"] = {"price": {"data_type": "decimal", "precision": 60, "scale": 2}}
+    prepare(config, destination="postgres")
+    with pytest.raises(ConfigError, match="from 1 to 38 for the DuckDB file"):
+        prepare(config)
+    config["destination"] = "postgres"
+    prepare(config)

@@ -29,6 +29,7 @@ from typing import Any, Iterable
 
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
+from analytics_kit.config.decimals import check_decimals, complete_decimals
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
@@ -73,8 +74,9 @@ class PreparedConfig:
 
 
 @secret_safe
-def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME) -> PreparedConfig:
+def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str | None = None) -> PreparedConfig:
     """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError.
+    ``destination``: where the load goes, if not where the config says (its declared types must fit there).
 
     Auth fields the config leaves out are resolved as dlt resolves them for a source called
     ``name`` (see ``credentials``); every secret found is in ``secrets``.
@@ -87,7 +89,9 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME) -> PreparedConfi
     failure: KitError | None = None
     try:
         checks.check_shape(cfg)
-        destination = cfg.pop(checks.DESTINATION, None)
+        named = cfg.pop(checks.DESTINATION, None)
+        check_decimals(cfg, destination or named)
+        complete_decimals(cfg)
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
         # secrets first: a field dlt finds there (a password in CREDENTIALS__PASSWORD) may be left
@@ -104,7 +108,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME) -> PreparedConfi
         del cfg, found
         raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
-                          secrets=_collect_secrets(cfg, found), concurrency=concurrency, destination=destination,
+                          secrets=_collect_secrets(cfg, found), concurrency=concurrency, destination=named,
                           origins=_origins(cfg))
 
 

@@ -39,10 +39,11 @@ class BadValue(Exception):
 
 
 class TypeChanged(Exception):
-    """A value of another type in an undeclared column: the group goes to dlt's normaliser."""
+    """A value of another type in an undeclared column, or one a declared column refuses (``DeclaredTypes``
+    refuses it after dlt's steps, unless its incremental step drops the record): dlt's normaliser takes the group."""
 
-    def __init__(self, column: str) -> None:
-        super().__init__(column)
+    def __init__(self, column: str, why: str = "changes type") -> None:
+        super().__init__(f"column {column!r} {why}")
         self.column = column
 
 
@@ -219,9 +220,8 @@ class PageConverter:
                 raise TypeChanged(name)
             array = _coerced(values, kind)
         except _Uncoercible as bad:
-            if name not in self.declared:
-                raise TypeChanged(name) from None
-            raise refused(name, bad.index, kind, bad.value) from None
+            raise TypeChanged(name, "holds a value its declared type refuses" if name in self.declared else
+                              "changes type") from None
         if kind == "timestamp" and name in self.deferred:
             # the cursor stays text until dlt's incremental step has seen it (CastDeferred)
             array = pa.array([None if v is None else render(v) for v in array.to_pylist()], pa.string())
@@ -307,12 +307,13 @@ def _arrow_would_bend(value: Any, kind: str) -> bool:
     return type(value) is float and not value.is_integer()
 
 
-def refused(name: str, index: int, kind: str, value: Any) -> BadValue:
-    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold."""
+def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> BadValue:
+    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold (the API's ``field``)."""
+    sent = "" if field is None or field == name else f" in its field {field!r}"
     if isinstance(value, int) and not isinstance(value, bool):
-        return BadValue(name, index, f"of type {kind}", f"has {value}, beyond 64-bit integers,",
+        return BadValue(name, index, f"of type {kind}", f"has {value}{sent}, beyond 64-bit integers,",
                         f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.")
-    return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}",
+    return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}{sent}",
                     f"Fix the column's data_type in the config if the API sends such values, "
                     f"or leave {name!r} undeclared to let dlt keep them in a variant column.")
 

@@ -5,59 +5,75 @@ On Arrow pages the converter refuses such a value (``BadValue``). Records that s
 lists, map and filter steps, hints only dlt's normaliser reads) reach dlt's normaliser, which puts
 it in a variant column (``value__v_text``) without a word. The load stops instead, on either path,
 as the README promises. A value fails where dlt's own coercion fails: where dlt makes the variant.
+
+Decimals: dlt's parquet writer refuses a value with more places than the column's scale ("Rescaling
+Decimal value would cause data loss"), where an INSERT into DuckDB or PostgreSQL rounds it (0.125
+into decimal(10,2) is 0.13). The kit loads parquet, so it rounds first: half away from zero, from
+the value's shortest text (1.005 -> 1.01), as a SQL literal is rounded. A value with more digits
+than the precision, NaN or an infinity (which dlt's coercion takes) failed in the parquet writer
+with Arrow's words, naming no record: it stops the load here, naming it.
 """
 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import pyarrow as pa
 
+from analytics_kit.config.decimals import decimal_shape
 from analytics_kit.fetch.arrow_tables import COERCE_ERRORS, BadValue, coerced_value, refused
-from analytics_kit.fetch.page_checks import bad_value
+from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # The Python types each declared type takes as they are (a bool is no int here: dlt decides it).
 _AS_THEY_ARE: dict[str, tuple[type, ...]] = {"bigint": (int,), "double": (float, int), "bool": (bool,),
                                               "text": (str,)}
 # Types that take any value: dlt stores it as JSON.
 _ANY = ("json", "complex")
-# dlt's precision for a decimal column that gives none (DEFAULT_NUMERIC_PRECISION)
-DEFAULT_PRECISION = 38
+# dlt's max_table_nesting where neither the resource nor the source sets one (its relational normaliser's)
+DEFAULT_NESTING = 1000
 # Rounding a value of any size to its scale: the default context's 28 digits raised for larger ones
 _WIDE = Context(prec=1000)
 
 
 class DeclaredTypes:
     """A step behind the config's own steps and dlt's incremental one (what dlt will load): checks the
-    declared columns of records that stay dicts; Arrow pages pass, the converter checked them.
+    declared columns of records that stay dicts, and rounds declared decimals; Arrow pages pass, the
+    converter checked them (a declared decimal keeps a resource on dicts).
 
-    A field counts for the column dlt's naming makes of it (``isDeleted`` fills ``is_deleted``). A dict or
-    a list is left to dlt, which flattens it into columns or a nested table rather than coercing it."""
+    A field counts for the column dlt's naming makes of it (``isDeleted`` fills ``is_deleted``), and a
+    field inside a dict for the column dlt flattens it into (``meta.score`` fills ``meta__score``) down
+    to the table's ``max_table_nesting``, below which dlt keeps the dict whole, as it keeps one declared
+    json. A dict or a list in a declared column is left to dlt, which flattens it rather than coerce it."""
 
-    def __init__(self, resource: str, kinds: dict[str, str], primary_key: Any, field_naming: Callable[[str], str] = str,
-                 flattened: Callable[[tuple], str] | None = None, whole: frozenset[str] = frozenset()) -> None:
+    def __init__(self, resource: str, hints: dict[str, dict], primary_key: Any,
+                 field_naming: Callable[[str], str] = str, flattened: Callable[[tuple], str] | None = None,
+                 requests: PageRequests | None = None, nesting: int | None = None) -> None:
         self.resource, self.primary_key, self.field_naming = resource, primary_key, field_naming
+        self.requests = requests or PageRequests()  # to name the request in an error
         # the declared names as dlt names its columns: a path stays one (meta__score is not meta_score)
-        self.kinds = {field_naming(name): kind for name, kind in kinds.items()}
+        named = {field_naming(name): hint for name, hint in hints.items()}
+        self.kinds = {name: hint["data_type"] for name, hint in named.items() if hint["data_type"] not in _ANY}
+        self.whole = frozenset(name for name, hint in named.items() if hint["data_type"] in _ANY)
+        self.decimals = {name: (*decimal_shape(hint), Decimal(1).scaleb(-decimal_shape(hint)[1]))
+                         for name, hint in named.items() if hint["data_type"] == "decimal"}
+        self.nesting = DEFAULT_NESTING if nesting is None else nesting
         self.columns: dict[Any, str | None] = {}  # a record's field -> the declared column it fills, or None
-        # dlt flattens a dict field into columns named by the path (meta -> meta__score); only where a declared
-        # column lies under it is the dict read, and never one declared json, which dlt keeps whole
         self.flattened = flattened
-        self.whole = frozenset(field_naming(name) for name in whole)
         self.paths: dict[tuple, str | None] = {}  # a path of fields -> its column, or None where nothing is declared
 
     @classmethod
     def of(cls, resource: str, columns: Any, primary_key: Any, field_naming: Callable[[str], str] = str,
-           flattened: Callable[[tuple], str] | None = None) -> "DeclaredTypes | None":
+           flattened: Callable[[tuple], str] | None = None, requests: PageRequests | None = None,
+           nesting: int | None = None) -> "DeclaredTypes | None":
         """For a resource's ``columns`` given as a dict (lists, models and callables are left to dlt)."""
         if not isinstance(columns, dict):
             return None
-        kinds = {name: hint["data_type"] for name, hint in columns.items()
-                 if isinstance(hint, dict) and isinstance(hint.get("data_type"), str) and hint["data_type"] not in _ANY}
-        whole = frozenset(name for name, hint in columns.items() if isinstance(hint, dict) and hint.get("data_type")
-                          in _ANY)
-        return cls(resource, kinds, primary_key, field_naming, flattened, whole) if kinds else None
+        hints = {name: hint for name, hint in columns.items()
+                 if isinstance(hint, dict) and isinstance(hint.get("data_type"), str)}
+        if not any(hint["data_type"] not in _ANY for hint in hints.values()):
+            return None
+        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting)
 
     def _column(self, field: Any) -> str | None:
         try:
@@ -74,37 +90,67 @@ class DeclaredTypes:
         for index, row in enumerate(rows):
             for field, value in row.items() if isinstance(row, dict) else ():
                 if type(value) is dict and self.flattened is not None:
-                    self._nested((field,), value, rows, index)
+                    self._nested((field,), value, self.nesting, rows, index)
                     continue
                 column = self.columns[field] if field in self.columns else self._column(field)
                 if column is not None:
-                    self._check(column, value, rows, index, field)
+                    self._check(row, field, column, rows, index)
         return item
 
-    def _check(self, column: str, value: Any, rows: list, index: int, shown: Any = None) -> None:
-        """Raises the load's error where ``value`` cannot go into the declared ``column`` (named as ``shown``)."""
+    def _check(self, holder: dict, field: Any, column: str, rows: list, index: int) -> None:
+        """Raises the load's error where ``holder[field]`` cannot go into the declared ``column``; rounds a decimal."""
+        value = holder[field]
         if value is None or isinstance(value, (dict, list)):
             return
         kind = self.kinds[column]
+        if kind == "decimal" and self._decimal(holder, field, column, rows, index):
+            return
         if type(value) in _AS_THEY_ARE.get(kind, ()):
             return
         try:
             coerced_value(value, kind)
         except COERCE_ERRORS:
-            bad = refused(column if shown is None else shown, index, kind, value)
-            raise bad_value(bad, rows, [(len(rows), "")], self.resource, self.primary_key) from None
+            self._refuse(refused(column, index, kind, value, field), rows, index)
 
-    def _nested(self, path: tuple, value: dict, rows: list, index: int) -> None:
-        """The declared columns dlt flattens ``value`` (the record's dict at ``path``) into."""
+    def _decimal(self, holder: dict, field: Any, column: str, rows: list, index: int) -> bool:
+        """Rounds a number to the column's scale, or refuses it; False for a value that is no number here."""
+        value = holder[field]
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+            return False
+        try:
+            number = Decimal(str(value))
+        except (InvalidOperation, ValueError):
+            return False  # not a number as written: dlt's coercion decides
+        precision, scale, quantum = self.decimals[column]
+        if not number.is_finite():
+            self._refuse(BadValue(column, index, f"of type decimal({precision},{scale})",
+                                  f"has {value!r}, which no decimal holds,",
+                                  f"Declare {column!r} as double if the API sends NaN or infinities, or as text."),
+                         rows, index)
+        rounded = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
+        if len(rounded.as_tuple().digits) > precision:
+            self._refuse(BadValue(column, index, f"of type decimal({precision},{scale})",
+                                  f"has {value!r}, more digits than decimal({precision},{scale}) holds,",
+                                  f"Declare {column!r} with a larger precision (up to 38), or as double or text."),
+                         rows, index)
+        holder[field] = rounded
+        return True
+
+    def _refuse(self, bad: BadValue, rows: list, index: int) -> None:
+        raise bad_value(bad, rows, self.requests.of(rows, index), self.resource, self.primary_key) from None
+
+    def _nested(self, path: tuple, value: dict, level: int, rows: list, index: int) -> None:
+        """The declared columns dlt flattens ``value`` (the record's dict at ``path``) into; ``level`` counts down
+        dlt's nesting levels (none left: dlt keeps the dict whole, as JSON)."""
         column = self._path_column(path)
-        if column is None or column in self.whole:
+        if column is None or column in self.whole or level <= 0:
             return
         for field, inner in value.items():
             inner_path = path + (field,)
             if type(inner) is dict:
-                self._nested(inner_path, inner, rows, index)
+                self._nested(inner_path, inner, level - 1, rows, index)
             elif (inner_column := self._path_column(inner_path)) in self.kinds:
-                self._check(inner_column, inner, rows, index)
+                self._check(value, field, inner_column, rows, index)  # type: ignore[arg-type]
 
     def _path_column(self, path: tuple) -> str | None:
         """The column of a path of fields, or None where no declared column is it or lies under it."""
@@ -117,60 +163,3 @@ class DeclaredTypes:
         under = column is not None and any(name == column or name.startswith(column) for name in self.kinds)
         self.paths[path] = column if under else None
         return self.paths[path]
-
-
-class DecimalScale:
-    """Rounds values of declared ``decimal`` columns to their scale, as the database would, and refuses
-    those the column cannot hold.
-
-    dlt's parquet writer refuses a value with more places than the column's scale ("Rescaling
-    Decimal value would cause data loss"), where an INSERT into DuckDB or PostgreSQL rounds it
-    (0.125 into decimal(10,2) is 0.13). The kit loads parquet, so it rounds first: half away
-    from zero, from the value's shortest text (1.005 -> 1.01), as a SQL literal is rounded.
-    A value with more digits than the precision, or NaN or an infinity (which dlt's coercion takes),
-    failed in the parquet writer with Arrow's words, naming no record: it stops the load here instead.
-    """
-
-    def __init__(self, resource: str, shapes: dict[str, tuple[int, int]], primary_key: Any = None) -> None:
-        self.resource, self.primary_key = resource, primary_key
-        self.shapes = {name: (precision, scale, Decimal(1).scaleb(-scale))
-                       for name, (precision, scale) in shapes.items()}
-
-    @classmethod
-    def of(cls, resource: str, columns: Any, primary_key: Any = None) -> "DecimalScale | None":
-        if not isinstance(columns, Mapping):
-            return None
-        shapes = {name: (column.get("precision") or DEFAULT_PRECISION, column["scale"])
-                  for name, column in columns.items()
-                  if isinstance(column, Mapping) and column.get("data_type") == "decimal"
-                  and isinstance(column.get("scale"), int) and isinstance(column.get("precision") or 0, int)}
-        return cls(resource, shapes, primary_key) if shapes else None
-
-    def __call__(self, item: Any) -> Any:
-        rows = item if isinstance(item, list) else [item]
-        for index, record in enumerate(rows):
-            if not isinstance(record, dict):
-                continue
-            for name, (precision, scale, quantum) in self.shapes.items():
-                value = record.get(name)
-                if not isinstance(value, (int, float, str, Decimal)) or isinstance(value, bool):
-                    continue
-                try:
-                    number = Decimal(str(value))
-                except (InvalidOperation, ValueError):
-                    continue  # not a number: the declared-type check says so
-                problem = None
-                if not number.is_finite():
-                    problem = "not a number"
-                else:
-                    rounded = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
-                    if len(rounded.as_tuple().digits) > precision:
-                        problem = f"more digits than decimal({precision},{scale}) holds"
-                    else:
-                        record[name] = rounded
-                if problem is not None:
-                    bad = BadValue(name, index, "of type decimal", f"has {value!r}, {problem},",
-                                   f"Declare {name!r} with a larger precision, or as double or text, if the API "
-                                   "sends such values.")
-                    raise bad_value(bad, rows, [(len(rows), "")], self.resource, self.primary_key) from None
-        return item

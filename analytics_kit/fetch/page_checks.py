@@ -3,6 +3,7 @@ records without their primary key, and the error for a value the config's column
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from analytics_kit import seam
@@ -59,6 +60,17 @@ def unhashable_key(keys: list, request: str, resource: str, primary_key: Any) ->
         resource=resource, request=request)
 
 
+def _key_values(record: Any, primary_key: Any) -> str:
+    """``id=350`` (``a=1, b=2`` for a key of several fields) as the record holds its key, found in the API's
+    naming too (``userId`` for a key declared ``user_id``); empty where the record lacks a part."""
+    if not isinstance(record, dict):
+        return ""
+    wanted = [primary_key] if isinstance(primary_key, str) else list(primary_key or ["id"])
+    plain = {"".join(filter(str.isalnum, str(field))).lower(): field for field in record}
+    fields = [key if key in record else plain.get("".join(filter(str.isalnum, str(key))).lower()) for key in wanted]
+    return "" if None in fields else ", ".join(f"{field}={record[field]!r}" for field in fields)
+
+
 def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resource: str, primary_key: Any) -> LoadError:
     """The ``LoadError`` for a value the config's columns refuse, naming record, column and request."""
     request, start = "", 0
@@ -67,10 +79,34 @@ def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resourc
             break
         start += size
     record = rows[bad.index] if 0 <= bad.index < len(rows) else {}
-    key = primary_key if isinstance(primary_key, str) else "id"
-    which = f"the record with {key}={record.get(key)!r}" if isinstance(record, dict) and key in record else \
-        f"record {bad.index - start + 1} of the page"
+    named = _key_values(record, primary_key)
+    which = f"the record with {named}" if named else f"record {bad.index - start + 1} of the page"
     return LoadError(
         f"Resource '{resource}': {which}{f' on {request}' if request else ''} {bad.problem} in column {bad.column!r}, "
         f"which the config declares {bad.declared}.",
         guidance=bad.guidance, resource=resource, column=bad.column, **({"request": request} if request else {}))
+
+
+class PageRequests:
+    """The request each record of the latest pages came from: dlt's steps see records, not requests, and a
+    step's error (a declared column refusing a value) names the request with it. The pages are kept
+    referenced, so that no other record takes the id of one still listed."""
+
+    KEPT = 8  # pages: more than stand between the pager and the steps (``batches.tables`` holds back one)
+
+    def __init__(self) -> None:
+        self._pages: deque[list] = deque()
+        self._of: dict[int, str] = {}
+
+    def saw(self, rows: list, request: str) -> None:
+        if len(self._pages) == self.KEPT:
+            for row in self._pages.popleft():
+                self._of.pop(id(row), None)
+        self._pages.append(rows)
+        for row in rows:
+            self._of[id(row)] = request
+
+    def of(self, rows: list, index: int) -> list[tuple[int, str]]:
+        """``bad_value``'s sources for the record at ``index`` of ``rows`` (a step's item)."""
+        row = rows[index] if 0 <= index < len(rows) else None
+        return [(len(rows), self._of.get(id(row), "") if row is not None else "")]

@@ -39,7 +39,7 @@ from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
-from analytics_kit.fetch.page_checks import bad_value, check_cursor_kind, check_keys, unhashable_key
+from analytics_kit.fetch.page_checks import PageRequests, bad_value, check_cursor_kind, check_keys, unhashable_key
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -80,8 +80,9 @@ class KitPaginate:
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
                  string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None,
-                 start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None) -> None:
-        self.client = client
+                 start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None,
+                 requests: PageRequests | None = None) -> None:
+        self.client, self.requests = client, requests or PageRequests()  # where steps' errors find a record's request
         self.shares = shares  # the table it loads with other resources: keys it proves distinct may not be so there
         self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
@@ -94,9 +95,7 @@ class KitPaginate:
         self.resource = resource
         self.redactor = redactor
         self.primary_key = primary_key
-        self.on_arrow_page = on_arrow_page
-        self.sequential = client.paginate
-        self.concurrency = concurrency
+        self.on_arrow_page, self.sequential, self.concurrency = on_arrow_page, client.paginate, concurrency
         self.new_session = new_session
         self.convert = convert
         self.fields = fields  # None where the resource's processing_steps may rename fields: checked behind them
@@ -150,10 +149,9 @@ class KitPaginate:
         try:
             out = self.convert(rows)  # type: ignore[misc]
         except TypeChanged as change:
-            # A value of another type in a column the config does not declare: dlt's normaliser
-            # handles the group (it adds a variant column, as it would have without the kit).
-            logger.info("%s: column %r changes type; this group of records goes to dlt's normaliser",
-                        self.resource, change.column)
+            # dlt's normaliser handles the group: a variant column for an undeclared one, as without the kit;
+            # a declared one's value is refused behind dlt's steps, where its incremental may drop the record
+            logger.info("%s: %s; this group of records goes to dlt's normaliser", self.resource, change)
             out = rows
         except BadValue as bad:
             raise bad_value(bad, rows, sources, self.resource, self.primary_key) from None
@@ -337,6 +335,7 @@ class KitPaginate:
             else:
                 repeats = 0
             previous = keys
+            self.requests.saw(page, request)
             yield page, request
 
     def _listing(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,

@@ -18,9 +18,10 @@ from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, Prep
 from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import CastDeferred, PageConverter, PageFormat, TableKinds, unsupported_columns
-from analytics_kit.fetch.declared import DeclaredTypes, DecimalScale
+from analytics_kit.fetch.declared import DeclaredTypes
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
+from analytics_kit.fetch.page_checks import PageRequests
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.replace import (MergeNeeded, Replace, is_append, merge_strategy,
@@ -187,11 +188,10 @@ def _build(
                 seam.mute_json_override(resource.name)
             else:
                 logger.debug("resource %s loads pages as dicts: %s", resource.name, reason)
-            rounding = DecimalScale.of(resource.name, resource.columns, seam.primary_key(resource))
-            if rounding is not None:
-                seam.add_step(resource, rounding)
+            requests = PageRequests()  # where the steps' errors name the request
+            nesting = resource.max_table_nesting if resource.max_table_nesting is not None else source.max_table_nesting
             declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
-                                        flattened)
+                                        flattened, requests, nesting)
             if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
                 seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
@@ -219,7 +219,8 @@ def _build(
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
                         newest_field=_newest_field(resource, one_row_per_key),
-                        start=seam.start_param(resource), shares=table if table in shared else None).install()
+                        start=seam.start_param(resource), shares=table if table in shared else None,
+                        requests=requests).install()
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)

@@ -52,15 +52,8 @@ from analytics_kit.store.database import (
 from analytics_kit.store.load_log import record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
-from analytics_kit.store.recovery import (
-    begin,
-    drop_staging,
-    empty_tables,
-    forget,
-    full_refresh_done,
-    mark_full_refresh,
-    open_pipeline,
-)
+from analytics_kit.store.recovery import (begin, drop_staging, empty_tables, forget, full_refresh_done,
+                                          mark_full_refresh, open_pipeline)
 from analytics_kit.store.target import Target, duckdb_memory
 
 logger = logging.getLogger(__name__)
@@ -117,7 +110,7 @@ def load(
         raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
     memoise_typeddict_hints()  # before the config's checks, which validate it as dlt does
-    prepared = prepare(config)
+    prepared = prepare(config, destination=destination)
     _settings.apply_tuning()
     memoise_secret_hints()
     # The caller's dict may hold the key in plain text; a traceback printed with its

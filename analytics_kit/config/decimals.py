@@ -1,0 +1,74 @@
+"""Declared decimal columns must be ones the database can make: checked before any request.
+
+dlt passes a decimal's precision and scale on as they are. ``scale: -1`` failed in the first record's
+conversion with Arrow's "Scale must be a non-negative integer", ``precision: 40`` in the load step,
+after every page was fetched, with DuckDB's "DECIMAL type width must be between 1 and 38", and a
+scale above the precision blamed each value for having too many digits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from analytics_kit.config.checks import fail, got
+
+# dlt's precision and scale for a decimal column that gives none (arithmetics.DEFAULT_NUMERIC_PRECISION and
+# _SCALE, the DuckDB and PostgreSQL destinations' decimal_precision)
+DEFAULT_PRECISION, DEFAULT_SCALE = 38, 9
+# The widest decimal each destination makes: DuckDB's DECIMAL (and Arrow's decimal128, which its files
+# are written in) 38 digits, PostgreSQL's numeric 1000; others are left to dlt
+WIDEST = {"duckdb": 38, "motherduck": 38, "postgres": 1000}
+
+
+def decimal_shape(hint: dict) -> tuple[int, int]:
+    """A declared decimal's (precision, scale), dlt's defaults filling what the hint leaves out."""
+    precision, scale = hint.get("precision"), hint.get("scale")
+    return (DEFAULT_PRECISION if precision is None else precision, DEFAULT_SCALE if scale is None else scale)
+
+
+def check_decimals(config: dict[str, Any], destination: str | None) -> None:
+    """Raise ConfigError for a declared decimal whose precision or scale ``destination`` cannot make."""
+    if not isinstance(destination, str):  # not given (the file), or not a name: refused where it is checked
+        destination = None
+    widest = WIDEST.get((destination or "duckdb").strip().lower())
+    for path, hint in _decimal_hints(config):
+        for key in ("precision", "scale"):
+            value = hint.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise fail(f"{path}.{key}", f"got {got(value)}", "a whole number",
+                           f"Write the decimal's {key} as a number, e.g. {{'data_type': 'decimal', 'precision': 10, "
+                           "'scale': 2}.")
+        precision, scale = decimal_shape(hint)
+        if precision < 1 or (widest is not None and precision > widest):
+            where = f" for {destination or 'the DuckDB file'}" if widest is not None else ""
+            raise fail(f"{path}.precision", f"got {precision}",
+                       f"a precision from 1 to {widest or 'the widest there is'}{where}",
+                       "Lower the precision (the number of digits in all), or declare the column as double or text "
+                       "for wider numbers.")
+        if not 0 <= scale <= precision:
+            said = f"got {scale}" if hint.get("scale") is not None else f"no scale, for which dlt takes {scale},"
+            raise fail(f"{path}.scale", f"{said} above the precision" if scale > 0 else said,
+                       f"a scale from 0 to the precision ({precision})",
+                       "The scale is the number of digits after the point, part of the precision: e.g. "
+                       "{'data_type': 'decimal', 'precision': 10, 'scale': 2} holds 12345678.90.")
+
+
+def complete_decimals(config: dict[str, Any]) -> None:
+    """Gives a decimal declared with its precision or its scale alone the other as dlt's table gets it: the
+    kit's files are parquet, whose writer took a precision alone as scale 0 ("Rescaling Decimal value would
+    cause data loss" for 0.125 in a column dlt makes DECIMAL(10,9)), and a scale alone as (38, 9)."""
+    for _, hint in _decimal_hints(config):
+        if (hint.get("precision") is None) != (hint.get("scale") is None):
+            hint["precision"], hint["scale"] = decimal_shape(hint)
+
+
+def _decimal_hints(config: dict[str, Any]) -> Iterator[tuple[str, dict]]:
+    """(path, hint) of every column declared decimal in a resource or in resource_defaults (dict form)."""
+    defaults = config.get("resource_defaults")
+    places = [("resource_defaults", defaults)] if isinstance(defaults, dict) else []
+    places += [(f"resources[{i}]", r) for i, r in enumerate(config.get("resources") or []) if isinstance(r, dict)]
+    for path, place in places:
+        columns = place.get("columns")
+        for name, hint in columns.items() if isinstance(columns, dict) else ():
+            if isinstance(hint, dict) and hint.get("data_type") == "decimal":
+                yield f"{path}.columns.{name}", hint
