@@ -1298,6 +1298,24 @@ def test_types_a_declared_decimal_is_rounded_in_the_column_dlt_names(api, watch,
     assert ak.query(f"SELECT {column}::VARCHAR AS v FROM events WHERE id = 350").v[0] == stored
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "dicts"])
+def test_types_an_integer_a_timestamp_cannot_hold_is_not_called_beyond_64_bits(api, watch, monkeypatch, fast):
+    api.transform = lambda body, offset: {**body, "data": [
+        {**r, "seen_at": 10**15 if r["id"] == 350 else r["updated_at"], **({} if fast else {"tags": [1]})}
+        for r in body["data"]]}
+    monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+    error = watch.fails(config_for(api, columns={**KEYED, "seen_at": {"data_type": "timestamp"}}))
+    assert "has 1000000000000000 in column 'seen_at'" in str(error) and "64-bit" not in str(error), error
+
+
+def test_types_a_decimal_in_dlts_list_of_columns_gets_dlts_default_scale(api, watch):
+    api.transform = _served_at("price", 0.125)
+    config = config_for(api, columns=[{"name": name, **hint} for name, hint in KEYED.items()]
+                        + [{"name": "price", "data_type": "decimal", "precision": 10}])
+    watch.succeeds(config)
+    assert ak.query("SELECT price::VARCHAR AS v FROM events WHERE id = 350").v[0] == "0.125000000"
+
+
 @pytest.mark.parametrize("where, column", [("meta.price", "meta__price"), ("unitPrice", "unit_price")])
 @pytest.mark.parametrize("hint, sent, problem", [
     ({"precision": 10, "scale": 2}, 1772323200, "more digits than decimal(10,2) holds"),
@@ -1366,6 +1384,30 @@ def test_types_a_refused_value_names_its_record_by_its_key_as_the_api_sends_it(a
     config["resource_defaults"]["primary_key"] = key
     error = watch.fails(config)
     assert f"the record with {named}" in str(error) and "offset=300&" in str(error), error
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "dicts"])
+def test_types_a_declared_json_column_parses_text_and_refuses_what_dlt_would_not_store(api, watch, monkeypatch, fast):
+    """dlt's coercion parses text into a json column ("{\\"device\\": \\"ios\\"}" is that object): the Arrow
+    pages stored it as a JSON string, which ->> could not read; a number or "abc" there went to a variant
+    column on dicts and into the column on Arrow pages, refused on neither."""
+    def served_as(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r["props"] = '{"device": "ios"}' if r["id"] % 2 else {"device": "web"}
+        return body
+
+    api.transform = served_as
+    monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+    config = config_for(api, columns={**KEYED, "props": {"data_type": "json"}})
+    watch.succeeds(config)
+    assert ak.query("SELECT props->>'device' AS d FROM events WHERE id IN (7, 8) ORDER BY id").d.tolist() == [
+        "ios", "web"]
+    for odd in (5, "abc", True):
+        api.transform = lambda body, offset, odd=odd: {**body, "data": [
+            {**r, "props": odd if r["id"] == 480 else {"device": "web"}} for r in body["data"]]}
+        error = watch.fails(config_for(api, columns={**KEYED, "props": {"data_type": "json"}}),
+                            database=f"{odd}.duckdb")
+        assert "id=480" in str(error) and "'props'" in str(error) and "of type json" in str(error), error
 
 
 def test_types_a_declared_flattened_column_loads_what_dlt_coerces(api, watch):

@@ -242,3 +242,25 @@ def test_the_api_key_never_leaks(tmp_path: Path, capfd: pytest.CaptureFixture[st
     assert len(outcomes) == len(KEYS) * len(LEVELS) * len(CASES)
     assert any(p.name == "trace.pickle" for p in tmp_path.rglob("*")), "no trace.pickle was searched"
     assert not search.hits, f"{summary}:\n" + "\n".join(search.hits)
+
+
+@pytest.mark.parametrize("reader", [None, "query", "tables"])
+def test_a_destination_object_passed_as_the_destination_is_named_by_its_type_not_its_credentials(tmp_path: Path,
+                                                                                                 reader):
+    """dlt's destination objects print their credentials: the error named the argument with its repr, password
+    included. The readers take the argument too."""
+    import dlt
+
+    password = f"S3cret-{secrets.token_hex(6)}"
+    destination = dlt.destinations.postgres(credentials=f"postgresql://loader:{password}@127.0.0.1:1/x")
+    config = ak.guide_config("http://127.0.0.1:1", "key")
+    with pytest.raises(ak.ConfigError) as raised:
+        if reader is None:
+            ak.load(config, database=str(tmp_path / "a.duckdb"), destination=destination, progress=False)
+        elif reader == "query":
+            ak.query("SELECT 1", database=str(tmp_path / "a.duckdb"), destination=destination)
+        else:
+            ak.tables(database=str(tmp_path / "a.duckdb"), destination=destination)
+    text = str(raised.value) + repr(raised.value)
+    assert password not in text and "loader:" not in text, text
+    assert "got a postgres object" in text and "DESTINATION__POSTGRES__CREDENTIALS" in text, text

@@ -198,6 +198,9 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("decimal narrower than dlt's default scale", edited(lambda c: c["resources"][0].update(
         columns={"price": {"data_type": "decimal", "precision": 5}})), ConfigError,
      r"^resources\[0\]\.columns\.price\.scale: no scale, for which dlt takes 9, above the precision"),
+    ("decimal too wide in dlt's list of columns", edited(lambda c: c["resources"][0].update(
+        columns=[{"name": "id", "data_type": "bigint"}, {"name": "price", "data_type": "decimal", "precision": 39}])),
+     ConfigError, r"^resources\[0\]\.columns\[1\]\.precision: got 39; expected a precision from 1 to 38"),
 ]
 
 

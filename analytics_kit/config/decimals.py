@@ -28,9 +28,9 @@ def decimal_shape(hint: dict) -> tuple[int, int]:
 
 def check_decimals(config: dict[str, Any], destination: str | None) -> None:
     """Raise ConfigError for a declared decimal whose precision or scale ``destination`` cannot make."""
-    if not isinstance(destination, str):  # not given (the file), or not a name: refused where it is checked
-        destination = None
-    widest = WIDEST.get((destination or "duckdb").strip().lower())
+    # not given: the file; not a name: refused where the destination is checked, its width unknown here
+    widest = WIDEST.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) \
+        else None
     for path, hint in _decimal_hints(config):
         for key in ("precision", "scale"):
             value = hint.get(key)
@@ -63,12 +63,14 @@ def complete_decimals(config: dict[str, Any]) -> None:
 
 
 def _decimal_hints(config: dict[str, Any]) -> Iterator[tuple[str, dict]]:
-    """(path, hint) of every column declared decimal in a resource or in resource_defaults (dict form)."""
+    """(path, hint) of every column declared decimal in a resource or in resource_defaults, the columns given as a
+    dict or as dlt's list of column schemas (``[{"name": "price", "data_type": "decimal", ...}]``)."""
     defaults = config.get("resource_defaults")
     places = [("resource_defaults", defaults)] if isinstance(defaults, dict) else []
     places += [(f"resources[{i}]", r) for i, r in enumerate(config.get("resources") or []) if isinstance(r, dict)]
     for path, place in places:
         columns = place.get("columns")
-        for name, hint in columns.items() if isinstance(columns, dict) else ():
+        named = columns.items() if isinstance(columns, dict) else enumerate(columns) if isinstance(columns, list) else ()
+        for name, hint in named:
             if isinstance(hint, dict) and hint.get("data_type") == "decimal":
-                yield f"{path}.columns.{name}", hint
+                yield f"{path}.columns" + (f"[{name}]" if isinstance(name, int) else f".{name}"), hint

@@ -21,21 +21,14 @@ import pyarrow as pa
 from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.cursors import render
 from analytics_kit.fetch.records import as_json
-from analytics_kit.seam import coerce_value, is_iso_timestamp, py_type_to_sc_type
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value
+from analytics_kit.seam import is_iso_timestamp
 
 logger = logging.getLogger(__name__)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 ARROW_TYPES = {"bigint": pa.int64(), "text": pa.string(), "double": pa.float64(), "bool": pa.bool_(),
                "timestamp": TIMESTAMP, "json": pa.string()}
-
-
-class BadValue(Exception):
-    """A value a declared column cannot hold; ``index`` is the record's place in the group."""
-
-    def __init__(self, column: str, index: int, declared: str, problem: str, guidance: str) -> None:
-        super().__init__(f"{column}: {problem}")
-        self.column, self.index, self.declared, self.problem, self.guidance = column, index, declared, problem, guidance
 
 
 class TypeChanged(Exception):
@@ -85,7 +78,14 @@ def _kind_of(value: Any) -> str | None:
     return None
 
 
-def _json(values: list) -> pa.Array:
+def _json(values: list, name: str) -> pa.Array:
+    """A json column's values as JSON text: text is parsed as dlt's coercion parses it (the object, not a string
+    holding it); any other value, which dlt would put in a variant column, sends the group to its normaliser."""
+    if not all(v is None or type(v) in (dict, list) for v in values):
+        try:
+            values = [v if v is None or type(v) in (dict, list) else coerced_value(v, "json") for v in values]
+        except COERCE_ERRORS:
+            raise TypeChanged(name, "holds a value its declared type refuses") from None
     try:
         return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
     except TypeError:  # an integer beyond 64 bits, which JSON text holds whole
@@ -189,7 +189,7 @@ class PageConverter:
             if name not in present and name not in self.nullable:
                 continue  # undeclared and absent from this page
             if kind == "json":
-                array = _json([r.get(name) for r in rows])
+                array = _json([r.get(name) for r in rows], name)
             else:
                 array = self._column(table, rows, name, kind)
             nullable = self.nullable.get(name, True)
@@ -219,7 +219,7 @@ class PageConverter:
                 # dlt's normaliser flattens these (name__a, a nested table) rather than coerce them
                 raise TypeChanged(name)
             array = _coerced(values, kind)
-        except _Uncoercible as bad:
+        except _Uncoercible:
             raise TypeChanged(name, "holds a value its declared type refuses" if name in self.declared else
                               "changes type") from None
         if kind == "timestamp" and name in self.deferred:
@@ -305,32 +305,6 @@ def _arrow_would_bend(value: Any, kind: str) -> bool:
     if kind == "double":
         return type(value) is bool
     return type(value) is float and not value.is_integer()
-
-
-def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> BadValue:
-    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold (the API's ``field``)."""
-    sent = "" if field is None or field == name else f" in its field {field!r}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return BadValue(name, index, f"of type {kind}", f"has {value}{sent}, beyond 64-bit integers,",
-                        f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.")
-    return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}{sent}",
-                    f"Fix the column's data_type in the config if the API sends such values, "
-                    f"or leave {name!r} undeclared to let dlt keep them in a variant column.")
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-# What dlt's coercion raises where its normaliser makes a variant column (OSError: pendulum's years past 9999).
-COERCE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, OSError)
-
-
-def coerced_value(value: Any, kind: str) -> Any:
-    """``value`` as dlt's normaliser stores it in a column of ``kind``, read and coerced as its
-    ``items_normalizers/jsonl.py`` does; raises one of ``COERCE_ERRORS`` where it makes a variant instead."""
-    return coerce_value(kind, py_type_to_sc_type(type(value)), value)
 
 
 def _coerced(values: list, kind: str) -> pa.Array:

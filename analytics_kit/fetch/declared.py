@@ -22,13 +22,13 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from analytics_kit.config.decimals import decimal_shape
-from analytics_kit.fetch.arrow_tables import COERCE_ERRORS, BadValue, coerced_value, refused
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, refused
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # The Python types each declared type takes as they are (a bool is no int here: dlt decides it).
 _AS_THEY_ARE: dict[str, tuple[type, ...]] = {"bigint": (int,), "double": (float, int), "bool": (bool,),
                                               "text": (str,)}
-# Types that take any value: dlt stores it as JSON.
+# Types dlt keeps a dict or a list in whole, as JSON (text only where it parses as JSON, as dlt's coercion reads it)
 _ANY = ("json", "complex")
 # dlt's max_table_nesting where neither the resource nor the source sets one (its relational normaliser's)
 DEFAULT_NESTING = 1000
@@ -53,7 +53,7 @@ class DeclaredTypes:
         self.requests = requests or PageRequests()  # to name the request in an error
         # the declared names as dlt names its columns: a path stays one (meta__score is not meta_score)
         named = {field_naming(name): hint for name, hint in hints.items()}
-        self.kinds = {name: hint["data_type"] for name, hint in named.items() if hint["data_type"] not in _ANY}
+        self.kinds = {name: "json" if hint["data_type"] in _ANY else hint["data_type"] for name, hint in named.items()}
         self.whole = frozenset(name for name, hint in named.items() if hint["data_type"] in _ANY)
         self.decimals = {name: (*decimal_shape(hint), Decimal(1).scaleb(-decimal_shape(hint)[1]))
                          for name, hint in named.items() if hint["data_type"] == "decimal"}
@@ -71,7 +71,7 @@ class DeclaredTypes:
             return None
         hints = {name: hint for name, hint in columns.items()
                  if isinstance(hint, dict) and isinstance(hint.get("data_type"), str)}
-        if not any(hint["data_type"] not in _ANY for hint in hints.values()):
+        if not hints:
             return None
         return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting)
 

@@ -9,7 +9,7 @@ from typing import Any
 from analytics_kit import seam
 from analytics_kit.errors import LoadError
 from analytics_kit.fetch import cursors
-from analytics_kit.fetch.arrow_tables import BadValue
+from analytics_kit.fetch.coercion import BadValue
 
 
 def check_cursor_kind(page: list, field: str, request: str, resource: str, incremental: Any) -> bool:

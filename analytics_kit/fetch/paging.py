@@ -33,7 +33,8 @@ from requests import Response, Session
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors, vouched
-from analytics_kit.fetch.arrow_tables import BadValue, TypeChanged
+from analytics_kit.fetch.arrow_tables import TypeChanged
+from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing

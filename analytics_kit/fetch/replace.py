@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analytics_kit import seam
-from analytics_kit.fetch.arrow_tables import COERCE_ERRORS, coerced_value
+from analytics_kit.fetch.coercion import COERCE_ERRORS, coerced_value
 
 
 class MergeNeeded(Exception):

@@ -210,8 +210,12 @@ def _duckdb_reads(memory: str) -> bool:
 
 def _check_argument(name: str, value: object, expected: str) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ConfigError(f"got {value!r}; expected {expected}", path=name,
-                          guidance=f"Pass {name} as a non-empty string, or leave it out for the default.")
+        # an object is named by its type only: a dlt destination object's repr holds its credentials
+        shown = repr(value) if isinstance(value, (str, int, float, bool)) else f"a {type(value).__name__} object"
+        extra = " A destination's credentials go in dlt's secrets (e.g. DESTINATION__POSTGRES__CREDENTIALS), not " \
+            "in an object passed here." if name == "destination" else ""
+        raise ConfigError(f"got {shown}; expected {expected}", path=name,
+                          guidance=f"Pass {name} as a non-empty string, or leave it out for the default.{extra}")
 
 
 def _check_known(name: str) -> None:

@@ -1,0 +1,44 @@
+"""What dlt's normaliser does with a value in a column of a given type, and the error for one a declared
+column cannot hold: the one rule the Arrow pages, the checks of records that stay dicts and the replace's
+soft-delete flags share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from analytics_kit.seam import coerce_value, py_type_to_sc_type
+
+# What dlt's coercion raises where its normaliser makes a variant column (OSError: pendulum's years past 9999).
+COERCE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, OSError)
+# Integers a bigint column holds
+INT64 = range(-2**63, 2**63)
+
+
+class BadValue(Exception):
+    """A value a declared column cannot hold; ``index`` is the record's place in the group."""
+
+    def __init__(self, column: str, index: int, declared: str, problem: str, guidance: str) -> None:
+        super().__init__(f"{column}: {problem}")
+        self.column, self.index, self.declared, self.problem, self.guidance = column, index, declared, problem, guidance
+
+
+def coerced_value(value: Any, kind: str) -> Any:
+    """``value`` as dlt's normaliser stores it in a column of ``kind``, read and coerced as its
+    ``items_normalizers/jsonl.py`` does; raises one of ``COERCE_ERRORS`` where it makes a variant instead."""
+    return coerce_value(kind, py_type_to_sc_type(type(value)), value)
+
+
+def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> BadValue:
+    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold (the API's ``field``)."""
+    sent = "" if field is None or field == name else f" in its field {field!r}"
+    if isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        return BadValue(name, index, f"of type {kind}", f"has {value}{sent}, beyond 64-bit integers,",
+                        f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.")
+    return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}{sent}",
+                    f"Fix the column's data_type in the config if the API sends such values, "
+                    f"or leave {name!r} undeclared to let dlt keep them in a variant column.")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
