@@ -194,3 +194,21 @@ def causes(error: BaseException | None) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         todo.extend([getattr(current, "exception", None), current.__cause__, current.__context__])
+
+
+def arguments_safe(fn: F) -> F:
+    """Makes a ``ConfigError`` (an argument refused) leave ``fn`` without frames that hold its arguments: a
+    destination or database passed as an object, or as a connection string, holds credentials. Other errors keep
+    their tracebacks (``%tb`` shows DuckDB's own error under a ``QueryError``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as error:
+            failure = error.detached()
+        args = kwargs = None  # type: ignore[assignment]  # noqa: F841
+        raise failure
+
+    wrapper.__code__ = wrapper.__code__.replace(co_name=fn.__name__, co_qualname=fn.__qualname__)
+    return wrapper  # type: ignore[return-value]

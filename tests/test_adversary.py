@@ -1402,7 +1402,7 @@ def test_types_a_declared_json_column_parses_text_and_refuses_what_dlt_would_not
     watch.succeeds(config)
     assert ak.query("SELECT props->>'device' AS d FROM events WHERE id IN (7, 8) ORDER BY id").d.tolist() == [
         "ios", "web"]
-    for odd in (5, "abc", True):
+    for odd in (5, "abc", True, '"x"', '"123"'):  # JSON text of a string: dlt stored 123, or failed on x
         api.transform = lambda body, offset, odd=odd: {**body, "data": [
             {**r, "props": odd if r["id"] == 480 else {"device": "web"}} for r in body["data"]]}
         error = watch.fails(config_for(api, columns={**KEYED, "props": {"data_type": "json"}}),

@@ -264,3 +264,23 @@ def test_a_destination_object_passed_as_the_destination_is_named_by_its_type_not
     text = str(raised.value) + repr(raised.value)
     assert password not in text and "loader:" not in text, text
     assert "got a postgres object" in text and "DESTINATION__POSTGRES__CREDENTIALS" in text, text
+
+
+
+@pytest.mark.parametrize("argument", ["database", "destination", "dataset"])
+@pytest.mark.parametrize("given", ["a connection string", "a dict"])
+def test_an_argument_holding_credentials_is_refused_without_showing_them(tmp_path: Path, monkeypatch, argument,
+                                                                          given):
+    """A connection string passed as the database made a folder named after it, password included; as the
+    destination, the error quoted it lowercased, past the masking; as a dataset, dlt's error quoted it."""
+    monkeypatch.chdir(tmp_path)
+    password = f"S3cret-{secrets.token_hex(6)}"
+    dsn = f"postgresql://loader:{password}@127.0.0.1:1/x"
+    value = dsn if given == "a connection string" else {"credentials": dsn}
+    with pytest.raises(ak.ConfigError) as raised:
+        ak.tables(**{argument: value})
+    text = str(raised.value) + repr(raised.value)
+    assert password not in text and password.lower() not in text and "loader" not in text, text
+    kit_frames = __import__("traceback").walk_tb(raised.value.__traceback__.tb_next)  # past this test's own frame
+    assert not [frame for frame, _ in kit_frames if password in repr(frame.f_locals)]
+    assert not [p for p in tmp_path.rglob("*") if password in str(p)]

@@ -21,7 +21,7 @@ import pyarrow as pa
 from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.cursors import render
 from analytics_kit.fetch.records import as_json
-from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, json_value
 from analytics_kit.seam import is_iso_timestamp
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _json(values: list, name: str) -> pa.Array:
     holding it); any other value, which dlt would put in a variant column, sends the group to its normaliser."""
     if not all(v is None or type(v) in (dict, list) for v in values):
         try:
-            values = [v if v is None or type(v) in (dict, list) else coerced_value(v, "json") for v in values]
+            values = [json_value(v) for v in values]
         except COERCE_ERRORS:
             raise TypeChanged(name, "holds a value its declared type refuses") from None
     try:

@@ -28,12 +28,28 @@ def coerced_value(value: Any, kind: str) -> Any:
     return coerce_value(kind, py_type_to_sc_type(type(value)), value)
 
 
+def json_value(value: Any) -> Any:
+    """``value`` as a json column holds it: text parsed as dlt's coercion parses it. Raises one of ``COERCE_ERRORS``
+    for anything dlt would put in a variant column, and for text of a JSON string (``'"x"'``), which dlt's loader
+    stores as the string's content: ``"123"`` became the number 123, ``"x"`` failed as malformed JSON."""
+    if value is None or type(value) in (dict, list):
+        return value
+    parsed = coerced_value(value, "json")
+    if isinstance(parsed, str):
+        raise ValueError(f"{value!r} is JSON text of a string")
+    return parsed
+
+
 def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> BadValue:
     """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold (the API's ``field``)."""
     sent = "" if field is None or field == name else f" in its field {field!r}"
     if isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
         return BadValue(name, index, f"of type {kind}", f"has {value}{sent}, beyond 64-bit integers,",
                         f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.")
+    if kind == "json" and isinstance(value, str) and value.strip().startswith('"'):
+        return BadValue(name, index, "of type json", f"has {_shown(value)}{sent}, JSON text of a string, which dlt "
+                        "stores as the string's content (\"123\" as a number, \"x\" as malformed JSON),",
+                        f"Declare {name!r} as text (data_type 'text') to keep such values as they are.")
     return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}{sent}",
                     f"Fix the column's data_type in the config if the API sends such values, "
                     f"or leave {name!r} undeclared to let dlt keep them in a variant column.")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from analytics_kit.config.decimals import decimal_shape
-from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, refused
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, json_value, refused
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # The Python types each declared type takes as they are (a bool is no int here: dlt decides it).
@@ -108,7 +108,7 @@ class DeclaredTypes:
         if type(value) in _AS_THEY_ARE.get(kind, ()):
             return
         try:
-            coerced_value(value, kind)
+            json_value(value) if kind == "json" else coerced_value(value, kind)
         except COERCE_ERRORS:
             self._refuse(refused(column, index, kind, value, field), rows, index)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics_kit.display import missing
+from analytics_kit.errors import arguments_safe
 from analytics_kit.read.connection import empty_database, require_loaded
 from analytics_kit.read.query import query
 from analytics_kit.store.database import DEFAULT_DATABASE
@@ -79,6 +80,7 @@ def committed_loads(database: str | Path = DEFAULT_DATABASE, dataset: str | None
     return records
 
 
+@arguments_safe
 def history(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
             destination: str | None = None, last: int | None = None) -> pd.DataFrame:
     """One row per committed load, oldest first: when, mode, rows (in all and per table),

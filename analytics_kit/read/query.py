@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from analytics_kit.errors import QueryError
+from analytics_kit.errors import QueryError, arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
 from analytics_kit.store.database import DEFAULT_DATABASE
@@ -85,6 +85,7 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
         ) from None
 
 
+@arguments_safe
 def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[Any] | None = None, *,
           destination: str | None = None, dataset: str | None = None) -> pd.DataFrame:
     """Runs ``sql`` and returns a DataFrame with nullable, tz-aware dtypes.
@@ -105,6 +106,7 @@ def _frame(names: list[str], counts: list[int]) -> pd.DataFrame:
         types_mapper=_nullable()))
 
 
+@arguments_safe
 def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
            destination: str | None = None) -> pd.DataFrame:
     """The loaded tables with their row counts (dlt's and the kit's bookkeeping tables left out).
@@ -136,6 +138,7 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
     return _frame(names, counts)
 
 
+@arguments_safe
 def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
              destination: str | None = None) -> pd.DataFrame:
     """Each column of ``table``: its type in the destination and whether it may be NULL.

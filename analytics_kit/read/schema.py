@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_kit import seam
 from analytics_kit.display import plural, text_table
-from analytics_kit.errors import KitError
+from analytics_kit.errors import KitError, arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.diagram import mermaid
 from analytics_kit.read.history import committed_loads
@@ -127,6 +127,7 @@ def _md(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
 
 
+@arguments_safe
 def schema(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, *,
            destination: str | None = None) -> DataDictionary:
     """The data dictionary of the loaded tables: every table and column with its type,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from analytics_kit import seam
 from analytics_kit.config.guide import SOURCE_NAME
 from analytics_kit.display import block, html_table, missing, plural, text_table
+from analytics_kit.errors import arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.history import committed_loads
 from analytics_kit.store.cursor_state import cursor_values
@@ -101,6 +102,7 @@ def stored_state(target: Target, given: object = None) -> dict:
         return seam.stored_state(con, target.dataset, target.pipeline_name) or {}
 
 
+@arguments_safe
 def state(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, last: int = 5, *,
           destination: str | None = None) -> State:
     """The cursor values and the ``last`` committed loads, newest first, as a ``State``."""

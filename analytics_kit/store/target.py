@@ -57,9 +57,12 @@ class Target:
            dataset: str | None = None) -> "Target":
         _check_argument("destination", destination, "a dlt destination name such as 'duckdb' or 'postgres'")
         _check_argument("dataset", dataset, "a schema name such as 'analytics'")
-        if not isinstance(database, (str, os.PathLike)) or not str(database).strip():
-            raise ConfigError(f"got {database!r}; expected the path of a DuckDB file", path="database",
-                              guidance="Pass a file name such as 'analytics.duckdb' (the default).")
+        if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or "://" in str(database):
+            shown = _shown(database) or ("a connection string" if isinstance(database, (str, os.PathLike)) else
+                                         f"a {type(database).__name__} object")
+            raise ConfigError(f"got {shown}; expected the path of a DuckDB file", path="database",
+                              guidance="Pass a file name such as 'analytics.duckdb' (the default); for a database "
+                              f"server, pass destination='postgres' instead. {CREDENTIALS}")
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
             path, pipelines_dir = file_paths(database)
@@ -208,14 +211,27 @@ def _duckdb_reads(memory: str) -> bool:
     return True
 
 
+# Where credentials go instead of an argument
+CREDENTIALS = ("A database server's credentials go in dlt's secrets (e.g. DESTINATION__POSTGRES__CREDENTIALS, or "
+               "[destination.postgres.credentials] in .dlt/secrets.toml), never in an argument.")
+
+
+def _shown(value: object) -> str | None:
+    """An argument as an error may quote it, or None where it may hold a credential: an object (a dlt destination
+    object's text holds its credentials), or text with a scheme or a user (``postgresql://u:pw@host/db``)."""
+    if isinstance(value, str):
+        return None if "://" in value or "@" in value else repr(value)
+    return repr(value) if isinstance(value, (int, float, bool, type(None))) else None
+
+
 def _check_argument(name: str, value: object, expected: str) -> None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        # an object is named by its type only: a dlt destination object's repr holds its credentials
-        shown = repr(value) if isinstance(value, (str, int, float, bool)) else f"a {type(value).__name__} object"
-        extra = " A destination's credentials go in dlt's secrets (e.g. DESTINATION__POSTGRES__CREDENTIALS), not " \
-            "in an object passed here." if name == "destination" else ""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip() or _shown(value) is None:
+        shown = _shown(value) or (f"a {type(value).__name__} object" if not isinstance(value, str) else
+                                  "a connection string")
         raise ConfigError(f"got {shown}; expected {expected}", path=name,
-                          guidance=f"Pass {name} as a non-empty string, or leave it out for the default.{extra}")
+                          guidance=f"Pass {name} as a name, or leave it out for the default. {CREDENTIALS}")
 
 
 def _check_known(name: str) -> None:
