@@ -267,16 +267,26 @@ def test_a_destination_object_passed_as_the_destination_is_named_by_its_type_not
 
 
 
+# Ways a credential reaches an argument; each a function of the password
+HOLDING = {
+    "a connection string": lambda pw: f"postgresql://loader:{pw}@127.0.0.1:1/x",
+    "a dict": lambda pw: {"credentials": f"postgresql://loader:{pw}@127.0.0.1:1/x"},
+    "a Path, which collapses //": lambda pw: Path(f"postgresql://loader:{pw}@127.0.0.1:1/x"),
+    "a MotherDuck string": lambda pw: f"md:analytics?motherduck_token={pw}",
+    "a key=value string": lambda pw: f"host=127.0.0.1 user=loader password={pw}",
+    "a percent-encoded URL": lambda pw: quote(f"postgresql://loader:{pw}@127.0.0.1:1/x", safe=""),
+}
+
+
 @pytest.mark.parametrize("argument", ["database", "destination", "dataset"])
-@pytest.mark.parametrize("given", ["a connection string", "a dict"])
+@pytest.mark.parametrize("given", list(HOLDING))
 def test_an_argument_holding_credentials_is_refused_without_showing_them(tmp_path: Path, monkeypatch, argument,
                                                                           given):
     """A connection string passed as the database made a folder named after it, password included; as the
     destination, the error quoted it lowercased, past the masking; as a dataset, dlt's error quoted it."""
     monkeypatch.chdir(tmp_path)
     password = f"S3cret-{secrets.token_hex(6)}"
-    dsn = f"postgresql://loader:{password}@127.0.0.1:1/x"
-    value = dsn if given == "a connection string" else {"credentials": dsn}
+    value = HOLDING[given](password)
     with pytest.raises(ak.ConfigError) as raised:
         ak.tables(**{argument: value})
     text = str(raised.value) + repr(raised.value)
@@ -284,3 +294,16 @@ def test_an_argument_holding_credentials_is_refused_without_showing_them(tmp_pat
     kit_frames = __import__("traceback").walk_tb(raised.value.__traceback__.tb_next)  # past this test's own frame
     assert not [frame for frame, _ in kit_frames if password in repr(frame.f_locals)]
     assert not [p for p in tmp_path.rglob("*") if password in str(p)]
+
+
+
+def test_a_warehouse_readers_driver_error_quoting_the_credentials_is_masked(tmp_path: Path, monkeypatch):
+    """psycopg quotes a DSN whose scheme it does not know (POSTGRESQL://) whole, password included; the load
+    masked it, the readers did not."""
+    monkeypatch.chdir(tmp_path)
+    password = f"S3cret-{secrets.token_hex(6)}"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", f"POSTGRESQL://loader:{password}@127.0.0.1:1/x")
+    with pytest.raises(ak.QueryError) as raised:
+        ak.query("SELECT 1", destination="postgres")
+    text = str(raised.value) + repr(raised.value)
+    assert password not in text and "The query failed on" in text, text

@@ -23,6 +23,7 @@ from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
 from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.sql import qualified
+from analytics_kit.redact import Redactor
 from analytics_kit.store.target import Target
 
 if TYPE_CHECKING:
@@ -76,8 +77,9 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
             with client.execute_query(sql, *(params or ())) as cursor:
                 return cursor.arrow()
     except Exception as error:  # noqa: BLE001 - the driver's own error, explained
+        said = Redactor(target.secrets())(str(error).strip())  # a driver quotes a DSN it cannot parse whole
         raise QueryError(
-            f"The query failed on {target.label}: {type(error).__name__}: {str(error).strip()[:300]}",
+            f"The query failed on {target.label}: {type(error).__name__}: {said[:300]}",
             guidance=f"SQL runs in {target.destination}'s own dialect there. Queries written for DuckDB may "
             "need changes (functions, JSON operators, ? vs %s parameters); tables are in schema "
             f"{target.dataset}, on the search path where the database has one.",

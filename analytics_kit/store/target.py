@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from analytics_kit.errors import ConfigError
 from analytics_kit.seam import capabilities_without_resolving, duckdb_destination, known_destinations
@@ -57,7 +57,8 @@ class Target:
            dataset: str | None = None) -> "Target":
         _check_argument("destination", destination, "a dlt destination name such as 'duckdb' or 'postgres'")
         _check_argument("dataset", dataset, "a schema name such as 'analytics'")
-        if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or "://" in str(database):
+        if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or \
+                credential_like(str(database), at=False):  # a file may be named data@2026.duckdb
             shown = _shown(database) or ("a connection string" if isinstance(database, (str, os.PathLike)) else
                                          f"a {type(database).__name__} object")
             raise ConfigError(f"got {shown}; expected the path of a DuckDB file", path="database",
@@ -216,11 +217,22 @@ CREDENTIALS = ("A database server's credentials go in dlt's secrets (e.g. DESTIN
                "[destination.postgres.credentials] in .dlt/secrets.toml), never in an argument.")
 
 
+# Text that may hold a credential: a scheme or a user before a colon (postgresql://, md:, a path that collapsed
+# postgresql:// to postgresql:/, u:pw@host; a Windows drive's one letter is not one), or a key of a key=value
+# connection string; read as written and percent-decoded
+_CREDENTIAL_LIKE = re.compile(r"^\W*[A-Za-z][\w+.\-]+:|://|(password|passwd|pwd|token|secret|key)\s*=", re.IGNORECASE)
+
+
+def credential_like(text: str, *, at: bool = True) -> bool:
+    """Whether ``text`` may hold a credential (``at``: a ``@`` counts, as in ``user:pw@host``)."""
+    return any(_CREDENTIAL_LIKE.search(t) or (at and "@" in t) for t in (text, unquote(text)))
+
+
 def _shown(value: object) -> str | None:
     """An argument as an error may quote it, or None where it may hold a credential: an object (a dlt destination
-    object's text holds its credentials), or text with a scheme or a user (``postgresql://u:pw@host/db``)."""
+    object's text holds its credentials), or credential-like text."""
     if isinstance(value, str):
-        return None if "://" in value or "@" in value else repr(value)
+        return None if credential_like(value) else repr(value)
     return repr(value) if isinstance(value, (int, float, bool, type(None))) else None
 
 
