@@ -118,6 +118,22 @@ def test_another_dataset_in_the_file_answers_to_its_name_and_plain_names(api, co
         assert ak.query(sql, database="mydata.duckdb", dataset="raw")["n"].iloc[0] == 250
 
 
+READERS = {"tables": lambda: ak.tables(database="mydata.duckdb"),
+           "query": lambda: ak.query("SELECT * FROM events", database="mydata.duckdb"),
+           "history": lambda: ak.history(database="mydata.duckdb"),
+           "state": lambda: ak.state(database="mydata.duckdb")}
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_a_reader_without_the_dataset_the_load_was_given_names_it(api, config, reader):
+    """The readers said the file "holds no loaded tables", as of a file no load had completed into."""
+    ak.load(config, database="mydata.duckdb", dataset="raw", progress=False)
+    with pytest.raises(ak.QueryError) as raised:
+        READERS[reader]()
+    assert "loads completed into dataset 'raw'" in str(raised.value), raised.value
+    assert "dataset='raw'" in (raised.value.guidance or ""), raised.value
+
+
 # -- a missing or empty database ----------------------------------------------------------------------
 
 

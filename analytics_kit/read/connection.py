@@ -72,12 +72,31 @@ def missing_database(path: Path, given: object) -> QueryError:
     )
 
 
-def empty_database(label: str) -> QueryError:
+def empty_database(label: str, elsewhere: list[str] | None = None) -> QueryError:
+    """``elsewhere``: the file's datasets that loads completed into, where the reader looked in another."""
+    if elsewhere:
+        named = ", ".join(repr(d) for d in elsewhere)
+        return QueryError(
+            f"{label} holds no loaded tables in the dataset read, {DEFAULT_DATASET!r} unless one is given; loads "
+            f"completed into dataset {named}.",
+            guidance=f"Pass dataset={elsewhere[0]!r} (--dataset {elsewhere[0]} on the command line), as the load "
+            "was given it.", database=label)
     return QueryError(
         f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves an "
         "empty file behind).",
         guidance=LOAD_HINT, database=label,
     )
+
+
+def empty_file(con: duckdb.DuckDBPyConnection, label: str, dataset: str) -> QueryError:
+    """``empty_database`` for a file whose ``dataset`` no load completed into, naming those loads went to."""
+    try:
+        schemas = [s for (s,) in con.execute(
+            "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_catalog = ? "
+            "AND table_name = '_dlt_loads' ORDER BY 1", [READER_CATALOG]).fetchall()]
+    except duckdb.Error:
+        schemas = []
+    return empty_database(label, [s for s in schemas if s != dataset and completed_loads(con, s)])
 
 
 def _has_loads_table(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
@@ -144,7 +163,7 @@ def require_loaded(database: object = None, dataset: str | None = None, destinat
         return
     with connect(target.database, database, target.dataset) as con:
         if never_loaded(con, target.dataset, user_tables(con, target.dataset)):
-            raise empty_database(str(target.database))
+            raise empty_file(con, str(target.database), target.dataset)
 
 
 def _first_line(error: BaseException) -> str:
@@ -170,7 +189,8 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
     missing_schema = re.search(r'because schema "([^"]+)" does not exist', head)
     missing_column = re.search(r'Referenced column "([^"]+)" not found', head)
     if empty and (missing_table or missing_column):
-        return QueryError(f"{head} {empty_database(label).message}", guidance=LOAD_HINT, detail=detail,
+        empty_error = empty_file(con, label, dataset)
+        return QueryError(f"{head} {empty_error.message}", guidance=empty_error.guidance, detail=detail,
                           tables=(), database=label)
     hints: list[str] = []
     if missing_schema and missing_schema.group(1).lower() == stem.lower() and stem.lower() != READER_CATALOG:

@@ -120,7 +120,7 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
         with connection.connect(target.database, database, target.dataset) as con:
             names = user_tables(con, target.dataset)
             if connection.never_loaded(con, target.dataset, names):
-                raise empty_database(str(target.database))
+                raise connection.empty_file(con, str(target.database), target.dataset)
             counts = [con.execute(f"SELECT count(*) FROM {qualified(target.dataset, name)}").fetchone()[0]
                       for name in names]
         return _frame(names, counts)
