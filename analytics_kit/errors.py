@@ -163,23 +163,7 @@ def secret_safe(fn: F) -> F:
 
     In a traceback this frame reads as ``fn`` (``load(*args, **kwargs)``), not as a wrapper.
     """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except KitError as error:
-            failure: BaseException = error.detached()
-        except BaseException as error:  # noqa: BLE001 - re-raised, only its frames are dropped
-            error.__traceback__ = error.__cause__ = error.__context__ = None
-            error.add_note("(analytics-kit dropped this traceback: its frames held the config, secrets included)")
-            failure = error
-        args = kwargs = None  # type: ignore[assignment]  # noqa: F841
-        raise failure
-
-    wrapper.__code__ = wrapper.__code__.replace(co_name=fn.__name__, co_qualname=fn.__qualname__)
-
-    return wrapper  # type: ignore[return-value]
+    return _without_frames(fn, None)
 
 
 def causes(error: BaseException | None) -> Iterator[BaseException]:
@@ -200,13 +184,26 @@ def arguments_safe(fn: F) -> F:
     """Makes a ``ConfigError`` (an argument refused) leave ``fn`` without frames that hold its arguments: a
     destination or database passed as an object, or as a connection string, holds credentials. Other errors keep
     their tracebacks (``%tb`` shows DuckDB's own error under a ``QueryError``)."""
+    return _without_frames(fn, ConfigError)
+
+
+def _without_frames(fn: F, only: type[KitError] | None) -> F:
+    """``fn``, whose failures (those of type ``only``, or all) leave it without the frames below it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ConfigError as error:
-            failure = error.detached()
+        except KitError as error:
+            if only is not None and not isinstance(error, only):
+                raise
+            failure: BaseException = error.detached()
+        except BaseException as error:  # noqa: BLE001 - re-raised, only its frames are dropped
+            if only is not None:
+                raise
+            error.__traceback__ = error.__cause__ = error.__context__ = None
+            error.add_note("(analytics-kit dropped this traceback: its frames held the config, secrets included)")
+            failure = error
         args = kwargs = None  # type: ignore[assignment]  # noqa: F841
         raise failure
 

@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -57,6 +58,15 @@ def process_cpu(pid: int) -> float:
 # -- the child: sends prepared requests ---------------------------------------------------------
 
 
+def asked(conn) -> Iterator[tuple]:  # type: ignore[no-untyped-def]
+    """Each (method, url, headers, body) a worker sends on ``conn``, until it hangs up."""
+    while True:
+        try:
+            yield conn.recv()
+        except EOFError:
+            return
+
+
 def serve_http(folder: str) -> None:
     """Answers each connection's (method, url, headers, body) with (status, headers, url, elapsed, body),
     sent as it is on one kept-alive connection per worker."""
@@ -69,11 +79,7 @@ def serve_http(folder: str) -> None:
 
     def serve(conn) -> None:  # type: ignore[no-untyped-def]
         http_conn = None
-        while True:
-            try:
-                method, url, headers, body = conn.recv()
-            except EOFError:
-                return
+        for method, url, headers, body in asked(conn):
             started = time.perf_counter()
             parts = urlsplit(url)
             if parts.hostname != "127.0.0.1":
@@ -110,7 +116,10 @@ class ApartSession:
         self.conn.send((prepared.method, prepared.url, dict(prepared.headers), prepared.body))
         with ApartSession.lock:
             ApartSession.sent += 1
-        status, headers, url, elapsed, content = self.conn.recv()
+        answer = self.conn.recv()
+        if answer[0] == "error":  # the forked child's session raised (see serve_kit)
+            raise RuntimeError(f"the child: {answer[1]}")
+        status, headers, url, elapsed, content = answer
         response = requests.Response()
         response.status_code, response.headers, response.url = status, CaseInsensitiveDict(headers), url
         response._content, response.request, response.encoding = content, prepared, None
@@ -127,11 +136,7 @@ def serve_kit(new_session, conns) -> None:  # type: ignore[no-untyped-def]
 
     def serve(conn) -> None:  # type: ignore[no-untyped-def]
         session = new_session(sleep=time.sleep)
-        while True:
-            try:
-                method, url, headers, body = conn.recv()
-            except EOFError:
-                return
+        for method, url, headers, body in asked(conn):
             prepared = requests.PreparedRequest()
             prepared.prepare(method=method, url=url, headers=headers, data=body)
             prepared.url = url  # as the parent prepared it
@@ -155,21 +160,6 @@ class ForkedSession(ApartSession):
 
     def __init__(self, conn) -> None:  # type: ignore[no-untyped-def]
         self.conn = conn
-
-    def send(self, prepared, **kwargs):  # type: ignore[no-untyped-def]
-        self.conn.send((prepared.method, prepared.url, dict(prepared.headers), prepared.body))
-        with ApartSession.lock:
-            ApartSession.sent += 1
-        answer = self.conn.recv()
-        if answer[0] == "error":
-            raise RuntimeError(f"the child: {answer[1]}")
-        status, headers, url, elapsed, content = answer
-        response = requests.Response()
-        response.status_code, response.headers, response.url = status, CaseInsensitiveDict(headers), url
-        response._content, response.request, response.encoding = content, prepared, None
-        response.elapsed = datetime.timedelta(seconds=elapsed)
-        response.raise_for_status()
-        return response
 
 
 # -- one loader in a fresh process --------------------------------------------------------------

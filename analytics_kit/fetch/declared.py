@@ -55,8 +55,9 @@ class DeclaredTypes:
         named = {field_naming(name): hint for name, hint in hints.items()}
         self.kinds = {name: "json" if hint["data_type"] in _ANY else hint["data_type"] for name, hint in named.items()}
         self.whole = frozenset(name for name, hint in named.items() if hint["data_type"] in _ANY)
-        self.decimals = {name: (*decimal_shape(hint), Decimal(1).scaleb(-decimal_shape(hint)[1]))
-                         for name, hint in named.items() if hint["data_type"] == "decimal"}
+        shapes = {name: decimal_shape(hint) for name, hint in named.items() if hint["data_type"] == "decimal"}
+        self.decimals = {name: (precision, scale, Decimal(1).scaleb(-scale))
+                         for name, (precision, scale) in shapes.items()}
         self.nesting = DEFAULT_NESTING if nesting is None else nesting
         self.columns: dict[Any, str | None] = {}  # a record's field -> the declared column it fills, or None
         self.flattened = flattened

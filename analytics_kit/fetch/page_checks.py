@@ -89,24 +89,20 @@ def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resourc
 
 class PageRequests:
     """The request each record of the latest pages came from: dlt's steps see records, not requests, and a
-    step's error (a declared column refusing a value) names the request with it. The pages are kept
-    referenced, so that no other record takes the id of one still listed."""
+    step's error (a declared column refusing a value) names the request with it. Recording a page costs one
+    append on every page's path; the record is looked for among the kept pages only when an error names it."""
 
     KEPT = 8  # pages: more than stand between the pager and the steps (``batches.tables`` holds back one)
 
     def __init__(self) -> None:
-        self._pages: deque[list] = deque()
-        self._of: dict[int, str] = {}
+        self._pages: deque[tuple[list, str]] = deque(maxlen=self.KEPT)
 
     def saw(self, rows: list, request: str) -> None:
-        if len(self._pages) == self.KEPT:
-            for row in self._pages.popleft():
-                self._of.pop(id(row), None)
-        self._pages.append(rows)
-        for row in rows:
-            self._of[id(row)] = request
+        self._pages.append((rows, request))
 
     def of(self, rows: list, index: int) -> list[tuple[int, str]]:
-        """``bad_value``'s sources for the record at ``index`` of ``rows`` (a step's item)."""
+        """``bad_value``'s sources for the record at ``index`` of ``rows`` (a step's item): the same dict object
+        as the page held, unless a map step made a new one."""
         row = rows[index] if 0 <= index < len(rows) else None
-        return [(len(rows), self._of.get(id(row), "") if row is not None else "")]
+        request = next((sent for page, sent in reversed(self._pages) if any(r is row for r in page)), "")
+        return [(len(rows), request if row is not None else "")]

@@ -323,9 +323,9 @@ def _extract(pipeline: Pipeline, source: Any, build: Callable[..., Any], mode: s
 def _merged_in_place(pipeline: Pipeline, stats: LoadStats) -> tuple[frozenset[str], MergeNeeded | None]:
     """The root tables a replace's pages made dlt's merge (see ``Replace``), or why the run is extracted again."""
     roots = {table.get("resource"): table for table in pipeline.default_schema.data_tables() if not table.get("parent")}
-    for resource in sorted(stats.dropped_flagged - stats.staged_any):
+    if left_out := sorted(stats.dropped_flagged - stats.staged_any):
         # every record flagged, all left out: dlt got nothing to make the table of, where its merge leaves it empty
-        return frozenset(), MergeNeeded(resource, "every record it fetched was flagged deleted")
+        return frozenset(), MergeNeeded(left_out[0], "every record it fetched was flagged deleted")
     for resource, why in stats.merged_instead.items():
         # the hint rode on an item a filter step dropped, or the merge would miss soft-deleted records left out
         if roots.get(resource, {}).get("write_disposition") != "merge" or resource in stats.dropped_flagged:

@@ -59,9 +59,7 @@ class Target:
         _check_argument("dataset", dataset, "a schema name such as 'analytics'")
         if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or \
                 credential_like(str(database), at=False):  # a file may be named data@2026.duckdb
-            shown = _shown(database) or ("a connection string" if isinstance(database, (str, os.PathLike)) else
-                                         f"a {type(database).__name__} object")
-            raise ConfigError(f"got {shown}; expected the path of a DuckDB file", path="database",
+            raise ConfigError(f"got {_described(database)}; expected the path of a DuckDB file", path="database",
                               guidance="Pass a file name such as 'analytics.duckdb' (the default); for a database "
                               f"server, pass destination='postgres' instead. {CREDENTIALS}")
         name = (destination or FILE_DESTINATION).strip().lower()
@@ -228,21 +226,19 @@ def credential_like(text: str, *, at: bool = True) -> bool:
     return any(_CREDENTIAL_LIKE.search(t) or (at and "@" in t) for t in (text, unquote(text)))
 
 
-def _shown(value: object) -> str | None:
-    """An argument as an error may quote it, or None where it may hold a credential: an object (a dlt destination
-    object's text holds its credentials), or credential-like text."""
-    if isinstance(value, str):
-        return None if credential_like(value) else repr(value)
-    return repr(value) if isinstance(value, (int, float, bool, type(None))) else None
+def _described(value: object) -> str:
+    """An argument as an error may show it: quoted, unless it may hold a credential. Text or a path is then named a
+    connection string, and an object by its type (a dlt destination object's text holds its credentials)."""
+    if isinstance(value, (str, os.PathLike)):
+        return "a connection string" if credential_like(str(value)) else repr(value)
+    return repr(value) if isinstance(value, (int, float, bool, type(None))) else f"a {type(value).__name__} object"
 
 
 def _check_argument(name: str, value: object, expected: str) -> None:
     if value is None:
         return
-    if not isinstance(value, str) or not value.strip() or _shown(value) is None:
-        shown = _shown(value) or (f"a {type(value).__name__} object" if not isinstance(value, str) else
-                                  "a connection string")
-        raise ConfigError(f"got {shown}; expected {expected}", path=name,
+    if not isinstance(value, str) or not value.strip() or credential_like(value):
+        raise ConfigError(f"got {_described(value)}; expected {expected}", path=name,
                           guidance=f"Pass {name} as a name, or leave it out for the default. {CREDENTIALS}")
 
 
