@@ -1045,6 +1045,26 @@ def test_types_integers_beyond_64_bits_are_refused_not_rounded(api, watch, monke
         assert table(f"{fast}.duckdb") == {}
 
 
+@pytest.mark.parametrize("kind, stored", [("double", float(2**70)), ("text", str(2**70))])
+def test_types_an_integer_beyond_64_bits_in_a_declared_double_or_text_loads_alike_on_both_paths(
+        api, watch, monkeypatch, kind, stored):
+    """Arrow pages loaded 2**70 into a declared double as 1.18e21; records that stay dicts failed, as
+    orjson (which writes dlt's extract files) refuses it, with "beyond 64 bits", for a column that holds it."""
+    def big(body: dict, offset: int) -> dict:
+        for r in body["data"]:
+            r["score"] = 2**70 if r["id"] == 250 else r["id"] if kind == "double" else str(r["id"])
+        return body
+
+    api.transform = big
+    config = config_for(api, columns={"score": {"data_type": kind}})
+    for fast in (True, False):
+        monkeypatch.setattr(kit_source, "FAST_PATH", fast)
+        watch.succeeds(config, database=f"{fast}.duckdb")
+        got = ak.query("SELECT score FROM events WHERE id = 250", f"{fast}.duckdb").iloc[0, 0]
+        assert (float(got) if kind == "double" else got) == stored, (fast, got)
+        assert ak.query("SELECT count(*) AS n FROM events", f"{fast}.duckdb").n[0] == 500
+
+
 @pytest.mark.parametrize("record", [1, 250, 300], ids=["first on its page", "mid-page", "last on its page"])
 def test_types_an_integer_beyond_64_bits_in_a_text_column_is_kept_wherever_its_record_sits(api, watch, record):
     """The page's first and last records are kept as JSON to tell a repeated page; orjson cannot
@@ -1306,6 +1326,27 @@ def test_types_an_integer_a_timestamp_cannot_hold_is_not_called_beyond_64_bits(a
     monkeypatch.setattr(kit_source, "FAST_PATH", fast)
     error = watch.fails(config_for(api, columns={**KEYED, "seen_at": {"data_type": "timestamp"}}))
     assert "has 1000000000000000 in column 'seen_at'" in str(error) and "64-bit" not in str(error), error
+
+
+@pytest.mark.parametrize("where, column", [("meta.amount", "meta__amount"), ("amount", "amount")])
+@pytest.mark.parametrize("sent, stored", [(2.5, "3"), ("-2.5", "-3"), ("7.49", "7"), (2**70, str(2**70))],
+                         ids=["2.5", "-2.5 as text", "7.49 as text", "2**70"])
+def test_types_a_declared_wei_is_rounded_to_the_destinations_scale_as_dlt_loads_it(api, watch, where, column, sent,
+                                                                                   stored):
+    """dlt makes a wei column DECIMAL(38,0) in DuckDB, and its own load (an INSERT) rounds 2.5 to 3; the kit's
+    parquet failed with Arrow's "Rescaling Decimal value would cause data loss", naming nothing."""
+    api.transform = _served_at(where, sent)
+    watch.succeeds(config_for(api, columns={**KEYED, column: {"data_type": "wei"}}))
+    got = ak.query(f"SELECT {column}::VARCHAR AS v, typeof({column}) AS t FROM events WHERE id = 350")
+    assert (got.v[0], got.t[0]) == (stored, "DECIMAL(38,0)")
+
+
+def test_types_a_declared_wei_refuses_more_digits_than_its_column_holds(api, watch):
+    api.transform = _served_at("amount", 10**39)
+    error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": "wei"}}))
+    assert "id=350" in str(error) and "more digits than decimal(38,0) holds" in str(error), error
+    assert "of type wei" in str(error) and "as double or text" in str(error), error
+    assert table() == {}
 
 
 def test_types_a_decimal_in_dlts_list_of_columns_gets_dlts_default_scale(api, watch):

@@ -428,6 +428,17 @@ def test_a_guide_config_edited_in_a_notebook_leaves_the_next_one_as_the_guide_wr
     assert "id" in again["resources"][0]["columns"]
 
 
+@pytest.mark.parametrize("name", ["duckdb", "motherduck", "postgres"])
+def test_the_wei_shape_the_kit_rounds_to_is_the_one_dlt_gives_each_destination(name) -> None:
+    """The kit rounds a declared wei's values to the destination's scale before dlt's parquet writer sees them."""
+    import dlt
+
+    from analytics_kit.config.decimals import WEI, wei_shape
+
+    assert WEI[name] == tuple(dlt.destinations.__dict__[name]().capabilities().wei_precision)
+    assert wei_shape(name.upper()) == WEI[name] and wei_shape(None) == WEI["duckdb"] and wei_shape("bigquery") is None
+
+
 def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_there() -> None:
     """PostgreSQL's numeric holds 1000 digits: the width check follows the load's destination."""
     config = guide_config()

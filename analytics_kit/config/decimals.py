@@ -18,12 +18,20 @@ DEFAULT_PRECISION, DEFAULT_SCALE = 38, 9
 # The widest decimal each destination makes: DuckDB's DECIMAL (and Arrow's decimal128, which its files
 # are written in) 38 digits, PostgreSQL's numeric 1000; others are left to dlt
 WIDEST = {"duckdb": 38, "motherduck": 38, "postgres": 1000}
+# The (precision, scale) dlt gives a wei column on each destination: its capabilities' wei_precision (a test
+# holds these to dlt's); others are left to dlt
+WEI = {"duckdb": (38, 0), "motherduck": (38, 0), "postgres": (156, 78)}
 
 
 def decimal_shape(hint: dict) -> tuple[int, int]:
     """A declared decimal's (precision, scale), dlt's defaults filling what the hint leaves out."""
     precision, scale = hint.get("precision"), hint.get("scale")
     return (DEFAULT_PRECISION if precision is None else precision, DEFAULT_SCALE if scale is None else scale)
+
+
+def wei_shape(destination: Any) -> tuple[int, int] | None:
+    """A wei column's (precision, scale) on ``destination`` (a name; None: the DuckDB file); None where unknown."""
+    return WEI.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) else None
 
 
 def check_decimals(config: dict[str, Any], destination: str | None) -> None:

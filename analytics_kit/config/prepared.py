@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
-from analytics_kit.config.decimals import check_decimals, complete_decimals
+from analytics_kit.config.decimals import check_decimals, complete_decimals, wei_shape
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
@@ -71,6 +71,8 @@ class PreparedConfig:
     # scheme://host:port of base_url and of endpoint paths written as full URLs: the only
     # places the kit sends requests (and credentials) to
     origins: tuple[str, ...] = ()
+    # a wei column's (precision, scale) where the load goes, if known: its values are rounded to it
+    wei: tuple[int, int] | None = None
 
 
 @secret_safe
@@ -109,7 +111,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
         raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
                           secrets=_collect_secrets(cfg, found), concurrency=concurrency, destination=named,
-                          origins=_origins(cfg))
+                          origins=_origins(cfg), wei=wei_shape(destination or named))
 
 
 def _origins(cfg: dict[str, Any]) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """Declared column types on records that stay dicts: a value its column cannot hold stops the load,
-and a declared decimal is rounded to its scale.
+and a declared decimal (or wei, whose shape is the destination's) is rounded to its scale.
 
 On Arrow pages the converter refuses such a value (``BadValue``). Records that stay dicts (nested
 lists, map and filter steps, hints only dlt's normaliser reads) reach dlt's normaliser, which puts
@@ -22,7 +22,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from analytics_kit.config.decimals import decimal_shape
-from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, json_value, refused
+from analytics_kit.fetch.coercion import COERCE_ERRORS, INT64, BadValue, coerced_value, json_value, refused
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # The Python types each declared type takes as they are (a bool is no int here: dlt decides it).
@@ -48,14 +48,16 @@ class DeclaredTypes:
 
     def __init__(self, resource: str, hints: dict[str, dict], primary_key: Any,
                  field_naming: Callable[[str], str] = str, flattened: Callable[[tuple], str] | None = None,
-                 requests: PageRequests | None = None, nesting: int | None = None) -> None:
+                 requests: PageRequests | None = None, nesting: int | None = None,
+                 wei: tuple[int, int] | None = None) -> None:
         self.resource, self.primary_key, self.field_naming = resource, primary_key, field_naming
         self.requests = requests or PageRequests()  # to name the request in an error
         # the declared names as dlt names its columns: a path stays one (meta__score is not meta_score)
         named = {field_naming(name): hint for name, hint in hints.items()}
         self.kinds = {name: "json" if hint["data_type"] in _ANY else hint["data_type"] for name, hint in named.items()}
         self.whole = frozenset(name for name, hint in named.items() if hint["data_type"] in _ANY)
-        shapes = {name: decimal_shape(hint) for name, hint in named.items() if hint["data_type"] == "decimal"}
+        shapes = {name: decimal_shape(hint) if hint["data_type"] == "decimal" else wei for name, hint in named.items()
+                  if hint["data_type"] == "decimal" or hint["data_type"] == "wei" and wei is not None}
         self.decimals = {name: (precision, scale, Decimal(1).scaleb(-scale))
                          for name, (precision, scale) in shapes.items()}
         self.nesting = DEFAULT_NESTING if nesting is None else nesting
@@ -66,7 +68,7 @@ class DeclaredTypes:
     @classmethod
     def of(cls, resource: str, columns: Any, primary_key: Any, field_naming: Callable[[str], str] = str,
            flattened: Callable[[tuple], str] | None = None, requests: PageRequests | None = None,
-           nesting: int | None = None) -> "DeclaredTypes | None":
+           nesting: int | None = None, wei: tuple[int, int] | None = None) -> "DeclaredTypes | None":
         """For a resource's ``columns`` given as a dict (lists, models and callables are left to dlt)."""
         if not isinstance(columns, dict):
             return None
@@ -74,7 +76,7 @@ class DeclaredTypes:
                  if isinstance(hint, dict) and isinstance(hint.get("data_type"), str)}
         if not hints:
             return None
-        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting)
+        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting, wei)
 
     def _column(self, field: Any) -> str | None:
         try:
@@ -104,7 +106,12 @@ class DeclaredTypes:
         if value is None or isinstance(value, (dict, list)):
             return
         kind = self.kinds[column]
-        if kind == "decimal" and self._decimal(holder, field, column, rows, index):
+        if column in self.decimals and self._decimal(holder, field, column, rows, index):
+            return
+        if type(value) is int and value not in INT64 and kind in ("double", "text"):
+            # orjson, which writes dlt's extract files, refuses an integer beyond 64 bits; the Arrow pages hold it as
+            # the declared type does (a double, or its digits as text), and so these do
+            holder[field] = coerced_value(value, kind)
             return
         if type(value) in _AS_THEY_ARE.get(kind, ()):
             return
@@ -123,16 +130,18 @@ class DeclaredTypes:
         except (InvalidOperation, ValueError):
             return False  # not a number as written: dlt's coercion decides
         precision, scale, quantum = self.decimals[column]
+        shape = "wei" if self.kinds[column] == "wei" else f"decimal({precision},{scale})"
         if not number.is_finite():
-            self._refuse(BadValue(column, index, f"of type decimal({precision},{scale})",
+            self._refuse(BadValue(column, index, f"of type {shape}",
                                   f"has {value!r}, which no decimal holds,",
                                   f"Declare {column!r} as double if the API sends NaN or infinities, or as text."),
                          rows, index)
         rounded = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
         if len(rounded.as_tuple().digits) > precision:
-            self._refuse(BadValue(column, index, f"of type decimal({precision},{scale})",
+            wider = "" if shape == "wei" else " with a larger precision (up to 38), or"
+            self._refuse(BadValue(column, index, f"of type {shape}",
                                   f"has {value!r}, more digits than decimal({precision},{scale}) holds,",
-                                  f"Declare {column!r} with a larger precision (up to 38), or as double or text."),
+                                  f"Declare {column!r}{wider} as double or text."),
                          rows, index)
         holder[field] = rounded
         return True
