@@ -355,6 +355,35 @@ def test_deadline_a_response_that_never_completes_times_out_within_the_bound(api
     assert table() == {}
 
 
+def test_retries_a_page_asked_for_again_counts_the_attempts_of_its_last_request(api, watch):
+    """The first page is read twice in a run (the listing's newest cursor, then its pass): the message said
+    "after 4 attempt(s)" of the 3 the policy allows, counting the earlier read that succeeded (helper-85)."""
+    firsts = []
+
+    def script(req):  # the first page answers once, then fails for good
+        if req.path == api.path and req.offset == 0:
+            firsts.append(req)
+            return 503 if len(firsts) > 1 else None
+        return None
+
+    api.status_script = script
+    text = str(watch.fails(config_for(api)))
+    assert len(firsts) == 1 + TINY["max_retries"] + 1, len(firsts)
+    assert "HTTP 503" in text and f"after {TINY['max_retries'] + 1} attempt(s)" in text, text
+
+
+@pytest.mark.parametrize("retry_after, pause", [("0.5", 0.5), ("soon", 1.0), ("1", 1.0)])
+def test_retries_a_429s_reported_wait_is_the_pause_the_kit_makes(api, watch, retry_after, pause):
+    """A Retry-After dlt's wait does not read ("0.5", text) was reported as the backoff (0.001 s), though the
+    kit paused 0.5 or 1 s for it (helper-85)."""
+    api.fail(429, times=1, offset=0, headers={"Retry-After": retry_after})
+    report = watch.succeeds(config_for(api))
+    (event,) = report.retries
+    assert event.reason == "HTTP 429" and pause - 0.1 <= event.wait <= pause, event
+    sent = [r.time for r in api.requests if r.path == api.path and r.offset == 0]
+    assert sent[1] - sent[0] >= pause - 0.05, sent
+
+
 def test_deadline_a_response_that_stalls_once_is_retried(api, watch):
     api.set_stall_body(times=1, offset=200)
     report = watch.succeeds(config_for(api, timeout=1))

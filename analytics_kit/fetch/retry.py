@@ -107,6 +107,11 @@ class Gate:
                 return
             (sleep or self.sleep)(left)
 
+    def left(self) -> float:
+        """Seconds until the gate opens (0 when open)."""
+        with self._lock:
+            return max(0.0, self._until - self.clock())
+
     def pause(self, seconds: float) -> None:
         seconds = max(0.0, min(seconds, self.max_delay))
         with self._lock:
@@ -215,7 +220,8 @@ def retry_session(
             reason=_reason(state),
             attempt=state.attempt_number,
             attempts=policy.attempts,
-            wait=round(state.next_action.sleep if state.next_action else 0.0, 3),
+            # a 429's pause (the gate's, read from Retry-After as dlt's wait does not: "0.5", a date) may be longer
+            wait=round(max(state.next_action.sleep if state.next_action else 0.0, gate.left() if gate else 0.0), 3),
             request=request_text(request, redact) if request is not None else "?",
         )
         stats.retry(event)
@@ -244,6 +250,7 @@ def retry_session(
         # The first attempt runs outside tenacity, whose setup per call cost about 70 us of a
         # page's 400 us of transport, though nearly every request succeeds at once. Any other
         # outcome is handed to tenacity as its first attempt, so the policy judges it as before.
+        stats.first_attempt(request_text(request, redact))
         try:
             response = counted_send(request, **kwargs)
         except Exception as error:  # noqa: BLE001 - judged by the policy, which may re-raise it

@@ -81,6 +81,12 @@ class LoadStats:
             self.attempts[request] += 1
             self.last_request[resource] = request
 
+    def first_attempt(self, request: str) -> None:
+        """A request is sent afresh: its attempts count from here. The same page may be asked for twice in a
+        run (the newest cursor read before the pass, a pass again), and a message said "after 5 attempt(s)" of 4."""
+        with self._lock:
+            self.attempts[request] = 0
+
     def answer(self, resource: str, origin: str, status: int) -> None:
         """An answer of the API's, of any status, from ``origin`` for ``resource``."""
         with self._lock:

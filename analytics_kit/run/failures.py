@@ -10,7 +10,9 @@ import errno
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import requests
@@ -20,6 +22,7 @@ from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecre
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.shared_cookies import sent_cookies_in_parallel
 from analytics_kit.fetch.stats import LoadStats
+from analytics_kit.interrupts import is_interrupt
 from analytics_kit.fetch.transport import (
     host_of,
     request_text,
@@ -44,6 +47,31 @@ CREDENTIAL_GUIDANCE = {
 def _short(text: str, limit: int = 300) -> str:
     """dlt quotes whole response bodies in some messages: keep the start only."""
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
+
+
+def interrupted(step: str | None, stats: LoadStats) -> LoadError:
+    """The error of a load interrupted (during ``step``, where known)."""
+    return LoadError(
+        f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
+        "button); nothing from this run was committed.",
+        guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}", interrupted=True)
+
+
+@contextmanager
+def starting() -> Iterator[None]:
+    """An interrupt while a load starts (checking the config, building the source: before anything is
+    fetched) is the load's error too, as one later is: it escaped as a bare KeyboardInterrupt (helper-85)."""
+    try:
+        yield
+    except KitError:
+        raise
+    except BaseException as error:  # noqa: BLE001 - an interrupt becomes the load's error, anything else goes on
+        if not is_interrupt(error):
+            raise
+        failure = interrupted("its start", LoadStats())
+    else:
+        return
+    raise failure  # outside the except block: nothing chains the interrupt's frames
 
 
 def _aftermath(stats: LoadStats, step: str | None) -> str:
@@ -111,13 +139,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return own.redacted(redactor)
 
     if find_cause(error, KeyboardInterrupt) is not None or any(map(_duckdb_interrupted, causes(error))):
-        step = getattr(error, "step", None)
-        return LoadError(
-            f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
-            "button); nothing from this run was committed.",
-            guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}",
-            interrupted=True,
-        )
+        return interrupted(getattr(error, "step", None), stats)
 
     refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:

@@ -22,7 +22,7 @@ from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import interrupts_kept, raise_if_dropped
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.collector import fewer_collections
-from analytics_kit.run.failures import explain, find_cause
+from analytics_kit.run.failures import explain, find_cause, starting
 from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
@@ -109,28 +109,29 @@ def load(
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < math.inf:
         raise ConfigError(f"got {lock_timeout!r}; expected a number of seconds >= 0", path="lock_timeout",
                           guidance="Pass how long to wait for another load of the same database, e.g. 10.")
-    memoise_typeddict_hints()  # before the config's checks, which validate it as dlt does
-    prepared = prepare(config, destination=destination)
-    _settings.apply_tuning()
-    memoise_secret_hints()
-    # The caller's dict may hold the key in plain text; a traceback printed with its
-    # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
-    del config
-    target = Target.of(destination or prepared.destination, database, dataset)
-    if target.is_file:
-        duckdb_memory()  # a cap DuckDB cannot read fails here, not deep in the load step
-        _refuse_unloadable(target.database)
-    redactor = Redactor(prepared.secrets + target.secrets())
-    stats = LoadStats(redactor)
-    display = Progress(stats, enabled=progress)
-    build = functools.partial(_build, prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME,
-                              concurrency=concurrency, redactor=redactor)
-    replace = mode == "full_refresh" and target.replaces_atomically()
-    try:
-        source = build(replace=replace)
-    except MergeNeeded as needed:
-        logger.info("%s; this full refresh loads into tables dlt drops first", needed)
-        replace, source = False, build()
+    with starting():  # an interrupt before anything is fetched is the load's error too
+        memoise_typeddict_hints()  # before the config's checks, which validate it as dlt does
+        prepared = prepare(config, destination=destination)
+        _settings.apply_tuning()
+        memoise_secret_hints()
+        # The caller's dict may hold the key in plain text; a traceback printed with its
+        # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
+        del config
+        target = Target.of(destination or prepared.destination, database, dataset)
+        if target.is_file:
+            duckdb_memory()  # a cap DuckDB cannot read fails here, not deep in the load step
+            _refuse_unloadable(target.database)
+        redactor = Redactor(prepared.secrets + target.secrets())
+        stats = LoadStats(redactor)
+        display = Progress(stats, enabled=progress)
+        build = functools.partial(_build, prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME,
+                                  concurrency=concurrency, redactor=redactor)
+        replace = mode == "full_refresh" and target.replaces_atomically()
+        try:
+            source = build(replace=replace)
+        except MergeNeeded as needed:
+            logger.info("%s; this full refresh loads into tables dlt drops first", needed)
+            replace, source = False, build()
 
     failure: KitError | None = None
     report: LoadReport | None = None
