@@ -250,7 +250,8 @@ def test_bytes_of_another_protocol_are_not_taken_for_a_cut_answer(server, tmp_pa
     with pytest.raises(ak.LoadError) as caught:
         ak.load(_config(api), "full_refresh", database=database, progress=False)
     text = str(caught.value)
-    assert "broke off" not in text and "could not be reached" in text and "BadStatusLine(" in text, text
+    assert "broke off" not in text and "dropped the connection" in text and "BadStatusLine(" in text, text
+    assert "could not be reached" not in text and "raise error_handler.max_retries" in text, text
 
 
 def test_answers_framed_by_closing_the_connection_load_without_a_retry(server, tmp_path):
@@ -292,3 +293,15 @@ def test_a_request_header_requests_refuses_is_not_taken_for_a_broken_answer(serv
         ak.load(config, "full_refresh", database=tmp_path / "header.duckdb", progress=False)
     assert "InvalidHeader" in str(caught.value) and "cut or malformed" not in str(caught.value)
     assert api.served == []  # refused before sending, and not retried
+
+
+def test_bytes_of_another_protocol_on_the_first_request_say_to_check_the_base_url(server, tmp_path):
+    """Something on the port that is no HTTP API: it took the connection, so "could not be reached" was wrong, and
+    retrying will not help (helper-85)."""
+    api = server()
+    api.cut(0, "not_http", times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=tmp_path / "first.duckdb", progress=False)
+    text = str(caught.value)
+    assert "dropped the connection" in text and "could not be reached" not in text, text
+    assert "points at the API" in text and KEY not in text, text

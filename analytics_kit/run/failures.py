@@ -27,6 +27,7 @@ from analytics_kit.fetch.transport import (
     host_of,
     request_text,
     shown_origin,
+    unreachable,
 )
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
@@ -196,7 +197,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 f"The API answered HTTP {status} (not found) for {where} on {url}; nothing from this run was "
                 "committed.",
                 guidance="The path or the base URL is wrong: check client.base_url and the resource's "
-                "endpoint.path against the API's documentation. A 404 is not retried: it would answer the same.",
+                f"endpoint.path against the API's documentation. A {status} is not retried: it would answer the same.",
                 resource=resource, status=status, request=request,
             )
         if 400 <= status < 500 and status not in (408, 429):
@@ -257,6 +258,16 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
 
     connection = find_cause(error, requests.ConnectionError)
+    if connection is not None and unreachable(connection) is None:
+        # a server that took the connection and closed it (reset, no answer, a garbage status line) was reached
+        return LoadError(
+            f"The API at {host} dropped the connection for {where} on {request or 'the first request'} without a "
+            f"complete answer: {_cause(connection, redactor)}; {attempts}; nothing from this run was committed.",
+            guidance="The server, or a proxy in front of it, closed the connection (a crash, a restart, an overload). "
+            "Run the load again; if it keeps happening, raise error_handler.max_retries." if stats.answered else
+            "Something on that port took the connection and closed it without an HTTP answer: check that "
+            "client.base_url (scheme, host and port) points at the API, then run the load again.",
+            resource=resource, host=host)
     if connection is not None:
         return LoadError(
             f"The API at {host} could not be reached for {where} on {request or 'the first request'}: "
