@@ -30,7 +30,8 @@ def decimal_shape(hint: dict) -> tuple[int, int]:
 
 
 def wei_shape(destination: Any) -> tuple[int, int] | None:
-    """A wei column's (precision, scale) on ``destination`` (a name; None: the DuckDB file); None where unknown."""
+    """A wei column's (precision, scale) on ``destination`` (a name; None: the DuckDB file); None where unknown
+    (a destination given otherwise is refused where the destination is checked)."""
     return WEI.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) else None
 
 

@@ -22,13 +22,13 @@ from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecre
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.shared_cookies import sent_cookies_in_parallel
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.interrupts import is_interrupt
 from analytics_kit.fetch.transport import (
     host_of,
     request_text,
     shown_origin,
     unreachable,
 )
+from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
 
