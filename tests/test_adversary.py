@@ -1370,6 +1370,42 @@ def test_types_a_declared_wei_is_rounded_to_the_destinations_scale_as_dlt_loads_
     assert (got.v[0], got.t[0]) == (stored, "DECIMAL(38,0)")
 
 
+@pytest.mark.parametrize("hint, stored, shape", [({"precision": 10, "scale": 2}, "2.56", "DECIMAL(10,2)"),
+                                                 ({"scale": 3}, "2.555", "DECIMAL(38,3)"),
+                                                 ({"precision": 12}, "3", "DECIMAL(12,0)")])
+def test_types_a_wei_given_its_own_shape_loads_as_dlts_table_has_it(api, watch, hint, stored, shape):
+    """dlt's table takes a wei hint's precision and scale, its parquet writer the destination's (38,0): 2.555 in a
+    wei of scale 2 was rounded to 3.00, where plain dlt's INSERT stores 2.56 (helper-86)."""
+    api.transform = _served_at("amount", 2.555)
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": {"data_type": "wei", **hint}}))
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 350")
+    assert (got.v[0], got.t[0]) == (stored, shape)
+
+
+@pytest.mark.parametrize("kind", ["wei", "decimal"])
+@pytest.mark.parametrize("sent", ["1e2000", "9" * 1001], ids=["1e2000", "1001 digits"])
+def test_types_a_number_too_long_to_round_is_refused_naming_its_record(api, watch, kind, sent):
+    """Rounding it raised decimal's InvalidOperation: "The load failed in extract", naming nothing (helper-86)."""
+    api.transform = _served_at("amount", sent)
+    error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": kind}}))
+    assert "id=350" in str(error) and "more digits than decimal(38," in str(error), error
+    assert table() == {}
+
+
+@pytest.mark.parametrize("hint", [{"data_type": "wei"}, {"data_type": "decimal", "precision": 10, "scale": 0}],
+                         ids=["wei", "decimal(10,0)"])
+def test_types_a_decimal_declared_on_a_column_stored_as_double_refuses_to_round_it(api, watch, hint):
+    """dlt keeps the database's DOUBLE column whatever the new hint says, and stores 7.5 there; the kit's files
+    carry the declared decimal, and 7.5 was stored as 8.0 (helper-86). It stops, naming the stored type."""
+    api.set_records([{**r, "amount": r["id"] + 0.5} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    api.update_record(2, amount=7.5)
+    error = watch.fails(config_for(api, columns={**KEYED, "amount": hint}))
+    assert "id=2" in str(error) and "has 7.5" in str(error) and "where the table stores double" in str(error), error
+    assert "Declare 'amount' as double" in str(error), error
+    assert ak.query("SELECT amount FROM events WHERE id = 2").amount[0] == 2.5  # the last load's, whole
+
+
 def test_types_a_declared_wei_refuses_more_digits_than_its_column_holds(api, watch):
     api.transform = _served_at("amount", 10**39)
     error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": "wei"}}))

@@ -439,6 +439,17 @@ def test_the_wei_shape_the_kit_rounds_to_is_the_one_dlt_gives_each_destination(n
     assert wei_shape(name.upper()) == WEI[name] and wei_shape(None) == WEI["duckdb"] and wei_shape("bigquery") is None
 
 
+def test_a_wei_given_a_precision_the_destination_cannot_make_is_refused_before_any_request() -> None:
+    config = guide_config()
+    config["resources"][0]["columns"] = {"amount": {"data_type": "wei", "precision": 100}}
+    with pytest.raises(ConfigError, match="from 1 to 38 for the DuckDB file"):
+        prepare(config)
+    prepared = prepare(config, destination="postgres")  # numeric(100,78), dlt's wei scale there
+    assert prepared.rest_api["resources"][0]["columns"]["amount"] == {"data_type": "decimal", "precision": 100,
+                                                                      "scale": 78}
+    assert config["resources"][0]["columns"]["amount"] == {"data_type": "wei", "precision": 100}  # not mutated
+
+
 def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_there() -> None:
     """PostgreSQL's numeric holds 1000 digits: the width check follows the load's destination."""
     config = guide_config()

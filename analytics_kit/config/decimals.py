@@ -35,6 +35,19 @@ def wei_shape(destination: Any) -> tuple[int, int] | None:
     return WEI.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) else None
 
 
+def decimal_weis(config: dict[str, Any], destination: Any) -> None:
+    """Declares a wei given its own precision or scale as the decimal of that shape. dlt's table takes the hint's
+    shape (DECIMAL(10,2)), but its parquet writer, which writes the kit's files, gives every wei the destination's
+    (38,0 in DuckDB): 2.555 failed there ("Rescaling Decimal value"), or was rounded to 3.00 (helper-86). Where the
+    destination's wei is unknown, dlt decides."""
+    shape = wei_shape(destination)
+    for _, hint in _decimal_hints(config, "wei") if shape is not None else ():
+        if hint.get("precision") is not None or hint.get("scale") is not None:
+            hint["data_type"] = "decimal"
+            for key, default in zip(("precision", "scale"), shape):
+                hint[key] = default if hint.get(key) is None else hint[key]
+
+
 def check_decimals(config: dict[str, Any], destination: str | None) -> None:
     """Raise ConfigError for a declared decimal whose precision or scale ``destination`` cannot make."""
     # not given: the file; not a name: refused where the destination is checked, its width unknown here
@@ -71,7 +84,7 @@ def complete_decimals(config: dict[str, Any]) -> None:
             hint["precision"], hint["scale"] = decimal_shape(hint)
 
 
-def _decimal_hints(config: dict[str, Any]) -> Iterator[tuple[str, dict]]:
+def _decimal_hints(config: dict[str, Any], data_type: str = "decimal") -> Iterator[tuple[str, dict]]:
     """(path, hint) of every column declared decimal in a resource or in resource_defaults, the columns given as a
     dict or as dlt's list of column schemas (``[{"name": "price", "data_type": "decimal", ...}]``)."""
     defaults = config.get("resource_defaults")
@@ -81,5 +94,5 @@ def _decimal_hints(config: dict[str, Any]) -> Iterator[tuple[str, dict]]:
         columns = place.get("columns")
         named = columns.items() if isinstance(columns, dict) else enumerate(columns) if isinstance(columns, list) else ()
         for name, hint in named:
-            if isinstance(hint, dict) and hint.get("data_type") == "decimal":
+            if isinstance(hint, dict) and hint.get("data_type") == data_type:
                 yield f"{path}.columns" + (f"[{name}]" if isinstance(name, int) else f".{name}"), hint

@@ -19,6 +19,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Callable
 
+import dlt
 import pyarrow as pa
 
 from analytics_kit.config.decimals import decimal_shape
@@ -49,8 +50,10 @@ class DeclaredTypes:
     def __init__(self, resource: str, hints: dict[str, dict], primary_key: Any,
                  field_naming: Callable[[str], str] = str, flattened: Callable[[tuple], str] | None = None,
                  requests: PageRequests | None = None, nesting: int | None = None,
-                 wei: tuple[int, int] | None = None) -> None:
-        self.resource, self.primary_key, self.field_naming = resource, primary_key, field_naming
+                 wei: tuple[int, int] | None = None, table: str | None = None) -> None:
+        self.resource, self.primary_key, self.field_naming, self.table = resource, primary_key, field_naming, table
+        self.settled = table is None  # the table's stored column types are looked at on the first page
+        self.stored: dict[str, str] = {}  # declared decimals the table holds as another type (see _settle)
         self.requests = requests or PageRequests()  # to name the request in an error
         # the declared names as dlt names its columns: a path stays one (meta__score is not meta_score)
         named = {field_naming(name): hint for name, hint in hints.items()}
@@ -68,7 +71,8 @@ class DeclaredTypes:
     @classmethod
     def of(cls, resource: str, columns: Any, primary_key: Any, field_naming: Callable[[str], str] = str,
            flattened: Callable[[tuple], str] | None = None, requests: PageRequests | None = None,
-           nesting: int | None = None, wei: tuple[int, int] | None = None) -> "DeclaredTypes | None":
+           nesting: int | None = None, wei: tuple[int, int] | None = None, table: str | None = None
+           ) -> "DeclaredTypes | None":
         """For a resource's ``columns`` given as a dict (lists, models and callables are left to dlt)."""
         if not isinstance(columns, dict):
             return None
@@ -76,7 +80,7 @@ class DeclaredTypes:
                  if isinstance(hint, dict) and isinstance(hint.get("data_type"), str)}
         if not hints:
             return None
-        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting, wei)
+        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting, wei, table)
 
     def _column(self, field: Any) -> str | None:
         try:
@@ -89,6 +93,8 @@ class DeclaredTypes:
     def __call__(self, item: Any) -> Any:
         if isinstance(item, pa.Table) or not item:
             return item
+        if not self.settled:
+            self._settle()
         rows = item if isinstance(item, list) else [item]
         for index, row in enumerate(rows):
             for field, value in row.items() if isinstance(row, dict) else ():
@@ -99,6 +105,18 @@ class DeclaredTypes:
                 if column is not None:
                     self._check(row, field, column, rows, index)
         return item
+
+    def _settle(self) -> None:
+        """Notes the declared decimals the table already holds as another type. dlt keeps the database's column
+        whatever the hint says: 7.5, declared decimal(10,0) or wei where the column was first loaded as DOUBLE,
+        stays 7.5 with dlt; the kit's files carry the declared decimal, so it rounded 7.5 to 8.0 (helper-86)."""
+        self.settled = True
+        try:
+            stored = dlt.current.source_schema().get_table_columns(self.table)
+        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
+            return
+        self.stored = {name: column["data_type"] for name, column in stored.items()
+                       if name in self.decimals and column.get("data_type") not in (None, self.kinds[name])}
 
     def _check(self, holder: dict, field: Any, column: str, rows: list, index: int) -> None:
         """Raises the load's error where ``holder[field]`` cannot go into the declared ``column``; rounds a decimal."""
@@ -136,8 +154,16 @@ class DeclaredTypes:
                                   f"has {value!r}, which no decimal holds,",
                                   f"Declare {column!r} as double if the API sends NaN or infinities, or as text."),
                          rows, index)
-        rounded = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
-        if len(rounded.as_tuple().digits) > precision:
+        try:
+            rounded = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
+        except InvalidOperation:  # more than _WIDE's 1,000 digits once rounded ("1e2000"): more than any column holds
+            rounded = None
+        if column in self.stored and rounded is not None and rounded != number:
+            self._refuse(BadValue(column, index, f"of type {shape}", f"has {value!r}, which {shape} rounds to "
+                                  f"{rounded} where the table stores {self.stored[column]},",
+                                  f"Declare {column!r} as {self.stored[column]}, as the table holds it: dlt keeps a "
+                                  "column's first type whatever the hint says later."), rows, index)
+        if rounded is None or len(rounded.as_tuple().digits) > precision:
             wider = "" if shape == "wei" else " with a larger precision (up to 38), or"
             self._refuse(BadValue(column, index, f"of type {shape}",
                                   f"has {value!r}, more digits than decimal({precision},{scale}) holds,",

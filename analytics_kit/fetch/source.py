@@ -191,7 +191,7 @@ def _build(
             requests = PageRequests()  # where the steps' errors name the request
             nesting = resource.max_table_nesting if resource.max_table_nesting is not None else source.max_table_nesting
             declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
-                                        flattened, requests, nesting, prepared.wei)
+                                        flattened, requests, nesting, prepared.wei, table_of(resource))
             if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
                 seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY

@@ -386,9 +386,10 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             f"{where[0].upper() + where[1:]} got an integer beyond 64 bits, which dlt and DuckDB cannot store as a "
             f"number ({type(root).__name__}: {text}); nothing from this run was committed.",
             guidance="Declare the column that holds such numbers as text (\"data_type\": \"text\") in the "
-            "resource's columns to keep them whole. Where that does not help (the records reach dlt's own "
-            "normaliser: fields it renames, such as userId, or nested data), dlt cannot store such a number "
-            "at all: ask the API for it as a string.", resource=resource)
+            "resource's columns to keep them whole, or as double or decimal; a field dlt renames or flattens is "
+            "declared by its column's name (user_id for userId, meta__count for meta.count). A primary key or a "
+            "cursor must be one of the API's fields as it sends them: ask the API for such ids as strings.",
+            resource=resource)
     if "total" in text.lower() and "not found" in text.lower():
         return LoadError(
             f"{where[0].upper() + where[1:]} got a page without the total record count on {request}: {text}",
