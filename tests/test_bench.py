@@ -74,6 +74,17 @@ def test_load_speed_rounds_take_turns_and_quote_the_median_of_each_rounds_ratio(
 
 
 @pytest.mark.slow
+def test_load_speed_rounds_take_the_hand_written_loop_in_turns_when_asked_by_name() -> None:
+    out = _run("load_speed.py", "--events", "2000", "--rounds", "3", "--only", "kit,hand,floor")
+    rounds = re.findall(r"^  round \d: ak\.load, load only ([\d.]+) s .*, hand-written ([\d.]+) s \([\d.]+ s wall\);", out,
+                        re.M)
+    assert len(rounds) == 3, out
+    ratios = sorted(float(kit) / float(hand) for kit, hand in rounds)
+    median = re.search(r"^  median of 3: kit / hand, load only\s+([\d.]+)\s+\(rounds: .*target <= 0\.9", out, re.M)
+    assert median and abs(float(median.group(1)) - ratios[1]) <= 0.03 * ratios[1], out
+
+
+@pytest.mark.slow
 def test_against_runs_this_tree_and_another_commit_in_turns() -> None:
     out = _run("against.py", "--ref", "HEAD", "--events", "2000", "--pairs", "2", "--loaders", "kit")
     pairs = re.findall(r"^  pair (\d): (this|HEAD) kit ([\d.]+) s, (this|HEAD) kit ([\d.]+) s, floor ([\d.]+) s$", out, re.M)
