@@ -1406,6 +1406,43 @@ def test_types_a_decimal_declared_on_a_column_stored_as_double_refuses_to_round_
     assert ak.query("SELECT amount FROM events WHERE id = 2").amount[0] == 2.5  # the last load's, whole
 
 
+@pytest.mark.parametrize("first, then, sent, stored, shape", [
+    ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal", "precision": 10, "scale": 4},
+     2.54499, "2.54", "DECIMAL(10,2)"),
+    (None, {"data_type": "wei"}, 7.5, "8", "BIGINT"),
+    (None, {"data_type": "decimal", "precision": 10, "scale": 4}, 2.5549, "3", "BIGINT"),
+], ids=["decimal(10,2) declared (10,4)", "bigint declared wei", "bigint declared decimal(10,4)"])
+def test_types_a_decimal_declared_over_a_stored_exact_number_is_rounded_once_as_dlt_stores_it(
+        api, watch, first, then, sent, stored, shape):
+    """The kit rounded to the declared scale, and the database again to its column's: 2.54499 became 2.545, then
+    2.55, where dlt's INSERT stores 2.54 (helper-87)."""
+    api.set_records([{**r, "amount": r["id"]} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns={**KEYED, **({"amount": first} if first else {})}))
+    api.update_record(2, amount=sent)
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": then}))
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 2")
+    assert (got.v[0], got.t[0]) == (stored, shape)
+
+
+@pytest.mark.parametrize("defaults, own", [
+    ({"data_type": "wei", "precision": 10, "scale": 2}, {"data_type": "wei"}),
+    ({"data_type": "wei"}, {"precision": 10, "scale": 2}),
+    ({"data_type": "decimal", "precision": 10}, {"data_type": "decimal", "scale": 2}),
+], ids=["the shape in the defaults", "the type in the defaults", "a decimal split"])
+def test_types_a_decimal_split_between_resource_defaults_and_the_resource_is_shaped_as_dlt_merges_it(
+        api, watch, defaults, own):
+    api.transform = _served_at("amount", 2.555)
+    config = config_for(api, columns={**KEYED, "amount": own})
+    config["resource_defaults"]["columns"] = {"amount": defaults}
+    watch.succeeds(config)
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 350")
+    assert (got.v[0], got.t[0]) == ("2.56", "DECIMAL(10,2)")
+    config["resource_defaults"]["columns"] = {"amount": {"precision": 39}}
+    config["resources"][0]["columns"]["amount"] = {"data_type": own.get("data_type", defaults["data_type"])}
+    with pytest.raises(ak.ConfigError, match="from 1 to 38"):  # before any request, as a precision in one place is
+        ak.load(config, progress=False)
+
+
 def test_types_a_declared_wei_refuses_more_digits_than_its_column_holds(api, watch):
     api.transform = _served_at("amount", 10**39)
     error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": "wei"}}))

@@ -35,6 +35,25 @@ def wei_shape(destination: Any) -> tuple[int, int] | None:
     return WEI.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) else None
 
 
+def merge_decimal_defaults(config: dict[str, Any]) -> None:
+    """Writes into each resource's columns the decimal and wei hints dlt will merge into it from resource_defaults,
+    key by key (``{"data_type": "wei", "precision": 10}`` there and ``{"scale": 2}`` here are one wei(10,2)): the
+    kit shapes, completes and checks a hint as dlt's merged column has it. Split, a wei(10,2) was rounded as
+    wei's (38,0), 2.555 to 3.00, and a precision of 39 failed only in the load step (helper-87)."""
+    defaults = config.get("resource_defaults")
+    shared = defaults.get("columns") if isinstance(defaults, dict) else None
+    if not isinstance(shared, dict):
+        return
+    for resource in config.get("resources") or []:
+        own = resource.get("columns") if isinstance(resource, dict) else None
+        for name, hint in own.items() if isinstance(own, dict) else ():
+            default = shared.get(name)
+            if isinstance(hint, dict) and isinstance(default, dict):
+                merged = {**default, **hint}
+                if merged.get("data_type") in ("decimal", "wei"):
+                    own[name] = merged
+
+
 def decimal_weis(config: dict[str, Any], destination: Any) -> None:
     """Declares a wei given its own precision or scale as the decimal of that shape. dlt's table takes the hint's
     shape (DECIMAL(10,2)), but its parquet writer, which writes the kit's files, gives every wei the destination's

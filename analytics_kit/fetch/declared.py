@@ -53,7 +53,10 @@ class DeclaredTypes:
                  wei: tuple[int, int] | None = None, table: str | None = None) -> None:
         self.resource, self.primary_key, self.field_naming, self.table = resource, primary_key, field_naming, table
         self.settled = table is None  # the table's stored column types are looked at on the first page
-        self.stored: dict[str, str] = {}  # declared decimals the table holds as another type (see _settle)
+        # declared decimals the table holds otherwise (see _settle): column -> (its type as the table has it, the
+        # scale it rounds to, None where it keeps a value as it is)
+        self.stored: dict[str, tuple[str, int | None]] = {}
+        self.wei = wei
         self.requests = requests or PageRequests()  # to name the request in an error
         # the declared names as dlt names its columns: a path stays one (meta__score is not meta_score)
         named = {field_naming(name): hint for name, hint in hints.items()}
@@ -107,16 +110,26 @@ class DeclaredTypes:
         return item
 
     def _settle(self) -> None:
-        """Notes the declared decimals the table already holds as another type. dlt keeps the database's column
-        whatever the hint says: 7.5, declared decimal(10,0) or wei where the column was first loaded as DOUBLE,
-        stays 7.5 with dlt; the kit's files carry the declared decimal, so it rounded 7.5 to 8.0 (helper-86)."""
+        """Notes the declared decimals the table already holds otherwise. dlt keeps the database's column whatever
+        the hint says: 7.5, declared decimal(10,0) or wei where the column was first loaded as DOUBLE, stays 7.5
+        with dlt, and the kit's files carry the declared decimal, so it rounded 7.5 to 8.0 (helper-86); into a
+        decimal(10,2) or a bigint, the kit rounded to the declared scale and the database again (helper-87)."""
         self.settled = True
         try:
             stored = dlt.current.source_schema().get_table_columns(self.table)
         except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
             return
-        self.stored = {name: column["data_type"] for name, column in stored.items()
-                       if name in self.decimals and column.get("data_type") not in (None, self.kinds[name])}
+        for name, column in stored.items():
+            kind = column.get("data_type")
+            if name not in self.decimals or kind is None:
+                continue
+            shape = (decimal_shape(column) if kind == "decimal" else (19, 0) if kind == "bigint" else
+                     (column.get("precision") or self.wei[0], column.get("scale") or self.wei[1])
+                     if kind == "wei" and self.wei else (None, None))
+            if kind == self.kinds[name] and shape[1] == self.decimals[name][1]:
+                continue
+            label = f"decimal({shape[0]},{shape[1]})" if kind == "decimal" else kind
+            self.stored[name] = (label, shape[1])
 
     def _check(self, holder: dict, field: Any, column: str, rows: list, index: int) -> None:
         """Raises the load's error where ``holder[field]`` cannot go into the declared ``column``; rounds a decimal."""
@@ -154,14 +167,19 @@ class DeclaredTypes:
                                   f"has {value!r}, which no decimal holds,",
                                   f"Declare {column!r} as double if the API sends NaN or infinities, or as text."),
                          rows, index)
+        stored, stored_scale = self.stored.get(column, (None, None))
         try:
+            if stored_scale is not None and stored_scale < scale:
+                quantum = Decimal(1).scaleb(-stored_scale)  # rounded once, as the table's own column rounds it
             rounded = number.quantize(quantum, rounding=ROUND_HALF_UP, context=_WIDE)
+            kept = number if stored_scale is None else number.quantize(Decimal(1).scaleb(-stored_scale),
+                                                                      rounding=ROUND_HALF_UP, context=_WIDE)
         except InvalidOperation:  # more than _WIDE's 1,000 digits once rounded ("1e2000"): more than any column holds
-            rounded = None
-        if column in self.stored and rounded is not None and rounded != number:
+            rounded = kept = None
+        if stored is not None and rounded is not None and rounded != kept:
             self._refuse(BadValue(column, index, f"of type {shape}", f"has {value!r}, which {shape} rounds to "
-                                  f"{rounded} where the table stores {self.stored[column]},",
-                                  f"Declare {column!r} as {self.stored[column]}, as the table holds it: dlt keeps a "
+                                  f"{rounded} where the table stores {stored} and keeps {kept},",
+                                  f"Declare {column!r} as {stored}, as the table holds it: dlt keeps a "
                                   "column's first type whatever the hint says later."), rows, index)
         if rounded is None or len(rounded.as_tuple().digits) > precision:
             wider = "" if shape == "wei" else " with a larger precision (up to 38), or"

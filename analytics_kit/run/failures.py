@@ -258,23 +258,18 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         )
 
     connection = find_cause(error, requests.ConnectionError)
-    if connection is not None and unreachable(connection) is None:
-        # a server that took the connection and closed it (reset, no answer, a garbage status line) was reached
-        return LoadError(
-            f"The API at {host} dropped the connection for {where} on {request or 'the first request'} without a "
-            f"complete answer: {_cause(connection, redactor)}; {attempts}; nothing from this run was committed.",
-            guidance="The server, or a proxy in front of it, closed the connection (a crash, a restart, an overload). "
-            "Run the load again; if it keeps happening, raise error_handler.max_retries." if stats.answered else
-            "Something on that port took the connection and closed it without an HTTP answer: check that "
-            "client.base_url (scheme, host and port) points at the API, then run the load again.",
-            resource=resource, host=host)
     if connection is not None:
+        dropped = unreachable(connection) is None  # a server took the connection and closed it (a reset, no answer)
         return LoadError(
-            f"The API at {host} could not be reached for {where} on {request or 'the first request'}: "
+            f"The API at {host} {'dropped the connection' if dropped else 'could not be reached'} for {where} on "
+            f"{request or 'the first request'}{' without a complete answer' if dropped else ''}: "
             f"{_cause(connection, redactor)}; {attempts}; nothing from this run was committed.",
-            guidance="Check client.base_url (scheme, host and port) and your network, then run the load again.",
-            resource=resource, host=host,
-        )
+            guidance="Check client.base_url (scheme, host and port) and your network, then run the load again."
+            if not dropped else "The server, or a proxy in front of it, closed the connection (a crash, a restart, "
+            "an overload). Run the load again; if it keeps happening, raise error_handler.max_retries."
+            if stats.answered else "Something on that port took the connection and closed it without an HTTP "
+            "answer: check that client.base_url (scheme, host and port) points at the API, then run the load again.",
+            resource=resource, host=host)
 
     # orjson's decode error subclasses json.JSONDecodeError; requests' subclasses simplejson's
     # where simplejson is installed (dlt's own paginators read pages with response.json())
