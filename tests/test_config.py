@@ -450,6 +450,15 @@ def test_a_wei_given_a_precision_the_destination_cannot_make_is_refused_before_a
     assert config["resources"][0]["columns"]["amount"] == {"data_type": "wei", "precision": 100}  # not mutated
 
 
+@pytest.mark.parametrize("precision", [0, -1])
+def test_a_decimal_precision_below_one_says_to_raise_it(precision) -> None:
+    config = guide_config()
+    config["resources"][0]["columns"] = {"price": {"data_type": "decimal", "precision": precision, "scale": 0}}
+    with pytest.raises(ConfigError, match="at least 1") as caught:
+        prepare(config)
+    assert "Lower the precision" not in str(caught.value)
+
+
 def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_there() -> None:
     """PostgreSQL's numeric holds 1000 digits: the width check follows the load's destination."""
     config = guide_config()

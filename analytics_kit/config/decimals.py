@@ -84,6 +84,7 @@ def check_decimals(config: dict[str, Any], destination: str | None) -> None:
             where = f" for {destination or 'the DuckDB file'}" if widest is not None else ""
             raise fail(f"{path}.precision", f"got {precision}",
                        f"a precision from 1 to {widest or 'the widest there is'}{where}",
+                       "Give a precision of at least 1: the number of digits in all." if precision < 1 else
                        "Lower the precision (the number of digits in all), or declare the column as double or text "
                        "for wider numbers.")
         if not 0 <= scale <= precision:

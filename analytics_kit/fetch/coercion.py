@@ -47,14 +47,15 @@ def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> 
         return BadValue(name, index, f"of type {kind}", f"has {value}{sent}, beyond 64-bit integers,",
                         f"Declare {name!r} as text (data_type 'text') to keep such numbers whole.")
     if kind == "json" and isinstance(value, str) and value.strip().startswith('"'):
-        return BadValue(name, index, "of type json", f"has {_shown(value)}{sent}, JSON text of a string, which dlt "
+        return BadValue(name, index, "of type json", f"has {shown(value)}{sent}, JSON text of a string, which dlt "
                         "stores as the string's content (\"123\" as a number, \"x\" as malformed JSON),",
                         f"Declare {name!r} as text (data_type 'text') to keep such values as they are.")
-    return BadValue(name, index, f"of type {kind}", f"has {_shown(value)}{sent}",
+    return BadValue(name, index, f"of type {kind}", f"has {shown(value)}{sent}",
                     f"Fix the column's data_type in the config if the API sends such values, "
                     f"or leave {name!r} undeclared to let dlt keep them in a variant column.")
 
 
-def _shown(value: Any, limit: int = 80) -> str:
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message quotes a value the API sent, of any length."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -23,7 +23,7 @@ import dlt
 import pyarrow as pa
 
 from analytics_kit.config.decimals import decimal_shape
-from analytics_kit.fetch.coercion import COERCE_ERRORS, INT64, BadValue, coerced_value, json_value, refused
+from analytics_kit.fetch.coercion import COERCE_ERRORS, INT64, BadValue, coerced_value, json_value, refused, shown
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # The Python types each declared type takes as they are (a bool is no int here: dlt decides it).
@@ -164,7 +164,7 @@ class DeclaredTypes:
         shape = "wei" if self.kinds[column] == "wei" else f"decimal({precision},{scale})"
         if not number.is_finite():
             self._refuse(BadValue(column, index, f"of type {shape}",
-                                  f"has {value!r}, which no decimal holds,",
+                                  f"has {shown(value)}, which no decimal holds,",
                                   f"Declare {column!r} as double if the API sends NaN or infinities, or as text."),
                          rows, index)
         stored, stored_scale = self.stored.get(column, (None, None))
@@ -177,14 +177,14 @@ class DeclaredTypes:
         except InvalidOperation:  # more than _WIDE's 1,000 digits once rounded ("1e2000"): more than any column holds
             rounded = kept = None
         if stored is not None and rounded is not None and rounded != kept:
-            self._refuse(BadValue(column, index, f"of type {shape}", f"has {value!r}, which {shape} rounds to "
+            self._refuse(BadValue(column, index, f"of type {shape}", f"has {shown(value)}, which {shape} rounds to "
                                   f"{rounded} where the table stores {stored} and keeps {kept},",
                                   f"Declare {column!r} as {stored}, as the table holds it: dlt keeps a "
                                   "column's first type whatever the hint says later."), rows, index)
         if rounded is None or len(rounded.as_tuple().digits) > precision:
             wider = "" if shape == "wei" else " with a larger precision (up to 38), or"
             self._refuse(BadValue(column, index, f"of type {shape}",
-                                  f"has {value!r}, more digits than decimal({precision},{scale}) holds,",
+                                  f"has {shown(value)}, more digits than decimal({precision},{scale}) holds,",
                                   f"Declare {column!r}{wider} as double or text."),
                          rows, index)
         holder[field] = rounded
