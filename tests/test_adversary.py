@@ -1425,23 +1425,58 @@ def test_types_a_decimal_declared_over_a_stored_exact_number_is_rounded_once_as_
     assert (got.v[0], got.t[0]) == (stored, shape)
 
 
+def _as_list(columns: dict) -> list:
+    return [{"name": name, **hint} for name, hint in columns.items()]
+
+
+@pytest.mark.parametrize("listed", ["", "defaults", "resource", "both"])
 @pytest.mark.parametrize("defaults, own", [
     ({"data_type": "wei", "precision": 10, "scale": 2}, {"data_type": "wei"}),
     ({"data_type": "wei"}, {"precision": 10, "scale": 2}),
     ({"data_type": "decimal", "precision": 10}, {"data_type": "decimal", "scale": 2}),
 ], ids=["the shape in the defaults", "the type in the defaults", "a decimal split"])
 def test_types_a_decimal_split_between_resource_defaults_and_the_resource_is_shaped_as_dlt_merges_it(
-        api, watch, defaults, own):
+        api, watch, defaults, own, listed):
+    """Shaped hint by hint, a wei(10,2) split so was rounded as (38,0), 2.555 to 3.00; dlt merges the two, in
+    dict or list form, into one column first (helper-87, helper-88)."""
     api.transform = _served_at("amount", 2.555)
     config = config_for(api, columns={**KEYED, "amount": own})
     config["resource_defaults"]["columns"] = {"amount": defaults}
+    for place in (["defaults", "resource"] if listed == "both" else [listed] if listed else []):
+        holder = config["resource_defaults"] if place == "defaults" else config["resources"][0]
+        holder["columns"] = _as_list(holder["columns"])
     watch.succeeds(config)
     got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 350")
     assert (got.v[0], got.t[0]) == ("2.56", "DECIMAL(10,2)")
     config["resource_defaults"]["columns"] = {"amount": {"precision": 39}}
-    config["resources"][0]["columns"]["amount"] = {"data_type": own.get("data_type", defaults["data_type"])}
+    config["resources"][0]["columns"] = {**KEYED, "amount": {"data_type": own.get("data_type", defaults["data_type"])}}
     with pytest.raises(ak.ConfigError, match="from 1 to 38"):  # before any request, as a precision in one place is
         ak.load(config, progress=False)
+
+
+def test_types_hints_one_resource_adds_to_shared_defaults_reach_the_next_resource_as_in_dlt(api, watch):
+    """rest_api merges a resource's columns into a shallow copy of resource_defaults', so its hints reach the
+    resources after it: dlt stored both tables' 2.555 as 2.56; the kit, merging each on its own, 3.00 (helper-88)."""
+    api.transform = _served_at("amount", 2.555)
+    config = config_for(api, columns={**KEYED, "amount": {"precision": 10, "scale": 2}})
+    config["resource_defaults"]["columns"] = {"amount": {"data_type": "wei"}}
+    second = copy.deepcopy(config["resources"][0])
+    second.update(name="events_again", table_name="events_again", columns={**KEYED, "amount": {"nullable": True}})
+    config["resources"].append(second)
+    watch.succeeds(config)
+    for table in ("events", "events_again"):
+        got = ak.query(f"SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM {table} WHERE id = 350")
+        assert (got.v[0], got.t[0]) == ("2.56", "DECIMAL(10,2)"), table
+
+
+def test_types_a_value_too_wide_for_a_decimal_over_a_stored_column_says_to_declare_the_stored_type(api, watch):
+    api.set_records([{**r, "amount": r["id"]} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    api.update_record(2, amount=12345)
+    error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": "decimal", "precision": 4,
+                                                                       "scale": 2}}))
+    assert "more digits than decimal(4,2) holds" in str(error), error
+    assert "Declare 'amount' as bigint, as the table holds it" in str(error), error
 
 
 def test_types_a_declared_wei_refuses_more_digits_than_its_column_holds(api, watch):

@@ -40,18 +40,21 @@ def merge_decimal_defaults(config: dict[str, Any]) -> None:
     key by key (``{"data_type": "wei", "precision": 10}`` there and ``{"scale": 2}`` here are one wei(10,2)): the
     kit shapes, completes and checks a hint as dlt's merged column has it. Split, a wei(10,2) was rounded as
     wei's (38,0), 2.555 to 3.00, and a precision of 39 failed only in the load step (helper-87)."""
+    from analytics_kit import seam
+
     defaults = config.get("resource_defaults")
     shared = defaults.get("columns") if isinstance(defaults, dict) else None
-    if not isinstance(shared, dict):
+    if not shared or not isinstance(shared, (dict, list)):
         return
-    for resource in config.get("resources") or []:
+    for resource in config.get("resources") or []:  # in order: a resource's hints reach the next one's, as in dlt
         own = resource.get("columns") if isinstance(resource, dict) else None
-        for name, hint in own.items() if isinstance(own, dict) else ():
-            default = shared.get(name)
-            if isinstance(hint, dict) and isinstance(default, dict):
-                merged = {**default, **hint}
-                if merged.get("data_type") in ("decimal", "wei"):
-                    own[name] = merged
+        if own and isinstance(own, (dict, list)):
+            try:
+                merged = seam.merged_columns(shared, own)
+            except Exception:  # noqa: BLE001 - malformed columns: dlt's validation names them, after this
+                return
+            if any(isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei") for hint in merged.values()):
+                resource["columns"] = merged
 
 
 def decimal_weis(config: dict[str, Any], destination: Any) -> None:

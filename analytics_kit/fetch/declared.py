@@ -37,6 +37,11 @@ DEFAULT_NESTING = 1000
 _WIDE = Context(prec=1000)
 
 
+def _brief(number: Decimal, limit: int = 40) -> str:
+    text = str(number)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class DeclaredTypes:
     """A step behind the config's own steps and dlt's incremental one (what dlt will load): checks the
     declared columns of records that stay dicts, and rounds declared decimals; Arrow pages pass, the
@@ -178,11 +183,12 @@ class DeclaredTypes:
             rounded = kept = None
         if stored is not None and rounded is not None and rounded != kept:
             self._refuse(BadValue(column, index, f"of type {shape}", f"has {shown(value)}, which {shape} rounds to "
-                                  f"{rounded} where the table stores {stored} and keeps {kept},",
+                                  f"{_brief(rounded)} where the table stores {stored} and keeps {_brief(kept)},",
                                   f"Declare {column!r} as {stored}, as the table holds it: dlt keeps a "
                                   "column's first type whatever the hint says later."), rows, index)
         if rounded is None or len(rounded.as_tuple().digits) > precision:
-            wider = "" if shape == "wei" else " with a larger precision (up to 38), or"
+            wider = (f" as {stored}, as the table holds it, or" if stored else "" if shape == "wei" else
+                     " with a larger precision (up to 38), or")
             self._refuse(BadValue(column, index, f"of type {shape}",
                                   f"has {shown(value)}, more digits than decimal({precision},{scale}) holds,",
                                   f"Declare {column!r}{wider} as double or text."),
