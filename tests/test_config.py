@@ -459,6 +459,16 @@ def test_a_decimal_precision_below_one_says_to_raise_it(precision) -> None:
     assert "Lower the precision" not in str(caught.value)
 
 
+def test_a_column_declared_with_data_type_none_is_refused_before_any_request() -> None:
+    """The fast path loaded the table without the column, and plain dlt's normaliser failed with a KeyError
+    (helper-88)."""
+    config = guide_config()
+    config["resources"][0]["columns"] = {"amount": {"data_type": None}}
+    with pytest.raises(ConfigError, match=r"columns\.amount\.data_type: got None") as caught:
+        prepare(config)
+    assert "Leave data_type out" in str(caught.value)
+
+
 def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_there() -> None:
     """PostgreSQL's numeric holds 1000 digits: the width check follows the load's destination."""
     config = guide_config()
