@@ -184,8 +184,9 @@ class DeclaredTypes:
         if stored is not None and rounded is not None and rounded != kept:
             self._refuse(BadValue(column, index, f"of type {shape}", f"has {shown(value)}, which {shape} rounds to "
                                   f"{_brief(rounded)} where the table stores {stored} and keeps {_brief(kept)},",
-                                  f"Declare {column!r} as {stored}, as the table holds it: dlt keeps a "
-                                  "column's first type whatever the hint says later."), rows, index)
+                                  f"Declare {column!r} as {stored}, as the table holds it (dlt keeps a column's "
+                                  "first type whatever the hint says later), or run a full refresh, which rebuilds "
+                                  "the table with the declared types."), rows, index)
         if rounded is None or len(rounded.as_tuple().digits) > precision:
             wider = (f" as {stored}, as the table holds it, or" if stored else "" if shape == "wei" else
                      " with a larger precision (up to 38), or")
