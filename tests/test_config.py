@@ -459,14 +459,49 @@ def test_a_decimal_precision_below_one_says_to_raise_it(precision) -> None:
     assert "Lower the precision" not in str(caught.value)
 
 
-def test_a_column_declared_with_data_type_none_is_refused_before_any_request() -> None:
+@pytest.mark.parametrize("where", ["resource", "resource as a list", "defaults", "defaults as a list"])
+def test_a_column_declared_with_data_type_none_is_refused_before_any_request(where) -> None:
     """The fast path loaded the table without the column, and plain dlt's normaliser failed with a KeyError
-    (helper-88)."""
+    (helper-88); a list, or resource_defaults, too (helper-89)."""
     config = guide_config()
-    config["resources"][0]["columns"] = {"amount": {"data_type": None}}
-    with pytest.raises(ConfigError, match=r"columns\.amount\.data_type: got None") as caught:
+    hint = {"amount": {"data_type": None}}
+    listed = [{"name": "amount", "data_type": None}]
+    if where.startswith("resource"):
+        config["resources"][0]["columns"] = listed if "list" in where else hint
+    else:
+        config.setdefault("resource_defaults", {})["columns"] = listed if "list" in where else hint
+    with pytest.raises(ConfigError, match=r"resources\[0\]\.columns\.amount\.data_type: got None") as caught:
         prepare(config)
     assert "Leave data_type out" in str(caught.value)
+
+
+def test_a_data_type_none_in_the_defaults_that_a_resource_overrides_is_dlts_merge_and_accepted() -> None:
+    config = guide_config()
+    config.setdefault("resource_defaults", {})["columns"] = {"amount": {"data_type": None}}
+    config["resources"][0]["columns"] = {"amount": {"data_type": "text"}}
+    prepared = prepare(config)
+    assert prepared.rest_api["resource_defaults"]["columns"] == {"amount": {"data_type": None}}  # not merged in place
+
+
+def test_each_resource_gets_the_columns_dlts_merge_of_the_defaults_gives_it() -> None:
+    """Merged in place, the defaults held every resource's hints before dlt merged them again, and an earlier
+    resource's won over a later one's: r1's text over r2's bigint (helper-89)."""
+    from dlt.sources.rest_api import rest_api_resources
+
+    config = guide_config()
+    first = config["resources"][0]
+    first["endpoint"].pop("error_handler", None)  # the kit's own key, which dlt refuses
+    config.setdefault("resource_defaults", {})["columns"] = {"id": {"nullable": False}, "value": {"nullable": True}}
+    second = {**copy.deepcopy(first), "name": "again", "table_name": "again"}
+    first["columns"] = {"id": {"data_type": "text"}, "value": {"data_type": "text"}}
+    second["columns"] = {"id": {"data_type": "bigint"}, "value": {"data_type": "decimal", "precision": 10, "scale": 2}}
+    config["resources"] = [first, second]
+    plain = {r.name: r.columns for r in rest_api_resources(copy.deepcopy(config))}
+    kit = {r.name: r.columns for r in rest_api_resources(prepare(config).rest_api)}
+    for name in plain:
+        for column in ("id", "value"):
+            for key in ("data_type", "nullable", "precision", "scale"):
+                assert kit[name][column].get(key) == plain[name][column].get(key), (name, column, key)
 
 
 def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_there() -> None:

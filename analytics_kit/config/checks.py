@@ -288,10 +288,6 @@ def check_resource_base(value: Any, path: str, spec: type, extra: Iterable[str] 
         for name, column in columns.items():
             if isinstance(column, dict):
                 check_mapping(column, TColumnSchema, join(join(path, "columns"), name), xkeys=True)
-                if "data_type" in column and column["data_type"] is None:  # dlt's normaliser failed on it (KeyError)
-                    raise fail(join(join(join(path, "columns"), name), "data_type"), "got None", "a dlt data type",
-                               "Leave data_type out to let dlt type the column from the data, or name one: text, "
-                               "bigint, double, bool, timestamp, date, decimal, json ...")
     if value.get("endpoint") is not None:
         check_endpoint(value["endpoint"], join(path, "endpoint"))
 

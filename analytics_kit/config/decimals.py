@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from analytics_kit.config.checks import fail, got
+from analytics_kit.config.columns import merged_columns
 
 # dlt's precision and scale for a decimal column that gives none (arithmetics.DEFAULT_NUMERIC_PRECISION and
 # _SCALE, the DuckDB and PostgreSQL destinations' decimal_precision)
@@ -36,25 +37,14 @@ def wei_shape(destination: Any) -> tuple[int, int] | None:
 
 
 def merge_decimal_defaults(config: dict[str, Any]) -> None:
-    """Writes into each resource's columns the decimal and wei hints dlt will merge into it from resource_defaults,
-    key by key (``{"data_type": "wei", "precision": 10}`` there and ``{"scale": 2}`` here are one wei(10,2)): the
-    kit shapes, completes and checks a hint as dlt's merged column has it. Split, a wei(10,2) was rounded as
-    wei's (38,0), 2.555 to 3.00, and a precision of 39 failed only in the load step (helper-87)."""
-    from analytics_kit import seam
-
-    defaults = config.get("resource_defaults")
-    shared = defaults.get("columns") if isinstance(defaults, dict) else None
-    if not shared or not isinstance(shared, (dict, list)):
-        return
-    for resource in config.get("resources") or []:  # in order: a resource's hints reach the next one's, as in dlt
-        own = resource.get("columns") if isinstance(resource, dict) else None
-        if own and isinstance(own, (dict, list)):
-            try:
-                merged = seam.merged_columns(shared, own)
-            except Exception:  # noqa: BLE001 - malformed columns: dlt's validation names them, after this
-                return
-            if any(isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei") for hint in merged.values()):
-                resource["columns"] = merged
+    """Writes into each resource's columns the merge dlt will make of them and resource_defaults', where a decimal
+    or a wei is in it (``{"data_type": "wei", "precision": 10}`` there and ``{"scale": 2}`` here are one wei(10,2)):
+    the kit shapes, completes and checks a hint as dlt's merged column has it. Split, a wei(10,2) was rounded as
+    wei's (38,0), 2.555 to 3.00, and a precision of 39 failed only in the load step (helper-87, helper-88)."""
+    for _, resource, merged in merged_columns(config):
+        if isinstance(resource, dict) and resource.get("columns") and isinstance(merged, dict) and any(
+                isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei") for hint in merged.values()):
+            resource["columns"] = merged
 
 
 def decimal_weis(config: dict[str, Any], destination: Any) -> None:
