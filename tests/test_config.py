@@ -12,6 +12,7 @@ from dlt.sources.rest_api import rest_api_source
 from analytics_kit.config.prepared import PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, MissingSecretError
 from analytics_kit.fetch.retry import RetryPolicy
+from analytics_kit.fetch.source import build_source
 from helpers import guide_dict
 
 CANARY = "CANARY-key-7f3a9c"
@@ -471,16 +472,27 @@ def test_a_column_declared_with_data_type_none_is_refused_before_any_request(whe
     else:
         config.setdefault("resource_defaults", {})["columns"] = listed if "list" in where else hint
     with pytest.raises(ConfigError, match=r"resources\[0\]\.columns\.amount\.data_type: got None") as caught:
-        prepare(config)
+        build_source(config)  # before any request
     assert "Leave data_type out" in str(caught.value)
 
 
-def test_a_data_type_none_in_the_defaults_that_a_resource_overrides_is_dlts_merge_and_accepted() -> None:
+@pytest.mark.parametrize("where", ["resource", "a later resource", "a later duplicate in a list"])
+def test_a_data_type_none_that_dlts_merge_overrides_is_accepted(where) -> None:
+    """dlt's merge shares the defaults' hint between resources, so a later resource's text reaches an earlier one;
+    judged before dlt built them, these were refused (helper-90)."""
     config = guide_config()
-    config.setdefault("resource_defaults", {})["columns"] = {"amount": {"data_type": None}}
-    config["resources"][0]["columns"] = {"amount": {"data_type": "text"}}
-    prepared = prepare(config)
-    assert prepared.rest_api["resource_defaults"]["columns"] == {"amount": {"data_type": None}}  # not merged in place
+    first = config["resources"][0]
+    if where == "a later duplicate in a list":
+        first["columns"] = [{"name": "amount", "data_type": None}, {"name": "amount", "data_type": "text"}]
+    else:
+        config.setdefault("resource_defaults", {})["columns"] = {"amount": {"data_type": None}}
+        if where == "resource":
+            first["columns"] = {"amount": {"data_type": "text"}}
+        else:
+            again = {**copy.deepcopy(first), "name": "again", "columns": {"amount": {"data_type": "text"}}}
+            config["resources"].append(again)
+    source = build_source(config)
+    assert all(r.columns["amount"]["data_type"] == "text" for r in source.resources.values())
 
 
 def test_each_resource_gets_the_columns_dlts_merge_of_the_defaults_gives_it() -> None:

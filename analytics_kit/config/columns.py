@@ -4,7 +4,7 @@ and shapes declared columns as dlt's merged ones will have them."""
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from analytics_kit.config.checks import fail
 
@@ -30,13 +30,13 @@ def merged_columns(config: dict[str, Any]) -> Iterator[tuple[int, Any, Any]]:
         yield index, resource, copy.deepcopy(merged)
 
 
-def check_typed(config: dict[str, Any]) -> None:
-    """Refuses a column its merged hint gives ``"data_type": None``: the kit's fast path loaded the table without it,
-    and dlt's normaliser failed on it with a KeyError (helper-88)."""
-    for index, _, columns in merged_columns(config):
-        hints = columns.items() if isinstance(columns, dict) else (
-            ((c.get("name"), c) for c in columns if isinstance(c, dict)) if isinstance(columns, list) else ())
-        for name, hint in hints:
+def check_typed(resources: Iterable[Any]) -> None:
+    """Refuses a column whose hint, as dlt's rest_api built the resource (resource_defaults' merged in), says
+    ``"data_type": None``: the kit's fast path loaded the table without it, and dlt's normaliser failed on it with a
+    KeyError (helper-88). Judged on the built resources: a None a later hint overrides is no column's (helper-90)."""
+    for index, resource in enumerate(resources):
+        columns = resource.columns
+        for name, hint in columns.items() if isinstance(columns, dict) else ():
             if isinstance(hint, dict) and "data_type" in hint and hint["data_type"] is None:
                 raise fail(f"resources[{index}].columns.{name}.data_type", "got None", "a dlt data type",
                            "Leave data_type out to let dlt type the column from the data, or name one: text, "

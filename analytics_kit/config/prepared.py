@@ -31,7 +31,6 @@ from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
 from analytics_kit.config.decimals import (check_decimals, complete_decimals, decimal_weis, merge_decimal_defaults,
                                           wei_shape)
-from analytics_kit.config.columns import check_typed
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
@@ -94,7 +93,6 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
     try:
         checks.check_shape(cfg)
         named = cfg.pop(checks.DESTINATION, None)
-        check_typed(cfg)
         merge_decimal_defaults(cfg)
         decimal_weis(cfg, destination or named)
         check_decimals(cfg, destination or named)

@@ -14,6 +14,7 @@ from dlt.sources.rest_api import rest_api_source
 from requests.cookies import RequestsCookieJar
 
 from analytics_kit import seam
+from analytics_kit.config.columns import check_typed
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
@@ -121,6 +122,7 @@ def _build(
     seam.count_csv_rows_as_rows()  # the report counts rows of records that stay dicts from dlt's csv writer
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
+    check_typed(source.resources.values())
     related = seam.related_resources(source)
     stats.children.update(r.name for r in source.resources.values() if r.is_transformer)
     naming = seam.identifier_naming(source)
