@@ -110,19 +110,27 @@ class _Named(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def two_servers():
-    servers = []
-    for name in (b"first", b"second"):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Named)
-        server.daemon_threads = True
-        server.name, server.peers = name, set()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    yield servers
+def _serving(handler: type, **attributes) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1 answering with ``handler`` in a thread of its own; ``attributes`` set on it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _stop(*servers: ThreadingHTTPServer) -> None:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def two_servers():
+    servers = [_serving(_Named, name=name, peers=set()) for name in (b"first", b"second")]
+    yield servers
+    _stop(*servers)
 
 
 def test_each_origin_keeps_its_own_pool_when_requests_alternate(two_servers):
@@ -166,13 +174,9 @@ class _Scripted(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    server.daemon_threads = True
-    server.script = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _serving(_Scripted, script=[])
     yield server
-    server.shutdown()
-    server.server_close()
+    _stop(server)
 
 
 @pytest.mark.parametrize("script, status, retried", [

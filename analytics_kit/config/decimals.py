@@ -30,10 +30,15 @@ def decimal_shape(hint: dict) -> tuple[int, int]:
     return (DEFAULT_PRECISION if precision is None else precision, DEFAULT_SCALE if scale is None else scale)
 
 
+def _named(destination: Any) -> str | None:
+    """The destination's name (None not given: the DuckDB file); None for one given otherwise, refused where the
+    destination is checked."""
+    return (destination or "duckdb").strip().lower() if isinstance(destination, (str, type(None))) else None
+
+
 def wei_shape(destination: Any) -> tuple[int, int] | None:
-    """A wei column's (precision, scale) on ``destination`` (a name; None: the DuckDB file); None where unknown
-    (a destination given otherwise is refused where the destination is checked)."""
-    return WEI.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) else None
+    """A wei column's (precision, scale) on ``destination``; None where unknown."""
+    return WEI.get(_named(destination))  # type: ignore[arg-type]
 
 
 def merge_decimal_defaults(config: dict[str, Any]) -> None:
@@ -41,7 +46,7 @@ def merge_decimal_defaults(config: dict[str, Any]) -> None:
     or a wei is in it (``{"data_type": "wei", "precision": 10}`` there and ``{"scale": 2}`` here are one wei(10,2)):
     the kit shapes, completes and checks a hint as dlt's merged column has it. Split, a wei(10,2) was rounded as
     wei's (38,0), 2.555 to 3.00, and a precision of 39 failed only in the load step (helper-87, helper-88)."""
-    for _, resource, merged in merged_columns(config):
+    for resource, merged in merged_columns(config):
         if isinstance(resource, dict) and resource.get("columns") and isinstance(merged, dict) and any(
                 isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei") for hint in merged.values()):
             resource["columns"] = merged
@@ -62,9 +67,7 @@ def decimal_weis(config: dict[str, Any], destination: Any) -> None:
 
 def check_decimals(config: dict[str, Any], destination: str | None) -> None:
     """Raise ConfigError for a declared decimal whose precision or scale ``destination`` cannot make."""
-    # not given: the file; not a name: refused where the destination is checked, its width unknown here
-    widest = WIDEST.get((destination or "duckdb").strip().lower()) if isinstance(destination, (str, type(None))) \
-        else None
+    widest = WIDEST.get(_named(destination))  # type: ignore[arg-type]
     for path, hint in _decimal_hints(config):
         for key in ("precision", "scale"):
             value = hint.get(key)

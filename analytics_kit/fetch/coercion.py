@@ -4,6 +4,7 @@ soft-delete flags share."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from analytics_kit.seam import coerce_value, py_type_to_sc_type
@@ -56,6 +57,7 @@ def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> 
 
 
 def shown(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: a message quotes a value the API sent, of any length."""
-    text = repr(value)
+    """``value`` as a message quotes it (a Decimal as its digits, anything else as ``repr``), cut to ``limit``
+    characters: the API may send a value of any length."""
+    text = str(value) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -37,11 +37,6 @@ DEFAULT_NESTING = 1000
 _WIDE = Context(prec=1000)
 
 
-def _brief(number: Decimal, limit: int = 40) -> str:
-    text = str(number)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 class DeclaredTypes:
     """A step behind the config's own steps and dlt's incremental one (what dlt will load): checks the
     declared columns of records that stay dicts, and rounds declared decimals; Arrow pages pass, the
@@ -183,7 +178,7 @@ class DeclaredTypes:
             rounded = kept = None
         if stored is not None and rounded is not None and rounded != kept:
             self._refuse(BadValue(column, index, f"of type {shape}", f"has {shown(value)}, which {shape} rounds to "
-                                  f"{_brief(rounded)} where the table stores {stored} and keeps {_brief(kept)},",
+                                  f"{shown(rounded, 40)} where the table stores {stored} and keeps {shown(kept, 40)},",
                                   f"Declare {column!r} as {stored}, as the table holds it (dlt keeps a column's "
                                   "first type whatever the hint says later), or run a full refresh, which rebuilds "
                                   "the table with the declared types."), rows, index)

@@ -36,6 +36,7 @@ from requests import Session
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
+from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import as_json, parse_body, select_records
@@ -110,11 +111,6 @@ def usable_total(value: Any) -> int | None:
     if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 10:
         value = int(value)
     return value if isinstance(value, int) and 0 <= value <= MAX_TOTAL else None
-
-
-def _brief(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class OffsetPass:
@@ -235,7 +231,7 @@ class OffsetPass:
                 self.first_total = total
         elif not self._named_bad_total:
             self._named_bad_total = True
-            self.owner.warn(f"the API's total={_brief(page.total)} on {page.request} is not a plausible record "
+            self.owner.warn(f"the API's total={shown(page.total, 40)} on {page.request} is not a plausible record "
                             "count; paging until an empty page instead")
 
     def run(self) -> Iterator[Page]:
