@@ -288,18 +288,6 @@ def processing_steps(resource: DltResource, filters: bool = True) -> list:
     return [s for s in resource._pipe.steps[1:] if not isinstance(s, kept)]
 
 
-def merged_columns(defaults: Any, columns: Any) -> dict:
-    """A resource's ``columns`` with resource_defaults' merged in, as rest_api's ``_merge_resource_endpoints`` merges
-    them: each as a dict, hint by hint, the defaults' own column dicts updated in place (its copy is shallow, so a
-    resource's hints reach the next resource's too). Public route: none."""
-    from copy import copy
-
-    from dlt.common.schema.utils import merge_columns
-    from dlt.extract.utils import ensure_table_schema_columns
-
-    return merge_columns(copy(ensure_table_schema_columns(defaults)), ensure_table_schema_columns(columns))
-
-
 # -- a resource's RESTClient ------------------------------------------------------------------
 # The kit pages offset listings itself (concurrently, with the total as a hint) and selects records itself, so it
 # replaces two methods of the resource's client. A paginate hook in rest_api's config would replace this.

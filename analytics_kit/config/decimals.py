@@ -8,10 +8,9 @@ scale above the precision blamed each value for having too many digits.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from analytics_kit.config.checks import fail, got
-from analytics_kit.config.columns import merged_columns
 
 # dlt's precision and scale for a decimal column that gives none (arithmetics.DEFAULT_NUMERIC_PRECISION and
 # _SCALE, the DuckDB and PostgreSQL destinations' decimal_precision)
@@ -41,66 +40,79 @@ def wei_shape(destination: Any) -> tuple[int, int] | None:
     return WEI.get(_named(destination))  # type: ignore[arg-type]
 
 
-def merge_decimal_defaults(config: dict[str, Any]) -> None:
-    """Writes into each resource's columns the merge dlt will make of them and resource_defaults', where a decimal
-    or a wei is in it (``{"data_type": "wei", "precision": 10}`` there and ``{"scale": 2}`` here are one wei(10,2)):
-    the kit shapes, completes and checks a hint as dlt's merged column has it. Split, a wei(10,2) was rounded as
-    wei's (38,0), 2.555 to 3.00, and a precision of 39 failed only in the load step (helper-87, helper-88)."""
-    for resource, merged in merged_columns(config):
-        if isinstance(resource, dict) and resource.get("columns") and isinstance(merged, dict) and any(
-                isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei") for hint in merged.values()):
-            resource["columns"] = merged
-
-
-def decimal_weis(config: dict[str, Any], destination: Any) -> None:
-    """Declares a wei given its own precision or scale as the decimal of that shape. dlt's table takes the hint's
-    shape (DECIMAL(10,2)), but its parquet writer, which writes the kit's files, gives every wei the destination's
-    (38,0 in DuckDB): 2.555 failed there ("Rescaling Decimal value"), or was rounded to 3.00 (helper-86). Where the
-    destination's wei is unknown, dlt decides."""
-    shape = wei_shape(destination)
-    for _, hint in _decimal_hints(config, "wei") if shape is not None else ():
-        if hint.get("precision") is not None or hint.get("scale") is not None:
-            hint["data_type"] = "decimal"
-            for key, default in zip(("precision", "scale"), shape):
-                hint[key] = default if hint.get(key) is None else hint[key]
-
-
 def check_decimals(config: dict[str, Any], destination: str | None) -> None:
-    """Raise ConfigError for a declared decimal whose precision or scale ``destination`` cannot make."""
-    widest = WIDEST.get(_named(destination))  # type: ignore[arg-type]
+    """Raise ConfigError for a decimal declared in the config whose precision or scale ``destination`` cannot
+    make (where it is written; ``shape_decimals`` judges them again as dlt merges them)."""
     for path, hint in _decimal_hints(config):
-        for key in ("precision", "scale"):
-            value = hint.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise fail(f"{path}.{key}", f"got {got(value)}", "a whole number",
-                           f"Write the decimal's {key} as a number, e.g. {{'data_type': 'decimal', 'precision': 10, "
-                           "'scale': 2}.")
-        precision, scale = decimal_shape(hint)
-        if precision < 1 or (widest is not None and precision > widest):
-            where = f" for {destination or 'the DuckDB file'}" if widest is not None else ""
-            raise fail(f"{path}.precision", f"got {precision}",
-                       f"a precision from 1 to {widest or 'the widest there is'}{where}",
-                       "Give a precision of at least 1: the number of digits in all." if precision < 1 else
-                       "Lower the precision (the number of digits in all), or declare the column as double or text "
-                       "for wider numbers.")
-        if not 0 <= scale <= precision:
-            said = f"got {scale}" if hint.get("scale") is not None else f"no scale, for which dlt takes {scale},"
-            raise fail(f"{path}.scale", f"{said} above the precision" if scale > 0 else said,
-                       f"a scale from 0 to the precision ({precision})",
-                       "The scale is the number of digits after the point, part of the precision: e.g. "
-                       "{'data_type': 'decimal', 'precision': 10, 'scale': 2} holds 12345678.90.")
+        _check_decimal(path, hint, destination)
 
 
-def complete_decimals(config: dict[str, Any]) -> None:
-    """Gives a decimal declared with its precision or its scale alone the other as dlt's table gets it: the
-    kit's files are parquet, whose writer took a precision alone as scale 0 ("Rescaling Decimal value would
-    cause data loss" for 0.125 in a column dlt makes DECIMAL(10,9)), and a scale alone as (38, 9)."""
-    for _, hint in _decimal_hints(config):
-        if (hint.get("precision") is None) != (hint.get("scale") is None):
-            hint["precision"], hint["scale"] = decimal_shape(hint)
+def _check_decimal(path: str, hint: dict, destination: Any) -> None:
+    """Raise ConfigError for a decimal ``hint`` (at ``path``) that ``destination`` cannot make."""
+    widest = WIDEST.get(_named(destination))  # type: ignore[arg-type]
+    for key in ("precision", "scale"):
+        value = hint.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise fail(f"{path}.{key}", f"got {got(value)}", "a whole number",
+                       f"Write the decimal's {key} as a number, e.g. {{'data_type': 'decimal', 'precision': 10, "
+                       "'scale': 2}.")
+    precision, scale = decimal_shape(hint)
+    if precision < 1 or (widest is not None and precision > widest):
+        where = f" for {destination or 'the DuckDB file'}" if widest is not None else ""
+        raise fail(f"{path}.precision", f"got {precision}",
+                   f"a precision from 1 to {widest or 'the widest there is'}{where}",
+                   "Give a precision of at least 1: the number of digits in all." if precision < 1 else
+                   "Lower the precision (the number of digits in all), or declare the column as double or text "
+                   "for wider numbers.")
+    if not 0 <= scale <= precision:
+        said = f"got {scale}" if hint.get("scale") is not None else f"no scale, for which dlt takes {scale},"
+        raise fail(f"{path}.scale", f"{said} above the precision" if scale > 0 else said,
+                   f"a scale from 0 to the precision ({precision})",
+                   "The scale is the number of digits after the point, part of the precision: e.g. "
+                   "{'data_type': 'decimal', 'precision': 10, 'scale': 2} holds 12345678.90.")
 
 
-def _decimal_hints(config: dict[str, Any], data_type: str = "decimal") -> Iterator[tuple[str, dict]]:
+def shape_decimals(resources: Iterable[Any], destination: Any) -> None:
+    """Checks and shapes each decimal and wei column as dlt's rest_api built the resource (resource_defaults'
+    merged in), on the resource's own copy of its columns; raises ConfigError for one ``destination`` cannot make.
+
+    - A wei given its own precision or scale becomes the decimal of that shape. dlt's table takes the hint's
+      shape (DECIMAL(10,2)), but its parquet writer, which writes the kit's files, gives every wei the
+      destination's (38,0 in DuckDB): 2.555 failed there ("Rescaling Decimal value"), or was rounded to 3.00
+      (helper-86). Where the destination's wei is unknown, dlt decides.
+    - A decimal given its precision or its scale alone gets the other as dlt's table does: the parquet writer
+      took a precision alone as scale 0 ("Rescaling Decimal value would cause data loss" for 0.125 in a column dlt
+      makes DECIMAL(10,9)), and a scale alone as (38, 9).
+
+    Judged here, not on the config: rest_api merges a resource's columns into resource_defaults' own column
+    dicts, so a hint reaches every resource sharing them, in ways the kit modelled wrongly (helper-87 to 90);
+    shaped on the merged dicts in place, one resource's shape reached another's text or bigint column."""
+    wei = wei_shape(destination)
+    for index, resource in enumerate(resources):
+        columns = resource.columns
+        shaped = {}
+        for name, hint in columns.items() if isinstance(columns, dict) else ():
+            if not isinstance(hint, dict) or hint.get("data_type") not in ("decimal", "wei"):
+                continue
+            new = dict(hint)
+            if wei is not None and new["data_type"] == "wei" and (
+                    new.get("precision") is not None or new.get("scale") is not None):
+                new["data_type"] = "decimal"
+                new.update({key: default if new.get(key) is None else new[key]
+                            for key, default in zip(("precision", "scale"), wei)})
+            if new["data_type"] == "decimal":
+                _check_decimal(f"resources[{index}].columns.{name}", new, destination)
+                if (new.get("precision") is None) != (new.get("scale") is None):
+                    new["precision"], new["scale"] = decimal_shape(new)
+            if new != hint:
+                shaped[name] = new
+        if shaped:
+            # dlt's public route to change a built resource's columns: it clones the resource's hints first, so
+            # the dicts it shares with other resources stay as they are
+            resource.apply_hints(columns=shaped)
+
+
+def _decimal_hints(config: dict[str, Any]) -> Iterator[tuple[str, dict]]:
     """(path, hint) of every column declared decimal in a resource or in resource_defaults, the columns given as a
     dict or as dlt's list of column schemas (``[{"name": "price", "data_type": "decimal", ...}]``)."""
     defaults = config.get("resource_defaults")
@@ -110,5 +122,5 @@ def _decimal_hints(config: dict[str, Any], data_type: str = "decimal") -> Iterat
         columns = place.get("columns")
         named = columns.items() if isinstance(columns, dict) else enumerate(columns) if isinstance(columns, list) else ()
         for name, hint in named:
-            if isinstance(hint, dict) and hint.get("data_type") == data_type:
+            if isinstance(hint, dict) and hint.get("data_type") == "decimal":
                 yield f"{path}.columns" + (f"[{name}]" if isinstance(name, int) else f".{name}"), hint

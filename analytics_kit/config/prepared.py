@@ -29,8 +29,7 @@ from typing import Any, Iterable
 
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
-from analytics_kit.config.decimals import (check_decimals, complete_decimals, decimal_weis, merge_decimal_defaults,
-                                          wei_shape)
+from analytics_kit.config.decimals import check_decimals, wei_shape
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
@@ -74,6 +73,8 @@ class PreparedConfig:
     origins: tuple[str, ...] = ()
     # a wei column's (precision, scale) where the load goes, if known: its values are rounded to it
     wei: tuple[int, int] | None = None
+    # where the declared types must fit: load's destination, else the config's (None: the DuckDB file)
+    loads_to: str | None = None
 
 
 @secret_safe
@@ -93,10 +94,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
     try:
         checks.check_shape(cfg)
         named = cfg.pop(checks.DESTINATION, None)
-        merge_decimal_defaults(cfg)
-        decimal_weis(cfg, destination or named)
-        check_decimals(cfg, destination or named)
-        complete_decimals(cfg)
+        check_decimals(cfg, destination or named)  # as written; as dlt merges them, once it built the resources
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
         # secrets first: a field dlt finds there (a password in CREDENTIALS__PASSWORD) may be left
@@ -114,7 +112,8 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
         raise failure
     return PreparedConfig(rest_api=cfg, policies=policies, default_policy=default_policy,
                           secrets=_collect_secrets(cfg, found), concurrency=concurrency, destination=named,
-                          origins=_origins(cfg), wei=wei_shape(destination or named))
+                          origins=_origins(cfg), wei=wei_shape(destination or named),
+                          loads_to=destination or named)
 
 
 def _origins(cfg: dict[str, Any]) -> tuple[str, ...]:

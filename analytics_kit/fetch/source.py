@@ -15,6 +15,7 @@ from requests.cookies import RequestsCookieJar
 
 from analytics_kit import seam
 from analytics_kit.config.columns import check_typed
+from analytics_kit.config.decimals import shape_decimals
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
@@ -123,6 +124,7 @@ def _build(
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
     check_typed(source.resources.values())
+    shape_decimals(source.resources.values(), prepared.loads_to)
     related = seam.related_resources(source)
     stats.children.update(r.name for r in source.resources.values() if r.is_transformer)
     naming = seam.identifier_naming(source)
