@@ -941,6 +941,31 @@ def delete_loaded_packages(pipeline: Any) -> None:
         storage.delete_loaded_package(load_id)
 
 
+def storage_columns(pipeline: Any, tables: list[str]) -> dict[str, dict]:
+    """The columns each of ``tables`` has in the destination, typed by dlt's own reflection (its type mapper's
+    ``from_destination_type``); tables not there are left out. Public route: none (the SQL job client's
+    ``get_storage_tables``; a destination without it gives none)."""
+    with pipeline.destination_client() as client:
+        reflect = getattr(client, "get_storage_tables", None)
+        return {name: columns for name, columns in reflect(tables) if columns} if reflect else {}
+
+
+def retype_columns(pipeline: Any, retyped: dict[str, dict[str, dict]]) -> None:
+    """Gives columns of the pipeline's schema the data_type, precision and scale in ``retyped`` (table -> column ->
+    those), and saves the schema. Public route: none (a schema's column types change only by dlt's merge of hints,
+    which never narrows one back)."""
+    schema = pipeline.default_schema
+    for table, columns in retyped.items():
+        for name, stored in columns.items():
+            column = schema.tables[table]["columns"][name]
+            for key in ("data_type", "precision", "scale"):
+                if stored.get(key) is None:
+                    column.pop(key, None)  # type: ignore[misc]
+                else:
+                    column[key] = stored[key]  # type: ignore[literal-required]
+    pipeline.schemas.save_schema(schema)
+
+
 # -- repeated keys at an incremental's start --
 # dlt's arrow incremental drops the rows already loaded at its start value by their row index, and with a single-column
 # primary key it takes the key column for that index: every row of such a key went, a newer version later in the same

@@ -1407,6 +1407,44 @@ def test_types_a_decimal_declared_on_a_column_stored_as_double_refuses_to_round_
     assert ak.query("SELECT amount FROM events WHERE id = 2").amount[0] == 2.5  # the last load's, whole
 
 
+@pytest.mark.parametrize("hint", [{"data_type": "wei"}, {"data_type": "decimal", "precision": 10, "scale": 0}],
+                         ids=["wei", "decimal(10,0)"])
+def test_types_a_column_stays_judged_as_stored_after_a_run_with_the_new_type_succeeded(api, watch, hint):
+    """dlt's schema takes the declared type after one run whose values were all whole, and the table keeps DOUBLE:
+    the next run rounded 7.5 to 8.0 into it without a word, and a full refresh kept the DOUBLE column, as the
+    schema showed no type to rebuild (helper-86's left item). The kit reads the table's types at the load's start."""
+    api.set_records([{**r, "amount": r["id"] + 0.5} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    api.update_record(3, amount=9)
+    report = watch.succeeds(config_for(api, columns={**KEYED, "amount": hint}))  # a whole value: nothing to round
+    assert report.rows == {"events": 1}, report.rows
+    api.update_record(2, amount=7.5)
+    for _ in range(2):  # and again: the schema dlt saved after the refusal says the declared type too
+        error = watch.fails(config_for(api, columns={**KEYED, "amount": hint}))
+        assert "has 7.5" in str(error) and "where the table stores double" in str(error), error
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": hint}), mode="full_refresh")
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 2")
+    assert (got.v[0], got.t[0]) == ("8", "DECIMAL(38,0)" if hint["data_type"] == "wei" else "DECIMAL(10,0)")
+
+
+@pytest.mark.parametrize("first, declared, shape", [
+    ("7", {"data_type": "bigint"}, "BIGINT"),
+    (7.5, {"data_type": "text"}, "VARCHAR"),
+    (7, {"data_type": "double"}, "DOUBLE"),
+], ids=["text declared bigint", "double declared text", "bigint declared double"])
+def test_types_a_full_refresh_rebuilds_a_column_whose_declared_type_an_incremental_run_took(
+        api, watch, first, declared, shape):
+    """After an incremental run with a new declared type, dlt's schema says it and the table does not: the full
+    refresh the README prescribes to retype a table replaced its rows into the old column."""
+    api.set_records([{**r, "code": first} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    api.update_record(3, code=first)
+    assert watch.succeeds(config_for(api, columns={**KEYED, "code": declared})).rows == {"events": 1}
+    watch.succeeds(config_for(api, columns={**KEYED, "code": declared}), mode="full_refresh")
+    assert ak.query("SELECT typeof(code) AS t FROM events WHERE id = 2").t[0] == shape
+    assert ak.query("SELECT count(*) AS n FROM events").n[0] == 10
+
+
 @pytest.mark.parametrize("first, then, sent, stored, shape", [
     ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal", "precision": 10, "scale": 4},
      2.54499, "2.54", "DECIMAL(10,2)"),

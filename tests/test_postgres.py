@@ -109,6 +109,30 @@ def test_typed_columns_and_readers(api, config, postgres):
     assert set(devices.d) <= {"mobile", "desktop", "tablet"}
 
 
+def test_a_declared_type_is_judged_as_the_table_stores_it(api, config, postgres):
+    """After a run with a new declared type, dlt's schema says it and PostgreSQL's column does not: the kit reads
+    the table's types at the load's start, so a value the declared type would round is refused, and a full refresh
+    rebuilds the column (helper-86's left item)."""
+    def valued(value):
+        api.clear_faults()
+        api.inject("transform", path="/v1/events", times=None,
+                   fn=lambda body: {**body, "data": [{**r, "value": value} for r in body["data"]]})
+
+    ak.load(config, progress=False, **postgres)  # value: double precision
+    config["resources"][0]["columns"]["value"] = {"data_type": "decimal", "precision": 10, "scale": 0}
+    valued(9)
+    api.advance(new=0, updated=2)
+    assert ak.load(config, progress=False, **postgres).rows == {"events": 2}
+    valued(7.5)
+    api.advance(new=0, updated=2)
+    with pytest.raises(ak.LoadError, match="where the table stores double"):
+        ak.load(config, progress=False, **postgres)
+    ak.load(config, mode="full_refresh", progress=False, **postgres)
+    described = ak.describe("events", **postgres).set_index("column")
+    assert described.loc["value", "type"] == "numeric", described.loc["value"]
+    assert set(ak.query(f"SELECT DISTINCT value::text AS v FROM {postgres['dataset']}.events", **postgres).v) == {"8"}
+
+
 def test_the_retry_path(api, config, postgres):
     api.inject("status", path="/v1/events", status=503, times=2)
     report = ak.load(config, progress=False, **postgres)

@@ -1,0 +1,72 @@
+"""dlt's schema set to the column types the destination stores.
+
+dlt's schema takes a declared type over a column the table already has, and no destination alters
+that column: after one run declaring decimal(10,0) over a DOUBLE column, the schema said decimal
+while the table kept DOUBLE. The kit judges declared types against the schema, so the next run
+rounded 7.5 to 8.0 into that DOUBLE column without a word, and a full refresh kept the DOUBLE
+column (its replace saw no type to rebuild). Read from the destination at the load's start, the
+schema says what the table holds; dlt merges the run's hints over it as before.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from analytics_kit import seam
+from analytics_kit.config.decimals import decimal_shape, wei_shape
+from analytics_kit.fetch.replace import table_of
+
+logger = logging.getLogger(__name__)
+
+
+def declares_decimals(resources: Iterable[Any]) -> bool:
+    """Whether a resource declares a decimal or wei column: the columns the kit rounds as the table stores them."""
+    return any(isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei")
+               for resource in resources if isinstance(resource.columns, dict)
+               for hint in resource.columns.values())
+
+
+def align_stored_types(pipeline: Any, resources: Iterable[Any], destination: str | None, replace: bool) -> None:
+    """Sets the schema's type of each column of the resources' tables the destination stores as another type (see
+    the module). It costs a reflection of the tables (~25 ms on DuckDB), so only a replace (whose check of the
+    tables' types decides whether to rebuild them) or a run that rounds declared decimals pays it."""
+    resources = list(resources)
+    if not (replace or declares_decimals(resources)) or not pipeline.default_schema_name:
+        return
+    schema = pipeline.default_schema
+    named = (schema.naming.normalize_table_identifier(table_of(resource)) for resource in resources)
+    known = [name for name in dict.fromkeys(named) if name in schema.tables]
+    if not known:
+        return
+    wei = wei_shape(destination)
+    retyped: dict[str, dict[str, dict]] = {}
+    try:
+        stored_tables = seam.storage_columns(pipeline, known)
+    except Exception as error:  # noqa: BLE001 - any destination's error: the load itself will meet it, or not
+        logger.warning("The tables' column types could not be read (%s: %s); declared types are judged as dlt's "
+                       "schema has them.", type(error).__name__, str(error)[:200])
+        return
+    for table, stored_columns in stored_tables.items():
+        columns = schema.tables[table].get("columns", {})
+        for name, stored in stored_columns.items():
+            column = columns.get(name)
+            if column and stored.get("data_type") and _kind(column, wei) != _kind(stored, wei):
+                retyped.setdefault(table, {})[name] = stored
+                logger.info("%s.%s is stored as %s where dlt's schema says %s: judged as stored", table, name,
+                            stored.get("data_type"), column.get("data_type"))
+    if retyped:
+        seam.retype_columns(pipeline, retyped)
+
+
+def _kind(column: dict, wei: tuple[int, int] | None) -> tuple:
+    """What a column holds, as far as a load can tell: its type, and a decimal's (precision, scale). A wei of the
+    destination's shape is that decimal (dlt reads DuckDB's DECIMAL(38,0) back as wei); other types' precisions are
+    the destination's to round (a bigint's 64, a double's 53, dlt reads back where its schema says none)."""
+    kind = column.get("data_type")
+    if kind == "wei" and wei is not None:
+        precision, scale = column.get("precision"), column.get("scale")
+        return ("decimal", wei[0] if precision is None else precision, wei[1] if scale is None else scale)
+    if kind == "decimal":
+        return ("decimal", *decimal_shape(column))
+    return (kind,)
