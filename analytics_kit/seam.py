@@ -951,14 +951,14 @@ def storage_columns(pipeline: Any, tables: list[str]) -> dict[str, dict]:
 
 
 def retype_columns(pipeline: Any, retyped: dict[str, dict[str, dict]]) -> None:
-    """Gives columns of the pipeline's schema the data_type, precision and scale in ``retyped`` (table -> column ->
-    those), and saves the schema. Public route: none (a schema's column types change only by dlt's merge of hints,
-    which never narrows one back)."""
+    """Gives columns of the pipeline's schema the data_type, precision, scale and nullable in ``retyped`` (table ->
+    column -> those), and saves the schema. Public route: none (a schema's column types change only by dlt's merge
+    of hints, which never narrows one back)."""
     schema = pipeline.default_schema
     for table, columns in retyped.items():
         for name, stored in columns.items():
             column = schema.tables[table]["columns"][name]
-            for key in ("data_type", "precision", "scale"):
+            for key in ("data_type", "precision", "scale", "nullable"):
                 if stored.get(key) is None:
                     column.pop(key, None)  # type: ignore[misc]
                 else:

@@ -1407,24 +1407,50 @@ def test_types_a_decimal_declared_on_a_column_stored_as_double_refuses_to_round_
     assert ak.query("SELECT amount FROM events WHERE id = 2").amount[0] == 2.5  # the last load's, whole
 
 
+def _named(config: dict, name: str) -> dict:
+    config["resources"][0]["name"] = name
+    return config
+
+
+@pytest.mark.parametrize("name, table", [("events", "events"), ("myEvents", "my_events")])
 @pytest.mark.parametrize("hint", [{"data_type": "wei"}, {"data_type": "decimal", "precision": 10, "scale": 0}],
                          ids=["wei", "decimal(10,0)"])
-def test_types_a_column_stays_judged_as_stored_after_a_run_with_the_new_type_succeeded(api, watch, hint):
+def test_types_a_column_stays_judged_as_stored_after_a_run_with_the_new_type_succeeded(api, watch, hint, name, table):
     """dlt's schema takes the declared type after one run whose values were all whole, and the table keeps DOUBLE:
     the next run rounded 7.5 to 8.0 into it without a word, and a full refresh kept the DOUBLE column, as the
-    schema showed no type to rebuild (helper-86's left item). The kit reads the table's types at the load's start."""
+    schema showed no type to rebuild (helper-86's left item). The kit reads the table's types at the load's start.
+    A resource whose table dlt renames (myEvents: my_events) was looked up by its own name, and never judged."""
     api.set_records([{**r, "amount": r["id"] + 0.5} for r in default_records(10)])
-    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    watch.succeeds(_named(config_for(api, columns=dict(KEYED)), name))
     api.update_record(3, amount=9)
-    report = watch.succeeds(config_for(api, columns={**KEYED, "amount": hint}))  # a whole value: nothing to round
-    assert report.rows == {"events": 1}, report.rows
+    report = watch.succeeds(_named(config_for(api, columns={**KEYED, "amount": hint}), name))  # nothing to round
+    assert report.rows == {table: 1}, report.rows
     api.update_record(2, amount=7.5)
     for _ in range(2):  # and again: the schema dlt saved after the refusal says the declared type too
-        error = watch.fails(config_for(api, columns={**KEYED, "amount": hint}))
+        error = watch.fails(_named(config_for(api, columns={**KEYED, "amount": hint}), name))
         assert "has 7.5" in str(error) and "where the table stores double" in str(error), error
-    watch.succeeds(config_for(api, columns={**KEYED, "amount": hint}), mode="full_refresh")
-    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 2")
+    watch.succeeds(_named(config_for(api, columns={**KEYED, "amount": hint}), name), mode="full_refresh")
+    got = ak.query(f"SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM {table} WHERE id = 2")
     assert (got.v[0], got.t[0]) == ("8", "DECIMAL(38,0)" if hint["data_type"] == "wei" else "DECIMAL(10,0)")
+
+
+@pytest.mark.parametrize("first, then, sent, stored", [
+    (1.5, {"data_type": "decimal"}, 2.125, "2.125"),
+    (1, {"data_type": "decimal"}, 7.5, "8"),
+    (1, {"data_type": "wei"}, 7.5, "8"),
+], ids=["double declared decimal", "bigint declared decimal", "bigint declared wei"])
+def test_types_a_decimal_without_a_shape_over_a_retyped_column_loads_as_the_table_rounds(
+        api, watch, first, then, sent, stored):
+    """The stored column's type was read back with dlt's widths (a DOUBLE's 53, a BIGINT's 64), and a later decimal
+    hint without its own shape merged into decimal(53,0): DuckDB's "DECIMAL type width must be between 1 and 38",
+    or Arrow's "Rescaling Decimal value" (helper-91)."""
+    api.set_records([{**r, "amount": first} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    api.update_record(3, amount=9)
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": {"data_type": "decimal", "precision": 12, "scale": 3}}))
+    api.update_record(2, amount=sent)
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": then}))
+    assert ak.query("SELECT amount::VARCHAR AS v FROM events WHERE id = 2").v[0] == stored
 
 
 @pytest.mark.parametrize("first, declared, shape", [
@@ -1443,6 +1469,40 @@ def test_types_a_full_refresh_rebuilds_a_column_whose_declared_type_an_increment
     watch.succeeds(config_for(api, columns={**KEYED, "code": declared}), mode="full_refresh")
     assert ak.query("SELECT typeof(code) AS t FROM events WHERE id = 2").t[0] == shape
     assert ak.query("SELECT count(*) AS n FROM events").n[0] == 10
+
+
+@pytest.mark.parametrize("first, then, sent, expected", [
+    ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal"}, 5.125,
+     ("5.125000000", "DECIMAL(38,9)")),
+    ({"data_type": "timestamp", "timezone": False}, {"data_type": "timestamp"}, "2025-01-01T10:00:00+02:00",
+     ("2025-01-01 08:00:00+00", "TIMESTAMP WITH TIME ZONE")),
+    ({"data_type": "double", "nullable": False}, {"data_type": "double", "nullable": True}, None, (None, "DOUBLE")),
+], ids=["decimal(10,2) to dlt's default shape", "timestamp without a zone to dlt's default", "NOT NULL to nullable"])
+def test_types_a_full_refresh_rebuilds_a_column_whose_hint_drops_or_changes_a_property(
+        api, watch, first, then, sent, expected):
+    """A fresh load gives a property the new hint leaves out dlt's default, but dlt's schema kept the old one (and
+    the table its column): the full refresh kept DECIMAL(10,2) and rounded 5.125 to 5.13, kept TIMESTAMP, or kept
+    NOT NULL and failed on a null (helper-91)."""
+    api.set_records([{**r, "amount": 1 if sent is None else sent} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": first}))
+    api.update_record(3, amount=1 if sent is None else sent)
+    assert watch.succeeds(config_for(api, columns={**KEYED, "amount": then})).rows == {"events": 1}
+    api.update_record(2, amount=sent)
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": then}), mode="full_refresh")
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 2")
+    assert (None if got.v.isna()[0] else got.v[0], got.t[0]) == expected
+
+
+@pytest.mark.parametrize("kind", ["decimal", "wei"])
+def test_types_a_full_refresh_rebuilds_a_decimal_column_the_config_no_longer_declares(api, watch, kind):
+    """No data makes a decimal: a full refresh without the declaration kept DECIMAL(10,2), rounding 7.125 to 7.13,
+    where a fresh load makes DOUBLE (helper-91)."""
+    api.set_records([{**r, "amount": 5.0} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": {"data_type": kind, "precision": 10, "scale": 2}}))
+    api.update_record(2, amount=7.125)
+    watch.succeeds(config_for(api, columns=dict(KEYED)), mode="full_refresh")
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 2")
+    assert (got.v[0], got.t[0]) == ("7.125", "DOUBLE")
 
 
 @pytest.mark.parametrize("first, then, sent, stored, shape", [

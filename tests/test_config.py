@@ -209,7 +209,7 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
                          ids=[case[0] for case in INVALID])
 def test_invalid_config(config: Any, error: type[Exception], pattern: str) -> None:
     with pytest.raises(error) as info:
-        prepare(config)
+        build_source(config)  # every check runs before any request, some once dlt built the resources
     exc = info.value
     assert re.search(pattern, exc.message), exc.message
     assert isinstance(exc, ValueError)
@@ -512,12 +512,39 @@ def test_declared_columns_are_dlts_as_it_builds_them_apart_from_the_documented_d
     assert compared > 50, compared
 
 
+def test_one_hint_dict_named_for_several_columns_types_each_of_them() -> None:
+    """dlt writes a column's name into its hint in place: with one dict for price and tax both hints became tax's,
+    and dlt typed price from the data (DOUBLE, 1.255 where the config said decimal(18,2); helper-91)."""
+    money = {"data_type": "decimal", "precision": 18, "scale": 2}
+    config = guide_config()
+    config["resources"][0]["columns"] = {"price": money, "tax": money}
+    config["resource_defaults"]["columns"] = {"fee": money, "tip": money}
+    columns = list(build_source(config).resources.values())[0].columns
+    assert {name: columns[name].get("name") for name in ("price", "tax", "fee", "tip")} == {
+        "price": "price", "tax": "tax", "fee": "fee", "tip": "tip"}
+    assert all(columns[name]["data_type"] == "decimal" for name in ("price", "tax", "fee", "tip"))
+    assert money == {"data_type": "decimal", "precision": 18, "scale": 2}  # the caller's dict is not changed
+
+
+def test_a_decimal_split_between_defaults_and_resource_is_judged_as_dlt_merges_it() -> None:
+    """A scale in resource_defaults and a precision in the resource are decimal(4,0) to dlt; judged where each was
+    written, the resource's decimal(4) was refused for dlt's default scale 9 (helper-91)."""
+    config = guide_config()
+    config["resources"][0]["columns"] = {"amount": {"data_type": "decimal", "precision": 4}}
+    config["resource_defaults"]["columns"] = {"amount": {"scale": 0}}
+    amount = list(build_source(config).resources.values())[0].columns["amount"]
+    assert (amount["data_type"], amount["precision"], amount["scale"]) == ("decimal", 4, 0)
+    config["resource_defaults"]["columns"] = {"amount": {"scale": 5}}
+    with pytest.raises(ConfigError, match="scale from 0 to the precision"):
+        build_source(config)
+
+
 @pytest.mark.parametrize("precision", [0, -1])
 def test_a_decimal_precision_below_one_says_to_raise_it(precision) -> None:
     config = guide_config()
     config["resources"][0]["columns"] = {"price": {"data_type": "decimal", "precision": precision, "scale": 0}}
     with pytest.raises(ConfigError, match="at least 1") as caught:
-        prepare(config)
+        build_source(config)
     assert "Lower the precision" not in str(caught.value)
 
 
@@ -581,8 +608,7 @@ def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_t
     """PostgreSQL's numeric holds 1000 digits: the width check follows the load's destination."""
     config = guide_config()
     config["resources"][0]["columns"] = {"price": {"data_type": "decimal", "precision": 60, "scale": 2}}
-    prepare(config, destination="postgres")
     with pytest.raises(ConfigError, match="from 1 to 38 for the DuckDB file"):
-        prepare(config)
+        build_source(config)
     config["destination"] = "postgres"
-    prepare(config)
+    assert list(build_source(config).resources.values())[0].columns["price"]["precision"] == 60

@@ -8,7 +8,8 @@ scale above the precision blamed each value for having too many digits.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+import functools
+from typing import Any, Callable, Iterable
 
 from analytics_kit.config.checks import fail, got
 
@@ -40,39 +41,32 @@ def wei_shape(destination: Any) -> tuple[int, int] | None:
     return WEI.get(_named(destination))  # type: ignore[arg-type]
 
 
-def check_decimals(config: dict[str, Any], destination: str | None) -> None:
-    """Raise ConfigError for a decimal declared in the config whose precision or scale ``destination`` cannot
-    make (where it is written; ``shape_decimals`` judges them again as dlt merges them)."""
-    for path, hint in _decimal_hints(config):
-        _check_decimal(path, hint, destination)
-
-
-def _check_decimal(path: str, hint: dict, destination: Any) -> None:
-    """Raise ConfigError for a decimal ``hint`` (at ``path``) that ``destination`` cannot make."""
+def _check_decimal(path: Callable[[str], str], hint: dict, destination: Any) -> None:
+    """Raise ConfigError for a decimal ``hint`` that ``destination`` cannot make; ``path(key)``: where it gives it."""
     widest = WIDEST.get(_named(destination))  # type: ignore[arg-type]
     for key in ("precision", "scale"):
         value = hint.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise fail(f"{path}.{key}", f"got {got(value)}", "a whole number",
+            raise fail(path(key), f"got {got(value)}", "a whole number",
                        f"Write the decimal's {key} as a number, e.g. {{'data_type': 'decimal', 'precision': 10, "
                        "'scale': 2}.")
     precision, scale = decimal_shape(hint)
     if precision < 1 or (widest is not None and precision > widest):
         where = f" for {destination or 'the DuckDB file'}" if widest is not None else ""
-        raise fail(f"{path}.precision", f"got {precision}",
+        raise fail(path("precision"), f"got {precision}",
                    f"a precision from 1 to {widest or 'the widest there is'}{where}",
                    "Give a precision of at least 1: the number of digits in all." if precision < 1 else
                    "Lower the precision (the number of digits in all), or declare the column as double or text "
                    "for wider numbers.")
     if not 0 <= scale <= precision:
         said = f"got {scale}" if hint.get("scale") is not None else f"no scale, for which dlt takes {scale},"
-        raise fail(f"{path}.scale", f"{said} above the precision" if scale > 0 else said,
+        raise fail(path("scale"), f"{said} above the precision" if scale > 0 else said,
                    f"a scale from 0 to the precision ({precision})",
                    "The scale is the number of digits after the point, part of the precision: e.g. "
                    "{'data_type': 'decimal', 'precision': 10, 'scale': 2} holds 12345678.90.")
 
 
-def shape_decimals(resources: Iterable[Any], destination: Any) -> None:
+def shape_decimals(resources: Iterable[Any], destination: Any, config: dict[str, Any]) -> None:
     """Checks and shapes each decimal and wei column as dlt's rest_api built the resource (resource_defaults'
     merged in), on the resource's own copy of its columns; raises ConfigError for one ``destination`` cannot make.
 
@@ -86,9 +80,10 @@ def shape_decimals(resources: Iterable[Any], destination: Any) -> None:
 
     Judged here, not on the config: rest_api merges a resource's columns into resource_defaults' own column
     dicts, so a hint reaches every resource sharing them, in ways the kit modelled wrongly (helper-87 to 90);
-    shaped on the merged dicts in place, one resource's shape reached another's text or bigint column."""
+    shaped on the merged dicts in place, one resource's shape reached another's text or bigint column. A refusal
+    names where ``config`` gives the value."""
     wei = wei_shape(destination)
-    for index, resource in enumerate(resources):
+    for resource in resources:
         columns = resource.columns
         shaped = {}
         for name, hint in columns.items() if isinstance(columns, dict) else ():
@@ -101,7 +96,7 @@ def shape_decimals(resources: Iterable[Any], destination: Any) -> None:
                 new.update({key: default if new.get(key) is None else new[key]
                             for key, default in zip(("precision", "scale"), wei)})
             if new["data_type"] == "decimal":
-                _check_decimal(f"resources[{index}].columns.{name}", new, destination)
+                _check_decimal(functools.partial(_written_at, config, resource.name, name), new, destination)
                 if (new.get("precision") is None) != (new.get("scale") is None):
                     new["precision"], new["scale"] = decimal_shape(new)
             if new != hint:
@@ -112,15 +107,20 @@ def shape_decimals(resources: Iterable[Any], destination: Any) -> None:
             resource.apply_hints(columns=shaped)
 
 
-def _decimal_hints(config: dict[str, Any]) -> Iterator[tuple[str, dict]]:
-    """(path, hint) of every column declared decimal in a resource or in resource_defaults, the columns given as a
-    dict or as dlt's list of column schemas (``[{"name": "price", "data_type": "decimal", ...}]``)."""
+
+def _written_at(config: dict[str, Any], resource: str, column: str, key: str) -> str:
+    """Where ``config`` gives ``column``'s ``key`` for ``resource``: its own columns (dict or dlt's list, where the
+    last of a name wins), else resource_defaults'; the resource's columns where neither does (a default dlt fills)."""
+    places = [(f"resources[{i}]", r) for i, r in enumerate(config.get("resources") or [])
+              if isinstance(r, dict) and r.get("name") == resource]
     defaults = config.get("resource_defaults")
-    places = [("resource_defaults", defaults)] if isinstance(defaults, dict) else []
-    places += [(f"resources[{i}]", r) for i, r in enumerate(config.get("resources") or []) if isinstance(r, dict)]
+    places += [("resource_defaults", defaults)] if isinstance(defaults, dict) else []
     for path, place in places:
         columns = place.get("columns")
-        named = columns.items() if isinstance(columns, dict) else enumerate(columns) if isinstance(columns, list) else ()
-        for name, hint in named:
-            if isinstance(hint, dict) and hint.get("data_type") == "decimal":
-                yield f"{path}.columns" + (f"[{name}]" if isinstance(name, int) else f".{name}"), hint
+        if isinstance(columns, dict) and isinstance(columns.get(column), dict) and key in columns[column]:
+            return f"{path}.columns.{column}.{key}"
+        listed = enumerate(columns) if isinstance(columns, list) else ()
+        for at, hint in reversed(list(listed)):
+            if isinstance(hint, dict) and hint.get("name") == column and key in hint:
+                return f"{path}.columns[{at}].{key}"
+    return f"{places[0][0] if places else 'resources'}.columns.{column}.{key}"

@@ -29,7 +29,8 @@ from typing import Any, Iterable
 
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
-from analytics_kit.config.decimals import check_decimals, wei_shape
+from analytics_kit.config.columns import unshare_hints
+from analytics_kit.config.decimals import wei_shape
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
@@ -94,7 +95,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
     try:
         checks.check_shape(cfg)
         named = cfg.pop(checks.DESTINATION, None)
-        check_decimals(cfg, destination or named)  # as written; as dlt merges them, once it built the resources
+        unshare_hints(cfg)
         default_policy, policies = _extract_policies(cfg)
         concurrency = _extract_concurrency(cfg)
         # secrets first: a field dlt finds there (a password in CREDENTIALS__PASSWORD) may be left

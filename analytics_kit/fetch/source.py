@@ -124,7 +124,7 @@ def _build(
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
     check_typed(source.resources.values())
-    shape_decimals(source.resources.values(), prepared.loads_to)
+    shape_decimals(source.resources.values(), prepared.loads_to, prepared.rest_api)
     related = seam.related_resources(source)
     stats.children.update(r.name for r in source.resources.values() if r.is_transformer)
     naming = seam.identifier_naming(source)
@@ -195,7 +195,7 @@ def _build(
             requests = PageRequests()  # where the steps' errors name the request
             nesting = resource.max_table_nesting if resource.max_table_nesting is not None else source.max_table_nesting
             declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
-                                        flattened, requests, nesting, prepared.wei, table_of(resource))
+                                        flattened, requests, nesting, prepared.wei, table)
             if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
                 seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY

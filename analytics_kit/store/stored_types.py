@@ -51,12 +51,24 @@ def align_stored_types(pipeline: Any, resources: Iterable[Any], destination: str
         columns = schema.tables[table].get("columns", {})
         for name, stored in stored_columns.items():
             column = columns.get(name)
-            if column and stored.get("data_type") and _kind(column, wei) != _kind(stored, wei):
-                retyped.setdefault(table, {})[name] = stored
-                logger.info("%s.%s is stored as %s where dlt's schema says %s: judged as stored", table, name,
-                            stored.get("data_type"), column.get("data_type"))
+            if column and stored.get("data_type") and (_kind(column, wei), column.get("nullable", True)) != (
+                    _kind(stored, wei), stored.get("nullable", True)):
+                retyped.setdefault(table, {})[name] = _as_stored(stored)
+                logger.info("%s.%s is stored as %s%s where dlt's schema says %s%s: judged as stored", table, name,
+                            stored.get("data_type"), "" if stored.get("nullable", True) else " NOT NULL",
+                            column.get("data_type"), "" if column.get("nullable", True) else " NOT NULL")
     if retyped:
         seam.retype_columns(pipeline, retyped)
+
+
+def _as_stored(stored: dict) -> dict:
+    """The type for dlt's schema of a column stored as ``stored``: a decimal's precision and scale, no other type's
+    width. dlt reads a DOUBLE back as precision 53 and a BIGINT as 64, widths no hint gives them, and merged into a
+    later hint of a decimal without its own they made decimal(53,0): DuckDB's "DECIMAL type width must be between
+    1 and 38" (helper-91)."""
+    decimal = stored["data_type"] == "decimal"
+    return {"data_type": stored["data_type"], "precision": stored.get("precision") if decimal else None,
+            "scale": stored.get("scale") if decimal else None, "nullable": stored.get("nullable", True)}
 
 
 def _kind(column: dict, wei: tuple[int, int] | None) -> tuple:
