@@ -108,11 +108,13 @@ def _build(
     redactor: Redactor | None = None,
     replace: bool = False,
     first_load: bool = False,
+    stored: Mapping[str, dict] | None = None,
 ) -> DltSource:
     """The source; ``redactor`` is the load's one redactor (its secrets include the destination's).
 
     ``replace``: a full refresh loaded with dlt's replace write disposition (see ``paging.Replace``);
-    ``first_load``: one that must be able to become dlt's merge in place, else ``MergeNeeded``.
+    ``first_load``: one that must be able to become dlt's merge in place, else ``MergeNeeded``;
+    ``stored``: the undeclared decimals the tables hold, declared as held (see ``stored_types``).
     """
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
@@ -124,6 +126,8 @@ def _build(
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
     check_typed(source.resources.values())
+    for resource in (r for r in source.resources.values() if r.name in (stored or {})):  # see stored_types
+        resource.apply_hints(columns=stored[resource.name])  # type: ignore[index]
     shape_decimals(source.resources.values(), prepared.loads_to, prepared.rest_api)
     related = seam.related_resources(source)
     stats.children.update(r.name for r in source.resources.values() if r.is_transformer)

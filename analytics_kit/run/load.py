@@ -54,7 +54,7 @@ from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (begin, drop_staging, empty_tables, forget, full_refresh_done,
                                           mark_full_refresh, open_pipeline)
-from analytics_kit.store.stored_types import align_stored_types
+from analytics_kit.store.stored_types import judged_as_stored
 from analytics_kit.store.target import Target, duckdb_memory
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                           appends=[table_of(r) for r in source.resources.values() if is_append(r)])
             pipeline = start.pipeline
             read_schemas_only_when_changed(pipeline)
-            align_stored_types(pipeline, source.resources.values(), target.destination, replace)
+            source, build = judged_as_stored(pipeline, source, build, target.destination, mode, replace)
             if mode == "incremental" and start.full_refresh_pending:
                 logger.warning("An earlier full refresh did not finish (it may have emptied or swapped tables); "
                                "running it again instead of an incremental load.")

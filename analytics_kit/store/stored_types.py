@@ -10,8 +10,9 @@ schema says what the table holds; dlt merges the run's hints over it as before.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable
 
 from analytics_kit import seam
 from analytics_kit.config.decimals import decimal_shape, wei_shape
@@ -20,25 +21,65 @@ from analytics_kit.fetch.replace import table_of
 logger = logging.getLogger(__name__)
 
 
-def declares_decimals(resources: Iterable[Any]) -> bool:
+def judged_as_stored(pipeline: Any, source: Any, build: Callable[..., Any], destination: str | None, mode: str,
+                     replace: bool) -> tuple[Any, Callable[..., Any]]:
+    """The run's source and builder, its declared types judged as the tables store them (called with the file
+    held, before the pages): dlt's schema set to the stored types (see the module), and in an incremental run each
+    decimal or wei column a table stores that its resource leaves undeclared declared as stored. dlt's parquet
+    writer refused 1.125 for a DECIMAL(10,2) an earlier config declared ("Rescaling Decimal value would cause data
+    loss"), where its INSERT rounds it to 1.13 (helper-91); declared, the kit rounds it so."""
+    resources = list(source.resources.values())
+    tables = _tables(pipeline, resources)
+    if not tables or not (replace or _decimals(resources) or _stored_decimals(pipeline.default_schema, tables)):
+        return source, build
+    _align(pipeline, tables, destination)
+    if mode != "incremental":
+        return source, build  # a full refresh makes the columns a fresh load makes (see replace.stale_columns)
+    naming = pipeline.default_schema.naming
+    stored = {resource.name: kept for resource in resources if (kept := {
+        name: hint for name, hint in _stored_decimals(pipeline.default_schema, [naming.normalize_table_identifier(
+            table_of(resource))]).items() if name not in _declared(resource, naming.normalize_identifier)})}
+    if not stored:
+        return source, build
+    logger.info("declared as stored, where the config does not declare them: %s", stored)
+    build = functools.partial(build, stored=stored)
+    return build(replace=replace), build
+
+
+def _tables(pipeline: Any, resources: list) -> list[str]:
+    """The resources' tables that dlt's schema has."""
+    if not pipeline.default_schema_name:
+        return []
+    schema = pipeline.default_schema
+    named = (schema.naming.normalize_table_identifier(table_of(resource)) for resource in resources)
+    return [name for name in dict.fromkeys(named) if name in schema.tables]
+
+
+def _decimals(resources: list) -> bool:
     """Whether a resource declares a decimal or wei column: the columns the kit rounds as the table stores them."""
     return any(isinstance(hint, dict) and hint.get("data_type") in ("decimal", "wei")
                for resource in resources if isinstance(resource.columns, dict)
                for hint in resource.columns.values())
 
 
-def align_stored_types(pipeline: Any, resources: Iterable[Any], destination: str | None, replace: bool) -> None:
-    """Sets the schema's type of each column of the resources' tables the destination stores as another type (see
-    the module). It costs a reflection of the tables (~25 ms on DuckDB), so only a replace (whose check of the
-    tables' types decides whether to rebuild them) or a run that rounds declared decimals pays it."""
-    resources = list(resources)
-    if not (replace or declares_decimals(resources)) or not pipeline.default_schema_name:
-        return
+def _stored_decimals(schema: Any, tables: list[str]) -> dict[str, dict]:
+    """Each decimal or wei column of ``tables`` in ``schema``, as a hint of its type."""
+    return {name: {key: column[key] for key in ("data_type", "precision", "scale") if column.get(key) is not None}
+            for table in tables for name, column in schema.tables[table].get("columns", {}).items()
+            if column.get("data_type") in ("decimal", "wei")}
+
+
+def _declared(resource: Any, naming: Callable[[str], str]) -> set[str]:
+    columns = resource.columns
+    named = columns if isinstance(columns, dict) else {}
+    return {naming(name) for name in named}
+
+
+def _align(pipeline: Any, known: list[str], destination: str | None) -> None:
+    """Sets the schema's type of each column of the ``known`` tables the destination stores as another type. It
+    costs a reflection of the tables (~10 ms on DuckDB), so only a replace (whose check of the tables' types decides
+    whether to rebuild them) or a run with decimals to round pays it."""
     schema = pipeline.default_schema
-    named = (schema.naming.normalize_table_identifier(table_of(resource)) for resource in resources)
-    known = [name for name in dict.fromkeys(named) if name in schema.tables]
-    if not known:
-        return
     wei = wei_shape(destination)
     retyped: dict[str, dict[str, dict]] = {}
     try:
