@@ -1520,6 +1520,36 @@ def test_types_an_incremental_run_rounds_a_decimal_the_table_keeps_that_the_conf
     assert list(zip(got.v, got.t)) == [("1.13", "DECIMAL(10,2)"), ("1.01", "DECIMAL(10,2)")]
 
 
+@pytest.mark.parametrize("sent, column, value", [("abc", "amount__v_text", "abc"), (True, "amount__v_bool", "true")],
+                         ids=["text", "bool"])
+def test_types_another_value_in_a_decimal_the_config_no_longer_declares_goes_to_a_variant_column_as_in_dlt(
+        api, watch, sent, column, value):
+    """Declared as the table holds it, such a column refused 'abc' as "which the config declares of type decimal"
+    (helper-92); undeclared, dlt puts it in a variant column, and so does the kit."""
+    api.set_records([{**r, "amount": 5} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": {"data_type": "decimal", "precision": 10, "scale": 2}}))
+    api.update_record(2, amount=sent)
+    watch.succeeds(config_for(api, columns=dict(KEYED)))
+    got = ak.query(f"SELECT amount, {column}::VARCHAR AS v FROM events WHERE id = 2")
+    assert got.amount.isna()[0] and got.v[0] == value
+
+
+@pytest.mark.parametrize("first, sent, shape", [
+    ({"data_type": "text", "nullable": False}, None, None),
+    ({"data_type": "timestamp", "timezone": False}, "2025-01-01T10:00:00+02:00", "TIMESTAMP WITH TIME ZONE"),
+], ids=["NOT NULL", "without a time zone"])
+def test_types_a_full_refresh_rebuilds_a_column_whose_declaration_went_with_what_no_data_makes(
+        api, watch, first, sent, shape):
+    """A fresh load types an undeclared column from the data, nullable and with a time zone: the full refresh kept
+    the NOT NULL of a declaration since removed, and failed on a null (helper-92)."""
+    api.set_records([{**r, "amount": sent or "x"} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": first}))
+    api.update_record(2, amount=sent)
+    watch.succeeds(config_for(api, columns=dict(KEYED)), mode="full_refresh")
+    got = ak.query("SELECT amount::VARCHAR AS v, typeof(amount) AS t FROM events WHERE id = 2")
+    assert (None if got.v.isna()[0] else got.t[0]) == shape
+
+
 @pytest.mark.parametrize("first, then, sent, stored, shape", [
     ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal", "precision": 10, "scale": 4},
      2.54499, "2.54", "DECIMAL(10,2)"),

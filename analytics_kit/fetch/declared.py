@@ -17,7 +17,7 @@ with Arrow's words, naming no record: it stops the load here, naming it.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import dlt
 import pyarrow as pa
@@ -50,8 +50,11 @@ class DeclaredTypes:
     def __init__(self, resource: str, hints: dict[str, dict], primary_key: Any,
                  field_naming: Callable[[str], str] = str, flattened: Callable[[tuple], str] | None = None,
                  requests: PageRequests | None = None, nesting: int | None = None,
-                 wei: tuple[int, int] | None = None, table: str | None = None) -> None:
+                 wei: tuple[int, int] | None = None, table: str | None = None, loose: Iterable[str] = ()) -> None:
         self.resource, self.primary_key, self.field_naming, self.table = resource, primary_key, field_naming, table
+        # columns the table holds as decimals that the config does not declare: their numbers are rounded as the
+        # table rounds them, anything else is dlt's to put in a variant column, as for any undeclared column
+        self.loose = frozenset(field_naming(name) for name in loose)
         self.settled = table is None  # the table's stored column types are looked at on the first page
         # declared decimals the table holds otherwise (see _settle): column -> (its type as the table has it, the
         # scale it rounds to, None where it keeps a value as it is)
@@ -74,8 +77,8 @@ class DeclaredTypes:
     @classmethod
     def of(cls, resource: str, columns: Any, primary_key: Any, field_naming: Callable[[str], str] = str,
            flattened: Callable[[tuple], str] | None = None, requests: PageRequests | None = None,
-           nesting: int | None = None, wei: tuple[int, int] | None = None, table: str | None = None
-           ) -> "DeclaredTypes | None":
+           nesting: int | None = None, wei: tuple[int, int] | None = None, table: str | None = None,
+           loose: Iterable[str] | None = None) -> "DeclaredTypes | None":
         """For a resource's ``columns`` given as a dict (lists, models and callables are left to dlt)."""
         if not isinstance(columns, dict):
             return None
@@ -83,7 +86,7 @@ class DeclaredTypes:
                  if isinstance(hint, dict) and isinstance(hint.get("data_type"), str)}
         if not hints:
             return None
-        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting, wei, table)
+        return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting, wei, table, loose or ())
 
     def _column(self, field: Any) -> str | None:
         try:
@@ -137,7 +140,7 @@ class DeclaredTypes:
         if value is None or isinstance(value, (dict, list)):
             return
         kind = self.kinds[column]
-        if column in self.decimals and self._decimal(holder, field, column, rows, index):
+        if column in self.decimals and self._decimal(holder, field, column, rows, index) or column in self.loose:
             return
         if type(value) is int and value not in INT64 and kind in ("double", "text"):
             # orjson, which writes dlt's extract files, refuses an integer beyond 64 bits; the Arrow pages hold it as

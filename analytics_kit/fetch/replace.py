@@ -179,11 +179,14 @@ def stale_columns(schema: Any, source: Any, linked: Collection[str] = ()) -> str
                 parent = next((d for d in declared if column.startswith(d + "__")), None)
                 if parent is not None:
                     return f"column {table['name']}.{column} came from {parent}, which the config now declares"
-                if stored.get("data_type") in ("decimal", "wei"):
-                    # no data makes one (JSON numbers are doubles): an earlier config declared it, and a replace
-                    # kept DECIMAL(10,2) and its rounding, then failed on 1.125 with Arrow's words (helper-91)
-                    return (f"column {table['name']}.{column} is a {stored['data_type']} an earlier config declared, "
-                            "which this one does not")
+                kept = (stored["data_type"] if stored.get("data_type") in ("decimal", "wei") else "NOT NULL"
+                        if stored.get("nullable") is False else "without a time zone"
+                        if stored.get("timezone") is False else None)
+                if kept is not None:
+                    # no data makes one (JSON numbers are doubles, a column of data takes nulls): an earlier config
+                    # declared it, and a replace kept DECIMAL(10,2) and its rounding, then failed on 1.125 with
+                    # Arrow's words, or kept NOT NULL and failed on a null (helper-91, helper-92)
+                    return f"column {table['name']}.{column} is {kept}, as an earlier config declared it"
                 continue
             for prop, default in COLUMN_PROPERTIES.items():
                 # a fresh load gives a property the hint leaves out dlt's default, not the table's: dropped from

@@ -114,8 +114,7 @@ def _build(
 
     ``replace``: a full refresh loaded with dlt's replace write disposition (see ``paging.Replace``);
     ``first_load``: one that must be able to become dlt's merge in place, else ``MergeNeeded``;
-    ``stored``: the undeclared decimals the tables hold, declared as held (see ``stored_types``).
-    """
+    ``stored``: the undeclared decimals the tables hold, declared as held (see ``stored_types``)."""
     stats = stats if stats is not None else LoadStats()
     redactor = redactor if redactor is not None else Redactor(prepared.secrets)
     guard_logs(redactor)  # also when the source is iterated outside load()
@@ -199,7 +198,8 @@ def _build(
             requests = PageRequests()  # where the steps' errors name the request
             nesting = resource.max_table_nesting if resource.max_table_nesting is not None else source.max_table_nesting
             declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
-                                        flattened, requests, nesting, prepared.wei, table)
+                                        flattened, requests, nesting, prepared.wei, table,
+                                        (stored or {}).get(resource.name))
             if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
                 seam.add_step(resource, declared, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
