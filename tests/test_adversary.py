@@ -1622,6 +1622,21 @@ def test_types_a_value_too_wide_for_a_decimal_over_a_stored_column_says_to_decla
     assert "Declare 'amount' as bigint, as the table holds it" in str(error), error
 
 
+@pytest.mark.parametrize("stored, sent", [({"data_type": "decimal", "precision": 6, "scale": 1}, 99.96),
+                                          ({"data_type": "bigint"}, 123.4)], ids=["decimal(6,1)", "bigint"])
+def test_types_a_value_rounded_as_stored_yet_too_wide_for_the_declared_decimal_is_refused_naming_it(
+        api, watch, stored, sent):
+    """99.96 rounds to 100.0 in the table's decimal(6,1), and the kit's file carries decimal(4,2), where 100.00 has
+    five digits: Arrow's "Decimal type with precision 4 does not fit" stopped the load, naming nothing (helper-92)."""
+    api.set_records([{**r, "amount": 7} for r in default_records(10)])
+    watch.succeeds(config_for(api, columns={**KEYED, "amount": stored}))
+    api.update_record(2, amount=sent)
+    error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": "decimal", "precision": 4,
+                                                                       "scale": 2}}))
+    assert "id=2" in str(error) and "more digits than decimal(4,2) holds" in str(error), error
+    assert "as the table holds it" in str(error), error
+
+
 def test_types_a_declared_wei_refuses_more_digits_than_its_column_holds(api, watch):
     api.transform = _served_at("amount", 10**39)
     error = watch.fails(config_for(api, columns={**KEYED, "amount": {"data_type": "wei"}}))

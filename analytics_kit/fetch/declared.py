@@ -185,7 +185,9 @@ class DeclaredTypes:
                                   f"Declare {column!r} as {stored}, as the table holds it (dlt keeps a column's "
                                   "first type whatever the hint says later), or run a full refresh, which rebuilds "
                                   "the table with the declared types."), rows, index)
-        if rounded is None or len(rounded.as_tuple().digits) > precision:
+        # the file carries the declared scale: 100.0, rounded as a table's decimal(6,1) keeps 99.96, is 100.00 in
+        # decimal(4,2), five digits, and Arrow's "precision 4 does not fit" stopped the load (helper-92)
+        if rounded is None or max(rounded.adjusted() + 1, 0) + scale > precision:
             wider = (f" as {stored}, as the table holds it, or" if stored else "" if shape == "wei" else
                      " with a larger precision (up to 38), or")
             self._refuse(BadValue(column, index, f"of type {shape}",
