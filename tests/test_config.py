@@ -539,6 +539,20 @@ def test_a_decimal_split_between_defaults_and_resource_is_judged_as_dlt_merges_i
         build_source(config)
 
 
+def test_a_refused_decimal_names_where_the_config_declares_it_and_what_dlt_filled_in() -> None:
+    """The error named the resource's columns for a decimal declared only in resource_defaults, and a wei's scale
+    PostgreSQL fills in (78) as a scale the config gave (helper-92)."""
+    config = guide_config()
+    config["resource_defaults"]["columns"] = [{"name": "amount", "data_type": "decimal", "precision": 5}]
+    with pytest.raises(ConfigError, match=r"^resource_defaults\.columns\[0\]\.scale: no scale, for which dlt takes 9"):
+        build_source(config)
+    config = guide_config()
+    config["resources"][0]["columns"] = {"amount": {"data_type": "wei", "precision": 50}}
+    with pytest.raises(ConfigError, match=r"^resources\[0\]\.columns\.amount\.scale: no scale, for which dlt takes 78 "
+                                          r"\(a wei's there\)"):
+        build_source({**config, "destination": "postgres"})
+
+
 @pytest.mark.parametrize("precision", [0, -1])
 def test_a_decimal_precision_below_one_says_to_raise_it(precision) -> None:
     config = guide_config()

@@ -9,7 +9,7 @@ scale above the precision blamed each value for having too many digits.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from analytics_kit.config.checks import fail, got
 
@@ -41,8 +41,9 @@ def wei_shape(destination: Any) -> tuple[int, int] | None:
     return WEI.get(_named(destination))  # type: ignore[arg-type]
 
 
-def _check_decimal(path: Callable[[str], str], hint: dict, destination: Any) -> None:
-    """Raise ConfigError for a decimal ``hint`` that ``destination`` cannot make; ``path(key)``: where it gives it."""
+def _check_decimal(path: Callable[[str], str], hint: dict, destination: Any, filled: Mapping[str, int]) -> None:
+    """Raise ConfigError for a decimal ``hint`` that ``destination`` cannot make; ``path(key)``: where it gives it;
+    ``filled``: what a wei's shape there gave it."""
     widest = WIDEST.get(_named(destination))  # type: ignore[arg-type]
     for key in ("precision", "scale"):
         value = hint.get(key)
@@ -59,7 +60,8 @@ def _check_decimal(path: Callable[[str], str], hint: dict, destination: Any) -> 
                    "Lower the precision (the number of digits in all), or declare the column as double or text "
                    "for wider numbers.")
     if not 0 <= scale <= precision:
-        said = f"got {scale}" if hint.get("scale") is not None else f"no scale, for which dlt takes {scale},"
+        said = (f"no scale, for which dlt takes {scale} (a wei's there)," if "scale" in filled else f"got {scale}"
+                if hint.get("scale") is not None else f"no scale, for which dlt takes {scale},")
         raise fail(path("scale"), f"{said} above the precision" if scale > 0 else said,
                    f"a scale from 0 to the precision ({precision})",
                    "The scale is the number of digits after the point, part of the precision: e.g. "
@@ -90,13 +92,13 @@ def shape_decimals(resources: Iterable[Any], destination: Any, config: dict[str,
             if not isinstance(hint, dict) or hint.get("data_type") not in ("decimal", "wei"):
                 continue
             new = dict(hint)
+            filled: dict[str, int] = {}  # what the destination's wei shape gives a wei that leaves it out
             if wei is not None and new["data_type"] == "wei" and (
                     new.get("precision") is not None or new.get("scale") is not None):
-                new["data_type"] = "decimal"
-                new.update({key: default if new.get(key) is None else new[key]
-                            for key, default in zip(("precision", "scale"), wei)})
+                filled = {key: default for key, default in zip(("precision", "scale"), wei) if new.get(key) is None}
+                new.update(data_type="decimal", **filled)
             if new["data_type"] == "decimal":
-                _check_decimal(functools.partial(_written_at, config, resource.name, name), new, destination)
+                _check_decimal(functools.partial(_written_at, config, resource.name, name), new, destination, filled)
                 if (new.get("precision") is None) != (new.get("scale") is None):
                     new["precision"], new["scale"] = decimal_shape(new)
             if new != hint:
@@ -115,12 +117,14 @@ def _written_at(config: dict[str, Any], resource: str, column: str, key: str) ->
               if isinstance(r, dict) and r.get("name") == resource]
     defaults = config.get("resource_defaults")
     places += [("resource_defaults", defaults)] if isinstance(defaults, dict) else []
-    for path, place in places:
-        columns = place.get("columns")
-        if isinstance(columns, dict) and isinstance(columns.get(column), dict) and key in columns[column]:
-            return f"{path}.columns.{column}.{key}"
-        listed = enumerate(columns) if isinstance(columns, list) else ()
-        for at, hint in reversed(list(listed)):
-            if isinstance(hint, dict) and hint.get("name") == column and key in hint:
-                return f"{path}.columns[{at}].{key}"
+    for wanted in (key, None):  # where the key is given; else where the column is declared at all
+        for path, place in places:
+            columns = place.get("columns")
+            if isinstance(columns, dict) and isinstance(columns.get(column), dict) and (
+                    wanted is None or wanted in columns[column]):
+                return f"{path}.columns.{column}.{key}"
+            listed = enumerate(columns) if isinstance(columns, list) else ()
+            for at, hint in reversed(list(listed)):
+                if isinstance(hint, dict) and hint.get("name") == column and (wanted is None or wanted in hint):
+                    return f"{path}.columns[{at}].{key}"
     return f"{places[0][0] if places else 'resources'}.columns.{column}.{key}"
