@@ -1550,6 +1550,19 @@ def test_types_a_full_refresh_rebuilds_a_column_whose_declaration_went_with_what
     assert (None if got.v.isna()[0] else got.t[0]) == shape
 
 
+@pytest.mark.parametrize("hint", [{"data_type": "decimal", "precision": 10, "scale": 2},
+                                  {"data_type": "double", "nullable": False}], ids=["decimal", "NOT NULL"])
+def test_types_a_full_refresh_of_an_unchanged_config_declaring_a_nested_field_does_not_rebuild(api, watch, hint):
+    """meta__price was matched to its hint by dlt's name of a single identifier (meta_price), so a full refresh
+    thought the declaration removed and rebuilt the tables every time (helper-93)."""
+    api.transform = _served_at("meta.price", 2.5)
+    config = config_for(api, columns={**KEYED, "meta__price": hint})
+    watch.succeeds(config)
+    watch.succeeds(config, mode="full_refresh")
+    assert "rebuilds the tables" not in watch.log.getvalue()
+    assert ak.query("SELECT meta__price AS p FROM events WHERE id = 350").p[0] == 2.5
+
+
 @pytest.mark.parametrize("first, then, sent, stored, shape", [
     ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal", "precision": 10, "scale": 4},
      2.54499, "2.54", "DECIMAL(10,2)"),

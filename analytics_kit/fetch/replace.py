@@ -161,7 +161,7 @@ def stale_columns(schema: Any, source: Any, linked: Collection[str] = ()) -> str
         table = schema.tables.get(naming.normalize_table_identifier(table_of(resource)))
         if table is None:
             continue
-        declared = declared_columns(_fresh_columns(resource), naming.normalize_identifier)
+        declared = declared_columns(_fresh_columns(resource), naming.normalize_path)  # meta__price stays one
         if table["name"] in linked:
             root_id = naming.normalize_identifier("_dlt_root_id")
             unlinked = [name for name, _ in seam.nested_tables(schema, table["name"])
