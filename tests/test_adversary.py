@@ -1563,6 +1563,27 @@ def test_types_a_full_refresh_of_an_unchanged_config_declaring_a_nested_field_do
     assert ak.query("SELECT meta__price AS p FROM events WHERE id = 350").p[0] == 2.5
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("first, sent, variant, value", [
+    (1.5, "abc", "amount__v_text", "abc"),
+    (1, 7.5, "amount__v_double", "7.5"),
+], ids=["text into a stored double", "a fraction into a stored bigint"])
+def test_types_a_later_runs_value_of_another_type_in_an_undeclared_column_goes_to_a_variant_column(
+        api, watch, first, sent, variant, value, concurrency):
+    """The fast path typed a run's new columns by that run's first value, not the table's: "abc" into a DOUBLE
+    column failed in the load step with DuckDB's "Could not convert string", and 7.5 into a BIGINT one was stored
+    as 8. dlt coerces into the column the table has, and puts what it cannot in a variant column (helper-93)."""
+    api.set_records([{**r, "amount": first} for r in default_records(300)])
+    watch.succeeds(config_for(api, columns=dict(KEYED), concurrency=concurrency))
+    api.update_record(250, amount=sent)
+    # every record served so: the run's first value, the record at the stored cursor's, is of the other type too
+    api.transform = lambda body, offset: {**body, "data": [{**r, "amount": sent} for r in body["data"]]}
+    watch.succeeds(config_for(api, columns=dict(KEYED), concurrency=concurrency))
+    got = ak.query(f"SELECT amount, {variant}::VARCHAR AS v FROM events WHERE id = 250")
+    assert got.amount.isna()[0] and got.v[0] == value
+    assert ak.query("SELECT count(*) AS n FROM events WHERE amount IS NOT NULL").n[0] == 299
+
+
 @pytest.mark.parametrize("first, then, sent, stored, shape", [
     ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal", "precision": 10, "scale": 4},
      2.54499, "2.54", "DECIMAL(10,2)"),

@@ -15,6 +15,7 @@ from datetime import date, datetime
 from operator import methodcaller
 from typing import Any, Callable, Iterable, Mapping
 
+import dlt
 import orjson
 import pyarrow as pa
 
@@ -102,10 +103,25 @@ class TableKinds:
     their page to dlt's normaliser (``TypeChanged``), as within one resource.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
         self.kinds: dict[str, str] = {}
         self.declared: dict[str, tuple[str, str]] = {}  # column -> (declared type, the resource declaring it)
         self.lock = threading.Lock()
+        self.name = name  # the table as dlt names it, until its stored columns are read (``stored``)
+
+    def stored(self) -> None:
+        """Takes the types dlt's schema holds for the table's columns, once, before a page types any: dlt types a
+        column by its first value only while the table lacks it, and coerces later values into it. Typed from a
+        later run's first value, "abc" into a DOUBLE column failed in the load step with DuckDB's conversion error,
+        and 7.5 into a BIGINT one was rounded, where dlt makes a variant column (helper-93). Called under ``lock``."""
+        name, self.name = self.name, None
+        try:
+            columns = dlt.current.source_schema().get_table_columns(name) if name else {}
+        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
+            return
+        for column, hint in columns.items():
+            if hint.get("data_type") in ARROW_TYPES and not column.startswith("_dlt"):
+                self.kinds.setdefault(column, hint["data_type"])
 
     def declare(self, resource: str, kinds: Mapping[str, str]) -> None:
         """A resource's declared column types become the table's; two resources declaring one column two ways
@@ -155,6 +171,7 @@ class PageConverter:
         if not new:
             return
         with self.table.lock:
+            self.table.stored()
             for name in sorted(new - set(self.kinds)):
                 if name in self.table.kinds:  # typed by another resource of the table
                     self.kinds[name] = self.table.kinds[name]

@@ -188,7 +188,7 @@ def _build(
                 key = seam.primary_key(resource) or ()
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
                                           required=(key,) if isinstance(key, str) else key,
-                                          table=tables.setdefault(table, TableKinds()))
+                                          table=tables.setdefault(table, TableKinds(table)))
                 convert = PageFormat(converter, resource.name, naming)
                 learned = converter.kinds.get
                 seam.add_step(resource, CastDeferred(converter), after_incremental=True)
