@@ -220,10 +220,12 @@ class PageConverter:
         """One column of the group; a value it cannot hold stops a declared column, and sends
         an undeclared one's group to dlt's normaliser (``TypeChanged``)."""
         try:
-            if table is not None and kind in ("double", "bigint") and _may_bend(rows, name, kind):
+            loose = name not in self.declared  # a declared double takes an integer beyond 64 bits (README)
+            if kind in ("double", "bigint") and _may_bend(rows, name, kind, loose):
                 # Arrow reads True as 1.0 into a double column, and truncates 19.99 to 19 in a
-                # bigint one, without a word; dlt's normaliser refuses both
-                index = next((i for i, r in enumerate(rows) if _arrow_would_bend(r.get(name), kind)), None)
+                # bigint one, without a word; dlt's normaliser refuses both, and dlt's extract an
+                # integer beyond 64 bits in a column the table has as double (helper-94)
+                index = next((i for i, r in enumerate(rows) if _arrow_would_bend(r.get(name), kind, loose)), None)
                 if index is not None:
                     raise _Uncoercible(index, rows[index][name])
             if table is not None:
@@ -311,16 +313,16 @@ class PageFormat:
         return self.converter(page) if self.arrow else page
 
 
-def _may_bend(rows: list[dict], name: str, kind: str) -> bool:
+def _may_bend(rows: list[dict], name: str, kind: str, loose: bool = False) -> bool:
     """Whether the column holds a value of a type Arrow would bend (the types collected in C:
-    a tenth of the time of asking ``_arrow_would_bend`` of every value)."""
+    a tenth of the time of asking ``_arrow_would_bend`` of every value); ``loose``: undeclared."""
     types = set(map(type, map(methodcaller("get", name), rows)))
-    return bool in types if kind == "double" else float in types
+    return (bool in types or loose and int in types) if kind == "double" else float in types
 
 
-def _arrow_would_bend(value: Any, kind: str) -> bool:
+def _arrow_would_bend(value: Any, kind: str, loose: bool = False) -> bool:
     if kind == "double":
-        return type(value) is bool
+        return type(value) is bool or loose and type(value) is int and not -(2**63) <= value < 2**63
     return type(value) is float and not value.is_integer()
 
 
