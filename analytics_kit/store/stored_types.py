@@ -38,7 +38,7 @@ def judged_as_stored(pipeline: Any, source: Any, build: Callable[..., Any], dest
     naming = pipeline.default_schema.naming
     stored = {resource.name: kept for resource in resources if (kept := {
         name: hint for name, hint in _stored_decimals(pipeline.default_schema, [naming.normalize_table_identifier(
-            table_of(resource))]).items() if name not in _declared(resource, naming.normalize_identifier)})}
+            table_of(resource))]).items() if name not in _declared(resource, naming.normalize_path)})}
     if not stored:
         return source, build
     logger.info("declared as stored, where the config does not declare them: %s", stored)
@@ -70,6 +70,7 @@ def _stored_decimals(schema: Any, tables: list[str]) -> dict[str, dict]:
 
 
 def _declared(resource: Any, naming: Callable[[str], str]) -> set[str]:
+    """The columns the resource declares, as dlt names them (``naming``: its path naming, meta__price stays one)."""
     columns = resource.columns
     named = columns if isinstance(columns, dict) else {}
     return {naming(name) for name in named}
