@@ -30,6 +30,17 @@ def decimal_shape(hint: dict) -> tuple[int, int]:
     return (DEFAULT_PRECISION if precision is None else precision, DEFAULT_SCALE if scale is None else scale)
 
 
+def exact_shape(column: dict, wei: tuple[int, int] | None) -> tuple[int, int] | None:
+    """A decimal or wei column's (precision, scale), dlt's defaults filling what it leaves out (a wei's: ``wei``, the
+    destination's shape); None for another type, or for a wei where the destination's shape is unknown."""
+    if column.get("data_type") == "decimal":
+        return decimal_shape(column)
+    if column.get("data_type") == "wei" and wei is not None:
+        precision, scale = column.get("precision"), column.get("scale")
+        return (wei[0] if precision is None else precision, wei[1] if scale is None else scale)
+    return None
+
+
 def _named(destination: Any) -> str | None:
     """The destination's name (None not given: the DuckDB file); None for one given otherwise, refused where the
     destination is checked."""
@@ -107,7 +118,6 @@ def shape_decimals(resources: Iterable[Any], destination: Any, config: dict[str,
             # dlt's public route to change a built resource's columns: it clones the resource's hints first, so
             # the dicts it shares with other resources stay as they are
             resource.apply_hints(columns=shaped)
-
 
 
 def _written_at(config: dict[str, Any], resource: str, column: str, key: str) -> str:

@@ -315,9 +315,17 @@ class PageFormat:
 
 def _may_bend(rows: list[dict], name: str, kind: str, loose: bool = False) -> bool:
     """Whether the column holds a value of a type Arrow would bend (the types collected in C:
-    a tenth of the time of asking ``_arrow_would_bend`` of every value); ``loose``: undeclared."""
-    types = set(map(type, map(methodcaller("get", name), rows)))
-    return (bool in types or loose and int in types) if kind == "double" else float in types
+    a tenth of the time of asking ``_arrow_would_bend`` of every value); ``loose``: undeclared,
+    where an integer beyond 64 bits bends too (whole numbers in a double column are common, so
+    their range is looked at with min and max, not value by value)."""
+    values = list(map(methodcaller("get", name), rows))
+    types = set(map(type, values))
+    if kind != "double":
+        return float in types
+    if bool in types:
+        return True
+    ints = [v for v in values if type(v) is int] if loose and int in types else ()
+    return bool(ints) and (min(ints) < -(2**63) or max(ints) >= 2**63)
 
 
 def _arrow_would_bend(value: Any, kind: str, loose: bool = False) -> bool:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable
 import dlt
 import pyarrow as pa
 
-from analytics_kit.config.decimals import decimal_shape
+from analytics_kit.config.decimals import exact_shape
 from analytics_kit.fetch.coercion import COERCE_ERRORS, INT64, BadValue, coerced_value, json_value, refused, shown
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
@@ -65,10 +65,9 @@ class DeclaredTypes:
         named = {field_naming(name): hint for name, hint in hints.items()}
         self.kinds = {name: "json" if hint["data_type"] in _ANY else hint["data_type"] for name, hint in named.items()}
         self.whole = frozenset(name for name, hint in named.items() if hint["data_type"] in _ANY)
-        shapes = {name: decimal_shape(hint) if hint["data_type"] == "decimal" else wei for name, hint in named.items()
-                  if hint["data_type"] == "decimal" or hint["data_type"] == "wei" and wei is not None}
-        self.decimals = {name: (precision, scale, Decimal(1).scaleb(-scale))
-                         for name, (precision, scale) in shapes.items()}
+        shapes = {name: exact_shape(hint, wei) for name, hint in named.items()}
+        self.decimals = {name: (shape[0], shape[1], Decimal(1).scaleb(-shape[1]))
+                         for name, shape in shapes.items() if shape is not None}
         self.nesting = DEFAULT_NESTING if nesting is None else nesting
         self.columns: dict[Any, str | None] = {}  # a record's field -> the declared column it fills, or None
         self.flattened = flattened
@@ -126,9 +125,7 @@ class DeclaredTypes:
             kind = column.get("data_type")
             if name not in self.decimals or kind is None:
                 continue
-            shape = (decimal_shape(column) if kind == "decimal" else (19, 0) if kind == "bigint" else
-                     (column.get("precision") or self.wei[0], column.get("scale") or self.wei[1])
-                     if kind == "wei" and self.wei else (None, None))
+            shape = exact_shape(column, self.wei) or ((19, 0) if kind == "bigint" else (None, None))
             if kind == self.kinds[name] and shape[1] == self.decimals[name][1]:
                 continue
             label = f"decimal({shape[0]},{shape[1]})" if kind == "decimal" else kind

@@ -15,7 +15,7 @@ import logging
 from typing import Any, Callable
 
 from analytics_kit import seam
-from analytics_kit.config.decimals import decimal_shape, wei_shape
+from analytics_kit.config.decimals import exact_shape, wei_shape
 from analytics_kit.fetch.replace import table_of
 
 logger = logging.getLogger(__name__)
@@ -35,10 +35,15 @@ def judged_as_stored(pipeline: Any, source: Any, build: Callable[..., Any], dest
     _align(pipeline, tables, destination)
     if mode != "incremental":
         return source, build  # a full refresh makes the columns a fresh load makes (see replace.stale_columns)
-    naming = pipeline.default_schema.naming
-    stored = {resource.name: kept for resource in resources if (kept := {
-        name: hint for name, hint in _stored_decimals(pipeline.default_schema, [naming.normalize_table_identifier(
-            table_of(resource))]).items() if name not in _declared(resource, naming.normalize_path)})}
+    schema = pipeline.default_schema
+    stored = {}
+    for resource in resources:
+        table = schema.naming.normalize_table_identifier(table_of(resource))
+        declared = _declared(resource, schema.naming.normalize_path)
+        left_out = {name: hint for name, hint in _stored_decimals(schema, [table] if table in tables else []).items()
+                    if name not in declared}
+        if left_out:
+            stored[resource.name] = left_out
     if not stored:
         return source, build
     logger.info("declared as stored, where the config does not declare them: %s", stored)
@@ -117,10 +122,5 @@ def _kind(column: dict, wei: tuple[int, int] | None) -> tuple:
     """What a column holds, as far as a load can tell: its type, and a decimal's (precision, scale). A wei of the
     destination's shape is that decimal (dlt reads DuckDB's DECIMAL(38,0) back as wei); other types' precisions are
     the destination's to round (a bigint's 64, a double's 53, dlt reads back where its schema says none)."""
-    kind = column.get("data_type")
-    if kind == "wei" and wei is not None:
-        precision, scale = column.get("precision"), column.get("scale")
-        return ("decimal", wei[0] if precision is None else precision, wei[1] if scale is None else scale)
-    if kind == "decimal":
-        return ("decimal", *decimal_shape(column))
-    return (kind,)
+    shape = exact_shape(column, wei)
+    return ("decimal", *shape) if shape is not None else (column.get("data_type"),)
