@@ -222,3 +222,63 @@ def test_the_readme_sql_runs_on_the_warehouse_unchanged(api, config, server, mon
         assert ak.query(sql, destination="postgres")["n"].iloc[0] == 250, sql
     with pytest.raises(ak.QueryError, match=r"The query failed on postgres \(dataset analytics\).*evnts"):
         ak.query("SELECT * FROM evnts", destination="postgres")
+
+
+def _rebuild(config: dict) -> dict:
+    """``config`` with events.value declared text where it was double: its full refresh rebuilds the tables."""
+    import copy
+
+    config = copy.deepcopy(config)
+    config["resources"][0]["columns"]["value"] = {"data_type": "text", "nullable": True}
+    return config
+
+
+def _events(postgres: dict) -> tuple:
+    table = f"{postgres['dataset']}.events"
+    rows = ak.query(f"SELECT count(*) AS n, sum(id) AS ids, max(updated_at) AS newest FROM {table}", **postgres)
+    types = ak.query("SELECT data_type FROM information_schema.columns WHERE table_schema = %s "
+                     "AND table_name = 'events' AND column_name = 'value'".replace("%s", f"'{postgres['dataset']}'"),
+                     **postgres)
+    return tuple(rows.iloc[0]), types.data_type.tolist()
+
+
+def test_a_rebuild_whose_load_step_fails_leaves_the_old_tables_whole(api, config, postgres, monkeypatch):
+    from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
+
+    ak.load(config, progress=False, **postgres)
+    before = _events(postgres)
+    assert before[1] == ["double precision"]
+    execute_many = Psycopg2SqlClient.execute_many
+
+    def full_disk(self, statements, *args, **kwargs):
+        if any(f'INSERT INTO "{postgres["dataset"]}"."events"(' in s for s in statements):
+            raise RuntimeError("could not extend file: No space left on device (injected)")
+        return execute_many(self, statements, *args, **kwargs)
+
+    monkeypatch.setattr(Psycopg2SqlClient, "execute_many", full_disk)
+    with pytest.raises(ak.LoadError):
+        ak.load(_rebuild(config), mode="full_refresh", progress=False, **postgres)
+    monkeypatch.setattr(Psycopg2SqlClient, "execute_many", execute_many)
+    assert _events(postgres) == before
+    kept = ak.query("SELECT count(*) AS n FROM information_schema.tables WHERE starts_with(table_name, "
+                    "'_analytics_kit_kept')", **postgres)
+    assert kept.n[0] == 0
+    report = ak.load(_rebuild(config), progress=False, **postgres)
+    assert report.mode == "full_refresh" and _events(postgres)[1] == ["character varying"]
+    assert loaded(api, postgres) == served(api)
+
+
+def test_a_table_that_a_view_reads_is_not_moved_away(api, config, postgres, server):
+    """A view follows a renamed table in PostgreSQL: such a table is left to dlt's drop, which refuses it
+    while the view is there, as before; the other tables are put back, and the view still reads the old rows."""
+    import psycopg2
+
+    ak.load(config, progress=False, **postgres)
+    before = _events(postgres)
+    with psycopg2.connect(server.dsn) as con, con.cursor() as cur:
+        cur.execute(f"CREATE VIEW {postgres['dataset']}.recent AS SELECT id FROM {postgres['dataset']}.events")
+    with pytest.raises(ak.LoadError, match="depend"):
+        ak.load(_rebuild(config), mode="full_refresh", progress=False, **postgres)
+    assert _events(postgres) == before
+    assert ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.recent", **postgres).n[0] == before[0][0]
+    assert ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.customers", **postgres).n[0] == 20

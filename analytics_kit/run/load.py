@@ -26,19 +26,9 @@ from analytics_kit.run.failures import explain, find_cause, starting
 from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
-from analytics_kit.seam import (
-    complete_row_columns,
-    cursor_convert,
-    delete_flagged,
-    drop_extracted,
-    memoise_secret_hints,
-    memoise_typeddict_hints,
-    merge_into_emptied,
-    mute_dedup_notice,
-    read_schemas_only_when_changed,
-    replace_from_files,
-    reset_resource_states,
-)
+from analytics_kit.seam import (complete_row_columns, cursor_convert, delete_flagged, drop_extracted,
+                                memoise_secret_hints, memoise_typeddict_hints, merge_into_emptied, mute_dedup_notice,
+                                read_schemas_only_when_changed, replace_from_files, reset_resource_states)
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
 from analytics_kit.store.database import (
     DEFAULT_DATABASE,
@@ -49,6 +39,7 @@ from analytics_kit.store.database import (
     open_for_writing,
     restore_settings,
 )
+from analytics_kit.store.kept_aside import kept_aside
 from analytics_kit.store.load_log import record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
@@ -241,7 +232,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:
                 packages = pipeline.list_normalized_load_packages() if target.is_file else ()
-                with merge_into_emptied(emptied), replace_from_files(packages), delete_flagged(linked_roots(source)):
+                with (kept_aside(pipeline, merged and target.replaces_atomically(), target.destination == "postgres"),
+                      merge_into_emptied(emptied), replace_from_files(packages), delete_flagged(linked_roots(source))):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
             finally:
                 if target.is_file:

@@ -1,0 +1,219 @@
+"""A full refresh that rebuilds its tables (dlt drops them first) keeps the old ones whole until
+the new ones are in: a load step that fails, is interrupted or is killed leaves the tables as
+they were before it, and the next load finishes the rebuild."""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+import signal
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import duckdb
+import pytest
+from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+
+import analytics_kit as ak
+from tests.helpers import loaded, served
+from tests.test_faults import snapshot
+
+DATABASE = "analytics.duckdb"
+EXECUTE_MANY = DuckDbSqlClient.execute_many
+EXECUTE_SQL = DuckDbSqlClient.execute_sql
+
+
+def retyped(config: dict) -> dict:
+    """``config`` with events.value declared text where it was double: its full refresh rebuilds the tables."""
+    config = copy.deepcopy(config)
+    config["resources"][0]["columns"]["value"] = {"data_type": "text", "nullable": True}
+    return config
+
+
+def column_types(table: str = "events") -> dict:
+    return dict(ak.describe(table).set_index("column").type)
+
+
+def kit_tables() -> list[str]:
+    """Tables the kit made to keep old ones aside, which no finished load leaves behind."""
+    with duckdb.connect(DATABASE, read_only=True) as con:
+        return sorted(name for (name,) in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE starts_with(table_name, '_analytics_kit_kept')").fetchall())
+
+
+def _loads(table: str, statements: list) -> bool:
+    """Whether one of dlt's ``statements`` writes rows into ``table`` (a merge's INSERT or MERGE, an append's copy)."""
+    return any(f'{verb} INTO "main"."{table}"' in s and f'{verb} INTO "main"."{table}__' not in s
+               for s in statements for verb in ("INSERT", "MERGE"))
+
+
+def failing(table: str, fail: Callable[[], None]) -> tuple[Callable, Callable]:
+    """DuckDB's client's ``execute_sql`` and ``execute_many``, calling ``fail`` where dlt loads ``table``'s rows."""
+    def sql(self, statement, *args, **kwargs):
+        if isinstance(statement, str) and _loads(table, [statement]):
+            fail()
+        return EXECUTE_SQL(self, statement, *args, **kwargs)
+
+    def many(self, statements, *args, **kwargs):
+        if _loads(table, statements):
+            fail()
+        return EXECUTE_MANY(self, statements, *args, **kwargs)
+
+    return sql, many
+
+
+@contextmanager
+def failing_load(monkeypatch, table: str, fail: Callable[[], None]) -> Iterator[None]:
+    """Within the block, ``fail`` is called where dlt loads ``table``'s rows."""
+    sql, many = failing(table, fail)
+    monkeypatch.setattr(DuckDbSqlClient, "execute_sql", sql)
+    monkeypatch.setattr(DuckDbSqlClient, "execute_many", many)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(DuckDbSqlClient, "execute_sql", EXECUTE_SQL)
+        monkeypatch.setattr(DuckDbSqlClient, "execute_many", EXECUTE_MANY)
+
+
+def full_disk() -> None:
+    raise RuntimeError("IO Error: No space left on device (injected)")
+
+
+def interrupt() -> None:
+    """Ctrl-C (the notebook's stop button) while dlt's worker runs the statement."""
+    signal.raise_signal(signal.SIGINT)
+    time.sleep(1)  # the main thread takes the interrupt while this job is still running
+    raise RuntimeError("the job ran on past the interrupt (injected)")
+
+
+@pytest.fixture
+def interruptible():
+    """SIGINT raises KeyboardInterrupt, as in a notebook's kernel (a shell's background job starts with it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def with_disposition(disposition: Any) -> Callable[[dict], dict]:
+    def make(config: dict) -> dict:
+        config = copy.deepcopy(config)
+        config["resources"][0]["write_disposition"] = disposition
+        return config
+    return make
+
+
+# Why a full refresh loads into tables dlt drops first: (the config loaded before, the full refresh's config).
+DROPS_FIRST = {
+    "declared types changed": (lambda c: c, retyped),
+    "an upsert merge": (with_disposition({"disposition": "merge", "strategy": "upsert"}),
+                        with_disposition({"disposition": "merge", "strategy": "upsert"})),
+    "an scd2 merge": (with_disposition({"disposition": "merge", "strategy": "scd2"}),
+                      with_disposition({"disposition": "merge", "strategy": "scd2"})),
+}
+
+
+@pytest.mark.parametrize("why", list(DROPS_FIRST))
+@pytest.mark.parametrize("table", ["events", "customers"])
+@pytest.mark.parametrize("fail", [full_disk, interrupt], ids=["a full disk", "an interrupt"])
+def test_a_full_refresh_dlt_drops_tables_for_that_fails_leaves_the_old_tables_whole(api, config, monkeypatch,
+                                                                                    interruptible, why, table, fail):
+    before_config, refresh_config = (make(config) for make in DROPS_FIRST[why])
+    ak.load(before_config, progress=False)
+    api.advance(new=3, updated=4)
+    ak.load(before_config, progress=False)
+    before, types = snapshot(), column_types()
+    with failing_load(monkeypatch, table, fail), pytest.raises((ak.LoadError, KeyboardInterrupt)):
+        ak.load(refresh_config, mode="full_refresh", progress=False)
+    assert snapshot() == before and column_types() == types
+    assert kit_tables() == []
+    # the full refresh is still owed: the next load, even an incremental one, runs it
+    report = ak.load(refresh_config, progress=False)
+    assert report.mode == "full_refresh" and kit_tables() == []
+    assert column_types() == column_types_of_a_fresh_load(refresh_config)
+    assert report.rows["events"] == len(served(api))
+
+
+def column_types_of_a_fresh_load(config: dict) -> dict:
+    """events' column types as a full refresh into a new file makes them."""
+    ak.load(config, mode="full_refresh", database="fresh.duckdb", progress=False)
+    return dict(ak.describe("events", database="fresh.duckdb").set_index("column").type)
+
+
+def tags() -> list:
+    return ak.query("SELECT count(*) AS n, sum(hash(t, _dlt_parent_id)) AS h FROM events__tags").values.tolist()
+
+
+def test_a_failed_rebuild_drops_the_nested_tables_it_made_and_keeps_the_old_ones(api, config, monkeypatch):
+    """A list in the records makes nested tables: the old ones come back with their root, and one only the
+    failed load made (its records gained a list) is gone."""
+    def with_lists(labels: bool) -> Callable[[dict], dict]:
+        def add(body: dict) -> dict:
+            for record in body["data"]:
+                record["tags"] = [{"t": record["id"] % 3}, {"t": 7}]
+                if labels:
+                    record["labels"] = ["a", str(record["id"])]
+            return body
+        return add
+
+    api.inject("transform", path="/v1/events", times=None, fn=with_lists(labels=False))
+    ak.load(config, progress=False)
+    before = snapshot(), tags()
+    api.inject("transform", path="/v1/events", times=None, fn=with_lists(labels=True))
+    with failing_load(monkeypatch, "events", full_disk), pytest.raises(ak.LoadError):
+        ak.load(retyped(config), mode="full_refresh", progress=False)
+    assert (snapshot(), tags()) == before
+    assert set(ak.tables().table) == {"events", "events__tags", "customers"} and kit_tables() == []
+    ak.load(retyped(config), progress=False)
+    assert {"events__tags", "events__labels"} <= set(ak.tables().table)
+    assert loaded(api) == served(api)
+
+
+def test_a_rebuild_that_succeeds_leaves_nothing_of_the_kit_behind(api, config):
+    ak.load(config, progress=False)
+    api.advance(new=5)
+    report = ak.load(retyped(config), mode="full_refresh", progress=False)
+    assert report.rows["events"] == len(served(api)) and loaded(api) == served(api)
+    assert column_types()["value"] == "VARCHAR" and kit_tables() == []
+
+
+def _killed_loading(config: dict, table: str) -> None:
+    """In a child: the rebuild, the process ending at once (as ``kill -9`` ends it) where dlt loads ``table``'s rows."""
+    DuckDbSqlClient.execute_sql, DuckDbSqlClient.execute_many = failing(table, lambda: os._exit(9))
+    ak.load(config, mode="full_refresh", progress=False)
+
+
+@pytest.mark.parametrize("table", ["events", "customers"])
+def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_it_fetches(api, config, table):
+    ak.load(config, progress=False)
+    before = snapshot()
+    child = multiprocessing.get_context("spawn").Process(target=_killed_loading, args=(retyped(config), table))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 9
+    assert kit_tables()  # what the kill left: the old tables under the kit's names
+    # the next load puts them back before it asks the API for anything: here it cannot reach it
+    unreachable = copy.deepcopy(retyped(config))
+    unreachable["client"]["base_url"] = "http://127.0.0.1:9/v1/"
+    with pytest.raises(ak.LoadError):
+        ak.load(unreachable, progress=False)
+    assert snapshot() == before and kit_tables() == []
+    report = ak.load(retyped(config), progress=False)
+    assert report.mode == "full_refresh" and column_types()["value"] == "VARCHAR"
+    assert loaded(api) == served(api) and kit_tables() == []
+
+
+def test_a_table_duckdb_will_not_rename_is_left_to_dlts_drop(api, config, monkeypatch):
+    """An index on a table makes DuckDB refuse to rename it: dlt drops it as before, the other tables are kept
+    aside and put back, and the next load reloads it."""
+    ak.load(config, progress=False)
+    customers = snapshot()[1]
+    with duckdb.connect(DATABASE) as con:
+        con.execute("CREATE INDEX by_type ON events (event_type)")
+    with failing_load(monkeypatch, "customers", full_disk), pytest.raises(ak.LoadError):
+        ak.load(retyped(config), mode="full_refresh", progress=False)
+    assert snapshot()[1] == customers and kit_tables() == []
+    report = ak.load(retyped(config), progress=False)
+    assert report.mode == "full_refresh" and loaded(api) == served(api) and column_types()["value"] == "VARCHAR"
