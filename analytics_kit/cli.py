@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -234,7 +235,9 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
         args.lean = lean
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
-        return args.handler(args)
+        with warnings.catch_warnings():  # a reader's warning as a line of the command's own
+            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+            return args.handler(args)
     except KitError as error:
         if args is not None and args.debug:
             raise

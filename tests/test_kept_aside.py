@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import time
+import warnings
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -17,6 +18,7 @@ import pytest
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 import analytics_kit as ak
+from analytics_kit import cli
 from tests.helpers import loaded, served
 from tests.test_faults import snapshot
 
@@ -179,17 +181,34 @@ def test_a_rebuild_that_succeeds_leaves_nothing_of_the_kit_behind(api, config):
     assert column_types()["value"] == "VARCHAR" and kit_tables() == []
 
 
-def _killed_loading(config: dict, table: str) -> None:
-    """In a child: the rebuild, the process ending at once (as ``kill -9`` ends it) where dlt loads ``table``'s rows."""
-    DuckDbSqlClient.execute_sql, DuckDbSqlClient.execute_many = failing(table, lambda: os._exit(9))
+def _killed_at(config: dict, point: str) -> None:
+    """In a child: the rebuild, the process ending at once (as ``kill -9`` ends it) at ``point``: where dlt loads
+    that table's rows, or (``"create"``) as it creates the new tables, after its drop deleted the schema's versions."""
+    def kill() -> None:
+        os._exit(9)
+
+    if point == "create":
+        def many(self, statements, *args, **kwargs):
+            if any(s.startswith('CREATE TABLE "main"."events"') for s in statements):
+                kill()
+            return EXECUTE_MANY(self, statements, *args, **kwargs)
+        DuckDbSqlClient.execute_many = many
+    else:
+        DuckDbSqlClient.execute_sql, DuckDbSqlClient.execute_many = failing(point, kill)
     ak.load(config, mode="full_refresh", progress=False)
 
 
-@pytest.mark.parametrize("table", ["events", "customers"])
-def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_it_fetches(api, config, table):
+def declared_value_type() -> str:
+    """events.value's type as the data dictionary (dlt's stored schema) gives it."""
+    columns = ak.schema().columns
+    return columns[(columns.table == "events") & (columns.column == "value")].type.iloc[0]
+
+
+@pytest.mark.parametrize("point", ["create", "events", "customers"])
+def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_it_fetches(api, config, point):
     ak.load(config, progress=False)
     before = snapshot()
-    child = multiprocessing.get_context("spawn").Process(target=_killed_loading, args=(retyped(config), table))
+    child = multiprocessing.get_context("spawn").Process(target=_killed_at, args=(retyped(config), point))
     child.start()
     child.join(120)
     assert child.exitcode == 9
@@ -200,20 +219,70 @@ def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_i
     with pytest.raises(ak.LoadError):
         ak.load(unreachable, progress=False)
     assert snapshot() == before and kit_tables() == []
+    assert declared_value_type() == "double"  # the schema's versions came back with the tables
     report = ak.load(retyped(config), progress=False)
     assert report.mode == "full_refresh" and column_types()["value"] == "VARCHAR"
+    assert declared_value_type() == "text"
     assert loaded(api) == served(api) and kit_tables() == []
 
 
-def test_a_table_duckdb_will_not_rename_is_left_to_dlts_drop(api, config, monkeypatch):
-    """An index on a table makes DuckDB refuse to rename it: dlt drops it as before, the other tables are kept
-    aside and put back, and the next load reloads it."""
+def test_a_table_duckdb_will_not_rename_is_copied_aside(api, config, monkeypatch):
+    """An index on a table makes DuckDB refuse to rename it: it is copied aside instead (its index goes with
+    dlt's drop, as in any rebuild), and a failed rebuild puts it back whole with its nested rows' parents."""
     ak.load(config, progress=False)
-    customers = snapshot()[1]
+    before = snapshot()
     with duckdb.connect(DATABASE) as con:
         con.execute("CREATE INDEX by_type ON events (event_type)")
     with failing_load(monkeypatch, "customers", full_disk), pytest.raises(ak.LoadError):
         ak.load(retyped(config), mode="full_refresh", progress=False)
-    assert snapshot()[1] == customers and kit_tables() == []
+    assert snapshot() == before and kit_tables() == [] and column_types()["value"] == "DOUBLE"
     report = ak.load(retyped(config), progress=False)
     assert report.mode == "full_refresh" and loaded(api) == served(api) and column_types()["value"] == "VARCHAR"
+
+
+def test_a_table_of_the_users_under_a_kept_name_is_left_alone(api, config, monkeypatch):
+    ak.load(config, progress=False)
+    before = snapshot()
+    with duckdb.connect(DATABASE) as con:
+        for n in range(4):
+            con.execute(f"CREATE TABLE _analytics_kit_kept_{n}_events AS SELECT 'mine' AS what")
+            con.execute(f"CREATE TABLE _analytics_kit_kept_{n}_customers AS SELECT 'mine' AS what")
+    with failing_load(monkeypatch, "customers", full_disk), pytest.raises(ak.LoadError):
+        ak.load(retyped(config), mode="full_refresh", progress=False)
+    assert snapshot() == before
+    ak.load(retyped(config), progress=False)
+    assert loaded(api) == served(api)
+    with duckdb.connect(DATABASE, read_only=True) as con:
+        assert len(kit_tables()) == 8 and all(con.execute(f"SELECT what FROM {name}").fetchall() == [("mine",)]
+                                              for name in kit_tables())
+
+
+def test_a_table_of_the_users_named_as_the_kits_record_is_named_in_the_error(api, config):
+    ak.load(config, progress=False)
+    with duckdb.connect(DATABASE) as con:
+        con.execute("CREATE TABLE _analytics_kit_kept AS SELECT 1 AS mine")
+    with pytest.raises(ak.LoadError, match="_analytics_kit_kept") as raised:
+        ak.load(config, progress=False)
+    assert "Rename or drop your table _analytics_kit_kept" in str(raised.value)
+
+
+def test_the_readers_say_what_a_killed_rebuild_left_and_what_to_run(api, config, capsys):
+    ak.load(config, progress=False)
+    child = multiprocessing.get_context("spawn").Process(target=_killed_at, args=(retyped(config), "create"))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 9
+    with pytest.warns(UserWarning, match="rebuilding customers, events was stopped before it finished") as said:
+        listed = ak.tables()
+    assert "The next load puts them back" in str(said[0].message) and set(listed.table) <= {"customers", "events"}
+    missing = next(name for name in ("events", "customers") if name not in set(listed.table))
+    with pytest.raises(ak.QueryError, match="was stopped before it finished"):
+        ak.query(f"SELECT count(*) FROM {missing}")
+    with pytest.warns(UserWarning, match="was stopped before it finished"):
+        ak.query("SELECT 1")
+    assert cli.main(["tables"]) == 0
+    assert "warning: A full refresh that was rebuilding customers, events was stopped" in capsys.readouterr().err
+    ak.load(retyped(config), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert set(ak.tables().table) == {"customers", "events"}

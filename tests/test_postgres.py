@@ -263,6 +263,8 @@ def test_a_rebuild_whose_load_step_fails_leaves_the_old_tables_whole(api, config
     kept = ak.query("SELECT count(*) AS n FROM information_schema.tables WHERE starts_with(table_name, "
                     "'_analytics_kit_kept')", **postgres)
     assert kept.n[0] == 0
+    columns = ak.schema(**postgres).columns  # dlt's stored schema came back with the tables
+    assert columns[(columns.table == "events") & (columns.column == "value")].type.tolist() == ["double"]
     report = ak.load(_rebuild(config), progress=False, **postgres)
     assert report.mode == "full_refresh" and _events(postgres)[1] == ["character varying"]
     assert loaded(api, postgres) == served(api)

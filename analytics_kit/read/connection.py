@@ -27,6 +27,7 @@ from typing import Iterator
 import duckdb
 
 from analytics_kit.errors import KitError, QueryError
+from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, VERSIONS
 from analytics_kit.store.database import (
     DATABASE_ENV,
     DEFAULT_DATABASE,
@@ -111,6 +112,17 @@ def completed_loads(con: duckdb.DuckDBPyConnection, dataset: str = DEFAULT_DATAS
         return 0
     row = con.execute(f'SELECT count(*) FROM "{READER_CATALOG}"."{dataset}"."_dlt_loads" WHERE status = 0').fetchone()
     return int(row[0]) if row else 0
+
+
+def stopped_rebuild(con: duckdb.DuckDBPyConnection, dataset: str) -> list[str]:
+    """The tables a killed full refresh was rebuilding, their old rows kept aside until the next load (see
+    store.kept_aside); none where no load was stopped so."""
+    try:
+        rows = con.execute(f'SELECT table_name FROM "{READER_CATALOG}"."{dataset}"."{KEPT_TABLE}" WHERE kept IS '
+                           "NOT NULL AND NOT starts_with(table_name, ?) ORDER BY 1", [VERSIONS]).fetchall()
+    except duckdb.Error:  # no such table: nothing was stopped
+        return []
+    return [name for (name,) in rows]
 
 
 def never_loaded(con: duckdb.DuckDBPyConnection, dataset: str, tables: list) -> bool:
@@ -200,7 +212,9 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
     elif missing_table:
         name = missing_table.group(1).split(".")[-1]
         close = difflib.get_close_matches(name, tables, n=1, cutoff=0.6)
-        if close:  # a misspelt schema or catalog before a table that exists: the kit's name for it
+        if name in (stopped := stopped_rebuild(con, dataset)):
+            hints.append(STOPPED.format(tables=", ".join(stopped)).replace("these tables hold", "what they hold is"))
+        elif close:  # a misspelt schema or catalog before a table that exists: the kit's name for it
             hints.append(f"Did you mean {READER_CATALOG + '.' if missing_schema else ''}{close[0]}?")
     elif missing_column:
         close = difflib.get_close_matches(missing_column.group(1), sorted(columns), n=1, cutoff=0.6)

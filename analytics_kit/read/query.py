@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -22,6 +23,7 @@ from analytics_kit.errors import QueryError, arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
 from analytics_kit.store.database import DEFAULT_DATABASE
+from analytics_kit.store.kept_aside import STOPPED
 from analytics_kit.store.sql import qualified
 from analytics_kit.redact import Redactor
 from analytics_kit.store.target import Target
@@ -56,6 +58,18 @@ def connect(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None)
         yield con
 
 
+def warn_if_stopped(con: duckdb.DuckDBPyConnection, dataset: str) -> None:
+    """Warns, as from the caller's line, where a killed full refresh left tables it was rebuilding (see
+    store.kept_aside): a count of 0 would otherwise read as the API's."""
+    if stopped := connection.stopped_rebuild(con, dataset):
+        import inspect  # only when there is something to say
+
+        frame, level = inspect.currentframe().f_back, 2  # the level of the frame that called this one
+        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("analytics_kit"):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(STOPPED.format(tables=", ".join(stopped)), stacklevel=level)
+
+
 def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object = None) -> pa.Table:
     if target.is_file:
         with connection.connect(target.database, given, target.dataset) as con:
@@ -69,9 +83,11 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
                                  "returns rows), e.g. SELECT count(*) FROM analytics.events.",
                                  database=str(target.database))
             try:
-                return relation.to_arrow_table()
+                table = relation.to_arrow_table()
             except duckdb.Error as error:
                 raise sql_error(error, con, str(target.database), target.database.stem, target.dataset) from error
+            warn_if_stopped(con, target.dataset)
+            return table
     try:
         with target.pipeline().sql_client() as client:
             with client.execute_query(sql, *(params or ())) as cursor:
@@ -123,6 +139,7 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
                 raise connection.empty_file(con, str(target.database), target.dataset)
             counts = [con.execute(f"SELECT count(*) FROM {qualified(target.dataset, name)}").fetchone()[0]
                       for name in names]
+            warn_if_stopped(con, target.dataset)
         return _frame(names, counts)
     p = target.placeholder
     names = _arrow(

@@ -19,7 +19,7 @@ from dlt import Pipeline
 
 from analytics_kit import seam
 from analytics_kit.seam import nested_tables
-from analytics_kit.store.kept_aside import KEPT_TABLE, settle
+from analytics_kit.store.kept_aside import KEPT_TABLE, bookkeeping, settle
 from analytics_kit.store.load_log import drop_uncommitted
 from analytics_kit.store.sql import tables_of
 
@@ -137,7 +137,7 @@ def _tidy(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]], tidy_st
           appends: Collection[str]) -> bool:
     """Clears what an unfinished run wrote; returns whether a full refresh is pending."""
     if (client.dataset_name, KEPT_TABLE) in tables:  # a rebuild killed in its load step (see kept_aside)
-        settle(client, pipeline.default_schema.loads_table_name if pipeline.default_schema_name else "_dlt_loads")
+        settle(client, *bookkeeping(pipeline))
         tables = _tables(client)
     remove_uncommitted_appends(pipeline, client, tables, appends)
     drop_uncommitted(client, tables)  # the kit's record of loads that never committed
