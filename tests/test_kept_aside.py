@@ -11,6 +11,7 @@ import signal
 import time
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import duckdb
@@ -19,6 +20,7 @@ from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 
 import analytics_kit as ak
 from analytics_kit import cli
+from analytics_kit.read import query as read_query
 from tests.helpers import loaded, served
 from tests.test_faults import snapshot
 
@@ -204,8 +206,10 @@ def declared_value_type() -> str:
     return columns[(columns.table == "events") & (columns.column == "value")].type.iloc[0]
 
 
+@pytest.mark.parametrize("unreachable", [True, False], ids=["then a load that cannot reach the API", "then a load"])
 @pytest.mark.parametrize("point", ["create", "events", "customers"])
-def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_it_fetches(api, config, point):
+def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_it_fetches(api, config, point,
+                                                                                          unreachable):
     ak.load(config, progress=False)
     before = snapshot()
     child = multiprocessing.get_context("spawn").Process(target=_killed_at, args=(retyped(config), point))
@@ -213,13 +217,13 @@ def test_a_rebuild_killed_in_its_load_step_is_put_back_by_the_next_load_before_i
     child.join(120)
     assert child.exitcode == 9
     assert kit_tables()  # what the kill left: the old tables under the kit's names
-    # the next load puts them back before it asks the API for anything: here it cannot reach it
-    unreachable = copy.deepcopy(retyped(config))
-    unreachable["client"]["base_url"] = "http://127.0.0.1:9/v1/"
-    with pytest.raises(ak.LoadError):
-        ak.load(unreachable, progress=False)
-    assert snapshot() == before and kit_tables() == []
-    assert declared_value_type() == "double"  # the schema's versions came back with the tables
+    if unreachable:  # the next load puts them back before it asks the API for anything
+        elsewhere = copy.deepcopy(retyped(config))
+        elsewhere["client"]["base_url"] = "http://127.0.0.1:9/v1/"
+        with pytest.raises(ak.LoadError):
+            ak.load(elsewhere, progress=False)
+        assert snapshot() == before and kit_tables() == []
+        assert declared_value_type() == "double"  # the schema's versions came back with the tables
     report = ak.load(retyped(config), progress=False)
     assert report.mode == "full_refresh" and column_types()["value"] == "VARCHAR"
     assert declared_value_type() == "text"
@@ -230,12 +234,13 @@ def test_a_table_duckdb_will_not_rename_is_copied_aside(api, config, monkeypatch
     """An index on a table makes DuckDB refuse to rename it: it is copied aside instead (its index goes with
     dlt's drop, as in any rebuild), and a failed rebuild puts it back whole with its nested rows' parents."""
     ak.load(config, progress=False)
-    before = snapshot()
+    before, nullable = snapshot(), dict(ak.describe("events").set_index("column").nullable)
     with duckdb.connect(DATABASE) as con:
         con.execute("CREATE INDEX by_type ON events (event_type)")
     with failing_load(monkeypatch, "customers", full_disk), pytest.raises(ak.LoadError):
         ak.load(retyped(config), mode="full_refresh", progress=False)
     assert snapshot() == before and kit_tables() == [] and column_types()["value"] == "DOUBLE"
+    assert dict(ak.describe("events").set_index("column").nullable) == nullable  # NOT NULL came back too
     report = ak.load(retyped(config), progress=False)
     assert report.mode == "full_refresh" and loaded(api) == served(api) and column_types()["value"] == "VARCHAR"
 
@@ -274,15 +279,47 @@ def test_the_readers_say_what_a_killed_rebuild_left_and_what_to_run(api, config,
     assert child.exitcode == 9
     with pytest.warns(UserWarning, match="rebuilding customers, events was stopped before it finished") as said:
         listed = ak.tables()
-    assert "The next load puts them back" in str(said[0].message) and set(listed.table) <= {"customers", "events"}
+    assert f"The next load into {Path(DATABASE).resolve()} puts them back" in str(said[0].message)
+    assert set(listed.table) <= {"customers", "events"}
     missing = next(name for name in ("events", "customers") if name not in set(listed.table))
     with pytest.raises(ak.QueryError, match="was stopped before it finished"):
         ak.query(f"SELECT count(*) FROM {missing}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ak.query("SELECT 1")  # said once per stopped load in a process: schema() reads the history with query()
+    read_query._WARNED.clear()  # as in a new process
     with pytest.warns(UserWarning, match="was stopped before it finished"):
         ak.query("SELECT 1")
+    read_query._WARNED.clear()
     assert cli.main(["tables"]) == 0
     assert "warning: A full refresh that was rebuilding customers, events was stopped" in capsys.readouterr().err
     ak.load(retyped(config), progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert set(ak.tables().table) == {"customers", "events"}
+
+
+def _killed_dropping_kept(config: dict) -> None:
+    """In a child: the rebuild, killed as the kit drops the kept tables, once dlt marked the load complete."""
+    def sql(self, statement, *args, **kwargs):
+        if isinstance(statement, str) and statement.startswith('DROP TABLE "main"."_analytics_kit_kept_'):
+            os._exit(9)
+        return EXECUTE_SQL(self, statement, *args, **kwargs)
+
+    DuckDbSqlClient.execute_sql = sql
+    ak.load(config, mode="full_refresh", progress=False)
+
+
+def test_a_rebuild_killed_after_its_load_completed_keeps_the_new_tables(api, config):
+    ak.load(config, progress=False)
+    api.advance(new=4)
+    child = multiprocessing.get_context("spawn").Process(target=_killed_dropping_kept, args=(retyped(config),))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 9 and kit_tables()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the tables are the complete new ones: nothing to warn of
+        assert column_types()["value"] == "VARCHAR" and loaded(api) == served(api)
+    report = ak.load(retyped(config), progress=False)
+    assert kit_tables() == [] and column_types()["value"] == "VARCHAR" and loaded(api) == served(api)
+    assert report.mode == "full_refresh"  # the pending record was not yet removed: run again, as before

@@ -284,3 +284,48 @@ def test_a_table_that_a_view_reads_is_not_moved_away(api, config, postgres, serv
     assert _events(postgres) == before
     assert ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.recent", **postgres).n[0] == before[0][0]
     assert ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.customers", **postgres).n[0] == 20
+
+
+def _killed_merging_events(config: dict, dataset: str) -> None:
+    """In a child: the rebuild, ended at once (as ``kill -9`` ends it) as dlt merges the events in."""
+    import os
+
+    from dlt.destinations.impl.postgres.sql_client import Psycopg2SqlClient
+
+    execute_many = Psycopg2SqlClient.execute_many
+
+    def killed(self, statements, *args, **kwargs):
+        if any(f'INSERT INTO "{dataset}"."events"(' in s for s in statements):
+            os._exit(9)
+        return execute_many(self, statements, *args, **kwargs)
+
+    Psycopg2SqlClient.execute_many = killed
+    ak.load(config, mode="full_refresh", progress=False, destination="postgres", dataset=dataset)
+
+
+def test_the_readers_warn_where_a_killed_rebuild_left_the_tables(api, config, postgres):
+    import multiprocessing
+    import warnings
+
+    from analytics_kit.read import query as read_query
+
+    ak.load(config, progress=False, **postgres)
+    before = _events(postgres)
+    child = multiprocessing.get_context("spawn").Process(target=_killed_merging_events,
+                                                         args=(_rebuild(config), postgres["dataset"]))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 9
+    with pytest.warns(UserWarning, match="rebuilding customers, events was stopped before it finished"):
+        ak.tables(**postgres)
+    read_query._WARNED.clear()  # once per stopped load in a process: as in a new one
+    with pytest.warns(UserWarning, match="was stopped before it finished"):
+        ak.query("SELECT 1 AS one", **postgres)
+    unreachable = _rebuild(config)
+    unreachable["client"]["base_url"] = "http://127.0.0.1:9/v1/"
+    with pytest.raises(ak.LoadError):
+        ak.load(unreachable, progress=False, **postgres)
+    assert _events(postgres) == before  # put back before the API was asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ak.tables(**postgres)

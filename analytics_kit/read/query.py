@@ -23,7 +23,7 @@ from analytics_kit.errors import QueryError, arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
 from analytics_kit.store.database import DEFAULT_DATABASE
-from analytics_kit.store.kept_aside import STOPPED
+from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_sql
 from analytics_kit.store.sql import qualified
 from analytics_kit.redact import Redactor
 from analytics_kit.store.target import Target
@@ -58,19 +58,42 @@ def connect(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None)
         yield con
 
 
-def warn_if_stopped(con: duckdb.DuckDBPyConnection, dataset: str) -> None:
+def warn_if_stopped(stopped: list[tuple[str, str]], label: str) -> None:
     """Warns, as from the caller's line, where a killed full refresh left tables it was rebuilding (see
-    store.kept_aside): a count of 0 would otherwise read as the API's."""
-    if stopped := connection.stopped_rebuild(con, dataset):
-        import inspect  # only when there is something to say
+    store.kept_aside): a count of 0 would otherwise read as the API's. Once per stopped load in a process:
+    a reader that calls others (``schema()`` reads the history) would say it twice."""
+    key = (label, frozenset(load_id for _, load_id in stopped))
+    if not stopped or key in _WARNED:
+        return
+    _WARNED.add(key)
+    import inspect  # only when there is something to say
 
-        frame, level = inspect.currentframe().f_back, 2  # the level of the frame that called this one
-        while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("analytics_kit"):
-            frame, level = frame.f_back, level + 1
-        warnings.warn(STOPPED.format(tables=", ".join(stopped)), stacklevel=level)
+    frame, level = inspect.currentframe().f_back, 2  # the level of the frame that called this one
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(_OWN_FRAMES):
+        frame, level = frame.f_back, level + 1
+    tables = ", ".join(sorted({table for table, _ in stopped}))
+    warnings.warn(STOPPED.format(tables=tables, database=label), stacklevel=level)
 
 
-def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object = None) -> pa.Table:
+_WARNED: set[tuple[str, frozenset]] = set()
+# Frames a warning does not point at: the kit's, and the wrappers between its calls.
+_OWN_FRAMES = ("analytics_kit", "contextlib", "functools")
+
+
+def _stopped_on(client: Any, dataset: str) -> list[tuple[str, str]]:
+    """``connection.stopped_rebuild`` on a warehouse, through dlt's client."""
+    there = {name for (name,) in client.execute_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s)",
+        dataset, KEPT_TABLE, "_dlt_loads") or ()}
+    if KEPT_TABLE not in there:
+        return []
+    loads = client.make_qualified_table_name("_dlt_loads") if "_dlt_loads" in there else None
+    return [tuple(row) for row in client.execute_sql(stopped_sql(client.make_qualified_table_name(KEPT_TABLE), loads))]
+
+
+def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object = None,
+           warn: bool = False) -> pa.Table:
+    """``sql``'s result; with ``warn``, a warning where a killed rebuild left the tables (``warn_if_stopped``)."""
     if target.is_file:
         with connection.connect(target.database, given, target.dataset) as con:
             try:
@@ -86,12 +109,14 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
                 table = relation.to_arrow_table()
             except duckdb.Error as error:
                 raise sql_error(error, con, str(target.database), target.database.stem, target.dataset) from error
-            warn_if_stopped(con, target.dataset)
+            if warn:
+                warn_if_stopped(connection.stopped_rebuild(con, target.dataset), str(target.database))
             return table
     try:
         with target.pipeline().sql_client() as client:
             with client.execute_query(sql, *(params or ())) as cursor:
-                return cursor.arrow()
+                table = cursor.arrow()
+            stopped = _stopped_on(client, target.dataset) if warn else []
     except Exception as error:  # noqa: BLE001 - the driver's own error, explained
         said = Redactor(target.secrets())(str(error).strip())  # a driver quotes a DSN it cannot parse whole
         raise QueryError(
@@ -101,6 +126,8 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
             f"{target.dataset}, on the search path where the database has one.",
             database=target.label,
         ) from None
+    warn_if_stopped(stopped, target.label)
+    return table
 
 
 @arguments_safe
@@ -113,7 +140,7 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     destination such as ``postgres``; its credentials come from dlt secrets. SQL the
     database refuses raises ``QueryError`` with its message and the tables there are.
     """
-    table = _arrow(Target.of(destination, database, dataset), sql, params, database)
+    table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
     return table.to_pandas(types_mapper=_nullable())
 
 
@@ -139,13 +166,13 @@ def tables(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
                 raise connection.empty_file(con, str(target.database), target.dataset)
             counts = [con.execute(f"SELECT count(*) FROM {qualified(target.dataset, name)}").fetchone()[0]
                       for name in names]
-            warn_if_stopped(con, target.dataset)
+            warn_if_stopped(connection.stopped_rebuild(con, target.dataset), str(target.database))
         return _frame(names, counts)
     p = target.placeholder
     names = _arrow(
         target,
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = {p} ORDER BY table_name",
-        [target.dataset],
+        [target.dataset], warn=True,
     ).column(0).to_pylist()
     names = [name for name in names if not name.startswith(BOOKKEEPING)]
     if not names:

@@ -38,9 +38,17 @@ KEPT_TABLE = "_analytics_kit_kept"
 PREFIX = "_analytics_kit_kept_"
 # The record's table_name for the copy of the schema's rows of _dlt_version: this, then the schema's name.
 VERSIONS = "_dlt_version of "
+def stopped_sql(record: str, loads: str | None) -> str:
+    """The readers' query for the tables a killed rebuild left (``record`` and ``loads`` qualified; ``loads``
+    None where the dataset has no ``_dlt_loads``): those whose load dlt did not mark complete."""
+    done = f" AND load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)" if loads else ""
+    return (f"SELECT table_name, load_id FROM {record} WHERE kept IS NOT NULL AND NOT starts_with(table_name, "
+            f"'{VERSIONS}'){done} ORDER BY 1")
+
+
 STOPPED = ("A full refresh that was rebuilding {tables} was stopped before it finished: these tables hold what it "
-           "left, and their old rows are kept aside. The next load puts them back before it fetches anything: run "
-           "analytics_kit.load(config) or `analytics-kit load`.")
+           "left, and their old rows are kept aside. The next load into {database} puts them back before it fetches "
+           "anything.")
 
 # The views that read a PostgreSQL table: they follow a rename, so such a table is not renamed.
 _PG_VIEWS = ("SELECT count(*) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
@@ -109,15 +117,21 @@ def _keep(pipeline: Pipeline, postgres: bool) -> None:
                 continue
             kept = next(names(name))
             try:
-                _move(client, table, kept, f"ALTER TABLE {table} RENAME TO {ident(kept)}", record, name, load_id)
+                _move(client, [f"ALTER TABLE {table} RENAME TO {ident(kept)}"], record, kept, name, load_id)
             except Exception:  # noqa: BLE001 - e.g. DuckDB will not rename a table with an index on it
-                _move(client, table, kept, f"CREATE TABLE {client.make_qualified_table_name(kept)} AS "
-                      f"SELECT * FROM {table}", record, name, load_id)
+                copy = client.make_qualified_table_name(kept)
+                required = client.execute_sql(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                    "AND is_nullable = 'NO'", client.dataset_name, name) or []
+                not_null = [f"ALTER TABLE {copy} ALTER COLUMN {ident(column)} SET NOT NULL" for (column,) in required]
+                _move(client, [f"CREATE TABLE {copy} AS SELECT * FROM {table}", *not_null], record, kept, name,
+                      load_id)
 
 
-def _move(client: Any, table: str, kept: str, statement: str, record: str, name: str, load_id: str) -> None:
+def _move(client: Any, statements: list[str], record: str, kept: str, name: str, load_id: str) -> None:
     with client.begin_transaction():
-        client.execute_sql(statement)
+        for statement in statements:
+            client.execute_sql(statement)
         client.execute_sql(f"INSERT INTO {record} VALUES (%s, %s, %s)", kept, name, load_id)
 
 

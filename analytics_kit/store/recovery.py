@@ -81,6 +81,10 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
     else:
         with pipeline.sql_client() as client:
             tables = _tables(client)
+            if (client.dataset_name, KEPT_TABLE) in tables:  # a rebuild killed in its load step (see kept_aside)
+                # before the state and schema are read from the destination: the schema's versions come back too
+                settle(client, *bookkeeping(pipeline))
+                tables = _tables(client)
             if not unfinished and _is_committed_or_false(pipeline, client, tables):
                 # the last run's package, kept until now for a look at what it ran, is committed
                 seam.delete_loaded_packages(pipeline)
@@ -93,6 +97,8 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
             unfinished,
         )
     pipeline = pipeline.drop()
+    with pipeline.sql_client() as client:  # done above, unless the folder could not be read
+        settle(client, *bookkeeping(pipeline))
     pipeline.sync_destination()
     with pipeline.sql_client() as client:
         tables = _tables(client)
@@ -136,9 +142,6 @@ def _is_committed(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]])
 def _tidy(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]], tidy_staging: bool,
           appends: Collection[str]) -> bool:
     """Clears what an unfinished run wrote; returns whether a full refresh is pending."""
-    if (client.dataset_name, KEPT_TABLE) in tables:  # a rebuild killed in its load step (see kept_aside)
-        settle(client, *bookkeeping(pipeline))
-        tables = _tables(client)
     remove_uncommitted_appends(pipeline, client, tables, appends)
     drop_uncommitted(client, tables)  # the kit's record of loads that never committed
     if tidy_staging:
