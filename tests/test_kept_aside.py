@@ -266,6 +266,9 @@ def test_a_table_of_the_users_named_as_the_kits_record_is_named_in_the_error(api
     ak.load(config, progress=False)
     with duckdb.connect(DATABASE) as con:
         con.execute("CREATE TABLE _analytics_kit_kept AS SELECT 1 AS mine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the readers read on: the table is not the kit's
+        assert set(ak.tables().table) == {"customers", "events"} and ak.query("SELECT 1 AS one").one[0] == 1
     with pytest.raises(ak.LoadError, match="_analytics_kit_kept") as raised:
         ak.load(config, progress=False)
     assert "Rename or drop your table _analytics_kit_kept" in str(raised.value)

@@ -329,3 +329,13 @@ def test_the_readers_warn_where_a_killed_rebuild_left_the_tables(api, config, po
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ak.tables(**postgres)
+
+
+def test_a_table_of_the_users_named_as_the_kits_record_does_not_stop_the_readers(api, config, postgres, server):
+    import psycopg2
+
+    ak.load(config, progress=False, **postgres)
+    with psycopg2.connect(server.dsn) as con, con.cursor() as cur:
+        cur.execute(f"CREATE TABLE {postgres['dataset']}._analytics_kit_kept AS SELECT 1 AS mine")
+    assert set(ak.tables(**postgres).table) == {"customers", "events"}
+    assert ak.query("SELECT 1 AS one", **postgres).one[0] == 1

@@ -122,8 +122,11 @@ def stopped_rebuild(con: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple[
                        "table_name = ?", [READER_CATALOG, dataset, KEPT_TABLE]).fetchone()[0]:
         return []
     loads = f'"{READER_CATALOG}"."{dataset}"."_dlt_loads"' if _has_loads_table(con, dataset) else None
-    return [tuple(row) for row in con.execute(stopped_sql(f'"{READER_CATALOG}"."{dataset}"."{KEPT_TABLE}"',
-                                                          loads)).fetchall()]
+    try:
+        return [tuple(row) for row in con.execute(stopped_sql(f'"{READER_CATALOG}"."{dataset}"."{KEPT_TABLE}"',
+                                                              loads)).fetchall()]
+    except duckdb.Error:  # a table of the user's under the kit's name: not the kit's to read (a load says so)
+        return []
 
 
 def never_loaded(con: duckdb.DuckDBPyConnection, dataset: str, tables: list) -> bool:
