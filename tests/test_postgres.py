@@ -18,6 +18,7 @@ import analytics_kit as ak
 from analytics_kit.fetch.cursors import canonical
 import pgserver
 from helpers import NEWEST_READ, served
+from test_kept_aside import retyped
 
 PG = {"destination": "postgres"}
 
@@ -224,15 +225,6 @@ def test_the_readme_sql_runs_on_the_warehouse_unchanged(api, config, server, mon
         ak.query("SELECT * FROM evnts", destination="postgres")
 
 
-def _rebuild(config: dict) -> dict:
-    """``config`` with events.value declared text where it was double: its full refresh rebuilds the tables."""
-    import copy
-
-    config = copy.deepcopy(config)
-    config["resources"][0]["columns"]["value"] = {"data_type": "text", "nullable": True}
-    return config
-
-
 def _events(postgres: dict) -> tuple:
     table = f"{postgres['dataset']}.events"
     rows = ak.query(f"SELECT count(*) AS n, sum(id) AS ids, max(updated_at) AS newest FROM {table}", **postgres)
@@ -257,7 +249,7 @@ def test_a_rebuild_whose_load_step_fails_leaves_the_old_tables_whole(api, config
 
     monkeypatch.setattr(Psycopg2SqlClient, "execute_many", full_disk)
     with pytest.raises(ak.LoadError):
-        ak.load(_rebuild(config), mode="full_refresh", progress=False, **postgres)
+        ak.load(retyped(config), mode="full_refresh", progress=False, **postgres)
     monkeypatch.setattr(Psycopg2SqlClient, "execute_many", execute_many)
     assert _events(postgres) == before
     kept = ak.query("SELECT count(*) AS n FROM information_schema.tables WHERE starts_with(table_name, "
@@ -265,7 +257,7 @@ def test_a_rebuild_whose_load_step_fails_leaves_the_old_tables_whole(api, config
     assert kept.n[0] == 0
     columns = ak.schema(**postgres).columns  # dlt's stored schema came back with the tables
     assert columns[(columns.table == "events") & (columns.column == "value")].type.tolist() == ["double"]
-    report = ak.load(_rebuild(config), progress=False, **postgres)
+    report = ak.load(retyped(config), progress=False, **postgres)
     assert report.mode == "full_refresh" and _events(postgres)[1] == ["character varying"]
     assert loaded(api, postgres) == served(api)
 
@@ -280,7 +272,7 @@ def test_a_table_that_a_view_reads_is_not_moved_away(api, config, postgres, serv
     with psycopg2.connect(server.dsn) as con, con.cursor() as cur:
         cur.execute(f"CREATE VIEW {postgres['dataset']}.recent AS SELECT id FROM {postgres['dataset']}.events")
     with pytest.raises(ak.LoadError, match="depend"):
-        ak.load(_rebuild(config), mode="full_refresh", progress=False, **postgres)
+        ak.load(retyped(config), mode="full_refresh", progress=False, **postgres)
     assert _events(postgres) == before
     assert ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.recent", **postgres).n[0] == before[0][0]
     assert ak.query(f"SELECT count(*) AS n FROM {postgres['dataset']}.customers", **postgres).n[0] == 20
@@ -312,7 +304,7 @@ def test_the_readers_warn_where_a_killed_rebuild_left_the_tables(api, config, po
     ak.load(config, progress=False, **postgres)
     before = _events(postgres)
     child = multiprocessing.get_context("spawn").Process(target=_killed_merging_events,
-                                                         args=(_rebuild(config), postgres["dataset"]))
+                                                         args=(retyped(config), postgres["dataset"]))
     child.start()
     child.join(120)
     assert child.exitcode == 9
@@ -321,7 +313,7 @@ def test_the_readers_warn_where_a_killed_rebuild_left_the_tables(api, config, po
     read_query._WARNED.clear()  # once per stopped load in a process: as in a new one
     with pytest.warns(UserWarning, match="was stopped before it finished"):
         ak.query("SELECT 1 AS one", **postgres)
-    unreachable = _rebuild(config)
+    unreachable = retyped(config)
     unreachable["client"]["base_url"] = "http://127.0.0.1:9/v1/"
     with pytest.raises(ak.LoadError):
         ak.load(unreachable, progress=False, **postgres)

@@ -27,7 +27,7 @@ from typing import Iterator
 import duckdb
 
 from analytics_kit.errors import KitError, QueryError
-from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_sql
+from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.database import (
     DATABASE_ENV,
     DEFAULT_DATABASE,
@@ -118,15 +118,11 @@ def stopped_rebuild(con: duckdb.DuckDBPyConnection, dataset: str) -> list[tuple[
     """(table, load id) of the tables a killed full refresh was rebuilding, their old rows kept aside until
     the next load (see store.kept_aside); none where no load was stopped so."""
     # looked up first: a SELECT from a table that is not there cost ~5 ms, DuckDB's message naming near ones
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND "
-                       "table_name = ?", [READER_CATALOG, dataset, KEPT_TABLE]).fetchone()[0]:
-        return []
-    loads = f'"{READER_CATALOG}"."{dataset}"."_dlt_loads"' if _has_loads_table(con, dataset) else None
-    try:
-        return [tuple(row) for row in con.execute(stopped_sql(f'"{READER_CATALOG}"."{dataset}"."{KEPT_TABLE}"',
-                                                              loads)).fetchall()]
-    except duckdb.Error:  # a table of the user's under the kit's name: not the kit's to read (a load says so)
-        return []
+    there = {name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name IN (?, ?)",
+        [READER_CATALOG, dataset, KEPT_TABLE, "_dlt_loads"]).fetchall()}
+    return stopped_tables(there, lambda name: f'"{READER_CATALOG}"."{dataset}"."{name}"',
+                          lambda sql: con.execute(sql).fetchall())
 
 
 def never_loaded(con: duckdb.DuckDBPyConnection, dataset: str, tables: list) -> bool:

@@ -23,7 +23,7 @@ from analytics_kit.errors import QueryError, arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
 from analytics_kit.store.database import DEFAULT_DATABASE
-from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_sql
+from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.sql import qualified
 from analytics_kit.redact import Redactor
 from analytics_kit.store.target import Target
@@ -62,8 +62,7 @@ def warn_if_stopped(stopped: list[tuple[str, str]], label: str) -> None:
     """Warns, as from the caller's line, where a killed full refresh left tables it was rebuilding (see
     store.kept_aside): a count of 0 would otherwise read as the API's. Once per stopped load in a process:
     a reader that calls others (``schema()`` reads the history) would say it twice."""
-    key = (label, frozenset(load_id for _, load_id in stopped))
-    if not stopped or key in _WARNED:
+    if not stopped or (key := (label, frozenset(load_id for _, load_id in stopped))) in _WARNED:
         return
     _WARNED.add(key)
     import inspect  # only when there is something to say
@@ -82,20 +81,10 @@ _OWN_FRAMES = ("analytics_kit", "contextlib", "functools")
 
 def _stopped_on(client: Any, dataset: str) -> list[tuple[str, str]]:
     """``connection.stopped_rebuild`` on a warehouse, through dlt's client."""
-    try:
-        return _stopped_rows(client, dataset)
-    except Exception:  # noqa: BLE001 - a table of the user's under the kit's name: not the kit's to read
-        return []
-
-
-def _stopped_rows(client: Any, dataset: str) -> list[tuple[str, str]]:
     there = {name for (name,) in client.execute_sql(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name IN (%s, %s)",
         dataset, KEPT_TABLE, "_dlt_loads") or ()}
-    if KEPT_TABLE not in there:
-        return []
-    loads = client.make_qualified_table_name("_dlt_loads") if "_dlt_loads" in there else None
-    return [tuple(row) for row in client.execute_sql(stopped_sql(client.make_qualified_table_name(KEPT_TABLE), loads))]
+    return stopped_tables(there, client.make_qualified_table_name, client.execute_sql)
 
 
 def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object = None,

@@ -38,12 +38,20 @@ KEPT_TABLE = "_analytics_kit_kept"
 PREFIX = "_analytics_kit_kept_"
 # The record's table_name for the copy of the schema's rows of _dlt_version: this, then the schema's name.
 VERSIONS = "_dlt_version of "
-def stopped_sql(record: str, loads: str | None) -> str:
-    """The readers' query for the tables a killed rebuild left (``record`` and ``loads`` qualified; ``loads``
-    None where the dataset has no ``_dlt_loads``): those whose load dlt did not mark complete."""
-    done = f" AND load_id NOT IN (SELECT load_id FROM {loads} WHERE status = 0)" if loads else ""
-    return (f"SELECT table_name, load_id FROM {record} WHERE kept IS NOT NULL AND NOT starts_with(table_name, "
-            f"'{VERSIONS}'){done} ORDER BY 1")
+def stopped_tables(there: set[str], qualified: Callable[[str], str], rows: Callable[[str], Any]) -> list[tuple]:
+    """(table, load id) of each table a killed rebuild left, for the readers (the file's and a warehouse's):
+    ``there`` holds which of ``KEPT_TABLE`` and ``_dlt_loads`` the dataset has, ``rows`` runs a query. Those
+    whose load dlt marked complete are left out: their tables are the new ones."""
+    if KEPT_TABLE not in there:
+        return []
+    done = (f" AND load_id NOT IN (SELECT load_id FROM {qualified('_dlt_loads')} WHERE status = 0)"
+            if "_dlt_loads" in there else "")
+    try:
+        return [tuple(row) for row in rows(
+            f"SELECT table_name, load_id FROM {qualified(KEPT_TABLE)} WHERE kept IS NOT NULL AND NOT "
+            f"starts_with(table_name, '{VERSIONS}'){done} ORDER BY 1") or ()]
+    except Exception:  # noqa: BLE001 - a table of the user's under the kit's name: not the kit's to read (a load says so)
+        return []
 
 
 STOPPED = ("A full refresh that was rebuilding {tables} was stopped before it finished: these tables hold what it "

@@ -77,8 +77,9 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
         # a schema file that is not there, or a package folder is gone
         logger.warning("The pipeline folder could not be read (%s: %s); it is restored from the database.",
                        type(error).__name__, str(error)[:200])
-        unfinished = 0
+        unfinished, settled = 0, False
     else:
+        settled = True
         with pipeline.sql_client() as client:
             tables = _tables(client)
             if (client.dataset_name, KEPT_TABLE) in tables:  # a rebuild killed in its load step (see kept_aside)
@@ -97,8 +98,9 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
             unfinished,
         )
     pipeline = pipeline.drop()
-    with pipeline.sql_client() as client:  # done above, unless the folder could not be read
-        settle(client, *bookkeeping(pipeline))
+    if not settled:  # before the state and schema are read from the destination, as above
+        with pipeline.sql_client() as client:
+            settle(client, *bookkeeping(pipeline))
     pipeline.sync_destination()
     with pipeline.sql_client() as client:
         tables = _tables(client)
