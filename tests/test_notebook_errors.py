@@ -97,8 +97,9 @@ def test_config_errors_show_as_their_message_and_the_fix(shell, monkeypatch):
 
 def test_an_interrupted_load_leaves_no_frame_that_fails_to_resolve_or_holds_the_key(shell, api, monkeypatch,
                                                                                         interruptible):
-    """The interrupt button raises KeyboardInterrupt wherever the load is: here while it waits
-    for the DuckDB file, which another process holds."""
+    """The interrupt button stops the load wherever it is: here while it waits for the DuckDB file,
+    which another process holds. It was a bare KeyboardInterrupt there, where the README promises
+    the load's own error."""
     monkeypatch.setenv("API_KEY", api.api_key)
     shell(f"import analytics_kit as ak\nconfig = ak.guide_config({api.base_url!r})")
     shell("ak.load(config, progress=False)")
@@ -116,11 +117,11 @@ def test_an_interrupted_load_leaves_no_frame_that_fails_to_resolve_or_holds_the_
     finally:
         holder.kill()
         holder.wait()
-    assert "KeyboardInterrupt" in shown
+    assert "The load was interrupted during the wait for the DuckDB file" in shown, shown
     full = shell("%tb Verbose")
     assert "failed resolving arguments" not in shown + full
     assert api.api_key not in shown + full
-    assert "dropped this traceback" in shown + full
+    assert "LoadError" in shown
 
 
 class _DropsAnInterrupt:
@@ -182,7 +183,8 @@ def test_an_interrupt_a_finalizer_drops_still_stops_the_load(shell, api, monkeyp
         holder.kill()
         holder.wait()
     assert _DropsAnInterrupt.dropped.pop() == "here"  # the interrupt arrived in the finalizer, which dropped it
-    assert waited < 10 and "KeyboardInterrupt" in shown, shown
+    step = "the DuckDB file" if where == "the DuckDB file" else "another load of this database"
+    assert waited < 10 and f"The load was interrupted during the wait for {step}" in shown, shown
     assert "locked by another" not in shown and "waited 20 s" not in shown
 
 

@@ -57,6 +57,7 @@ class LoadStats:
         self.mode = "incremental"  # what the run turned out to be (a pending full refresh is resumed)
         # a full refresh loaded as a merge into tables dlt drops first, not swapped in per table
         self.drops_tables = False
+        self.kept_aside = False  # and the old tables are kept whole meanwhile (see store/kept_aside)
         # a full refresh swapping in a table its incremental runs append to: pending until it completes
         self.swaps_appends = False
         # Seconds the extracting thread sat waiting for the API's pages, when fetching was
@@ -74,6 +75,10 @@ class LoadStats:
         self.staged_any: set[str] = set()  # resources of a replace that staged a row (see Replace.counted)
         self.passes: dict[str, int] = defaultdict(int)
         self.children: set[str] = set()  # resources asked once per record of a parent resource
+        # where the load is, for an interrupt's message (dlt names its own steps on the errors it wraps)
+        self.step: str | None = None
+        # dlt's load step returned: the tables and the load's record are in; what fails after is tidying
+        self.committed = False
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:

@@ -22,12 +22,7 @@ from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecre
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.shared_cookies import sent_cookies_in_parallel
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.transport import (
-    host_of,
-    request_text,
-    shown_origin,
-    unreachable,
-)
+from analytics_kit.fetch.transport import host_of, request_text, shown_origin, unreachable
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
@@ -58,6 +53,13 @@ def interrupted(step: str | None, stats: LoadStats) -> LoadError:
         guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}", interrupted=True)
 
 
+def tidying_failed(error: BaseException, redactor: Redactor) -> LoadError:
+    """The error of a load that failed after dlt had committed it: the message must not say nothing was."""
+    return LoadError(f"The load is committed (ak.history() lists it), but tidying up after it failed: "
+                     f"{_short(redactor(f'{type(error).__name__}: {error}'))}",
+                     guidance="The tables hold this run's data. If this repeats, check the disk and the database.")
+
+
 @contextmanager
 def starting() -> Iterator[None]:
     """An interrupt while a load starts (checking the config, building the source: before anything is
@@ -78,8 +80,9 @@ def starting() -> Iterator[None]:
 def _aftermath(stats: LoadStats, step: str | None) -> str:
     """What a failure left behind, for the guidance."""
     if stats.mode == "full_refresh" and stats.drops_tables and step in (None, "load"):
-        return ("This full refresh may have dropped the tables already; the next load, whatever its mode, "
-                "runs it again and reloads everything.")
+        return (("The old tables were kept aside and are put back" if stats.kept_aside else
+                 "This full refresh may have dropped the tables already") +
+                "; the next load, whatever its mode, runs it again and reloads everything.")
     if stats.mode == "full_refresh" and stats.swaps_appends and step in (None, "load"):
         return ("Each table is swapped in one transaction, but one this config appends to may hold this refresh's "
                 "rows already; the next load, whatever its mode, runs the full refresh again.")
@@ -140,7 +143,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return own.redacted(redactor)
 
     if find_cause(error, KeyboardInterrupt) is not None or any(map(_duckdb_interrupted, causes(error))):
-        return interrupted(getattr(error, "step", None), stats)
+        return interrupted(getattr(error, "step", None) or stats.step, stats)
 
     refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:
@@ -351,9 +354,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return LoadError(
             f"DuckDB ran out of the memory the kit allows it while loading into {database}: {_short(str(db), 200)}",
             guidance="Raise the limit with ANALYTICS_KIT_DUCKDB_MEMORY (e.g. 1GB) and run the load again. "
-            + _aftermath(stats, "load"),
-            database=database,
-        )
+            + _aftermath(stats, "load"), database=database)
 
     chain = list(causes(error))
     # the deepest error that says something: dlt's own explanation, not the bare StopIteration it was raised
@@ -391,8 +392,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             guidance="Point the offset paginator's total_path option at the field that holds the total "
             "(e.g. \"paginator\": {\"type\": \"offset\", \"limit\": 100, \"total_path\": \"meta.total\"}), "
             "or set total_path to null with stop_after_empty_page if the API gives no total.",
-            resource=resource, request=request,
-        )
+            resource=resource, request=request)
     return LoadError(
         f"The load failed{f' in {step}' if step else ''}: {type(root).__name__}: {text}",
         guidance=f"Fix the cause and run the load again. {_aftermath(stats, step)}",

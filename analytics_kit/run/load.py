@@ -19,10 +19,10 @@ from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, is_append, merges_by_key, stale_columns, table_of
 from analytics_kit.fetch.source import _build, appended_roots, linked_roots, unproven
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.interrupts import interrupts_kept, raise_if_dropped
+from analytics_kit.interrupts import interrupts_kept, is_interrupt, raise_if_dropped
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.collector import fewer_collections
-from analytics_kit.run.failures import explain, find_cause, starting
+from analytics_kit.run.failures import explain, find_cause, starting, tidying_failed
 from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport
@@ -130,11 +130,15 @@ def load(
     # pandas, if nothing imported it yet, comes after the load's peak memory (see run/lean)
     with redacted_logging(redactor), mute_dedup_notice(), pandas_after_load(), interrupts_kept():
         try:
+            stats.step = "the wait for another load of this database"
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
-        except Exception as error:  # noqa: BLE001 - every failure becomes one LoadError
-            failure = explain(error, redactor=redactor, stats=stats, database=target.label,
-                              destination=target.destination, workdir=str(target.pipelines_dir))
+        except BaseException as error:  # noqa: BLE001 - every failure, and an interrupt before the commit, is one LoadError
+            if not isinstance(error, Exception) and (stats.committed or not is_interrupt(error)):
+                raise  # an interrupt once the tables are committed stays one (README: "Three limits")
+            failure = (tidying_failed(error, redactor) if stats.committed else
+                       explain(error, redactor=redactor, stats=stats, database=target.label,
+                               destination=target.destination, workdir=str(target.pipelines_dir)))
         finally:
             display.close(report)  # the final counts are the report's
     if failure is not None:
@@ -179,7 +183,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
-        with _timed(steps, "setup"), _holding(target, lock_timeout):
+        with _timed(steps, "setup", stats), _holding(target, lock_timeout, stats):
             start = begin(pipeline, tidy_staging=target.is_file,
                           appends=[table_of(r) for r in source.resources.values() if is_append(r)])
             pipeline = start.pipeline
@@ -207,12 +211,12 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME, as_written):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
-        with _timed(steps, "extract"):
+        with _timed(steps, "extract", stats):
             source, merged, emptied = _extract(pipeline, source, build, mode, replace,
                                                LOADER_FILE_FORMATS.get(target.destination), stats)
-        stats.drops_tables = merged
+        stats.drops_tables, stats.kept_aside = merged, merged and target.replaces_atomically()
         complete_row_columns(pipeline)
-        with _timed(steps, "normalize"):
+        with _timed(steps, "normalize", stats):
             normalized = pipeline.normalize()
         # dlt returns None from a step that found nothing to do
         counts = _row_counts(normalized.row_counts if normalized else {}, stats, pipeline, emptied)
@@ -222,7 +226,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         # a swap of a table that runs append to is pending until the load completes (see appended_roots)
         stats.swaps_appends = bool(appended_roots(source))
         pending = merged or stats.swaps_appends
-        with _timed(steps, "load"), _holding(target, lock_timeout):
+        with _timed(steps, "load", stats), _holding(target, lock_timeout, stats):
             if pending:
                 mark_full_refresh(pipeline)  # before dlt drops or swaps the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
@@ -232,16 +236,21 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:
                 packages = pipeline.list_normalized_load_packages() if target.is_file else ()
-                with (kept_aside(pipeline, merged and target.replaces_atomically(), target.destination == "postgres"),
+                with (kept_aside(pipeline, stats.kept_aside, target.destination == "postgres"),
                       merge_into_emptied(emptied), replace_from_files(packages), delete_flagged(linked_roots(source))):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
+                    stats.committed = True
             finally:
                 if target.is_file:
                     # dlt's main_staging serves inside pipeline.load() only, whether it succeeded
                     # or not: the kit never resumes a failed load's package
                     drop_staging(pipeline)
             if pending or start.full_refresh_pending and mode == "full_refresh":
-                full_refresh_done(pipeline)
+                try:
+                    full_refresh_done(pipeline)
+                except Exception as error:  # noqa: BLE001 - the load is committed: this only makes the next a full refresh
+                    stats.warn("the load", f"committed, but its mark of a full refresh under way was not removed "
+                               f"({error}); the next load runs a full refresh again")
     except BaseException:
         # the next run starts from what the destination committed
         forget(pipeline)
@@ -349,8 +358,9 @@ def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline, me
 
 
 @contextmanager
-def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
+def _timed(steps: dict[str, float], step: str, stats: LoadStats) -> Iterator[None]:
     """Adds the block's wall time to ``steps[step]`` (see ``LoadReport.steps``)."""
+    stats.step = step
     raise_if_dropped()
     began = time.perf_counter()
     try:
@@ -361,7 +371,7 @@ def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
 
 
 @contextmanager
-def _holding(target: Target, lock_timeout: float) -> Iterator[None]:
+def _holding(target: Target, lock_timeout: float, stats: LoadStats) -> Iterator[None]:
     """Holds the DuckDB file open for a step, waiting for another process's lock first.
 
     Besides the wait, this saves dlt's repeated opening of the file within the step
@@ -370,7 +380,9 @@ def _holding(target: Target, lock_timeout: float) -> Iterator[None]:
     if not target.is_file:
         yield
         return
+    step, stats.step = stats.step, "the wait for the DuckDB file"
     connection = open_for_writing(target.database, lock_timeout, on_wait=logger.warning)
+    stats.step = step
     before = instance_settings(connection)  # a connection of the user's shares them (see there)
     try:
         yield
@@ -383,9 +395,6 @@ def _holding(target: Target, lock_timeout: float) -> Iterator[None]:
 
 def _check_room(pipeline: Pipeline, database: Path) -> None:
     """Fails before the load step if the file's disk cannot hold what the package will write."""
-    staged = sum(
-        job.file_size
-        for load_id in pipeline.list_normalized_load_packages()
-        for job in pipeline.get_load_package_info(load_id).jobs.get("new_jobs", [])
-    )
+    staged = sum(job.file_size for load_id in pipeline.list_normalized_load_packages()
+                 for job in pipeline.get_load_package_info(load_id).jobs.get("new_jobs", []))
     check_room(database, staged)

@@ -1,0 +1,95 @@
+"""How a load ends around its commit: an interrupt before dlt commits the load is the load's own
+error, wherever it lands; a failure after the commit never says that nothing was committed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pytest
+
+import analytics_kit as ak
+import analytics_kit.run.load as run_load
+from tests.helpers import loaded, served
+from tests.test_kept_aside import column_types, retyped
+
+DONE = run_load.full_refresh_done
+
+
+def _interrupt(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+def _disk_full(*args: Any, **kwargs: Any) -> Any:
+    raise duckdb.IOException('Could not write file "analytics.duckdb.wal": No space left on device')
+
+
+@pytest.mark.parametrize("where, step", [("load_lock", "the wait for another load of this database"),
+                                         ("open_for_writing", "the wait for the DuckDB file"),
+                                         ("begin", "setup"), ("settle_cursors", "setup"),
+                                         ("record", "load"), ("empty_tables", "load")])
+def test_an_interrupt_in_the_kits_own_steps_before_the_commit_is_the_loads_error(api, config, monkeypatch,
+                                                                                   where, step):
+    """Outside dlt's steps (which wrap an interrupt in their own error) a Ctrl-C escaped as a bare
+    KeyboardInterrupt, where the README promises "The load was interrupted during <step>"."""
+    ak.load(config, progress=False)
+    api.advance()
+    before = loaded(api)
+    original = getattr(run_load, where)
+    monkeypatch.setattr(run_load, where, _interrupt)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    assert str(caught.value).startswith(f"The load was interrupted during {step} "), caught.value
+    assert caught.value.context["interrupted"] and "nothing from this run was committed" in str(caught.value)
+    assert loaded(api) == before and len(ak.history()) == 1
+    monkeypatch.setattr(run_load, where, original)
+    ak.load(config, progress=False)
+    assert loaded(api) == served(api)
+
+
+def test_an_interrupt_as_a_rebuild_marks_itself_leaves_the_old_tables_and_says_so(api, config, monkeypatch):
+    ak.load(config, progress=False)
+    types, before = column_types(), loaded(api)
+    monkeypatch.setattr(run_load, "mark_full_refresh", _interrupt)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(retyped(config), "full_refresh", progress=False)
+    assert str(caught.value).startswith("The load was interrupted during load "), caught.value
+    assert "The old tables were kept aside and are put back" in caught.value.guidance
+    assert column_types() == types and loaded(api) == before
+
+
+def test_an_interrupt_once_the_load_is_committed_stays_an_interrupt(api, config, monkeypatch):
+    """The README's limit: the tables are in (history lists the load), so the load's error, which says
+    nothing was committed, would be wrong; the owed bookkeeping is done by the next load."""
+    ak.load(config, progress=False)
+    monkeypatch.setattr(run_load, "full_refresh_done", _interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        ak.load(retyped(config), "full_refresh", progress=False)
+    assert len(ak.history()) == 2 and column_types()["value"] == "VARCHAR" and loaded(api) == served(api)
+
+
+def test_a_rebuild_whose_mark_cannot_be_removed_reports_the_committed_load_with_a_warning(api, config,
+                                                                                        monkeypatch):
+    """A failure dropping the mark of a full refresh under way failed the whole load, whose tables
+    were already committed, and told the user to run it again."""
+    ak.load(config, progress=False)
+    monkeypatch.setattr(run_load, "full_refresh_done", _disk_full)
+    report = ak.load(retyped(config), "full_refresh", progress=False)
+    assert any("the next load runs a full refresh again" in w for w in report.warnings), report.warnings
+    assert len(ak.history()) == 2 and column_types()["value"] == "VARCHAR" and loaded(api) == served(api)
+    monkeypatch.setattr(run_load, "full_refresh_done", DONE)
+    again = ak.load(retyped(config), progress=False)
+    assert again.mode == "full_refresh" and not again.warnings  # owed, and then done
+    assert ak.load(retyped(config), progress=False).mode == "incremental"
+
+
+def test_a_failure_after_the_commit_says_the_load_is_committed(api, config, monkeypatch):
+    ak.load(config, progress=False)
+    api.advance()
+    monkeypatch.setattr(run_load, "future_cursors", _disk_full)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    text = str(caught.value)
+    assert text.startswith("The load is committed") and "nothing from this run was committed" not in text, text
+    assert "No space left on device" in text and api.api_key not in text
+    assert len(ak.history()) == 2 and loaded(api) == served(api)
