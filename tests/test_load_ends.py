@@ -93,3 +93,37 @@ def test_a_failure_after_the_commit_says_the_load_is_committed(api, config, monk
     assert text.startswith("The load is committed") and "nothing from this run was committed" not in text, text
     assert "No space left on device" in text and api.api_key not in text
     assert len(ak.history()) == 2 and loaded(api) == served(api)
+
+
+@pytest.mark.parametrize("how", ["disk full", "interrupt"])
+@pytest.mark.parametrize("rebuild", [False, True], ids=["a merge", "a rebuild"])
+def test_a_load_step_that_fails_after_dlt_marked_the_load_complete_is_not_called_uncommitted(
+        api, config, monkeypatch, how, rebuild):
+    """dlt's load step goes on after it writes the load's row in _dlt_loads: it moves the package's files,
+    on the same disk as the database. A full disk or a Ctrl-C there was "nothing from this run was
+    committed", and the tables held the run's data."""
+    from dlt.common.storages.load_storage import LoadStorage
+
+    ak.load(config, progress=False)
+    api.advance()
+    moved = LoadStorage.complete_load_package
+
+    def fails_after_moving(self: Any, load_id: str, aborted: bool) -> None:
+        moved(self, load_id, aborted)
+        if how == "interrupt":
+            raise KeyboardInterrupt
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LoadStorage, "complete_load_package", fails_after_moving)
+    with pytest.raises(KeyboardInterrupt if how == "interrupt" else ak.LoadError) as caught:
+        ak.load(retyped(config) if rebuild else config, "full_refresh" if rebuild else "incremental", progress=False)
+    if how == "disk full":
+        text = str(caught.value)
+        assert text.startswith("The load is committed") and "No space left on device" in text, text
+    assert len(ak.history()) == 2 and loaded(api) == served(api)
+    assert column_types()["value"] == ("VARCHAR" if rebuild else "DOUBLE")
+    monkeypatch.setattr(LoadStorage, "complete_load_package", moved)
+    api.advance()
+    report = ak.load(retyped(config) if rebuild else config, progress=False)
+    assert report.mode == ("full_refresh" if rebuild else "incremental")  # a rebuild's mark stays until one completes
+    assert loaded(api) == served(api)

@@ -25,7 +25,7 @@ from analytics_kit.run.collector import fewer_collections
 from analytics_kit.run.failures import explain, find_cause, starting, tidying_failed
 from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
-from analytics_kit.run.report import LoadReport
+from analytics_kit.run.report import LoadReport, row_counts
 from analytics_kit.seam import (complete_row_columns, cursor_convert, delete_flagged, drop_extracted,
                                 memoise_secret_hints, memoise_typeddict_hints, merge_into_emptied, mute_dedup_notice,
                                 read_schemas_only_when_changed, replace_from_files, reset_resource_states)
@@ -43,7 +43,7 @@ from analytics_kit.store.kept_aside import kept_aside
 from analytics_kit.store.load_log import record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
-from analytics_kit.store.recovery import (begin, drop_staging, empty_tables, forget, full_refresh_done,
+from analytics_kit.store.recovery import (begin, committed, drop_staging, empty_tables, forget, full_refresh_done,
                                           mark_full_refresh, open_pipeline)
 from analytics_kit.store.stored_types import judged_as_stored
 from analytics_kit.store.target import Target, duckdb_memory
@@ -134,8 +134,10 @@ def load(
             with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
         except BaseException as error:  # noqa: BLE001 - every failure, and an interrupt before the commit, is one LoadError
-            if not isinstance(error, Exception) and (stats.committed or not is_interrupt(error)):
-                raise  # an interrupt once the tables are committed stays one (README: "Three limits")
+            if is_interrupt(error) and stats.committed:  # stays one, unwrapped from dlt's (README: "Three limits")
+                raise (error if isinstance(error, KeyboardInterrupt) else KeyboardInterrupt()) from None
+            if not isinstance(error, Exception) and not is_interrupt(error):
+                raise
             failure = (tidying_failed(error, redactor) if stats.committed else
                        explain(error, redactor=redactor, stats=stats, database=target.label,
                                destination=target.destination, workdir=str(target.pipelines_dir)))
@@ -179,7 +181,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     started = time.perf_counter()
     steps: dict[str, float] = {}
     pipeline = open_pipeline(target)
-    stats.mode = mode
+    stats.mode, load_id = mode, None
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
@@ -219,7 +221,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         with _timed(steps, "normalize", stats):
             normalized = pipeline.normalize()
         # dlt returns None from a step that found nothing to do
-        counts = _row_counts(normalized.row_counts if normalized else {}, stats, pipeline, emptied)
+        counts = row_counts(normalized.row_counts if normalized else {}, stats, pipeline, emptied)
         release_unused()
         if target.is_file:
             _check_room(pipeline, target.database)
@@ -235,9 +237,10 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             # a merge touches only the tables it has rows for: the others the API now leaves empty
             empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:
-                packages = pipeline.list_normalized_load_packages() if target.is_file else ()
+                packages = pipeline.list_normalized_load_packages()
+                load_id = packages[-1] if packages else None
                 with (kept_aside(pipeline, stats.kept_aside, target.destination == "postgres"),
-                      merge_into_emptied(emptied), replace_from_files(packages), delete_flagged(linked_roots(source))):
+                      merge_into_emptied(emptied), replace_from_files(packages if target.is_file else ()), delete_flagged(linked_roots(source))):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
                     stats.committed = True
             finally:
@@ -252,8 +255,10 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                     stats.warn("the load", f"committed, but its mark of a full refresh under way was not removed "
                                f"({error}); the next load runs a full refresh again")
     except BaseException:
-        # the next run starts from what the destination committed
-        forget(pipeline)
+        try:
+            stats.committed = stats.committed or stats.step == "load" and committed(pipeline, load_id)
+        finally:
+            forget(pipeline)  # the next run starts from what the destination committed
         raise
 
     rows = {table: count for table, count in counts.items() if not table.startswith("_dlt")}
@@ -343,18 +348,6 @@ def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
     names = set(source.resources)
     return [table["name"] for table in pipeline.default_schema.data_tables()
             if not table.get("parent") and table.get("resource") in names]
-
-
-def _row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Pipeline, merged: frozenset) -> dict[str, int]:
-    """Rows per table: those staged, but each key once where the pages (of two passes, a change feed's versions,
-    several resources' of one table) held keys more than once, as dlt's merge loads them."""
-    if not (stats.distinct or stats.flagged or stats.shared) or not pipeline.default_schema_name:
-        return dict(staged)
-    table = pipeline.default_schema.naming.normalize_table_identifier
-    distinct = {**{table(resource): n for resource, n in stats.distinct.items()}, **stats.shared_keys()}
-    # a replace's swap deletes the soft-deleted rows it staged; a merge counts them as its own staged rows
-    flagged = {name: n for name, n in stats.flagged.items() if name not in merged}
-    return {name: min(count, distinct.get(name, count)) - flagged.get(name, 0) for name, count in staged.items()}
 
 
 @contextmanager

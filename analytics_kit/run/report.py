@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analytics_kit.display import block, esc, html_list, html_table, plural, text_table
-from analytics_kit.fetch.stats import RetryEvent
+from analytics_kit.fetch.stats import LoadStats, RetryEvent
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,15 @@ class Summary(dict):
 
     def _repr_html_(self) -> str:
         return block(html_table(["", "value"], self.items()))
+
+
+def row_counts(staged: dict[str, int], stats: LoadStats, pipeline: Any, merged: frozenset) -> dict[str, int]:
+    """Rows per table: those staged, but each key once where the pages (of two passes, a change feed's versions,
+    several resources' of one table) held keys more than once, as dlt's merge loads them."""
+    if not (stats.distinct or stats.flagged or stats.shared) or not pipeline.default_schema_name:
+        return dict(staged)
+    table = pipeline.default_schema.naming.normalize_table_identifier
+    distinct = {**{table(resource): n for resource, n in stats.distinct.items()}, **stats.shared_keys()}
+    # a replace's swap deletes the soft-deleted rows it staged; a merge counts them as its own staged rows
+    flagged = {name: n for name, n in stats.flagged.items() if name not in merged}
+    return {name: min(count, distinct.get(name, count)) - flagged.get(name, 0) for name, count in staged.items()}

@@ -153,6 +153,19 @@ def _tidy(pipeline: Pipeline, client: Any, tables: set[tuple[str, str]], tidy_st
     return (client.dataset_name, PENDING_TABLE) in tables
 
 
+def committed(pipeline: Pipeline, load_id: str | None) -> bool:
+    """Whether dlt marked ``load_id`` complete: its load step goes on after that (it moves the
+    package's files, on the same disk), and a failure or an interrupt there leaves the load committed."""
+    if load_id is None or not pipeline.default_schema_name:
+        return False
+    try:
+        with pipeline.sql_client() as client:
+            loads = client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
+            return bool(client.execute_sql(f"SELECT 1 FROM {loads} WHERE load_id = %s AND status = 0", load_id))
+    except Exception:  # noqa: BLE001 - unreadable (a full disk, a lock): taken as not committed, as before the check
+        return False
+
+
 def forget(pipeline: Pipeline) -> None:
     """Drops the local state and the unfinished package: the destination holds what was committed."""
     try:
