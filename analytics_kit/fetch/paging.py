@@ -201,8 +201,8 @@ class KitPaginate:
         seen: set[str] = set()
         passes: list[Tally] = []  # every pass's keys: a key staged twice is one row in the table (the report's)
         self.stats.keys(self.resource, None)  # an abandoned extraction's count is not this one's
-        if self.shares:  # the report counts each key once across the table's resources
-            self.stats.shared[self.shares][self.resource] = passes
+        if self.shares:  # the report counts each key once across the table's resources and listings
+            self.stats.shared[self.shares].append(passes)
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
             rising = Rising(field) if field else None

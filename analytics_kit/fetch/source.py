@@ -157,8 +157,7 @@ def _build(
     tables: dict[str, TableKinds] = {}  # the fast path's column types, one table's for all its resources
     for resource in source.resources.values():
         table = naming(table_of(resource))
-        # a listing paged twice stages its keys twice: only this merge (or a replace, which
-        # becomes it) keeps one row per key
+        # a listing paged twice stages keys twice: only this merge (or a replace, which becomes it) keeps one
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
         _keep_latest_copy(resource, naming, flattened)
         _dedup_by_records_fields(resource, naming)
@@ -227,7 +226,8 @@ def _build(
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
                         newest_field=_newest_field(resource, one_row_per_key),
-                        start=seam.start_param(resource), shares=table if table in shared else None,
+                        start=seam.start_param(resource),
+                        shares=table if table in shared or resource.is_transformer and one_row_per_key else None,
                         requests=requests).install()
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)

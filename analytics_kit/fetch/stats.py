@@ -64,8 +64,9 @@ class LoadStats:
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0
         self.distinct: dict[str, int] = {}
-        # {table: {resource: its passes' tallies}} of tables several resources load: dlt's merge keeps each key once
-        self.shared: dict[str, dict[str, list]] = defaultdict(dict)
+        # {table: every listing's passes' tallies} of tables several resources, or one resource's listings (one
+        # per parent record), load: dlt's merge keeps each key once
+        self.shared: dict[str, list[list]] = defaultdict(list)
         # resources of a full refresh loaded as dlt's merge after their pages held a key twice, and why
         self.merged_instead: dict[str, str] = {}
         # soft-deleted rows a replace staged, per table: its swap deletes them (see seam.delete_flagged)
@@ -138,8 +139,8 @@ class LoadStats:
         from analytics_kit.fetch.tally import distinct_over
 
         counts = {}
-        for table, passes in self.shared.items():
-            tallies = [tally for each in passes.values() for tally in each]
+        for table, listings in self.shared.items():
+            tallies = [tally for passes in listings for tally in passes]
             counts[table] = distinct_over(tallies, tallies[0].key, tallies[0].naming) if tallies else 0
         return counts
 
@@ -152,6 +153,7 @@ class LoadStats:
         """An extraction abandoned for another: what it counted of its staged rows is not the new one's."""
         with self._lock:
             self.merged_instead.clear()
+            self.shared.clear()
             self.flagged.clear()
             self.dropped_flagged.clear()
             self.staged_any.clear()
