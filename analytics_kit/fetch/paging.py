@@ -201,12 +201,11 @@ class KitPaginate:
         seen: set[str] = set()
         passes: list[Tally] = []  # every pass's keys: a key staged twice is one row in the table (the report's)
         self.stats.keys(self.resource, None)  # an abandoned extraction's count is not this one's
-        if self.shares:  # the report counts each key once across the table's resources and listings
-            self.stats.shared[self.shares].append(passes)
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
             rising = Rising(field) if field else None
-            self.stats.paged(self.resource)
+            if attempt > 1 or self.resource not in self.stats.children or not self.stats.passes[self.resource]:
+                self.stats.paged(self.resource)  # a child's listing per parent record is not its listing paged again
             pages = self._checked(self._one_pass(path, method, params, json, auth, paginator, data_selector,
                                                  hooks, headers, data, kwargs, tally,
                                                  newest_field=field if attempt == 1 else None), tally, rising, newest)
@@ -214,6 +213,8 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
+            if self.shares:  # the report counts each key once across the table's resources and listings
+                self.stats.shared.setdefault(self.shares, Tally(self.primary_key, self.naming)).absorb(tally)
             union = None
             if attempt > 1 or tally.distinct() < tally.rows:
                 union = distinct_over(passes, self.primary_key, self.naming)

@@ -161,8 +161,7 @@ def _build(
         one_row_per_key = replace or merge_strategy(resource) == "delete-insert"
         _keep_latest_copy(resource, naming, flattened)
         _dedup_by_records_fields(resource, naming)
-        # only KitPaginate's last batch sets it, once the run proved its keys distinct
-        seam.reset_deduplicated(resource)
+        seam.reset_deduplicated(resource)  # set by KitPaginate's last batch once the run proved its keys distinct
         if replace:
             resource.apply_hints(write_disposition="replace")
         policy = prepared.policies.get(resource.name, prepared.default_policy)
@@ -210,15 +209,16 @@ def _build(
                                   on_dropped=functools.partial(stats.dropped, resource.name))
                 # a delete-insert merge's replace can become that merge in place (see Replace); pages that
                 # stay dicts leave flagged rows out, which the merge must see, so only without a flag
-                rows.switchable = table in linked and (convert is not None
-                                                                            or rows.hard_delete is None)
+                rows.switchable = table in linked and (convert is not None or rows.hard_delete is None)
                 if first_load and seam.primary_key(resource) and not rows.switchable:
                     raise MergeNeeded(resource.name, "its records stay dicts and carry a soft-delete flag, which a "
                                       "replace leaves out: a key it found twice would mean paging it again")
             fields = FieldNames(resource.name, field_naming)
             if renames:  # checked behind the steps, which may rename a field (as its error suggests)
                 seam.add_step(resource, fields)
-            paged = _key_in_pages(seam.primary_key(resource), seam.fields_from_parent(resource))
+            paged = _key_in_pages(key := seam.primary_key(resource), seam.fields_from_parent(resource))
+            # a key counted once over every parent's listing where the pages hold all of it, and no step changes it
+            once = resource.is_transformer and one_row_per_key and not renames and paged == _key_in_pages(key, set())
             KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=paged,
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
@@ -227,7 +227,7 @@ def _build(
                         string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
                         newest_field=_newest_field(resource, one_row_per_key),
                         start=seam.start_param(resource),
-                        shares=table if table in shared or resource.is_transformer and one_row_per_key else None,
+                        shares=table if table in shared or once and paged is not None else None,
                         requests=requests).install()
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)

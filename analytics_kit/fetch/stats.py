@@ -7,7 +7,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,10 @@ class LoadStats:
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0
         self.distinct: dict[str, int] = {}
-        # {table: every listing's passes' tallies} of tables several resources, or one resource's listings (one
-        # per parent record), load: dlt's merge keeps each key once
-        self.shared: dict[str, list[list]] = defaultdict(list)
+        # {table: the keys of every pass of every listing} of tables several resources, or one resource's listings
+        # (one per parent record), load: dlt's merge keeps each key once. A fetch.tally.Tally each, folded pass by
+        # pass: each listing's own is freed with it (this module stays free of the imports tally needs)
+        self.shared: dict[str, Any] = {}
         # resources of a full refresh loaded as dlt's merge after their pages held a key twice, and why
         self.merged_instead: dict[str, str] = {}
         # soft-deleted rows a replace staged, per table: its swap deletes them (see seam.delete_flagged)
@@ -135,14 +136,7 @@ class LoadStats:
 
     def shared_keys(self) -> dict[str, int]:
         """{table: its distinct keys} of tables several resources load: dlt's merge keeps each key once."""
-        # here, not above: the readers import this module without dlt, which tally's neighbours import
-        from analytics_kit.fetch.tally import distinct_over
-
-        counts = {}
-        for table, listings in self.shared.items():
-            tallies = [tally for passes in listings for tally in passes]
-            counts[table] = distinct_over(tallies, tallies[0].key, tallies[0].naming) if tallies else 0
-        return counts
+        return {table: keys.distinct() for table, keys in self.shared.items()}
 
     def merge_instead(self, resource: str, why: str) -> tuple[str, str]:
         with self._lock:

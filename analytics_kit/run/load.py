@@ -285,6 +285,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         fetched={table(name): n for name, n in stats.rows.items()},
         steps={**steps, "page_wait": stats.page_wait},
         passes={table(name): n for name, n in stats.passes.items() if n > 1},
+        children=tuple(sorted(table(name) for name in stats.children)),
     )
 
 

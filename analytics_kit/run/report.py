@@ -41,6 +41,8 @@ class LoadReport:
     # How often a table's listing was paged, where more than once (it shifted while paged, or
     # held a key twice): its records were fetched again, and each key loaded once.
     passes: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    # Tables of resources asked once per parent record: one record may be in several parents' listings.
+    children: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def total_rows(self) -> int:
@@ -71,6 +73,8 @@ class LoadReport:
         fetched, loaded = self.fetched.get(table), self.rows.get(table, 0)
         if fetched is None or fetched <= loaded:
             return None
+        if table in self.children:
+            return f"{fetched - loaded:,} repeated across the parent records' listings"
         if self.passes.get(table, 1) > 1:
             return f"{fetched - loaded:,} fetched again: the listing was paged {self.passes[table]} times"
         if self.mode == "incremental" and self.cursor_before.get(table) is not None:
