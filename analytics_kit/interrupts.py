@@ -57,7 +57,17 @@ def raise_if_dropped() -> None:
         raise KeyboardInterrupt
 
 
+def note_if_interrupt(error: BaseException) -> None:
+    """Keeps an interrupt that an ``except Exception`` caught in order to carry on (DuckDB's "Query
+    interrupted" in a tidying query): ``raise_if_dropped`` raises it at the load's next step (helper-98)."""
+    global _dropped
+    if is_interrupt(error) and threading.current_thread() is threading.main_thread():
+        _dropped = True
+
+
 def is_interrupt(error: BaseException | None) -> bool:
     """Whether ``error`` is an interrupt, or was raised while handling one: Python wraps one that lands
-    in a class body's ``__set_name__`` (while a module imports) in a RuntimeError."""
-    return any(isinstance(cause, KeyboardInterrupt) for cause in causes(error))
+    in a class body's ``__set_name__`` (while a module imports) in a RuntimeError, and DuckDB one that
+    reaches it inside a query (in a kernel, the stop button's SIGINT) in its "Query interrupted"."""
+    return any(isinstance(cause, KeyboardInterrupt) or type(cause).__name__ == "InterruptException" or (
+        type(cause) is RuntimeError and str(cause).strip() == "Query interrupted") for cause in causes(error))

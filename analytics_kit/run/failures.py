@@ -45,18 +45,20 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
-def interrupted(step: str | None, stats: LoadStats) -> LoadError:
-    """The error of a load interrupted (during ``step``, where known)."""
+def interrupted(step: str | None, stats: LoadStats, in_dlts_load: bool = False) -> LoadError:
+    """The error of a load interrupted (during ``step``, where known); in dlt's load step a table's job may
+    have committed (each table whole, old or new: the guidance says which), the load not."""
     return LoadError(
-        f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop "
-        "button); nothing from this run was committed.",
+        f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop button)" +
+        (" before dlt recorded it complete." if in_dlts_load else "; nothing from this run was committed."),
         guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}", interrupted=True)
 
 
 def tidying_failed(error: BaseException, redactor: Redactor) -> LoadError:
     """The error of a load that failed after dlt had committed it: the message must not say nothing was."""
+    root = next((e for e in reversed(list(causes(error))) if str(e).strip()), error)  # not dlt's wrapper
     return LoadError(f"The load is committed (ak.history() lists it), but tidying up after it failed: "
-                     f"{_short(redactor(f'{type(error).__name__}: {error}'))}",
+                     f"{_short(redactor(f'{type(root).__name__}: {root}'))}",
                      guidance="The tables hold this run's data. If this repeats, check the disk and the database.")
 
 
@@ -106,13 +108,6 @@ def _origin_of(url: str) -> str:
     return shown_origin(url) if "://" in url else url
 
 
-def _duckdb_interrupted(error: BaseException) -> bool:
-    """DuckDB's answer to an interrupt that reached it inside a query (in a kernel, the stop button's
-    SIGINT during the load step): "Query interrupted", raised in place of a KeyboardInterrupt."""
-    return type(error).__name__ == "InterruptException" or (
-        type(error) is RuntimeError and str(error).strip() == "Query interrupted")
-
-
 def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     """``error`` or the first exception of ``kind`` in its chain (dlt wraps a step's errors)."""
     return next((e for e in causes(error) if isinstance(e, kind)), None)
@@ -142,8 +137,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if own is not None:
         return own.redacted(redactor)
 
-    if find_cause(error, KeyboardInterrupt) is not None or any(map(_duckdb_interrupted, causes(error))):
-        return interrupted(getattr(error, "step", None) or stats.step, stats)
+    if is_interrupt(error):
+        return interrupted(getattr(error, "step", None) or stats.step, stats, getattr(error, "step", None) == "load")
 
     refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:
@@ -158,8 +153,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return LoadError(
             f"Could not connect to {address} for {where}: {why}. The API had not answered in this run, so the "
             "kit did not retry; nothing from this run was committed.",
-            guidance=fix, resource=resource, host=address,
-        )
+            guidance=fix, resource=resource, host=address)
 
     http = find_cause(error, requests.HTTPError)
     if http is not None and http.response is not None:
@@ -284,8 +278,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             guidance="The server answered with something else than the API's JSON: an HTML error page, a proxy "
             "or login page, or a body cut off in transit. Check client.base_url and the endpoint path, "
             "then run the load again.",
-            resource=resource, request=request,
-        )
+            resource=resource, request=request)
 
     missing = next((e for e in causes(error) if seam.is_missing_config(e)), None)
     if missing is not None:

@@ -19,7 +19,7 @@ from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, is_append, merges_by_key, stale_columns, table_of
 from analytics_kit.fetch.source import _build, appended_roots, linked_roots, unproven
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.interrupts import interrupts_kept, is_interrupt, raise_if_dropped
+from analytics_kit.interrupts import interrupts_kept, is_interrupt, note_if_interrupt, raise_if_dropped
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.collector import fewer_collections
 from analytics_kit.run.failures import explain, find_cause, starting, tidying_failed
@@ -240,7 +240,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                 packages = pipeline.list_normalized_load_packages()
                 load_id = packages[-1] if packages else None
                 with (kept_aside(pipeline, stats.kept_aside, target.destination == "postgres"),
-                      merge_into_emptied(emptied), replace_from_files(packages if target.is_file else ()), delete_flagged(linked_roots(source))):
+                      merge_into_emptied(emptied), replace_from_files(packages if target.is_file else ()),
+                      delete_flagged(linked_roots(source))):
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
                     stats.committed = True
             finally:
@@ -252,6 +253,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                 try:
                     full_refresh_done(pipeline)
                 except Exception as error:  # noqa: BLE001 - the load is committed: this only makes the next a full refresh
+                    note_if_interrupt(error)
                     stats.warn("the load", f"committed, but its mark of a full refresh under way was not removed "
                                f"({error}); the next load runs a full refresh again")
     except BaseException:

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from analytics_kit.errors import LoadError
+from analytics_kit.interrupts import is_interrupt, note_if_interrupt
 from analytics_kit.store.sql import ident, tables_of
 
 if TYPE_CHECKING:  # the readers name kept tables (read.connection) without importing dlt
@@ -84,6 +85,7 @@ def _settle_or_warn(pipeline: Pipeline, what: str) -> None:
         with pipeline.sql_client() as client:
             settle(client, *bookkeeping(pipeline))
     except Exception as error:  # noqa: BLE001 - the load's own outcome is the one to report
+        note_if_interrupt(error)
         logger.warning("Could not %s (%s: %s); the next load does.", what, type(error).__name__, str(error)[:200])
 
 
@@ -126,7 +128,9 @@ def _keep(pipeline: Pipeline, postgres: bool) -> None:
             kept = next(names(name))
             try:
                 _move(client, [f"ALTER TABLE {table} RENAME TO {ident(kept)}"], record, kept, name, load_id)
-            except Exception:  # noqa: BLE001 - e.g. DuckDB will not rename a table with an index on it
+            except Exception as error:  # noqa: BLE001 - e.g. DuckDB will not rename a table with an index on it
+                if is_interrupt(error):
+                    raise
                 copy = client.make_qualified_table_name(kept)
                 required = client.execute_sql(
                     "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
@@ -167,6 +171,8 @@ def settle(client: Any, loads_table: str, versions_table: str) -> None:
     try:
         rows = client.execute_sql(f"SELECT kept, table_name, load_id FROM {record}") or []
     except Exception as error:  # noqa: BLE001 - not the kit's table
+        if is_interrupt(error):
+            raise
         raise LoadError(f"The table {KEPT_TABLE} in dataset {client.dataset_name} is not the one the kit keeps "
                         f"there ({type(error).__name__}: {str(error)[:200]}).",
                         guidance=f"Rename or drop your table {KEPT_TABLE}: the kit records in it the tables a full "

@@ -20,6 +20,7 @@ from dlt import Pipeline
 from analytics_kit import seam
 from analytics_kit.seam import nested_tables
 from analytics_kit.store.kept_aside import KEPT_TABLE, bookkeeping, settle
+from analytics_kit.interrupts import note_if_interrupt
 from analytics_kit.store.load_log import drop_uncommitted
 from analytics_kit.store.sql import tables_of
 
@@ -123,6 +124,7 @@ def _is_committed_or_false(pipeline: Pipeline, client: Any, tables: set[tuple[st
     try:
         return _is_committed(pipeline, client, tables)
     except Exception as error:  # noqa: BLE001 - an unreadable local schema: restore it
+        note_if_interrupt(error)
         logger.warning("The local pipeline state could not be read (%s: %s); it is restored from the database.",
                        type(error).__name__, str(error)[:200])
         return False
@@ -279,6 +281,7 @@ def drop_staging(pipeline: Pipeline) -> None:
         with pipeline.sql_client() as client:
             _drop_staging(client)
     except Exception as error:  # noqa: BLE001 - tidying; the data is committed or untouched
+        note_if_interrupt(error)
         logger.warning("Could not drop dlt's staging tables: %s", error)
 
 

@@ -121,12 +121,16 @@ class Target:
         """
         import dlt
 
-        return dlt.pipeline(
+        pipeline = dlt.pipeline(
             pipeline_name=self.pipeline_name,
             pipelines_dir=str(self.pipelines_dir),
             destination=self.destination_factory(),
             dataset_name=self.dataset,
         )
+        # dlt's own SIGINT handler in normalize and load drops a Ctrl-C it has not checked for when the step
+        # ends: the load went on and succeeded (helper-98). Without it the interrupt is one at once, as in extract.
+        pipeline.runtime_config.intercept_signals = False
+        return pipeline
 
     def destination_factory(self) -> Any:
         """The dlt destination; a full refresh replaces with ``ATOMIC_REPLACE`` where it can."""
