@@ -130,9 +130,9 @@ class ApartSession:
 
 def serve_kit(new_session, conns) -> None:  # type: ignore[no-untyped-def]
     """The forked child: each connection's requests sent through a retrying session of the kit's own."""
-    from analytics_kit.fetch import transport
+    from analytics_kit.fetch import deadlines
 
-    transport._WATCHDOG = transport._Watchdog()  # the parent's watchdog thread did not come along
+    deadlines._WATCHDOG = deadlines._Watchdog()  # the parent's watchdog thread did not come along
 
     def serve(conn) -> None:  # type: ignore[no-untyped-def]
         session = new_session(sleep=time.sleep)

@@ -11,14 +11,14 @@ import socket
 import threading
 import time
 
-from analytics_kit.fetch import transport
+from analytics_kit.fetch import deadlines
 
 
 def _blocked_for(seconds: float, *, started: threading.Event | None = None, done: threading.Event | None = None) -> float:
     """Runs an attempt under ``deadline(seconds)`` whose socket never gets data; how long until it was cut."""
     ours, theirs = socket.socketpair()
     try:
-        with transport.deadline(seconds) as watch:
+        with deadlines.deadline(seconds) as watch:
             watch.use(ours)
             if started is not None:
                 started.set()

@@ -193,3 +193,25 @@ def test_duckdb_turning_a_ctrl_c_into_its_error_in_a_query_the_kit_carries_on_af
     monkeypatch.setattr(DuckDbSqlClient, "execute_sql", execute)
     ak.load(config, progress=False)
     assert loaded(api) == served(api)
+
+
+def test_a_ctrl_c_while_a_worker_waits_on_a_stalled_page_ends_the_load_at_once(api, config, interruptible):
+    """The pass's end waited for its workers' requests on the wire: a page the API stalled held an
+    interrupted load up to the attempt's timeout (14 s of 15, helper-98). The attempt is cut instead,
+    and not retried or reported as a retry."""
+    import os
+    import threading
+    import time
+
+    config["resources"][0]["endpoint"]["paginator"]["limit"] = 10  # pages enough for the workers to ask ahead
+    api.inject(kind="latency", path="events", skip=3, seconds=15)
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))  # a real one: it wakes the waiting thread
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    took = time.monotonic() - started
+    timer.cancel()
+    assert str(caught.value).startswith("The load was interrupted during extract"), caught.value
+    assert took < 4, took
+    assert "retrying" not in str(caught.value)

@@ -550,7 +550,7 @@ def tls_api():
 @pytest.mark.parametrize("proxy_tls", [False, True], ids=["http proxy", "https proxy (TLS in TLS)"])
 def test_an_https_answer_that_stalls_in_a_proxys_tunnel_times_out(tls_api, proxied, monkeypatch, proxy_tls):
     import analytics_kit as ak
-    from analytics_kit.fetch import transport
+    from analytics_kit.fetch import deadlines
 
     base_url, cert, context = tls_api
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
@@ -573,7 +573,7 @@ def test_an_https_answer_that_stalls_in_a_proxys_tunnel_times_out(tls_api, proxi
     assert stalling.seen and "no complete response within 1 s" in text, text
     assert took < 2 * 1 + 3
     # the watchdog outlived cutting a socket it reached through the tunnel's TLS (helper-68)
-    assert transport._WATCHDOG._running and any(t.name == "kit-deadlines" for t in threading.enumerate())
+    assert deadlines._WATCHDOG._running and any(t.name == "kit-deadlines" for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("proxy_tls", [False, True], ids=["http proxy", "https proxy"])

@@ -41,6 +41,7 @@ from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import as_json, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
+from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.transport import request_text
 
 if TYPE_CHECKING:
@@ -62,10 +63,6 @@ MAX_PAGES_PAST_TOTAL = 10_000
 MAX_TOTAL = 10**9
 
 logger = logging.getLogger(__name__)
-
-
-class PassEnded(Exception):
-    """Raised in a worker whose retry wait the end of its pass cut short; its page is not used."""
 
 
 class Page(list):
@@ -187,6 +184,7 @@ class OffsetPass:
 
     def fetch(self, offset: int, session: Session | None = None) -> Page:
         """The page at ``offset``; an error raised for it names its request."""
+        join(self.stopping)
         session = session or self._session()
         prepared = self._prepare(offset, session)
         shown = request_text(prepared, self.owner.redactor)
@@ -330,6 +328,7 @@ class OffsetPass:
                 # what the workers still fetch is not used: those waiting to retry give up, and
                 # the pass ends once the requests on the wire are answered (each within its deadline)
                 self.stopping.set()
+                cut(self.stopping)  # a stalled answer would hold the pass's end up to its timeout
                 pool.shutdown(wait=True, cancel_futures=True)
                 self.stopping.clear()
 

@@ -36,13 +36,12 @@ from analytics_kit.fetch.cut_answers import (
 from analytics_kit.fetch.header_fields import most_lines
 from analytics_kit.fetch.shared_cookies import current_cookies
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
+from analytics_kit.fetch.deadlines import PassEnded, deadline, in_attempt
 from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
     KitSession,
     ResponseTimeout,
-    deadline,
     host_port,
-    in_attempt,
     origin,
     request_text,
     unreachable,
@@ -207,6 +206,8 @@ def retry_session(
             gate.pause(retry_after(response))
         if raised is None:
             return response
+        if watch.fired and watch.group is not None and watch.group.is_set():
+            raise PassEnded("the listing's pass ended while this request was under way")  # not retried
         # Raised outside the except block, so nothing chains urllib3's errors, whose texts
         # hold the request URL, key included ("Max retries exceeded with url: ...?api_key=...").
         # A traceback printed anywhere (a notebook, a logging handler that fails mid-emit,

@@ -4,7 +4,7 @@ that never leave the API's own origin.
 **Deadlines.** ``requests``' timeouts bound connecting and each wait for the next bytes,
 not a whole response: a body trickling one byte every 5 s, or headers sent one byte at a
 time, held a load for minutes, and forever when it never ended. Every attempt therefore
-runs under a ``Watch``; one watchdog thread shuts down the socket of any attempt that is
+runs under a ``deadlines.Watch``; one watchdog thread shuts down the socket of any attempt that is
 still running at its deadline, and the attempt fails with ``ResponseTimeout`` (a
 ``requests.Timeout``, so the retry policy treats it as any other timeout). The socket is
 found through ``DeadlineConnection``, urllib3's connection class with one hook in its
@@ -21,14 +21,10 @@ The cookies a resource's workers share are ``shared_cookies``'s.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import ssl
-import threading
-import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -42,13 +38,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from analytics_kit.errors import LoadError
 from analytics_kit.fetch.cut_answers import HeaderCheckedResponse, header_block_cut
+from analytics_kit.fetch.deadlines import watch_socket
 from analytics_kit.fetch.shared_cookies import keep_jar
 
 # A whole response (connecting, headers and body) must arrive within this many seconds
 # unless ``error_handler.timeout`` says otherwise; dlt's own default is 60 s per wait.
 DEFAULT_TIMEOUT = 20.0
-# The watchdog thread ends after this long with nothing to watch; the next request starts it.
-IDLE_SECONDS = 30.0
 
 
 class ResponseTimeout(requests.exceptions.ReadTimeout):
@@ -116,134 +111,6 @@ def shown_origin(url: str) -> str:
     return f"{urlsplit(url).scheme.lower()}://{host_of(url)}"
 
 
-# -- deadlines ---------------------------------------------------------------------------------
-
-
-class Watch:
-    """One attempt's deadline, and the connection it is using once it has one.
-
-    The connection as a duplicate of its socket's file descriptor, not the socket object:
-    http.client hands the socket over to the response (and forgets it) when the server says
-    it will close the connection, and TLS (to the API, or to a proxy first) wraps the TCP
-    socket in another object, which takes over the descriptor; shutting the duplicate down
-    ends the connection whatever object reads it.
-    """
-
-    __slots__ = ("deadline", "sock", "fired")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.sock: socket.socket | None = None
-        self.fired = False
-
-    def use(self, sock: Any) -> None:
-        try:
-            own = socket.socket(fileno=os.dup(sock.fileno())) if sock is not None else None
-        except (OSError, AttributeError, ValueError):  # closed, or not a socket at all
-            own = None
-        old, self.sock = self.sock, own
-        if old is not None:
-            old.close()
-        if self.fired:
-            self.fire()
-
-    def release(self) -> None:
-        """Closes the duplicate, once the attempt is over."""
-        old, self.sock = self.sock, None
-        if old is not None:
-            old.close()
-
-    def fire(self) -> None:
-        self.fired = True
-        sock = self.sock
-        if sock is not None:
-            try:
-                # wakes the thread blocked in recv(): it reads end-of-file and fails
-                sock.shutdown(socket.SHUT_RDWR)
-            except Exception:  # noqa: BLE001 - whatever a socket raises, the watchdog thread must go on
-                pass
-
-
-class _Watchdog:
-    """One thread for all attempts: it sleeps until the earliest deadline."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._watches: set[Watch] = set()
-        self._running = False
-        self._wakes = 0.0  # when the running thread wakes next, by itself
-
-    def add(self, watch: Watch) -> None:
-        with self._cond:
-            self._watches.add(watch)
-            if not self._running:
-                self._running = True
-                threading.Thread(target=self._loop, name="kit-deadlines", daemon=True).start()
-            elif watch.deadline < self._wakes:
-                # Only then: a later deadline is seen when the thread wakes anyway, and waking
-                # it costs a thread switch and the GIL (once per request, as it was). Woken only
-                # when the first watch came, it slept past a shorter deadline added after a longer
-                # one: a 1 s attempt beside a pending 6 s one was cut after 5.25 s.
-                self._cond.notify()
-
-    def discard(self, watch: Watch) -> None:
-        with self._cond:
-            self._watches.discard(watch)
-
-    def _loop(self) -> None:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                for watch in [w for w in self._watches if w.deadline <= now]:
-                    self._watches.discard(watch)
-                    watch.fire()
-                if self._watches:
-                    self._wakes = min(w.deadline for w in self._watches)
-                    self._cond.wait(self._wakes - now)
-                    continue
-                self._wakes = now + IDLE_SECONDS
-                if not self._cond.wait(IDLE_SECONDS) and not self._watches:
-                    self._running = False
-                    return
-
-
-_WATCHDOG = _Watchdog()
-_current = threading.local()
-
-
-def in_attempt() -> bool:
-    """Whether this thread is inside an attempt (e.g. sending one of its redirect hops)."""
-    return getattr(_current, "watch", None) is not None
-
-
-@contextmanager
-def deadline(seconds: float) -> Iterator[Watch]:
-    """Runs the block's request under a deadline of ``seconds`` from now.
-
-    Inside another attempt (a redirect hop) the attempt's own deadline goes on: a chain of
-    redirects gets no more time than one response.
-    """
-    outer = getattr(_current, "watch", None)
-    if outer is not None:
-        yield outer
-        return
-    watch = Watch(time.monotonic() + seconds)
-    _current.watch = watch
-    _WATCHDOG.add(watch)
-    try:
-        yield watch
-    finally:
-        _WATCHDOG.discard(watch)
-        _current.watch = None
-        watch.release()
-
-
-def _watch(sock: socket.socket | None) -> None:
-    watch = getattr(_current, "watch", None)
-    if watch is not None and sock is not None:
-        watch.use(sock)
-
-
 class _Watched:
     """Tells the current ``Watch`` its connection: as soon as the TCP socket exists (before a
     proxy's CONNECT answer and the TLS handshakes, which only the connect timeout bounded, per
@@ -259,11 +126,11 @@ class _Watched:
 
     def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()  # type: ignore[misc]  # urllib3's own step, not its public API
-        _watch(sock)
+        watch_socket(sock)
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch(self.sock)  # type: ignore[attr-defined]  # a connection reused by a new attempt
+        watch_socket(self.sock)  # type: ignore[attr-defined]  # a connection reused by a new attempt
         super().request(*args, **kwargs)  # type: ignore[misc]
 
 
