@@ -6,6 +6,7 @@ the test's temp folder, and dlt's pipeline folders sit beside them.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,12 @@ def loaded(api, config) -> Path:
     """The demo API loaded into ``analytics.duckdb`` in the test's folder."""
     ak.load(config, progress=False)
     return Path("analytics.duckdb").resolve()
+
+
+@pytest.fixture
+def interruptible():
+    """SIGINT raises KeyboardInterrupt, as in a Jupyter kernel running a cell: a process started in
+    the background by a shell inherits SIGINT ignored, and ``_thread.interrupt_main`` then does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -93,14 +93,6 @@ def interrupt() -> None:
     raise RuntimeError("the job ran on past the interrupt (injected)")
 
 
-@pytest.fixture
-def interruptible():
-    """SIGINT raises KeyboardInterrupt, as in a notebook's kernel (a shell's background job starts with it ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def with_disposition(disposition: Any) -> Callable[[dict], dict]:
     def make(config: dict) -> dict:
         config = copy.deepcopy(config)

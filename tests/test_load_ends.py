@@ -12,7 +12,7 @@ import pytest
 import analytics_kit as ak
 import analytics_kit.run.load as run_load
 from tests.helpers import loaded, served
-from tests.test_kept_aside import column_types, interruptible, retyped  # noqa: F401 - a fixture
+from tests.test_kept_aside import column_types, retyped
 
 DONE = run_load.full_refresh_done
 

@@ -43,15 +43,6 @@ def shell(capsys):
     InteractiveShell.clear_instance()
 
 
-@pytest.fixture
-def interruptible():
-    """SIGINT raises KeyboardInterrupt, as in a Jupyter kernel running a cell: a process started in
-    the background by a shell inherits SIGINT ignored, and ``_thread.interrupt_main`` then does nothing."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def test_a_query_error_shows_as_its_message_and_tb_gives_the_whole_traceback(shell, loaded):
     shell("import analytics_kit as ak")
     shown = shell("ak.query('SELECT evnt_type FROM analytics.events')")
