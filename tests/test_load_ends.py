@@ -11,6 +11,7 @@ import pytest
 
 import analytics_kit as ak
 import analytics_kit.run.load as run_load
+import analytics_kit.run.steps as run_steps
 from tests.helpers import loaded, served
 from tests.test_kept_aside import column_types, retyped
 
@@ -18,6 +19,11 @@ DONE = run_load.full_refresh_done
 
 
 def _interrupt(*args: Any, **kwargs: Any) -> Any:
+    raise KeyboardInterrupt
+
+
+def _waits_then_interrupted(*args: Any, on_wait: Any = None, **kwargs: Any) -> Any:
+    on_wait("the file is held by another process; waiting up to 10 s")
     raise KeyboardInterrupt
 
 
@@ -36,14 +42,15 @@ def test_an_interrupt_in_the_kits_own_steps_before_the_commit_is_the_loads_error
     ak.load(config, progress=False)
     api.advance()
     before = loaded(api)
-    original = getattr(run_load, where)
-    monkeypatch.setattr(run_load, where, _interrupt)
+    module = run_steps if where == "open_for_writing" else run_load
+    original = getattr(module, where)
+    monkeypatch.setattr(module, where, _waits_then_interrupted if step.startswith("the wait") else _interrupt)
     with pytest.raises(ak.LoadError) as caught:
         ak.load(config, progress=False)
     assert str(caught.value).startswith(f"The load was interrupted during {step} "), caught.value
     assert caught.value.context["interrupted"] and "nothing from this run was committed" in str(caught.value)
     assert loaded(api) == before and len(ak.history()) == 1
-    monkeypatch.setattr(run_load, where, original)
+    monkeypatch.setattr(module, where, original)
     ak.load(config, progress=False)
     assert loaded(api) == served(api)
 
@@ -84,12 +91,14 @@ def test_a_rebuild_whose_mark_cannot_be_removed_reports_the_committed_load_with_
     assert ak.load(retyped(config), progress=False).mode == "incremental"
 
 
-def test_a_failure_after_the_commit_says_the_load_is_committed(api, config, monkeypatch):
+def test_a_failure_after_the_commit_says_the_load_is_committed(api, config, monkeypatch, capsys):
     ak.load(config, progress=False)
     api.advance()
     monkeypatch.setattr(run_load, "future_cursors", _disk_full)
     with pytest.raises(ak.LoadError) as caught:
-        ak.load(config, progress=False)
+        ak.load(config)
+    shown = capsys.readouterr()
+    assert "the load is committed, but did not finish" in shown.err + shown.out and "load failed" not in shown.err
     text = str(caught.value)
     assert text.startswith("The load is committed") and "nothing from this run was committed" not in text, text
     assert "No space left on device" in text and api.api_key not in text

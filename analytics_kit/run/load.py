@@ -6,9 +6,8 @@ import functools
 import logging
 import math
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from dlt import Pipeline
 
@@ -19,13 +18,14 @@ from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, is_append, merges_by_key, stale_columns, table_of
 from analytics_kit.fetch.source import _build, appended_roots, linked_roots, unproven
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.interrupts import interrupts_kept, is_interrupt, note_if_interrupt, raise_if_dropped
+from analytics_kit.interrupts import interrupts_kept, is_interrupt, note_if_interrupt
 from analytics_kit.redact import Redactor, redacted_logging
 from analytics_kit.run.collector import fewer_collections
 from analytics_kit.run.failures import explain, find_cause, starting, tidying_failed
 from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport, row_counts
+from analytics_kit.run.steps import holding, timed, waiting
 from analytics_kit.seam import (complete_row_columns, cursor_convert, delete_flagged, drop_extracted,
                                 memoise_secret_hints, memoise_typeddict_hints, merge_into_emptied, mute_dedup_notice,
                                 read_schemas_only_when_changed, replace_from_files, reset_resource_states)
@@ -35,9 +35,6 @@ from analytics_kit.store.database import (
     LOCK_WAIT_SECONDS,
     check_room,
     ensure_database,
-    instance_settings,
-    open_for_writing,
-    restore_settings,
 )
 from analytics_kit.store.kept_aside import kept_aside
 from analytics_kit.store.load_log import record
@@ -130,10 +127,11 @@ def load(
     # pandas, if nothing imported it yet, comes after the load's peak memory (see run/lean)
     with redacted_logging(redactor), mute_dedup_notice(), pandas_after_load(), interrupts_kept():
         try:
-            stats.step = "the wait for another load of this database"
-            with load_lock(target.pipelines_dir, lock_timeout, target.label, on_wait=logger.warning):
+            stats.step = "setup"
+            with load_lock(target.pipelines_dir, lock_timeout, target.label,
+                           on_wait=waiting(stats, "the wait for another load of this database")):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
-        except BaseException as error:  # noqa: BLE001 - every failure, and an interrupt before the commit, is one LoadError
+        except BaseException as error:  # noqa: BLE001 - a failure, or an interrupt before the commit: one LoadError
             if is_interrupt(error) and stats.committed:  # stays one, unwrapped from dlt's (README: "Three limits")
                 raise (error if isinstance(error, KeyboardInterrupt) else KeyboardInterrupt()) from None
             if not isinstance(error, Exception) and not is_interrupt(error):
@@ -185,7 +183,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     try:
         # run()'s steps one by one, so the file is held only while dlt reads or writes
         # it: readers such as the duckdb CLI can open it while the API is fetched.
-        with _timed(steps, "setup", stats), _holding(target, lock_timeout, stats):
+        with timed(steps, "setup", stats), holding(target, lock_timeout, stats):
             start = begin(pipeline, tidy_staging=target.is_file,
                           appends=[table_of(r) for r in source.resources.values() if is_append(r)])
             pipeline = start.pipeline
@@ -213,12 +211,12 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME, as_written):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
-        with _timed(steps, "extract", stats):
+        with timed(steps, "extract", stats):
             source, merged, emptied = _extract(pipeline, source, build, mode, replace,
                                                LOADER_FILE_FORMATS.get(target.destination), stats)
         stats.drops_tables, stats.kept_aside = merged, merged and target.replaces_atomically()
         complete_row_columns(pipeline)
-        with _timed(steps, "normalize", stats):
+        with timed(steps, "normalize", stats):
             normalized = pipeline.normalize()
         # dlt returns None from a step that found nothing to do
         counts = row_counts(normalized.row_counts if normalized else {}, stats, pipeline, emptied)
@@ -228,7 +226,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         # a swap of a table that runs append to is pending until the load completes (see appended_roots)
         stats.swaps_appends = bool(appended_roots(source))
         pending = merged or stats.swaps_appends
-        with _timed(steps, "load", stats), _holding(target, lock_timeout, stats):
+        with timed(steps, "load", stats), holding(target, lock_timeout, stats):
             if pending:
                 mark_full_refresh(pipeline)  # before dlt drops or swaps the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
@@ -252,7 +250,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             if pending or start.full_refresh_pending and mode == "full_refresh":
                 try:
                     full_refresh_done(pipeline)
-                except Exception as error:  # noqa: BLE001 - the load is committed: this only makes the next a full refresh
+                except Exception as error:  # noqa: BLE001 - committed: this only makes the next a full refresh
                     note_if_interrupt(error)
                     stats.warn("the load", f"committed, but its mark of a full refresh under way was not removed "
                                f"({error}); the next load runs a full refresh again")
@@ -351,42 +349,6 @@ def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
     names = set(source.resources)
     return [table["name"] for table in pipeline.default_schema.data_tables()
             if not table.get("parent") and table.get("resource") in names]
-
-
-@contextmanager
-def _timed(steps: dict[str, float], step: str, stats: LoadStats) -> Iterator[None]:
-    """Adds the block's wall time to ``steps[step]`` (see ``LoadReport.steps``)."""
-    stats.step = step
-    raise_if_dropped()
-    began = time.perf_counter()
-    try:
-        yield
-        raise_if_dropped()
-    finally:
-        steps[step] = steps.get(step, 0.0) + time.perf_counter() - began
-
-
-@contextmanager
-def _holding(target: Target, lock_timeout: float, stats: LoadStats) -> Iterator[None]:
-    """Holds the DuckDB file open for a step, waiting for another process's lock first.
-
-    Besides the wait, this saves dlt's repeated opening of the file within the step
-    (see ``open_for_writing``): about 60 ms of a 1,000-row incremental load.
-    """
-    if not target.is_file:
-        yield
-        return
-    step, stats.step = stats.step, "the wait for the DuckDB file"
-    connection = open_for_writing(target.database, lock_timeout, on_wait=logger.warning)
-    stats.step = step
-    before = instance_settings(connection)  # a connection of the user's shares them (see there)
-    try:
-        yield
-    finally:
-        try:
-            restore_settings(connection, before)
-        finally:
-            connection.close()
 
 
 def _check_room(pipeline: Pipeline, database: Path) -> None:

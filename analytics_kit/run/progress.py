@@ -122,7 +122,9 @@ class Progress:
         if report is None:
             rows = [(r, self.stats.rows.get(r, 0), self.stats.requests.get(r, 0), "")
                     for r in self._resources()]
-            caption = "<b>Load failed</b>: how far it got (the error below says what to do)"
+            caption = ("<b>Load committed</b>, but it did not finish tidying up (the error below says what)"
+                       if self.stats.committed else
+                       "<b>Load failed</b>: how far it got (the error below says what to do)")
         else:
             rows = [(t, report.rows.get(t, 0), report.requests.get(t), report.not_loaded(t) or "")
                     for t in report.table_names()]
@@ -154,7 +156,8 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
     fewer rows were loaded than fetched; how far it got when there is no report."""
     if report is None:
         lines = [f"{r}: {stats.rows[r]:,} rows fetched, {plural(stats.pages.get(r, 0), 'page')}" for r in stats.rows]
-        return lines + ["the load failed: the error says what to do"]
+        return lines + ["the load is committed, but did not finish tidying up: the error says what" if stats.committed
+                        else "the load failed: the error says what to do"]
     lines = []
     for table in report.table_names():
         rows, fetched, why = report.rows.get(table, 0), report.fetched.get(table), report.not_loaded(table)
