@@ -44,9 +44,11 @@ def interrupts_kept() -> Iterator[None]:
     try:
         yield
     finally:
-        _dropped = False
+        dropped, _dropped = _dropped, False
         if sys.unraisablehook is note:
             sys.unraisablehook = previous
+    if dropped:  # after the block's last step (helper-100: a weakref finalizer as the collector setting ended)
+        raise KeyboardInterrupt
 
 
 def raise_if_dropped() -> None:

@@ -224,3 +224,111 @@ def test_a_ctrl_c_while_a_worker_waits_on_a_stalled_page_ends_the_load_at_once(a
     assert str(caught.value).startswith("The load was interrupted during extract"), caught.value
     assert took < 4, took
     assert "retrying" not in str(caught.value)
+
+
+def test_a_second_ctrl_c_while_the_kit_asks_whether_the_load_committed_does_not_hide_the_commit(
+        api, config, monkeypatch):
+    """After a failure in dlt's load step the kit asks _dlt_loads whether the load committed; a second
+    Ctrl-C there made the answer "no", and the message said nothing was committed (helper-100)."""
+    from dlt.common.storages.load_storage import LoadStorage
+    from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
+
+    ak.load(config, progress=False)
+    api.advance()
+    moved, execute, asked = LoadStorage.complete_load_package, DuckDbSqlClient.execute_sql, []
+
+    def interrupted_after_moving(self: Any, load_id: str, aborted: bool) -> None:
+        moved(self, load_id, aborted)
+        raise KeyboardInterrupt
+
+    def interrupted_once_when_asked(self: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if "WHERE load_id = " in sql and "status = 0" in sql and not asked:
+            asked.append(sql)
+            raise KeyboardInterrupt
+        return execute(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(LoadStorage, "complete_load_package", interrupted_after_moving)
+    monkeypatch.setattr(DuckDbSqlClient, "execute_sql", interrupted_once_when_asked)
+    with pytest.raises(KeyboardInterrupt):
+        ak.load(config, progress=False)
+    assert asked and len(ak.history()) == 2 and loaded(api) == served(api)
+
+
+def test_a_second_ctrl_c_in_dlts_load_step_still_says_the_load_was_not_recorded(api, config, monkeypatch):
+    """The second interrupt took the place of dlt's error, which named the step: the message said nothing
+    was committed, where a table's job may have (helper-100)."""
+    from dlt.destinations.job_client_impl import SqlJobClientBase
+
+    ak.load(config, progress=False)
+    api.advance()
+    monkeypatch.setattr(SqlJobClientBase, "complete_load", _interrupt)
+    monkeypatch.setattr(run_load, "forget", _interrupt)  # the second, as the kit clears the pipeline folder
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    assert "before dlt recorded it complete" in str(caught.value), caught.value
+    assert len(ak.history()) == 1
+
+
+def test_a_ctrl_c_as_the_load_sets_pandas_aside_is_the_loads_error(api, config, monkeypatch):
+    """pandas' probe (run/lean) ran outside the load's handling: a Ctrl-C there, early in a process's first
+    load, was a bare KeyboardInterrupt (helper-100)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def interrupted_probe():  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(run_load, "pandas_after_load", interrupted_probe)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    assert str(caught.value).startswith("The load was interrupted during its start"), caught.value
+
+
+def test_an_interrupt_after_a_wait_for_the_lock_ended_names_the_step_it_was_in(api, config, monkeypatch):
+    """The wait was over, but the message still named it (helper-100)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def waited(*args: Any, on_wait: Any = None, **kwargs: Any):  # type: ignore[no-untyped-def]
+        on_wait("another load is running; waiting up to 10 s for it")
+        yield
+
+    monkeypatch.setattr(run_load, "load_lock", waited)
+    monkeypatch.setattr(run_load, "open_pipeline", _interrupt)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    assert str(caught.value).startswith("The load was interrupted during setup "), caught.value
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # pytest's report of the drop
+def test_a_ctrl_c_a_finalizer_drops_as_the_load_ends_is_raised(api, config, monkeypatch, interruptible):
+    """A KeyboardInterrupt a finalizer drops while the load tidies up after its commit is raised, as the
+    README's interrupt after the commit (helper-100 saw one lost as the load's collector setting ended)."""
+    import gc
+    import _thread
+
+    dropped: list[bool] = []
+
+    class DropsAnInterrupt:
+        def __del__(self) -> None:
+            try:
+                _thread.interrupt_main()
+                for _ in range(100_000):
+                    pass
+            except KeyboardInterrupt:
+                dropped.append(True)
+                raise  # CPython drops it: "Exception ignored in ..."
+
+    def drops_then(pipeline: Any) -> None:
+        DONE(pipeline)
+        garbage = DropsAnInterrupt()
+        garbage.cycle = garbage
+        del garbage
+        gc.collect()
+
+    ak.load(config, progress=False)
+    monkeypatch.setattr(run_load, "full_refresh_done", drops_then)
+    with pytest.raises(KeyboardInterrupt):
+        ak.load(retyped(config), "full_refresh", progress=False)
+    assert dropped and len(ak.history()) == 2 and column_types()["value"] == "VARCHAR"

@@ -81,6 +81,7 @@ class LoadStats:
         self.step: str | None = None
         # dlt's load step returned: the tables and the load's record are in; what fails after is tidying
         self.committed = False
+        self.in_dlts_load = False  # pipeline.load() began: a table's job may have committed on its own
 
     def request(self, resource: str, request: str) -> None:
         with self._lock:

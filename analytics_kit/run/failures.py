@@ -82,7 +82,8 @@ def starting() -> Iterator[None]:
 def _aftermath(stats: LoadStats, step: str | None) -> str:
     """What a failure left behind, for the guidance."""
     if stats.mode == "full_refresh" and stats.drops_tables and step in (None, "load"):
-        return (("The old tables were kept aside and are put back" if stats.kept_aside else
+        return (("The old tables were kept aside and are put back (by the next load, if that was interrupted too)"
+                 if stats.kept_aside else
                  "This full refresh may have dropped the tables already") +
                 "; the next load, whatever its mode, runs it again and reloads everything.")
     if stats.mode == "full_refresh" and stats.swaps_appends and step in (None, "load"):
@@ -138,7 +139,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return own.redacted(redactor)
 
     if is_interrupt(error):
-        return interrupted(getattr(error, "step", None) or stats.step, stats, getattr(error, "step", None) == "load")
+        return interrupted(getattr(error, "step", None) or stats.step, stats, stats.in_dlts_load)
 
     refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:

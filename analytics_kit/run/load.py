@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
@@ -62,6 +63,7 @@ LOAD_WORKERS = {"duckdb": 2}
 
 
 @secret_safe
+@interrupts_kept()  # from the start: a Ctrl-C a finalizer drops while the config is checked counts too
 @fewer_collections()
 def load(
     config: Mapping[str, Any],
@@ -125,7 +127,10 @@ def load(
     failure: KitError | None = None
     report: LoadReport | None = None
     # pandas, if nothing imported it yet, comes after the load's peak memory (see run/lean)
-    with redacted_logging(redactor), mute_dedup_notice(), pandas_after_load(), interrupts_kept():
+    with ExitStack() as stack:
+        with starting():  # pandas' probe (see run/lean) is the load's start too (helper-100)
+            for context in (redacted_logging(redactor), mute_dedup_notice(), pandas_after_load()):
+                stack.enter_context(context)
         try:
             stats.step = "setup"
             with load_lock(target.pipelines_dir, lock_timeout, target.label,
@@ -176,7 +181,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     """
     if target.is_file:
         ensure_database(target.database)
-    started = time.perf_counter()
+    started, stats.step = time.perf_counter(), "setup"  # not a wait for the lock, which has ended
     steps: dict[str, float] = {}
     pipeline = open_pipeline(target)
     stats.mode, load_id = mode, None
@@ -240,6 +245,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                 with (kept_aside(pipeline, stats.kept_aside, target.destination == "postgres"),
                       merge_into_emptied(emptied), replace_from_files(packages if target.is_file else ()),
                       delete_flagged(linked_roots(source))):
+                    stats.in_dlts_load = True
                     info = pipeline.load(workers=LOAD_WORKERS.get(target.destination, 20))
                     stats.committed = True
             finally:

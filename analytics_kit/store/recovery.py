@@ -20,7 +20,7 @@ from dlt import Pipeline
 from analytics_kit import seam
 from analytics_kit.seam import nested_tables
 from analytics_kit.store.kept_aside import KEPT_TABLE, bookkeeping, settle
-from analytics_kit.interrupts import note_if_interrupt
+from analytics_kit.interrupts import is_interrupt, note_if_interrupt
 from analytics_kit.store.load_log import drop_uncommitted
 from analytics_kit.store.sql import tables_of
 
@@ -124,7 +124,8 @@ def _is_committed_or_false(pipeline: Pipeline, client: Any, tables: set[tuple[st
     try:
         return _is_committed(pipeline, client, tables)
     except Exception as error:  # noqa: BLE001 - an unreadable local schema: restore it
-        note_if_interrupt(error)
+        if is_interrupt(error):
+            raise
         logger.warning("The local pipeline state could not be read (%s: %s); it is restored from the database.",
                        type(error).__name__, str(error)[:200])
         return False
@@ -160,12 +161,15 @@ def committed(pipeline: Pipeline, load_id: str | None) -> bool:
     package's files, on the same disk), and a failure or an interrupt there leaves the load committed."""
     if load_id is None or not pipeline.default_schema_name:
         return False
-    try:
-        with pipeline.sql_client() as client:
-            loads = client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
-            return bool(client.execute_sql(f"SELECT 1 FROM {loads} WHERE load_id = %s AND status = 0", load_id))
-    except Exception:  # noqa: BLE001 - unreadable (a full disk, a lock): taken as not committed, as before the check
-        return False
+    for _ in range(3):  # a second Ctrl-C, landing in here, asks again: the first one is being handled already
+        try:
+            with pipeline.sql_client() as client:
+                loads = client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
+                return bool(client.execute_sql(f"SELECT 1 FROM {loads} WHERE load_id = %s AND status = 0", load_id))
+        except BaseException as error:  # noqa: BLE001 - unreadable (a full disk, a lock): taken as not committed
+            if not is_interrupt(error):
+                return False
+    return False
 
 
 def forget(pipeline: Pipeline) -> None:

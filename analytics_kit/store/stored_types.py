@@ -17,7 +17,7 @@ from typing import Any, Callable
 from analytics_kit import seam
 from analytics_kit.config.decimals import exact_shape, wei_shape
 from analytics_kit.fetch.replace import table_of
-from analytics_kit.interrupts import note_if_interrupt
+from analytics_kit.interrupts import is_interrupt
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def _align(pipeline: Any, known: list[str], destination: str | None) -> None:
     try:
         stored_tables = seam.storage_columns(pipeline, known)
     except Exception as error:  # noqa: BLE001 - any destination's error: the load itself will meet it, or not
-        note_if_interrupt(error)
+        if is_interrupt(error):
+            raise
         logger.warning("The tables' column types could not be read (%s: %s); declared types are judged as dlt's "
                        "schema has them.", type(error).__name__, str(error)[:200])
         return
