@@ -35,7 +35,9 @@ def interrupts_kept() -> Iterator[None]:
 
     def note(unraisable: Any) -> None:
         global _dropped
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        # only the main thread's: another thread's own KeyboardInterrupt is not the user's Ctrl-C (helper-101)
+        main = threading.current_thread() is threading.main_thread()
+        if main and isinstance(unraisable.exc_value, KeyboardInterrupt):
             _dropped = True
         previous(unraisable)
 

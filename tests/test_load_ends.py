@@ -332,3 +332,40 @@ def test_a_ctrl_c_a_finalizer_drops_as_the_load_ends_is_raised(api, config, monk
     with pytest.raises(KeyboardInterrupt):
         ak.load(retyped(config), "full_refresh", progress=False)
     assert dropped and len(ak.history()) == 2 and column_types()["value"] == "VARCHAR"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # pytest's report of the drop
+def test_a_thread_of_the_users_dropping_its_own_keyboardinterrupt_does_not_stop_the_load(api, config):
+    """Only the main thread's dropped interrupt is the user's Ctrl-C: a background thread's finalizer
+    dropping one of its own made the load fail as interrupted (helper-101)."""
+    import gc
+    import threading
+
+    class DropsItsOwn:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt  # dropped: "Exception ignored in ..."
+
+    def drop() -> None:
+        garbage = DropsItsOwn()
+        garbage.cycle = garbage
+        del garbage
+        gc.collect()
+
+    started = threading.Event()
+
+    def during_the_load(*args: Any, **kwargs: Any) -> Any:
+        thread = threading.Thread(target=drop)
+        thread.start()
+        thread.join()
+        started.set()
+        return SETTLE(*args, **kwargs)
+
+    run_load.settle_cursors = during_the_load
+    try:
+        report = ak.load(config, progress=False)
+    finally:
+        run_load.settle_cursors = SETTLE
+    assert started.is_set() and report.rows["events"] == len(served(api))
+
+
+SETTLE = run_load.settle_cursors

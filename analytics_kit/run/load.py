@@ -179,9 +179,9 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     otherwise it is extracted again as dlt's merge, each table emptied in the merge's own
     transaction, or (see ``_extract``) a merge into tables dlt drops first.
     """
+    started, stats.step = time.perf_counter(), "setup"  # not a wait for the lock, which has ended
     if target.is_file:
         ensure_database(target.database)
-    started, stats.step = time.perf_counter(), "setup"  # not a wait for the lock, which has ended
     steps: dict[str, float] = {}
     pipeline = open_pipeline(target)
     stats.mode, load_id = mode, None

@@ -166,9 +166,11 @@ def committed(pipeline: Pipeline, load_id: str | None) -> bool:
             with pipeline.sql_client() as client:
                 loads = client.make_qualified_table_name(pipeline.default_schema.loads_table_name)
                 return bool(client.execute_sql(f"SELECT 1 FROM {loads} WHERE load_id = %s AND status = 0", load_id))
-        except BaseException as error:  # noqa: BLE001 - unreadable (a full disk, a lock): taken as not committed
+        except Exception as error:  # noqa: BLE001 - unreadable (a full disk, a lock): taken as not committed
             if not is_interrupt(error):
                 return False
+        except KeyboardInterrupt:
+            pass
     return False
 
 
