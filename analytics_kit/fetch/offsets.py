@@ -37,11 +37,11 @@ from requests import Session
 from analytics_kit import seam
 from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch.coercion import shown
+from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import as_json, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
-from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.transport import request_text
 
 if TYPE_CHECKING:

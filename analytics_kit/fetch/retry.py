@@ -33,10 +33,10 @@ from analytics_kit.fetch.cut_answers import (
     cut_short,
     raised_in_answer,
 )
+from analytics_kit.fetch.deadlines import PassEnded, deadline, in_attempt
 from analytics_kit.fetch.header_fields import most_lines
 from analytics_kit.fetch.shared_cookies import current_cookies
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
-from analytics_kit.fetch.deadlines import PassEnded, deadline, in_attempt
 from analytics_kit.fetch.transport import (
     DEFAULT_TIMEOUT,
     KitSession,

@@ -45,12 +45,12 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
-def interrupted(step: str | None, stats: LoadStats, in_dlts_load: bool = False) -> LoadError:
+def interrupted(step: str | None, stats: LoadStats) -> LoadError:
     """The error of a load interrupted (during ``step``, where known); in dlt's load step a table's job may
     have committed (each table whole, old or new: the guidance says which), the load not."""
     return LoadError(
         f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop button)" +
-        (" before dlt recorded it complete." if in_dlts_load else "; nothing from this run was committed."),
+        (" before dlt recorded it complete." if stats.in_dlts_load else "; nothing from this run was committed."),
         guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}", interrupted=True)
 
 
@@ -139,7 +139,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return own.redacted(redactor)
 
     if is_interrupt(error):
-        return interrupted(getattr(error, "step", None) or stats.step, stats, stats.in_dlts_load)
+        return interrupted(getattr(error, "step", None) or stats.step, stats)
 
     refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:

@@ -262,7 +262,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                                f"({error}); the next load runs a full refresh again")
     except BaseException:
         try:
-            stats.committed = stats.committed or stats.step == "load" and committed(pipeline, load_id)
+            stats.committed = stats.committed or stats.in_dlts_load and committed(pipeline, load_id)
         finally:
             forget(pipeline)  # the next run starts from what the destination committed
         raise

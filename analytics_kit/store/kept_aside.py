@@ -39,6 +39,8 @@ KEPT_TABLE = "_analytics_kit_kept"
 PREFIX = "_analytics_kit_kept_"
 # The record's table_name for the copy of the schema's rows of _dlt_version: this, then the schema's name.
 VERSIONS = "_dlt_version of "
+
+
 def stopped_tables(there: set[str], qualified: Callable[[str], str], rows: Callable[[str], Any]) -> list[tuple]:
     """(table, load id) of each table a killed rebuild left, for the readers (the file's and a warehouse's):
     ``there`` holds which of ``KEPT_TABLE`` and ``_dlt_loads`` the dataset has, ``rows`` runs a query. Those

@@ -18,9 +18,9 @@ from typing import Any, Collection
 from dlt import Pipeline
 
 from analytics_kit import seam
+from analytics_kit.interrupts import is_interrupt, note_if_interrupt
 from analytics_kit.seam import nested_tables
 from analytics_kit.store.kept_aside import KEPT_TABLE, bookkeeping, settle
-from analytics_kit.interrupts import is_interrupt, note_if_interrupt
 from analytics_kit.store.load_log import drop_uncommitted
 from analytics_kit.store.sql import tables_of
 
