@@ -319,6 +319,44 @@ def test_total_an_empty_page_before_the_total_is_asked_again(api, watch):
     assert table()[450][1] != -4.5  # nothing from the failed run
 
 
+@pytest.mark.parametrize("said", [0, 200, 150])  # none at all, its own offset, below its offset
+def test_total_an_empty_page_whose_own_total_fell_is_asked_again_too(api, watch, said):
+    """An API failing with an empty 200 whose total says the listing ends there: the pages before said 500.
+    A full refresh committed the 200 records before it, and the stored cursor went back (helper-102)."""
+    watch.succeeds(config_for(api))
+    before = table()
+    for id_ in range(1, 301):  # the incremental listing's too has a page at offset 200
+        api.update_record(id_, value=-4.5)
+    api.transform = lambda body, offset: {**body, "data": [], "total": said} if offset == 200 else body
+    for mode in ("full_refresh", "incremental"):
+        error = watch.fails(config_for(api), mode=mode)
+        assert "returned no records on GET" in str(error) and "offset=200&" in str(error), str(error)
+        assert table() == before  # nothing lost, nothing from the failed run
+    glitches = {200: 1}  # once only: asked again, the page has its records
+
+    def glitch(body: dict, offset: int) -> dict:
+        if glitches.get(offset):
+            glitches[offset] -= 1
+            return {**body, "data": [], "total": said}
+        return body
+
+    api.transform = glitch
+    watch.succeeds(config_for(api), mode="full_refresh")
+    assert table() == served(api)
+
+
+def test_total_that_fell_the_same_way_in_two_passes_is_not_called_repeated_keys(api, watch):
+    """Every page from 200 on empty, saying total=0: the listing ends there in both passes, and no key came
+    twice; the warning said "returned 0 key(s) more than once" (helper-102)."""
+    api.transform = lambda body, offset: {**body, "data": [], "total": 0} if offset >= 200 else body
+    report = watch.succeeds(config_for(api, incremental=False))
+    said = "\n".join(report.warnings)
+    assert "more than once" not in said, said
+    assert "the API said total=500 but returned no records after offset 200" in said, said
+    assert "fell from 500 to 0 the same way in two passes" in said, said
+    assert len(table()) == 200
+
+
 def test_total_an_api_answering_past_its_end_with_its_last_page_ends_there(api, watch):
     last_page = [r for r in api.records() if r["id"] > 400]
     api.transform = lambda body, offset: {**body, "data": copy.deepcopy(last_page)} if offset >= 500 else body

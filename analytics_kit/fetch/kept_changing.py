@@ -1,4 +1,4 @@
-"""The error for a listing that changed in every pass the kit made over it, and what to do about it."""
+"""What the kit says of a listing that changed in every pass it made over it, or the same way in two."""
 
 from __future__ import annotations
 
@@ -44,3 +44,17 @@ def kept_changing(resource: str, passes: list[Tally], moved: list[bool | None], 
         f"Resource '{resource}': the API's data kept changing while it was paged, {len(passes)} passes in a row, so "
         "some records may have been skipped; nothing from this run was committed.",
         guidance="Run the load again when the API is quieter. " + advice, resource=resource)
+
+
+def same_twice(missing: int, shrank: tuple[int, int] | None, distinct: int) -> str:
+    """The warning for a listing two passes saw the same way, though it looked short of records (``missing``)
+    or shrinking (``shrank``): a pass is never made again for that."""
+    if missing:
+        return (f"the listing returned {missing:,} key(s) more than once, the same way in two passes: loaded one row "
+                "per key, as for a listing that repeats keys (a change feed's versions). If the API does not repeat "
+                "records, a page served stale (from a cache) hid records this run did not load; a later full refresh "
+                "loads them")
+    # no key came twice: the fall, not repeats, had the listing paged again (it said "0 key(s)": helper-102)
+    fell, to = shrank or (0, 0)
+    return (f"the API's total fell from {fell:,} to {to:,} the same way in two passes, so no record was purged "
+            f"meanwhile and the total is no count of the listing: loaded the {distinct:,} record(s) it returned")

@@ -257,15 +257,19 @@ class OffsetPass:
             while True:
                 if page.ignored:
                     return
+                promised = self.total  # what the pages before this one said the listing holds
                 self._see_total(page)
-                if not page and short is None and self.total is not None and page.offset < self.total + p.base_index:
-                    # an empty page before the total: the end, or a glitch with records after it?
+                expected = max((t for t in (promised, self.total) if t is not None), default=None)
+                if not page and short is None and expected is not None and page.offset < expected + p.base_index:
+                    # an empty page before the total: the end, or a glitch with records after it? Its own total
+                    # is not trusted to say: an API failing with an empty 200 said total=0 there, and the pass
+                    # ended with a fifth of the listing (helper-102)
                     again = self._before_total(page, pending, step)
                     if again is not None:
                         page = again
                         continue
                 if not page:
-                    self._empty(page, short)
+                    self._empty(page, short, expected)
                     return
                 if short is not None:
                     self._page_cap(short, page)
@@ -366,13 +370,14 @@ class OffsetPass:
                 "gap there.", resource=self.owner.resource)
         return None
 
-    def _empty(self, page: Page, short: Page | None) -> None:
-        """The listing ended at ``page``; says so if the total disagreed."""
+    def _empty(self, page: Page, short: Page | None, expected: int | None) -> None:
+        """The listing ended at ``page``; says so if the total disagreed (``expected``: the highest of the
+        closing page's total and the one before it)."""
         end = short.offset + len(short) if short is not None else page.offset
         if self.total is None:
             return
-        if end < self.total + self.paginator.base_index:
-            self.owner.warn(f"the API said total={self.total} but returned no records after offset {end} "
+        if expected is not None and end < expected + self.paginator.base_index:
+            self.owner.warn(f"the API said total={expected} but returned no records after offset {end} "
                             f"({page.request}); loaded the {end:,} it returned")
         elif end == self.total + self.paginator.base_index:
             self.consistent_total = self.total

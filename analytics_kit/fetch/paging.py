@@ -37,7 +37,7 @@ from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.kept_changing import kept_changing
+from analytics_kit.fetch.kept_changing import kept_changing, same_twice
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import PageRequests, bad_value, check_cursor_kind, check_keys, unhashable_key
@@ -263,10 +263,7 @@ class KitPaginate:
                 # Two passes saw the same keys in the same order: the listing holds a key more than once (a
                 # change feed's versions), it did not shift; dlt's merge keeps one. Said in the report: a page
                 # an API served stale from a cache looks the same, and hid the records it was to hold.
-                self.warn(f"the listing returned {missing:,} key(s) more than once, the same way in two passes: "
-                          "loaded one row per key, as for a listing that repeats keys (a change feed's versions). "
-                          "If the API does not repeat records, a page served stale (from a cache) hid records "
-                          "this run did not load; a later full refresh loads them")
+                self.warn(same_twice(missing, shrank, tally.distinct()))
                 return
             seen.add(signature)
             if attempt < MAX_PASSES and shrank:
