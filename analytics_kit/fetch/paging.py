@@ -335,6 +335,7 @@ class KitPaginate:
                 repeats = 0
             previous = keys
             self.requests.saw(page, request)
+            self.stats.arrive(self.resource, len(page))
             yield page, request
 
     def _listing(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,

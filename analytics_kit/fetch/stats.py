@@ -39,6 +39,9 @@ class LoadStats:
         self.requests: dict[str, int] = defaultdict(int)
         self.pages: dict[str, int] = defaultdict(int)
         self.rows: dict[str, int] = defaultdict(int)
+        # Records as the pages arrive, before they are converted in groups and counted in ``rows``: what the
+        # progress display shows while a slow API's first group is still being fetched.
+        self.arrived: dict[str, int] = defaultdict(int)
         # The API's latest usable total per resource, where it sends one (a hint: see offsets).
         self.totals: dict[str, int] = {}
         self.retries: list[RetryEvent] = []
@@ -167,6 +170,10 @@ class LoadStats:
     def waited(self, seconds: float) -> None:
         with self._lock:
             self.page_wait += seconds
+
+    def arrive(self, resource: str, rows: int) -> None:
+        with self._lock:
+            self.arrived[resource] += rows
 
     def page(self, resource: str, rows: int) -> None:
         with self._lock:

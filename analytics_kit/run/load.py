@@ -114,6 +114,7 @@ def load(
             _refuse_unloadable(target.database)
         redactor = Redactor(prepared.secrets + target.secrets())
         stats = LoadStats(redactor)
+        stats.mode = mode  # what the display says from its first tick
         display = Progress(stats, enabled=progress)
         build = functools.partial(_build, prepared, stats=stats, on_page=display.on_page, name=SOURCE_NAME,
                                   concurrency=concurrency, redactor=redactor)
@@ -133,6 +134,7 @@ def load(
                 stack.enter_context(context)
         try:
             stats.step = "setup"
+            display.start()
             with load_lock(target.pipelines_dir, lock_timeout, target.label,
                            on_wait=waiting(stats, "the wait for another load of this database")):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
