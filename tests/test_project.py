@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -96,3 +99,43 @@ def test_constraints_oldest_pin_the_lower_bounds():
             lower = Version(next(s.version for s in SpecifierSet(spec) if s.operator == ">="))
             pinned = Version(pins[name]).release[:len(lower.release)]
             assert pinned == lower.release, f"{name}=={pins[name]} is not the lower bound {lower}"
+
+
+def _block(language: str, after: str) -> str:
+    """The first ```language block of the README after the line ``after``."""
+    rest = README[README.index(after):]
+    return rest.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_python_steps_run_after_make_demo(tmp_path, monkeypatch):
+    """The "In Python" block, as a new user runs it beside the analytics.duckdb ``make demo`` wrote (from
+    another demo API): it loaded 1 row into make demo's tables (helper-104); it runs into its own file."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("API_KEY", "ANALYTICS_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    with ak.demo.serve(events=300, seed=99) as other:
+        monkeypatch.setenv("API_KEY", other.api_key)
+        ak.load(ak.guide_config(other.base_url), progress=False)  # make demo's file, from another API
+    code = _block("python", "## In Python")
+    namespace: dict = {}
+    try:
+        exec(compile(code.replace("ak.demo.serve()", "ak.demo.serve(events=200)"), "README", "exec"), namespace)
+        assert namespace["report"].rows["events"] == 200
+        assert len(ak.query("SELECT * FROM events")) == 200  # quickstart.duckdb: the README's own file
+    finally:
+        if "api" in namespace:
+            namespace["api"].close()
+    assert len(ak.query("SELECT * FROM events", "analytics.duckdb")) == 300  # make demo's, untouched
+
+
+def test_the_readmes_toml_config_loads(api, tmp_path):
+    """The "From the shell" TOML, as written (the key from API_KEY), against the demo API."""
+    toml = _block("toml", "## From the shell").replace("https://api.example.com", api.base_url)
+    (tmp_path / "api.toml").write_text(toml)
+    done = subprocess.run([str(Path(sys.executable).parent / "analytics-kit"), "load", "--quiet", "--config",
+                           "api.toml"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**{k: v for k, v in os.environ.items() if k != "ANALYTICS_DATABASE"},
+                               "API_KEY": api.api_key})
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"events +[\d,]+ rows", done.stdout), done.stdout
+    assert len(ak.query("SELECT * FROM events", tmp_path / "analytics.duckdb")) == len(api.records("events"))

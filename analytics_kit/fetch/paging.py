@@ -35,6 +35,7 @@ from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors, vouched
 from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
+from analytics_kit.fetch.cursor_origin import api_of, check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing, same_twice
@@ -277,13 +278,14 @@ class KitPaginate:
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
 
     def _mark_run_start(self) -> None:
-        """Records, with the cursor, when this run started (see ``cursors``)."""
-        if self.cursor is None:
-            return
-        try:
-            dlt.current.resource_state(self.resource)[cursors.RUN_STARTED] = cursors.render(self.stats.started)
-        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand) there is no state
-            logger.debug("no pipeline state for %s; run start not recorded", self.resource)
+        """Records, with the cursor, when this run started (see ``cursors``) and from which API (``cursor_origin``)."""
+        try:  # outside a pipeline (a source iterated by hand) there is no state
+            state = dlt.current.resource_state(self.resource) if self.cursor is not None else None
+        except Exception:  # noqa: BLE001
+            state = None
+        if state is not None:
+            check_and_record(state, self.resource, api_of(self.client.base_url, self.redactor))
+            state[cursors.RUN_STARTED] = cursors.render(self.stats.started)
 
     def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally, rising: Rising | None = None,
                  newest: Any = None) -> Iterator[tuple[list, str]]:
