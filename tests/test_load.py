@@ -212,8 +212,13 @@ def test_dataset_named_like_the_file_is_refused_before_anything_runs(api, config
 
 
 def test_unknown_mode(config):
-    with pytest.raises(ak.ConfigError, match="unknown mode 'fast'"):
+    with pytest.raises(ak.ConfigError, match="unknown mode 'fast'") as caught:
         ak.load(config, mode="fast")
+    assert "Did you mean" not in caught.value.guidance and 'mode="full_refresh"' in caught.value.guidance
+    for slip in ("full-refresh", "Full Refresh", "incremetal"):  # the command's flag is --full-refresh
+        with pytest.raises(ak.ConfigError) as caught:
+            ak.load(config, mode=slip)
+        assert "Did you mean mode='" in caught.value.guidance, (slip, caught.value.guidance)
 
 
 def test_telemetry_is_off(api, config):

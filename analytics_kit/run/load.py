@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import math
@@ -94,7 +95,10 @@ def load(
     offset pages are fetched at once; 1 fetches them one after another.
     """
     if mode not in MODES:
-        raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}", path="mode")
+        near = difflib.get_close_matches(str(mode).lower().replace("-", "_").replace(" ", "_"), MODES, 1, 0.6)
+        raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}", path="mode",
+                          guidance=(f"Did you mean mode={near[0]!r}? " if near else "") + "Pass mode=\"incremental\" "
+                          "(the default: from the stored cursors on) or mode=\"full_refresh\" (everything again).")
     if concurrency is not None:
         check_concurrency(concurrency, "concurrency")
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or not 0 <= lock_timeout < math.inf:
