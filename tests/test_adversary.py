@@ -1076,6 +1076,33 @@ def test_cursor_of_unix_seconds_from_the_future_is_reported_too(canary, watch):
         assert table()[1][1] == -1.0 and any("starts from" in w for w in second.warnings)
 
 
+
+@pytest.mark.parametrize("switched", ["some", "all"])
+def test_cursor_that_switches_to_unix_seconds_compares_as_instants(api, watch, switched):
+    """A timestamp cursor the API starts sending as Unix seconds, after loads that stored ISO text: the README
+    says the numbers are instants there, and dlt failed "'>' not supported between ... 'str' and 'int'" (a
+    raw IncrementalCursorInvalidCoercion), or a first load asked for initial_value as numbers (helper-102)."""
+    def as_seconds(ids):
+        return lambda body, offset: {**body, "data": [
+            {**r, "updated_at": int(parse_instant(r["updated_at"]).timestamp())} if r["id"] in ids else r
+            for r in body["data"]]}
+
+    if switched == "all":  # from the first load on; initial_value stays ISO text
+        api.transform = as_seconds({r["id"] for r in api.records()})
+        first = watch.succeeds(config_for(api))
+        assert table() == served(api)
+        assert first.cursor_after["events"] == max(parse_instant(r["updated_at"]) for r in api.records()).isoformat()
+    else:
+        watch.succeeds(config_for(api))
+    later = time.time() - 3600
+    for i in (7, 8, 9):
+        api.update_record(i, updated_at=iso(later + i, z=True), value=-float(i))
+    api.transform = as_seconds({7, 8} if switched == "some" else {r["id"] for r in api.records()})
+    second = watch.succeeds(config_for(api))
+    assert second.rows["events"] == 3
+    assert table() == served(api)  # loaded as the instants they stand for
+    assert second.cursor_after["events"] == datetime.fromtimestamp(int(later + 9), timezone.utc).isoformat()
+
 # -- 7. a value whose type changes between pages -----------------------------------------------------
 
 

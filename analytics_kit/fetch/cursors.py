@@ -103,12 +103,14 @@ def _canonical_or_none(value: Any) -> str | None:
     return None if instant is None else render(instant)
 
 
-def canonical_rows(rows: list, field: str, required: bool) -> int | None:
+def canonical_rows(rows: list, field: str, required: bool, epoch_text: bool = False) -> int | None:
     """Rewrites ``row[field]`` of every dict in ``rows`` to the canonical form, in place.
 
     Returns the index of the first row whose value is not a timestamp when ``required``
     (the column is declared a timestamp; numbers are Unix seconds there, as dlt reads
-    them), else None.
+    them), else None. With ``epoch_text`` such numbers are rewritten too, into the canonical
+    text of their instant: beside a cursor that starts from text, dlt could not compare them
+    ("'>' not supported between instances of 'str' and 'int'", helper-102).
     """
     if _all_plain_utc(rows, field):
         return None
@@ -120,6 +122,9 @@ def canonical_rows(rows: list, field: str, required: bool) -> int | None:
         if value is None:
             continue
         new = _canonical_or_none(value)
+        if new is None and epoch_text and is_number(value):
+            at = instant(value, epoch=True)
+            new = None if at is None else render(at)
         if new is not None:
             row[field] = new
         elif required and bad is None and not is_number(value):

@@ -19,9 +19,7 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
     value = next((r.get(field) for r in page if isinstance(r, dict) and r.get(field) is not None), None)
     if value is None:
         return False
-    start = seam.running_cursor(resource, field)
-    if start is None:
-        start = getattr(incremental, "initial_value", None)
+    start = cursor_start(resource, field, incremental)
     if start is not None and cursors.is_number(value) != cursors.is_number(start):
         said = cursors.kind_word
         raise LoadError(
@@ -31,6 +29,12 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
             guidance=f"Write incremental.initial_value as {said(value)}, like the API's values "
             "(e.g. 0 for Unix seconds, or '2025-01-01T00:00:00Z' for timestamps).", resource=resource)
     return True
+
+
+def cursor_start(resource: str, field: str | None, incremental: Any) -> Any:
+    """Where the cursor starts: the stored value, else the incremental's initial_value (None: neither)."""
+    start = seam.running_cursor(resource, field) if field else None
+    return getattr(incremental, "initial_value", None) if start is None else start
 
 
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
@@ -69,6 +73,13 @@ def _key_values(record: Any, primary_key: Any) -> str:
     plain = {"".join(filter(str.isalnum, str(field))).lower(): field for field in record}
     fields = [key if key in record else plain.get("".join(filter(str.isalnum, str(key))).lower()) for key in wanted]
     return "" if None in fields else ", ".join(f"{field}={record[field]!r}" for field in fields)
+
+
+def not_a_timestamp(page: list, at: int, field: str, request: str, resource: str, primary_key: Any) -> LoadError:
+    """The ``LoadError`` for a cursor value in a column declared a timestamp that is none."""
+    return bad_value(BadValue(field, at, "a timestamp", f"has {page[at].get(field)!r}",
+                              f"Declare {field!r} as text if the API sends such values."),
+                     page, [(len(page), request)], resource, primary_key)
 
 
 def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resource: str, primary_key: Any) -> LoadError:

@@ -41,7 +41,8 @@ from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing, same_twice
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
-from analytics_kit.fetch.page_checks import PageRequests, bad_value, check_cursor_kind, check_keys, unhashable_key
+from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
+                                             not_a_timestamp, unhashable_key)
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -293,6 +294,7 @@ class KitPaginate:
         (the listing's newest cursor read before the first pass), the keys of records past it are noted."""
         field, required = self.cursor if self.cursor else (None, False)
         kinds_checked = field is None or self.incremental is None
+        epoch_text = required and isinstance(cursor_start(self.resource, field, self.incremental), str)
         previous: Any = None
         repeats = 0
         for count, (page, request) in enumerate(pages, 1):
@@ -302,14 +304,12 @@ class KitPaginate:
                     "stopping, so that the load cannot run forever. Nothing from this run was committed.",
                     guidance="Check the paginator's settings against the API's documentation; load such a "
                     "listing in parts with params or incremental.end_value.", resource=self.resource)
+            if field is not None and self.rewrite_cursor:  # Unix seconds beside a text start: as text, instants
+                bad = cursors.canonical_rows(page, field, required, epoch_text)
+                if bad is not None:
+                    raise not_a_timestamp(page, bad, field, request, self.resource, self.primary_key)
             if not kinds_checked:
                 kinds_checked = check_cursor_kind(page, field, request, self.resource, self.incremental)
-            if field is not None and self.rewrite_cursor:
-                bad = cursors.canonical_rows(page, field, required)
-                if bad is not None:
-                    raise bad_value(BadValue(field, bad, "a timestamp", f"has {page[bad].get(field)!r}",
-                                             f"Declare {field!r} as text if the API sends such values."),
-                                    page, [(len(page), request)], self.resource, self.primary_key)
             if self.fields is not None:
                 self.fields.check(page, request)
             if rising is not None:
