@@ -130,6 +130,11 @@ class CuttingServer:
                     conn.sendall(interim + b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
                     continue
+                elif how in ("gzip_lie", "deflate_lie"):  # whole, labelled compressed, sent as it is
+                    coding = how.split("_")[0].encode()
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: %s\r\n"
+                                 b"Content-Length: %d\r\n\r\n%s" % (coding, len(body), body))
+                    continue
                 elif how == "many_headers":  # whole, with more header fields than http.client reads
                     fields = b"".join(b"X-H%d: v\r\n" % i for i in range(150))
                     conn.sendall(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -305,3 +310,16 @@ def test_bytes_of_another_protocol_on_the_first_request_say_to_check_the_base_ur
     text = str(caught.value)
     assert "dropped the connection" in text and "could not be reached" not in text, text
     assert "points at the API" in text and KEY not in text, text
+
+
+@pytest.mark.parametrize("how", ["gzip_lie", "deflate_lie"])
+def test_an_answer_labelled_compressed_that_is_not_says_so_not_that_the_connection_closed(server, tmp_path, how):
+    """A body sent as it is under Content-Encoding: gzip failed as "The connection closed in the middle of a
+    response" (helper-102); the connection did not close, and a retry of the same request gets the same."""
+    api = server()
+    api.cut(100, how, times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), database=tmp_path / "a.duckdb", progress=False)
+    text, guidance = str(caught.value), caught.value.guidance
+    assert f"Content-Encoding: {how.split('_')[0]}" in text and "offset=100" in text, text
+    assert "closed" not in text + guidance and "Accept-Encoding" in guidance, (text, guidance)

@@ -27,10 +27,8 @@ from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
 
-KEY_GUIDANCE = (
-    "Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
-    "to a key the API accepts."
-)
+KEY_GUIDANCE = ("Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
+                "to a key the API accepts.")
 # A 401 under other auth types told the user to set API_KEY (helper-53): by the Authorization header's scheme
 CREDENTIAL_GUIDANCE = {
     "basic": ("username and password", "Check the username and password (the auth block's, or CREDENTIALS__USERNAME "
@@ -236,7 +234,15 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             resource=resource, host=host, request=request,
         )
 
-    broken = find_cause(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError))
+    mislabelled = find_cause(error, requests.exceptions.ContentDecodingError)
+    if mislabelled is not None:  # it said "the connection closed" (helper-102); a retry gets the same bytes
+        coding = "".join(re.findall(r"content-encoding: (\w+)", str(mislabelled))[:1]) or "compressed"
+        return LoadError(f"The API at {host} sent a body for {where} on {request or 'the first request'} that is not "
+                         f"{coding}, though its header says Content-Encoding: {coding}, {attempts}; nothing from this "
+                         "run was committed.", guidance="The API (or a proxy in between) labels its answers wrongly: "
+                         "ask for them uncompressed with client.headers {\"Accept-Encoding\": \"identity\"}, and tell "
+                         "the API's maintainers.", resource=resource, host=host, request=request)
+    broken = find_cause(error, requests.exceptions.ChunkedEncodingError)
     if broken is not None:
         return LoadError(
             f"The API at {host} broke off its response for {where} on {request or 'the first request'} "
