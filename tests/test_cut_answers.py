@@ -275,6 +275,10 @@ def test_a_whole_answer_that_is_not_json_is_not_retried_and_keeps_its_diagnosis(
     text = str(caught.value)
     assert "offset=200" in text and "not valid JSON" in text and "broke off" not in text, text
     assert [o for o, h in api.served if h == how] == [200]
+    # what the body looks like, where the parse could decode it (helper-102: the decoder's position only)
+    body = WHOLE_BUT_NOT_JSON[how]
+    if how != "utf8":
+        assert "the body begins " + repr(body.decode("utf-8")[:60]) in text, text
 
 
 def test_every_cut_of_a_page_reads_as_cut_and_the_whole_page_does_not():

@@ -123,3 +123,15 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
     rows = [] if rows is None else rows if isinstance(rows, list) else [rows]
     refuse_echoed_secrets(rows, response, resource, redactor)
     return rows
+
+
+def body_shown(error: Any, redact: Any, width: int = 60) -> str:
+    """What a body that is not JSON looks like where the parse stopped: its start, and the text at that
+    point if it lies further on (the message gave the decoder's position only: helper-102)."""
+    doc, pos = getattr(error, "doc", None), getattr(error, "pos", None)
+    if not isinstance(doc, str) or not doc:
+        return ""
+    shown = f"; the body begins {redact(repr(doc[:width]))}" + ("..." if len(doc) > width else "")
+    if isinstance(pos, int) and pos > width // 2:
+        shown += f", and at character {pos:,} reads {redact(repr(doc[max(0, pos - 10):pos + 30]))}"
+    return shown

@@ -19,6 +19,7 @@ import requests
 
 from analytics_kit import seam
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
+from analytics_kit.fetch.records import body_shown
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.shared_cookies import sent_cookies_in_parallel
 from analytics_kit.fetch.stats import LoadStats
@@ -103,10 +104,6 @@ def _cause(error: BaseException, redactor: Redactor) -> str:
     return _short(found.group(0).strip(), 160) if found else _short(text, 160)
 
 
-def _origin_of(url: str) -> str:
-    return shown_origin(url) if "://" in url else url
-
-
 def find_cause(error: BaseException, kind: type | tuple[type, ...]) -> BaseException | None:
     """``error`` or the first exception of ``kind`` in its chain (dlt wraps a step's errors)."""
     return next((e for e in causes(error) if isinstance(e, kind)), None)
@@ -143,7 +140,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if refused is not None:
         address, _, why = getattr(refused, UNREACHABLE).partition(": ")
         url = redactor(failed.url) if failed is not None and failed.url else None
-        base = f" ({_origin_of(url)})" if url else ""
+        base = f" ({shown_origin(url) if '://' in url else url})" if url else ""
         fix = (f"Check the scheme of client.base_url{base}: http:// for a plain HTTP port; for a certificate "
                "from a private authority set REQUESTS_CA_BUNDLE." if "TLS" in why else
                f"Check the host name in client.base_url{base}, and your network's DNS." if "resolve" in why else
@@ -281,7 +278,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if decode is not None:
         return LoadError(
             f"{where[0].upper() + where[1:]} got a response that is not valid JSON on {request} "
-            f"({type(decode).__name__}: {_short(redactor(str(decode)))}); nothing from this run was committed.",
+            f"({type(decode).__name__}: {_short(redactor(str(decode)))}{body_shown(decode, redactor)}); nothing from "
+            "this run was committed.",
             guidance="The server answered with something else than the API's JSON: an HTML error page, a proxy "
             "or login page, or a body cut off in transit. Check client.base_url and the endpoint path, "
             "then run the load again.",
