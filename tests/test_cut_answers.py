@@ -34,6 +34,8 @@ WHOLE_BUT_NOT_JSON = {"html": b"<html>maintenance</html>", "nan": b'{"data": [{"
                       # they end in what could begin a number or a literal, where none can stand
                       "dot_after_space": b'{"data": [{"id": 1}], "total": 1 .', "true_dot": b'{"data": [{"id": true.',
                       "t_for_a_key": b'{"data": [{"id": 1}], t'}
+# A login page echoing the key across the 60th character, where the message cuts the body it shows
+ECHOED = b"<html>Denied: GET /v1/items?offset=200&api_k=" + KEY.encode() + b" is not allowed</html>"
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
 
 
@@ -143,6 +145,8 @@ class CuttingServer:
                     conn.sendall(b"\x15\x03\x03\x00\x02\x02\x32")
                 elif how == "redirect_status_only":
                     conn.sendall(b"HTTP/1.1 302 Found\r\n")
+                elif how == "echoed":
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n" + ECHOED)
                 elif how in WHOLE_BUT_NOT_JSON:
                     conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n" + WHOLE_BUT_NOT_JSON[how])
                 return  # each of these ends by closing the connection
@@ -279,6 +283,18 @@ def test_a_whole_answer_that_is_not_json_is_not_retried_and_keeps_its_diagnosis(
     body = WHOLE_BUT_NOT_JSON[how]
     if how != "utf8":
         assert "the body begins " + repr(body.decode("utf-8")[:60]) in text, text
+
+
+def test_a_body_shown_in_an_error_is_masked_before_it_is_cut(server, tmp_path):
+    """The key straddles where the shown start of the body ends: cut first, its first half would show."""
+    assert ECHOED.index(KEY.encode()) < 60 < ECHOED.index(KEY.encode()) + len(KEY)
+    api = server(close_framed=True)
+    api.cut(200, "echoed", times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=tmp_path / "echo.duckdb", progress=False)
+    text = str(caught.value)
+    assert "the body begins '<html>Denied" in text and "api_k=***" in text, text
+    assert KEY[:6] not in text, text
 
 
 def test_every_cut_of_a_page_reads_as_cut_and_the_whole_page_does_not():
