@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -370,3 +371,46 @@ def test_a_load_that_fails_in_its_load_step_leaves_no_staging_tables(api, config
 def test_describe_takes_a_table_as_sql_names_it(loaded):
     plain = ak.describe("events")
     assert ak.describe("analytics.events").equals(plain) and ak.describe("main.events").equals(plain)
+
+
+WRITE_ATTEMPT = """
+import sys, duckdb
+try:
+    duckdb.connect(sys.argv[1]).close()
+    print("opened")
+except duckdb.IOException:
+    print("locked")
+"""
+
+
+def _writable_elsewhere(path: Path) -> bool:
+    """Whether another process can open ``path`` read-write now (nothing in this one holds a lock on it)."""
+    done = subprocess.run([sys.executable, "-c", WRITE_ATTEMPT, str(path)], capture_output=True, text=True, timeout=60)
+    return done.stdout.strip() == "opened"
+
+
+def test_the_readers_keep_the_lock_of_a_connection_the_process_holds(loaded, tmp_path):
+    """DuckDB's locks belong to the process: the readers' second descriptor of the file, closed, dropped the lock
+    of the notebook's own read-only connection, and loads in another process wrote under it (helper-103)."""
+    assert _writable_elsewhere(loaded)
+    own = duckdb.connect(str(loaded), read_only=True)
+    try:
+        assert not _writable_elsewhere(loaded)
+        assert ak.query("SELECT count(*) AS n FROM analytics.events")["n"].iloc[0] == 250
+        assert len(ak.tables()) and len(ak.history()) == 1 and len(ak.describe("events"))
+        assert not _writable_elsewhere(loaded), "a reader dropped the lock of the process's own connection"
+        assert own.execute("SELECT count(*) FROM events").fetchone()[0] == 250
+    finally:
+        own.close()
+    # another name: the readers' catalog cannot be the file's, so they refuse rather than open it again
+    other = tmp_path / "mydata.duckdb"
+    shutil.copy(loaded, other)
+    own = duckdb.connect(str(other), read_only=True)
+    try:
+        with pytest.raises(ak.QueryError, match="open in another connection of this process") as caught:
+            ak.query("SELECT count(*) FROM analytics.events", other)
+        assert "close it first" in caught.value.guidance
+        assert not _writable_elsewhere(other)
+    finally:
+        own.close()
+    assert _writable_elsewhere(other) and ak.query("SELECT count(*) AS n FROM events", other)["n"].iloc[0] == 250

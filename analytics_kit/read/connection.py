@@ -26,7 +26,7 @@ from typing import Iterator
 
 import duckdb
 
-from analytics_kit.errors import KitError, QueryError
+from analytics_kit.errors import QueryError
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.database import (
     DATABASE_ENV,
@@ -35,6 +35,7 @@ from analytics_kit.store.database import (
     LOCK_WAIT_SECONDS,
     READER_CATALOG,
     DefaultDatabase,
+    OpenHere,
     connect_waiting,
 )
 
@@ -145,13 +146,22 @@ def connect(path: Path, given: object = None, dataset: str = DEFAULT_DATASET) ->
         raise missing_database(path, given if given is not None else str(path))
     try:
         con = connect_waiting(
-            path, True, LOCK_WAIT_SECONDS, None, KitError,
-            "Run the query again when the load has finished, or close the program holding the file.",
+            path, True, LOCK_WAIT_SECONDS, None, QueryError,
+            "Run the query again when the load has finished. If no load is running, close what holds the file: a "
+            "connection your own code opened (duckdb.connect(...)), or the program named.",
             attach_as=READER_CATALOG,
         )
     except duckdb.Error as error:  # not a DuckDB file, unreadable, a newer storage format
         raise QueryError(f"Cannot open {path} as a DuckDB database: {_first_line(error)}",
                          guidance="Pass the DuckDB file a load wrote (database=...).", database=str(path)) from None
+    except OpenHere:
+        raise QueryError(
+            f"{path} is open in another connection of this process (duckdb.connect(...) in your code). The kit's "
+            f"readers would open it a second time, and closing that would drop your connection's lock on the file "
+            f"(locks belong to the process), so that a load elsewhere could write under it.",
+            guidance="Query through your own connection, or close it first (with duckdb.connect(...) as con: "
+            f"closes it at the block's end). In a file named {READER_CATALOG}.duckdb the readers share your "
+            "connection's database instead.", database=str(path)) from None
     try:
         con.execute("SET TimeZone = 'UTC'")
         if dataset != DEFAULT_DATASET and con.execute(

@@ -15,6 +15,7 @@ import duckdb
 from analytics_kit.errors import ConfigError, KitError, LoadError
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
+from analytics_kit.store.open_here import open_here
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,19 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
         time.sleep(0.1)
 
 
+class OpenHere(Exception):
+    """The file is open in another connection of this process, under another name than the readers' catalog."""
+
+
 def _attached(path: Path, catalog: str) -> duckdb.DuckDBPyConnection:
+    if open_here(path):
+        # a connection of this process's own instance, not a second descriptor whose close would drop its lock
+        # (see open_here); DuckDB refuses it where that connection writes ("different configuration": a wait)
+        con = duckdb.connect(str(path), read_only=True)
+        if con.execute("SELECT current_database()").fetchone()[0] == catalog:
+            return con
+        con.close()
+        raise OpenHere(path.name)
     con = duckdb.connect(":memory:")
     try:
         literal = "'" + str(path).replace("'", "''") + "'"

@@ -1,0 +1,34 @@
+"""Whether this process already has a DuckDB file open, through a DuckDB instance other than the kit's.
+
+DuckDB locks its file with POSIX ``fcntl`` locks, which belong to the process, not to the descriptor:
+closing *any* descriptor of the file drops every lock the process holds on it. The readers open the
+file a second time (attached read-only to an in-memory database, under the kit's catalog name) and
+close it before they return; beside a notebook's own ``duckdb.connect(path, read_only=True)`` that
+close dropped the notebook's lock, a load in another process then wrote under it, and the notebook's
+connection read corrupt segments (helper-103). So a reader first looks for a descriptor of the file
+among the process's own (``/proc/self/fd``, Linux; elsewhere none is found, as before).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_FDS = "/proc/self/fd"
+
+
+def open_here(path: Path) -> bool:
+    """Whether a descriptor of this process has the file at ``path`` open (the same device and inode)."""
+    try:
+        target = os.stat(path)
+        names = os.listdir(_FDS)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            found = os.stat(f"{_FDS}/{name}")
+        except OSError:  # closed meanwhile, or the listing's own descriptor
+            continue
+        if found.st_ino == target.st_ino and found.st_dev == target.st_dev:
+            return True
+    return False
