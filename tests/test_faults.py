@@ -472,6 +472,11 @@ def _failed_in(step: str, cause: BaseException) -> BaseException:
     ("extract", OSError(28, "No space left on device", "/data/a.duckdb.state/pipelines/p/extract/x.parquet"),
      "while dlt wrote its working files in /data/a.duckdb.state (its extract step)", None),
     ("sync", "duckdb", "while writing to a.duckdb", None),
+    # dlt moving a job from the system's temp folder into the .state folder: the destination is the write
+    # that failed, not the DuckDB file (helper-103)
+    ("load", OSError(28, "No space left on device", "/tmp/customers.c1260f4371.0.sql", None,
+                     "/data/a.duckdb.state/analytics_kit_main/load/normalized/1/new_jobs/customers.sql"),
+     "while dlt wrote its working files in /data/a.duckdb.state (its load step)", None),
     ("extract", OSError(28, "No space left on device", "/tmp/pages.json"),
      "while preparing the data (dlt's extract step), before anything was written to a.duckdb", None),
     # dlt's writers often raise ENOSPC without a file name (helper-55)

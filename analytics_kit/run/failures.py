@@ -310,7 +310,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     full = next((e for e in causes(error) if isinstance(e, OSError) and e.errno == errno.ENOSPC), None)
     if full is not None or "no space left on device" in text:
         step = next((s for e in causes(error) if (s := getattr(e, "step", None))), None)
-        written = Path(os.fsdecode(getattr(full, "filename", None) or "")).absolute()
+        # a move or copy names its destination second (dlt moves a job from the system's temp folder: helper-103)
+        written = Path(os.fsdecode(getattr(full, "filename2", None) or getattr(full, "filename", None) or "")).absolute()
         folder = next((p for p in (written, *written.parents) if p.name.endswith(".state")), None)
         if folder is not None:
             # dlt's working files (extracted pages, load packages, its state) live in the kit's <name>.state folder
