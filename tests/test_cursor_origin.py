@@ -1,82 +1,145 @@
 """A database's stored cursors belong to the API that loaded them: an incremental load from another API
 stops, before it commits anything, instead of going on from them (helper-104: the README's "In Python"
-steps after ``make demo`` loaded 1 row of a new demo API into ``make demo``'s tables)."""
+steps after ``make demo`` merged a new demo API's rows into ``make demo``'s tables).
+
+Two APIs on other hosts are reached through a forwarding proxy on 127.0.0.1 (the kit honours
+``HTTP_PROXY``), so no request leaves this machine.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import dlt
 import duckdb
 import pytest
 from dlt.pipeline.state_sync import decompress_state
 
 import analytics_kit as ak
-from analytics_kit.fetch.cursor_origin import ORIGIN
+from analytics_kit.fetch.cursor_origin import ORIGIN, THIS_MACHINE, origin_of
 
-from helpers import fast, loaded
+from helpers import fast
+
+
+class Forwarder:
+    """An HTTP proxy on 127.0.0.1 that serves ``http://<host>/...`` from the local server ``hosts[host]``."""
+
+    def __init__(self, hosts: dict[str, str]) -> None:
+        forward = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                parts = urlsplit(self.path)
+                target = forward.hosts[parts.hostname] + parts.path + (f"?{parts.query}" if parts.query else "")
+                try:  # not through HTTP_PROXY, which is this proxy
+                    with forward.opener.open(target, timeout=30) as answer:
+                        status, body = answer.status, answer.read()
+                except urllib.error.HTTPError as error:
+                    status, body = error.code, error.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.hosts = hosts
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
-def two_apis():
-    with ak.demo.serve(events=300, customers=10, seed=1) as first, \
-            ak.demo.serve(events=200, customers=10, seed=2) as second:
-        yield first, second
-
-
-def config_for(api, base_url: str | None = None) -> dict:
-    os.environ["API_KEY"] = api.api_key
-    return fast(ak.guide_config(base_url or api.base_url))
+def two_hosts(monkeypatch):
+    """Two demo APIs, as http://api-one.test and http://api-two.test through the forwarding proxy."""
+    with ak.demo.serve(events=300, customers=10, seed=1, api_key="same-key-for-both-1") as first, \
+            ak.demo.serve(events=200, customers=10, seed=2, api_key="same-key-for-both-1") as second:
+        proxy = Forwarder({"api-one.test": first.base_url.rstrip("/"), "api-two.test": second.base_url.rstrip("/")})
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "")
+        monkeypatch.setenv("API_KEY", first.api_key)
+        try:
+            yield first, second
+        finally:
+            proxy.close()
 
 
 def stored_origins(database: Path) -> dict:
     with duckdb.connect(str(database), read_only=True) as con:
-        (blob,), = con.execute("SELECT state FROM analytics._dlt_pipeline_state ORDER BY created_at DESC LIMIT 1"
-                               ).fetchall()
+        (blob,), = con.execute("SELECT state FROM _dlt_pipeline_state ORDER BY created_at DESC LIMIT 1").fetchall()
     resources = decompress_state(blob)["sources"]["analytics"]["resources"]
     return {name: state.get(ORIGIN) for name, state in resources.items()}
 
 
-def test_an_incremental_load_from_another_api_stops_and_keeps_the_tables(two_apis, tmp_path, monkeypatch):
-    first, second = two_apis
-    monkeypatch.setenv("API_KEY", "unset")
+def test_an_incremental_load_from_another_api_stops_and_keeps_the_tables(two_hosts, tmp_path):
+    first, second = two_hosts
     database = tmp_path / "analytics.duckdb"
-    ak.load(config_for(first), database=database, progress=False)
-    before = loaded(first, database=str(database))
-    assert len(before) == 300
-    assert set(stored_origins(database).values()) == {first.base_url.rstrip("/")}
+    ak.load(fast(ak.guide_config("http://api-one.test")), database=database, progress=False)
+    before = ak.query("SELECT * FROM events ORDER BY id", database)
+    assert len(before) == 300 and set(stored_origins(database).values()) == {"http://api-one.test:80"}
 
     with pytest.raises(ak.LoadError) as caught:
-        ak.load(config_for(second), database=database, progress=False)
+        ak.load(fast(ak.guide_config("http://api-two.test")), database=database, progress=False)
     text = str(caught.value)
-    assert f"came from the API at {first.base_url}" in text and f"loads from {second.base_url}" in text, text
-    assert "mode=\"full_refresh\"" in caught.value.guidance and "database=" in caught.value.guidance
-    assert loaded(first, database=str(database)) == before  # nothing of the second API's
+    assert "came from the API at http://api-one.test:80" in text and "reads it from http://api-two.test:80" in text
+    assert 'mode="full_refresh"' in caught.value.guidance and "database=" in caught.value.guidance
+    assert ak.query("SELECT * FROM events ORDER BY id", database).equals(before)  # nothing of the second API's
     assert len(ak.history(database)) == 1
 
     # the same API at a new address: one full refresh takes it over, and incremental loads go on from it
-    report = ak.load(config_for(second), "full_refresh", database=database, progress=False)
+    report = ak.load(fast(ak.guide_config("http://api-two.test")), "full_refresh", database=database, progress=False)
     assert report.rows["events"] == 200
-    assert set(stored_origins(database).values()) == {second.base_url.rstrip("/")}
     second.advance(new=5, updated=3)
-    report = ak.load(config_for(second), database=database, progress=False)
-    assert report.rows["events"] == 8
-    assert ak.query("SELECT count(*) AS n FROM events", database).n[0] == 205
+    report = ak.load(fast(ak.guide_config("http://api-two.test")), database=database, progress=False)
+    assert report.rows["events"] == 8 and len(ak.query("SELECT id FROM events", database)) == 205
 
 
-def test_the_same_api_goes_on_and_the_stored_origin_holds_no_secret(two_apis, tmp_path, monkeypatch):
-    """Spelled differently (a trailing slash, the host's case, a user and password in the URL), it is the same
-    API; what is stored is its origin and path, never the credentials."""
-    first, _ = two_apis
+def test_the_origin_is_the_url_a_resource_reads(two_hosts, tmp_path):
+    """An endpoint path written as a full URL reads from its own origin, whatever client.base_url says: two
+    APIs' rows were merged where only base_url was compared, and a changed base_url was refused (helper-105)."""
     database = tmp_path / "analytics.duckdb"
-    ak.load(config_for(first), database=database, progress=False)
-    host = first.base_url.split("://", 1)[1]
-    first.advance(new=4, updated=0)
-    # a user and password in the URL: requests sends them as basic auth, which the demo API ignores
-    spelled = f"HTTP://someone:pa55-w0rd-canary@{host.upper()}/"
-    report = ak.load(config_for(first, spelled), database=database, progress=False)
-    assert report.rows["events"] == 4
+
+    def config(events_at: str, base_url: str = "http://api-one.test") -> dict:
+        config = fast(ak.guide_config(base_url))
+        events = next(r for r in config["resources"] if r["name"] == "events")
+        events["endpoint"]["path"] = f"{events_at}/v1/events"
+        return config
+
+    ak.load(config("http://api-one.test"), database=database, progress=False)
+    assert stored_origins(database)["events"] == "http://api-one.test:80"
+    ak.load(config("http://api-one.test", base_url="http://api-one.test/v1/.."), database=database, progress=False)
+    with pytest.raises(ak.LoadError, match="reads it from http://api-two.test:80"):
+        ak.load(config("http://api-two.test"), database=database, progress=False)
+
+
+def test_every_address_of_this_machine_is_one_origin(tmp_path, monkeypatch):
+    """The demo API starts on a new port each time: the README's steps, or a notebook, run again went on
+    refused (helper-105). Spelled differently, the same API is never refused, and no credential is stored."""
+    database = tmp_path / "analytics.duckdb"
+    for seed in (1, 1):
+        with ak.demo.serve(events=100, seed=seed) as api:
+            monkeypatch.setenv("API_KEY", api.api_key)
+            host = api.base_url.split("://", 1)[1]
+            spelled = f"HTTP://someone:pa55-w0rd-canary@{host}/"
+            ak.load(fast(ak.guide_config(spelled)), database=database, progress=False)
     stored = json.dumps(stored_origins(database))
+    assert stored_origins(database)["events"] == THIS_MACHINE
     assert "pa55-w0rd-canary" not in stored and "someone" not in stored, stored
+    shown = {origin_of(url, "/v1/events", str) for url in (
+        "https://API.example.com", "https://api.example.com:443/v1/", "https://u:p@api.example.com/")}
+    assert shown == {"https://api.example.com:443"}
+    assert {origin_of(u, "", str) for u in ("http://localhost:8000", "http://[::1]:9", "http://127.0.0.2")} == {
+        THIS_MACHINE}
+    assert origin_of("http://[2001:db8::1]:8080/v1", "", str) == "http://[2001:db8::1]:8080"

@@ -35,7 +35,7 @@ from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors, vouched
 from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
-from analytics_kit.fetch.cursor_origin import api_of, check_and_record
+from analytics_kit.fetch.cursor_origin import check_and_record, origin_of
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing, same_twice
@@ -192,7 +192,7 @@ class KitPaginate:
         missed that an earlier one saw (``vouched``). ``outcome["distinct"]`` is set to the number of keys seen when
         a single pass saw every record once.
         """
-        self._mark_run_start()
+        self._mark_run_start(path)
         field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
         newest = None  # the listing's newest cursor, read before the first pass's pages
@@ -278,14 +278,14 @@ class KitPaginate:
                                self.resource, missing, attempt + 1, MAX_PASSES)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
 
-    def _mark_run_start(self) -> None:
+    def _mark_run_start(self, path: Any) -> None:
         """Records, with the cursor, when this run started (see ``cursors``) and from which API (``cursor_origin``)."""
         try:  # outside a pipeline (a source iterated by hand) there is no state
             state = dlt.current.resource_state(self.resource) if self.cursor is not None else None
         except Exception:  # noqa: BLE001
             state = None
         if state is not None:
-            check_and_record(state, self.resource, api_of(self.client.base_url, self.redactor))
+            check_and_record(state, self.resource, origin_of(self.client.base_url, path, self.redactor))
             state[cursors.RUN_STARTED] = cursors.render(self.stats.started)
 
     def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally, rising: Rising | None = None,
