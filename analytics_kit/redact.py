@@ -28,6 +28,8 @@ MASK = "***"
 NOISY_LOGGERS = ("urllib3.connectionpool", "urllib3", "dlt", "analytics_kit", "requests")
 # Secrets shorter than this are masked as whole tokens only (see the module docstring).
 WHOLE_WORD_BELOW = 4
+# ``partial`` masks any run of this many characters of a secret: text an API sent may hold one cut off.
+PARTIAL_RUN = 6
 _ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
 
 
@@ -57,11 +59,24 @@ class Redactor:
         escaped = [_pattern(f) for f in in_bodies if _ESCAPE.search(f)]
         self._escaped_in_bodies = re.compile("|".join(escaped).encode()) if escaped else None
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
+        self._runs = {form[i:i + PARTIAL_RUN] for form in forms for i in range(len(form) - PARTIAL_RUN + 1)}
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
             return text
         return self._pattern.sub(self.mask, text)
+
+    def partial(self, text: str) -> str:
+        """``text`` masked, and any run of ``PARTIAL_RUN`` or more characters of a secret too: for what an API
+        sent, where a secret may stand cut off (a body that ends inside one) or broken by other bytes."""
+        text = self(text)
+        if not self._runs or not isinstance(text, str):
+            return text
+        hit = [False] * len(text)
+        for i in range(len(text) - PARTIAL_RUN + 1):
+            if text[i:i + PARTIAL_RUN] in self._runs:
+                hit[i:i + PARTIAL_RUN] = [True] * PARTIAL_RUN
+        return re.sub(r"\x00+", self.mask, "".join("\x00" if h else c for c, h in zip(text, hit)))
 
     def echoed(self, content: bytes) -> bool:
         """Whether a secret (of 4 characters or more) is somewhere in ``content``."""

@@ -131,10 +131,11 @@ def body_shown(error: Any, redact: Any, width: int = 60) -> str:
     doc, pos = getattr(error, "doc", None), getattr(error, "pos", None)
     if not isinstance(doc, str) or not doc:
         return ""
-    # masked whole, then cut: a secret cut in two would not be masked; the position shifts where a mask did
-    masked = redact(doc)
-    shown = f"; the body begins {masked[:width]!r}" + ("..." if len(masked) > width else "")
+    # masked whole, then cut: a secret cut in two would not be masked; the position shifts where a mask did.
+    # What is shown is masked for runs of a secret too: the body itself may end inside one (helper-105)
+    masked, partial = redact(doc), getattr(redact, "partial", redact)
+    shown = f"; the body begins {partial(masked[:width])!r}" + ("..." if len(masked) > width else "")
     if isinstance(pos, int) and pos > width // 2:
         pos += len(masked) - len(doc) if masked != doc and pos >= len(doc) // 2 else 0
-        shown += f", and at character {pos:,} reads {masked[max(0, pos - 10):pos + 30]!r}"
+        shown += f", and at character {pos:,} reads {partial(masked[max(0, pos - 10):pos + 30])!r}"
     return shown
