@@ -341,8 +341,13 @@ def test_total_an_empty_page_whose_own_total_fell_is_asked_again_too(api, watch,
         return body
 
     api.transform = glitch
-    watch.succeeds(config_for(api), mode="full_refresh")
+    api.clear_requests()
+    report = watch.succeeds(config_for(api), mode="full_refresh")
     assert table() == served(api)
+    # the glitch's total is not the listing's: it was paged once, and no total fell (helper-105: paged again,
+    # with the records at the stored cursor counted as loaded)
+    assert not report.passes and not report.warnings, (report.passes, report.warnings)
+    assert offsets(api).count(200) == 2 and offsets(api).count(100) == 1
 
 
 def test_total_that_fell_the_same_way_in_two_passes_is_not_called_repeated_keys(api, watch):

@@ -160,4 +160,7 @@ def test_a_slow_api_shows_the_display_at_once_and_the_pages_as_they_arrive(tmp_p
     # never more than the listing holds, rising, and seen between its first page and its last
     assert fetched == sorted(fetched) and fetched[-1] <= 400, fetched
     assert any(0 < n < 400 for n in fetched), fetched
+    # the API's total as soon as its first page came, before the reads of the newest record (helper-105)
+    assert any('>events</td><td style="text-align:right">0</td><td style="text-align:right">400</td>' in html
+               for html in running), running
     assert "<b>Loaded</b> (incremental)" in updates[-1]

@@ -39,6 +39,7 @@ from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
+from analytics_kit.fetch.page_checks import page_cap
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import as_json, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
@@ -238,6 +239,8 @@ class OffsetPass:
         # the first page on the resource's own session, in the extracting thread
         started = time.perf_counter()
         page = self.fetch(p.initial_value, self.owner.client.session)
+        if usable_total(page.total) is not None:  # for the progress display, before the newest is read
+            self.owner.stats.total(self.owner.resource, usable_total(page.total))
         if self.newest_field is not None and not page.ignored:
             page = self._read_newest(page)
         self.owner.stats.waited(time.perf_counter() - started)
@@ -257,22 +260,22 @@ class OffsetPass:
             while True:
                 if page.ignored:
                     return
-                promised = self.total  # what the pages before this one said the listing holds
-                self._see_total(page)
-                expected = max((t for t in (promised, self.total) if t is not None), default=None)
+                # the highest of the total the pages before this one gave and its own
+                expected = max((t for t in (self.total, usable_total(page.total)) if t is not None), default=None)
                 if not page and short is None and expected is not None and page.offset < expected + p.base_index:
                     # an empty page before the total: the end, or a glitch with records after it? Its own total
                     # is not trusted to say: an API failing with an empty 200 said total=0 there, and the pass
                     # ended with a fifth of the listing (helper-102)
                     again = self._before_total(page, pending, step)
-                    if again is not None:
+                    if again is not None:  # a glitch: its total, taken as the listing's, had it paged again
                         page = again
                         continue
+                self._see_total(page)
                 if not page:
                     self._empty(page, short, expected)
                     return
                 if short is not None:
-                    self._page_cap(short, page)
+                    raise page_cap(self.owner.resource, self.paginator.limit, short, page)
                 end = page.offset + len(page)
                 self.totals.saw_page(page.sent, end - p.base_index)
                 if self.total is not None and end > self.total + p.base_index and not past_total:
@@ -385,16 +388,3 @@ class OffsetPass:
             # the total fell on the closing page (a record seen earlier purged meanwhile): the
             # one before it counted the records the pages held, keys seen twice included
             self.consistent_total = self.total_before
-
-    def _page_cap(self, short: Page, page: Page) -> None:
-        served, limit = len(short), self.paginator.limit
-        raise LoadError(
-            f"Resource '{self.owner.resource}': the API returned {served} record(s) for limit={limit} on "
-            f"{short.request}, and more records after it ({page.request}): it serves at most {served} per "
-            f"page, so offsets {short.offset + served} to {short.offset + limit - 1} would be skipped. "
-            "Nothing from this run was committed.",
-            guidance=f"Set the paginator's limit to {served} (or to the API's documented maximum page size). "
-            "If the API instead filters records out of each page after paging (so short pages are expected), "
-            "select the records with a filter data_selector such as \"data[*]\": pages are then stepped by "
-            "limit, as dlt's own paginator does.",
-            resource=self.owner.resource)

@@ -37,6 +37,19 @@ def cursor_start(resource: str, field: str | None, incremental: Any) -> Any:
     return getattr(incremental, "initial_value", None) if start is None else start
 
 
+def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
+    """The error for a short page (``short``) followed by one that holds records: the API serves fewer per page."""
+    served = len(short)
+    return LoadError(
+        f"Resource '{resource}': the API returned {served} record(s) for limit={limit} on {short.request}, and more "
+        f"records after it ({page.request}): it serves at most {served} per page, so offsets {short.offset + served} "
+        f"to {short.offset + limit - 1} would be skipped. Nothing from this run was committed.",
+        guidance=f"Set the paginator's limit to {served} (or to the API's documented maximum page size). "
+        "If the API instead filters records out of each page after paging (so short pages are expected), "
+        "select the records with a filter data_selector such as \"data[*]\": pages are then stepped by "
+        "limit, as dlt's own paginator does.", resource=resource)
+
+
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
     """A record without its primary key cannot be merged (nor counted): it stops the load."""
     at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
