@@ -319,7 +319,7 @@ def test_total_an_empty_page_before_the_total_is_asked_again(api, watch):
     assert table()[450][1] != -4.5  # nothing from the failed run
 
 
-@pytest.mark.parametrize("said", [0, 200, 150])  # none at all, its own offset, below its offset
+@pytest.mark.parametrize("said", [0, 200, 150, None, MISSING])  # none, its own offset, below it; null; no key
 def test_total_an_empty_page_whose_own_total_fell_is_asked_again_too(api, watch, said):
     """An API failing with an empty 200 whose total says the listing ends there: the pages before said 500.
     A full refresh committed the 200 records before it, and the stored cursor went back (helper-102)."""
@@ -327,7 +327,11 @@ def test_total_an_empty_page_whose_own_total_fell_is_asked_again_too(api, watch,
     before = table()
     for id_ in range(1, 301):  # the incremental listing's too has a page at offset 200
         api.update_record(id_, value=-4.5)
-    api.transform = lambda body, offset: {**body, "data": [], "total": said} if offset == 200 else body
+    def hole(body: dict, offset: int) -> dict:
+        return {**{k: v for k, v in body.items() if k != "total"}, "data": [],
+                **({} if said is MISSING else {"total": said})}
+
+    api.transform = lambda body, offset: hole(body, offset) if offset == 200 else body
     for mode in ("full_refresh", "incremental"):
         error = watch.fails(config_for(api), mode=mode)
         assert "returned no records on GET" in str(error) and "offset=200&" in str(error), str(error)
@@ -337,7 +341,7 @@ def test_total_an_empty_page_whose_own_total_fell_is_asked_again_too(api, watch,
     def glitch(body: dict, offset: int) -> dict:
         if glitches.get(offset):
             glitches[offset] -= 1
-            return {**body, "data": [], "total": said}
+            return hole(body, offset)
         return body
 
     api.transform = glitch

@@ -8,7 +8,7 @@ Two APIs on other hosts are reached through a forwarding proxy on 127.0.0.1 (the
 
 from __future__ import annotations
 
-import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -126,20 +126,46 @@ def test_the_origin_is_the_url_a_resource_reads(two_hosts, tmp_path):
 
 def test_every_address_of_this_machine_is_one_origin(tmp_path, monkeypatch):
     """The demo API starts on a new port each time: the README's steps, or a notebook, run again went on
-    refused (helper-105). Spelled differently, the same API is never refused, and no credential is stored."""
+    refused (helper-105); so were this machine's other names and addresses (helper-106)."""
     database = tmp_path / "analytics.duckdb"
-    for seed in (1, 1):
-        with ak.demo.serve(events=100, seed=seed) as api:
+    for host in ("127.0.0.1", "LOCALHOST", "127.1", socket.gethostname()):
+        with ak.demo.serve(events=100, seed=1) as api:
             monkeypatch.setenv("API_KEY", api.api_key)
-            host = api.base_url.split("://", 1)[1]
-            spelled = f"HTTP://someone:pa55-w0rd-canary@{host}/"
-            ak.load(fast(ak.guide_config(spelled)), database=database, progress=False)
-    stored = json.dumps(stored_origins(database))
+            port = api.base_url.rsplit(":", 1)[1].rstrip("/")
+            ak.load(fast(ak.guide_config(f"HTTP://{host}:{port}/")), database=database, progress=False)
     assert stored_origins(database)["events"] == THIS_MACHINE
-    assert "pa55-w0rd-canary" not in stored and "someone" not in stored, stored
-    shown = {origin_of(url, "/v1/events", str) for url in (
-        "https://API.example.com", "https://api.example.com:443/v1/", "https://u:p@api.example.com/")}
-    assert shown == {"https://api.example.com:443"}
-    assert {origin_of(u, "", str) for u in ("http://localhost:8000", "http://[::1]:9", "http://127.0.0.2")} == {
-        THIS_MACHINE}
-    assert origin_of("http://[2001:db8::1]:8080/v1", "", str) == "http://[2001:db8::1]:8080"
+    for url in ("http://0.0.0.0:9", "http://2130706433:9", "http://LOCALHOST.:9", "http://[::1]:9", "http://[::ffff:127.0.0.1]:9",
+                "http://app.localhost"):
+        assert origin_of(url, "") == THIS_MACHINE, url
+    assert origin_of(f"http://{socket.gethostname()}:9", "", resolve=True) == THIS_MACHINE
+    # spelled differently, one API elsewhere is one origin; the path is not part of it
+    assert {origin_of(url, "/v1/events") for url in (
+        "https://API.example.com", "https://api.example.com:443/v1/", "https://api.example.com./")} == {
+        "https://api.example.com:443"}
+    assert origin_of("http://[2001:db8::1]:8080/v1", "") == "http://[2001:db8::1]:8080"
+
+
+def test_the_origin_is_stored_as_it_is_whatever_the_key(two_hosts, tmp_path, monkeypatch):
+    """Masked with the run's secrets, a key "test" made api-one.test "api-one.***": rotating the key then
+    refused the same API (helper-106)."""
+    database = tmp_path / "analytics.duckdb"
+    config = fast(ak.guide_config("http://api-one.test"))
+    config["client"]["auth"]["api_key"] = "test"  # the demo API refuses it: only the stored origin matters
+    with pytest.raises(ak.LoadError):
+        ak.load(config, database=database, progress=False)
+    ak.load(fast(ak.guide_config("http://api-one.test")), database=database, progress=False)
+    assert stored_origins(database)["events"] == "http://api-one.test:80"
+
+
+@pytest.mark.parametrize("where", ["client.base_url", "resources[0].endpoint.path"])
+def test_a_url_with_credentials_is_refused_before_any_request(where):
+    """dlt's trace of a run stores base_url and endpoint paths as they are, in the pipeline folder (helper-106)."""
+    config = ak.guide_config("http://127.0.0.1:9")
+    if where == "client.base_url":
+        config["client"]["base_url"] = "http://loader:pa55-w0rd-canary@127.0.0.1:9"
+    else:
+        config["resources"][0]["endpoint"]["path"] = "http://loader:pa55-w0rd-canary@127.0.0.1:9/v1/events"
+    with pytest.raises(ak.ConfigError) as caught:
+        ak.build_source(config)
+    assert caught.value.path == where and "auth block" in caught.value.guidance
+    assert "pa55-w0rd-canary" not in str(caught.value) and "loader" not in str(caught.value)

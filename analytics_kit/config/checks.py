@@ -247,10 +247,26 @@ def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) 
                    "Add 'cursor_path' naming the field whose last value is kept between loads.")
 
 
+def refuse_url_credentials(url: Any, path: str) -> None:
+    """A user name or password written into a URL: dlt's trace of each run stores the URL as it is, in the
+    pipeline folder, and messages show it (helper-106); the auth block keeps them secret."""
+    if not isinstance(url, str) or "@" not in url or "://" not in url:
+        return
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return
+    raise fail(path, f"a user name or password in the URL ({parts.scheme}://***@{parts.hostname})",
+               "a URL without credentials",
+               "Move them to the auth block, e.g. {\"type\": \"http_basic\", \"username\": ..., \"password\": ...} "
+               "(or a token's own auth type), where they are kept out of files, logs and errors.")
+
+
 def check_endpoint(value: Any, path: str) -> None:
     if isinstance(value, str):
+        refuse_url_credentials(value, path)
         return
     check_mapping(value, rt.Endpoint, path, extra=KIT_KEYS, skip=["auth", "headers", "params"])
+    refuse_url_credentials(value.get("path"), join(path, "path"))
     if value.get("data_selector") == "":
         raise fail(join(path, "data_selector"), "empty string",
                    "a JSON path to the records, e.g. 'data', or no data_selector at all",
@@ -313,6 +329,7 @@ def check_client(value: Any) -> None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise fail("client.base_url", f"got {got(url)}", expected,
                    "Start base_url with http:// or https:// followed by the host.")
+    refuse_url_credentials(url, "client.base_url")
     if value.get("auth") is not None:
         check_auth(value["auth"], "client.auth")
     if value.get("paginator") is not None:

@@ -5,66 +5,113 @@ A database file loaded from one API (``make demo``'s demo API) and then, increme
 API's cursors: the second API's records before that point were never fetched, and its rows were
 merged into the first one's tables, without a word (helper-104). Each run records, next to the
 cursor in the resource's dlt state, the origin of the URL the resource reads (``ORIGIN``: the
-endpoint's own where its path is a full URL, else ``client.base_url``'s; masked like any text the
-kit shows, so no user, password, path or query); an incremental load whose resource reads from
-another origin stops before it sends a request. A full refresh starts the cursors over, and so
-records the new one.
+endpoint's own where its path is a full URL, else ``client.base_url``'s; scheme, host and port, so no
+path or query; a URL holding credentials is refused before any of this, see ``config.checks``). An
+incremental load whose resource reads from another origin stops before it sends a request. A full
+refresh starts the cursors over, and so records the new one.
 
-Every address of this machine (127.0.0.1, localhost, ::1) counts as one origin, whatever its port:
-the demo API starts on a new port each time, and a notebook or the README's steps run again would
-be refused (helper-105).
+Every address of this machine counts as one origin, whatever its port: the demo API starts on a new
+port each time, and the README's steps or a notebook run again were refused (helper-105). Written as
+127.0.0.1 (or 127.1), localhost, ::1 or 0.0.0.0 it is told at once; the machine's own name or one of
+its own addresses (helper-106) only when two origins differ, by resolving the host (a lookup the
+request would make anyway) and asking whether this machine can bind the address.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, MutableMapping
+import socket
+from typing import Any, MutableMapping
 from urllib.parse import urlsplit
 
 from analytics_kit.errors import LoadError
 
 ORIGIN = "analytics_kit_cursor_origin"
 THIS_MACHINE = "this machine (127.0.0.1, localhost)"
+_PORTS = {"http": 80, "https": 443}
 
 
-def origin_of(base_url: str | None, path: Any, redact: Callable[[str], str]) -> str | None:
-    """The origin the resource reads, as stored and shown; None where neither URL names one."""
+def origin_of(base_url: str | None, path: Any, *, resolve: bool = False) -> str | None:
+    """The origin the resource reads; None where neither URL names one. ``resolve``: also look the host up."""
     url = path if isinstance(path, str) and "://" in path else base_url
     if not url:
         return None
     try:
         parts = urlsplit(url)
-        host, port = (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
+        port = parts.port or _PORTS.get(scheme)
     except ValueError:  # a port that is no number: dlt's request fails on it, and says so
         return None
-    if _loopback(host):
+    if _this_machine(host, resolve):
         return THIS_MACHINE
-    return redact(f"{parts.scheme.lower()}://{f'[{host}]' if ':' in host else host}:{port}")
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def _loopback(host: str) -> bool:
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:  # the forms C's inet_aton reads, and requests connects to: 127.1, 2130706433
+        return ipaddress.ip_address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def _local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or address.is_unspecified or (mapped is not None and _local(mapped))
+
+
+def _mine(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if _local(address):
+        return True
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:  # only an address of this machine can be bound; nothing is sent
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+        return True
+    except OSError:
+        return False
+
+
+def _this_machine(host: str, resolve: bool) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = _address(host)
+    if address is not None:
+        return _local(address) or (resolve and _mine(address))
+    if not resolve:
         return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+    if host == socket.gethostname().lower():
+        return True
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(_mine(ipaddress.ip_address(a.split("%")[0])) for a in found)
 
 
-def check_and_record(state: MutableMapping[str, Any], resource: str, origin: str | None) -> None:
-    """Refuses to go on from a cursor ``state`` holds for another origin than ``origin``; records ``origin``."""
+def check_and_record(state: MutableMapping[str, Any], resource: str, base_url: str | None, path: Any) -> None:
+    """Refuses to go on from a cursor ``state`` holds for another origin than the one the resource reads;
+    records that origin."""
+    origin = origin_of(base_url, path)
     if origin is None:
         return
     stored = state.get(ORIGIN)
     if stored is not None and stored != origin and state.get("incremental"):
-        raise LoadError(
-            f"Resource '{resource}': this database's stored cursor for it came from the API at {stored}, and this "
-            f"config reads it from {origin}. An incremental load would go on from the other API's cursor, skip this "
-            "one's records before it, and merge its rows into the other's tables. Nothing from this run was committed.",
-            guidance="Load this API into a file of its own (database=\"other.duckdb\", or --database on the "
-            "command line). If it is the same API at a new address, run one full refresh (mode=\"full_refresh\", "
-            "or --full-refresh): it replaces the tables and starts the cursors over from this API.",
-            resource=resource)
+        # told apart by their text: the same machine under two names, or an address of its own, is looked up
+        origin = origin_of(base_url, path, resolve=True)
+        if stored != THIS_MACHINE:
+            stored = origin_of(stored, None, resolve=True) or stored
+        if stored != origin:
+            raise LoadError(
+                f"Resource '{resource}': this database's stored cursor for it came from the API at {stored}, and "
+                f"this config reads it from {origin}. An incremental load would go on from the other API's cursor, "
+                "skip this one's records before it, and merge its rows into the other's tables. Nothing from this "
+                "run was committed.",
+                guidance="Load this API into a file of its own (database=\"other.duckdb\", or --database on the "
+                "command line). If it is the same API at a new address, run one full refresh (mode=\"full_refresh\", "
+                "or --full-refresh): it replaces the tables and starts the cursors over from this API.",
+                resource=resource)
     state[ORIGIN] = origin

@@ -208,9 +208,9 @@ class OffsetPass:
             if self.paginator.total_path is None:  # no total configured: pages until an empty one
                 return Page(rows, offset=offset, request=shown, sent=sent)
             totals = seam.jsonpath.find_values(self.paginator.total_path, body)
-            if not totals or totals[0] is None:
+            if (not totals or totals[0] is None) and rows:  # an empty page's is not needed: a glitch's may lack it
                 seam.missing_total(self.paginator, body)
-            return Page(rows, offset=offset, request=shown, total=totals[0], sent=sent)
+            return Page(rows, offset=offset, request=shown, total=totals[0] if totals else None, sent=sent)
         except Exception as error:
             tag_request(error, shown)
             raise

@@ -35,7 +35,7 @@ from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch import cursors, vouched
 from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
-from analytics_kit.fetch.cursor_origin import check_and_record, origin_of
+from analytics_kit.fetch.cursor_origin import check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import kept_changing, same_twice
@@ -285,7 +285,7 @@ class KitPaginate:
         except Exception:  # noqa: BLE001
             state = None
         if state is not None:
-            check_and_record(state, self.resource, origin_of(self.client.base_url, path, self.redactor))
+            check_and_record(state, self.resource, self.client.base_url, path)
             state[cursors.RUN_STARTED] = cursors.render(self.stats.started)
 
     def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally, rising: Rising | None = None,
