@@ -13,6 +13,7 @@ is seen as a value, between delimiters, in every URL, header and log line.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -20,7 +21,7 @@ import threading
 import weakref
 from contextlib import contextmanager
 from typing import Iterable, Iterator
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 # Loggers that may print request URLs: urllib3's connection pool logs every request
@@ -28,9 +29,11 @@ MASK = "***"
 NOISY_LOGGERS = ("urllib3.connectionpool", "urllib3", "dlt", "analytics_kit", "requests")
 # Secrets shorter than this are masked as whole tokens only (see the module docstring).
 WHOLE_WORD_BELOW = 4
-# ``partial`` masks any run of this many characters of a secret: text an API sent may hold one cut off.
+# ``holds_part`` finds any run of this many characters of a secret: text an API sent may hold one cut off.
 PARTIAL_RUN = 6
 _ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
+_U_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
+_SKELETON = re.compile(r"[^0-9A-Za-z]+")
 
 
 class Redactor:
@@ -59,24 +62,24 @@ class Redactor:
         escaped = [_pattern(f) for f in in_bodies if _ESCAPE.search(f)]
         self._escaped_in_bodies = re.compile("|".join(escaped).encode()) if escaped else None
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
-        self._runs = {form[i:i + PARTIAL_RUN] for form in forms for i in range(len(form) - PARTIAL_RUN + 1)}
+        bare = {_SKELETON.sub("", form) for form in forms}  # see ``holds_part``
+        self._runs = {form[i:i + PARTIAL_RUN] for form in forms | bare for i in range(len(form) - PARTIAL_RUN + 1)}
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
             return text
         return self._pattern.sub(self.mask, text)
 
-    def partial(self, text: str) -> str:
-        """``text`` masked, and any run of ``PARTIAL_RUN`` or more characters of a secret too: for what an API
-        sent, where a secret may stand cut off (a body that ends inside one) or broken by other bytes."""
-        text = self(text)
+    def holds_part(self, text: str) -> bool:
+        """Whether ``text`` holds ``PARTIAL_RUN`` characters in a row of a secret, also once decoded (``%54``,
+        ``&#84;``, ``\\u0054``) or with everything but letters and digits left out (a secret split by line
+        breaks, zero-width spaces or a UTF-16 body's NUL bytes): for what an API sent, where a secret may stand
+        cut off or broken apart, which no mask of the whole matches (helper-105, helper-106)."""
         if not self._runs or not isinstance(text, str):
-            return text
-        hit = [False] * len(text)
-        for i in range(len(text) - PARTIAL_RUN + 1):
-            if text[i:i + PARTIAL_RUN] in self._runs:
-                hit[i:i + PARTIAL_RUN] = [True] * PARTIAL_RUN
-        return re.sub(r"\x00+", self.mask, "".join("\x00" if h else c for c, h in zip(text, hit)))
+            return False
+        decoded = {text, unquote(text), html.unescape(text), _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)}
+        forms = decoded | {_SKELETON.sub("", form) for form in decoded}
+        return any(form[i:i + PARTIAL_RUN] in self._runs for form in forms for i in range(len(form) - PARTIAL_RUN + 1))
 
     def echoed(self, content: bytes) -> bool:
         """Whether a secret (of 4 characters or more) is somewhere in ``content``."""

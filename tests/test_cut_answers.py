@@ -34,6 +34,11 @@ WHOLE_BUT_NOT_JSON = {"html": b"<html>maintenance</html>", "nan": b'{"data": [{"
                       # they end in what could begin a number or a literal, where none can stand
                       "dot_after_space": b'{"data": [{"id": 1}], "total": 1 .', "true_dot": b'{"data": [{"id": true.',
                       "t_for_a_key": b'{"data": [{"id": 1}], t'}
+# The key in a body as no mask of the whole key matches it (helper-105, helper-106)
+BROKEN_KEY = {"ends_in_key": b'{"data": [{"id": 1, "echo": "' + KEY[:14].encode(),
+              "split_key": b"<p>" + b"\r\n".join(KEY[i:i + 5].encode() for i in range(0, len(KEY), 5)) + b"</p>",
+              "encoded_key": b"<p>" + b"".join(b"%%%02X" % ord(c) for c in KEY) + b"</p>",
+              "key_at_the_cut": b"<p>" + b"a" * 53 + KEY[:10].encode() + b" and more</p>"}
 # A login page echoing the key across the 60th character, where the message cuts the body it shows
 ECHOED = b"<html>Denied: GET /v1/items?offset=200&api_k=" + KEY.encode() + b" is not allowed</html>"
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
@@ -145,8 +150,8 @@ class CuttingServer:
                     conn.sendall(b"\x15\x03\x03\x00\x02\x02\x32")
                 elif how == "redirect_status_only":
                     conn.sendall(b"HTTP/1.1 302 Found\r\n")
-                elif how == "ends_in_key":  # whole by its length, and ending inside an echoed key
-                    cut = b'{"data": [{"id": 1, "echo": "' + KEY[:14].encode()
+                elif how in BROKEN_KEY:  # whole by its length, holding the key cut off, split or encoded
+                    cut = BROKEN_KEY[how]
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(cut), cut))
                     continue
                 elif how == "echoed":
@@ -299,14 +304,15 @@ def test_a_body_shown_in_an_error_is_masked_before_it_is_cut(server, tmp_path):
     text = str(caught.value)
     assert "the body begins '<html>Denied" in text and "api_k=***" in text, text
     assert KEY[:6] not in text, text
-    # a body that itself ends inside the key: no mask of the whole key matches what is there (helper-105)
-    api.cut(200, "ends_in_key", times=None)
-    with pytest.raises(ak.LoadError) as caught:
-        ak.load(_config(api), "full_refresh", database=tmp_path / "echo.duckdb", progress=False)
-    text = str(caught.value)
-    assert "the body begins '{\"data\": [{\"id\": 1, \"echo\": \"***'" in text, text
-    shown = text[text.index("the body begins"):text.index("); nothing")]
-    assert not any(KEY[i:i + 6] in shown for i in range(len(KEY) - 5)), shown
+    # the key cut off by the body's end or by the excerpt's, split by line breaks, or percent-encoded: no mask of
+    # the whole key matches, and nothing of the body is shown (helper-105, helper-106)
+    for how in BROKEN_KEY:
+        api.cut(200, how, times=None)
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(_config(api), "full_refresh", database=tmp_path / "echo.duckdb", progress=False)
+        text = str(caught.value)
+        assert "the body is not shown: it holds what looks like part of your credentials" in text, (how, text)
+        assert KEY[:4] not in text and "%63%75%74" not in text, (how, text)
 
 
 def test_every_cut_of_a_page_reads_as_cut_and_the_whole_page_does_not():

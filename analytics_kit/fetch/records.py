@@ -125,17 +125,29 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
     return rows
 
 
+# Characters looked at past each cut of a body shown in a message, for part of a secret (see ``body_shown``).
+_MARGIN = 24
+
+
 def body_shown(error: Any, redact: Any, width: int = 60) -> str:
     """What a body that is not JSON looks like where the parse stopped: its start, and the text at that
-    point if it lies further on (the message gave the decoder's position only: helper-102)."""
+    point if it lies further on (the message gave the decoder's position only: helper-102). Nothing of it
+    where what would be shown holds part of a secret, which no mask of the whole matches: the body may end
+    inside one, break it apart or encode it (helper-105, helper-106)."""
     doc, pos = getattr(error, "doc", None), getattr(error, "pos", None)
     if not isinstance(doc, str) or not doc:
         return ""
-    # masked whole, then cut: a secret cut in two would not be masked; the position shifts where a mask did.
-    # What is shown is masked for runs of a secret too: the body itself may end inside one (helper-105)
-    masked, partial = redact(doc), getattr(redact, "partial", redact)
-    shown = f"; the body begins {partial(masked[:width])!r}" + ("..." if len(masked) > width else "")
+    # masked whole, then cut: a secret cut in two would not be masked; the position shifts where a mask did
+    masked = redact(doc)
+    head, window, near = masked[:width], "", masked[:width + _MARGIN]
     if isinstance(pos, int) and pos > width // 2:
         pos += len(masked) - len(doc) if masked != doc and pos >= len(doc) // 2 else 0
-        shown += f", and at character {pos:,} reads {partial(masked[max(0, pos - 10):pos + 30])!r}"
-    return shown
+        window = masked[max(0, pos - 10):pos + 30]
+        near += masked[max(0, pos - 10 - _MARGIN):pos + 30 + _MARGIN]
+    # looked for a little past each cut (a secret's run the cut leaves a few characters of), and with the two
+    # excerpts side by side (each with a part of one)
+    holds = getattr(redact, "holds_part", None)
+    if holds is not None and (holds(near) or holds(head + window)):
+        return "; the body is not shown: it holds what looks like part of your credentials"
+    shown = f"; the body begins {head!r}" + ("..." if len(masked) > width else "")
+    return shown + (f", and at character {pos:,} reads {window!r}" if window else "")
