@@ -77,9 +77,24 @@ class Redactor:
         cut off or broken apart, which no mask of the whole matches (helper-105, helper-106)."""
         if not self._runs or not isinstance(text, str):
             return False
-        decoded = {text, unquote(text), html.unescape(text), _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)}
+        decoded, twice = {text}, text
+        for _ in range(3):  # an API echoing a URL inside a URL encodes it twice (helper-107)
+            twice = unquote(twice)
+            decoded.add(twice)
+        decoded |= {html.unescape(text), _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)}
         forms = decoded | {_SKELETON.sub("", form) for form in decoded}
         return any(form[i:i + PARTIAL_RUN] in self._runs for form in forms for i in range(len(form) - PARTIAL_RUN + 1))
+
+    def position(self, text: str, at: int) -> int:
+        """Where character ``at`` of ``text`` stands once ``text`` is masked (at the mask where one covers it)."""
+        shift = 0
+        for found in (self._pattern.finditer(text) if self._pattern is not None else ()):
+            if found.start() >= at:
+                break
+            if found.end() > at:
+                return found.start() + shift
+            shift += len(self.mask) - (found.end() - found.start())
+        return at + shift
 
     def echoed(self, content: bytes) -> bool:
         """Whether a secret (of 4 characters or more) is somewhere in ``content``."""

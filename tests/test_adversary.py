@@ -289,6 +289,29 @@ def test_total_none_configured_pages_until_an_empty_page_and_is_bounded(api, wat
     assert len(api.requests) <= 6 + 5 + 2 * 8
 
 
+def test_total_none_configured_an_empty_page_is_asked_again(api, watch):
+    """Without a total an empty page is the only end there is: a one-off one ended the listing, loading 200 of
+    500 records as a success, and so did one with records after it every time (helper-107)."""
+    no_total = {"type": "offset", "limit": 100, "total_path": None, "stop_after_empty_page": True}
+    api.total = MISSING
+    glitches = {200: 1}
+
+    def glitch(body: dict, offset: int) -> dict:
+        if glitches.get(offset):
+            glitches[offset] -= 1
+            return {**body, "data": []}
+        return body
+
+    api.transform = glitch
+    report = watch.succeeds(config_for(api, paginator=no_total, incremental=False))
+    assert table() == served(api) and not report.warnings
+    api.transform = lambda body, offset: {**body, "data": []} if offset == 200 else body
+    api.update_record(450, value=-4.5)
+    error = watch.fails(config_for(api, paginator=no_total, incremental=False))
+    assert "returned no records on GET" in str(error) and "offset=200&" in str(error), str(error)
+    assert table()[450][1] != -4.5
+
+
 def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, monkeypatch):
     from analytics_kit.fetch import paging as kit_pages
 

@@ -157,15 +157,24 @@ def test_the_origin_is_stored_as_it_is_whatever_the_key(two_hosts, tmp_path, mon
     assert stored_origins(database)["events"] == "http://api-one.test:80"
 
 
-@pytest.mark.parametrize("where", ["client.base_url", "resources[0].endpoint.path"])
-def test_a_url_with_credentials_is_refused_before_any_request(where):
+SECRET_URL = "http://loader:pa55-w0rd-canary@127.0.0.1:9/v1/events"
+
+
+@pytest.mark.parametrize("where, place", [
+    ("client.base_url", lambda c: c["client"].update(base_url=SECRET_URL)),
+    # not http(s): the check of the scheme quoted the URL (helper-107)
+    ("client.base_url", lambda c: c["client"].update(base_url=SECRET_URL.replace("http://", "ftp://"))),
+    ("client.base_url", lambda c: c["client"].update(base_url=SECRET_URL.replace("http://", ""))),
+    ("resources[0].endpoint.path", lambda c: c["resources"][0]["endpoint"].update(path=SECRET_URL)),
+    # a resource's name is its path where it has no endpoint, and names its table (helper-107)
+    ("resources[0]", lambda c: c.update(resources=[SECRET_URL])),
+    ("resources[0].name", lambda c: c.update(resources=[{"name": SECRET_URL}])),
+])
+def test_a_url_with_credentials_is_refused_before_any_request(where, place):
     """dlt's trace of a run stores base_url and endpoint paths as they are, in the pipeline folder (helper-106)."""
     config = ak.guide_config("http://127.0.0.1:9")
-    if where == "client.base_url":
-        config["client"]["base_url"] = "http://loader:pa55-w0rd-canary@127.0.0.1:9"
-    else:
-        config["resources"][0]["endpoint"]["path"] = "http://loader:pa55-w0rd-canary@127.0.0.1:9/v1/events"
+    place(config)
     with pytest.raises(ak.ConfigError) as caught:
         ak.build_source(config)
-    assert caught.value.path == where and "auth block" in caught.value.guidance
+    assert caught.value.path == where and "auth block" in caught.value.guidance, str(caught.value)
     assert "pa55-w0rd-canary" not in str(caught.value) and "loader" not in str(caught.value)

@@ -38,7 +38,9 @@ WHOLE_BUT_NOT_JSON = {"html": b"<html>maintenance</html>", "nan": b'{"data": [{"
 BROKEN_KEY = {"ends_in_key": b'{"data": [{"id": 1, "echo": "' + KEY[:14].encode(),
               "split_key": b"<p>" + b"\r\n".join(KEY[i:i + 5].encode() for i in range(0, len(KEY), 5)) + b"</p>",
               "encoded_key": b"<p>" + b"".join(b"%%%02X" % ord(c) for c in KEY) + b"</p>",
-              "key_at_the_cut": b"<p>" + b"a" * 53 + KEY[:10].encode() + b" and more</p>"}
+              "key_at_the_cut": b"<p>" + b"a" * 53 + KEY[:10].encode() + b" and more</p>",
+              # a URL echoed inside a URL: percent-encoded twice (helper-107)
+              "encoded_twice": b"<p>" + b"".join(b"%%25%02X" % ord(c) for c in KEY[:12]) + b"</p>"}
 # A login page echoing the key across the 60th character, where the message cuts the body it shows
 ECHOED = b"<html>Denied: GET /v1/items?offset=200&api_k=" + KEY.encode() + b" is not allowed</html>"
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
@@ -313,6 +315,20 @@ def test_a_body_shown_in_an_error_is_masked_before_it_is_cut(server, tmp_path):
         text = str(caught.value)
         assert "the body is not shown: it holds what looks like part of your credentials" in text, (how, text)
         assert KEY[:4] not in text and "%63%75%74" not in text, (how, text)
+
+
+def test_the_place_the_parse_stopped_is_shown_where_it_stands_once_masked():
+    """A masked key before the parse position shifted the excerpt by the key's length less the mask's (helper-107)."""
+    import orjson
+
+    from analytics_kit.fetch.records import body_shown
+    from analytics_kit.redact import Redactor
+
+    body = '{"k": "' + KEY + '", "t": "' + "t" * 20 + '", BROKEN_HERE' + "x" * 80 + "}"
+    with pytest.raises(orjson.JSONDecodeError) as caught:
+        orjson.loads(body)
+    shown = body_shown(caught.value, Redactor([KEY]))
+    assert f"at character {body.index('BROKEN_HERE')} reads 'ttttttt\", BROKEN_HERExxx" in shown, shown
 
 
 def test_every_cut_of_a_page_reads_as_cut_and_the_whole_page_does_not():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 import sys
 from typing import Any, Iterable
 from urllib.parse import urlsplit
@@ -250,15 +251,20 @@ def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) 
 def refuse_url_credentials(url: Any, path: str) -> None:
     """A user name or password written into a URL: dlt's trace of each run stores the URL as it is, in the
     pipeline folder, and messages show it (helper-106); the auth block keeps them secret."""
-    if not isinstance(url, str) or "@" not in url or "://" not in url:
+    if not isinstance(url, str) or "@" not in url:
         return
-    parts = urlsplit(url)
+    parts = urlsplit(url if "://" in url else f"//{url.strip()}")  # a name without a scheme: dlt's path
     if parts.username is None and parts.password is None:
         return
-    raise fail(path, f"a user name or password in the URL ({parts.scheme}://***@{parts.hostname})",
+    raise fail(path, f"a user name or password in the URL ({without_userinfo(url)})",
                "a URL without credentials",
                "Move them to the auth block, e.g. {\"type\": \"http_basic\", \"username\": ..., \"password\": ...} "
                "(or a token's own auth type), where they are kept out of files, logs and errors.")
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with what stands before an "@" in its host part masked, as a message shows it."""
+    return re.sub(r"^(\s*[A-Za-z][\w+.-]*://)?[^/?#@]*@", lambda m: (m.group(1) or "") + "***@", url)
 
 
 def check_endpoint(value: Any, path: str) -> None:
@@ -325,11 +331,11 @@ def check_client(value: Any) -> None:
     expected = "an http(s) URL such as 'https://api.example.com'"
     if url is None:
         raise fail("client.base_url", "missing", expected, "Add client.base_url, the API's root URL.")
+    refuse_url_credentials(url, "client.base_url")  # first: the next message shows the URL (helper-107)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise fail("client.base_url", f"got {got(url)}", expected,
+        raise fail("client.base_url", f"got {got(without_userinfo(url))}", expected,
                    "Start base_url with http:// or https:// followed by the host.")
-    refuse_url_credentials(url, "client.base_url")
     if value.get("auth") is not None:
         check_auth(value["auth"], "client.auth")
     if value.get("paginator") is not None:
@@ -371,6 +377,8 @@ def check_shape(config: dict[str, Any]) -> None:
         elif not isinstance(resource, (str, DltResource)):
             raise fail(path, f"got {got(resource)}", "a resource name or a dict", "Use a string or a dict.")
         name = resource_name(resource)
+        # dlt reads a resource's name as its path where it has no endpoint, and its table is named after it
+        refuse_url_credentials(name, join(path, "name") if isinstance(resource, dict) else path)
         if not isinstance(name, str) or not name:
             where = join(path, "name") if isinstance(resource, dict) else path
             raise fail(where, f"got {got(name)}", "a non-empty string", "Give the resource a name.")

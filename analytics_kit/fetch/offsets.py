@@ -228,7 +228,7 @@ class OffsetPass:
             self.owner.stats.total(self.owner.resource, total)
             if self.first_total is None:
                 self.first_total = total
-        elif not self._named_bad_total:
+        elif not self._named_bad_total and (page or page.total is not None):  # an empty page may lack one
             self._named_bad_total = True
             self.owner.warn(f"the API's total={shown(page.total, 40)} on {page.request} is not a plausible record "
                             "count; paging until an empty page instead")
@@ -262,7 +262,8 @@ class OffsetPass:
                     return
                 # the highest of the total the pages before this one gave and its own
                 expected = max((t for t in (self.total, usable_total(page.total)) if t is not None), default=None)
-                if not page and short is None and expected is not None and page.offset < expected + p.base_index:
+                # with no total, an empty page after a full one is the only end there is: asked again too (helper-107)
+                if not page and short is None and (expected is None or page.offset < expected + p.base_index):
                     # an empty page before the total: the end, or a glitch with records after it? Its own total
                     # is not trusted to say: an API failing with an empty 200 said total=0 there, and the pass
                     # ended with a fifth of the listing (helper-102)

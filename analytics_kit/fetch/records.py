@@ -141,9 +141,9 @@ def body_shown(error: Any, redact: Any, width: int = 60) -> str:
     masked = redact(doc)
     head, window, near = masked[:width], "", masked[:width + _MARGIN]
     if isinstance(pos, int) and pos > width // 2:
-        pos += len(masked) - len(doc) if masked != doc and pos >= len(doc) // 2 else 0
-        window = masked[max(0, pos - 10):pos + 30]
-        near += masked[max(0, pos - 10 - _MARGIN):pos + 30 + _MARGIN]
+        here = redact.position(doc, pos) if hasattr(redact, "position") else pos  # where it stands once masked
+        window = masked[max(0, here - 10):here + 30]
+        near += masked[max(0, here - 10 - _MARGIN):here + 30 + _MARGIN]
     # looked for a little past each cut (a secret's run the cut leaves a few characters of), and with the two
     # excerpts side by side (each with a part of one)
     holds = getattr(redact, "holds_part", None)
