@@ -13,6 +13,7 @@ is seen as a value, between delimiters, in every URL, header and log line.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
@@ -34,6 +35,7 @@ PARTIAL_RUN = 6
 _ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
 _U_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _SKELETON = re.compile(r"[^0-9A-Za-z]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}")
 
 
 class Redactor:
@@ -82,6 +84,11 @@ class Redactor:
             twice = unquote(twice)
             decoded.add(twice)
         decoded |= {html.unescape(text), _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)}
+        for run in _BASE64.findall(text):  # an echoed "Authorization: Basic ..." header (helper-107)
+            try:
+                decoded.add(base64.b64decode(run + "=" * (-len(run) % 4)).decode("utf-8", "ignore"))
+            except ValueError:
+                pass
         forms = decoded | {_SKELETON.sub("", form) for form in decoded}
         return any(form[i:i + PARTIAL_RUN] in self._runs for form in forms for i in range(len(form) - PARTIAL_RUN + 1))
 

@@ -10,6 +10,7 @@ answer by closing the connection, honestly, loads without a retry.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -40,7 +41,9 @@ BROKEN_KEY = {"ends_in_key": b'{"data": [{"id": 1, "echo": "' + KEY[:14].encode(
               "encoded_key": b"<p>" + b"".join(b"%%%02X" % ord(c) for c in KEY) + b"</p>",
               "key_at_the_cut": b"<p>" + b"a" * 53 + KEY[:10].encode() + b" and more</p>",
               # a URL echoed inside a URL: percent-encoded twice (helper-107)
-              "encoded_twice": b"<p>" + b"".join(b"%%25%02X" % ord(c) for c in KEY[:12]) + b"</p>"}
+              "encoded_twice": b"<p>" + b"".join(b"%%25%02X" % ord(c) for c in KEY[:12]) + b"</p>",
+              # an Authorization header echoed back (helper-107)
+              "base64": b"<p>Authorization: Basic " + base64.b64encode(b"loader:" + KEY.encode()) + b"</p>"}
 # A login page echoing the key across the 60th character, where the message cuts the body it shows
 ECHOED = b"<html>Denied: GET /v1/items?offset=200&api_k=" + KEY.encode() + b" is not allowed</html>"
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
