@@ -51,6 +51,12 @@ KEY_ENV = "BENCH_API_KEY"
 def run_kit(base_url: str, folder: str, mode: str, concurrency: str) -> dict:
     import analytics_kit as ak
 
+    if os.environ.get("BENCH_CURL_ADAPTER"):  # bench/curl_adapter.py's experiment
+        sys.path.insert(0, str(ROOT / "bench"))
+        import curl_adapter
+
+        curl_adapter.patch()
+
     config = ak.guide_config(base_url, os.environ[KEY_ENV])
     report = ak.load(config, mode, database=f"{folder}/analytics.duckdb", progress=False,
                      concurrency=int(concurrency) if concurrency else None)
