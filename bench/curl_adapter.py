@@ -100,7 +100,8 @@ def main() -> None:
             ratios[variant].append(ratio)
             print(f"round {round_ + 1}, {variant:8}: kit / floor-seq {ratio:.3f}", flush=True)
     for variant, values in ratios.items():
-        print(f"median kit / floor-seq with {variant}: {statistics.median(values):.3f}  ({', '.join(f'{v:.3f}' for v in values)})")
+        rounds = ", ".join(f"{v:.3f}" for v in values)
+        print(f"median kit / floor-seq with {variant}: {statistics.median(values):.3f}  ({rounds})")
 
 
 if __name__ == "__main__":

@@ -134,8 +134,8 @@ def test_every_address_of_this_machine_is_one_origin(tmp_path, monkeypatch):
             port = api.base_url.rsplit(":", 1)[1].rstrip("/")
             ak.load(fast(ak.guide_config(f"HTTP://{host}:{port}/")), database=database, progress=False)
     assert stored_origins(database)["events"] == THIS_MACHINE
-    for url in ("http://0.0.0.0:9", "http://2130706433:9", "http://LOCALHOST.:9", "http://[::1]:9", "http://[::ffff:127.0.0.1]:9",
-                "http://app.localhost"):
+    for url in ("http://0.0.0.0:9", "http://2130706433:9", "http://LOCALHOST.:9", "http://[::1]:9",
+                "http://[::ffff:127.0.0.1]:9", "http://app.localhost"):
         assert origin_of(url, "") == THIS_MACHINE, url
     assert origin_of(f"http://{socket.gethostname()}:9", "", resolve=True) == THIS_MACHINE
     # spelled differently, one API elsewhere is one origin; the path is not part of it

@@ -311,7 +311,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if full is not None or "no space left on device" in text:
         step = next((s for e in causes(error) if (s := getattr(e, "step", None))), None)
         # a move or copy names its destination second (dlt moves a job from the system's temp folder: helper-103)
-        written = Path(os.fsdecode(getattr(full, "filename2", None) or getattr(full, "filename", None) or "")).absolute()
+        written = Path(os.fsdecode(getattr(full, "filename2", None) or getattr(full, "filename", None) or ""))
+        written = written.absolute()
         folder = next((p for p in (written, *written.parents) if p.name.endswith(".state")), None)
         if folder is not None:
             # dlt's working files (extracted pages, load packages, its state) live in the kit's <name>.state folder
