@@ -389,28 +389,40 @@ def _writable_elsewhere(path: Path) -> bool:
     return done.stdout.strip() == "opened"
 
 
-def test_the_readers_keep_the_lock_of_a_connection_the_process_holds(loaded, tmp_path):
-    """DuckDB's locks belong to the process: the readers' second descriptor of the file, closed, dropped the lock
-    of the notebook's own read-only connection, and loads in another process wrote under it (helper-103)."""
-    assert _writable_elsewhere(loaded)
-    own = duckdb.connect(str(loaded), read_only=True)
+@pytest.mark.parametrize("how", ["read_only", "read_write", "attached", "hard_link", "other_name"])
+def test_the_readers_keep_the_lock_of_a_connection_the_process_holds(loaded, tmp_path, how):
+    """DuckDB's locks belong to the process: the readers' second handle of the file, closed, dropped the lock of
+    the notebook's own connection, and loads in another process wrote under it (helper-103); sharing that
+    connection's database opened a second handle anyway where it was ATTACHed or a hard link (helper-108)."""
+    path = loaded
+    if how == "hard_link":
+        os.link(loaded, tmp_path / "same.duckdb")
+    elif how == "other_name":
+        path = tmp_path / "mydata.duckdb"
+        shutil.copy(loaded, path)
+    assert _writable_elsewhere(path)
+    own = duckdb.connect(":memory:") if how == "attached" else duckdb.connect(
+        str(tmp_path / "same.duckdb" if how == "hard_link" else path), read_only=how != "read_write")
+    if how == "attached":
+        own.execute(f"ATTACH '{path}' AS mine (READ_ONLY)")
     try:
-        assert not _writable_elsewhere(loaded)
-        assert ak.query("SELECT count(*) AS n FROM analytics.events")["n"].iloc[0] == 250
-        assert len(ak.tables()) and len(ak.history()) == 1 and len(ak.describe("events"))
-        assert not _writable_elsewhere(loaded), "a reader dropped the lock of the process's own connection"
-        assert own.execute("SELECT count(*) FROM events").fetchone()[0] == 250
+        assert not _writable_elsewhere(path)
+        started = time.monotonic()
+        for read in (lambda: ak.query("SELECT 1", path), lambda: ak.tables(path), lambda: ak.history(path)):
+            with pytest.raises(ak.QueryError, match="open in another connection of this process") as caught:
+                read()
+            assert "close it first" in caught.value.guidance
+        assert time.monotonic() - started < 5  # the caller's own connection is not waited for
+        assert not _writable_elsewhere(path), "a reader dropped the lock of the process's own connection"
     finally:
         own.close()
-    # another name: the readers' catalog cannot be the file's, so they refuse rather than open it again
-    other = tmp_path / "mydata.duckdb"
-    shutil.copy(loaded, other)
-    own = duckdb.connect(str(other), read_only=True)
-    try:
-        with pytest.raises(ak.QueryError, match="open in another connection of this process") as caught:
-            ak.query("SELECT count(*) FROM analytics.events", other)
-        assert "close it first" in caught.value.guidance
-        assert not _writable_elsewhere(other)
-    finally:
-        own.close()
-    assert _writable_elsewhere(other) and ak.query("SELECT count(*) AS n FROM events", other)["n"].iloc[0] == 250
+    assert ak.query("SELECT count(*) AS n FROM events", path)["n"].iloc[0] == 250 and _writable_elsewhere(path)
+
+
+def test_readers_in_several_threads_take_turns(loaded):
+    """Two readers' handles side by side: the first one closed dropped the other's lock (see above)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda _: ak.query("SELECT count(*) AS n FROM events")["n"].iloc[0], range(40)))
+    assert counts == [250] * 40

@@ -37,6 +37,7 @@ from analytics_kit.store.database import (
     DefaultDatabase,
     OpenHere,
     connect_waiting,
+    reading,
 )
 
 # dlt's bookkeeping and the kit's: not what an analyst loaded.
@@ -144,6 +145,11 @@ def connect(path: Path, given: object = None, dataset: str = DEFAULT_DATASET) ->
     """
     if not path.exists():
         raise missing_database(path, given if given is not None else str(path))
+    with reading(path):
+        yield from _connected(path, dataset)
+
+
+def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         con = connect_waiting(
             path, True, LOCK_WAIT_SECONDS, None, QueryError,
@@ -156,12 +162,11 @@ def connect(path: Path, given: object = None, dataset: str = DEFAULT_DATASET) ->
                          guidance="Pass the DuckDB file a load wrote (database=...).", database=str(path)) from None
     except OpenHere:
         raise QueryError(
-            f"{path} is open in another connection of this process (duckdb.connect(...) in your code). The kit's "
-            f"readers would open it a second time, and closing that would drop your connection's lock on the file "
-            f"(locks belong to the process), so that a load elsewhere could write under it.",
+            f"{path} is open in another connection of this process (duckdb.connect(...) or ATTACH in your code). "
+            "The kit's readers would open it a second time, and closing that would drop your connection's lock on "
+            "the file (locks belong to the process), so that a load elsewhere could write under it.",
             guidance="Query through your own connection, or close it first (with duckdb.connect(...) as con: "
-            f"closes it at the block's end). In a file named {READER_CATALOG}.duckdb the readers share your "
-            "connection's database instead.", database=str(path)) from None
+            "closes it at the block's end).", database=str(path)) from None
     try:
         con.execute("SET TimeZone = 'UTC'")
         if dataset != DEFAULT_DATASET and con.execute(

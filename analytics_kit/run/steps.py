@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import raise_if_dropped
-from analytics_kit.store.database import instance_settings, open_for_writing, restore_settings
+from analytics_kit.store.database import instance_settings, loading_here, open_for_writing, restore_settings
 from analytics_kit.store.target import Target
 
 logger = logging.getLogger("analytics_kit.run.load")  # the load's own messages, as before they moved here
@@ -40,16 +40,18 @@ def holding(target: Target, lock_timeout: float, stats: LoadStats) -> Iterator[N
         yield
         return
     step = stats.step
-    connection = open_for_writing(target.database, lock_timeout, on_wait=waiting(stats, "the wait for the DuckDB file"))
-    stats.step = step
-    before = instance_settings(connection)  # a connection of the user's shares them (see there)
-    try:
-        yield
-    finally:
+    with loading_here(target.database):  # the readers of this process wait for it (store/database)
+        connection = open_for_writing(target.database, lock_timeout,
+                                      on_wait=waiting(stats, "the wait for the DuckDB file"))
+        stats.step = step
+        before = instance_settings(connection)  # a connection of the user's shares them (see there)
         try:
-            restore_settings(connection, before)
+            yield
         finally:
-            connection.close()
+            try:
+                restore_settings(connection, before)
+            finally:
+                connection.close()
 
 
 def waiting(stats: LoadStats, step: str) -> Callable[[str], None]:

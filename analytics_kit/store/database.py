@@ -6,9 +6,12 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import duckdb
 
@@ -141,6 +144,9 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
         except duckdb.IOException as failure:
             holder = _lock_holder(failure)
             held = f"is locked by another process ({holder})"
+        except _LoadedHere:
+            holder = "this process"
+            held = "is being loaded by this process (a load running in another thread)"
         except duckdb_in_use_errors() as failure:
             if not in_use_here(failure):
                 raise
@@ -157,17 +163,56 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
 
 
 class OpenHere(Exception):
-    """The file is open in another connection of this process, under another name than the readers' catalog."""
+    """The file is open in a connection of this process that is not a load's: the caller's own."""
+
+
+class _LoadedHere(Exception):
+    """A load of this process holds the file open: the readers wait for it, as for another process's."""
+
+
+_LOADS_HERE: Counter[tuple[int, int]] = Counter()  # the files (device, inode) this process's loads hold open
+_READERS: dict[str, threading.Lock] = {}  # one reader at a time per file (see ``reading``)
+_READERS_LOCK = threading.Lock()
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+@contextmanager
+def loading_here(path: Path) -> Iterator[None]:
+    """Marks ``path`` as held open by a load of this process for the block (see ``_attached``)."""
+    key = _file_id(path)
+    if key is not None:
+        _LOADS_HERE[key] += 1
+    try:
+        yield
+    finally:
+        if key is not None:
+            _LOADS_HERE[key] -= 1
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """One reader at a time per file in this process: two readers' handles side by side, the first one closed
+    dropped the other's lock (see ``open_here``)."""
+    with _READERS_LOCK:
+        lock = _READERS.setdefault(str(path), threading.Lock())
+    with lock:
+        yield
 
 
 def _attached(path: Path, catalog: str) -> duckdb.DuckDBPyConnection:
     if open_here(path):
-        # a connection of this process's own instance, not a second descriptor whose close would drop its lock
-        # (see open_here); DuckDB refuses it where that connection writes ("different configuration": a wait)
-        con = duckdb.connect(str(path), read_only=True)
-        if con.execute("SELECT current_database()").fetchone()[0] == catalog:
-            return con
-        con.close()
+        # Not opened beside it: a second handle, closed, drops the process's lock on the file (see open_here).
+        # Sharing that connection's database through duckdb.connect opened a second one anyway where it was
+        # ATTACHed or reached by a hard link (helper-108).
+        if _LOADS_HERE.get(_file_id(path) or (0, 0)):
+            raise _LoadedHere(path.name)
         raise OpenHere(path.name)
     con = duckdb.connect(":memory:")
     try:
