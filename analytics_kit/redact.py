@@ -66,6 +66,7 @@ class Redactor:
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
         bare = {_SKELETON.sub("", form) for form in forms}  # see ``holds_part``
         self._runs = {form[i:i + PARTIAL_RUN] for form in forms | bare for i in range(len(form) - PARTIAL_RUN + 1)}
+        self._lower_runs = {run.lower() for run in self._runs}
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
@@ -84,13 +85,16 @@ class Redactor:
             twice = unquote(twice)
             decoded.add(twice)
         decoded |= {html.unescape(text), _U_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)}
-        for run in _BASE64.findall(text):  # an echoed "Authorization: Basic ..." header (helper-107)
-            try:
-                decoded.add(base64.b64decode(run + "=" * (-len(run) % 4)).decode("utf-8", "ignore"))
-            except ValueError:
-                pass
-        forms = decoded | {_SKELETON.sub("", form) for form in decoded}
-        return any(form[i:i + PARTIAL_RUN] in self._runs for form in forms for i in range(len(form) - PARTIAL_RUN + 1))
+        for run in _BASE64.findall(text):  # an echoed "Authorization: Basic ..." header (helper-107), or hex
+            for decode in (lambda r: base64.b64decode(r + "=" * (-len(r) % 4)), bytes.fromhex):
+                try:
+                    decoded.add(decode(run).decode("utf-8", "ignore"))
+                except ValueError:
+                    pass
+        # in any letter case: an API that upper-cases what it echoes (helper-108)
+        forms = {f.lower() for form in decoded for f in (form, _SKELETON.sub("", form))}
+        return any(form[i:i + PARTIAL_RUN] in self._lower_runs
+                   for form in forms for i in range(len(form) - PARTIAL_RUN + 1))
 
     def position(self, text: str, at: int) -> int:
         """Where character ``at`` of ``text`` stands once ``text`` is masked (at the mask where one covers it)."""

@@ -43,7 +43,10 @@ BROKEN_KEY = {"ends_in_key": b'{"data": [{"id": 1, "echo": "' + KEY[:14].encode(
               # a URL echoed inside a URL: percent-encoded twice (helper-107)
               "encoded_twice": b"<p>" + b"".join(b"%%25%02X" % ord(c) for c in KEY[:12]) + b"</p>",
               # an Authorization header echoed back (helper-107)
-              "base64": b"<p>Authorization: Basic " + base64.b64encode(b"loader:" + KEY.encode()) + b"</p>"}
+              "base64": b"<p>Authorization: Basic " + base64.b64encode(b"loader:" + KEY.encode()) + b"</p>",
+              # upper-cased, or as hex (helper-108)
+              "upper": b"<p>bad key " + KEY.upper().encode() + b" denied</p>",
+              "hex": b"<p>key " + KEY.encode().hex().encode() + b"</p>"}
 # A login page echoing the key across the 60th character, where the message cuts the body it shows
 ECHOED = b"<html>Denied: GET /v1/items?offset=200&api_k=" + KEY.encode() + b" is not allowed</html>"
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}
@@ -317,7 +320,7 @@ def test_a_body_shown_in_an_error_is_masked_before_it_is_cut(server, tmp_path):
             ak.load(_config(api), "full_refresh", database=tmp_path / "echo.duckdb", progress=False)
         text = str(caught.value)
         assert "the body is not shown: it holds what looks like part of your credentials" in text, (how, text)
-        assert KEY[:4] not in text and "%63%75%74" not in text, (how, text)
+        assert KEY[:4] not in text.lower() and "%63%75%74" not in text and KEY.encode().hex()[:12] not in text, (how, text)
 
 
 def test_the_place_the_parse_stopped_is_shown_where_it_stands_once_masked():
