@@ -36,6 +36,8 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f])([0-9A-Fa-f])")
 _U_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 _SKELETON = re.compile(r"[^0-9A-Za-z]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}")
+_HEX_PAIRS = re.compile(r"(?:\\x)?[0-9A-Fa-f]{2}(?:[\s:.,\-]*(?:\\x)?[0-9A-Fa-f]{2}){5,}")
+_NOT_HEX = re.compile(r"[^0-9A-Fa-f]")
 
 
 class Redactor:
@@ -91,6 +93,11 @@ class Redactor:
                     decoded.add(decode(run).decode("utf-8", "ignore"))
                 except ValueError:
                     pass
+        for run in _HEX_PAIRS.findall(text):  # bytes as hex pairs with separators, or \x escapes (helper-109)
+            try:
+                decoded.add(bytes.fromhex(_NOT_HEX.sub("", run.replace("\\x", ""))).decode("utf-8", "ignore"))
+            except ValueError:
+                pass
         # in any letter case: an API that upper-cases what it echoes (helper-108)
         forms = {f.lower() for form in decoded for f in (form, _SKELETON.sub("", form))}
         return any(form[i:i + PARTIAL_RUN] in self._lower_runs

@@ -46,7 +46,10 @@ BROKEN_KEY = {"ends_in_key": b'{"data": [{"id": 1, "echo": "' + KEY[:14].encode(
               "base64": b"<p>Authorization: Basic " + base64.b64encode(b"loader:" + KEY.encode()) + b"</p>",
               # upper-cased, or as hex (helper-108)
               "upper": b"<p>bad key " + KEY.upper().encode() + b" denied</p>",
-              "hex": b"<p>key " + KEY.encode().hex().encode() + b"</p>"}
+              "hex": b"<p>key " + KEY.encode().hex().encode() + b"</p>",
+              # hex pairs with separators, \x escapes (helper-109)
+              "hex_pairs": b"<p>key " + KEY.encode().hex(" ").encode() + b"</p>",
+              "x_escapes": b"<p>key " + b"".join(b"\\x%02x" % c for c in KEY.encode()) + b"</p>"}
 # A login page echoing the key across the 60th character, where the message cuts the body it shows
 ECHOED = b"<html>Denied: GET /v1/items?offset=200&api_k=" + KEY.encode() + b" is not allowed</html>"
 TINY = {"retry_on_status_codes": [429, 500, 502, 503, 504], "max_retries": 2, "backoff_factor": 0.001, "timeout": 5}

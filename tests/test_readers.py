@@ -426,3 +426,21 @@ def test_readers_in_several_threads_take_turns(loaded):
     with ThreadPoolExecutor(4) as pool:
         counts = list(pool.map(lambda _: ak.query("SELECT count(*) AS n FROM events")["n"].iloc[0], range(40)))
     assert counts == [250] * 40
+
+
+@pytest.mark.parametrize("held_by", ["link", "file"])
+def test_a_load_through_another_name_of_a_held_file_is_refused(loaded, config, tmp_path, held_by):
+    """A load through a hard link to a file this process holds open under the other name went ahead beside
+    that connection, and its close dropped the connection's lock (helper-109)."""
+    link = tmp_path / "same.duckdb"
+    os.link(loaded, link)
+    own = duckdb.connect(str(link if held_by == "link" else loaded), read_only=True)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ak.LoadError, match="under another name") as caught:
+            ak.load(config, database=loaded if held_by == "link" else link, progress=False)
+        assert time.monotonic() - started < 5 and "Close that connection" in caught.value.guidance
+        assert not _writable_elsewhere(loaded), "the load dropped the lock of the process's own connection"
+    finally:
+        own.close()
+    assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)  # closed: it loads again

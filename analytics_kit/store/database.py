@@ -114,6 +114,11 @@ def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) 
     (DuckDB caches one per file and configuration): opening the file costs 12-15 ms of
     catalog and WAL reading, and dlt opens it four or five times in a short load.
     """
+    if open_here(path, by_another_name=True):
+        raise LoadError(f"The DuckDB file {path} is open in another connection of this process under another name "
+                        "(a hard link to it): the load would open it beside that connection, and closing it would drop "
+                        "that connection's lock on the file (locks belong to the process).",
+                        guidance="Close that connection, or load through the same path it opened.", database=str(path))
     # No config: dlt connects with none and SETs its settings afterwards; another
     # configuration would make DuckDB refuse dlt's connections in this process.
     return connect_waiting(path, False, wait, on_wait, LoadError,

@@ -17,18 +17,22 @@ from pathlib import Path
 _FDS = "/proc/self/fd"
 
 
-def open_here(path: Path) -> bool:
-    """Whether a descriptor of this process has the file at ``path`` open (the same device and inode)."""
+def open_here(path: Path, *, by_another_name: bool = False) -> bool:
+    """Whether a descriptor of this process has the file at ``path`` open (the same device and inode);
+    ``by_another_name``: only one opened under another path (a hard link), which DuckDB, whose own registry
+    of open files is keyed by path, would open the file beside (helper-109: a load through a hard link)."""
     try:
         target = os.stat(path)
         names = os.listdir(_FDS)
+        here = os.path.realpath(path)
     except OSError:
         return False
     for name in names:
         try:
             found = os.stat(f"{_FDS}/{name}")
+            if found.st_ino == target.st_ino and found.st_dev == target.st_dev and (
+                    not by_another_name or os.readlink(f"{_FDS}/{name}") != here):
+                return True
         except OSError:  # closed meanwhile, or the listing's own descriptor
             continue
-        if found.st_ino == target.st_ino and found.st_dev == target.st_dev:
-            return True
     return False
