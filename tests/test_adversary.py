@@ -25,7 +25,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import duckdb
@@ -177,6 +177,19 @@ def with_value(change: dict[int, Any], field: str = "value"):
     return transform
 
 
+def emptied_at(offset: int, times: int | None = None, empty: Callable[[dict], Any] = lambda body: {**body, "data": []}):
+    """A transform serving the page at ``offset`` as ``empty(body)`` (no records), ``times`` times or every time."""
+    left = [times]
+
+    def transform(body: dict, at: int) -> Any:
+        if at != offset or left[0] == 0:
+            return body
+        if left[0] is not None:
+            left[0] -= 1
+        return empty(body)
+    return transform
+
+
 # -- 1. a total that disagrees with the pages -------------------------------------------------------
 
 
@@ -294,18 +307,10 @@ def test_total_none_configured_an_empty_page_is_asked_again(api, watch):
     500 records as a success, and so did one with records after it every time (helper-107)."""
     no_total = {"type": "offset", "limit": 100, "total_path": None, "stop_after_empty_page": True}
     api.total = MISSING
-    glitches = {200: 1}
-
-    def glitch(body: dict, offset: int) -> dict:
-        if glitches.get(offset):
-            glitches[offset] -= 1
-            return {**body, "data": []}
-        return body
-
-    api.transform = glitch
+    api.transform = emptied_at(200, times=1)
     report = watch.succeeds(config_for(api, paginator=no_total, incremental=False))
     assert table() == served(api) and not report.warnings
-    api.transform = lambda body, offset: {**body, "data": []} if offset == 200 else body
+    api.transform = emptied_at(200)
     api.update_record(450, value=-4.5)
     error = watch.fails(config_for(api, paginator=no_total, incremental=False))
     assert "returned no records on GET" in str(error) and "offset=200&" in str(error), str(error)
@@ -324,18 +329,10 @@ def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, mon
 
 
 def test_total_an_empty_page_before_the_total_is_asked_again(api, watch):
-    glitches = {200: 1}
-
-    def glitch(body: dict, offset: int) -> dict:
-        if glitches.get(offset):
-            glitches[offset] -= 1
-            return {**body, "data": []}
-        return body
-
-    api.transform = glitch
+    api.transform = emptied_at(200, times=1)
     report = watch.succeeds(config_for(api, incremental=False))
     assert table() == served(api) and not report.warnings
-    api.transform = lambda body, offset: {**body, "data": []} if offset == 200 else body  # a hole, every time
+    api.transform = emptied_at(200)  # a hole, every time
     api.update_record(450, value=-4.5)
     error = watch.fails(config_for(api, incremental=False))
     assert "returned no records on GET" in str(error) and "offset=200&" in str(error) and "twice" in str(error)
@@ -350,24 +347,17 @@ def test_total_an_empty_page_whose_own_total_fell_is_asked_again_too(api, watch,
     before = table()
     for id_ in range(1, 301):  # the incremental listing's too has a page at offset 200
         api.update_record(id_, value=-4.5)
-    def hole(body: dict, offset: int) -> dict:
+
+    def hole(body: dict) -> dict:
         return {**{k: v for k, v in body.items() if k != "total"}, "data": [],
                 **({} if said is MISSING else {"total": said})}
 
-    api.transform = lambda body, offset: hole(body, offset) if offset == 200 else body
+    api.transform = emptied_at(200, empty=hole)
     for mode in ("full_refresh", "incremental"):
         error = watch.fails(config_for(api), mode=mode)
         assert "returned no records on GET" in str(error) and "offset=200&" in str(error), str(error)
         assert table() == before  # nothing lost, nothing from the failed run
-    glitches = {200: 1}  # once only: asked again, the page has its records
-
-    def glitch(body: dict, offset: int) -> dict:
-        if glitches.get(offset):
-            glitches[offset] -= 1
-            return hole(body, offset)
-        return body
-
-    api.transform = glitch
+    api.transform = emptied_at(200, times=1, empty=hole)  # once only: asked again, the page has its records
     api.clear_requests()
     report = watch.succeeds(config_for(api), mode="full_refresh")
     assert table() == served(api)

@@ -239,8 +239,8 @@ class OffsetPass:
         # the first page on the resource's own session, in the extracting thread
         started = time.perf_counter()
         page = self.fetch(p.initial_value, self.owner.client.session)
-        if usable_total(page.total) is not None:  # for the progress display, before the newest is read
-            self.owner.stats.total(self.owner.resource, usable_total(page.total))
+        if (first_total := usable_total(page.total)) is not None:  # for the progress display, before the newest
+            self.owner.stats.total(self.owner.resource, first_total)
         if self.newest_field is not None and not page.ignored:
             page = self._read_newest(page)
         self.owner.stats.waited(time.perf_counter() - started)

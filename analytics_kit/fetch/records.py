@@ -129,7 +129,7 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
 _MARGIN = 24
 
 
-def body_shown(error: Any, redact: Any, width: int = 60) -> str:
+def body_shown(error: Any, redact: Redactor, width: int = 60) -> str:
     """What a body that is not JSON looks like where the parse stopped: its start, and the text at that
     point if it lies further on (the message gave the decoder's position only: helper-102). Nothing of it
     where what would be shown holds part of a secret, which no mask of the whole matches: the body may end
@@ -141,13 +141,12 @@ def body_shown(error: Any, redact: Any, width: int = 60) -> str:
     masked = redact(doc)
     head, window, near = masked[:width], "", masked[:width + _MARGIN]
     if isinstance(pos, int) and pos > width // 2:
-        here = redact.position(doc, pos) if hasattr(redact, "position") else pos  # where it stands once masked
+        here = redact.position(doc, pos)  # where it stands once masked
         window = masked[max(0, here - 10):here + 30]
         near += masked[max(0, here - 10 - _MARGIN):here + 30 + _MARGIN]
     # looked for a little past each cut (a secret's run the cut leaves a few characters of), and with the two
     # excerpts side by side (each with a part of one)
-    holds = getattr(redact, "holds_part", None)
-    if holds is not None and (holds(near) or holds(head + window)):
+    if redact.holds_part(near) or redact.holds_part(head + window):
         return "; the body is not shown: it holds what looks like part of your credentials"
     shown = f"; the body begins {head!r}" + ("..." if len(masked) > width else "")
     return shown + (f", and at character {pos:,} reads {window!r}" if window else "")
