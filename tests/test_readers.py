@@ -444,3 +444,36 @@ def test_a_load_through_another_name_of_a_held_file_is_refused(loaded, config, t
     finally:
         own.close()
     assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)  # closed: it loads again
+
+
+@pytest.mark.parametrize("how", ["read_only", "attached"])
+def test_a_load_beside_the_callers_read_only_connection_is_refused_at_once_and_keeps_its_lock(loaded, config, how):
+    """DuckDB opens no read-write connection beside a read-only one: the load waited its 10 s for a connection that
+    only the caller can close (helper-109), and beside an ATTACH each refused attempt opened the file and closed it,
+    which dropped the caller's lock. Told from the process's own locks now, without opening the file."""
+    own = duckdb.connect(":memory:") if how == "attached" else duckdb.connect(str(loaded), read_only=True)
+    if how == "attached":
+        own.execute(f"ATTACH '{loaded}' AS mine (READ_ONLY)")
+    try:
+        started = time.monotonic()
+        with pytest.raises(ak.LoadError, match="open read-only in a connection of this process") as caught:
+            ak.load(config, database=loaded, progress=False)
+        assert time.monotonic() - started < 5 and "Close that connection" in caught.value.guidance
+        assert not _writable_elsewhere(loaded), "the load dropped the lock of the process's own connection"
+    finally:
+        own.close()
+    assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)
+
+
+def test_a_load_shares_the_callers_read_write_connection(loaded, config, api):
+    """A read-write duckdb.connect(path) of the caller's is the same DuckDB database as the load's: it loads through
+    it, the caller's connection sees the rows, and its lock stays."""
+    own = duckdb.connect(str(loaded))
+    try:
+        api.advance(new=7, updated=0, deleted=0)
+        report = ak.load(config, database=loaded, progress=False)
+        assert report.rows["events"] == 7
+        assert own.execute("SELECT count(*) FROM events").fetchone()[0] == 257
+        assert not _writable_elsewhere(loaded)
+    finally:
+        own.close()

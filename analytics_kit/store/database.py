@@ -18,7 +18,7 @@ import duckdb
 from analytics_kit.errors import ConfigError, KitError, LoadError
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
-from analytics_kit.store.open_here import open_here
+from analytics_kit.store.open_here import locked_here, open_here
 
 logger = logging.getLogger(__name__)
 
@@ -119,12 +119,37 @@ def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) 
                         "(a hard link to it): the load would open it beside that connection, and closing it would drop "
                         "that connection's lock on the file (locks belong to the process).",
                         guidance="Close that connection, or load through the same path it opened.", database=str(path))
+    if _held_by_caller(path):
+        raise LoadError(f"The DuckDB file {path} is open read-only in a connection of this process that is not the "
+                        "kit's (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY, in your code): DuckDB "
+                        "opens no read-write connection beside it, and waiting would not end it.",
+                        guidance="Close that connection (con.close(), or open it in a with block), and run the load "
+                        "again; a read-write duckdb.connect(path) may stay open: the load shares it.",
+                        database=str(path), holder="this process")
     # No config: dlt connects with none and SETs its settings afterwards; another
     # configuration would make DuckDB refuse dlt's connections in this process.
     return connect_waiting(path, False, wait, on_wait, LoadError,
                            "Close the other connection (con.close() in your notebook, or quit the duckdb CLI or the "
                            "other kernel), or let the query in another thread finish, and run the load again. "
                            "analytics_kit.query() closes its connections for you.")
+
+
+def _held_by_caller(path: Path) -> bool:
+    """Whether a read-only connection of the caller's own (``duckdb.connect(..., read_only=True)``, or an ATTACH
+    with READ_ONLY) holds ``path``: DuckDB opens no read-write connection beside it, and the caller's own stays until
+    the caller closes it (helper-109: a load waited 10 s for it). Told without connecting: a connection refused
+    beside an ATTACH had opened the file and closed it, which dropped the caller's lock. A kit reader's, or another
+    load's, is waited for as before."""
+    if not open_here(path) or _LOADS_HERE.get(_file_id(path) or (0, 0), 0) > 1:  # ours is counted (loading_here)
+        return False
+    with _READERS_LOCK:
+        turn = _READERS.setdefault(str(path), threading.Lock())
+    if not turn.acquire(blocking=False):  # a reader of the kit's is at it
+        return False
+    try:
+        return locked_here(path) == {"READ"}
+    finally:
+        turn.release()
 
 
 def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[[str], None] | None,

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 _FDS = "/proc/self/fd"
+_LOCKS = "/proc/locks"
 
 
 def open_here(path: Path, *, by_another_name: bool = False) -> bool:
@@ -36,3 +37,23 @@ def open_here(path: Path, *, by_another_name: bool = False) -> bool:
         except OSError:  # closed meanwhile, or the listing's own descriptor
             continue
     return False
+
+
+def locked_here(path: Path) -> set[str]:
+    """The kinds of POSIX lock ("READ", "WRITE") this process holds on the file at ``path`` (``/proc/locks``, Linux;
+    elsewhere none). DuckDB takes READ for a read-only open, WRITE for a read-write one, whether by connect or ATTACH."""
+    try:
+        found = os.stat(path)
+        with open(_LOCKS) as listing:
+            lines = listing.read().splitlines()
+    except OSError:
+        return set()
+    # e.g. "1: POSIX  ADVISORY  WRITE 5278 fe:00:2163230 0 EOF"
+    inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+    pid = str(os.getpid())
+    kinds = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "POSIX" and fields[4] == pid and fields[5] == inode:
+            kinds.add(fields[3])
+    return kinds
