@@ -178,3 +178,35 @@ def test_a_url_with_credentials_is_refused_before_any_request(where, place):
         ak.build_source(config)
     assert caught.value.path == where and "auth block" in caught.value.guidance, str(caught.value)
     assert "pa55-w0rd-canary" not in str(caught.value) and "loader" not in str(caught.value)
+
+
+def test_telling_two_origins_apart_sends_nothing_not_even_a_dns_query(two_hosts, tmp_path, monkeypatch):
+    """A refused load looked both hosts up through the resolver, with its own timeout, though through a proxy
+    the load itself resolves no name (helper-107). This machine's names come from the hosts file."""
+    database = tmp_path / "analytics.duckdb"
+    ak.load(fast(ak.guide_config("http://api-one.test")), database=database, progress=False)
+    looked_up: list = []
+    lookup = socket.getaddrinfo
+
+    def recorded(host, *args, **kwargs):
+        if isinstance(host, (str, bytes)) and host not in ("127.0.0.1", b"127.0.0.1"):
+            looked_up.append(host)
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recorded)
+    with pytest.raises(ak.LoadError, match="reads it from http://api-two.test:80"):
+        ak.load(fast(ak.guide_config("http://api-two.test")), database=database, progress=False)
+    assert looked_up == []
+
+
+def test_a_name_the_hosts_file_gives_this_machine_is_this_machine(tmp_path, monkeypatch):
+    from analytics_kit.fetch import cursor_origin
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n# 127.0.0.1 commented.example\n::1 box-six.lan\n"
+                     "127.0.0.1 api-here.lan. alias-here # a comment\n192.0.2.7 elsewhere.lan\nnonsense line\n")
+    monkeypatch.setattr(cursor_origin, "_hosts_file", lambda: cursor_origin.read_hosts(str(hosts)))
+    for name in ("api-here.lan", "API-HERE.LAN.", "alias-here", "box-six.lan"):
+        assert origin_of(f"http://{name}:8000", "", resolve=True) == THIS_MACHINE, name
+    for name in ("elsewhere.lan", "commented.example", "unknown.example"):
+        assert origin_of(f"http://{name}:8000", "", resolve=True) == f"http://{name}:8000", name

@@ -13,8 +13,10 @@ refresh starts the cursors over, and so records the new one.
 Every address of this machine counts as one origin, whatever its port: the demo API starts on a new
 port each time, and the README's steps or a notebook run again were refused (helper-105). Written as
 127.0.0.1 (or 127.1), localhost, ::1 or 0.0.0.0 it is told at once; the machine's own name or one of
-its own addresses (helper-106) only when two origins differ, by resolving the host (a lookup the
-request would make anyway) and asking whether this machine can bind the address.
+its own addresses (helper-106) only when two origins differ, by asking whether this machine can bind the
+address, and for a name, by the hosts file: nothing is sent, not even a DNS query (helper-107: a refused load
+looked both hosts up, with the resolver's own timeout, and through a proxy the load itself resolves nothing). A
+name only DNS gives this machine counts as another origin: the refusal says how to take the file over.
 """
 
 from __future__ import annotations
@@ -85,11 +87,31 @@ def _this_machine(host: str, resolve: bool) -> bool:
         return False
     if host == socket.gethostname().lower():
         return True
+    found = _hosts_file().get(host, ())
+    return bool(found) and all(_mine(address) for address in found)
+
+
+def _hosts_file() -> dict[str, list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    return read_hosts("/etc/hosts")
+
+
+def read_hosts(path: str) -> dict[str, list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """{name: its addresses} as the hosts file gives them; empty where there is none."""
+    names: dict[str, list] = {}
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
-    except (OSError, UnicodeError):
-        return False
-    return bool(found) and all(_mine(ipaddress.ip_address(a.split("%")[0])) for a in found)
+        with open(path, encoding="utf-8", errors="replace") as hosts:
+            lines = hosts.read().splitlines()
+    except OSError:
+        return names
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        try:
+            address = ipaddress.ip_address(fields[0].split("%")[0]) if fields else None
+        except ValueError:
+            continue
+        for name in fields[1:]:
+            names.setdefault(name.lower().rstrip("."), []).append(address)
+    return names
 
 
 def check_and_record(state: MutableMapping[str, Any], resource: str, base_url: str | None, path: Any) -> None:
@@ -100,7 +122,7 @@ def check_and_record(state: MutableMapping[str, Any], resource: str, base_url: s
         return
     stored = state.get(ORIGIN)
     if stored is not None and stored != origin and state.get("incremental"):
-        # told apart by their text: the same machine under two names, or an address of its own, is looked up
+        # told apart by their text: the same machine under two names, or an address of its own, is looked for
         origin = origin_of(base_url, path, resolve=True)
         if stored != THIS_MACHINE:
             stored = origin_of(stored, None, resolve=True) or stored
