@@ -121,8 +121,8 @@ def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) 
                         guidance="Close that connection, or load through the same path it opened.", database=str(path))
     if _held_by_caller(path):
         raise LoadError(f"The DuckDB file {path} is open read-only in a connection of this process that is not the "
-                        "kit's (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY, in your code): DuckDB "
-                        "opens no read-write connection beside it, and waiting would not end it.",
+                        "kit's (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY, in your code): "
+                        "DuckDB opens no read-write connection beside it, and waiting would not end it.",
                         guidance="Close that connection (con.close(), or open it in a with block), and run the load "
                         "again; a read-write duckdb.connect(path) may stay open: the load shares it.",
                         database=str(path), holder="this process")

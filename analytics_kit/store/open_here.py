@@ -41,7 +41,7 @@ def open_here(path: Path, *, by_another_name: bool = False) -> bool:
 
 def locked_here(path: Path) -> set[str]:
     """The kinds of POSIX lock ("READ", "WRITE") this process holds on the file at ``path`` (``/proc/locks``, Linux;
-    elsewhere none). DuckDB takes READ for a read-only open, WRITE for a read-write one, whether by connect or ATTACH."""
+    elsewhere none). DuckDB takes READ for a read-only open, WRITE for a read-write one, by connect or ATTACH alike."""
     try:
         found = os.stat(path)
         with open(_LOCKS) as listing:
