@@ -164,3 +164,29 @@ def test_a_slow_api_shows_the_display_at_once_and_the_pages_as_they_arrive(tmp_p
     assert any('>events</td><td style="text-align:right">0</td><td style="text-align:right">400</td>' in html
                for html in running), running
     assert "<b>Loaded</b> (incremental)" in updates[-1]
+
+
+def test_a_listing_paged_again_shows_that_pass_against_the_total():
+    """The passes added up showed "89/59 (100%)" while the second pass had fetched 30 (helper-106)."""
+    import io
+
+    from analytics_kit.fetch.stats import LoadStats
+    from analytics_kit.run.progress import Progress
+
+    stats = LoadStats()
+    shown = Progress(stats, stream=io.StringIO())
+    stats.request("events", "GET /v1/events")
+    stats.paged("events")
+    stats.total("events", 59)
+    stats.arrive("events", 59)
+    assert shown._running("events", short=True) == "events 59/59 (100%)"
+    stats.paged("events")
+    stats.arrive("events", 30)
+    assert shown._running("events", short=True) == "events 30/59 (50%, pass 2)"
+    assert shown._running("events").startswith("events: 30 of 59 rows (50%), pass 2, ")
+    assert "50%, pass 2" in shown._running_html()
+    stats.paged("orders")
+    stats.arrive("orders", 7)
+    stats.paged("orders")
+    stats.arrive("orders", 3)
+    assert shown._running("orders", short=True) == "orders 3 rows (pass 2)"

@@ -79,6 +79,7 @@ class LoadStats:
         self.dropped_flagged: set[str] = set()
         self.staged_any: set[str] = set()  # resources of a replace that staged a row (see Replace.counted)
         self.passes: dict[str, int] = defaultdict(int)
+        self.pass_began: dict[str, int] = {}  # records arrived before the pass now running, where it is not the first
         self.children: set[str] = set()  # resources asked once per record of a parent resource
         # where the load is, for an interrupt's message (dlt names its own steps on the errors it wraps)
         self.step: str | None = None
@@ -126,6 +127,8 @@ class LoadStats:
     def paged(self, resource: str) -> None:
         """One pass over ``resource``'s listing began (a shifted listing is paged again)."""
         with self._lock:
+            if self.passes[resource]:
+                self.pass_began[resource] = self.arrived[resource]
             self.passes[resource] += 1
 
     def keys(self, resource: str, distinct: int | None) -> None:

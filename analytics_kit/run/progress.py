@@ -117,21 +117,34 @@ class Progress:
         return list(dict.fromkeys([*self.stats.requests, *self.stats.rows]))
 
     def _fetched(self, resource: str) -> int:
+        """Records fetched so far; in a listing paged again, this pass's, against its total (helper-106: the
+        passes added up showed "89/59 (100%)")."""
+        began = self.stats.pass_began.get(resource)
+        if began is not None:
+            return self.stats.arrived.get(resource, 0) - began
         return max(self.stats.rows.get(resource, 0), self.stats.arrived.get(resource, 0))
+
+    def _pass(self, resource: str) -> str:
+        again = self.stats.passes.get(resource, 0) if resource in self.stats.pass_began else 0
+        return f", pass {again}" if again > 1 else ""
 
     def _running(self, resource: str, *, short: bool = False) -> str:
         rows, total = self._fetched(resource), self.stats.totals.get(resource)
         if short:
-            return f"{resource} {rows:,}" + (f"/{total:,} ({_percent(rows, total)})" if total else " rows")
+            again = self._pass(resource)
+            if total:
+                return f"{resource} {rows:,}/{total:,} ({_percent(rows, total)}{again})"
+            return f"{resource} {rows:,} rows" + (f" ({again[2:]})" if again else "")
         text = f"{resource}: {rows:,} of {total:,} rows ({_percent(rows, total)})" if total else \
             f"{resource}: {rows:,} rows"
-        return f"{text}, {plural(self.stats.requests.get(resource, 0), 'request')}"
+        return f"{text}{self._pass(resource)}, {plural(self.stats.requests.get(resource, 0), 'request')}"
 
     def _running_html(self) -> str:
         rows = []
         for resource in self._resources():
             fetched, total = self._fetched(resource), self.stats.totals.get(resource)
             done = f"{_bar(fetched, total)} {_percent(fetched, total)}" if total else ""
+            done += self._pass(resource)
             rows.append((resource, fetched, total, done, self.stats.requests.get(resource, 0)))
         caption = f"<b>Loading</b> ({self.stats.mode}) …" + ("" if rows else f" {self._waiting()}")
         return block(html_table(["resource", "rows fetched", "of", "", "requests"], rows, right=(1, 2, 4),
