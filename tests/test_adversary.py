@@ -317,6 +317,18 @@ def test_total_none_configured_an_empty_page_is_asked_again(api, watch):
     assert table()[450][1] != -4.5
 
 
+def test_a_listing_answering_one_object_per_page_says_so_not_to_set_limit_1(api, watch):
+    """{"data": {...}} on an offset listing is read as one record, as dlt reads it; with records after it the
+    message said "set the paginator's limit to 1" (helper-102)."""
+    api.transform = lambda body, offset: {**body, "data": body["data"][0]} if body["data"] else body
+    error = watch.fails(config_for(api))
+    assert "with one object where the data_selector points, not a list of records" in str(error), str(error)
+    assert "single_page" in error.guidance and "limit to 1" not in error.guidance
+    api.transform = lambda body, offset: {**body, "data": body["data"][:1]}  # a list of one: the API's page cap
+    assert "Set the paginator's limit to 1" in watch.fails(config_for(api)).guidance
+    assert table() == {}
+
+
 def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, monkeypatch):
     from analytics_kit.fetch import paging as kit_pages
 

@@ -41,7 +41,7 @@ from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.page_checks import page_cap
 from analytics_kit.fetch.purges import Totals
-from analytics_kit.fetch.records import as_json, parse_body, select_records
+from analytics_kit.fetch.records import OneObject, as_json, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
 from analytics_kit.fetch.transport import request_text
 
@@ -73,11 +73,12 @@ class Page(list):
     in place), to tell a page that repeats the one before.
     """
 
-    __slots__ = ("offset", "request", "total", "ignored", "ends", "sent", "received")
+    __slots__ = ("offset", "request", "total", "ignored", "ends", "sent", "received", "one_object")
 
     def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False,
                  sent: float = 0.0) -> None:
         super().__init__(rows)
+        self.one_object = isinstance(rows, OneObject)  # the API answered with an object, not a list
         self.offset = offset
         self.request = request
         self.total = total

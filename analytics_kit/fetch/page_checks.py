@@ -40,6 +40,14 @@ def cursor_start(resource: str, field: str | None, incremental: Any) -> Any:
 def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
     """The error for a short page (``short``) followed by one that holds records: the API serves fewer per page."""
     served = len(short)
+    if getattr(short, "one_object", False):  # "set limit to 1" was no advice for a listing that is not a list
+        return LoadError(
+            f"Resource '{resource}': the API answered {short.request} with one object where the data_selector "
+            f"points, not a list of records, and more records after it ({page.request}): this offset listing's "
+            "pages should hold lists. Nothing from this run was committed.",
+            guidance="Check the endpoint's path (one that returns a single record, e.g. /things/{id}, takes no "
+            "paginator: set \"paginator\": \"single_page\") and its data_selector (the field that holds the "
+            "list of records).", resource=resource)
     return LoadError(
         f"Resource '{resource}': the API returned {served} record(s) for limit={limit} on {short.request}, and more "
         f"records after it ({page.request}): it serves at most {served} per page, so offsets {short.offset + served} "

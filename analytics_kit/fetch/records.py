@@ -120,9 +120,13 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
                      f"(here perhaps {lists[0]!r}).",
             resource=resource,
         )
-    rows = [] if rows is None else rows if isinstance(rows, list) else [rows]
+    rows = [] if rows is None else rows if isinstance(rows, list) else OneObject([rows])
     refuse_echoed_secrets(rows, response, resource, redactor)
     return rows
+
+
+class OneObject(list):
+    """The one record of a page whose selected value was an object, not a list (as dlt reads it)."""
 
 
 # Characters looked at past each cut of a body shown in a message, for part of a secret (see ``body_shown``).
