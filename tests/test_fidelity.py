@@ -209,6 +209,9 @@ VALID: list[tuple[str, Config, dict[str, str]]] = [
     ("oauth2_client_credentials", with_base(lambda base: secure(
         {"type": "oauth2_client_credentials", "access_token_url": f"{base}/oauth/token", "client_id": CLIENT_ID,
          "client_secret": CLIENT_SECRET})(base)), {}),
+    # a deep copy of the instance copied its requests session without dlt's timeout: every load failed (helper-110)
+    ("oauth2_client_credentials instance", with_base(lambda base: secure(OAuth2ClientCredentials(
+        access_token_url=f"{base}/oauth/token", client_id=CLIENT_ID, client_secret=CLIENT_SECRET))(base)), {}),
     ("registered custom auth", secure({"type": CUSTOM_AUTH, "token": SIGNING_TOKEN}), {}),
     ("registered custom oauth2", with_base(lambda base: secure(
         {"type": CUSTOM_OAUTH, "access_token_url": f"{base}/oauth/token", "client_id": CLIENT_ID,

@@ -78,6 +78,17 @@ class PreparedConfig:
     loads_to: str | None = None
 
 
+def _copied(value: Any) -> Any:
+    """The config's dicts and lists copied, any other object (an auth or paginator instance, an ``Incremental``)
+    as it is, as dlt clones a resource: a deep copy of an ``OAuth2ClientCredentials`` copied its requests
+    session without dlt's ``timeout``, and every load of it failed (helper-110)."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
+
+
 @secret_safe
 def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str | None = None) -> PreparedConfig:
     """Validate ``config`` (never mutated) and translate it; raise ConfigError or MissingSecretError.
@@ -89,7 +100,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
     if not isinstance(config, dict):
         raise ConfigError(f"got {type(config).__name__}; expected a dict with 'client' and 'resources'",
                           path="config", guidance="Pass the config as a dict, as in the integration guide.")
-    cfg = copy.deepcopy(config)
+    cfg = _copied(config)
     found: list[str] = []  # secrets dlt resolved from its providers (or API_KEY)
     failure: KitError | None = None
     try:
