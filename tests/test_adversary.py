@@ -329,6 +329,37 @@ def test_a_listing_answering_one_object_per_page_says_so_not_to_set_limit_1(api,
     assert table() == {}
 
 
+def stale_at(offset: int, copy_of: int, times: int | None = None):
+    """A transform serving the page at ``offset`` as the one sent for ``copy_of`` (asked first), as a cache might."""
+    sent: dict = {}
+    left = [times]
+
+    def transform(body: dict, at: int) -> Any:
+        if at == copy_of:
+            sent["page"] = body
+        if at != offset or "page" not in sent or left[0] == 0:
+            return body
+        if left[0] is not None:
+            left[0] -= 1
+        return {**sent["page"], "offset": at}
+    return transform
+
+
+def test_a_page_served_again_at_another_offset_fails_the_load_not_the_table(api, watch):
+    """A page served stale at another offset (the records of offset 100 again at 200) read as a change feed's
+    repeated keys: a full refresh committed 400 of 500 rows with a warning, deleting the table's others
+    (helper-102). Now it fails with nothing committed; served stale once, the second pass loads everything."""
+    watch.succeeds(config_for(api, concurrency=1))
+    before = table()
+    api.transform = stale_at(200, copy_of=100)
+    error = watch.fails(config_for(api, concurrency=1), mode="full_refresh")
+    assert "with the same page as" in str(error) and "offset=200&" in str(error) and "offset=100&" in str(error)
+    assert table() == before == served(api)
+    api.transform = stale_at(200, copy_of=100, times=1)
+    report = watch.succeeds(config_for(api, concurrency=1), mode="full_refresh")
+    assert table() == served(api) and report.passes == {"events": 2}
+
+
 def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, monkeypatch):
     from analytics_kit.fetch import paging as kit_pages
 

@@ -58,3 +58,16 @@ def same_twice(missing: int, shrank: tuple[int, int] | None, distinct: int) -> s
     fell, to = shrank or (0, 0)
     return (f"the API's total fell from {fell:,} to {to:,} the same way in two passes, so no record was purged "
             f"meanwhile and the total is no count of the listing: loaded the {distinct:,} record(s) it returned")
+
+
+def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
+    """The error for a listing two passes saw short the same way, where the API answered a request with a page it
+    had sent for another: a stale page, not a change feed's repeated keys."""
+    earlier, later = copies[0]
+    more = f" (and {len(copies) - 1:,} more such page(s))" if len(copies) > 1 else ""
+    return LoadError(
+        f"Resource '{resource}': the API answered {later} with the same page as {earlier}, record for record{more}, "
+        "in two passes over the listing: a page served stale (from a cache, or an offset the API ignored) hides the "
+        "records that belong there. Nothing from this run was committed, so the table keeps what it held.",
+        guidance="Run the load again later. If it goes on, check the paginator's offset_param and limit_param "
+        "against the API's documentation, or ask its provider about cached pages.", resource=resource)

@@ -58,6 +58,24 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
         "limit, as dlt's own paginator does.", resource=resource)
 
 
+def endless(resource: str, pages: int, request: str) -> LoadError:
+    """The error for a listing paged by dlt's paginators that kept returning pages past the kit's bound."""
+    return LoadError(
+        f"Resource '{resource}': the API kept returning pages, {pages:,} of them up to {request}; stopping, so "
+        "that the load cannot run forever. Nothing from this run was committed.",
+        guidance="Check the paginator's settings against the API's documentation; load such a listing in parts "
+        "with params or incremental.end_value.", resource=resource)
+
+
+def repeating(resource: str, pages: int, request: str) -> LoadError:
+    """The error for pages in a row holding the same records: the API ignores the paging parameter."""
+    return LoadError(
+        f"Resource '{resource}': the API returned the same records again on {request} ({pages} pages in a row): "
+        "it seems to ignore the paging parameter, and paging would never end. Nothing from this run was committed.",
+        guidance="Check the paginator's parameter names (offset_param, limit_param, page_param, cursor_param) "
+        "against the API's documentation.", resource=resource)
+
+
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
     """A record without its primary key cannot be merged (nor counted): it stops the load."""
     at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)

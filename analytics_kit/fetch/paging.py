@@ -38,11 +38,11 @@ from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.cursor_origin import check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.kept_changing import kept_changing, same_twice
+from analytics_kit.fetch.kept_changing import kept_changing, same_twice, served_again
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
-                                             not_a_timestamp, unhashable_key)
+                                             endless, not_a_timestamp, repeating, unhashable_key)
 from analytics_kit.fetch.records import is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -263,8 +263,10 @@ class KitPaginate:
             signature = tally.signature()
             if signature in seen:
                 # Two passes saw the same keys in the same order: the listing holds a key more than once (a
-                # change feed's versions), it did not shift; dlt's merge keeps one. Said in the report: a page
-                # an API served stale from a cache looks the same, and hid the records it was to hold.
+                # change feed's versions), it did not shift; dlt's merge keeps one. Unless a page came again, as
+                # sent, at another offset: served stale, it hid the records it was to hold (helper-102).
+                if tally.copies:
+                    raise served_again(self.resource, tally.copies)
                 self.warn(same_twice(missing, shrank, tally.distinct()))
                 return
             seen.add(signature)
@@ -297,17 +299,17 @@ class KitPaginate:
         epoch_text = required and isinstance(cursor_start(self.resource, field, self.incremental), str)
         previous: Any = None
         repeats = 0
+        served: dict[tuple, str] = {}  # a page's first and last record as sent, and length: where it came first
         for count, (page, request) in enumerate(pages, 1):
             if count > MAX_PAGES:
-                raise LoadError(
-                    f"Resource '{self.resource}': the API kept returning pages, {MAX_PAGES:,} of them up to {request}; "
-                    "stopping, so that the load cannot run forever. Nothing from this run was committed.",
-                    guidance="Check the paginator's settings against the API's documentation; load such a "
-                    "listing in parts with params or incremental.end_value.", resource=self.resource)
+                raise endless(self.resource, MAX_PAGES, request)
             if field is not None and self.rewrite_cursor:  # Unix seconds beside a text start: as text, instants
                 bad = cursors.canonical_rows(page, field, required, epoch_text)
                 if bad is not None:
                     raise not_a_timestamp(page, bad, field, request, self.resource, self.primary_key)
+            ends = getattr(page, "ends", None)
+            if ends and served.setdefault(ends, request) != request:
+                tally.copies.append((served[ends], request))
             if not kinds_checked:
                 kinds_checked = check_cursor_kind(page, field, request, self.resource, self.incremental)
             if self.fields is not None:
@@ -327,12 +329,7 @@ class KitPaginate:
             if page and keys == previous:
                 repeats += 1
                 if repeats >= MAX_REPEATS:
-                    raise LoadError(
-                        f"Resource '{self.resource}': the API returned the same records again on {request} "
-                        f"({repeats + 1} pages in a row): it seems to ignore the paging parameter, and paging "
-                        "would never end. Nothing from this run was committed.",
-                        guidance="Check the paginator's parameter names (offset_param, limit_param, page_param, "
-                        "cursor_param) against the API's documentation.", resource=self.resource)
+                    raise repeating(self.resource, repeats + 1, request)
             else:
                 repeats = 0
             previous = keys

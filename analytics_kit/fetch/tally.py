@@ -36,6 +36,7 @@ class Tally:
         self.firsts: list = []
         self.totals: set[int] = set()  # every total the pass's pages gave
         self.newer: set = set()  # keys of records with a cursor past a given one (see note_newer)
+        self.copies: list[tuple[str, str]] = []  # (earlier, later) requests the API answered with the same page
         self._lock = threading.Lock()
         self._distinct: int | None = None
 
