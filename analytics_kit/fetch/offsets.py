@@ -209,7 +209,9 @@ class OffsetPass:
             if self.paginator.total_path is None:  # no total configured: pages until an empty one
                 return Page(rows, offset=offset, request=shown, sent=sent)
             totals = seam.jsonpath.find_values(self.paginator.total_path, body)
-            if (not totals or totals[0] is None) and rows:  # an empty page's is not needed: a glitch's may lack it
+            # dlt's error where the first page has none (total_path is wrong); a later page's lack, or an empty
+            # page's, is a glitch of the API's: as a total that is no count (helper-102: it failed the load)
+            if (not totals or totals[0] is None) and rows and offset == self.paginator.initial_value:
                 seam.missing_total(self.paginator, body)
             return Page(rows, offset=offset, request=shown, total=totals[0] if totals else None, sent=sent)
         except Exception as error:
@@ -231,8 +233,9 @@ class OffsetPass:
                 self.first_total = total
         elif not self._named_bad_total and (page or page.total is not None):  # an empty page may lack one
             self._named_bad_total = True
-            self.owner.warn(f"the API's total={shown(page.total, 40)} on {page.request} is not a plausible record "
-                            "count; paging until an empty page instead")
+            said = (f"the API's total was missing or null on {page.request}" if page.total is None else
+                    f"the API's total={shown(page.total, 40)} on {page.request} is not a plausible record count")
+            self.owner.warn(f"{said}; paging until an empty page instead")
 
     def run(self) -> Iterator[Page]:
         p = self.paginator
