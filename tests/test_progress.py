@@ -119,7 +119,8 @@ def test_a_notebook_gets_one_display_updated_in_place(tmp_path):
         assert set(message["content"]["data"]) == {"text/html"}
     # shown at the start, before any answer; then the API's total, and how far the load is
     first = shown[0]["content"]["data"]["text/html"]
-    assert "<b>Loading</b> (incremental) … setting up, or waiting for the API's first answer" in first
+    assert re.search(r"<b>Loading</b> \(incremental, started \d\d:\d\d:\d\d\) … setting up, or waiting for the "
+                     "API's first answer", first), first
     running = [u["content"]["data"]["text/html"] for u in updates[:-1]]
     assert any("%</td>" in html for html in running), running
     final = updates[-1]["content"]["data"]["text/html"]

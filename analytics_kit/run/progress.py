@@ -66,6 +66,7 @@ class Progress:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._began = time.strftime("%H:%M:%S")
 
     def start(self) -> None:
         """Updates the display every ``TICK`` s until ``close``, pages or not."""
@@ -146,7 +147,10 @@ class Progress:
             done = f"{_bar(fetched, total)} {_percent(fetched, total)}" if total else ""
             done += self._pass(resource)
             rows.append((resource, fetched, total, done, self.stats.requests.get(resource, 0)))
-        caption = f"<b>Loading</b> ({self.stats.mode}) …" + ("" if rows else f" {self._waiting()}")
+        # the time it began: a display left behind by a kernel restarted or killed mid-load, which nothing can
+        # update any more, still says "Loading" (helper-104), and shows since when
+        caption = (f"<b>Loading</b> ({self.stats.mode}, started {self._began}) …"
+                   + ("" if rows else f" {self._waiting()}"))
         return block(html_table(["resource", "rows fetched", "of", "", "requests"], rows, right=(1, 2, 4),
                                 caption=caption))
 
