@@ -22,7 +22,6 @@ Example (the guide's config, verbatim)::
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable

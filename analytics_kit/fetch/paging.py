@@ -31,7 +31,7 @@ from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import Response, Session
 
 from analytics_kit import seam
-from analytics_kit.errors import LoadError, tag_request
+from analytics_kit.errors import tag_request
 from analytics_kit.fetch import cursors, vouched
 from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
