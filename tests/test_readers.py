@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -446,23 +447,73 @@ def test_a_load_through_another_name_of_a_held_file_is_refused(loaded, config, t
     assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)  # closed: it loads again
 
 
-@pytest.mark.parametrize("how", ["read_only", "attached"])
-def test_a_load_beside_the_callers_read_only_connection_is_refused_at_once_and_keeps_its_lock(loaded, config, how):
-    """DuckDB opens no read-write connection beside a read-only one: the load waited its 10 s for a connection that
-    only the caller can close (helper-109), and beside an ATTACH each refused attempt opened the file and closed it,
-    which dropped the caller's lock. Told from the process's own locks now, without opening the file."""
-    own = duckdb.connect(":memory:") if how == "attached" else duckdb.connect(str(loaded), read_only=True)
-    if how == "attached":
-        own.execute(f"ATTACH '{loaded}' AS mine (READ_ONLY)")
+@pytest.mark.parametrize("how, said", [("read_only", "read-only"), ("attached", "read-only"),
+                                       ("attached_rw", "ATTACHed"), ("configured", "configuration of its own")])
+def test_a_load_beside_a_connection_of_the_callers_it_cannot_share_is_refused_at_once_and_keeps_its_lock(
+        loaded, config, how, said):
+    """DuckDB opens no read-write connection beside these: the load waited its 10 s for a connection only the
+    caller can close (helper-109, helper-111), and beside an ATTACH each refused attempt opened the file and closed
+    it, which dropped the caller's lock (helper-111). Told from the process's locks and its connections' own
+    catalogs now, without opening the file."""
+    if how in ("attached", "attached_rw"):
+        own = duckdb.connect(":memory:")
+        own.execute(f"ATTACH '{loaded}' AS mine {'(READ_ONLY)' if how == 'attached' else ''}")
+    else:
+        own = duckdb.connect(str(loaded), read_only=how == "read_only",
+                             config={"threads": 1} if how == "configured" else {})
     try:
         started = time.monotonic()
-        with pytest.raises(ak.LoadError, match="open read-only in a connection of this process") as caught:
+        with pytest.raises(ak.LoadError, match="open in another connection of this process") as caught:
             ak.load(config, database=loaded, progress=False)
-        assert time.monotonic() - started < 5 and "Close that connection" in caught.value.guidance
+        assert time.monotonic() - started < 5 and said in str(caught.value)
+        assert "Close that connection" in caught.value.guidance
         assert not _writable_elsewhere(loaded), "the load dropped the lock of the process's own connection"
     finally:
         own.close()
     assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)
+
+
+def test_a_load_waits_for_a_reader_of_this_process_and_keeps_its_lock(loaded, config):
+    """A load retried its read-write open every 0.1 s beside a kit reader's read-only one in another thread, and
+    each refused open dropped the reader's lock: another process opened the file read-write under the query
+    (helper-111). The load now takes the readers' turn before it opens the file."""
+    from analytics_kit.store import database
+
+    outcome: list = []
+    with database.reading(loaded):  # a reader in another thread, as ak.query holds it
+        reader = database.connect_waiting(loaded, True, 1, None, ak.QueryError, "", attach_as="reader")
+        try:
+            loading = threading.Thread(target=lambda: outcome.append(
+                _outcome(lambda: ak.load(config, database=loaded, progress=False, lock_timeout=2))))
+            loading.start()
+            time.sleep(0.5)
+            assert not _writable_elsewhere(loaded), "the waiting load dropped the reader's lock"
+            loading.join()
+            assert not _writable_elsewhere(loaded)
+            assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 250
+        finally:
+            reader.close()
+    assert isinstance(outcome[0], ak.LoadError) and "being read by a query of this process" in str(outcome[0])
+    assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)
+
+
+def test_readers_through_two_names_of_one_file_take_turns(loaded, tmp_path):
+    """Keyed by name, two readers of one file through a hard link went side by side, and one was refused as if
+    the caller's own code held the file (helper-111)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.link(loaded, tmp_path / "same.duckdb")
+    names = [loaded, tmp_path / "same.duckdb"] * 15
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda name: ak.query("SELECT count(*) AS n FROM events", name)["n"].iloc[0], names))
+    assert counts == [250] * 30
+
+
+def _outcome(run):
+    try:
+        return run()
+    except Exception as error:  # noqa: BLE001 - the test looks at it
+        return error
 
 
 def test_a_load_shares_the_callers_read_write_connection(loaded, config, api):

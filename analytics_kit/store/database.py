@@ -11,14 +11,14 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import duckdb
 
 from analytics_kit.errors import ConfigError, KitError, LoadError
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
-from analytics_kit.store.open_here import locked_here, open_here
+from analytics_kit.store.open_here import connections_holding, locked_here, open_here
 
 logger = logging.getLogger(__name__)
 
@@ -113,43 +113,71 @@ def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) 
     open, dlt's own connections to ``path`` in this process share its database instance
     (DuckDB caches one per file and configuration): opening the file costs 12-15 ms of
     catalog and WAL reading, and dlt opens it four or five times in a short load.
+
+    It takes the readers' turn first (see ``reading``): DuckDB refuses a read-write connection beside a reader's
+    read-only one, but only after opening the file, and closing it dropped the reader's lock (helper-111).
     """
-    if open_here(path, by_another_name=True):
-        raise LoadError(f"The DuckDB file {path} is open in another connection of this process under another name "
-                        "(a hard link to it): the load would open it beside that connection, and closing it would drop "
-                        "that connection's lock on the file (locks belong to the process).",
-                        guidance="Close that connection, or load through the same path it opened.", database=str(path))
-    if _held_by_caller(path):
-        raise LoadError(f"The DuckDB file {path} is open read-only in a connection of this process that is not the "
-                        "kit's (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY, in your code): "
-                        "DuckDB opens no read-write connection beside it, and waiting would not end it.",
-                        guidance="Close that connection (con.close(), or open it in a with block), and run the load "
-                        "again; a read-write duckdb.connect(path) may stay open: the load shares it.",
-                        database=str(path), holder="this process")
-    # No config: dlt connects with none and SETs its settings afterwards; another
-    # configuration would make DuckDB refuse dlt's connections in this process.
-    return connect_waiting(path, False, wait, on_wait, LoadError,
-                           "Close the other connection (con.close() in your notebook, or quit the duckdb CLI or the "
-                           "other kernel), or let the query in another thread finish, and run the load again. "
-                           "analytics_kit.query() closes its connections for you.")
-
-
-def _held_by_caller(path: Path) -> bool:
-    """Whether a read-only connection of the caller's own (``duckdb.connect(..., read_only=True)``, or an ATTACH
-    with READ_ONLY) holds ``path``: DuckDB opens no read-write connection beside it, and the caller's own stays until
-    the caller closes it (helper-109: a load waited 10 s for it). Told without connecting: a connection refused
-    beside an ATTACH had opened the file and closed it, which dropped the caller's lock. A kit reader's, or another
-    load's, is waited for as before."""
-    if not open_here(path) or _LOADS_HERE.get(_file_id(path) or (0, 0), 0) > 1:  # ours is counted (loading_here)
-        return False
-    with _READERS_LOCK:
-        turn = _READERS.setdefault(str(path), threading.Lock())
-    if not turn.acquire(blocking=False):  # a reader of the kit's is at it
-        return False
+    deadline = time.monotonic() + wait
+    turn = _turn(path)
+    if not turn.acquire(blocking=False):
+        if on_wait is not None:
+            on_wait(f"{path.name} is being read by this process (a query in another thread); waiting up to {wait:g} s")
+        if not turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise LoadError(f"The DuckDB file {path} is being read by a query of this process in another thread.",
+                            guidance="Let the query finish, and run the load again.", database=str(path),
+                            holder="this process")
     try:
-        return locked_here(path) == {"READ"}
+        _refuse_callers_own(path)
+        # No config: dlt connects with none and SETs its settings afterwards; another
+        # configuration would make DuckDB refuse dlt's connections in this process.
+        return connect_waiting(path, False, max(0.0, deadline - time.monotonic()), on_wait, LoadError,
+                               "Close the other connection (con.close() in your notebook, or quit the duckdb CLI or "
+                               "the other kernel), or let the query in another thread finish, and run the load "
+                               "again. analytics_kit.query() closes its connections for you.")
     finally:
         turn.release()
+
+
+def _refuse_callers_own(path: Path) -> None:
+    """Refuses at once a load beside a connection of the caller's own that it cannot share: DuckDB opens no
+    read-write connection beside one read-only (helper-109: the load waited 10 s for it), one that ATTACHed the file,
+    one under another name (a hard link: DuckDB keys its open files by path), or one in another configuration; and
+    every refused open beside an ATTACH or another name opened the file and closed it, dropping the caller's lock
+    (helper-108, helper-111). Told without opening the file. A read-write ``duckdb.connect(path)`` is shared."""
+    if not open_here(path):
+        return
+    another_load = _LOADS_HERE.get(_file_id(path) or (0, 0), 0) > 1  # ours is counted (loading_here)
+    if open_here(path, by_another_name=True):
+        held = ("a load of this process in another thread holds it under another name (a hard link to it)" if
+                another_load else "it is open in another connection of this process under another name (a hard "
+                "link to it)")
+        raise LoadError(f"The DuckDB file {path} cannot be loaded now: {held}. The load would open it beside that "
+                        "connection, and closing it would drop that connection's lock on the file (locks belong to "
+                        "the process).", guidance="Close that connection, or load through the same path it opened.",
+                        database=str(path), holder="this process")
+    if another_load:
+        return  # its connection is DuckDB's own database for this path, with no configuration: shared
+    locks = locked_here(path)
+    if not locks:  # open, not by DuckDB (no lock): nothing to keep
+        return
+    holding = connections_holding(path)
+    if locks != {"READ"} and any(own and not read_only for own, read_only in holding):
+        try:  # shared; in another configuration DuckDB refuses before it opens anything
+            duckdb.connect(str(path)).close()
+            return
+        except duckdb_in_use_errors() as failure:
+            if not in_use_here(failure):
+                raise
+            how = "with a configuration of its own (duckdb.connect(path, config=...))"
+    elif locks == {"READ"}:
+        how = "read-only (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY)"
+    else:
+        how = "ATTACHed (ATTACH '...' in a connection of yours)"
+    raise LoadError(f"The DuckDB file {path} is open in another connection of this process, {how}, not the kit's: "
+                    "DuckDB opens no read-write connection beside it, and waiting would not end it.",
+                    guidance="Close that connection (con.close(), or open it in a with block), and run the load "
+                    "again; a plain read-write duckdb.connect(path) may stay open: the load shares it.",
+                    database=str(path), holder="this process")
 
 
 def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[[str], None] | None,
@@ -201,7 +229,7 @@ class _LoadedHere(Exception):
 
 
 _LOADS_HERE: Counter[tuple[int, int]] = Counter()  # the files (device, inode) this process's loads hold open
-_READERS: dict[str, threading.Lock] = {}  # one reader at a time per file (see ``reading``)
+_READERS: dict[Any, threading.Lock] = {}  # one reader (or a load's opening) at a time per file (see ``reading``)
 _READERS_LOCK = threading.Lock()
 
 
@@ -226,13 +254,17 @@ def loading_here(path: Path) -> Iterator[None]:
             _LOADS_HERE[key] -= 1
 
 
+def _turn(path: Path) -> threading.Lock:
+    """The file's turn, whatever name it is reached by (helper-111: two names, two readers side by side)."""
+    with _READERS_LOCK:
+        return _READERS.setdefault(_file_id(path) or str(path), threading.Lock())
+
+
 @contextmanager
 def reading(path: Path) -> Iterator[None]:
     """One reader at a time per file in this process: two readers' handles side by side, the first one closed
-    dropped the other's lock (see ``open_here``)."""
-    with _READERS_LOCK:
-        lock = _READERS.setdefault(str(path), threading.Lock())
-    with lock:
+    dropped the other's lock (see ``open_here``); a load opens the file in its turn too (``open_for_writing``)."""
+    with _turn(path):
         yield
 
 

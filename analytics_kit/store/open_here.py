@@ -11,8 +11,11 @@ among the process's own (``/proc/self/fd``, Linux; elsewhere none is found, as b
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
+
+import duckdb
 
 _FDS = "/proc/self/fd"
 _LOCKS = "/proc/locks"
@@ -57,3 +60,32 @@ def locked_here(path: Path) -> set[str]:
         if len(fields) >= 6 and fields[1] == "POSIX" and fields[4] == pid and fields[5] == inode:
             kinds.add(fields[3])
     return kinds
+
+
+def connections_holding(path: Path) -> list[tuple[bool, bool]]:
+    """(own, read_only) for each live DuckDB connection of this process that has the file at ``path`` open:
+    ``own`` where it is the connection's own database (``duckdb.connect(path)``, which a load of this process
+    shares), not ATTACHed. Asked on a cursor of each, never by opening the file: a refused open beside an ATTACH
+    had opened the file and closed it, which dropped the connection's lock (helper-111)."""
+    found = []
+    for candidate in gc.get_objects():
+        if not isinstance(candidate, duckdb.DuckDBPyConnection):
+            continue
+        try:
+            cursor = candidate.cursor()
+        except duckdb.Error:  # closed
+            continue
+        try:
+            rows = cursor.execute("SELECT path, readonly, database_name = current_database() FROM duckdb_databases() "
+                                  "WHERE path IS NOT NULL AND path <> ''").fetchall()
+        except duckdb.Error:
+            rows = []
+        finally:
+            cursor.close()
+        for where, read_only, own in rows:
+            try:
+                if os.path.samefile(where, path):
+                    found.append((bool(own), bool(read_only)))
+            except OSError:
+                continue
+    return found
