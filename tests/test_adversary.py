@@ -371,6 +371,73 @@ def test_a_page_served_again_at_another_offset_fails_the_load_not_the_table(api,
     assert table() == served(api) and report.passes == {"events": 2}
 
 
+@pytest.mark.parametrize("where", ["no total", "short last page"])
+def test_a_page_served_again_is_told_without_a_total_and_at_the_listings_end(canary, watch, where):
+    """Without a total no count is short, and a short last page served as a full earlier one read as a total too
+    low: both passed in one pass, committing less than the listing held (helper-111)."""
+    no_total = {"type": "offset", "limit": 100, "total_path": None, "stop_after_empty_page": True}
+    with Adversary(n=450, key=canary) as api:
+        config = config_for(api, concurrency=1, **({"paginator": no_total} if where == "no total" else {}))
+        if where == "no total":
+            api.total = MISSING
+        watch.succeeds(config)
+        at, copy_of = (400, 300) if where == "short last page" else (200, 100)
+        api.transform = stale_at(at, copy_of=copy_of)
+        error = watch.fails(config, mode="full_refresh")
+        assert "with the same page as" in str(error) and table() == served(api)
+        api.transform = stale_at(at, copy_of=copy_of, times=1)
+        watch.succeeds(config, mode="full_refresh")
+        assert table() == served(api)
+
+
+def test_two_repeated_records_around_other_ones_are_no_page_served_again(api, watch):
+    """A page is the same page only by all its keys, not its first and last record and length (helper-111)."""
+    sent: dict = {}
+
+    def transform(body: dict, offset: int) -> dict:
+        if offset == 100:
+            sent["page"] = body["data"]
+        if offset == 200 and "page" in sent:
+            return {**body, "data": [sent["page"][0], *body["data"][1:-1], sent["page"][-1]]}
+        return body
+
+    api.transform = transform
+    report = watch.succeeds(config_for(api, concurrency=1), mode="full_refresh")
+    assert any("more than once, the same way in two passes" in w for w in report.warnings), report.warnings
+
+
+def test_a_total_missing_on_the_first_page_asked_again_is_a_glitch(api, watch):
+    """The first page gave a total, then lacked it when asked again (after the newest cursor's read, or in a second
+    pass): dlt's error said total_path was wrong (helper-111)."""
+    asked = {0: 0}
+
+    def total(true: int, offset: int) -> Any:
+        if offset == 0:
+            asked[0] += 1
+            return true if asked[0] == 1 else None
+        return true
+
+    api.total = total
+    report = watch.succeeds(config_for(api))
+    assert table() == served(api) and asked[0] >= 2
+    assert any("total was missing or null on GET /v1/events?" in w for w in report.warnings), report.warnings
+
+
+def test_one_object_where_the_total_says_more_records_are_due_fails_the_load(api, watch):
+    """Only the last page answered an object: read as one record, the total counted too high, and a full refresh
+    replaced 500 rows with 401 (helper-111). A listing's last record alone as an object is one record, as dlt reads
+    it."""
+    watch.succeeds(config_for(api))
+    api.transform = lambda body, offset: {**body, "data": body["data"][0]} if offset == 400 else body
+    error = watch.fails(config_for(api), mode="full_refresh")
+    assert "with one object where the data_selector points" in str(error) and "total says 500" in str(error)
+    assert table() == served(api)
+    api.add_records([{"id": 501, "updated_at": iso(START + 86400 * 30, z=True), "value": 1.0, "kind": "x"}])
+    api.transform = lambda body, offset: {**body, "data": body["data"][0]} if offset == 500 else body
+    watch.succeeds(config_for(api), mode="full_refresh")
+    assert table() == served(api)
+
+
 def test_total_a_listing_paged_by_dlt_that_never_ends_is_bounded(api, watch, monkeypatch):
     from analytics_kit.fetch import paging as kit_pages
 

@@ -71,3 +71,25 @@ def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
         "records that belong there. Nothing from this run was committed, so the table keeps what it held.",
         guidance="Run the load again later. If it goes on, check the paginator's offset_param and limit_param "
         "against the API's documentation, or ask its provider about cached pages.", resource=resource)
+
+
+def why_again(missing: int, shrank: tuple[int, int] | None, copied: list) -> str:
+    """Why a listing is paged again, for the log."""
+    if copied:
+        return (f"the API answered {copied[0][1]} with the same page as {copied[0][0]}: served stale, it hid the "
+                "records that belong there")
+    if shrank:
+        return (f"the API's total fell from {shrank[0]} to {shrank[1]} while it was paged: a record removed meanwhile "
+                "shifts the later ones into pages already fetched")
+    return (f"fewer distinct keys than the API's total ({missing} short): the data changed while it was paged, or "
+            "the listing repeats keys")
+
+
+def not_paged_again(missing: int, shrank: tuple[int, int] | None, copied: list) -> str:
+    """The warning for a listing that looked short, where the load does not page again."""
+    sign = (f"the API answered {copied[0][1]} with the same page as {copied[0][0]}" if copied else
+            f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank else
+            f"{missing:,} fewer distinct keys than the API's total")
+    return (f"{sign} while the listing was paged: some records may have been skipped. The kit pages again only "
+            "where the load keeps one row per key (a delete-insert merge on a primary key); a later full refresh "
+            "loads what was skipped")

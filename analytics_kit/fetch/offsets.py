@@ -39,7 +39,7 @@ from analytics_kit.errors import LoadError, tag_request
 from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
-from analytics_kit.fetch.page_checks import page_cap
+from analytics_kit.fetch.page_checks import one_object, page_cap
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import OneObject, as_json, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
@@ -209,9 +209,11 @@ class OffsetPass:
             if self.paginator.total_path is None:  # no total configured: pages until an empty one
                 return Page(rows, offset=offset, request=shown, sent=sent)
             totals = seam.jsonpath.find_values(self.paginator.total_path, body)
-            # dlt's error where the first page has none (total_path is wrong); a later page's lack, or an empty
-            # page's, is a glitch of the API's: as a total that is no count (helper-102: it failed the load)
-            if (not totals or totals[0] is None) and rows and offset == self.paginator.initial_value:
+            # dlt's error where the listing's first page has none (total_path is wrong); a later page's lack, an
+            # empty page's, or the first page's asked again, is a glitch: as a total that is no count (helper-102,
+            # helper-111: it failed the load)
+            if ((not totals or totals[0] is None) and rows and offset == self.paginator.initial_value
+                    and self.owner.resource not in self.owner.stats.totals):
                 seam.missing_total(self.paginator, body)
             return Page(rows, offset=offset, request=shown, total=totals[0] if totals else None, sent=sent)
         except Exception as error:
@@ -281,6 +283,9 @@ class OffsetPass:
                     return
                 if short is not None:
                     raise page_cap(self.owner.resource, self.paginator.limit, short, page)
+                due = None if self.total is None else min(limit, self.total + p.base_index - page.offset)
+                if page.one_object and due is not None and due > 1:
+                    raise one_object(self.owner.resource, page, f"its total says {self.total:,}")
                 end = page.offset + len(page)
                 self.totals.saw_page(page.sent, end - p.base_index)
                 if self.total is not None and end > self.total + p.base_index and not past_total:

@@ -41,13 +41,7 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
     """The error for a short page (``short``) followed by one that holds records: the API serves fewer per page."""
     served = len(short)
     if getattr(short, "one_object", False):  # "set limit to 1" was no advice for a listing that is not a list
-        return LoadError(
-            f"Resource '{resource}': the API answered {short.request} with one object where the data_selector "
-            f"points, not a list of records, and more records after it ({page.request}): this offset listing's "
-            "pages should hold lists. Nothing from this run was committed.",
-            guidance="Check the endpoint's path (one that returns a single record, e.g. /things/{id}, takes no "
-            "paginator: set \"paginator\": \"single_page\") and its data_selector (the field that holds the "
-            "list of records).", resource=resource)
+        return one_object(resource, short, f"more records came after it ({page.request})")
     return LoadError(
         f"Resource '{resource}': the API returned {served} record(s) for limit={limit} on {short.request}, and more "
         f"records after it ({page.request}): it serves at most {served} per page, so offsets {short.offset + served} "
@@ -56,6 +50,18 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
         "If the API instead filters records out of each page after paging (so short pages are expected), "
         "select the records with a filter data_selector such as \"data[*]\": pages are then stepped by "
         "limit, as dlt's own paginator does.", resource=resource)
+
+
+def one_object(resource: str, page: Any, more: str) -> LoadError:
+    """The error for an offset listing's page that was one object where the data_selector points, not a list, where
+    more records were due: dlt reads it as one record, and the others of that page would be skipped (helper-111)."""
+    return LoadError(
+        f"Resource '{resource}': the API answered {page.request} with one object where the data_selector points, "
+        f"not a list of records, though {more}: this offset listing's pages should hold lists. Nothing from this run "
+        "was committed.",
+        guidance="Check the endpoint's path (one that returns a single record, e.g. /things/{id}, takes no "
+        "paginator: set \"paginator\": \"single_page\") and its data_selector (the field that holds the list of "
+        "records).", resource=resource)
 
 
 def endless(resource: str, pages: int, request: str) -> LoadError:

@@ -38,7 +38,7 @@ from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.cursor_origin import check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.kept_changing import kept_changing, same_twice, served_again
+from analytics_kit.fetch.kept_changing import kept_changing, not_paged_again, same_twice, served_again, why_again
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
@@ -221,14 +221,11 @@ class KitPaginate:
             if attempt > 1 or tally.distinct() < tally.rows:
                 union = distinct_over(passes, self.primary_key, self.naming)
                 self.stats.keys(self.resource, union)
-            missing, shrank = tally.missing(), tally.shrank
-            if (missing or shrank) and not (self.repage and tally.key is not None):
-                sign = (f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank
-                        else f"{missing:,} fewer distinct keys than the API's total")
-                self.warn(f"{sign} while the listing was paged: some records may have been skipped. The kit pages "
-                          "again only where the load keeps one row per key (a delete-insert merge on a primary key); "
-                          "a later full refresh loads what was skipped")
-                missing, shrank = 0, None
+            # a page served again at another offset hid the records it was to hold, with or without a total
+            missing, shrank, copied = tally.missing(), tally.shrank, tally.copies
+            if (missing or shrank or copied) and not (self.repage and tally.key is not None):
+                self.warn(not_paged_again(missing, shrank, copied))
+                missing, shrank, copied = 0, None, []
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
@@ -247,13 +244,14 @@ class KitPaginate:
                 outcome["newest"] = (field, start, newest)
             else:
                 outcome.pop("newest", None)
-            if not missing and not shrank:
+            if not missing and not shrank and not copied:
                 if proven and not self.shares:
                     outcome["distinct"] = tally.rows
                 return
             # not where the passes saw more keys than the listing holds: records were purged, and a purged key
             # seen by the last pass could make up the count for one that no pass saw
-            if attempt > 1 and not shrank and "newest" in outcome and self.start is not None and union <= tally.total:
+            if (attempt > 1 and missing and not shrank and not copied and "newest" in outcome and self.start is not None
+                    and union <= tally.total):
                 answers = yield from self._vouched(passes, missing, functools.partial(
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
@@ -265,19 +263,16 @@ class KitPaginate:
                 # Two passes saw the same keys in the same order: the listing holds a key more than once (a
                 # change feed's versions), it did not shift; dlt's merge keeps one. Unless a page came again, as
                 # sent, at another offset: served stale, it hid the records it was to hold (helper-102).
-                if tally.copies:
-                    raise served_again(self.resource, tally.copies)
+                if copied:
+                    raise served_again(self.resource, copied)
                 self.warn(same_twice(missing, shrank, tally.distinct()))
                 return
             seen.add(signature)
-            if attempt < MAX_PASSES and shrank:
-                logger.warning("%s: the API's total fell from %d to %d while it was paged: a record removed meanwhile "
-                               "shifts the later ones into pages already fetched; paging again, pass %d of %d",
-                               self.resource, *shrank, attempt + 1, MAX_PASSES)
-            elif attempt < MAX_PASSES:
-                logger.warning("%s: fewer distinct keys than the API's total (%d short): the data changed while "
-                               "it was paged, or the listing repeats keys; paging again, pass %d of %d",
-                               self.resource, missing, attempt + 1, MAX_PASSES)
+            if attempt < MAX_PASSES:
+                logger.warning("%s: %s; paging again, pass %d of %d", self.resource,
+                               why_again(missing, shrank, copied), attempt + 1, MAX_PASSES)
+        if passes[-1].copies:
+            raise served_again(self.resource, passes[-1].copies)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
 
     def _mark_run_start(self, path: Any) -> None:
@@ -299,7 +294,7 @@ class KitPaginate:
         epoch_text = required and isinstance(cursor_start(self.resource, field, self.incremental), str)
         previous: Any = None
         repeats = 0
-        served: dict[tuple, str] = {}  # a page's first and last record as sent, and length: where it came first
+        served: dict[tuple, str] = {}  # where each page came first (see below)
         for count, (page, request) in enumerate(pages, 1):
             if count > MAX_PAGES:
                 raise endless(self.resource, MAX_PAGES, request)
@@ -307,9 +302,6 @@ class KitPaginate:
                 bad = cursors.canonical_rows(page, field, required, epoch_text)
                 if bad is not None:
                     raise not_a_timestamp(page, bad, field, request, self.resource, self.primary_key)
-            ends = getattr(page, "ends", None)
-            if ends and served.setdefault(ends, request) != request:
-                tally.copies.append((served[ends], request))
             if not kinds_checked:
                 kinds_checked = check_cursor_kind(page, field, request, self.resource, self.incremental)
             if self.fields is not None:
@@ -322,6 +314,10 @@ class KitPaginate:
                 keys = tally.see(page)
             except TypeError as error:  # a key no set holds: named, here rather than in every page's check_keys
                 raise unhashable_key(tally.keys_of(page), request, self.resource, self.primary_key) or error
+            ends = getattr(page, "ends", None)  # its first and last record as sent, and its length; and its keys
+            same = (ends, hash(tuple(keys))) if ends and tally.key is not None else None
+            if same is not None and served.setdefault(same, request) != request:
+                tally.copies.append((served[same], request))
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:
