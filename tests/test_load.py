@@ -288,3 +288,25 @@ def test_failures_dlt_explains_badly_get_a_message_that_says_what_happened(api, 
     with pytest.raises(ak.LoadError) as caught:
         ak.load(config, progress=False)
     assert expected in str(caught.value), str(caught.value)
+
+
+def test_the_callers_objects_in_the_config_are_left_as_they_were(api, config):
+    """An Incremental given as a param is copied: the kit writes its bounds in its own form and sets its key, and
+    the caller's object, reused with dlt alone, sent the rewritten form (helper-111). An auth instance is used as
+    it is, as dlt uses it: a deep copy of an OAuth2 instance lost its session's timeout (helper-110)."""
+    import dlt
+    from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    written = events["endpoint"].pop("incremental")
+    since = dlt.sources.incremental(cursor_path=written["cursor_path"], initial_value="2025-01-01T00:00:00Z")
+    events["endpoint"]["params"] = {**events["endpoint"].get("params", {}), written["start_param"]: since}
+    auth = APIKeyAuth(name="api_key", api_key=api.api_key, location="query")
+    config["client"]["auth"] = auth
+    for number, mode in enumerate(("incremental", "incremental", "full_refresh")):
+        if number:
+            api.advance(new=3, updated=2, deleted=0)
+        ak.load(config, mode, progress=False)
+        assert loaded(api) == served(api)
+    assert since.initial_value == "2025-01-01T00:00:00Z" and since.primary_key is None
+    assert config["client"]["auth"] is auth and events["endpoint"]["params"][written["start_param"]] is since

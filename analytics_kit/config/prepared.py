@@ -22,6 +22,7 @@ Example (the guide's config, verbatim)::
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -78,13 +79,17 @@ class PreparedConfig:
 
 
 def _copied(value: Any) -> Any:
-    """The config's dicts and lists copied, any other object (an auth or paginator instance, an ``Incremental``)
-    as it is, as dlt clones a resource: a deep copy of an ``OAuth2ClientCredentials`` copied its requests
-    session without dlt's ``timeout``, and every load of it failed (helper-110)."""
+    """The config's dicts and lists copied, an auth or paginator instance as it is, as dlt clones a resource: a deep
+    copy of an ``OAuth2ClientCredentials`` copied its requests session without dlt's ``timeout``, and every load of
+    it failed (helper-110). An ``Incremental`` is copied: the kit writes its bounds in its own form (helper-111)."""
+    import dlt
+
     if isinstance(value, dict):
         return {key: _copied(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_copied(item) for item in value]
+    if isinstance(value, dlt.sources.incremental):
+        return copy.deepcopy(value)
     return value
 
 
