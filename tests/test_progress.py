@@ -191,3 +191,7 @@ def test_a_listing_paged_again_shows_that_pass_against_the_total():
     stats.paged("orders")
     stats.arrive("orders", 3)
     assert shown._running("orders", short=True) == "orders 3 rows (pass 2)"
+    stats.arrive("events", 40)  # a total too low (helper-111: "60/35 (100%, pass 2)")
+    assert shown._running("events", short=True) == "events 70 rows (the API's total said 59, pass 2)"
+    assert shown._running("events").startswith("events: 70 rows (the API's total said 59), pass 2, ")
+    assert "past the API&#x27;s total, pass 2" in shown._running_html()

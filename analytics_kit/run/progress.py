@@ -131,20 +131,24 @@ class Progress:
 
     def _running(self, resource: str, *, short: bool = False) -> str:
         rows, total = self._fetched(resource), self.stats.totals.get(resource)
+        # more rows than a total too low: the count against it ("60/35") read as a fault of the display (helper-111)
+        past = f"the API's total said {total:,}" if total and rows > total else ""
         if short:
             again = self._pass(resource)
-            if total:
+            if total and not past:
                 return f"{resource} {rows:,}/{total:,} ({_percent(rows, total)}{again})"
-            return f"{resource} {rows:,} rows" + (f" ({again[2:]})" if again else "")
-        text = f"{resource}: {rows:,} of {total:,} rows ({_percent(rows, total)})" if total else \
-            f"{resource}: {rows:,} rows"
+            notes = ", ".join(n for n in (past, again[2:]) if n)
+            return f"{resource} {rows:,} rows" + (f" ({notes})" if notes else "")
+        text = f"{resource}: {rows:,} of {total:,} rows ({_percent(rows, total)})" if total and not past else \
+            f"{resource}: {rows:,} rows" + (f" ({past})" if past else "")
         return f"{text}{self._pass(resource)}, {plural(self.stats.requests.get(resource, 0), 'request')}"
 
     def _running_html(self) -> str:
         rows = []
         for resource in self._resources():
             fetched, total = self._fetched(resource), self.stats.totals.get(resource)
-            done = f"{_bar(fetched, total)} {_percent(fetched, total)}" if total else ""
+            done = ("past the API's total" if total and fetched > total else
+                    f"{_bar(fetched, total)} {_percent(fetched, total)}" if total else "")
             done += self._pass(resource)
             rows.append((resource, fetched, total, done, self.stats.requests.get(resource, 0)))
         # the time it began: a display left behind by a kernel restarted or killed mid-load, which nothing can
