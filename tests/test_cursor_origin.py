@@ -35,7 +35,8 @@ class Forwarder:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 parts = urlsplit(self.path)
-                target = forward.hosts[parts.hostname] + parts.path + (f"?{parts.query}" if parts.query else "")
+                query = f"?{parts.query}" if parts.query else ""
+                target = forward.hosts[parts.hostname.rstrip(".")] + parts.path + query
                 try:  # not through HTTP_PROXY, which is this proxy
                     with forward.opener.open(target, timeout=30) as answer:
                         status, body = answer.status, answer.read()
@@ -210,3 +211,26 @@ def test_a_name_the_hosts_file_gives_this_machine_is_this_machine(tmp_path, monk
         assert origin_of(f"http://{name}:8000", "", resolve=True) == THIS_MACHINE, name
     for name in ("elsewhere.lan", "commented.example", "unknown.example"):
         assert origin_of(f"http://{name}:8000", "", resolve=True) == f"http://{name}:8000", name
+
+
+def test_a_host_written_another_way_is_the_same_origin(tmp_path, monkeypatch):
+    """A non-ASCII host name goes out in its ASCII form: the origin guard refused every request of its own API
+    (helper-111); an address written another way (10.66051, a long IPv6 form, an IPv4-mapped one) is one origin."""
+    with ak.demo.serve(events=120, customers=5, seed=4) as api:
+        proxy = Forwarder({"xn--bcher-kva.example": api.base_url.rstrip("/")})
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "")
+        monkeypatch.setenv("API_KEY", api.api_key)
+        try:
+            database = tmp_path / "analytics.duckdb"
+            report = ak.load(fast(ak.guide_config("http://Bücher.example")), database=database, progress=False)
+            assert report.rows["events"] == 120
+            assert stored_origins(database)["events"] == "http://xn--bcher-kva.example:80"
+            api.advance(new=4, updated=0, deleted=0)
+            again = ak.load(fast(ak.guide_config("http://xn--bcher-kva.example.")), database=database, progress=False)
+            assert again.rows["events"] == 4
+        finally:
+            proxy.close()
+    for one, other in (("10.1.2.3", "10.66051"), ("[2001:db8::1]", "[2001:db8:0:0:0:0:0:1]"),
+                       ("10.1.2.3", "[::ffff:10.1.2.3]"), ("bücher.example", "XN--BCHER-KVA.EXAMPLE")):
+        assert origin_of(f"https://{one}/v1", "") == origin_of(f"https://{other}:443/", ""), (one, other)

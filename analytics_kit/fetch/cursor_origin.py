@@ -27,6 +27,7 @@ from typing import Any, MutableMapping
 from urllib.parse import urlsplit
 
 from analytics_kit.errors import LoadError
+from analytics_kit.fetch.transport import canonical_host
 
 ORIGIN = "analytics_kit_cursor_origin"
 THIS_MACHINE = "this machine (127.0.0.1, localhost)"
@@ -40,7 +41,7 @@ def origin_of(base_url: str | None, path: Any, *, resolve: bool = False) -> str 
         return None
     try:
         parts = urlsplit(url)
-        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
+        scheme, host = parts.scheme.lower(), canonical_host(parts.hostname or "")
         port = parts.port or _PORTS.get(scheme)
     except ValueError:  # a port that is no number: dlt's request fails on it, and says so
         return None

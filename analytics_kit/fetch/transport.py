@@ -21,12 +21,15 @@ The cookies a resource's workers share are ``shared_cookies``'s.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 import socket
 import ssl
 from typing import Any, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
+import idna
 import requests
 from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
@@ -51,11 +54,36 @@ class ResponseTimeout(requests.exceptions.ReadTimeout):
 
 
 def origin(url: str) -> str:
-    """``scheme://host:port`` of ``url``, with the scheme's default port spelled out."""
+    """``scheme://host:port`` of ``url``, with the scheme's default port spelled out and the host as requests sends
+    it (``canonical_host``)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+    host = canonical_host(parts.hostname or "")
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+@functools.lru_cache(maxsize=256)  # asked for every request's origin; an API has few hosts
+def canonical_host(host: str) -> str:
+    """A host in one spelling: a name in lower case and in its ASCII (IDNA) form, as requests puts it on the wire (a
+    base_url of bücher.example refused its own requests to xn--bcher-kva.example: helper-111), no trailing dot; an
+    address in its standard form (10.66051 is 10.1.2.3; an IPv6 address compressed)."""
+    host = host.lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+        return str(getattr(address, "ipv4_mapped", None) or address)  # ::ffff:10.1.2.3 reaches 10.1.2.3
+    except ValueError:
+        pass
+    try:  # the forms C's inet_aton reads, and requests connects to: 127.1, 2130706433
+        return str(ipaddress.ip_address(socket.inet_aton(host)))
+    except (OSError, ValueError):
+        pass
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return host
 
 
 def host_of(url: str) -> str:
