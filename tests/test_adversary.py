@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
@@ -2178,6 +2179,58 @@ def test_secret_echoed_by_the_api_is_masked(api, watch, where):
         api.transform = lambda body, offset: {key: body["data"], "total": body["total"]}
         watch.fails(config_for(api))
     # the watch fixture searches the report, the errors, the logs and the files for the key
+
+
+@pytest.mark.parametrize("where", ["records", "an error page"])
+def test_secret_an_oauth2_token_obtained_during_the_load_is_a_secret_too(watch, where):
+    """A token the load obtains is known to no config: echoed into the records it was stored in the table and the
+    package's files (helper-111), and an error page quoting it would have shown it."""
+    token = watch.canary  # what the token endpoint hands out; the client secret is another
+    requests_seen: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._json(200, {"access_token": token, "token_type": "bearer", "expires_in": 3600})
+
+        def do_GET(self) -> None:  # noqa: N802
+            requests_seen.append(self.path)
+            sent = self.headers.get("Authorization", "")
+            if where == "an error page":
+                body = f"<html>token {sent.split()[-1]} is not allowed here</html>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self._json(200, {"data": [{"id": 1, "note": f"called with {sent}"}], "total": 1})
+
+        def _json(self, status: int, body: dict) -> None:
+            raw = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        error = watch.fails({"client": {"base_url": base, "auth": {
+            "type": "oauth2_client_credentials", "access_token_url": f"{base}/token", "client_id": "kit",
+            "client_secret": "a-client-secret-1"}},
+            "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data",
+                                                        "paginator": "single_page"}}]})
+        assert requests_seen and ("sent your credentials back" in str(error) if where == "records" else True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # the watch fixture searches the errors, the logs and the files for the token
 
 
 @pytest.mark.parametrize("key", ["Zq7\\Tk9-wLp4", "Zq7'Tk9\"wLp4", "Zq7\u00e9Tk9\twLp4"],
