@@ -493,8 +493,36 @@ def test_a_load_waits_for_a_reader_of_this_process_and_keeps_its_lock(loaded, co
             assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 250
         finally:
             reader.close()
-    assert isinstance(outcome[0], ak.LoadError) and "being read by a query of this process" in str(outcome[0])
+    assert isinstance(outcome[0], ak.LoadError) and "in use by a query or a load of this process" in str(outcome[0])
     assert isinstance(ak.load(config, database=loaded, progress=False), ak.LoadReport)
+
+
+def test_readers_beside_the_callers_read_write_connection_are_refused_at_once_while_loads_go_on(loaded, config, api):
+    """A reader took the file's turn, saw a load waiting for that turn, and waited for the load while holding it:
+    the load failed after its lock_timeout (helper-112). A load counts for the readers only once it is open."""
+    own = duckdb.connect(str(loaded))
+    stop, refused = threading.Event(), []
+
+    def read() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            with pytest.raises(ak.QueryError):
+                ak.tables(loaded)
+            refused.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(4):
+            api.advance(new=2, updated=1, deleted=0)
+            ak.load(config, database=loaded, progress=False, lock_timeout=3)
+        assert own.execute("SELECT count(*) FROM events").fetchone()[0] == 258
+    finally:
+        stop.set()
+        reader.join()
+        own.close()
+    assert refused and max(refused) < 2
 
 
 def test_readers_through_two_names_of_one_file_take_turns(loaded, tmp_path):

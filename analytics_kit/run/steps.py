@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import raise_if_dropped
-from analytics_kit.store.database import instance_settings, loading_here, open_for_writing, restore_settings
+from analytics_kit.store.database import closed_for_writing, instance_settings, open_for_writing, restore_settings
 from analytics_kit.store.target import Target
 
 logger = logging.getLogger("analytics_kit.run.load")  # the load's own messages, as before they moved here
@@ -40,18 +40,17 @@ def holding(target: Target, lock_timeout: float, stats: LoadStats) -> Iterator[N
         yield
         return
     step = stats.step
-    with loading_here(target.database):  # the readers of this process wait for it (store/database)
-        connection = open_for_writing(target.database, lock_timeout,
-                                      on_wait=waiting(stats, "the wait for the DuckDB file"))
-        stats.step = step
+    # the readers of this process wait for it until it is closed (store/database)
+    connection = open_for_writing(target.database, lock_timeout, on_wait=waiting(stats, "the wait for the DuckDB file"))
+    stats.step = step
+    try:
         before = instance_settings(connection)  # a connection of the user's shares them (see there)
         try:
             yield
         finally:
-            try:
-                restore_settings(connection, before)
-            finally:
-                connection.close()
+            restore_settings(connection, before)
+    finally:
+        closed_for_writing(connection)
 
 
 def waiting(stats: LoadStats, step: str) -> Callable[[str], None]:

@@ -121,21 +121,39 @@ def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) 
     turn = _turn(path)
     if not turn.acquire(blocking=False):
         if on_wait is not None:
-            on_wait(f"{path.name} is being read by this process (a query in another thread); waiting up to {wait:g} s")
+            on_wait(f"{path.name} is in use by a query or a load of this process in another thread; waiting up to "
+                    f"{wait:g} s")
         if not turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise LoadError(f"The DuckDB file {path} is being read by a query of this process in another thread.",
-                            guidance="Let the query finish, and run the load again.", database=str(path),
+            raise LoadError(f"The DuckDB file {path} is in use by a query or a load of this process in another "
+                            "thread.", guidance="Let it finish, and run the load again.", database=str(path),
                             holder="this process")
     try:
         _refuse_callers_own(path)
         # No config: dlt connects with none and SETs its settings afterwards; another
         # configuration would make DuckDB refuse dlt's connections in this process.
-        return connect_waiting(path, False, max(0.0, deadline - time.monotonic()), on_wait, LoadError,
-                               "Close the other connection (con.close() in your notebook, or quit the duckdb CLI or "
-                               "the other kernel), or let the query in another thread finish, and run the load "
-                               "again. analytics_kit.query() closes its connections for you.")
+        connection = connect_waiting(path, False, max(0.0, deadline - time.monotonic()), on_wait, LoadError,
+                                     "Close the other connection (con.close() in your notebook, or quit the duckdb "
+                                     "CLI or the other kernel), or let the query in another thread finish, and run "
+                                     "the load again. analytics_kit.query() closes its connections for you.")
+        # a load's from here to closed_for_writing: the readers wait for it. Marked in the turn, once open: marked
+        # while it waited for the turn, a reader holding the turn waited for it in turn (helper-112)
+        key = _file_id(path)
+        if key is not None:
+            _LOADS_HERE[key] += 1
+            _MARKED[id(connection)] = key
+        return connection
     finally:
         turn.release()
+
+
+def closed_for_writing(connection: duckdb.DuckDBPyConnection) -> None:
+    """Closes a connection of ``open_for_writing``; the readers no longer wait for it."""
+    try:
+        connection.close()
+    finally:
+        key = _MARKED.pop(id(connection), None)
+        if key is not None:
+            _LOADS_HERE[key] -= 1
 
 
 def _refuse_callers_own(path: Path) -> None:
@@ -146,7 +164,7 @@ def _refuse_callers_own(path: Path) -> None:
     (helper-108, helper-111). Told without opening the file. A read-write ``duckdb.connect(path)`` is shared."""
     if not open_here(path):
         return
-    another_load = _LOADS_HERE.get(_file_id(path) or (0, 0), 0) > 1  # ours is counted (loading_here)
+    another_load = _LOADS_HERE.get(_file_id(path) or (0, 0), 0) > 0
     if open_here(path, by_another_name=True):
         held = ("a load of this process in another thread holds it under another name (a hard link to it)" if
                 another_load else "it is open in another connection of this process under another name (a hard "
@@ -157,27 +175,42 @@ def _refuse_callers_own(path: Path) -> None:
                         database=str(path), holder="this process")
     if another_load:
         return  # its connection is DuckDB's own database for this path, with no configuration: shared
-    locks = locked_here(path)
-    if not locks:  # open, not by DuckDB (no lock): nothing to keep
+    how = _unshareable(path)
+    for _ in range(2):  # a connection of the caller's closed while it was looked at read as an ATTACH (helper-112)
+        if how is None or not how.startswith("ATTACHed"):
+            break
+        time.sleep(0.01)
+        how = _unshareable(path)
+    if how is None:
         return
-    holding = connections_holding(path)
-    if locks != {"READ"} and any(own and not read_only for own, read_only in holding):
-        try:  # shared; in another configuration DuckDB refuses before it opens anything
-            duckdb.connect(str(path)).close()
-            return
-        except duckdb_in_use_errors() as failure:
-            if not in_use_here(failure):
-                raise
-            how = "with a configuration of its own (duckdb.connect(path, config=...))"
-    elif locks == {"READ"}:
-        how = "read-only (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY)"
-    else:
-        how = "ATTACHed (ATTACH '...' in a connection of yours)"
     raise LoadError(f"The DuckDB file {path} is open in another connection of this process, {how}, not the kit's: "
                     "DuckDB opens no read-write connection beside it, and waiting would not end it.",
                     guidance="Close that connection (con.close(), or open it in a with block), and run the load "
                     "again; a plain read-write duckdb.connect(path) may stay open: the load shares it.",
                     database=str(path), holder="this process")
+
+
+def _unshareable(path: Path) -> str | None:
+    """How a connection of the caller's that a load cannot share holds ``path``, or None."""
+    locks = locked_here(path)
+    if not locks:  # open, not by DuckDB (no lock): nothing to keep
+        return None
+    if locks == {"READ"}:
+        return "read-only (duckdb.connect(..., read_only=True), or an ATTACH with READ_ONLY)"
+    holding = connections_holding(path)
+    if holding is None:  # this duckdb's connections cannot be looked at: connected to as before (shared, or waited)
+        return None
+    if any(own and not read_only for own, read_only in holding):
+        try:  # shared; in another configuration DuckDB refuses before it opens anything
+            duckdb.connect(str(path)).close()
+            return None
+        except duckdb_in_use_errors() as failure:
+            if not in_use_here(failure):
+                raise
+            return "with a configuration of its own (duckdb.connect(path, config=...))"
+    if not open_here(path):  # closed meanwhile
+        return None
+    return "ATTACHed (ATTACH '...' in a connection of yours)"
 
 
 def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[[str], None] | None,
@@ -229,6 +262,7 @@ class _LoadedHere(Exception):
 
 
 _LOADS_HERE: Counter[tuple[int, int]] = Counter()  # the files (device, inode) this process's loads hold open
+_MARKED: dict[int, tuple[int, int]] = {}  # a load's connection: the file it counts in _LOADS_HERE
 _READERS: dict[Any, threading.Lock] = {}  # one reader (or a load's opening) at a time per file (see ``reading``)
 _READERS_LOCK = threading.Lock()
 
@@ -240,18 +274,6 @@ def _file_id(path: Path) -> tuple[int, int] | None:
         return None
     return found.st_dev, found.st_ino
 
-
-@contextmanager
-def loading_here(path: Path) -> Iterator[None]:
-    """Marks ``path`` as held open by a load of this process for the block (see ``_attached``)."""
-    key = _file_id(path)
-    if key is not None:
-        _LOADS_HERE[key] += 1
-    try:
-        yield
-    finally:
-        if key is not None:
-            _LOADS_HERE[key] -= 1
 
 
 def _turn(path: Path) -> threading.Lock:

@@ -19,6 +19,7 @@ import duckdb
 
 _FDS = "/proc/self/fd"
 _LOCKS = "/proc/locks"
+_HAVE_GC = 1 << 14  # Py_TPFLAGS_HAVE_GC: the type's objects are tracked by the garbage collector
 
 
 def open_here(path: Path, *, by_another_name: bool = False) -> bool:
@@ -62,11 +63,14 @@ def locked_here(path: Path) -> set[str]:
     return kinds
 
 
-def connections_holding(path: Path) -> list[tuple[bool, bool]]:
+def connections_holding(path: Path) -> list[tuple[bool, bool]] | None:
     """(own, read_only) for each live DuckDB connection of this process that has the file at ``path`` open:
     ``own`` where it is the connection's own database (``duckdb.connect(path)``, which a load of this process
     shares), not ATTACHed. Asked on a cursor of each, never by opening the file: a refused open beside an ATTACH
-    had opened the file and closed it, which dropped the connection's lock (helper-111)."""
+    had opened the file and closed it, which dropped the connection's lock (helper-111). None where this duckdb's
+    connections are not known to the garbage collector (duckdb 1.4's), so cannot be found."""
+    if not duckdb.DuckDBPyConnection.__flags__ & _HAVE_GC:
+        return None
     found = []
     for candidate in gc.get_objects():
         if not isinstance(candidate, duckdb.DuckDBPyConnection):
