@@ -75,7 +75,7 @@ class Redactor:
     def learn(self, secret: str) -> None:
         """Adds a secret known only once the load runs, an OAuth2 access token: masked from then on, and looked for
         in what the API sends (helper-111: one the API echoed into its records was stored in the table)."""
-        if not isinstance(secret, str) or len(secret) < WHOLE_WORD_BELOW or secret in self._given:
+        if not isinstance(secret, str) or not secret or secret in self._given:
             return
         with _LEARNING:
             if secret not in self._given:

@@ -391,6 +391,45 @@ def test_a_page_served_again_is_told_without_a_total_and_at_the_listings_end(can
         assert table() == served(api)
 
 
+def test_a_page_served_again_is_told_under_dlts_own_paginators_too(api, watch):
+    """A listing paged by dlt's json_link paginator, page 200 served as page 100 every time: committed a fifth less
+    with no word (helper-112). Its keys again with their records in another order: paged again, then a warning."""
+    def linked(transform):
+        def serve(body: dict, offset: int) -> dict:
+            body = transform(body, offset)
+            following = f"{api.base_url}/v1/events?offset={offset + 100}&limit=100"
+            return {**body, "next": following if body["data"] else None}
+        return serve
+
+    config = config_for(api, incremental=False, paginator={"type": "json_link", "next_url_path": "next"})
+    api.transform = linked(lambda body, offset: body)
+    watch.succeeds(config)
+    assert table() == served(api)
+    api.transform = linked(stale_at(200, copy_of=100))
+    error = watch.fails(config, mode="full_refresh")
+    assert "with the same page as" in str(error) and "offset=200" in str(error)
+    assert table() == served(api)
+    reversed_ = stale_at(200, copy_of=100)
+    api.transform = linked(lambda body, offset: {**(page := reversed_(body, offset)), "data": page["data"][::-1]}
+                           if offset == 200 else reversed_(body, offset))
+    report = watch.succeeds(config, mode="full_refresh")
+    assert report.passes == {"events": 2} and any("more than once" in w for w in report.warnings), report.warnings
+
+
+def test_a_record_or_two_sent_twice_at_a_small_limit_is_no_page_served_again(api, watch):
+    """At limit 1 a record listed twice, unchanged, failed as a stale page, where dlt loads it (helper-112)."""
+    sent: dict = {}
+
+    def twice(body: dict, offset: int) -> dict:
+        if offset == 3:
+            sent["page"] = body["data"]
+        return {**body, "data": sent["page"]} if offset == 4 and "page" in sent else body
+
+    api.transform = twice
+    report = watch.succeeds(config_for(api, limit=1, concurrency=1, incremental=False), mode="full_refresh")
+    assert report.rows["events"] == 499 and any("more than once" in w for w in report.warnings), report.warnings
+
+
 def test_two_repeated_records_around_other_ones_are_no_page_served_again(api, watch):
     """A page is the same page only by all its keys, not its first and last record and length (helper-111)."""
     sent: dict = {}
@@ -2181,10 +2220,13 @@ def test_secret_echoed_by_the_api_is_masked(api, watch, where):
     # the watch fixture searches the report, the errors, the logs and the files for the key
 
 
-@pytest.mark.parametrize("where", ["records", "an error page"])
+@pytest.mark.parametrize("where", ["records", "an error page", "the total, a short token"])
 def test_secret_an_oauth2_token_obtained_during_the_load_is_a_secret_too(watch, where):
     """A token the load obtains is known to no config: echoed into the records it was stored in the table and the
-    package's files (helper-111), and an error page quoting it would have shown it."""
+    package's files (helper-111), and an error page quoting it would have shown it; one of 3 characters, echoed
+    into the total, showed in a warning (helper-112)."""
+    if where.endswith("short token"):
+        watch.canary = "Zq7"
     token = watch.canary  # what the token endpoint hands out; the client secret is another
     requests_seen: list = []
 
@@ -2204,6 +2246,9 @@ def test_secret_an_oauth2_token_obtained_during_the_load_is_a_secret_too(watch, 
                 self.end_headers()
                 self.wfile.write(body)
                 return
+            if where.endswith("short token"):
+                self._json(200, {"data": [{"id": 1, "note": "ok"}], "total": f"x {sent.split()[-1]} x"})
+                return
             self._json(200, {"data": [{"id": 1, "note": f"called with {sent}"}], "total": 1})
 
         def _json(self, status: int, body: dict) -> None:
@@ -2221,12 +2266,14 @@ def test_secret_an_oauth2_token_obtained_during_the_load_is_a_secret_too(watch, 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        error = watch.fails({"client": {"base_url": base, "auth": {
+        config = {"client": {"base_url": base, "auth": {
             "type": "oauth2_client_credentials", "access_token_url": f"{base}/token", "client_id": "kit",
             "client_secret": "a-client-secret-1"}},
-            "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data",
-                                                        "paginator": "single_page"}}]})
-        assert requests_seen and ("sent your credentials back" in str(error) if where == "records" else True)
+            "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data", "paginator": {
+                "type": "offset", "limit": 10, "total_path": "total"} if where.endswith("short token") else
+                "single_page"}}]}
+        outcome = watch.load(config)
+        assert requests_seen and ("sent your credentials back" in str(outcome) if where == "records" else True)
     finally:
         server.shutdown()
         server.server_close()

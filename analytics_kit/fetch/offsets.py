@@ -41,7 +41,7 @@ from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.page_checks import one_object, page_cap
 from analytics_kit.fetch.purges import Totals
-from analytics_kit.fetch.records import OneObject, as_json, parse_body, select_records
+from analytics_kit.fetch.records import OneObject, ends_of, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
 from analytics_kit.fetch.transport import request_text
 
@@ -87,7 +87,7 @@ class Page(list):
         # another for certain only if it came back before the other was asked for
         self.sent = sent
         self.received = time.monotonic()
-        self.ends = (len(rows), as_json(rows[0]), as_json(rows[-1])) if rows else ()
+        self.ends = ends_of(rows)
 
 
 def offsets_ok(paginator: Any) -> bool:

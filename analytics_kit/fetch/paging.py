@@ -43,7 +43,7 @@ from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
                                              endless, not_a_timestamp, repeating, unhashable_key)
-from analytics_kit.fetch.records import is_simple, parse_body, select_records
+from analytics_kit.fetch.records import ends_of, is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.tally import Tally, distinct_over
@@ -223,9 +223,11 @@ class KitPaginate:
                 self.stats.keys(self.resource, union)
             # a page served again at another offset hid the records it was to hold, with or without a total
             missing, shrank, copied = tally.missing(), tally.shrank, tally.copies
-            if (missing or shrank or copied) and not (self.repage and tally.key is not None):
-                self.warn(not_paged_again(missing, shrank, copied))
-                missing, shrank, copied = 0, None, []
+            # without a total no count is short: a page of keys sent before is looked at again (helper-112)
+            echoed = tally.echoes if tally.total is None and not missing else []
+            if (missing or shrank or copied or echoed) and not (self.repage and tally.key is not None):
+                self.warn(not_paged_again(missing, shrank, copied, echoed))
+                missing, shrank, copied, echoed = 0, None, [], []
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
@@ -244,7 +246,7 @@ class KitPaginate:
                 outcome["newest"] = (field, start, newest)
             else:
                 outcome.pop("newest", None)
-            if not missing and not shrank and not copied:
+            if not missing and not shrank and not copied and not echoed:
                 if proven and not self.shares:
                     outcome["distinct"] = tally.rows
                 return
@@ -265,12 +267,12 @@ class KitPaginate:
                 # sent, at another offset: served stale, it hid the records it was to hold (helper-102).
                 if copied:
                     raise served_again(self.resource, copied)
-                self.warn(same_twice(missing, shrank, tally.distinct()))
+                self.warn(same_twice(missing or tally.rows - tally.distinct(), shrank, tally.distinct()))
                 return
             seen.add(signature)
             if attempt < MAX_PASSES:
                 logger.warning("%s: %s; paging again, pass %d of %d", self.resource,
-                               why_again(missing, shrank, copied), attempt + 1, MAX_PASSES)
+                               why_again(missing, shrank, copied, echoed), attempt + 1, MAX_PASSES)
         if passes[-1].copies:
             raise served_again(self.resource, passes[-1].copies)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
@@ -294,10 +296,11 @@ class KitPaginate:
         epoch_text = required and isinstance(cursor_start(self.resource, field, self.incremental), str)
         previous: Any = None
         repeats = 0
-        served: dict[tuple, str] = {}  # where each page came first (see below)
         for count, (page, request) in enumerate(pages, 1):
             if count > MAX_PAGES:
                 raise endless(self.resource, MAX_PAGES, request)
+            ends = getattr(page, "ends", None)  # before the cursors are rewritten: as the API sent it
+            ends = ends_of(page) if ends is None else ends  # a page of dlt's paginators (helper-112)
             if field is not None and self.rewrite_cursor:  # Unix seconds beside a text start: as text, instants
                 bad = cursors.canonical_rows(page, field, required, epoch_text)
                 if bad is not None:
@@ -314,10 +317,7 @@ class KitPaginate:
                 keys = tally.see(page)
             except TypeError as error:  # a key no set holds: named, here rather than in every page's check_keys
                 raise unhashable_key(tally.keys_of(page), request, self.resource, self.primary_key) or error
-            ends = getattr(page, "ends", None)  # its first and last record as sent, and its length; and its keys
-            same = (ends, hash(tuple(keys))) if ends and tally.key is not None else None
-            if same is not None and served.setdefault(same, request) != request:
-                tally.copies.append((served[same], request))
+            tally.served(ends, keys, request)
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:

@@ -34,6 +34,11 @@ def parse_body(content: bytes) -> Any:
     return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
 
 
+def ends_of(rows: list) -> tuple:
+    """A page's length and its first and last record as compact JSON: where it is told from another page."""
+    return (len(rows), as_json(rows[0]), as_json(rows[-1])) if rows else ()
+
+
 def as_json(value: Any) -> bytes:
     """``value`` as compact JSON; orjson, or the json module for an integer beyond 64 bits,
     which orjson cannot write (``parse_body`` keeps such integers whole)."""

@@ -161,9 +161,9 @@ def retry_session(
             if gate is not None:
                 gate.wait(sleep)  # before the deadline starts: waiting out a 429 is not the API being slow
             current_cookies(request)  # another worker's answer may have set one while this waited
-        scheme, _, credential = (request.headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() == "bearer":  # an OAuth2 token, obtained as the load runs: a secret like the config's
-            redact.learn(credential.strip())
+        # an OAuth2 token, or a custom auth's, obtained as the load runs: a secret like the config's (helper-111)
+        scheme, _, credential = (request.headers.get("Authorization") or "").strip().partition(" ")
+        redact.learn(credential.strip() or scheme)
         stats.request(resource, request_text(request, redact))
         if kwargs.get("stream"):  # a body read after the deadline's block: its reads need their own timeout
             kwargs["timeout"] = policy.timeout

@@ -14,6 +14,11 @@ from analytics_kit.fetch.replace import declared_columns
 SMALL = 100_000  # keys counted in a set (~5 MB at most); more are sorted in numpy, 8 bytes a key
 
 
+# Records on a page, at least, for a page answered again at another offset to tell: a record or two sent twice may
+# be what the listing holds.
+COPY_RECORDS = 4
+
+
 class Tally:
     """Distinct primary keys seen in one pass, and the total the pass's pages confirmed.
 
@@ -37,6 +42,9 @@ class Tally:
         self.totals: set[int] = set()  # every total the pass's pages gave
         self.newer: set = set()  # keys of records with a cursor past a given one (see note_newer)
         self.copies: list[tuple[str, str]] = []  # (earlier, later) requests the API answered with the same page
+        self.echoes: list[tuple[str, str]] = []  # (earlier, later) requests whose pages held the same keys
+        self._served: dict[tuple, str] = {}  # each page's first and last record, length and keys: its request
+        self._keyed: dict[int, str] = {}  # each page's keys: its request
         self._lock = threading.Lock()
         self._distinct: int | None = None
 
@@ -146,6 +154,19 @@ class Tally:
         if self._distinct is None:
             self._distinct = _count_distinct(self.ints) + len(self.others)
         return self._distinct
+
+    def served(self, ends: tuple, keys: list, request: str) -> None:
+        """Notes a page (``ends``: its length and its first and last record as the API sent them) answered again at
+        another offset: the same page (``copies``), or its keys with other records (``echoes``). Pages of a few
+        records are left out: the same record twice may be what the listing holds (helper-112: limit 1)."""
+        if not ends or ends[0] < COPY_RECORDS or self.key is None:
+            return
+        mark = hash(frozenset(keys))  # in any order: a page served again reversed (helper-112)
+        earlier = self._served.setdefault((ends, mark), request)
+        if earlier != request:
+            self.copies.append((earlier, request))
+        elif (earlier := self._keyed.setdefault(mark, request)) != request:
+            self.echoes.append((earlier, request))
 
     def signature(self) -> str:
         """A digest of the keys in the order the pass saw them: two passes over a quiet listing
