@@ -55,6 +55,13 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"^client\.base_url: missing; expected an http\(s\) URL"),
     ("base_url not http", edited(lambda c: c["client"].update(base_url="ftp://api.example.com")), ConfigError,
      r"^client\.base_url: got 'ftp://api.example.com' \(str\); expected an http\(s\) URL"),
+    # a host requests cannot send: a raw InvalidURL escaped the load (helper-112)
+    ("base_url host IDNA cannot write", edited(lambda c: c["client"].update(base_url="https://ｂücher.example")),
+     ConfigError, r"^client\.base_url: got 'https://ｂücher.example' \(str\); expected an http\(s\) URL"),
+    ("base_url host with a space", edited(lambda c: c["client"].update(base_url="https://api .example.com")),
+     ConfigError, r"^client\.base_url: got 'https://api .example.com'"),
+    ("endpoint URL with a host requests refuses", edited(lambda c: c["resources"][0]["endpoint"].update(
+        path="https://-bücher-.example/v1/events")), ConfigError, r"^resources\[0\]\.endpoint\.path: got"),
     ("base_url without host", edited(lambda c: c["client"].update(base_url="api.example.com")), ConfigError,
      r"^client\.base_url: .*expected an http\(s\) URL"),
     ("secret echoed elsewhere is masked", edited(lambda c: c["client"].update(
@@ -354,6 +361,21 @@ def test_input_is_not_mutated() -> None:
     assert prepared.rest_api["client"] is not config["client"]
     prepared.rest_api["client"]["base_url"] = "https://changed.example.com"
     assert config["client"]["base_url"] == "https://api.example.com"
+
+
+def test_a_paginator_instance_is_copied_and_an_auth_instance_used_as_it_is() -> None:
+    """A paginator keeps its place in the listing: two loads in threads sharing one lost rows (helper-112); an auth
+    instance is used as dlt uses it (a deep copy of an OAuth2 one lost its session's timeout: helper-110)."""
+    from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
+    from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
+
+    config = guide_config()
+    paginator, auth = JSONLinkPaginator(next_url_path="next"), BearerTokenAuth(token="a-token-1")
+    endpoint(config)["paginator"], config["client"]["auth"] = paginator, auth
+    prepared = prepare(config)
+    copied = prepared.rest_api["resources"][0]["endpoint"]["paginator"]
+    assert isinstance(copied, JSONLinkPaginator) and copied is not paginator
+    assert prepared.rest_api["client"]["auth"] is auth and endpoint(config)["paginator"] is paginator
 
 
 def test_input_is_not_mutated_on_error() -> None:

@@ -234,3 +234,5 @@ def test_a_host_written_another_way_is_the_same_origin(tmp_path, monkeypatch):
     for one, other in (("10.1.2.3", "10.66051"), ("[2001:db8::1]", "[2001:db8:0:0:0:0:0:1]"),
                        ("10.1.2.3", "[::ffff:10.1.2.3]"), ("bücher.example", "XN--BCHER-KVA.EXAMPLE")):
         assert origin_of(f"https://{one}/v1", "") == origin_of(f"https://{other}:443/", ""), (one, other)
+    # a link-local address on another interface is another host (helper-112: credentials followed such a link)
+    assert origin_of("http://[fe80::1%25eth0]:80", "") != origin_of("http://[fe80::1%25eth1]:80", "")

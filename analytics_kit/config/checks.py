@@ -24,6 +24,7 @@ from dlt.sources.rest_api import typing as rt
 
 from analytics_kit import seam
 from analytics_kit.errors import ConfigError
+from analytics_kit.fetch.transport import sendable
 from analytics_kit.seam import (
     TColumnSchema,
     auth_types,
@@ -273,6 +274,9 @@ def check_endpoint(value: Any, path: str) -> None:
         return
     check_mapping(value, rt.Endpoint, path, extra=KIT_KEYS, skip=["auth", "headers", "params"])
     refuse_url_credentials(value.get("path"), join(path, "path"))
+    if isinstance(value.get("path"), str) and "://" in value["path"] and sendable(value["path"]) is None:
+        raise fail(join(path, "path"), f"got {got(without_userinfo(value['path']))}", "a URL requests can send",
+                   "Write its host as the API's documentation gives it (letters, digits, hyphens and dots).")
     if value.get("data_selector") == "":
         raise fail(join(path, "data_selector"), "empty string",
                    "a JSON path to the records, e.g. 'data', or no data_selector at all",
@@ -333,9 +337,10 @@ def check_client(value: Any) -> None:
         raise fail("client.base_url", "missing", expected, "Add client.base_url, the API's root URL.")
     refuse_url_credentials(url, "client.base_url")  # first: the next message shows the URL (helper-107)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or sendable(url) is None:
         raise fail("client.base_url", f"got {got(without_userinfo(url))}", expected,
-                   "Start base_url with http:// or https:// followed by the host.")
+                   "Start base_url with http:// or https:// followed by the host, written as the API's documentation "
+                   "gives it (a name of letters, digits, hyphens and dots, or an address).")
     if value.get("auth") is not None:
         check_auth(value["auth"], "client.auth")
     if value.get("paginator") is not None:

@@ -81,14 +81,16 @@ class PreparedConfig:
 def _copied(value: Any) -> Any:
     """The config's dicts and lists copied, an auth or paginator instance as it is, as dlt clones a resource: a deep
     copy of an ``OAuth2ClientCredentials`` copied its requests session without dlt's ``timeout``, and every load of
-    it failed (helper-110). An ``Incremental`` is copied: the kit writes its bounds in its own form (helper-111)."""
+    it failed (helper-110). An ``Incremental`` is copied: the kit writes its bounds in its own form (helper-111); and
+    a paginator: it keeps its place in the listing, and two loads in threads sharing one lost rows (helper-112)."""
     import dlt
+    from dlt.sources.helpers.rest_client.paginators import BasePaginator
 
     if isinstance(value, dict):
         return {key: _copied(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_copied(item) for item in value]
-    if isinstance(value, dlt.sources.incremental):
+    if isinstance(value, (dlt.sources.incremental, BasePaginator)):
         return copy.deepcopy(value)
     return value
 

@@ -29,7 +29,6 @@ import ssl
 from typing import Any, Callable, Iterable
 from urllib.parse import urljoin, urlsplit
 
-import idna
 import requests
 from dlt.sources.helpers.requests import Session
 from requests.adapters import HTTPAdapter
@@ -69,8 +68,8 @@ def canonical_host(host: str) -> str:
     base_url of bücher.example refused its own requests to xn--bcher-kva.example: helper-111), no trailing dot; an
     address in its standard form (10.66051 is 10.1.2.3; an IPv6 address compressed)."""
     host = host.lower().rstrip(".")
-    try:
-        address = ipaddress.ip_address(host.split("%")[0])
+    try:  # a zone id kept: fe80::1 on another interface is another host (helper-112)
+        address = ipaddress.ip_address(host)
         return str(getattr(address, "ipv4_mapped", None) or address)  # ::ffff:10.1.2.3 reaches 10.1.2.3
     except ValueError:
         pass
@@ -80,10 +79,18 @@ def canonical_host(host: str) -> str:
         pass
     if host.isascii():
         return host
+    return urlsplit(sendable(f"http://{host}/") or f"http://{host}/").hostname or host
+
+
+def sendable(url: str) -> str | None:
+    """``url`` as requests sends it (its host in ASCII), or None where requests refuses it (a host IDNA cannot
+    write: helper-112, a raw InvalidURL escaped the load)."""
+    prepared = requests.PreparedRequest()
     try:
-        return idna.encode(host, uts46=True).decode("ascii")
-    except idna.IDNAError:
-        return host
+        prepared.prepare_url(url, None)
+    except requests.RequestException:
+        return None
+    return prepared.url
 
 
 def host_of(url: str) -> str:
