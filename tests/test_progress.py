@@ -195,3 +195,9 @@ def test_a_listing_paged_again_shows_that_pass_against_the_total():
     assert shown._running("events", short=True) == "events 70 rows (the API's total said 59, pass 2)"
     assert shown._running("events").startswith("events: 70 rows (the API's total said 59), pass 2, ")
     assert "past the API&#x27;s total, pass 2" in shown._running_html()
+    # a resource asked once per parent record: its rows add up over listings that each have a total (helper-112)
+    stats.children.add("subs")
+    stats.request("subs", "GET /v1/things/1/subs")
+    stats.total("subs", 25)
+    stats.arrive("subs", 40)
+    assert shown._running("subs", short=True) == "subs 40 rows"

@@ -125,12 +125,17 @@ class Progress:
             return self.stats.arrived.get(resource, 0) - began
         return max(self.stats.rows.get(resource, 0), self.stats.arrived.get(resource, 0))
 
+    def _total(self, resource: str) -> int | None:
+        """The API's total for the listing; none for a resource asked once per parent record, whose rows add up
+        over its listings while each has a total of its own (helper-112: "40 rows (the API's total said 25)")."""
+        return None if resource in self.stats.children else self.stats.totals.get(resource)
+
     def _pass(self, resource: str) -> str:
         again = self.stats.passes.get(resource, 0) if resource in self.stats.pass_began else 0
         return f", pass {again}" if again > 1 else ""
 
     def _running(self, resource: str, *, short: bool = False) -> str:
-        rows, total = self._fetched(resource), self.stats.totals.get(resource)
+        rows, total = self._fetched(resource), self._total(resource)
         # more rows than a total too low: the count against it ("60/35") read as a fault of the display (helper-111)
         past = f"the API's total said {total:,}" if total and rows > total else ""
         if short:
@@ -146,7 +151,7 @@ class Progress:
     def _running_html(self) -> str:
         rows = []
         for resource in self._resources():
-            fetched, total = self._fetched(resource), self.stats.totals.get(resource)
+            fetched, total = self._fetched(resource), self._total(resource)
             done = ("past the API's total" if total and fetched > total else
                     f"{_bar(fetched, total)} {_percent(fetched, total)}" if total else "")
             done += self._pass(resource)
