@@ -39,6 +39,9 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{8,}")
 _HEX_PAIRS = re.compile(r"(?:\\x)?[0-9A-Fa-f]{2}(?:[\s:.,\-]*(?:\\x)?[0-9A-Fa-f]{2}){5,}")
 _NOT_HEX = re.compile(r"[^0-9A-Fa-f]")
 _LEARNING = threading.Lock()
+# Credentials the load sends that it learns as secrets (see ``Redactor.learn``): how short, how many.
+LEARNED_LEAST = 8
+LEARNED_MOST = 16
 
 
 class Redactor:
@@ -47,6 +50,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = (), mask: str = MASK) -> None:
         self.mask = mask
         self._given = tuple(secret for secret in secrets if isinstance(secret, str) and secret)
+        self._learned = 0
         forms: set[str] = set()
         for secret in self._given:
             if isinstance(secret, str) and secret:
@@ -74,12 +78,18 @@ class Redactor:
 
     def learn(self, secret: str) -> None:
         """Adds a secret known only once the load runs, an OAuth2 access token: masked from then on, and looked for
-        in what the API sends (helper-111: one the API echoed into its records was stored in the table)."""
-        if not isinstance(secret, str) or not secret or secret in self._given:
+        in what the API sends (helper-111: one the API echoed into its records was stored in the table). One shorter
+        than ``LEARNED_LEAST`` is no token: "Token demo" refused every record saying "demo city" (helper-113). Up to
+        ``LEARNED_MOST`` of them: a signature made afresh for each request is no secret to reuse, and learning each
+        rebuilt the masks on every request (helper-113: twice the time, 300 MB more)."""
+        if (not isinstance(secret, str) or len(secret) < LEARNED_LEAST or secret in self._given
+                or self._learned >= LEARNED_MOST):
             return
         with _LEARNING:
-            if secret not in self._given:
+            if secret not in self._given and self._learned < LEARNED_MOST:
+                learned = self._learned + 1
                 self.__dict__.update(Redactor([*self._given, secret], self.mask).__dict__)
+                self._learned = learned
 
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
@@ -163,10 +173,8 @@ class RedactingFilter(logging.Filter):
 
 @contextmanager
 def redacted_logging(redactor: Redactor, loggers: Iterable[str] = NOISY_LOGGERS) -> Iterator[None]:
-    """Masks the secrets in every record created on ``loggers`` and their children while the block runs."""
-    if not redactor:
-        yield
-        return
+    """Masks the secrets in every record created on ``loggers`` and their children while the block runs; installed
+    with no secret known yet too, since a load learns its tokens as it runs (helper-113)."""
     log_filter = RedactingFilter(redactor)
     # A logger's filters see only the records made on it, not those its children pass up
     # to its handlers: every logger in each namespace gets the filter.
@@ -210,9 +218,7 @@ _GUARD_LOCK = threading.Lock()
 
 
 def guard_logs(redactor: Redactor) -> None:
-    """Masks ``redactor``'s secrets in the noisy loggers' records for as long as it lives."""
-    if not redactor:
-        return
+    """Masks ``redactor``'s secrets in the noisy loggers' records for as long as it lives (it may learn some)."""
     with _GUARD_LOCK:
         _LIVE.live.add(redactor)
         names = set(NOISY_LOGGERS) | {name for name in list(logging.Logger.manager.loggerDict)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 from typing import Any, Callable
 
 import pytest
+from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
 from dlt.sources.rest_api import rest_api_source
 
 from analytics_kit.config.prepared import PreparedConfig, prepare
@@ -42,6 +44,14 @@ def second_resource(c: dict[str, Any], **resource: Any) -> None:
 
 
 # (id, config, error class, regex the message must match)
+class _Locked(JSONLinkPaginator):
+    """A paginator that cannot be copied: a raw TypeError escaped the load (helper-113)."""
+
+    def __init__(self) -> None:
+        super().__init__(next_url_path="next")
+        self.lock = threading.Lock()
+
+
 INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("not a dict", [guide_config()], ConfigError, r"^config: got list; expected a dict"),
     ("unknown top-level key", edited(lambda c: c.update(resource=[])), ConfigError,
@@ -60,6 +70,8 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      ConfigError, r"^client\.base_url: got 'https://ｂücher.example' \(str\); expected an http\(s\) URL"),
     ("base_url host with a space", edited(lambda c: c["client"].update(base_url="https://api .example.com")),
      ConfigError, r"^client\.base_url: got 'https://api .example.com'"),
+    ("a paginator that cannot be copied", edited(lambda c: c["resources"][0]["endpoint"].update(paginator=_Locked())),
+     ConfigError, r"^resources\[0\]\.endpoint\.paginator: this _Locked cannot be copied \(TypeError"),
     ("endpoint URL with a host requests refuses", edited(lambda c: c["resources"][0]["endpoint"].update(
         path="https://-bücher-.example/v1/events")), ConfigError, r"^resources\[0\]\.endpoint\.path: got"),
     ("base_url without host", edited(lambda c: c["client"].update(base_url="api.example.com")), ConfigError,

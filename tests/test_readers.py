@@ -556,3 +556,36 @@ def test_a_load_shares_the_callers_read_write_connection(loaded, config, api):
         assert not _writable_elsewhere(loaded)
     finally:
         own.close()
+
+
+def test_a_descriptor_of_the_file_that_is_no_duckdb_connection_is_read_beside(loaded):
+    """A plain open() of the file (a backup copying it) holds no lock: the readers refused as if the caller's code
+    had a DuckDB connection to it (helper-113)."""
+    with open(loaded, "rb") as copying:
+        copying.read(16)
+        assert ak.query("SELECT count(*) AS n FROM events", loaded)["n"].iloc[0] == 250
+
+
+def test_a_query_waits_for_the_files_turn_no_longer_than_for_a_lock(loaded, monkeypatch):
+    """A query waited 34 s behind a load of this process that waited for another process (helper-113)."""
+    from analytics_kit.store import database
+
+    monkeypatch.setattr(database, "LOCK_WAIT_SECONDS", 0.5)
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with database.reading(loaded):  # as a load waiting in the file's turn holds it
+            held.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ak.QueryError, match="in use by a load or a query of this process"):
+            ak.query("SELECT 1", loaded)
+        assert time.monotonic() - started < 3
+    finally:
+        done.set()
+        holder.join()

@@ -78,7 +78,7 @@ class PreparedConfig:
     loads_to: str | None = None
 
 
-def _copied(value: Any) -> Any:
+def _copied(value: Any, path: str = "") -> Any:
     """The config's dicts and lists copied, an auth or paginator instance as it is, as dlt clones a resource: a deep
     copy of an ``OAuth2ClientCredentials`` copied its requests session without dlt's ``timeout``, and every load of
     it failed (helper-110). An ``Incremental`` is copied: the kit writes its bounds in its own form (helper-111); and
@@ -87,11 +87,17 @@ def _copied(value: Any) -> Any:
     from dlt.sources.helpers.rest_client.paginators import BasePaginator
 
     if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
+        return {key: _copied(item, checks.join(path, str(key))) for key, item in value.items()}
     if isinstance(value, list):
-        return [_copied(item) for item in value]
+        return [_copied(item, checks.join(path, number)) for number, item in enumerate(value)]
     if isinstance(value, (dlt.sources.incremental, BasePaginator)):
-        return copy.deepcopy(value)
+        try:
+            return copy.deepcopy(value)
+        except Exception as error:  # noqa: BLE001 - a lock, an open file, a generator: a raw TypeError escaped
+            raise ConfigError(f"this {type(value).__name__} cannot be copied ({type(error).__name__}: {error}); "
+                              "each load needs one of its own", path=path,
+                              guidance="Give it as a dict (its type and fields), or keep locks, open files and "
+                              "generators out of its attributes.") from None
     return value
 
 
@@ -106,7 +112,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
     if not isinstance(config, dict):
         raise ConfigError(f"got {type(config).__name__}; expected a dict with 'client' and 'resources'",
                           path="config", guidance="Pass the config as a dict, as in the integration guide.")
-    cfg = _copied(config)
+    cfg = _copied(config, "")
     found: list[str] = []  # secrets dlt resolved from its providers (or API_KEY)
     failure: KitError | None = None
     try:

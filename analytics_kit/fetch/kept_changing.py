@@ -73,13 +73,10 @@ def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
         "against the API's documentation, or ask its provider about cached pages.", resource=resource)
 
 
-def why_again(missing: int, shrank: tuple[int, int] | None, copied: list, echoed: list = ()) -> str:
+def why_again(missing: int, shrank: tuple[int, int] | None, copied: list) -> str:
     """Why a listing is paged again, for the log."""
     if copied:
         return (f"the API answered {copied[0][1]} with the same page as {copied[0][0]}: served stale, it hid the "
-                "records that belong there")
-    if echoed:
-        return (f"the API answered {echoed[0][1]} with the keys of {echoed[0][0]}: a page served stale hides the "
                 "records that belong there")
     if shrank:
         return (f"the API's total fell from {shrank[0]} to {shrank[1]} while it was paged: a record removed meanwhile "
@@ -88,10 +85,17 @@ def why_again(missing: int, shrank: tuple[int, int] | None, copied: list, echoed
             "the listing repeats keys")
 
 
-def not_paged_again(missing: int, shrank: tuple[int, int] | None, copied: list, echoed: list = ()) -> str:
+def keys_again(echoed: list) -> str:
+    """The warning for a listing without a total that sent a page's keys again in other records."""
+    earlier, later = echoed[0]
+    return (f"the API answered {later} with the keys of {earlier}, in other records: loaded one row per key, as for "
+            "a change feed's versions. If the API does not repeat records, a page served stale hid the records that "
+            "belong there, and with no total to count them the load cannot tell; a later full refresh loads them")
+
+
+def not_paged_again(missing: int, shrank: tuple[int, int] | None, copied: list) -> str:
     """The warning for a listing that looked short, where the load does not page again."""
     sign = (f"the API answered {copied[0][1]} with the same page as {copied[0][0]}" if copied else
-            f"the API answered {echoed[0][1]} with the keys of {echoed[0][0]}" if echoed else
             f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank else
             f"{missing:,} fewer distinct keys than the API's total")
     return (f"{sign} while the listing was paged: some records may have been skipped. The kit pages again only "

@@ -38,7 +38,8 @@ from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.cursor_origin import check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.kept_changing import kept_changing, not_paged_again, same_twice, served_again, why_again
+from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_paged_again, same_twice, served_again,
+                                               why_again)
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
@@ -223,11 +224,11 @@ class KitPaginate:
                 self.stats.keys(self.resource, union)
             # a page served again at another offset hid the records it was to hold, with or without a total
             missing, shrank, copied = tally.missing(), tally.shrank, tally.copies
-            # without a total no count is short: a page of keys sent before is looked at again (helper-112)
-            echoed = tally.echoes if tally.total is None and not missing else []
-            if (missing or shrank or copied or echoed) and not (self.repage and tally.key is not None):
-                self.warn(not_paged_again(missing, shrank, copied, echoed))
-                missing, shrank, copied, echoed = 0, None, [], []
+            if (missing or shrank or copied) and not (self.repage and tally.key is not None):
+                self.warn(not_paged_again(missing, shrank, copied))
+                missing, shrank, copied = 0, None, []
+            if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
+                self.warn(keys_again(tally.echoes))
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
@@ -246,7 +247,7 @@ class KitPaginate:
                 outcome["newest"] = (field, start, newest)
             else:
                 outcome.pop("newest", None)
-            if not missing and not shrank and not copied and not echoed:
+            if not missing and not shrank and not copied:
                 if proven and not self.shares:
                     outcome["distinct"] = tally.rows
                 return
@@ -267,12 +268,12 @@ class KitPaginate:
                 # sent, at another offset: served stale, it hid the records it was to hold (helper-102).
                 if copied:
                     raise served_again(self.resource, copied)
-                self.warn(same_twice(missing or tally.rows - tally.distinct(), shrank, tally.distinct()))
+                self.warn(same_twice(missing, shrank, tally.distinct()))
                 return
             seen.add(signature)
             if attempt < MAX_PASSES:
                 logger.warning("%s: %s; paging again, pass %d of %d", self.resource,
-                               why_again(missing, shrank, copied, echoed), attempt + 1, MAX_PASSES)
+                               why_again(missing, shrank, copied), attempt + 1, MAX_PASSES)
         if passes[-1].copies:
             raise served_again(self.resource, passes[-1].copies)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first

@@ -151,7 +151,7 @@ def retry_session(
     jar keep the cookies the API sets in it.
     """
     stats = stats if stats is not None else LoadStats()
-    redact = redactor or Redactor()
+    redact = redactor if redactor is not None else Redactor()  # an empty one too: it may learn a token (learn)
     session = KitSession(origins=origins, timeout=policy.timeout, redact=redact, cookies=cookies)
     send = session.send
 

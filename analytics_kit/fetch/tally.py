@@ -19,6 +19,15 @@ SMALL = 100_000  # keys counted in a set (~5 MB at most); more are sorted in num
 COPY_RECORDS = 4
 
 
+def _digest(keys: list) -> int:
+    """The page's keys in any order: sorted where they sort (a frozenset's hash made pages of 4 consecutive ids
+    collide: helper-113)."""
+    try:
+        return hash(tuple(sorted(keys)))
+    except TypeError:  # keys of kinds that do not sort together
+        return hash(frozenset(keys))
+
+
 class Tally:
     """Distinct primary keys seen in one pass, and the total the pass's pages confirmed.
 
@@ -161,7 +170,7 @@ class Tally:
         records are left out: the same record twice may be what the listing holds (helper-112: limit 1)."""
         if not ends or ends[0] < COPY_RECORDS or self.key is None:
             return
-        mark = hash(frozenset(keys))  # in any order: a page served again reversed (helper-112)
+        mark = _digest(keys)  # in any order: a page served again reversed (helper-112)
         # digests, not the records: holding each page's first and last record took 55 MB at 1,000,000 rows
         earlier = self._served.setdefault(hash((ends, mark)), request)
         if earlier != request:

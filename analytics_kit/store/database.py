@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import duckdb
 
-from analytics_kit.errors import ConfigError, KitError, LoadError
+from analytics_kit.errors import ConfigError, KitError, LoadError, QueryError
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
 from analytics_kit.store.open_here import connections_holding, locked_here, open_here
@@ -157,11 +157,10 @@ def closed_for_writing(connection: duckdb.DuckDBPyConnection) -> None:
 
 
 def _refuse_callers_own(path: Path) -> None:
-    """Refuses at once a load beside a connection of the caller's own that it cannot share: DuckDB opens no
-    read-write connection beside one read-only (helper-109: the load waited 10 s for it), one that ATTACHed the file,
-    one under another name (a hard link: DuckDB keys its open files by path), or one in another configuration; and
-    every refused open beside an ATTACH or another name opened the file and closed it, dropping the caller's lock
-    (helper-108, helper-111). Told without opening the file. A read-write ``duckdb.connect(path)`` is shared."""
+    """Refuses at once a load beside a connection of the caller's it cannot share (read-only, an ATTACH, another
+    name or configuration): DuckDB opens none beside it (helper-109: the load waited 10 s), and each refused open
+    dropped the caller's lock (helper-108, helper-111). Told without opening the file; ``duckdb.connect(path)`` is
+    shared."""
     if not open_here(path):
         return
     another_load = _LOADS_HERE.get(_file_id(path) or (0, 0), 0) > 0
@@ -285,13 +284,22 @@ def _turn(path: Path) -> threading.Lock:
 @contextmanager
 def reading(path: Path) -> Iterator[None]:
     """One reader at a time per file in this process: two readers' handles side by side, the first one closed
-    dropped the other's lock (see ``open_here``); a load opens the file in its turn too (``open_for_writing``)."""
-    with _turn(path):
+    dropped the other's lock (see ``open_here``); a load opens the file in its turn too (``open_for_writing``).
+    Waited for up to ``LOCK_WAIT_SECONDS`` (helper-113: a query waited 34 s behind a load waiting for a process)."""
+    turn = _turn(path)
+    if not turn.acquire(timeout=LOCK_WAIT_SECONDS):
+        raise QueryError(f"The DuckDB file {path} is in use by a load or a query of this process in another thread.",
+                         guidance="Run the query again when the load has finished.", database=str(path),
+                         holder="this process")
+    try:
         yield
+    finally:
+        turn.release()
 
 
 def _attached(path: Path, catalog: str) -> duckdb.DuckDBPyConnection:
-    if open_here(path):
+    # a descriptor that holds no lock is no DuckDB connection (a backup copying the file): nothing to drop
+    if open_here(path) and (locked_here(path) or _LOADS_HERE.get(_file_id(path) or (0, 0))):
         # Not opened beside it: a second handle, closed, drops the process's lock on the file (see open_here).
         # Sharing that connection's database through duckdb.connect opened a second one anyway where it was
         # ATTACHed or reached by a hard link (helper-108).
