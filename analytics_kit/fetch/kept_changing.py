@@ -66,9 +66,10 @@ def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
     earlier, later = copies[0]
     more = f" (and {len(copies) - 1:,} more such page(s))" if len(copies) > 1 else ""
     return LoadError(
-        f"Resource '{resource}': the API answered {later} with the same page as {earlier}, record for record{more}, "
-        "in two passes over the listing: a page served stale (from a cache, or an offset the API ignored) hides the "
-        "records that belong there. Nothing from this run was committed, so the table keeps what it held.",
+        f"Resource '{resource}': the API answered {later} with the page it sent for {earlier} (the same keys, and the "
+        f"same first and last record){more}, in two passes over the listing: a page served stale (from a cache, or "
+        "an offset the API ignored) hides the records that belong there. Nothing from this run was committed, so "
+        "the table keeps what it held.",
         guidance="Run the load again later. If it goes on, check the paginator's offset_param and limit_param "
         "against the API's documentation, or ask its provider about cached pages.", resource=resource)
 

@@ -161,9 +161,7 @@ def retry_session(
             if gate is not None:
                 gate.wait(sleep)  # before the deadline starts: waiting out a 429 is not the API being slow
             current_cookies(request)  # another worker's answer may have set one while this waited
-        # an OAuth2 token, or a custom auth's, obtained as the load runs: a secret like the config's (helper-111)
-        scheme, _, credential = (request.headers.get("Authorization") or "").strip().partition(" ")
-        redact.learn(credential.strip() or scheme)
+        learn_credential(request.headers.get("Authorization"), redact)
         stats.request(resource, request_text(request, redact))
         if kwargs.get("stream"):  # a body read after the deadline's block: its reads need their own timeout
             kwargs["timeout"] = policy.timeout
@@ -282,6 +280,20 @@ def _replaying(first: Response | Exception, send: Callable[..., Response]) -> Ca
         return outcome
 
     return attempt
+
+
+def learn_credential(header: Any, redact: Redactor) -> None:
+    """The credential of an Authorization header, an OAuth2 token or a custom auth's obtained as the load runs: a
+    secret like the config's (helper-111). A value of one word is one only with a digit in it ("Anonymous" is a
+    scheme: helper-114); requests takes bytes too (helper-114: a TypeError failed every load)."""
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    if not isinstance(header, str):
+        return
+    scheme, _, credential = header.strip().partition(" ")
+    if not credential.strip() and not any(c.isdigit() for c in scheme):
+        return
+    redact.learn(credential.strip() or scheme)
 
 
 def _too_many_headers(request: PreparedRequest, redact: Redactor) -> LoadError:
