@@ -27,6 +27,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import dlt
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
 from analytics_kit.config.columns import unshare_hints
@@ -83,9 +86,6 @@ def _copied(value: Any, path: str = "") -> Any:
     copy of an ``OAuth2ClientCredentials`` copied its requests session without dlt's ``timeout``, and every load of
     it failed (helper-110). An ``Incremental`` is copied: the kit writes its bounds in its own form (helper-111); and
     a paginator: it keeps its place in the listing, and two loads in threads sharing one lost rows (helper-112)."""
-    import dlt
-    from dlt.sources.helpers.rest_client.paginators import BasePaginator
-
     if isinstance(value, dict):
         return {key: _copied(item, checks.join(path, str(key))) for key, item in value.items()}
     if isinstance(value, list):

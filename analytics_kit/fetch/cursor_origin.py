@@ -27,7 +27,7 @@ from typing import Any, MutableMapping
 from urllib.parse import urlsplit
 
 from analytics_kit.errors import LoadError
-from analytics_kit.fetch.transport import canonical_host
+from analytics_kit.fetch.transport import address_of, canonical_host
 
 ORIGIN = "analytics_kit_cursor_origin"
 THIS_MACHINE = "this machine (127.0.0.1, localhost)"
@@ -50,17 +50,6 @@ def origin_of(base_url: str | None, path: Any, *, resolve: bool = False) -> str 
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    try:  # the forms C's inet_aton reads, and requests connects to: 127.1, 2130706433
-        return ipaddress.ip_address(socket.inet_aton(host))
-    except (OSError, ValueError):
-        return None
-
-
 def _local(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or address.is_unspecified or (mapped is not None and _local(mapped))
@@ -81,7 +70,7 @@ def _mine(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 def _this_machine(host: str, resolve: bool) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    address = _address(host)
+    address = address_of(host)
     if address is not None:
         return _local(address) or (resolve and _mine(address))
     if not resolve:

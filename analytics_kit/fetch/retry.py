@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from requests import ConnectionError as RequestsConnectionError
 from requests import PreparedRequest, ReadTimeout, RequestException, Response

@@ -68,18 +68,24 @@ def canonical_host(host: str) -> str:
     base_url of bücher.example refused its own requests to xn--bcher-kva.example: helper-111), no trailing dot; an
     address in its standard form (10.66051 is 10.1.2.3; an IPv6 address compressed)."""
     host = host.lower().rstrip(".")
-    try:  # a zone id kept: fe80::1 on another interface is another host (helper-112)
-        address = ipaddress.ip_address(host)
+    address = address_of(host)  # a zone id kept: fe80::1 on another interface is another host (helper-112)
+    if address is not None:
         return str(getattr(address, "ipv4_mapped", None) or address)  # ::ffff:10.1.2.3 reaches 10.1.2.3
-    except ValueError:
-        pass
-    try:  # the forms C's inet_aton reads, and requests connects to: 127.1, 2130706433
-        return str(ipaddress.ip_address(socket.inet_aton(host)))
-    except (OSError, ValueError):
-        pass
     if host.isascii():
         return host
     return urlsplit(sendable(f"http://{host}/") or f"http://{host}/").hostname or host
+
+
+def address_of(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` writes, or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:  # the forms C's inet_aton reads, and requests connects to: 127.1, 2130706433
+        return ipaddress.ip_address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
 
 
 def sendable(url: str) -> str | None:
