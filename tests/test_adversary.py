@@ -700,6 +700,21 @@ def test_redirect_by_a_paginator_link_to_another_host_is_not_followed(canary, wa
         assert other.requests == []
 
 
+@pytest.mark.parametrize("link", ["http://\u2603\u2028.example/v1/events?page=2", "http://a\u200db.example/x",
+                                  "http://127.0.0.1:99999/v1/events", "http://[::1/v1/events"])
+def test_a_paginator_link_no_url_can_hold_is_named_as_the_apis(canary, watch, link):
+    """A malformed next link failed as requests' or urllib's error ("InvalidCodepoint", "Invalid IPv6 URL")."""
+    with Adversary(n=120, key=canary) as api:
+        api.transform = lambda body, offset: {**body, "next": f"{link}&api_key={canary}"}
+        error = watch.fails(config_for(api, incremental=False,
+                                       paginator={"type": "json_link", "next_url_path": "next"}))
+        text = str(error)
+        assert "Resource 'events': the API sent a link to its next page that cannot be requested" in text, text
+        assert ascii(link)[1:-1][:20] in text and "report it to its provider" in text
+        assert "Nothing from this run was committed" in text
+        assert table() == {}
+
+
 def test_redirect_within_the_origin_is_followed(api, watch):
     api.redirect_same_origin("/v2/events")
     watch.succeeds(config_for(api))

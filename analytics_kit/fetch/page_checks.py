@@ -3,8 +3,12 @@ records without their primary key, and the error for a value the config's column
 
 from __future__ import annotations
 
+import traceback
 from collections import deque
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import requests
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError
@@ -62,6 +66,32 @@ def one_object(resource: str, page: Any, more: str) -> LoadError:
         guidance="Check the endpoint's path (one that returns a single record, e.g. /things/{id}, takes no "
         "paginator: set \"paginator\": \"single_page\") and its data_selector (the field that holds the list of "
         "records).", resource=resource)
+
+
+@contextmanager
+def links_requestable(resource: str, paginator: Any) -> Iterator[None]:
+    """Within the block (dlt paging by the API's links), a link that requests cannot send or urllib cannot parse
+    is the API's: dlt let requests' or urllib's error through, and the load failed as "InvalidCodepoint" or "Invalid
+    IPv6 URL", naming neither the link nor the API (helper-113)."""
+    try:
+        yield
+    except requests.exceptions.InvalidURL as error:
+        raise _unrequestable(resource, paginator, error) from None
+    except ValueError as error:  # urllib's parse of the next link, in dlt's paginator
+        if not any(frame.filename.endswith(("urllib/parse.py", "ipaddress.py"))
+                   for frame in traceback.extract_tb(error.__traceback__)[-2:]):
+            raise
+        raise _unrequestable(resource, paginator, error) from None
+
+
+def _unrequestable(resource: str, paginator: Any, error: Exception) -> LoadError:
+    link = getattr(paginator, "_next_reference", None)
+    shown = f" ({ascii(link)[:200]})" if isinstance(link, str) else ""
+    return LoadError(
+        f"Resource '{resource}': the API sent a link to its next page that cannot be requested{shown}: "
+        f"{type(error).__name__}: {str(error)[:200]}. Nothing from this run was committed.",
+        guidance="The API wrote a malformed URL (a host or port no URL can hold): report it to its provider. If the "
+        "API also pages by offset or page number, configure that paginator instead of its links.", resource=resource)
 
 
 def endless(resource: str, pages: int, request: str) -> LoadError:

@@ -43,7 +43,8 @@ from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_pa
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
-                                             endless, not_a_timestamp, repeating, unhashable_key)
+                                             endless, links_requestable, not_a_timestamp, repeating,
+                                             unhashable_key)
 from analytics_kit.fetch.records import ends_of, is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -376,10 +377,11 @@ class KitPaginate:
         # a wildcard or filter selector may leave pages short or empty mid-listing: the kit's
         # offset pass would read that as the end or a hole; dlt's pager steps by limit
         if not offsets_ok(paginator) or not is_simple(data_selector or self.client.data_selector):
-            for page in self.sequential(path=path, method=method, params=params, json=json, auth=auth,
-                                        paginator=paginator, data_selector=data_selector, hooks=hooks,
-                                        headers=headers, data=data, **kwargs):
-                yield page, request_text(page.response.request, self.redactor)
+            with links_requestable(self.resource, paginator):
+                for page in self.sequential(path=path, method=method, params=params, json=json, auth=auth,
+                                            paginator=paginator, data_selector=data_selector, hooks=hooks,
+                                            headers=headers, data=data, **kwargs):
+                    yield page, request_text(page.response.request, self.redactor)
             return
         listing = self._listing(path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                                 kwargs, newest_field=newest_field)
