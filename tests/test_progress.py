@@ -63,6 +63,30 @@ def test_a_terminal_gets_one_line_rewritten_in_place(api, tmp_path):
     assert "customers         20 rows       1 requests" in out and "events           250 rows       5 requests" in out
 
 
+def test_a_warning_in_a_terminal_starts_on_a_line_of_its_own(api, tmp_path):
+    """A record logged mid-load was written after the progress line's last character ("...first answerWARNING")."""
+    config = ak.guide_config(api.base_url)
+    config["client"]["auth"].pop("api_key")
+    (tmp_path / "api.json").write_text(json.dumps(config))
+    api.inject("latency", path="/v1/events", seconds=0.6, times=1)  # the progress line is drawn before the warning
+    api.inject("transform", path="/v1/events", offset=100, times=None,
+               fn=lambda body, *_: {k: v for k, v in body.items() if k != "total"})  # warned: no total
+    primary, replica = pty.openpty()
+    proc = subprocess.Popen([str(BIN / "analytics-kit"), "load", "--config", "api.json"], stdout=subprocess.PIPE,
+                            stderr=replica, env={**os.environ, "API_KEY": api.api_key}, text=True)
+    os.close(replica)
+    terminal = read_all(primary, proc)
+    proc.communicate(timeout=120)
+    os.close(primary)
+    assert proc.returncode == 0, terminal
+    before, warned, _ = terminal.partition("WARNING ")
+    assert warned, terminal
+    drawn = before.split("\r")
+    # what stands before the record on its line: the progress line, then blanks over it
+    assert len(drawn) >= 3 and drawn[-1] == "" and drawn[-2].strip() == "" and drawn[-3].strip(), terminal
+    assert len(drawn[-2]) >= len(drawn[-3].rstrip())
+
+
 KERNEL_CELL = """
 import os
 import analytics_kit as ak

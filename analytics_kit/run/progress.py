@@ -16,6 +16,7 @@ those it already loaded).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import threading
@@ -67,10 +68,13 @@ class Progress:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._began = time.strftime("%H:%M:%S")
+        self._clearing = _ClearsLine(self)
 
     def start(self) -> None:
         """Updates the display every ``TICK`` s until ``close``, pages or not."""
         if self.enabled and self._ticker is None:
+            if self.kind == "terminal":
+                self._clearing.install()
             if self.live:
                 # shown from the load's own thread: a notebook routes a new display to the cell whose code
                 # made it, and the ticker's thread runs in no cell; it only updates the display by its id
@@ -175,6 +179,7 @@ class Progress:
         if not self.enabled:
             return
         self._stop.set()
+        self._clearing.remove()
         if self._ticker is not None:
             self._ticker.join(5)  # it renders nothing once stopped; this only waits out a render under way
         with self._lock:
@@ -217,12 +222,51 @@ class Progress:
         else:
             self._handle.update(data, raw=True)
 
+    def clear_line(self) -> None:
+        """Blanks the terminal's progress line, which the next update draws again."""
+        with self._lock:
+            if self._written:
+                self._rewrite("")
+
     def _rewrite(self, line: str) -> None:
         width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
         line = line if len(line) <= width else line[: width - 1] + "…"
         self.stream.write("\r" + line.ljust(self._written) + ("\r" if not line else ""))
         self.stream.flush()
         self._written = len(line)
+
+
+class _ClearsLine(logging.Filter):
+    """On the log's handlers that write to a terminal, blanks the progress line before each record: the record was
+    written after the line's last character ("...first answerWARNING ..."), and the line went on under it."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+        self.handlers: list[logging.Handler] = []
+
+    def install(self) -> None:
+        loggers = [logging.getLogger(), *(x for x in list(logging.Logger.manager.loggerDict.values())
+                                          if isinstance(x, logging.Logger))]
+        found = {id(h): h for x in loggers for h in x.handlers}
+        if logging.lastResort is not None:  # what a program that set up no logging prints warnings with
+            found.setdefault(id(logging.lastResort), logging.lastResort)
+        for handler in found.values():
+            if getattr(getattr(handler, "stream", None), "isatty", lambda: False)():
+                handler.addFilter(self)
+                self.handlers.append(handler)
+
+    def remove(self) -> None:
+        for handler in self.handlers:
+            handler.removeFilter(self)
+        self.handlers = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            self.progress.clear_line()
+        except Exception:  # noqa: BLE001 - a display that fails must not lose the log's record
+            pass
+        return True
 
 
 def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
