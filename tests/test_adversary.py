@@ -786,6 +786,42 @@ def test_two_loads_the_one_that_waits_too_long_names_the_holder(api, watch):
     assert table() == served(api)
 
 
+def test_two_loads_through_two_names_of_one_file_take_turns(api, watch):
+    """A hard link has a pipeline folder, and so a lock by name, of its own: both loads ran at once (helper-116)."""
+    duckdb.connect("analytics.duckdb").close()  # a file to link to; the first load is then a first load's length
+    os.link("analytics.duckdb", "other_name.duckdb")
+    api.set_trickle(300, 0.04)
+    config = config_for(api, concurrency=1, timeout=10)
+    first = child(config, "analytics.duckdb", 60)
+    wait_for_holder(first, "analytics.duckdb")
+    code, out, _ = finish(child(config, "other_name.duckdb", 0.5), watch)
+    assert code == 3, out
+    assert "Another load of" in out and "under another name (a hard link to it)" in out and f"(PID {first.pid})" in out
+    assert finish(first, watch)[0] == 0
+    second = child(config, "other_name.duckdb", 60)  # once the first is over, the other name loads
+    assert finish(second, watch)[0] == 0
+    assert table() == served(api) == table("other_name.duckdb")
+
+
+def test_a_link_planted_at_the_lock_by_file_is_not_followed(api, watch, tmp_path):
+    """The lock by file lives in the shared temporary folder: a link planted under its name must not make a load
+    write (truncate) the file it points at."""
+    from analytics_kit.store import lock
+
+    duckdb.connect("analytics.duckdb").close()
+    planted = lock._file_lock(Path("analytics.duckdb"))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("precious")
+    planted.unlink(missing_ok=True)
+    planted.symlink_to(victim)
+    try:
+        watch.succeeds(config_for(api))
+    finally:
+        planted.unlink()
+    assert victim.read_text() == "precious"
+    assert table() == served(api)
+
+
 def test_two_loads_started_together_take_turns_and_end_equal_to_the_api(api, watch):
     config = config_for(api)
     for round_ in range(6):

@@ -140,7 +140,8 @@ def load(
             stats.step = "setup"
             display.start()
             with load_lock(target.pipelines_dir, lock_timeout, target.label,
-                           on_wait=waiting(stats, "the wait for another load of this database")):
+                           on_wait=waiting(stats, "the wait for another load of this database"),
+                           database=target.database if target.is_file else None):
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
         except BaseException as error:  # noqa: BLE001 - a failure, or an interrupt before the commit: one LoadError
             if is_interrupt(error) and stats.committed:  # stays one, unwrapped from dlt's (README: "Three limits")

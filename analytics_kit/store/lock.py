@@ -8,14 +8,21 @@ warehouse has no file at all. So each load holds an exclusive ``flock`` on a fil
 pipeline folder for the whole run. The kernel drops the lock when its holder exits, killed
 or not, so a crashed load never leaves a stale lock behind; the holder writes its PID into
 the file only so that a waiting load can name it.
+
+The pipeline folder is named after the database's path, and a second name of one file (a hard link) has a folder,
+and so a lock, of its own: two loads through two names ran side by side (helper-116). So a load of a file that
+exists also holds a lock named after the file itself (its device and inode), in one folder for the machine.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import stat
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,33 +31,90 @@ from analytics_kit.interrupts import raise_if_dropped
 
 LOCK_FILE = "load.lock"
 POLL_SECONDS = 0.1
+FILES_FOLDER = "analytics-kit-locks"  # in the system's temporary folder: the locks named after files
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
-def load_lock(folder: Path, wait: float, label: str,
-              on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Holds the load lock of the database whose pipeline folder is ``folder``.
+def load_lock(folder: Path, wait: float, label: str, on_wait: Callable[[str], None] | None = None, *,
+              database: Path | None = None) -> Iterator[None]:
+    """Holds the load lock of the database whose pipeline folder is ``folder``, and, where ``database`` names a file
+    that exists, the lock of that file under any name.
 
     Waits up to ``wait`` seconds for another load to finish, then raises ``LoadError``
     naming the holder's PID.
     """
+    deadline = time.monotonic() + wait
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    with ExitStack() as held:
+        held.enter_context(_held(folder / LOCK_FILE, deadline, wait, label, on_wait))
+        by_file = _file_lock(database) if database is not None else None
+        if by_file is not None:
+            try:
+                # only a load through another name waits here: one through this name waited above
+                held.enter_context(_held(by_file, deadline, wait, f"{label} under another name (a hard link to it)",
+                                         on_wait))
+            except OSError as error:  # a link or a folder planted under its name: the lock by name stands alone
+                logger.debug("no lock by file for %s: %s", database, error)
+        yield
+
+
+def _file_lock(database: Path) -> Path | None:
+    """The lock file named after ``database``'s device and inode; None where the file or the folder is not there to
+    be had (no file yet: no other name of it either; a folder another user made without room for this one's)."""
     try:
-        _acquire(fd, wait, label, on_wait)
+        found = os.stat(database)
+    except OSError:
+        return None
+    shared = Path(tempfile.gettempdir()) / FILES_FOLDER
+    try:
+        shared.mkdir(exist_ok=True)
+        folder = os.lstat(shared)
+        if not stat.S_ISDIR(folder.st_mode):  # a link planted in the shared temporary folder is not followed
+            raise NotADirectoryError(f"{shared} is not a folder")
+        if folder.st_uid == os.getuid():
+            shared.chmod(0o1777)  # every user's loads lock here; each removes only its own files (sticky)
+    except OSError as error:
+        logger.debug("no lock by file for %s: %s", database, error)
+        return None
+    return shared / f"{found.st_dev:x}-{found.st_ino}.lock"
+
+
+@contextmanager
+def _held(path: Path, deadline: float, wait: float, label: str,
+          on_wait: Callable[[str], None] | None) -> Iterator[None]:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except PermissionError:  # another user's lock file: it locks read-only all the same, and names no holder
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        _acquire(fd, deadline, wait, label, on_wait)
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _name_holder(fd, f"{os.getpid()}\n")
             yield
         finally:
-            os.ftruncate(fd, 0)
+            _name_holder(fd, "")
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
 
-def _acquire(fd: int, wait: float, label: str, on_wait: Callable[[str], None] | None) -> None:
-    deadline = time.monotonic() + wait
+def _name_holder(fd: int, text: str) -> None:
+    """Writes ``text`` into the lock file, only if it is a file of this user's alone (not another's, nor one linked
+    under another name in a shared temporary folder)."""
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_nlink != 1:
+        return
+    try:
+        os.ftruncate(fd, 0)
+        if text:
+            os.pwrite(fd, text.encode(), 0)
+    except OSError:  # opened read-only
+        pass
+
+
+def _acquire(fd: int, deadline: float, wait: float, label: str, on_wait: Callable[[str], None] | None) -> None:
     told = False
     while True:
         try:
