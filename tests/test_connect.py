@@ -207,9 +207,14 @@ def test_an_https_api_whose_certificate_is_not_trusted_fails_at_once(https_api, 
     ({"type": "http_basic", "username": "ann", "password": "not-it-7c1"}, "the username and password",
      "CREDENTIALS__USERNAME"),
     ({"type": "bearer", "token": "not-it-7c1"}, "the token", "CREDENTIALS__TOKEN"),
+    ({"type": "api_key", "name": "Authorization", "api_key": "Token not-it-7c1", "location": "header"},
+     "the credentials", "an Authorization header of scheme 'token'"),
+    ({"type": "api_key", "api_key": "not-it-7c1", "location": "query"}, "the key",
+     "a key written in the config itself is used instead of both"),
 ])
 def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, hint):
-    """A 401 under http_basic or bearer auth advised setting API_KEY (helper-53)."""
+    """A 401 under http_basic or bearer auth advised setting API_KEY (helper-53); with the key written in the config,
+    where setting API_KEY changes nothing, it said only that (helper-115)."""
     import http.server
     import threading
 
@@ -234,4 +239,4 @@ def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, 
         server.server_close()
     text = str(caught.value)
     assert f"The API rejected {said} (HTTP 401)" in text and hint in text, text
-    assert "API_KEY" not in text and "not-it-7c1" not in text, text
+    assert ("API_KEY" not in text or said == "the key") and "not-it-7c1" not in text, text

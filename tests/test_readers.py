@@ -161,11 +161,61 @@ def test_a_failed_first_load_leaves_a_file_the_readers_call_empty(tmp_path, monk
     empty = r"analytics\.duckdb holds no loaded tables: no load into it has completed"
     with pytest.raises(ak.QueryError, match=empty):
         ak.tables()
-    with pytest.raises(ak.QueryError, match=rf"Table with name events does not exist! .*{empty}"):
+    with pytest.raises(ak.QueryError, match=rf"^Catalog Error: Table with name events does not exist, since .*{empty}"):
         ak.query("SELECT count(*) FROM analytics.events")
     for command in (["tables"], ["state"]):
         result = kit(*command)
         assert result.returncode == 1 and "holds no loaded tables" in result.stderr and "(no rows)" not in result.stdout
+
+
+@pytest.mark.parametrize("damage", ["cut in half", "header overwritten"])
+def test_a_damaged_file_is_named_damaged_by_the_load_and_the_readers(loaded, config, damage):
+    """DuckDB's "Could not read enough bytes" came with "Fix the cause and run the load again. Nothing is lost" and the
+    readers' "Pass the DuckDB file a load wrote": neither any run could follow (helper-116)."""
+    data = loaded.read_bytes()
+    loaded.write_bytes(data[:len(data) // 2] if damage == "cut in half" else b"\0" * 4096 + data[4096:])
+    said = (r"is damaged: DuckDB cannot read it \(.*\)" if damage == "cut in half"
+            else r"is not a DuckDB database file \(or its first bytes are damaged\)")
+    for mode in ("incremental", "full_refresh"):
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, mode, progress=False)
+        assert re.search(rf"^The load stopped: {re.escape(str(loaded))} {said}; this load changed nothing in it\.$",
+                         caught.value.message), caught.value.message
+        assert "Restore it from a backup" in caught.value.guidance and "Nothing is lost" not in str(caught.value)
+    failed = []
+    # what a reader needs of a file cut short may still be there (its catalog): those answer
+    whole_table = "SELECT sum(hash(id, customer_id, properties)) FROM events"
+    for read in (ak.state, ak.tables, lambda: ak.query(whole_table), ak.history):
+        try:
+            read()
+        except ak.QueryError as error:
+            assert re.search(rf"^{re.escape(str(loaded))} {said}\.$", error.message), error.message
+            assert "Restore it from a backup" in error.guidance
+            failed.append(error)
+    assert len(failed) >= (1 if damage == "cut in half" else 4)
+    assert loaded.stat().st_size == (len(data) // 2 if damage == "cut in half" else len(data))  # left as it was
+
+
+def test_a_file_of_a_newer_duckdb_is_named_so_by_an_older_one(tmp_path):
+    """The oldest supported duckdb (1.4) cannot read the v1.5 format newer ones write; it said "Fix the cause and run
+    the load again" and "Pass the DuckDB file a load wrote" (helper-116)."""
+    newer, older = (Path(__file__).resolve().parents[1] / venv / "bin" / "python" for venv in (".venv", ".venv-oldest"))
+    version = "import duckdb; print(duckdb.__version__)"
+    if not (newer.exists() and older.exists()):
+        pytest.skip("needs both .venv and .venv-oldest (make test sets up both)")
+    versions = [subprocess.run([str(p), "-c", version], capture_output=True, text=True).stdout.strip()
+                for p in (newer, older)]
+    if versions[0].split(".")[:2] == versions[1].split(".")[:2] or versions[0].startswith("1.4"):
+        pytest.skip(f"duckdb {versions[0]} and {versions[1]} share a storage format")
+    database = tmp_path / "newer.duckdb"
+    subprocess.run([str(newer), "-c", "import sys, duckdb; from analytics_kit.store.database import ensure_database; "
+                    "from pathlib import Path; ensure_database(Path(sys.argv[1]))", str(database)], check=True)
+    read = subprocess.run([str(older), "-c", "import sys, analytics_kit as ak\ntry: ak.tables(database=sys.argv[1])\n"
+                           "except ak.QueryError as e: print(e.message); print(e.guidance)", str(database)],
+                          capture_output=True, text=True, timeout=120)
+    assert f"{database} was written by a newer DuckDB than this one (duckdb {versions[1]}): its storage version is" \
+        in read.stdout, read
+    assert "Upgrade duckdb where you read or load it" in read.stdout
 
 
 def test_a_notebook_in_a_subfolder_is_told_where_make_demo_wrote(loaded, tmp_path, monkeypatch):
@@ -302,6 +352,36 @@ def test_a_duckdb_file_of_ones_own_is_read_as_it_is(tmp_path):
         con.execute("CREATE TABLE t AS SELECT 1 AS a")
     assert ak.query("SELECT a FROM t", database=str(path))["a"].tolist() == [1]
     assert ak.tables(str(path))["table"].tolist() == ["t"]
+
+
+@pytest.mark.parametrize("spoil, says", [
+    ("the lock a folder", r"analytics\.duckdb\.state/load\.lock is a folder where the kit keeps a file"),
+    ("the working folder a link to itself", r"analytics\.duckdb\.state is in the way \(a link to nowhere"),
+    ("a read-only disk", r"analytics\.duckdb\.state/load\.lock is on a read-only file system"),
+])
+def test_a_folder_the_load_cannot_write_is_named_with_what_is_wrong(loaded, config, spoil, says):
+    """A bare "OSError: [Errno 30] Read-only file system" came with "each table's merge is all-or-nothing"
+    (helper-116)."""
+    state = Path("analytics.duckdb.state")
+    before = ak.query("SELECT count(*) AS n FROM events").n[0]
+    if spoil == "the lock a folder":
+        (state / "load.lock").unlink()
+        (state / "load.lock").mkdir()
+    elif spoil == "the working folder a link to itself":
+        shutil.rmtree(state)
+        state.symlink_to(state.name)
+    elif subprocess.run(["mount", "-o", "remount,ro", "--bind", ".", "."], capture_output=True).returncode:
+        if subprocess.run(["mount", "--bind", ".", "."], capture_output=True).returncode:
+            pytest.skip("cannot make a read-only mount here (run as root)")
+        subprocess.run(["mount", "-o", "remount,ro,bind", "."], check=True)
+    try:
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, progress=False)
+    finally:
+        subprocess.run(["umount", str(Path.cwd())], capture_output=True) if spoil == "a read-only disk" else None
+    assert re.search(rf"^The load failed: /\S*{says}", caught.value.message), caught.value.message
+    assert "make that folder and the database's writable" in caught.value.guidance
+    assert "OSError" not in str(caught.value) and ak.query("SELECT count(*) AS n FROM events").n[0] == before
 
 
 @pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])

@@ -195,3 +195,23 @@ def _check_sendable(path: str, auth: Any, url: str) -> None:
         f"first request); expected one of {', '.join(usable)}", path=f"{path}.location",
         guidance=('Send it as a header instead: "location": "header", "name": "Cookie", and the key written as '
                   '"<cookie name>=<key>".') if auth.location == "cookie" else f"Use one of {', '.join(usable)}.")
+
+
+# A 401 under other auth types told the user to set API_KEY (helper-53), and with the key written in the config,
+# where setting API_KEY changes nothing (helper-115): by the Authorization header's scheme
+_REJECTED = {
+    "": ("key", "Check the key the config's auth block sends (client.auth.api_key): where the config leaves it out "
+         "(ak.guide_config does), set the API_KEY environment variable, or api_key in .dlt/secrets.toml, to a key the "
+         "API accepts; a key written in the config itself is used instead of both."),
+    "basic": ("username and password", "Check the username and password (the auth block's, or CREDENTIALS__USERNAME "
+              "and CREDENTIALS__PASSWORD in dlt secrets): the API does not accept them."),
+    "bearer": ("token", "Check the token (the auth block's, or CREDENTIALS__TOKEN in dlt secrets): the API does not "
+               "accept it; it may have expired."),
+}
+
+
+def rejected(authorization: str) -> tuple[str, str]:
+    """(what the API rejected, what to do) for a 401 or 403 to a request with this Authorization header."""
+    scheme = authorization.split(" ", 1)[0].lower()
+    return _REJECTED.get(scheme, ("credentials", f"Check the credentials the config's auth block sends (an "
+                                  f"Authorization header of scheme {scheme!r}): the API does not accept them."))

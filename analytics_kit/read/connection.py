@@ -28,6 +28,7 @@ import duckdb
 
 from analytics_kit.errors import QueryError
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
+from analytics_kit.store.file_faults import unreadable
 from analytics_kit.store.database import (
     DATABASE_ENV,
     DEFAULT_DATABASE,
@@ -158,8 +159,9 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
             attach_as=READER_CATALOG,
         )
     except duckdb.Error as error:  # not a DuckDB file, unreadable, a newer storage format
-        raise QueryError(f"Cannot open {path} as a DuckDB database: {_first_line(error)}",
-                         guidance="Pass the DuckDB file a load wrote (database=...).", database=str(path)) from None
+        what, todo = unreadable(error, path) or (f"{path} cannot be opened as a DuckDB database: {_first_line(error)}",
+                                                 "Pass the DuckDB file a load wrote (database=...).")
+        raise QueryError(f"{what}.", guidance=todo, database=str(path)) from None
     except OpenHere:
         raise QueryError(
             f"{path} is open in another connection of this process (duckdb.connect(...) or ATTACH in your code). "
@@ -200,6 +202,9 @@ def _first_line(error: BaseException) -> str:
 def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, stem: str,
               dataset: str = DEFAULT_DATASET) -> QueryError:
     """The ``QueryError`` for SQL DuckDB refused on ``con`` (still open: the tables are read from it)."""
+    fault = unreadable(error, label)
+    if fault is not None:  # a file cut short or damaged fails in the read of its blocks, not at its open
+        return QueryError(f"{fault[0]}.", guidance=fault[1], database=label)
     text = str(error).strip()
     head, _, rest = text.partition("\n")
     detail = "\n".join(line for line in rest.splitlines() if line.strip() and not _is_hint(line))
@@ -217,8 +222,8 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
     missing_column = re.search(r'Referenced column "([^"]+)" not found', head)
     if empty and (missing_table or missing_column):
         empty_error = empty_file(con, label, dataset)
-        return QueryError(f"{head} {empty_error.message}", guidance=empty_error.guidance, detail=detail,
-                          tables=(), database=label)
+        return QueryError(f"{head.rstrip('!. ')}, since {empty_error.message}", guidance=empty_error.guidance,
+                          detail=detail, tables=(), database=label)
     hints: list[str] = []
     if missing_schema and missing_schema.group(1).lower() == stem.lower() and stem.lower() != READER_CATALOG:
         table = missing_table.group(1).split(".")[-1] if missing_table else "events"

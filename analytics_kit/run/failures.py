@@ -18,6 +18,7 @@ import duckdb
 import requests
 
 from analytics_kit import seam
+from analytics_kit.config.credentials import rejected
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
 from analytics_kit.fetch.records import body_shown
 from analytics_kit.fetch.retry import UNREACHABLE
@@ -27,17 +28,7 @@ from analytics_kit.fetch.transport import host_of, request_text, shown_origin, u
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
-
-KEY_GUIDANCE = ("Check the key: set the API_KEY environment variable, or api_key in .dlt/secrets.toml, "
-                "to a key the API accepts.")
-# A 401 under other auth types told the user to set API_KEY (helper-53): by the Authorization header's scheme
-CREDENTIAL_GUIDANCE = {
-    "basic": ("username and password", "Check the username and password (the auth block's, or CREDENTIALS__USERNAME "
-              "and CREDENTIALS__PASSWORD in dlt secrets): the API does not accept them."),
-    "bearer": ("token", "Check the token (the auth block's, or CREDENTIALS__TOKEN in dlt secrets): the API does not "
-               "accept it; it may have expired."),
-}
-
+from analytics_kit.store.file_faults import unreadable, unwritable
 
 def _short(text: str, limit: int = 300) -> str:
     """dlt quotes whole response bodies in some messages: keep the start only."""
@@ -159,8 +150,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                        " The request also carried cookies the API set during this load: an API whose session "
                        "cookie changes with every answer needs its pages one at a time: set concurrency: 1 on the "
                        "endpoint (or load(..., concurrency=1)).")
-            scheme = (http.response.request.headers.get("Authorization") or "").split(" ", 1)[0].lower()
-            credentials, guidance = CREDENTIAL_GUIDANCE.get(scheme, ("key", KEY_GUIDANCE))
+            credentials, guidance = rejected(http.response.request.headers.get("Authorization") or "")
             return LoadError(
                 f"The API rejected the {credentials} (HTTP {status}) for {where}.",
                 guidance=guidance + cookies, resource=resource, status=status,
@@ -298,6 +288,14 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
 
     db = find_cause(error, duckdb.Error)
     text = str(db).lower() if db is not None else ""
+    step = getattr(error, "step", None)
+    for cause in causes(error):
+        if fault := unreadable(cause, database):
+            return LoadError(f"The load stopped: {fault[0]}; this load changed nothing in it.", guidance=fault[1],
+                             database=database)
+        if fault := unwritable(cause, database, workdir):
+            return LoadError(f"The load failed{f' in {step}' if step else ''}: {fault[0]}.",
+                             guidance=f"{fault[1]} {_aftermath(stats, step)}", database=database)
     if db is not None and ("conflicting lock" in text or "could not set lock" in text or in_use_here(db)):
         return LoadError(
             f"The DuckDB file {database} is open in another connection, so the load cannot write to it.",
@@ -363,7 +361,6 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     incremental = seam.incremental_errors()
     root = next((e for e in chain if isinstance(e, incremental)), None) or \
         next((e for e in reversed(chain) if str(e).strip()), chain[-1])
-    step = getattr(error, "step", None)
     text = _short(redactor(str(root)))
     if text.rstrip().endswith(":") and not str(chain[-1]).strip():
         text = f"{text.rstrip()} {type(chain[-1]).__name__}"  # "... caused an exception:" and a bare StopIteration

@@ -1,0 +1,79 @@
+"""What is wrong with a DuckDB file DuckDB cannot read, or a folder the load cannot write, in words that say what to do.
+
+DuckDB's own text ("Could not read enough bytes from file", "version number 68") reached the user with the load's
+usual advice, "Fix the cause and run the load again. Nothing is lost", which no second run could follow: a file cut
+short fails every load and every query the same way (helper-116).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+import duckdb
+
+# DuckDB's words for a file whose bytes are not what its own headers say: cut short, overwritten, bit rot
+_DAMAGED = ("could not read enough bytes", "corrupt", "checksum", "invalid block", "failed to read database header",
+            "invalid metadata", "serialization error", "expected file size")
+_VERSION = re.compile(r"version number (\d+), but we can only read versions between (\d+) and (\d+)")
+RECOVER = ("Restore it from a backup; or move it (and a .wal file beside it) aside and load into a new file: a full "
+           "refresh (analytics-kit load --full-refresh) fetches everything again.")
+
+
+def unreadable(error: BaseException, path: Path | str) -> tuple[str, str] | None:
+    """(what is wrong with the DuckDB file at ``path``, what to do) for an error DuckDB raised reading it; None for
+    anything else."""
+    if not isinstance(error, duckdb.Error):
+        return None
+    text = str(error)
+    lower = text.lower()
+    version = _VERSION.search(text)
+    if version is not None:
+        found, low, high = (int(n) for n in version.groups())
+        newer = found > high
+        return (f"{path} was written by {'a newer' if newer else 'an older'} DuckDB than this one (duckdb "
+                f"{duckdb.__version__}): its storage version is {found}, and this DuckDB reads {low} to {high}",
+                "Upgrade duckdb where you read or load it (pip install -U duckdb), or use the environment that "
+                "wrote it." if newer else "Open it once with a DuckDB that reads it, or load into a new file.")
+    if "not a valid duckdb database file" in lower:
+        return (f"{path} is not a DuckDB database file (or its first bytes are damaged)",
+                "Pass the DuckDB file a load wrote (database=...). If this was one, it is damaged: " + RECOVER)
+    if any(words in lower for words in _DAMAGED):
+        return f"{path} is damaged: DuckDB cannot read it ({_first_line(text)})", RECOVER
+    return None
+
+
+# errno values that say what is wrong with a folder or file on the load's way, as an OSError names them
+_FOLDER_FAULTS = {
+    errno.EROFS: "is on a read-only file system",
+    errno.EACCES: "may not be written by this user",
+    errno.EPERM: "may not be written by this user",
+    errno.EISDIR: "is a folder where the kit keeps a file",
+    errno.ENOTDIR: "has a file where the kit keeps a folder",
+    errno.ELOOP: "is a link that leads back to itself",
+    errno.EEXIST: "is in the way (a link to nowhere, or a file where a folder is due)",
+    errno.ENAMETOOLONG: "has a name longer than the file system allows",
+}
+
+
+def unwritable(error: BaseException, database: str, workdir: str | None) -> tuple[str, str] | None:
+    """(what, what to do) for an operating system's refusal to write the load's own file or working folder."""
+    if not isinstance(error, OSError) or error.errno not in _FOLDER_FAULTS or not error.filename:
+        return None
+    where = os.fsdecode(error.filename)
+    ours = [p for p in (database, workdir) if p]
+    if not any(where == p or where.startswith(p.rstrip(os.sep) + os.sep) or p.startswith(where + os.sep)
+               for p in ours):
+        return None  # another file (a certificate, a config file): the failure's own words say it better
+    folder = workdir or "the folder beside it"
+    return (f"{where} {_FOLDER_FAULTS[error.errno]}",
+            f"The load keeps its working files in {folder}: make that folder and the database's writable and remove "
+            f"what is in the way (the working folder may be deleted: the next load rebuilds it from the database), "
+            "or pass database= a file in a folder you can write.")
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line if len(line) <= 200 else line[:200] + "..."
