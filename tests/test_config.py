@@ -43,6 +43,12 @@ def second_resource(c: dict[str, Any], **resource: Any) -> None:
     c["resources"].append(resource)
 
 
+def _timestamp_cursor(c: dict[str, Any], **values: Any) -> None:
+    endpoint(c)["incremental"] = {"cursor_path": "updated_at", "start_param": "updated_since",
+                                  "initial_value": "2025-01-01T00:00:00Z", **values}
+    c["resources"][0]["columns"] = {"updated_at": {"data_type": "timestamp"}}
+
+
 # (id, config, error class, regex the message must match)
 class _Locked(JSONLinkPaginator):
     """A paginator that cannot be copied: a raw TypeError escaped the load (helper-113)."""
@@ -79,6 +85,12 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("secret echoed elsewhere is masked", edited(lambda c: c["client"].update(
         base_url=f"ftp://api.example.com/?api_key={CANARY}")), ConfigError,
      r"^client\.base_url: got 'ftp://api.example.com/\?api_key=\*\*\*' \(str\); expected an http\(s\) URL"),
+    # sent as updated_since=yesterday, and the API's 400 never named the start (helper-115)
+    ("a timestamp cursor starting from no timestamp", edited(lambda c: _timestamp_cursor(c, initial_value="yesterday")),
+     ConfigError, r"^resources\[0\]\.endpoint\.incremental\.initial_value: got 'yesterday', which is no timestamp; "
+     r"expected an ISO 8601 timestamp"),
+    ("a timestamp cursor ending at no timestamp", edited(lambda c: _timestamp_cursor(c, end_value="01/02/2025")),
+     ConfigError, r"^resources\[0\]\.endpoint\.incremental\.end_value: got '01/02/2025', which is no timestamp"),
     ("base_url not str", edited(lambda c: c["client"].update(base_url=8080)), ConfigError,
      r"^client\.base_url: got 8080 \(int\); expected a string"),
     ("missing resources", edited(lambda c: c.pop("resources")), ConfigError,

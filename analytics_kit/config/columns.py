@@ -32,3 +32,58 @@ def unshare_hints(config: dict[str, Any]) -> None:
             place["columns"] = {name: dict(hint) if isinstance(hint, dict) else hint for name, hint in columns.items()}
         elif isinstance(columns, list):
             place["columns"] = [dict(hint) if isinstance(hint, dict) else hint for hint in columns]
+
+
+_INSTANTS = ("timestamp", "date")
+
+
+def check_cursor_starts(config: dict[str, Any]) -> None:
+    """Refuses an incremental's ``initial_value`` or ``end_value`` that is text but no date or timestamp, where the
+    cursor's column is declared one: "yesterday" went out as ``updated_since=yesterday``, and the API's 400 said to
+    check the endpoint's params, never naming the start (helper-115). Numbers pass: dlt reads them as Unix seconds."""
+    from datetime import date
+
+    from analytics_kit.fetch.cursors import parse
+
+    defaults = config.get("resource_defaults") if isinstance(config.get("resource_defaults"), dict) else {}
+    for index, resource in enumerate(config.get("resources") or []):
+        if not isinstance(resource, dict):
+            continue
+        columns = {**_named(defaults.get("columns")), **_named(resource.get("columns"))}
+        endpoint = {**_dict(defaults.get("endpoint")), **_dict(resource.get("endpoint"))}  # as dlt merges them
+        params = {**_dict(_dict(defaults.get("endpoint")).get("params")), **_dict(endpoint.get("params"))}
+        blocks = [("endpoint.incremental", endpoint.get("incremental"))] + [
+            (f"endpoint.params.{name}", block) for name, block in params.items()
+            if isinstance(block, dict) and block.get("type") == "incremental"]
+        for where, block in blocks:
+            if not isinstance(block, dict) or not isinstance(block.get("cursor_path"), str):
+                continue
+            hint = columns.get(block["cursor_path"])
+            kind = hint.get("data_type") if isinstance(hint, dict) else None
+            if kind not in _INSTANTS:
+                continue
+            for key in ("initial_value", "end_value"):
+                value = block.get(key)
+                if not isinstance(value, str) or parse(value) is not None:
+                    continue
+                try:
+                    date.fromisoformat(value.strip())
+                    continue
+                except ValueError:
+                    pass
+                raise fail(f"resources[{index}].{where}.{key}", f"got {value!r}, which is no {kind}",
+                           "an ISO 8601 timestamp such as '2025-01-01T00:00:00Z' (or a number of Unix seconds)",
+                           f"The column {block['cursor_path']!r} is declared a {kind}, and the API is asked for "
+                           f"records from this value on: write it as the API's timestamps are written.")
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _named(columns: Any) -> dict[str, Any]:
+    if isinstance(columns, dict):
+        return columns
+    if isinstance(columns, list):
+        return {c["name"]: c for c in columns if isinstance(c, dict) and isinstance(c.get("name"), str)}
+    return {}

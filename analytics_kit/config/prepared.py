@@ -32,7 +32,7 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 
 from analytics_kit.config import checks as checks
 from analytics_kit.config import credentials
-from analytics_kit.config.columns import unshare_hints
+from analytics_kit.config.columns import check_cursor_starts, unshare_hints
 from analytics_kit.config.decimals import wei_shape
 from analytics_kit.config.dlt_validation import validate_with_dlt
 from analytics_kit.config.layouts import add_as_written
@@ -125,6 +125,7 @@ def prepare(config: dict[str, Any], *, name: str = SOURCE_NAME, destination: str
         # out of the dict, and one found nowhere is a MissingSecretError naming where to set it
         credentials.resolve(cfg, name, found)
         validate_with_dlt(cfg)
+        check_cursor_starts(cfg)
         add_as_written(cfg)  # after dlt's checks: the config as the user wrote it is what they judge
     except KitError as exc:
         failure = _redacted(exc, _collect_secrets(cfg, found))
