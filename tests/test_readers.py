@@ -638,6 +638,26 @@ def test_a_load_shares_the_callers_read_write_connection(loaded, config, api):
         own.close()
 
 
+def test_a_transaction_left_open_on_the_callers_connection_is_named(loaded, config, api):
+    """dlt retried the load's job over rows the caller's open transaction deleted, then failed as "TransactionContext
+    Error: Conflict on tuple deletion!" with "Fix the cause and run the load again" (helper-116)."""
+    own = duckdb.connect(str(loaded))
+    try:
+        own.execute("BEGIN TRANSACTION")
+        own.execute("DELETE FROM events WHERE id <= 10")
+        api.advance(new=0, updated=20, deleted=0)  # rows the merge deletes and inserts again
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, database=loaded, progress=False)
+        message = caught.value.message
+        assert message.startswith(f"The load failed in load: another connection of this process to {loaded} holds a "
+                                  "transaction that changed the rows this load writes"), message
+        assert "con.commit() or con.rollback()" in caught.value.guidance
+        own.execute("ROLLBACK")
+        assert ak.load(config, database=loaded, progress=False).rows["events"] == 20  # as the transaction is over
+    finally:
+        own.close()
+
+
 def test_a_descriptor_of_the_file_that_is_no_duckdb_connection_is_read_beside(loaded):
     """A plain open() of the file (a backup copying it) holds no lock: the readers refused as if the caller's code
     had a DuckDB connection to it (helper-113)."""

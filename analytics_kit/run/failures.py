@@ -28,7 +28,7 @@ from analytics_kit.fetch.transport import host_of, request_text, shown_origin, u
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
-from analytics_kit.store.file_faults import unreadable, unwritable
+from analytics_kit.store.file_faults import conflicting, unreadable, unwritable
 
 def _short(text: str, limit: int = 300) -> str:
     """dlt quotes whole response bodies in some messages: keep the start only."""
@@ -293,7 +293,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         if fault := unreadable(cause, database):
             return LoadError(f"The load stopped: {fault[0]}; this load changed nothing in it.", guidance=fault[1],
                              database=database)
-        if fault := unwritable(cause, database, workdir):
+        if fault := unwritable(cause, database, workdir) or conflicting(cause, database):
             return LoadError(f"The load failed{f' in {step}' if step else ''}: {fault[0]}.",
                              guidance=f"{fault[1]} {_aftermath(stats, step)}", database=database)
     if db is not None and ("conflicting lock" in text or "could not set lock" in text or in_use_here(db)):

@@ -74,6 +74,19 @@ def unwritable(error: BaseException, database: str, workdir: str | None) -> tupl
             "or pass database= a file in a folder you can write.")
 
 
+def conflicting(error: BaseException, database: str) -> tuple[str, str] | None:
+    """(what, what to do) for DuckDB refusing the load's writes over rows another connection of this process changed in
+    a transaction still open: the load shares the caller's plain ``duckdb.connect(path)`` (one database instance), and
+    dlt's retries of the job ended in "TransactionContext Error: Conflict on tuple deletion!" (helper-116)."""
+    if not isinstance(error, duckdb.TransactionException) or "conflict" not in str(error).lower():
+        return None
+    return (f"another connection of this process to {database} holds a transaction that changed the rows this load "
+            f"writes (a BEGIN without COMMIT or ROLLBACK, or a write under way in another thread): DuckDB refused the "
+            f"load's writes ({_first_line(str(error))})",
+            "Commit or roll back that transaction (con.commit() or con.rollback()), or close that connection, and run "
+            "the load again.")
+
+
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else text
     return line if len(line) <= 200 else line[:200] + "..."
