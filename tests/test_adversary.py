@@ -1314,6 +1314,26 @@ def test_cursor_of_unix_seconds_from_the_future_is_reported_too(canary, watch):
 
 
 
+def test_cursor_of_unix_milliseconds_is_named_and_its_advice_loads(api, watch):
+    """Milliseconds against an ISO start: the advice was to write initial_value as numbers "e.g. 0 for Unix seconds, or
+    '2025-01-01T00:00:00Z' for timestamps", which the config already did (helper-116)."""
+    api.transform = lambda body, offset: {**body, "data": [
+        {**r, "updated_at": int(parse_instant(r["updated_at"]).timestamp() * 1000)} for r in body["data"]]}
+    error = watch.fails(config_for(api))
+    assert "the API's 'updated_at' values are numbers too large for Unix seconds" in error.message, error.message
+    assert "declare the column 'updated_at' as bigint" in error.guidance
+    assert table() == {}
+    config = config_for(api)  # the advice followed
+    config["resources"][0]["columns"]["updated_at"] = {"data_type": "bigint", "nullable": False}
+    incremental = config["resources"][0]["endpoint"]["incremental"]
+    incremental["initial_value"] = 0
+    incremental["convert"] = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat()  # the API's form
+    assert watch.succeeds(config).rows["events"] == len(served(api))
+    api.update_record(3, updated_at=iso(time.time() - 60, z=True), value=-3.0)
+    assert watch.succeeds(config).rows["events"] == 1
+    assert ak.query("SELECT value FROM events WHERE id = 3").value[0] == -3.0
+
+
 @pytest.mark.parametrize("switched", ["some", "all"])
 def test_cursor_that_switches_to_unix_seconds_compares_as_instants(api, watch, switched):
     """A timestamp cursor the API starts sending as Unix seconds, after loads that stored ISO text: the README

@@ -16,6 +16,9 @@ from analytics_kit.fetch import cursors
 from analytics_kit.fetch.coercion import BadValue
 
 
+MILLISECONDS_FROM = 100_000_000_000  # as Unix seconds the year 5138: a cursor this large counts finer units
+
+
 def check_cursor_kind(page: list, field: str, request: str, resource: str, incremental: Any) -> bool:
     """Numbers from the API against a text start value (or the other way round) cannot be
     compared: dlt failed with "'>' not supported between instances of 'str' and 'int'".
@@ -26,6 +29,16 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
     start = cursor_start(resource, field, incremental)
     if start is not None and cursors.is_number(value) != cursors.is_number(start):
         said = cursors.kind_word
+        if cursors.is_number(value) and abs(value) >= MILLISECONDS_FROM:
+            # Unix seconds from text are read as instants; these are not: the advice to write the start as numbers
+            # read as already followed by a start written as a timestamp (helper-116)
+            raise LoadError(
+                f"Resource '{resource}': the API's {field!r} values are numbers too large for Unix seconds ({value!r} "
+                f"on {request}): milliseconds or finer, which the kit does not read as instants, so they cannot be "
+                f"compared with the cursor's start ({start!r}). Nothing from this run was committed.",
+                guidance=f"Keep the cursor as numbers: declare the column {field!r} as bigint (not timestamp) and write "
+                "incremental.initial_value in the API's unit (e.g. 1735689600000 for 2025-01-01 in milliseconds).",
+                resource=resource)
         raise LoadError(
             f"Resource '{resource}': the API's {field!r} values are {said(value)} ({value!r} on {request}), "
             f"but the cursor starts from {said(start)} ({start!r}, the incremental initial_value or the stored "
