@@ -36,8 +36,8 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
                 f"Resource '{resource}': the API's {field!r} values are numbers too large for Unix seconds ({value!r} "
                 f"on {request}): milliseconds or finer, which the kit does not read as instants, so they cannot be "
                 f"compared with the cursor's start ({start!r}). Nothing from this run was committed.",
-                guidance=f"Keep the cursor as numbers: declare the column {field!r} as bigint (not timestamp) and write "
-                "incremental.initial_value in the API's unit (e.g. 1735689600000 for 2025-01-01 in milliseconds).",
+                guidance=f"Keep the cursor as numbers: declare the column {field!r} as bigint (not timestamp) and "
+                "write incremental.initial_value in the API's unit (1735689600000 is 2025-01-01 in milliseconds).",
                 resource=resource)
         raise LoadError(
             f"Resource '{resource}': the API's {field!r} values are {said(value)} ({value!r} on {request}), "
