@@ -1459,6 +1459,24 @@ def test_pages_dlts_own_paginator_fetches_are_read_as_strictly_as_offset_pages(a
     assert table() == {}
 
 
+@pytest.mark.parametrize("encode, says", [
+    (lambda text: __import__("gzip").compress(text.encode()), "the body is gzip-compressed data, not JSON text"),
+    (lambda text: text.replace("SPOIL", "caf\u00e9").encode("latin-1"), "the body is not UTF-8 text (byte 0xe9 at"),
+    (lambda text: text.encode("utf-16"), "the body is UTF-16 or UTF-32 text"),
+], ids=["gzip without Content-Encoding", "Latin-1", "UTF-16"])
+def test_a_body_that_is_no_utf8_text_is_named_for_what_it_is(api, watch, encode, says):
+    """Each failed as "str is not valid UTF-8: surrogates not allowed ... (char 0)", with no start of the body shown:
+    nothing told a compressed body from a legacy encoding (helper-116)."""
+    def spoil(body: dict, offset: int) -> bytes:
+        body["data"][0]["kind"] = "SPOIL"
+        return encode(json.dumps(body))
+
+    api.transform = spoil
+    error = watch.fails(config_for(api))
+    assert "not valid JSON" in str(error) and says in str(error) and "the body begins" in str(error), str(error)
+    assert table() == {}
+
+
 def test_types_a_fraction_in_an_integer_column_is_not_truncated(api, watch, monkeypatch):
     """Arrow truncates 19.99 to 19 in an int64 column without a word; dlt's normaliser keeps it."""
     def counts(body: dict, offset: int) -> dict:

@@ -30,8 +30,30 @@ _LONG_NUMBER = b"0" * 19
 
 def parse_body(content: bytes) -> Any:
     """The JSON body, as orjson reads it, with integers beyond 64 bits kept whole."""
-    body = orjson.loads(content)
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError as error:
+        raise (_not_utf8(content) or error) from None
     return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
+
+
+def _not_utf8(content: bytes) -> json.JSONDecodeError | None:
+    """What a body that is no UTF-8 text is, where it is none: orjson said only "str is not valid UTF-8: surrogates
+    not allowed" at character 0, and no start of the body could be shown (helper-116)."""
+    try:
+        content.decode("utf-8")
+        return None
+    except UnicodeDecodeError as error:
+        at = error.start
+    if content[:2] == b"\x1f\x8b":
+        what = ("gzip-compressed data, not JSON text: the server compressed the body without saying so in its "
+                "Content-Encoding header, or compressed it twice")
+    elif content[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in content[:4]:
+        what = "UTF-16 or UTF-32 text: JSON over HTTP is UTF-8 (RFC 8259)"
+    else:
+        what = (f"not UTF-8 text (byte {content[at]:#04x} at {at:,}; perhaps Latin-1 or another legacy encoding): JSON "
+                "over HTTP is UTF-8 (RFC 8259)")
+    return json.JSONDecodeError(f"the body is {what}", content.decode("utf-8", "replace"), at)
 
 
 def ends_of(rows: list) -> tuple:
