@@ -38,8 +38,9 @@ PUBLIC_MODULES = {
 }
 # Public-looking names whose contents or meaning dlt does not document.
 UNDOCUMENTED = {"explicit_args", "placement_affinity"}
-# The kit's own filters: they mask secrets in every record, and match no dlt text.
-OWN_FILTERS = {"RedactingFilter", "_LiveSources"}
+# The kit's own filters: they mask secrets in every record, or clear the terminal's progress line before it, and
+# match no dlt text.
+OWN_FILTERS = {"RedactingFilter", "_LiveSources", "_ClearsLine"}
 
 
 @lru_cache(maxsize=1)
