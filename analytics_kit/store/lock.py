@@ -11,7 +11,8 @@ the file only so that a waiting load can name it.
 
 The pipeline folder is named after the database's path, and a second name of one file (a hard link) has a folder,
 and so a lock, of its own: two loads through two names ran side by side (helper-116). So a load of a file that
-exists also holds a lock named after the file itself (its device and inode), in one folder for the machine.
+exists also holds a lock named after the file itself (its device and inode), in one folder for the machine
+(``/tmp/analytics-kit-locks``).
 """
 
 from __future__ import annotations
@@ -67,18 +68,21 @@ def _file_lock(database: Path) -> Path | None:
         found = os.stat(database)
     except OSError:
         return None
-    shared = Path(tempfile.gettempdir()) / FILES_FOLDER
-    try:
-        shared.mkdir(exist_ok=True)
-        folder = os.lstat(shared)
-        if not stat.S_ISDIR(folder.st_mode):  # a link planted in the shared temporary folder is not followed
-            raise NotADirectoryError(f"{shared} is not a folder")
-        if folder.st_uid == os.getuid():
-            shared.chmod(0o1777)  # every user's loads lock here; each removes only its own files (sticky)
-    except OSError as error:
-        logger.debug("no lock by file for %s: %s", database, error)
-        return None
-    return shared / f"{found.st_dev:x}-{found.st_ino}.lock"
+    # /tmp first, whatever TMPDIR says: two processes with other TMPDIRs locked in two folders
+    for temporary in dict.fromkeys(("/tmp", tempfile.gettempdir())):
+        shared = Path(temporary) / FILES_FOLDER
+        try:
+            shared.mkdir(exist_ok=True)
+            folder = os.lstat(shared)
+            if not stat.S_ISDIR(folder.st_mode):  # a link planted in the shared temporary folder is not followed
+                raise NotADirectoryError(f"{shared} is not a folder")
+            if folder.st_uid == os.getuid():
+                shared.chmod(0o1777)  # every user's loads lock here; each removes only its own files (sticky)
+        except OSError as error:
+            logger.debug("no lock by file for %s in %s: %s", database, temporary, error)
+            continue
+        return shared / f"{found.st_dev:x}-{found.st_ino}.lock"
+    return None
 
 
 @contextmanager
