@@ -439,6 +439,18 @@ def test_a_folder_given_as_the_database_is_refused_before_anything_is_written(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a file", "data", "taken.duckdb.state"]
 
 
+def test_the_readers_read_the_file_whatever_is_where_the_working_folder_goes(loaded, config):
+    """ak.state() refused a file because a file stood where the load keeps its working folder (helper-116): the
+    readers read the database alone; the load still says what is in its way."""
+    state = Path("analytics.duckdb.state")
+    shutil.rmtree(state)
+    state.write_text("not a folder")
+    assert set(ak.state()["cursors"]) == {"events", "customers"}
+    assert ak.query("SELECT count(*) AS n FROM events").n[0] == 250 and len(ak.history()) == 1
+    with pytest.raises(ak.ConfigError, match="where the kit keeps the load's working files beside the database, is a"):
+        ak.load(config, progress=False)
+
+
 def test_a_load_that_fails_in_its_load_step_leaves_no_staging_tables(api, config):
     ak.load(config, progress=False)
     with duckdb.connect("analytics.duckdb") as con:  # dlt's merge will name a column that is gone

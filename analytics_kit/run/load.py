@@ -112,7 +112,7 @@ def load(
         # The caller's dict may hold the key in plain text; a traceback printed with its
         # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
         del config
-        target = Target.of(destination or prepared.destination, database, dataset)
+        target = Target.of(destination or prepared.destination, database, dataset, loading=True)
         if target.is_file:
             duckdb_memory()  # a cap DuckDB cannot read fails here, not deep in the load step
             _refuse_unloadable(target.database)

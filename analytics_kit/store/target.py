@@ -54,7 +54,9 @@ class Target:
 
     @classmethod
     def of(cls, destination: str | None = None, database: str | Path = DEFAULT_DATABASE,
-           dataset: str | None = None) -> "Target":
+           dataset: str | None = None, *, loading: bool = False) -> "Target":
+        """``loading``: for a load, which writes its working folder too (a reader reads the file alone: a file where
+        that folder goes failed ``ak.state()`` as well, helper-116)."""
         _check_argument("destination", destination, "a dlt destination name such as 'duckdb' or 'postgres'")
         _check_argument("dataset", dataset, "a schema name such as 'analytics'")
         if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or \
@@ -65,7 +67,7 @@ class Target:
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
             path, pipelines_dir = file_paths(database)
-            _check_file_path(database, path, pipelines_dir)
+            _check_file_path(database, path, pipelines_dir if loading else None)
             dataset = dataset or DEFAULT_DATASET
             check_dataset(path, dataset)
             return cls(name, dataset, pipelines_dir, path)
@@ -156,7 +158,7 @@ class Target:
         return self.is_file or self.destination in TRANSACTIONAL
 
 
-def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path) -> None:
+def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path | None) -> None:
     """Refuses a database path that is, or can only become, something other than a DuckDB file."""
     if path.is_dir() or str(given).endswith(("/", os.sep)):
         named = str(path) if path.is_dir() else str(given)  # $ANALYTICS_DATABASE's folder, or "new/"
@@ -166,7 +168,7 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path) 
     if parent is not None and not parent.is_dir():
         raise ConfigError(f"the DuckDB file {str(path)!r} cannot be made: {str(parent)!r} is a file, not a folder",
                           path="database", guidance="Pass a path in a folder, e.g. 'analytics.duckdb'.")
-    if pipelines_dir.exists() and not pipelines_dir.is_dir():
+    if pipelines_dir is not None and pipelines_dir.exists() and not pipelines_dir.is_dir():
         raise ConfigError(f"{str(pipelines_dir)!r}, where the kit keeps the load's working files beside the "
                           "database, is a file", path="database",
                           guidance="Move that file away, or pass another name for the database.")
