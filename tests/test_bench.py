@@ -117,3 +117,18 @@ def test_split_process_runs_each_variant_on_every_record() -> None:
     seen = re.findall(r"^  round 1: (\S+)\s+[\d.]+ s wall, main process CPU\s+[\d.]+ s, ([\d,]+) records$", out, re.M)
     assert sorted(seen) == [("floor", "2,050"), ("http-apart", "2,050"), ("one", "2,050")], out
     assert re.search(r"^http-apart / one: [\d.]+$", out, re.M), out
+
+
+@pytest.mark.slow
+def test_overlap_times_a_full_refresh_and_the_swaps_three_ways() -> None:
+    out = _run("overlap.py", "--events", "2000", "--loads", "1")
+    steps = dict(re.findall(r"^   (\S[\w ()]*?)\s+([\d.]+)$", out, re.M))
+    for step in ("total", "first request", "fetching", "after the last page", "normalize", "load step"):
+        assert step in steps, out
+    assert float(steps["first request"]) + float(steps["fetching"]) + float(steps["after the last page"]) == \
+        pytest.approx(float(steps["total"]), abs=0.01), out
+    assert re.search(r"^     swap statement\s+[\d.]+$", out, re.M) and re.search(r"^     COMMIT\s+[\d.]+$", out, re.M)
+    ways = re.findall(r"^   (parquet \(the kit's swap\)|side file \(its swap\)|rename \(its swap; .*?\))\s+([\d.]+)$", out,
+                      re.M)
+    assert len(ways) == 3, out
+    assert "an overlap could move at most normalize and the load step into the fetch" in out
