@@ -128,7 +128,7 @@ def test_overlap_times_a_full_refresh_and_the_swaps_three_ways() -> None:
     assert float(steps["first request"]) + float(steps["fetching"]) + float(steps["after the last page"]) == \
         pytest.approx(float(steps["total"]), abs=0.01), out
     assert re.search(r"^     swap statement\s+[\d.]+$", out, re.M) and re.search(r"^     COMMIT\s+[\d.]+$", out, re.M)
-    ways = re.findall(r"^   (parquet \(the kit's swap\)|side file \(its swap\)|rename \(its swap; .*?\))\s+([\d.]+)$", out,
-                      re.M)
+    ways = re.findall(r"^   (parquet \(the kit's swap\)|side file \(its swap\)|rename \(its swap; .*?\))\s+([\d.]+)$",
+                      out, re.M)
     assert len(ways) == 3, out
     assert "an overlap could move at most normalize and the load step into the fetch" in out
