@@ -1334,6 +1334,39 @@ def test_cursor_of_unix_milliseconds_is_named_and_its_advice_loads(api, watch):
     assert ak.query("SELECT value FROM events WHERE id = 3").value[0] == -3.0
 
 
+def test_a_start_of_numbers_beside_the_apis_text_is_told_to_be_text_in_the_apis_form(api, watch):
+    """The advice read "write it as text, like the API's values (e.g. 0 for Unix seconds, ...)" (helper-117)."""
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["incremental"].update(
+        initial_value=1735689600, convert=lambda seconds: datetime.fromtimestamp(seconds, timezone.utc).isoformat())
+    error = watch.fails(config)
+    assert "the API's 'updated_at' values are text" in error.message, error.message
+    assert re.search(r"Write incremental.initial_value as text, like the API's values \(in their form: '20\d\d-",
+                     error.guidance) and "Unix seconds" not in error.guidance, error.guidance
+    assert table() == {}
+
+
+def test_a_cursor_that_changes_kind_after_earlier_loads_says_to_refresh_once(api, watch):
+    """Earlier loads stored a timestamp cursor; the API then sends milliseconds, and the config follows the advice
+    (bigint, a start in milliseconds): dlt's IncrementalCursorInvalidCoercion came with "Fix the cause" (helper-117)."""
+    watch.succeeds(config_for(api))
+    api.transform = lambda body, offset: {**body, "data": [
+        {**r, "updated_at": int(parse_instant(r["updated_at"]).timestamp() * 1000)} for r in body["data"]]}
+    config = config_for(api)
+    config["resources"][0]["columns"]["updated_at"] = {"data_type": "bigint", "nullable": False}
+    incremental = config["resources"][0]["endpoint"]["incremental"]
+    incremental["initial_value"] = 0
+    incremental["convert"] = lambda ms: ms if isinstance(ms, str) else datetime.fromtimestamp(
+        ms / 1000, timezone.utc).isoformat()
+    error = watch.fails(config)
+    assert "cannot be compared with the cursor's start" in error.message, error.message
+    assert "run the first load after the change as a full refresh" in error.guidance
+    assert watch.succeeds(config, mode="full_refresh").rows["events"] == len(served(api))
+    api.update_record(4, updated_at=iso(time.time() - 60, z=True), value=-4.0)
+    assert watch.succeeds(config).rows["events"] == 1
+    assert ak.query("SELECT value FROM events WHERE id = 4").value[0] == -4.0
+
+
 @pytest.mark.parametrize("switched", ["some", "all"])
 def test_cursor_that_switches_to_unix_seconds_compares_as_instants(api, watch, switched):
     """A timestamp cursor the API starts sending as Unix seconds, after loads that stored ISO text: the README
@@ -1463,7 +1496,8 @@ def test_pages_dlts_own_paginator_fetches_are_read_as_strictly_as_offset_pages(a
     (lambda text: __import__("gzip").compress(text.encode()), "the body is gzip-compressed data, not JSON text"),
     (lambda text: text.replace("SPOIL", "caf\u00e9").encode("latin-1"), "the body is not UTF-8 text (byte 0xe9 at"),
     (lambda text: text.encode("utf-16"), "the body is UTF-16 or UTF-32 text"),
-], ids=["gzip without Content-Encoding", "Latin-1", "UTF-16"])
+    (lambda text: text.encode("utf-16-le"), "the body is UTF-16 or UTF-32 text"),  # ASCII in it: valid UTF-8
+], ids=["gzip without Content-Encoding", "Latin-1", "UTF-16", "UTF-16 without a byte-order mark"])
 def test_a_body_that_is_no_utf8_text_is_named_for_what_it_is(api, watch, encode, says):
     """Each failed as "str is not valid UTF-8: surrogates not allowed ... (char 0)", with no start of the body shown:
     nothing told a compressed body from a legacy encoding (helper-116)."""
@@ -1474,6 +1508,7 @@ def test_a_body_that_is_no_utf8_text_is_named_for_what_it_is(api, watch, encode,
     api.transform = spoil
     error = watch.fails(config_for(api))
     assert "not valid JSON" in str(error) and says in str(error) and "the body begins" in str(error), str(error)
+    assert "Report it to its provider" in error.guidance and "run the load again." not in error.guidance
     assert table() == {}
 
 

@@ -50,11 +50,14 @@ def check_cursor_starts(config: dict[str, Any]) -> None:
         if not isinstance(resource, dict):
             continue
         columns = {**_named(defaults.get("columns")), **_named(resource.get("columns"))}
-        endpoint = {**_dict(defaults.get("endpoint")), **_dict(resource.get("endpoint"))}  # as dlt merges them
-        params = {**_dict(_dict(defaults.get("endpoint")).get("params")), **_dict(endpoint.get("params"))}
-        blocks = [("endpoint.incremental", endpoint.get("incremental"))] + [
-            (f"endpoint.params.{name}", block) for name, block in params.items()
-            if isinstance(block, dict) and block.get("type") == "incremental"]
+        own, default = _dict(resource.get("endpoint")), _dict(defaults.get("endpoint"))
+        here, there = f"resources[{index}].endpoint", "resource_defaults.endpoint"  # as dlt merges them: own first
+        blocks = [(f"{here if 'incremental' in own else there}.incremental",
+                   own.get("incremental", default.get("incremental")))]
+        params = {**{k: (there, v) for k, v in _dict(default.get("params")).items()},
+                  **{k: (here, v) for k, v in _dict(own.get("params")).items()}}
+        blocks += [(f"{at}.params.{name}", block) for name, (at, block) in params.items()
+                   if isinstance(block, dict) and block.get("type") == "incremental"]
         for where, block in blocks:
             if not isinstance(block, dict) or not isinstance(block.get("cursor_path"), str):
                 continue
@@ -71,10 +74,11 @@ def check_cursor_starts(config: dict[str, Any]) -> None:
                     continue
                 except ValueError:
                     pass
-                raise fail(f"resources[{index}].{where}.{key}", f"got {value!r}, which is no {kind}",
-                           "an ISO 8601 timestamp such as '2025-01-01T00:00:00Z' (or a number of Unix seconds)",
-                           f"The column {block['cursor_path']!r} is declared a {kind}, and the API is asked for "
-                           f"records from this value on: write it as the API's timestamps are written.")
+                bound = "from this value on" if key == "initial_value" else "up to this value"
+                raise fail(f"{where}.{key}", f"got {value!r}, which is no {kind}",
+                           "an ISO 8601 timestamp such as '2025-01-01T00:00:00Z'",
+                           f"The column {block['cursor_path']!r} is declared a {kind}, and the load takes the records "
+                           f"{bound}: write it as the API's timestamps are written.")
 
 
 def _dict(value: Any) -> dict[str, Any]:

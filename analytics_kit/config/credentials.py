@@ -24,7 +24,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Callable, get_args
 
 import dlt
 import requests
@@ -198,20 +198,35 @@ def _check_sendable(path: str, auth: Any, url: str) -> None:
 
 
 # A 401 under other auth types told the user to set API_KEY (helper-53), and with the key written in the config,
-# where setting API_KEY changes nothing (helper-115): by the Authorization header's scheme
+# where setting API_KEY changes nothing, it said only that (helper-115): by the auth the request carried
 _REJECTED = {
-    "": ("key", "Check the key the config's auth block sends (client.auth.api_key): where the config leaves it out "
-         "(ak.guide_config does), set the API_KEY environment variable, or api_key in .dlt/secrets.toml, to a key the "
-         "API accepts; a key written in the config itself is used instead of both."),
     "basic": ("username and password", "Check the username and password (the auth block's, or CREDENTIALS__USERNAME "
               "and CREDENTIALS__PASSWORD in dlt secrets): the API does not accept them."),
     "bearer": ("token", "Check the token (the auth block's, or CREDENTIALS__TOKEN in dlt secrets): the API does not "
                "accept it; it may have expired."),
 }
+_KEY = ("key", "Check the key the request carried (the auth block's api_key, or a header in client.headers): where "
+        "the config leaves it out (ak.guide_config does), set the API_KEY environment variable, or api_key in "
+        ".dlt/secrets.toml, to a key the API accepts; a key written in the config itself is used instead of both.")
+_OTHER = ("credentials", "Check the credentials the request carried (the auth block's, or client.headers): the API "
+          "does not accept them, or they give no access to this endpoint.")
+_NONE = ("request", "The request carried no credentials: the API wants some. Add an auth block to client (\"auth\": "
+         "{\"type\": \"api_key\", ...}, bearer or http_basic), as its documentation says.")
 
 
-def rejected(authorization: str) -> tuple[str, str]:
-    """(what the API rejected, what to do) for a 401 or 403 to a request with this Authorization header."""
-    scheme = authorization.split(" ", 1)[0].lower()
-    return _REJECTED.get(scheme, ("credentials", f"Check the credentials the config's auth block sends (an "
-                                  f"Authorization header of scheme {scheme!r}): the API does not accept them."))
+def rejected(request: requests.PreparedRequest, holds_secret: Callable[[str], bool]) -> tuple[str, str]:
+    """(what the API rejected, what to do) for a 401 or 403 to ``request``, by the credentials it carried;
+    ``holds_secret`` tells a text holding one of the load's secrets (in any form the redactor masks).
+
+    The Authorization header's scheme is named only among the known ones: a header holding the bare key read as its
+    scheme, and the message showed the key in lower case, which no mask matched (helper-117)."""
+    authorization = request.headers.get("Authorization") or ""
+    scheme, _, credential = authorization.partition(" ")
+    if credential.strip() and scheme.lower() in _REJECTED:
+        return _REJECTED[scheme.lower()]
+    if authorization:
+        return _OTHER
+    others = [str(v) for k, v in request.headers.items() if k.lower() not in ("authorization", "cookie")]
+    if holds_secret(request.url or "") or any(holds_secret(v) for v in others):
+        return _KEY  # where an api_key auth puts it: the query or a header of its own
+    return _OTHER if request.headers.get("Cookie") else _NONE

@@ -16,6 +16,9 @@ from analytics_kit.fetch import cursors
 from analytics_kit.fetch.coercion import BadValue
 
 
+# a stored cursor of earlier loads keeps its kind until a full refresh starts it over (helper-117)
+FRESH_START = ("where earlier loads stored a cursor of the other kind, run the first load after the change as a full "
+               "refresh (analytics-kit load --full-refresh).")
 MILLISECONDS_FROM = 100_000_000_000  # as Unix seconds the year 5138: a cursor this large counts finer units
 
 
@@ -37,15 +40,36 @@ def check_cursor_kind(page: list, field: str, request: str, resource: str, incre
                 f"on {request}): milliseconds or finer, which the kit does not read as instants, so they cannot be "
                 f"compared with the cursor's start ({start!r}). Nothing from this run was committed.",
                 guidance=f"Keep the cursor as numbers: declare the column {field!r} as bigint (not timestamp) and "
-                "write incremental.initial_value in the API's unit (1735689600000 is 2025-01-01 in milliseconds).",
-                resource=resource)
+                "write incremental.initial_value in the API's unit (1735689600000 is 2025-01-01 in milliseconds); "
+                f"{FRESH_START}", resource=resource)
         raise LoadError(
             f"Resource '{resource}': the API's {field!r} values are {said(value)} ({value!r} on {request}), "
             f"but the cursor starts from {said(start)} ({start!r}, the incremental initial_value or the stored "
             "cursor); they cannot be compared. Nothing from this run was committed.",
-            guidance=f"Write incremental.initial_value as {said(value)}, like the API's values "
-            "(e.g. 0 for Unix seconds, or '2025-01-01T00:00:00Z' for timestamps).", resource=resource)
+            guidance=f"Write incremental.initial_value as {said(value)}, like the API's values ("
+            + ("Unix seconds: 1735689600 is 2025-01-01" if cursors.is_number(value) else
+               f"in their form: {value!r}") + f"); {FRESH_START}", resource=resource)
     return True
+
+
+def cursor_failure(error: Exception, where: str, resource: str | None, *, missing: bool) -> LoadError:
+    """The error for dlt's incremental failing on a record: the cursor field ``missing`` from it, or a value that
+    cannot be compared with the cursor's start (dlt's IncrementalCursorInvalidCoercion: "Fix the cause", helper-117)."""
+    where = where[0].upper() + where[1:]
+    if missing:  # dlt's text for arrow tables (the kit's fast path) speaks of columns and nested paths
+        return LoadError(
+            f"{where}: the API's records have no field {getattr(error, 'json_path', '?')!r}, which the incremental's "
+            "cursor_path names; nothing from this run was committed.",
+            guidance="Name the field as the API sends it in its records (it may differ from the column name in the "
+            "database); if only some records lack it, set incremental.on_cursor_value_missing to 'include' or "
+            "'exclude'.", resource=resource)
+    start, value = getattr(error, "cursor_value", None), getattr(error, "item", None)
+    return LoadError(
+        f"{where}: the API's {getattr(error, 'cursor_path', 'cursor')!r} values cannot be compared with the cursor's "
+        f"start ({str(start)[:60]!r}, the stored cursor of earlier loads or the incremental's initial_value): "
+        f"{type(start).__name__} against {type(value).__name__}. Nothing from this run was committed.",
+        guidance="Write incremental.initial_value like the API's values, and declare the cursor's column to match "
+        f"them; {FRESH_START}", resource=resource)
 
 
 def cursor_start(resource: str, field: str | None, incremental: Any) -> Any:

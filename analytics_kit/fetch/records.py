@@ -42,7 +42,9 @@ def _not_utf8(content: bytes) -> json.JSONDecodeError | None:
     not allowed" at character 0, and no start of the body could be shown (helper-116)."""
     try:
         content.decode("utf-8")
-        return None
+        at = content.find(b"\x00")  # UTF-16 of ASCII text is valid UTF-8, with a NUL beside each character
+        if not 0 <= at < 4:
+            return None
     except UnicodeDecodeError as error:
         at = error.start
     if content[:2] == b"\x1f\x8b":
@@ -53,7 +55,11 @@ def _not_utf8(content: bytes) -> json.JSONDecodeError | None:
     else:
         what = (f"not UTF-8 text (byte {content[at]:#04x} at {at:,}; perhaps Latin-1 or another legacy encoding): JSON "
                 "over HTTP is UTF-8 (RFC 8259)")
-    return json.JSONDecodeError(f"the body is {what}", content.decode("utf-8", "replace"), at)
+    error = json.JSONDecodeError(f"the body is {what}", content.decode("utf-8", "replace"), at)
+    error.guidance = (  # type: ignore[attr-defined]
+        "The API sends its answers in a form JSON over HTTP does not take: a fault of the API's, which running the "
+        "load again will not mend. Report it to its provider, with the request named here.")
+    return error
 
 
 def ends_of(rows: list) -> tuple:

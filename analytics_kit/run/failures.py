@@ -20,6 +20,7 @@ import requests
 from analytics_kit import seam
 from analytics_kit.config.credentials import rejected
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
+from analytics_kit.fetch.page_checks import cursor_failure
 from analytics_kit.fetch.records import body_shown
 from analytics_kit.fetch.retry import UNREACHABLE
 from analytics_kit.fetch.shared_cookies import sent_cookies_in_parallel
@@ -150,11 +151,11 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                        " The request also carried cookies the API set during this load: an API whose session "
                        "cookie changes with every answer needs its pages one at a time: set concurrency: 1 on the "
                        "endpoint (or load(..., concurrency=1)).")
-            credentials, guidance = rejected(http.response.request.headers.get("Authorization") or "")
-            return LoadError(
-                f"The API rejected the {credentials} (HTTP {status}) for {where}.",
-                guidance=guidance + cookies, resource=resource, status=status,
-            )
+            credentials, guidance = rejected(http.response.request, lambda text: redactor(text) != text)
+            forbidden = (" (403: it knows them, but they give no access to this endpoint: check their permissions)"
+                         if status == 403 and credentials != "request" else "")
+            return LoadError(f"The API rejected the {credentials} (HTTP {status}) for {where}{forbidden}.",
+                             guidance=guidance + cookies, resource=resource, status=status)
         url = redactor(failed.url) if failed is not None and failed.url else request
         if status in (404, 410) and resource in stats.children:
             return LoadError(
@@ -270,9 +271,9 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             f"{where[0].upper() + where[1:]} got a response that is not valid JSON on {request} "
             f"({type(decode).__name__}: {_short(redactor(str(decode)))}{body_shown(decode, redactor)}); nothing from "
             "this run was committed.",
-            guidance="The server answered with something else than the API's JSON: an HTML error page, a proxy "
-            "or login page, or a body cut off in transit. Check client.base_url and the endpoint path, "
-            "then run the load again.",
+            guidance=getattr(decode, "guidance", None) or "The server answered with something else than the API's "
+            "JSON: an HTML error page, a proxy or login page, or a body cut off in transit. Check client.base_url and "
+            "the endpoint path, then run the load again.",
             resource=resource, request=request)
 
     missing = next((e for e in causes(error) if seam.is_missing_config(e)), None)
@@ -364,14 +365,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     text = _short(redactor(str(root)))
     if text.rstrip().endswith(":") and not str(chain[-1]).strip():
         text = f"{text.rstrip()} {type(chain[-1]).__name__}"  # "... caused an exception:" and a bare StopIteration
-    if isinstance(root, incremental[0]):
-        # dlt's text for arrow tables (the kit's fast path) speaks of columns and nested paths
-        return LoadError(
-            f"{where[0].upper() + where[1:]}: the API's records have no field {getattr(root, 'json_path', '?')!r}, "
-            "which the incremental's cursor_path names; nothing from this run was committed.",
-            guidance="Name the field as the API sends it in its records (it may differ from the column name in the "
-            "database); if only some records lack it, set incremental.on_cursor_value_missing to 'include' or "
-            "'exclude'.", resource=resource)
+    if isinstance(root, incremental[0]) or isinstance(root, incremental[2]):
+        return cursor_failure(root, where, resource, missing=isinstance(root, incremental[0]))
     # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
     # where Python says "int too large to convert to C long"
     if "exceeds 64-bit range" in text or (isinstance(root, OverflowError) and "too large to convert" in text):
