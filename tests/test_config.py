@@ -43,9 +43,13 @@ def second_resource(c: dict[str, Any], **resource: Any) -> None:
     c["resources"].append(resource)
 
 
-def _timestamp_cursor(c: dict[str, Any], **values: Any) -> None:
-    endpoint(c)["incremental"] = {"cursor_path": "updated_at", "start_param": "updated_since",
-                                  "initial_value": "2025-01-01T00:00:00Z", **values}
+def _timestamp_cursor(c: dict[str, Any], defaults: bool = False, **values: Any) -> None:
+    block = {"cursor_path": "updated_at", "start_param": "updated_since", "initial_value": "2025-01-01T00:00:00Z",
+             **values}
+    if defaults:
+        c["resource_defaults"]["endpoint"] = {"incremental": block}
+    else:
+        endpoint(c)["incremental"] = block
     c["resources"][0]["columns"] = {"updated_at": {"data_type": "timestamp"}}
 
 
@@ -91,6 +95,9 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"expected an ISO 8601 timestamp"),
     ("a timestamp cursor ending at no timestamp", edited(lambda c: _timestamp_cursor(c, end_value="01/02/2025")),
      ConfigError, r"^resources\[0\]\.endpoint\.incremental\.end_value: got '01/02/2025', which is no timestamp"),
+    ("a timestamp cursor of resource_defaults starting from no timestamp", edited(lambda c: _timestamp_cursor(
+        c, initial_value="soon", defaults=True)), ConfigError,
+     r"^resource_defaults\.endpoint\.incremental\.initial_value: got 'soon', which is no timestamp"),
     ("base_url not str", edited(lambda c: c["client"].update(base_url=8080)), ConfigError,
      r"^client\.base_url: got 8080 \(int\); expected a string"),
     ("missing resources", edited(lambda c: c.pop("resources")), ConfigError,
