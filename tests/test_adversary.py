@@ -820,6 +820,26 @@ def test_a_link_planted_at_the_lock_by_file_is_not_followed(api, watch, tmp_path
         planted.unlink()
     assert victim.read_text() == "precious"
     assert table() == served(api)
+    assert "through another name (a hard link) are not kept apart from this one" in watch.log.getvalue()
+
+
+def test_the_lock_by_file_is_removed_when_the_load_ends_and_loads_by_two_names_still_take_turns(api, watch):
+    """One lock file a database stayed in the shared folder for good (helper-117). Removed on release, a load waiting
+    on the removed file must lock the name's new one, not hold a lock no later load sees."""
+    from analytics_kit.store import lock
+
+    duckdb.connect("analytics.duckdb").close()
+    os.link("analytics.duckdb", "other_name.duckdb")
+    lock_file = lock._file_lock(Path("analytics.duckdb"))
+    config = config_for(api)
+    for round_ in range(4):
+        api.update_record(round_ + 1, value=float(-round_))
+        names = ["analytics.duckdb", "other_name.duckdb"][:: 1 if round_ % 2 else -1]
+        pair = [child(config, name, 60) for name in names]
+        outcomes = [finish(p, watch) for p in pair]
+        assert [code for code, _, _ in outcomes] == [0, 0], outcomes
+        assert table() == served(api), f"round {round_}"
+        assert not lock_file.exists()
 
 
 def test_two_loads_started_together_take_turns_and_end_equal_to_the_api(api, watch):

@@ -169,7 +169,7 @@ def test_a_failed_first_load_leaves_a_file_the_readers_call_empty(tmp_path, monk
 
 
 @pytest.mark.parametrize("damage", ["cut in half", "header overwritten"])
-def test_a_damaged_file_is_named_damaged_by_the_load_and_the_readers(loaded, config, damage):
+def test_a_damaged_file_is_named_damaged_by_the_load_and_the_readers(loaded, config, damage, caplog):
     """DuckDB's "Could not read enough bytes" came with "Fix the cause and run the load again. Nothing is lost" and the
     readers' "Pass the DuckDB file a load wrote": neither any run could follow (helper-116)."""
     data = loaded.read_bytes()
@@ -182,6 +182,8 @@ def test_a_damaged_file_is_named_damaged_by_the_load_and_the_readers(loaded, con
         assert re.search(rf"^The load stopped: {re.escape(str(loaded))} {said}; this load changed nothing in it\.$",
                          caught.value.message), caught.value.message
         assert "Restore it from a backup" in caught.value.guidance and "Nothing is lost" not in str(caught.value)
+        # not first "restored from the database", which cannot be read (helper-117)
+        assert "could not be read" not in caplog.text, caplog.text
     failed = []
     # what a reader needs of a file cut short may still be there (its catalog): those answer
     whole_table = "SELECT sum(hash(id, customer_id, properties)) FROM events"
@@ -356,7 +358,7 @@ def test_a_duckdb_file_of_ones_own_is_read_as_it_is(tmp_path):
 
 @pytest.mark.parametrize("spoil, says", [
     ("the lock a folder", r"analytics\.duckdb\.state/load\.lock is a folder where the kit keeps a file"),
-    ("the working folder a link to itself", r"analytics\.duckdb\.state is in the way \(a link to nowhere"),
+    ("the working folder a link to itself", r"analytics\.duckdb\.state is a link that leads back to itself"),
     ("a read-only disk", r"analytics\.duckdb\.state/load\.lock is on a read-only file system"),
 ])
 def test_a_folder_the_load_cannot_write_is_named_with_what_is_wrong(loaded, config, spoil, says):

@@ -53,7 +53,7 @@ _FOLDER_FAULTS = {
     errno.EISDIR: "is a folder where the kit keeps a file",
     errno.ENOTDIR: "has a file where the kit keeps a folder",
     errno.ELOOP: "is a link that leads back to itself",
-    errno.EEXIST: "is in the way (a link to nowhere, or a file where a folder is due)",
+    errno.EEXIST: "is in the way (a file where a folder is due)",
     errno.ENAMETOOLONG: "has a name longer than the file system allows",
 }
 
@@ -68,7 +68,11 @@ def unwritable(error: BaseException, database: str, workdir: str | None) -> tupl
                for p in ours):
         return None  # another file (a certificate, a config file): the failure's own words say it better
     folder = workdir or "the folder beside it"
-    return (f"{where} {_FOLDER_FAULTS[error.errno]}",
+    fault = _FOLDER_FAULTS[error.errno]
+    if error.errno == errno.EEXIST and os.path.islink(where) and not os.path.exists(where):
+        fault = _FOLDER_FAULTS[errno.ELOOP] if os.path.realpath(where) == os.path.abspath(where) else \
+            "is a link to nowhere"  # mkdir on a link says only "File exists" (helper-117)
+    return (f"{where} {fault}",
             f"The load keeps its working files in {folder}: make that folder and the database's writable and remove "
             f"what is in the way (the working folder may be deleted: the next load rebuilds it from the database), "
             "or pass database= a file in a folder you can write.")

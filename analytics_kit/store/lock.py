@@ -17,6 +17,7 @@ exists also holds a lock named after the file itself (its device and inode), in 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -55,9 +56,10 @@ def load_lock(folder: Path, wait: float, label: str, on_wait: Callable[[str], No
             try:
                 # only a load through another name waits here: one through this name waited above
                 held.enter_context(_held(by_file, deadline, wait, f"{label} under another name (a hard link to it)",
-                                         on_wait))
+                                         on_wait, removed=True))
             except OSError as error:  # a link or a folder planted under its name: the lock by name stands alone
-                logger.debug("no lock by file for %s: %s", database, error)
+                logger.warning("Loads of %s through another name (a hard link) are not kept apart from this one: "
+                               "its lock %s cannot be used (%s).", database, by_file, error)
         yield
 
 
@@ -86,22 +88,50 @@ def _file_lock(database: Path) -> Path | None:
 
 
 @contextmanager
-def _held(path: Path, deadline: float, wait: float, label: str,
-          on_wait: Callable[[str], None] | None) -> Iterator[None]:
+def _held(path: Path, deadline: float, wait: float, label: str, on_wait: Callable[[str], None] | None, *,
+          removed: bool = False) -> Iterator[None]:
+    """Holds the lock file at ``path``; ``removed``: it is removed on release (the lock by file: one a database,
+    which kept every one of them for good in the shared folder, helper-117), so a lock is taken only on the file the
+    name still holds."""
+    fd = _locked(path, deadline, wait, label, on_wait, removed)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    except PermissionError:  # another user's lock file: it locks read-only all the same, and names no holder
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        _acquire(fd, deadline, wait, label, on_wait)
-        try:
-            _name_holder(fd, f"{os.getpid()}\n")
-            yield
-        finally:
-            _name_holder(fd, "")
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        _name_holder(fd, f"{os.getpid()}\n")
+        yield
     finally:
-        os.close(fd)
+        try:
+            _name_holder(fd, "")
+            if removed and _same(path, fd):
+                with contextlib.suppress(OSError):  # another user's file in the sticky folder stays
+                    os.unlink(path)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _locked(path: Path, deadline: float, wait: float, label: str, on_wait: Callable[[str], None] | None,
+            removed: bool) -> int:
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except PermissionError:  # another user's lock file: it locks read-only all the same, and names no holder
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            _acquire(fd, deadline, wait, label, on_wait)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not removed or _same(path, fd):
+            return fd
+        os.close(fd)  # its holder removed it while this load waited: the name holds a new file now
+
+
+def _same(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open at ``fd``."""
+    try:
+        named, held = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _name_holder(fd: int, text: str) -> None:

@@ -18,7 +18,9 @@ from typing import Any, Collection
 from dlt import Pipeline
 
 from analytics_kit import seam
+from analytics_kit.errors import causes
 from analytics_kit.interrupts import is_interrupt, note_if_interrupt
+from analytics_kit.store.file_faults import unreadable
 from analytics_kit.seam import nested_tables
 from analytics_kit.store.kept_aside import KEPT_TABLE, bookkeeping, settle
 from analytics_kit.store.load_log import drop_uncommitted
@@ -124,7 +126,8 @@ def _is_committed_or_false(pipeline: Pipeline, client: Any, tables: set[tuple[st
     try:
         return _is_committed(pipeline, client, tables)
     except Exception as error:  # noqa: BLE001 - an unreadable local schema: restore it
-        if is_interrupt(error):
+        # an interrupt, or a database DuckDB cannot read: nothing to restore from (its error names it, helper-117)
+        if is_interrupt(error) or any(unreadable(cause, "") for cause in causes(error)):
             raise
         logger.warning("The local pipeline state could not be read (%s: %s); it is restored from the database.",
                        type(error).__name__, str(error)[:200])
