@@ -386,6 +386,32 @@ def test_a_folder_the_load_cannot_write_is_named_with_what_is_wrong(loaded, conf
     assert "OSError" not in str(caught.value) and ak.query("SELECT count(*) AS n FROM events").n[0] == before
 
 
+@pytest.mark.parametrize("sql, says", [
+    ("USE memory; DETACH analytics; ATTACH '{path}' AS again; DROP TABLE again.customers; SELECT 1",
+     "ATTACH and DETACH are not run"),
+    ("USE memory; DETACH analytics; COPY (SELECT 'x') TO '{path}' (FORMAT csv); SELECT 1", "DETACH is not run"),
+    ("COPY events TO '{folder}/copied.parquet'", "file system operations are disabled"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
+    ("SELECT * FROM read_parquet('{folder}/*.parquet')", "file system operations are disabled"),
+    ("LOAD '{folder}/not_there.duckdb_extension'", "read {loaded} and nothing else"),  # no INSTALL: network
+    ("SET enable_external_access = true; SELECT 1", "the configuration has been locked"),
+])
+def test_a_readers_sql_reads_the_file_and_nothing_else(loaded, sql, says):
+    """The readers attach the file read-only to a database in memory: SQL detached it and attached it again writable
+    (a table dropped), wrote other files (COPY TO), read any (/etc/passwd) and asked the network for extensions
+    (helper-118)."""
+    before = loaded.read_bytes()
+    sql, says = sql.format(path=loaded, folder=loaded.parent), says.format(loaded=loaded)
+    with pytest.raises(ak.QueryError) as caught:
+        ak.query(sql)
+    assert says in str(caught.value), str(caught.value)
+    result = kit("query", sql)
+    assert result.returncode == 1 and says in result.stderr and "Traceback" not in result.stderr, result
+    assert loaded.read_bytes() == before and not (loaded.parent / "copied.parquet").exists()
+    assert sorted(ak.tables().table) == ["customers", "events"]
+    assert ak.query("SELECT count(*) AS n FROM analytics.events").n[0] == 250  # the readers read as before
+
+
 @pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
 def test_empty_sql_is_a_query_error(loaded, sql):
     with pytest.raises(ak.QueryError, match="returns no rows to read"):

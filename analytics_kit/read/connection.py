@@ -175,6 +175,11 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
                 "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = ? AND schema_name = ?",
                 [READER_CATALOG, dataset]).fetchone()[0]:
             con.execute(f'USE "{READER_CATALOG}"."{dataset}"')
+        # the file alone: a reader's SQL wrote other files (COPY TO), read any (read_csv('/etc/passwd')), fetched
+        # extensions (INSTALL), and, its file DETACHed and ATTACHed again, dropped tables (helper-118); what DuckDB
+        # still allows of the file itself, ATTACH and DETACH, are refused before they run (``reads_only``)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
         yield con
     finally:
         con.close()
@@ -195,6 +200,24 @@ def require_loaded(database: object = None, dataset: str | None = None, destinat
             raise empty_file(con, str(target.database), target.dataset)
 
 
+_ELSEWHERE = ("ATTACH", "DETACH")  # the statements that reach past the file the reader attached
+
+
+def reads_only(sql: str, label: str) -> None:
+    """Refuses SQL that would DETACH the file or ATTACH one (the file itself again, writable): the readers read the
+    file and nothing else. SQL that does not parse is left to DuckDB's own message."""
+    try:
+        kinds = {statement.type.name for statement in duckdb.extract_statements(sql)}
+    except duckdb.Error:
+        return
+    refused = sorted(kinds & set(_ELSEWHERE))
+    if refused:
+        raise QueryError(f"The readers read {label} and nothing else: {' and '.join(refused)} "
+                         f"{'are' if len(refused) > 1 else 'is'} not run.",
+                         guidance="Query the file's tables by name (events, or analytics.events); to work with other "
+                         "DuckDB files, open them with duckdb yourself (duckdb.connect(path)).", database=label)
+
+
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -206,6 +229,10 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
     if fault is not None:  # a file cut short or damaged fails in the read of its blocks, not at its open
         return QueryError(f"{fault[0]}.", guidance=fault[1], database=label)
     text = str(error).strip()
+    if isinstance(error, duckdb.PermissionException) and "configuration" in text:  # see _connected
+        return QueryError(f"The readers read {label} and nothing else: {_first_line(error)}.",
+                          guidance="Read or write other files, or load extensions, with duckdb yourself: "
+                          "duckdb.sql(\"SELECT * FROM 'my.csv'\").df().", database=label)
     head, _, rest = text.partition("\n")
     detail = "\n".join(line for line in rest.splitlines() if line.strip() and not _is_hint(line))
     own_hints = [line.strip() for line in rest.splitlines() if _is_hint(line)]
