@@ -44,25 +44,36 @@ def read_config(path: str | None) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {file} not found", guidance="Check the --config path.")
-    text = file.read_text(encoding="utf-8")
+    kind = file.suffix.lower()  # API.TOML too
+    if kind not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"unknown config file type {file.suffix!r}", guidance="Use .toml, .yaml, .yml or .json.")
     try:
-        if file.suffix == ".toml":
+        text = file.read_text(encoding="utf-8")
+        if kind == ".toml":
             data = tomllib.loads(text)
-        elif file.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif file.suffix == ".json":
+        elif kind == ".json":
             data = json.loads(text)
         else:
-            raise ConfigError(f"unknown config file type {file.suffix!r}", guidance="Use .toml, .yaml, .yml or .json.")
+            data = _yaml(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"{file.name} is not valid {file.suffix[1:].upper()}: {error}", guidance="Fix the file's syntax.") from None
+        raise ConfigError(f"{file.name} is not valid {kind[1:].upper().replace('YML', 'YAML')}: {error}",
+                          guidance="Fix the file's syntax.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file.name} must hold a mapping at the top level", guidance="See the README's config example.")
     return data
+
+
+def _yaml(text: str) -> Any:
+    """The YAML document in ``text``; a syntax error as a ValueError naming where it is, never the line itself:
+    PyYAML quotes the line, and one holding the key printed it in a traceback (helper-118)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"{getattr(error, 'problem', None) or type(error).__name__}{where}") from None
 
 
 def _print_frame(frame: Any) -> None:

@@ -198,6 +198,27 @@ def test_bad_config_file(tmp_path):
     assert result.returncode == 1 and "--config FILE" in result.stderr
 
 
+@pytest.mark.parametrize("name, text, says", [
+    ("bad.yaml", 'client:\n  auth:\n    type: api_key\n    api_key: "s3cr3tKEY-never-shown" x\n',
+     "bad.yaml is not valid YAML: expected <block end>, but found '<scalar>' (line 4, column "),
+    ("tab.yml", "client:\n\tapi_key: s3cr3tKEY-never-shown\n", "tab.yml is not valid YAML: found character '\\t'"),
+    ("bad.json", '{"client": {"api_key": "s3cr3tKEY-never-shown" x}}', "bad.json is not valid JSON: Expecting"),
+])
+def test_a_config_file_that_does_not_parse_is_one_line_without_its_contents(tmp_path, name, text, says):
+    """PyYAML's error quotes the line, and a YAML syntax error was a raw traceback showing the key (helper-118)."""
+    (tmp_path / name).write_text(text)
+    result = kit("load", "--config", str(tmp_path / name))
+    assert result.returncode == 1 and result.stderr.startswith(f"error: {says}"), result.stderr
+    assert "s3cr3tKEY" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_config_files_suffix_in_capitals_is_read(api, config_files, tmp_path):
+    shouting = tmp_path / "API.JSON"
+    shouting.write_text(config_files["json"].read_text())
+    result = kit("load", "--config", str(shouting), "--quiet", env={"API_KEY": api.api_key})
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("command", ["load", "query", "tables", "state", "demo-api", "demo"])
 def test_every_command_has_help(command):
     result = kit(command, "--help")
