@@ -35,6 +35,26 @@ def test_load_help_names_the_environment_it_reads():
         assert name in result.stdout, name
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_demo_api_stops_on_a_signal_while_it_serves(sig):
+    """Its handler set a threading.Event the main thread held the lock of inside wait(): once, the API outlived a
+    SIGINT and two SIGTERMs (helper-118). Signals at many moments, each while requests are being served."""
+    for attempt in range(6):
+        server = subprocess.Popen([str(BIN / "analytics-kit"), "demo-api", "--port", "0", "--api-key", "k" * 12,
+                                   "--events", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            base = server.stdout.readline().split(" serving at ")[1].split(" ")[0]
+            for _ in range(attempt * 3):
+                urllib.request.urlopen(f"{base}/v1/events?api_key={'k' * 12}&limit=100", timeout=10).read()
+            time.sleep(0.013 * attempt)  # somewhere else in the 0.1 s poll each time
+            server.send_signal(sig)
+            assert server.wait(timeout=10) == 0, server.stderr.read()
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+
 def test_demo_api_help_names_the_command_the_user_typed():
     result = kit("demo-api", "--help")
     assert result.returncode == 0

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from analytics_kit.demo.api import KEY_ENV, serve
 
@@ -49,14 +50,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         print(f"error: cannot start the demo API: {e}", file=sys.stderr)
         return 2
-    stop = threading.Event()
+    # A list, not a threading.Event: a handler that set the Event while the main thread held its lock inside
+    # wait() waited on that lock for ever, and the API outlived SIGINT and SIGTERM (helper-118)
+    stop: list[str] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda number, _frame: stop.append(signal.Signals(number).name))
     if args.exit_on_stdin_eof:
         def watch() -> None:
             while sys.stdin.buffer.read1(4096):
                 pass
-            stop.set()
+            stop.append("stdin closed")
         threading.Thread(target=watch, daemon=True).start()
     with api:
         print(f"Demo analytics API serving at {api.base_url} (resources: /v1/events, "
@@ -65,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"Demo API key (throwaway, generated for this run): {api.api_key}", flush=True)
         if not args.exit_on_stdin_eof:
             print("Press Ctrl-C to stop.", flush=True)
-        while not stop.wait(0.1):
-            pass
+        while not stop:
+            time.sleep(0.1)
     return 0
 
 
