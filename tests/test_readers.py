@@ -102,10 +102,19 @@ def test_demo_with_another_file_name_runs_to_the_end_and_prints_a_cli_command_th
     assert "4. events per type" in result.stdout
     command = result.stdout.split("Ad-hoc SQL: ", 1)[1].strip()
     args = shlex.split(command)
-    assert args[0] == ".venv/bin/duckdb"
-    cli = subprocess.run([str(BIN / "duckdb"), *args[1:]], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    # the CLI beside the kit's Python, by a path that works from this folder (not .venv/bin/duckdb: helper-118)
+    assert args[0] == str(BIN / "duckdb") and "SET TimeZone = 'UTC'" in command, command
+    cli = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert re.search(r"\b30[0-9]\b", cli.stdout), cli.stdout  # 300 events and the few the demo adds
+    # the same SQL, the same answer: the CLI in UTC, as the kit's readers, whatever the machine's zone
+    day = "SELECT min(timestamp)::DATE::VARCHAR AS d FROM analytics.events"
+    kit_day = ak.query(day, database=str(tmp_path / "mydata.duckdb")).d[0]
+    cli, *rest = shlex.split(command.replace("SELECT count(*) FROM analytics.events", day))
+    cli_day = subprocess.run([cli, "-csv", *rest],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                             env={**os.environ, "TZ": "America/Los_Angeles"})
+    assert cli_day.stdout.split() == ["d", kit_day], (cli_day.stdout, cli_day.stderr)
 
 
 def test_a_dataset_named_analytics_is_refused_in_any_file(api, config):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -61,13 +62,26 @@ def duckdb_command(database: str | Path, sql: str = "SELECT count(*) FROM analyt
     The CLI names a file's catalog after the file, so ``analytics.events`` works as is in
     ``analytics.duckdb`` only; any other file is attached under the name ``analytics``.
     """
-    shown = _shown(database)
+    shown, cli = _shown(database), _cli()
+    # in UTC, as the kit's readers: a date cut from a timestamp fell on another day in the CLI's local zone
     if Path(shown).stem == READER_CATALOG:
-        return f'.venv/bin/duckdb -readonly {shlex.quote(shown)} -c "{sql}"'
-    attach = "ATTACH '" + shown.replace("'", "''") + f"' AS {READER_CATALOG} (READ_ONLY); USE {READER_CATALOG}"
+        return f'{cli} -readonly {shlex.quote(shown)} -cmd "SET TimeZone = \'UTC\'" -c "{sql}"'
+    attach = ("SET TimeZone = 'UTC'; ATTACH '" + shown.replace("'", "''") + f"' AS {READER_CATALOG} (READ_ONLY); "
+              f"USE {READER_CATALOG}")
     # double quotes read best; shlex's single quotes only where the shell would change the text
     quoted = f'"{attach}"' if not set(attach) & set('"$`\\!') else shlex.quote(attach)
-    return f'.venv/bin/duckdb -cmd {quoted} -c "{sql}"'
+    return f'{cli} -cmd {quoted} -c "{sql}"'
+
+
+def _cli() -> str:
+    """The project's duckdb CLI (the one beside this Python), as a path that works from here: relative inside the
+    current folder (.venv/bin/duckdb from the project's root), absolute elsewhere (helper-118: the relative one
+    failed from any other folder)."""
+    cli = Path(sys.executable).with_name("duckdb")
+    if not cli.exists():
+        return "duckdb"
+    here = Path.cwd().resolve()
+    return shlex.quote(str(cli.relative_to(here) if cli.is_relative_to(here) else cli))
 
 
 def _shown(database: str | Path) -> str:
