@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help, epilog=epilog,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.set_defaults(handler=handler)
+        # after the command too (analytics-kit load --debug was "unrecognized": helper-118); SUPPRESS keeps the
+        # top-level one's value where the command's is not given
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         return sub
 
     def where(sub: argparse.ArgumentParser) -> None:

@@ -144,6 +144,8 @@ def test_errors_are_one_clear_line_without_a_traceback(api, config_files):
 
     debug = kit("--debug", "load", "--config", str(config_files["json"]))
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+    after = kit("load", "--config", str(config_files["json"]), "--debug")  # was "unrecognized" (helper-118)
+    assert after.returncode == 1 and "Traceback" in after.stderr, after.stderr
 
 
 def test_an_interrupted_load_exits_130_wherever_it_was(api, config_files):
