@@ -260,7 +260,8 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
     except BaseException as error:
         if not is_interrupt(error):  # a KeyboardInterrupt, or one wrapped while a lazy import ran
             raise
-        print("interrupted", file=sys.stderr)
+        said = str(error) if isinstance(error, KeyboardInterrupt) else ""
+        print(f"interrupted: {said}" if said else "interrupted", file=sys.stderr)
         return 130
 
 

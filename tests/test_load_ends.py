@@ -71,9 +71,11 @@ def test_an_interrupt_once_the_load_is_committed_stays_an_interrupt(api, config,
     nothing was committed, would be wrong; the owed bookkeeping is done by the next load."""
     ak.load(config, progress=False)
     monkeypatch.setattr(run_load, "full_refresh_done", _interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as caught:
         ak.load(retyped(config), "full_refresh", progress=False)
     assert len(ak.history()) == 2 and column_types()["value"] == "VARCHAR" and loaded(api) == served(api)
+    # saying so: the command printed a bare "interrupted", read as a load that committed nothing (helper-118)
+    assert str(caught.value).startswith("the load was committed before the interrupt, its rows are in")
 
 
 def test_a_rebuild_whose_mark_cannot_be_removed_reports_the_committed_load_with_a_warning(api, config,
@@ -98,7 +100,8 @@ def test_a_failure_after_the_commit_says_the_load_is_committed(api, config, monk
     with pytest.raises(ak.LoadError) as caught:
         ak.load(config)
     shown = capsys.readouterr()
-    assert "the load is committed, but did not finish" in shown.err + shown.out and "load failed" not in shown.err
+    assert "the load is committed (its rows are in), but did not finish tidying up: the message below says why" in \
+        shown.err + shown.out and "load failed" not in shown.err
     text = str(caught.value)
     assert text.startswith("The load is committed") and "nothing from this run was committed" not in text, text
     assert "No space left on device" in text and api.api_key not in text

@@ -145,7 +145,9 @@ def load(
                 report = _run(target, source, build, mode, replace, stats, lock_timeout)
         except BaseException as error:  # noqa: BLE001 - a failure, or an interrupt before the commit: one LoadError
             if is_interrupt(error) and stats.committed:  # stays one, unwrapped from dlt's (README: "Three limits")
-                raise (error if isinstance(error, KeyboardInterrupt) else KeyboardInterrupt()) from None
+                # saying so: a bare "interrupted" after the commit read as a load that committed nothing (helper-118)
+                raise KeyboardInterrupt("the load was committed before the interrupt, its rows are in; the next "
+                                        "load finishes the tidying up it left") from None
             if not isinstance(error, Exception) and not is_interrupt(error):
                 raise
             failure = (tidying_failed(error, redactor) if stats.committed else

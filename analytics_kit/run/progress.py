@@ -274,7 +274,7 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
     fewer rows were loaded than fetched; how far it got when there is no report."""
     if report is None:
         lines = [f"{r}: {stats.rows[r]:,} rows fetched, {plural(stats.pages.get(r, 0), 'page')}" for r in stats.rows]
-        return lines + ["the load is committed, but did not finish tidying up: the error says what" if stats.committed
+        return lines + ["the load is committed (its rows are in), but did not finish tidying up: the message below says why" if stats.committed
                         else "the load failed: the error says what to do"]
     lines = []
     for table in report.table_names():
