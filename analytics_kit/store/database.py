@@ -246,7 +246,7 @@ def connect_waiting(path: Path, read_only: bool, wait: float, on_wait: Callable[
         if time.monotonic() >= deadline:
             raise error(f"The DuckDB file {path} {held}.", guidance=guidance, database=str(path), holder=holder)
         if not told and on_wait is not None:
-            on_wait(f"{path.name} {held}; waiting up to {wait:g} s")
+            on_wait(f"{path.name} {held}; waiting up to {round(wait, 1):g} s")  # what the load has left: not 2.99982
             told = True
         raise_if_dropped()
         time.sleep(0.1)
