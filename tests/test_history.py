@@ -45,6 +45,10 @@ def test_history_has_one_row_per_load_with_the_reports_numbers(api, config):
     assert history["loaded_at"].is_monotonic_increasing
     assert history["cursor_events_before"].isna().tolist() == [True, False, False]
     assert ak.history(last=1)["load_id"].tolist() == [full.load_id]
+    assert ak.history(last=0).empty
+    for last in (-1, 1.5, True):  # -1 read as "none" without a word (helper-118)
+        with pytest.raises(ak.ConfigError, match=r"^last: got .*; expected a whole number of loads, 0 or more"):
+            ak.history(last=last)
 
 
 def test_history_survives_a_full_refresh_and_counts_retries(api, config):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics_kit.display import missing
-from analytics_kit.errors import arguments_safe
+from analytics_kit.errors import ConfigError, arguments_safe
 from analytics_kit.read.connection import empty_database, require_loaded
 from analytics_kit.read.query import query
 from analytics_kit.store.database import DEFAULT_DATABASE
@@ -93,9 +93,14 @@ def history(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None,
     """
     import pandas as pd
 
+    if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 0):
+        # -1 read as "none" without a word (helper-118)
+        raise ConfigError(f"got {last!r}; expected a whole number of loads, 0 or more", path="last",
+                          guidance="Pass how many of the newest loads to show, e.g. last=5 (--last 5), or leave it "
+                          "out for all of them.")
     records = committed_loads(database, dataset, destination=destination)
     if last is not None:
-        records = records[-int(last):] if int(last) > 0 else []
+        records = records[-last:] if last > 0 else []
     tables = sorted({t for r in records for t in (*r.get("rows"), *r.get("requests"))})
     cursors = sorted({t for r in records for t in (*r.get("cursor_before"), *r.get("cursor_after"))})
     columns: dict[str, list] = {"loaded_at": [r.loaded_at for r in records], "mode": [r.mode for r in records]}
