@@ -80,7 +80,8 @@ def _print_frame(frame: Any) -> None:
     import pandas as pd
 
     with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
-        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+        # an empty result keeps its column names: "(no rows)" alone did not say what was asked (helper-118)
+        print(frame.to_string(index=False) if len(frame) else "  ".join(map(str, frame.columns)) + "\n(no rows)")
 
 
 def cmd_load(args: argparse.Namespace) -> int:

@@ -87,6 +87,8 @@ def test_load_tables_query_state_round_trip(api, config_files):
     assert described.stdout.split()[:3] == ["column", "type", "nullable"]
     query = kit("query", "SELECT count(*) AS n FROM analytics.events")
     assert query.returncode == 0 and query.stdout.split() == ["n", "253"]
+    none = kit("query", "SELECT id, event_type FROM analytics.events WHERE false")  # its columns named (helper-118)
+    assert none.returncode == 0 and none.stdout.splitlines() == ["id  event_type", "(no rows)"], none.stdout
     state = kit("state")
     assert state.returncode == 0 and "events: 20" in state.stdout and "last loads:" in state.stdout
 
