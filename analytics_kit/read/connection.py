@@ -20,6 +20,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -169,6 +171,7 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
             "the file (locks belong to the process), so that a load elsewhere could write under it.",
             guidance="Query through your own connection, or close it first (with duckdb.connect(...) as con: "
             "closes it at the block's end).", database=str(path)) from None
+    spill = tempfile.mkdtemp(prefix="analytics-kit-reader-")  # where DuckDB spills a large result, and nothing else
     try:
         con.execute("SET TimeZone = 'UTC'")
         if dataset != DEFAULT_DATASET and con.execute(
@@ -176,13 +179,17 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
                 [READER_CATALOG, dataset]).fetchone()[0]:
             con.execute(f'USE "{READER_CATALOG}"."{dataset}"')
         # the file alone: a reader's SQL wrote other files (COPY TO), read any (read_csv('/etc/passwd')), fetched
-        # extensions (INSTALL), and, its file DETACHed and ATTACHed again, dropped tables (helper-118); what DuckDB
-        # still allows of the file itself, ATTACH and DETACH, are refused before they run (``reads_only``)
+        # extensions (INSTALL), and, its file DETACHed and ATTACHed again, dropped tables (helper-118). DuckDB still
+        # lets SQL reach the file's own paths and the temporary folder (./.tmp, where an IMPORT DATABASE of files
+        # written there ran an ATTACH unseen: helper-119): the folder is a new empty one of the reader's own, and the
+        # statements that write or attach anything are refused before they run (``reads_only``)
+        con.execute(f"SET temp_directory = {_literal(spill)}")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def require_loaded(database: object = None, dataset: str | None = None, destination: str | None = None) -> None:
@@ -200,22 +207,48 @@ def require_loaded(database: object = None, dataset: str | None = None, destinat
             raise empty_file(con, str(target.database), target.dataset)
 
 
-_ELSEWHERE = ("ATTACH", "DETACH")  # the statements that reach past the file the reader attached
+# The statements that write a file, attach or detach a database, or load an extension: what a reader's SQL could
+# still do to the file's own paths (COPY to its .wal with duckdb 1.4: helper-119) or to where it reaches next
+_ELSEWHERE = {"ATTACH": "ATTACH", "DETACH": "DETACH", "COPY": "COPY", "EXPORT": "EXPORT DATABASE",
+              "LOAD": "INSTALL and LOAD", "EXTENSION": "extension statements", "COPY_DATABASE": "COPY FROM DATABASE",
+              "LOGICAL_PLAN": "a logical plan", "INVALID": "a statement DuckDB cannot name"}
+_IMPORT = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*IMPORT\s+DATABASE\b", re.IGNORECASE | re.DOTALL)
 
 
-def reads_only(sql: str, label: str) -> None:
-    """Refuses SQL that would DETACH the file or ATTACH one (the file itself again, writable): the readers read the
-    file and nothing else. SQL that does not parse is left to DuckDB's own message."""
+def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
+    """Refuses SQL with a statement that writes a file, attaches or detaches a database (the file itself again,
+    writable) or loads an extension: the readers read the file and nothing else. Told apart on the reader's own
+    connection (duckdb 1.4 reads an IMPORT DATABASE's files as it parses it); SQL that does not parse is left to
+    DuckDB's own message, and SQL DuckDB cannot take apart otherwise is refused."""
     try:
-        kinds = {statement.type.name for statement in duckdb.extract_statements(sql)}
-    except duckdb.Error:
+        statements = con.extract_statements(sql)
+        kinds = [statement.type.name for statement in statements]
+    except duckdb.ParserException:
         return
-    refused = sorted(kinds & set(_ELSEWHERE))
+    except Exception as error:  # noqa: BLE001 - a statement type this duckdb cannot name (UPDATE EXTENSIONS), a file
+        raise QueryError(f"The readers read {label} and nothing else, and this SQL could not be told apart into "
+                         f"statements that only read it ({_first_line(error)}).", guidance=_READ_ELSEWHERE,
+                         database=label) from None
+    refused = sorted({_ELSEWHERE[kind] for kind in kinds if kind in _ELSEWHERE} | {
+        "IMPORT DATABASE" for statement in statements if statement.type.name == "PRAGMA"
+        and _IMPORT.match(statement.query)})  # duckdb 2 names an IMPORT a PRAGMA, run as it comes
     if refused:
-        raise QueryError(f"The readers read {label} and nothing else: {' and '.join(refused)} "
-                         f"{'are' if len(refused) > 1 else 'is'} not run.",
-                         guidance="Query the file's tables by name (events, or analytics.events); to work with other "
-                         "DuckDB files, open them with duckdb yourself (duckdb.connect(path)).", database=label)
+        named = ", ".join(refused[:-1]) + " and " + refused[-1] if len(refused) > 1 else refused[0]
+        raise QueryError(f"The readers read {label} and nothing else: {named} {'are' if len(refused) > 1 else 'is'} "
+                         "not run.", guidance=_READ_ELSEWHERE, database=label)
+
+
+_READ_ELSEWHERE = ("Query the file's tables by name (events, or analytics.events), and keep your own tables in memory "
+                   "(CREATE TEMP TABLE). To copy, export or attach, or to use extensions, open the file with duckdb "
+                   "yourself: duckdb.connect(path, read_only=True).")
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(error: BaseException) -> str:
@@ -229,11 +262,23 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
     if fault is not None:  # a file cut short or damaged fails in the read of its blocks, not at its open
         return QueryError(f"{fault[0]}.", guidance=fault[1], database=label)
     text = str(error).strip()
-    if isinstance(error, duckdb.PermissionException) and "configuration" in text:  # see _connected
-        return QueryError(f"The readers read {label} and nothing else: {_first_line(error)}.",
-                          guidance="Read or write other files, or load extensions, with duckdb yourself: "
-                          "duckdb.sql(\"SELECT * FROM 'my.csv'\").df().", database=label)
     head, _, rest = text.partition("\n")
+    lowered = text.lower()
+    extension = re.search(r"automatically install the required extension '(\w+)", text)
+    if (isinstance(error, duckdb.PermissionException) and "configuration" in lowered) or extension:  # see _connected
+        what = (f"the SQL needs DuckDB's {extension.group(1)} extension, which they do not install or load"
+                if extension else _first_line(error))
+        return QueryError(f"The readers read {label} and nothing else: {what}.",
+                          guidance="Read or write other files, or use extensions, with duckdb yourself: "
+                          "duckdb.sql(\"SELECT * FROM 'my.csv'\").df().", database=label)
+    if "attached in read-only mode" in lowered:  # CREATE TABLE t AS ...: the reader's own objects live in memory
+        return QueryError(_sentence(head), guidance="The readers read the file: make tables, views and macros of "
+                          "your own in memory, with CREATE TEMP TABLE (TEMP VIEW, TEMP MACRO), or after USE memory.",
+                          database=label)
+    if "configuration has been locked" in lowered:
+        return QueryError(_sentence(head), guidance="The readers' settings are fixed, UTC among them: convert in "
+                          "the SQL instead, e.g. timezone('Europe/Paris', ts) or ts AT TIME ZONE 'Europe/Paris'.",
+                          database=label)
     detail = "\n".join(line for line in rest.splitlines() if line.strip() and not _is_hint(line))
     own_hints = [line.strip() for line in rest.splitlines() if _is_hint(line)]
     try:

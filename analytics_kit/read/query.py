@@ -92,7 +92,7 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
     """``sql``'s result; with ``warn``, a warning where a killed rebuild left the tables (``warn_if_stopped``)."""
     if target.is_file:
         with connection.connect(target.database, given, target.dataset) as con:
-            connection.reads_only(sql, str(target.database))
+            connection.reads_only(con, sql, str(target.database))
             try:
                 relation = con.sql(sql, params=params)
             except duckdb.Error as error:
