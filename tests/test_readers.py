@@ -417,6 +417,14 @@ _IMPORTED = r"(IMPORT DATABASE is not run|could not be told apart .*file system 
     ("/* a comment */ import database '{folder}'", _IMPORTED),
     ("COPY (SELECT 1 AS a) TO '{path}.wal' (FORMAT csv, USE_TMP_FILE false); SELECT 1", "COPY is not run"),
     ("SELECT * FROM glob('.tmp/*')", "file system operations are disabled"),
+    # COPY inside PREPARE, its path a parameter; PRAGMA import_database running files written to the spill folder
+    # (helper-120: both overwrote the file)
+    ("SET VARIABLE f = (SELECT path FROM duckdb_databases() WHERE database_name = 'analytics'); PREPARE w AS COPY "
+     "(SELECT 42 AS x) TO ? (FORMAT csv, USE_TMP_FILE false); EXECUTE w(getvariable('f')); SELECT 1",
+     "EXECUTE and PREPARE are not run"),
+    ("PRAGMA import_database(current_setting('temp_directory')); SELECT 1",
+     r"(PRAGMA import_database is not run|could not be told apart)"),
+    ("CALL checkpoint()", "CALL is not run"),
 ])
 def test_a_readers_sql_reads_the_file_and_nothing_else(loaded, sql, says):
     """The readers attach the file read-only to a database in memory: SQL detached it and attached it again writable

@@ -184,6 +184,9 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
         # written there ran an ATTACH unseen: helper-119): the folder is a new empty one of the reader's own, and the
         # statements that write or attach anything are refused before they run (``reads_only``)
         con.execute(f"SET temp_directory = {_literal(spill)}")
+        # duckdb 1.4 installs (downloads) a known extension a statement needs, external access or not (helper-120)
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con
@@ -207,40 +210,56 @@ def require_loaded(database: object = None, dataset: str | None = None, destinat
             raise empty_file(con, str(target.database), target.dataset)
 
 
-# The statements that write a file, attach or detach a database, or load an extension: what a reader's SQL could
-# still do to the file's own paths (COPY to its .wal with duckdb 1.4: helper-119) or to where it reaches next
-_ELSEWHERE = {"ATTACH": "ATTACH", "DETACH": "DETACH", "COPY": "COPY", "EXPORT": "EXPORT DATABASE",
-              "LOAD": "INSTALL and LOAD", "EXTENSION": "extension statements", "COPY_DATABASE": "COPY FROM DATABASE",
-              "LOGICAL_PLAN": "a logical plan", "INVALID": "a statement DuckDB cannot name"}
-_IMPORT = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*IMPORT\s+DATABASE\b", re.IGNORECASE | re.DOTALL)
+# What a reader's SQL may run: reads, and objects of its own in memory (the file is attached read-only). Anything
+# else is refused before it runs: a list of what to refuse was got around twice, by COPY inside PREPARE and by
+# PRAGMA import_database running files written to the spill folder, both ending in the file overwritten
+# (helper-119, helper-120)
+_READS = {"SELECT", "EXPLAIN", "CREATE", "INSERT", "UPDATE", "DELETE", "MERGE_INTO", "DROP", "ALTER", "TRANSACTION",
+          "VARIABLE_SET", "SET", "CREATE_FUNC", "MULTI", "ANALYZE", "VACUUM"}
+_PRAGMAS = {"table_info", "show_tables", "show_tables_expanded", "show", "database_size", "storage_info", "version",
+            "platform", "functions", "collations", "database_list", "metadata_info", "user_agent"}
+_NAMED = {"COPY": "COPY", "EXPORT": "EXPORT DATABASE", "LOAD": "INSTALL and LOAD", "PREPARE": "PREPARE",
+          "COPY_DATABASE": "COPY FROM DATABASE", "EXECUTE": "EXECUTE", "CALL": "CALL", "ATTACH": "ATTACH",
+          "DETACH": "DETACH"}
+_PRAGMA = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(PRAGMA\s+(\w+)|IMPORT\s+DATABASE)\b",
+                     re.IGNORECASE | re.DOTALL)
 
 
 def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
-    """Refuses SQL with a statement that writes a file, attaches or detaches a database (the file itself again,
-    writable) or loads an extension: the readers read the file and nothing else. Told apart on the reader's own
+    """Refuses SQL with a statement other than a read or an object of the reader's own in memory (``_READS``, and
+    PRAGMAs that only tell: ``_PRAGMAS``): the readers read the file and nothing else. Told apart on the reader's own
     connection (duckdb 1.4 reads an IMPORT DATABASE's files as it parses it); SQL that does not parse is left to
     DuckDB's own message, and SQL DuckDB cannot take apart otherwise is refused."""
     try:
         statements = con.extract_statements(sql)
-        kinds = [statement.type.name for statement in statements]
+        kinds = [(statement.type.name, statement.query) for statement in statements]
     except duckdb.ParserException:
         return
     except Exception as error:  # noqa: BLE001 - a statement type this duckdb cannot name (UPDATE EXTENSIONS), a file
         raise QueryError(f"The readers read {label} and nothing else, and this SQL could not be told apart into "
                          f"statements that only read it ({_first_line(error)}).", guidance=_READ_ELSEWHERE,
                          database=label) from None
-    refused = sorted({_ELSEWHERE[kind] for kind in kinds if kind in _ELSEWHERE} | {
-        "IMPORT DATABASE" for statement in statements if statement.type.name == "PRAGMA"
-        and _IMPORT.match(statement.query)})  # duckdb 2 names an IMPORT a PRAGMA, run as it comes
+    refused = sorted({_refused(kind, text) for kind, text in kinds} - {None})
     if refused:
         named = ", ".join(refused[:-1]) + " and " + refused[-1] if len(refused) > 1 else refused[0]
         raise QueryError(f"The readers read {label} and nothing else: {named} {'are' if len(refused) > 1 else 'is'} "
                          "not run.", guidance=_READ_ELSEWHERE, database=label)
 
 
-_READ_ELSEWHERE = ("Query the file's tables by name (events, or analytics.events), and keep your own tables in memory "
-                   "(CREATE TEMP TABLE). To copy, export or attach, or to use extensions, open the file with duckdb "
-                   "yourself: duckdb.connect(path, read_only=True).")
+def _refused(kind: str, text: str) -> str | None:
+    """How a message names a statement the readers do not run; None for one they run."""
+    if kind == "PRAGMA":  # duckdb 2 names IMPORT DATABASE and COPY FROM DATABASE a PRAGMA, and runs them as they come
+        found = _PRAGMA.match(text)
+        if found and found.group(2) and found.group(2).lower() in _PRAGMAS:
+            return None
+        return f"PRAGMA {found.group(2)}" if found and found.group(2) else "IMPORT DATABASE" if found else \
+            "COPY FROM DATABASE"
+    return None if kind in _READS else _NAMED.get(kind, f"a statement of type {kind}")
+
+
+_READ_ELSEWHERE = ("Query the file's tables by name (events, or analytics.events), keep your own tables in memory "
+                   "(CREATE TEMP TABLE), and pass values with params= rather than PREPARE. To copy, export or attach, "
+                   "or to use extensions, open the file with duckdb yourself: duckdb.connect(path, read_only=True).")
 
 
 def _sentence(text: str) -> str:
@@ -264,7 +283,7 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
     text = str(error).strip()
     head, _, rest = text.partition("\n")
     lowered = text.lower()
-    extension = re.search(r"automatically install the required extension '(\w+)", text)
+    extension = re.search(r"(?:automatically install the required extension '|, but it exists in the )(\w+)", text)
     if (isinstance(error, duckdb.PermissionException) and "configuration" in lowered) or extension:  # see _connected
         what = (f"the SQL needs DuckDB's {extension.group(1)} extension, which they do not install or load"
                 if extension else _first_line(error))
@@ -276,8 +295,9 @@ def sql_error(error: duckdb.Error, con: duckdb.DuckDBPyConnection, label: str, s
                           "your own in memory, with CREATE TEMP TABLE (TEMP VIEW, TEMP MACRO), or after USE memory.",
                           database=label)
     if "configuration has been locked" in lowered:
-        return QueryError(_sentence(head), guidance="The readers' settings are fixed, UTC among them: convert in "
-                          "the SQL instead, e.g. timezone('Europe/Paris', ts) or ts AT TIME ZONE 'Europe/Paris'.",
+        zone = ": convert in the SQL instead, e.g. timezone('Europe/Paris', ts) or ts AT TIME ZONE 'Europe/Paris'" \
+            if "timezone" in lowered else ""
+        return QueryError(_sentence(head), guidance=f"The readers' settings are fixed, UTC among them{zone}.",
                           database=label)
     detail = "\n".join(line for line in rest.splitlines() if line.strip() and not _is_hint(line))
     own_hints = [line.strip() for line in rest.splitlines() if _is_hint(line)]
