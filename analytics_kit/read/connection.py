@@ -184,6 +184,9 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
         # written there ran an ATTACH unseen: helper-119): the folder is a new empty one of the reader's own, and the
         # statements that write or attach anything are refused before they run (``reads_only``)
         con.execute(f"SET temp_directory = {_literal(spill)}")
+        # secrets are files too: duckdb 1.4 wrote a persistent one wherever its name led and read ~/.duckdb's
+        con.execute("SET allow_persistent_secrets = false")
+        con.execute(f"SET secret_directory = {_literal(spill)}")
         # duckdb 1.4 installs (downloads) a known extension a statement needs, external access or not (helper-120)
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
@@ -221,40 +224,64 @@ _PRAGMAS = {"table_info", "show_tables", "show_tables_expanded", "show", "databa
 _NAMED = {"COPY": "COPY", "EXPORT": "EXPORT DATABASE", "LOAD": "INSTALL and LOAD", "PREPARE": "PREPARE",
           "COPY_DATABASE": "COPY FROM DATABASE", "EXECUTE": "EXECUTE", "CALL": "CALL", "ATTACH": "ATTACH",
           "DETACH": "DETACH"}
-_PRAGMA = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(PRAGMA\s+(\w+)|IMPORT\s+DATABASE)\b",
-                     re.IGNORECASE | re.DOTALL)
+# Functions that open files (the file itself again among them: a second handle's close drops the reader's lock,
+# helper-121) or change logging (duckdb 1.4 aborted the process on one): refused by name wherever they are called
+_OPENS = re.compile(r"(read_\w+|parquet_\w+|sniff_csv|glob|iceberg_\w+|delta_scan|\w+_scan|enable_logging|"
+                    r"disable_logging|truncate_duckdb_logs)", re.IGNORECASE)
+_WORD = re.compile(r'"(?:[^"]|"")*"|\w+')
 
 
 def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
     """Refuses SQL with a statement other than a read or an object of the reader's own in memory (``_READS``, and
-    PRAGMAs that only tell: ``_PRAGMAS``): the readers read the file and nothing else. Told apart on the reader's own
-    connection (duckdb 1.4 reads an IMPORT DATABASE's files as it parses it); SQL that does not parse is left to
-    DuckDB's own message, and SQL DuckDB cannot take apart otherwise is refused."""
+    PRAGMAs that only tell: ``_PRAGMAS``), or one that calls a function opening files (``_OPENS``) or names a file
+    in its FROM: the readers read the file and nothing else. Told apart on the reader's own connection (duckdb 1.4
+    reads an IMPORT DATABASE's files as it parses it), word by word with DuckDB's own tokenizer (comments nest, and a
+    regex missed a PRAGMA behind one: helper-121); SQL that does not parse is left to DuckDB's own message, and SQL
+    DuckDB cannot take apart otherwise is refused."""
     try:
         statements = con.extract_statements(sql)
-        kinds = [(statement.type.name, statement.query) for statement in statements]
+        kinds = [(statement.type.name, _words(statement.query)) for statement in statements]
     except duckdb.ParserException:
         return
     except Exception as error:  # noqa: BLE001 - a statement type this duckdb cannot name (UPDATE EXTENSIONS), a file
         raise QueryError(f"The readers read {label} and nothing else, and this SQL could not be told apart into "
                          f"statements that only read it ({_first_line(error)}).", guidance=_READ_ELSEWHERE,
                          database=label) from None
-    refused = sorted({_refused(kind, text) for kind, text in kinds} - {None})
+    refused = sorted({_refused(kind, words) for kind, words in kinds} - {None})
     if refused:
         named = ", ".join(refused[:-1]) + " and " + refused[-1] if len(refused) > 1 else refused[0]
         raise QueryError(f"The readers read {label} and nothing else: {named} {'are' if len(refused) > 1 else 'is'} "
                          "not run.", guidance=_READ_ELSEWHERE, database=label)
 
 
-def _refused(kind: str, text: str) -> str | None:
+def _words(text: str) -> list[tuple[str, str]]:
+    """(kind, text) of each token of a statement but comments, as DuckDB's tokenizer reads it; a word unquoted."""
+    tokens = [(start, kind.name) for start, kind in duckdb.tokenize(text) if kind.name != "comment"]
+    words = []
+    for (start, kind), (end, _) in zip(tokens, tokens[1:] + [(len(text), "")]):
+        piece = text[start:end].strip()
+        if kind in ("identifier", "keyword"):
+            found = _WORD.match(piece)
+            piece = found.group(0).strip('"').replace('""', '"') if found else piece
+        words.append((kind, piece))
+    return words
+
+
+def _refused(kind: str, words: list[tuple[str, str]]) -> str | None:
     """How a message names a statement the readers do not run; None for one they run."""
+    texts = [text.lower() for _, text in words]
     if kind == "PRAGMA":  # duckdb 2 names IMPORT DATABASE and COPY FROM DATABASE a PRAGMA, and runs them as they come
-        found = _PRAGMA.match(text)
-        if found and found.group(2) and found.group(2).lower() in _PRAGMAS:
-            return None
-        return f"PRAGMA {found.group(2)}" if found and found.group(2) else "IMPORT DATABASE" if found else \
-            "COPY FROM DATABASE"
-    return None if kind in _READS else _NAMED.get(kind, f"a statement of type {kind}")
+        if texts[:1] == ["pragma"] and len(texts) > 1:
+            return None if texts[1] in _PRAGMAS else f"PRAGMA {texts[1]}"
+        return " ".join(t.upper() for t in texts[:2]) or "this PRAGMA"
+    if kind not in _READS:
+        return _NAMED.get(kind, f"a statement of type {kind}")
+    for (here, text), (after, following) in zip(words, words[1:] + [("", "")]):
+        if here == "identifier" and following == "(" and _OPENS.fullmatch(text):
+            return f"{text.lower()}()"
+        if here == "keyword" and text.lower() in ("from", "join") and after == "string_const":
+            return f"a file named in {text.upper()} ({following})"
+    return None
 
 
 _READ_ELSEWHERE = ("Query the file's tables by name (events, or analytics.events), keep your own tables in memory "
