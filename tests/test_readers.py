@@ -416,7 +416,7 @@ _IMPORTED = r"(IMPORT DATABASE is not run|could not be told apart .*file system 
      r"(COPY, EXPORT DATABASE and IMPORT DATABASE are not run|could not be told apart)"),
     ("/* a comment */ import database '{folder}'", _IMPORTED),
     ("COPY (SELECT 1 AS a) TO '{path}.wal' (FORMAT csv, USE_TMP_FILE false); SELECT 1", "COPY is not run"),
-    ("SELECT * FROM glob('.tmp/*')", "file system operations are disabled"),
+    ("SELECT * FROM glob('.tmp/*')", r"glob\(\) is not run"),
     # COPY inside PREPARE, its path a parameter; PRAGMA import_database running files written to the spill folder
     # (helper-120: both overwrote the file)
     ("SET VARIABLE f = (SELECT path FROM duckdb_databases() WHERE database_name = 'analytics'); PREPARE w AS COPY "
@@ -432,8 +432,14 @@ _IMPORTED = r"(IMPORT DATABASE is not run|could not be told apart .*file system 
     ("SELECT size FROM read_blob('{path}')", r"read_blob\(\) is not run"),
     ("SELECT * FROM '{path}'", "a file named in FROM"),
     ("CREATE PERSISTENT SECRET \"../../../{folder}/evil\" (TYPE http, BEARER_TOKEN 'x'); SELECT 1",
-     "Persistent secrets are disabled"),
+     r"(Persistent secrets are disabled|a file named as a table)"),
     ("SELECT * FROM enable_logging(storage='file', storage_path='{folder}/logs')", r"enable_logging\(\) is not run"),
+    # SQL in a string, a file named as a table, GLOB as a keyword (helper-122)
+    ("SELECT * FROM query('SELECT octet_length(content) n FROM read_blob(''{path}'')')", r"query\(\) is not run"),
+    ("SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+     r"json_execute_serialized_sql\(\) is not run"),
+    ('SELECT count(*) FROM "{path}"', "a file named as a table"),
+    ("SELECT * FROM glob('{path}')", r"glob\(\) is not run"),
 ])
 def test_a_readers_sql_reads_the_file_and_nothing_else(loaded, sql, says):
     """The readers attach the file read-only to a database in memory: SQL detached it and attached it again writable

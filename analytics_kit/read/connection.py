@@ -227,8 +227,12 @@ _NAMED = {"COPY": "COPY", "EXPORT": "EXPORT DATABASE", "LOAD": "INSTALL and LOAD
 # Functions that open files (the file itself again among them: a second handle's close drops the reader's lock,
 # helper-121) or change logging (duckdb 1.4 aborted the process on one): refused by name wherever they are called
 _OPENS = re.compile(r"(read_\w+|parquet_\w+|sniff_csv|glob|iceberg_\w+|delta_scan|\w+_scan|enable_logging|"
-                    r"disable_logging|truncate_duckdb_logs)", re.IGNORECASE)
+                    r"disable_logging|truncate_duckdb_logs|"
+                    # SQL in a string, which no scan of the statement sees (helper-122)
+                    r"query|query_table|json_execute_serialized_sql)", re.IGNORECASE)
 _WORD = re.compile(r'"(?:[^"]|"")*"|\w+')
+_FILE_NAME = re.compile(r"\.(duckdb|db|ddb|csv|tsv|parquet|json|jsonl|ndjson|txt|gz|zst|xlsx|arrow|avro|sqlite)$",
+                        re.IGNORECASE)
 
 
 def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
@@ -277,10 +281,12 @@ def _refused(kind: str, words: list[tuple[str, str]]) -> str | None:
     if kind not in _READS:
         return _NAMED.get(kind, f"a statement of type {kind}")
     for (here, text), (after, following) in zip(words, words[1:] + [("", "")]):
-        if here == "identifier" and following == "(" and _OPENS.fullmatch(text):
+        if here in ("identifier", "keyword") and following == "(" and _OPENS.fullmatch(text):  # GLOB is a keyword
             return f"{text.lower()}()"
         if here == "keyword" and text.lower() in ("from", "join") and after == "string_const":
             return f"a file named in {text.upper()} ({following})"
+        if here == "identifier" and ("/" in text or _FILE_NAME.search(text)):  # duckdb 2 reads FROM "x.duckdb"
+            return f"a file named as a table ({text!r})"
     return None
 
 
