@@ -14,6 +14,7 @@ from analytics_kit.config.guide import guide_config
 from analytics_kit.read.query import query, tables
 from analytics_kit.run.load import load
 from analytics_kit.store.database import DEFAULT_DATABASE, READER_CATALOG, file_paths
+from analytics_kit.store.sql import literal
 
 
 @contextmanager
@@ -66,8 +67,7 @@ def duckdb_command(database: str | Path, sql: str = "SELECT count(*) FROM analyt
     # in UTC, as the kit's readers: a date cut from a timestamp fell on another day in the CLI's local zone
     if Path(shown).stem == READER_CATALOG:
         return f'{cli} -readonly {shlex.quote(shown)} -cmd "SET TimeZone = \'UTC\'" -c "{sql}"'
-    attach = ("SET TimeZone = 'UTC'; ATTACH '" + shown.replace("'", "''") + f"' AS {READER_CATALOG} (READ_ONLY); "
-              f"USE {READER_CATALOG}")
+    attach = f"SET TimeZone = 'UTC'; ATTACH {literal(shown)} AS {READER_CATALOG} (READ_ONLY); USE {READER_CATALOG}"
     # double quotes read best; shlex's single quotes only where the shell would change the text
     quoted = f'"{attach}"' if not set(attach) & set('"$`\\!') else shlex.quote(attach)
     return f'{cli} -cmd {quoted} -c "{sql}"'

@@ -31,6 +31,7 @@ import duckdb
 from analytics_kit.errors import QueryError
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.file_faults import unreadable
+from analytics_kit.store.sql import literal
 from analytics_kit.store.database import (
     DATABASE_ENV,
     DEFAULT_DATABASE,
@@ -183,10 +184,10 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
         # lets SQL reach the file's own paths and the temporary folder (./.tmp, where an IMPORT DATABASE of files
         # written there ran an ATTACH unseen: helper-119): the folder is a new empty one of the reader's own, and the
         # statements that write or attach anything are refused before they run (``reads_only``)
-        con.execute(f"SET temp_directory = {_literal(spill)}")
+        con.execute(f"SET temp_directory = {literal(spill)}")
         # secrets are files too: duckdb 1.4 wrote a persistent one wherever its name led and read ~/.duckdb's
         con.execute("SET allow_persistent_secrets = false")
-        con.execute(f"SET secret_directory = {_literal(spill)}")
+        con.execute(f"SET secret_directory = {literal(spill)}")
         # duckdb 1.4 installs (downloads) a known extension a statement needs, external access or not (helper-120)
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
@@ -297,10 +298,6 @@ _READ_ELSEWHERE = ("Query the file's tables by name (events, or analytics.events
 
 def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else text + "."
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(error: BaseException) -> str:

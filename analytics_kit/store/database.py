@@ -19,6 +19,7 @@ from analytics_kit.errors import ConfigError, KitError, LoadError, QueryError
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.store.duckdb_versions import duckdb_in_use_errors, new_file_config
 from analytics_kit.store.open_here import connections_holding, locked_here, open_here
+from analytics_kit.store.sql import literal
 
 logger = logging.getLogger(__name__)
 
@@ -308,8 +309,7 @@ def _attached(path: Path, catalog: str) -> duckdb.DuckDBPyConnection:
         raise OpenHere(path.name)
     con = duckdb.connect(":memory:")
     try:
-        literal = "'" + str(path).replace("'", "''") + "'"
-        con.execute(f'ATTACH {literal} AS "{catalog}" (READ_ONLY)')
+        con.execute(f'ATTACH {literal(str(path))} AS "{catalog}" (READ_ONLY)')
         con.execute(f'USE "{catalog}"')
     except BaseException:
         con.close()

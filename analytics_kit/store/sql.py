@@ -1,4 +1,4 @@
-"""Identifiers the kit writes into SQL, quoted so that no name can end the quote.
+"""Identifiers and strings the kit writes into SQL, quoted so that no name can end the quote.
 
 Table and schema names come from the database file and from the caller; a name holding a
 double quote could otherwise close the identifier and append statements of its own (a crafted
@@ -16,6 +16,11 @@ def ident(name: str) -> str:
     if not isinstance(name, str) or "\x00" in name:
         raise ValueError(f"not a usable SQL identifier: {name!r}")
     return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """``text`` as a quoted SQL string: ``bob's`` becomes ``'bob''s'``."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def qualified(schema: str, name: str) -> str:
