@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -79,9 +80,13 @@ def _yaml(text: str) -> Any:
 def _print_frame(frame: Any) -> None:
     import pandas as pd
 
+    # in a terminal, columns past its width go on in blocks below (a history was about 230 characters
+    # wide); piped, each row stays on one line for grep and cut
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
         # an empty result keeps its column names: "(no rows)" alone did not say what was asked (helper-118)
-        print(frame.to_string(index=False) if len(frame) else "  ".join(map(str, frame.columns)) + "\n(no rows)")
+        print(frame.to_string(index=False, line_width=width) if len(frame)
+              else "  ".join(map(str, frame.columns)) + "\n(no rows)")
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -144,7 +149,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from analytics_kit.read.history import history
 
     frame = history(database=args.database, dataset=args.dataset, destination=args.destination, last=args.last)
-    frame["loaded_at"] = frame["loaded_at"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    frame["loaded_at"] = frame["loaded_at"].dt.strftime("%Y-%m-%d %H:%M:%SZ")  # UTC, and said so
     _print_frame(frame)
     return 0
 

@@ -157,6 +157,38 @@ def test_schema_is_a_data_dictionary_with_sources_parents_and_a_diagram(api, con
     assert "events__tags (nested in events)" in text
 
 
+def _in_a_terminal(argv: list[str], columns: int) -> str:
+    """What ``argv`` prints with its output on a terminal ``columns`` wide (a pseudo-terminal)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    child = subprocess.Popen(argv, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": str(columns)})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert child.wait(timeout=120) == 0, b"".join(chunks)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_a_wide_table_is_wrapped_to_the_terminal_and_not_when_piped(api, config):
+    ak.load(config, progress=False)
+    ak.load(config, progress=False)
+    shown = _in_a_terminal([str(BIN / "analytics-kit"), "history"], 100)
+    lines = shown.rstrip("\n").splitlines()
+    assert max(map(len, lines)) <= 100, shown
+    assert "cursor_events_after" in shown and len(lines) > 3, shown  # every column, in blocks below
+    piped = subprocess.run([str(BIN / "analytics-kit"), "history"], capture_output=True, text=True, timeout=120)
+    assert len(piped.stdout.splitlines()) == 3 and max(map(len, piped.stdout.splitlines())) > 100
+
+
 def test_history_and_schema_from_the_shell(api, config):
     ak.load(config, progress=False)
     history = subprocess.run([str(BIN / "analytics-kit"), "history"], capture_output=True, text=True, timeout=120)
@@ -164,6 +196,7 @@ def test_history_and_schema_from_the_shell(api, config):
     header, row = history.stdout.splitlines()
     assert header.split()[:6] == ["loaded_at", "mode", "rows", "rows_customers", "rows_events", "requests"]
     assert row.split()[2:7] == ["incremental", "270", "20", "250", "6"]  # events: 3 pages + 2 reads of its newest
+    assert row.split()[1].endswith("Z"), row  # loaded_at is UTC, and says so
     schema = subprocess.run([str(BIN / "analytics-kit"), "schema"], capture_output=True, text=True, timeout=120)
     assert schema.returncode == 0, schema.stderr
     assert schema.stdout.startswith("DataDictionary(2 tables, 20 columns)")
