@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 import analytics_kit as ak
@@ -473,6 +474,24 @@ def test_a_readers_analysis_works_beside_the_lockdown_and_what_it_refuses_says_w
     with pytest.raises(ak.QueryError) as caught:
         ak.query("SET TimeZone = 'Europe/Paris'; SELECT 1")
     assert "AT TIME ZONE" in caught.value.guidance and caught.value.message.endswith(".")
+
+
+def test_intervals_come_back_as_timedeltas(loaded):
+    """An INTERVAL was one DateOffset object a value: no arithmetic, no .dt. A month counts 30 days, as in DuckDB's
+    own .df(); NULL is NaT; an interval beyond a timedelta's range stays as it was rather than wrapping around."""
+    frame = ak.query("SELECT max(timestamp) - min(timestamp) AS span, max(timestamp) AS last, min(timestamp) AS first, "
+                     "age(max(timestamp), min(timestamp)) AS age, INTERVAL 2 MONTH AS months, "
+                     "NULL::INTERVAL AS nothing, -INTERVAL '1 day 2.5 seconds' AS back FROM events")
+    assert all(str(frame.dtypes[c]) == "timedelta64[us]" for c in ("span", "age", "months", "nothing", "back"))
+    assert frame.span[0] == frame["last"][0] - frame["first"][0] and frame.span[0].total_seconds() > 0
+    assert frame.months[0] == pd.Timedelta(days=60) and pd.isna(frame.nothing[0])
+    assert frame.back[0] == -pd.Timedelta(days=1, seconds=2.5)
+    gaps = ak.query("SELECT timestamp - lag(timestamp) OVER (ORDER BY timestamp) AS gap FROM events")
+    assert gaps.gap.isna().sum() == 1 and (gaps.gap.dropna() >= pd.Timedelta(0)).all()
+    assert gaps.gap.dt.total_seconds().sum() == frame.span[0].total_seconds()
+    assert len(ak.query("SELECT INTERVAL 1 DAY AS i FROM range(0)")) == 0
+    huge = ak.query("SELECT to_months(2000000000) AS huge")
+    assert huge.huge[0].months == 2000000000
 
 
 @pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])

@@ -138,7 +138,32 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     database refuses raises ``QueryError`` with its message and the tables there are.
     """
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
-    return table.to_pandas(types_mapper=_nullable())
+    return _timedeltas(table).to_pandas(types_mapper=_nullable())
+
+
+MAX_TIMEDELTA_DAYS = 100_000_000  # about 270,000 years: a timedelta of microseconds in 64 bits holds 106,751,991 days
+
+
+def _timedeltas(table: pa.Table) -> pa.Table:
+    """INTERVAL columns as durations: Arrow hands pandas an interval as one ``DateOffset`` object a value, with
+    which no arithmetic or ``.dt`` works. A month counts 30 days, as in DuckDB's own ``.df()``."""
+    import numpy as np
+
+    for index, field in enumerate(table.schema):
+        if field.type != pa.month_day_nano_interval():
+            continue
+        column = table.column(index).combine_chunks()
+        # the Arrow layout of month_day_nano: int32 months, int32 days, int64 nanoseconds a value
+        parts = np.frombuffer(column.buffers()[1], dtype=[("months", "<i4"), ("days", "<i4"), ("nanos", "<i8")],
+                              count=column.offset + len(column))[column.offset:]
+        days = parts["months"].astype("int64") * 30 + parts["days"]
+        nulls = column.is_null().to_numpy(zero_copy_only=False)
+        if len(days) and np.abs(days[~nulls]).max(initial=0) > MAX_TIMEDELTA_DAYS:
+            continue  # beyond what a timedelta holds: left as DateOffsets, not wrapped around
+        micros = days * 86_400_000_000 + parts["nanos"] // 1000  # DuckDB keeps microseconds
+        durations = pa.array(micros, pa.duration("us"), mask=nulls)
+        table = table.set_column(index, pa.field(field.name, durations.type), durations)
+    return table
 
 
 def _frame(names: list[str], counts: list[int]) -> pd.DataFrame:
