@@ -96,6 +96,20 @@ def test_load_tables_query_state_round_trip(api, config_files):
     assert refresh.returncode == 0 and "mode='full_refresh'" in refresh.stdout
 
 
+def test_the_load_command_says_where_it_wrote_and_what_it_made(api, config_files, tmp_path):
+    """A mistyped path, or an $ANALYTICS_DATABASE left set, made folders and a file without a word."""
+    env = {"API_KEY": api.api_key, "ANALYTICS_DATABASE": str(tmp_path / "typo" / "deep" / "x.duckdb")}
+    first = kit("load", "--quiet", "--config", str(config_files["json"]), env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == f"into {tmp_path / 'typo/deep/x.duckdb'} (a new file; the folder " \
+        f"{tmp_path / 'typo'} is new too)", first.stdout
+    again = kit("load", "--quiet", "--config", str(config_files["json"]), env=env, cwd=tmp_path)
+    assert again.stdout.splitlines()[-1] == f"into {tmp_path / 'typo/deep/x.duckdb'}", again.stdout
+    beside = kit("load", "--quiet", "--config", str(config_files["json"]), "--database", "here.duckdb", env=env,
+                 cwd=tmp_path)
+    assert beside.stdout.splitlines()[-1] == f"into {tmp_path / 'here.duckdb'} (a new file)", beside.stdout
+
+
 def _rows(database: Path) -> dict[str, tuple[list, list]]:
     """Each table's columns and types, and its rows without dlt's per-load ids, in key order."""
     with duckdb.connect(str(database), read_only=True) as con:
