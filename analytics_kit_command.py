@@ -36,7 +36,7 @@ def _pyarrow_without_numpy(argv: list[str]) -> Iterator[bool]:
     numpy uninstalled. Other commands hand pandas frames to pyarrow and import as usual.
     """
     command = next((arg for arg in argv if not arg.startswith("-")), None)  # after --debug, say
-    if command != "load" or "numpy" in sys.modules or "pyarrow" in sys.modules:
+    if command != "load" or "numpy" in sys.modules or "pyarrow" in sys.modules or _pyarrow_needs_numpy():
         yield False
         return
     refuse = _NoNumpy()
@@ -45,6 +45,29 @@ def _pyarrow_without_numpy(argv: list[str]) -> Iterator[bool]:
         yield True
     finally:
         sys.meta_path.remove(refuse)
+
+
+def _pyarrow_needs_numpy() -> bool:
+    """Whether the installed pyarrow requires numpy (pyarrow 16, the oldest the kit supports, fails to import without
+    it: every ``analytics-kit load`` stopped with "numpy is not imported"). Read from its metadata's file, as
+    ``importlib.metadata`` would take 40-60 ms to import and find."""
+    import glob
+    from importlib.util import find_spec
+
+    spec = find_spec("pyarrow")
+    if spec is None or not spec.submodule_search_locations:
+        return True  # not found here: nothing refused, the import says what is missing
+    site = os.path.dirname(list(spec.submodule_search_locations)[0])
+    for metadata in glob.glob(os.path.join(glob.escape(site), "pyarrow-*.dist-info", "METADATA")):
+        with open(metadata, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if not line.strip():
+                    break  # the headers end here
+                name, _, value = line.partition(":")
+                if name.lower() == "requires-dist" and value.strip().lower().startswith("numpy") and "extra" not in value:
+                    return True
+        return False
+    return True  # no metadata to tell: as if it did
 
 
 def start(argv: list[str]) -> Callable[..., None]:
