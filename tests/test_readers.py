@@ -500,6 +500,53 @@ def test_empty_sql_is_a_query_error(loaded, sql):
         ak.query(sql)
 
 
+_PARQUET = b"PAR1" + b"\0" * 60
+_FOREIGN = {"export.csv": (b"id,name\n1,a\n", "a CSV file"), "Rows.JSON": (b'{"id": 1}\n', "a JSON file"),
+            "events.ndjson": (b'{"id": 1}\n', "a JSON file"), "data.tsv": (b"id\tname\n", "a CSV file"),
+            "table.parquet": (_PARQUET, "a Parquet file"), "named.duckdb": (_PARQUET, "a Parquet file"),
+            "export.csv.gz": (b"\x1f\x8b\x08\x00" + b"\0" * 20, "a gzip file")}
+
+
+@pytest.mark.parametrize("name", sorted(_FOREIGN))
+def test_a_data_file_given_as_the_database_is_refused_before_the_api_is_paged(api, config, tmp_path, name):
+    """DuckDB opens an existing CSV, JSON or Parquet file as an in-memory database that reads it: loads "into" one
+    reported their rows and kept none, and the readers said "Cannot launch in-memory database" (helper-125)."""
+    content, kind = _FOREIGN[name]
+    given = tmp_path / name
+    given.write_bytes(content)
+    api.clear_log()
+    with pytest.raises(ak.ConfigError) as caught:
+        ak.load(config, database=given, progress=False)
+    assert caught.value.path == "database" and caught.value.message == (
+        f"database: {str(given)!r} is {kind}, not a DuckDB database: DuckDB would open it as data to read, and what a load "
+        "wrote into it would be lost")
+    assert "a new name such as 'analytics.duckdb'" in caught.value.guidance
+    assert api.requests == [] and given.read_bytes() == content and sorted(tmp_path.iterdir()) == [given]
+    with pytest.raises(ak.ConfigError, match=re.escape(kind)):
+        ak.tables(database=given)
+    result = kit("load", "--quiet", "--database", str(given), env={"ANALYTICS_API_BASE_URL": api.base_url,
+                                                                  "API_KEY": api.api_key})
+    assert result.returncode == 1 and kind in result.stderr and given.read_bytes() == content
+
+
+def test_a_sqlite_file_given_as_the_database_is_refused_by_the_readers_without_an_extension(tmp_path):
+    """DuckDB reads a SQLite file through its sqlite extension, which it tried to download (helper-125)."""
+    given = tmp_path / "app.db"
+    given.write_bytes(b"SQLite format 3\x00" + b"\0" * 100)
+    for read in (ak.tables, ak.state, lambda database: ak.query("SELECT 1", database=database)):
+        with pytest.raises(ak.ConfigError, match="is a SQLite database, not a DuckDB database"):
+            read(database=given)
+    assert not (tmp_path / ".duckdb").exists()
+
+
+def test_a_file_named_like_data_that_a_load_wrote_is_read_as_the_database(api, config, tmp_path):
+    """A new file may be called export.csv: DuckDB makes a database there, and opens it as one afterwards."""
+    given = tmp_path / "export.csv"
+    assert ak.load(config, database=given, progress=False).rows["events"] == 250
+    assert ak.load(config, database=given, progress=False).cursor_before["events"] is not None
+    assert ak.query("SELECT count(*) AS n FROM events", database=given).n[0] == 250
+
+
 def test_a_quote_in_the_database_path_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("API_KEY", "k")
     with pytest.raises(ak.ConfigError, match="single quote") as caught:

@@ -45,6 +45,32 @@ def unreadable(error: BaseException, path: Path | str) -> tuple[str, str] | None
     return None
 
 
+# Files DuckDB opens as something other than a database, where a database is asked for: a CSV, JSON or Parquet file
+# (by its name, compressed or not) as an in-memory database that reads it, so that a load "into" it was thrown away
+# when it closed; a SQLite file through an extension it tries to download (helper-125). Others it refuses itself.
+_FORMATS = ((b"SQLite format 3\x00", "a SQLite database"), (b"PAR1", "a Parquet file"), (b"\x1f\x8b", "a gzip file"),
+            (b"\x28\xb5\x2f\xfd", "a zstd file"), (b"PK\x03\x04", "a zip file (an Excel workbook, perhaps)"))
+_DATA_SUFFIXES = {".csv": "a CSV file", ".tsv": "a CSV file", ".json": "a JSON file", ".jsonl": "a JSON file",
+                  ".ndjson": "a JSON file", ".parquet": "a Parquet file"}
+DUCKDB_MAGIC = b"DUCK"  # at byte 8 of every DuckDB database file
+MAGIC_AT = 8
+
+
+def not_duckdb(path: Path) -> str | None:
+    """What the existing, non-empty file at ``path`` is, where DuckDB would open it as something other than a
+    database; None for a DuckDB file, an empty one (the load makes it anew), one that cannot be read, and any other
+    file (DuckDB's own error names it, damaged or foreign)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+    except OSError:
+        return None
+    if not head or head[MAGIC_AT:MAGIC_AT + len(DUCKDB_MAGIC)] == DUCKDB_MAGIC:
+        return None
+    by_name = next((_DATA_SUFFIXES[s] for s in map(str.lower, path.suffixes) if s in _DATA_SUFFIXES), None)
+    return next((what for magic, what in _FORMATS if head.startswith(magic)), by_name)
+
+
 # errno values that say what is wrong with a folder or file on the load's way, as an OSError names them
 _FOLDER_FAULTS = {
     errno.EROFS: "is on a read-only file system",

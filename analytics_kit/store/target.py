@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from analytics_kit.errors import ConfigError
 from analytics_kit.seam import capabilities_without_resolving, duckdb_destination, known_destinations
 from analytics_kit.store.database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
+from analytics_kit.store.file_faults import not_duckdb
 
 if TYPE_CHECKING:
     from dlt import Pipeline
@@ -168,6 +169,12 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path |
     if parent is not None and not parent.is_dir():
         raise ConfigError(f"the DuckDB file {str(path)!r} cannot be made: {str(parent)!r} is a file, not a folder",
                           path="database", guidance="Pass a path in a folder, e.g. 'analytics.duckdb'.")
+    if path.is_file() and (kind := not_duckdb(path)) is not None:
+        raise ConfigError(f"{str(path)!r} is {kind}, not a DuckDB database: DuckDB would open it as data to read, "
+                          "and what a load wrote into it would be lost", path="database",
+                          guidance="Pass the DuckDB file a load wrote, or a new name such as 'analytics.duckdb'."
+                          + ("" if kind not in ("a CSV file", "a JSON file", "a Parquet file") else " To read this file itself: "
+                             f"duckdb.sql(\"SELECT * FROM '{path.name}'\").df()."))
     if pipelines_dir is not None and pipelines_dir.exists() and not pipelines_dir.is_dir():
         raise ConfigError(f"{str(pipelines_dir)!r}, where the kit keeps the load's working files beside the "
                           "database, is a file", path="database",
