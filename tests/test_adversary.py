@@ -272,6 +272,32 @@ def test_total_pages_capped_below_the_limit_are_refused_not_skipped(api, watch):
     assert table() == served(api)
 
 
+@pytest.mark.parametrize(("cap", "limit"), [(40, 500), (None, 500), (40, 1000)])
+def test_total_pages_capped_below_a_limit_past_the_total_are_refused_not_skipped(api, watch, cap, limit):
+    """A limit at or past the total: the short first page was followed by a request past the total, the offsets
+    between were never asked for, and the load kept the first page with a warning (helper-125). The server clamps
+    limit to 100 by itself: (None, 500) is an API capped at its own maximum."""
+    watch.succeeds(config_for(api, incremental=False))
+    before = table()
+    api.page_cap = cap
+    error = watch.fails(config_for(api, incremental=False, limit=limit, concurrency=1))
+    served_ = cap or 100
+    assert f"returned {served_} record(s) for limit={limit}" in str(error), str(error)
+    assert f"more records after it (GET /v1/events?offset={served_}&" in str(error)
+    assert f"Set the paginator's limit to {served_}" in str(error)
+    assert table() == before
+
+
+def test_total_too_high_after_a_short_last_page_is_checked_once_and_said(api, watch):
+    """The short last page ends before the total: the offsets up to the next page are asked once, and the warning
+    names that request."""
+    api.total = 520
+    report = watch.succeeds(config_for(api, incremental=False, limit=80, concurrency=1))
+    assert table() == served(api)
+    assert any("said total=520 but returned no records after offset 500 (GET /v1/events?offset=500&" in w
+               for w in report.warnings), report.warnings
+
+
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_total_ignored_offset_is_stopped(api, watch, concurrency):
     api.ignore_offset = True

@@ -35,11 +35,11 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 from requests import Session
 
 from analytics_kit import seam
-from analytics_kit.errors import LoadError, tag_request
+from analytics_kit.errors import tag_request
 from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
-from analytics_kit.fetch.page_checks import one_object, page_cap
+from analytics_kit.fetch.page_checks import endless_past_total, listing_gap, one_object, page_cap
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import OneObject, ends_of, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
@@ -303,13 +303,7 @@ class OffsetPass:
                     if pages_past > MAX_PAGES_PAST_TOTAL:
                         beyond = (f"past its first total, {self.first_total}," if self.first_total is not None
                                   else "with no usable total,")
-                        raise LoadError(
-                            f"Resource '{self.owner.resource}': the API kept returning records for "
-                            f"{MAX_PAGES_PAST_TOTAL:,} pages {beyond} up to {page.request}; stopping, so that the "
-                            "load cannot run forever. Nothing from this run was committed.",
-                            guidance="If the API's total is not the number of records, set the paginator's "
-                            "total_path to null and stop_after_empty_page to true; or cap the listing with "
-                            "maximum_offset.", resource=self.owner.resource)
+                        raise endless_past_total(self.owner.resource, MAX_PAGES_PAST_TOTAL, beyond, page.request)
                 yield page
                 previous = page
                 if maximum is not None and page.offset + step >= maximum:
@@ -375,12 +369,7 @@ class OffsetPass:
             return again
         after = pending[0].result() if pending else self.fetch(page.offset + step)
         if after:
-            raise LoadError(
-                f"Resource '{self.owner.resource}': the API returned no records on {page.request}, twice, but "
-                f"records after it on {after.request}; stopping there would skip them, and the listing cannot "
-                "be read past the gap. Nothing from this run was committed.",
-                guidance="Run the load again; if it keeps failing at the same offset, the API's listing has a "
-                "gap there.", resource=self.owner.resource)
+            raise listing_gap(self.owner.resource, page, after)
         return None
 
     def _empty(self, page: Page, short: Page | None, expected: int | None) -> None:
@@ -389,6 +378,13 @@ class OffsetPass:
         end = short.offset + len(short) if short is not None else page.offset
         if self.total is None:
             return
+        if short is not None and expected is not None and end < min(expected + self.paginator.base_index, page.offset):
+            # offsets between the short page's end and this empty one, never asked for: an API serving fewer records
+            # a page than limit holds records there (a limit at or past the total loaded one page, helper-125)
+            probe = self.fetch(end)
+            if probe and not probe.ignored:
+                raise page_cap(self.owner.resource, self.paginator.limit, short, probe)
+            page = probe
         if expected is not None and end < expected + self.paginator.base_index:
             self.owner.warn(f"the API said total={expected} but returned no records after offset {end} "
                             f"({page.request}); loaded the {end:,} it returned")

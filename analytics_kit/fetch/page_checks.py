@@ -93,6 +93,24 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
         "limit, as dlt's own paginator does.", resource=resource)
 
 
+def endless_past_total(resource: str, pages: int, beyond: str, request: str) -> LoadError:
+    """The error for an offset listing that kept returning records far past its total."""
+    return LoadError(
+        f"Resource '{resource}': the API kept returning records for {pages:,} pages {beyond} up to {request}; "
+        "stopping, so that the load cannot run forever. Nothing from this run was committed.", resource=resource,
+        guidance="If the API's total is not the number of records, set the paginator's total_path to null and "
+        "stop_after_empty_page to true; or cap the listing with maximum_offset.")
+
+
+def listing_gap(resource: str, page: Any, after: Any) -> LoadError:
+    """The error for an empty page, asked twice, before one that holds records."""
+    return LoadError(
+        f"Resource '{resource}': the API returned no records on {page.request}, twice, but records after it on "
+        f"{after.request}; stopping there would skip them, and the listing cannot be read past the gap. Nothing from "
+        "this run was committed.", resource=resource,
+        guidance="Run the load again; if it keeps failing at the same offset, the API's listing has a gap there.")
+
+
 def one_object(resource: str, page: Any, more: str) -> LoadError:
     """The error for an offset listing's page that was one object where the data_selector points, not a list, where
     more records were due: dlt reads it as one record, and the others of that page would be skipped (helper-111)."""
