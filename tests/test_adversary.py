@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import duckdb
 import pytest
@@ -2555,6 +2555,43 @@ def test_secret_echoed_in_other_escapes_is_caught_and_masked(watch, form):
         error = watch.fails(config_for(api, incremental=False))
         assert "sent your credentials back" in str(error), error
         assert echoed not in str(error) and echoed not in watch.log.getvalue()
+
+
+def _escape_every_other(text: str) -> str:
+    """As a JSON writer escaping some characters as \\uXXXX (.NET escapes "+" so)."""
+    return "".join(f"\\u{ord(c):04x}" if i % 2 else c for i, c in enumerate(text))
+
+
+@pytest.mark.parametrize("form", ["one character as \\u", "every other character as \\u", "only = encoded",
+                                  "only / encoded", "every character encoded", "encoded twice",
+                                  "form-encoded, then encoded"])
+def test_secret_echoed_in_any_escape_is_caught_and_masked(watch, form):
+    """A JSON \\u escape of any of the key's characters, or percent escapes of some of them only, or twice, got past the
+    fixed forms looked for in the body: the key was stored in the table (helper-123)."""
+    key = "sk/live+SECRET=123"
+    echoed = {"one character as \\u": key.replace("1", "\\u0031", 1),
+              "every other character as \\u": _escape_every_other(key),
+              "only = encoded": key.replace("=", "%3D"), "only / encoded": key.replace("/", "%2F"),
+              "every character encoded": "".join(f"%{b:02X}" for b in key.encode()),
+              "encoded twice": quote(quote(key, safe=""), safe=""),
+              "form-encoded, then encoded": quote(quote_plus(key), safe="")}[form]
+    watch.canary = key
+    with Adversary(n=150, key=key) as api:
+        # the body's text, with the key in a value as the API writes it
+        api.transform = lambda body, offset: json.dumps(with_value({7: "MARK"})(body, offset)).replace(
+            "MARK", echoed)
+        error = watch.fails(config_for(api, incremental=False))
+        assert "sent your credentials back" in str(error), error
+    assert table() == {}
+
+
+def test_escapes_and_percent_signs_in_records_without_a_secret_load(api, watch):
+    """The closer look those bodies get finds nothing where there is nothing: the records load as sent."""
+    text = "50% off \u00e9 \\/ 100%25"
+    api.transform = lambda body, offset: json.dumps(with_value({7: text}, "kind")(body, offset))
+    watch.succeeds(config_for(api, incremental=False))
+    assert table() == served(api)
+    assert ak.query("SELECT kind FROM events WHERE id = 7").kind[0] == text
 
 
 def test_secret_in_the_config_is_in_no_frame_of_a_config_error(api, watch):

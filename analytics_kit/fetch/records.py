@@ -6,6 +6,7 @@ import functools
 import json
 import re
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import orjson
 from requests import Response
@@ -93,7 +94,10 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
     searched first (one fast scan); only when it holds a secret are the records themselves
     looked at, since an API may echo the request's URL, key included, in its paging links.
     """
-    if not redactor.echoed(response.content) or not redactor.echoed(as_json(rows)):
+    content = response.content
+    if not redactor.echoed(content) and not any(mark in content for mark in _ESCAPES):
+        return
+    if not _holds_secret(as_json(rows), redactor):
         return
     raise LoadError(
         f"Resource '{resource}': the API sent your credentials back inside its records on "
@@ -101,6 +105,25 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
         guidance="Check that the endpoint returns data, not credentials (the data_selector may point at the "
         "wrong part of the response); if the API echoes request parameters into its data, ask its provider.",
         resource=resource)
+
+
+# A body with these may hold a secret in a form of its own: a JSON "\u0053" or "\/" in any of its characters (helper-123:
+# .NET escapes "+" so), "%3D" in some of them only (JavaScript's escape()), encoded twice: its records, written
+# again by orjson (escapes only where JSON must) and decoded from percent-escapes, are looked at.
+_ESCAPES = (b"\\", b"%")
+
+
+def _holds_secret(records: bytes, redactor: Redactor) -> bool:
+    if redactor.echoed(records):
+        return True
+    if b"%" not in records:
+        return False
+    text = records.decode("utf-8", "replace")
+    for decode in (unquote, unquote_plus):
+        once = decode(text)
+        if redactor.echoed(once.encode()) or redactor.echoed(decode(once).encode()):
+            return True
+    return False
 
 
 _PLAIN_PATH = re.compile(r"\$?\.?[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
