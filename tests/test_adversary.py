@@ -298,6 +298,52 @@ def test_total_too_high_after_a_short_last_page_is_checked_once_and_said(api, wa
                for w in report.warnings), report.warnings
 
 
+_NOT_RECORDS = {
+    "null data and an error": (lambda body: {"data": None, "error": "maintenance"}, "error inside an HTTP 200 (maintenance)"),
+    "an error object only": (lambda body: {"error": {"code": "internal", "message": "try again"}},
+                             'error inside an HTTP 200 ({"code":"internal","message":"try again"})'),
+    "errors beside null data": (lambda body: {"data": None, "errors": [{"message": "quota"}]}, "error inside an HTTP 200"),
+    "null records": (lambda body: {**body, "data": [None] * len(body["data"])}, "sent null where a record was due"),
+    "one null among records": (lambda body: {**body, "data": body["data"][:3] + [None] + body["data"][4:]},
+                               "sent null where a record was due (record 4 of 100)"),
+    "a total and no records": (lambda body: {**body, "data": None}, "said total=500 but returned no records at all"),
+}
+
+
+@pytest.mark.parametrize("offset", [0, 200])
+@pytest.mark.parametrize("answer", sorted(_NOT_RECORDS))
+def test_total_an_answer_that_is_not_records_fails_and_the_table_stays(api, watch, answer, offset):
+    """An error inside an HTTP 200, null where records were due, or no records at all under a total: a full refresh
+    emptied the table and reported success (helper-123); a later page's error read as a data_selector mistake."""
+    watch.succeeds(config_for(api, incremental=False))
+    before = table()
+    change, says = _NOT_RECORDS[answer]
+    if answer == "a total and no records" and offset:
+        pytest.skip("no records at all is the first page's")
+    api.transform = lambda body, at: change(body) if at >= offset else body
+    error = watch.fails(config_for(api, incremental=False, concurrency=1), mode="full_refresh")
+    assert says in str(error) and f"offset={offset}&" in str(error), str(error)
+    assert "Nothing from this run was committed" in str(error) and table() == before
+
+
+@pytest.mark.parametrize("status", [202, 206])
+def test_total_a_2xx_that_is_not_the_listing_fails_and_the_table_stays(api, watch, status):
+    watch.succeeds(config_for(api, incremental=False))
+    before = table()
+    api.fail(status, times=None, offset=100)
+    error = watch.fails(config_for(api, incremental=False, concurrency=1), mode="full_refresh")
+    assert f"with HTTP {status} (" in str(error) and "offset=100&" in str(error), str(error)
+    assert table() == before
+
+
+def test_total_an_empty_listing_that_says_so_still_loads_empty(api, watch):
+    """No records and a total of 0 (or none): the listing is empty, and a full refresh empties the table."""
+    watch.succeeds(config_for(api, incremental=False))
+    api.transform = lambda body, at: {**body, "data": [], "total": 0}
+    watch.succeeds(config_for(api, incremental=False), mode="full_refresh")
+    assert ak.query("SELECT count(*) AS n FROM events").n[0] == 0
+
+
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_total_ignored_offset_is_stopped(api, watch, concurrency):
     api.ignore_offset = True

@@ -39,7 +39,7 @@ from analytics_kit.errors import tag_request
 from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
-from analytics_kit.fetch.page_checks import endless_past_total, listing_gap, one_object, page_cap
+from analytics_kit.fetch.page_checks import endless_past_total, listing_gap, nothing_but_a_total, one_object, page_cap
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import OneObject, ends_of, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
@@ -385,6 +385,8 @@ class OffsetPass:
             if probe and not probe.ignored:
                 raise page_cap(self.owner.resource, self.paginator.limit, short, probe)
             page = probe
+        if expected and end <= self.paginator.initial_value:
+            raise nothing_but_a_total(self.owner.resource, expected, page.request)
         if expected is not None and end < expected + self.paginator.base_index:
             self.owner.warn(f"the API said total={expected} but returned no records after offset {end} "
                             f"({page.request}); loaded the {end:,} it returned")

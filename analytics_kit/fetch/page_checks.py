@@ -102,6 +102,16 @@ def endless_past_total(resource: str, pages: int, beyond: str, request: str) -> 
         "stop_after_empty_page to true; or cap the listing with maximum_offset.")
 
 
+def nothing_but_a_total(resource: str, total: Any, request: str) -> LoadError:
+    """The error for a listing whose pages held no record at all while its total said some: an API answering with
+    an empty page while it is down. A full refresh replaced the table with nothing, and a warning (helper-123)."""
+    return LoadError(
+        f"Resource '{resource}': the API said total={total} but returned no records at all (the last request: "
+        f"{request}); the kit does not take that for an empty listing. Nothing from this run was committed.",
+        guidance="Run the load again later. If the API's total counts records it does not list, set the paginator's "
+        "total_path to null.", resource=resource)
+
+
 def listing_gap(resource: str, page: Any, after: Any) -> LoadError:
     """The error for an empty page, asked twice, before one that holds records."""
     return LoadError(

@@ -143,6 +143,13 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
     ``data[?(@.id < 12)]``) may match nothing on a page that has its field: that page is empty,
     as with dlt; only a body without the selector's first field is an error.
     """
+    if response.status_code in NOT_THE_LISTING:
+        raise LoadError(
+            f"Resource '{resource}': the API answered {request_text(response.request, redactor)} with HTTP "
+            f"{response.status_code} ({NOT_THE_LISTING[response.status_code]}): not the records it was asked for, "
+            "and a full refresh would have replaced the table with what it held. Nothing from this run was committed.",
+            guidance="Run the load again later, once the API answers with HTTP 200; if it keeps answering so, ask "
+            "its provider how to fetch the listing whole.", resource=resource)
     key, path = _selector(data_selector) if isinstance(data_selector, str) else (None, data_selector)
     if key is not None and isinstance(body, dict):
         found = [body[key]] if key in body else []
@@ -154,6 +161,12 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
         if not found and not is_simple(data_selector) and (
                 root is None or (isinstance(body, dict) and root.group(1) in body)):
             found = [[]]
+    if (not found or found == [None]) and (said := _error_said(body, redactor)) is not None:
+        raise LoadError(
+            f"Resource '{resource}': the API answered {request_text(response.request, redactor)} with an error inside "
+            f"an HTTP {response.status_code} ({said}), not records. Nothing from this run was committed.",
+            guidance="Run the load again later; if the error stays, it says what the API wants (its key, its "
+            "parameters, a pause).", resource=resource)
     if not found:
         shape = f"its keys are {', '.join(map(str, body))}" if isinstance(body, dict) else f"it is a {type(body).__name__}"
         raise LoadError(
@@ -177,8 +190,30 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
             resource=resource,
         )
     rows = [] if rows is None else rows if isinstance(rows, list) else OneObject([rows])
+    if None in rows:
+        raise LoadError(
+            f"Resource '{resource}': the API sent null where a record was due (record {rows.index(None) + 1} of "
+            f"{len(rows)}) on {request_text(response.request, redactor)}. Nothing from this run was committed.",
+            guidance="The API's listing holds empty entries: a fault of the API's. Report it to its provider, with "
+            "the request named here; running the load again helps only if the API mends it.", resource=resource)
     refuse_echoed_secrets(rows, response, resource, redactor)
     return rows
+
+
+# 2xx answers that are not the resource asked for: an accepted job still running, a part of the body
+NOT_THE_LISTING = {202: "Accepted: the result is not ready", 206: "Partial Content: a part of the answer only"}
+_ERROR_KEYS = ("error", "errors", "fault", "error_message", "errorMessage")
+
+
+def _error_said(body: Any, redactor: Redactor) -> str | None:
+    """The start of the error an answer without records holds (``{"error": ...}``), masked; None for none."""
+    if not isinstance(body, dict):
+        return None
+    said = next((body[k] for k in _ERROR_KEYS if body.get(k) not in (None, "", [], {}, False)), None)
+    if said is None:
+        return None
+    text = redactor(said if isinstance(said, str) else as_json(said).decode("utf-8", "replace"))
+    return text if len(text) <= 120 else text[:120] + "..."
 
 
 class OneObject(list):
