@@ -1159,6 +1159,23 @@ def _rebind(name: str, old: Any, new: Any) -> None:
             setattr(module, name, new)
 
 
+def keep_traces_in_memory() -> None:
+    """dlt pickles each run's trace into the pipeline folder: the resource's endpoints as the config wrote them, and a
+    key written into an endpoint's path with them, unmasked (helper-125). The kit reads the trace of the run in
+    hand only (``pipeline.last_trace``, kept in memory); no file of it is written. Public route: none (dlt has no
+    setting that stops the file)."""
+    from dlt.pipeline import trace
+
+    if getattr(trace.save_trace, "kit_unsaved", False):
+        return
+
+    def save_trace(trace_dir: str, trace_: Any) -> None:  # noqa: ARG001 - dlt's signature
+        return None
+
+    save_trace.kit_unsaved = True  # type: ignore[attr-defined]
+    _rebind("save_trace", trace.save_trace, save_trace)
+
+
 def read_schemas_only_when_changed(pipeline: Any) -> None:
     """dlt's ``LiveSchemaStorage`` parses a committed schema from its file again on every access (``default_schema``:
     ~25 a run, ~30 ms), so that a file another process changed is seen. For this pipeline only, the live schema is

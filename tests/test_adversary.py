@@ -2579,6 +2579,17 @@ def test_secret_under_a_credential_name_in_the_path_is_treated_as_a_secret(api, 
     assert "S3cr3tSig" in prepare(config).secrets
 
 
+def test_a_key_written_into_the_endpoint_path_too_is_in_no_file(api, watch, tmp_path):
+    """The auth block carries the key and the path repeats it (copied from the API's example URL): dlt pickled the
+    path, key and all, into trace.pickle in the pipeline folder (helper-125)."""
+    config = config_for(api)
+    config["resources"][0]["endpoint"]["path"] = f"/v1/events?api_key={api.key}"
+    watch.succeeds(config)
+    files = [p for p in Path.cwd().rglob("*") if p.is_file()]
+    assert files and not [p for p in files if api.key.encode() in p.read_bytes()]
+    assert not [p for p in files if p.name == "trace.pickle"]
+
+
 @pytest.mark.parametrize("form", ["lower-case escapes", "JSON-escaped slashes"])
 def test_secret_echoed_in_other_escapes_is_caught_and_masked(watch, form):
     """RFC 3986 lets a server write "%2f" for "%2F", and JSON lets it write "\\/" for "/" (PHP's

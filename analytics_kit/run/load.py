@@ -29,8 +29,9 @@ from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport, row_counts
 from analytics_kit.run.steps import holding, timed, waiting
 from analytics_kit.seam import (complete_row_columns, cursor_convert, delete_flagged, drop_extracted,
-                                memoise_secret_hints, memoise_typeddict_hints, merge_into_emptied, mute_dedup_notice,
-                                read_schemas_only_when_changed, replace_from_files, reset_resource_states)
+                                keep_traces_in_memory, memoise_secret_hints, memoise_typeddict_hints,
+                                merge_into_emptied, mute_dedup_notice, read_schemas_only_when_changed,
+                                replace_from_files, reset_resource_states)
 from analytics_kit.store.cursor_state import future_cursors, settle_cursors, stored_cursors
 from analytics_kit.store.database import (
     DEFAULT_DATABASE,
@@ -109,6 +110,7 @@ def load(
         prepared = prepare(config, destination=destination)
         _settings.apply_tuning()
         memoise_secret_hints()
+        keep_traces_in_memory()
         # The caller's dict may hold the key in plain text; a traceback printed with its
         # local variables (IPython's verbose mode) would show it. ``prepared`` masks it.
         del config
