@@ -98,7 +98,6 @@ def cmd_load(args: argparse.Namespace) -> int:
     else:
         from analytics_kit.run.load import load
 
-    before = _new_file(args) if not args.destination else None
     report = load(
         read_config(args.config),
         mode="full_refresh" if args.full_refresh else "incremental",
@@ -110,23 +109,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     )
     print(report)
     print(f"took {report.timing()}; load id {report.load_id}")
-    print(f"into {report.database}" + (f" ({before})" if before else ""))
+    print(f"into {report.database}" + (f" ({report.created})" if report.created else ""))
     return 0
-
-
-def _new_file(args: argparse.Namespace) -> str | None:
-    """What a load of the file would create ("a new file, and its folder ..."), said after the load: a path
-    mistyped (or an ``$ANALYTICS_DATABASE`` left set) otherwise made folders and a file without a word."""
-    from analytics_kit.store.database import file_paths
-
-    try:
-        path, _ = file_paths(args.database)
-        if path.exists():
-            return None
-        missing = next((p for p in reversed(path.parents) if not p.exists()), None)
-    except (OSError, ValueError, TypeError):  # the load itself says what is wrong with the path
-        return None
-    return "a new file" + (f"; the folder {missing} is new too" if missing is not None else "")
 
 
 def cmd_query(args: argparse.Namespace) -> int:

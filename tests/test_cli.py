@@ -108,6 +108,14 @@ def test_the_load_command_says_where_it_wrote_and_what_it_made(api, config_files
     beside = kit("load", "--quiet", "--config", str(config_files["json"]), "--database", "here.duckdb", env=env,
                  cwd=tmp_path)
     assert beside.stdout.splitlines()[-1] == f"into {tmp_path / 'here.duckdb'} (a new file)", beside.stdout
+    # two at once into a new file: the one that made it says so, the one that waited for it does not (helper-125)
+    both = [subprocess.Popen([str(BIN / "analytics-kit"), "load", "--quiet", "--config", str(config_files["json"]),
+                              "--database", str(tmp_path / "shared" / "s.duckdb")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "API_KEY": api.api_key})
+            for _ in range(2)]
+    said = [run.communicate(timeout=120)[0].splitlines()[-1] for run in both]
+    assert sorted(said) == [f"into {tmp_path / 'shared/s.duckdb'}", f"into {tmp_path / 'shared/s.duckdb'} (a new "
+                            f"file; the folder {tmp_path / 'shared'} is new too)"], said
 
 
 def test_the_load_command_loads_with_the_oldest_pyarrow_which_needs_numpy(api, config_files, tmp_path):

@@ -36,6 +36,8 @@ class LoadStats:
     def __init__(self, redact: Callable[[str], str] = str) -> None:
         self._lock = threading.Lock()
         self._redact = redact
+        self.new_folder: Any = None  # the outermost folder of the database's missing before the load
+        self.created: str | None = None  # what the load made: "a new file", and that folder
         self.requests: dict[str, int] = defaultdict(int)
         self.pages: dict[str, int] = defaultdict(int)
         self.rows: dict[str, int] = defaultdict(int)

@@ -141,6 +141,9 @@ def load(
         try:
             stats.step = "setup"
             display.start()
+            # made by the lock's folder, so looked for first; said only by the load that makes the file
+            stats.new_folder = next((p for p in reversed(target.database.parents) if not p.exists()), None) \
+                if target.is_file else None
             with load_lock(target.pipelines_dir, lock_timeout, target.label,
                            on_wait=waiting(stats, "the wait for another load of this database"),
                            database=target.database if target.is_file else None):
@@ -191,8 +194,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     transaction, or (see ``_extract``) a merge into tables dlt drops first.
     """
     started, stats.step = time.perf_counter(), "setup"  # not a wait for the lock, which has ended
-    if target.is_file:
-        ensure_database(target.database)
+    if target.is_file and ensure_database(target.database):
+        stats.created = "a new file" + (f"; the folder {stats.new_folder} is new too" if stats.new_folder else "")
     steps: dict[str, float] = {}
     pipeline = open_pipeline(target)
     stats.mode, load_id = mode, None
@@ -299,6 +302,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         duration=time.perf_counter() - started,
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
+        created=stats.created,
         fetched={table(name): n for name, n in stats.rows.items()},
         steps={**steps, "page_wait": stats.page_wait},
         passes={table(name): n for name, n in stats.passes.items() if n > 1},

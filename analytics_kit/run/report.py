@@ -33,6 +33,8 @@ class LoadReport:
     duration: float = field(default=0.0, repr=False, compare=False)
     load_id: str | None = field(default=None, repr=False, compare=False)
     database: str = field(default="", repr=False, compare=False)
+    # what the load made where it loaded: "a new file" (and a folder for it), or None
+    created: str | None = field(default=None, repr=False, compare=False)
     fetched: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     # Wall seconds per step: setup (lock, state), extract (fetch, parse, write files),
     # normalize, load (into the tables); page_wait is the part of extract spent waiting

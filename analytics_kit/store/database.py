@@ -94,17 +94,17 @@ def check_dataset(database: Path, dataset: str) -> None:
         )
 
 
-def ensure_database(path: Path) -> None:
-    """Creates the DuckDB file, readable by the DuckDB CLI, if it does not exist yet."""
+def ensure_database(path: Path) -> bool:
+    """Creates the DuckDB file, readable by the DuckDB CLI, if it does not exist yet; says whether it did."""
     if path.exists():
-        return
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
     # Made under another name and renamed into place: a run killed halfway through
     # creating the file would otherwise leave a broken file every later run trips on.
     partial = path.with_name(f".{path.name}.{os.getpid()}.creating")
     partial.unlink(missing_ok=True)
     duckdb.connect(str(partial), config=new_file_config()).close()
-    os.replace(partial, path)
+    return os.replace(partial, path) is None
 
 
 def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) -> duckdb.DuckDBPyConnection:  # type: ignore[no-untyped-def]
