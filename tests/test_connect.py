@@ -91,6 +91,31 @@ def test_a_name_that_does_not_resolve_fails_at_once(tmp_path):
     assert KEY not in result.stdout + result.stderr
 
 
+def test_a_network_without_a_route_fails_at_once_and_says_so(tmp_path):
+    """An offline machine (a namespace whose only interface, loopback, is down: connect fails with ENETUNREACH) was
+    retried for 14 s and blamed on a server "that dropped the connection" (helper-125)."""
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare or "unshare", "--net", "true"], capture_output=True) if unshare else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("needs `unshare --net` (root or user namespaces) for a network with no route")
+    script = (
+        "import time, analytics_kit as ak\n"
+        "import analytics_kit.run.load\n"
+        "t = time.monotonic()\n"
+        "try:\n"
+        "    ak.load(ak.guide_config('http://127.0.0.1:8080'), progress=False)\n"
+        "except ak.LoadError as e:\n"
+        "    print(f'{time.monotonic() - t:.2f}'); print(e)\n"
+    )
+    result = subprocess.run([unshare, "--net", sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, env={**os.environ, "API_KEY": KEY})
+    took, message = result.stdout.split("\n", 1)
+    assert float(took) < FAST and "retrying" not in result.stderr, result.stdout + result.stderr
+    assert message.startswith("Could not connect to 127.0.0.1:8080 for resource 'events': the network cannot reach "
+                              "it (no route to the host"), message
+    assert "dropped the connection" not in message and KEY not in result.stdout + result.stderr
+
+
 def test_connection_failures_are_retried_once_the_api_has_answered():
     """A server restarting mid-load: its port refuses, and the schedule is worth waiting for."""
     from analytics_kit import demo

@@ -21,6 +21,7 @@ The cookies a resource's workers share are ``shared_cookies``'s.
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import re
@@ -137,9 +138,17 @@ def unreachable(error: BaseException) -> str | None:
         if isinstance(current, ConnectionRefusedError) or (
                 isinstance(current, urllib3_exceptions.NewConnectionError) and "refused" in str(current).lower()):
             return "the connection was refused: nothing listens on that port"
+        if isinstance(current, OSError) and current.errno in _NO_ROUTE or (
+                isinstance(current, urllib3_exceptions.NewConnectionError) and "unreachable" in str(current).lower()):
+            # retried for 14 s, then blamed on a server "that dropped the connection" (helper-125)
+            return ("the network cannot reach it (no route to the host: this machine is offline, or a firewall, "
+                    "VPN or proxy setting stands in the way)")
         todo += [current.__cause__, current.__context__, getattr(current, "reason", None),
                  *[a for a in current.args if isinstance(a, BaseException)]]
     return None
+
+
+_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 
 def _reason(error: BaseException, pattern: re.Pattern[str]) -> str:
