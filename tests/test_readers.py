@@ -124,6 +124,24 @@ def test_a_dataset_named_analytics_is_refused_in_any_file(api, config):
     assert api.requests == [] and not Path("mydata.duckdb").exists()
 
 
+@pytest.mark.parametrize(("given", "plain"), [("Raw", "raw"), ("2024", "_2024"), ("My Data", "my_data"),
+                                               ("x" * 51, "x" * 50), ("sales-eu", "sales_eu")])
+def test_a_dataset_dlt_would_rename_or_refuse_is_refused_with_the_name_to_use(api, config, given, plain):
+    """"Raw" loaded into raw with 35 of dlt's warnings, and readers given "Raw" found nothing; "My Data" failed as
+    dlt's InvalidSchemaName (helper-125)."""
+    api.clear_log()
+    for call in (lambda: ak.load(config, dataset=given, progress=False), lambda: ak.tables(dataset=given),
+                 lambda: ak.query("SELECT 1", dataset=given)):
+        with pytest.raises(ak.ConfigError) as caught:
+            call()
+        assert caught.value.path == "dataset" and f"Pass dataset={plain!r}" in caught.value.guidance
+    assert api.requests == [] and not Path("analytics.duckdb").exists()
+    result = kit("tables", "--dataset", given)
+    assert result.returncode == 1 and f"Pass dataset={plain!r}" in result.stderr
+    assert ak.load(config, dataset=plain, progress=False).rows["events"] == 250
+    assert sorted(ak.tables(dataset=plain).table) == ["customers", "events"]
+
+
 def test_another_dataset_in_the_file_answers_to_its_name_and_plain_names(api, config):
     ak.load(config, database="mydata.duckdb", dataset="raw", progress=False)
     for sql in ("SELECT count(*) AS n FROM raw.events", "SELECT count(*) AS n FROM events"):

@@ -60,6 +60,7 @@ class Target:
         that folder goes failed ``ak.state()`` as well, helper-116)."""
         _check_argument("destination", destination, "a dlt destination name such as 'duckdb' or 'postgres'")
         _check_argument("dataset", dataset, "a schema name such as 'analytics'")
+        _check_dataset_name(dataset)
         if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or \
                 credential_like(str(database), at=False):  # a file may be named data@2026.duckdb
             raise ConfigError(f"got {_described(database)}; expected the path of a DuckDB file", path="database",
@@ -253,6 +254,24 @@ def _check_argument(name: str, value: object, expected: str) -> None:
     if not isinstance(value, str) or not value.strip() or credential_like(value):
         raise ConfigError(f"got {_described(value)}; expected {expected}", path=name,
                           guidance=f"Pass {name} as a name, or leave it out for the default. {CREDENTIALS}")
+
+
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+# dlt names the pipeline's schema after the pipeline, analytics_kit_<dataset>, and refuses one past 64 characters
+MAX_DATASET = 64 - len("analytics_kit_")
+
+
+def _check_dataset_name(dataset: str | None) -> None:
+    """Refuses a dataset dlt would rename or refuse: "Raw" loaded into raw, where the readers given "Raw" did not
+    look, with 35 of dlt's warnings a load; "My Data" failed as dlt's InvalidSchemaName (helper-125)."""
+    if dataset is None or _PLAIN_NAME.fullmatch(dataset) and len(dataset) <= MAX_DATASET:
+        return
+    plain = re.sub(r"[^a-z0-9_]+", "_", dataset.strip().lower()).strip("_") or "analytics"
+    plain = (f"_{plain}" if plain[0].isdigit() else plain)[:MAX_DATASET]
+    raise ConfigError(f"got {dataset!r}; expected a plain lower-case name (letters, digits and underscores, not "
+                      f"starting with a digit, at most {MAX_DATASET} characters)", path="dataset",
+                      guidance=f"Pass dataset={plain!r}: dlt would otherwise rename the schema (or refuse it), and "
+                      "the readers would look for the name as given.")
 
 
 def _check_known(name: str) -> None:
