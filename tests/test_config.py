@@ -679,3 +679,37 @@ def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_t
         build_source(config)
     config["destination"] = "postgres"
     assert list(build_source(config).resources.values())[0].columns["price"]["precision"] == 60
+
+
+@pytest.mark.parametrize(("secret", "auth", "fault"), [
+    ("sk_live_1234567\n", "query", "starts or ends with a space or a line break"),
+    (" sk_live_1234567", "header", "starts or ends with a space or a line break"),
+    ("sk_live_1234567\r\n", "header", "starts or ends with a space or a line break"),
+    ("sk_live\t1234567", "query", "holds a control character"),
+    ("sk_live_\u20ac1234567", "header", "holds characters an HTTP header cannot carry"),
+    ("sk_live_\u20ac1234567", "bearer", "holds characters an HTTP header cannot carry"),
+])
+def test_a_secret_no_request_can_carry_as_it_is_is_refused_without_showing_it(secret, auth, fault, monkeypatch):
+    """A key read with its newline was sent and refused as a wrong key (401), or failed as "Invalid header value"
+    after the API was asked (helper-125); named by its field, not shown."""
+    config = guide_dict("http://127.0.0.1:9", None)
+    config["client"]["auth"] = ({"type": "bearer", "token": secret} if auth == "bearer" else
+                                {"type": "api_key", "name": "api_key", "api_key": secret, "location": auth})
+    with pytest.raises(ConfigError) as caught:
+        prepare(config)
+    field = "token" if auth == "bearer" else "api_key"
+    assert caught.value.path == f"client.auth.{field}" and fault in str(caught.value)
+    assert secret.strip() not in str(caught.value) + (caught.value.guidance or "")
+    # from the environment, as the guide's config takes it
+    config["client"]["auth"] = {"type": "api_key", "name": "api_key", "location": "query"}
+    monkeypatch.setenv("API_KEY", "sk_live_1234567\n")
+    with pytest.raises(ConfigError, match="starts or ends with a space or a line break"):
+        prepare(config)
+
+
+@pytest.mark.parametrize(("secret", "location"), [("sk_live_\u20ac1234567", "query"), ("k\u00e9y_1234567", "header"),
+                                                  ("pass word 1234567", "header")])
+def test_a_secret_with_what_its_place_carries_is_taken(secret, location):
+    config = guide_dict("http://127.0.0.1:9", None)
+    config["client"]["auth"] = {"type": "api_key", "name": "X-Key", "api_key": secret, "location": location}
+    assert secret in prepare(config).secrets

@@ -97,6 +97,37 @@ def resolve(cfg: dict[str, Any], name: str, secrets: list[str]) -> None:
                 "see dlt's rest_api documentation on authentication.")
         secrets.extend(auth_secrets(auth))
         _check_sendable(path, auth, cfg["client"]["base_url"])
+        _check_secret_text(path, auth)
+
+
+def _check_secret_text(path: str, auth: Any) -> None:
+    """Refuses a secret with a space or line break at an end, a control character, or (sent in a header) a character
+    no header carries, naming the field, never the value: a key read from a file with its newline was sent and
+    rejected as a wrong key (401), or failed as "Invalid header value b'***'" after the API was asked (helper-125)."""
+    in_header = not isinstance(auth, APIKeyAuth) or auth.location != "query"
+    for key in dict.fromkeys([*SENSITIVE_KEYS, *seam.secret_fields(type(auth))]):
+        value = getattr(auth, key, None)
+        if not isinstance(value, str) or not value:
+            continue
+        if value != value.strip():
+            fault = "starts or ends with a space or a line break"
+        elif any(ord(c) < 32 or ord(c) == 127 for c in value):
+            fault = "holds a control character (a line break or a tab)"
+        elif in_header and key != "password" and not value.isascii() and not _latin1(value):
+            fault = "holds characters an HTTP header cannot carry (beyond Latin-1)"
+        else:
+            continue
+        raise ConfigError(f"the {key} {fault}", path=f"{path}.{key}",
+                          guidance="Check how the secret was copied (an environment variable or a file may keep a "
+                          "trailing newline) and remove what is not part of it; it is not shown here.")
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def auth_secrets(auth: Any) -> list[str]:
