@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -77,6 +78,15 @@ def _yaml(text: str) -> Any:
         raise ValueError(f"{getattr(error, 'problem', None) or type(error).__name__}{where}") from None
 
 
+# characters a terminal acts on: an ESC from the API's data recoloured or rewrote the terminal (helper-123)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    """``text`` with the characters a terminal acts on written as escapes, as pandas shows a line break: \\x1b."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
 def _print_frame(frame: Any) -> None:
     import pandas as pd
 
@@ -85,8 +95,9 @@ def _print_frame(frame: Any) -> None:
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
     with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
         # an empty result keeps its column names: "(no rows)" alone did not say what was asked (helper-118)
-        print(frame.to_string(index=False, line_width=width) if len(frame)
-              else "  ".join(map(str, frame.columns)) + "\n(no rows)")
+        text = (frame.to_string(index=False, line_width=width) if len(frame)
+                else "  ".join(map(str, frame.columns)) + "\n(no rows)")
+    print(_printable(text))
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -107,7 +118,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         lock_timeout=args.lock_timeout,
     )
-    print(report)
+    print(_printable(repr(report)))  # its cursors and warnings quote the API's data
     print(f"took {report.timing()}; load id {report.load_id}")
     print(f"into {report.database}" + (f" ({report.created})" if report.created else ""))
     return 0
@@ -140,7 +151,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     current = state(database=args.database, dataset=args.dataset, destination=args.destination)
     print("cursors:")
     for resource, value in current["cursors"].items() or [("(none)", "")]:
-        print(f"  {resource}: {value}")
+        print(_printable(f"  {resource}: {value}"))
     print("last loads:")
     _print_frame(current["loads"])
     return 0
@@ -159,7 +170,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from analytics_kit.read.schema import schema
 
     dictionary = schema(database=args.database, dataset=args.dataset, destination=args.destination)
-    print(dictionary.mermaid if args.mermaid else dictionary)
+    print(_printable(dictionary.mermaid if args.mermaid else repr(dictionary)))
     return 0
 
 

@@ -131,6 +131,22 @@ def test_the_load_command_loads_with_the_oldest_pyarrow_which_needs_numpy(api, c
     assert "events           250 rows" in result.stdout and (tmp_path / "old.duckdb").exists()
 
 
+def test_what_the_shell_prints_acts_on_no_terminal(tmp_path):
+    """An ESC from the API's data reached the terminal as it was: it recoloured or rewrote the screen (helper-123)."""
+    import duckdb
+
+    database = tmp_path / "own.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE t AS SELECT 'red' || chr(27) || '[31m' || chr(7) AS \"x\x1b\", [chr(27)] AS l, "
+                    "{'a': chr(155)} AS s, 'tab' || chr(9) || 'here' AS ok, NULL::VARCHAR AS z")
+    shown = kit("query", "SELECT * FROM t", "--database", str(database))
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\x9b" not in shown.stdout, repr(shown.stdout)
+    assert "red\\x1b[31m\\x07" in shown.stdout and "x\\x1b" in shown.stdout and "<NA>" in shown.stdout
+    listed = kit("describe", "t", "--database", str(database))
+    assert "\x1b" not in listed.stdout and "x\\x1b" in listed.stdout
+
+
 def _rows(database: Path) -> dict[str, tuple[list, list]]:
     """Each table's columns and types, and its rows without dlt's per-load ids, in key order."""
     with duckdb.connect(str(database), read_only=True) as con:
