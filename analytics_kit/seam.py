@@ -1160,20 +1160,14 @@ def _rebind(name: str, old: Any, new: Any) -> None:
 
 
 def keep_traces_in_memory() -> None:
-    """dlt pickles each run's trace into the pipeline folder: the resource's endpoints as the config wrote them, and a
-    key written into an endpoint's path with them, unmasked (helper-125). The kit reads the trace of the run in
-    hand only (``pipeline.last_trace``, kept in memory); no file of it is written. Public route: none (dlt has no
-    setting that stops the file)."""
+    """dlt pickles each run's trace into the pipeline folder, with the endpoints as written (a key copied into a path
+    included, helper-125); the kit reads the run's own trace only, in memory. Public route: none (no setting)."""
     from dlt.pipeline import trace
 
-    if getattr(trace.save_trace, "kit_unsaved", False):
-        return
-
-    def save_trace(trace_dir: str, trace_: Any) -> None:  # noqa: ARG001 - dlt's signature
-        return None
-
-    save_trace.kit_unsaved = True  # type: ignore[attr-defined]
-    _rebind("save_trace", trace.save_trace, save_trace)
+    if not getattr(trace.save_trace, "kit_unsaved", False):
+        unsaved = functools.wraps(trace.save_trace)(lambda trace_dir, trace_: None)
+        unsaved.kit_unsaved = True
+        _rebind("save_trace", trace.save_trace, unsaved)
 
 
 def read_schemas_only_when_changed(pipeline: Any) -> None:

@@ -713,3 +713,27 @@ def test_a_secret_with_what_its_place_carries_is_taken(secret, location):
     config = guide_dict("http://127.0.0.1:9", None)
     config["client"]["auth"] = {"type": "api_key", "name": "X-Key", "api_key": secret, "location": location}
     assert secret in prepare(config).secrets
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://127.0.0.1:8080 ", "starts or ends with a space or a line break"),
+    (" http://127.0.0.1:8080", "starts or ends with a space or a line break"),
+    ("http://127.0.0.1:8080\n", "starts or ends with a space or a line break"),
+    ("http://127.0.0.1:99999", "its port is not a number from 1 to 65535"),
+    ("http://127.0.0.1:8080?x=1", "it holds a query or fragment"),
+    ("http://127.0.0.1:8080/v1#frag", "it holds a query or fragment"),
+    ("http://127.0.0.1:8080/v1?", "it holds a query or fragment"),
+])
+def test_a_base_url_dlt_would_send_otherwise_is_refused_saying_why(url, says):
+    """A leading space was taken; a trailing one, or port 99999, was told to "start with http://", which it did; a
+    query or fragment made "/?x=1/items" or swallowed the path (helper-125)."""
+    config = guide_dict(url, "sk_live_1234567")
+    with pytest.raises(ConfigError) as caught:
+        prepare(config)
+    assert caught.value.path == "client.base_url" and says in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["HTTP://127.0.0.1:8080", "http://127.0.0.1:8080/", "https://api.example.com/v1/",
+                                 "http://[::1]:8080"])
+def test_a_plain_base_url_is_taken(url):
+    assert prepare(guide_dict(url, "sk_live_1234567")).rest_api["client"]["base_url"] == url

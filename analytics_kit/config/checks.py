@@ -11,9 +11,7 @@ echoed: they may be secrets.
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import re
 import sys
 from typing import Any, Iterable
 from urllib.parse import urlsplit
@@ -23,7 +21,8 @@ from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.rest_api import typing as rt
 
 from analytics_kit import seam
-from analytics_kit.errors import ConfigError
+from analytics_kit.config.messages import EXPECTED, did_you_mean, fail, got, join, quoted
+from analytics_kit.config.urls import check_url_shape, refuse_url_credentials, without_userinfo
 from analytics_kit.fetch.transport import sendable
 from analytics_kit.seam import (
     TColumnSchema,
@@ -47,41 +46,7 @@ def allowed_keys(spec: type) -> dict[str, Any]:
     return seam.get_type_hints(spec, globalns=sys.modules[spec.__module__].__dict__)
 
 
-def join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
-def did_you_mean(word: Any, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
-    if not isinstance(word, str):
-        return ""
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def quoted(names: Iterable[Any]) -> str:
-    return ", ".join(f"'{n}'" for n in names)
-
-
-def got(value: Any, secret: bool = False) -> str:
-    """How a wrong value is shown: its type only when it may be a secret."""
-    kind = type(value).__name__
-    if secret:
-        return f"a value of type {kind}"
-    text = repr(value)
-    return f"{text[:60]}... ({kind})" if len(text) > 60 else f"{text} ({kind})"
-
-
-def fail(path: str, problem: str, expected: str, guidance: str) -> ConfigError:
-    return ConfigError(f"{problem}; expected {expected}", path=path, guidance=guidance)
-
-
 # -- leaf and mapping checks ---------------------------------------------------------------------
-
-EXPECTED = {int: "an integer", str: "a string", bool: "true or false", float: "a float"}
-
 
 def check_leaf(value: Any, hint: Any, path: str, secret: bool = False) -> None:
     """Check scalar and Literal hints; unions and classes are left to dlt's validator."""
@@ -249,25 +214,6 @@ def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) 
                    "Add 'cursor_path' naming the field whose last value is kept between loads.")
 
 
-def refuse_url_credentials(url: Any, path: str) -> None:
-    """A user name or password written into a URL: dlt's trace of each run stores the URL as it is, in the
-    pipeline folder, and messages show it (helper-106); the auth block keeps them secret."""
-    if not isinstance(url, str) or "@" not in url:
-        return
-    parts = urlsplit(url if "://" in url else f"//{url.strip()}")  # a name without a scheme: dlt's path
-    if parts.username is None and parts.password is None:
-        return
-    raise fail(path, f"a user name or password in the URL ({without_userinfo(url)})",
-               "a URL without credentials",
-               "Move them to the auth block, e.g. {\"type\": \"http_basic\", \"username\": ..., \"password\": ...} "
-               "(or a token's own auth type), where they are kept out of files, logs and errors.")
-
-
-def without_userinfo(url: str) -> str:
-    """``url`` with what stands before an "@" in its host part masked, as a message shows it."""
-    return re.sub(r"^(\s*[A-Za-z][\w+.-]*://)?[^/?#@]*@", lambda m: (m.group(1) or "") + "***@", url)
-
-
 def check_endpoint(value: Any, path: str) -> None:
     if isinstance(value, str):
         refuse_url_credentials(value, path)
@@ -336,6 +282,7 @@ def check_client(value: Any) -> None:
     if url is None:
         raise fail("client.base_url", "missing", expected, "Add client.base_url, the API's root URL.")
     refuse_url_credentials(url, "client.base_url")  # first: the next message shows the URL (helper-107)
+    check_url_shape(url)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or sendable(url) is None:
         raise fail("client.base_url", f"got {got(without_userinfo(url))}", expected,
