@@ -737,3 +737,25 @@ def test_a_base_url_dlt_would_send_otherwise_is_refused_saying_why(url, says):
                                  "http://[::1]:8080"])
 def test_a_plain_base_url_is_taken(url):
     assert prepare(guide_dict(url, "sk_live_1234567")).rest_api["client"]["base_url"] == url
+
+
+@pytest.mark.parametrize("code", [200, 204, 301, 304, 100])
+def test_a_status_that_is_not_an_error_is_refused_as_one_to_retry(code):
+    """[200] retried every page that came back: 9 requests for 3 pages (helper-125)."""
+    config = guide_dict("http://127.0.0.1:9", "sk_live_1234567")
+    config["resources"][0]["endpoint"]["error_handler"]["retry_on_status_codes"] = [429, code]
+    with pytest.raises(ConfigError) as caught:
+        prepare(config)
+    assert caught.value.path.endswith("retry_on_status_codes[1]") and "between 400 and 599" in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "field"), [({"max_retries": "3"}, "max_retries"),
+                                              ({"backoff_factor": -1}, "backoff_factor"),
+                                              ({"status_codes": (200,)}, "retry_on_status_codes[0]"),
+                                              ({"timeout": 0}, "timeout"), ({"status_codes": "429"}, "")])
+def test_a_retry_policy_built_by_hand_is_checked_as_a_config_is(given, field):
+    """RetryPolicy(max_retries="3") failed in a load as a TypeError; backoff_factor=-1 waited -1, -2, -4 s."""
+    with pytest.raises(ConfigError) as caught:
+        RetryPolicy(**given)
+    assert caught.value.path.startswith("RetryPolicy") and caught.value.path.endswith(field)
+    assert RetryPolicy(status_codes=(429,), backoff_factor=0.01).waits() == [0.01, 0.02, 0.04]

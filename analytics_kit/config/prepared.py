@@ -194,7 +194,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _parse_handler(block: Any, path: str) -> dict[str, Any]:
+def policy_fields(block: Any, path: str) -> dict[str, Any]:
     """RetryPolicy keyword arguments for the fields set in one error_handler block."""
     if block is None:
         return {}
@@ -207,10 +207,12 @@ def _parse_handler(block: Any, path: str) -> dict[str, Any]:
             raise checks.fail(p, f"got {checks.got(codes)}", "a list of HTTP status codes, e.g. [429, 503]",
                               "Write the codes as a list of integers.")
         for i, code in enumerate(codes):
-            if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
+                # a 200 here retried every page that came back (helper-125)
                 raise checks.fail(checks.join(p, i), f"got {checks.got(code)}",
-                                  "an integer HTTP status code between 100 and 599",
-                                  "Use status codes such as 429 or 503, without quotes.")
+                                  "an integer HTTP error status code between 400 and 599",
+                                  "Use error status codes such as 429 or 503, without quotes: a 2xx answer is the "
+                                  "data, and a 3xx one a redirect, which requests follows.")
         out["status_codes"] = tuple(sorted(set(codes)))
     if "max_retries" in block:
         value = block["max_retries"]
@@ -242,7 +244,7 @@ def _seconds(value: Any, path: str, zero_ok: bool, fix: str) -> float:
 def _pop_handler(block: Any, path: str) -> dict[str, Any]:
     if not isinstance(block, dict) or checks.ERROR_HANDLER not in block:
         return {}
-    return _parse_handler(block.pop(checks.ERROR_HANDLER), checks.join(path, checks.ERROR_HANDLER))
+    return policy_fields(block.pop(checks.ERROR_HANDLER), checks.join(path, checks.ERROR_HANDLER))
 
 
 def _extract_policies(cfg: dict[str, Any]) -> tuple[RetryPolicy, dict[str, RetryPolicy]]:

@@ -70,6 +70,16 @@ class RetryPolicy:
     # Seconds for each attempt: connecting, each wait for data, and the whole response.
     timeout: float = DEFAULT_TIMEOUT
 
+    def __post_init__(self) -> None:
+        """A policy built by hand is checked as an error_handler block is: RetryPolicy(max_retries="3") failed deep
+        in a load as a TypeError, and backoff_factor=-1 waited -1, -2 and -4 s (helper-125)."""
+        from analytics_kit.config.prepared import policy_fields
+
+        policy_fields({"retry_on_status_codes": list(self.status_codes) if isinstance(self.status_codes, (list, tuple))
+                       else self.status_codes, "max_retries": self.max_retries,
+                       "backoff_factor": self.backoff_factor, "max_retry_delay": self.max_delay,
+                       "timeout": self.timeout}, "RetryPolicy")
+
     @property
     def attempts(self) -> int:
         return self.max_retries + 1
