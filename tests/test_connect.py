@@ -240,6 +240,9 @@ def test_an_https_api_whose_certificate_is_not_trusted_fails_at_once(https_api, 
     (None, "the request", "The request carried no credentials"),
     ({"type": "api_key", "api_key": "not-it-7c1", "location": "query"}, "the key",
      "a key written in the config itself is used instead of both"),
+    # OAuth2's token request refused: "The request carried no credentials" named neither it nor them (helper-125)
+    ({"type": "oauth2_client_credentials", "access_token_url": "/oauth/token", "client_id": "cid",
+      "client_secret": "not-it-7c1"}, "the client credentials", "refused the client_id and client_secret"),
 ])
 def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, hint):
     """A 401 under http_basic or bearer auth advised setting API_KEY (helper-53); with the key written in the config,
@@ -253,13 +256,18 @@ def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, 
             self.send_header("Content-Length", "0")
             self.end_headers()
 
+        do_POST = do_GET  # noqa: N815 - an OAuth2 token request
+
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    if auth and "access_token_url" in auth:
+        auth = {**auth, "access_token_url": base + auth["access_token_url"]}
     try:
-        config = {"client": {"base_url": f"http://127.0.0.1:{server.server_port}", **({"auth": auth} if auth else {})},
+        config = {"client": {"base_url": base, **({"auth": auth} if auth else {})},
                   "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data"}}]}
         with pytest.raises(ak.LoadError) as caught:
             ak.load(config, progress=False)

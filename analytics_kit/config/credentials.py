@@ -241,6 +241,8 @@ _KEY = ("key", "Check the key the request carried (the auth block's api_key, or 
         ".dlt/secrets.toml, to a key the API accepts; a key written in the config itself is used instead of both.")
 _OTHER = ("credentials", "Check the credentials the request carried (the auth block's, or client.headers): the API "
           "does not accept them, or they give no access to this endpoint.")
+_TOKEN = ("client credentials", "The token endpoint (the auth block's access_token_url) refused the client_id and "
+          "client_secret sent to get a token: check them (the auth block's, or dlt secrets) and that URL.")
 _NONE = ("request", "The request carried no credentials: the API wants some. Add an auth block to client (\"auth\": "
          "{\"type\": \"api_key\", ...}, bearer or http_basic), as its documentation says.")
 
@@ -251,6 +253,9 @@ def rejected(request: requests.PreparedRequest, holds_secret: Callable[[str], bo
 
     The Authorization header's scheme is named only among the known ones: a header holding the bare key read as its
     scheme, and the message showed the key in lower case, which no mask matched (helper-117)."""
+    body = request.body.encode() if isinstance(request.body, str) else request.body or b""
+    if b"grant_type=" in body:  # OAuth2's token request: "carried no credentials" named neither (helper-125)
+        return _TOKEN
     authorization = request.headers.get("Authorization") or ""
     scheme, _, credential = authorization.partition(" ")
     if credential.strip() and scheme.lower() in _REJECTED:
