@@ -168,11 +168,11 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"\.error_handler\.max_retries: got 2\.5 \(float\); expected an integer >= 0"),
     ("status code 99", edited(lambda c: handler(c).update(retry_on_status_codes=[429, 99])), ConfigError,
      r"^resources\[0\]\.endpoint\.error_handler\.retry_on_status_codes\[1\]: got 99 \(int\); "
-     r"expected an integer HTTP status code between 100 and 599"),
+     r"expected an integer HTTP error status code between 400 and 599"),
     ("status code 700", edited(lambda c: handler(c).update(retry_on_status_codes=[700])), ConfigError,
-     r"\.retry_on_status_codes\[0\]: got 700 \(int\); expected an integer HTTP status code"),
+     r"\.retry_on_status_codes\[0\]: got 700 \(int\); expected an integer HTTP error status code"),
     ("status code as string", edited(lambda c: handler(c).update(retry_on_status_codes=[429, "503"])),
-     ConfigError, r"\.retry_on_status_codes\[1\]: got '503' \(str\); expected an integer HTTP status code"),
+     ConfigError, r"\.retry_on_status_codes\[1\]: got '503' \(str\); expected an integer HTTP error status code"),
     ("status codes not a list", edited(lambda c: handler(c).update(retry_on_status_codes=503)), ConfigError,
      r"\.error_handler\.retry_on_status_codes: got 503 \(int\); expected a list of HTTP status codes"),
     ("backoff_factor string", edited(lambda c: handler(c).update(backoff_factor="2")), ConfigError,
@@ -759,3 +759,29 @@ def test_a_retry_policy_built_by_hand_is_checked_as_a_config_is(given, field):
         RetryPolicy(**given)
     assert caught.value.path.startswith("RetryPolicy") and caught.value.path.endswith(field)
     assert RetryPolicy(status_codes=(429,), backoff_factor=0.01).waits() == [0.01, 0.02, 0.04]
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    ({"name": "_dlt_loads"}, "resources[0]"), ({"name": "_dlt_pipeline_state"}, "resources[0]"),
+    ({"table_name": "_analytics_kit_loads"}, "resources[0].table_name"),
+    ({"table_name": "_DLT_Version"}, "resources[0].table_name"),
+])
+def test_a_table_named_like_the_bookkeeping_is_refused_before_any_request(change, where):
+    """It paged the API, then failed on a NOT NULL constraint with "Fix the cause and run the load again" (helper-125)."""
+    config = guide_dict("http://127.0.0.1:9", "sk_live_1234567")
+    config["resources"][0].update(change)
+    with pytest.raises(ConfigError) as caught:
+        prepare(config)
+    assert caught.value.path == where and "named like dlt's and the kit's own tables" in str(caught.value)
+
+
+@pytest.mark.parametrize("where", ["resource", "resource_defaults", "as a dict"])
+def test_write_disposition_skip_is_refused_before_any_request(where):
+    config = guide_dict("http://127.0.0.1:9", "sk_live_1234567")
+    if where == "resource_defaults":
+        config["resource_defaults"]["write_disposition"] = "skip"
+    else:
+        config["resources"][0]["write_disposition"] = {"disposition": "skip"} if where == "as a dict" else "skip"
+    with pytest.raises(ConfigError) as caught:
+        prepare(config)
+    assert "'skip', which loads nothing" in str(caught.value) and "selected" in caught.value.guidance

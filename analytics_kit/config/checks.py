@@ -294,6 +294,31 @@ def check_client(value: Any) -> None:
         check_paginator(value["paginator"], "client.paginator")
 
 
+# dlt's and the kit's own tables: a resource loading into one paged the API, then failed on a NOT NULL constraint
+# with "Fix the cause and run the load again" (helper-125)
+BOOKKEEPING_PREFIXES = ("_dlt", "_analytics_kit")
+
+
+def refuse_bookkeeping(resource: Any, name: str, path: str, defaults: Any) -> None:
+    """Refuses a resource whose table is one of dlt's or the kit's, or whose write_disposition is dlt's "skip",
+    which its load step refuses after every page was fetched (helper-125)."""
+    table = resource.get("table_name", name) if isinstance(resource, dict) else name
+    if isinstance(table, str) and table.strip().lower().startswith(BOOKKEEPING_PREFIXES):
+        where = join(path, "table_name") if isinstance(resource, dict) and "table_name" in resource else path
+        raise fail(where, f"table '{table}' is named like dlt's and the kit's own tables (_dlt..., "
+                   "_analytics_kit...)", "a table name of your own",
+                   "Give the resource another name, or a table_name of its own.")
+    disposition = next((d for d in (resource.get("write_disposition") if isinstance(resource, dict) else None,
+                                    defaults.get("write_disposition") if isinstance(defaults, dict) else None)
+                        if d is not None), None)
+    kind = disposition.get("disposition") if isinstance(disposition, dict) else disposition
+    if kind == "skip":
+        raise fail(join(path, "write_disposition") if isinstance(resource, dict) and resource.get("write_disposition")
+                   else "resource_defaults.write_disposition", "'skip', which loads nothing: dlt's load step refuses "
+                   "it once every page was fetched", "'merge', 'append' or 'replace'",
+                   "Leave the resource out of the config, or set \"selected\": false on it, to skip it.")
+
+
 def resource_name(resource: Any) -> Any:
     if isinstance(resource, DltResource):
         return resource.name
@@ -338,6 +363,7 @@ def check_shape(config: dict[str, Any]) -> None:
             raise fail(path, f"duplicate resource name '{name}' (also resources[{seen[name]}])",
                        "unique resource names", "Rename one of them; each name becomes a table.")
         seen[name] = i
+        refuse_bookkeeping(resource, name, path, config.get("resource_defaults"))
     from analytics_kit.config.shared_tables import check_shared_tables  # it builds on this module's fail()
 
     check_shared_tables(resources, config.get("resource_defaults"))
