@@ -326,6 +326,21 @@ def test_total_an_answer_that_is_not_records_fails_and_the_table_stays(api, watc
     assert "Nothing from this run was committed" in str(error) and table() == before
 
 
+@pytest.mark.parametrize(("answer", "says", "advice"), [
+    (lambda body: {**body, "data": "service unavailable"}, "selects one str ('service unavailable')",
+     "run the load again later"),
+    (lambda body: json.dumps({**body, "data": [{**body["data"][0], "properties": "MARK"}]}).replace(
+        '"MARK"', '{"a":' * 1500 + "{}" + "}" * 1500), "depth limit exceeded", "nests deeper than 1,024 levels"),
+])
+def test_total_an_answer_read_as_another_fault_says_its_own(api, watch, answer, says, advice):
+    """A message where the records were due read as a page without a total; JSON nested 1,500 deep as a wrong
+    base_url (helper-123)."""
+    api.transform = lambda body, at: answer(body)
+    error = watch.fails(config_for(api, incremental=False))
+    assert says in str(error) and advice in str(error), str(error)
+    assert "total_path" not in str(error) and "Check client.base_url" not in str(error)
+
+
 @pytest.mark.parametrize("status", [202, 206])
 def test_total_a_2xx_that_is_not_the_listing_fails_and_the_table_stays(api, watch, status):
     watch.succeeds(config_for(api, incremental=False))

@@ -34,6 +34,10 @@ def parse_body(content: bytes) -> Any:
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError as error:
+        if "depth limit" in str(error):  # read as "not valid JSON ... check client.base_url" (helper-123)
+            error.guidance = (  # type: ignore[attr-defined]
+                "The API's JSON nests deeper than 1,024 levels, more than the kit's JSON parser reads: a fault of the "
+                "API's data. Report it to its provider, with the request named here.")
         raise (_not_utf8(content) or error) from None
     return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
 
@@ -178,15 +182,17 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
         )
     rows = found[0] if len(found) == 1 else found
     lists = [str(k) for k, v in body.items() if isinstance(v, list)] if isinstance(body, dict) else []
-    if len(found) == 1 and rows is not None and not isinstance(rows, (list, dict)) and lists:
+    if len(found) == 1 and rows is not None and not isinstance(rows, (list, dict)):
         # one number or string where the body has a list beside it: a counter, not the records; paged
-        # by offset it read as "the API serves at most 1 per page" (helper-53)
+        # by offset it read as "the API serves at most 1 per page" (helper-53); without one, a message
+        # in the records' place read as a page without a total (helper-123)
         raise LoadError(
             f"Resource '{resource}': data_selector {str(data_selector)!r} selects one {type(rows).__name__} "
-            f"({redactor(repr(rows))[:40]}) on {request_text(response.request, redactor)}, not a list of records; "
-            f"the response holds a list under {', '.join(map(repr, lists))}.",
-            guidance="Point the endpoint's data_selector at the field that holds the records "
-                     f"(here perhaps {lists[0]!r}).",
+            f"({redactor(repr(rows))[:40]}) on {request_text(response.request, redactor)}, not a list of records"
+            + (f"; the response holds a list under {', '.join(map(repr, lists))}." if lists else "."),
+            guidance="Point the endpoint's data_selector at the field that holds the records"
+                     + (f" (here perhaps {lists[0]!r})." if lists else "; if the API put a message there instead "
+                        "(an outage), run the load again later."),
             resource=resource,
         )
     rows = [] if rows is None else rows if isinstance(rows, list) else OneObject([rows])
