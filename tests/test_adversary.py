@@ -341,6 +341,21 @@ def test_total_an_answer_read_as_another_fault_says_its_own(api, watch, answer, 
     assert "total_path" not in str(error) and "Check client.base_url" not in str(error)
 
 
+def test_total_one_key_written_two_ways_is_one_row_in_the_report_too(watch):
+    """2 and "2" are one row once dlt coerces the key column: the table held 3 rows where the report and the history
+    said 4 (helper-123)."""
+    with Adversary(n=150, key=watch.canary) as api:
+        def twice(body: dict, offset: int) -> dict:
+            if offset == 100:
+                body["data"].append({**body["data"][20], "id": str(body["data"][20]["id"])})
+            return body
+        api.transform = twice
+        report = watch.succeeds(config_for(api, incremental=False), mode="full_refresh")
+        rows = ak.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM events")
+        assert rows.n[0] == rows.ids[0] == 150
+        assert report.rows["events"] == 150 and ak.history().rows.iloc[-1] == 150
+
+
 @pytest.mark.parametrize("status", [202, 206])
 def test_total_a_2xx_that_is_not_the_listing_fails_and_the_table_stays(api, watch, status):
     watch.succeeds(config_for(api, incremental=False))

@@ -161,7 +161,9 @@ class Tally:
 
     def distinct(self) -> int:
         if self._distinct is None:
-            self._distinct = _count_distinct(self.ints) + len(self.others)
+            ints, others = _as_integers(self.ints, self.others) if self.ints and self.others else (self.ints,
+                                                                                                   self.others)
+            self._distinct = _count_distinct(ints) + len(others)
         return self._distinct
 
     def served(self, ends: tuple, keys: list, request: str) -> None:
@@ -205,6 +207,21 @@ def distinct_over(passes: list[Tally], key: Any, naming: Callable[[str], str]) -
     for tally in passes:
         union.absorb(tally)
     return union.distinct()
+
+
+def _as_integers(ints: array, others: set) -> tuple[array, set]:
+    """Keys of mixed kinds as the table will hold them, where integers set the column's type: 2 and "2" (or 2.0,
+    "02") are one row once dlt coerces them, and the report counted two (helper-123)."""
+    from analytics_kit.seam import coerce_value, py_type_to_sc_type
+
+    joined, left = array("q", ints), set()
+    for value in others:
+        try:
+            number = coerce_value("bigint", py_type_to_sc_type(type(value)), value)
+            joined.append(number)
+        except (ValueError, TypeError, OverflowError, AttributeError):
+            left.add(value)
+    return joined, left
 
 
 def _count_distinct(ints: array) -> int:
