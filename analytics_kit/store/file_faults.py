@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from analytics_kit.store.open_here import open_here
+
 # DuckDB's words for a file whose bytes are not what its own headers say: cut short, overwritten, bit rot
 _DAMAGED = ("could not read enough bytes", "corrupt", "checksum", "invalid block", "failed to read database header",
             "invalid metadata", "serialization error", "expected file size")
@@ -60,6 +62,11 @@ def not_duckdb(path: Path) -> str | None:
     """What the existing, non-empty file at ``path`` is, where DuckDB would open it as something other than a
     database; None for a DuckDB file, an empty one (the load makes it anew), one that cannot be read, and any other
     file (DuckDB's own error names it, damaged or foreign)."""
+    if open_here(path):
+        # this process has the file open (a connection of the caller's): it is not opened again here, as closing any
+        # descriptor of it drops the locks DuckDB holds on it for that connection (helper-124: a load in another
+        # process then wrote under it, and the file was damaged)
+        return None
     try:
         with open(path, "rb") as file:
             head = file.read(64)
