@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from typing import Any, Callable, Iterator, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -187,12 +188,25 @@ def arguments_safe(fn: F) -> F:
     return _without_frames(fn, ConfigError)
 
 
+def _check_working_folder() -> None:
+    """A working folder deleted under the process failed as "dlt refuses this source name (FileNotFoundError)", or
+    as a raw traceback from a path's resolution (helper-124): every call resolves paths against it."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise ConfigError("the current folder no longer exists: it was deleted or moved while this process ran in it",
+                          path="working folder", guidance="Change to a folder that exists (cd in the shell, "
+                          "os.chdir in Python, or a new terminal or kernel) and run this again: relative paths, the "
+                          "default database and dlt's settings are found from there.") from None
+
+
 def _without_frames(fn: F, only: type[KitError] | None) -> F:
     """``fn``, whose failures (those of type ``only``, or all) leave it without the frames below it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            _check_working_folder()
             return fn(*args, **kwargs)
         except KitError as error:
             if only is not None and not isinstance(error, only):

@@ -147,6 +147,31 @@ def test_what_the_shell_prints_acts_on_no_terminal(tmp_path):
     assert "\x1b" not in listed.stdout and "x\\x1b" in listed.stdout
 
 
+def test_a_working_folder_deleted_under_the_command_is_named(api, tmp_path):
+    """From a deleted folder, a load with an absolute database said "dlt refuses this source name
+    (FileNotFoundError)", and `tables` printed a raw traceback (helper-124)."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = ("import os, subprocess, sys\n"
+              "os.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
+              "for args in (['load', '--quiet', '--database', sys.argv[2]], ['tables']):\n"
+              "    done = subprocess.run([sys.argv[3], *args], capture_output=True, text=True)\n"
+              "    print(done.returncode, repr(done.stderr))\n"
+              "import analytics_kit as ak\n"
+              "try:\n"
+              "    ak.query('SELECT 1')\n"
+              "except ak.ConfigError as e:\n"
+              "    print('query', e.path)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(gone), str(tmp_path / "abs.duckdb"),
+                             str(BIN / "analytics-kit")], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "API_KEY": api.api_key, "ANALYTICS_API_BASE_URL": api.base_url})
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and lines[2] == "query working folder", result
+    for line in lines[:2]:
+        assert line.startswith("1 ") and "the current folder no longer exists" in line and "Traceback" not in line
+    assert api.requests == [] and not (tmp_path / "abs.duckdb").exists()
+
+
 def _rows(database: Path) -> dict[str, tuple[list, list]]:
     """Each table's columns and types, and its rows without dlt's per-load ids, in key order."""
     with duckdb.connect(str(database), read_only=True) as con:
