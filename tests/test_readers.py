@@ -565,6 +565,20 @@ def test_a_file_named_like_data_that_a_load_wrote_is_read_as_the_database(api, c
     assert ak.query("SELECT count(*) AS n FROM events", database=given).n[0] == 250
 
 
+@pytest.mark.parametrize("odd", ["a device", "a name too long"])
+def test_a_database_path_no_file_can_have_is_refused_before_anything_is_written(api, config, tmp_path, odd):
+    """/dev/null made /dev/null.state, then failed to fsync; a path past the system's limit escaped load() as a raw
+    OSError (helper-124)."""
+    given = "/dev/null" if odd == "a device" else str(tmp_path / "/".join(["d" * 200] * 22) / "x.duckdb")
+    says = "is a device, pipe or socket, not a file" if odd == "a device" else "cannot be used: File name too long"
+    api.clear_log()
+    for call in (lambda: ak.load(config, database=given, progress=False), lambda: ak.tables(database=given)):
+        with pytest.raises(ak.ConfigError) as caught:
+            call()
+        assert caught.value.path == "database" and says in str(caught.value)
+    assert api.requests == [] and not Path("/dev/null.state").exists() and list(tmp_path.iterdir()) == []
+
+
 def test_a_quote_in_the_database_path_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("API_KEY", "k")
     with pytest.raises(ak.ConfigError, match="single quote") as caught:

@@ -68,8 +68,13 @@ class Target:
                               f"server, pass destination='postgres' instead. {CREDENTIALS}")
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
-            path, pipelines_dir = file_paths(database)
-            _check_file_path(database, path, pipelines_dir if loading else None)
+            try:
+                path, pipelines_dir = file_paths(database)
+                _check_file_path(database, path, pipelines_dir if loading else None)
+            except OSError as error:  # a name too long escaped load() as a raw OSError (helper-124)
+                raise ConfigError(f"the database path cannot be used: {error.strerror or error}", path="database",
+                                  guidance="Pass a shorter path, in a folder that exists or can be made, e.g. "
+                                  "'analytics.duckdb'.") from None
             dataset = dataset or DEFAULT_DATASET
             check_dataset(path, dataset)
             return cls(name, dataset, pipelines_dir, path)
@@ -166,6 +171,9 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path |
         named = str(path) if path.is_dir() else str(given)  # $ANALYTICS_DATABASE's folder, or "new/"
         raise ConfigError(f"{named!r} names a folder; expected the path of a DuckDB file", path="database",
                           guidance=f"Pass a file in it, e.g. {str(path / 'analytics.duckdb')!r}.")
+    if path.exists() and not path.is_file():  # /dev/null: its .state folder was made in /dev (helper-124)
+        raise ConfigError(f"{str(path)!r} is a device, pipe or socket, not a file", path="database",
+                          guidance="Pass the path of a DuckDB file, e.g. 'analytics.duckdb'.")
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise ConfigError(f"the DuckDB file {str(path)!r} cannot be made: {str(parent)!r} is a file, not a folder",
