@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -283,6 +284,10 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
         return 130
 
 
+def _terminated(signum: int, frame: Any) -> None:  # noqa: ARG001 - a signal handler's signature
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
 def run(before_exit: Callable[[], None] | None = None) -> None:
     """The ``analytics-kit`` command: ``main``, then an exit without the interpreter's teardown.
 
@@ -292,6 +297,9 @@ def run(before_exit: Callable[[], None] | None = None) -> None:
     are flushed here first. ``main`` itself returns, for callers in Python. ``before_exit`` runs
     once the command is over and its output flushed (the entry point saves its regex cache there).
     """
+    # a SIGTERM (timeout, docker stop, systemd) ends the command as Ctrl-C does: the load's interrupt handling, its
+    # message and exit 130; it ended at -15 without a word (helper-124)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = main(lean=True)
         logging.shutdown()

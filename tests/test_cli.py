@@ -172,6 +172,26 @@ def test_a_working_folder_deleted_under_the_command_is_named(api, tmp_path):
     assert api.requests == [] and not (tmp_path / "abs.duckdb").exists()
 
 
+def test_a_sigterm_ends_a_load_as_ctrl_c_does(tmp_path):
+    """timeout, docker stop and systemd send SIGTERM: the command ended at -15 without a word (helper-124)."""
+    import signal
+
+    from analytics_kit import demo
+
+    database = tmp_path / "term.duckdb"
+    with demo.serve(events=3000, customers=5, latency=0.05) as slow:
+        env = {**os.environ, "ANALYTICS_API_BASE_URL": slow.base_url, "API_KEY": slow.api_key}
+        load = subprocess.Popen([str(BIN / "analytics-kit"), "load", "--quiet", "--database", str(database)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while not slow.requests and time.monotonic() < deadline:  # paging has begun
+            time.sleep(0.05)
+        load.send_signal(signal.SIGTERM)
+        _, err = load.communicate(timeout=120)
+    assert load.returncode == 130, err
+    assert "nothing from this run was committed" in err or err.strip() == "interrupted: terminated (SIGTERM)", err
+
+
 def _rows(database: Path) -> dict[str, tuple[list, list]]:
     """Each table's columns and types, and its rows without dlt's per-load ids, in key order."""
     with duckdb.connect(str(database), read_only=True) as con:
