@@ -482,6 +482,10 @@ def _failed_in(step: str, cause: BaseException) -> BaseException:
     # dlt's writers often raise ENOSPC without a file name (helper-55)
     ("extract", OSError(28, "No space left on device"), "while preparing the data (dlt's extract step, writing its "
      "working files in /data/a.duckdb.state), before anything was written to a.duckdb", "/data/a.duckdb.state"),
+    # in the load step too, where dlt's own writes of the .state folder name no file either (helper-124)
+    ("load", OSError(28, "No space left on device"), "while writing to a.duckdb or dlt's working files in "
+     "/data/a.duckdb.state (its load step)", "/data/a.duckdb.state"),
+    ("load", "duckdb", "while writing to a.duckdb", "/data/a.duckdb.state"),
 ])
 def test_a_full_disk_names_the_write_that_failed(step, cause, said, workdir):
     """A write of the .state folder in the load step was said as "while writing to a.duckdb", and a failed

@@ -316,8 +316,10 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         if folder is not None:
             # dlt's working files (extracted pages, load packages, its state) live in the kit's <name>.state folder
             when = f"while dlt wrote its working files in {folder} (its {step or 'extract'} step)"
-        elif step == "load" or db is not None:
+        elif db is not None or step == "load" and not workdir:
             when = f"while writing to {database}"  # DuckDB's own write (its .wal too)
+        elif step == "load":  # a write that names no file: DuckDB's or dlt's own, in the .state folder (helper-124)
+            when = f"while writing to {database} or dlt's working files in {workdir} (its load step)"
         else:  # dlt's extract and normalize steps write only to its working folder
             files = f", writing its working files in {workdir}" if workdir else ""
             when = (f"while preparing the data (dlt's {step or 'extract'} step{files}), before anything was written "
