@@ -161,6 +161,23 @@ def test_a_password_never_shows(api, config, server, monkeypatch):
     assert canary not in str(caught.value) + repr(caught.value)
 
 
+@pytest.mark.parametrize("port", ["1", "notaport"])
+def test_a_server_the_kit_cannot_connect_to_names_the_credentials(api, config, monkeypatch, port):
+    """A closed port or a port that is no number ended the load with "Fix the cause and run the load again", and a
+    reader with advice on SQL dialects (helper-124); no password is shown."""
+    canary = "pw-canary-5d2e"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", f"postgresql://loader:{canary}@127.0.0.1:{port}/analytics")
+    api.clear_log()
+    for call, kind in ((lambda: ak.load(config, progress=False, destination="postgres"), ak.LoadError),
+                       (lambda: ak.tables(destination="postgres"), ak.QueryError)):
+        with pytest.raises(kind) as caught:
+            call()
+        text = str(caught.value)
+        assert "could not connect to postgres (dataset analytics)" in text, text
+        assert "DESTINATION__POSTGRES__CREDENTIALS" in text and "dialect" not in text and "Fix the cause" not in text
+        assert canary not in text + repr(caught.value)
+
+
 def test_unknown_destination(config):
     with pytest.raises(ak.ConfigError, match="did you mean 'postgres'"):
         ak.load(config, destination="postgress")

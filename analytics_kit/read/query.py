@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import duckdb
 import pyarrow as pa
 
-from analytics_kit.errors import QueryError, arguments_safe
+from analytics_kit.errors import QueryError, arguments_safe, causes
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
 from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
+from analytics_kit.store.server_faults import unreachable_server
 from analytics_kit.store.sql import qualified
 from analytics_kit.redact import Redactor
 from analytics_kit.store.target import Target
@@ -115,7 +116,10 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
                 table = cursor.arrow()
             stopped = _stopped_on(client, target.dataset) if warn else []
     except Exception as error:  # noqa: BLE001 - the driver's own error, explained
-        said = Redactor(target.secrets())(str(error).strip())  # a driver quotes a DSN it cannot parse whole
+        redact = Redactor(target.secrets())
+        if server := unreachable_server(causes(error), target.destination, target.label, redact):
+            raise QueryError(f"The query {server[0]}.", guidance=server[1], database=target.label) from None
+        said = redact(str(error).strip())  # a driver quotes a DSN it cannot parse whole
         raise QueryError(
             f"The query failed on {target.label}: {type(error).__name__}: {said[:300]}",
             guidance=f"SQL runs in {target.destination}'s own dialect there. Queries written for DuckDB may "

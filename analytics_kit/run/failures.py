@@ -30,6 +30,7 @@ from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
 from analytics_kit.store.database import in_use_here
 from analytics_kit.store.file_faults import conflicting, unreadable, unwritable
+from analytics_kit.store.server_faults import unreachable_server
 
 def _short(text: str, limit: int = 300) -> str:
     """dlt quotes whole response bodies in some messages: keep the start only."""
@@ -127,6 +128,9 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
 
     if is_interrupt(error):
         return interrupted(getattr(error, "step", None) or stats.step, stats)
+    if destination != "duckdb" and (server := unreachable_server(causes(error), destination, database, redactor)):
+        return LoadError(f"The load {server[0]}.", guidance=f"{server[1]} {_aftermath(stats, stats.step)}",
+                         database=database)
 
     refused = next((e for e in causes(error) if getattr(e, UNREACHABLE, None)), None)
     if refused is not None:
