@@ -15,6 +15,7 @@ Either way the data goes to a fresh folder of its own, so a rerun starts from no
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -40,9 +41,17 @@ class Started(NamedTuple):
         return f"Started({source}, a fresh data folder with {self.database.name})"
 
 
+# what ``start`` began in this kernel, by notebook name: a cell run again closes its earlier demo API and folder
+# (each rerun left another server running, helper-125); and the keys it set, which are no API's but the demo's
+_STARTED: dict[str, "Started"] = {}
+_DEMO_KEYS: set[str] = set()
+
+
 def real_api_configured() -> bool:
-    """Whether ``ANALYTICS_API_BASE_URL`` and ``API_KEY`` are both set (and not empty)."""
-    return bool(os.environ.get(BASE_URL_ENV)) and bool(os.environ.get(KEY_ENV))
+    """Whether ``ANALYTICS_API_BASE_URL`` and ``API_KEY`` are both set (and not empty), the key not one a demo API
+    of this kernel set."""
+    key = os.environ.get(KEY_ENV)
+    return bool(os.environ.get(BASE_URL_ENV)) and bool(key) and key not in _DEMO_KEYS
 
 
 def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) -> Started:
@@ -51,10 +60,23 @@ def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) 
     ``name`` prefixes the temporary folder, so it is easy to find while the notebook
     runs. ``events``, ``customers`` and ``seed`` size the demo data (same seed, same data).
     """
+    earlier = _STARTED.pop(name, None)
+    if earlier is not None:
+        if earlier.api is not None:
+            earlier.api.close()
+        shutil.rmtree(earlier.workdir, ignore_errors=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"analytics-kit-{name}-"))
     database = workdir / DEFAULT_DATABASE
     if real_api_configured():
-        return Started(None, os.environ[BASE_URL_ENV].rstrip("/"), workdir, database)
-    api = demo.serve(events=events, customers=customers, seed=seed)
-    os.environ[KEY_ENV] = api.api_key  # dlt.secrets["api_key"] reads it from here
-    return Started(api, api.base_url, workdir, database)
+        started = Started(None, os.environ[BASE_URL_ENV].rstrip("/"), workdir, database)
+    else:
+        if os.environ.get(BASE_URL_ENV):  # a half-set environment ran on the demo API without a word (helper-125)
+            print(f"{BASE_URL_ENV} is set, but {KEY_ENV} is not (or holds the demo API's key from an earlier run): "
+                  f"this notebook runs on the demo API. Set {KEY_ENV} to your API's key and run this cell again to "
+                  "use yours.")
+        api = demo.serve(events=events, customers=customers, seed=seed)
+        os.environ[KEY_ENV] = api.api_key  # dlt.secrets["api_key"] reads it from here
+        _DEMO_KEYS.add(api.api_key)
+        started = Started(api, api.base_url, workdir, database)
+    _STARTED[name] = started
+    return started

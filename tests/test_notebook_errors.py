@@ -235,3 +235,43 @@ def test_a_jupyter_kernel_sends_the_message_and_the_fix_and_tb_sends_the_traceba
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_the_first_cell_run_again_closes_its_earlier_demo_api_and_folder(monkeypatch):
+    """Each rerun of a notebook's first cell left another demo API running and its folder behind (helper-125)."""
+    import requests
+
+    from analytics_kit.notebook import start
+
+    monkeypatch.delenv("ANALYTICS_API_BASE_URL", raising=False)
+    first = start("rerun-test", events=50, customers=5)
+    second = start("rerun-test", events=50, customers=5)
+    try:
+        assert not first.workdir.exists() and second.workdir.exists()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(first.base_url, timeout=2)
+        assert requests.get(f"{second.base_url}/v1/events", params={"api_key": second.api.api_key},
+                            timeout=5).status_code == 200
+    finally:
+        second.api.close()
+
+
+def test_a_half_set_environment_says_the_demo_api_runs(monkeypatch, capsys):
+    """ANALYTICS_API_BASE_URL without API_KEY ran on the demo API without a word; with the demo's key left from an
+    earlier run in API_KEY, the real API got it and answered 401 (helper-125)."""
+    from analytics_kit.notebook import start
+
+    monkeypatch.delenv("ANALYTICS_API_BASE_URL", raising=False)
+    monkeypatch.delenv("API_KEY", raising=False)
+    demo_run = start("half-set-test", events=50, customers=5)
+    assert demo_run.api is not None and capsys.readouterr().out == ""
+    monkeypatch.setenv("ANALYTICS_API_BASE_URL", "http://127.0.0.1:9")  # the demo's key is still in API_KEY
+    again = start("half-set-test", events=50, customers=5)
+    try:
+        assert again.api is not None and "runs on the demo API" in capsys.readouterr().out
+        monkeypatch.setenv("API_KEY", "a-real-key-1234")
+        real = start("half-set-test")
+        assert real.api is None and real.base_url == "http://127.0.0.1:9"
+    finally:
+        if again.api is not None:
+            again.api.close()
