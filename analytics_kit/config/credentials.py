@@ -184,10 +184,12 @@ def _missing(path: str, spec: Any, key: str, traces: list, name: str) -> ConfigE
     """MissingSecretError (ConfigError for a field that is no secret) naming where dlt looked."""
     if isinstance(spec, APIKeyAuth) and key == "api_key":
         # as notebook 1 shows it; dlt's own places for the key are in the README
+        # dlt reads secrets.toml once a process: the same error came back after the file was written (helper-125)
         return MissingSecretError(
             f"no API key in the config and none in dlt secrets; {SET_API_KEY}", path=f"{path}.api_key",
             guidance="export API_KEY=... before starting Python, or put api_key = \"...\" "
-                     "in .dlt/secrets.toml in the working folder.")
+                     "in .dlt/secrets.toml in the working folder. dlt reads that file once a process: in a notebook "
+                     "already running, restart the kernel after writing it, or set os.environ[\"API_KEY\"].")
     # dlt tried environment variables from the most specific (pipeline, sources.rest_api.<name>)
     # to the least (CREDENTIALS__<KEY>): name the shortest under the source's name, and the last
     env = [t for t in traces if "environ" in str(getattr(t, "provider", "")).lower()]
