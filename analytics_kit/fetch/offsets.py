@@ -39,7 +39,7 @@ from analytics_kit.errors import tag_request
 from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
-from analytics_kit.fetch.page_checks import endless_past_total, listing_gap, nothing_but_a_total, one_object, page_cap
+from analytics_kit.fetch.page_checks import endless, listing_gap, nothing_but_a_total, one_object, page_cap
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.records import OneObject, ends_of, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
@@ -303,7 +303,7 @@ class OffsetPass:
                     if pages_past > MAX_PAGES_PAST_TOTAL:
                         beyond = (f"past its first total, {self.first_total}," if self.first_total is not None
                                   else "with no usable total,")
-                        raise endless_past_total(self.owner.resource, MAX_PAGES_PAST_TOTAL, beyond, page.request)
+                        raise endless(self.owner.resource, MAX_PAGES_PAST_TOTAL, page.request, beyond)
                 yield page
                 previous = page
                 if maximum is not None and page.offset + step >= maximum:

@@ -93,15 +93,6 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
         "limit, as dlt's own paginator does.", resource=resource)
 
 
-def endless_past_total(resource: str, pages: int, beyond: str, request: str) -> LoadError:
-    """The error for an offset listing that kept returning records far past its total."""
-    return LoadError(
-        f"Resource '{resource}': the API kept returning records for {pages:,} pages {beyond} up to {request}; "
-        "stopping, so that the load cannot run forever. Nothing from this run was committed.", resource=resource,
-        guidance="If the API's total is not the number of records, set the paginator's total_path to null and "
-        "stop_after_empty_page to true; or cap the listing with maximum_offset.")
-
-
 def nothing_but_a_total(resource: str, total: Any, request: str) -> LoadError:
     """The error for a listing whose pages held no record at all while its total said some: an API answering with
     an empty page while it is down. A full refresh replaced the table with nothing, and a warning (helper-123)."""
@@ -159,13 +150,17 @@ def _unrequestable(resource: str, paginator: Any, error: Exception) -> LoadError
         "API also pages by offset or page number, configure that paginator instead of its links.", resource=resource)
 
 
-def endless(resource: str, pages: int, request: str) -> LoadError:
-    """The error for a listing paged by dlt's paginators that kept returning pages past the kit's bound."""
+def endless(resource: str, pages: int, request: str, beyond: str | None = None) -> LoadError:
+    """The error for a listing that kept returning pages past the kit's bound: paged by dlt's paginators, or (with
+    ``beyond``, "past its first total, N,") an offset listing past its total."""
     return LoadError(
-        f"Resource '{resource}': the API kept returning pages, {pages:,} of them up to {request}; stopping, so "
-        "that the load cannot run forever. Nothing from this run was committed.",
-        guidance="Check the paginator's settings against the API's documentation; load such a listing in parts "
-        "with params or incremental.end_value.", resource=resource)
+        f"Resource '{resource}': the API kept returning "
+        + (f"records for {pages:,} pages {beyond} up to {request}" if beyond else f"pages, {pages:,} of them up to "
+           f"{request}") + "; stopping, so that the load cannot run forever. Nothing from this run was committed.",
+        guidance="If the API's total is not the number of records, set the paginator's total_path to null and "
+        "stop_after_empty_page to true; or cap the listing with maximum_offset." if beyond else "Check the "
+        "paginator's settings against the API's documentation; load such a listing in parts with params or "
+        "incremental.end_value.", resource=resource)
 
 
 def repeating(resource: str, pages: int, request: str) -> LoadError:
