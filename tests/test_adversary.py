@@ -288,6 +288,37 @@ def test_total_pages_capped_below_a_limit_past_the_total_are_refused_not_skipped
     assert table() == before
 
 
+@pytest.mark.parametrize("cap", [40, 60])
+def test_total_pages_capped_below_the_limit_without_a_total_are_refused_not_skipped(watch, cap):
+    """With no total, a short first page followed by an empty one ended the listing: 20 of 30 records loaded, and a
+    full refresh replaced the table with them (helper-126). 90 records: the page at offset 100 is empty."""
+    with Adversary(n=90, key=watch.canary) as api:
+        watch.succeeds(config_for(api, incremental=False))
+        before = table()
+        api.page_cap, api.total = cap, MISSING
+        config = config_for(api, incremental=False, concurrency=1)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True)
+        error = watch.fails(config, mode="full_refresh")
+        assert f"returned {cap} record(s) for limit=100" in str(error), str(error)
+        assert f"more records after it (GET /v1/events?offset={cap}&" in str(error), str(error)
+        assert table() == before
+        api.page_cap = None  # a listing that simply ends: one request more, and it loads
+        report = watch.succeeds(config, mode="full_refresh")
+        assert report.rows["events"] == 90 and table() == served(api)
+
+
+def test_a_key_in_the_path_is_masked_however_it_is_written(watch):
+    """A key with + / = written into the path showed in the errors and the retry log as written: "+" read as a
+    space found no mask (helper-126). The canary key holds all three."""
+    with Adversary(n=150, key=watch.canary) as api:
+        api.fail(500, times=None)
+        config = config_for(api)
+        config["resources"][0]["endpoint"]["path"] = f"/v1/events?api_key={watch.canary}"
+        config["client"].pop("auth")
+        error = watch.fails(config)
+    assert "api_key=***" in str(error) and watch.canary not in str(error), str(error)
+
+
 def test_total_too_high_after_a_short_last_page_is_checked_once_and_said(api, watch):
     """The short last page ends before the total: the offsets up to the next page are asked once, and the warning
     names that request."""
@@ -307,6 +338,12 @@ _NOT_RECORDS = {
     "one null among records": (lambda body: {**body, "data": body["data"][:3] + [None] + body["data"][4:]},
                                "sent null where a record was due (record 4 of 100)"),
     "a total and no records": (lambda body: {**body, "data": None}, "said total=500 but returned no records at all"),
+    # spelled otherwise, or beside an empty list: taken for an empty listing (helper-126)
+    "Error capitalised": (lambda body: {"Error": "internal failure", "data": None},
+                          "error inside an HTTP 200 (internal failure)"),
+    "ERRORS beside null": (lambda body: {"ERRORS": ["db down"], "data": None}, "error inside an HTTP 200"),
+    "an error beside an empty list": (lambda body: {"error": "rate limited", "data": [], "total": 0},
+                                      "error inside an HTTP 200 (rate limited)"),
 }
 
 
@@ -2651,7 +2688,8 @@ def _escape_every_other(text: str) -> str:
 
 @pytest.mark.parametrize("form", ["one character as \\u", "every other character as \\u", "only = encoded",
                                   "only / encoded", "every character encoded", "encoded twice",
-                                  "form-encoded, then encoded"])
+                                  "form-encoded, then encoded", "JSON text in a value",
+                                  "every character as \\u in a value's text", "HTML entities"])
 def test_secret_echoed_in_any_escape_is_caught_and_masked(watch, form):
     """A JSON \\u escape of any of the key's characters, or percent escapes of some of them only, or twice, got past the
     fixed forms looked for in the body: the key was stored in the table (helper-123)."""
@@ -2661,7 +2699,11 @@ def test_secret_echoed_in_any_escape_is_caught_and_masked(watch, form):
               "only = encoded": key.replace("=", "%3D"), "only / encoded": key.replace("/", "%2F"),
               "every character encoded": "".join(f"%{b:02X}" for b in key.encode()),
               "encoded twice": quote(quote(key, safe=""), safe=""),
-              "form-encoded, then encoded": quote(quote_plus(key), safe="")}[form]
+              "form-encoded, then encoded": quote(quote_plus(key), safe=""),
+              # JSON text kept in a value, and HTML entities (helper-126)
+              "JSON text in a value": json.dumps(json.dumps({"api_key": key.replace("/", "\\/")}))[1:-1],
+              "every character as \\u in a value's text": json.dumps("".join(f"\\u{ord(c):04x}" for c in key))[1:-1],
+              "HTML entities": "".join(f"&#{ord(c)};" for c in key)}[form]
     watch.canary = key
     with Adversary(n=150, key=key) as api:
         # the body's text, with the key in a value as the API writes it

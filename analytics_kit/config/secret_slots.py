@@ -6,7 +6,7 @@ Values found there are masked in every message, and never echoed by the checks.
 from __future__ import annotations
 
 from typing import Any, Iterator
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dlt.sources.rest_api import SENSITIVE_KEYS
 
@@ -54,6 +54,11 @@ def iter_url_secrets(config: Any) -> Iterator[str]:
     for value, _ in _under(config, ("path", "base_url", "url")):
         if isinstance(value, str) and "?" in value:
             yield from (v for k, v in parse_qsl(urlsplit(value).query) if is_sensitive_name(k) and v)
+            # as written too: parse_qsl reads "+" as a space, and "abc/def+ghi==" showed unmasked (helper-126)
+            for part in urlsplit(value).query.split("&"):
+                name, _, raw = part.partition("=")
+                if raw and is_sensitive_name(unquote(name)):
+                    yield from {raw, unquote(raw)}
 
 
 def iter_auth_objects(config: Any) -> Iterator[Any]:

@@ -376,15 +376,16 @@ class OffsetPass:
         """The listing ended at ``page``; says so if the total disagreed (``expected``: the highest of the
         closing page's total and the one before it)."""
         end = short.offset + len(short) if short is not None else page.offset
-        if self.total is None:
-            return
-        if short is not None and expected is not None and end < min(expected + self.paginator.base_index, page.offset):
+        if short is not None and end < page.offset and (expected is None or end < expected + self.paginator.base_index):
             # offsets between the short page's end and this empty one, never asked for: an API serving fewer records
-            # a page than limit holds records there (a limit at or past the total loaded one page, helper-125)
+            # a page than limit holds records there (a limit at or past the total loaded one page, helper-125; with
+            # no total, 20 of 30 records, helper-126)
             probe = self.fetch(end)
             if probe and not probe.ignored:
                 raise page_cap(self.owner.resource, self.paginator.limit, short, probe)
             page = probe
+        if self.total is None:
+            return
         if expected and end <= self.paginator.initial_value:
             raise nothing_but_a_total(self.owner.resource, expected, page.request)
         if expected is not None and end < expected + self.paginator.base_index:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import json
 import re
 from typing import Any
@@ -112,21 +113,34 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
 
 
 # A body with these may hold a secret in a form of its own: a JSON "\u0053" or "\/" in any of its characters (helper-123:
-# .NET escapes "+" so), "%3D" in some of them only (JavaScript's escape()), encoded twice: its records, written
-# again by orjson (escapes only where JSON must) and decoded from percent-escapes, are looked at.
-_ESCAPES = (b"\\", b"%")
+# .NET escapes "+" so), "%3D" in some of them only (JavaScript's escape()), encoded twice, HTML entities (&#47;), JSON
+# text inside a value (helper-126): its records, written again by orjson (escapes only where JSON must) and decoded
+# layer by layer, are looked at.
+_ESCAPES = (b"\\", b"%", b"&")
+_U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _json_unescaped(text: str) -> str:
+    return _U_ESCAPE.sub(lambda found: chr(int(found.group(1), 16)), text).replace("\\/", "/")
+
+
+# each decoding, and what a text must hold for it to change anything; a backslash escaped again (JSON text inside a
+# value, written out by orjson) is one layer, its escapes the next
+_DECODINGS = (("%", unquote), ("+", unquote_plus), ("&", html.unescape), ("\\", _json_unescaped),
+              ("\\", lambda text: text.replace("\\\\", "\\")))
 
 
 def _holds_secret(records: bytes, redactor: Redactor) -> bool:
     if redactor.echoed(records):
         return True
-    if b"%" not in records:
-        return False
-    text = records.decode("utf-8", "replace")
-    for decode in (unquote, unquote_plus):
-        once = decode(text)
-        if redactor.echoed(once.encode()) or redactor.echoed(decode(once).encode()):
+    forms = {records.decode("utf-8", "replace")}
+    for _ in range(3):  # layers: a link inside a value that was itself JSON text, encoded again...
+        decoded = {decode(form) for form in forms for mark, decode in _DECODINGS if mark in form} - forms
+        if any(redactor.echoed(form.encode()) for form in decoded):
             return True
+        if not decoded:
+            return False
+        forms = decoded
     return False
 
 
@@ -165,7 +179,7 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
         if not found and not is_simple(data_selector) and (
                 root is None or (isinstance(body, dict) and root.group(1) in body)):
             found = [[]]
-    if (not found or found == [None]) and (said := _error_said(body, redactor)) is not None:
+    if (not found or found in ([None], [[]])) and (said := _error_said(body, redactor)) is not None:
         raise LoadError(
             f"Resource '{resource}': the API answered {request_text(response.request, redactor)} with an error inside "
             f"an HTTP {response.status_code} ({said}), not records. Nothing from this run was committed.",
@@ -208,14 +222,15 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
 
 # 2xx answers that are not the resource asked for: an accepted job still running, a part of the body
 NOT_THE_LISTING = {202: "Accepted: the result is not ready", 206: "Partial Content: a part of the answer only"}
-_ERROR_KEYS = ("error", "errors", "fault", "error_message", "errorMessage")
+_ERROR_KEYS = ("error", "errors", "fault", "error_message", "errormessage")
 
 
 def _error_said(body: Any, redactor: Redactor) -> str | None:
     """The start of the error an answer without records holds (``{"error": ...}``), masked; None for none."""
     if not isinstance(body, dict):
         return None
-    said = next((body[k] for k in _ERROR_KEYS if body.get(k) not in (None, "", [], {}, False)), None)
+    said = next((v for k, v in body.items() if isinstance(k, str) and k.lower() in _ERROR_KEYS
+                 and v not in (None, "", [], {}, False)), None)  # "Error", "ERRORS" too (helper-126)
     if said is None:
         return None
     text = redactor(said if isinstance(said, str) else as_json(said).decode("utf-8", "replace"))
