@@ -685,9 +685,13 @@ def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_t
     ("sk_live_1234567\n", "query", "starts or ends with a space or a line break"),
     (" sk_live_1234567", "header", "starts or ends with a space or a line break"),
     ("sk_live_1234567\r\n", "header", "starts or ends with a space or a line break"),
-    ("sk_live\t1234567", "query", "holds a control character"),
+    ("sk_live\t1234567", "query", "holds a control or invisible character"),
     ("sk_live_\u20ac1234567", "header", "holds characters an HTTP header cannot carry"),
     ("sk_live_\u20ac1234567", "bearer", "holds characters an HTTP header cannot carry"),
+    # C1 controls and invisible characters, sent percent-encoded in a query (helper-126)
+    ("sk_live\x851234567", "query", "holds a control or invisible character"),
+    ("sk_live_1234567\u200b", "query", "holds a control or invisible character"),
+    ("\ufeffsk_live_1234567", "query", "holds a control or invisible character"),
 ])
 def test_a_secret_no_request_can_carry_as_it_is_is_refused_without_showing_it(secret, auth, fault, monkeypatch):
     """A key read with its newline was sent and refused as a wrong key (401), or failed as "Invalid header value"
@@ -723,6 +727,8 @@ def test_a_secret_with_what_its_place_carries_is_taken(secret, location):
     ("http://127.0.0.1:8080?x=1", "it holds a query or fragment"),
     ("http://127.0.0.1:8080/v1#frag", "it holds a query or fragment"),
     ("http://127.0.0.1:8080/v1?", "it holds a query or fragment"),
+    ("http://127.0.0.1:0", "its port is not a number from 1 to 65535"),  # sent to port 80 (helper-126)
+    ("http://127.0.0.1:00", "its port is not a number from 1 to 65535"),
 ])
 def test_a_base_url_dlt_would_send_otherwise_is_refused_saying_why(url, says):
     """A leading space was taken; a trailing one, or port 99999, was told to "start with http://", which it did; a
@@ -739,20 +745,23 @@ def test_a_plain_base_url_is_taken(url):
     assert prepare(guide_dict(url, "sk_live_1234567")).rest_api["client"]["base_url"] == url
 
 
-@pytest.mark.parametrize("code", [200, 204, 301, 304, 100])
+@pytest.mark.parametrize("code", [200, 204, 301, 304, 100, 401, 404])
 def test_a_status_that_is_not_an_error_is_refused_as_one_to_retry(code):
-    """[200] retried every page that came back: 9 requests for 3 pages (helper-125)."""
+    """[200] retried every page that came back: 9 requests for 3 pages (helper-125); 401 and 404 were listed and never
+    retried, without a word (helper-126)."""
     config = guide_dict("http://127.0.0.1:9", "sk_live_1234567")
     config["resources"][0]["endpoint"]["error_handler"]["retry_on_status_codes"] = [429, code]
     with pytest.raises(ConfigError) as caught:
         prepare(config)
-    assert caught.value.path.endswith("retry_on_status_codes[1]") and "between 400 and 599" in str(caught.value)
+    assert caught.value.path.endswith("retry_on_status_codes[1]")
+    assert ("never retries a 400, 401, 403 or 404" if code in (401, 404) else "between 400 and 599") in str(caught.value)
 
 
 @pytest.mark.parametrize(("given", "field"), [({"max_retries": "3"}, "max_retries"),
                                               ({"backoff_factor": -1}, "backoff_factor"),
                                               ({"status_codes": (200,)}, "retry_on_status_codes[0]"),
-                                              ({"timeout": 0}, "timeout"), ({"status_codes": "429"}, "")])
+                                              ({"timeout": 0}, "timeout"), ({"status_codes": "429"}, ""),
+                                              ({"max_retries": 10**9}, "max_retries")])
 def test_a_retry_policy_built_by_hand_is_checked_as_a_config_is(given, field):
     """RetryPolicy(max_retries="3") failed in a load as a TypeError; backoff_factor=-1 waited -1, -2, -4 s."""
     with pytest.raises(ConfigError) as caught:

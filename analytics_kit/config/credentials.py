@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Callable, get_args
 
 import dlt
@@ -111,9 +112,11 @@ def _check_secret_text(path: str, auth: Any) -> None:
             continue
         if value != value.strip():
             fault = "starts or ends with a space or a line break"
-        elif any(ord(c) < 32 or ord(c) == 127 for c in value):
-            fault = "holds a control character (a line break or a tab)"
-        elif in_header and key != "password" and not value.isascii() and not _latin1(value):
+        elif not value.isascii() and any(unicodedata.category(c) in ("Cc", "Cf") for c in value) or any(
+                ord(c) < 32 or ord(c) == 127 for c in value):
+            # C1 controls and invisible ones (a zero-width space, a byte-order mark) too (helper-126)
+            fault = "holds a control or invisible character (a line break, a tab, a zero-width space)"
+        elif in_header and not value.isascii() and not _latin1(value):  # requests encodes Basic's password so too
             fault = "holds characters an HTTP header cannot carry (beyond Latin-1)"
         else:
             continue

@@ -42,7 +42,8 @@ def check_url_shape(url: Any) -> None:
     if parts.scheme.lower() not in ("http", "https"):
         return  # the scheme's own check says it
     try:
-        parts.port
+        if parts.port == 0:  # requests sends to the scheme's port instead: the key went to port 80 (helper-126)
+            raise ValueError
     except ValueError:
         raise fail("client.base_url", f"got {got(without_userinfo(url))}: its port is not a number from 1 to 65535",
                    "an http(s) URL with a port of 1 to 65535, or none", "Check the port the API's documentation "

@@ -272,9 +272,11 @@ MAX_DATASET = 64 - len("analytics_kit_")
 def _check_dataset_name(dataset: str | None) -> None:
     """Refuses a dataset dlt would rename or refuse: "Raw" loaded into raw, where the readers given "Raw" did not
     look, with 35 of dlt's warnings a load; "My Data" failed as dlt's InvalidSchemaName (helper-125)."""
-    if dataset is None or _PLAIN_NAME.fullmatch(dataset) and len(dataset) <= MAX_DATASET:
+    # dlt's snake_case also ends a name's trailing "_" with "x" and joins "__" into one (helper-126: raw_ into rawx)
+    if dataset is None or _PLAIN_NAME.fullmatch(dataset) and len(dataset) <= MAX_DATASET and not (
+            dataset.endswith("_") or "__" in dataset):
         return
-    plain = re.sub(r"[^a-z0-9_]+", "_", dataset.strip().lower()).strip("_") or "analytics"
+    plain = re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]+", "_", dataset.strip().lower())).rstrip("_") or "analytics"
     plain = (f"_{plain}" if plain[0].isdigit() else plain)[:MAX_DATASET]
     raise ConfigError(f"got {dataset!r}; expected a plain lower-case name (letters, digits and underscores, not "
                       f"starting with a digit, at most {MAX_DATASET} characters)", path="dataset",
