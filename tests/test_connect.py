@@ -98,14 +98,16 @@ def test_a_name_that_does_not_resolve_fails_at_once(tmp_path):
     assert "Check the host name in client.base_url (http://api.example.invalid:8080)" in message
 
 
-def test_a_network_without_a_route_fails_at_once_and_says_so(tmp_path):
+@pytest.mark.parametrize(("url", "why"), [("http://127.0.0.1:8080", "no route to the host"),
+                                         ("http://[::1]:8080", "no interface for its address family")])
+def test_a_network_without_a_route_fails_at_once_and_says_so(tmp_path, url, why):
     """An offline machine (connect fails with ENETUNREACH) was retried for 14 s and blamed on a server "that dropped
-    the connection" (helper-125)."""
-    took, message, said = _offline_load(tmp_path, "http://127.0.0.1:8080")
+    the connection" (helper-125); [::1] there read as a host name that does not resolve (helper-126)."""
+    took, message, said = _offline_load(tmp_path, url)
     assert took < FAST and KEY not in said
-    assert message.startswith("Could not connect to 127.0.0.1:8080 for resource 'events': the network cannot reach "
-                              "it (no route to the host"), message
-    assert "dropped the connection" not in message
+    assert message.startswith(f"Could not connect to {url.split('//')[1].replace('[', '').replace(']', '')} for "
+                              f"resource 'events': the network cannot reach it ({why}"), message
+    assert "dropped the connection" not in message and "does not resolve" not in message
 
 
 def test_connection_failures_are_retried_once_the_api_has_answered():

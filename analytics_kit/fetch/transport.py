@@ -133,6 +133,11 @@ def unreachable(error: BaseException) -> str | None:
         if isinstance(current, (requests.exceptions.SSLError, urllib3_exceptions.SSLError, ssl.SSLError)):
             return (f"the TLS handshake failed ({_reason(current, _TLS_REASON)}): an http port asked for "
                     "https, or a certificate that is not trusted")
+        if isinstance(current, (urllib3_exceptions.NameResolutionError, socket.gaierror)) and (
+                "address family for hostname not supported" in str(current).lower()):
+            # an address of a family no interface has ([::1] on a machine offline): no route, not a name (helper-126)
+            return ("the network cannot reach it (no interface for its address family: this machine is offline, or "
+                    "has no IPv6)")
         if isinstance(current, (urllib3_exceptions.NameResolutionError, socket.gaierror)):
             return f"the host name does not resolve ({_reason(current, _OS_REASON)})"
         if isinstance(current, ConnectionRefusedError) or (
