@@ -111,7 +111,15 @@ def _interrupt_in(error: BaseException | None) -> bool:
     return isinstance(error, KeyboardInterrupt)
 
 
+def _terminated(signum: int, frame: Any) -> None:  # noqa: ARG001 - a signal handler's signature
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
 def run() -> None:
+    import signal
+
+    # from the start: a SIGTERM during the package's imports ended the command at -15 without a word (helper-127)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         command = start(sys.argv[1:])
     except BaseException as error:

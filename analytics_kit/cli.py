@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from analytics_kit.errors import ConfigError, KitError
+from analytics_kit.errors import ConfigError, KitError, _check_working_folder
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE, LOCK_WAIT_SECONDS
 
@@ -121,7 +121,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     )
     print(_printable(repr(report)))  # its cursors and warnings quote the API's data
     print(f"took {report.timing()}; load id {report.load_id}")
-    print(f"into {report.database}" + (f" ({report.created})" if report.created else ""))
+    print(_printable(f"into {report.database}" + (f" ({report.created})" if report.created else "")))
     return 0
 
 
@@ -266,6 +266,7 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
             return demo_main(argv[1:], prog="analytics-kit demo-api")
         args = build_parser().parse_args(argv)
         args.lean = lean
+        _check_working_folder()  # `demo` resolved its paths before any public call did (helper-127)
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         with warnings.catch_warnings():  # a reader's warning as a line of the command's own
@@ -274,7 +275,7 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
     except KitError as error:
         if args is not None and args.debug:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        print(_printable(f"error: {error}"), file=sys.stderr)  # it may quote the API's own words (helper-127)
         return 130 if error.context.get("interrupted") else 1  # 130: as a shell reports a SIGINT
     except BaseException as error:
         if not is_interrupt(error):  # a KeyboardInterrupt, or one wrapped while a lazy import ran

@@ -344,6 +344,9 @@ _NOT_RECORDS = {
     "ERRORS beside null": (lambda body: {"ERRORS": ["db down"], "data": None}, "error inside an HTTP 200"),
     "an error beside an empty list": (lambda body: {"error": "rate limited", "data": [], "total": 0},
                                       "error inside an HTTP 200 (rate limited)"),
+    # the API's words reached a terminal with their escape codes (helper-127)
+    "an error with escape codes": (lambda body: {"error": "boom \x9b\x1b[2J", "data": None},
+                                   "error inside an HTTP 200 (boom \\x9b\\x1b[2J)"),
 }
 
 

@@ -154,7 +154,7 @@ def test_a_working_folder_deleted_under_the_command_is_named(api, tmp_path):
     gone.mkdir()
     script = ("import os, subprocess, sys\n"
               "os.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
-              "for args in (['load', '--quiet', '--database', sys.argv[2]], ['tables']):\n"
+              "for args in (['load', '--quiet', '--database', sys.argv[2]], ['tables'], ['demo']):\n"
               "    done = subprocess.run([sys.argv[3], *args], capture_output=True, text=True)\n"
               "    print(done.returncode, repr(done.stderr))\n"
               "import analytics_kit as ak\n"
@@ -166,8 +166,8 @@ def test_a_working_folder_deleted_under_the_command_is_named(api, tmp_path):
                              str(BIN / "analytics-kit")], capture_output=True, text=True, timeout=180,
                             env={**os.environ, "API_KEY": api.api_key, "ANALYTICS_API_BASE_URL": api.base_url})
     lines = result.stdout.splitlines()
-    assert len(lines) == 3 and lines[2] == "query working folder", result
-    for line in lines[:2]:
+    assert len(lines) == 4 and lines[3] == "query working folder", result
+    for line in lines[:3]:
         assert line.startswith("1 ") and "the current folder no longer exists" in line and "Traceback" not in line
     assert api.requests == [] and not (tmp_path / "abs.duckdb").exists()
 

@@ -514,6 +514,14 @@ def test_intervals_come_back_as_timedeltas(loaded):
     assert huge.huge[0].months == 2000000000
 
 
+def test_a_column_pandas_cannot_take_is_a_query_error_saying_how_to_cast_it(loaded):
+    """A UNION column raised a raw ArrowNotImplementedError, and the CLI printed a traceback (helper-127)."""
+    with pytest.raises(ak.QueryError) as caught:
+        ak.query("SELECT union_value(k := 1) AS u, 1 AS n")
+    assert "u (sparse_union" in caught.value.message and "CAST(col AS VARCHAR)" in caught.value.guidance
+    assert ak.query("SELECT union_value(k := 1)::VARCHAR AS u").u[0] == "1"
+
+
 @pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
 def test_empty_sql_is_a_query_error(loaded, sql):
     with pytest.raises(ak.QueryError, match="returns no rows to read"):
@@ -567,18 +575,24 @@ def test_a_file_named_like_data_that_a_load_wrote_is_read_as_the_database(api, c
     assert ak.query("SELECT count(*) AS n FROM events", database=given).n[0] == 250
 
 
-@pytest.mark.parametrize("odd", ["a device", "a name too long"])
+@pytest.mark.parametrize("odd", ["a device", "a name too long", "a pipe", "stdout"])
 def test_a_database_path_no_file_can_have_is_refused_before_anything_is_written(api, config, tmp_path, odd):
     """/dev/null made /dev/null.state, then failed to fsync; a path past the system's limit escaped load() as a raw
-    OSError (helper-124)."""
-    given = "/dev/null" if odd == "a device" else str(tmp_path / "/".join(["d" * 200] * 22) / "x.duckdb")
-    says = "is a device, pipe or socket, not a file" if odd == "a device" else "cannot be used: File name too long"
+    OSError (helper-124); /dev/stdout led to whatever the output went to, and a .state folder was made beside it
+    (helper-127)."""
+    if odd == "a pipe":
+        os.mkfifo(tmp_path / "fifo")
+    given = {"a device": "/dev/null", "a name too long": str(tmp_path / "/".join(["d" * 200] * 22) / "x.duckdb"),
+             "a pipe": str(tmp_path / "fifo"), "stdout": "/dev/stdout"}[odd]
+    says = {"a device": "leads into /dev", "a name too long": "cannot be used: File name too long",
+            "a pipe": "is a device, pipe or socket, not a file", "stdout": "leads into /dev"}[odd]
     api.clear_log()
     for call in (lambda: ak.load(config, database=given, progress=False), lambda: ak.tables(database=given)):
         with pytest.raises(ak.ConfigError) as caught:
             call()
         assert caught.value.path == "database" and says in str(caught.value)
-    assert api.requests == [] and not Path("/dev/null.state").exists() and list(tmp_path.iterdir()) == []
+    assert api.requests == [] and not Path("/dev/null.state").exists()
+    assert list(tmp_path.iterdir()) == ([tmp_path / "fifo"] if odd == "a pipe" else [])
 
 
 def test_a_quote_in_the_database_path_is_refused_before_anything_is_written(tmp_path, monkeypatch):

@@ -234,6 +234,7 @@ def _error_said(body: Any, redactor: Redactor) -> str | None:
     if said is None:
         return None
     text = redactor(said if isinstance(said, str) else as_json(said).decode("utf-8", "replace"))
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)  # no ESC to a terminal (helper-127)
     return text if len(text) <= 120 else text[:120] + "..."
 
 

@@ -142,7 +142,21 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     database refuses raises ``QueryError`` with its message and the tables there are.
     """
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
-    return _timedeltas(table).to_pandas(types_mapper=_nullable())
+    try:
+        return _timedeltas(table).to_pandas(types_mapper=_nullable())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as error:  # a UNION column: a raw Arrow error (helper-127)
+        kinds = ", ".join(f"{f.name} ({f.type})" for f in table.schema if not _pandas_takes(f.type))
+        raise QueryError(f"The result has a column pandas cannot take: {kinds or error}.",
+                         guidance="Cast it in the SQL, e.g. CAST(col AS VARCHAR) or col::JSON, or select its parts.",
+                         database=str(database)) from None
+
+
+def _pandas_takes(kind: pa.DataType) -> bool:
+    try:
+        pa.array([], kind).to_pandas()
+        return True
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return False
 
 
 MAX_TIMEDELTA_DAYS = 100_000_000  # about 270,000 years: a timedelta of microseconds in 64 bits holds 106,751,991 days

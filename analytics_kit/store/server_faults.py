@@ -11,7 +11,8 @@ from typing import Callable, Iterable
 # the driver's words (psycopg2's OperationalError; other drivers say the like) for a connection never made
 _CONNECTING = ("connection to server", "could not connect", "password authentication failed", "connection refused",
                "could not translate host name", "timeout expired", "no pg_hba.conf entry", "does not exist",
-               "authentication failed", "name or service not known")
+               "authentication failed", "name or service not known", "invalid port number", "invalid sslmode",
+               "invalid connection option", "invalid dsn", "missing \"=\" after", "invalid integer value")
 
 
 def unreachable_server(errors: Iterable[BaseException], destination: str, label: str,

@@ -171,6 +171,12 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path |
         named = str(path) if path.is_dir() else str(given)  # $ANALYTICS_DATABASE's folder, or "new/"
         raise ConfigError(f"{named!r} names a folder; expected the path of a DuckDB file", path="database",
                           guidance=f"Pass a file in it, e.g. {str(path / 'analytics.duckdb')!r}.")
+    kernel = next((p.parts[1] for p in (Path(os.path.abspath(os.path.expanduser(str(given)))), path)
+                   if p.parts[1:2] in (("proc",), ("dev",), ("sys",))), None)
+    if kernel is not None:  # /dev/stdout: a .state folder beside what it led to (helper-127)
+        raise ConfigError(f"{str(given)!r} leads into /{kernel}, a file system of the kernel's, not a place for a "
+                          "file", path="database",
+                          guidance="Pass the path of a DuckDB file, e.g. 'analytics.duckdb'.")
     if path.exists() and not path.is_file():  # /dev/null: its .state folder was made in /dev (helper-124)
         raise ConfigError(f"{str(path)!r} is a device, pipe or socket, not a file", path="database",
                           guidance="Pass the path of a DuckDB file, e.g. 'analytics.duckdb'.")
