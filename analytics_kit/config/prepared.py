@@ -225,7 +225,8 @@ def policy_fields(block: Any, path: str) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
             # 10**9 was taken, and the waits' schedule failed as a bare OverflowError (helper-126)
             raise checks.fail(checks.join(path, "max_retries"), f"got {checks.got(value)}",
-                              f"an integer from 0 to {MAX_RETRIES}", "Set max_retries to 0 (no retries) or more, e.g. 3.")
+                              f"an integer from 0 to {MAX_RETRIES}",
+                              "Set max_retries to 0 (no retries) or more, e.g. 3.")
         out["max_retries"] = value
     for key, zero_ok, fix in _SECONDS:
         if key in block:

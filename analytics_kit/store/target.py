@@ -188,8 +188,8 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path |
         raise ConfigError(f"{str(path)!r} is {kind}, not a DuckDB database: DuckDB would open it as data to read, "
                           "and what a load wrote into it would be lost", path="database",
                           guidance="Pass the DuckDB file a load wrote, or a new name such as 'analytics.duckdb'."
-                          + ("" if kind not in ("a CSV file", "a JSON file", "a Parquet file") else " To read this file itself: "
-                             f"duckdb.sql(\"SELECT * FROM '{path.name}'\").df()."))
+                          + (f" To read this file itself: duckdb.sql(\"SELECT * FROM '{path.name}'\").df()."
+                             if kind in ("a CSV file", "a JSON file", "a Parquet file") else ""))
     if pipelines_dir is not None and pipelines_dir.exists() and not pipelines_dir.is_dir():
         raise ConfigError(f"{str(pipelines_dir)!r}, where the kit keeps the load's working files beside the "
                           "database, is a file", path="database",
