@@ -113,9 +113,9 @@ def refuse_echoed_secrets(rows: list, response: Response, resource: str, redacto
 
 
 # A body with these may hold a secret in a form of its own: a JSON "\u0053" or "\/" in any of its characters
-# (helper-123: .NET escapes "+" so), "%3D" in some of them only (JavaScript's escape()), encoded twice, HTML entities (&#47;), JSON
-# text inside a value (helper-126): its records, written again by orjson (escapes only where JSON must) and decoded
-# layer by layer, are looked at.
+# (helper-123: .NET escapes "+" so), "%3D" in some of them only (JavaScript's escape()), encoded twice, HTML
+# entities (&#47;), JSON text inside a value (helper-126): its records, written again by orjson (escapes only where
+# JSON must) and decoded layer by layer, are looked at.
 _ESCAPES = (b"\\", b"%", b"&")
 _U_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
