@@ -58,7 +58,13 @@ class Redactor:
                 # values with repr: a backslash or a quote in the key would change its form)
                 # (percent-encoded with "/" kept too: how most clients and people encode a URL)
                 # (an escape matches in any case, "%2f" or "%2F": see _pattern)
-                encoded = {quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/")}
+                # a lone surrogate no URL can carry (the key is refused for it): its other forms still masked
+                sendable = secret.encode("utf-8", "surrogatepass")
+                encoded = {quote(sendable, safe=""), quote(sendable), quote_plus(sendable),
+                           quote_plus(sendable, safe="/"),
+                           # as requests writes a URL it was given: only what no URL may hold escaped ("+/=" kept,
+                           # "é" as %C3%A9), which no form above matched (helper-128)
+                           quote(sendable, safe="!#$%&'()*+,/:;=?@[]~")}
                 as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
                 # JSON may escape "/" too (PHP's json_encode does by default)
                 as_json |= {form.replace("/", "\\/") for form in as_json}
@@ -68,9 +74,9 @@ class Redactor:
         # the forms a JSON body may hold, for ``echoed``; too short ones would match anything.
         # Those with escapes are looked for by a pattern, in any case; the others as they are.
         in_bodies = [f for f in ordered if len(f) >= WHOLE_WORD_BELOW]
-        self._in_bodies = tuple(f.encode() for f in in_bodies if not _ESCAPE.search(f))
+        self._in_bodies = tuple(f.encode("utf-8", "surrogatepass") for f in in_bodies if not _ESCAPE.search(f))
         escaped = [_pattern(f) for f in in_bodies if _ESCAPE.search(f)]
-        self._escaped_in_bodies = re.compile("|".join(escaped).encode()) if escaped else None
+        self._escaped_in_bodies = re.compile("|".join(escaped).encode("utf-8", "surrogatepass")) if escaped else None
         self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
         bare = {_SKELETON.sub("", form) for form in forms}  # see ``holds_part``
         self._runs = {form[i:i + PARTIAL_RUN] for form in forms | bare for i in range(len(form) - PARTIAL_RUN + 1)}

@@ -307,16 +307,33 @@ def test_total_pages_capped_below_the_limit_without_a_total_are_refused_not_skip
         assert report.rows["events"] == 90 and table() == served(api)
 
 
-def test_a_key_in_the_path_is_masked_however_it_is_written(watch):
+def test_total_a_capped_page_within_maximum_offset_is_refused(watch):
+    """maximum_offset covering one page: the pass ended at it, and records 60-99 of the window were dropped without a
+    word (helper-128)."""
+    with Adversary(n=90, key=watch.canary) as api:
+        api.page_cap, api.total = 60, MISSING
+        config = config_for(api, incremental=False, concurrency=1)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True,
+                                                               maximum_offset=100)
+        error = watch.fails(config, mode="full_refresh")
+        assert "returned 60 record(s) for limit=100" in str(error) and "offset=60&" in str(error), str(error)
+        api.page_cap = None
+        assert watch.succeeds(config, mode="full_refresh").rows["events"] == 90
+
+
+@pytest.mark.parametrize("extra", ["", "s\u00e9cret"])
+def test_a_key_in_the_path_is_masked_however_it_is_written(watch, extra):
     """A key with + / = written into the path showed in the errors and the retry log as written: "+" read as a
-    space found no mask (helper-126). The canary key holds all three."""
+    space found no mask (helper-126); with a non-ASCII character too, requests escaped only that one (helper-128).
+    The canary key holds + / =."""
+    watch.canary += extra
     with Adversary(n=150, key=watch.canary) as api:
         api.fail(500, times=None)
         config = config_for(api)
         config["resources"][0]["endpoint"]["path"] = f"/v1/events?api_key={watch.canary}"
         config["client"].pop("auth")
         error = watch.fails(config)
-    assert "api_key=***" in str(error) and watch.canary not in str(error), str(error)
+    assert "api_key=***" in str(error) and watch.canary[:10] not in str(error), str(error)
 
 
 def test_total_too_high_after_a_short_last_page_is_checked_once_and_said(api, watch):
@@ -347,6 +364,11 @@ _NOT_RECORDS = {
     # the API's words reached a terminal with their escape codes (helper-127)
     "an error with escape codes": (lambda body: {"error": "boom \x9b\x1b[2J", "data": None},
                                    "error inside an HTTP 200 (boom \\x9b\\x1b[2J)"),
+    # a failure said by a status field, a success flag or a meta block (helper-128)
+    "status error": (lambda body: {"status": "error", "message": "db down", "data": []}, "HTTP 200 (db down)"),
+    "success false": (lambda body: {"success": False, "message": "quota", "data": []}, "HTTP 200 (quota)"),
+    "an error code": (lambda body: {"error_code": 500, "message": "x", "data": []}, "HTTP 200 (500)"),
+    "an error in meta": (lambda body: {"data": [], "meta": {"error": "stale index"}}, "HTTP 200 (stale index)"),
 }
 
 

@@ -692,6 +692,10 @@ def test_a_decimal_as_wide_as_postgresql_makes_is_accepted_where_the_load_goes_t
     ("sk_live\x851234567", "query", "holds a control or invisible character"),
     ("sk_live_1234567\u200b", "query", "holds a control or invisible character"),
     ("\ufeffsk_live_1234567", "query", "holds a control or invisible character"),
+    # a lone surrogate (a raw UnicodeEncodeError), separators and blank letters (helper-128)
+    ("sk_live\udc801234567", "query", "holds a control or invisible character"),
+    ("sk_live\u20281234567", "query", "holds a control or invisible character"),
+    ("sk_live\u31641234567", "header", "holds a control or invisible character"),
 ])
 def test_a_secret_no_request_can_carry_as_it_is_is_refused_without_showing_it(secret, auth, fault, monkeypatch):
     """A key read with its newline was sent and refused as a wrong key (401), or failed as "Invalid header value"

@@ -520,6 +520,8 @@ def test_a_column_pandas_cannot_take_is_a_query_error_saying_how_to_cast_it(load
         ak.query("SELECT union_value(k := 1) AS u, 1 AS n")
     assert "u (sparse_union" in caught.value.message and "CAST(col AS VARCHAR)" in caught.value.guidance
     assert ak.query("SELECT union_value(k := 1)::VARCHAR AS u").u[0] == "1"
+    with pytest.raises(ak.QueryError, match="year -5877641 is out of range"):  # a raw ValueError (helper-128)
+        ak.query("SELECT '-infinity'::DATE AS d")
 
 
 @pytest.mark.parametrize("sql", ["", "   ", "-- only a comment"])
@@ -575,24 +577,27 @@ def test_a_file_named_like_data_that_a_load_wrote_is_read_as_the_database(api, c
     assert ak.query("SELECT count(*) AS n FROM events", database=given).n[0] == 250
 
 
-@pytest.mark.parametrize("odd", ["a device", "a name too long", "a pipe", "stdout"])
+@pytest.mark.parametrize("odd", ["a device", "a name too long", "a pipe", "stdout", "a link to stdout"])
 def test_a_database_path_no_file_can_have_is_refused_before_anything_is_written(api, config, tmp_path, odd):
     """/dev/null made /dev/null.state, then failed to fsync; a path past the system's limit escaped load() as a raw
     OSError (helper-124); /dev/stdout led to whatever the output went to, and a .state folder was made beside it
     (helper-127)."""
     if odd == "a pipe":
         os.mkfifo(tmp_path / "fifo")
+    if odd == "a link to stdout":  # passed as the file stdout went to (helper-128)
+        (tmp_path / "fifo").symlink_to("/dev/stdout")
     given = {"a device": "/dev/null", "a name too long": str(tmp_path / "/".join(["d" * 200] * 22) / "x.duckdb"),
-             "a pipe": str(tmp_path / "fifo"), "stdout": "/dev/stdout"}[odd]
+             "a pipe": str(tmp_path / "fifo"), "stdout": "/dev/stdout", "a link to stdout": str(tmp_path / "fifo")}[odd]
     says = {"a device": "leads into /dev", "a name too long": "cannot be used: File name too long",
-            "a pipe": "is a device, pipe or socket, not a file", "stdout": "leads into /dev"}[odd]
+            "a pipe": "is a device, pipe or socket, not a file", "stdout": "leads into /dev",
+            "a link to stdout": "leads into /dev"}[odd]
     api.clear_log()
     for call in (lambda: ak.load(config, database=given, progress=False), lambda: ak.tables(database=given)):
         with pytest.raises(ak.ConfigError) as caught:
             call()
         assert caught.value.path == "database" and says in str(caught.value)
     assert api.requests == [] and not Path("/dev/null.state").exists()
-    assert list(tmp_path.iterdir()) == ([tmp_path / "fifo"] if odd == "a pipe" else [])
+    assert list(tmp_path.iterdir()) == ([tmp_path / "fifo"] if odd in ("a pipe", "a link to stdout") else [])
 
 
 def test_a_quote_in_the_database_path_is_refused_before_anything_is_written(tmp_path, monkeypatch):

@@ -112,8 +112,8 @@ def _check_secret_text(path: str, auth: Any) -> None:
             continue
         if value != value.strip():
             fault = "starts or ends with a space or a line break"
-        elif not value.isascii() and any(unicodedata.category(c) in ("Cc", "Cf") for c in value) or any(
-                ord(c) < 32 or ord(c) == 127 for c in value):
+        elif any(ord(c) < 32 or ord(c) == 127 for c in value) or not value.isascii() and any(
+                unicodedata.category(c) in _UNSEEN or c in _BLANK_LETTERS for c in value):
             # C1 controls and invisible ones (a zero-width space, a byte-order mark) too (helper-126)
             fault = "holds a control or invisible character (a line break, a tab, a zero-width space)"
         elif in_header and not value.isascii() and not _latin1(value):  # requests encodes Basic's password so too
@@ -123,6 +123,12 @@ def _check_secret_text(path: str, auth: Any) -> None:
         raise ConfigError(f"the {key} {fault}", path=f"{path}.{key}",
                           guidance="Check how the secret was copied (an environment variable or a file may keep a "
                           "trailing newline) and remove what is not part of it; it is not shown here.")
+
+
+# controls, invisible formatting, lone surrogates (a raw UnicodeEncodeError, helper-128), line and paragraph
+# separators; and letters and marks that show as nothing (Hangul fillers, a blank braille cell, joiners, selectors)
+_UNSEEN = ("Cc", "Cf", "Cs", "Co", "Zl", "Zp")
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\ufe0e\ufe0f")
 
 
 def _latin1(value: str) -> bool:

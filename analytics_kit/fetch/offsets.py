@@ -48,10 +48,9 @@ from analytics_kit.fetch.transport import request_text
 if TYPE_CHECKING:
     from analytics_kit.fetch.paging import KitPaginate
 
-# An API that answers in under this long is limited by CPU, not by waiting: on it more
-# workers only fight over the GIL (and, for a local API, over the same cores), and two
-# (one waiting on the API while the other's page is parsed) are fastest. Measured on 100,000
-# events from the demo API: 4.9 s with 1 worker, 3.4 s with 2, 4.1 s with 4, 5.5 s with 8.
+# An API that answers in under this long is limited by CPU, not by waiting: on it more workers only fight over the
+# GIL (and, for a local API, over the same cores), and two (one waiting on the API while the other's page is parsed)
+# are fastest. Measured on 100,000 events from the demo API: 4.9 s with 1 worker, 3.4 s with 2, 4.1 s with 4.
 FAST_RESPONSE_SECONDS = 0.02
 FAST_API_WORKERS = 2
 # Auth that adds the same key or header to every request: such requests can be copied.
@@ -242,7 +241,7 @@ class OffsetPass:
     def run(self) -> Iterator[Page]:
         p = self.paginator
         step, limit, maximum = p.value_step, p.limit, p.maximum_value
-        # the first page on the resource's own session, in the extracting thread
+        # the first page: the resource's own session, the extracting thread
         started = time.perf_counter()
         page = self.fetch(p.initial_value, self.owner.client.session)
         if (first_total := usable_total(page.total)) is not None:  # for the progress display, before the newest
@@ -306,8 +305,11 @@ class OffsetPass:
                         raise endless(self.owner.resource, MAX_PAGES_PAST_TOTAL, page.request, beyond)
                 yield page
                 previous = page
-                if maximum is not None and page.offset + step >= maximum:
-                    return  # a listing capped on purpose with maximum_offset
+                if maximum is not None and page.offset + step >= maximum:  # a listing capped with maximum_offset
+                    if len(page) < limit and page.offset + len(page) < maximum and (  # the rest asked (helper-128)
+                            probe := self.fetch(page.offset + len(page))) and not probe.ignored:
+                        raise page_cap(self.owner.resource, self.paginator.limit, page, probe)
+                    return
                 if len(page) < limit:
                     if self.total is not None and end >= self.total + p.base_index:
                         self.consistent_total = self.total if end == self.total + p.base_index else None
@@ -377,9 +379,8 @@ class OffsetPass:
         closing page's total and the one before it)."""
         end = short.offset + len(short) if short is not None else page.offset
         if short is not None and end < page.offset and (expected is None or end < expected + self.paginator.base_index):
-            # offsets between the short page's end and this empty one, never asked for: an API serving fewer records
-            # a page than limit holds records there (a limit at or past the total loaded one page, helper-125; with
-            # no total, 20 of 30 records, helper-126)
+            # offsets after the short page, never asked for: an API serving fewer records a page than limit holds
+            # records there (a limit past the total loaded one page, helper-125; no total: 20 of 30, helper-126)
             probe = self.fetch(end)
             if probe and not probe.ignored:
                 raise page_cap(self.owner.resource, self.paginator.limit, short, probe)

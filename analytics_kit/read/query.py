@@ -144,9 +144,10 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
     try:
         return _timedeltas(table).to_pandas(types_mapper=_nullable())
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as error:  # a UNION column: a raw Arrow error (helper-127)
+    except (pa.ArrowNotImplementedError, ValueError, NotImplementedError, OverflowError) as error:
+        # a UNION column raised a raw Arrow error (helper-127); a date out of Python's range a ValueError (helper-128)
         kinds = ", ".join(f"{f.name} ({f.type})" for f in table.schema if not _pandas_takes(f.type))
-        raise QueryError(f"The result has a column pandas cannot take: {kinds or error}.",
+        raise QueryError(f"The result has a column pandas cannot take: {kinds or f'{type(error).__name__}: {error}'}.",
                          guidance="Cast it in the SQL, e.g. CAST(col AS VARCHAR) or col::JSON, or select its parts.",
                          database=str(database)) from None
 

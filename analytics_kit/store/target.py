@@ -171,7 +171,7 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path |
         named = str(path) if path.is_dir() else str(given)  # $ANALYTICS_DATABASE's folder, or "new/"
         raise ConfigError(f"{named!r} names a folder; expected the path of a DuckDB file", path="database",
                           guidance=f"Pass a file in it, e.g. {str(path / 'analytics.duckdb')!r}.")
-    kernel = next((p.parts[1] for p in (Path(os.path.abspath(os.path.expanduser(str(given)))), path)
+    kernel = next((p.parts[1] for p in (*_hops(Path(os.path.abspath(os.path.expanduser(str(given))))), path)
                    if p.parts[1:2] in (("proc",), ("dev",), ("sys",))), None)
     if kernel is not None:  # /dev/stdout: a .state folder beside what it led to (helper-127)
         raise ConfigError(f"{str(given)!r} leads into /{kernel}, a file system of the kernel's, not a place for a "
@@ -194,6 +194,20 @@ def _check_file_path(given: str | os.PathLike, path: Path, pipelines_dir: Path |
         raise ConfigError(f"{str(pipelines_dir)!r}, where the kit keeps the load's working files beside the "
                           "database, is a file", path="database",
                           guidance="Move that file away, or pass another name for the database.")
+
+
+def _hops(path: Path) -> list[Path]:
+    """``path``, and where each link on its way leads, one hop each: a link to /dev/stdout beside the file stdout went
+    to passed as that file (helper-128)."""
+    hops = [path]
+    for end in range(2, len(path.parts) + 1):
+        prefix = Path(*path.parts[:end])
+        try:
+            if prefix.is_symlink():
+                hops.append(Path(os.path.abspath(prefix.parent / os.readlink(prefix))))
+        except OSError:
+            break
+    return hops
 
 
 def duckdb_memory() -> str:
