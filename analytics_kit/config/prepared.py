@@ -39,7 +39,7 @@ from analytics_kit.config.layouts import add_as_written
 from analytics_kit.config.guide import SOURCE_NAME
 from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects, iter_secret_slots, iter_url_secrets
 from analytics_kit.errors import ConfigError, KitError, secret_safe
-from analytics_kit.fetch.retry import NEVER_RETRIED, RetryPolicy
+from analytics_kit.fetch.retry import RetryPolicy
 from analytics_kit.fetch.transport import origin
 from analytics_kit.redact import Redactor
 
@@ -208,11 +208,6 @@ def policy_fields(block: Any, path: str) -> dict[str, Any]:
             raise checks.fail(p, f"got {checks.got(codes)}", "a list of HTTP status codes, e.g. [429, 503]",
                               "Write the codes as a list of integers.")
         for i, code in enumerate(codes):
-            if isinstance(code, int) and code in NEVER_RETRIED:  # listed, and silently never retried (helper-126)
-                raise checks.fail(checks.join(p, i), f"got {code}: the kit never retries a 400, 401, 403 or 404 (the "
-                                  "request, the key or the path is wrong, and a retry gets the same answer)",
-                                  "a status code a retry can change, such as 429 or 503",
-                                  "Leave it out of the list; the load's error names the cause of such an answer.")
             if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 599:
                 # a 200 here retried every page that came back (helper-125)
                 raise checks.fail(checks.join(p, i), f"got {checks.got(code)}",
@@ -222,11 +217,12 @@ def policy_fields(block: Any, path: str) -> dict[str, Any]:
         out["status_codes"] = tuple(sorted(set(codes)))
     if "max_retries" in block:
         value = block["max_retries"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
-            # 10**9 was taken, and the waits' schedule failed as a bare OverflowError (helper-126)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise checks.fail(checks.join(path, "max_retries"), f"got {checks.got(value)}",
-                              f"an integer from 0 to {MAX_RETRIES}",
-                              "Set max_retries to 0 (no retries) or more, e.g. 3.")
+                              "an integer >= 0", "Set max_retries to 0 (no retries) or more, e.g. 3.")
+        if value > MAX_RETRIES:  # 10**9 was taken, and the waits' schedule failed as a bare OverflowError (helper-126)
+            raise checks.fail(checks.join(path, "max_retries"), f"got {value:,}", f"at most {MAX_RETRIES}",
+                              "Set max_retries to a number of retries a load can wait for, e.g. 3.")
         out["max_retries"] = value
     for key, zero_ok, fix in _SECONDS:
         if key in block:
