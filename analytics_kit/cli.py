@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from analytics_kit.errors import ConfigError, KitError, _check_working_folder
+from analytics_kit.errors import ConfigError, KitError, check_working_folder
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE, LOCK_WAIT_SECONDS
 
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None, *, lean: bool = False) -> int:
             return demo_main(argv[1:], prog="analytics-kit demo-api")
         args = build_parser().parse_args(argv)
         args.lean = lean
-        _check_working_folder()  # `demo` resolved its paths before any public call did (helper-127)
+        check_working_folder()  # `demo` resolved its paths before any public call did (helper-127)
         logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         with warnings.catch_warnings():  # a reader's warning as a line of the command's own

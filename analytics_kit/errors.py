@@ -188,7 +188,7 @@ def arguments_safe(fn: F) -> F:
     return _without_frames(fn, ConfigError)
 
 
-def _check_working_folder() -> None:
+def check_working_folder() -> None:
     """A working folder deleted under the process failed as "dlt refuses this source name (FileNotFoundError)", or
     as a raw traceback from a path's resolution (helper-124): every call resolves paths against it."""
     try:
@@ -206,7 +206,7 @@ def _without_frames(fn: F, only: type[KitError] | None) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            _check_working_folder()
+            check_working_folder()
             return fn(*args, **kwargs)
         except KitError as error:
             if only is not None and not isinstance(error, only):

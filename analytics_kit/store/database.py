@@ -99,12 +99,12 @@ def ensure_database(path: Path) -> bool:
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Made under another name and renamed into place: a run killed halfway through
-    # creating the file would otherwise leave a broken file every later run trips on.
+    # made under another name and renamed into place: a run killed halfway left a broken file later runs tripped on
     partial = path.with_name(f".{path.name}.{os.getpid()}.creating")
     partial.unlink(missing_ok=True)
     duckdb.connect(str(partial), config=new_file_config()).close()
-    return os.replace(partial, path) is None
+    os.replace(partial, path)
+    return True
 
 
 def open_for_writing(path: Path, wait: float = LOCK_WAIT_SECONDS, on_wait=None) -> duckdb.DuckDBPyConnection:  # type: ignore[no-untyped-def]
