@@ -64,7 +64,7 @@ def unsupported_columns(columns: Any) -> str | None:
     return None
 
 
-def _kind_of(value: Any) -> str | None:
+def kind_of(value: Any) -> str | None:
     """The dlt data type dlt's normaliser gives ``value``; None for nested values."""
     if isinstance(value, bool):
         return "bool"
@@ -179,7 +179,7 @@ class PageConverter:
                 value = next((r[name] for r in rows if r.get(name) is not None), None)
                 if value is None:
                     continue  # dlt adds no column for nulls only
-                kind = _kind_of(value)
+                kind = kind_of(value)
                 if kind is None:
                     # nested data after the first page: the slow path would have made child
                     # tables; the kit keeps it as one JSON column, and says so once.

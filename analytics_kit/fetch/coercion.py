@@ -18,9 +18,11 @@ INT64 = range(-2**63, 2**63)
 class BadValue(Exception):
     """A value a declared column cannot hold; ``index`` is the record's place in the group."""
 
-    def __init__(self, column: str, index: int, declared: str, problem: str, guidance: str) -> None:
+    def __init__(self, column: str, index: int, declared: str, problem: str, guidance: str, *,
+                 because: str | None = None) -> None:
         super().__init__(f"{column}: {problem}")
         self.column, self.index, self.declared, self.problem, self.guidance = column, index, declared, problem, guidance
+        self.because = because or f"which the config declares {declared}"  # what the column is, after its name
 
 
 def coerced_value(value: Any, kind: str) -> Any:
@@ -41,8 +43,9 @@ def json_value(value: Any) -> Any:
     return parsed
 
 
-def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> BadValue:
-    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold (the API's ``field``)."""
+def refused(name: str, index: int, kind: str, value: Any, field: Any = None, key: bool = False) -> BadValue:
+    """The error for ``value``, which column ``name``, declared of ``kind``, cannot hold (the API's ``field``);
+    ``key``: the column holds the primary key, which a variant column would leave empty."""
     sent = "" if field is None or field == name else f" in its field {field!r}"
     if isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
         return BadValue(name, index, f"of type {kind}", f"has {value}{sent}, beyond 64-bit integers,",
@@ -52,8 +55,10 @@ def refused(name: str, index: int, kind: str, value: Any, field: Any = None) -> 
                         "stores as the string's content (\"123\" as a number, \"x\" as malformed JSON),",
                         f"Declare {name!r} as text (data_type 'text') to keep such values as they are.")
     return BadValue(name, index, f"of type {kind}", f"has {shown(value)}{sent}",
-                    f"Fix the column's data_type in the config if the API sends such values, "
-                    f"or leave {name!r} undeclared to let dlt keep them in a variant column.")
+                    "Fix the column's data_type in the config if the API sends such values" + (
+                        ": a primary key cannot go to a variant column, and data_type 'text' holds numbers and text "
+                        "alike. If the API sends such keys only by mistake, this is a problem of its data." if key else
+                        f", or leave {name!r} undeclared to let dlt keep them in a variant column."))
 
 
 def shown(value: Any, limit: int = 80) -> str:

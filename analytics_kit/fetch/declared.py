@@ -52,6 +52,8 @@ class DeclaredTypes:
                  requests: PageRequests | None = None, nesting: int | None = None,
                  wei: tuple[int, int] | None = None, table: str | None = None, loose: Iterable[str] = ()) -> None:
         self.resource, self.primary_key, self.field_naming, self.table = resource, primary_key, field_naming, table
+        keys = [primary_key] if isinstance(primary_key, str) else primary_key or ()
+        self.keys = frozenset(field_naming(k) for k in keys)  # a key's value cannot go to a variant column
         # columns the table holds as decimals that the config does not declare: their numbers are rounded as the
         # table rounds them, anything else is dlt's to put in a variant column, as for any undeclared column
         self.loose = frozenset(field_naming(name) for name in loose)
@@ -149,7 +151,7 @@ class DeclaredTypes:
         try:
             json_value(value) if kind == "json" else coerced_value(value, kind)
         except COERCE_ERRORS:
-            self._refuse(refused(column, index, kind, value, field), rows, index)
+            self._refuse(refused(column, index, kind, value, field, column in self.keys), rows, index)
 
     def _decimal(self, holder: dict, field: Any, column: str, rows: list, index: int) -> bool:
         """Rounds a number to the column's scale, or refuses it; False for a value that is no number here."""

@@ -229,7 +229,7 @@ def bad_value(bad: BadValue, rows: list, sources: list[tuple[int, str]], resourc
     which = f"the record with {named}" if named else f"record {bad.index - start + 1} of the page"
     return LoadError(
         f"Resource '{resource}': {which}{f' on {request}' if request else ''} {bad.problem} in column {bad.column!r}, "
-        f"which the config declares {bad.declared}.",
+        f"{bad.because}.",
         guidance=bad.guidance, resource=resource, column=bad.column, **({"request": request} if request else {}))
 
 

@@ -21,6 +21,7 @@ from analytics_kit.errors import ConfigError, secret_safe
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import CastDeferred, PageConverter, PageFormat, TableKinds, unsupported_columns
 from analytics_kit.fetch.declared import DeclaredTypes
+from analytics_kit.fetch.key_types import KeyTypes
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.fetch.page_checks import PageRequests
@@ -36,8 +37,7 @@ from analytics_kit.redact import Redactor, guard_logs
 
 logger = logging.getLogger(__name__)
 
-# Pages as Arrow tables where the config allows (see slow_path_reason); tests switch it off
-# to compare the two paths.
+# Pages as Arrow tables where the config allows (see slow_path_reason); tests switch it off to compare the two paths.
 FAST_PATH = True
 
 
@@ -195,11 +195,14 @@ def _build(
                 logger.debug("resource %s loads pages as dicts: %s", resource.name, reason)
             requests = PageRequests()  # where the steps' errors name the request
             nesting = resource.max_table_nesting if resource.max_table_nesting is not None else source.max_table_nesting
-            declared = DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
-                                        flattened, requests, nesting, prepared.wei, table,
-                                        (stored or {}).get(resource.name))
-            if declared is not None:  # what dlt's normaliser would put in a variant column stops the load
-                seam.add_step(resource, declared, after_incremental=True)
+            # what dlt's normaliser would put in a variant column stops the load: a declared column's, or a key's
+            for check in (DeclaredTypes.of(resource.name, resource.columns, seam.primary_key(resource), field_naming,
+                                           flattened, requests, nesting, prepared.wei, table,
+                                           (stored or {}).get(resource.name)),
+                          KeyTypes.of(resource.name, seam.primary_key(resource), field_naming, resource.columns,
+                                      requests, table, learned)):
+                if check is not None:
+                    seam.add_step(resource, check, after_incremental=True)
             workers = concurrency or prepared.concurrency.get(resource.name) or DEFAULT_CONCURRENCY
             step = PageStep(resource.name, stats, on_page)
             rows = None
@@ -271,13 +274,10 @@ def appended_roots(source: DltSource) -> frozenset[str]:
 
 
 def _keep_latest_copy(resource: DltResource, naming: Callable[[str], str], flattened: Callable[[list], str]) -> None:
-    """Sorts a delete-insert merge's copies of one key by its incremental cursor (``dedup_sort``),
-    where the config sorts them by nothing.
-
-    A record updated while its listing is paged is staged in both versions, and the listing is
-    paged again; without a sort dlt keeps either copy, and kept the older one. The cursor has
-    moved past the newer version then, so no later incremental run repairs the row.
-    """
+    """Sorts a delete-insert merge's copies of one key by its incremental cursor (``dedup_sort``), where the config
+    sorts them by nothing. A record updated while its listing is paged is staged in both versions, and the listing is
+    paged again; without a sort dlt keeps either copy, and kept the older one. The cursor has moved past the newer
+    version then, so no later incremental run repairs the row."""
     incremental = seam.resource_incremental(resource)
     columns = resource.columns
     if (not merges_by_key(resource) or incremental is None or incremental.last_value_func not in (max, min)

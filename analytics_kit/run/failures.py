@@ -28,6 +28,7 @@ from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.transport import host_of, request_text, shown_origin, unreachable
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
+from analytics_kit.run.data_faults import data_fault
 from analytics_kit.store.database import in_use_here
 from analytics_kit.store.file_faults import conflicting, unreadable, unwritable
 from analytics_kit.store.server_faults import unreachable_server
@@ -373,17 +374,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         text = f"{text.rstrip()} {type(chain[-1]).__name__}"  # "... caused an exception:" and a bare StopIteration
     if isinstance(root, incremental[0]) or isinstance(root, incremental[2]):
         return cursor_failure(root, where, resource, missing=isinstance(root, incremental[0]))
-    # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
-    # where Python says "int too large to convert to C long"
-    if "exceeds 64-bit range" in text or (isinstance(root, OverflowError) and "too large to convert" in text):
-        return LoadError(
-            f"{where[0].upper() + where[1:]} got an integer beyond 64 bits, which dlt and DuckDB cannot store as a "
-            f"number ({type(root).__name__}: {text}); nothing from this run was committed.",
-            guidance="Declare the column that holds such numbers as text (\"data_type\": \"text\") in the "
-            "resource's columns to keep them whole, or as double or decimal; a field dlt renames or flattens is "
-            "declared by its column's name (user_id for userId, meta__count for meta.count). A primary key or a "
-            "cursor must be one of the API's fields as it sends them: ask the API for such ids as strings.",
-            resource=resource)
+    if fault := data_fault(root, text, where, resource):
+        return fault
     if "total" in text.lower() and "not found" in text.lower():
         return LoadError(
             f"{where[0].upper() + where[1:]} got a page without the total record count on {request}: {text}",

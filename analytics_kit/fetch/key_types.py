@@ -1,0 +1,108 @@
+"""Primary-key values of another type, on records that stay dicts: a key dlt would lose stops the load.
+
+dlt types an undeclared column by its first value and coerces later values into that type where it
+can; one it cannot coerce (``"2.0"`` or ``True`` after numbers, ``"abc"`` after ISO timestamps) goes
+into a variant column (``id__v_text``) and leaves the column empty. A key column cannot be empty, so
+the load failed in dlt's normalize step with Arrow's "Column 'id' is declared non-nullable but contains
+nulls", naming neither record nor value. This step, behind dlt's incremental step as the declared
+types' is, names both. Arrow pages pass: the converter sends a page holding such a value here as dicts.
+Declared key columns are ``DeclaredTypes``'s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import dlt
+import pyarrow as pa
+
+from analytics_kit.fetch.arrow_tables import kind_of
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, shown
+from analytics_kit.fetch.page_checks import PageRequests, bad_value
+
+# Python types a column of each dlt type takes as they are (a bool is no int here)
+_AS_THEY_ARE: dict[str, tuple[type, ...]] = {"bigint": (int,), "double": (float,), "bool": (bool,), "text": (str,)}
+
+
+class KeyTypes:
+    """The step: checks the undeclared key columns of dict records against the type their column has."""
+
+    def __init__(self, resource: str, primary_key: Any, field_naming: Callable[[str], str], declared: Iterable[str],
+                 requests: PageRequests, table: str | None, learned: Callable[[str], str | None]) -> None:
+        keys = [primary_key] if isinstance(primary_key, str) else list(primary_key or ())
+        self.resource, self.primary_key, self.field_naming = resource, primary_key, field_naming
+        self.keys = frozenset(field_naming(k) for k in keys) - {field_naming(d) for d in declared}
+        self.requests, self.table, self.learned = requests, table, learned
+        self.kinds: dict[str, str] = {}  # a key column -> its type: the table's, the converter's, or its first value's
+        self.stored: set[str] = set()  # the key columns whose type is the table's
+        self.compound = len(keys) > 1
+        self.columns: dict[Any, str | None] = {}  # a record's field -> the key column it fills, or None
+        self.settled = table is None
+
+    @classmethod
+    def of(cls, resource: str, primary_key: Any, field_naming: Callable[[str], str], columns: Any,
+           requests: PageRequests, table: str | None, learned: Callable[[str], str | None]) -> "KeyTypes | None":
+        declared = [n for n, c in columns.items() if isinstance(c, dict) and c.get("data_type")] \
+            if isinstance(columns, dict) else []
+        step = cls(resource, primary_key, field_naming, declared, requests, table, learned)
+        return step if step.keys else None
+
+    def _settle(self) -> None:
+        """The key columns' types as the table already holds them: dlt keeps them whatever this run's values say."""
+        self.settled = True
+        try:
+            stored = dlt.current.source_schema().get_table_columns(self.table)
+        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
+            return
+        for name in self.keys:
+            kind = stored.get(name, {}).get("data_type")
+            if kind in _AS_THEY_ARE or kind == "timestamp":
+                self.kinds[name] = kind
+                self.stored.add(name)
+
+    def _column(self, field: Any) -> str | None:
+        try:
+            column = self.field_naming(field)
+        except Exception:  # noqa: BLE001 - a field dlt's naming refuses: its normaliser says so
+            column = None
+        self.columns[field] = column if column in self.keys else None
+        return self.columns[field]
+
+    def __call__(self, item: Any) -> Any:
+        if isinstance(item, pa.Table) or not item:
+            return item
+        if not self.settled:
+            self._settle()
+        rows = item if isinstance(item, list) else [item]
+        for index, row in enumerate(rows):
+            for field, value in row.items() if isinstance(row, dict) else ():
+                column = self.columns[field] if field in self.columns else self._column(field)
+                if column is not None and value is not None:
+                    self._check(column, field, value, rows, index)
+        return item
+
+    def _check(self, column: str, field: Any, value: Any, rows: list, index: int) -> None:
+        kind = self.kinds.get(column) or self.learned(column)
+        if kind is None:
+            kind = kind_of(value)
+            if kind is None:
+                return  # an object or a list: the pager refused it as a key already
+            self.kinds[column] = kind
+        if type(value) in _AS_THEY_ARE.get(kind, ()):
+            return
+        try:
+            coerced_value(value, kind)
+            return
+        except COERCE_ERRORS:
+            pass
+        sent = "" if field == column else f" in its field {field!r}"
+        raise bad_value(BadValue(
+            column, index, kind, f"has {shown(value)}{sent}",
+            f"Declare the key's type in the resource's columns, so that every value is converted to it: "
+            f"\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike (a table that "
+            "holds the key as another type takes the declared one at a full refresh). If the API sends such keys "
+            "only by mistake, this is a problem of its data.",
+            because=f"{'part of ' if self.compound else ''}its primary key, which "
+            + (f"the table holds as {kind}" if column in self.stored else f"the values before it made of type {kind}")
+            + ": dlt would put this one in a variant column and leave the key empty"),
+            rows, self.requests.of(rows, index), self.resource, self.primary_key) from None

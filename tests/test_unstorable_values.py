@@ -1,0 +1,194 @@
+"""Values dlt's steps cannot store, each named with what to do instead of the words of the library that stopped.
+
+- A value of another type where the column may not be empty: a primary key (or a column declared NOT NULL)
+  holding ``"2.0"`` or ``True`` after numbers. dlt puts it in a variant column and leaves the key NULL; the load
+  failed in normalize with Arrow's "Column 'id' is declared non-nullable but contains nulls", naming no record.
+- Data nested deeper than dlt's files take: objects past 254 levels (orjson's "Recursion limit reached"), lists
+  nested so deep that a nested table's file name passes the file system's limit (reported as a folder to fix).
+
+Each case is loaded on the Arrow path and on dicts against a small API serving exactly the records given; a
+failed full refresh keeps the table's rows."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import duckdb
+import pytest
+
+import analytics_kit as ak
+from analytics_kit.fetch import source as kit_source
+
+KEY = "kt-key-5b1e7c"
+
+
+class Listing:
+    """Serves ``{"data": records}`` on /items to a request carrying ``KEY``, on 127.0.0.1."""
+
+    def __init__(self, records: list) -> None:
+        self.records = records
+        listing = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                ok = self.path.startswith("/items?") and f"api_key={KEY}" in self.path
+                body = json.dumps({"data": listing.records} if ok else {"error": "no"}).encode()
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def listing():
+    servers: list[Listing] = []
+
+    def start(records: list) -> Listing:
+        servers.append(Listing(records))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(params=["arrow", "dicts"])
+def path(request, monkeypatch):
+    if request.param == "dicts":
+        monkeypatch.setattr(kit_source, "FAST_PATH", False)
+    return request.param
+
+
+def config(api: Listing, **resource) -> dict:
+    return {"client": {"base_url": api.base_url,
+                       "auth": {"type": "api_key", "name": "api_key", "api_key": KEY, "location": "query"}},
+            "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+            "resources": [{"name": "items", "endpoint": {"path": "items", "paginator": "single_page"}, **resource}]}
+
+
+def rows(database: str) -> list[tuple]:
+    with duckdb.connect(database, read_only=True) as con:
+        return con.sql("SELECT id, v FROM items ORDER BY v").fetchall()
+
+
+FIRST = [{"id": 1, "v": 1}, {"id": 2, "v": 2}]
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+@pytest.mark.parametrize(("odd", "shown"), [("2.0", "'2.0'"), (True, "True"), (2.5, "2.5"), ("abc", "'abc'")],
+                         ids=["text-number", "bool", "fraction", "text"])
+def test_a_key_of_another_type_names_its_record_and_keeps_the_table(listing, path, tmp_path, mode, odd, shown):
+    api = listing(FIRST)
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api), database=database, progress=False)
+    api.records = [{"id": 3, "v": 3}, {"id": odd, "v": 4}]
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api), mode, database=database, progress=False)
+    message = str(caught.value)
+    assert f"has {shown} in column 'id', its primary key, which the table holds as bigint" in message
+    assert "variant column" in message and "GET /items?api_key=***" in message and "record with id=" in message
+    assert '"data_type": "text"' in message and "ArrowInvalid" not in message and KEY not in message
+    assert rows(database) == [(1, 1), (2, 2)]
+
+
+def test_the_first_values_type_the_key_in_a_first_load(listing, path, tmp_path):
+    api = listing([{"id": 1, "v": 1}, {"id": "x1", "v": 2}])
+    with pytest.raises(ak.LoadError, match=r"has 'x1' in column 'id', its primary key, which the values before it "
+                                           r"made of type bigint"):
+        ak.load(config(api), database=str(tmp_path / "a.duckdb"), progress=False)
+
+
+@pytest.mark.parametrize("records", [
+    [{"id": 1, "v": 1}, {"id": "2", "v": 2}],  # dlt coerces "2" into a bigint key
+    [{"id": "a", "v": 1}, {"id": 3, "v": 2}],  # and 3 into a text one
+    [{"id": 1.5, "v": 1}, {"id": 3, "v": 2}],  # and 3 into a double one
+], ids=["digits-after-numbers", "number-after-text", "integer-after-fraction"])
+def test_keys_dlt_coerces_load(listing, path, tmp_path, records):
+    api = listing(records)
+    database = str(tmp_path / "a.duckdb")
+    report = ak.load(config(api), database=database, progress=False)
+    assert report.rows == {"items": 2}
+    assert [v for _, v in rows(database)] == [1, 2]
+
+
+def test_a_declared_text_key_takes_both(listing, path, tmp_path):
+    api = listing([{"id": 2, "v": 1}, {"id": "2.0", "v": 2}])
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api, columns={"id": {"data_type": "text"}}), database=database, progress=False)
+    assert rows(database) == [("2", 1), ("2.0", 2)]
+
+
+def test_a_part_of_a_compound_key(listing, path, tmp_path):
+    api = listing([{"id": 1, "v": 1}, {"id": True, "v": 2}])
+    with pytest.raises(ak.LoadError, match=r"record with id=True, v=2 .* has True in column 'id', part of its primary "
+                                           r"key"):
+        ak.load(config(api, primary_key=["id", "v"]), database=str(tmp_path / "a.duckdb"), progress=False)
+
+
+def test_a_timestamp_key_then_text(listing, path, tmp_path):
+    api = listing([{"id": "2026-01-01T00:00:00Z", "v": 1}, {"id": "abc", "v": 2}])
+    with pytest.raises(ak.LoadError, match=r"has 'abc' in column 'id', its primary key, which the values before it "
+                                           r"made of type timestamp"):
+        ak.load(config(api), database=str(tmp_path / "a.duckdb"), progress=False)
+
+
+def test_a_declared_key_is_not_told_to_go_to_a_variant_column(listing, path, tmp_path):
+    api = listing([{"id": 2, "v": 1}, {"id": "2.0", "v": 2}])
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api, columns={"id": {"data_type": "bigint"}}), database=str(tmp_path / "a.duckdb"),
+                progress=False)
+    message = str(caught.value)
+    assert "has '2.0' in column 'id', which the config declares of type bigint" in message
+    assert "a primary key cannot go to a variant column" in message and "leave 'id' undeclared" not in message
+
+
+def test_a_not_null_column_emptied_by_a_variant_is_explained(listing, path, tmp_path):
+    """A column declared NOT NULL without a type: the value reaches dlt's normaliser, whose words are explained."""
+    api = listing([{"id": 1, "n": 2}, {"id": 2, "n": "x"}])
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api, columns={"n": {"nullable": False}}), database=str(tmp_path / "a.duckdb"), progress=False)
+    message = str(caught.value)
+    assert "a value in column 'n'" in message and "variant column" in message and "n__v_text" in message
+    assert "ArrowInvalid" not in message
+
+
+def nested(levels: int, kind: type) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value} if kind is dict else [value]
+    return value
+
+
+@pytest.mark.parametrize(("kind", "levels", "said"), [
+    (dict, 300, "nested more than 254 levels deep"),
+    (list, 45, "the field 'deep', nested 39 levels deep, gave a working file a name longer than the file system"),
+], ids=["objects", "lists"])
+def test_data_nested_too_deep_says_to_keep_it_as_json(listing, path, tmp_path, kind, levels, said):
+    api = listing([{"id": 1, "v": 1, "deep": nested(levels, kind)}])
+    database = str(tmp_path / "a.duckdb")
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api), database=database, progress=False)
+    message = str(caught.value)
+    assert said in message and '"data_type": "json"' in message
+    assert "writable" not in message and "Recursion limit" not in message
+    # as it says: declared json on Arrow pages; a step's JSON text where records stay dicts (dlt writes them itself)
+    fix = {"columns": {"deep": {"data_type": "json"}}} if path == "arrow" or kind is list else \
+        {"processing_steps": [{"map": lambda r: {**r, "deep": json.dumps(r["deep"])}}]}
+    assert ("processing_steps" in message) is (kind is dict)
+    ak.load(config(api, **fix), database=database, progress=False)
+    with duckdb.connect(database, read_only=True) as con:
+        assert json.loads(con.execute("SELECT deep FROM items").fetchone()[0]) == nested(levels, kind)
