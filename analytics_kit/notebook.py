@@ -45,13 +45,31 @@ class Started(NamedTuple):
 # (each rerun left another server running, helper-125); and the keys it set, which are no API's but the demo's
 _STARTED: dict[str, "Started"] = {}
 _DEMO_KEYS: set[str] = set()
+_SET_ASIDE: dict[str, str] = {}  # API_KEY as the user had set it before a demo API's key replaced it
 
 
 def real_api_configured() -> bool:
-    """Whether ``ANALYTICS_API_BASE_URL`` and ``API_KEY`` are both set (and not empty), the key not one a demo API
-    of this kernel set."""
+    """Whether ``ANALYTICS_API_BASE_URL`` is set and a key for it is where the guide's config looks: ``API_KEY``
+    (not a key a demo API of this kernel set) or ``api_key`` in dlt's secrets files (``.dlt/secrets.toml``), which
+    notebook 1 names as the other place for it; that one alone ran the demo API (helper-129)."""
+    if not os.environ.get(BASE_URL_ENV):
+        return False
     key = os.environ.get(KEY_ENV)
-    return bool(os.environ.get(BASE_URL_ENV)) and bool(key) and key not in _DEMO_KEYS
+    return bool(key) and key not in _DEMO_KEYS or _key_in_secrets_files()
+
+
+def _key_in_secrets_files() -> bool:
+    """Whether dlt finds ``api_key`` anywhere but in ``API_KEY``, which holds none or a demo API's key here."""
+    import dlt
+
+    held = os.environ.pop(KEY_ENV, None)  # dlt's environment provider reads os.environ as it asks
+    try:
+        return bool(dlt.secrets.get("api_key"))
+    except Exception:  # noqa: BLE001 - a secrets file dlt cannot read: the load says so, with the file's name
+        return False
+    finally:
+        if held is not None:
+            os.environ[KEY_ENV] = held
 
 
 def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) -> Started:
@@ -65,16 +83,23 @@ def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) 
         if earlier.api is not None:
             earlier.api.close()
         shutil.rmtree(earlier.workdir, ignore_errors=True)
+    if os.environ.get(KEY_ENV) in _DEMO_KEYS and KEY_ENV in _SET_ASIDE:
+        os.environ[KEY_ENV] = _SET_ASIDE.pop(KEY_ENV)  # a demo API replaced it: the notebook may run on the user's API
     workdir = Path(tempfile.mkdtemp(prefix=f"analytics-kit-{name}-"))
     database = workdir / DEFAULT_DATABASE
     if real_api_configured():
+        if os.environ.get(KEY_ENV) in _DEMO_KEYS:
+            del os.environ[KEY_ENV]  # dlt reads the environment first: the key in .dlt/secrets.toml is the one to send
         started = Started(None, os.environ[BASE_URL_ENV].rstrip("/"), workdir, database)
     else:
         if os.environ.get(BASE_URL_ENV):  # a half-set environment ran on the demo API without a word (helper-125)
-            print(f"{BASE_URL_ENV} is set, but {KEY_ENV} is not (or holds the demo API's key from an earlier run): "
-                  f"this notebook runs on the demo API. Set {KEY_ENV} to your API's key and run this cell again to "
-                  "use yours.")
+            print(f"{BASE_URL_ENV} is set, but no key for it is (in {KEY_ENV}, or api_key in .dlt/secrets.toml; "
+                  f"{KEY_ENV} may hold the demo API's key from an earlier run): this notebook runs on the demo API. "
+                  f"To use yours, set the key (os.environ[\"{KEY_ENV}\"] = ... in a cell of your own that you do not "
+                  "save, or export it before starting Jupyter) and run this cell again.")
         api = demo.serve(events=events, customers=customers, seed=seed)
+        if os.environ.get(KEY_ENV) and os.environ[KEY_ENV] not in _DEMO_KEYS:
+            _SET_ASIDE[KEY_ENV] = os.environ[KEY_ENV]  # the user's own key: back at a later start (see above)
         os.environ[KEY_ENV] = api.api_key  # dlt.secrets["api_key"] reads it from here
         _DEMO_KEYS.add(api.api_key)
         started = Started(api, api.base_url, workdir, database)

@@ -275,3 +275,45 @@ def test_a_half_set_environment_says_the_demo_api_runs(monkeypatch, capsys):
     finally:
         if again.api is not None:
             again.api.close()
+
+
+START_WITH_SECRETS_FILE = """
+import os, sys
+from analytics_kit.notebook import start
+first = start("secrets-file-test", events=50, customers=5)      # no base URL: the demo API, its key in API_KEY
+assert first.api is not None and os.environ["API_KEY"] == first.api.api_key
+os.environ["ANALYTICS_API_BASE_URL"] = sys.argv[1]
+again = start("secrets-file-test")                                # the key in .dlt/secrets.toml counts
+assert again.api is None and again.base_url == sys.argv[1], again
+assert "API_KEY" not in os.environ  # the demo's key, read before the file's, would have been sent
+import dlt
+assert dlt.secrets["api_key"] == "file-key-8c2d51"
+print("ok")
+"""
+
+
+def test_a_key_in_dlt_secrets_file_runs_the_notebook_on_the_users_api(tmp_path):
+    """Notebook 1 names .dlt/secrets.toml as the place for the key: with the base URL set, start() ran the demo API
+    anyway, and the demo's key in API_KEY was the one dlt read first (helper-129). In a fresh process, as dlt reads
+    its secrets files once a process."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "secrets.toml").write_text('api_key = "file-key-8c2d51"\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "ANALYTICS_API_BASE_URL")}
+    done = subprocess.run([sys.executable, "-c", START_WITH_SECRETS_FILE, "http://127.0.0.1:9"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_users_own_key_comes_back_once_a_demo_api_replaced_it(monkeypatch, capsys):
+    """API_KEY set, no base URL: the demo API's key replaced the user's; setting the base URL and running the first
+    cell again ran the demo API once more, the user's key gone from the kernel."""
+    from analytics_kit.notebook import start
+
+    monkeypatch.delenv("ANALYTICS_API_BASE_URL", raising=False)
+    monkeypatch.setenv("API_KEY", "users-own-key-4471")
+    demo_run = start("set-aside-test", events=50, customers=5)
+    assert demo_run.api is not None and os.environ["API_KEY"] == demo_run.api.api_key
+    monkeypatch.setenv("ANALYTICS_API_BASE_URL", "http://127.0.0.1:9")
+    real = start("set-aside-test")
+    assert real.api is None and os.environ["API_KEY"] == "users-own-key-4471"
+    assert "runs on the demo API" not in capsys.readouterr().out

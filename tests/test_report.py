@@ -66,11 +66,22 @@ def test_progress_of_a_failed_load_says_how_far_it_got():
     stats = LoadStats()
     out = io.StringIO()
     progress = Progress(stats, stream=out)
+    stats.request("events", "GET /v1/events")
     stats.page("events", 100)
     progress.on_page("events")
     progress.close(None)
-    assert out.getvalue().splitlines() == ["events: 100 rows fetched, 1 page",
+    assert out.getvalue().splitlines() == ["events: 100 rows fetched, 1 request",
                                            "the load failed: the error says what to do"]
+
+
+def test_a_failed_load_counts_every_record_fetched_as_the_display_did(api, config, capsys):
+    """The rows dlt's steps have seen lag the pages fetched by a group of 2,000 records: a failed load said "0 rows
+    fetched" after its display had shown 900 (helper-129)."""
+    api.inject("status", path="/v1/events", status=404, offset=100, times=None)
+    with pytest.raises(ak.LoadError, match="HTTP 404"):
+        ak.load(config, concurrency=1)
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("events: 100 rows fetched, ") for line in err), err
 
 
 def test_progress_ends_with_the_reports_numbers(api, config, capsys):

@@ -127,7 +127,7 @@ class Progress:
         began = self.stats.pass_began.get(resource)
         if began is not None:
             return self.stats.arrived.get(resource, 0) - began
-        return max(self.stats.rows.get(resource, 0), self.stats.arrived.get(resource, 0))
+        return fetched_so_far(self.stats, resource)
 
     def _total(self, resource: str) -> int | None:
         """The API's total for the listing; none for a resource asked once per parent record, whose rows add up
@@ -199,8 +199,7 @@ class Progress:
 
     def _final_html(self, report: LoadReport | None) -> str:
         if report is None:
-            rows = [(r, self.stats.rows.get(r, 0), self.stats.requests.get(r, 0), "")
-                    for r in self._resources()]
+            rows = [(r, fetched_so_far(self.stats, r), self.stats.requests.get(r, 0), "") for r in self._resources()]
             caption = ("<b>Load committed</b>, but it did not finish tidying up (the error below says what)"
                        if self.stats.committed else
                        "<b>Load failed</b>: how far it got (the error below says what to do)")
@@ -273,7 +272,8 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
     """The last lines of a load's progress: the report's rows and requests per table, and why
     fewer rows were loaded than fetched; how far it got when there is no report."""
     if report is None:
-        lines = [f"{r}: {stats.rows[r]:,} rows fetched, {plural(stats.pages.get(r, 0), 'page')}" for r in stats.rows]
+        lines = [f"{r}: {fetched_so_far(stats, r):,} rows fetched, {plural(stats.requests.get(r, 0), 'request')}"
+                 for r in dict.fromkeys([*stats.requests, *stats.rows, *stats.arrived])]
         return lines + ["the load is committed (its rows are in), but did not finish tidying up: the message below says why" if stats.committed
                         else "the load failed: the error says what to do"]
     lines = []
@@ -284,6 +284,13 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
             line += f", {plural(report.requests[table], 'request')}"
         lines.append(line)
     return lines
+
+
+def fetched_so_far(stats: LoadStats, resource: str) -> int:
+    """The records of a resource fetched so far, every pass's: what the live display counted up to. The rows dlt's
+    steps have seen lag behind by a group of pages, and a failed incremental load said "0 rows fetched" after the
+    display had shown 900 (helper-129)."""
+    return max(stats.rows.get(resource, 0), stats.arrived.get(resource, 0))
 
 
 def _percent(rows: int, total: int | None) -> str:
