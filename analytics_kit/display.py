@@ -63,8 +63,9 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: 
 
     head = "".join(td("th", i, h) for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(td("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
-    top = f'<caption style="text-align:left;caption-side:top">{caption}</caption>' if caption else ""
-    return f'<table style="{STYLE}">{top}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # above the table, not its <caption>: a caption is as narrow as the table and wrapped (helper-129)
+    top = f'<div style="text-align:left;margin:0.2em 0">{caption}</div>' if caption else ""
+    return f'{top}<table style="{STYLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def text_table(headers: Sequence[str] | None, rows: Iterable[Sequence[Any]], *, right: Sequence[int] = (),

@@ -71,6 +71,10 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"^client: got 'https://api.example.com' \(str\); expected a dict"),
     ("unknown client key", edited(lambda c: c["client"].update(base_ur="x")), ConfigError,
      r"^client\.base_ur: unknown key 'base_ur' \(did you mean 'base_url'\?\)"),
+    # session is dlt's key, which the kit refuses: not offered (helper-129)
+    ("misspelt client key", edited(lambda c: c["client"].update(sesion="x")), ConfigError,
+     r"^client\.sesion: unknown key 'sesion'; expected one of 'auth', 'base_url', 'concurrency', 'error_handler', "
+     r"'headers', 'paginator'$"),
     ("missing base_url", edited(lambda c: c["client"].pop("base_url")), ConfigError,
      r"^client\.base_url: missing; expected an http\(s\) URL"),
     ("base_url not http", edited(lambda c: c["client"].update(base_url="ftp://api.example.com")), ConfigError,

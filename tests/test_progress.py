@@ -60,7 +60,7 @@ def test_a_terminal_gets_one_line_rewritten_in_place(api, tmp_path):
     assert len(running) >= 2
     # events: 3 pages, and its last and first again before them (analytics_kit/fetch/newest.py)
     assert end.strip().splitlines() == ["customers: 20 rows, 1 request", "events: 250 rows, 5 requests"]
-    assert "customers         20 rows       1 requests" in out and "events           250 rows       5 requests" in out
+    assert "customers         20 rows       1 request   cursor" in out and "events           250 rows       5 requests  cursor" in out
 
 
 def test_a_warning_in_a_terminal_starts_on_a_line_of_its_own(api, tmp_path):

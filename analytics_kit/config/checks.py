@@ -87,8 +87,9 @@ def check_mapping(value: Any, spec: type, path: str, *, extra: Iterable[str] = (
             if key == ERROR_HANDLER:
                 guidance = ("error_handler is allowed on client, resource_defaults, "
                             "resource_defaults.endpoint and resources[i].endpoint; move it into the endpoint.")
-            raise fail(join(path, str(key)), f"unknown key '{key}'{did_you_mean(key, allowed)}",
-                       f"one of {quoted(allowed)}", guidance)
+            offered = [k for k in allowed if k not in NOT_OFFERED.get(path, ())]  # keys the kit refuses as a rule
+            raise fail(join(path, str(key)), f"unknown key '{key}'{did_you_mean(key, offered)}",
+                       f"one of {quoted(offered)}", guidance)
     required = getattr(spec, "__required_keys__", frozenset())
     for key in sorted(required):
         if key not in value and not is_optional_type(hints[key]) and key not in skip:
@@ -266,6 +267,7 @@ def check_resource_base(value: Any, path: str, spec: type, extra: Iterable[str] 
 
 # Why the kit refuses ``client.session`` (its own session carries the retries, deadlines and
 # origin guard), and what to set instead.
+NOT_OFFERED = {"client": ("session",)}  # dlt's keys the kit refuses (SESSION_REFUSED): not offered as a spelling
 SESSION_REFUSED = ("the kit sends every request through its own session (error_handler's retries, a deadline "
                    "per attempt, credentials kept on the API's origin), which a session here would replace")
 SESSION_INSTEAD = ("Remove client.session. Set its timeout as error_handler.timeout (seconds for one whole "

@@ -62,7 +62,7 @@ class State:
                  f"  cursors ({CURSORS_NOTE}):"]
         lines += text_table(None, self.cursors.items(), indent="    ") or ["    (none yet)"]
         lines.append(f"  last loads, newest first ({LOADS_NOTE}):")
-        lines += text_table(None, [(m, f"{_n(r)} rows", f"{_n(q)} requests", f"{_n(t)} retries")
+        lines += text_table(None, [(m, _counted(r, "row"), _counted(q, "request"), _counted(t, "retry", "retries"))
                                    for m, r, q, t, _ in self._load_rows()], right=(1, 2, 3), indent="    ")
         return "\n".join(lines)
 
@@ -75,8 +75,9 @@ class State:
         return block(cursors, loads)
 
 
-def _n(value: Any) -> str:
-    return "?" if missing(value) else f"{int(value):,}"
+def _counted(value: Any, word: str, words: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``? rows`` (a count the log lacks)."""
+    return f"? {words or word + 's'}" if missing(value) else plural(int(value), word, words)
 
 
 @contextmanager

@@ -108,13 +108,16 @@ class LoadReport:
         names = self.table_names()
         width = max((len(n) for n in names), default=0)
         for name in names:
-            line = f"  {name:<{width}}  {self.rows.get(name, 0):>9,} rows  {self.requests.get(name, 0):>6,} requests"
+            rows, requests = self.rows.get(name, 0), self.requests.get(name, 0)
+            # the unit agrees with its number ("1 requests", helper-129) and keeps its column's width
+            line = (f"  {name:<{width}}  {rows:>9,} {'row ' if rows == 1 else 'rows'}  {requests:>6,} "
+                    f"{'request ' if requests == 1 else 'requests'}")
             if name in self.cursor_after or name in self.cursor_before:
                 line += f"  cursor {self.cursor_before.get(name)} -> {self.cursor_after.get(name)}"
             why = self.not_loaded(name)
             if why:
                 line += f"  ({why})"
-            lines.append(line)
+            lines.append(line.rstrip())
         if self.recovered_packages:
             lines.append(f"  dropped {self.recovered_packages} unfinished package(s) from an earlier failed run")
         lines.extend(f"  warning: {warning}" for warning in self.warnings)
