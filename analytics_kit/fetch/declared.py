@@ -37,6 +37,38 @@ DEFAULT_NESTING = 1000
 _WIDE = Context(prec=1000)
 
 
+class FieldColumns(dict):
+    """A record's field -> the column of ``wanted`` that dlt's naming makes of it, or None; each field named once."""
+
+    def __init__(self, field_naming: Callable[[str], str], wanted: Any) -> None:
+        super().__init__()
+        self.field_naming, self.wanted = field_naming, wanted
+
+    def __call__(self, field: Any) -> str | None:
+        if field in self:
+            return self[field]
+        try:
+            column = self.field_naming(field)
+        except Exception:  # noqa: BLE001 - a field dlt's naming refuses: its normaliser says so
+            column = None
+        self[field] = column if column in self.wanted else None
+        return self[field]
+
+
+def each_field(step: Any, item: Any) -> Any:
+    """Runs ``step.field`` on every field of the records of ``item`` that stay dicts (Arrow pages pass: the converter
+    checked them), after ``step._settle()`` on the first; returns ``item``."""
+    if isinstance(item, pa.Table) or not item:
+        return item
+    if not step.settled:
+        step._settle()
+    rows = item if isinstance(item, list) else [item]
+    for index, row in enumerate(rows):
+        for field, value in row.items() if isinstance(row, dict) else ():
+            step.field(rows, index, row, field, value)
+    return item
+
+
 class DeclaredTypes:
     """A step behind the config's own steps and dlt's incremental one (what dlt will load): checks the
     declared columns of records that stay dicts, and rounds declared decimals; Arrow pages pass, the
@@ -71,7 +103,7 @@ class DeclaredTypes:
         self.decimals = {name: (shape[0], shape[1], Decimal(1).scaleb(-shape[1]))
                          for name, shape in shapes.items() if shape is not None}
         self.nesting = DEFAULT_NESTING if nesting is None else nesting
-        self.columns: dict[Any, str | None] = {}  # a record's field -> the declared column it fills, or None
+        self.columns = FieldColumns(field_naming, self.kinds)  # a record's field -> the declared column it fills
         self.flattened = flattened
         self.paths: dict[tuple, str | None] = {}  # a path of fields -> its column, or None where nothing is declared
 
@@ -89,29 +121,16 @@ class DeclaredTypes:
             return None
         return cls(resource, hints, primary_key, field_naming, flattened, requests, nesting, wei, table, loose or ())
 
-    def _column(self, field: Any) -> str | None:
-        try:
-            column = self.field_naming(field)
-        except Exception:  # noqa: BLE001 - a field dlt's naming refuses: its normaliser says so
-            column = None
-        self.columns[field] = column if column in self.kinds else None
-        return self.columns[field]
-
     def __call__(self, item: Any) -> Any:
-        if isinstance(item, pa.Table) or not item:
-            return item
-        if not self.settled:
-            self._settle()
-        rows = item if isinstance(item, list) else [item]
-        for index, row in enumerate(rows):
-            for field, value in row.items() if isinstance(row, dict) else ():
-                if type(value) is dict and self.flattened is not None:
-                    self._nested((field,), value, self.nesting, rows, index)
-                    continue
-                column = self.columns[field] if field in self.columns else self._column(field)
-                if column is not None:
-                    self._check(row, field, column, rows, index)
-        return item
+        return each_field(self, item)
+
+    def field(self, rows: list, index: int, row: dict, field: Any, value: Any) -> None:
+        if type(value) is dict and self.flattened is not None:
+            self._nested((field,), value, self.nesting, rows, index)
+            return
+        column = self.columns(field)
+        if column is not None:
+            self._check(row, field, column, rows, index)
 
     def _settle(self) -> None:
         """Notes the declared decimals the table already holds otherwise. dlt keeps the database's column whatever

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 import dlt
-import pyarrow as pa
 
 from analytics_kit.fetch.arrow_tables import kind_of
 from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, shown
+from analytics_kit.fetch.declared import FieldColumns, each_field
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # Python types a column of each dlt type takes as they are (a bool is no int here)
@@ -36,7 +36,7 @@ class KeyTypes:
         self.kinds: dict[str, str] = {}  # a key column -> its type: the table's, the converter's, or its first value's
         self.stored: set[str] = set()  # the key columns whose type is the table's
         self.compound = len(keys) > 1
-        self.columns: dict[Any, str | None] = {}  # a record's field -> the key column it fills, or None
+        self.columns = FieldColumns(field_naming, self.keys)  # a record's field -> the key column it fills, or None
         self.settled = table is None
 
     @classmethod
@@ -60,26 +60,13 @@ class KeyTypes:
                 self.kinds[name] = kind
                 self.stored.add(name)
 
-    def _column(self, field: Any) -> str | None:
-        try:
-            column = self.field_naming(field)
-        except Exception:  # noqa: BLE001 - a field dlt's naming refuses: its normaliser says so
-            column = None
-        self.columns[field] = column if column in self.keys else None
-        return self.columns[field]
-
     def __call__(self, item: Any) -> Any:
-        if isinstance(item, pa.Table) or not item:
-            return item
-        if not self.settled:
-            self._settle()
-        rows = item if isinstance(item, list) else [item]
-        for index, row in enumerate(rows):
-            for field, value in row.items() if isinstance(row, dict) else ():
-                column = self.columns[field] if field in self.columns else self._column(field)
-                if column is not None and value is not None:
-                    self._check(column, field, value, rows, index)
-        return item
+        return each_field(self, item)
+
+    def field(self, rows: list, index: int, row: dict, field: Any, value: Any) -> None:
+        column = self.columns(field)
+        if column is not None and value is not None:
+            self._check(column, field, value, rows, index)
 
     def _check(self, column: str, field: Any, value: Any, rows: list, index: int) -> None:
         kind = self.kinds.get(column) or self.learned(column)
