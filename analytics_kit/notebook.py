@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from analytics_kit import demo
-from analytics_kit.config.guide import BASE_URL_ENV
+from analytics_kit.config.guide import BASE_URL_ENV, SOURCE_NAME
+from analytics_kit.errors import ConfigError, MissingSecretError
 from analytics_kit.store.database import DEFAULT_DATABASE
 
 KEY_ENV = "API_KEY"
+# where a demo API's key goes: API_KEY, which notebook 1's config reads, and the guide source's own section, which
+# dlt reads first (a key under [sources.analytics.credentials] in .dlt/secrets.toml was sent to the demo API)
+_DEMO_ENV = (KEY_ENV, f"SOURCES__{SOURCE_NAME.upper()}__CREDENTIALS__API_KEY")
 
 
 class Started(NamedTuple):
@@ -50,26 +54,32 @@ _SET_ASIDE: dict[str, str] = {}  # API_KEY as the user had set it before a demo 
 
 def real_api_configured() -> bool:
     """Whether ``ANALYTICS_API_BASE_URL`` is set and a key for it is where the guide's config looks: ``API_KEY``
-    (not a key a demo API of this kernel set) or ``api_key`` in dlt's secrets files (``.dlt/secrets.toml``), which
-    notebook 1 names as the other place for it; that one alone ran the demo API (helper-129)."""
+    (not a key a demo API of this kernel set) or dlt's secrets (``api_key`` in ``.dlt/secrets.toml``, which notebook 1
+    names as the other place for it, at its top or under ``[sources.analytics.credentials]``; those alone ran the
+    demo API, helper-129 and helper-131)."""
     if not os.environ.get(BASE_URL_ENV):
         return False
     key = os.environ.get(KEY_ENV)
-    return bool(key) and key not in _DEMO_KEYS or _key_in_secrets_files()
+    return bool(key) and key not in _DEMO_KEYS or _key_in_dlt_secrets()
 
 
-def _key_in_secrets_files() -> bool:
-    """Whether dlt finds ``api_key`` anywhere but in ``API_KEY``, which holds none or a demo API's key here."""
-    import dlt
+def _key_in_dlt_secrets() -> bool:
+    """Whether the guide's config finds a key without the demo API's: as a load looks it up (``prepare``)."""
+    from analytics_kit.config.guide import guide_config
+    from analytics_kit.config.prepared import prepare
 
-    held = os.environ.pop(KEY_ENV, None)  # dlt's environment provider reads os.environ as it asks
+    held = {env: os.environ.pop(env) for env in _DEMO_ENV if os.environ.get(env) in _DEMO_KEYS}
     try:
-        return bool(dlt.secrets.get("api_key"))
-    except Exception:  # noqa: BLE001 - a secrets file dlt cannot read: the load says so, with the file's name
+        prepare(guide_config(os.environ[BASE_URL_ENV]))
+        return True
+    except MissingSecretError:
         return False
+    except ConfigError as error:
+        if error.path == "dlt secrets":
+            raise  # a secrets file dlt cannot parse: every later cell would fail on it
+        return True  # a key, and another fault of the configuration, which the load names
     finally:
-        if held is not None:
-            os.environ[KEY_ENV] = held
+        os.environ.update(held)
 
 
 def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) -> Started:
@@ -83,24 +93,27 @@ def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) 
         if earlier.api is not None:
             earlier.api.close()
         shutil.rmtree(earlier.workdir, ignore_errors=True)
-    if os.environ.get(KEY_ENV) in _DEMO_KEYS and KEY_ENV in _SET_ASIDE:
-        os.environ[KEY_ENV] = _SET_ASIDE.pop(KEY_ENV)  # a demo API replaced it: the notebook may run on the user's API
+    for env in _DEMO_ENV:  # a demo API replaced the user's own key: the notebook may run on the user's API now
+        if os.environ.get(env) in _DEMO_KEYS:
+            del os.environ[env]
+        if env in _SET_ASIDE:
+            os.environ[env] = _SET_ASIDE.pop(env)
     workdir = Path(tempfile.mkdtemp(prefix=f"analytics-kit-{name}-"))
     database = workdir / DEFAULT_DATABASE
     if real_api_configured():
-        if os.environ.get(KEY_ENV) in _DEMO_KEYS:
-            del os.environ[KEY_ENV]  # dlt reads the environment first: the key in .dlt/secrets.toml is the one to send
         started = Started(None, os.environ[BASE_URL_ENV].rstrip("/"), workdir, database)
     else:
         if os.environ.get(BASE_URL_ENV):  # a half-set environment ran on the demo API without a word (helper-125)
-            print(f"{BASE_URL_ENV} is set, but no key for it is (in {KEY_ENV}, or api_key in .dlt/secrets.toml; "
-                  f"{KEY_ENV} may hold the demo API's key from an earlier run): this notebook runs on the demo API. "
-                  f"To use yours, set the key (os.environ[\"{KEY_ENV}\"] = ... in a cell of your own that you do not "
-                  "save, or export it before starting Jupyter) and run this cell again.")
+            print(f"{BASE_URL_ENV} is set, but no key for it is (in {KEY_ENV}, or api_key in "
+                  f"{Path.cwd() / '.dlt' / 'secrets.toml'}): this notebook runs on the demo API. To use yours, put the "
+                  "key in that file and restart the kernel (dlt reads the file once a process), or set "
+                  f"os.environ[\"{KEY_ENV}\"] = ... in a cell of your own that you do not save, and run this cell "
+                  "again.")
         api = demo.serve(events=events, customers=customers, seed=seed)
-        if os.environ.get(KEY_ENV) and os.environ[KEY_ENV] not in _DEMO_KEYS:
-            _SET_ASIDE[KEY_ENV] = os.environ[KEY_ENV]  # the user's own key: back at a later start (see above)
-        os.environ[KEY_ENV] = api.api_key  # dlt.secrets["api_key"] reads it from here
+        for env in _DEMO_ENV:  # dlt.secrets["api_key"] and the guide's config read the demo's key from here
+            if os.environ.get(env):
+                _SET_ASIDE[env] = os.environ[env]  # the user's own key: back at a later start (see above)
+            os.environ[env] = api.api_key
         _DEMO_KEYS.add(api.api_key)
         started = Started(api, api.base_url, workdir, database)
     _STARTED[name] = started

@@ -859,6 +859,17 @@ def auth_types() -> dict[str, type]:
     return dict(config_setup.AUTH_MAP)
 
 
+def unreadable_config_file(error: BaseException) -> tuple[str, str] | None:
+    """(the file's paths, dlt's words) where ``error`` is dlt's refusal of a config or secrets file it cannot parse
+    (``TomlProviderReadException``, not exported from a public module); else None."""
+    from dlt.common.configuration.providers.toml import TomlProviderReadException
+
+    if not isinstance(error, TomlProviderReadException):
+        return None
+    words = str(error).partition(":\n")[2].strip().splitlines()
+    return ", ".join(error.full_paths), (words[0] if words else str(error))[:200]
+
+
 def is_missing_config(error: BaseException) -> bool:
     """Whether ``error`` is dlt's ``ConfigFieldMissingException`` (see ``missing_fields``)."""
     return missing_fields(error) is not None

@@ -279,29 +279,65 @@ def test_a_half_set_environment_says_the_demo_api_runs(monkeypatch, capsys):
 
 START_WITH_SECRETS_FILE = """
 import os, sys
+import analytics_kit as ak
 from analytics_kit.notebook import start
-first = start("secrets-file-test", events=50, customers=5)      # no base URL: the demo API, its key in API_KEY
+first = start("secrets-file-test", events=50, customers=5)      # no base URL: the demo API, its key where dlt looks
 assert first.api is not None and os.environ["API_KEY"] == first.api.api_key
+report = ak.load(ak.guide_config(first.base_url), database="demo.duckdb", progress=False)  # the demo's key is sent
+assert report.rows["events"] == 50, report
 os.environ["ANALYTICS_API_BASE_URL"] = sys.argv[1]
 again = start("secrets-file-test")                                # the key in .dlt/secrets.toml counts
 assert again.api is None and again.base_url == sys.argv[1], again
-assert "API_KEY" not in os.environ  # the demo's key, read before the file's, would have been sent
-import dlt
-assert dlt.secrets["api_key"] == "file-key-8c2d51"
+assert not any(k in os.environ for k in ("API_KEY", "SOURCES__ANALYTICS__CREDENTIALS__API_KEY"))  # read first by dlt
+from analytics_kit.config.prepared import prepare
+assert prepare(ak.guide_config(again.base_url)).secrets == ("file-key-8c2d51",)
 print("ok")
 """
 
 
-def test_a_key_in_dlt_secrets_file_runs_the_notebook_on_the_users_api(tmp_path):
+@pytest.mark.parametrize("written", ['api_key = "file-key-8c2d51"\n',
+                                     '[sources.analytics.credentials]\napi_key = "file-key-8c2d51"\n'],
+                         ids=["top", "section"])
+def test_a_key_in_dlt_secrets_file_runs_the_notebook_on_the_users_api(tmp_path, written):
     """Notebook 1 names .dlt/secrets.toml as the place for the key: with the base URL set, start() ran the demo API
-    anyway, and the demo's key in API_KEY was the one dlt read first (helper-129). In a fresh process, as dlt reads
-    its secrets files once a process."""
+    anyway, and the demo's key in API_KEY was the one dlt read first (helper-129); a key under the source's section
+    was sent to the demo API instead of its own (helper-131). In a fresh process: dlt reads its files once a process."""
     (tmp_path / ".dlt").mkdir()
-    (tmp_path / ".dlt" / "secrets.toml").write_text('api_key = "file-key-8c2d51"\n')
+    (tmp_path / ".dlt" / "secrets.toml").write_text(written)
     env = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "ANALYTICS_API_BASE_URL")}
     done = subprocess.run([sys.executable, "-c", START_WITH_SECRETS_FILE, "http://127.0.0.1:9"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+UNREADABLE_SECRETS = """
+import os, sys
+import analytics_kit as ak
+from analytics_kit.notebook import start
+try:
+    ak.load(ak.guide_config("http://127.0.0.1:9", "a-key-5555"), database="a.duckdb", progress=False)
+except ak.ConfigError as error:
+    print("load:", error)
+os.environ["ANALYTICS_API_BASE_URL"] = "http://127.0.0.1:9"
+try:
+    start("unreadable-secrets-test")
+except ak.ConfigError as error:
+    print("start:", error)
+"""
+
+
+def test_a_secrets_file_dlt_cannot_parse_is_named(tmp_path):
+    """A value without quotes in .dlt/secrets.toml: the load said "dlt refuses this source name", and start() ran the
+    demo API as if no key were there, the next cell failing with 6,400 characters of dlt's traceback (helper-131)."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "secrets.toml").write_text("api_key = sk_test_X123\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "ANALYTICS_API_BASE_URL")}
+    done = subprocess.run([sys.executable, "-c", UNREADABLE_SECRETS], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    said = done.stdout
+    assert said.count("dlt cannot read its secrets or config file (./.dlt/secrets.toml") == 2, (said, done.stderr)
+    assert "line 1 col 10" in said and "TOML wants text in quotes" in said and "source name" not in said
+    assert "sk_test_X123" not in said + done.stderr
 
 
 def test_the_users_own_key_comes_back_once_a_demo_api_replaced_it(monkeypatch, capsys):

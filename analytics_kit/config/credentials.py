@@ -165,11 +165,21 @@ def _in_dlt_sections(auths: list[Any], name: str) -> list[tuple[Any, BaseExcepti
     try:
         dlt.source(probe, name=name, section=rest_api.ref.section)()
     except Exception as error:  # noqa: BLE001 - dlt refuses the source name itself
+        if unreadable := seam.unreadable_config_file(error):  # read as "dlt refuses this source name" (helper-131)
+            raise unreadable_secrets(*unreadable) from None
         refused = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
     if refused is not None:
         raise ConfigError(f"dlt refuses this source name ({refused})", path="name",
                           guidance="Name the source with a snake_case Python identifier, e.g. 'analytics'.")
     return outcomes
+
+
+def unreadable_secrets(paths: str, words: str) -> ConfigError:
+    """The error for a dlt config or secrets file that dlt cannot parse (its words say where)."""
+    return ConfigError(f"dlt cannot read its secrets or config file ({paths}): {words}", path="dlt secrets",
+                       guidance="Fix the file: TOML wants text in quotes (api_key = \"...\"), one key = value a line, "
+                       "sections as [sources.analytics.credentials]. dlt reads the file once a process: in a notebook "
+                       "already running, restart the kernel after fixing it.")
 
 
 def _fallback(path: str, missing: tuple[Any, list[str], dict[str, list]], name: str, secrets: list[str]) -> Any:
