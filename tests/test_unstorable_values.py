@@ -12,6 +12,7 @@ failed full refresh keeps the table's rows."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -29,6 +30,7 @@ class Listing:
 
     def __init__(self, records: list) -> None:
         self.records = records
+        self.pages: list | None = None
         listing = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,7 +39,12 @@ class Listing:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 ok = self.path.startswith("/items?") and f"api_key={KEY}" in self.path
-                body = json.dumps({"data": listing.records} if ok else {"error": "no"}).encode()
+                answer: dict = {"data": listing.records}
+                if listing.pages is not None:  # by offset, as many records a page as the first holds, with a total
+                    at = int(re.search(r"offset=(\d+)", self.path).group(1)) // len(listing.pages[0])
+                    answer = {"data": listing.pages[at] if at < len(listing.pages) else [],
+                              "total": sum(map(len, listing.pages))}
+                body = json.dumps(answer if ok else {"error": "no"}).encode()
                 self.send_response(200 if ok else 401)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -80,6 +87,14 @@ def config(api: Listing, **resource) -> dict:
             "resources": [{"name": "items", "endpoint": {"path": "items", "paginator": "single_page"}, **resource}]}
 
 
+def paged(api: Listing) -> dict:
+    """The config for ``api.pages``: offset paging, as many records a page as its first holds."""
+    paginated = config(api)
+    paginated["resources"][0]["endpoint"]["paginator"] = {"type": "offset", "limit": len(api.pages[0]),
+                                                          "total_path": "total"}
+    return paginated
+
+
 def rows(database: str) -> list[tuple]:
     with duckdb.connect(database, read_only=True) as con:
         return con.sql("SELECT id, v FROM items ORDER BY v").fetchall()
@@ -89,8 +104,8 @@ FIRST = [{"id": 1, "v": 1}, {"id": 2, "v": 2}]
 
 
 @pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
-@pytest.mark.parametrize(("odd", "shown"), [("2.0", "'2.0'"), (True, "True"), (2.5, "2.5"), ("abc", "'abc'")],
-                         ids=["text-number", "bool", "fraction", "text"])
+@pytest.mark.parametrize(("odd", "shown"), [("2.0", "'2.0'"), (2.5, "2.5"), ("abc", "'abc'")],
+                         ids=["text-number", "fraction", "text"])
 def test_a_key_of_another_type_names_its_record_and_keeps_the_table(listing, path, tmp_path, mode, odd, shown):
     api = listing(FIRST)
     database = str(tmp_path / "a.duckdb")
@@ -102,7 +117,52 @@ def test_a_key_of_another_type_names_its_record_and_keeps_the_table(listing, pat
     assert f"has {shown} in column 'id', its primary key, which the table holds as bigint" in message
     assert "variant column" in message and "GET /items?api_key=***" in message and "record with id=" in message
     assert '"data_type": "text"' in message and "ArrowInvalid" not in message and KEY not in message
+    assert "run a full refresh once" in message  # the table holds the key: an incremental load would fail
     assert rows(database) == [(1, 1), (2, 2)]
+    if mode == "full_refresh":  # as it says
+        ak.load(config(api, columns={"id": {"data_type": "text"}}), mode, database=database, progress=False)
+        assert rows(database) == [("3", 3), (str(odd), 4)]
+
+
+@pytest.mark.parametrize(("pages", "said"), [
+    ([[{"id": True, "v": 1}, {"id": 2, "v": 2}, {"id": 3, "v": 3}]], "is 2 in record 2"),  # dlt made 2 and 3 true
+    ([[{"id": 1, "v": 1}, {"id": True, "v": 2}]], "is True in record 2"),
+    ([[{"id": True, "v": 1}, {"id": False, "v": 2}], [{"id": 3, "v": 3}]], "is 3 in record 1"),
+], ids=["numbers-after-true", "true-after-numbers", "across-pages"])
+def test_true_or_false_beside_other_keys_stops_the_load(listing, path, tmp_path, pages, said):
+    """True, 2, 3 loaded three rows of the key true into a merge table: dlt typed the column bool and made 2 and 3 true,
+    and the pass's tally, counting three distinct keys, told it no dedup was needed (helper-130)."""
+    api = listing([])
+    api.pages = pages
+    with pytest.raises(ak.LoadError, match=said + r" on GET /items\?offset=\d+&limit=\d&api_key=\*\*\*, where other "
+                       r"keys are (true or false|numbers or text)"):
+        ak.load(paged(api), database=str(tmp_path / "a.duckdb"), progress=False)
+
+
+def test_keys_all_true_or_false_load(listing, path, tmp_path):
+    api = listing([])
+    api.pages = [[{"id": True, "v": 1}, {"id": False, "v": 2}]]
+    database = str(tmp_path / "a.duckdb")
+    ak.load(paged(api), database=database, progress=False)
+    assert rows(database) == [(True, 1), (False, 2)]
+
+
+def test_a_key_deep_in_a_group_of_pages_names_its_request(listing, path, tmp_path):
+    """Records are converted 2,000 at a time: only the last 8 pages' requests were kept, so a record of the second of
+    20 pages of the guide's 100 was named without its request (helper-130)."""
+    api = listing([])
+    api.pages = [[{"id": n, "v": n} for n in range(p * 100, p * 100 + 100)] for p in range(20)]
+    api.pages[1][50] = {"id": "x150", "v": 150}
+    with pytest.raises(ak.LoadError, match=r"the record with id='x150' on GET /items\?offset=100&limit=100&api_key="
+                                           r"\*\*\* has 'x150'"):
+        ak.load(paged(api), database=str(tmp_path / "a.duckdb"), progress=False, concurrency=1)
+
+
+def test_a_long_key_is_cut_in_the_message(listing, path, tmp_path):
+    api = listing([{"id": 1, "v": 1}, {"id": "k" * 200_000, "v": 2}])
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api), database=str(tmp_path / "a.duckdb"), progress=False)
+    assert "has 'kkkk" in str(caught.value) and len(str(caught.value)) < 2_000
 
 
 def test_the_first_values_type_the_key_in_a_first_load(listing, path, tmp_path):
@@ -162,8 +222,20 @@ def test_a_not_null_column_emptied_by_a_variant_is_explained(listing, path, tmp_
     with pytest.raises(ak.LoadError) as caught:
         ak.load(config(api, columns={"n": {"nullable": False}}), database=str(tmp_path / "a.duckdb"), progress=False)
     message = str(caught.value)
-    assert "a value in column 'n'" in message and "variant column" in message and "n__v_text" in message
+    assert "leaves column 'n'" in message and "variant column" in message and "n__v_text" in message
     assert "ArrowInvalid" not in message
+
+
+@pytest.mark.parametrize("record", [{"id": 2}, {"id": 2, "n": None}], ids=["without-the-field", "null"])
+def test_a_not_null_column_left_empty_is_explained(listing, path, tmp_path, record):
+    """On dicts a record without the field was explained as a value of another type, and one with null failed with
+    dlt's CannotCoerceNullException and "run the load again" (helper-130); Arrow pages said "has no value"."""
+    api = listing([{"id": 1, "n": 2}, record])
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api, columns={"n": {"nullable": False}}), database=str(tmp_path / "a.duckdb"), progress=False)
+    message = str(caught.value)
+    assert "'n'" in message and ("leaves column 'n'" in message or "has no value" in message), message
+    assert "CannotCoerceNull" not in message and "run the load again" not in message
 
 
 def nested(levels: int, kind: type) -> object:
@@ -175,7 +247,8 @@ def nested(levels: int, kind: type) -> object:
 
 @pytest.mark.parametrize(("kind", "levels", "said"), [
     (dict, 300, "nested more than 254 levels deep"),
-    (list, 45, "the field 'deep', nested 39 levels deep, gave a working file a name longer than the file system"),
+    (list, 45, "dlt makes a table of the lists in a field, and of every level of lists nested in them, named by "
+               "the path to it (items__deep__list__list"),
 ], ids=["objects", "lists"])
 def test_data_nested_too_deep_says_to_keep_it_as_json(listing, path, tmp_path, kind, levels, said):
     api = listing([{"id": 1, "v": 1, "deep": nested(levels, kind)}])

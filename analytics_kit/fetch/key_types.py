@@ -83,13 +83,16 @@ class KeyTypes:
         except COERCE_ERRORS:
             pass
         sent = "" if field == column else f" in its field {field!r}"
+        stored = column in self.stored
         raise bad_value(BadValue(
             column, index, kind, f"has {shown(value)}{sent}",
             f"Declare the key's type in the resource's columns, so that every value is converted to it: "
-            f"\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike (a table that "
-            "holds the key as another type takes the declared one at a full refresh). If the API sends such keys "
-            "only by mistake, this is a problem of its data.",
+            f"\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike"
+            + (f", and run a full refresh once (mode=\"full_refresh\", or --full-refresh): the table holds the key as "
+               f"{kind}, and only a full refresh rebuilds it with the declared type (an incremental load fails)."
+               if stored else ".")
+            + " If the API sends such keys only by mistake, this is a problem of its data.",
             because=f"{'part of ' if self.compound else ''}its primary key, which "
-            + (f"the table holds as {kind}" if column in self.stored else f"the values before it made of type {kind}")
+            + (f"the table holds as {kind}" if stored else f"the values before it made of type {kind}")
             + ": dlt would put this one in a variant column and leave the key empty"),
             rows, self.requests.of(rows, index), self.resource, self.primary_key) from None

@@ -25,20 +25,26 @@ def data_fault(root: BaseException, text: str, where: str, resource: str | None)
             f"{where[0].upper() + where[1:]} sent a record holding data nested more than 254 levels deep, which "
             "orjson, the JSON writer of dlt's working files, refuses; nothing from this run was committed.",
             guidance="Declare the field that holds it as json in the resource's columns (\"columns\": {\"payload\": "
-            "{\"data_type\": \"json\"}}, say): the kit keeps it whole as JSON text. Where the resource's records "
-            "stay dicts (processing_steps, fields dlt renames), make it text in a step instead: \"processing_steps\": "
-            "[{\"map\": lambda r: {**r, \"payload\": json.dumps(r[\"payload\"])}}]. If the API sends such data only "
-            "by mistake, this is a problem of its data.", resource=resource)
+            "{\"data_type\": \"json\"}}, say, for a field named payload): the kit keeps it whole as JSON text. Where "
+            "the resource's records stay dicts (processing_steps, fields dlt renames), make it text in a step and "
+            "declare it text (a json column would parse it again): \"processing_steps\": [{\"map\": lambda r: {**r, "
+            "\"payload\": json.dumps(r[\"payload\"])}}] with \"columns\": {\"payload\": {\"data_type\": \"text\"}}. "
+            "If the API sends such data only by mistake, this is a problem of its data.", resource=resource)
     # dlt's normaliser puts a value it cannot coerce into its column's type in a variant column (id__v_text) and
-    # leaves the column empty, which the parquet writer refuses for a NOT NULL one: a key, or one declared so
+    # leaves the column empty, which the parquet writer refuses for a NOT NULL one: a key, or one declared so; a record
+    # without the field leaves it empty too, and one with null there stops dlt's normaliser itself
     emptied = re.search(r"Column '([^']*)' is declared non-nullable but contains nulls", text)
-    if emptied is not None:
-        column = emptied.group(1)
+    nulled = re.search(r"Cannot coerce NULL in table `[^`]*` column `([^`]*)`", text)  # dlt's, for a null on dicts
+    column = (emptied or nulled).group(1) if emptied or nulled else None
+    if column is not None:
         return LoadError(
-            f"The load stopped in dlt's normalize step: {where} sent a value in column {column!r} (a primary key, "
-            "or a column declared NOT NULL) of another type than the column's, which dlt keeps in a variant column "
-            f"({column}__v_text, say), leaving {column!r} empty; nothing from this run was committed.",
-            guidance=f"Declare the column's type in the resource's columns, so that every value is converted to it: "
-            f"\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike. If the API "
-            "sends such values only by mistake, this is a problem of its data.", resource=resource, column=column)
+            f"The load stopped in dlt's normalize step: {where} sent a record that leaves column {column!r} (a primary "
+            "key, or a column declared NOT NULL) empty: without the field, with null there, or with a value of "
+            f"another type than the column's, which dlt keeps in a variant column ({column}__v_text, say); nothing "
+            "from this run was committed.",
+            guidance=f"If the API may omit the field or send null, declare it nullable in the resource's columns "
+            f"(not for a primary key). For values of two types, declare its type so that every value is converted to "
+            f"it (\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike) and, "
+            "where the table holds it already, run a full refresh once. If the API sends such records only by "
+            "mistake, this is a problem of its data.", resource=resource, column=column)
     return None

@@ -102,14 +102,15 @@ def unwritable(error: BaseException, database: str, workdir: str | None) -> tupl
         return None  # another file (a certificate, a config file): the failure's own words say it better
     folder = workdir or "the folder beside it"
     fault = _FOLDER_FAULTS[error.errno]
-    nested = os.path.basename(where).split(".")[0].split("__")
-    if error.errno == errno.ENAMETOOLONG and len(nested) > 2:  # a working file named for a nested table, table__a__b
-        return (f"dlt makes a table of every level of lists nested in a field, and names it by the path to it: the "
-                f"field {nested[1]!r}, nested {len(nested) - 1} levels deep, gave a working file a name longer than "
-                "the file system allows",
-                f"Keep the field whole as JSON: declare it in the resource's columns (\"columns\": {{\"{nested[1]}\": "
-                "{\"data_type\": \"json\"}}), or set max_table_nesting on the resource (2, say) to keep deeper "
-                "levels as JSON.")
+    table = os.path.basename(where).split(".")[0]  # a working file is named for its table: table.<id>.<n>.parquet
+    if error.errno == errno.ENAMETOOLONG and "__" in table:  # a nested table's, named by the path to it: items__a__b
+        return (f"dlt makes a table of the lists in a field, and of every level of lists nested in them, named by the "
+                f"path to it ({table[:60]}...): that name made a working file's name longer than the file system "
+                "allows",
+                "Keep the field whole as JSON: declare it in the resource's columns as json (\"columns\": "
+                "{\"<field>\": {\"data_type\": \"json\"}}), or set max_table_nesting on the resource (2, say) to keep "
+                "deeper levels as JSON; a field whose own name is that long needs a shorter one (a map step that "
+                "renames it).")
     if error.errno == errno.EEXIST and os.path.islink(where) and not os.path.exists(where):
         fault = _FOLDER_FAULTS[errno.ELOOP] if os.path.realpath(where) == os.path.abspath(where) else \
             "is a link to nowhere"  # mkdir on a link says only "File exists" (helper-117)
