@@ -124,37 +124,65 @@ def test_a_key_of_another_type_names_its_record_and_keeps_the_table(listing, pat
         assert rows(database) == [("3", 3), (str(odd), 4)]
 
 
-@pytest.mark.parametrize(("pages", "said"), [
-    ([[{"id": True, "v": 1}, {"id": 2, "v": 2}, {"id": 3, "v": 3}]], "is 2 in record 2"),  # dlt made 2 and 3 true
-    ([[{"id": 1, "v": 1}, {"id": True, "v": 2}]], "is True in record 2"),
-    ([[{"id": True, "v": 1}, {"id": False, "v": 2}], [{"id": 3, "v": 3}]], "is 3 in record 1"),
-], ids=["numbers-after-true", "true-after-numbers", "across-pages"])
-def test_true_or_false_beside_other_keys_stops_the_load(listing, path, tmp_path, pages, said):
+@pytest.mark.parametrize(("records", "said"), [
+    ([{"id": True, "v": 1}, {"id": 2, "v": 2}, {"id": 3, "v": 3}],  # dlt made 2 and 3 true
+     "has 2 in column 'id'.*: dlt would store it as True, one key with others"),
+    ([{"id": 1, "v": 1}, {"id": True, "v": 2}],
+     "has True in column 'id'.*: dlt would put this one in a variant column"),
+    ([{"id": True, "k": "a", "v": 1}, {"id": 2, "k": "a", "v": 2}],
+     "has 2 in column 'id', part of .*: dlt would store it as True, one key with others"),
+], ids=["numbers-after-true", "true-after-numbers", "compound"])
+def test_true_or_false_beside_numbers_in_a_key_stops_the_load(listing, path, tmp_path, records, said):
     """True, 2, 3 loaded three rows of the key true into a merge table: dlt typed the column bool and made 2 and 3 true,
     and the pass's tally, counting three distinct keys, told it no dedup was needed (helper-130)."""
-    api = listing([])
-    api.pages = pages
-    with pytest.raises(ak.LoadError, match=said + r" on GET /items\?offset=\d+&limit=\d&api_key=\*\*\*, where other "
-                       r"keys are (true or false|numbers or text)"):
-        ak.load(paged(api), database=str(tmp_path / "a.duckdb"), progress=False)
+    api = listing(records)
+    key = ["id", "k"] if "k" in records[0] else "id"
+    with pytest.raises(ak.LoadError, match=said):
+        ak.load(config(api, primary_key=key), database=str(tmp_path / "a.duckdb"), progress=False)
 
 
-def test_keys_all_true_or_false_load(listing, path, tmp_path):
-    api = listing([])
-    api.pages = [[{"id": True, "v": 1}, {"id": False, "v": 2}]]
+def test_numbers_after_a_run_of_true_or_false_keys_stop_the_load(listing, path, tmp_path):
+    """The first check looked within one pass: keys stored as true and false, then 2 and 3 in the next run, left two
+    rows of the key true (helper-132)."""
+    api = listing([{"id": True, "v": 1}, {"id": False, "v": 2}])
     database = str(tmp_path / "a.duckdb")
-    ak.load(paged(api), database=database, progress=False)
+    ak.load(config(api), database=database, progress=False)
+    api.records = [{"id": 2, "v": 3}, {"id": 3, "v": 4}]
+    with pytest.raises(ak.LoadError, match=r"has 2 in column 'id', its primary key, which the table holds as bool"):
+        ak.load(config(api), database=database, progress=False)
     assert rows(database) == [(True, 1), (False, 2)]
 
 
-def test_a_key_deep_in_a_group_of_pages_names_its_request(listing, path, tmp_path):
+@pytest.mark.parametrize(("records", "resource", "loaded"), [
+    ([{"id": True, "v": 1}, {"id": False, "v": 2}], {}, [(True, 1), (False, 2)]),
+    ([{"id": True, "v": 1}, {"id": 2, "v": 2}], {"columns": {"id": {"data_type": "text"}}}, [("True", 1), ("2", 2)]),
+    ([{"id": True, "v": 1}, {"id": 0, "v": 2}], {"columns": {"id": {"data_type": "bool"}}}, [(True, 1), (False, 2)]),
+    ([{"id": "abc", "v": 1}, {"id": True, "v": 2}], {}, [("abc", 1), ("True", 2)]),
+    ([{"id": True, "v": 1}, {"id": 2, "v": 2}, {"id": 3, "v": 3}],
+     {"processing_steps": [{"filter": lambda r: r["id"] is not True}]}, [(2, 2), (3, 3)]),
+    ([{"id": True, "v": 1}, {"id": 2, "v": 2}], {"processing_steps": [{"map": lambda r: {**r, "id": str(r["id"])}}]},
+     [("True", 1), ("2", 2)]),
+    ([{"id": 1, "v": 1}, {"id": 0, "v": 2}], {}, [(1, 1), (0, 2)]),
+], ids=["all-bools", "declared-text", "declared-bool", "text-then-true", "filter-drops-true", "map-makes-text",
+        "zero-and-one"])
+def test_true_or_false_keys_dlt_keeps_distinct_load(listing, path, tmp_path, records, resource, loaded):
+    """As plain dlt loads them: a first check on the raw keys refused these (helper-132)."""
+    api = listing(records)
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api, **resource), database=database, progress=False)
+    assert rows(database) == loaded
+
+
+@pytest.mark.parametrize("size", [100, 10])
+def test_a_key_deep_in_a_group_of_pages_names_its_request(listing, path, tmp_path, size):
     """Records are converted 2,000 at a time: only the last 8 pages' requests were kept, so a record of the second of
-    20 pages of the guide's 100 was named without its request (helper-130)."""
+    20 pages of the guide's 100 was named without its request (helper-130); 32 pages, at a limit under 63 (helper-132).
+    """
     api = listing([])
-    api.pages = [[{"id": n, "v": n} for n in range(p * 100, p * 100 + 100)] for p in range(20)]
-    api.pages[1][50] = {"id": "x150", "v": 150}
-    with pytest.raises(ak.LoadError, match=r"the record with id='x150' on GET /items\?offset=100&limit=100&api_key="
-                                           r"\*\*\* has 'x150'"):
+    api.pages = [[{"id": n, "v": n} for n in range(p * size, p * size + size)] for p in range(2000 // size)]
+    api.pages[1][size // 2] = {"id": "x1", "v": size + size // 2}
+    with pytest.raises(ak.LoadError, match=rf"the record with id='x1' on GET /items\?offset={size}&limit={size}&"
+                                           r"api_key=\*\*\* has 'x1'"):
         ak.load(paged(api), database=str(tmp_path / "a.duckdb"), progress=False, concurrency=1)
 
 
@@ -226,11 +254,11 @@ def test_a_not_null_column_emptied_by_a_variant_is_explained(listing, path, tmp_
     assert "ArrowInvalid" not in message
 
 
-@pytest.mark.parametrize("record", [{"id": 2}, {"id": 2, "n": None}], ids=["without-the-field", "null"])
+@pytest.mark.parametrize("record", [{"id": 2}, {"id": 2, "n": None}, None], ids=["without-the-field", "null", "never"])
 def test_a_not_null_column_left_empty_is_explained(listing, path, tmp_path, record):
     """On dicts a record without the field was explained as a value of another type, and one with null failed with
     dlt's CannotCoerceNullException and "run the load again" (helper-130); Arrow pages said "has no value"."""
-    api = listing([{"id": 1, "n": 2}, record])
+    api = listing([{"id": 1, "n": 2}, record] if record else [{"id": 1}, {"id": 2}])  # never: no record fills it
     with pytest.raises(ak.LoadError) as caught:
         ak.load(config(api, columns={"n": {"nullable": False}}), database=str(tmp_path / "a.duckdb"), progress=False)
     message = str(caught.value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import date, datetime
 from operator import methodcaller
 from typing import Any, Callable, Iterable, Mapping
 
@@ -22,8 +21,7 @@ import pyarrow as pa
 from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.cursors import render
 from analytics_kit.fetch.records import as_json
-from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, json_value
-from analytics_kit.seam import is_iso_timestamp
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, bools_mixed, coerced_value, json_value, kind_of
 
 logger = logging.getLogger(__name__)
 
@@ -61,21 +59,6 @@ def unsupported_columns(columns: Any) -> str | None:
             return f"column {name!r} has data_type {kind!r}"
         if kind == "timestamp" and (column.get("precision") not in (None, 6) or column.get("timezone") is False):
             return f"column {name!r} has a timestamp precision or timezone hint"
-    return None
-
-
-def kind_of(value: Any) -> str | None:
-    """The dlt data type dlt's normaliser gives ``value``; None for nested values."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "bigint"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str):
-        return "timestamp" if is_iso_timestamp(str, value) else "text"
-    if isinstance(value, (datetime, date)):
-        return "timestamp"
     return None
 
 
@@ -155,6 +138,7 @@ class PageConverter:
         for name in required:  # the primary key is NOT NULL whether declared or not
             self.nullable[name] = False
         self.deferred = frozenset(deferred)
+        self.keys = frozenset(required) - self.declared  # undeclared key columns: typed by their first value
         self.table = table or TableKinds()
         self.table.declare(resource, self.kinds)
         self._warned: set[str] = set()
@@ -228,6 +212,8 @@ class PageConverter:
                 index = next((i for i, r in enumerate(rows) if _arrow_would_bend(r.get(name), kind, loose)), None)
                 if index is not None:
                     raise _Uncoercible(index, rows[index][name])
+            if name in self.keys and bools_mixed(rows, name, kind):
+                raise TypeChanged(name)  # dlt would make 2 true, or true 1: the key step names the record
             if table is not None:
                 array = table.column(name).combine_chunks()
                 if kind == "timestamp" and name not in self.deferred:

@@ -4,10 +4,12 @@ soft-delete flags share."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
+from operator import methodcaller
 from typing import Any
 
-from analytics_kit.seam import coerce_value, py_type_to_sc_type
+from analytics_kit.seam import coerce_value, is_iso_timestamp, py_type_to_sc_type
 
 # What dlt's coercion raises where its normaliser makes a variant column (OSError: pendulum's years past 9999).
 COERCE_ERRORS = (ValueError, SyntaxError, TypeError, OverflowError, OSError)
@@ -66,3 +68,24 @@ def shown(value: Any, limit: int = 80) -> str:
     characters: the API may send a value of any length."""
     text = str(value) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def kind_of(value: Any) -> str | None:
+    """The dlt data type dlt's normaliser gives ``value``; None for nested values."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "timestamp" if is_iso_timestamp(str, value) else "text"
+    if isinstance(value, (datetime, date)):
+        return "timestamp"
+    return None
+
+
+def bools_mixed(rows: list[dict], name: str, kind: str) -> bool:
+    """Whether a bool column holds another value, or another column a bool."""
+    types = set(map(type, map(methodcaller("get", name), rows)))
+    return bool(types - {bool, type(None)}) if kind == "bool" else bool in types

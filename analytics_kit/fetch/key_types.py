@@ -15,8 +15,7 @@ from typing import Any, Callable, Iterable
 
 import dlt
 
-from analytics_kit.fetch.arrow_tables import kind_of
-from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, shown
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, kind_of, shown
 from analytics_kit.fetch.declared import FieldColumns, each_field
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
@@ -75,13 +74,17 @@ class KeyTypes:
             if kind is None:
                 return  # an object or a list: the pager refused it as a key already
             self.kinds[column] = kind
-        if type(value) in _AS_THEY_ARE.get(kind, ()):
+        # dlt coerces 2 into a bool column (true) and true into a number one (1): one key where the API sent two, which
+        # the tally counted as two, so no dedup ran and a merge table held a key twice (helper-130, helper-132)
+        merged = kind == "bool" and type(value) is not bool or type(value) is bool and kind in ("bigint", "double")
+        if not merged and type(value) in _AS_THEY_ARE.get(kind, ()):
             return
         try:
-            coerced_value(value, kind)
-            return
+            stored_as = coerced_value(value, kind)
+            if not merged:
+                return
         except COERCE_ERRORS:
-            pass
+            merged = False
         sent = "" if field == column else f" in its field {field!r}"
         stored = column in self.stored
         raise bad_value(BadValue(
@@ -94,5 +97,6 @@ class KeyTypes:
             + " If the API sends such keys only by mistake, this is a problem of its data.",
             because=f"{'part of ' if self.compound else ''}its primary key, which "
             + (f"the table holds as {kind}" if stored else f"the values before it made of type {kind}")
-            + ": dlt would put this one in a variant column and leave the key empty"),
+            + (f": dlt would store it as {shown(stored_as)}, one key with others that are distinct (2 and 3 both "
+               "true)" if merged else ": dlt would put this one in a variant column and leave the key empty")),
             rows, self.requests.of(rows, index), self.resource, self.primary_key) from None

@@ -172,25 +172,8 @@ def repeating(resource: str, pages: int, request: str) -> LoadError:
         "against the API's documentation.", resource=resource)
 
 
-def check_keys(keys: list, request: str, resource: str, primary_key: Any, tally: Any = None) -> None:
-    """A record without its primary key cannot be merged (nor counted): it stops the load. So does a key of true or
-    false beside keys of other kinds, in the page or in the pass (``tally``): dlt stores them in one column, which
-    made 2 and 3 both true (three rows of one key, as the tally counted three keys: helper-130)."""
-    if tally is not None:
-        kinds = set(map(type, keys))
-        bools = bool in kinds
-        if bools and len(kinds) > 1 or tally.bools is not None and bools != tally.bools:
-            first = tally.bools if tally.bools is not None else type(keys[0]) is bool
-            at = next(i for i, k in enumerate(keys) if (type(k) is bool) != first)
-            raise LoadError(
-                f"Resource '{resource}': the primary key {primary_key!r} is {shown(keys[at])} in record {at + 1} on "
-                f"{request}, where {'other keys are true or false' if first else 'other keys are numbers or text'}"
-                ": dlt stores a key in one column of one type, and would make distinct keys one (2 and 3 both true) "
-                "or fail. Nothing from this run was committed.",
-                guidance="Set primary_key to a field that identifies each record by one kind of value (numbers or "
-                "text). If the API sends true or false there only by mistake, this is a problem of its data.",
-                resource=resource, request=request)
-        tally.bools = bools
+def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
+    """A record without its primary key cannot be merged (nor counted): it stops the load."""
     at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
     if at is None:
         return
@@ -255,15 +238,19 @@ class PageRequests:
     step's error (a declared column refusing a value) names the request with it. Recording a page costs one
     append on every page's path; the record is looked for among the kept pages only when an error names it."""
 
-    # pages: more than stand between the pager and the steps, a group of CONVERT_ROWS records at the guide's limit of
-    # 100 included (8 named the request of a record in the last 8 pages of a group of 20 only: helper-130)
-    KEPT = 32
+    # records, and at least KEPT pages: more than stand between the pager and the steps, a group of CONVERT_ROWS
+    # records included (8 pages named the request of a record in the last 8 pages of a group of 20 only: helper-130)
+    KEPT, KEPT_ROWS = 8, 2_500
 
     def __init__(self) -> None:
-        self._pages: deque[tuple[list, str]] = deque(maxlen=self.KEPT)
+        self._pages: deque[tuple[list, str]] = deque()
+        self._rows = 0
 
     def saw(self, rows: list, request: str) -> None:
         self._pages.append((rows, request))
+        self._rows += len(rows)
+        while len(self._pages) > self.KEPT and self._rows - len(self._pages[0][0]) >= self.KEPT_ROWS:
+            self._rows -= len(self._pages.popleft()[0])
 
     def of(self, rows: list, index: int) -> list[tuple[int, str]]:
         """``bad_value``'s sources for the record at ``index`` of ``rows`` (a step's item): the same dict object

@@ -323,7 +323,7 @@ class KitPaginate:
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:
-                check_keys(keys, request, self.resource, self.primary_key, tally)
+                check_keys(keys, request, self.resource, self.primary_key)
             if page and keys == previous:
                 repeats += 1
                 if repeats >= MAX_REPEATS:

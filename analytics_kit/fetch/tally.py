@@ -40,7 +40,6 @@ class Tally:
         self.fields: Any = None  # the key as the records name it, worked out from the first record
         self.ints = array("q")
         self.others: set = set()
-        self.bools: bool | None = None  # whether the pass's keys are true or false (see page_checks.check_keys)
         self.total: int | None = None
         self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see purges.Totals.fell)
         self.newest: Any = None  # the listing's newest cursor, read before the pass's pages (see newest.py)

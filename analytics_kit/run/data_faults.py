@@ -35,7 +35,9 @@ def data_fault(root: BaseException, text: str, where: str, resource: str | None)
     # without the field leaves it empty too, and one with null there stops dlt's normaliser itself
     emptied = re.search(r"Column '([^']*)' is declared non-nullable but contains nulls", text)
     nulled = re.search(r"Cannot coerce NULL in table `[^`]*` column `([^`]*)`", text)  # dlt's, for a null on dicts
-    column = (emptied or nulled).group(1) if emptied or nulled else None
+    # dlt's, where no record of a first load filled it (helper-132)
+    unbound = re.search(r"- (\S+) \(marked as non-nullable and must have values\)", str(root))
+    column = (emptied or nulled or unbound).group(1) if emptied or nulled or unbound else None
     if column is not None:
         return LoadError(
             f"The load stopped in dlt's normalize step: {where} sent a record that leaves column {column!r} (a primary "
