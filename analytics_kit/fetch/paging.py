@@ -84,7 +84,7 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 string_keys: Callable[[], bool] = lambda: False, newest_field: str | None = None,
+                 key_kind: Callable[[bool], str | None] = lambda rebuilt: None, newest_field: str | None = None,
                  start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None,
                  requests: PageRequests | None = None) -> None:
         self.client, self.requests = client, requests or PageRequests()  # where steps' errors find a record's request
@@ -93,7 +93,7 @@ class KitPaginate:
         self.newest_field = newest_field
         self.replace = replace  # a full refresh loaded as a replace (see Replace)
         self.repage = repage  # whether the load keeps one row per key of a listing paged twice
-        self.string_keys = string_keys  # whether distinct string keys stay distinct in the table (tally.py)
+        self.key_kind = key_kind  # the type the table stores the key in (tally.key_column_kind)
         # False when the config's incremental has a convert: it reads the API's own form
         self.rewrite_cursor = rewrite_cursor
         self.naming = naming  # dlt's column names for the API's fields
@@ -230,7 +230,7 @@ class KitPaginate:
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.string_keys())
+            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.key_kind(self.replace is not None))
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
                        else tally.unproven(bool(missing)))

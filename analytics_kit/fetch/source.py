@@ -32,7 +32,7 @@ from analytics_kit.fetch.replace import (MergeNeeded, Replace, is_append, merge_
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.tally import strings_stay_distinct
+from analytics_kit.fetch.tally import key_column_kind
 from analytics_kit.redact import Redactor, guard_logs
 
 logger = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def _build(
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
-                        string_keys=strings_stay_distinct(paged, resource.columns, naming, learned),
+                        key_kind=key_column_kind(paged, resource.columns, naming, learned, table),
                         newest_field=_newest_field(resource, one_row_per_key),
                         start=seam.start_param(resource),
                         shares=table if table in shared or once and paged is not None else None,

@@ -88,6 +88,8 @@ class Tally:
             self.rows += len(values)
             self._distinct = None
             try:
+                if bool in set(map(type, values)):  # array("q") takes True as 1: a key the table may hold otherwise
+                    raise TypeError
                 self.ints.extend(values)  # all 64-bit integers: the common case, done in C
                 values = []
             except (TypeError, OverflowError):
@@ -130,17 +132,20 @@ class Tally:
             return None
         return self.order if self.order else self.ints
 
-    def one_kind(self, strings_kept: bool) -> bool:
-        """Whether every key was a 64-bit integer, or every key a string and ``strings_kept``
-        (the key column keeps strings as they are: see ``strings_stay_distinct``).
+    def one_kind(self, kind: str | None) -> bool:
+        """Whether keys distinct here stay distinct in the table, whose key column is of ``kind`` (see
+        ``key_column_kind``; None: typed by the first key): every key a 64-bit integer, into a bigint or text column
+        (or a double one, within 2**53), or every key a string into a text column.
 
         Only then does "distinct here" mean "distinct in the table": 2 and 2.0, or 5 and "5",
         are two keys here and one after conversion, and telling dlt the rows need no dedup
         left both in the table.
         """
         if not self.others:
-            return True
-        return strings_kept and not self.ints and all(type(k) is str for k in self.others)
+            if kind in (None, "bigint", "text"):
+                return True
+            return kind == "double" and (not self.ints or -(2**53) <= min(self.ints) and max(self.ints) <= 2**53)
+        return kind == "text" and not self.ints and all(type(k) is str for k in self.others)
 
     def unproven(self, missing: bool) -> str:
         """Why this pass does not prove each key came once (see ``one_kind``)."""
@@ -240,18 +245,33 @@ def _count_distinct(ints: array) -> int:
     return int(values.size and 1 + np.count_nonzero(values[1:] != values[:-1]))
 
 
-def strings_stay_distinct(key: Any, columns: Any, naming: Callable[[str], str],
-                          learned: Callable[[str], str | None] = lambda name: None) -> Callable[[], bool]:
-    """Whether distinct string keys stay distinct in the table: only in a text column.
+def key_column_kind(key: Any, columns: Any, naming: Callable[[str], str],
+                    learned: Callable[[str], str | None] = lambda name: None,
+                    table: str | None = None) -> Callable[[bool], str | None]:
+    """The type dlt stores the key in, asked at the end of a pass (``rebuilt``: the run builds the table afresh, a
+    replace): dlt's schema's, else the declared type, else the one the kit's conversion gave it (``learned``); None
+    where dlt's normaliser will type it by its first value. A key of several fields: None.
 
-    Into a bigint column "5", "05" and " 5" are one key, and a timestamp column makes "...Z" and
-    "...+00:00" one: telling dlt such rows need no dedup left two rows of one key (helper-49). A
-    column the config leaves undeclared is typed by its first value (``learned``: the type the
-    kit's conversion gave it, None where dlt's normaliser types it: not known here).
+    Distinct keys stay distinct only in some: into a bigint column "5", "05" and " 5" are one key, a timestamp column
+    makes "...Z" and "...+00:00" one (helper-49), a bool column makes 2 and 3 true, a double one 2**53 and 2**53 + 1
+    one (helper-133). A merge into a table that exists keeps its column's type whatever the config declares, and dlt's
+    schema takes the declared type over it ("5" and "05" declared text went into a BIGINT column as one key, twice):
+    there a declared key's type is not known here ("?").
     """
     if not isinstance(key, str):
-        return lambda: False
-    declared = declared_columns(columns, naming).get(naming(key), {}).get("data_type")
-    if declared is not None:
-        return lambda: declared == "text"
-    return lambda: learned(key) == "text"
+        return lambda rebuilt: None
+    column = naming(key)
+    declared = declared_columns(columns, naming).get(column, {}).get("data_type")
+
+    def kind(rebuilt: bool) -> str | None:
+        import dlt  # the pager's module, imported with dlt already: no cost
+
+        if declared is not None and not rebuilt:
+            return "?"
+        try:
+            stored = dlt.current.source_schema().get_table_columns(table).get(column, {}).get("data_type")
+        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
+            stored = None
+        return stored or declared or learned(key)
+
+    return kind
