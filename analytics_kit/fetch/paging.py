@@ -84,7 +84,7 @@ class KitPaginate:
                  stats: LoadStats | None = None, incremental: Any = None,
                  naming: Callable[[str], str] = str, rewrite_cursor: bool = True,
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
-                 key_kind: Callable[[bool], str | None] = lambda rebuilt: None, newest_field: str | None = None,
+                 key_kind: Callable[[], str | None] = lambda: None, newest_field: str | None = None,
                  start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None,
                  requests: PageRequests | None = None) -> None:
         self.client, self.requests = client, requests or PageRequests()  # where steps' errors find a record's request
@@ -230,7 +230,7 @@ class KitPaginate:
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.key_kind(self.replace is not None))
+            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.key_kind())
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
                        else tally.unproven(bool(missing)))

@@ -247,27 +247,25 @@ def _count_distinct(ints: array) -> int:
 
 def key_column_kind(key: Any, columns: Any, naming: Callable[[str], str],
                     learned: Callable[[str], str | None] = lambda name: None,
-                    table: str | None = None) -> Callable[[bool], str | None]:
-    """The type dlt stores the key in, asked at the end of a pass (``rebuilt``: the run builds the table afresh, a
-    replace): dlt's schema's, else the declared type, else the one the kit's conversion gave it (``learned``); None
-    where dlt's normaliser will type it by its first value. A key of several fields: None.
+                    table: str | None = None) -> Callable[[], str | None]:
+    """The type dlt stores the key in, asked at the end of a pass: dlt's schema's, else the declared type, else the one
+    the kit's conversion gave it (``learned``); None where dlt's normaliser will type it by its first value. A key of
+    several fields: None.
 
     Distinct keys stay distinct only in some: into a bigint column "5", "05" and " 5" are one key, a timestamp column
     makes "...Z" and "...+00:00" one (helper-49), a bool column makes 2 and 3 true, a double one 2**53 and 2**53 + 1
-    one (helper-133). A merge into a table that exists keeps its column's type whatever the config declares, and dlt's
-    schema takes the declared type over it ("5" and "05" declared text went into a BIGINT column as one key, twice):
-    there a declared key's type is not known here ("?").
+    one (helper-133). Not known here: the type a table that exists holds where the config declares another (dlt's
+    schema takes the declared one): "5" and "05" declared text over a BIGINT key, merged without the full refresh the
+    kit's advice asks for, are one key twice (left as is: the merges of the guide's declared key need no dedup).
     """
     if not isinstance(key, str):
-        return lambda rebuilt: None
+        return lambda: None
     column = naming(key)
     declared = declared_columns(columns, naming).get(column, {}).get("data_type")
 
-    def kind(rebuilt: bool) -> str | None:
+    def kind() -> str | None:
         import dlt  # the pager's module, imported with dlt already: no cost
 
-        if declared is not None and not rebuilt:
-            return "?"
         try:
             stored = dlt.current.source_schema().get_table_columns(table).get(column, {}).get("data_type")
         except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
