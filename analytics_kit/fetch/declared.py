@@ -55,6 +55,14 @@ class FieldColumns(dict):
         return self[field]
 
 
+def stored_type(table: str | None, column: str) -> str | None:
+    """The type dlt's schema holds for ``table``'s ``column``: None outside a pipeline, or where it has none yet."""
+    try:
+        return dlt.current.source_schema().get_table_columns(table).get(column, {}).get("data_type")
+    except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
+        return None
+
+
 def each_field(step: Any, item: Any) -> Any:
     """Runs ``step.field`` on every field of the records of ``item`` that stay dicts (Arrow pages pass: the converter
     checked them), after ``step._settle()`` on the first; returns ``item``."""

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-import dlt
-
 from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, kind_of, shown
-from analytics_kit.fetch.declared import FieldColumns, each_field
+from analytics_kit.fetch.declared import FieldColumns, each_field, stored_type
 from analytics_kit.fetch.page_checks import PageRequests, bad_value
 
 # Python types a column of each dlt type takes as they are (a bool is no int here)
@@ -49,12 +47,8 @@ class KeyTypes:
     def _settle(self) -> None:
         """The key columns' types as the table already holds them: dlt keeps them whatever this run's values say."""
         self.settled = True
-        try:
-            stored = dlt.current.source_schema().get_table_columns(self.table)
-        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
-            return
         for name in self.keys:
-            kind = stored.get(name, {}).get("data_type")
+            kind = stored_type(self.table, name)
             if kind in _AS_THEY_ARE or kind == "timestamp":
                 self.kinds[name] = kind
                 self.stored.add(name)

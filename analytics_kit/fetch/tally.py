@@ -8,6 +8,7 @@ from array import array
 from bisect import bisect_right
 from typing import Any, Callable
 
+from analytics_kit.fetch.declared import stored_type
 from analytics_kit.fetch.key_fields import key_fields
 from analytics_kit.fetch.replace import declared_columns
 
@@ -264,12 +265,6 @@ def key_column_kind(key: Any, columns: Any, naming: Callable[[str], str],
     declared = declared_columns(columns, naming).get(column, {}).get("data_type")
 
     def kind() -> str | None:
-        import dlt  # the pager's module, imported with dlt already: no cost
-
-        try:
-            stored = dlt.current.source_schema().get_table_columns(table).get(column, {}).get("data_type")
-        except Exception:  # noqa: BLE001 - outside a pipeline (a source iterated by hand), or no such table yet
-            stored = None
-        return stored or declared or learned(key)
+        return stored_type(table, column) or declared or learned(key)
 
     return kind
