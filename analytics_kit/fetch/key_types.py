@@ -86,7 +86,7 @@ class KeyTypes:
             f"Declare the key's type in the resource's columns, so that every value is converted to it: "
             f"\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike"
             + (f", and run a full refresh once (mode=\"full_refresh\", or --full-refresh): the table holds the key as "
-               f"{kind}, and only a full refresh rebuilds it with the declared type (an incremental load fails)."
+               f"{kind}, and only a full refresh rebuilds it with the declared type (an incremental load is refused)."
                if stored else ".")
             + " If the API sends such keys only by mistake, this is a problem of its data.",
             because=f"{'part of ' if self.compound else ''}its primary key, which "

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from analytics_kit import seam
 from analytics_kit.config.decimals import exact_shape, wei_shape
+from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.replace import table_of
 from analytics_kit.interrupts import is_interrupt
 
@@ -50,6 +51,40 @@ def judged_as_stored(pipeline: Any, source: Any, build: Callable[..., Any], dest
     logger.info("declared as stored, where the config does not declare them: %s", stored)
     build = functools.partial(build, stored=stored)
     return build(replace=replace), build
+
+
+def refuse_retyped_keys(pipeline: Any, source: Any, destination: str | None) -> None:
+    """Refuses an incremental run whose config declares a primary key column of a table that exists as another type
+    than the table stores it (called with the file held, after ``judged_as_stored``). No destination alters the
+    column, so the keys are converted twice: to the declared type in the pages, where "5" and "05" are two keys and
+    no dedup runs, then to the stored one by the load, which made them one key held twice in a merge table (plain
+    dlt keeps one: its staging table keeps the old type) or failed with DuckDB's raw conversion error ('True' to
+    INT64) (helper-133). Only a full refresh rebuilds the table with the declared type."""
+    resources = list(source.resources.values())
+    tables = set(_tables(pipeline, resources))
+    if not tables:
+        return
+    schema, wei = pipeline.default_schema, wei_shape(destination)
+    for resource in resources:
+        table = schema.naming.normalize_table_identifier(table_of(resource))
+        key = seam.primary_key(resource)
+        if table not in tables or not key or not isinstance(resource.columns, dict):
+            continue
+        keys = {schema.naming.normalize_path(name) for name in ([key] if isinstance(key, str) else key)}
+        stored_columns = schema.tables[table].get("columns", {})
+        for name, hint in resource.columns.items():
+            column, stored = schema.naming.normalize_path(name), None
+            if isinstance(hint, dict) and hint.get("data_type") and column in keys:
+                stored = stored_columns.get(column, {})
+            if stored and stored.get("data_type") and _kind(hint, wei) != _kind(stored, wei):
+                raise ConfigError(
+                    f"resource '{resource.name}' declares its primary key {column!r} as {hint['data_type']!r}, and "
+                    f"the table {table!r} holds that column as {stored['data_type']!r}, a type an incremental load "
+                    f"does not change: keys distinct as {hint['data_type']} (such as \"5\" and \"05\" as text) "
+                    f"could become one key as {stored['data_type']}, held twice in the table", path="mode",
+                    guidance=f"Run a full refresh once (mode=\"full_refresh\", or --full-refresh), which rebuilds "
+                    f"the table with the declared type; or declare {column!r} as {stored['data_type']!r}, as the "
+                    "table holds it.")
 
 
 def _tables(pipeline: Any, resources: list) -> list[str]:
