@@ -14,6 +14,7 @@ Either way the data goes to a fresh folder of its own, so a rerun starts from no
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -80,6 +81,15 @@ def _key_in_dlt_secrets() -> bool:
         return True  # a key, and another fault of the configuration, which the load names
     finally:
         os.environ.update(held)
+
+
+@atexit.register
+def _tidy() -> None:
+    """Removes the data folders this process made as its interpreter exits (a kernel shut down or restarted): each
+    kernel left one in the temp folder, with its database (helper-129)."""
+    for started in _STARTED.values():
+        shutil.rmtree(started.workdir, ignore_errors=True)
+    _STARTED.clear()
 
 
 def start(name: str, *, events: int = 3000, customers: int = 60, seed: int = 7) -> Started:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -254,6 +255,41 @@ def test_the_first_cell_run_again_closes_its_earlier_demo_api_and_folder(monkeyp
                             timeout=5).status_code == 200
     finally:
         second.api.close()
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["shut-down", "restarted"])
+def test_a_kernel_shut_down_or_restarted_removes_its_data_folder(tmp_path, restart):
+    """Each kernel left its data folder, database and all, in the temp folder (helper-129)."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        msg_id = client.execute("from analytics_kit.notebook import start\n"
+                                "started = start('tidy-test', events=50, customers=5)\n"
+                                "print(started.workdir)")
+        printed = ""
+        while True:
+            message = client.get_iopub_msg(timeout=60)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "stream":
+                printed += message["content"]["text"]
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        workdir = Path(printed.strip())
+        assert workdir.is_dir() and workdir.name.startswith("analytics-kit-tidy-test-")
+        if restart:
+            manager.restart_kernel()
+        else:
+            manager.shutdown_kernel()
+        deadline = time.monotonic() + 30
+        while workdir.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not workdir.exists()
+    finally:
+        client.stop_channels()
+        if manager.is_alive():
+            manager.shutdown_kernel(now=True)
 
 
 def test_a_half_set_environment_says_the_demo_api_runs(monkeypatch, capsys):
