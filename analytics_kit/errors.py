@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import re
 from typing import Any, Callable, Iterator, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,19 @@ def tag_request(error: BaseException, request: str) -> None:
             setattr(error, PAGE_REQUEST, request)
         except AttributeError:
             pass
+
+
+# An unbroken run of characters longer than this, in a message, is an API's value, a link or a field name quoted as
+# it came: cut to its ends. A 200,000-character key, cursor or next link made messages of that length (helper-132).
+_LONGEST_RUN = 300
+_LONG_RUN = re.compile(r"\S{%d,}" % (_LONGEST_RUN + 1))
+
+
+def _cut_runs(text: str) -> str:
+    """``text`` with each run of more than ``_LONGEST_RUN`` non-space characters cut to its first 200 and last 60."""
+    if len(text) <= _LONGEST_RUN:
+        return text
+    return _LONG_RUN.sub(lambda run: f"{run[0][:200]}...({len(run[0]) - 260:,} characters)...{run[0][-60:]}", text)
 
 
 class KitError(Exception):
@@ -72,9 +86,10 @@ class KitError(Exception):
         return clone
 
     def __str__(self) -> str:
+        # cut as shown, not as built: redaction (``redacted``) sees each secret whole
         if self.guidance:
-            return f"{self.message}\n  What to do: {self.guidance}"
-        return self.message
+            return f"{_cut_runs(self.message)}\n  What to do: {_cut_runs(self.guidance)}"
+        return _cut_runs(self.message)
 
     def _render_traceback_(self) -> list[str]:
         """What IPython and Jupyter show for this error: its message and the fix, no frames.

@@ -193,6 +193,32 @@ def test_a_long_key_is_cut_in_the_message(listing, path, tmp_path):
     assert "has 'kkkk" in str(caught.value) and len(str(caught.value)) < 2_000
 
 
+@pytest.mark.parametrize(("records", "resource", "said"), [
+    ([{"id": 1, "v": 1, "ts": "z" * 200_000}], {"columns": {"ts": {"data_type": "timestamp"}}}, "has 'zzzz"),
+    ([{"id": 1, "v": 1}, {"id": ["z" * 200_000], "v": 2}], {}, "the primary key 'id' is ['zzzz"),
+    ([{"id": 1, "v": 1, "ts": "z" * 200_000}],
+     {"endpoint": {"path": "items", "paginator": "single_page", "incremental": {"cursor_path": "ts",
+                                                                                "initial_value": 5}}}, "('zzzz"),
+], ids=["declared-column", "key-a-list", "cursor"])
+def test_any_long_value_is_cut_in_the_message(listing, path, tmp_path, records, resource, said):
+    """Values the API sends are quoted in many messages; only keys were cut, and a 200,000-character cursor, list or
+    declared column made messages of 200,000 to 400,000 characters (helper-132). Each quoted run is cut to its ends."""
+    api = listing(records)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api, **resource), database=str(tmp_path / "a.duckdb"), progress=False)
+    shown = str(caught.value)
+    assert said in shown and len(shown) < 2_000 and KEY not in shown
+
+
+def test_a_secret_in_a_long_run_is_redacted_before_the_run_is_cut():
+    from analytics_kit.errors import LoadError
+
+    secret = "sk-abcdef123456"
+    error = LoadError("sent " + "x" * 190 + secret + "y" * 1000, guidance="g").redacted(
+        lambda text: text.replace(secret, "***"))
+    assert secret[:6] not in str(error) and "x" * 190 + "***" in str(error) and len(str(error)) < 400
+
+
 def test_the_first_values_type_the_key_in_a_first_load(listing, path, tmp_path):
     api = listing([{"id": 1, "v": 1}, {"id": "x1", "v": 2}])
     with pytest.raises(ak.LoadError, match=r"has 'x1' in column 'id', its primary key, which the values before it "
