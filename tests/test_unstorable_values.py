@@ -186,6 +186,19 @@ def test_a_key_deep_in_a_group_of_pages_names_its_request(listing, path, tmp_pat
         ak.load(paged(api), database=str(tmp_path / "a.duckdb"), progress=False, concurrency=1)
 
 
+def test_a_key_a_copying_map_step_passes_on_names_its_request(listing, path, tmp_path):
+    """The request was found by the record's identity: a map step returning a copy (``{**r}``) named none
+    (helper-133)."""
+    api = listing([])
+    api.pages = [[{"id": n, "v": n} for n in range(p * 5, p * 5 + 5)] for p in range(3)]
+    api.pages[1][2] = {"id": "x1", "v": 7}
+    copying = paged(api)
+    copying["resources"][0]["processing_steps"] = [{"map": lambda record: {**record}}]
+    with pytest.raises(ak.LoadError, match=r"the record with id='x1' on GET /items\?offset=5&limit=5&api_key=\*\*\* "
+                                           r"has 'x1'"):
+        ak.load(copying, database=str(tmp_path / "a.duckdb"), progress=False, concurrency=1)
+
+
 def test_a_long_key_is_cut_in_the_message(listing, path, tmp_path):
     api = listing([{"id": 1, "v": 1}, {"id": "k" * 200_000, "v": 2}])
     with pytest.raises(ak.LoadError) as caught:

@@ -254,7 +254,10 @@ class PageRequests:
 
     def of(self, rows: list, index: int) -> list[tuple[int, str]]:
         """``bad_value``'s sources for the record at ``index`` of ``rows`` (a step's item): the same dict object
-        as the page held, unless a map step made a new one."""
+        as the page held, else an equal one: a map step that copies its record (``{**r}``) made a new dict, whose
+        refusal named no request (helper-133). A record a step changed is not found."""
         row = rows[index] if 0 <= index < len(rows) else None
         request = next((sent for page, sent in reversed(self._pages) if any(r is row for r in page)), "")
+        if not request and row is not None:
+            request = next((sent for page, sent in reversed(self._pages) if any(r == row for r in page)), "")
         return [(len(rows), request if row is not None else "")]
