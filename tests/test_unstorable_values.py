@@ -126,11 +126,11 @@ def test_a_key_of_another_type_names_its_record_and_keeps_the_table(listing, pat
 
 @pytest.mark.parametrize(("records", "said"), [
     ([{"id": True, "v": 1}, {"id": 2, "v": 2}, {"id": 3, "v": 3}],  # dlt made 2 and 3 true
-     "has 2 in column 'id'.*: dlt would store it as True, one key with others"),
+     "has 2 in column 'id'.*: dlt would store it as True, and a key stored as another kind of value can become one"),
     ([{"id": 1, "v": 1}, {"id": True, "v": 2}],
      "has True in column 'id'.*: dlt would put this one in a variant column"),
     ([{"id": True, "k": "a", "v": 1}, {"id": 2, "k": "a", "v": 2}],
-     "has 2 in column 'id', part of .*: dlt would store it as True, one key with others"),
+     "has 2 in column 'id', part of .*: dlt would store it as True, and a key stored as another kind of value can become one"),
 ], ids=["numbers-after-true", "true-after-numbers", "compound"])
 def test_true_or_false_beside_numbers_in_a_key_stops_the_load(listing, path, tmp_path, records, said):
     """True, 2, 3 loaded three rows of the key true into a merge table: dlt typed the column bool and made 2 and 3 true,

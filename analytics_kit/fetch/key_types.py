@@ -91,6 +91,7 @@ class KeyTypes:
             + " If the API sends such keys only by mistake, this is a problem of its data.",
             because=f"{'part of ' if self.compound else ''}its primary key, which "
             + (f"the table holds as {kind}" if stored else f"the values before it made of type {kind}")
-            + (f": dlt would store it as {shown(stored_as)}, one key with others that are distinct (2 and 3 both "
-               "true)" if merged else ": dlt would put this one in a variant column and leave the key empty")),
+            + (f": dlt would store it as {shown(stored_as)}, and a key stored as another kind of value can become one "
+               "with a key that is distinct from it (2 and 3 both true, true and 1 both 1)" if merged
+               else ": dlt would put this one in a variant column and leave the key empty")),
             rows, self.requests.of(rows, index), self.resource, self.primary_key) from None
