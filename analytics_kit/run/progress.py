@@ -23,7 +23,7 @@ import threading
 import time
 from typing import IO, Any
 
-from analytics_kit.display import block, html_table, plural
+from analytics_kit.display import block, esc, html_table, plural
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.run.report import LoadReport
 
@@ -191,6 +191,9 @@ class Progress:
                 return
             if self.kind == "notebook":
                 self._show(self._final_html(report))
+                if report is not None and self._handle is not None:  # the handle and the line only: no stats kept
+                    handle, line = self._handle, {"text/html": self._shown_elsewhere(report)}
+                    object.__setattr__(report, "on_shown", lambda: handle.update(line, raw=True))
                 return
             if self._written:
                 self._rewrite("")
@@ -209,6 +212,13 @@ class Progress:
             caption = f"<b>Loaded</b> ({report.mode}): the report's numbers"
         headers = ["table", "rows" if report else "rows fetched", "requests", ""]
         return block(html_table(headers, rows, right=(1, 2), caption=caption))
+
+    @staticmethod
+    def _shown_elsewhere(report: LoadReport) -> str:
+        """The end once the report shows its own table: its totals on one line."""
+        counts = (plural(report.total_rows, "row"), plural(report.total_requests, "request"))
+        return block(f'<div style="text-align:left;margin:0.2em 0"><b>Loaded</b> ({esc(report.mode)}): '
+                     f'{esc(", ".join(counts))}; each table\'s numbers are in the report</div>')
 
     # -- output ----------------------------------------------------------------------------------
 

@@ -45,6 +45,9 @@ class LoadReport:
     passes: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     # Tables of resources asked once per parent record: one record may be in several parents' listings.
     children: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # Set by a notebook's progress display, which ends as this report's table: called as the report shows its own,
+    # so that a cell ending with the report shows one table, not two (helper-129).
+    on_shown: Any = field(default=None, repr=False, compare=False)
 
     @property
     def total_rows(self) -> int:
@@ -124,6 +127,9 @@ class LoadReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        shown, _ = self.on_shown, object.__setattr__(self, "on_shown", None)
+        if shown is not None:
+            shown()
         cursors = bool(self.cursor_before or self.cursor_after)
         headers = ["table", "rows", "requests"] + (["cursor before", "cursor after"] if cursors else []) + [""]
         rows = [
