@@ -227,6 +227,16 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
         {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other",
          "columns": {"deleted": {"data_type": "bool", "hard_delete": True}}})), ConfigError,
      r"^resources\[1\]\.columns: soft-delete flag \['deleted'\], where resources\[0\] has none"),
+    # a merging and an appending resource of one table made a key grow a row every run; one without the key beside
+    # one with it failed every run with Arrow's "Schema at index 1 was different" (helper-134)
+    ("one table merged by one resource and appended by another", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other", "write_disposition": "append"})),
+     ConfigError, r"^resources\[1\]\.write_disposition: 'append', where resources\[0\] has 'merge', and both load "
+     r"into table 'resource_name'"),
+    ("one table keyed by one resource only", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other", "primary_key": None})),
+     ConfigError, r"^resources\[1\]\.primary_key: none, where resources\[0\] has 'id', and both load into table "
+     r"'resource_name'"),
     # decimals a DuckDB file cannot make: Arrow's or DuckDB's own words, after every page was fetched
     ("decimal wider than DuckDB's", edited(lambda c: c["resources"][0].update(
         columns={"price": {"data_type": "decimal", "precision": 40, "scale": 2}})), ConfigError,

@@ -34,6 +34,7 @@ def check_shared_tables(resources: list, defaults: Any) -> None:
                            f"column of table '{table}'", "one data_type per column of a table",
                            "Declare the column alike in every resource that loads into that table, or give "
                            "the resources tables of their own (table_name).")
+    _check_loading_alike(resources, defaults if isinstance(defaults, dict) else {})
     for table, by_resource in flags.items():
         (first, flag), *others = by_resource.items()
         other = next(((i, f) for i, f in others if f != flag), None)
@@ -44,3 +45,31 @@ def check_shared_tables(resources: list, defaults: Any) -> None:
                        "one soft-delete flag (hard_delete) for every resource of a table",
                        "Declare the same hard_delete column in every resource that loads into that table (in "
                        "resource_defaults.columns, say), or give the resources tables of their own (table_name).")
+
+
+def _check_loading_alike(resources: list, defaults: dict) -> None:
+    """Resources of one table must load it alike: one write disposition and one primary key. A merging resource
+    and an appending one made a key grow a row every run (plain dlt merges the table), and a resource without the
+    key beside one with it failed every run with Arrow's "Schema at index 1 was different" (helper-134)."""
+    seen: dict[str, tuple[int, Any, Any]] = {}
+    for i, resource in enumerate(resources):
+        table = resource.get("table_name", resource["name"]) if isinstance(resource, dict) else None
+        if not isinstance(table, str):
+            continue
+        disposition = resource.get("write_disposition", defaults.get("write_disposition", "append"))
+        disposition = disposition.get("disposition") if isinstance(disposition, dict) else disposition
+        key = resource.get("primary_key", defaults.get("primary_key"))
+        key = tuple(key) if isinstance(key, (list, tuple)) else key
+        first, first_disposition, first_key = seen.setdefault(table, (i, disposition, key))
+        for what, mine, theirs, unit in (("write_disposition", disposition, first_disposition, "write disposition"),
+                                         ("primary_key", key, first_key, "primary key")):
+            if mine != theirs:
+                raise fail(f"resources[{i}].{what}",
+                           f"{_said(mine)}, where resources[{first}] has {_said(theirs)}, and both load into table "
+                           f"'{table}'", f"one {unit} for every resource of a table",
+                           f"Give the resources that load into that table the same {what} (in resource_defaults, "
+                           "say), or give them tables of their own (table_name).")
+
+
+def _said(value: Any) -> str:
+    return "none" if value is None else repr(list(value) if isinstance(value, tuple) else value)
