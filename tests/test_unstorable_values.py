@@ -130,7 +130,8 @@ def test_a_key_of_another_type_names_its_record_and_keeps_the_table(listing, pat
     ([{"id": 1, "v": 1}, {"id": True, "v": 2}],
      "has True in column 'id'.*: dlt would put this one in a variant column"),
     ([{"id": True, "k": "a", "v": 1}, {"id": 2, "k": "a", "v": 2}],
-     "has 2 in column 'id', part of .*: dlt would store it as True, and a key stored as another kind of value can become one"),
+     "has 2 in column 'id', part of .*: dlt would store it as True, and a key stored as another kind of value "
+     "can become one"),
 ], ids=["numbers-after-true", "true-after-numbers", "compound"])
 def test_true_or_false_beside_numbers_in_a_key_stops_the_load(listing, path, tmp_path, records, said):
     """True, 2, 3 loaded three rows of the key true into a merge table: dlt typed the column bool and made 2 and 3 true,
@@ -372,3 +373,43 @@ def test_a_key_declared_as_the_table_holds_it_merges(listing, path, tmp_path):
     api.records = [{"id": "1", "v": 2}, {"id": 2, "v": 3}]
     ak.load(config(api, columns={"id": {"data_type": "bigint"}}), database=database, progress=False)
     assert rows(database) == [(1, 2), (2, 3)]
+
+
+def test_a_schema_an_earlier_run_retyped_is_judged_by_the_table(listing, path, tmp_path, monkeypatch):
+    """dlt's schema takes a declared type the table does not: after a run declaring text over a BIGINT column (before
+    such runs were refused), declaring bigint, as the table holds it, was refused as "holds that column as 'text'",
+    whose advice made a key twice in the table (helper-134). The table's own type decides."""
+    from analytics_kit.run import load as load_module
+
+    api = listing([{"id": 5, "v": 1}])
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api), database=database, progress=False)
+    with monkeypatch.context() as earlier:
+        earlier.setattr(load_module, "refuse_retyped_columns", lambda *args: None)
+        ak.load(config(api, columns={"id": {"data_type": "text"}}), database=database, progress=False)
+    api.records = [{"id": "5", "v": 2}, {"id": 6, "v": 3}]
+    ak.load(config(api, columns={"id": {"data_type": "bigint"}}), database=database, progress=False)
+    assert rows(database) == [(5, 2), (6, 3)]
+    with pytest.raises(ak.ConfigError, match="holds that column as 'bigint'"):
+        ak.load(config(api, columns={"id": {"data_type": "text"}}), database=database, progress=False)
+    assert ak.schema(database=database).columns.query("table == 'items' and column == 'id'")["type"].tolist() == [
+        "bigint"]
+
+
+@pytest.mark.parametrize(("declared", "value", "stored"), [("text", "abc", 10), ("double", 1.5, 10),
+                                                            ("bool", True, 10)], ids=["text", "double", "bool"])
+def test_a_column_declared_as_another_type_than_the_table_holds_needs_a_full_refresh(listing, path, tmp_path, declared,
+                                                                                    value, stored):
+    """DuckDB's raw "Could not convert string 'abc' to INT64", whose advice (run the load again) failed the same way;
+    or 1.5 stored as 2 and true as 1 without a word (helper-134)."""
+    api = listing([{"id": 1, "v": stored}])
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api), database=database, progress=False)
+    api.records = [{"id": 1, "v": value}]
+    retyped = config(api, columns={"v": {"data_type": declared}})
+    with pytest.raises(ak.ConfigError, match=rf"declares column 'v' as '{declared}', and the table 'items' holds that "
+                                             r"column as 'bigint'.*converted to bigint"):
+        ak.load(retyped, database=database, progress=False)
+    assert rows(database) == [(1, stored)]
+    ak.load(retyped, "full_refresh", database=database, progress=False)
+    assert rows(database) == [(1, str(value) if declared == "text" else value)]

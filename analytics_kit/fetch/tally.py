@@ -256,7 +256,7 @@ def key_column_kind(key: Any, columns: Any, naming: Callable[[str], str],
     Distinct keys stay distinct only in some: into a bigint column "5", "05" and " 5" are one key, a timestamp column
     makes "...Z" and "...+00:00" one (helper-49), a bool column makes 2 and 3 true, a double one 2**53 and 2**53 + 1
     one (helper-133). A declared type is the table's: an incremental run declaring a key as another type than its
-    table holds is refused before its pages (``stored_types.refuse_retyped_keys``).
+    table holds is refused before its pages (``stored_types.refuse_retyped_columns``).
     """
     if not isinstance(key, str):
         return lambda: None

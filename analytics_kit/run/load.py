@@ -45,7 +45,7 @@ from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (begin, committed, drop_staging, empty_tables, forget, full_refresh_done,
                                           mark_full_refresh, open_pipeline)
-from analytics_kit.store.stored_types import judged_as_stored, refuse_retyped_keys
+from analytics_kit.store.stored_types import judged_as_stored, refuse_retyped_columns
 from analytics_kit.store.target import Target, duckdb_memory
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                                "running it again instead of an incremental load.")
                 mode = stats.mode = "full_refresh"
             if mode == "incremental":
-                refuse_retyped_keys(pipeline, source, target.destination)
+                refuse_retyped_columns(pipeline, source, target.destination)
         if (mode == "incremental" and start.fresh and target.replaces_atomically()
                 and all(merges_by_key(resource) for resource in source.resources.values())):
             # Into an empty dataset a replace leaves what the merge by key would, each row written once, no merge

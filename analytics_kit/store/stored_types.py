@@ -53,38 +53,56 @@ def judged_as_stored(pipeline: Any, source: Any, build: Callable[..., Any], dest
     return build(replace=replace), build
 
 
-def refuse_retyped_keys(pipeline: Any, source: Any, destination: str | None) -> None:
-    """Refuses an incremental run whose config declares a primary key column of a table that exists as another type
-    than the table stores it (called with the file held, after ``judged_as_stored``). No destination alters the
-    column, so the keys are converted twice: to the declared type in the pages, where "5" and "05" are two keys and
-    no dedup runs, then to the stored one by the load, which made them one key held twice in a merge table (plain
-    dlt keeps one: its staging table keeps the old type) or failed with DuckDB's raw conversion error ('True' to
-    INT64) (helper-133). Only a full refresh rebuilds the table with the declared type."""
+def refuse_retyped_columns(pipeline: Any, source: Any, destination: str | None) -> None:
+    """Refuses an incremental run whose config declares a column of a table that exists as another type than the
+    table stores it (called with the file held, after ``judged_as_stored``). No destination alters the column, so
+    the values are converted twice: to the declared type in the pages, then to the stored one by the load. Keys
+    distinct as declared ("5" and "05" as text) were one key held twice in a BIGINT merge table (plain dlt keeps one:
+    its staging table keeps the old type); values failed with DuckDB's raw conversion error ('abc' to INT64), or
+    changed without a word (1.5 declared double into BIGINT is 2); and dlt's schema, taking the declared type, said
+    text where the table held BIGINT, which let a later run through (helper-133, helper-134). Only a full refresh
+    rebuilds the table with the declared type. Decimals keep their own rule (``judged_as_stored``)."""
     resources = list(source.resources.values())
     tables = set(_tables(pipeline, resources))
     if not tables:
         return
-    schema, wei = pipeline.default_schema, wei_shape(destination)
+    wei = wei_shape(destination)
     for resource in resources:
-        table = schema.naming.normalize_table_identifier(table_of(resource))
-        key = seam.primary_key(resource)
-        if table not in tables or not key or not isinstance(resource.columns, dict):
+        table = pipeline.default_schema.naming.normalize_table_identifier(table_of(resource))
+        retyped = _retyped(pipeline.default_schema, resource, table, wei) if table in tables else None
+        if retyped is None:
             continue
-        keys = {schema.naming.normalize_path(name) for name in ([key] if isinstance(key, str) else key)}
-        stored_columns = schema.tables[table].get("columns", {})
-        for name, hint in resource.columns.items():
-            column, stored = schema.naming.normalize_path(name), None
-            if isinstance(hint, dict) and hint.get("data_type") and column in keys:
-                stored = stored_columns.get(column, {})
-            if stored and stored.get("data_type") and _kind(hint, wei) != _kind(stored, wei):
-                raise ConfigError(
-                    f"resource '{resource.name}' declares its primary key {column!r} as {hint['data_type']!r}, and "
-                    f"the table {table!r} holds that column as {stored['data_type']!r}, a type an incremental load "
-                    f"does not change: keys distinct as {hint['data_type']} (such as \"5\" and \"05\" as text) "
-                    f"could become one key as {stored['data_type']}, held twice in the table", path="mode",
-                    guidance=f"Run a full refresh once (mode=\"full_refresh\", or --full-refresh), which rebuilds "
-                    f"the table with the declared type; or declare {column!r} as {stored['data_type']!r}, as the "
-                    "table holds it.")
+        _align(pipeline, [table], destination)  # dlt's schema may say what an earlier run declared: ask the table
+        retyped = _retyped(pipeline.default_schema, resource, table, wei)
+        if retyped is None:
+            continue
+        column, declared, stored = retyped
+        key = seam.primary_key(resource) or ()
+        naming = pipeline.default_schema.naming.normalize_path
+        is_key = column in {naming(name) for name in ([key] if isinstance(key, str) else key)}
+        raise ConfigError(
+            f"resource '{resource.name}' declares {'its primary key' if is_key else 'column'} {column!r} as "
+            f"{declared!r}, and the table {table!r} holds that column as {stored!r}, a type an incremental load does "
+            "not change: " + (f"keys distinct as {declared} could be one key as {stored}, held twice in the table"
+                              if is_key else f"its values would be converted to {stored} as they are written (or "
+                              f"fail there), not to {declared}"), path="mode",
+            guidance=f"Run a full refresh once (mode=\"full_refresh\", or --full-refresh), which rebuilds the table "
+            f"with the declared type; or declare {column!r} as {stored!r}, as the table holds it"
+            + ("." if is_key else ", or leave it undeclared."))
+
+
+def _retyped(schema: Any, resource: Any, table: str, wei: tuple[int, int] | None) -> tuple[str, str, str] | None:
+    """The first column ``resource`` declares as another type than ``schema`` has it in ``table``: (column, declared
+    type, the schema's type); None where there is none. Decimals and wei are left out (see the caller)."""
+    stored_columns = schema.tables[table].get("columns", {})
+    declared = resource.columns if isinstance(resource.columns, dict) else {}
+    for name, hint in declared.items():
+        stored = stored_columns.get(schema.naming.normalize_path(name), {})
+        kinds = (hint.get("data_type") if isinstance(hint, dict) else None, stored.get("data_type"))
+        if None in kinds or {"decimal", "wei"} & set(kinds) or _kind(hint, wei) == _kind(stored, wei):
+            continue
+        return schema.naming.normalize_path(name), kinds[0], kinds[1]
+    return None
 
 
 def _tables(pipeline: Any, resources: list) -> list[str]:
