@@ -1543,9 +1543,11 @@ def test_a_cursor_that_changes_kind_after_earlier_loads_says_to_refresh_once(api
     incremental["initial_value"] = 0
     incremental["convert"] = lambda ms: ms if isinstance(ms, str) else datetime.fromtimestamp(
         ms / 1000, timezone.utc).isoformat()
-    error = watch.fails(config)
-    assert "cannot be compared with the cursor's start" in error.message, error.message
-    assert "run the first load after the change as a full refresh" in error.guidance
+    error = watch.load(config)  # the declared type is refused before the cursor is compared (helper-134)
+    assert isinstance(error, ak.ConfigError), error
+    assert "declares column 'updated_at' as 'bigint', and the table 'events' holds that column as 'timestamp'" in (
+        error.message), error.message
+    assert 'Run a full refresh once (mode="full_refresh"' in error.guidance
     assert watch.succeeds(config, mode="full_refresh").rows["events"] == len(served(api))
     api.update_record(4, updated_at=iso(time.time() - 60, z=True), value=-4.0)
     assert watch.succeeds(config).rows["events"] == 1
@@ -2019,13 +2021,19 @@ def test_types_a_decimal_without_a_shape_over_a_retyped_column_loads_as_the_tabl
     (7, {"data_type": "double"}, "DOUBLE"),
 ], ids=["text declared bigint", "double declared text", "bigint declared double"])
 def test_types_a_full_refresh_rebuilds_a_column_whose_declared_type_an_incremental_run_took(
-        api, watch, first, declared, shape):
+        api, watch, monkeypatch, first, declared, shape):
     """After an incremental run with a new declared type, dlt's schema says it and the table does not: the full
-    refresh the README prescribes to retype a table replaced its rows into the old column."""
+    refresh the README prescribes to retype a table replaced its rows into the old column. Such runs are refused now
+    (helper-134); a file an earlier version loaded so is rebuilt all the same."""
+    from analytics_kit.run import load as load_module
+
     api.set_records([{**r, "code": first} for r in default_records(10)])
     watch.succeeds(config_for(api, columns=dict(KEYED)))
     api.update_record(3, code=first)
-    assert watch.succeeds(config_for(api, columns={**KEYED, "code": declared})).rows == {"events": 1}
+    assert isinstance(watch.load(config_for(api, columns={**KEYED, "code": declared})), ak.ConfigError)
+    with monkeypatch.context() as earlier:  # as the version before the refusal ran it
+        earlier.setattr(load_module, "refuse_retyped_columns", lambda *args: None)
+        assert watch.succeeds(config_for(api, columns={**KEYED, "code": declared})).rows == {"events": 1}
     watch.succeeds(config_for(api, columns={**KEYED, "code": declared}), mode="full_refresh")
     assert ak.query("SELECT typeof(code) AS t FROM events WHERE id = 2").t[0] == shape
     assert ak.query("SELECT count(*) AS n FROM events").n[0] == 10
