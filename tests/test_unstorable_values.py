@@ -413,3 +413,15 @@ def test_a_column_declared_as_another_type_than_the_table_holds_needs_a_full_ref
     assert rows(database) == [(1, stored)]
     ak.load(retyped, "full_refresh", database=database, progress=False)
     assert rows(database) == [(1, str(value) if declared == "text" else value)]
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+def test_a_tables_columns_come_in_dlts_order(listing, path, tmp_path, mode):
+    """Declared columns, then the fields as the records first hold them, as dlt orders them: the fast path sorted the
+    undeclared ones by name (alpha, id, zeta for dlt's id, zeta, alpha; helper-134)."""
+    api = listing([{"zeta": 10, "v": 1, "id": 1, "alpha": "a"}, {"id": 2, "v": 2, "alpha": "b", "zeta": 3}])
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api, columns={"v": {"data_type": "bigint"}}), mode, database=database, progress=False)
+    with duckdb.connect(database, read_only=True) as con:
+        columns = [row[0] for row in con.sql("DESCRIBE items").fetchall()]
+    assert columns == ["v", "zeta", "id", "alpha", "_dlt_load_id", "_dlt_id"]

@@ -156,7 +156,10 @@ class PageConverter:
             return
         with self.table.lock:
             self.table.stored()
-            for name in sorted(new - set(self.kinds)):
+            # the table's columns in dlt's order: declared, then as the records first hold them (sorted, a first load
+            # made a table of alpha, id, zeta where dlt makes id, zeta, alpha: helper-134)
+            fresh = new - set(self.kinds)
+            for name in [field for field in dict.fromkeys(field for row in rows for field in row) if field in fresh]:
                 if name in self.table.kinds:  # typed by another resource of the table
                     self.kinds[name] = self.table.kinds[name]
                     continue
