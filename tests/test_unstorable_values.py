@@ -425,3 +425,24 @@ def test_a_tables_columns_come_in_dlts_order(listing, path, tmp_path, mode):
     with duckdb.connect(database, read_only=True) as con:
         columns = [row[0] for row in con.sql("DESCRIBE items").fetchall()]
     assert columns == ["v", "zeta", "id", "alpha", "_dlt_load_id", "_dlt_id"]
+
+
+@pytest.mark.parametrize(("first", "declared", "records", "held"), [
+    (None, {"id": {"data_type": "bigint"}}, [{"id": "5", "v": 1}, {"id": "05", "v": 2}], 1),
+    (None, {"id": {"data_type": "timestamp"}},
+     [{"id": "2026-01-02T00:00:00Z", "v": 1}, {"id": "2026-01-02T00:00:00+00:00", "v": 2}], 1),
+    ([{"id": "5", "v": 0}], {}, [{"id": 5, "v": 1}, {"id": "05", "v": 2}], 2),  # a text column keeps them apart
+], ids=["text-into-bigint", "two-forms-of-an-instant", "number-and-text-into-text"])
+def test_the_report_counts_keys_as_the_tables_key_column_holds_them(listing, path, tmp_path, first, declared,
+                                                                     records, held):
+    """The report counted the keys as the API wrote them: 2 rows for a table of 1 ("5" and "05" into BIGINT), and
+    1 for 2 rows changed (5 and "05" into a text column; helper-134)."""
+    database = str(tmp_path / "a.duckdb")
+    api = listing(first or records)
+    if first:
+        ak.load(config(api), database=database, progress=False)
+        api.records = records
+    report = ak.load(config(api, columns=declared), database=database, progress=False)
+    assert report.rows == {"items": held}
+    with duckdb.connect(database, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM items WHERE v > 0").fetchone()[0] == held

@@ -230,7 +230,10 @@ class KitPaginate:
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(self.key_kind())
+            kind = self.key_kind()
+            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
+            if attempt == 1 and not proven and ((held := tally.distinct_as(kind)) < tally.rows or union is not None):
+                self.stats.keys(self.resource, held)  # as the table's key column holds them
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
                        else tally.unproven(bool(missing)))
