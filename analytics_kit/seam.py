@@ -266,15 +266,15 @@ def related_resources(source: DltSource) -> set[str]:
     return related
 
 
-def primary_key(resource: DltResource) -> Any:
-    """The primary_key hint as set (a name, names, or None), else the columns its ``columns`` hint marks
-    ``primary_key``, as dlt's merge reads them (a full refresh loaded such keys twice: helper-74). From
-    ``_hints``: ``compute_table_schema()`` needs an item for callable hints and loses a compound key's order."""
-    key, columns = resource._hints.get("primary_key"), resource._hints.get("columns")
+def primary_key(resource: DltResource, kind: str = "primary_key") -> Any:
+    """The primary_key hint (or ``kind``: merge_key) as set (a name, names, or None), else the columns its ``columns``
+    hint marks so, as dlt's merge reads them (a full refresh loaded such keys twice: helper-74). From ``_hints``:
+    ``compute_table_schema()`` needs an item for callable hints and loses a compound key's order."""
+    key, columns = resource._hints.get(kind), resource._hints.get("columns")
     if key or not isinstance(columns, dict):
         return key
     marked = [hint.get("name") or name for name, hint in columns.items()
-              if isinstance(hint, dict) and hint.get("primary_key")]
+              if isinstance(hint, dict) and hint.get(kind)]
     return marked[0] if len(marked) == 1 else marked or None
 
 

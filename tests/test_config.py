@@ -235,8 +235,20 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"into table 'resource_name'"),
     ("one table keyed by one resource only", edited(lambda c: c["resources"].append(
         {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other", "primary_key": None})),
-     ConfigError, r"^resources\[1\]\.primary_key: none, where resources\[0\] has 'id', and both load into table "
+     ConfigError, r"^resources\[1\]\.primary_key: none, where resources\[0\] has \['id'\], and both load into table "
      r"'resource_name'"),
+    ("one table named two ways, merged and appended", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "Resource-Name", "endpoint": "/v1/other", "write_disposition": "append"})),
+     ConfigError, r"^resources\[1\]\.write_disposition: 'append', where resources\[0\] has 'merge', and both load "
+     r"into table 'resource_name'"),
+    ("one table merged and upserted", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other",
+         "write_disposition": {"disposition": "merge", "strategy": "upsert"}})),
+     ConfigError, r"^resources\[1\]\.write_disposition: \{'disposition': 'merge', 'strategy': 'upsert'\}, where "
+     r"resources\[0\] has 'merge'"),
+    ("one table with a merge key from one resource", edited(lambda c: c["resources"].append(
+        {"name": "other", "table_name": "resource_name", "endpoint": "/v1/other", "merge_key": "customer_id"})),
+     ConfigError, r"^resources\[1\]\.merge_key: 'customer_id', where resources\[0\] has none"),
     # decimals a DuckDB file cannot make: Arrow's or DuckDB's own words, after every page was fetched
     ("decimal wider than DuckDB's", edited(lambda c: c["resources"][0].update(
         columns={"price": {"data_type": "decimal", "precision": 40, "scale": 2}})), ConfigError,
@@ -810,3 +822,17 @@ def test_write_disposition_skip_is_refused_before_any_request(where):
     with pytest.raises(ConfigError) as caught:
         prepare(config)
     assert "'skip', which loads nothing" in str(caught.value) and "selected" in caught.value.guidance
+
+
+@pytest.mark.parametrize("other", [
+    {"primary_key": ["id"]}, {"primary_key": "ID"}, {"primary_key": None, "columns": {"id": {"primary_key": True}}},
+    {"write_disposition": {"disposition": "merge"}}, {"write_disposition": {"disposition": "merge",
+                                                                           "strategy": "delete-insert"}},
+    {"table_name": "Resource_Name"},
+], ids=["key-as-a-list", "key-in-capitals", "key-in-columns", "merge-as-a-dict", "merge-default-strategy",
+       "table-in-capitals"])
+def test_resources_of_one_table_that_load_it_alike_are_not_refused(other: dict[str, Any]) -> None:
+    """The key and the disposition as dlt reads them, each written another way (helper-135)."""
+    config = guide_config()
+    config["resources"].append({"name": "other", "table_name": "resource_name", "endpoint": "/v1/other", **other})
+    assert set(build_source(config).resources) == {"resource_name", "other"}

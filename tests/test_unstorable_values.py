@@ -446,3 +446,15 @@ def test_the_report_counts_keys_as_the_tables_key_column_holds_them(listing, pat
     assert report.rows == {"items": held}
     with duckdb.connect(database, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM items WHERE v > 0").fetchone()[0] == held
+
+
+@pytest.mark.parametrize("key", ["ID", "Id"])
+def test_a_key_named_otherwise_than_its_field_finds_it_as_dlt_does(listing, path, tmp_path, key):
+    """dlt names the key "ID" and the field "id" one column: the kit looked for a field "ID", and every record was
+    "missing its key" (helper-135)."""
+    api = listing([{"id": 1, "v": 1}, {"id": 2, "v": 2}])
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api, primary_key=key), database=database, progress=False)
+    api.records = [{"id": 2, "v": 3}]
+    assert ak.load(config(api, primary_key=key), database=database, progress=False).rows == {"items": 1}
+    assert rows(database) == [(1, 1), (2, 3)]

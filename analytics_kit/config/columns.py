@@ -7,6 +7,15 @@ from typing import Any, Iterable
 from analytics_kit.config.checks import fail
 
 
+def check_built(resources: Iterable[Any], naming: Any) -> None:
+    """The checks of hints as dlt's rest_api built the resources: typed columns, and tables loaded alike."""
+    from analytics_kit.config.shared_tables import check_loading_alike
+
+    resources = list(resources)
+    check_typed(resources)
+    check_loading_alike(resources, naming)
+
+
 def check_typed(resources: Iterable[Any]) -> None:
     """Refuses a column whose hint, as dlt's rest_api built the resource (resource_defaults' merged in), says
     ``"data_type": None``: the kit's fast path loaded the table without it, and dlt's normaliser failed on it with a

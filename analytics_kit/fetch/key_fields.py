@@ -14,14 +14,16 @@ import pyarrow as pa
 
 def key_fields(key: str | tuple, names: Iterable[Any], naming: Callable[[str], str]) -> str | tuple:
     """``key`` (one name or a tuple) with each name the records lack replaced by their field that
-    dlt names so; a name no field matches stays as it is."""
+    dlt names as it names the key ("userId" and "user_id", "ID" and "id": one column; a key "ID" over
+    fields "id" was missing from every record: helper-135); a name no field matches stays as it is."""
     names = list(names)
     present = set(names)
 
     def field(name: str) -> str:
         if name in present:
             return name
-        return next((f for f in names if isinstance(f, str) and naming(f) == name), name)
+        column = naming(name)
+        return next((f for f in names if isinstance(f, str) and naming(f) == column), name)
 
     return field(key) if isinstance(key, str) else tuple(field(k) for k in key)
 

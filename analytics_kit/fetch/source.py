@@ -14,7 +14,7 @@ from dlt.sources.rest_api import rest_api_source
 from requests.cookies import RequestsCookieJar
 
 from analytics_kit import seam
-from analytics_kit.config.columns import check_typed
+from analytics_kit.config.columns import check_built
 from analytics_kit.config.decimals import shape_decimals
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, secret_safe
@@ -124,13 +124,13 @@ def _build(
     seam.count_csv_rows_as_rows()  # the report counts rows of records that stay dicts from dlt's csv writer
     fast_path = FAST_PATH if fast_path is None else fast_path
     source = _rest_api_source(prepared, name)
-    check_typed(source.resources.values())
     for resource in (r for r in source.resources.values() if r.name in (stored or {})):  # see stored_types
         resource.apply_hints(columns=stored[resource.name])  # type: ignore[index]
     shape_decimals(source.resources.values(), prepared.loads_to, prepared.rest_api)
     related = seam.related_resources(source)
     stats.children.update(r.name for r in source.resources.values() if r.is_transformer)
     naming = seam.identifier_naming(source)
+    check_built(source.resources.values(), naming)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields
     # tables several resources load into: only dlt's merge keeps one row per key across them
