@@ -48,7 +48,7 @@ from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_curs
 from analytics_kit.fetch.records import ends_of, is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.tally import Tally, distinct_over
+from analytics_kit.fetch.tally import Tally, joined
 from analytics_kit.fetch.transport import request_text
 from analytics_kit.redact import Redactor
 
@@ -219,10 +219,11 @@ class KitPaginate:
             passes.append(tally)
             if self.shares:  # the report counts each key once across the table's resources and listings
                 self.stats.shared.setdefault(self.shares, Tally(self.primary_key, self.naming)).absorb(tally)
-            union = None
+            union, kind = None, self.key_kind()
             if attempt > 1 or tally.distinct() < tally.rows:
-                union = distinct_over(passes, self.primary_key, self.naming)
-                self.stats.keys(self.resource, union)
+                every = joined(passes, self.primary_key, self.naming)
+                union = every.distinct()
+                self.stats.keys(self.resource, every.distinct_as(kind))  # as the table's key column holds them
             # a page served again at another offset hid the records it was to hold, with or without a total
             missing, shrank, copied = tally.missing(), tally.shrank, tally.copies
             if (missing or shrank or copied) and not (self.repage and tally.key is not None):
@@ -230,10 +231,9 @@ class KitPaginate:
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            kind = self.key_kind()
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
-            if attempt == 1 and not proven and ((held := tally.distinct_as(kind)) < tally.rows or union is not None):
-                self.stats.keys(self.resource, held)  # as the table's key column holds them
+            if union is None and not proven and (held := tally.distinct_as(kind)) < tally.rows:
+                self.stats.keys(self.resource, held)
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
                        else tally.unproven(bool(missing)))
@@ -263,7 +263,8 @@ class KitPaginate:
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
                 if answers is not None:
-                    self.stats.keys(self.resource, distinct_over([*passes, answers], self.primary_key, self.naming))
+                    self.stats.keys(self.resource, joined([*passes, answers], self.primary_key,
+                                                          self.naming).distinct_as(kind))
                     return
             signature = tally.signature()
             if signature in seen:

@@ -145,7 +145,7 @@ class LoadStats:
 
     def shared_keys(self) -> dict[str, int]:
         """{table: its distinct keys} of tables several resources load: dlt's merge keeps each key once."""
-        return {table: keys.distinct() for table, keys in self.shared.items()}
+        return {table: keys.distinct_as(None) for table, keys in self.shared.items()}
 
     def merge_instead(self, resource: str, why: str) -> tuple[str, str]:
         with self._lock:

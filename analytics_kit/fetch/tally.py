@@ -150,20 +150,24 @@ class Tally:
 
     def distinct_as(self, kind: str | None) -> int:
         """Distinct keys as a key column of ``kind`` holds them: "5" and "05" are one bigint, two ISO forms one
-        timestamp, 5 and "05" two texts (the report counted 2 rows of a table of 1, and 1 of 2: helper-134). Keys
-        that stay as they are (``one_kind``), a compound key, or more than ``SMALL``: ``distinct()``."""
-        if (kind is None or not isinstance(self.key, str) or self.one_kind(kind)
-                or len(self.ints) + len(self.others) > SMALL):
-            return self.distinct()
-        from analytics_kit.fetch.coercion import COERCE_ERRORS, coerced_value
+        timestamp, 5 and "05" two texts (the report counted 2 rows of a table of 1, and 1 of 2: helper-134). Where
+        the first value types the column (``kind`` None), or past ``SMALL`` keys: integers type it, and 2 and "2" (or
+        2.0, "02") are one row once dlt coerces them (the report counted two: helper-123)."""
+        if (kind is not None and isinstance(self.key, str) and not self.one_kind(kind)
+                and len(self.ints) + len(self.others) <= SMALL):
+            from analytics_kit.fetch.coercion import COERCE_ERRORS, coerced_value
 
-        held = set()
-        for value in (*self.ints, *self.others):
-            try:
-                held.add(coerced_value(value, kind))
-            except COERCE_ERRORS:
-                held.add(value)  # a variant column's, which dlt leaves apart (a key is refused before, see key_types)
-        return len(held)
+            held = set()
+            for value in (*self.ints, *self.others):
+                try:
+                    held.add(coerced_value(value, kind))
+                except COERCE_ERRORS:
+                    held.add(value)  # a variant column's, which dlt keeps apart (a key is refused before: key_types)
+            return len(held)
+        if self.ints and self.others:
+            ints, others = _as_integers(self.ints, self.others)
+            return _count_distinct(ints) + len(others)
+        return self.distinct()
 
     def unproven(self, missing: bool) -> str:
         """Why this pass does not prove each key came once (see ``one_kind``)."""
@@ -183,10 +187,10 @@ class Tally:
             self._distinct = None
 
     def distinct(self) -> int:
+        """Distinct keys as the API wrote them (2 and "2" are two): what a listing that shifts repeats, and what its
+        total counts. As the table holds them: ``distinct_as``."""
         if self._distinct is None:
-            ints, others = _as_integers(self.ints, self.others) if self.ints and self.others else (self.ints,
-                                                                                                   self.others)
-            self._distinct = _count_distinct(ints) + len(others)
+            self._distinct = _count_distinct(self.ints) + len(self.others)
         return self._distinct
 
     def served(self, ends: tuple, keys: list, request: str) -> None:
@@ -222,14 +226,14 @@ def _key(record: dict, fields: Any) -> Any:
     return record.get(fields) if isinstance(fields, str) else tuple(record.get(k) for k in fields)
 
 
-def distinct_over(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> int:
-    """Distinct keys over every pass so far."""
+def joined(passes: list[Tally], key: Any, naming: Callable[[str], str]) -> Tally:
+    """One tally of every pass so far: each key once."""
     if len(passes) == 1:
-        return passes[0].distinct()
+        return passes[0]
     union = Tally(key, naming)
     for tally in passes:
         union.absorb(tally)
-    return union.distinct()
+    return union
 
 
 def _as_integers(ints: array, others: set) -> tuple[array, set]:
