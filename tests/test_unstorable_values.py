@@ -434,8 +434,9 @@ def test_a_tables_columns_come_in_dlts_order(listing, path, tmp_path, mode):
     ([{"id": "5", "v": 0}], {}, [{"id": 5, "v": 1}, {"id": "05", "v": 2}], 2),  # a text column keeps them apart
     (None, {"id": {"data_type": "text"}}, [{"id": 5, "v": 1}, {"id": "05", "v": 2}, {"id": 5.0, "v": 3}], 3),
     (None, {"id": {"data_type": "double"}}, [{"id": 1, "v": 1}, {"id": 1.0, "v": 2}, {"id": "1e0", "v": 3}], 1),
+    (None, {"id": {"data_type": "text"}}, [{"id": 1.0, "v": 1}, {"id": True, "v": 2}, {"id": "x", "v": 3}], 3),
 ], ids=["text-into-bigint", "two-forms-of-an-instant", "number-and-text-into-text", "declared-text",
-        "declared-double"])
+        "declared-double", "true-beside-one-as-text"])
 def test_the_report_counts_keys_as_the_tables_key_column_holds_them(listing, path, tmp_path, first, declared,
                                                                      records, held):
     """The report counted the keys as the API wrote them: 2 rows for a table of 1 ("5" and "05" into BIGINT), and
@@ -467,3 +468,38 @@ def test_a_key_named_otherwise_than_its_field_finds_it_as_dlt_does(listing, path
     api.records = [{"id": 2, "v": 3}]
     assert ak.load(config(api, primary_key=key), database=database, progress=False).rows == {"items": 1}
     assert rows(database) == [(1, 1), (2, 3)]
+
+
+
+def two_into_one(api: Listing, first: dict, second: dict, **defaults) -> dict:
+    """Two resources of ``api``'s records into table ``t``."""
+    both = config(api)
+    both["resource_defaults"].update(defaults)
+    both["resources"] = [{"name": name, "endpoint": {"path": "items", "paginator": "single_page",
+                                                     "params": {"from": name}}, **hints}
+                         for name, hints in (("ra", first), ("rb", second))]
+    return both
+
+
+def test_a_table_name_function_beside_another_resource_keeps_one_row_per_key(listing, path, tmp_path):
+    """Keys proven distinct in each resource's pages were taken as distinct in the table, which a table_name function
+    may share with any resource: each key twice (helper-136)."""
+    api = listing([{"id": 1, "v": 1}, {"id": 2, "v": 2}])
+    database = str(tmp_path / "a.duckdb")
+    routed = two_into_one(api, {"table_name": lambda record: "t"}, {"table_name": "t"})
+    for mode in ("incremental", "incremental", "full_refresh"):
+        ak.load(routed, mode, database=database, progress=False)
+        with duckdb.connect(database, read_only=True) as con:
+            assert con.sql("SELECT id, count(*) FROM t GROUP BY id ORDER BY id").fetchall() == [(1, 1), (2, 1)]
+
+
+@pytest.mark.parametrize("hints", [{}, {"primary_key": "id"}], ids=["no-key", "with-a-key"])
+def test_resources_appending_to_one_table_report_every_row(listing, path, tmp_path, hints):
+    """The report counted 0 rows (no key) or each key once (with one) where the table gained every row (helper-136)."""
+    api = listing([{"id": 1, "v": 1}, {"id": 2, "v": 2}])
+    database = str(tmp_path / "a.duckdb")
+    appended = two_into_one(api, {"table_name": "t", **hints}, {"table_name": "t", **hints},
+                            write_disposition="append", primary_key=None)
+    assert ak.load(appended, database=database, progress=False).rows == {"t": 4}
+    with duckdb.connect(database, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 4

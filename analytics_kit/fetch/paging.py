@@ -217,7 +217,7 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
-            if self.shares:  # the report counts each key once across the table's resources and listings
+            if self.shares and self.repage and tally.key is not None:  # each key once across the table's resources
                 self.stats.shared.setdefault(self.shares, Tally(self.primary_key, self.naming)).absorb(tally)
             union, kind = None, self.key_kind()
             if attempt > 1 or tally.distinct() < tally.rows:

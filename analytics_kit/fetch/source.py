@@ -79,20 +79,17 @@ def build_source(
         with ak.demo.serve() as api:
             source = ak.build_source({
                 "client": {"base_url": api.base_url,
-                           "auth": {"type": "api_key", "name": "api_key",
-                                    "api_key": api.api_key, "location": "query"}},
+                           "auth": {"type": "api_key", "name": "api_key", "api_key": api.api_key, "location": "query"}},
                 "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
                 "resources": [{"name": "events", "endpoint": {
-                    "path": "/v1/events", "data_selector": "data",
-                    "paginator": {"type": "offset", "limit": 100},
+                    "path": "/v1/events", "data_selector": "data", "paginator": {"type": "offset", "limit": 100},
                     "error_handler": {"retry_on_status_codes": [429, 500, 502, 503, 504],
                                       "max_retries": 3, "backoff_factor": 2}}}]})
 
-    ``error_handler`` becomes a retrying session for its resource; everything else is
-    passed to dlt's ``rest_api_source`` unchanged. Raises ``ConfigError`` or
-    ``MissingSecretError`` before any request is made. The caller's dict is not changed.
-    ``client.session`` is refused (a ConfigError saying what to set instead, e.g.
-    ``error_handler.timeout``): every request goes through the kit's own session.
+    ``error_handler`` becomes a retrying session for its resource; everything else goes to dlt's ``rest_api_source``
+    as it is. Raises ``ConfigError`` or ``MissingSecretError`` before any request is made; the caller's dict is not
+    changed. ``client.session`` is refused (a ConfigError saying what to set instead, e.g. ``error_handler.timeout``):
+    every request goes through the kit's own session.
     """
     return _build(prepare(config, name=name), stats=stats, on_page=on_page, name=name)
 
@@ -133,8 +130,11 @@ def _build(
     check_built(source.resources.values(), naming)
     field_naming = seam.identifier_naming(source, fields=True)  # as dlt's normaliser names fields
     flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields
-    # tables several resources load into: only dlt's merge keeps one row per key across them
-    shared = {t for t, n in Counter(naming(table_of(r)) for r in source.resources.values()).items() if n > 1}
+    # tables several resources load into, where only dlt's merge keeps one row per key; any, beside a table_name
+    # function (keys proven distinct per resource were twice in one: helper-136), and none then counted so
+    every, routed = Counter(naming(table_of(r)) for r in source.resources.values()), any(map(callable, (
+        r.table_name for r in source.resources.values())))
+    shared = {t for t, n in every.items() if n > 1 or routed and len(every) > 1}
     linked: frozenset[str] = frozenset()
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
@@ -228,9 +228,9 @@ def _build(
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         key_kind=key_column_kind(paged, resource.columns, naming, learned, table),
-                        newest_field=_newest_field(resource, one_row_per_key),
-                        start=seam.start_param(resource),
-                        shares=table if table in shared or once and paged is not None else None,
+                        newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
+                        shares=table + " (routed)" * (routed and len(every) > 1) if table in shared or once and paged
+                        is not None else None,
                         requests=requests).install()
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)

@@ -99,8 +99,8 @@ class Tally:
             for value in values:
                 if type(value) is int and -(2**63) <= value < 2**63:
                     self.ints.append(value)
-                else:
-                    self.others.add(value)
+                else:  # true apart from 1.0, as a text key holds them ('True', '1.0'; a set made them one: helper-136)
+                    self.others.add(Flag(value) if type(value) is bool else value)
                     self.order.append(value)
         return keys
 
@@ -160,7 +160,7 @@ class Tally:
             held = set()
             for value in (*self.ints, *self.others):
                 try:
-                    held.add(coerced_value(value, kind))
+                    held.add(coerced_value(bool(value) if type(value) is Flag else value, kind))
                 except COERCE_ERRORS:
                     held.add(value)  # a variant column's, which dlt keeps apart (a key is refused before: key_types)
             return len(held)
@@ -219,6 +219,19 @@ class Tally:
         if self.key is None or self.total is None:
             return 0
         return max(0, self.total - self.distinct())
+
+
+class Flag(int):
+    """A key of true or false, counted apart from the numbers Python's set takes it for."""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Flag and int(self) == int(other)
+
+    def __hash__(self) -> int:
+        return hash((Flag, int(self)))
+
+    def __repr__(self) -> str:
+        return repr(bool(self))
 
 
 def _key(record: dict, fields: Any) -> Any:
