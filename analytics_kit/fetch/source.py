@@ -132,9 +132,9 @@ def _build(
     flattened = seam.identifier_naming(source, nested=True)  # the column of a path of fields
     # tables several resources load into, where only dlt's merge keeps one row per key; any, beside a table_name
     # function (keys proven distinct per resource were twice in one: helper-136), and none then counted so
-    every, routed = Counter(naming(table_of(r)) for r in source.resources.values()), any(map(callable, (
-        r.table_name for r in source.resources.values())))
-    shared = {t for t, n in every.items() if n > 1 or routed and len(every) > 1}
+    every = Counter(naming(table_of(r)) for r in source.resources.values())
+    routed = len(every) > 1 and any(callable(r.table_name) for r in source.resources.values())
+    shared = {t for t, n in every.items() if n > 1 or routed}
     linked: frozenset[str] = frozenset()
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
@@ -229,8 +229,8 @@ def _build(
                         replace=rows, fields=None if renames else fields, repage=one_row_per_key,
                         key_kind=key_column_kind(paged, resource.columns, naming, learned, table),
                         newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
-                        shares=table + " (routed)" * (routed and len(every) > 1) if table in shared or once and paged
-                        is not None else None,
+                        # routed: a tally by a name no table has, which the report leaves out (it counts the rows)
+                        shares=table + " (routed)" * routed if table in shared or once and paged is not None else None,
                         requests=requests).install()
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)

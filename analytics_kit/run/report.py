@@ -127,8 +127,9 @@ class LoadReport:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        shown, _ = self.on_shown, object.__setattr__(self, "on_shown", None)
-        if shown is not None:
+        shown = self.on_shown
+        if shown is not None:  # once: the display's end is a line of totals from then on
+            object.__setattr__(self, "on_shown", None)
             shown()
         cursors = bool(self.cursor_before or self.cursor_after)
         headers = ["table", "rows", "requests"] + (["cursor before", "cursor after"] if cursors else []) + [""]

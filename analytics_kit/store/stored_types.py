@@ -66,14 +66,13 @@ def refuse_retyped_columns(pipeline: Any, source: Any, destination: str | None) 
     tables = set(_tables(pipeline, resources))
     if not tables:
         return
-    wei = wei_shape(destination)
     for resource in resources:
         table = pipeline.default_schema.naming.normalize_table_identifier(table_of(resource))
-        retyped = _retyped(pipeline.default_schema, resource, table, wei) if table in tables else None
+        retyped = _retyped(pipeline.default_schema, resource, table) if table in tables else None
         if retyped is None:
             continue
         _align(pipeline, [table], destination)  # dlt's schema may say what an earlier run declared: ask the table
-        retyped = _retyped(pipeline.default_schema, resource, table, wei)
+        retyped = _retyped(pipeline.default_schema, resource, table)
         if retyped is None:
             continue
         column, declared, stored = retyped
@@ -91,17 +90,18 @@ def refuse_retyped_columns(pipeline: Any, source: Any, destination: str | None) 
             + ("." if is_key else ", or leave it undeclared."))
 
 
-def _retyped(schema: Any, resource: Any, table: str, wei: tuple[int, int] | None) -> tuple[str, str, str] | None:
+def _retyped(schema: Any, resource: Any, table: str) -> tuple[str, str, str] | None:
     """The first column ``resource`` declares as another type than ``schema`` has it in ``table``: (column, declared
-    type, the schema's type); None where there is none. Decimals and wei are left out (see the caller)."""
+    type, the schema's type); None where there is none. Decimals and wei are left out (see the caller), so a type is
+    its data_type: a precision or a timezone is no other type here."""
     stored_columns = schema.tables[table].get("columns", {})
     declared = resource.columns if isinstance(resource.columns, dict) else {}
     for name, hint in declared.items():
-        stored = stored_columns.get(schema.naming.normalize_path(name), {})
-        kinds = (hint.get("data_type") if isinstance(hint, dict) else None, stored.get("data_type"))
-        if None in kinds or {"decimal", "wei"} & set(kinds) or _kind(hint, wei) == _kind(stored, wei):
-            continue
-        return schema.naming.normalize_path(name), kinds[0], kinds[1]
+        column = schema.naming.normalize_path(name)
+        kinds = (hint.get("data_type") if isinstance(hint, dict) else None,
+                 stored_columns.get(column, {}).get("data_type"))
+        if None not in kinds and not {"decimal", "wei"} & set(kinds) and kinds[0] != kinds[1]:
+            return column, kinds[0], kinds[1]
     return None
 
 
