@@ -179,9 +179,11 @@ def _build(
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
-            cursor = _compare_as_instants(resource)
+            cursor, incremental = instant_cursor(resource), seam.resource_incremental(resource)
+            if rewrites_cursor(resource):  # its start and end compare as its records do
+                seam.set_cursor_bounds(incremental, *map(cursors.canonical, (incremental.initial_value,
+                                                                             incremental.end_value)))
             if reason is None:
-                incremental = seam.resource_incremental(resource)
                 cursor_column = (incremental.cursor_path,) if incremental is not None else ()
                 key = seam.primary_key(resource) or ()
                 converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
@@ -332,28 +334,25 @@ def _key_in_pages(key: Any, added: set[str]) -> Any:
     return (kept[0] if len(kept) == 1 else kept) if kept else None
 
 
-def _compare_as_instants(resource: DltResource) -> tuple[str, bool] | None:
-    """Sets a cursor that may hold timestamps to compare as instants (see ``cursors``).
-
-    Rewrites its initial and end values to the canonical form, and returns (field,
-    declared a timestamp) for ``KitPaginate`` to rewrite the records' values; None for a
-    cursor declared as another type, or nested in the record, which is left as the API
-    sends it.
-    """
+def instant_cursor(resource: DltResource) -> tuple[str, bool] | None:
+    """(field, declared a timestamp) of a cursor that may hold timestamps, to compare as instants (see ``cursors``);
+    None for a cursor declared as another type, or nested in the record, which is left as the API sends it."""
     incremental = seam.resource_incremental(resource)
     if incremental is None or not isinstance(incremental.cursor_path, str) or not incremental.cursor_path.isidentifier():
         return None
     columns = resource.columns if isinstance(resource.columns, Mapping) else {}
     column = columns.get(incremental.cursor_path)
     kind = column.get("data_type") if isinstance(column, Mapping) else None
-    if kind not in (None, "timestamp"):
-        return None
-    if seam.cursor_convert(resource) is None:
-        # a config's convert reads the values in the form it wrote them: those stay as dlt
-        # leaves them (so do the records', see KitPaginate.rewrite_cursor)
-        seam.set_cursor_bounds(incremental, cursors.canonical(incremental.initial_value),
-                               cursors.canonical(incremental.end_value))
-    return incremental.cursor_path, kind == "timestamp"
+    return None if kind not in (None, "timestamp") else (incremental.cursor_path, kind == "timestamp")
+
+
+def rewrites_cursor(resource: DltResource) -> bool:
+    """Whether the kit's pager rewrites the records' cursors to compare as instants (a config's ``convert`` reads
+    them as the API wrote them), so that the stored cursor is settled so too (``settle_cursors``). Settled where the
+    records were not, "...Z" records against a stored "...+00:00" were newer as text (an append loaded its last
+    record again each run) and "-05:00" ones older, never loaded (helper-137)."""
+    return (instant_cursor(resource) is not None and seam.cursor_convert(resource) is None
+            and seam.resource_client(resource) is not None)
 
 
 def _newest_field(resource: DltResource, one_row_per_key: bool) -> str | None:

@@ -18,7 +18,7 @@ from analytics_kit.config.prepared import SOURCE_NAME, check_concurrency, prepar
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.cursors import render, restart_point
 from analytics_kit.fetch.replace import MergeNeeded, is_append, merges_by_key, stale_columns, table_of
-from analytics_kit.fetch.source import _build, appended_roots, linked_roots, unproven
+from analytics_kit.fetch.source import _build, appended_roots, linked_roots, rewrites_cursor, unproven
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.interrupts import interrupts_kept, is_interrupt, note_if_interrupt
 from analytics_kit.redact import Redactor, redacted_logging
@@ -28,7 +28,7 @@ from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport, row_counts
 from analytics_kit.run.steps import holding, timed, waiting
-from analytics_kit.seam import (complete_row_columns, cursor_convert, delete_flagged, drop_extracted,
+from analytics_kit.seam import (complete_row_columns, delete_flagged, drop_extracted,
                                 keep_traces_in_memory, memoise_secret_hints, memoise_typeddict_hints,
                                 merge_into_emptied, mute_dedup_notice, read_schemas_only_when_changed,
                                 replace_from_files, reset_resource_states)
@@ -228,7 +228,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             if stale is not None:
                 logger.info("%s; this full refresh rebuilds the tables", stale)
                 replace, source = False, build()
-        as_written = [name for name, r in source.resources.items() if cursor_convert(r) is not None]
+        as_written = [name for name, r in source.resources.items() if not rewrites_cursor(r)]
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME, as_written):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)

@@ -1,0 +1,58 @@
+"""Cursors the kit leaves as the API writes them are stored so too: compared with a stored cursor in the kit's own
+form ("...+00:00"), "...Z" records were newer as text (an append loaded its last record again each run) and
+"...-05:00" ones older, never loaded (helper-137)."""
+
+from __future__ import annotations
+
+import pytest
+
+import analytics_kit as ak
+from adversary import START, Adversary, iso
+
+N = 30
+
+
+def records(n: int, zone: int, z: bool) -> list[dict]:
+    """``n`` records a minute apart in the zone ``zone`` minutes east of UTC, the cursor also nested under ``meta``."""
+    out = []
+    for i in range(1, n + 1):
+        at = iso(START + 60 * i, zone, z=z)
+        out.append({"id": i, "updated_at": at, "meta": {"ts": at}, "value": i})
+    return out
+
+
+def config(server: Adversary, cursor_path: str, columns: dict, disposition: str, start: str) -> dict:
+    return {"client": {"base_url": server.base_url,
+                       "auth": {"type": "api_key", "name": "api_key", "api_key": server.key, "location": "query"}},
+            "resources": [{"name": "events", "primary_key": "id", "write_disposition": disposition,
+                           "columns": columns,
+                           "endpoint": {"path": "/v1/events", "data_selector": "data",
+                                        "paginator": {"type": "offset", "limit": 10},
+                                        "error_handler": {"max_retries": 0},
+                                        "incremental": {"cursor_path": cursor_path, "start_param": "updated_since",
+                                                        "initial_value": start}}}]}
+
+
+CASES = {  # (cursor_path, declared columns, the zone the API writes in, "Z" for UTC)
+    "declared text, -05:00": ("updated_at", {"updated_at": {"data_type": "text"}}, -300, False),
+    "declared text, Z": ("updated_at", {"updated_at": {"data_type": "text"}}, 0, True),
+    "nested, -05:00": ("meta.ts", {}, -300, False),
+    "nested, Z": ("meta.ts", {}, 0, True),
+}
+
+
+@pytest.mark.parametrize("disposition", ["append", "merge"])
+@pytest.mark.parametrize("case", CASES)
+def test_a_cursor_left_as_the_api_writes_it_loads_each_record_once_and_every_new_one(tmp_path, case, disposition):
+    cursor_path, columns, zone, z = CASES[case]
+    database = str(tmp_path / "a.duckdb")
+    with Adversary(records(N, zone, z)) as server:
+        cfg = config(server, cursor_path, columns, disposition, iso(START, zone, z=z))
+        ak.load(cfg, database=database, progress=False)
+        again = ak.load(cfg, database=database, progress=False)  # nothing changed
+        assert sum(again.rows.values()) == 0, again
+        server.add_records(records(N + 2, zone, z)[N:])  # two newer records
+        newer = ak.load(cfg, database=database, progress=False)
+        ids = ak.query("SELECT id FROM events ORDER BY id", database).id.tolist()
+    assert ids == list(range(1, N + 3)), (case, ids)  # once each, the newer two included
+    assert newer.rows.get("events") == 2, newer
