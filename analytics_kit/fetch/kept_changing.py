@@ -52,8 +52,9 @@ def same_twice(missing: int, shrank: tuple[int, int] | None, distinct: int) -> s
     if missing:
         return (f"the listing returned {missing:,} key(s) more than once, the same way in two passes: loaded one row "
                 "per key, as for a listing that repeats keys (a change feed's versions). If the API does not repeat "
-                "records, a page served stale (from a cache) hid records this run did not load; a later full refresh "
-                "loads them")
+                "records, its pages overlap (an offset off by one) or one was served stale (from a cache), and the "
+                f"records they hid, up to {missing:,}, were not loaded; a full refresh loads them only once the API "
+                "pages its listing without repeats: report it to the API's provider")
     # no key came twice: the fall, not repeats, had the listing paged again (it said "0 key(s)": helper-102)
     fell, to = shrank or (0, 0)
     return (f"the API's total fell from {fell:,} to {to:,} the same way in two passes, so no record was purged "
@@ -74,7 +75,7 @@ def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
         "against the API's documentation, or ask its provider about cached pages.", resource=resource)
 
 
-def why_again(missing: int, shrank: tuple[int, int] | None, copied: list) -> str:
+def why_again(missing: int, shrank: tuple[int, int] | None, copied: list, counted: bool = True) -> str:
     """Why a listing is paged again, for the log."""
     if copied:
         return (f"the API answered {copied[0][1]} with the same page as {copied[0][0]}: served stale, it hid the "
@@ -83,7 +84,8 @@ def why_again(missing: int, shrank: tuple[int, int] | None, copied: list) -> str
         return (f"the API's total fell from {shrank[0]} to {shrank[1]} while it was paged: a record removed meanwhile "
                 "shifts the later ones into pages already fetched")
     return (f"fewer distinct keys than the API's total ({missing} short): the data changed while it was paged, or "
-            "the listing repeats keys")
+            "the listing repeats keys") if counted else (
+            f"{missing} key(s) seen more than once: the data changed while it was paged, or the listing repeats keys")
 
 
 def keys_again(echoed: list) -> str:

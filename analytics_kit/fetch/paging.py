@@ -222,10 +222,10 @@ class KitPaginate:
             union, kind = None, self.key_kind()
             if attempt > 1 or tally.distinct() < tally.rows:
                 every = joined(passes, self.primary_key, self.naming)
-                union = every.distinct()
-                self.stats.keys(self.resource, every.distinct_as(kind))  # as the table's key column holds them
+                union = every.distinct_as(kind)  # as the table's key column holds them
+                self.stats.keys(self.resource, union)
             # a page served again at another offset hid the records it was to hold, with or without a total
-            missing, shrank, copied = tally.missing(), tally.shrank, tally.copies
+            missing, shrank, copied = tally.missing(kind, shifts=self.repage), tally.shrank, tally.copies
             if (missing or shrank or copied) and not (self.repage and tally.key is not None):
                 self.warn(not_paged_again(missing, shrank, copied))
                 missing, shrank, copied = 0, None, []
@@ -258,7 +258,7 @@ class KitPaginate:
             # not where the passes saw more keys than the listing holds: records were purged, and a purged key
             # seen by the last pass could make up the count for one that no pass saw
             if (attempt > 1 and missing and not shrank and not copied and "newest" in outcome and self.start is not None
-                    and union <= tally.total):
+                    and union <= (tally.total if tally.total is not None else -1)):
                 answers = yield from self._vouched(passes, missing, functools.partial(
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
@@ -278,7 +278,7 @@ class KitPaginate:
             seen.add(signature)
             if attempt < MAX_PASSES:
                 logger.warning("%s: %s; paging again, pass %d of %d", self.resource,
-                               why_again(missing, shrank, copied), attempt + 1, MAX_PASSES)
+                               why_again(missing, shrank, copied, tally.total is not None), attempt + 1, MAX_PASSES)
         if passes[-1].copies:
             raise served_again(self.resource, passes[-1].copies)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first

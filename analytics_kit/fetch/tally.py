@@ -187,8 +187,8 @@ class Tally:
             self._distinct = None
 
     def distinct(self) -> int:
-        """Distinct keys as the API wrote them (2 and "2" are two): what a listing that shifts repeats, and what its
-        total counts. As the table holds them: ``distinct_as``."""
+        """Distinct keys as the API wrote them (2 and "2" are two): what a listing that shifts repeats. As the table
+        holds them, and as a total is weighed (``missing``): ``distinct_as``."""
         if self._distinct is None:
             self._distinct = _count_distinct(self.ints) + len(self.others)
         return self._distinct
@@ -215,10 +215,15 @@ class Tally:
         digest.update(str(self.rows).encode())
         return digest.hexdigest()
 
-    def missing(self) -> int:
-        if self.key is None or self.total is None:
+    def missing(self, kind: str | None = None, shifts: bool = False) -> int:
+        """Records the API's total counts that the table will not hold, its keys counted as a key column of ``kind``
+        holds them: counted as written, a key repeated in another form (20 and "20") made up for a record the pass
+        never saw, and a listing short of one loaded as whole. Without a total, where ``shifts``: the keys seen more
+        than once, the one sign of a listing that shifted (a record updated while paged moved to its end, and the
+        record after it slid into a page already read, lost without a word: helper-138)."""
+        if self.key is None or (self.total is None and not shifts):
             return 0
-        return max(0, self.total - self.distinct())
+        return max(0, (self.rows if self.total is None else self.total) - self.distinct_as(kind))
 
 
 class Flag(int):
