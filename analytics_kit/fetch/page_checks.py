@@ -172,11 +172,30 @@ def repeating(resource: str, pages: int, request: str) -> LoadError:
         "against the API's documentation.", resource=resource)
 
 
+# Floats hold every integer up to 2**53 exactly; past it, 9007199254740993.0 is read as 9007199254740992.0
+_EXACT = float(2**53)
+
+
+def _inexact(key: Any) -> bool:
+    return type(key) is float and not -_EXACT < key < _EXACT
+
+
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
-    """A record without its primary key cannot be merged (nor counted): it stops the load."""
-    at = next((i for i, k in enumerate(keys) if k is None or (isinstance(k, tuple) and None in k)), None)
+    """A record without its primary key cannot be merged (nor counted): it stops the load. So does a key written as a
+    float past 2**53, which a JSON reader holds only roughly: the update of 9007199254740993, written with ".0", was
+    merged into a row 9007199254740992 the API never had, beside the old row (helper-138)."""
+    at = next((i for i, k in enumerate(keys) if k is None or _inexact(k)
+               or (isinstance(k, tuple) and (None in k or any(map(_inexact, k))))), None)
     if at is None:
         return
+    if keys[at] is not None and not (isinstance(keys[at], tuple) and None in keys[at]):
+        raise LoadError(
+            f"Resource '{resource}': the primary key {primary_key!r} is {shown(keys[at])} in record {at + 1} on "
+            f"{request}: a number written with a fraction or an exponent past 2**53, which JSON readers hold only "
+            "roughly, so keys next to it read as one number and a row could be merged into another's. Nothing from "
+            "this run was committed.", guidance="Ask the API's provider to send such ids as integers (without \".0\" "
+            "or an exponent) or as text. If the API writes them so only by mistake, this is a problem of its data.",
+            resource=resource, request=request)
     raise LoadError(
         f"Resource '{resource}': the primary key {primary_key!r} is missing or null in record "
         f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
