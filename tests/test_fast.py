@@ -293,3 +293,23 @@ def test_a_dict_or_list_in_a_declared_column_is_flattened_as_dlt_flattens_it(api
         rows = [query(f"SELECT {columns} FROM analytics.{table} ORDER BY ALL", f"{path}/analytics.duckdb")
                 for path in ("fast", "slow")]
         assert rows[0].equals(rows[1]), table
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("declared", [{"Value": {"data_type": "double"}},
+                                      {"Value": {"data_type": "double"}, "ID": {"data_type": "bigint"}}])
+def test_a_column_declared_by_a_name_dlt_renames_types_the_field_dlt_names_so(api, config, monkeypatch, tmp_path,
+                                                                             declared, fast_path):
+    """A declared "Value" over the API's field "value" is one column, as dlt names both: the fast path made two,
+    and dlt's extract refused them as colliding after every page was fetched (helper-137)."""
+    events = next(r for r in config["resources"] if r["name"] == "events")
+    events["columns"] = {**events.get("columns", {}), **declared}
+    database = str(tmp_path / f"{fast_path}.duckdb")
+    _load(monkeypatch, config, database, fast_path=fast_path)
+    import duckdb
+
+    with duckdb.connect(database, read_only=True) as con:
+        columns = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                   "WHERE table_name = 'events'").fetchall())
+    assert columns["value"] == "DOUBLE" and "Value" not in columns, columns
+    assert len(query("SELECT * FROM events", database)) == len(api.records("events", include_deleted=False))

@@ -184,11 +184,12 @@ def _build(
                 seam.set_cursor_bounds(incremental, *map(cursors.canonical, (incremental.initial_value,
                                                                              incremental.end_value)))
             if reason is None:
-                cursor_column = (incremental.cursor_path,) if incremental is not None else ()
-                key = seam.primary_key(resource) or ()
-                converter = PageConverter(resource.columns, deferred=cursor_column, resource=resource.name,
-                                          required=(key,) if isinstance(key, str) else key,
-                                          table=tables.setdefault(table, TableKinds(table)))
+                key, kinds = seam.primary_key(resource) or (), tables.setdefault(table, TableKinds(table))
+                # named as the pages' fields (dlt's): a declared "Value" beside "value" made 2 columns (helper-137)
+                converter = PageConverter({field_naming(n): c for n, c in (resource.columns or {}).items()},
+                                          () if incremental is None else (incremental.cursor_path,), table=kinds,
+                                          required=tuple(map(field_naming, (key,) if isinstance(key, str) else key)),
+                                          resource=resource.name)
                 convert = PageFormat(converter, resource.name, naming)
                 learned = converter.kinds.get
                 seam.add_step(resource, CastDeferred(converter), after_incremental=True)
