@@ -1,0 +1,121 @@
+"""A key seen twice in a pass is weighed as the table's key column holds it, with a total and without one
+(helper-138): a record the pass never saw is paged for again, or the load says it may be missing."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+import analytics_kit as ak
+from adversary import MISSING, Adversary, default_records
+
+N, LIMIT = 40, 10
+
+
+def config(server: Adversary, concurrency: int, total: bool = True) -> dict:
+    paginator = {"type": "offset", "limit": LIMIT}
+    if not total:
+        paginator.update(total_path=None, stop_after_empty_page=True)
+    return {"client": {"base_url": server.base_url,
+                       "auth": {"type": "api_key", "name": "api_key", "api_key": server.key, "location": "query"}},
+            "resources": [{"name": "events", "primary_key": "id", "write_disposition": "merge",
+                           "endpoint": {"path": "/v1/events", "data_selector": "data", "paginator": paginator,
+                                        "concurrency": concurrency, "error_handler": {"max_retries": 0},
+                                        "incremental": {"cursor_path": "updated_at", "start_param": "updated_since",
+                                                        "initial_value": "2026-01-01T00:00:00Z"}}}]}
+
+
+def ids(database: str) -> list:
+    return ak.query("SELECT id FROM events ORDER BY id", database).id.tolist()
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+@pytest.mark.parametrize("form", [str, float, lambda key: f"0{key}"], ids=["text", "float", "padded"])
+def test_a_key_repeated_in_another_form_does_not_make_up_for_a_record_never_served(tmp_path, form, concurrency):
+    """The page at offset 20 starts a record early, once, and writes the repeated key another way (20 as "20",
+    20.0 or "020"): counted as written, 40 keys met the total of 40, and the record never served (31) was lost
+    without a word. As the table holds them there are 39: the listing is paged again and loads whole."""
+    database = str(tmp_path / "a.duckdb")
+    shifted = threading.Event()
+    with Adversary(default_records(N)) as server:
+        full = {r["id"]: r for r in server.records()}
+
+        def shift(body: dict, offset: int) -> dict:
+            if offset != 20 or shifted.is_set():
+                return body
+            shifted.set()
+            data = [dict(full[20], id=form(20))] + body["data"][:-1]  # 31 slides out of every page
+            return {**body, "data": data}
+
+        server.transform = shift
+        report = ak.load(config(server, concurrency), database=database, progress=False)
+        assert shifted.is_set()
+    assert ids(database) == list(range(1, N + 1)), report.warnings
+    assert report.rows["events"] == N
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_without_a_total_a_key_seen_twice_has_the_listing_paged_again(tmp_path, concurrency):
+    """No total: record 3, updated while the listing is paged, moves to its end, and the record after the page
+    boundary slides into a page already read. The pass saw key 3 twice and nothing else to count: it loaded 39 of
+    40 with no warning, and 21's cursor, older than the one stored, kept it out of every later run too."""
+    database = str(tmp_path / "a.duckdb")
+    updated = threading.Event()
+    with Adversary(default_records(N)) as server:
+        server.total = MISSING
+        order = [r["id"] for r in sorted(server.records(), key=lambda r: r["updated_at"])]
+
+        def update(body: dict, offset: int) -> dict:
+            if offset == 20 and not updated.is_set():
+                updated.set()
+                server.update_record(order[2], value=123.0)  # an early record, now the newest
+            return body
+
+        server.transform = update
+        report = ak.load(config(server, concurrency, total=False), database=database, progress=False)
+        assert updated.is_set()
+        served = sorted(r["id"] for r in server.records())
+    assert ids(database) == served, report.warnings
+    assert report.rows["events"] == N
+
+
+def test_without_a_total_a_listing_that_repeats_keys_the_same_way_loads_with_a_warning(tmp_path):
+    """A change feed without a total (each key twice, two versions): paged twice, the same way, then loaded one row
+    per key with the warning that says an overlapping listing would have hidden records."""
+    database = str(tmp_path / "a.duckdb")
+    records = default_records(N)
+    versions = [dict(r, value=-1.0, updated_at=records[-1]["updated_at"]) for r in records[:5]]
+    with Adversary(records + versions) as server:
+        server.total = MISSING
+        report = ak.load(config(server, 1, total=False), database=database, progress=False)
+        asked = len(server.requests)
+    assert ids(database) == sorted(r["id"] for r in records)
+    assert asked >= 2 * -(-len(records + versions) // LIMIT), asked  # two passes
+    assert any("the same way in two passes" in w and "report it to the API's provider" in w
+               for w in report.warnings), report.warnings
+
+
+@pytest.mark.parametrize("written", ["9007199254740993.0", "9.007199254740993e15", "-9007199254740993.0"])
+def test_a_key_written_as_a_float_past_2_53_is_refused_and_the_table_stays(tmp_path, written):
+    """9007199254740993 written with ".0" is read as 9007199254740992.0: its update was merged into a row
+    9007199254740992 the API never had, beside the old one (helper-138)."""
+    database = str(tmp_path / "a.duckdb")
+    big = int(float(written)) + (1 if not written.startswith("-") else -1)  # the integer the API meant
+    records = default_records(3)
+    records[0]["id"] = big
+    with Adversary(records) as server:
+        ak.load(config(server, 1), database=database, progress=False)
+        server.update_record(big, value=-1.0)
+        server.transform = lambda body, offset: as_text(body).replace(str(big).encode(), written.encode())
+        with pytest.raises(ak.LoadError, match=r"past 2\*\*53") as caught:
+            ak.load(config(server, 1), database=database, progress=False)
+    assert "GET /v1/events" in str(caught.value)  # the request is named
+    table = ak.query("SELECT id, value FROM events ORDER BY id", database)
+    assert sorted(table.id.tolist()) == sorted(r["id"] for r in records)  # the old rows, whole
+    assert -1.0 not in table.value.tolist()
+
+
+def as_text(body: dict) -> bytes:
+    return json.dumps(body).encode()
