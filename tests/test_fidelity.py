@@ -277,6 +277,11 @@ VALID: list[tuple[str, Config, dict[str, str]]] = [
     ("a child's primary key naming a field from its parent", parents_and(
         {"endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"},
          "primary_key": ["id", "_parents_id"], "include_from_parent": ["id"]}), {}),
+    # ... named as dlt names the column, not as it adds the field ("_Parents_id"): refused as missing (helper-137)
+    ("a child's primary key naming a field from its parent as dlt names it", parents_and(
+        {"endpoint": {"path": "/parents/{resources.Parents.id}/children", "data_selector": "data"},
+         "primary_key": ["id", "_parents_id"], "include_from_parent": ["id"]},
+        parents={"name": "Parents", "endpoint": {"path": "/parents", "data_selector": "data"}}), {}),
     ("response_actions ignore a status", parents_and(
         {"endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data",
                       "response_actions": [{"status_code": 404, "action": "ignore"}]}},

@@ -222,7 +222,7 @@ def _build(
             fields = FieldNames(resource.name, field_naming)
             if renames:  # checked behind the steps, which may rename a field (as its error suggests)
                 seam.add_step(resource, fields)
-            paged = _key_in_pages(key := seam.primary_key(resource), seam.fields_from_parent(resource))
+            paged = _key_in_pages(key := seam.primary_key(resource), seam.fields_from_parent(resource), field_naming)
             # a key counted once over every parent's listing where the pages hold all of it, and no step changes it
             once = resource.is_transformer and one_row_per_key and not renames and paged == _key_in_pages(key, set())
             KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=paged,
@@ -327,12 +327,12 @@ def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
     raise failure  # outside the except block: dlt's exception and its frames are not chained
 
 
-def _key_in_pages(key: Any, added: set[str]) -> Any:
-    """The primary key without the fields dlt adds from a parent after the pages are read (None if only those)."""
-    if isinstance(key, str):
-        return None if key in added else key
-    kept = [name for name in key or () if name not in added]
-    return (kept[0] if len(kept) == 1 else kept) if kept else None
+def _key_in_pages(key: Any, added: set[str], naming: Callable[[str], str] = str) -> Any:
+    """The primary key without the fields dlt adds from a parent after the pages are read (None if only those), named
+    either way (a key "_users_id" over the added "_Users_id": helper-137)."""
+    added = {naming(name) for name in added}
+    kept = [name for name in ([key] if isinstance(key, str) else key or ()) if naming(name) not in added]
+    return (kept[0] if len(kept) == 1 or isinstance(key, str) else kept) if kept else None
 
 
 def instant_cursor(resource: DltResource) -> tuple[str, bool] | None:
