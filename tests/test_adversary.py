@@ -369,6 +369,14 @@ _NOT_RECORDS = {
     "success false": (lambda body: {"success": False, "message": "quota", "data": []}, "HTTP 200 (quota)"),
     "an error code": (lambda body: {"error_code": 500, "message": "x", "data": []}, "HTTP 200 (500)"),
     "an error in meta": (lambda body: {"data": [], "meta": {"error": "stale index"}}, "HTTP 200 (stale index)"),
+    # read as "the API's records have no field ..." and "it serves at most 5 per page" (helper-138)
+    "a number among records": (lambda body: {**body, "data": body["data"][:3] + [7] + body["data"][4:]},
+                               "sent a number where a record was due (record 4 of 100, among objects)"),
+    "a list among records": (lambda body: {**body, "data": body["data"][:3] + [[1, 2]] + body["data"][4:]},
+                             "sent a list where a record was due (record 4 of 100, among objects)"),
+    "part of the records and an error": (
+        lambda body: {**body, "data": body["data"][:5], "error": {"code": "partial", "message": "shard 2 down"}},
+        "with 5 record(s) and an error beside them ({\"code\":\"partial\",\"message\":\"shard 2 down\"})"),
 }
 
 

@@ -224,10 +224,27 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
             f"{len(rows)}) on {request_text(response.request, redactor)}. Nothing from this run was committed.",
             guidance="The API's listing holds empty entries: a fault of the API's. Report it to its provider, with "
             "the request named here; running the load again helps only if the API mends it.", resource=resource)
+    odd = next((i for i, row in enumerate(rows) if type(row) is not dict), None) if rows else None
+    if odd is not None and any(type(row) is dict for row in rows):
+        # a 7 among objects read as "the API's records have no field 'updated_at'" (helper-138)
+        raise LoadError(
+            f"Resource '{resource}': the API sent {_JSON_KINDS.get(type(rows[odd]), 'a value')} where a record was due "
+            f"(record {odd + 1} of {len(rows)}, among objects) on {request_text(response.request, redactor)}. "
+            "Nothing from this run was committed.", guidance="The API's listing mixes other values with its "
+            "records: a fault of the API's. Report it to its provider, with the request named here; running the load "
+            "again helps only if the API mends it.", resource=resource)
+    if rows and (said := _error_said(body, redactor)) is not None:
+        # {"data": [5 records], "error": "shard 2 unavailable"} read as "it serves at most 5 per page" (helper-138)
+        raise LoadError(
+            f"Resource '{resource}': the API answered {request_text(response.request, redactor)} with "
+            f"{len(rows):,} record(s) and an error beside them ({said}): a partial answer, which leaves records out. "
+            "Nothing from this run was committed.", guidance="Run the load again later; if the API sends the error "
+            "with every answer, ask its provider how to fetch the listing whole.", resource=resource)
     refuse_echoed_secrets(rows, response, resource, redactor)
     return rows
 
 
+_JSON_KINDS = {int: "a number", float: "a number", str: "a string", bool: "true or false", list: "a list"}
 # 2xx answers that are not the resource asked for: an accepted job still running, a part of the body
 NOT_THE_LISTING = {202: "Accepted: the result is not ready", 206: "Partial Content: a part of the answer only"}
 _ERROR_KEYS = ("error", "errors", "fault", "error_message", "errormessage", "error_code", "errorcode")
