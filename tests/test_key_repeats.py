@@ -119,3 +119,24 @@ def test_a_key_written_as_a_float_past_2_53_is_refused_and_the_table_stays(tmp_p
 
 def as_text(body: dict) -> bytes:
     return json.dumps(body).encode()
+
+
+def test_a_value_too_large_for_a_declared_precision_says_so_and_a_full_refresh_mends_it(tmp_path):
+    """A bigint declared with precision 8 is a TINYINT: 300 failed in the load step with DuckDB's "out of range for
+    the destination type INT8" and the advice to run the load again (helper-138)."""
+    database = str(tmp_path / "a.duckdb")
+    records = [dict(r, n=i) for i, r in enumerate(default_records(5), 1)]
+    with Adversary(records) as server:
+        cfg = config(server, 1)
+        cfg["resources"][0]["columns"] = {"n": {"data_type": "bigint", "precision": 8}}
+        ak.load(cfg, database=database, progress=False)
+        server.update_record(3, n=300)
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(cfg, database=database, progress=False)
+        said = str(caught.value)
+        assert "sent 300 for column 'n', which the table holds as TINYINT" in said, said
+        assert "run a full refresh once" in said and "Fix the cause and run the load again" not in said, said
+        assert sorted(ak.query("SELECT n FROM events", database).n) == [1, 2, 3, 4, 5]  # the table stays
+        del cfg["resources"][0]["columns"]["n"]["precision"]  # as the advice says
+        ak.load(cfg, "full_refresh", database=database, progress=False)
+        assert sorted(ak.query("SELECT n FROM events", database).n) == [1, 2, 4, 5, 300]

@@ -7,6 +7,10 @@ import re
 from analytics_kit.errors import LoadError
 
 
+_SQL_NAMES = {"INT8": "TINYINT", "INT16": "SMALLINT", "INT32": "INTEGER", "UINT8": "UTINYINT", "UINT16": "USMALLINT",
+              "UINT32": "UINTEGER", "UINT64": "UBIGINT"}
+
+
 def data_fault(root: BaseException, text: str, where: str, resource: str | None) -> LoadError | None:
     """The ``LoadError`` for ``root`` (its redacted message ``text``), or None where it is no such fault."""
     # orjson says "exceeds 64-bit range"; numbers from 2**63 to 2**64-1 reach dlt's normaliser,
@@ -49,4 +53,20 @@ def data_fault(root: BaseException, text: str, where: str, resource: str | None)
             f"it (\"columns\": {{\"{column}\": {{\"data_type\": \"text\"}}}} keeps numbers and text alike) and, "
             "where the table holds it already, run a full refresh once. If the API sends such records only by "
             "mistake, this is a problem of its data.", resource=resource, column=column)
+    # a bigint declared with a precision is a smaller integer in the table (8 bits: TINYINT), and DuckDB refused a
+    # larger value in the load step, with the advice to run the load again (helper-138)
+    narrow = re.search(r"Type \S+ with value (\S+) can't be cast because the value is out of range for the "
+                       r"destination type (\S+?)(?: when casting from source column (\S+))?$", text.strip())
+    if narrow is not None:
+        value, kind, column = narrow.groups()
+        kind = _SQL_NAMES.get(kind, kind)  # DuckDB names the C type: its INT8 is TINYINT (in SQL, INT8 is BIGINT)
+        named = f"column {column!r}" if column else "a column"
+        return LoadError(
+            f"The load stopped in the load step: {where} sent {value} for {named}, which the table holds as {kind}, "
+            f"too small a type for it; nothing from this run was committed.",
+            guidance="A bigint declared with a precision is stored in an integer of that many bits (8: TINYINT, "
+            "-128 to 127; 16: SMALLINT; 32: INTEGER): declare the column without a precision, or with one that "
+            "holds the API's values; where the table holds the column already, run a full refresh once (it keeps "
+            "the type it has otherwise). Running the load again as it is fails the same way.", resource=resource,
+            column=column)
     return None
