@@ -140,3 +140,37 @@ def test_a_value_too_large_for_a_declared_precision_says_so_and_a_full_refresh_m
         del cfg["resources"][0]["columns"]["n"]["precision"]  # as the advice says
         ak.load(cfg, "full_refresh", database=database, progress=False)
         assert sorted(ak.query("SELECT n FROM events", database).n) == [1, 2, 4, 5, 300]
+
+
+@pytest.mark.parametrize("odd, number", [("\u0663", 3), ("\uff14", 4), ("1_0", 10), ("0x10", 16)])
+@pytest.mark.parametrize("declared", [None, "bigint", "text"])
+def test_text_a_numeric_key_column_reads_as_another_key_is_refused(tmp_path, odd, number, declared):
+    """"1_0" beside 10 ("٣" beside 3, "0x10" beside 16) was one row of two records, without a word: Python's int()
+    reads each, and dlt's coercion with it (helper-138). A text key column keeps them apart, and loads them."""
+    database = str(tmp_path / "a.duckdb")
+    records = default_records(2)
+    records[0]["id"], records[1]["id"] = number, odd
+    with Adversary(records) as server:
+        cfg = config(server, 1)
+        if declared:
+            cfg["resources"][0]["columns"] = {"id": {"data_type": declared}}
+        if declared == "text":
+            ak.load(cfg, database=database, progress=False)
+            assert sorted(ak.query("SELECT id FROM events", database).id) == sorted([str(number), odd])
+            return
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(cfg, database=database, progress=False)
+    said = str(caught.value)
+    assert f"reads as the number {number}" in said and "data_type\": \"text\"" in said, said
+
+
+def test_text_keys_with_underscores_load_in_a_text_key_column(tmp_path):
+    """The check asks for the key column's type only where text keys would be read as numbers: "user_1" stays."""
+    database = str(tmp_path / "a.duckdb")
+    records = default_records(3)
+    for record, key in zip(records, ("user_1", "1_0", "0x10")):
+        record["id"] = key
+    with Adversary(records) as server:
+        report = ak.load(config(server, 1), database=database, progress=False)
+    assert report.rows["events"] == 3
+    assert sorted(ak.query("SELECT id FROM events", database).id) == ["0x10", "1_0", "user_1"]

@@ -6,14 +6,14 @@ from __future__ import annotations
 import traceback
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import requests
 
 from analytics_kit import seam
 from analytics_kit.errors import LoadError
 from analytics_kit.fetch import cursors
-from analytics_kit.fetch.coercion import BadValue, shown
+from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, shown
 
 
 # a stored cursor of earlier loads keeps its kind until a full refresh starts it over (helper-117)
@@ -178,6 +178,38 @@ _EXACT = float(2**53)
 
 def _inexact(key: Any) -> bool:
     return type(key) is float and not -_EXACT < key < _EXACT
+
+
+def _odd_number(key: str, kind: str) -> bool:
+    """Whether text a numeric key column reads as a number is written as no plain number is: other digits than
+    ASCII ("٣", "４"), an underscore ("1_0"), a base prefix ("0x10"): Python's int() reads each, as dlt's coercion."""
+    if key.isascii() and "_" not in key and key.strip()[:2].lower() not in ("0x", "0o", "0b"):
+        return False
+    try:
+        coerced_value(key, kind)
+    except COERCE_ERRORS:
+        return False
+    return True
+
+
+def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, kind: Callable[[], str | None]) -> None:
+    """Stops a load whose text key a numeric key column would read as another key: "1_0" and 10 (or "٣" and 3) were
+    one row, without a word (helper-138). ``kind``: the key column's type, asked only of a page holding text keys."""
+    if not any(type(key) is str for key in keys):
+        return
+    column = kind() or ("bigint" if any(type(key) is int for key in keys) else None)
+    if column not in ("bigint", "double"):
+        return  # a text column keeps them apart
+    at = next((i for i, key in enumerate(keys) if type(key) is str and _odd_number(key, column)), None)
+    if at is not None:
+        raise LoadError(
+            f"Resource '{resource}': the primary key {primary_key!r} is {shown(keys[at])} in record {at + 1} on "
+            f"{request}, text the key's {column} column reads as the number {coerced_value(keys[at], column)!r}, "
+            "though it is written as none is (other digits than 0-9, an underscore or a base prefix): it would be "
+            "one row with the record of that number. Nothing from this run was committed.",
+            guidance=f"Declare the key as text (\"columns\": {{\"{primary_key}\": {{\"data_type\": \"text\"}}}}) to "
+            "keep such keys apart, and run a full refresh once where the table holds the key already. If the API "
+            "sends such keys only by mistake, this is a problem of its data.", resource=resource, request=request)
 
 
 def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:

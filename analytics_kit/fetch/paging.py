@@ -42,8 +42,8 @@ from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_pa
                                                why_again)
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
-from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys, cursor_start,
-                                             endless, links_requestable, not_a_timestamp, repeating,
+from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_key_forms, check_keys,
+                                             cursor_start, endless, links_requestable, not_a_timestamp, repeating,
                                              unhashable_key)
 from analytics_kit.fetch.records import ends_of, is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
@@ -191,8 +191,7 @@ class KitPaginate:
         no later incremental run fetches it either. Fewer distinct keys than a total that
         matched the pages is the sign. The kit then pages again (merge on the primary key
         absorbs the repeats), and from the second pass on looks up the keys the last pass
-        missed that an earlier one saw (``vouched``). ``outcome["distinct"]`` is set to the number of keys seen when
-        a single pass saw every record once.
+        missed that an earlier one saw (``vouched``). ``outcome["distinct"]``: the keys, where one pass saw each once.
         """
         self._mark_run_start(path)
         field = self.newest_field
@@ -327,7 +326,8 @@ class KitPaginate:
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:
-                check_keys(keys, request, self.resource, self.primary_key)
+                check_keys(keys, request, self.resource, self.primary_key) or check_key_forms(
+                    keys, request, self.resource, self.primary_key, self.key_kind)
             if page and keys == previous:
                 repeats += 1
                 if repeats >= MAX_REPEATS:
