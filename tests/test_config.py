@@ -266,6 +266,24 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("decimal too wide in dlt's list of columns", edited(lambda c: c["resources"][0].update(
         columns=[{"name": "id", "data_type": "bigint"}, {"name": "price", "data_type": "decimal", "precision": 39}])),
      ConfigError, r"^resources\[0\]\.columns\[1\]\.precision: got 39; expected a precision from 1 to 38"),
+    # dlt's rest_api failed on each with a bare TypeError or KeyError, and the error named no place (helper-137)
+    ("columns as a list of names", edited(lambda c: c["resources"][0].update(columns=["id", "value"])), ConfigError,
+     r"^resources\[0\]\.columns: got \['id', 'value'\] \(list\); expected a dict of columns"),
+    ("a column hint None", edited(lambda c: c["resources"][0].update(columns={"id": None})), ConfigError,
+     r"^resources\[0\]\.columns\.id: got None"),
+    ("endpoint None", edited(lambda c: c["resources"][0].update(endpoint=None)), ConfigError,
+     r"^resources\[0\]\.endpoint: got None; expected an endpoint"),
+    ("endpoint params None", edited(lambda c: c["resources"][0]["endpoint"].update(params=None)), ConfigError,
+     r"^resources\[0\]\.endpoint\.params: got None; expected a dict of query parameters"),
+    ("endpoint path None", edited(lambda c: c["resources"][0]["endpoint"].update(path=None)), ConfigError,
+     r"^resources\[0\]\.endpoint\.path: got None"),
+    ("processing_steps None", edited(lambda c: c["resources"][0].update(processing_steps=None)), ConfigError,
+     r"^resources\[0\]\.processing_steps: got None; expected a list of steps"),
+    ("a step's function None", edited(lambda c: c["resources"][0].update(processing_steps=[{"filter": None}])),
+     ConfigError, r"^resources\[0\]\.processing_steps\[0\]\.filter: got None .*expected a function of a record"),
+    ("a resolve without its field", edited(lambda c: c["resources"][0]["endpoint"].update(
+        params={"x": {"type": "resolve", "resource": "customers"}})), ConfigError,
+     r"^resources\[0\]\.endpoint\.params\.x: missing required key 'field'"),
 ]
 
 

@@ -248,18 +248,38 @@ def check_endpoint(value: Any, path: str) -> None:
         for name, param in params.items():
             if isinstance(param, dict) and param.get("type") == "incremental":
                 check_incremental(param, join(join(path, "params"), name), rt.IncrementalParamConfig)
+            elif isinstance(param, dict) and param.get("type") == "resolve":  # dlt's raw KeyError: 'field'
+                check_mapping(param, rt.ResolveParamConfig, join(join(path, "params"), name))
+    refuse_none(value, path, {"path": "a path such as '/v1/events'", "params": "a dict of query parameters",
+                              "json": "a dict (the request's JSON body)"})
+
+
+def refuse_none(value: dict, path: str, expected: dict[str, str]) -> None:
+    """Refuses null where dlt's rest_api would fail on it with a bare TypeError that names no place (helper-137)."""
+    for key, what in expected.items():
+        if key in value and value[key] is None:
+            raise fail(join(path, key), "got None", what, f"Write {what} here, or leave '{key}' out.")
 
 
 def check_resource_base(value: Any, path: str, spec: type, extra: Iterable[str] = ()) -> None:
     check_mapping(value, spec, path, extra=extra)
+    refuse_none(value, path, {"endpoint": "an endpoint (a path, or a dict with one)", "columns": "a dict of columns",
+                              "processing_steps": "a list of steps such as {\"filter\": f} or {\"map\": f}"})
     steps = value.get("processing_steps")
     if isinstance(steps, list):
         for i, step in enumerate(steps):
             check_mapping(step, rt.ProcessingSteps, join(join(path, "processing_steps"), i))
+            for kind, function in step.items():
+                if not callable(function):
+                    raise fail(join(join(join(path, "processing_steps"), i), kind), f"got {got(function)}",
+                               "a function of a record", f"Give {kind} a function, e.g. lambda record: ...")
     columns = value.get("columns")
-    if isinstance(columns, dict):  # lists, models and callables are left to dlt
+    if isinstance(columns, (str, list)) and not all(isinstance(c, dict) for c in columns):
+        raise fail(join(path, "columns"), f"got {got(columns)}", "a dict of columns, each a dict of hints",
+                   "Write columns as {\"name\": {\"data_type\": \"text\"}}, or a list of such dicts with a \"name\".")
+    if isinstance(columns, dict):  # models and callables are left to dlt
         for name, column in columns.items():
-            if isinstance(column, dict):
+            if column is None or isinstance(column, dict):
                 check_mapping(column, TColumnSchema, join(join(path, "columns"), name), xkeys=True)
     if value.get("endpoint") is not None:
         check_endpoint(value["endpoint"], join(path, "endpoint"))
