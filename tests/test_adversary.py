@@ -588,7 +588,9 @@ def test_a_page_served_again_is_told_under_dlts_own_paginators_too(api, watch):
                            if offset == 200 else reversed_(body, offset))
     report = watch.succeeds(config, mode="full_refresh")
     assert any("with the keys of GET" in w for w in report.warnings), report.warnings
-    assert not report.passes, "keys again in other records are said, not paged again (helper-113: a busy feed failed)"
+    # paged once more (a key seen twice is a listing's one sign of a shift without a total: helper-138), not until it
+    # settles (helper-113: a busy feed failed)
+    assert report.passes == {"events": 2}, report.passes
 
 
 def test_a_record_or_two_sent_twice_at_a_small_limit_is_no_page_served_again(api, watch):

@@ -174,3 +174,23 @@ def test_text_keys_with_underscores_load_in_a_text_key_column(tmp_path):
         report = ak.load(config(server, 1), database=database, progress=False)
     assert report.rows["events"] == 3
     assert sorted(ak.query("SELECT id FROM events", database).id) == ["0x10", "1_0", "user_1"]
+
+
+def test_without_a_total_a_listing_that_keeps_changing_loads_after_two_passes_with_a_warning(tmp_path):
+    """A busy feed without a total repeats keys in every pass, another way each time: paged until it settled, it
+    failed every load (helper-113). Two passes, their union loaded, and a warning that says what may be missing."""
+    database = str(tmp_path / "a.duckdb")
+    with Adversary(default_records(N)) as server:
+        server.total = MISSING
+        updates = iter(range(1, N))
+
+        def busy(body: dict, offset: int) -> dict:
+            if offset == 20:
+                server.update_record(next(updates), value=-1.0)  # another early record each pass
+            return body
+
+        server.transform = busy
+        report = ak.load(config(server, 1, total=False), database=database, progress=False)
+    assert report.passes == {"events": 2}, report.passes
+    assert any("in another way in each of two passes" in w and "run a full refresh" in w for w in report.warnings)
+    assert len(ids(database)) == report.rows["events"]

@@ -453,7 +453,10 @@ def test_the_report_counts_keys_as_the_tables_key_column_holds_them(listing, pat
     assert report.rows == {"items": held}
     api.pages = [[{"id": n, "v": n} for n in range(1, len(records) + 1)]]  # as many keys, plainly distinct
     plain = ak.load(paged(api), database=str(tmp_path / "plain.duckdb"), progress=False)
-    assert report.requests == plain.requests and not report.warnings  # no second pass for keys written two ways
+    if held == len(records):  # no second pass for keys the table keeps apart
+        assert report.requests == plain.requests and not report.warnings
+    else:  # one key written two ways is a key repeated: it may make up for a record never served (helper-138)
+        assert report.passes == {"items": 2} and any("the same way in two passes" in w for w in report.warnings)
     with duckdb.connect(database, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM items WHERE v > 0").fetchone()[0] == held
 

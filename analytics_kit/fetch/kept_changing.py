@@ -61,6 +61,15 @@ def same_twice(missing: int, shrank: tuple[int, int] | None, distinct: int) -> s
             f"meanwhile and the total is no count of the listing: loaded the {distinct:,} record(s) it returned")
 
 
+def unsettled(repeated: int) -> str:
+    """The warning for a listing without a total whose two passes each saw keys twice, in another way each time: with
+    no count to be short of, a third pass would be weighed the same way, and a busy feed never settles (helper-113)."""
+    return (f"the listing returned {repeated:,} key(s) more than once, in another way in each of two passes, and it "
+            "has no total to count its records by: loaded what the two passes saw together, one row per key. Records "
+            "that slid between pages while it was paged may be missing, and incremental runs do not fetch them again: run "
+            "a full refresh when the API is quieter")
+
+
 def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
     """The error for a listing two passes saw short the same way, where the API answered a request with a page it
     had sent for another: a stale page, not a change feed's repeated keys."""

@@ -39,7 +39,7 @@ from analytics_kit.fetch.cursor_origin import check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_paged_again, same_twice, served_again,
-                                               why_again)
+                                               unsettled, why_again)
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_key_forms, check_keys,
@@ -185,13 +185,12 @@ class KitPaginate:
                outcome: dict) -> Iterator[Any]:
         """All pages, in passes until one pass saw as many distinct records as the API's total.
 
-        An offset listing ordered by ``updated_at`` shifts when a record is updated while it
-        is being paged: the record moves to the end and the one after its old place slides
-        into a page already fetched, so it is never seen; its cursor is behind the run's, so
-        no later incremental run fetches it either. Fewer distinct keys than a total that
-        matched the pages is the sign. The kit then pages again (merge on the primary key
-        absorbs the repeats), and from the second pass on looks up the keys the last pass
-        missed that an earlier one saw (``vouched``). ``outcome["distinct"]``: the keys, where one pass saw each once.
+        An offset listing ordered by ``updated_at`` shifts when a record is updated while it is being paged: the
+        record moves to the end and the one after its old place slides into a page already fetched, so it is never
+        seen; its cursor is behind the run's, so no later incremental run fetches it either. Fewer distinct keys than
+        a total that matched the pages (without a total, a key seen twice) is the sign. The kit then pages again (the
+        merge absorbs the repeats), and from the second pass on looks up the keys the last pass missed that an
+        earlier one saw (``vouched``). ``outcome["distinct"]``: the keys, where one pass saw each once.
         """
         self._mark_run_start(path)
         field = self.newest_field
@@ -262,19 +261,21 @@ class KitPaginate:
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
                 if answers is not None:
-                    self.stats.keys(self.resource, joined([*passes, answers], self.primary_key,
-                                                          self.naming).distinct_as(kind))
+                    every = joined([*passes, answers], self.primary_key, self.naming)
+                    self.stats.keys(self.resource, every.distinct_as(kind))
                     return
             signature = tally.signature()
             if signature in seen:
-                # Two passes saw the same keys in the same order: the listing holds a key more than once (a
-                # change feed's versions), it did not shift; dlt's merge keeps one. Unless a page came again, as
-                # sent, at another offset: served stale, it hid the records it was to hold (helper-102).
+                # The same keys in the same order twice: the listing repeats keys (a change feed's versions), dlt's
+                # merge keeps one; unless a page came again at another offset, stale, hiding records (helper-102)
                 if copied:
                     raise served_again(self.resource, copied)
                 self.warn(same_twice(missing, shrank, tally.distinct()))
                 return
             seen.add(signature)
+            if attempt > 1 and tally.total is None and not copied:  # no count: a busy feed never settles (helper-113)
+                self.warn(unsettled(missing))
+                return
             if attempt < MAX_PASSES:
                 logger.warning("%s: %s; paging again, pass %d of %d", self.resource,
                                why_again(missing, shrank, copied, tally.total is not None), attempt + 1, MAX_PASSES)
@@ -346,9 +347,8 @@ class KitPaginate:
         if start_at is not None and self.start is not None:
             params = {**(params or {}), self.start[0]: self.start[1](start_at)}
         return OffsetPass(self, paginator or copy.deepcopy(self.client.paginator), kwargs, dict(
-            path_or_url=path, method=method, params=params, json=json, data=data,
-            auth=auth or self.client.auth, headers=headers,
-            hooks=hooks if hooks and "response" in hooks else {
+            path_or_url=path, method=method, params=params, json=json, data=data, auth=auth or self.client.auth,
+            headers=headers, hooks=hooks if hooks and "response" in hooks else {
                 **(hooks or {}), "response": [seam.response_handler(self.client)]}),
             data_selector or self.client.data_selector, newest_field)
 
