@@ -176,6 +176,9 @@ def repeating(resource: str, pages: int, request: str) -> LoadError:
 _EXACT = float(2**53)
 
 
+_PLAIN_KEYS = {int, str, bool}
+
+
 def _inexact(key: Any) -> bool:
     return type(key) is float and not -_EXACT < key < _EXACT
 
@@ -195,9 +198,10 @@ def _odd_number(key: str, kind: str) -> bool:
 def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, kind: Callable[[], str | None]) -> None:
     """Stops a load whose text key a numeric key column would read as another key: "1_0" and 10 (or "٣" and 3) were
     one row, without a word (helper-138). ``kind``: the key column's type, asked only of a page holding text keys."""
-    if not any(type(key) is str for key in keys):
+    types = set(map(type, keys))  # in C: the common page of integers costs a microsecond
+    if str not in types:
         return
-    column = kind() or ("bigint" if any(type(key) is int for key in keys) else None)
+    column = kind() or ("bigint" if int in types else None)
     if column not in ("bigint", "double"):
         return  # a text column keeps them apart
     at = next((i for i, key in enumerate(keys) if type(key) is str and _odd_number(key, column)), None)
@@ -216,6 +220,9 @@ def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> Non
     """A record without its primary key cannot be merged (nor counted): it stops the load. So does a key written as a
     float past 2**53, which a JSON reader holds only roughly: the update of 9007199254740993, written with ".0", was
     merged into a row 9007199254740992 the API never had, beside the old row (helper-138)."""
+    types = set(map(type, keys))
+    if types <= _PLAIN_KEYS:  # no None, float or tuple: nothing to look at key by key
+        return
     at = next((i for i, k in enumerate(keys) if k is None or _inexact(k)
                or (isinstance(k, tuple) and (None in k or any(map(_inexact, k))))), None)
     if at is None:
