@@ -281,6 +281,10 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
      r"^resources\[0\]\.processing_steps: got None; expected a list of steps"),
     ("a step's function None", edited(lambda c: c["resources"][0].update(processing_steps=[{"filter": None}])),
      ConfigError, r"^resources\[0\]\.processing_steps\[0\]\.filter: got None .*expected a function of a record"),
+    # dlt refused it in its load step, after every page was fetched, advising to run the load again (helper-137)
+    ("an upsert without a primary key", edited(lambda c: (c["resource_defaults"].pop("primary_key"), c[
+        "resource_defaults"].update(write_disposition={"disposition": "merge", "strategy": "upsert"}))), ConfigError,
+     r"^resources\[0\]\.primary_key: missing, for an upsert merge"),
     ("a resolve without its field", edited(lambda c: c["resources"][0]["endpoint"].update(
         params={"x": {"type": "resolve", "resource": "customers"}})), ConfigError,
      r"^resources\[0\]\.endpoint\.params\.x: missing required key 'field'"),

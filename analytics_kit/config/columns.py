@@ -13,7 +13,21 @@ def check_built(resources: Iterable[Any], naming: Any) -> None:
 
     resources = list(resources)
     check_typed(resources)
+    check_upserts_keyed(resources)
     check_loading_alike(resources, naming)
+
+
+def check_upserts_keyed(resources: list[Any]) -> None:
+    """Refuses an upsert merge without a primary key, which dlt refused only in its load step, after every page was
+    fetched, with SchemaCorruptedException and the advice to run the load again (helper-137)."""
+    from analytics_kit.fetch.replace import merge_strategy
+    from analytics_kit.seam import primary_key
+
+    for index, resource in enumerate(resources):
+        if merge_strategy(resource) == "upsert" and not primary_key(resource):
+            raise fail(f"resources[{index}].primary_key", "missing, for an upsert merge", "the field(s) that "
+                       "identify a record", "Set primary_key (on the resource or in resource_defaults): dlt's upsert "
+                       "updates the row of each key, and inserts a row for a new one.")
 
 
 def check_typed(resources: Iterable[Any]) -> None:
