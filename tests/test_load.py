@@ -310,3 +310,12 @@ def test_the_callers_objects_in_the_config_are_left_as_they_were(api, config):
         assert loaded(api) == served(api)
     assert since.initial_value == "2025-01-01T00:00:00Z" and since.primary_key is None
     assert config["client"]["auth"] is auth and events["endpoint"]["params"][written["start_param"]] is since
+
+
+def test_the_report_names_every_table_of_the_source_with_its_rows_even_none(api, config):
+    """An incremental run that brought nothing had rows == {}: report.rows["events"] raised KeyError (helper-138)."""
+    ak.load(config, progress=False)
+    report = ak.load(config, progress=False)
+    assert report.rows == {"events": 0, "customers": 0}, report.rows
+    api.advance(new=3, updated=0)
+    assert ak.load(config, progress=False).rows == {"events": 3, "customers": 0}

@@ -283,7 +283,9 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             forget(pipeline)  # the next run starts from what the destination committed
         raise
 
-    rows = {table: count for table, count in counts.items() if not table.startswith("_dlt")}
+    # every table the source loads, 0 where this run brought none: rows["events"] raised KeyError (helper-138)
+    rows = {**dict.fromkeys(_root_tables(pipeline, source), 0),
+            **{table: count for table, count in counts.items() if not table.startswith("_dlt")}}
     for resource, value in future_cursors(pipeline, SOURCE_NAME, stats.started):
         stats.warn(resource, f"the newest cursor value, {value}, lies in the future (this run started "
                    f"{render(stats.started)}); the records are loaded as they are, and the next load starts from "
