@@ -376,7 +376,7 @@ _NOT_RECORDS = {
                              "sent a list where a record was due (record 4 of 100, among objects)"),
     "part of the records and an error": (
         lambda body: {**body, "data": body["data"][:5], "error": {"code": "partial", "message": "shard 2 down"}},
-        "with 5 record(s) and an error beside them ({\"code\":\"partial\",\"message\":\"shard 2 down\"})"),
+        "with an error beside them ({\"code\":\"partial\",\"message\":\"shard 2 down\"}), and more records"),
 }
 
 

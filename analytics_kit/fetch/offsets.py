@@ -41,7 +41,7 @@ from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.page_checks import endless, listing_gap, nothing_but_a_total, one_object, page_cap
 from analytics_kit.fetch.purges import Totals
-from analytics_kit.fetch.records import OneObject, ends_of, parse_body, select_records
+from analytics_kit.fetch.records import OneObject, ends_of, error_beside, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
 from analytics_kit.fetch.transport import request_text
 
@@ -72,16 +72,14 @@ class Page(list):
     in place), to tell a page that repeats the one before.
     """
 
-    __slots__ = ("offset", "request", "total", "ignored", "ends", "sent", "received", "one_object")
+    __slots__ = ("offset", "request", "total", "ignored", "ends", "sent", "received", "one_object", "said")
 
     def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False,
-                 sent: float = 0.0) -> None:
+                 sent: float = 0.0, said: str | None = None) -> None:
         super().__init__(rows)
+        self.said = said  # an error the answer held beside its records (see ``records.error_beside``)
         self.one_object = isinstance(rows, OneObject)  # the API answered with an object, not a list
-        self.offset = offset
-        self.request = request
-        self.total = total
-        self.ignored = ignored
+        self.offset, self.request, self.total, self.ignored = offset, request, total, ignored
         # pages in flight together are answered in any order: the API answered one before
         # another for certain only if it came back before the other was asked for
         self.sent = sent
@@ -205,8 +203,10 @@ class OffsetPass:
             if not self.data_selector:
                 self.data_selector = self.owner.client.detect_data_selector(response)
             rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)
+            short = len(rows) < self.paginator.limit  # where an error beside the records may say why
+            said = error_beside(body, self.data_selector, self.owner.redactor) if short else None
             if self.paginator.total_path is None:  # no total configured: pages until an empty one
-                return Page(rows, offset=offset, request=shown, sent=sent)
+                return Page(rows, offset=offset, request=shown, sent=sent, said=said)
             totals = seam.jsonpath.find_values(self.paginator.total_path, body)
             # dlt's error where the listing's first page has none (total_path is wrong); a later page's lack, an
             # empty page's, or the first page's asked again, is a glitch: as a total that is no count (helper-102,
@@ -214,7 +214,7 @@ class OffsetPass:
             if ((not totals or totals[0] is None) and rows and offset == self.paginator.initial_value
                     and self.owner.resource not in self.owner.stats.totals):
                 seam.missing_total(self.paginator, body)
-            return Page(rows, offset=offset, request=shown, total=totals[0] if totals else None, sent=sent)
+            return Page(rows, offset=offset, request=shown, total=totals[0] if totals else None, sent=sent, said=said)
         except Exception as error:
             tag_request(error, shown)
             raise

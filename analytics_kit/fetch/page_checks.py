@@ -83,6 +83,12 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
     served = len(short)
     if getattr(short, "one_object", False):  # "set limit to 1" was no advice for a listing that is not a list
         return one_object(resource, short, f"more records came after it ({page.request})")
+    if getattr(short, "said", None):  # the API said why the page was short (helper-138)
+        return LoadError(
+            f"Resource '{resource}': the API returned {served} record(s) for limit={limit} on {short.request} with "
+            f"an error beside them ({short.said}), and more records after it ({page.request}): a partial answer, "
+            "which leaves records out. Nothing from this run was committed.", guidance="Run the load again later; "
+            "if the API answers so every time, ask its provider how to fetch the listing whole.", resource=resource)
     return LoadError(
         f"Resource '{resource}': the API returned {served} record(s) for limit={limit} on {short.request}, and more "
         f"records after it ({page.request}): it serves at most {served} per page, so offsets {short.offset + served} "

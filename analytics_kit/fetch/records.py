@@ -234,13 +234,6 @@ def select_records(body: Any, data_selector: Any, response: Response, resource: 
             "Nothing from this run was committed.", guidance="The API's listing mixes other values with its "
             "records: a fault of the API's. Report it to its provider, with the request named here; running the load "
             "again helps only if the API mends it.", resource=resource)
-    if rows and (said := _error_said(body, redactor)) is not None:
-        # {"data": [5 records], "error": "shard 2 unavailable"} read as "it serves at most 5 per page" (helper-138)
-        raise LoadError(
-            f"Resource '{resource}': the API answered {request_text(response.request, redactor)} with "
-            f"{len(rows):,} record(s) and an error beside them ({said}): a partial answer, which leaves records out. "
-            "Nothing from this run was committed.", guidance="Run the load again later; if the API sends the error "
-            "with every answer, ask its provider how to fetch the listing whole.", resource=resource)
     refuse_echoed_secrets(rows, response, resource, redactor)
     return rows
 
@@ -250,6 +243,18 @@ _JSON_KINDS = {int: "a number", float: "a number", str: "a string", bool: "true 
 NOT_THE_LISTING = {202: "Accepted: the result is not ready", 206: "Partial Content: a part of the answer only"}
 _ERROR_KEYS = ("error", "errors", "fault", "error_message", "errormessage", "error_code", "errorcode")
 _FAILED = ("error", "fail", "failed", "failure")
+
+
+def error_beside(body: Any, data_selector: Any, redactor: Redactor) -> str | None:
+    """The error a body holds beside the records its plain selector names (``{"data": [...], "error": ...}``), masked;
+    None for none, and for a body that is the record or the records themselves. Not a refusal: an error log's
+    listing, a record with an error field and GraphQL's warnings beside its data are answers (helper-139); a page
+    cut short says it (``page_checks.page_cap``): 5 records beside "shard 2 unavailable" read as "it serves at most
+    5 per page" (helper-138)."""
+    key = _selector(data_selector)[0] if isinstance(data_selector, str) else None
+    if key is None or not isinstance(body, dict) or key not in body:
+        return None
+    return _error_said({name: value for name, value in body.items() if name != key}, redactor)
 
 
 def _error_said(body: Any, redactor: Redactor) -> str | None:

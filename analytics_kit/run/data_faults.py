@@ -57,13 +57,17 @@ def data_fault(root: BaseException, text: str, where: str, resource: str | None)
     # larger value in the load step, with the advice to run the load again (helper-138)
     narrow = re.search(r"Type \S+ with value (\S+) can't be cast because the value is out of range for the "
                        r"destination type (\S+?)(?: when casting from source column (\S+))?$", text.strip())
+    # where records stay dicts, dlt's parquet writer refuses it, naming no column (helper-139)
+    narrow = narrow or re.search(r"Value (\S+) too large to fit in (C) integer type()", text)
     if narrow is not None:
         value, kind, column = narrow.groups()
-        kind = _SQL_NAMES.get(kind, kind)  # DuckDB names the C type: its INT8 is TINYINT (in SQL, INT8 is BIGINT)
-        named = f"column {column!r}" if column else "a column"
+        column = column or None
+        # DuckDB names the C type: its INT8 is TINYINT (in SQL, INT8 is BIGINT)
+        held = ("too large for the integer type a declared precision gives its column (dlt's error names none)"
+                if kind == "C" else f"which the table holds as {_SQL_NAMES.get(kind, kind)}, too small a type for it")
         return LoadError(
-            f"The load stopped in the load step: {where} sent {value} for {named}, which the table holds as {kind}, "
-            f"too small a type for it; nothing from this run was committed.",
+            f"The load stopped: {where} sent {value} for {f'column {column!r}' if column else 'a column'}, {held}; "
+            "nothing from this run was committed.",
             guidance="A bigint declared with a precision is stored in an integer of that many bits (8: TINYINT, "
             "-128 to 127; 16: SMALLINT; 32: INTEGER): declare the column without a precision, or with one that "
             "holds the API's values; where the table holds the column already, run a full refresh once (it keeps "
