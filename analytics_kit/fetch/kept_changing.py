@@ -66,8 +66,8 @@ def unsettled(repeated: int) -> str:
     no count to be short of, a third pass would be weighed the same way, and a busy feed never settles (helper-113)."""
     return (f"the listing returned {repeated:,} key(s) more than once, in another way in each of two passes, and it "
             "has no total to count its records by: loaded what the two passes saw together, one row per key. Records "
-            "that slid between pages while it was paged may be missing, and incremental runs do not fetch them again: run "
-            "a full refresh when the API is quieter")
+            "that slid between pages while it was paged may be missing, and incremental runs do not fetch them "
+            "again: run a full refresh when the API is quieter")
 
 
 def served_again(resource: str, copies: list[tuple[str, str]]) -> LoadError:
