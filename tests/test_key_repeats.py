@@ -239,3 +239,38 @@ def test_a_listing_of_one_page_that_repeats_a_key_is_asked_once(tmp_path):
         asked = len(server.requests)
     assert asked == 1 and not report.passes and not report.warnings, (asked, report.warnings)
     assert ids(database) == [r["id"] for r in records]
+
+
+def test_a_compound_key_repeated_in_another_form_does_not_make_up_for_a_record_never_served(tmp_path):
+    """(20, "view") repeated as ("20", "view"): counted as written, a compound key met the total, and the record never
+    served was lost without a word (helper-139), as a single key was (helper-138)."""
+    database = str(tmp_path / "a.duckdb")
+    shifted = threading.Event()
+    with Adversary(default_records(N)) as server:
+        full = {r["id"]: r for r in server.records()}
+
+        def shift(body: dict, offset: int) -> dict:
+            if offset != 20 or shifted.is_set():
+                return body
+            shifted.set()
+            return {**body, "data": [dict(full[20], id="20")] + body["data"][:-1]}
+
+        server.transform = shift
+        cfg = config(server, 1)
+        cfg["resources"][0]["primary_key"] = ["id", "kind"]
+        report = ak.load(cfg, database=database, progress=False)
+    assert ids(database) == list(range(1, N + 1)), report.warnings
+    assert report.rows["events"] == N
+
+
+def test_a_field_of_a_compound_key_a_numeric_column_reads_as_another_is_refused(tmp_path):
+    """(10, "view") beside ("1_0", "view") was one row of two records: the check looked at single keys only."""
+    database = str(tmp_path / "a.duckdb")
+    records = default_records(2)
+    records[0].update(id=10, kind="view")
+    records[1].update(id="1_0", kind="view")
+    with Adversary(records) as server:
+        cfg = config(server, 1)
+        cfg["resources"][0]["primary_key"] = ["id", "kind"]
+        with pytest.raises(ak.LoadError, match=r"the primary key 'id' is '1_0' .* reads as the number 10"):
+            ak.load(cfg, database=database, progress=False)

@@ -205,6 +205,11 @@ def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, k
     """Stops a load whose text key a numeric key column would read as another key: "1_0" and 10 (or "٣" and 3) were
     one row, without a word (helper-138). ``kind``: the key column's type, asked only of a page holding text keys."""
     types = set(map(type, keys))  # in C: the common page of integers costs a microsecond
+    if tuple in types:  # a key of several fields: each field holding integers on the page, as one key (helper-139)
+        fields = list(primary_key) if isinstance(primary_key, (list, tuple)) else []
+        for i, parts in enumerate(zip(*(key for key in keys if type(key) is tuple))):
+            check_key_forms(list(parts), request, resource, fields[i] if i < len(fields) else primary_key, lambda: None)
+        return
     if str not in types:
         return
     column = kind() or ("bigint" if int in types else None)
