@@ -274,3 +274,17 @@ def test_a_field_of_a_compound_key_a_numeric_column_reads_as_another_is_refused(
         cfg["resources"][0]["primary_key"] = ["id", "kind"]
         with pytest.raises(ak.LoadError, match=r"the primary key 'id' is '1_0' .* reads as the number 10"):
             ak.load(cfg, database=database, progress=False)
+
+
+def test_text_a_key_column_typed_by_an_earlier_page_reads_as_another_key_is_refused_on_dicts(tmp_path):
+    """Records that stay dicts (a map step): 10 on one page typed the key column bigint, and "1_0" on the next, a page
+    of text keys only, was one row with it: the page's check could not know the column's type (helper-139)."""
+    database = str(tmp_path / "a.duckdb")
+    records = default_records(2)
+    records[0]["id"], records[1]["id"] = 10, "1_0"
+    with Adversary(records) as server:
+        cfg = config(server, 1)
+        cfg["resources"][0]["endpoint"]["paginator"]["limit"] = 1
+        cfg["resources"][0]["processing_steps"] = [{"map": lambda record: record}]
+        with pytest.raises(ak.LoadError, match=r"'1_0'.*made of type bigint"):
+            ak.load(cfg, database=database, progress=False)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, kind_of, shown
 from analytics_kit.fetch.declared import FieldColumns, each_field, stored_type
-from analytics_kit.fetch.page_checks import PageRequests, bad_value
+from analytics_kit.fetch.page_checks import PageRequests, bad_value, odd_number
 
 # Python types a column of each dlt type takes as they are (a bool is no int here)
 _AS_THEY_ARE: dict[str, tuple[type, ...]] = {"bigint": (int,), "double": (float,), "bool": (bool,), "text": (str,)}
@@ -71,6 +71,8 @@ class KeyTypes:
         # dlt coerces 2 into a bool column (true) and true into a number one (1): one key where the API sent two, which
         # the tally counted as two, so no dedup ran and a merge table held a key twice (helper-130, helper-132)
         merged = kind == "bool" and type(value) is not bool or type(value) is bool and kind in ("bigint", "double")
+        # "1_0" after 10 in one child's listing and another's, where the pager's page held text keys only (helper-139)
+        merged = merged or type(value) is str and kind in ("bigint", "double") and odd_number(value, kind)
         if not merged and type(value) in _AS_THEY_ARE.get(kind, ()):
             return
         try:

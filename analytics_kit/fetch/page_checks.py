@@ -189,7 +189,7 @@ def _inexact(key: Any) -> bool:
     return type(key) is float and not -_EXACT < key < _EXACT
 
 
-def _odd_number(key: str, kind: str) -> bool:
+def odd_number(key: str, kind: str) -> bool:
     """Whether text a numeric key column reads as a number is written as no plain number is: other digits than
     ASCII ("٣", "４"), an underscore ("1_0"), a base prefix ("0x10"): Python's int() reads each, as dlt's coercion."""
     if key.isascii() and "_" not in key and key.strip()[:2].lower() not in ("0x", "0o", "0b"):
@@ -215,7 +215,7 @@ def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, k
     column = kind() or ("bigint" if int in types else None)
     if column not in ("bigint", "double"):
         return  # a text column keeps them apart
-    at = next((i for i, key in enumerate(keys) if type(key) is str and _odd_number(key, column)), None)
+    at = next((i for i, key in enumerate(keys) if type(key) is str and odd_number(key, column)), None)
     if at is not None:
         raise LoadError(
             f"Resource '{resource}': the primary key {primary_key!r} is {shown(keys[at])} in record {at + 1} on "
