@@ -212,7 +212,8 @@ def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, k
         return
     if str not in types:
         return
-    column = kind() or ("bigint" if int in types else None)
+    # untyped yet: the first key types the column, as dlt types it ("abc", 7, "1_000" is a text column: helper-139)
+    column = kind() or ("bigint" if type(keys[0]) is int else None)
     if column not in ("bigint", "double"):
         return  # a text column keeps them apart
     at = next((i for i, key in enumerate(keys) if type(key) is str and odd_number(key, column)), None)
