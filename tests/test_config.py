@@ -285,6 +285,10 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("an upsert without a primary key", edited(lambda c: (c["resource_defaults"].pop("primary_key"), c[
         "resource_defaults"].update(write_disposition={"disposition": "merge", "strategy": "upsert"}))), ConfigError,
      r"^resources\[0\]\.primary_key: missing, for an upsert merge"),
+    ("resource_defaults' endpoint as a path", edited(lambda c: c["resource_defaults"].update(endpoint="/v1/x")),
+     ConfigError, r"^resource_defaults\.endpoint: got '/v1/x' \(str\); expected a dict of endpoint settings"),
+    ("an endpoint's method None", edited(lambda c: c["resources"][0]["endpoint"].update(method=None)), ConfigError,
+     r"^resources\[0\]\.endpoint\.method: got None; expected an HTTP method"),
     ("a resolve without its field", edited(lambda c: c["resources"][0]["endpoint"].update(
         params={"x": {"type": "resolve", "resource": "customers"}})), ConfigError,
      r"^resources\[0\]\.endpoint\.params\.x: missing required key 'field'"),
@@ -858,3 +862,22 @@ def test_resources_of_one_table_that_load_it_alike_are_not_refused(other: dict[s
     config = guide_config()
     config["resources"].append({"name": "other", "table_name": "resource_name", "endpoint": "/v1/other", **other})
     assert set(build_source(config).resources) == {"resource_name", "other"}
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c["resources"][0].update(columns=None),
+    lambda c: c["resource_defaults"].update(columns=None),
+    lambda c: c["resource_defaults"].setdefault("endpoint", {}).update(json=None),
+    lambda c: c["resource_defaults"].setdefault("endpoint", {}).update(path=None),
+    lambda c: (c["resource_defaults"].update(processing_steps=[{"map": None}]),
+               [r.update(processing_steps=[]) for r in c["resources"]]),
+    lambda c: c["resources"][0]["endpoint"].update(path="/v1/customers/{x}/events", params={"x": {
+        "type": "resolve", "resource": "customers", "field": "id", "location": "path"}}),
+], ids=["columns None", "defaults' columns None", "defaults' json None", "defaults' path None",
+        "defaults' step None, each resource's own list", "a resolve with a key of its own"])
+def test_nulls_dlt_loads_are_accepted(edit) -> None:
+    """What dlt's rest_api loads is not refused: a null a resource overrides, columns None, a resolve's extra key
+    (helper-140: the checks for nulls dlt fails on refused these too)."""
+    config = guide_config()
+    edit(config)
+    build_source(config)

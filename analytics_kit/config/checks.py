@@ -249,27 +249,35 @@ def check_endpoint(value: Any, path: str) -> None:
             if isinstance(param, dict) and param.get("type") == "incremental":
                 check_incremental(param, join(join(path, "params"), name), rt.IncrementalParamConfig)
             elif isinstance(param, dict) and param.get("type") == "resolve":  # dlt's raw KeyError: 'field'
-                check_mapping(param, rt.ResolveParamConfig, join(join(path, "params"), name))
+                for needed in ("resource", "field"):  # other keys dlt lets through (helper-140: "location")
+                    if param.get(needed) is None:
+                        raise fail(join(join(path, "params"), name), f"missing required key '{needed}'",
+                                   f"'{needed}' in this block", f"Add '{needed}': the parent resource and its field.")
     refuse_none(value, path, {"path": "a path such as '/v1/events'", "params": "a dict of query parameters",
-                              "json": "a dict (the request's JSON body)"})
+                              "json": "a dict (the request's JSON body)", "method": "an HTTP method such as 'GET'"})
 
 
 def refuse_none(value: dict, path: str, expected: dict[str, str]) -> None:
-    """Refuses null where dlt's rest_api would fail on it with a bare TypeError that names no place (helper-137)."""
-    for key, what in expected.items():
+    """Refuses null where dlt's rest_api would fail on it with a bare TypeError that names no place (helper-137): in
+    a resource only, where nothing overrides it (dlt loads a resource that replaces resource_defaults' null)."""
+    for key, what in expected.items() if path.startswith("resources") else ():
         if key in value and value[key] is None:
             raise fail(join(path, key), "got None", what, f"Write {what} here, or leave '{key}' out.")
 
 
 def check_resource_base(value: Any, path: str, spec: type, extra: Iterable[str] = ()) -> None:
     check_mapping(value, spec, path, extra=extra)
-    refuse_none(value, path, {"endpoint": "an endpoint (a path, or a dict with one)", "columns": "a dict of columns",
+    refuse_none(value, path, {"endpoint": "an endpoint (a path, or a dict with one)",
                               "processing_steps": "a list of steps such as {\"filter\": f} or {\"map\": f}"})
+    if path == "resource_defaults" and isinstance(value.get("endpoint"), str):  # dlt's bare AssertionError
+        raise fail("resource_defaults.endpoint", f"got {got(value['endpoint'])}", "a dict of endpoint settings",
+                   "Give each resource its own path; resource_defaults.endpoint holds what they share (params, "
+                   "paginator, data_selector ...).")
     steps = value.get("processing_steps")
     if isinstance(steps, list):
         for i, step in enumerate(steps):
             check_mapping(step, rt.ProcessingSteps, join(join(path, "processing_steps"), i))
-            for kind, function in step.items():
+            for kind, function in step.items() if path.startswith("resources") else ():  # a resource's list wins
                 if not callable(function):
                     raise fail(join(join(join(path, "processing_steps"), i), kind), f"got {got(function)}",
                                "a function of a record", f"Give {kind} a function, e.g. lambda record: ...")
