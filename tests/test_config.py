@@ -871,8 +871,9 @@ def test_resources_of_one_table_that_load_it_alike_are_not_refused(other: dict[s
     lambda c: c["resource_defaults"].setdefault("endpoint", {}).update(path=None),
     lambda c: (c["resource_defaults"].update(processing_steps=[{"map": None}]),
                [r.update(processing_steps=[]) for r in c["resources"]]),
-    lambda c: c["resources"][0]["endpoint"].update(path="/v1/customers/{x}/events", params={"x": {
-        "type": "resolve", "resource": "customers", "field": "id", "location": "path"}}),
+    lambda c: (c["resources"].append({"name": "parents", "endpoint": {"path": "/v1/parents"}}),
+               c["resources"][0]["endpoint"].update(path="/v1/parents/{x}/events", params={"x": {
+                   "type": "resolve", "resource": "parents", "field": "id", "location": "path"}})),
 ], ids=["columns None", "defaults' columns None", "defaults' json None", "defaults' path None",
         "defaults' step None, each resource's own list", "a resolve with a key of its own"])
 def test_nulls_dlt_loads_are_accepted(edit) -> None:
