@@ -288,3 +288,24 @@ def test_text_a_key_column_typed_by_an_earlier_page_reads_as_another_key_is_refu
         cfg["resources"][0]["processing_steps"] = [{"map": lambda record: record}]
         with pytest.raises(ak.LoadError, match=r"'1_0'.*made of type bigint"):
             ak.load(cfg, database=database, progress=False)
+
+
+def test_a_column_declared_in_two_spellings_is_the_later_one_on_every_run(tmp_path):
+    """{"Value": text, "value": double}: dlt takes the later; the kit loaded run 1 so, then refused every incremental
+    run as declaring text over a DOUBLE column, and the full refresh it advised built DOUBLE again (helper-140)."""
+    database = str(tmp_path / "a.duckdb")
+    with Adversary(default_records(5)) as server:
+        cfg = config(server, 1)
+        cfg["resources"][0]["columns"] = {"Value": {"data_type": "text"}, "value": {"data_type": "double"}}
+        for _ in range(2):
+            ak.load(cfg, database=database, progress=False)
+            server.update_record(1, value=1.5)
+    with duckdb_connect(database) as con:
+        assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'events' "
+                           "AND column_name = 'value'").fetchone()[0] == "DOUBLE"
+
+
+def duckdb_connect(database: str):
+    import duckdb
+
+    return duckdb.connect(database, read_only=True)

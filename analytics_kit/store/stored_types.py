@@ -96,8 +96,8 @@ def _retyped(schema: Any, resource: Any, table: str) -> tuple[str, str, str] | N
     its data_type: a precision or a timezone is no other type here."""
     stored_columns = schema.tables[table].get("columns", {})
     declared = resource.columns if isinstance(resource.columns, dict) else {}
-    for name, hint in declared.items():
-        column = schema.naming.normalize_path(name)
+    # a column declared in two spellings ("Value", "value") is the later one's, as dlt takes it (helper-140)
+    for column, hint in {schema.naming.normalize_path(name): hint for name, hint in declared.items()}.items():
         kinds = (hint.get("data_type") if isinstance(hint, dict) else None,
                  stored_columns.get(column, {}).get("data_type"))
         if None not in kinds and not {"decimal", "wei"} & set(kinds) and kinds[0] != kinds[1]:
