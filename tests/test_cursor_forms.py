@@ -56,3 +56,17 @@ def test_a_cursor_left_as_the_api_writes_it_loads_each_record_once_and_every_new
         ids = ak.query("SELECT id FROM events ORDER BY id", database).id.tolist()
     assert ids == list(range(1, N + 3)), (case, ids)  # once each, the newer two included
     assert newer.rows.get("events") == 2, newer
+
+
+def test_a_cursor_declared_text_under_dlts_name_for_its_field_keeps_the_apis_form(tmp_path):
+    """The cursor "updatedAt" declared as "updated_at" (dlt's column for it): the kit looked the declaration up by the
+    raw name, took the cursor as undeclared and stored "...+00:00" where dlt stores the API's "...Z" (helper-140)."""
+    database = str(tmp_path / "a.duckdb")
+    renamed = lambda body, offset: {**body, "data": [{("updatedAt" if k == "updated_at" else k): v  # noqa: E731
+                                                      for k, v in r.items()} for r in body["data"]]}
+    with Adversary(records(5, 0, True)) as server:
+        server.transform = renamed
+        cfg = config(server, "updatedAt", {"updated_at": {"data_type": "text"}}, "merge", iso(START, 0, z=True))
+        ak.load(cfg, database=database, progress=False)
+        stored = sorted(ak.query("SELECT updated_at FROM events", database).updated_at)
+    assert stored == sorted(r["updated_at"] for r in records(5, 0, True)) and stored[0].endswith("Z"), stored

@@ -179,8 +179,8 @@ def _build(
             reason = slow_path_reason(resource, related) if fast_path else "fast path switched off"
             convert: Callable[[list], Any] | None = None
             learned: Callable[[str], str | None] = lambda name: None
-            cursor, incremental = instant_cursor(resource), seam.resource_incremental(resource)
-            if rewrites_cursor(resource):  # its start and end compare as its records do
+            cursor, incremental = instant_cursor(resource, field_naming), seam.resource_incremental(resource)
+            if rewrites_cursor(resource, field_naming):  # its start and end compare as its records do
                 seam.set_cursor_bounds(incremental, *map(cursors.canonical, (incremental.initial_value,
                                                                              incremental.end_value)))
             if reason is None:
@@ -335,24 +335,24 @@ def _key_in_pages(key: Any, added: set[str], naming: Callable[[str], str] = str)
     return (kept[0] if len(kept) == 1 or isinstance(key, str) else kept) if kept else None
 
 
-def instant_cursor(resource: DltResource) -> tuple[str, bool] | None:
+def instant_cursor(resource: DltResource, naming: Callable[[str], str] = str) -> tuple[str, bool] | None:
     """(field, declared a timestamp) of a cursor that may hold timestamps, to compare as instants (see ``cursors``);
-    None for a cursor declared as another type, or nested in the record, which is left as the API sends it."""
+    None for a cursor declared as another type, or nested in the record, which is left as the API sends it. Declared
+    under dlt's name for it too ("updated_at" for the field "updatedAt"; the later spelling wins, as in dlt)."""
     incremental = seam.resource_incremental(resource)
     if incremental is None or not isinstance(incremental.cursor_path, str) or not incremental.cursor_path.isidentifier():
         return None
     columns = resource.columns if isinstance(resource.columns, Mapping) else {}
-    column = columns.get(incremental.cursor_path)
+    column = ([None] + [c for n, c in columns.items() if naming(n) == naming(incremental.cursor_path)])[-1]
     kind = column.get("data_type") if isinstance(column, Mapping) else None
     return None if kind not in (None, "timestamp") else (incremental.cursor_path, kind == "timestamp")
 
 
-def rewrites_cursor(resource: DltResource) -> bool:
-    """Whether the kit's pager rewrites the records' cursors to compare as instants (a config's ``convert`` reads
-    them as the API wrote them), so that the stored cursor is settled so too (``settle_cursors``). Settled where the
-    records were not, "...Z" records against a stored "...+00:00" were newer as text (an append loaded its last
-    record again each run) and "-05:00" ones older, never loaded (helper-137)."""
-    return (instant_cursor(resource) is not None and seam.cursor_convert(resource) is None
+def rewrites_cursor(resource: DltResource, naming: Callable[[str], str] = str) -> bool:
+    """Whether the pager rewrites the records' cursors to compare as instants (not for a config's ``convert``), so
+    that the stored cursor is settled so too (``settle_cursors``): settled alone, "...Z" records were newer than a
+    stored "...+00:00" (an append loaded its last record again each run), "-05:00" ones never loaded (helper-137)."""
+    return (instant_cursor(resource, naming) is not None and seam.cursor_convert(resource) is None
             and seam.resource_client(resource) is not None)
 
 

@@ -28,7 +28,7 @@ from analytics_kit.run.lean import pandas_after_load
 from analytics_kit.run.progress import Progress
 from analytics_kit.run.report import LoadReport, row_counts
 from analytics_kit.run.steps import holding, timed, waiting
-from analytics_kit.seam import (complete_row_columns, delete_flagged, drop_extracted,
+from analytics_kit.seam import (complete_row_columns, delete_flagged, identifier_naming, drop_extracted,
                                 keep_traces_in_memory, memoise_secret_hints, memoise_typeddict_hints,
                                 merge_into_emptied, mute_dedup_notice, read_schemas_only_when_changed,
                                 replace_from_files, reset_resource_states)
@@ -228,7 +228,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             if stale is not None:
                 logger.info("%s; this full refresh rebuilds the tables", stale)
                 replace, source = False, build()
-        as_written = [name for name, r in source.resources.items() if not rewrites_cursor(r)]
+        named = identifier_naming(source, fields=True)
+        as_written = [name for name, r in source.resources.items() if not rewrites_cursor(r, named)]
         for resource, moved in settle_cursors(pipeline, SOURCE_NAME, as_written):
             stats.warn(resource, moved)
         before = stored_cursors(pipeline, SOURCE_NAME)
