@@ -46,6 +46,7 @@ class Tally:
         self.newest: Any = None  # the listing's newest cursor, read before the pass's pages (see newest.py)
         self.rows = 0  # keys seen, repeats included
         self.pages = 0  # pages that held records: one alone cannot have shifted
+        self.within = 0  # keys a page held more than once: no sign of a shift, which moves records between pages
         self.order: list = []  # keys that are no 64-bit integers, in the order seen (ints keeps the others')
         # where each page began: its first row, and its first cursor (see vouched.py); None when not in order
         self.starts: list[int] | None = []
@@ -89,6 +90,7 @@ class Tally:
         with self._lock:
             self.rows += len(values)
             self.pages += bool(values)
+            self.within += len(values) - len(set(values))
             self._distinct = None
             try:
                 if bool in set(map(type, values)):  # array("q") takes True as 1: a key the table may hold otherwise
@@ -227,7 +229,7 @@ class Tally:
         record after it slid into a page already read, lost without a word: helper-138)."""
         if self.key is None or (self.total is None and not (shifts and self.pages > 1)):
             return 0  # a listing of one page (a child's per parent) repeats keys as it holds them (helper-139)
-        return max(0, (self.rows if self.total is None else self.total) - self.distinct_as(kind))
+        return max(0, (self.rows - self.within if self.total is None else self.total) - self.distinct_as(kind))
 
 
 class Flag(int):
