@@ -70,3 +70,21 @@ def test_a_cursor_declared_text_under_dlts_name_for_its_field_keeps_the_apis_for
         ak.load(cfg, database=database, progress=False)
         stored = sorted(ak.query("SELECT updated_at FROM events", database).updated_at)
     assert stored == sorted(r["updated_at"] for r in records(5, 0, True)) and stored[0].endswith("Z"), stored
+
+
+def test_a_cursor_stored_in_the_kits_form_for_records_now_left_as_written_loads_every_newer_record(tmp_path):
+    """Run 1 compares the cursor as instants and stores "...+00:00"; run 2's config gains a convert, so the records
+    stay "...-05:00" (so did every text or nested cursor of a file an earlier version loaded): dlt compared them as
+    text with the stored form, and newer records that sort before it were never loaded (helper-140)."""
+    database = str(tmp_path / "a.duckdb")
+    with Adversary(records(N, -300, False)) as server:
+        cfg = config(server, "updated_at", {}, "merge", iso(START, -300))
+        ak.load(cfg, database=database, progress=False)
+        cfg["resources"][0]["endpoint"]["incremental"]["convert"] = lambda value: value
+        server.add_records(records(N + 2, -300, False)[N:])  # newer, and earlier as text than "...+00:00"
+        ak.load(cfg, database=database, progress=False)
+        ak.load(cfg, database=database, progress=False)  # and the run after: moved back once only
+        asked = [r.params.get("updated_since") for r in server.requests if r.path == "/v1/events"]
+        ids = ak.query("SELECT id FROM events ORDER BY id", database).id.tolist()
+    assert ids == list(range(1, N + 3)), ids
+    assert asked[-1] == iso(START + 60 * (N + 2), -300), asked  # from the newest record, as the API writes it

@@ -6,7 +6,7 @@ cursors from the future) is ``cursors``'s.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Collection, Iterator
 
 from analytics_kit.fetch import cursors
@@ -42,6 +42,22 @@ def future_cursors(pipeline: Pipeline, source: str, started: datetime) -> Iterat
             yield stored.resource, stored.value
 
 
+# The form a resource's stored cursor is in: "instant" (the kit's, see ``cursors``) or "as written" (the API's)
+FORM = "analytics_kit_cursor_form"
+# The most a zone's local time lies behind UTC (UTC-12:00), and then some: the text of any later instant, in any zone
+EARLIEST_ZONE = timedelta(hours=14)
+
+
+def back_from_instant(value: Any) -> Any:
+    """A cursor stored in the kit's instant form for records the kit now leaves as the API writes them (a config
+    that dropped its timestamp declaration or gained a ``convert``, or a file an earlier version loaded: it settled
+    every cursor so): dlt compares the API's text with it, and "...-05:00" records newer than it but earlier as text
+    were never loaded (helper-140). Moved back by the widest zone offset, as text in its own form: every later record's
+    text sorts after it, whatever its zone; the merge absorbs what comes again."""
+    instant = cursors.parse(value)
+    return value if instant is None else cursors.render(instant - EARLIEST_ZONE)
+
+
 def settle_cursors(pipeline: Pipeline, source: str, as_written: Collection[str] = ()) -> list[tuple[str, str]]:
     """Stored timestamp cursors in the form that compares as instants; one that ran ahead of
     the run that stored it moved back to that run's start. Returns (resource, what was moved).
@@ -58,6 +74,11 @@ def settle_cursors(pipeline: Pipeline, source: str, as_written: Collection[str] 
         for stored in incremental_states(state, source):
             value, path = stored.value, stored.path
             settled = value if stored.resource in as_written else cursors.canonical(value)
+            form, stored.resource_state[FORM] = stored.resource_state.get(FORM), (
+                "as written" if stored.resource in as_written else "instant")
+            if (stored.resource in as_written and form != "as written" and isinstance(value, str)
+                    and cursors.parse(value) is not None and cursors.canonical(value) == value):
+                settled = back_from_instant(value)
             started = cursors.parse(stored.resource_state.get(cursors.RUN_STARTED))
             if started is not None and cursors.beyond(cursors.canonical(value), started,
                                                       epoch_cursor(pipeline, stored.resource, path)):
