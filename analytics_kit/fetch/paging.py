@@ -256,7 +256,7 @@ class KitPaginate:
             # not where the passes saw more keys than the listing holds: records were purged, and a purged key
             # seen by the last pass could make up the count for one that no pass saw
             if (attempt > 1 and missing and not shrank and not copied and "newest" in outcome and self.start is not None
-                    and union <= (tally.total if tally.total is not None else -1)):
+                    and tally.total is not None and union <= tally.total):
                 answers = yield from self._vouched(passes, missing, functools.partial(
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
