@@ -201,10 +201,12 @@ def odd_number(key: str, kind: str) -> bool:
     return True
 
 
-def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, kind: Callable[[], str | None]) -> None:
+def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, kind: Callable[[], str | None],
+                    types: set | None = None) -> None:
     """Stops a load whose text key a numeric key column would read as another key: "1_0" and 10 (or "٣" and 3) were
-    one row, without a word (helper-138). ``kind``: the key column's type, asked only of a page holding text keys."""
-    types = set(map(type, keys))  # in C: the common page of integers costs a microsecond
+    one row, without a word (helper-138). ``kind``: the key column's type, asked only of a page holding text keys;
+    ``types``: the keys' types, where the caller has them."""
+    types = set(map(type, keys)) if types is None else types  # in C: a page of integers costs a microsecond
     if tuple in types:  # a key of several fields: each field holding integers on the page, as one key (helper-139)
         fields = list(primary_key) if isinstance(primary_key, (list, tuple)) else []
         for i, parts in enumerate(zip(*(key for key in keys if type(key) is tuple))):
@@ -228,17 +230,18 @@ def check_key_forms(keys: list, request: str, resource: str, primary_key: Any, k
             "sends such keys only by mistake, this is a problem of its data.", resource=resource, request=request)
 
 
-def check_keys(keys: list, request: str, resource: str, primary_key: Any) -> None:
+def check_keys(keys: list, request: str, resource: str, primary_key: Any, kind: Callable[[], str | None]) -> None:
     """A record without its primary key cannot be merged (nor counted): it stops the load. So does a key written as a
     float past 2**53, which a JSON reader holds only roughly: the update of 9007199254740993, written with ".0", was
-    merged into a row 9007199254740992 the API never had, beside the old row (helper-138)."""
-    types = set(map(type, keys))
+    merged into a row 9007199254740992 the API never had, beside the old row (helper-138); and text the key column
+    reads as another key (``check_key_forms``)."""
+    types = set(map(type, keys))  # once a page, for both checks
     if types <= _PLAIN_KEYS:  # no None, float or tuple: nothing to look at key by key
-        return
+        return check_key_forms(keys, request, resource, primary_key, kind, types)
     at = next((i for i, k in enumerate(keys) if k is None or _inexact(k)
                or (isinstance(k, tuple) and (None in k or any(map(_inexact, k))))), None)
     if at is None:
-        return
+        return check_key_forms(keys, request, resource, primary_key, kind, types)
     if keys[at] is not None and not (isinstance(keys[at], tuple) and None in keys[at]):
         raise LoadError(
             f"Resource '{resource}': the primary key {primary_key!r} is {shown(keys[at])} in record {at + 1} on "

@@ -42,7 +42,7 @@ from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_pa
                                                unsettled, why_again)
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
-from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_key_forms, check_keys,
+from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys,
                                              cursor_start, endless, links_requestable, not_a_timestamp, repeating,
                                              unhashable_key)
 from analytics_kit.fetch.records import ends_of, is_simple, parse_body, select_records
@@ -327,8 +327,7 @@ class KitPaginate:
             if newest is not None and rising is not None:
                 tally.note_newer(page, keys, rising.field, newest)
             if self.primary_key and page:
-                check_keys(keys, request, self.resource, self.primary_key) or check_key_forms(
-                    keys, request, self.resource, self.primary_key, self.key_kind)
+                check_keys(keys, request, self.resource, self.primary_key, self.key_kind)
             if page and keys == previous:
                 repeats += 1
                 if repeats >= MAX_REPEATS:

@@ -279,8 +279,7 @@ def _compound_held(keys: set) -> int:
     """Distinct keys of several fields as the table holds them, where a field holds integers: (15, "x") and ("15",
     "x") are one row once dlt coerces the text, and counted as two they made up for a record never served
     (helper-139). The parts' types are looked at first, in C: keys of one type a field cost nothing more."""
-    mixed = [i for i, kinds in enumerate(map(set, map(lambda parts: map(type, parts), zip(*keys))))
-             if int in kinds and len(kinds) > 1]
+    mixed = [i for i, parts in enumerate(zip(*keys)) if int in (kinds := set(map(type, parts))) and len(kinds) > 1]
     if not mixed:
         return len(keys)
     from analytics_kit.fetch.coercion import COERCE_ERRORS, coerced_value
