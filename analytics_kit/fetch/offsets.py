@@ -11,7 +11,7 @@ An API's ``total`` is a hint, checked against the pages, never a stop sign:
   number is named and ignored;
 - a short page followed by one that holds records means the API serves fewer records than
   ``limit`` per page: the offsets between were skipped, so the load fails and says which
-  limit to set;
+  limit to set. Unless the short page, asked again, holds more: the listing grew at its end;
 - paging past the total stops with an error after ``MAX_PAGES_PAST_TOTAL`` pages, and the
   requests in flight never exceed the window, so no run sends an unbounded number of them.
 
@@ -41,7 +41,8 @@ from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
 from analytics_kit.fetch.page_checks import endless, listing_gap, nothing_but_a_total, one_object, page_cap
 from analytics_kit.fetch.purges import Totals
-from analytics_kit.fetch.records import OneObject, ends_of, error_beside, parse_body, select_records
+from analytics_kit.fetch.offset_pages import Page, done, usable_total
+from analytics_kit.fetch.records import error_beside, parse_body, select_records
 from analytics_kit.fetch.shared_cookies import jar_owns, with_jar
 from analytics_kit.fetch.transport import request_text
 
@@ -58,55 +59,7 @@ STATIC_AUTH = (APIKeyAuth, BearerTokenAuth, HttpBasicAuth)
 # Pages past the API's total, or in all without a usable total, before the pass gives up:
 # 1,000,000 records at limit 100. Every run's requests are bounded by it.
 MAX_PAGES_PAST_TOTAL = 10_000
-# A larger total is not a plausible record count for a listing paged through a REST API
-# (10,000,000 requests at limit 100): it is treated as no total at all.
-MAX_TOTAL = 10**9
-
 logger = logging.getLogger(__name__)
-
-
-class Page(list):
-    """One page's records, with where they came from.
-
-    ``ends`` is its first and last record as the API sent them (later steps rewrite records
-    in place), to tell a page that repeats the one before.
-    """
-
-    __slots__ = ("offset", "request", "total", "ignored", "ends", "sent", "received", "one_object", "said")
-
-    def __init__(self, rows: list, *, offset: int, request: str, total: Any = None, ignored: bool = False,
-                 sent: float = 0.0, said: str | None = None) -> None:
-        super().__init__(rows)
-        self.said = said  # an error the answer held beside its records (see ``records.error_beside``)
-        self.one_object = isinstance(rows, OneObject)  # the API answered with an object, not a list
-        self.offset, self.request, self.total, self.ignored = offset, request, total, ignored
-        # pages in flight together are answered in any order: the API answered one before
-        # another for certain only if it came back before the other was asked for
-        self.sent = sent
-        self.received = time.monotonic()
-        self.ends = ends_of(rows)
-
-
-def offsets_ok(paginator: Any) -> bool:
-    """An offset listing with offsets in the query string, ended by its total or an empty page."""
-    return (
-        type(paginator) is OffsetPaginator
-        and (paginator.total_path is not None or paginator.stop_after_empty_page)
-        and paginator.has_more_path is None
-        and not paginator.param_body_path
-        and not getattr(paginator, "limit_body_path", None)
-    )
-
-
-def usable_total(value: Any) -> int | None:
-    """``value`` as a record count, or None if it is not one (negative, fractional, text, absurd)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_TOTAL:
-        value = int(value)
-    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 10:
-        value = int(value)
-    return value if isinstance(value, int) and 0 <= value <= MAX_TOTAL else None
 
 
 class OffsetPass:
@@ -139,6 +92,7 @@ class OffsetPass:
         self.total_before: int | None = None  # the total before the latest page's
         self.totals = Totals()  # for the sign of a purge (``Totals.fell``)
         self._named_bad_total = False
+        self.grew = False  # a short page asked again held more: the listing grew at its end while paged
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -277,11 +231,19 @@ class OffsetPass:
                         page = again
                         continue
                 self._see_total(page)
-                if not page:
-                    self._empty(page, short, expected)
-                    return
-                if short is not None:
-                    raise page_cap(self.owner.resource, self.paginator.limit, short, page)
+                if not page or short is not None:
+                    grown = self._empty(page, short, expected) if not page else self._grown(short, page, whole=True)
+                    if grown is None:
+                        return
+                    if page:  # the page after the short one comes after the short one's tail
+                        pending.appendleft(done(page))
+                    else:  # the pages asked for after the short one were asked before the listing grew
+                        for future in pending:
+                            future.cancel()
+                        pending.clear()
+                        next_offset = grown.slot + step
+                    page, short = grown, None
+                    continue
                 due = None if self.total is None else min(limit, self.total + p.base_index - page.offset)
                 if page.one_object and due is not None and due > 1:
                     raise one_object(self.owner.resource, page, f"its total says {self.total:,}")
@@ -305,12 +267,13 @@ class OffsetPass:
                         raise endless(self.owner.resource, MAX_PAGES_PAST_TOTAL, page.request, beyond)
                 yield page
                 previous = page
-                if maximum is not None and page.offset + step >= maximum:  # a listing capped with maximum_offset
-                    if len(page) < limit and page.offset + len(page) < maximum and (  # the rest asked (helper-128)
-                            probe := self.fetch(page.offset + len(page))) and not probe.ignored:
-                        raise page_cap(self.owner.resource, self.paginator.limit, page, probe)
+                if maximum is not None and page.slot + step >= maximum:  # a listing capped with maximum_offset
+                    if end < page.slot + limit and end < maximum and not self.grew and (  # the rest asked (helper-128)
+                            probe := self.fetch(end)) and not probe.ignored:
+                        page = self._grown(page, probe)
+                        continue
                     return
-                if len(page) < limit:
+                if end < page.slot + limit:
                     if self.total is not None and end >= self.total + p.base_index:
                         self.consistent_total = self.total if end == self.total + p.base_index else None
                         return  # a short page where the total says the listing ends
@@ -374,17 +337,37 @@ class OffsetPass:
             raise listing_gap(self.owner.resource, page, after)
         return None
 
-    def _empty(self, page: Page, short: Page | None, expected: int | None) -> None:
+    def _grown(self, short: Page, after: Page, whole: bool = False) -> Page:
+        """A short page followed by records (``after``): an API serving fewer records a page than limit, unless the
+        short page asked again holds more now. Then the listing grew at its end while paged (or the short answer was
+        partial), and the page of what it holds past the short one's records goes on (``whole``: it must be full,
+        as ``after`` follows it). A busy feed without a total was refused as capped (helper-139)."""
+        held = short.offset + len(short) - short.slot
+        again = self.fetch(short.slot)
+        if again.ignored or len(again) <= held or (whole and len(again) < self.paginator.limit):
+            raise page_cap(self.owner.resource, self.paginator.limit, short, after)
+        self.grew = True
+        logger.info("%s: %s held %d record(s), asked again %d: the listing grew while paged", self.owner.resource,
+                    short.request, held, len(again))
+        return Page(again[held:], offset=short.slot + held, request=again.request, total=again.total,
+                    sent=again.sent, said=again.said, slot=short.slot)
+
+    def _empty(self, page: Page, short: Page | None, expected: int | None) -> Page | None:
         """The listing ended at ``page``; says so if the total disagreed (``expected``: the highest of the
-        closing page's total and the one before it)."""
+        closing page's total and the one before it). Returns the page to go on with where it grew (``_grown``)."""
         end = short.offset + len(short) if short is not None else page.offset
-        if short is not None and end < page.offset and (expected is None or end < expected + self.paginator.base_index):
+        if (short is not None and end < page.offset and not self.grew
+                and (expected is None or end < expected + self.paginator.base_index)):
             # offsets after the short page, never asked for: an API serving fewer records a page than limit holds
             # records there (a limit past the total loaded one page, helper-125; no total: 20 of 30, helper-126)
             probe = self.fetch(end)
             if probe and not probe.ignored:
-                raise page_cap(self.owner.resource, self.paginator.limit, short, probe)
+                return self._grown(short, probe)
             page = probe
+        if short is not None and short.said and expected is None:  # nothing to count the listing's end against
+            self.owner.warn(f"the listing's last page ({short.request}) held {len(short)} record(s) beside an error "
+                            f"({short.said}): if the API cut its answer short, records are missing from this run; "
+                            "load again later")
         if self.total is None:
             return
         if expected and end <= self.paginator.initial_value:

@@ -41,7 +41,8 @@ from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_paged_again, same_twice, served_again,
                                                unsettled, why_again)
 from analytics_kit.fetch.newest import Rising, store_newest
-from analytics_kit.fetch.offsets import OffsetPass, offsets_ok
+from analytics_kit.fetch.offset_pages import offsets_ok
+from analytics_kit.fetch.offsets import OffsetPass
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys,
                                              cursor_start, endless, links_requestable, not_a_timestamp, repeating,
                                              unhashable_key)
