@@ -307,6 +307,33 @@ def test_total_pages_capped_below_the_limit_without_a_total_are_refused_not_skip
         assert report.rows["events"] == 90 and table() == served(api)
 
 
+@pytest.mark.parametrize(("at", "added", "maximum"), [(100, 20, None), (90, 5, None), (90, 20, None),
+                                                       (90, 5, 100), (100, 120, None)])
+def test_total_a_listing_that_grows_at_its_end_while_paged_is_not_taken_for_a_capped_one(watch, at, added, maximum):
+    """No total, 90 records: the short first page, then records added at the listing's end before the request at
+    ``at`` is answered (the next page's, or the one that looks past the short page). It was refused as "the API
+    serves at most 90 per page" (helper-139's busy feed): the short page asked again holds more now, so the listing
+    grew, and the pass goes on from there."""
+    with Adversary(n=90, key=watch.canary) as api:
+        api.total = MISSING
+        grown = threading.Event()
+
+        def add_once(req: Any) -> None:
+            if req.path == api.path and req.offset == at and not grown.is_set():
+                grown.set()
+                api.add_records([{"id": 90 + i, "updated_at": iso(START + 60 * (89 + i), z=True), "value": 1.0,
+                                  "kind": "new"} for i in range(1, added + 1)])
+
+        api.status_script = add_once
+        config = config_for(api, incremental=False, concurrency=1)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True,
+                                                               maximum_offset=maximum)
+        report = watch.succeeds(config, mode="full_refresh")
+        assert grown.is_set()
+        expected = {k: v for k, v in served(api).items() if maximum is None or k <= maximum}
+        assert table() == expected and report.rows["events"] == len(expected), report.warnings
+
+
 def test_total_a_capped_page_within_maximum_offset_is_refused(watch):
     """maximum_offset covering one page: the pass ended at it, and records 60-99 of the window were dropped without a
     word (helper-128)."""
@@ -394,6 +421,41 @@ def test_total_an_answer_that_is_not_records_fails_and_the_table_stays(api, watc
     error = watch.fails(config_for(api, incremental=False, concurrency=1), mode="full_refresh")
     assert says in str(error) and f"offset={offset}&" in str(error), str(error)
     assert "Nothing from this run was committed" in str(error) and table() == before
+
+
+@pytest.mark.parametrize("selector", ["data", "result.items", "$.result.items"])
+@pytest.mark.parametrize("at", [200, 400])
+def test_total_part_of_a_page_beside_an_error_is_named_at_any_level_of_the_envelope(watch, selector, at):
+    """No total, 450 records: a page cut to 5 records beside an error. Before the listing's end it fails the load;
+    as its last page, nothing tells the records are missing, and the run says where. Inside an envelope
+    (``{"result": {"items": [...], "error": ...}}``) neither was looked at, and the cut page loaded as complete."""
+    with Adversary(n=450, key=watch.canary) as api:
+        watch.succeeds(config_for(api, incremental=False))
+        before = table()
+        api.total = MISSING
+        error_ = {"code": "partial", "message": "shard 2 down"}
+
+        def enveloped(body: dict, offset: int) -> dict:
+            records, beside = (body["data"][:5], {"error": error_}) if offset == at else (body["data"], {})
+            records = [] if at == 400 and offset > at else records  # the shard's records are not served at all
+            if selector == "data":
+                return {"data": records, **beside}
+            return {"result": {"items": records, **beside}}
+
+        api.transform = enveloped
+        config = config_for(api, incremental=False, concurrency=1)
+        config["resources"][0]["endpoint"].update(data_selector=selector)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True)
+        says = '{"code":"partial","message":"shard 2 down"}'
+        if at == 200:
+            error = watch.fails(config, mode="full_refresh")
+            assert f"with an error beside them ({says}), and more records" in str(error), str(error)
+            assert table() == before
+        else:
+            report = watch.succeeds(config, mode="full_refresh")
+            assert report.rows["events"] == 405
+            assert [w for w in report.warnings if f"held 5 record(s) beside an error ({says})" in w
+                    and "offset=400&" in w and "records are missing from this run" in w], report.warnings
 
 
 @pytest.mark.parametrize(("answer", "says", "advice"), [

@@ -243,18 +243,31 @@ _JSON_KINDS = {int: "a number", float: "a number", str: "a string", bool: "true 
 NOT_THE_LISTING = {202: "Accepted: the result is not ready", 206: "Partial Content: a part of the answer only"}
 _ERROR_KEYS = ("error", "errors", "fault", "error_message", "errormessage", "error_code", "errorcode")
 _FAILED = ("error", "fail", "failed", "failure")
+_PLAIN_KEY = re.compile(r"[A-Za-z_][\w-]*")
 
 
 def error_beside(body: Any, data_selector: Any, redactor: Redactor) -> str | None:
-    """The error a body holds beside the records its plain selector names (``{"data": [...], "error": ...}``), masked;
-    None for none, and for a body that is the record or the records themselves. Not a refusal: an error log's
-    listing, a record with an error field and GraphQL's warnings beside its data are answers (helper-139); a page
-    cut short says it (``page_checks.page_cap``): 5 records beside "shard 2 unavailable" read as "it serves at most
-    5 per page" (helper-138)."""
-    key = _selector(data_selector)[0] if isinstance(data_selector, str) else None
-    if key is None or not isinstance(body, dict) or key not in body:
-        return None
-    return _error_said({name: value for name, value in body.items() if name != key}, redactor)
+    """The error a body holds beside the records its plain selector names (``{"data": [...], "error": ...}``, at
+    any level of ``result.items``), masked; None for none, and for a body that is the record or the records
+    themselves. Not a refusal: an error log's listing, a record with an error field and GraphQL's warnings beside
+    its data are answers (helper-139); a page cut short says it (``page_checks.page_cap``): 5 records beside "shard
+    2 unavailable" read as "it serves at most 5 per page" (helper-138)."""
+    level = body
+    for key in _plain_path(data_selector) if isinstance(data_selector, str) else ():
+        if not isinstance(level, dict) or key not in level:
+            return None
+        # at each level of an envelope: {"result": {"items": [...], "error": ...}} (helper-139)
+        if said := _error_said({name: value for name, value in level.items() if name != key}, redactor):
+            return said
+        level = level[key]
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_path(data_selector: str) -> tuple[str, ...]:
+    """The keys of a selector made of plain names only (``data``, ``result.items``, ``$.result.items``)."""
+    keys = data_selector.removeprefix("$.").split(".")
+    return tuple(keys) if all(_PLAIN_KEY.fullmatch(key) for key in keys) else ()
 
 
 def _error_said(body: Any, redactor: Redactor) -> str | None:
