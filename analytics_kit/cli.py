@@ -89,16 +89,12 @@ def _printable(text: str) -> str:
 
 
 def _print_frame(frame: Any) -> None:
-    import pandas as pd
+    from analytics_kit.read.frame_text import frame_text
 
     # in a terminal, columns past its width go on in blocks below (a history was about 230 characters
     # wide); piped, each row stays on one line for grep and cut
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
-    with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
-        # an empty result keeps its column names: "(no rows)" alone did not say what was asked (helper-118)
-        text = (frame.to_string(index=False, line_width=width) if len(frame)
-                else "  ".join(map(str, frame.columns)) + "\n(no rows)")
-    print(_printable(text))
+    print(_printable(frame_text(frame, width)))
 
 
 def cmd_load(args: argparse.Namespace) -> int:

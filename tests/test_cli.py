@@ -366,3 +366,18 @@ def test_the_load_command_waits_for_another_load_as_long_as_it_is_told(api, conf
     refused = kit(*args, "--lock-timeout", "-1", env={"API_KEY": api.api_key})
     assert refused.returncode == 1 and "lock_timeout" in refused.stderr and "Traceback" not in refused.stderr
     assert kit(*args, "--lock-timeout", "5", env={"API_KEY": api.api_key}).returncode == 0
+
+
+def test_query_prints_every_double_and_timestamp_as_duckdb_holds_them(tmp_path):
+    """pandas printed 4e-07 as 0.0 and 1.23456789 as 1.234568, and a timestamp past the year 9999 (DuckDB stores it,
+    a load takes "9999-12-31T23:30:00-01:00") failed with a traceback of 63 lines (helper-142)."""
+    database = tmp_path / "mine.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, TIMESTAMPTZ '10000-01-01 00:30:00+00', 4e-7::DOUBLE),"
+                    " (2, TIMESTAMPTZ '2024-01-01 00:00:00.5+00', 1.23456789), (3, NULL, 1.797e308)) v(id, seen_at, x)")
+    result = kit("query", "SELECT * FROM t ORDER BY id", "--database", str(database))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert lines == [["1", "10000-01-01", "00:30:00.000+00:00", "4e-07"],
+                     ["2", "2024-01-01", "00:00:00.500+00:00", "1.23456789"], ["3", "NaT", "1.797e+308"]], result.stdout
+    assert kit("query", "SELECT 12.5::DOUBLE AS x", "--database", str(database)).stdout.split() == ["x", "12.5"]
