@@ -423,6 +423,18 @@ def test_total_an_answer_that_is_not_records_fails_and_the_table_stays(api, watc
     assert "Nothing from this run was committed" in str(error) and table() == before
 
 
+def test_total_a_number_beyond_a_double_is_named_not_taken_for_a_page_that_is_not_json(api, watch):
+    """``1e400`` is JSON by its grammar (Python's json reads inf; plain dlt stores null): the load stops, and said
+    "not valid JSON" with "check client.base_url" (helper-142)."""
+    watch.succeeds(config_for(api, incremental=False))
+    before = table()
+    api.transform = lambda body, at: json.dumps(body).replace('"value": ', '"value": 1e400, "v": ', 1) if at else body
+    error = watch.fails(config_for(api, incremental=False), mode="full_refresh")
+    assert "got a response with a number beyond a double's range on GET /v1/events?offset=100&" in str(error), error
+    assert "send such values as strings" in error.guidance and "base_url" not in error.guidance
+    assert table() == before
+
+
 @pytest.mark.parametrize("selector", ["data", "result.items", "$.result.items"])
 @pytest.mark.parametrize("at", [200, 400])
 def test_total_part_of_a_page_beside_an_error_is_named_at_any_level_of_the_envelope(watch, selector, at):
@@ -2238,6 +2250,18 @@ def test_types_an_integer_beyond_64_bits_in_a_column_the_table_has_as_double_is_
         api.transform = lambda body, offset: {**body, "data": [{**r, "amount": 2**70} for r in body["data"]]}
     error = watch.fails(config_for(api, columns=dict(KEYED)))
     assert "beyond 64 bits" in str(error), error
+
+
+@pytest.mark.parametrize("amounts, columns", [((5, 1.7976931348623157e308), {}),
+                                               (("1", "9223372036854775808"), {"amount": {"data_type": "bigint"}})])
+def test_types_a_number_too_large_for_a_bigint_column_is_named_for_what_it_is(watch, amounts, columns):
+    """A float such as 1e308 in a column its first value typed bigint, or text past 2**63 in a declared bigint: the
+    message said "the API got an integer beyond 64 bits" where it sent neither (helper-142)."""
+    with Adversary(default_records(2), key=watch.canary) as api:
+        api.set_records([{**r, "amount": amount} for r, amount in zip(default_records(2), amounts)])
+        error = watch.fails(config_for(api, columns={**KEYED, **columns}))
+        assert "a value such as 1e308 in a column declared bigint or typed so by its first values" in str(error)
+        assert "not bigint" in error.guidance
 
 
 @pytest.mark.parametrize("first, then, sent, stored, shape", [

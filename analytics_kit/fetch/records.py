@@ -39,6 +39,12 @@ def parse_body(content: bytes) -> Any:
             error.guidance = (  # type: ignore[attr-defined]
                 "The API's JSON nests deeper than 1,024 levels, more than the kit's JSON parser reads: a fault of the "
                 "API's data. Report it to its provider, with the request named here.")
+        elif "is infinity when parsed as double" in str(error):  # valid JSON, read as "not JSON... base_url"
+            error.what = "with a number beyond a double's range"  # type: ignore[attr-defined]
+            error.guidance = (  # type: ignore[attr-defined]
+                "The API sent a number beyond a double's range (such as 1e400): JSON's grammar allows it, but no "
+                "column type holds it (plain dlt stores null for it), so the kit stops rather than lose it. Ask the "
+                "API's provider to send such values as strings; the request is named here.")
         raise (_not_utf8(content) or error) from None
     return json.loads(content) if _LONG_NUMBER in content.translate(_DIGITS_AS_ZEROS) else body
 

@@ -17,11 +17,12 @@ def data_fault(root: BaseException, text: str, where: str, resource: str | None)
     # where Python says "int too large to convert to C long"
     if "exceeds 64-bit range" in text or (isinstance(root, OverflowError) and "too large to convert" in text):
         return LoadError(
-            f"{where[0].upper() + where[1:]} got an integer beyond 64 bits, which dlt and DuckDB cannot store as a "
-            f"number ({type(root).__name__}: {text}); nothing from this run was committed.",
+            f"{where[0].upper() + where[1:]} got a number too large for a 64-bit integer column (an integer beyond "
+            "64 bits, or a value such as 1e308 in a column declared bigint or typed so by its first values), which "
+            f"dlt and DuckDB cannot store as one ({type(root).__name__}: {text}); nothing from this run was committed.",
             guidance="Declare the column that holds such numbers as text (\"data_type\": \"text\") in the "
-            "resource's columns to keep them whole, or as double or decimal; a field dlt renames or flattens is "
-            "declared by its column's name (user_id for userId, meta__count for meta.count). A primary key or a "
+            "resource's columns to keep them whole, or as double or decimal (not bigint); a field dlt renames or "
+            "flattens is declared by its column's name (user_id for userId, meta__count for meta.count). A primary key or a "
             "cursor must be one of the API's fields as it sends them: ask the API for such ids as strings.",
             resource=resource)
     if isinstance(root, TypeError) and "recursion limit reached" in text.lower():  # orjson's, writing dlt's files

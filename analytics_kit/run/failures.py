@@ -273,7 +273,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     decode = find_cause(error, (json.JSONDecodeError, requests.exceptions.JSONDecodeError))
     if decode is not None:
         return LoadError(
-            f"{where[0].upper() + where[1:]} got a response that is not valid JSON on {request} "
+            f"{where[0].upper() + where[1:]} got a response {getattr(decode, 'what', 'that is not valid JSON')} on {request} "
             f"({type(decode).__name__}: {_short(redactor(str(decode)))}{body_shown(decode, redactor)}); nothing from "
             "this run was committed.",
             guidance=getattr(decode, "guidance", None) or "The server answered with something else than the API's "
