@@ -148,9 +148,12 @@ class QueryError(KitError, ValueError):
 
     def __init__(self, message: str, *, guidance: str | None = None, detail: str = "",
                  tables: tuple[str, ...] = (), **context: Any) -> None:
-        self.detail = detail
+        from analytics_kit.redact import mask_known
+
+        # DuckDB's message quotes the SQL, where a person may have typed their key (helper-142)
+        self.detail = mask_known(detail)
         self.tables = tuple(tables)
-        super().__init__(message, guidance=guidance, **context)
+        super().__init__(mask_known(message), guidance=mask_known(guidance) if guidance else guidance, **context)
 
     def __str__(self) -> str:
         return f"{self.message} {self.guidance}" if self.guidance else self.message

@@ -233,3 +233,42 @@ def guard_logs(redactor: Redactor) -> None:
             logger = logging.getLogger(name)
             if _LIVE not in logger.filters:
                 logger.addFilter(_LIVE)
+
+
+# Names of environment variables that hold secrets: the kit's API_KEY, and dlt's credentials written as variables
+# (SOURCES__ANALYTICS__CREDENTIALS__API_KEY, DESTINATION__POSTGRES__CREDENTIALS__PASSWORD).
+_SECRET_NAME = re.compile(r"(^|_)(API_?KEY|ACCESS_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)$|(^|_)CREDENTIALS(_|$)",
+                          re.IGNORECASE)
+# Shorter values of such variables are no secrets worth masking in what a person reads: a TOKEN=1 in the environment
+# would mask every "1" standing alone in a message ("LINE ***:").
+LOCAL_LEAST = 6
+
+
+def mask_known(text: str) -> str:
+    """``text`` with every secret this process knows masked: those of the loads it runs, those in the environment,
+    and those in ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142)."""
+    if not text:
+        return text
+    for redactor in [*(r for r in list(_LIVE.live) if r), Redactor(_local_secrets())]:
+        text = redactor(text)
+    return text
+
+
+def _local_secrets() -> list[str]:
+    import os
+    import tomllib
+
+    values = [value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= LOCAL_LEAST]
+    try:
+        with open(".dlt/secrets.toml", "rb") as file:
+            found = [tomllib.load(file)]
+    except (OSError, ValueError):  # none, or one dlt itself says it cannot read
+        return values
+    while found:
+        for name, value in found.pop().items():
+            if isinstance(value, dict):
+                found.append(value)
+            elif (isinstance(value, str) and len(value) >= LOCAL_LEAST
+                  and (_SECRET_NAME.search(name) or name.lower() in ("key", "auth"))):
+                values.append(value)
+    return values

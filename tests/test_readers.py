@@ -911,3 +911,26 @@ def test_a_query_waits_for_the_files_turn_no_longer_than_for_a_lock(loaded, monk
     finally:
         done.set()
         holder.join()
+
+
+@pytest.mark.parametrize("where", ["API_KEY", "SOURCES__ANALYTICS__CREDENTIALS__API_KEY", "secrets.toml"])
+def test_a_key_typed_into_the_sql_is_masked_in_the_readers_errors(tmp_path, monkeypatch, where):
+    """The readers quoted DuckDB's message, which quotes the SQL, with the key a person typed into it; the load masks
+    it everywhere (helper-142)."""
+    key = "hk_S3cr3tKey_9f8e7d6c5b"
+    monkeypatch.chdir(tmp_path)
+    if where == "secrets.toml":
+        (tmp_path / ".dlt").mkdir()
+        (tmp_path / ".dlt" / "secrets.toml").write_text(f'[sources.analytics.credentials]\napi_key = "{key}"\n')
+    else:
+        monkeypatch.setenv(where, key)
+    monkeypatch.setenv("SHORT_TOKEN", "1")  # too short to be a secret: "LINE 1:" stays readable
+    with duckdb.connect("mine.duckdb") as con:
+        con.execute("CREATE TABLE requests AS SELECT 1 AS id, 'x' AS url")
+    for sql in [f"SELECT * FROM requests WHERE {key} = 1", f"SELECT '{key}'::INT", f"SELECT * FROM {key}"]:
+        with pytest.raises(ak.QueryError) as caught:
+            ak.query(sql, database="mine.duckdb")
+        assert key not in str(caught.value) + caught.value.detail and "***" in str(caught.value) + caught.value.detail
+    result = subprocess.run([str(BIN / "analytics-kit"), "query", f"SELECT '{key}'::INT", "--database", "mine.duckdb"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and key not in result.stdout + result.stderr and "***" in result.stderr
