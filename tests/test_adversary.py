@@ -2264,6 +2264,21 @@ def test_types_a_number_too_large_for_a_bigint_column_is_named_for_what_it_is(wa
         assert "not bigint" in error.guidance
 
 
+@pytest.mark.parametrize("values", [(5, "2024-01-01T00:00:00Z", "NULL"), ("2024-01-01T00:00:00Z", 2**63 - 1)])
+def test_types_a_value_dlts_normaliser_cannot_convert_names_the_column_that_changed_type(watch, values):
+    """dlt's normaliser fails on some runs of types in one undeclared column (a variant column each): the load said
+    "failed in normalize: ValueError: could not convert string to float: 'NULL'" (or "OSError: [Errno 75]") and "fix
+    the cause", naming nothing (helper-142). Declared text, the column loads."""
+    records = [{**r, "mixed": value} for r, value in zip(default_records(len(values)), values)]
+    with Adversary(records, key=watch.canary) as api:
+        error = watch.fails(config_for(api, columns=dict(KEYED)))
+        assert "dlt's normaliser could not convert a value" in str(error), error
+        assert "Columns whose values changed type: mixed (resource events)" in str(error) and "data_type" in error.guidance
+        watch.succeeds(config_for(api, columns={**KEYED, "mixed": {"data_type": "text"}}))
+        got = ak.query("SELECT mixed FROM events ORDER BY id").mixed.tolist()
+        assert got == [str(value) for value in values], got
+
+
 @pytest.mark.parametrize("first, then, sent, stored, shape", [
     ({"data_type": "decimal", "precision": 10, "scale": 2}, {"data_type": "decimal", "precision": 10, "scale": 4},
      2.54499, "2.54", "DECIMAL(10,2)"),

@@ -154,10 +154,10 @@ class KitPaginate:
     def _convert(self, rows: list, sources: list[tuple[int, str]]) -> Iterator[Any]:
         try:
             out = self.convert(rows)  # type: ignore[misc]
-        except TypeChanged as change:
-            # dlt's normaliser handles the group: a variant column for an undeclared one, as without the kit;
-            # a declared one's value is refused behind dlt's steps, where its incremental may drop the record
+        except TypeChanged as change:  # dlt's normaliser handles the group: a variant column for an undeclared one,
+            # as without the kit; a declared one's value is refused behind dlt's steps (its incremental may drop it)
             logger.info("%s: %s; this group of records goes to dlt's normaliser", self.resource, change)
+            self.stats.changed_types[self.resource].add(change.column)  # named if the normaliser fails on them
             out = rows
         except BadValue as bad:
             raise bad_value(bad, rows, sources, self.resource, self.primary_key) from None

@@ -69,6 +69,8 @@ class LoadStats:
         # the bottleneck: the most that overlapping the load step with fetching could hide.
         self.page_wait = 0.0
         self.distinct: dict[str, int] = {}
+        # {resource: columns whose values changed type, each group of them handed to dlt's normaliser}
+        self.changed_types: dict[str, set[str]] = defaultdict(set)
         # {table: the keys of every pass of every listing} of tables several resources, or one resource's listings
         # (one per parent record), load: dlt's merge keeps each key once. A fetch.tally.Tally each, folded pass by
         # pass: each listing's own is freed with it (this module stays free of the imports tally needs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 
 from analytics_kit.errors import LoadError
@@ -75,3 +76,23 @@ def data_fault(root: BaseException, text: str, where: str, resource: str | None)
             "the type it has otherwise). Running the load again as it is fails the same way.", resource=resource,
             column=column)
     return None
+
+
+def normalize_fault(root: BaseException, text: str, changed: dict[str, set[str]], resource: str | None) -> LoadError | None:
+    """The ``LoadError`` for a value dlt's normaliser could not convert, or None for another fault. dlt keeps values
+    of another type in variant columns, and fails on some runs of them (5, then an ISO date, then "NULL": "could not
+    convert string to float"; an ISO date, then 2**63-1: "[Errno 75] Value too large"), naming no column (helper-142).
+    ``changed``: the columns the kit saw change type, per resource."""
+    if not ((isinstance(root, ValueError) and ("could not convert" in text or "invalid literal" in text))
+            or (isinstance(root, OSError) and root.errno == errno.EOVERFLOW)):
+        return None
+    named = "; ".join(f"{', '.join(sorted(columns))} (resource {name})" for name, columns in sorted(changed.items())
+                      if columns)
+    return LoadError(
+        f"dlt's normaliser could not convert a value ({type(root).__name__}: {text}): most often a field whose values "
+        "change type from record to record (a number, then a date, then text), which dlt keeps in variant columns "
+        f"until one defeats it.{f' Columns whose values changed type: {named}.' if named else ''} Nothing from this "
+        "run was committed.",
+        guidance="Declare such a column's data_type in the resource's columns (\"text\" takes any value as it is "
+        "sent; a field dlt renames or flattens by its column's name, user_id for userId). Run as it is, the load "
+        "fails the same way again.", resource=resource)

@@ -28,7 +28,7 @@ from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.fetch.transport import host_of, request_text, shown_origin, unreachable
 from analytics_kit.interrupts import is_interrupt
 from analytics_kit.redact import Redactor
-from analytics_kit.run.data_faults import data_fault
+from analytics_kit.run.data_faults import data_fault, normalize_fault
 from analytics_kit.store.database import in_use_here
 from analytics_kit.store.file_faults import conflicting, unreadable, unwritable
 from analytics_kit.store.server_faults import unreachable_server
@@ -375,6 +375,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     if isinstance(root, incremental[0]) or isinstance(root, incremental[2]):
         return cursor_failure(root, where, resource, missing=isinstance(root, incremental[0]))
     if fault := data_fault(root, text, where, resource):
+        return fault
+    if step == "normalize" and (fault := normalize_fault(root, text, stats.changed_types, resource)):
         return fault
     if "total" in text.lower() and "not found" in text.lower():
         return LoadError(
