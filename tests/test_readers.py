@@ -934,3 +934,24 @@ def test_a_key_typed_into_the_sql_is_masked_in_the_readers_errors(tmp_path, monk
     result = subprocess.run([str(BIN / "analytics-kit"), "query", f"SELECT '{key}'::INT", "--database", "mine.duckdb"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and key not in result.stdout + result.stderr and "***" in result.stderr
+
+
+def test_a_file_of_ones_own_is_read_as_it_is_and_state_and_history_say_why_they_have_nothing(tmp_path, monkeypatch):
+    """state() and history() said a file with tables of one's own "holds no loaded tables" while tables() listed
+    them; schema() raised a bare KitError (helper-142)."""
+    monkeypatch.chdir(tmp_path)
+    with duckdb.connect("own.duckdb") as con:
+        con.execute("CREATE TABLE events AS SELECT 1 AS id")
+    assert list(ak.tables("own.duckdb").table) == ["events"]
+    for reader in (ak.state, ak.history, ak.schema):
+        with pytest.raises(ak.QueryError) as caught:
+            reader(database="own.duckdb")
+        assert "holds no loaded tables" not in str(caught.value) and "ak.tables()" in str(caught.value), caught.value
+
+
+def test_a_load_whose_recorded_facts_are_damaged_is_still_listed(loaded):
+    """A load record the kit cannot read raised the json module's own error from state() and history() (helper-142):
+    the load is committed, and listed without its details."""
+    with duckdb.connect(str(loaded)) as con:
+        con.execute("UPDATE analytics._analytics_kit_loads SET facts = '{not json'")
+    assert len(ak.history(str(loaded))) == 1 and ak.state(str(loaded)).cursors

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analytics_kit.display import missing
-from analytics_kit.errors import ConfigError, arguments_safe
-from analytics_kit.read.connection import empty_database, require_loaded
+from analytics_kit.errors import ConfigError, QueryError, arguments_safe
+from analytics_kit.read.connection import require_loaded
 from analytics_kit.read.query import query
 from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.load_log import LOADS_TABLE, TABLE
@@ -59,8 +59,11 @@ def committed_loads(database: str | Path = DEFAULT_DATABASE, dataset: str | None
         f"SELECT table_name FROM information_schema.tables WHERE table_schema = {p} AND table_name IN ({p}, {p})",
         params=[target.dataset, LOADS_TABLE, TABLE], **where,
     )["table_name"])
-    if LOADS_TABLE not in found:
-        raise empty_database(target.label)
+    if LOADS_TABLE not in found:  # tables of one's own (require_loaded found some), no load's record
+        raise QueryError(
+            f"{target.label} holds tables but no record of a load by dlt or the kit: state, history and schema "
+            "describe the kit's loads.", guidance="Its tables are read as they are: ak.tables(), ak.describe() and "
+            "ak.query() (analytics-kit tables, describe, query).", database=target.label)
     loads = qualified(target.dataset, LOADS_TABLE)
     if TABLE in found:
         sql = (f"SELECT l.load_id, l.inserted_at, k.mode, k.started_at, k.facts FROM {loads} AS l "
@@ -75,9 +78,18 @@ def committed_loads(database: str | Path = DEFAULT_DATABASE, dataset: str | None
             load_id=str(row["load_id"]), loaded_at=row["inserted_at"],
             mode=None if missing(row.get("mode")) else str(row["mode"]),
             started_at=None if missing(started) else datetime.fromisoformat(started),
-            facts=None if missing(facts) else json.loads(facts),
+            facts=None if missing(facts) else _facts(facts),
         ))
     return records
+
+
+def _facts(text: str) -> dict | None:
+    """A load's facts as the kit recorded them; None where the record is damaged (the load itself is committed)."""
+    try:
+        facts = json.loads(text)
+    except ValueError:
+        return None
+    return facts if isinstance(facts, dict) else None
 
 
 @arguments_safe

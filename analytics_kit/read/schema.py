@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from analytics_kit import seam
 from analytics_kit.display import plural, text_table
-from analytics_kit.errors import KitError, arguments_safe
+from analytics_kit.errors import QueryError, arguments_safe
 from analytics_kit.read import connection
 from analytics_kit.read.diagram import mermaid
 from analytics_kit.read.history import committed_loads
@@ -144,8 +144,10 @@ def schema(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None, 
             declared = {**record.facts["declared"], **(declared or {})}
     tables = _stored_tables(target, database)
     if tables is None:
-        raise KitError(f"{target.label} holds no dlt schema.",
-                       guidance="Run analytics_kit.load(config) (or `analytics-kit load`) first.")
+        raise QueryError(f"{target.label} holds no schema of the kit's loads (a file dlt loaded outside the kit keeps "
+                         "its schema under its own pipeline's name).", guidance="Run analytics_kit.load(config) (or "
+                         "`analytics-kit load`) into it first; its tables are read as they are with ak.tables(), "
+                         "ak.describe() and ak.query().", database=target.label)
     rows = []
     data_tables = (t for name, t in tables.items() if not name.startswith("_dlt"))  # as Schema.data_tables()
     for table in sorted(data_tables, key=lambda t: t["name"]):
