@@ -955,3 +955,14 @@ def test_a_load_whose_recorded_facts_are_damaged_is_still_listed(loaded):
     with duckdb.connect(str(loaded)) as con:
         con.execute("UPDATE analytics._analytics_kit_loads SET facts = '{not json'")
     assert len(ak.history(str(loaded))) == 1 and ak.state(str(loaded)).cursors
+
+
+def test_a_backslash_in_a_files_name_is_said_to_be_read_as_a_folder(loaded, tmp_path):
+    """DuckDB opens "Q3\\2024.duckdb" as Q3/2024.duckdb: the readers said the file did not exist there (helper-142)."""
+    odd = tmp_path / "Q3\\2024.duckdb"
+    shutil.copy(loaded, odd)
+    with pytest.raises(ak.QueryError) as caught:
+        ak.tables(str(odd))
+    assert "reads a backslash in a path as a folder separator" in str(caught.value)
+    (tmp_path / "q3_2024.duckdb").symlink_to(odd)
+    assert len(ak.tables(str(tmp_path / "q3_2024.duckdb"))) > 0
