@@ -964,5 +964,5 @@ def test_a_backslash_in_a_files_name_is_said_to_be_read_as_a_folder(loaded, tmp_
     with pytest.raises(ak.QueryError) as caught:
         ak.tables(str(odd))
     assert "reads a backslash in a path as a folder separator" in str(caught.value)
-    (tmp_path / "q3_2024.duckdb").symlink_to(odd)
+    odd.rename(tmp_path / "q3_2024.duckdb")
     assert len(ak.tables(str(tmp_path / "q3_2024.duckdb"))) > 0

@@ -165,8 +165,8 @@ def _connected(path: Path, dataset: str) -> Iterator[duckdb.DuckDBPyConnection]:
         what, todo = unreadable(error, path) or (f"{path} cannot be opened as a DuckDB database: {_first_line(error)}",
                                                  "Pass the DuckDB file a load wrote (database=...).")
         if "\\" in str(path):  # "Q3\2024.duckdb" was said not to exist at Q3/2024.duckdb (helper-142)
-            todo = ("DuckDB reads a backslash in a path as a folder separator: rename the file, or link it, to a "
-                    "name without one (ln -s 'Q3\\2024.duckdb' q3_2024.duckdb).")
+            todo = ("DuckDB reads a backslash in a path as a folder separator: rename the file to a name without "
+                    "one (mv 'Q3\\2024.duckdb' q3_2024.duckdb).")
         raise QueryError(f"{what}.", guidance=todo, database=str(path)) from None
     except OpenHere:
         raise QueryError(
