@@ -164,3 +164,28 @@ def test_rows_of_a_resource_asked_once_per_parent_record_are_those_its_table_got
         if table.n[0] < fetched:
             assert key == "its own" and disposition == "merge"
             assert "repeated across the parent records' listings" in str(report), str(report)
+
+
+@pytest.mark.parametrize("names", [("a", "b"), ("Events", "events")])
+def test_resources_of_one_table_are_reported_as_what_they_fetched_and_asked(api, config, capsys, names):
+    """Two resources into table t: each said "0 rows of 250 fetched (250 filtered out)"; two whose names dlt makes one
+    ("Events", "events") reported one's requests and one cursor (helper-142)."""
+    events = next(r for r in config["resources"] if r["name"] == "events")
+
+    def shifted(shift: int):  # a map step of one argument: dlt hands a second one its meta
+        return lambda record: {**record, "id": record["id"] + shift}
+
+    config["resources"] = [{**events, "name": name, **({"table_name": "t"} if names == ("a", "b") else {}),
+                            "processing_steps": [{"map": shifted(shift)}]} for name, shift in zip(names, (0, 10_000))]
+    report = ak.load(config)
+    table = "t" if names == ("a", "b") else "events"
+    assert report.rows == {table: 500} and ak.query(f"SELECT count(*) AS n FROM {table}").n[0] == 500
+    assert report.total_requests == 10 and len(report.cursor_after) == 2, report
+    lines = capsys.readouterr().err.splitlines()
+    if names == ("a", "b"):
+        assert lines == ["a: 250 rows fetched into t, 5 requests", "b: 250 rows fetched into t, 5 requests",
+                         "t: 500 rows"], lines
+        assert "into t" in repr(report) and "filtered out" not in repr(report) + report._repr_html_()
+    else:
+        assert report.requests == {"events": 10} and set(report.cursor_after) == {"Events", "events"}
+        assert ak.history().requests.iloc[-1] == 10

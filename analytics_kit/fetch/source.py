@@ -27,8 +27,7 @@ from analytics_kit.fetch.key_fields import DedupKey
 from analytics_kit.fetch.page_checks import PageRequests
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
-from analytics_kit.fetch.replace import (MergeNeeded, Replace, is_append, merge_strategy,
-                                         merges_by_key, table_of, unprovable)
+from analytics_kit.fetch.replace import MergeNeeded, Replace, is_append, merge_strategy, merges_by_key, table_of, unprovable
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
@@ -45,9 +44,7 @@ class PageStep:
     """Sees every page a resource yields: counts it and reports progress."""
 
     def __init__(self, resource: str, stats: LoadStats, on_page: Callable[[str], None] | None) -> None:
-        self.resource = resource
-        self.stats = stats
-        self.on_page = on_page
+        self.resource, self.stats, self.on_page = resource, stats, on_page
 
     def __call__(self, item: Any) -> Any:
         if isinstance(item, pa.Table):
@@ -135,6 +132,8 @@ def _build(
     every = Counter(naming(table_of(r)) for r in source.resources.values())
     routed = len(every) > 1 and any(callable(r.table_name) for r in source.resources.values())
     shared = {t for t, n in every.items() if n > 1 or routed}
+    # their keys counted as the pages hold them, unless a map step may change them (250 of 500 rows: helper-142)
+    counted = shared - {naming(table_of(r)) for r in source.resources.values() if seam.processing_steps(r)}
     linked: frozenset[str] = frozenset()
     if replace:
         # one key may come from several parents, and only the kit's pager proves keys distinct
@@ -233,7 +232,7 @@ def _build(
                         key_kind=key_column_kind(paged, resource.columns, naming, learned, table),
                         newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
                         # routed: a tally by a name no table has, which the report leaves out (it counts the rows)
-                        shares=table + " (routed)" * routed if table in shared or once and paged is not None else None,
+                        shares=table + " (routed)" * routed if table in counted or once and paged is not None else None,
                         requests=requests).install()
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)

@@ -40,7 +40,7 @@ from analytics_kit.store.database import (
     ensure_database,
 )
 from analytics_kit.store.kept_aside import kept_aside
-from analytics_kit.store.load_log import record
+from analytics_kit.store.load_log import by_table, record
 from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (begin, committed, drop_staging, empty_tables, forget, full_refresh_done,
@@ -295,23 +295,27 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     # rows are counted per table, requests and cursors per resource: one name for both
     # ("page-views" loads into page_views)
     table = pipeline.default_schema.naming.normalize_table_identifier if pipeline.default_schema_name else str
+    # a resource that loads into a table of another name (table_name) has no rows of its own to show
+    into = {table(name): table(into) for name, resource in source.resources.items()
+            if isinstance(into := resource.table_name, str) and table(into) != table(name)}
     return LoadReport(
         mode=mode,
         rows=rows,
-        requests={table(name): n for name, n in stats.requests.items()},
+        requests=by_table(stats.requests, table, add=True),
         retries=tuple(stats.retries),
-        cursor_before={table(name): value for name, value in before.items()},
-        cursor_after={table(name): value for name, value in after.items()},
+        cursor_before=by_table(before, table),
+        cursor_after=by_table(after, table),
         recovered_packages=start.dropped,
         warnings=tuple(stats.warnings),
         duration=time.perf_counter() - started,
         load_id=info.loads_ids[-1] if info and info.loads_ids else None,
         database=target.label,
         created=stats.created,
-        fetched={table(name): n for name, n in stats.rows.items()},
+        fetched=by_table(stats.rows, table, add=True),
         steps={**steps, "page_wait": stats.page_wait},
         passes={table(name): n for name, n in stats.passes.items() if n > 1},
         children=tuple(sorted(table(name) for name in stats.children)),
+        into=into,
     )
 
 

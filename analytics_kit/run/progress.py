@@ -289,7 +289,9 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
     lines = []
     for table in report.table_names():
         rows, fetched, why = report.rows.get(table, 0), report.fetched.get(table), report.not_loaded(table)
-        line = f"{table}: {rows:,} rows" + (f" of {fetched:,} fetched ({why})" if why else "")
+        line = f"{table}: {plural(rows, 'row')}" + (f" of {fetched:,} fetched ({why})" if why else "")
+        if table in report.into and table not in report.rows:  # "a: 0 rows" for a's rows counted in t (helper-142)
+            line = f"{table}: {plural(fetched or 0, 'row')} fetched into {report.into[table]}"
         if table in report.requests:
             line += f", {plural(report.requests[table], 'request')}"
         lines.append(line)

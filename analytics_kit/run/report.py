@@ -45,6 +45,9 @@ class LoadReport:
     passes: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
     # Tables of resources asked once per parent record: one record may be in several parents' listings.
     children: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # {resource: the table it loads into}, where that has another name (table_name): its requests and cursor show
+    # under the resource's name, its rows under the table's
+    into: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     # Set by a notebook's progress display, which ends as this report's table: called as the report shows its own,
     # so that a cell ending with the report shows one table, not two (helper-129).
     on_shown: Any = field(default=None, repr=False, compare=False)
@@ -76,8 +79,8 @@ class LoadReport:
     def not_loaded(self, table: str) -> str | None:
         """Why fewer rows of ``table`` were loaded than fetched ("1 already loaded"), or None."""
         fetched, loaded = self.fetched.get(table), self.rows.get(table, 0)
-        if fetched is None or fetched <= loaded:
-            return None
+        if fetched is None or fetched <= loaded or (table in self.into and table not in self.rows):
+            return None  # a resource's records counted in its table's rows: "250 filtered out" (helper-142)
         if table in self.children:
             return f"{fetched - loaded:,} repeated across the parent records' listings"
         if self.passes.get(table, 1) > 1:
@@ -102,6 +105,10 @@ class LoadReport:
             row[f"cursor_{resource}_after"] = self.cursor_after.get(resource)
         return row
 
+    def _elsewhere(self, name: str) -> bool:
+        """Whether ``name`` is a resource whose rows are its table's, under another name."""
+        return name in self.into and name not in self.rows
+
     def _headline(self) -> str:
         return (f"LoadReport(mode={self.mode!r}, rows={self.total_rows:,}, "
                 f"requests={self.total_requests:,}, retries={self.total_retries})")
@@ -113,8 +120,9 @@ class LoadReport:
         for name in names:
             rows, requests = self.rows.get(name, 0), self.requests.get(name, 0)
             # the unit agrees with its number ("1 requests", helper-129) and keeps its column's width
-            line = (f"  {name:<{width}}  {rows:>9,} {'row ' if rows == 1 else 'rows'}  {requests:>6,} "
-                    f"{'request ' if requests == 1 else 'requests'}")
+            shown = f"{rows:>9,} {'row ' if rows == 1 else 'rows'}" if not self._elsewhere(name) else \
+                f"{'into ' + self.into[name]:>14}"
+            line = f"  {name:<{width}}  {shown}  {requests:>6,} {'request ' if requests == 1 else 'requests'}"
             if name in self.cursor_after or name in self.cursor_before:
                 line += f"  cursor {self.cursor_before.get(name)} -> {self.cursor_after.get(name)}"
             why = self.not_loaded(name)
@@ -134,7 +142,8 @@ class LoadReport:
         cursors = bool(self.cursor_before or self.cursor_after)
         headers = ["table", "rows", "requests"] + (["cursor before", "cursor after"] if cursors else []) + [""]
         rows = [
-            (name, self.rows.get(name, 0), self.requests.get(name, 0))
+            (name, self.rows.get(name, 0) if not self._elsewhere(name) else f"into {self.into[name]}",
+             self.requests.get(name, 0))
             + ((self.cursor_before.get(name), self.cursor_after.get(name)) if cursors else ())
             + (self.not_loaded(name) or "",)
             for name in self.table_names()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -47,15 +47,15 @@ def record(pipeline: Pipeline, source: DltSource, stats: LoadStats, *, source_na
     load_id = packages[-1]
     table = _naming(pipeline)
     rows = {name: n for name, n in row_counts.items() if not name.startswith("_dlt")}
-    requests = {table(name): n for name, n in stats.requests.items()}
+    requests = by_table(stats.requests, table, add=True)
     facts = {
         "version": FACTS_VERSION,
         "rows": rows,
-        "fetched": {table(name): n for name, n in stats.rows.items()},
+        "fetched": by_table(stats.rows, table, add=True),
         "requests": requests,
         "retries": len(stats.retries),
-        "cursor_before": {table(name): v for name, v in cursor_before.items()},
-        "cursor_after": {table(name): v for name, v in stored_cursors(pipeline, source_name).items()},
+        "cursor_before": by_table(cursor_before, table),
+        "cursor_after": by_table(stored_cursors(pipeline, source_name), table),
         "declared": declared_columns(pipeline, source),
     }
     began = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - started)
@@ -109,6 +109,22 @@ def declared_columns(pipeline: Pipeline, source: DltSource) -> dict[str, list[st
         target = resource.table_name if isinstance(resource.table_name, str) else resource.name
         declared[table(target)] = sorted(column(name) for name in names)
     return declared
+
+
+def by_table(values: Mapping[str, Any], table: Callable[[str], str], add: bool = False) -> dict[str, Any]:
+    """Values per resource under their tables' names, as rows are counted ("page-views" loads into page_views).
+    Resources whose names dlt makes one ("Orders" and "orders") are added up where ``add``, else each keeps its own
+    name: the report counted one's requests and showed one cursor (helper-142)."""
+    named: dict[str, list[str]] = {}
+    for name in values:
+        named.setdefault(table(name), []).append(name)
+    out: dict[str, Any] = {}
+    for key, names in named.items():
+        if len(names) == 1 or add:
+            out[key] = sum(values[name] for name in names) if len(names) > 1 else values[names[0]]
+        else:
+            out.update({name: values[name] for name in names})
+    return out
 
 
 def _naming(pipeline: Pipeline):  # type: ignore[no-untyped-def]
