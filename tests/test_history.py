@@ -140,7 +140,10 @@ def test_schema_is_a_data_dictionary_with_sources_parents_and_a_diagram(api, con
     assert columns.loc[("events", "value"), "nullable"] and columns.loc[("events", "value"), "source"] == "config"
     assert columns.loc[("events", "updated_at"), "hints"] == "incremental, dedup_sort"
     assert columns.loc[("customers", "plan"), "source"] == "inferred"
+    # the cursor the kit gave only dedup_sort read "config"; the key from resource_defaults "inferred" (helper-142)
+    assert columns.loc[("customers", "updated_at"), "source"] == "inferred"
     assert columns.loc[("customers", "id"), "primary_key"]  # from resource_defaults, not a column hint
+    assert columns.loc[("customers", "id"), "source"] == "config"
     assert columns.loc[("events", "_dlt_id"), "source"] == "dlt"
     assert columns.loc[("events__tags", "value")].to_dict() == {
         "type": "text", "nullable": True, "primary_key": False, "parent": "events", "source": "inferred", "hints": None}

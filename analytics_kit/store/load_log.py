@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from analytics_kit import seam
 from analytics_kit.fetch.stats import LoadStats
 from analytics_kit.store.cursor_state import stored_cursors
 
@@ -101,13 +102,17 @@ def declared_columns(pipeline: Pipeline, source: DltSource) -> dict[str, list[st
     for resource in source.selected_resources.values():
         hint = resource.columns
         if isinstance(hint, Mapping):
-            names = [str(name) for name in hint]
+            # not a cursor the kit gave only its dedup_sort hint (it read "config" where undeclared: helper-142),
+            # and the primary key wherever the config set it (resource_defaults' read "inferred")
+            key = seam.primary_key(resource)
+            names = [str(name) for name, column in hint.items() if not isinstance(column, Mapping)
+                     or set(column) - {"name", "dedup_sort"}] + ([key] if isinstance(key, str) else list(key or ()))
         elif isinstance(hint, (list, tuple)):
             names = [str(c["name"]) for c in hint if isinstance(c, Mapping) and "name" in c]
         else:
             continue  # a callable or model: decided per record, not declared up front
         target = resource.table_name if isinstance(resource.table_name, str) else resource.name
-        declared[table(target)] = sorted(column(name) for name in names)
+        declared[table(target)] = sorted({column(name) for name in names})
     return declared
 
 
