@@ -164,6 +164,10 @@ def test_a_reader_without_the_dataset_the_load_was_given_names_it(api, config, r
         READERS[reader]()
     assert "loads completed into dataset 'raw'" in str(raised.value), raised.value
     assert "dataset='raw'" in (raised.value.guidance or ""), raised.value
+    with pytest.raises(ak.QueryError) as raised:  # "'analytics' unless one is given", where one was (helper-142)
+        {"query": ak.tables, "tables": ak.tables, "describe": ak.tables, "history": ak.history,
+         "state": ak.state}.get(reader, ak.tables)(database="mydata.duckdb", dataset="raw2")
+    assert "in the dataset read, 'raw2';" in str(raised.value), raised.value
 
 
 # -- a missing or empty database ----------------------------------------------------------------------

@@ -79,13 +79,14 @@ def missing_database(path: Path, given: object) -> QueryError:
     )
 
 
-def empty_database(label: str, elsewhere: list[str] | None = None) -> QueryError:
-    """``elsewhere``: the file's datasets that loads completed into, where the reader looked in another."""
+def empty_database(label: str, elsewhere: list[str] | None = None, dataset: str | None = None) -> QueryError:
+    """``elsewhere``: the file's datasets that loads completed into, where the reader looked in another (``dataset``,
+    where known)."""
     if elsewhere:
         named = ", ".join(repr(d) for d in elsewhere)
+        read = f"{dataset!r}" if dataset else f"{DEFAULT_DATASET!r} unless one is given"
         return QueryError(
-            f"{label} holds no loaded tables in the dataset read, {DEFAULT_DATASET!r} unless one is given; loads "
-            f"completed into dataset {named}.",
+            f"{label} holds no loaded tables in the dataset read, {read}; loads completed into dataset {named}.",
             guidance=f"Pass dataset={elsewhere[0]!r} (--dataset {elsewhere[0]} on the command line), as the load "
             "was given it.", database=label)
     return QueryError(
@@ -103,7 +104,7 @@ def empty_file(con: duckdb.DuckDBPyConnection, label: str, dataset: str) -> Quer
             "AND table_name = '_dlt_loads' ORDER BY 1", [READER_CATALOG]).fetchall()]
     except duckdb.Error:
         schemas = []
-    return empty_database(label, [s for s in schemas if s != dataset and completed_loads(con, s)])
+    return empty_database(label, [s for s in schemas if s != dataset and completed_loads(con, s)], dataset)
 
 
 def _has_loads_table(con: duckdb.DuckDBPyConnection, dataset: str) -> bool:
