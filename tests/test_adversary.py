@@ -334,6 +334,33 @@ def test_total_a_listing_that_grows_at_its_end_while_paged_is_not_taken_for_a_ca
         assert table() == expected and report.rows["events"] == len(expected), report.warnings
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_total_a_busy_feed_without_a_total_loads_every_record_up_to_where_it_stopped(watch, concurrency):
+    """Records added at the listing's end all the while: every load of it failed as "the API returned 21 record(s)
+    for limit=100 ... it serves at most 21 per page" (helper-139). It loads, without a gap in the ids."""
+    with Adversary(n=1000, key=watch.canary) as api:
+        api.total, stop = MISSING, threading.Event()
+
+        def feed() -> None:
+            for i in range(1001, 1_000_000):
+                if stop.wait(0.0005):
+                    return
+                api.add_records([{"id": i, "updated_at": iso(START + 60 * (i - 1), z=True), "value": 1.0,
+                                  "kind": "new"}])
+
+        adding = threading.Thread(target=feed)
+        adding.start()
+        config = config_for(api, incremental=False, concurrency=concurrency)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True)
+        try:
+            report = watch.succeeds(config, mode="full_refresh")
+        finally:
+            stop.set()
+            adding.join()
+        got = ak.query("SELECT count(*) AS n, min(id) AS lo, max(id) AS hi FROM events")
+        assert got.lo[0] == 1 and got.n[0] == got.hi[0] == report.rows["events"] and got.n[0] >= 1000, got
+
+
 def test_total_a_capped_page_within_maximum_offset_is_refused(watch):
     """maximum_offset covering one page: the pass ended at it, and records 60-99 of the window were dropped without a
     word (helper-128)."""
