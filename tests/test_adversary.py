@@ -335,6 +335,24 @@ def test_total_a_listing_that_grows_at_its_end_while_paged_is_not_taken_for_a_ca
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
+def test_total_a_last_page_cut_short_again_is_no_growth_if_it_holds_less_than_was_seen_after_it(watch, concurrency):
+    """No total, 25 records, limit 10: the last page cut to 2 records, then asked again to 3, while the request where
+    it ended (offset 22) showed 3 more. The first growth rule took the 3 for a grown listing and loaded 23 records
+    as complete (helper-143): a page asked again must hold all the records seen after it."""
+    with Adversary(n=25, key=watch.canary) as api:
+        api.total, answers = MISSING, iter([2, 3])
+
+        def cut(body: dict, offset: int) -> dict:
+            return {**body, "data": body["data"][:next(answers, 10)]} if offset == 20 else body
+
+        api.transform = cut
+        config = config_for(api, incremental=False, concurrency=concurrency, limit=10)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True)
+        error = watch.fails(config, mode="full_refresh")
+        assert "returned 2 record(s) for limit=10 on GET /v1/events?offset=20&" in str(error), str(error)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
 def test_total_a_busy_feed_without_a_total_loads_every_record_up_to_where_it_stopped(watch, concurrency):
     """Records added at the listing's end all the while: every load of it failed as "the API returned 21 record(s)
     for limit=100 ... it serves at most 21 per page" (helper-139). It loads, without a gap in the ids."""

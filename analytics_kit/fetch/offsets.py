@@ -59,6 +59,9 @@ STATIC_AUTH = (APIKeyAuth, BearerTokenAuth, HttpBasicAuth)
 # Pages past the API's total, or in all without a usable total, before the pass gives up:
 # 1,000,000 records at limit 100. Every run's requests are bounded by it.
 MAX_PAGES_PAST_TOTAL = 10_000
+# Times a pass follows a listing that grows at its end while paged (``OffsetPass._grown``) before it ends there: a feed
+# growing faster than it is paged is loaded up to that point, and the next run goes on from it.
+MAX_GROWTH = 10
 logger = logging.getLogger(__name__)
 
 
@@ -92,7 +95,7 @@ class OffsetPass:
         self.total_before: int | None = None  # the total before the latest page's
         self.totals = Totals()  # for the sign of a purge (``Totals.fell``)
         self._named_bad_total = False
-        self.grew = False  # a short page asked again held more: the listing grew at its end while paged
+        self.grew = 0  # times a short page asked again held more: the listing grew at its end while paged
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -268,7 +271,7 @@ class OffsetPass:
                 yield page
                 previous = page
                 if maximum is not None and page.slot + step >= maximum:  # a listing capped with maximum_offset
-                    if end < page.slot + limit and end < maximum and not self.grew and (  # the rest asked (helper-128)
+                    if end < page.slot + limit and end < maximum and self.grew < MAX_GROWTH and (  # (helper-128)
                             probe := self.fetch(end)) and not probe.ignored:
                         page = self._grown(page, probe)
                         continue
@@ -339,14 +342,16 @@ class OffsetPass:
 
     def _grown(self, short: Page, after: Page, whole: bool = False) -> Page:
         """A short page followed by records (``after``): an API serving fewer records a page than limit, unless the
-        short page asked again holds more now. Then the listing grew at its end while paged (or the short answer was
-        partial), and the page of what it holds past the short one's records goes on (``whole``: it must be full,
-        as ``after`` follows it). A busy feed without a total was refused as capped (helper-139)."""
-        held = short.offset + len(short) - short.slot
+        short page asked again holds more now, and all of ``after``'s: it is full (``whole``: it must be, as ``after``
+        is the next page), or reaches past ``after``, asked where the short page ended. Then the listing grew at its
+        end while paged (or the short answer was partial), and the page of what it holds past the short one's goes
+        on. A busy feed without a total was refused as capped (helper-139); a page held 3 where ``after`` showed 5,
+        and a load took 3 of them as complete (helper-143)."""
+        held, limit = short.offset + len(short) - short.slot, self.paginator.limit
         again = self.fetch(short.slot)
-        if again.ignored or len(again) <= held or (whole and len(again) < self.paginator.limit):
-            raise page_cap(self.owner.resource, self.paginator.limit, short, after)
-        self.grew = True
+        if again.ignored or len(again) <= held or (len(again) < limit and (whole or len(again) < held + len(after))):
+            raise page_cap(self.owner.resource, limit, short, after)
+        self.grew += 1
         logger.info("%s: %s held %d record(s), asked again %d: the listing grew while paged", self.owner.resource,
                     short.request, held, len(again))
         return Page(again[held:], offset=short.slot + held, request=again.request, total=again.total,
@@ -356,7 +361,7 @@ class OffsetPass:
         """The listing ended at ``page``; says so if the total disagreed (``expected``: the highest of the
         closing page's total and the one before it). Returns the page to go on with where it grew (``_grown``)."""
         end = short.offset + len(short) if short is not None else page.offset
-        if (short is not None and end < page.offset and not self.grew
+        if (short is not None and end < page.offset and self.grew < MAX_GROWTH
                 and (expected is None or end < expected + self.paginator.base_index)):
             # offsets after the short page, never asked for: an API serving fewer records a page than limit holds
             # records there (a limit past the total loaded one page, helper-125; no total: 20 of 30, helper-126)
