@@ -47,7 +47,8 @@ LEARNED_MOST = 16
 class Redactor:
     """Replaces known secret values (and their URL-encoded forms) with ``***``."""
 
-    def __init__(self, secrets: Iterable[str] = (), mask: str = MASK) -> None:
+    def __init__(self, secrets: Iterable[str] = (), mask: str = MASK, tokens: bool = False) -> None:
+        """``tokens``: each secret masked only where it stands as a whole token, however long (see ``mask_known``)."""
         self.mask = mask
         self._given = tuple(secret for secret in secrets if isinstance(secret, str) and secret)
         self._learned = 0
@@ -68,7 +69,9 @@ class Redactor:
                 as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
                 # JSON may escape "/" too (PHP's json_encode does by default)
                 as_json |= {form.replace("/", "\\/") for form in as_json}
-                forms.update({secret, repr(secret)[1:-1], *as_json, *encoded})
+                # and quoted in SQL, a quote doubled ('tok''en': helper-143)
+                in_sql = {secret.replace("'", "''"), secret.replace('"', '""')}
+                forms.update({secret, repr(secret)[1:-1], *as_json, *encoded, *in_sql})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         # the forms a JSON body may hold, for ``echoed``; too short ones would match anything.
@@ -77,7 +80,9 @@ class Redactor:
         self._in_bodies = tuple(f.encode("utf-8", "surrogatepass") for f in in_bodies if not _ESCAPE.search(f))
         escaped = [_pattern(f) for f in in_bodies if _ESCAPE.search(f)]
         self._escaped_in_bodies = re.compile("|".join(escaped).encode("utf-8", "surrogatepass")) if escaped else None
-        self._pattern = re.compile("|".join(map(_pattern, ordered))) if ordered else None
+        # found in the SQL as typed, in any case (upper('key') was shown: helper-143)
+        self._pattern = (re.compile("|".join(_pattern(form, tokens) for form in ordered), re.IGNORECASE * tokens)
+                         if ordered else None)
         bare = {_SKELETON.sub("", form) for form in forms}  # see ``holds_part``
         self._runs = {form[i:i + PARTIAL_RUN] for form in forms | bare for i in range(len(form) - PARTIAL_RUN + 1)}
         self._lower_runs = {run.lower() for run in self._runs}
@@ -151,11 +156,13 @@ class Redactor:
         return self._pattern is not None
 
 
-def _pattern(form: str) -> str:
+def _pattern(form: str, tokens: bool = False) -> str:
     # RFC 3986 lets an escape's hex digits be either case, and servers echo "%2f", "%2F" or
     # both in one URL: each escape matches in any case
     loose = _ESCAPE.sub(lambda m: "%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c
                                               for c in m.groups()), re.escape(form))
+    if tokens:  # not inside a longer name either: DB_PASSWORD=postgres read "***_tables" (helper-143)
+        return rf"(?<![A-Za-z0-9_]){loose}(?![A-Za-z0-9_])"
     if len(form) >= WHOLE_WORD_BELOW:
         return loose
     return rf"(?<![A-Za-z0-9]){loose}(?![A-Za-z0-9])"
@@ -237,8 +244,8 @@ def guard_logs(redactor: Redactor) -> None:
 
 # Names of environment variables that hold secrets: the kit's API_KEY, and dlt's credentials written as variables
 # (SOURCES__ANALYTICS__CREDENTIALS__API_KEY, DESTINATION__POSTGRES__CREDENTIALS__PASSWORD).
-_SECRET_NAME = re.compile(r"(^|_)(API_?KEY|ACCESS_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)$|(^|_)CREDENTIALS(_|$)",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(^|_)(API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|TOKEN|SECRET|PASSWORD|PASSWD)$"
+                          r"|(^|_)CREDENTIALS(_|$)", re.IGNORECASE)
 # Shorter values of such variables are no secrets worth masking in what a person reads: a TOKEN=1 in the environment
 # would mask every "1" standing alone in a message ("LINE ***:").
 LOCAL_LEAST = 6
@@ -246,10 +253,12 @@ LOCAL_LEAST = 6
 
 def mask_known(text: str) -> str:
     """``text`` with every secret this process knows masked: those of the loads it runs, those in the environment,
-    and those in ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142)."""
+    and those in ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142). Those
+    found here are masked as whole tokens only: a variable's value is no proof of a secret, and MY_SECRET=onvers
+    made "Conversion Error" read "C***ion Error" (helper-143)."""
     if not text:
         return text
-    for redactor in [*(r for r in list(_LIVE.live) if r), Redactor(_local_secrets())]:
+    for redactor in [*(r for r in list(_LIVE.live) if r), Redactor(_local_secrets(), tokens=True)]:
         text = redactor(text)
     return text
 
@@ -258,17 +267,31 @@ def _local_secrets() -> list[str]:
     import os
     import tomllib
 
-    values = [value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= LOCAL_LEAST]
+    values = [value for name, value in os.environ.items() if _SECRET_NAME.search(name)]
     try:
         with open(".dlt/secrets.toml", "rb") as file:
             found = [tomllib.load(file)]
     except (OSError, ValueError):  # none, or one dlt itself says it cannot read
-        return values
+        found = []
     while found:
         for name, value in found.pop().items():
             if isinstance(value, dict):
                 found.append(value)
-            elif (isinstance(value, str) and len(value) >= LOCAL_LEAST
-                  and (_SECRET_NAME.search(name) or name.lower() in ("key", "auth"))):
+            elif isinstance(value, str) and (_SECRET_NAME.search(name) or name.lower() in ("key", "auth")):
                 values.append(value)
-    return values
+    return [part for value in values for part in _parts(value) if len(part) >= LOCAL_LEAST]
+
+
+def _parts(value: str) -> list[str]:
+    """A secret value and the secrets inside it: a connection string's password, its query's tokens
+    (``postgresql://user:pass@host``, ``md:db?motherduck_token=...``: only the whole was masked, helper-143)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = [value]
+    try:
+        url = urlsplit(value)
+        parts.append(url.password or "")
+    except ValueError:
+        return parts
+    query = url.query or value.partition("?")[2]
+    return parts + [item for name, item in parse_qsl(query) if _SECRET_NAME.search(name) or "token" in name.lower()]

@@ -970,3 +970,45 @@ def test_a_backslash_in_a_files_name_is_said_to_be_read_as_a_folder(loaded, tmp_
     assert "reads a backslash in a path as a folder separator" in str(caught.value)
     odd.rename(tmp_path / "q3_2024.duckdb")
     assert len(ak.tables(str(tmp_path / "q3_2024.duckdb"))) > 0
+
+
+@pytest.mark.parametrize(("where", "secret", "typed"), [
+    ("DESTINATION__POSTGRES__CREDENTIALS", "postgresql://loader:pgpass-4321xyz@127.0.0.1:5/db", "pgpass-4321xyz"),
+    ("secrets.toml", 'private_key = "pk-abcdef123456"', "pk-abcdef123456"),
+    ("secrets.toml", 'credentials = "md:db?motherduck_token=tok-987654321"', "tok-987654321"),
+    ("MY_TOKEN", "tok'en-789abc", "tok''en-789abc"),
+    ("API_KEY", "hk_S3cr3tKey_9f8e7d6c5b", "upper('hk_S3cr3tKey_9f8e7d6c5b')")])
+def test_a_secret_inside_another_or_written_another_way_is_masked_and_not_chained(tmp_path, monkeypatch, where,
+                                                                                  secret, typed):
+    """A password inside a connection string, a private_key, a token in a URL's query, a quote doubled as SQL
+    writes it, the key in upper(): shown by the readers' errors; DuckDB's own error, chained, showed the key in any
+    traceback (helper-143)."""
+    import traceback
+
+    monkeypatch.chdir(tmp_path)
+    if where == "secrets.toml":
+        (tmp_path / ".dlt").mkdir()
+        (tmp_path / ".dlt" / "secrets.toml").write_text(secret + "\n")
+    else:
+        monkeypatch.setenv(where, secret)
+    with duckdb.connect("mine.duckdb") as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS id")
+    sql = f"SELECT '{typed}'::INT" if not typed.startswith("upper") else f"SELECT {typed}::INT"
+    with pytest.raises(ak.QueryError) as caught:
+        ak.query(sql, database="mine.duckdb")
+    shown = "".join(traceback.format_exception(caught.value)) + caught.value.detail
+    plain = typed.replace("''", "'").removeprefix("upper('").removesuffix("')")
+    assert "***" in shown and plain.lower() not in shown.lower() and typed not in shown, shown
+
+
+def test_a_word_named_a_secret_is_masked_only_where_it_stands_alone(tmp_path, monkeypatch):
+    """DB_PASSWORD=postgres made "postgres_tables" read "***_tables", MY_SECRET=onvers "C***ion Error" (helper-143)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DB_PASSWORD", "postgres")
+    monkeypatch.setenv("MY_SECRET", "onvers")
+    with duckdb.connect("mine.duckdb") as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS id")
+    with pytest.raises(ak.QueryError, match="Table with name postgres_tables does not exist"):
+        ak.query("SELECT * FROM postgres_tables", database="mine.duckdb")
+    with pytest.raises(ak.QueryError, match="Conversion Error"):
+        ak.query("SELECT 'x'::INT", database="mine.duckdb")

@@ -26,7 +26,7 @@ from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.server_faults import unreachable_server
 from analytics_kit.store.sql import qualified
-from analytics_kit.redact import Redactor
+from analytics_kit.redact import Redactor, mask_known
 from analytics_kit.store.target import Target
 
 if TYPE_CHECKING:
@@ -94,19 +94,13 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
     if target.is_file:
         with connection.connect(target.database, given, target.dataset) as con:
             connection.reads_only(con, sql, str(target.database))
-            try:
-                relation = con.sql(sql, params=params)
-            except duckdb.Error as error:
-                raise sql_error(error, con, str(target.database), target.database.stem, target.dataset) from error
+            relation = _refused_as_query_error(lambda: con.sql(sql, params=params), con, target)
             if relation is None:  # empty SQL, a comment, or a statement with no result
                 raise QueryError(f"The SQL {sql[:60]!r} returns no rows to read: it is empty, a comment, or a "
                                  "statement without a result.", guidance="Pass a SELECT (or another query that "
                                  "returns rows), e.g. SELECT count(*) FROM analytics.events.",
                                  database=str(target.database))
-            try:
-                table = relation.to_arrow_table()
-            except duckdb.Error as error:
-                raise sql_error(error, con, str(target.database), target.database.stem, target.dataset) from error
+            table = _refused_as_query_error(relation.to_arrow_table, con, target)
             if warn:
                 warn_if_stopped(connection.stopped_rebuild(con, target.dataset), str(target.database))
             return table
@@ -150,6 +144,18 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
         raise QueryError(f"The result has a column pandas cannot take: {kinds or f'{type(error).__name__}: {error}'}.",
                          guidance="Cast it in the SQL, e.g. CAST(col AS VARCHAR) or col::JSON, or select its parts.",
                          database=str(database)) from None
+
+
+def _refused_as_query_error(call: Callable[[], Any], con: duckdb.DuckDBPyConnection, target: Target) -> Any:
+    """``call()``, or the ``QueryError`` for SQL DuckDB refused. DuckDB's own error is chained unless it quotes a
+    secret the ``QueryError`` masks (the SQL a person typed): a traceback (``%tb``, ``--debug``) showed it (helper-143).
+    Raised outside the ``except`` block, so that not even the suppressed context holds it."""
+    try:
+        return call()
+    except duckdb.Error as error:
+        failure = sql_error(error, con, str(target.database), target.database.stem, target.dataset)
+        cause = error if mask_known(str(error)) == str(error) else None
+    raise failure from cause
 
 
 def _pandas_takes(kind: pa.DataType) -> bool:
