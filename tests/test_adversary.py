@@ -468,6 +468,18 @@ def test_total_an_answer_that_is_not_records_fails_and_the_table_stays(api, watc
     assert "Nothing from this run was committed" in str(error) and table() == before
 
 
+@pytest.mark.parametrize("none", ["none", "null", "None", "OK", {"code": 0, "message": ""}, [{"code": 0}]])
+def test_total_an_error_field_that_says_none_on_every_page_is_no_error(watch, none):
+    """``"error": "none"`` beside every page, the closing empty one too: a listing without a total failed there as
+    "an error inside an HTTP 200 (none)", and an empty listing at once (helper-143)."""
+    with Adversary(n=250, key=watch.canary) as api:
+        api.total = MISSING
+        api.transform = lambda body, at: {**body, "error": none}
+        config = config_for(api, incremental=False)
+        config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True)
+        assert watch.succeeds(config, mode="full_refresh").rows["events"] == 250 and table() == served(api)
+
+
 def test_total_a_number_beyond_a_double_is_named_not_taken_for_a_page_that_is_not_json(api, watch):
     """``1e400`` is JSON by its grammar (Python's json reads inf; plain dlt stores null): the load stops, and said
     "not valid JSON" with "check client.base_url" (helper-142)."""

@@ -249,6 +249,7 @@ _JSON_KINDS = {int: "a number", float: "a number", str: "a string", bool: "true 
 NOT_THE_LISTING = {202: "Accepted: the result is not ready", 206: "Partial Content: a part of the answer only"}
 _ERROR_KEYS = ("error", "errors", "fault", "error_message", "errormessage", "error_code", "errorcode")
 _FAILED = ("error", "fail", "failed", "failure")
+_NO_ERROR_WORDS = frozenset({"", "none", "null", "nil", "ok", "false", "0", "no", "n/a", "success"})
 _PLAIN_KEY = re.compile(r"[A-Za-z_][\w-]*")
 
 
@@ -281,7 +282,7 @@ def _error_said(body: Any, redactor: Redactor) -> str | None:
     if not isinstance(body, dict):
         return None
     said = next((v for k, v in body.items() if isinstance(k, str) and k.lower() in _ERROR_KEYS
-                 and v not in (None, "", [], {}, False, 0)), None)  # "Error", "ERRORS" too (helper-126)
+                 and not _no_error(v)), None)  # "Error", "ERRORS" too (helper-126)
     lowered = {k.lower(): v for k, v in body.items() if isinstance(k, str)}
     if said is None and (str(lowered.get("status", "")).lower() in _FAILED or lowered.get("success") is False
                          or lowered.get("ok") is False):
@@ -294,6 +295,18 @@ def _error_said(body: Any, redactor: Redactor) -> str | None:
     text = redactor(said if isinstance(said, str) else as_json(said).decode("utf-8", "replace"))
     text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)  # no ESC to a terminal (helper-127)
     return text if len(text) <= 120 else text[:120] + "..."
+
+
+def _no_error(value: Any) -> bool:
+    """Whether an error field says there is none: empty, zero, "none", "null", "ok", or a dict or list of only such
+    (``{"code": 0, "message": ""}``); every page's ``"error": "none"`` failed a listing's closing page (helper-143)."""
+    if isinstance(value, str):
+        return value.strip().lower() in _NO_ERROR_WORDS
+    if isinstance(value, dict):
+        return all(map(_no_error, value.values()))
+    if isinstance(value, list):
+        return all(map(_no_error, value))
+    return value is None or value is False or value == 0
 
 
 class OneObject(list):
