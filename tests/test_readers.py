@@ -1012,3 +1012,16 @@ def test_a_word_named_a_secret_is_masked_only_where_it_stands_alone(tmp_path, mo
         ak.query("SELECT * FROM postgres_tables", database="mine.duckdb")
     with pytest.raises(ak.QueryError, match="Conversion Error"):
         ak.query("SELECT 'x'::INT", database="mine.duckdb")
+
+
+def test_integers_inside_lists_and_structs_stay_exact_beside_a_null(tmp_path):
+    """Arrow made 9007199254740993 inside a struct or a list a float beside a NULL (…992.0), where DuckDB's own
+    .df() keeps it (helper-143)."""
+    database = str(tmp_path / "mine.duckdb")
+    with duckdb.connect(database) as con:
+        con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, {'a': 9007199254740993, 'b': 'x'}, "
+                    "[9007199254740993, NULL]), (2, {'a': NULL, 'b': NULL}, [1])) v(id, s, l)")
+    frame = ak.query("SELECT s, l FROM t ORDER BY id", database)
+    assert frame.to_dict("records") == [{"s": {"a": 9007199254740993, "b": "x"}, "l": [9007199254740993, None]},
+                                        {"s": {"a": None, "b": None}, "l": [1]}]
+    assert type(frame.s[0]["a"]) is int

@@ -137,7 +137,7 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     """
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
     try:
-        return _timedeltas(table).to_pandas(types_mapper=_nullable())
+        return _nested_exact(table, _timedeltas(table).to_pandas(types_mapper=_nullable()))
     except (pa.ArrowNotImplementedError, ValueError, NotImplementedError, OverflowError) as error:
         # a UNION column raised a raw Arrow error (helper-127); a date out of Python's range a ValueError (helper-128)
         kinds = ", ".join(f"{f.name} ({f.type})" for f in table.schema if not _pandas_takes(f.type))
@@ -156,6 +156,17 @@ def _refused_as_query_error(call: Callable[[], Any], con: duckdb.DuckDBPyConnect
         failure = sql_error(error, con, str(target.database), target.database.stem, target.dataset)
         cause = error if mask_known(str(error)) == str(error) else None
     raise failure from cause
+
+
+def _nested_exact(table: pa.Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its lists, structs and maps as Python values: Arrow made an integer beside a NULL in them a
+    float (9007199254740993 read 9007199254740992.0: helper-143), where DuckDB's own ``.df()`` keeps it."""
+    import pandas as pd
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):  # by position: a result may name two columns alike
+            frame.isetitem(index, pd.Series(table.column(index).to_pylist(), index=frame.index, dtype=object))
+    return frame
 
 
 def _pandas_takes(kind: pa.DataType) -> bool:
