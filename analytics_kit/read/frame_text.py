@@ -17,6 +17,7 @@ def frame_text(frame: pd.DataFrame, width: int | None) -> str:
     """``frame`` as text, rows on lines of ``width`` (None: one line each); an empty one keeps its column names."""
     if not len(frame):  # "(no rows)" alone did not say what was asked (helper-118)
         return "  ".join(map(str, frame.columns)) + "\n(no rows)"
+    frame = _singles(frame)
     with pd.option_context("display.max_rows", 200, "display.width", 200, "display.max_columns", 50):
         try:
             return frame.to_string(index=False, line_width=width, float_format=_shortest)
@@ -30,6 +31,20 @@ def frame_text(frame: pd.DataFrame, width: int | None) -> str:
 def _shortest(value: Any) -> str:
     """The shortest text that reads back as the same double, as DuckDB's CLI shows it."""
     return repr(float(value))
+
+
+def _singles(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its FLOAT columns as text of their own width: 1.1, not the double 1.100000023841858 pandas
+    hands the formatter (helper-143)."""
+    singles = [i for i, kind in enumerate(frame.dtypes) if kind in (np.float32, pd.Float32Dtype())]
+    if not singles:
+        return frame
+    frame = frame.copy()
+    for index in singles:
+        column = frame.iloc[:, index]
+        frame.isetitem(index, pd.Series([str(np.float32(v)) if pd.notna(v) else "<NA>" for v in column],
+                                        index=frame.index, dtype=object))
+    return frame
 
 
 def _times_text(column: pd.Series) -> list[str]:
