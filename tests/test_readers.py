@@ -1025,3 +1025,17 @@ def test_integers_inside_lists_and_structs_stay_exact_beside_a_null(tmp_path):
     assert frame.to_dict("records") == [{"s": {"a": 9007199254740993, "b": "x"}, "l": [9007199254740993, None]},
                                         {"s": {"a": None, "b": None}, "l": [1]}]
     assert type(frame.s[0]["a"]) is int
+
+
+def test_a_file_dlt_loaded_into_a_dataset_named_analytics_is_read_as_the_advice_says(tmp_path, monkeypatch):
+    """Plain dlt's dataset 'analytics': the readers said to pass dataset='analytics', which they refuse (helper-143)."""
+    import dlt
+
+    monkeypatch.chdir(tmp_path)
+    pipeline = dlt.pipeline("plain", destination=dlt.destinations.duckdb(str(tmp_path / "plain.duckdb")),
+                            dataset_name="analytics", pipelines_dir=str(tmp_path / "pipelines"))
+    pipeline.run([{"id": 1}, {"id": 2}], table_name="things")
+    with pytest.raises(ak.QueryError) as caught:
+        ak.tables("plain.duckdb")
+    assert "Pass dataset=" not in str(caught.value) and "analytics.analytics.<table>" in str(caught.value)
+    assert ak.query("SELECT count(*) AS n FROM analytics.analytics.things", "plain.duckdb").n[0] == 2

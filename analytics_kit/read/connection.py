@@ -85,10 +85,15 @@ def empty_database(label: str, elsewhere: list[str] | None = None, dataset: str 
     if elsewhere:
         named = ", ".join(repr(d) for d in elsewhere)
         read = f"{dataset!r}" if dataset else f"{DEFAULT_DATASET!r} unless one is given"
+        # a dataset named as the readers name the file (a plain dlt pipeline's): "pass dataset='analytics'" was
+        # refused in turn (helper-143)
+        other = next((d for d in elsewhere if d != READER_CATALOG), None)
         return QueryError(
             f"{label} holds no loaded tables in the dataset read, {read}; loads completed into dataset {named}.",
-            guidance=f"Pass dataset={elsewhere[0]!r} (--dataset {elsewhere[0]} on the command line), as the load "
-            "was given it.", database=label)
+            guidance=(f"Pass dataset={other!r} (--dataset {other} on the command line), as the load was given it."
+                      if other else f"The readers name the file {READER_CATALOG!r}, so its dataset of that name is "
+                      f"read in SQL as {READER_CATALOG}.{READER_CATALOG}.<table> (ak.query, analytics-kit query)."),
+            database=label)
     return QueryError(
         f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves an "
         "empty file behind).",
