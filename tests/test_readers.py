@@ -953,11 +953,18 @@ def test_a_file_of_ones_own_is_read_as_it_is_and_state_and_history_say_why_they_
         assert "holds no loaded tables" not in str(caught.value) and "ak.tables()" in str(caught.value), caught.value
 
 
-def test_a_load_whose_recorded_facts_are_damaged_is_still_listed(loaded):
-    """A load record the kit cannot read raised the json module's own error from state() and history() (helper-142):
-    the load is committed, and listed without its details."""
+@pytest.mark.parametrize("damage", [
+    "UPDATE analytics._analytics_kit_loads SET facts = '{not json'",
+    """UPDATE analytics._analytics_kit_loads SET facts = '{"rows": "many", "requests": [1], "cursor_after": "x",
+       "cursor_before": 5, "fetched": null, "retries": 1e400}'""",
+    """UPDATE analytics._analytics_kit_loads SET facts = '{"rows": {"events": {"a": 1}}}', started_at = 'yesterday'""",
+    "ALTER TABLE analytics._analytics_kit_loads DROP COLUMN facts"])
+def test_a_load_whose_recorded_facts_are_damaged_is_still_listed(loaded, damage):
+    """A load record the kit cannot read raised the json module's own error from state() and history() (helper-142),
+    or a ValueError, TypeError or OverflowError of the values in it (helper-143): the load is committed, and listed
+    without the details it cannot read."""
     with duckdb.connect(str(loaded)) as con:
-        con.execute("UPDATE analytics._analytics_kit_loads SET facts = '{not json'")
+        con.execute(damage)
     assert len(ak.history(str(loaded))) == 1 and ak.state(str(loaded)).cursors
 
 
