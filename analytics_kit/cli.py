@@ -147,8 +147,10 @@ def cmd_state(args: argparse.Namespace) -> int:
 
     current = state(database=args.database, dataset=args.dataset, destination=args.destination)
     print("cursors:")
-    for resource, value in current["cursors"].items() or [("(none)", "")]:
+    for resource, value in current["cursors"].items():
         print(_printable(f"  {resource}: {value}"))
+    if not current["cursors"]:
+        print("  (none)")  # was "(none): " (helper-143)
     print("last loads:")
     _print_frame(current["loads"])
     return 0
