@@ -189,3 +189,4 @@ def test_resources_of_one_table_are_reported_as_what_they_fetched_and_asked(api,
     else:
         assert report.requests == {"events": 10} and set(report.cursor_after) == {"Events", "events"}
         assert ak.history().requests.iloc[-1] == 10
+        assert lines[0] == "Events: into events" and "Events     into events" in repr(report), (lines, report)

@@ -298,13 +298,16 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     # a resource that loads into a table of another name (table_name) has no rows of its own to show
     into = {table(name): table(into) for name, resource in source.resources.items()
             if isinstance(into := resource.table_name, str) and table(into) != table(name)}
+    cursor_before, cursor_after = by_table(before, table), by_table(after, table)
+    # and one of the resources whose names dlt makes one: "Orders 0 rows 0 requests" beside orders (helper-143)
+    into.update({name: table(name) for name in (*cursor_before, *cursor_after) if table(name) != name})
     return LoadReport(
         mode=mode,
         rows=rows,
         requests=by_table(stats.requests, table, add=True),
         retries=tuple(stats.retries),
-        cursor_before=by_table(before, table),
-        cursor_after=by_table(after, table),
+        cursor_before=cursor_before,
+        cursor_after=cursor_after,
         recovered_packages=start.dropped,
         warnings=tuple(stats.warnings),
         duration=time.perf_counter() - started,

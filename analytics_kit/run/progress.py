@@ -291,7 +291,8 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
         rows, fetched, why = report.rows.get(table, 0), report.fetched.get(table), report.not_loaded(table)
         line = f"{table}: {plural(rows, 'row')}" + (f" of {fetched:,} fetched ({why})" if why else "")
         if table in report.into and table not in report.rows:  # "a: 0 rows" for a's rows counted in t (helper-142)
-            line = f"{table}: {plural(fetched or 0, 'row')} fetched into {report.into[table]}"
+            line = f"{table}: " + (f"{plural(fetched, 'row')} fetched " if fetched is not None else "") + \
+                f"into {report.into[table]}"
         if table in report.requests:
             line += f", {plural(report.requests[table], 'request')}"
         lines.append(line)
