@@ -334,6 +334,21 @@ def test_total_a_listing_that_grows_at_its_end_while_paged_is_not_taken_for_a_ca
         assert table() == expected and report.rows["events"] == len(expected), report.warnings
 
 
+@pytest.mark.parametrize("total", [MISSING, None])
+def test_total_a_short_first_page_asks_one_page_ahead_not_a_window(watch, total):
+    """A listing of 1 record from an API slow to answer (so paged by 8 workers): 16 pages were asked for ahead of
+    the short first page, every one of them empty (helper-143). One request tells whether the listing ended."""
+    with Adversary(n=1, key=watch.canary) as api:
+        api.status_script = lambda req: time.sleep(0.05)  # slower than FAST_RESPONSE_SECONDS: all workers
+        if total is MISSING:
+            api.total = MISSING
+        config = config_for(api, incremental=False)
+        if total is MISSING:
+            config["resources"][0]["endpoint"]["paginator"].update(total_path=None, stop_after_empty_page=True)
+        assert watch.succeeds(config, mode="full_refresh").rows["events"] == 1
+        assert len(offsets(api)) <= 3, offsets(api)
+
+
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_total_a_last_page_cut_short_again_is_no_growth_if_it_holds_less_than_was_seen_after_it(watch, concurrency):
     """No total, 25 records, limit 10: the last page cut to 2 records, then asked again to 3, while the request where

@@ -288,7 +288,10 @@ class OffsetPass:
                     stop = maximum if stop is None else min(stop, maximum)
                 if pool is None:
                     pool = ThreadPoolExecutor(workers, thread_name_prefix="kit-page")
-                while len(pending) < window and (stop is None or next_offset < stop or not pending):
+                # after a short page one request tells whether the listing ended there: a first page of 1 record
+                # asked 16 pages ahead of it where the API was slow to answer (helper-143)
+                while len(pending) < (window if short is None else 1) and (stop is None or next_offset < stop
+                                                                           or not pending):
                     if maximum is not None and next_offset >= maximum:
                         break
                     pending.append(pool.submit(self.fetch, next_offset))
