@@ -190,6 +190,7 @@ def test_a_sigterm_ends_a_load_as_ctrl_c_does(tmp_path):
         _, err = load.communicate(timeout=120)
     assert load.returncode == 130, err
     assert "nothing from this run was committed" in err or err.strip() == "interrupted: terminated (SIGTERM)", err
+    assert "Ctrl-C" not in err and "SIGTERM" in err, err  # it read "(Ctrl-C, or the notebook's stop button)" (helper-141)
 
 
 def _rows(database: Path) -> dict[str, tuple[list, list]]:

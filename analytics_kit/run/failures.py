@@ -38,11 +38,15 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit:,} more characters)"
 
 
-def interrupted(step: str | None, stats: LoadStats) -> LoadError:
-    """The error of a load interrupted (during ``step``, where known); in dlt's load step a table's job may
-    have committed (each table whole, old or new: the guidance says which), the load not."""
+def interrupted(step: str | None, stats: LoadStats, error: BaseException | None = None) -> LoadError:
+    """The error of a load interrupted (during ``step``, where known; by ``error``'s signal, where it says one); in
+    dlt's load step a table's job may have committed (each table whole, old or new: the guidance says which), the
+    load not."""
+    # the command's SIGTERM says so: a job stopped by timeout or docker stop read "Ctrl-C" (helper-141)
+    how = next((str(e) for e in causes(error) if isinstance(e, KeyboardInterrupt) and str(e)), None) if error else None
+    how = how or "Ctrl-C, or the notebook's stop button"
     return LoadError(
-        f"The load was interrupted{f' during {step}' if step else ''} (Ctrl-C, or the notebook's stop button)" +
+        f"The load was interrupted{f' during {step}' if step else ''} ({how})" +
         (" before dlt recorded it complete." if stats.in_dlts_load else "; nothing from this run was committed."),
         guidance=f"Run the load again when you are ready. {_aftermath(stats, step)}", interrupted=True)
 
@@ -66,7 +70,7 @@ def starting() -> Iterator[None]:
     except BaseException as error:  # noqa: BLE001 - an interrupt becomes the load's error, anything else goes on
         if not is_interrupt(error):
             raise
-        failure = interrupted("its start", LoadStats())
+        failure = interrupted("its start", LoadStats(), error)
     else:
         return
     raise failure  # outside the except block: nothing chains the interrupt's frames
@@ -128,7 +132,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
         return own.redacted(redactor)
 
     if is_interrupt(error):
-        return interrupted(getattr(error, "step", None) or stats.step, stats)
+        return interrupted(getattr(error, "step", None) or stats.step, stats, error)
     if destination != "duckdb" and (server := unreachable_server(causes(error), destination, database, redactor)):
         return LoadError(f"The load {server[0]}.", guidance=f"{server[1]} {_aftermath(stats, stats.step)}",
                          database=database)
