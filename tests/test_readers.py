@@ -1046,3 +1046,22 @@ def test_a_file_dlt_loaded_into_a_dataset_named_analytics_is_read_as_the_advice_
         ak.tables("plain.duckdb")
     assert "Pass dataset=" not in str(caught.value) and "analytics.analytics.<table>" in str(caught.value)
     assert ak.query("SELECT count(*) AS n FROM analytics.analytics.things", "plain.duckdb").n[0] == 2
+
+
+def test_a_short_key_of_an_earlier_load_is_masked_in_readers_errors_only_as_a_token(tmp_path, monkeypatch):
+    """A load in the same process with the key "test" made a reader's error read "/tmp/py***-of-root/..." (the
+    loads' masks apply inside words): the readers mask it where it stands alone."""
+    from analytics_kit.redact import Redactor, guard_logs
+
+    monkeypatch.chdir(tmp_path)
+    live = Redactor(["test"])
+    guard_logs(live)
+    with duckdb.connect("pytest_db.duckdb") as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS id")
+    with pytest.raises(ak.QueryError) as caught:
+        ak.query("SELECT 'test'::INT", database="pytest_db.duckdb")
+    assert "'***'" in str(caught.value), caught.value
+    with pytest.raises(ak.QueryError) as caught:
+        ak.query("SELECT * FROM latest_tests", database="pytest_db.duckdb")
+    assert "latest_tests" in str(caught.value) and "pytest_db.duckdb" in str(caught.value), caught.value
+    del live
