@@ -268,7 +268,8 @@ def _local_secrets() -> list[str]:
     import os
     import tomllib
 
-    values = [value for name, value in os.environ.items() if _SECRET_NAME.search(name)]
+    # and any variable's URL with a password in it (DATABASE_URL=postgresql://u:pw@h/db: helper-144)
+    values = [value for name, value in os.environ.items() if _SECRET_NAME.search(name) or "@" in value and "://" in value]
     try:
         with open(".dlt/secrets.toml", "rb") as file:
             found = [tomllib.load(file)]
@@ -280,7 +281,9 @@ def _local_secrets() -> list[str]:
                 found.append(value)
             elif isinstance(value, str) and (_SECRET_NAME.search(name) or name.lower() in ("key", "auth")):
                 values.append(value)
-    return [part for value in values for part in _parts(value) if len(part) >= LOCAL_LEAST]
+    # a plain word is no secret worth masking in what a person reads: POSTGRES_PASSWORD=postgres (docker's default)
+    # made advice read "[destination.***.credentials]" and paths "/tmp/***/data.duckdb" (helper-144)
+    return [part for value in values for part in _parts(value) if len(part) >= LOCAL_LEAST and not part.isalpha()]
 
 
 def _parts(value: str) -> list[str]:
@@ -291,8 +294,12 @@ def _parts(value: str) -> list[str]:
     parts = [value]
     try:
         url = urlsplit(value)
-        parts.append(url.password or "")
+        parts += [url.password or "", unquote(url.password or "")]  # as typed, not as the URL escapes it (helper-144)
     except ValueError:
         return parts
     query = url.query or value.partition("?")[2]
-    return parts + [item for name, item in parse_qsl(query) if _SECRET_NAME.search(name) or "token" in name.lower()]
+    return parts + [item for name, item in parse_qsl(query) if _SECRET_NAME.search(name) or _SECRET_PARAM.search(name)]
+
+
+# Query parameters of a connection string that hold secrets: sslpassword, motherduck_token, access_key_id...
+_SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key", re.IGNORECASE)

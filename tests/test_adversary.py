@@ -483,7 +483,8 @@ def test_total_an_answer_that_is_not_records_fails_and_the_table_stays(api, watc
     assert "Nothing from this run was committed" in str(error) and table() == before
 
 
-@pytest.mark.parametrize("none", ["none", "null", "None", "OK", {"code": 0, "message": ""}, [{"code": 0}]])
+@pytest.mark.parametrize("none", ["none", "null", "None", "OK", {"code": 0, "message": ""}, [{"code": 0}],
+                                  {"code": 200, "message": "OK"}])
 def test_total_an_error_field_that_says_none_on_every_page_is_no_error(watch, none):
     """``"error": "none"`` beside every page, the closing empty one too: a listing without a total failed there as
     "an error inside an HTTP 200 (none)", and an empty listing at once (helper-143)."""

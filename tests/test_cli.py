@@ -382,6 +382,9 @@ def test_query_prints_every_double_and_timestamp_as_duckdb_holds_them(tmp_path):
     assert lines == [["1", "10000-01-01", "00:30:00.000+00:00", "4e-07"],
                      ["2", "2024-01-01", "00:00:00.500+00:00", "1.23456789"], ["3", "NaT", "1.797e+308"]], result.stdout
     assert kit("query", "SELECT 12.5::DOUBLE AS x", "--database", str(database)).stdout.split() == ["x", "12.5"]
+    # DuckDB's infinities, as its CLI shows them, not as the year 294247 (helper-144)
+    assert kit("query", "SELECT 'infinity'::TIMESTAMP AS a, '-infinity'::TIMESTAMPTZ AS b", "--database",
+               str(database)).stdout.split() == ["a", "b", "infinity", "-infinity"]
     # a FLOAT at its own width: pandas handed the formatter the double 1.100000023841858 (helper-143)
     assert kit("query", "SELECT 1.1::FLOAT AS f UNION ALL SELECT NULL ORDER BY f", "--database",
                str(database)).stdout.split() == ["f", "1.1", "<NA>"]

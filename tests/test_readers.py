@@ -984,7 +984,11 @@ def test_a_backslash_in_a_files_name_is_said_to_be_read_as_a_folder(loaded, tmp_
     ("secrets.toml", 'private_key = "pk-abcdef123456"', "pk-abcdef123456"),
     ("secrets.toml", 'credentials = "md:db?motherduck_token=tok-987654321"', "tok-987654321"),
     ("MY_TOKEN", "tok'en-789abc", "tok''en-789abc"),
-    ("API_KEY", "hk_S3cr3tKey_9f8e7d6c5b", "upper('hk_S3cr3tKey_9f8e7d6c5b')")])
+    ("API_KEY", "hk_S3cr3tKey_9f8e7d6c5b", "upper('hk_S3cr3tKey_9f8e7d6c5b')"),
+    # escaped in the URL, typed as it is; a query parameter of another name; any variable's URL (helper-144)
+    ("DESTINATION__POSTGRES__CREDENTIALS", "postgresql://u:envconn%40pw9@h:5432/db", "envconn@pw9"),
+    ("DESTINATION__POSTGRES__CREDENTIALS", "postgresql://u@h/db?sslpassword=sslpw_777", "sslpw_777"),
+    ("DATABASE_URL", "postgresql://u:plainurlpw9@h/db", "plainurlpw9")])
 def test_a_secret_inside_another_or_written_another_way_is_masked_and_not_chained(tmp_path, monkeypatch, where,
                                                                                   secret, typed):
     """A password inside a connection string, a private_key, a token in a URL's query, a quote doubled as SQL
@@ -1009,8 +1013,16 @@ def test_a_secret_inside_another_or_written_another_way_is_masked_and_not_chaine
 
 
 def test_a_word_named_a_secret_is_masked_only_where_it_stands_alone(tmp_path, monkeypatch):
-    """DB_PASSWORD=postgres made "postgres_tables" read "***_tables", MY_SECRET=onvers "C***ion Error" (helper-143)."""
+    """DB_PASSWORD=postgres made "postgres_tables" read "***_tables", MY_SECRET=onvers "C***ion Error" (helper-143);
+    POSTGRES_PASSWORD=postgres, docker's default, a path "/tmp/***/data.duckdb" (helper-144): a plain word is no
+    secret the readers mask."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSTGRES_PASSWORD", "postgres")
+    (tmp_path / "postgres").mkdir()
+    with duckdb.connect("postgres/data.duckdb") as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS id")
+    with pytest.raises(ak.QueryError, match="Tables in .*/postgres/data.duckdb"):
+        ak.query("SELECT * FROM nosuch", database="postgres/data.duckdb")
     monkeypatch.setenv("DB_PASSWORD", "postgres")
     monkeypatch.setenv("MY_SECRET", "onvers")
     with duckdb.connect("mine.duckdb") as con:
@@ -1065,3 +1077,14 @@ def test_a_short_key_of_an_earlier_load_is_masked_in_readers_errors_only_as_a_to
         ak.query("SELECT * FROM latest_tests", database="pytest_db.duckdb")
     assert "latest_tests" in str(caught.value) and "pytest_db.duckdb" in str(caught.value), caught.value
     del live
+
+
+def test_uhugeint_values_are_refused_not_read_as_negative_numbers(tmp_path):
+    """UHUGEINT reaches Arrow as signed: 2**128-1 read -1, also inside a list (helper-144)."""
+    database = str(tmp_path / "mine.duckdb")
+    with duckdb.connect(database) as con:
+        con.execute("CREATE TABLE t AS SELECT 340282366920938463463374607431768211455::UHUGEINT AS u, [1::UHUGEINT] AS l")
+    with pytest.raises(ak.QueryError, match=r"UHUGEINT values, which pandas cannot take whole: u, l") as caught:
+        ak.query("SELECT u, l FROM t", database)
+    assert "::VARCHAR" in caught.value.guidance
+    assert ak.query("SELECT u::VARCHAR AS u FROM t", database).u[0] == str(2**128 - 1)

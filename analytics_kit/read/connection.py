@@ -92,7 +92,8 @@ def empty_database(label: str, elsewhere: list[str] | None = None, dataset: str 
             f"{label} holds no loaded tables in the dataset read, {read}; loads completed into dataset {named}.",
             guidance=(f"Pass dataset={other!r} (--dataset {other} on the command line), as the load was given it."
                       if other else f"The readers name the file {READER_CATALOG!r}, so its dataset of that name is "
-                      f"read in SQL as {READER_CATALOG}.{READER_CATALOG}.<table> (ak.query, analytics-kit query)."),
+                      f"read in SQL only, as {READER_CATALOG}.{READER_CATALOG}.<table> (ak.query, analytics-kit "
+                      "query); tables, describe, state and history cannot take it."),
             database=label)
     return QueryError(
         f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves an "

@@ -57,4 +57,10 @@ def _times_text(column: pd.Series) -> list[str]:
     unit = "s" if not (micros % 1_000_000).any() else "ms" if not (micros % 1000).any() else "us"
     texts = np.datetime_as_string(times, unit=unit)
     suffix = "+00:00" if zone is not None else ""
-    return ["NaT" if text == "NaT" else text.replace("T", " ") + suffix for text in texts]
+    # DuckDB's infinities reach pandas as the ends of 64-bit microseconds: 294247-01-10 read as a date (helper-144)
+    ends = {_LAST: "infinity", -_LAST: "-infinity"}
+    return ["NaT" if text == "NaT" else ends.get(int(micro)) or text.replace("T", " ") + suffix
+            for text, micro in zip(texts, times.astype(np.int64))]
+
+
+_LAST = 2**63 - 1
