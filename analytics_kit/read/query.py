@@ -95,7 +95,9 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
         with connection.connect(target.database, given, target.dataset) as con:
             connection.reads_only(con, sql, str(target.database))
             relation = _refused_as_query_error(lambda: con.sql(sql, params=params), con, target)
-            _refuse_unsigned_128(relation, str(target.database))
+            if relation is not None:  # its types read off the file, which may be damaged: DuckDB's error as any
+                _refuse_unsigned_128(relation, _refused_as_query_error(lambda: relation.types, con, target),
+                                     str(target.database))
             if relation is None:  # empty SQL, a comment, or a statement with no result
                 raise QueryError(f"The SQL {sql[:60]!r} returns no rows to read: it is empty, a comment, or a "
                                  "statement without a result.", guidance="Pass a SELECT (or another query that "
@@ -147,10 +149,10 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
                          database=str(database)) from None
 
 
-def _refuse_unsigned_128(relation: Any, database: str) -> None:
+def _refuse_unsigned_128(relation: Any, kinds: list, database: str) -> None:
     """UHUGEINT reaches Arrow as a signed 128-bit number: 2**128-1 read -1, 2**127 a negative number, also in a list
     or a struct (helper-144). DuckDB's own ``.df()`` refuses the type."""
-    named = [name for name, kind in zip(relation.columns, relation.types) if "UHUGEINT" in str(kind)] if relation else []
+    named = [name for name, kind in zip(relation.columns, kinds) if "UHUGEINT" in str(kind)]
     if named:
         raise QueryError(f"The result has UHUGEINT values, which pandas cannot take whole: {', '.join(named)}.",
                          guidance="Cast them in the SQL: col::HUGEINT where they are below 2**127, else col::VARCHAR.",
