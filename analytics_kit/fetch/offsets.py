@@ -39,7 +39,8 @@ from analytics_kit.errors import tag_request
 from analytics_kit.fetch.coercion import shown
 from analytics_kit.fetch.deadlines import PassEnded, cut, join
 from analytics_kit.fetch.newest import last_page_offset, newest_of
-from analytics_kit.fetch.page_checks import endless, listing_gap, nothing_but_a_total, one_object, page_cap
+from analytics_kit.fetch.page_checks import (endless, listing_gap, nothing_but_a_total, one_object, page_cap,
+                                             uneven_pages)
 from analytics_kit.fetch.purges import Totals
 from analytics_kit.fetch.offset_pages import Page, done, usable_total
 from analytics_kit.fetch.records import error_beside, parse_body, select_records
@@ -353,7 +354,9 @@ class OffsetPass:
         held, limit = short.offset + len(short) - short.slot, self.paginator.limit
         again = self.fetch(short.slot)
         if again.ignored or len(again) <= held or (len(again) < limit and (whole or len(again) < held + len(after))):
-            raise page_cap(self.owner.resource, limit, short, after)
+            if again.ignored or len(again) == held:  # the same measure again: an API capped below limit
+                raise page_cap(self.owner.resource, limit, short, after)
+            raise uneven_pages(self.owner.resource, short, held, again)
         self.grew += 1
         logger.info("%s: %s held %d record(s), asked again %d: the listing grew while paged", self.owner.resource,
                     short.request, held, len(again))

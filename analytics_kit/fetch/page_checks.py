@@ -99,6 +99,17 @@ def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
         "limit, as dlt's own paginator does.", resource=resource)
 
 
+def uneven_pages(resource: str, short: Any, held: int, again: Any) -> LoadError:
+    """The error for a short page that held another number of records asked again, fewer than it must for a listing
+    that grew: pages cut short at random, read as "it serves at most 1 per page" (helper-144)."""
+    return LoadError(
+        f"Resource '{resource}': the API returned {held} record(s) on {short.request}, then {len(again)} asked again, "
+        "with more records after it: it cuts its pages short, not by the same measure each time, which leaves "
+        "records out. Nothing from this run was committed.", guidance="Run the load again later; if the API answers "
+        "so every time, ask its provider about the page size it serves, and set the paginator's limit to it.",
+        resource=resource)
+
+
 def nothing_but_a_total(resource: str, total: Any, request: str) -> LoadError:
     """The error for a listing whose pages held no record at all while its total said some: an API answering with
     an empty page while it is down. A full refresh replaced the table with nothing, and a warning (helper-123)."""
