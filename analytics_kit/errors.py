@@ -148,12 +148,13 @@ class QueryError(KitError, ValueError):
 
     def __init__(self, message: str, *, guidance: str | None = None, detail: str = "",
                  tables: tuple[str, ...] = (), **context: Any) -> None:
-        from analytics_kit.redact import mask_known
+        from analytics_kit.redact import known_mask
 
         # DuckDB's message quotes the SQL, where a person may have typed their key (helper-142)
-        self.detail = mask_known(detail)
+        mask = known_mask()
+        self.detail = mask(detail)
         self.tables = tuple(tables)
-        super().__init__(mask_known(message), guidance=mask_known(guidance) if guidance else guidance, **context)
+        super().__init__(mask(message), guidance=mask(guidance) if guidance else guidance, **context)
 
     def __str__(self) -> str:
         return f"{self.message} {self.guidance}" if self.guidance else self.message

@@ -48,7 +48,7 @@ class Redactor:
     """Replaces known secret values (and their URL-encoded forms) with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = (), mask: str = MASK, tokens: bool = False) -> None:
-        """``tokens``: each secret masked only where it stands as a whole token, however long (see ``mask_known``)."""
+        """``tokens``: each secret masked only where it stands as a whole token, however long (see ``known_mask``)."""
         self.mask = mask
         self._given = tuple(secret for secret in secrets if isinstance(secret, str) and secret)
         self._learned = 0
@@ -251,17 +251,14 @@ _SECRET_NAME = re.compile(r"(^|_)(API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|TOKEN|SECRET
 LOCAL_LEAST = 6
 
 
-def mask_known(text: str) -> str:
-    """``text`` with every secret this process knows masked: those of the loads it runs, those in the environment,
-    and those in ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142). Those
-    found here are masked as whole tokens only: a variable's value is no proof of a secret, and MY_SECRET=onvers
-    made "Conversion Error" read "C***ion Error" (helper-143)."""
-    if not text:
-        return text
-    # the loads' secrets as whole tokens too: a notebook's earlier load with the key "test" made a path read
-    # "/tmp/py***-of-root" in a reader's error
+def known_mask() -> Redactor:
+    """A mask of every secret this process knows: those of the loads it runs, those in the environment, and those in
+    ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142). Built once for all
+    an error's texts: it reads the file and the environment. Each is masked as a whole token only: a variable's value
+    is no proof of a secret, MY_SECRET=onvers made "Conversion Error" read "C***ion Error" (helper-143), and a
+    notebook's earlier load with the key "test" made a path read "/tmp/py***-of-root" in a reader's error."""
     loads = [secret for redactor in list(_LIVE.live) for secret in redactor._given]
-    return Redactor([*loads, *_local_secrets()], tokens=True)(text)
+    return Redactor([*loads, *_local_secrets()], tokens=True)
 
 
 def _local_secrets() -> list[str]:
@@ -298,8 +295,8 @@ def _parts(value: str) -> list[str]:
     except ValueError:
         return parts
     query = url.query or value.partition("?")[2]
-    return parts + [item for name, item in parse_qsl(query) if _SECRET_NAME.search(name) or _SECRET_PARAM.search(name)]
+    return parts + [item for name, item in parse_qsl(query) if _SECRET_PARAM.search(name)]
 
 
 # Query parameters of a connection string that hold secrets: sslpassword, motherduck_token, access_key_id...
-_SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key", re.IGNORECASE)
+_SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key|credential", re.IGNORECASE)

@@ -353,7 +353,8 @@ class OffsetPass:
         and a load took 3 of them as complete (helper-143)."""
         held, limit = short.offset + len(short) - short.slot, self.paginator.limit
         again = self.fetch(short.slot)
-        if again.ignored or len(again) <= held or (len(again) < limit and (whole or len(again) < held + len(after))):
+        covers = len(again) == limit or (not whole and len(again) >= held + len(after))
+        if again.ignored or len(again) <= held or not covers:
             if again.ignored or len(again) == held:  # the same measure again: an API capped below limit
                 raise page_cap(self.owner.resource, limit, short, after)
             raise uneven_pages(self.owner.resource, short, held, again)

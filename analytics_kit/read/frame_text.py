@@ -23,8 +23,9 @@ def frame_text(frame: pd.DataFrame, width: int | None) -> str:
             return frame.to_string(index=False, line_width=width, float_format=_shortest)
         except (NotImplementedError, OverflowError, ValueError):  # a timestamp pandas cannot format
             shown = frame.copy()
-            for name in frame.columns[[pd.api.types.is_datetime64_any_dtype(kind) for kind in frame.dtypes]]:
-                shown[name] = _times_text(frame[name])
+            for index, kind in enumerate(frame.dtypes):  # by position, as _singles: two columns may share a name
+                if pd.api.types.is_datetime64_any_dtype(kind):
+                    shown.isetitem(index, pd.Series(_times_text(frame.iloc[:, index]), index=frame.index, dtype=object))
             return shown.to_string(index=False, line_width=width, float_format=_shortest)
 
 

@@ -26,7 +26,7 @@ from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.server_faults import unreachable_server
 from analytics_kit.store.sql import qualified
-from analytics_kit.redact import Redactor, mask_known
+from analytics_kit.redact import Redactor, known_mask
 from analytics_kit.store.target import Target
 
 if TYPE_CHECKING:
@@ -95,14 +95,14 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
         with connection.connect(target.database, given, target.dataset) as con:
             connection.reads_only(con, sql, str(target.database))
             relation = _refused_as_query_error(lambda: con.sql(sql, params=params), con, target)
-            if relation is not None:  # its types read off the file, which may be damaged: DuckDB's error as any
-                _refuse_unsigned_128(relation, _refused_as_query_error(lambda: relation.types, con, target),
-                                     str(target.database))
             if relation is None:  # empty SQL, a comment, or a statement with no result
                 raise QueryError(f"The SQL {sql[:60]!r} returns no rows to read: it is empty, a comment, or a "
                                  "statement without a result.", guidance="Pass a SELECT (or another query that "
                                  "returns rows), e.g. SELECT count(*) FROM analytics.events.",
                                  database=str(target.database))
+            # its types read off the file, which may be damaged: DuckDB's error as any
+            _refuse_unsigned_128(relation, _refused_as_query_error(lambda: relation.types, con, target),
+                                 str(target.database))
             table = _refused_as_query_error(relation.to_arrow_table, con, target)
             if warn:
                 warn_if_stopped(connection.stopped_rebuild(con, target.dataset), str(target.database))
@@ -167,7 +167,7 @@ def _refused_as_query_error(call: Callable[[], Any], con: duckdb.DuckDBPyConnect
         return call()
     except duckdb.Error as error:
         failure = sql_error(error, con, str(target.database), target.database.stem, target.dataset)
-        cause = error if mask_known(str(error)) == str(error) else None
+        cause = error if known_mask()(str(error)) == str(error) else None
     raise failure from cause
 
 

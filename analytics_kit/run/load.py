@@ -296,8 +296,8 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
     # ("page-views" loads into page_views)
     table = pipeline.default_schema.naming.normalize_table_identifier if pipeline.default_schema_name else str
     # a resource that loads into a table of another name (table_name) has no rows of its own to show
-    into = {table(name): table(into) for name, resource in source.resources.items()
-            if isinstance(into := resource.table_name, str) and table(into) != table(name)}
+    into = {table(name): table(resource.table_name) for name, resource in source.resources.items()
+            if isinstance(resource.table_name, str) and table(resource.table_name) != table(name)}
     cursor_before, cursor_after = by_table(before, table), by_table(after, table)
     # and one of the resources whose names dlt makes one: "Orders 0 rows 0 requests" beside orders (helper-143)
     into.update({name: table(name) for name in (*cursor_before, *cursor_after) if table(name) != name})

@@ -290,7 +290,7 @@ def final_lines(report: LoadReport | None, stats: LoadStats) -> list[str]:
     for table in report.table_names():
         rows, fetched, why = report.rows.get(table, 0), report.fetched.get(table), report.not_loaded(table)
         line = f"{table}: {plural(rows, 'row')}" + (f" of {fetched:,} fetched ({why})" if why else "")
-        if table in report.into and table not in report.rows:  # "a: 0 rows" for a's rows counted in t (helper-142)
+        if report.loads_elsewhere(table):  # "a: 0 rows" for a's rows counted in t (helper-142)
             line = f"{table}: " + (f"{plural(fetched, 'row')} fetched " if fetched is not None else "") + \
                 f"into {report.into[table]}"
         if table in report.requests:

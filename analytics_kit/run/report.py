@@ -79,7 +79,7 @@ class LoadReport:
     def not_loaded(self, table: str) -> str | None:
         """Why fewer rows of ``table`` were loaded than fetched ("1 already loaded"), or None."""
         fetched, loaded = self.fetched.get(table), self.rows.get(table, 0)
-        if fetched is None or fetched <= loaded or (table in self.into and table not in self.rows):
+        if fetched is None or fetched <= loaded or self.loads_elsewhere(table):
             return None  # a resource's records counted in its table's rows: "250 filtered out" (helper-142)
         if table in self.children:
             return f"{fetched - loaded:,} repeated across the parent records' listings"
@@ -105,7 +105,7 @@ class LoadReport:
             row[f"cursor_{resource}_after"] = self.cursor_after.get(resource)
         return row
 
-    def _elsewhere(self, name: str) -> bool:
+    def loads_elsewhere(self, name: str) -> bool:
         """Whether ``name`` is a resource whose rows are its table's, under another name."""
         return name in self.into and name not in self.rows
 
@@ -120,7 +120,7 @@ class LoadReport:
         for name in names:
             rows, requests = self.rows.get(name, 0), self.requests.get(name, 0)
             # the unit agrees with its number ("1 requests", helper-129) and keeps its column's width
-            shown = f"{rows:>9,} {'row ' if rows == 1 else 'rows'}" if not self._elsewhere(name) else \
+            shown = f"{rows:>9,} {'row ' if rows == 1 else 'rows'}" if not self.loads_elsewhere(name) else \
                 f"{'into ' + self.into[name]:>14}"
             line = f"  {name:<{width}}  {shown}  {requests:>6,} {'request ' if requests == 1 else 'requests'}"
             if name in self.cursor_after or name in self.cursor_before:
@@ -142,7 +142,7 @@ class LoadReport:
         cursors = bool(self.cursor_before or self.cursor_after)
         headers = ["table", "rows", "requests"] + (["cursor before", "cursor after"] if cursors else []) + [""]
         rows = [
-            (name, self.rows.get(name, 0) if not self._elsewhere(name) else f"into {self.into[name]}",
+            (name, self.rows.get(name, 0) if not self.loads_elsewhere(name) else f"into {self.into[name]}",
              self.requests.get(name, 0))
             + ((self.cursor_before.get(name), self.cursor_after.get(name)) if cursors else ())
             + (self.not_loaded(name) or "",)

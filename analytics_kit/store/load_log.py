@@ -125,8 +125,10 @@ def by_table(values: Mapping[str, Any], table: Callable[[str], str], add: bool =
         named.setdefault(table(name), []).append(name)
     out: dict[str, Any] = {}
     for key, names in named.items():
-        if len(names) == 1 or add:
-            out[key] = sum(values[name] for name in names) if len(names) > 1 else values[names[0]]
+        if len(names) == 1:
+            out[key] = values[names[0]]
+        elif add:
+            out[key] = sum(values[name] for name in names)
         else:
             out.update({name: values[name] for name in names})
     return out
