@@ -292,6 +292,18 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("a resolve without its field", edited(lambda c: c["resources"][0]["endpoint"].update(
         params={"x": {"type": "resolve", "resource": "customers"}})), ConfigError,
      r"^resources\[0\]\.endpoint\.params\.x: missing required key 'field'"),
+    # what dlt takes while it builds and refuses once it pages: each a LoadError "run it again" (helper-145)
+    ("a misspelt incremental placeholder", edited(lambda c: (_timestamp_cursor(c), endpoint(c).update(
+        params={"since": "{incremental.start_valu}"}))), ConfigError,
+     r"^resources\[0\]\.endpoint\.params\.since: the placeholder \{incremental\.start_valu\} names no value of the "
+     r"incremental \(did you mean 'start_value'\?\)"),
+    ("a header value that is no text", edited(lambda c: endpoint(c).update(headers={"X-Page-Size": 100})),
+     ConfigError, r"^resources\[0\]\.endpoint\.headers\.X-Page-Size: got a value of type int; expected text"),
+    ("a paginator's total_path that is no JSON path", edited(lambda c: endpoint(c).update(
+        paginator={"type": "offset", "limit": 100, "total_path": "meta.total["})), ConfigError,
+     r"^resources\[0\]\.endpoint\.paginator\.total_path: not a valid JSON path"),
+    ("a cursor_path that is no JSON path", edited(lambda c: _timestamp_cursor(c, cursor_path="updated_at[")),
+     ConfigError, r"^resources\[0\]\.endpoint\.incremental\.cursor_path: not a valid JSON path"),
 ]
 
 
@@ -306,6 +318,15 @@ def test_invalid_config(config: Any, error: type[Exception], pattern: str) -> No
     assert exc.guidance
     assert CANARY not in str(exc) and CANARY not in repr(exc)
     assert exc.__cause__ is None and (exc.__context__ is None or exc.__suppress_context__)
+
+
+def test_placeholders_of_any_incremental_attribute_and_text_headers_build() -> None:
+    """The checks of what dlt formats and sends when it pages refuse only what dlt would fail on: any attribute of its
+    Incremental may be a placeholder, and a header may be bytes or None (requests leaves a None header out)."""
+    config = edited(lambda c: (_timestamp_cursor(c), endpoint(c).update(
+        params={"since": "{incremental.start_value}", "field": "{incremental.cursor_path}", "lag": "{incremental.lag}"},
+        headers={"X-Raw": b"1", "X-Gone": None}, paginator={"type": "offset", "limit": 100, "total_path": "meta.total"})))
+    assert list(build_source(config).resources) == ["resource_name"]
 
 
 def test_there_are_enough_invalid_cases() -> None:

@@ -21,6 +21,7 @@ from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.rest_api import typing as rt
 
 from analytics_kit import seam
+from analytics_kit.config.first_request import check_headers, check_json_path
 from analytics_kit.config.messages import EXPECTED, did_you_mean, fail, got, join, quoted
 from analytics_kit.config.urls import check_url_shape, refuse_url_credentials, without_userinfo
 from analytics_kit.fetch.transport import sendable
@@ -32,7 +33,6 @@ from analytics_kit.seam import (
     is_literal_type,
     is_optional_type,
     is_union_type,
-    jsonpath,
     paginator_types,
 )
 
@@ -164,10 +164,14 @@ def check_paginator(value: Any, path: str) -> None:
                    f"'{missing[0]}' in the paginator", f"Add '{missing[0]}' to the paginator.")
     if spec is None:
         return  # dlt's validator and the class check the rest
+    annotations = inspect.signature(cls.__init__).parameters if cls is not None else {}
     for key in (k for k in value if k.endswith("_path")):
         if value[key] is not None and not isinstance(value[key], str):
             raise fail(join(path, key), f"got {got(value[key])}", "a JSON path as a string, or null",
                        "Write the path to the field in the response, e.g. 'total' or 'meta.total'.")
+        if key in annotations and "jsonpath" in str(annotations[key].annotation).lower():  # a JSONPath, or dlt's alias
+            check_json_path(value[key], join(path, key), "a JSON path, e.g. 'total' or 'meta.total'",
+                            "Write the path to the field in the response.")
     for key, least in _PAGINATOR_LEAST.items():
         number = value.get(key)
         if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < least):
@@ -209,6 +213,8 @@ def check_auth(value: Any, path: str) -> None:
 def check_incremental(value: Any, path: str, spec: type = rt.IncrementalConfig) -> None:
     # dlt still takes an incremental param's ``transform``, the deprecated name of ``convert`` (with a warning)
     check_mapping(value, spec, path, extra=("transform",) if spec is rt.IncrementalParamConfig else ())
+    check_json_path(value.get("cursor_path"), join(path, "cursor_path"), "a JSON path to the cursor field, e.g. "
+                    "'updated_at'", "Write the path to the field whose last value is kept between loads.")
     if not value.get("cursor_path"):
         raise fail(join(path, "cursor_path"), "missing or empty",
                    "the path of the record field to track, e.g. 'updated_at'",
@@ -228,15 +234,10 @@ def check_endpoint(value: Any, path: str) -> None:
         raise fail(join(path, "data_selector"), "empty string",
                    "a JSON path to the records, e.g. 'data', or no data_selector at all",
                    "Remove data_selector to let dlt find the records, or name the key holding them.")
-    selector = value.get("data_selector")
-    if isinstance(selector, str):
-        try:
-            jsonpath.compile_path(selector)
-        except Exception as error:  # noqa: BLE001 - jsonpath-ng's parser raises several kinds
-            problem = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise fail(join(path, "data_selector"), f"not a valid JSON path ({problem})",
-                       "a JSON path to the records, e.g. 'data' or 'results.items'",
-                       "Write the path to the list of records in the response.") from None
+    check_json_path(value.get("data_selector"), join(path, "data_selector"),
+                    "a JSON path to the records, e.g. 'data' or 'results.items'",
+                    "Write the path to the list of records in the response.")
+    check_headers(value.get("headers"), join(path, "headers"))
     if value.get("paginator") is not None:
         check_paginator(value["paginator"], join(path, "paginator"))
     if value.get("auth") is not None:

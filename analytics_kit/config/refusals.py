@@ -107,7 +107,7 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _strings(child, f"{path}[{i}]")
 
 
-def _templated(config: dict[str, Any]) -> Iterator[tuple[int | None, str, str]]:
+def templated(config: dict[str, Any]) -> Iterator[tuple[int | None, str, str]]:
     """(resource index or None for resource_defaults, path, string) of every string that may hold
     placeholders: endpoint path, params, json, data and headers."""
     defaults = (config.get("resource_defaults") or {}).get("endpoint")
@@ -127,7 +127,7 @@ def _templated(config: dict[str, Any]) -> Iterator[tuple[int | None, str, str]]:
 
 def _holding(config: dict[str, Any], expression: str, index: int | None = None) -> str | None:
     """Where ``{expression...}`` is written (in resource ``index`` when given)."""
-    for at, path, text in _templated(config):
+    for at, path, text in templated(config):
         if (index is None or at == index) and "{" + expression in text:
             return path
     return None

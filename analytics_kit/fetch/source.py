@@ -316,14 +316,18 @@ def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
     ``client.session`` never gets here: the kit's checks refuse it (see
     ``config_checks.SESSION_REFUSED``), since every request goes through the kit's own session.
     """
+    from analytics_kit.config.first_request import check_placeholders
     from analytics_kit.config.refusals import explain
 
     failure: ConfigError | None = None
     try:
-        return rest_api_source(prepared.rest_api, name=name)
+        source = rest_api_source(prepared.rest_api, name=name)
     except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
         failure = explain(error, prepared.rest_api, Redactor(prepared.secrets))
-    raise failure  # outside the except block: dlt's exception and its frames are not chained
+    if failure is not None:
+        raise failure  # outside the except block: dlt's exception and its frames are not chained
+    check_placeholders(prepared.rest_api, filter(None, map(seam.resource_incremental, source.resources.values())))
+    return source
 
 
 def _key_in_pages(key: Any, added: set[str], naming: Callable[[str], str] = str) -> Any:
