@@ -12,7 +12,7 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 from analytics_kit.errors import ConfigError, KitError, check_working_folder
 from analytics_kit.interrupts import is_interrupt
@@ -194,8 +194,18 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its commands' too), its errors masked: a key typed as an argument went to stderr whole
+    ("unrecognized arguments: --api-key sk_...", where the key was in API_KEY: helper-149)."""
+
+    def error(self, message: str) -> NoReturn:
+        from analytics_kit.redact import known_mask
+
+        super().error(known_mask()(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="analytics-kit", description=__doc__)
+    parser = _Parser(prog="analytics-kit", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks and dlt's debug log")
     parser.add_argument("--version", action="version", version=f"analytics-kit {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -74,6 +74,7 @@ class Redactor:
                 forms.update({secret, repr(secret)[1:-1], *as_json, *encoded, *in_sql})
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
+        self._forms = tuple(ordered)
         # the forms a JSON body may hold, for ``echoed``; too short ones would match anything.
         # Those with escapes are looked for by a pattern, in any case; the others as they are.
         in_bodies = [f for f in ordered if len(f) >= WHOLE_WORD_BELOW]
@@ -105,7 +106,18 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._pattern is None or not isinstance(text, str):
             return text
-        return self._pattern.sub(self.mask, text)
+        text = self._pattern.sub(self.mask, text)
+        return self._cut_off(text) if "..." in text else text
+
+    def _cut_off(self, text: str) -> str:
+        """Masks the start of a secret that a message cut off to shorten a value ("got 'http://h/?k=sk_live_Zq8x...'"),
+        which no mask of the whole matches (helper-149): ``PARTIAL_RUN`` characters or more of one, before "..."."""
+        for cut in reversed([m.start() for m in re.finditer(r"\.\.\.", text)]):
+            longest = max((n for form in self._forms for n in range(min(len(form) - 1, cut), PARTIAL_RUN - 1, -1)
+                           if text.startswith(form[:n], cut - n)), default=0)
+            if longest:
+                text = text[:cut - longest] + self.mask + text[cut:]
+        return text
 
     def holds_part(self, text: str) -> bool:
         """Whether ``text`` holds ``PARTIAL_RUN`` characters in a row of a secret, also once decoded (``%54``,

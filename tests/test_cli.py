@@ -388,3 +388,31 @@ def test_query_prints_every_double_and_timestamp_as_duckdb_holds_them(tmp_path):
     # a FLOAT at its own width: pandas handed the formatter the double 1.100000023841858 (helper-143)
     assert kit("query", "SELECT 1.1::FLOAT AS f UNION ALL SELECT NULL ORDER BY f", "--database",
                str(database)).stdout.split() == ["f", "1.1", "<NA>"]
+
+
+SLIPPED_KEY = "sk_live_Zq8xT3pL9vR2mN7wKc4"
+
+
+@pytest.mark.parametrize("value", ["postgresql://loader:Pg_Secret_9x8y7z@db.example.com:5432/analytics",
+                                   "md:analytics?motherduck_token=mdtok_Zq8xT3pL9vR2", f"u:{SLIPPED_KEY}@h.duckdb"])
+def test_a_connection_string_in_analytics_database_is_refused_unquoted(tmp_path, value):
+    """$ANALYTICS_DATABASE names the default file, and is checked as --database is: a connection string there loaded
+    into a folder named after it, and the output showed its password (helper-149)."""
+    for command in (["load", "--quiet"], ["tables"]):
+        done = kit(*command, env={"ANALYTICS_DATABASE": value, "API_KEY": "demo-key-1", "ANALYTICS_API_BASE_URL":
+                                  "http://127.0.0.1:9"}, cwd=tmp_path)
+        assert done.returncode == 1 and "database ($ANALYTICS_DATABASE): got a connection string" in done.stderr, done
+        for secret in ("Pg_Secret", "mdtok", SLIPPED_KEY):
+            assert secret not in done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_one_letter_user_before_a_password_is_a_connection_string(tmp_path):
+    done = kit("tables", "--database", f"u:{SLIPPED_KEY}@h.duckdb", cwd=tmp_path)
+    assert done.returncode == 1 and "database: got a connection string" in done.stderr and SLIPPED_KEY not in done.stderr
+
+
+def test_a_known_key_typed_as_an_argument_is_masked_in_the_usage_error(tmp_path):
+    done = kit("load", "--api-key", SLIPPED_KEY, env={"API_KEY": SLIPPED_KEY}, cwd=tmp_path)
+    assert done.returncode == 2 and "unrecognized arguments: --api-key ***" in done.stderr, done.stderr
+    assert SLIPPED_KEY not in done.stderr

@@ -903,3 +903,43 @@ def test_nulls_dlt_loads_are_accepted(edit) -> None:
     config = guide_config()
     edit(config)
     build_source(config)
+
+
+SLIPPED = "sk_live_Zq8xT3pL9vR2mN7wKc4"
+
+
+def _refusal(config: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_source(config)
+    return str(info.value)
+
+
+def test_a_secret_a_message_cut_off_is_masked_as_far_as_it_shows() -> None:
+    """A value quoted in a message is cut at about 60 characters: the key's start showed, 25 of its 27 characters,
+    which no mask of the whole key matches (helper-149)."""
+    config = guide_config(SLIPPED)
+    config["client"]["base_url"] = f"http://127.0.0.1:8080/api?api_key={SLIPPED}"
+    text = _refusal(config)
+    assert "api_key=***..." in text and SLIPPED[:6] not in text, text
+
+
+def test_a_secret_of_the_environment_or_secrets_toml_is_masked_before_it_is_resolved(monkeypatch, tmp_path) -> None:
+    """A shape check runs before the key is resolved: it quoted a key of API_KEY or .dlt/secrets.toml pasted into
+    another field whole (helper-149)."""
+    config = edited(lambda c: c["client"].update(base_url=f"https://api.example.com#{SLIPPED}"))
+    monkeypatch.setenv("API_KEY", SLIPPED)
+    assert SLIPPED not in _refusal(config)
+    monkeypatch.delenv("API_KEY")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "secrets.toml").write_text(f'[sources.analytics]\napi_key = "{SLIPPED}"\n')
+    assert SLIPPED not in _refusal(edited(lambda c: endpoint(c)["paginator"].update(limit=SLIPPED)))
+
+
+def test_a_password_holding_a_slash_in_base_url_is_refused_as_credentials() -> None:
+    """URL parsers end the host at the password's "/": it read as a port that is no number, and the message quoted
+    the password (helper-149). A host's port before a path holding an "@" is no password."""
+    key = "sk_live_Zq8xT3+pL9/vR2mN7wKc4"
+    text = _refusal(edited(lambda c: c["client"].update(base_url=f"https://reporter:{key}@api.example.com")))
+    assert "a user name or password in the URL (https://***@api.example.com)" in text and "pL9" not in text, text
+    build_source(edited(lambda c: c["client"].update(base_url="https://api.example.com:8080/users/@me")))

@@ -16,7 +16,7 @@ def refuse_url_credentials(url: Any, path: str) -> None:
     if not isinstance(url, str) or "@" not in url:
         return
     parts = urlsplit(url if "://" in url else f"//{url.strip()}")  # a name without a scheme: dlt's path
-    if parts.username is None and parts.password is None:
+    if parts.username is None and parts.password is None and _loose_userinfo(url) is None:
         return
     raise fail(path, f"a user name or password in the URL ({without_userinfo(url)})",
                "a URL without credentials",
@@ -24,8 +24,26 @@ def refuse_url_credentials(url: Any, path: str) -> None:
                "(or a token's own auth type), where they are kept out of files, logs and errors.")
 
 
+# user:password@ where the password holds a "/", which URL parsers take for the path's start: the host then read as
+# "user:pass" with a port that is no number, and the message quoted the password (helper-149)
+_LOOSE = re.compile(r"[^/?#@:]+:([^?#]*)@")
+
+
+def _loose_userinfo(url: str) -> int | None:
+    """Where the "@" after a user name and a password holding a "/" ends (its index + 1), or None; not a host's port
+    before a path holding an "@" (``host:8080/users/@me``)."""
+    scheme = url.find("://")
+    start = scheme + 3 if scheme >= 0 else 0
+    found = _LOOSE.match(url, start)
+    return found.end() if found is not None and not found.group(1).split("/")[0].isdigit() else None
+
+
 def without_userinfo(url: str) -> str:
     """``url`` with what stands before an "@" in its host part masked, as a message shows it."""
+    end = _loose_userinfo(url)
+    if end is not None:
+        scheme = url.find("://")
+        return (url[:scheme + 3] if scheme >= 0 else "") + "***@" + url[end:]
     return re.sub(r"^(\s*[A-Za-z][\w+.-]*://)?[^/?#@]*@", lambda m: (m.group(1) or "") + "***@", url)
 
 

@@ -19,7 +19,8 @@ from urllib.parse import unquote, urlsplit
 
 from analytics_kit.errors import ConfigError
 from analytics_kit.seam import capabilities_without_resolving, duckdb_destination, known_destinations
-from analytics_kit.store.database import DEFAULT_DATABASE, DEFAULT_DATASET, check_dataset, file_paths
+from analytics_kit.store.database import (DATABASE_ENV, DEFAULT_DATABASE, DEFAULT_DATASET, DefaultDatabase, check_dataset,
+                                          file_paths)
 from analytics_kit.store.file_faults import not_duckdb
 
 if TYPE_CHECKING:
@@ -61,10 +62,14 @@ class Target:
         _check_argument("destination", destination, "a dlt destination name such as 'duckdb' or 'postgres'")
         _check_argument("dataset", dataset, "a schema name such as 'analytics'")
         _check_dataset_name(dataset)
+        # the default is $ANALYTICS_DATABASE's, which names a file as the argument does: a connection string there
+        # loaded into a folder named after it, password and all (helper-149)
+        named = os.environ.get(DATABASE_ENV, "").strip() if isinstance(database, DefaultDatabase) else None
         if not isinstance(database, (str, os.PathLike)) or not str(database).strip() or \
-                credential_like(str(database), at=False):  # a file may be named data@2026.duckdb
-            raise ConfigError(f"got {_described(database)}; expected the path of a DuckDB file", path="database",
-                              guidance="Pass a file name such as 'analytics.duckdb' (the default); for a database "
+                credential_like(named or str(database), at=False):  # a file may be named data@2026.duckdb
+            raise ConfigError(f"got {_described(named or database)}; expected the path of a DuckDB file",
+                              path=f"database (${DATABASE_ENV})" if named else "database",
+                              guidance=f"Pass a file name such as 'analytics.duckdb' (the default); for a database "
                               f"server, pass destination='postgres' instead. {CREDENTIALS}")
         name = (destination or FILE_DESTINATION).strip().lower()
         if name == FILE_DESTINATION:
@@ -260,7 +265,9 @@ CREDENTIALS = ("A database server's credentials go in dlt's secrets (e.g. DESTIN
 # Text that may hold a credential: a scheme or a user before a colon (postgresql://, md:, a path that collapsed
 # postgresql:// to postgresql:/, u:pw@host; a Windows drive's one letter is not one), or a key of a key=value
 # connection string; read as written and percent-decoded
-_CREDENTIAL_LIKE = re.compile(r"^\W*[A-Za-z][\w+.\-]+:|://|(password|passwd|pwd|token|secret|key)\s*=", re.IGNORECASE)
+# (a user of one letter too, u:pw@host, where a drive is followed by a slash: helper-149)
+_CREDENTIAL_LIKE = re.compile(r"^\W*[A-Za-z](?:[\w+.\-]+:|:(?![\\/]))|://|(password|passwd|pwd|token|secret|key)\s*=",
+                              re.IGNORECASE)
 
 
 def credential_like(text: str, *, at: bool = True) -> bool:
