@@ -34,6 +34,7 @@ from analytics_kit.fetch.cut_answers import (
     raised_in_answer,
 )
 from analytics_kit.fetch.deadlines import PassEnded, deadline, in_attempt
+from analytics_kit.fetch.answer_size import MAX_ANSWER_ENV, AnswerTooLarge
 from analytics_kit.fetch.header_fields import most_lines
 from analytics_kit.fetch.shared_cookies import current_cookies
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
@@ -209,6 +210,8 @@ def retry_session(
                     raised = ChunkedEncodingError(str(cut), request=request)
                 if raised_in_answer(error, TooManyHeaders) is not None:
                     raised = _too_many_headers(request, redact)
+                if isinstance(error, AnswerTooLarge):
+                    raised = _too_large(request, redact, error.limit)
                 if raised is not too_late:
                     _first_contact(raised, error, request, stats, redact)
         if response is not None:
@@ -313,6 +316,17 @@ def _too_many_headers(request: PreparedRequest, redact: Redactor) -> LoadError:
         "header fields, more than Python's HTTP client (http.client) reads; nothing from this run was committed.",
         guidance="The answer's header block comes from the API or a proxy in front of it, not from your config: "
         "ask its provider to send fewer header fields.",
+        host=host_port(request.url), request=request_text(request, redact))
+
+
+def _too_large(request: PreparedRequest, redact: Redactor, limit: int) -> LoadError:
+    """A body past ``answer_size``'s cap: not retried, as it would come again."""
+    return LoadError(
+        f"The API at {host_port(request.url)} answered {request_text(request, redact)} with a body of more than "
+        f"{limit // 10**6:,} MB (once decompressed); the kit stopped reading it, and nothing from this run was "
+        "committed.", guidance="If the API really sends pages this large, ask for smaller pages (the paginator's "
+        f"limit), or raise the cap with {MAX_ANSWER_ENV} (in MB, e.g. 500). An answer without end, or a small "
+        "compressed one that inflates this far, is a fault of the API or of a proxy in front of it.",
         host=host_port(request.url), request=request_text(request, redact))
 
 

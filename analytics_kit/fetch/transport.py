@@ -41,6 +41,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from analytics_kit.errors import LoadError
 from analytics_kit.fetch.cut_answers import HeaderCheckedResponse, header_block_cut
+from analytics_kit.fetch.answer_size import MAX_ANSWER_MB, cap_body, max_answer_bytes
 from analytics_kit.fetch.deadlines import watch_socket
 from analytics_kit.fetch.shared_cookies import keep_jar
 
@@ -213,6 +214,8 @@ class DeadlineAdapter(HTTPAdapter):
     an http(s) proxy as well. A SOCKS proxy's connections are urllib3's own, which the watchdog
     cannot see: their reads keep a read timeout (see ``KitSession``)."""
 
+    max_answer = MAX_ANSWER_MB * 10**6  # see answer_size: set by KitSession
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
@@ -229,7 +232,9 @@ class DeadlineAdapter(HTTPAdapter):
         proxy = select_proxy(request.url, proxies) if proxies else None
         if proxy and proxy.lower().startswith("socks") and isinstance(timeout, tuple) and timeout[1] is None:
             timeout = (timeout[0], timeout[0])  # no watchdog for its socket: each read has the attempt's time
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        cap_body(response, self.max_answer)
+        return response
 
     def get_connection_with_tls_context(self, request: requests.PreparedRequest, verify: Any,
                                         proxies: Any = None, cert: Any = None) -> HTTPConnectionPool:
@@ -261,6 +266,7 @@ class KitSession(Session):
         self.origins = frozenset(origins)
         self.redact = redact
         adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=16)
+        adapter.max_answer = max_answer_bytes()
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
