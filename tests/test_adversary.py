@@ -3387,3 +3387,17 @@ def test_a_failing_token_url_is_said_as_retried_by_dlts_own_settings(api, watch,
     assert "HTTP 503" in str(error) and "dlt's own retries (RUNTIME__REQUEST_MAX_ATTEMPTS" in str(error), error
     assert "RUNTIME__REQUEST_MAX_ATTEMPTS" in error.guidance and "error_handler" not in error.guidance
     assert len([r for r in api.requests if r.path == "/oauth/token"]) == 5 and canary not in str(error)
+
+
+@pytest.mark.parametrize("status", [507, 599])
+def test_a_status_the_policy_does_not_retry_is_said_so_not_raise_max_retries(api, watch, status):
+    """A 507 answered once was "failing or overloaded: raise error_handler.max_retries", which changes nothing for
+    it: its status is not in retry_on_status_codes (helper-146). A retried status out of attempts keeps that advice."""
+    api.status_script = lambda req: status
+    error = watch.fails(config_for(api))
+    assert f"HTTP {status}" in str(error) and "a status the resource's error_handler does not retry" in str(error)
+    assert f"add {status} to error_handler.retry_on_status_codes" in error.guidance, error.guidance
+    assert len(api.requests) == 1
+    api.status_script = lambda req: 503
+    error = watch.fails(config_for(api))
+    assert "after 3 attempt(s)" in str(error) and "raise error_handler.max_retries" in error.guidance, error

@@ -243,6 +243,8 @@ def retry_session(
         logger.warning("%s", event)
 
     retried_statuses = frozenset(c for c in policy.status_codes if c not in NEVER_RETRIED)
+    if stats is not None and resource:
+        stats.retried_statuses[resource] = retried_statuses  # a failure's advice tells an unretried status apart
     retrying = Retrying(
         retry=retry_any(
             retry_if_status(retried_statuses),

@@ -56,6 +56,7 @@ class LoadStats:
         # Attempts per request text (method, path and query, secrets masked): a retry
         # repeats the same text, so this counts the attempts each request took.
         self.attempts: dict[str, int] = defaultdict(int)
+        self.retried_statuses: dict[str, frozenset[int]] = {}  # per resource: the statuses its policy retries
         # What the run should report: a total the pages contradicted, a cursor in the future.
         self.warnings: list[str] = []
         self.started = datetime.now(timezone.utc)

@@ -210,6 +210,16 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 "and method, or the auth block's token URL. Waiting or retrying does not change this answer.",
                 resource=resource, status=status, request=request,
             )
+        if not by_dlt and status not in stats.retried_statuses.get(resource or "", frozenset({status})):
+            # not asked again: its status is not one the policy retries (507, 508, 599), which max_retries cannot change
+            return LoadError(
+                f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request}, a status the resource's "
+                "error_handler does not retry; nothing from this run was committed.",
+                guidance=f"Run the load again later. If the API answers {status} while it is failing or overloaded, "
+                f"add {status} to error_handler.retry_on_status_codes, so that it is retried with the backoff "
+                "(raising max_retries alone changes nothing for it).",
+                resource=resource, status=status, request=request,
+            )
         return LoadError(
             f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts}; "
             "nothing from this run was committed.",
