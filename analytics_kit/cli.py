@@ -16,6 +16,7 @@ from typing import Any, Callable, NoReturn, Sequence
 
 from analytics_kit.errors import ConfigError, KitError, check_working_folder
 from analytics_kit.interrupts import is_interrupt
+from analytics_kit.output_stream import OutputFailed, flush_streams, guard_streams
 from analytics_kit.store.database import DATABASE_ENV, DEFAULT_DATABASE, LOCK_WAIT_SECONDS
 
 DATABASE_HELP = f"DuckDB file (default: ${DATABASE_ENV} if set, else %(default)s in the current folder)"
@@ -309,14 +310,16 @@ def run(before_exit: Callable[[], None] | None = None) -> None:
     # a SIGTERM (timeout, docker stop, systemd) ends the command as Ctrl-C does: the load's interrupt handling, its
     # message and exit 130; it ended at -15 without a word (helper-124)
     signal.signal(signal.SIGTERM, _terminated)
+    guard_streams()
     try:
         code = main(lean=True)
         logging.shutdown()
-        for stream in (sys.stdout, sys.stderr):  # None when the caller closed it (`>&-`)
-            if stream is not None:
-                stream.flush()
+        flush_streams()
     except BrokenPipeError:
         code = 141  # the reader went away (`| head`): quiet, as a shell tool killed by SIGPIPE
+    except OutputFailed as error:  # a last flush of what the command printed
+        print(f"error: {error}", file=sys.stderr)
+        code = 1
     if before_exit is not None:
         before_exit()
     os._exit(code)

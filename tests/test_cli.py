@@ -416,3 +416,23 @@ def test_a_known_key_typed_as_an_argument_is_masked_in_the_usage_error(tmp_path)
     done = kit("load", "--api-key", SLIPPED_KEY, env={"API_KEY": SLIPPED_KEY}, cwd=tmp_path)
     assert done.returncode == 2 and "unrecognized arguments: --api-key ***" in done.stderr, done.stderr
     assert SLIPPED_KEY not in done.stderr
+
+
+def test_output_with_nowhere_to_go_is_one_message_and_what_was_done_stays(api, config_files, tmp_path):
+    """`load > log` on a full disk ended with a traceback and exit 1 after the load had committed; `tables >&-` and a
+    character stdout's encoding lacks did too (helper-149)."""
+    database, env = tmp_path / "out.duckdb", {"API_KEY": api.api_key}
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(BIN / "analytics-kit"), "load", "--config", str(config_files["toml"]), "--database",
+                               str(database)], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("error: could not write to the standard output: No space left on device") == 1
+    assert "a load's commit included" in done.stderr
+    history = kit("history", "--database", str(database))
+    assert history.returncode == 0 and "incremental" in history.stdout, history  # the load committed
+    closed = subprocess.run(["bash", "-c", f'"{BIN / "analytics-kit"}" tables --database "{database}" >&-'],
+                            capture_output=True, text=True, timeout=120)
+    assert closed.returncode == 0 and closed.stderr == "", closed.stderr
+    ascii_only = kit("query", "select 'ü' AS a", "--database", str(database), env={"PYTHONIOENCODING": "ascii"})
+    assert ascii_only.returncode == 0 and "\\xfc" in ascii_only.stdout, ascii_only
