@@ -89,8 +89,13 @@ class CutAnswer(http.client.HTTPException):
 
 
 class TooManyHeaders(http.client.HTTPException):
-    """An answer with more header fields than http.client reads (100): whole, and refused the same
-    way on every attempt."""
+    """An answer whose header block http.client does not read, whole, and refused the same way on every attempt:
+    ``why`` says how (more header fields than it reads, a line longer than it reads, another HTTP version). Each
+    was retried as a dropped connection, and its advice was to check base_url (helper-146)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 class HeaderCheckedResponse(http.client.HTTPResponse):
@@ -121,9 +126,16 @@ class HeaderCheckedResponse(http.client.HTTPResponse):
         self.fp = lines  # only while the status line and the headers are read
         try:
             header_fields.begin(self)  # http.client's begin, reading the header block faster
+        except http.client.LineTooLong:
+            raise TooManyHeaders(f"a header line longer than {getattr(http.client, '_MAXLINE', 65536):,} bytes, "
+                                 "the longest Python's HTTP client (http.client) reads") from None
+        except http.client.UnknownProtocol as error:
+            raise TooManyHeaders(f"a status line of {str(error)[:20]!r}, an HTTP version Python's HTTP client "
+                                 "(http.client) does not speak (it speaks HTTP/1.0 and 1.1)") from None
         except http.client.HTTPException as error:
             if type(error) is http.client.HTTPException and str(error).startswith("got more than"):
-                raise TooManyHeaders(str(error)) from None
+                raise TooManyHeaders(f"{header_fields.most_lines()} or more header fields, more than Python's HTTP client "
+                                     "(http.client) reads") from None
             raise
         finally:
             if self.fp is lines:

@@ -35,7 +35,6 @@ from analytics_kit.fetch.cut_answers import (
 )
 from analytics_kit.fetch.deadlines import PassEnded, deadline, in_attempt
 from analytics_kit.fetch.answer_size import MAX_ANSWER_ENV, AnswerTooLarge
-from analytics_kit.fetch.header_fields import most_lines
 from analytics_kit.fetch.shared_cookies import current_cookies
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
@@ -208,8 +207,8 @@ def retry_session(
                 cut = raised_in_answer(error, CutAnswer)
                 if raised is not too_late and cut is not None:
                     raised = ChunkedEncodingError(str(cut), request=request)
-                if raised_in_answer(error, TooManyHeaders) is not None:
-                    raised = _too_many_headers(request, redact)
+                if (unread := raised_in_answer(error, TooManyHeaders)) is not None:
+                    raised = _too_many_headers(request, redact, unread.why)
                 if isinstance(error, AnswerTooLarge):
                     raised = _too_large(request, redact, error.limit)
                 if raised is not too_late:
@@ -311,13 +310,14 @@ def learn_credential(header: Any, redact: Redactor) -> None:
     redact.learn(credential.strip() or scheme)
 
 
-def _too_many_headers(request: PreparedRequest, redact: Redactor) -> LoadError:
+def _too_many_headers(request: PreparedRequest, redact: Redactor, why: str) -> LoadError:
     """A whole answer the kit cannot read, the same on every attempt: not retried."""
     return LoadError(
-        f"The API at {host_port(request.url)} answered {request_text(request, redact)} with {most_lines()} or more "
-        "header fields, more than Python's HTTP client (http.client) reads; nothing from this run was committed.",
+        f"The API at {host_port(request.url)} answered {request_text(request, redact)} with {redact(why)}; nothing "
+        "from this run was committed.",
         guidance="The answer's header block comes from the API or a proxy in front of it, not from your config: "
-        "ask its provider to send fewer header fields.",
+        "ask its provider to send an answer HTTP/1.1 clients read (fewer or shorter header fields; HTTP/1.1 on a "
+        "plain connection).",
         host=host_port(request.url), request=request_text(request, redact))
 
 
