@@ -232,6 +232,31 @@ def test_a_damaged_file_is_named_damaged_by_the_load_and_the_readers(loaded, con
     assert loaded.stat().st_size == (len(data) // 2 if damage == "cut in half" else len(data))  # left as it was
 
 
+def test_a_wal_beside_a_file_it_was_not_written_for_is_named_with_what_to_do(loaded, config, api):
+    """A killed process's .wal stays beside a file then restored from a backup: every load and reader failed on it,
+    the load saying "Fix the cause and run the load again", a reader "Pass the DuckDB file a load wrote" (helper-148)."""
+    shutil.copy(loaded, "backup.duckdb")
+    api.advance(new=5)
+    ak.load(config, progress=False)
+    rows = ak.query("SELECT count(*) AS n, max(updated_at) AS newest FROM events").iloc[0].tolist()
+    # a process that dies after a commit and before DuckDB's checkpoint, as a killed load can
+    subprocess.run([sys.executable, "-c", "import duckdb, os; c = duckdb.connect('analytics.duckdb'); c.execute("
+                    "\"SET checkpoint_threshold='1TB'\"); c.execute('CREATE TABLE t (x INT)'); os._exit(0)"], check=True)
+    assert Path("analytics.duckdb.wal").exists()
+    shutil.copy("backup.duckdb", loaded)
+    said = f"{loaded} cannot be opened: DuckDB's log of its last changes beside it, {loaded}.wal, does not belong to it"
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config, progress=False)
+    assert said in caught.value.message and f"Move {loaded}.wal aside" in caught.value.guidance, caught.value
+    assert "run the load again" not in str(caught.value).lower()
+    with pytest.raises(ak.QueryError) as caught:
+        ak.tables()
+    assert said in str(caught.value) and f"Move {loaded}.wal aside" in str(caught.value), caught.value
+    Path("analytics.duckdb.wal").rename("aside.wal")
+    ak.load(config, progress=False)  # from the backup's cursor
+    assert ak.query("SELECT count(*) AS n, max(updated_at) AS newest FROM events").iloc[0].tolist() == rows
+
+
 def test_a_file_of_a_newer_duckdb_is_named_so_by_an_older_one(tmp_path):
     """The oldest supported duckdb (1.4) cannot read the v1.5 format newer ones write; it said "Fix the cause and run
     the load again" and "Pass the DuckDB file a load wrote" (helper-116)."""

@@ -39,6 +39,16 @@ def unreadable(error: BaseException, path: Path | str) -> tuple[str, str] | None
                 f"{duckdb.__version__}): its storage version is {found}, and this DuckDB reads {low} to {high}",
                 "Upgrade duckdb where you read or load it (pip install -U duckdb), or use the environment that "
                 "wrote it." if newer else "Open it once with a DuckDB that reads it, or load into a new file.")
+    if "failure while replaying wal file" in lower:
+        # a .wal beside a file it was not written for: a killed process's, beside a file since restored from a backup
+        # or copied without it; every load and reader failed the same way, told to "run the load again" (helper-148)
+        wal = re.search(r'replaying WAL file "([^"]+)"', text)
+        wal_path = wal.group(1) if wal else f"{path}.wal"
+        return (f"{path} cannot be opened: DuckDB's log of its last changes beside it, {wal_path}, does not belong "
+                "to it",
+                f"Move {wal_path} aside (do not delete it yet: it may hold the last load of the file it came with), "
+                "then run again. This happens when a file is restored from a backup, or copied, without its .wal "
+                "while one left by a killed process stays.")
     if "not a valid duckdb database file" in lower:
         return (f"{path} is not a DuckDB database file (or its first bytes are damaged)",
                 "Pass the DuckDB file a load wrote (database=...). If this was one, it is damaged: " + RECOVER)
