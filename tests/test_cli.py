@@ -436,3 +436,24 @@ def test_output_with_nowhere_to_go_is_one_message_and_what_was_done_stays(api, c
     assert closed.returncode == 0 and closed.stderr == "", closed.stderr
     ascii_only = kit("query", "select 'ü' AS a", "--database", str(database), env={"PYTHONIOENCODING": "ascii"})
     assert ascii_only.returncode == 0 and "\\xfc" in ascii_only.stdout, ascii_only
+
+
+def test_the_open_files_limit_reached_is_named_not_blamed_on_the_api(api, config_files, tmp_path, limit=10):
+    """Under a low ``ulimit -n`` a new connection's "[Errno 24] Too many open files" was taken for a dropped
+    connection, retried with the whole backoff and blamed on the server; dlt's steps gave a bare BadGzipFile (helper-148)."""
+    import resource
+
+    database = tmp_path / "files.duckdb"
+    assert kit("load", "--quiet", "--config", str(config_files["json"]), "--database", str(database),
+               env={"API_KEY": api.api_key}).returncode == 0
+    started = time.monotonic()
+    done = subprocess.run([str(BIN / "analytics-kit"), "load", "--full-refresh", "--quiet", "--config",
+                           str(config_files["json"]), "--database", str(database)], capture_output=True, text=True,
+                          env={**os.environ, "API_KEY": api.api_key}, timeout=120,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    assert done.returncode == 1, done
+    assert f"This process ran out of open files (its limit: {limit}, `ulimit -n`)" in done.stderr, done.stderr
+    assert "The API is not at fault" in done.stderr and "dropped the connection" not in done.stderr
+    assert time.monotonic() - started < 30  # not retried with the backoff
+    assert kit("load", "--quiet", "--config", str(config_files["json"]), "--database", str(database),
+               env={"API_KEY": api.api_key}).returncode == 0  # nothing left behind that a rerun trips on

@@ -25,7 +25,7 @@ from requests.exceptions import ChunkedEncodingError
 from tenacity import RetryCallState, Retrying, retry_any, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import ReadTimeoutError
 
-from analytics_kit.errors import LoadError
+from analytics_kit.errors import LoadError, causes
 from analytics_kit.fetch.cut_answers import (
     CutAnswer,
     TooManyHeaders,
@@ -35,6 +35,7 @@ from analytics_kit.fetch.cut_answers import (
 )
 from analytics_kit.fetch.deadlines import PassEnded, deadline, in_attempt
 from analytics_kit.fetch.answer_size import MAX_ANSWER_ENV, AnswerTooLarge
+from analytics_kit.fetch.open_files import open_files_error, out_of_files
 from analytics_kit.fetch.shared_cookies import current_cookies
 from analytics_kit.fetch.stats import LoadStats, RetryEvent
 from analytics_kit.fetch.transport import (
@@ -207,6 +208,8 @@ def retry_session(
                 cut = raised_in_answer(error, CutAnswer)
                 if raised is not too_late and cut is not None:
                     raised = ChunkedEncodingError(str(cut), request=request)
+                if out_of_files(causes(error)):  # this process's limit, not the API: not retried
+                    raised = open_files_error(f"sent {request_text(request, redact)}")
                 if (unread := raised_in_answer(error, TooManyHeaders)) is not None:
                     raised = _too_many_headers(request, redact, unread.why)
                 if isinstance(error, AnswerTooLarge):

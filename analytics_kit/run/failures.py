@@ -20,6 +20,7 @@ import requests
 from analytics_kit import seam
 from analytics_kit.config.credentials import rejected
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
+from analytics_kit.fetch.open_files import open_files_error, out_of_files
 from analytics_kit.fetch.page_checks import cursor_failure
 from analytics_kit.fetch.records import body_shown
 from analytics_kit.fetch.retry import UNREACHABLE
@@ -130,6 +131,9 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     own = find_cause(error, KitError)
     if own is not None:
         return own.redacted(redactor)
+    if out_of_files(causes(error)):
+        return open_files_error(f"ran dlt's {stats.step} step" if stats.step else "loaded",
+                                _aftermath(stats, stats.step))
 
     if is_interrupt(error):
         return interrupted(getattr(error, "step", None) or stats.step, stats, error)
