@@ -1113,3 +1113,22 @@ def test_uhugeint_values_are_refused_not_read_as_negative_numbers(tmp_path):
         ak.query("SELECT u, l FROM t", database)
     assert "::VARCHAR" in caught.value.guidance
     assert ak.query("SELECT u::VARCHAR AS u FROM t", database).u[0] == str(2**128 - 1)
+
+
+def test_timestamps_pandas_cannot_show_are_refused_with_the_cast(tmp_path):
+    """A load stores 9999-12-31T23:30:00-01:00 as the year 10000; pandas took it, and printing the frame raised
+    "year 10000 is out of range" (helper-146). DuckDB's infinity too. Those in range, and the cast, read as ever."""
+    database = tmp_path / "far.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE TABLE t (id INT, \"at\" TIMESTAMPTZ)")
+        con.execute("INSERT INTO t VALUES (1, '2026-01-01 00:00:00+00'), (2, '10000-01-01 00:30:00+00'), "
+                    "(3, 'infinity'), (4, '0000-12-31 23:30:00+00'), (5, NULL)")
+    for where in ("id = 2", "id = 3", "id = 4", "true"):
+        with pytest.raises(ak.QueryError, match=r"timestamps outside the years 1 to 9999, which pandas holds but "
+                                                r"cannot show: at\.") as caught:
+            ak.query(f"SELECT * FROM t WHERE {where}", database=database)
+        assert '"at"::VARCHAR' in caught.value.guidance
+    frame = ak.query("SELECT * FROM t WHERE id IN (1, 5) ORDER BY id", database=database)
+    assert str(frame["at"].iloc[0]) == "2026-01-01 00:00:00+00:00" and repr(frame)
+    texts = ak.query("SELECT \"at\"::VARCHAR AS at FROM t WHERE id = 2", database=database)
+    assert texts["at"].iloc[0].startswith("10000-01-01")
