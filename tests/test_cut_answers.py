@@ -153,6 +153,15 @@ class CuttingServer:
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: %s\r\n"
                                  b"Content-Length: %d\r\n\r\n%s" % (coding, len(body), body))
                     continue
+                elif how in ("no_content", "accepted_empty"):  # whole, and no page at all
+                    conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n" if how == "no_content" else
+                                 b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                elif how == "half_a_character":  # whole JSON, a string escaping half of a UTF-16 pair
+                    body = body.replace(b"caf\xc3\xa9", b"caf\\ud800", 1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(body), body))
+                    continue
                 elif how in ("many_headers", "long_header", "http2"):  # whole, and not what http.client reads
                     fields = {"many_headers": b"".join(b"X-H%d: v\r\n" % i for i in range(150)),
                               "long_header": b"X-Trace: " + b"a" * 70_000 + b"\r\n"}.get(how, b"")
@@ -258,6 +267,24 @@ def test_an_interim_answer_before_the_final_one_is_read_past(server, tmp_path, h
     report = ak.load(_config(api), "full_refresh", database=database, progress=False)
     assert _ids(database) == [r["id"] for r in RECORDS] and not report.retries
     assert [h for _, h in api.served].count(how) == 3
+
+
+@pytest.mark.parametrize(("how", "said", "advice"), [
+    ("no_content", "got a response with an empty body (HTTP 204)", "a 204 No Content"),
+    ("accepted_empty", "got a response with an empty body (HTTP 202)", "a 202 Accepted"),
+    ("half_a_character", "got a response with a string holding half of a UTF-16 pair", "a fault of the API's data")])
+def test_an_answer_that_is_no_page_says_what_it_is_not_to_check_base_url(server, tmp_path, how, said, advice):
+    """An empty 204 or 202, or a lone surrogate escape, was "not valid JSON ... an HTML error page ... check
+    client.base_url", the status never named (helper-146)."""
+    api = server()
+    database = tmp_path / "nopage.duckdb"
+    ak.load(_config(api), "full_refresh", database=database, progress=False)
+    api.cut(100, how, times=None)
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(_config(api), "full_refresh", database=database, progress=False)
+    assert said in str(caught.value) and advice in caught.value.guidance, caught.value
+    assert "base_url" not in caught.value.guidance and KEY not in str(caught.value) + caught.value.guidance
+    assert _ids(database) == [r["id"] for r in RECORDS]  # the earlier load's table, whole
 
 
 @pytest.mark.parametrize(("how", "said"), [

@@ -157,7 +157,7 @@ class OffsetPass:
                 return Page([], offset=offset, request=shown, ignored=True, sent=sent)
             if self.first_response is None:
                 self.first_response = response.elapsed.total_seconds()  # the API's own answer time
-            body = parse_body(response.content)
+            body = parse_body(response.content, response.status_code)
             if not self.data_selector:
                 self.data_selector = self.owner.client.detect_data_selector(response)
             rows = select_records(body, self.data_selector, response, self.owner.resource, self.owner.redactor)

@@ -131,7 +131,7 @@ class KitPaginate:
         try:
             # as the offset pass reads its pages: strictly (requests' json() let invalid UTF-8 through
             # as replacement characters), and with integers beyond 64 bits kept whole
-            return select_records(parse_body(response.content), data_selector, response, self.resource, self.redactor)
+            return select_records(parse_body(response.content, response.status_code), data_selector, response, self.resource, self.redactor)
         except Exception as error:
             tag_request(error, request_text(response.request, self.redactor))
             raise

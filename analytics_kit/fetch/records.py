@@ -30,12 +30,26 @@ _DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256)
 _LONG_NUMBER = b"0" * 19
 
 
-def parse_body(content: bytes) -> Any:
-    """The JSON body, as orjson reads it, with integers beyond 64 bits kept whole."""
+def parse_body(content: bytes, status: int | None = None) -> Any:
+    """The JSON body, as orjson reads it, with integers beyond 64 bits kept whole; ``status``: the answer's, for what a
+    body that is none says."""
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError as error:
-        if "depth limit" in str(error):  # read as "not valid JSON ... check client.base_url" (helper-123)
+        if not content.strip():  # read as "not valid JSON ... an HTML error page ... check base_url" (helper-146)
+            error.what = f"with an empty body{f' (HTTP {status})' if status else ''}"  # type: ignore[attr-defined]
+        if not content.strip() and status in (202, 204):
+            error.guidance = (  # type: ignore[attr-defined]
+                "The API answered with no records at all where a page of them was asked for (a 204 No Content, or a "
+                "202 Accepted whose result is not ready), which the kit does not take for an empty page: a full refresh "
+                "would replace the table with it. Run the load again later; if the API answers so whenever nothing "
+                "changed, ask its provider for an empty page (\"data\": []) instead.")
+        elif "surrogate in string" in str(error):  # valid JSON's grammar, read as "not JSON... base_url" (helper-146)
+            error.what = "with a string holding half of a UTF-16 pair (a lone \\ud800-\\udfff escape)"  # type: ignore[attr-defined]
+            error.guidance = (  # type: ignore[attr-defined]
+                "The API's JSON escapes half of a character, which no text column stores: a fault of the API's data. "
+                "Report it to its provider, with the request named here.")
+        elif "depth limit" in str(error):  # read as "not valid JSON ... check client.base_url" (helper-123)
             error.guidance = (  # type: ignore[attr-defined]
                 "The API's JSON nests deeper than 1,024 levels, more than the kit's JSON parser reads: a fault of the "
                 "API's data. Report it to its provider, with the request named here.")
