@@ -3401,3 +3401,26 @@ def test_a_status_the_policy_does_not_retry_is_said_so_not_raise_max_retries(api
     api.status_script = lambda req: 503
     error = watch.fails(config_for(api))
     assert "after 3 attempt(s)" in str(error) and "raise error_handler.max_retries" in error.guidance, error
+
+
+def _with_summary_row(body: dict, offset: int) -> dict:
+    """A row of totals after the records of a short page, without a key, as some APIs end a listing."""
+    summary = {"summary": True, "count": len(body["data"]), "updated_at": body["data"][-1]["updated_at"]}
+    return {**body, "data": body["data"] + [summary]} if 0 < len(body["data"]) < 100 else body
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full_refresh"])
+def test_records_without_a_key_a_filter_drops_load_as_with_dlt(canary, watch, mode, tmp_path):
+    """The key was checked before the config's steps, so a filter dropping an API's summary row, a common dlt pattern,
+    was refused as a record without its key, where dlt loads the rest (helper-145). One the filter keeps still stops
+    the load, after the steps."""
+    with Adversary(n=450, key=canary) as api:
+        api.transform = _with_summary_row
+        config = config_for(api)
+        config["resources"][0]["processing_steps"] = [{"filter": lambda r: "id" in r}]
+        report = watch.succeeds(config, mode=mode, database=str(tmp_path / "a.duckdb"))
+        assert report.rows == {"events": 450} and table(str(tmp_path / "a.duckdb")) == served(api)
+        config["resources"][0]["processing_steps"] = [{"filter": lambda r: True}]
+        error = watch.fails(config, mode="full_refresh", database=str(tmp_path / "a.duckdb"))
+        assert "the primary key 'id' is missing or null in record 51 on GET /v1/events" in str(error), error
+        assert table(str(tmp_path / "a.duckdb")) == served(api)  # the table as the first load left it

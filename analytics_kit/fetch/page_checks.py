@@ -261,12 +261,41 @@ def check_keys(keys: list, request: str, resource: str, primary_key: Any, kind: 
             "this run was committed.", guidance="Ask the API's provider to send such ids as integers (without \".0\" "
             "or an exponent) or as text. If the API writes them so only by mistake, this is a problem of its data.",
             resource=resource, request=request)
-    raise LoadError(
+    raise missing_key(at, request, resource, primary_key)
+
+
+def missing_key(at: int, request: str, resource: str, primary_key: Any) -> LoadError:
+    """The ``LoadError`` for record ``at`` (from 0) of a page without its primary key."""
+    return LoadError(
         f"Resource '{resource}': the primary key {primary_key!r} is missing or null in record "
         f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
         guidance="The key is read in each record as the API sends it, before any processing_steps (a map cannot "
-        "create or rename it): set primary_key to the API's own field, or a list of its fields for a key of several. "
-        "If the API does send that field, this is a problem of its data.", resource=resource, request=request)
+        "create or rename it; a filter may drop records without it): set primary_key to the API's own field, or a "
+        "list of its fields for a key of several. If the API does send that field, this is a problem of its data.",
+        resource=resource, request=request)
+
+
+class KeysKept:
+    """A step behind a resource's filter steps: the records the pages held without their key were left out of the
+    key count (a filter dropping an API's summary rows, as dlt loads it, was refused: helper-145); one that passed
+    the steps still stops the load, as the pager stops it for a resource without a filter."""
+
+    def __init__(self, resource: str, primary_key: Any, keys_of: Callable[[list], list], requests: PageRequests) -> None:
+        self.resource, self.primary_key, self.keys_of, self.requests = resource, primary_key, keys_of, requests
+
+    def __call__(self, item: Any) -> Any:
+        rows = item if isinstance(item, list) else [item]
+        if isinstance(item, (list, dict)):
+            keys = self.keys_of(rows)
+            at = next((i for i, key in enumerate(keys) if not key_present(key)), None)
+            if at is not None:
+                raise missing_key(at, self.requests.of(rows, at)[0][1] or "a page", self.resource, self.primary_key)
+        return item
+
+
+def key_present(key: Any) -> bool:
+    """Whether a key, as ``Tally.keys_of`` gives it, holds a value in every part."""
+    return key is not None and not (isinstance(key, tuple) and None in key)
 
 
 def unhashable_key(keys: list, request: str, resource: str, primary_key: Any) -> LoadError | None:
@@ -345,3 +374,11 @@ class PageRequests:
         if not request and row is not None:
             request = next((sent for page, sent in reversed(self._pages) if any(r == row for r in page)), "")
         return [(len(rows), request if row is not None else "")]
+
+
+def keyed(page: list, keys_of: Callable[[list], list]) -> list:
+    """The records of ``page`` that hold their key (all of them, usually: the page itself)."""
+    keys = keys_of(page)
+    if all(map(key_present, keys)):
+        return page
+    return [r for r, key in zip((r for r in page if isinstance(r, dict)), keys) if key_present(key)]

@@ -44,8 +44,8 @@ from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offset_pages import offsets_ok
 from analytics_kit.fetch.offsets import OffsetPass
 from analytics_kit.fetch.page_checks import (PageRequests, bad_value, check_cursor_kind, check_keys,
-                                             cursor_start, endless, links_requestable, not_a_timestamp, repeating,
-                                             unhashable_key)
+                                             cursor_start, endless, keyed, links_requestable, not_a_timestamp,
+                                             repeating, unhashable_key)
 from analytics_kit.fetch.records import ends_of, is_simple, parse_body, select_records
 from analytics_kit.fetch.replace import MergeNeeded, Replace
 from analytics_kit.fetch.stats import LoadStats
@@ -87,8 +87,9 @@ class KitPaginate:
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
                  key_kind: Callable[[], str | None] = lambda: None, newest_field: str | None = None,
                  start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None,
-                 requests: PageRequests | None = None) -> None:
+                 requests: PageRequests | None = None, keyless: bool = False) -> None:
         self.client, self.requests = client, requests or PageRequests()  # where steps' errors find a record's request
+        self.keyless = keyless  # a filter step may drop records without a key: not counted, checked behind it (KeysKept)
         self.shares = shares  # the table it loads with other resources: keys it proves distinct may not be so there
         self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
@@ -320,13 +321,14 @@ class KitPaginate:
                 rising.see(page)
                 if page:
                     tally.mark(rising.first if rising.holds else None)
+            counted = keyed(page, tally.keys_of) if self.keyless and self.primary_key else page
             try:
-                keys = tally.see(page)
+                keys = tally.see(counted)
             except TypeError as error:  # a key no set holds: named, here rather than in every page's check_keys
                 raise unhashable_key(tally.keys_of(page), request, self.resource, self.primary_key) or error
             tally.served(ends, keys, request)
             if newest is not None and rising is not None:
-                tally.note_newer(page, keys, rising.field, newest)
+                tally.note_newer(counted, keys, rising.field, newest)
             if self.primary_key and page:
                 check_keys(keys, request, self.resource, self.primary_key, self.key_kind)
             if page and keys == previous:

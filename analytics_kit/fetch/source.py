@@ -24,14 +24,14 @@ from analytics_kit.fetch.declared import DeclaredTypes
 from analytics_kit.fetch.key_types import KeyTypes
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.key_fields import DedupKey
-from analytics_kit.fetch.page_checks import PageRequests
+from analytics_kit.fetch.page_checks import KeysKept, PageRequests
 from analytics_kit.interrupts import raise_if_dropped
 from analytics_kit.fetch.paging import KitPaginate
 from analytics_kit.fetch.replace import MergeNeeded, Replace, is_append, merge_strategy, merges_by_key, table_of, unprovable
 from analytics_kit.fetch.retry import Gate, retry_session
 from analytics_kit.fetch.row_columns import RowColumns
 from analytics_kit.fetch.stats import LoadStats
-from analytics_kit.fetch.tally import key_column_kind
+from analytics_kit.fetch.tally import Tally, key_column_kind
 from analytics_kit.redact import Redactor, guard_logs
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,9 @@ def _build(
                         newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
                         # routed: a tally by a name no table has, which the report leaves out (it counts the rows)
                         shares=table + " (routed)" * routed if table in counted or once and paged is not None else None,
-                        requests=requests).install()
+                        requests=requests, keyless=(keyless := renames and seam.filters_records(resource))).install()
+            if keyless and paged is not None:
+                seam.add_step(resource, KeysKept(resource.name, paged, Tally(paged, naming).keys_of, requests))
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)
             seam.add_step(resource, step)
