@@ -457,3 +457,10 @@ def test_the_open_files_limit_reached_is_named_not_blamed_on_the_api(api, config
     assert time.monotonic() - started < 30  # not retried with the backoff
     assert kit("load", "--quiet", "--config", str(config_files["json"]), "--database", str(database),
                env={"API_KEY": api.api_key}).returncode == 0  # nothing left behind that a rerun trips on
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_demo_api_port_that_is_no_port_is_a_usage_error(port):
+    done = kit("demo-api", "--port", port)  # bind()'s OverflowError and a traceback (helper-149)
+    assert done.returncode == 2 and f"argument --port: '{port}' is no port" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -17,12 +17,23 @@ import time
 from analytics_kit.demo.api import KEY_ENV, serve
 
 
+def _port(text: str) -> int:
+    """A TCP port: 70000 or -1 ended the command with bind()'s OverflowError and a traceback (helper-149)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is no port: give a number from 0 to 65535 (0: pick a free one)")
+    return port
+
+
 def build_parser(parser: argparse.ArgumentParser | None = None, prog: str = "python -m analytics_kit.demo"
                  ) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(
         prog=prog,
         description="Serve the deterministic demo analytics API on 127.0.0.1 until Ctrl-C.")
-    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: pick a free one)")
+    p.add_argument("--port", type=_port, default=8765, help="port on 127.0.0.1 (0: pick a free one)")
     p.add_argument("--events", type=int, default=1000, help="initial number of events")
     p.add_argument("--customers", type=int, default=50, help="initial number of customers")
     p.add_argument("--seed", type=int, default=7, help="seed for the generated data")
@@ -47,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         api = serve(events=args.events, customers=args.customers, seed=args.seed, api_key=key,
                     key_param=args.key_param, latency=args.latency, port=args.port)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, OverflowError) as e:
         print(f"error: cannot start the demo API: {e}", file=sys.stderr)
-        return 2
+        return 1
     # A list, not a threading.Event: a handler that set the Event while the main thread held its lock inside
     # wait() waited on that lock for ever, and the API outlived SIGINT and SIGTERM (helper-118)
     stop: list[str] = []
