@@ -1132,3 +1132,13 @@ def test_timestamps_pandas_cannot_show_are_refused_with_the_cast(tmp_path):
     assert str(frame["at"].iloc[0]) == "2026-01-01 00:00:00+00:00" and repr(frame)
     texts = ak.query("SELECT \"at\"::VARCHAR AS at FROM t WHERE id = 2", database=database)
     assert texts["at"].iloc[0].startswith("10000-01-01")
+
+
+def test_several_queries_in_one_sql_are_refused_not_all_but_the_last_dropped(loaded):
+    """DuckDB returns the last statement's rows: "select count(*) from events; select count(*) from customers" gave
+    the customers' count alone, without a word (helper-149). A temp table then a query is one query."""
+    with pytest.raises(ak.QueryError, match=r"This SQL holds 2 queries; a reader returns one table") as caught:
+        ak.query("SELECT count(*) AS n FROM events; SELECT count(*) AS n FROM customers")
+    assert "UNION ALL" in caught.value.guidance
+    assert ak.query("CREATE TEMP TABLE few AS SELECT id FROM events LIMIT 3; SELECT count(*) AS n FROM few").n[0] == 3
+    assert ak.query("SELECT 1 AS one;").one[0] == 1

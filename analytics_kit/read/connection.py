@@ -267,6 +267,10 @@ def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
         named = ", ".join(refused[:-1]) + " and " + refused[-1] if len(refused) > 1 else refused[0]
         raise QueryError(f"The readers read {label} and nothing else: {named} {'are' if len(refused) > 1 else 'is'} "
                          "not run.", guidance=_READ_ELSEWHERE, database=label)
+    if sum(kind == "SELECT" for kind, _ in kinds) > 1:  # DuckDB returns the last one's rows: the others were dropped
+        raise QueryError(f"This SQL holds {sum(kind == 'SELECT' for kind, _ in kinds)} queries; a reader returns one "
+                         "table.", guidance="Run them one at a time, or make them one (UNION ALL, a join, or WITH).",
+                         database=label)
 
 
 def _words(text: str) -> list[tuple[str, str]]:
