@@ -46,6 +46,9 @@ def read_config(path: str | None) -> dict[str, Any]:
             )
         return guide_config()
     file = Path(path)
+    if not path.strip() or file.is_dir():  # "" read as ".", a folder as a file not found (helper-149)
+        raise ConfigError(f"--config {path!r} names {'no file' if not path.strip() else 'a folder'}",
+                          guidance="Pass the config file itself, e.g. --config config.toml (TOML, YAML or JSON).")
     if not file.is_file():
         raise ConfigError(f"config file {file} not found", guidance="Check the --config path.")
     kind = file.suffix.lower()  # API.TOML too

@@ -464,3 +464,10 @@ def test_a_demo_api_port_that_is_no_port_is_a_usage_error(port):
     done = kit("demo-api", "--port", port)  # bind()'s OverflowError and a traceback (helper-149)
     assert done.returncode == 2 and f"argument --port: '{port}' is no port" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("path", "said"), [("", "--config '' names no file"), ("/tmp", "--config '/tmp' names a folder")])
+def test_a_config_path_that_is_no_file_says_so(path, said):
+    done = kit("load", "--config", path)  # "config file . not found", "config file /tmp not found" (helper-149)
+    assert done.returncode == 1 and said in done.stderr, done.stderr
+

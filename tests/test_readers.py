@@ -1142,3 +1142,11 @@ def test_several_queries_in_one_sql_are_refused_not_all_but_the_last_dropped(loa
     assert "UNION ALL" in caught.value.guidance
     assert ak.query("CREATE TEMP TABLE few AS SELECT id FROM events LIMIT 3; SELECT count(*) AS n FROM few").n[0] == 3
     assert ak.query("SELECT 1 AS one;").one[0] == 1
+
+
+@pytest.mark.parametrize("call", [lambda: ak.query(None), lambda: ak.query(123), lambda: ak.describe(5)])
+def test_a_reader_argument_that_is_no_text_says_so(call):
+    """None or 123 read as DuckDB's "incompatible function arguments" or "Could not convert string 'customers' to
+    INT32" (helper-149)."""
+    with pytest.raises(ak.QueryError, match=r"^(sql|table): got (NoneType|int); expected .* as text"):
+        call()

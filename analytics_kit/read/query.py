@@ -138,6 +138,7 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     destination such as ``postgres``; its credentials come from dlt secrets. SQL the
     database refuses raises ``QueryError`` with its message and the tables there are.
     """
+    _text("sql", sql, "the SQL as text, e.g. ak.query('SELECT count(*) FROM events')")
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
     _refuse_far_timestamps(table, str(database))
     try:
@@ -148,6 +149,14 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
         raise QueryError(f"The result has a column pandas cannot take: {kinds or f'{type(error).__name__}: {error}'}.",
                          guidance="Cast it in the SQL, e.g. CAST(col AS VARCHAR) or col::JSON, or select its parts.",
                          database=str(database)) from None
+
+
+def _text(name: str, value: Any, expected: str) -> None:
+    """An argument that must be text: None or 123 read as DuckDB's "incompatible function arguments" or "Could not
+    convert string 'customers' to INT32" (helper-149)."""
+    if not isinstance(value, str):
+        raise QueryError(f"{name}: got {type(value).__name__}; expected {expected}",
+                         guidance=f"Pass {name} as a string.")
 
 
 def _refuse_unsigned_128(relation: Any, kinds: list, database: str) -> None:
@@ -290,6 +299,7 @@ def describe(table: str, database: str | Path = DEFAULT_DATABASE, dataset: str |
     ``table`` may be written as in SQL: ``events``, ``analytics.events`` or ``<dataset>.events``;
     unquoted, in any case (``EVENTS``), quoted as it is named (``"events"``).
     """
+    _text("table", table, "a table's name as text, e.g. ak.describe('events')")
     target = Target.of(destination, database, dataset)
     for prefix in {connection.READER_CATALOG, target.dataset}:
         if isinstance(table, str) and table.lower().startswith(prefix.lower() + "."):
