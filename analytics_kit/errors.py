@@ -219,6 +219,12 @@ def check_working_folder() -> None:
                           "default database and dlt's settings are found from there.") from None
 
 
+def _known_mask() -> Callable[[str], str]:
+    from analytics_kit.redact import known_mask
+
+    return known_mask()
+
+
 def _without_frames(fn: F, only: type[KitError] | None) -> F:
     """``fn``, whose failures (those of type ``only``, or all) leave it without the frames below it."""
 
@@ -230,7 +236,9 @@ def _without_frames(fn: F, only: type[KitError] | None) -> F:
         except KitError as error:
             if only is not None and not isinstance(error, only):
                 raise
-            failure: BaseException = error.detached()
+            # masked of the secrets the process knows too: an argument's check quotes what was passed (a key given
+            # as the dataset showed, as typed and lower-cased: helper-149)
+            failure: BaseException = error.redacted(_known_mask())
         except BaseException as error:  # noqa: BLE001 - re-raised, only its frames are dropped
             if only is not None:
                 raise

@@ -1150,3 +1150,12 @@ def test_a_reader_argument_that_is_no_text_says_so(call):
     INT32" (helper-149)."""
     with pytest.raises(ak.QueryError, match=r"^(sql|table): got (NoneType|int); expected .* as text"):
         call()
+
+
+def test_a_known_key_passed_as_an_argument_is_masked_in_its_refusal(monkeypatch):
+    """A key given as the dataset showed in the refusal, as typed and lower-cased (helper-149)."""
+    key = "sk_live_Zq8xT3pL9vR2mN7wKc4"
+    monkeypatch.setenv("API_KEY", key)
+    with pytest.raises(ak.ConfigError) as caught:
+        ak.tables(dataset=key)
+    assert key.lower() not in (str(caught.value) + caught.value.guidance).lower() and "***" in str(caught.value)
