@@ -114,3 +114,22 @@ def _named(columns: Any) -> dict[str, Any]:
     if isinstance(columns, list):
         return {c["name"]: c for c in columns if isinstance(c, dict) and isinstance(c.get("name"), str)}
     return {}
+
+
+def drop_ignored_precision(resources: Iterable[Any], destination: Any) -> None:
+    """A timestamp's ``precision`` beside its time zone, in a DuckDB file: dlt's DuckDB table ignores it (it logs that
+    DuckDB "does not support both timezone and precision" and makes a TIMESTAMPTZ of microseconds), and dlt's own
+    loads keep every digit, but the parquet writer of the kit's files cut the values to the precision: .123456 was
+    stored .123 or .000 (helper-145). The hint goes, so the writer keeps what the table keeps."""
+    if destination not in (None, "duckdb"):
+        return  # PostgreSQL makes timestamptz(p) and rounds itself
+    for resource in resources:
+        columns = resource.columns
+        ignored = {name: {key: value for key, value in hint.items() if key != "precision"}
+                   for name, hint in (columns.items() if isinstance(columns, dict) else ())
+                   if isinstance(hint, dict) and hint.get("data_type") == "timestamp"
+                   and hint.get("precision") is not None and hint.get("timezone") is not False}
+        if ignored:
+            for name in ignored:
+                columns[name].pop("precision", None)  # apply_hints merges a column's hints: it cannot drop one
+            resource.apply_hints(columns=ignored)

@@ -14,7 +14,7 @@ from dlt.sources.rest_api import rest_api_source
 from requests.cookies import RequestsCookieJar
 
 from analytics_kit import seam
-from analytics_kit.config.columns import check_built
+from analytics_kit.config.columns import check_built, drop_ignored_precision
 from analytics_kit.config.decimals import shape_decimals
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
 from analytics_kit.errors import ConfigError, secret_safe
@@ -121,6 +121,7 @@ def _build(
     for resource in (r for r in source.resources.values() if r.name in (stored or {})):  # see stored_types
         resource.apply_hints(columns=stored[resource.name])  # type: ignore[index]
     shape_decimals(source.resources.values(), prepared.loads_to, prepared.rest_api)
+    drop_ignored_precision(source.resources.values(), prepared.loads_to)
     related = seam.related_resources(source)
     stats.children.update(r.name for r in source.resources.values() if r.is_transformer)
     naming = seam.identifier_naming(source)
