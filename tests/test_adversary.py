@@ -3424,3 +3424,26 @@ def test_records_without_a_key_a_filter_drops_load_as_with_dlt(canary, watch, mo
         error = watch.fails(config, mode="full_refresh", database=str(tmp_path / "a.duckdb"))
         assert "the primary key 'id' is missing or null in record 51 on GET /v1/events" in str(error), error
         assert table(str(tmp_path / "a.duckdb")) == served(api)  # the table as the first load left it
+
+
+def test_a_response_action_that_drops_records_is_named_and_a_filter_does_it(canary, watch, tmp_path):
+    """A response_actions hook taking records out of offset pages read as "the API serves at most 3 per page", and its
+    advice (limit 3) failed again (helper-145). The message names the hook; the filter it advises loads the rest."""
+    import json as json_module
+
+    def drop_odd(response, *args, **kwargs):
+        payload = response.json()
+        payload["data"] = [r for r in payload["data"] if r["id"] % 2 == 0]
+        response._content = json_module.dumps(payload).encode()
+        return response
+
+    with Adversary(n=450, key=canary) as api:
+        config = config_for(api)
+        config["resources"][0]["endpoint"]["response_actions"] = [drop_odd]
+        error = watch.fails(config, database=str(tmp_path / "a.duckdb"))
+        assert "were left by the endpoint's response_actions" in str(error) and "processing_steps filter" in \
+            error.guidance, error
+        del config["resources"][0]["endpoint"]["response_actions"]
+        config["resources"][0]["processing_steps"] = [{"filter": lambda r: r["id"] % 2 == 0}]
+        watch.succeeds(config, database=str(tmp_path / "a.duckdb"))
+        assert table(str(tmp_path / "a.duckdb")) == {k: v for k, v in served(api).items() if k % 2 == 0}

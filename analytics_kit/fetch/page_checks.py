@@ -78,9 +78,20 @@ def cursor_start(resource: str, field: str | None, incremental: Any) -> Any:
     return getattr(incremental, "initial_value", None) if start is None else start
 
 
-def page_cap(resource: str, limit: int, short: Any, page: Any) -> LoadError:
-    """The error for a short page (``short``) followed by one that holds records: the API serves fewer per page."""
+def page_cap(resource: str, limit: int, short: Any, page: Any, hooked: bool = False) -> LoadError:
+    """The error for a short page (``short``) followed by one that holds records: the API serves fewer per page;
+    ``hooked``: the endpoint's response_actions had the page before the kit, and may have taken records out of it (a
+    hook dropping records read as "the API serves at most 3 per page", and limit 3 failed again: helper-145)."""
     served = len(short)
+    if hooked:
+        return LoadError(
+            f"Resource '{resource}': {served} record(s) of a page for limit={limit} on {short.request} were left by "
+            f"the endpoint's response_actions, and more records came after it ({page.request}): the kit pages by the "
+            "records it is given, so a short page there says the listing's pages are short, and records would be "
+            "skipped. Nothing from this run was committed.", guidance="If a response_actions function removes records "
+            "from the page, drop them with a processing_steps filter instead ({'filter': lambda r: ...}), which runs "
+            "after the pages are counted; if the API itself serves fewer, set the paginator's limit to its page "
+            "size.", resource=resource)
     if getattr(short, "one_object", False):  # "set limit to 1" was no advice for a listing that is not a list
         return one_object(resource, short, f"more records came after it ({page.request})")
     if getattr(short, "said", None):  # the API said why the page was short (helper-138)
