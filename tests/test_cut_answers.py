@@ -277,14 +277,21 @@ def test_an_answer_that_is_no_page_says_what_it_is_not_to_check_base_url(server,
     """An empty 204 or 202, or a lone surrogate escape, was "not valid JSON ... an HTML error page ... check
     client.base_url", the status never named (helper-146)."""
     api = server()
-    database = tmp_path / "nopage.duckdb"
+    error = _refused_after_a_load(api, tmp_path, how)
+    assert said in str(error) and advice in error.guidance, error
+    assert "base_url" not in error.guidance and KEY not in str(error) + error.guidance
+
+
+def _refused_after_a_load(api, tmp_path, how: str) -> ak.LoadError:
+    """The error of a full refresh whose page at offset 100 is answered ``how`` every time, after one that loaded;
+    the table stays as that load left it."""
+    database = tmp_path / "refused.duckdb"
     ak.load(_config(api), "full_refresh", database=database, progress=False)
     api.cut(100, how, times=None)
     with pytest.raises(ak.LoadError) as caught:
         ak.load(_config(api), "full_refresh", database=database, progress=False)
-    assert said in str(caught.value) and advice in caught.value.guidance, caught.value
-    assert "base_url" not in caught.value.guidance and KEY not in str(caught.value) + caught.value.guidance
     assert _ids(database) == [r["id"] for r in RECORDS]  # the earlier load's table, whole
+    return caught.value
 
 
 @pytest.mark.parametrize(("how", "said"), [
@@ -294,16 +301,10 @@ def test_an_answer_that_is_no_page_says_what_it_is_not_to_check_base_url(server,
     ("http2", "with a status line of 'HTTP/2', an HTTP version Python's HTTP client (http.client) does not speak")])
 def test_a_whole_answer_http_client_does_not_read_fails_once_saying_so(server, tmp_path, how, said):
     api = server()
-    database = tmp_path / "many.duckdb"
-    ak.load(_config(api), "full_refresh", database=database, progress=False)
-    api.cut(100, how, times=None)
-    with pytest.raises(ak.LoadError) as caught:
-        ak.load(_config(api), "full_refresh", database=database, progress=False)
-    text = str(caught.value)
+    text = str(_refused_after_a_load(api, tmp_path, how))
     assert said in text and "offset=100" in text and KEY not in text, text
     assert "dropped the connection" not in text and "base_url" not in text
     assert [o for o, h in api.served if h == how] == [100]  # not retried: it would answer the same
-    assert _ids(database) == [r["id"] for r in RECORDS]
 
 
 def test_bytes_of_another_protocol_are_not_taken_for_a_cut_answer(server, tmp_path):
