@@ -471,3 +471,13 @@ def test_a_config_path_that_is_no_file_says_so(path, said):
     done = kit("load", "--config", path)  # "config file . not found", "config file /tmp not found" (helper-149)
     assert done.returncode == 1 and said in done.stderr, done.stderr
 
+
+
+def test_a_setting_dlt_refuses_is_named_not_blamed_on_the_source_name(tmp_path):
+    """[runtime] log_level = "verbose" read as "dlt refuses this source name ... Name the source with a snake_case
+    Python identifier" (helper-149)."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text('[runtime]\nlog_level = "verbose"\n')
+    done = kit("load", env={"API_KEY": "demo-key-1234", "ANALYTICS_API_BASE_URL": "http://127.0.0.1:9"}, cwd=tmp_path)
+    assert done.returncode == 1 and "dlt settings (runtime.log_level): dlt refuses its own settings" in done.stderr
+    assert "Unknown level: 'verbose'" in done.stderr and "source name" not in done.stderr, done.stderr

@@ -168,6 +168,14 @@ def _in_dlt_sections(auths: list[Any], name: str) -> list[tuple[Any, BaseExcepti
         if unreadable := seam.unreadable_config_file(error):  # read as "dlt refuses this source name" (helper-131)
             raise unreadable_secrets(*unreadable) from None
         refused = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    if refused is not None and name.isidentifier() and name == name.lower():
+        # not the name: dlt's settings, read as it starts a source ([runtime] log_level = "verbose": helper-149)
+        level = "Unknown level" in refused
+        raise ConfigError(f"dlt refuses its own settings as it starts the source ({refused})",
+                          path="dlt settings (runtime.log_level)" if level else "dlt settings",
+                          guidance="Check dlt's settings in .dlt/config.toml, .dlt/secrets.toml and the environment "
+                          "(RUNTIME__*, ...): " + ("log_level takes DEBUG, INFO, WARNING, ERROR or CRITICAL." if level
+                                                   else "the value the message names is not one dlt takes."))
     if refused is not None:
         raise ConfigError(f"dlt refuses this source name ({refused})", path="name",
                           guidance="Name the source with a snake_case Python identifier, e.g. 'analytics'.")
