@@ -481,3 +481,19 @@ def test_a_setting_dlt_refuses_is_named_not_blamed_on_the_source_name(tmp_path):
     done = kit("load", env={"API_KEY": "demo-key-1234", "ANALYTICS_API_BASE_URL": "http://127.0.0.1:9"}, cwd=tmp_path)
     assert done.returncode == 1 and "dlt settings (runtime.log_level): dlt refuses its own settings" in done.stderr
     assert "Unknown level: 'verbose'" in done.stderr and "source name" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("file", "text", "said"), [
+    ("config.toml", '[sources.analytics.credentials]\napi_key = "abcdef123456"\n',
+     "Move the credentials from .dlt/config.toml to .dlt/secrets.toml"),
+    ("secrets.toml", '[sources.analytics]\napi_key = ["abcdef123456"]\n', "the API key in dlt secrets is a list, not text"),
+    ("secrets.toml", 'api_key = {a = "abcdef123456"}\n', "the API key in dlt secrets is a dict, not text")])
+def test_a_key_in_the_wrong_file_or_of_the_wrong_type_says_so(tmp_path, file, text, said):
+    """A key in config.toml got "Give the auth as a dict with 'type'"; one of another type "no API key ... none in dlt
+    secrets" (helper-149)."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / file).write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
+    done = subprocess.run([str(BIN / "analytics-kit"), "load"], capture_output=True, text=True, cwd=tmp_path,
+                          env={**env, "ANALYTICS_API_BASE_URL": "http://127.0.0.1:9"}, timeout=120)
+    assert done.returncode == 1 and said in done.stderr and "abcdef123456" not in done.stderr, done.stderr

@@ -92,10 +92,12 @@ def resolve(cfg: dict[str, Any], name: str, secrets: list[str]) -> None:
             auth = holder["auth"] = _fallback(path, missing, name, secrets)  # resolved: dlt uses it as it is
         elif error is not None:
             first = (str(error).strip().splitlines() or [""])[0][:200]
+            in_config = type(error).__name__ == "ValueNotSecretException"  # a secret in config.toml (helper-149)
             raise ConfigError(
                 f"dlt could not build this authenticator ({type(error).__name__}: {first})", path=path,
-                guidance="Give the auth as a dict with 'type' and its fields, a type name, or an auth instance; "
-                "see dlt's rest_api documentation on authentication.")
+                guidance="Move the credentials from .dlt/config.toml to .dlt/secrets.toml (same section): dlt reads "
+                "secrets from there only." if in_config else "Give the auth as a dict with 'type' and its fields, a "
+                "type name, or an auth instance; see dlt's rest_api documentation on authentication.")
         secrets.extend(auth_secrets(auth))
         _check_sendable(path, auth, cfg["client"]["base_url"])
         _check_secret_text(path, auth)
@@ -204,6 +206,13 @@ def _fallback(path: str, missing: tuple[Any, list[str], dict[str, list]], name: 
             secrets.append(value)
             partial.api_key = value  # the fields dlt found (name, location) stay as they are
             return partial.resolve()
+        placed = (dlt.secrets.get(key) for key in ("api_key", f"sources.{name}.api_key",
+                                                   f"sources.{name}.credentials.api_key"))
+        value = next((v for v in placed if v is not None and not isinstance(v, (str, int))), None)
+        if value is not None:  # a list or a table where the key goes, read as "no API key ... none" (helper-149)
+            raise MissingSecretError(f"the API key in dlt secrets is a {type(value).__name__}, not text",
+                                     path=f"{path}.api_key", guidance="Write it as text in quotes: api_key = \"...\" "
+                                     "in .dlt/secrets.toml (or set API_KEY).")
     raise _missing(path, partial, fields[0], traces.get(fields[0], []), name)
 
 
