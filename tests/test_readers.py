@@ -1159,3 +1159,29 @@ def test_a_known_key_passed_as_an_argument_is_masked_in_its_refusal(monkeypatch)
     with pytest.raises(ak.ConfigError) as caught:
         ak.tables(dataset=key)
     assert key.lower() not in (str(caught.value) + caught.value.guidance).lower() and "***" in str(caught.value)
+
+
+def test_a_reader_during_a_first_load_says_it_is_running_not_that_one_failed(tmp_path, monkeypatch):
+    """While a file's first load ran, a reader said "no load into it has completed (a first load that failed leaves
+    an empty file behind)" and advised to run a load (helper-147)."""
+    import analytics_kit.run.load  # noqa: F401 - dlt imported before the thread, as the README asks
+    from analytics_kit import demo
+
+    database = tmp_path / "first.duckdb"
+    with demo.serve(events=300) as api:
+        monkeypatch.setenv("API_KEY", api.api_key)
+        api.set_latency(0.4)
+        loading = threading.Thread(target=ak.load, args=(ak.guide_config(api.base_url),),
+                                   kwargs={"database": database, "progress": False})
+        loading.start()
+        said = None
+        while loading.is_alive() and said is None:
+            try:
+                ak.tables(database=database)
+            except ak.QueryError as error:
+                said = str(error) if "holds no loaded tables" in str(error) else None
+            time.sleep(0.1)
+        loading.join()
+    assert said is not None and "its first load is running (another thread of this process" in said, said
+    assert "failed" not in said
+    assert set(ak.tables(database=database).table) == {"customers", "events"}

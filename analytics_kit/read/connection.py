@@ -31,6 +31,7 @@ import duckdb
 from analytics_kit.errors import QueryError
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.file_faults import unreadable
+from analytics_kit.store.lock import running_load
 from analytics_kit.store.sql import literal
 from analytics_kit.store.database import (
     DATABASE_ENV,
@@ -95,6 +96,10 @@ def empty_database(label: str, elsewhere: list[str] | None = None, dataset: str 
                       f"read in SQL only, as {READER_CATALOG}.{READER_CATALOG}.<table> (ak.query, analytics-kit "
                       "query); tables, describe, state and history cannot take it."),
             database=label)
+    running = running_load(Path(label + ".state"))  # the file's pipeline folder (see file_paths)
+    if running is not None:  # its first load, under way: read as a failed one (helper-147)
+        return QueryError(f"{label} holds no loaded tables yet: its first load is running ({running}).",
+                          guidance="Wait for that load to finish, then read again.", database=label)
     return QueryError(
         f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves an "
         "empty file behind).",

@@ -177,3 +177,23 @@ def _holder(fd: int) -> str:
     if text == str(os.getpid()):
         return f"another thread of this process, PID {text}"
     return f"PID {text}" if text.isdigit() else "another process"
+
+
+def running_load(folder: Path) -> str | None:
+    """Who holds the load lock of the pipeline folder ``folder`` ("PID 123"), or None when no load holds it; creates
+    nothing (the readers never do)."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    except OSError:
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
