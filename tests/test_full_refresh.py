@@ -692,3 +692,22 @@ def test_a_load_whose_every_record_is_soft_deleted_leaves_an_empty_table(api, co
     ak.load(config, mode, progress=False)
     assert int(ak.query("SELECT count(*) AS n FROM analytics.events").n[0]) == 0
     assert "deleted" in set(ak.describe("events").column)
+
+
+def test_a_purge_seen_while_paged_is_a_warning_of_the_report(tmp_path, monkeypatch):
+    """A pass whose total fell was paged again and said so on stderr only: report.warnings was empty, though the
+    rows of the purged records staged by the first pass may stay (helper-147)."""
+    import analytics_kit as ak
+    from analytics_kit import demo
+
+    database = tmp_path / "purged.duckdb"
+    with demo.serve(events=3000, customers=20) as api:
+        monkeypatch.setenv("API_KEY", api.api_key)
+        config = ak.guide_config(api.base_url)
+        ak.load(config, database=database, progress=False)
+        api.inject("callback", path="/v1/events", offset=1500, times=1,
+                   fn=lambda a: a.advance(new=0, updated=0, deleted=0, purged=3))
+        report = ak.load(config, database=database, mode="full_refresh", concurrency=1, progress=False)
+    assert report.passes == {"events": 2}
+    assert any("the API's total fell from 3,000 to 2,997 while it was paged (records were purged)" in w and
+               "until the next full refresh" in w for w in report.warnings), report.warnings

@@ -113,3 +113,10 @@ def not_paged_again(missing: int, shrank: tuple[int, int] | None, copied: list) 
     return (f"{sign} while the listing was paged: some records may have been skipped. The kit pages again only "
             "where the load keeps one row per key (a delete-insert merge on a primary key); a later full refresh "
             "loads what was skipped")
+
+
+def purged_meanwhile(fell: tuple[int, int], passes: int) -> str:
+    """The warning for a listing whose total fell during a pass, paged again until a pass held still."""
+    return (f"the API's total fell from {fell[0]:,} to {fell[1]:,} while it was paged (records were purged), so it was "
+            f"paged {passes} times; the rows of records purged during the load may remain in the table (their keys "
+            "were staged by an earlier pass) until the next full refresh")

@@ -38,8 +38,8 @@ from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.cursor_origin import check_and_record
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
-from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_paged_again, same_twice, served_again,
-                                               unsettled, why_again)
+from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_paged_again, purged_meanwhile,
+                                               same_twice, served_again, unsettled, why_again)
 from analytics_kit.fetch.newest import Rising, store_newest
 from analytics_kit.fetch.offset_pages import offsets_ok
 from analytics_kit.fetch.offsets import OffsetPass
@@ -254,6 +254,8 @@ class KitPaginate:
             if not missing and not shrank and not copied:
                 if proven and not self.shares:
                     outcome["distinct"] = tally.rows
+                if fell := next((p.shrank for p in passes[:-1] if p.shrank), None):  # said on stderr only (helper-147)
+                    self.warn(purged_meanwhile(fell, attempt))
                 return
             # not where the passes saw more keys than the listing holds: records were purged, and a purged key
             # seen by the last pass could make up the count for one that no pass saw
