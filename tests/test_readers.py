@@ -1140,6 +1140,12 @@ def test_several_queries_in_one_sql_are_refused_not_all_but_the_last_dropped(loa
     with pytest.raises(ak.QueryError, match=r"This SQL holds 2 queries; a reader returns one table") as caught:
         ak.query("SELECT count(*) AS n FROM events; SELECT count(*) AS n FROM customers")
     assert "UNION ALL" in caught.value.guidance
+    # statements of other types that return rows count too (helper-150)
+    for sql in ("SELECT count(*) AS n FROM events; PRAGMA show_tables", "PRAGMA show_tables; SELECT 1",
+                "EXPLAIN SELECT 1; SELECT 1", "PIVOT events ON event_type USING count(*); SELECT 1",
+                "SHOW TABLES; SELECT 1"):
+        with pytest.raises(ak.QueryError, match=r"This SQL holds 2 queries"):
+            ak.query(sql)
     assert ak.query("CREATE TEMP TABLE few AS SELECT id FROM events LIMIT 3; SELECT count(*) AS n FROM few").n[0] == 3
     assert ak.query("SELECT 1 AS one;").one[0] == 1
 

@@ -272,10 +272,14 @@ def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
         named = ", ".join(refused[:-1]) + " and " + refused[-1] if len(refused) > 1 else refused[0]
         raise QueryError(f"The readers read {label} and nothing else: {named} {'are' if len(refused) > 1 else 'is'} "
                          "not run.", guidance=_READ_ELSEWHERE, database=label)
-    if sum(kind == "SELECT" for kind, _ in kinds) > 1:  # DuckDB returns the last one's rows: the others were dropped
-        raise QueryError(f"This SQL holds {sum(kind == 'SELECT' for kind, _ in kinds)} queries; a reader returns one "
-                         "table.", guidance="Run them one at a time, or make them one (UNION ALL, a join, or WITH).",
-                         database=label)
+    queries = sum(kind in _ROWS for kind, _ in kinds)
+    if queries > 1:  # DuckDB returns the last one's rows: the others were dropped without a word (helper-149, -150)
+        raise QueryError(f"This SQL holds {queries} queries; a reader returns one table.", database=label,
+                         guidance="Run them one at a time, or make them one (UNION ALL, a join, or WITH).")
+
+
+# statement types that return rows: a query, SHOW and DESCRIBE (SELECT), PRAGMA show_tables, EXPLAIN, PIVOT (MULTI)
+_ROWS = frozenset({"SELECT", "PRAGMA", "EXPLAIN", "MULTI", "CALL"})
 
 
 def _words(text: str) -> list[tuple[str, str]]:
