@@ -3447,3 +3447,47 @@ def test_a_response_action_that_drops_records_is_named_and_a_filter_does_it(cana
         config["resources"][0]["processing_steps"] = [{"filter": lambda r: r["id"] % 2 == 0}]
         watch.succeeds(config, database=str(tmp_path / "a.duckdb"))
         assert table(str(tmp_path / "a.duckdb")) == {k: v for k, v in served(api).items() if k % 2 == 0}
+
+
+@pytest.mark.parametrize("mode", ["full_refresh", "incremental"])
+def test_a_keyless_row_the_total_counts_is_no_missing_record_and_a_filter_counts_rows(mode, tmp_path):
+    """A row of totals inside the listing, which the API's total counts and a filter drops, read as a record missing:
+    the listing was paged 4 times with a warning blaming the API; and the keys counted before the filter (25) were
+    the report's and history's rows where the table held 13 (helper-150)."""
+    import json as json_module
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlparse
+
+    records = [{"id": i} for i in range(1, 26)]
+    records.insert(5, {"kind": "summary"})
+
+    class Listing(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            query = {k: int(v[0]) for k, v in parse_qs(urlparse(self.path).query).items()}
+            body = json_module.dumps({"data": records[query["offset"]:query["offset"] + query["limit"]],
+                                      "total": len(records)}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Listing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = {"client": {"base_url": f"http://127.0.0.1:{server.server_port}"},
+              "resources": [{"name": "items", "primary_key": "id", "write_disposition": "merge",
+                             "endpoint": {"path": "/items", "data_selector": "data",
+                                          "paginator": {"type": "offset", "limit": 10, "total_path": "total"}},
+                             "processing_steps": [{"filter": lambda r: "id" in r and r["id"] % 2 == 1}]}]}
+    database = str(tmp_path / "items.duckdb")
+    try:
+        report = ak.load(config, mode, database=database, progress=False)
+    finally:
+        server.shutdown()
+    assert report.rows == {"items": 13} and report.requests == {"items": 3}, report
+    assert not report.passes and not report.warnings, (report.passes, report.warnings)
+    assert ak.query("SELECT count(*) AS n FROM items", database).n[0] == 13
+    assert ak.history(database)["rows"].tolist() == [13]

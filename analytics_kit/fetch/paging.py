@@ -87,9 +87,9 @@ class KitPaginate:
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
                  key_kind: Callable[[], str | None] = lambda: None, newest_field: str | None = None,
                  start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None,
-                 requests: PageRequests | None = None, keyless: bool = False) -> None:
+                 requests: PageRequests | None = None, filtered: bool = False) -> None:
         self.client, self.requests = client, requests or PageRequests()  # where steps' errors find a record's request
-        self.keyless = keyless  # a filter step may drop records without a key: not counted, checked behind it (KeysKept)
+        self.filtered = filtered  # a filter step may drop records: keyless ones uncounted (KeysKept), keys no rows
         self.shares = shares  # the table it loads with other resources: keys it proves distinct may not be so there
         self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
@@ -223,7 +223,7 @@ class KitPaginate:
             if attempt > 1 or tally.distinct() < tally.rows:
                 every = joined(passes, self.primary_key, self.naming)
                 union = every.distinct_as(kind)  # as the table's key column holds them
-                self.stats.keys(self.resource, union)
+                self._rows_are_keys(self.resource, union)
             # a page served again at another offset hid the records it was to hold, with or without a total
             missing, shrank, copied = tally.missing(kind, shifts=self.repage), tally.shrank, tally.copies
             if (missing or shrank or copied) and not (self.repage and tally.key is not None):
@@ -233,7 +233,7 @@ class KitPaginate:
                 self.warn(keys_again(tally.echoes))
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
             if union is None and not proven and (held := tally.distinct_as(kind)) < tally.rows:
-                self.stats.keys(self.resource, held)
+                self._rows_are_keys(self.resource, held)
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
                        else tally.unproven(bool(missing)))
@@ -266,7 +266,7 @@ class KitPaginate:
                     kwargs))
                 if answers is not None:
                     every = joined([*passes, answers], self.primary_key, self.naming)
-                    self.stats.keys(self.resource, every.distinct_as(kind))
+                    self._rows_are_keys(self.resource, every.distinct_as(kind))
                     return
             signature = tally.signature()
             if signature in seen:
@@ -286,6 +286,11 @@ class KitPaginate:
         if passes[-1].copies:
             raise served_again(self.resource, passes[-1].copies)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
+
+    def _rows_are_keys(self, resource: str, distinct: int) -> None:
+        """The report's rows are the distinct keys, unless a filter drops records later (25 read, 13 kept: helper-150)."""
+        if not self.filtered:
+            self.stats.keys(resource, distinct)
 
     def _mark_run_start(self, path: Any) -> None:
         """Records, with the cursor, when this run started (see ``cursors``) and from which API (``cursor_origin``)."""
@@ -323,7 +328,8 @@ class KitPaginate:
                 rising.see(page)
                 if page:
                     tally.mark(rising.first if rising.holds else None)
-            counted = keyed(page, tally.keys_of) if self.keyless and self.primary_key else page
+            counted = keyed(page, tally.keys_of) if self.filtered and self.primary_key else page
+            tally.keyless += len(page) - len(counted)
             try:
                 keys = tally.see(counted)
             except TypeError as error:  # a key no set holds: named, here rather than in every page's check_keys

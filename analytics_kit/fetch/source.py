@@ -234,8 +234,8 @@ def _build(
                         newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
                         # routed: a tally by a name no table has, which the report leaves out (it counts the rows)
                         shares=table + " (routed)" * routed if table in counted or once and paged is not None else None,
-                        requests=requests, keyless=(keyless := renames and seam.filters_records(resource))).install()
-            if keyless and paged is not None:
+                        requests=requests, filtered=(filtered := renames and seam.filters_records(resource))).install()
+            if filtered and paged is not None:
                 seam.add_step(resource, KeysKept(resource.name, paged, Tally(paged, naming).keys_of, requests))
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
                 seam.add_step(resource, rows.counted if rows.switchable else rows.kept, after_incremental=True)

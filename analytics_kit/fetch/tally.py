@@ -47,6 +47,7 @@ class Tally:
         self.rows = 0  # keys seen, repeats included
         self.pages = 0  # pages that held records: one alone cannot have shifted
         self.within = 0  # keys a page held more than once: no sign of a shift, which moves records between pages
+        self.keyless = 0  # records without a key, which a filter step drops, left out of the count
         self.order: list = []  # keys that are no 64-bit integers, in the order seen (ints keeps the others')
         # where each page began: its first row, and its first cursor (see vouched.py); None when not in order
         self.starts: list[int] | None = []
@@ -229,7 +230,9 @@ class Tally:
         record after it slid into a page already read, lost without a word: helper-138)."""
         if self.key is None or (self.total is None and not (shifts and self.pages > 1)):
             return 0  # a listing of one page (a child's per parent) repeats keys as it holds them (helper-139)
-        return max(0, (self.rows - self.within if self.total is None else self.total) - self.distinct_as(kind))
+        gap = (self.rows - self.within if self.total is None else self.total) - self.distinct_as(kind)
+        # a total that counts the records a filter drops for having no key (a row of totals): short by those exactly
+        return 0 if self.total is not None and 0 < self.keyless == gap else max(0, gap)
 
 
 class Flag(int):
