@@ -305,10 +305,15 @@ def _check_dataset_name(dataset: str | None) -> None:
         return
     plain = re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]+", "_", dataset.strip().lower())).rstrip("_") or "analytics"
     plain = (f"_{plain}" if plain[0].isdigit() else plain)[:MAX_DATASET]
+    from analytics_kit.redact import known_mask
+
+    if known_mask().holds_part(plain):  # the advice echoed a key given as part of the name, lower-cased (helper-150)
+        plain = "a plain name of your own"
     raise ConfigError(f"got {dataset!r}; expected a plain lower-case name (letters, digits and underscores, not "
                       f"starting with a digit, at most {MAX_DATASET} characters)", path="dataset",
-                      guidance=f"Pass dataset={plain!r}: dlt would otherwise rename the schema (or refuse it), and "
-                      "the readers would look for the name as given.")
+                      guidance=(f"Pass dataset={plain!r}" if " " not in plain else f"Pass dataset as {plain}") +
+                      ": dlt would otherwise rename the schema (or refuse it), and the readers would look for the name "
+                      "as given.")
 
 
 def _check_known(name: str) -> None:
