@@ -24,18 +24,19 @@ def refuse_url_credentials(url: Any, path: str) -> None:
                "(or a token's own auth type), where they are kept out of files, logs and errors.")
 
 
-# user:password@ where the password holds a "/", which URL parsers take for the path's start: the host then read as
-# "user:pass" with a port that is no number, and the message quoted the password (helper-149)
-_LOOSE = re.compile(r"[^/?#@:]+:([^?#]*)@")
+# user:password@ where the password holds a "/", "?" or "#", which URL parsers take for the path's, query's or
+# fragment's start: the host then read as "user:pa" with a port that is no number, and the message quoted the password
+# (helper-149, helper-150)
+_LOOSE = re.compile(r"[^/?#@:]+:([^@]*)@")
 
 
 def _loose_userinfo(url: str) -> int | None:
-    """Where the "@" after a user name and a password holding a "/" ends (its index + 1), or None; not a host's port
+    """Where the "@" after a user name and a password holding a "/", "?" or "#" ends (its index + 1), or None; not a host's port
     before a path holding an "@" (``host:8080/users/@me``)."""
     scheme = url.find("://")
     start = scheme + 3 if scheme >= 0 else 0
     found = _LOOSE.match(url, start)
-    return found.end() if found is not None and not found.group(1).split("/")[0].isdigit() else None
+    return found.end() if found is not None and not re.split(r"[/?#]", found.group(1))[0].isdigit() else None
 
 
 def without_userinfo(url: str) -> str:
