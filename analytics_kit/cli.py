@@ -126,9 +126,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from analytics_kit.read.query import query
+    from analytics_kit.read.query import printed_query
 
-    _print_frame(query(args.sql, database=args.database, destination=args.destination, dataset=args.dataset))
+    _print_frame(printed_query(args.sql, database=args.database, destination=args.destination, dataset=args.dataset))
     return 0
 
 

@@ -236,9 +236,10 @@ def _without_frames(fn: F, only: type[KitError] | None) -> F:
         except KitError as error:
             if only is not None and not isinstance(error, only):
                 raise
-            # masked of the secrets the process knows too: an argument's check quotes what was passed (a key given
-            # as the dataset showed, as typed and lower-cased: helper-149)
-            failure: BaseException = error.redacted(_known_mask())
+            # an argument's refusal (``arguments_safe``) masked of the secrets the process knows too: it quotes what was
+            # passed (a key given as the dataset showed: helper-149). A load's errors are its redactor's already: the
+            # known mask, whose loads' keys may be words, made "api-one.test" read "api-one.***"
+            failure: BaseException = error.redacted(_known_mask()) if only is ConfigError else error.detached()
         except BaseException as error:  # noqa: BLE001 - re-raised, only its frames are dropped
             if only is not None:
                 raise

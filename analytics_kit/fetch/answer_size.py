@@ -37,9 +37,9 @@ def max_answer_bytes() -> int:
     except ValueError:
         megabytes = 0.0
     if not 0 < megabytes < 2**40:  # NaN fails this too
-        raise ConfigError(f"got {value!r}; expected a number of megabytes such as 100", path=MAX_ANSWER_ENV,
-                          guidance=f"Set {MAX_ANSWER_ENV} to a positive number, or unset it for the default, "
-                          f"{MAX_ANSWER_MB}.")
+        raise ConfigError(f"got {value!r}; expected a number of megabytes such as 100, above 0 and below 2**40",
+                          path=MAX_ANSWER_ENV, guidance=f"Set {MAX_ANSWER_ENV} to a number of megabytes, or unset it "
+                          f"for the default, {MAX_ANSWER_MB}.")
     return int(megabytes * 10**6)
 
 

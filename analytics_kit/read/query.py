@@ -138,9 +138,18 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     destination such as ``postgres``; its credentials come from dlt secrets. SQL the
     database refuses raises ``QueryError`` with its message and the tables there are.
     """
+    return printed_query(sql, database, params, destination=destination, dataset=dataset, printed=False)
+
+
+@arguments_safe
+def printed_query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[Any] | None = None, *,
+                  destination: str | None = None, dataset: str | None = None, printed: bool = True) -> pd.DataFrame:
+    """``query``; ``printed``: for ``analytics-kit query``, whose printing shows timestamps pandas cannot (past the
+    year 9999, infinity), which ``query`` refuses (helper-150)."""
     _text("sql", sql, "the SQL as text, e.g. ak.query('SELECT count(*) FROM events')")
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
-    _refuse_far_timestamps(table, str(database))
+    if not printed:
+        _refuse_far_timestamps(table, str(database))
     try:
         return _nested_exact(table, _timedeltas(table).to_pandas(types_mapper=_nullable()))
     except (pa.ArrowNotImplementedError, ValueError, NotImplementedError, OverflowError) as error:
@@ -191,7 +200,7 @@ def _refuse_far_timestamps(table: pa.Table, database: str) -> None:
         column = '"' + far[0].replace('"', '""') + '"'
         raise QueryError(f"The result has timestamps outside the years 1 to 9999, which pandas holds but cannot show: "
                          f"{', '.join(far)}.", guidance=f"Cast them in the SQL, e.g. {column}::VARCHAR, or leave "
-                         f"them out (WHERE {column} < '9999-12-31'); the DuckDB CLI and `analytics-kit query` show "
+                         f"them out (WHERE {column} BETWEEN '0001-01-01' AND '9999-12-31'); the DuckDB CLI and `analytics-kit query` show "
                          "them as they are.", database=database)
 
 
