@@ -288,11 +288,6 @@ def processing_steps(resource: DltResource, filters: bool = True) -> list:
     return [s for s in resource._pipe.steps[1:] if not isinstance(s, kept)]
 
 
-def filters_records(resource: DltResource) -> bool:
-    """Whether rest_api's processing_steps include a filter: records the pages hold may be dropped."""
-    return len(processing_steps(resource)) > len(processing_steps(resource, filters=False))
-
-
 # -- a resource's RESTClient ------------------------------------------------------------------
 # The kit pages offset listings itself (concurrently, with the total as a hint) and selects records itself, so it
 # replaces two methods of the resource's client. A paginate hook in rest_api's config would replace this.

@@ -32,6 +32,28 @@ PLACEHOLDERS = ("Placeholders are {resources.<parent>.<field>}, {incremental.sta
 _TEMPLATED = ("path", "params", "json", "data", "headers")
 
 
+def built_source(config: dict[str, Any], secrets: tuple[str, ...], name: str) -> Any:
+    """dlt's source for ``config`` (``prepare``'s rest_api part); what dlt still refuses after the kit's checks (a
+    resolve naming a missing parent, a placeholder with no param, two parents, a cycle, ...) is a ConfigError naming
+    the place in the config and the fix (``explain``), before any request, and so is what dlt builds and fails on
+    once it pages (``first_request``). ``client.session`` never gets here: the kit's checks refuse it."""
+    from dlt.sources.rest_api import rest_api_source
+
+    from analytics_kit import seam
+    from analytics_kit.config.first_request import check_placeholders
+    from analytics_kit.redact import Redactor
+
+    failure: ConfigError | None = None
+    try:
+        source = rest_api_source(config, name=name)
+    except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
+        failure = explain(error, config, Redactor(secrets))
+    if failure is not None:
+        raise failure  # outside the except block: dlt's exception and its frames are not chained
+    check_placeholders(config, filter(None, map(seam.resource_incremental, source.resources.values())))
+    return source
+
+
 def explain(error: BaseException, config: dict[str, Any], redact: Callable[[str], str]) -> ConfigError:
     """The ConfigError for what ``rest_api_source`` raised on ``config`` (the kit's copy)."""
     text = str(error)

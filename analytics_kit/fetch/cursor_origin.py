@@ -127,3 +127,18 @@ def check_and_record(state: MutableMapping[str, Any], resource: str, base_url: s
                 "or --full-refresh): it replaces the tables and starts the cursors over from this API.",
                 resource=resource)
     state[ORIGIN] = origin
+
+
+def mark_run_start(resource: str, base_url: str | None, path: Any, started: Any) -> None:
+    """Records in the resource's state, with its cursor, when this run started (see ``cursors``) and from which API
+    (``check_and_record``)."""
+    import dlt
+
+    from analytics_kit.fetch import cursors
+
+    try:  # outside a pipeline (a source iterated by hand) there is no state
+        state = dlt.current.resource_state(resource)
+    except Exception:  # noqa: BLE001
+        return
+    check_and_record(state, resource, base_url, path)
+    state[cursors.RUN_STARTED] = cursors.render(started)

@@ -24,7 +24,6 @@ import functools
 import logging
 from typing import Any, Callable, Iterator
 
-import dlt
 import pyarrow as pa
 import requests
 from dlt.sources.helpers.rest_client.client import RESTClient
@@ -35,7 +34,7 @@ from analytics_kit.errors import tag_request
 from analytics_kit.fetch import cursors, vouched
 from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
-from analytics_kit.fetch.cursor_origin import check_and_record
+from analytics_kit.fetch.cursor_origin import mark_run_start
 from analytics_kit.fetch.batches import tables
 from analytics_kit.fetch.field_names import FieldNames
 from analytics_kit.fetch.kept_changing import (keys_again, kept_changing, not_paged_again, purged_meanwhile,
@@ -187,14 +186,14 @@ class KitPaginate:
                outcome: dict) -> Iterator[Any]:
         """All pages, in passes until one pass saw as many distinct records as the API's total.
 
-        An offset listing ordered by ``updated_at`` shifts when a record is updated while it is being paged: the
-        record moves to the end and the one after its old place slides into a page already fetched, so it is never
-        seen; its cursor is behind the run's, so no later incremental run fetches it either. Fewer distinct keys than
-        a total that matched the pages (without a total, a key seen twice) is the sign. The kit then pages again (the
-        merge absorbs the repeats), and from the second pass on looks up the keys the last pass missed that an
-        earlier one saw (``vouched``). ``outcome["distinct"]``: the keys, where one pass saw each once.
+        An offset listing ordered by ``updated_at`` shifts when a record is updated while it is paged: the record
+        moves to the end and the one after its old place slides into a page already fetched, never seen, its cursor
+        behind the run's. Fewer distinct keys than a total that matched the pages (without a total, a key seen twice)
+        is the sign. The kit then pages again (the merge absorbs the repeats), and then looks up the keys the last
+        pass missed that an earlier one saw (``vouched``). ``outcome["distinct"]``: the keys, where one saw each once.
         """
-        self._mark_run_start(path)
+        if self.cursor is not None:  # when this run started, and from which API, kept with the cursor
+            mark_run_start(self.resource, self.client.base_url, path, self.stats.started)
         field = self.newest_field
         start = seam.running_cursor(self.resource, field) if field else None
         newest = None  # the listing's newest cursor, read before the first pass's pages
@@ -291,16 +290,6 @@ class KitPaginate:
         """The report's rows are the distinct keys, unless a filter drops records later (25 read, 13 kept: helper-150)."""
         if not self.filtered:
             self.stats.keys(resource, distinct)
-
-    def _mark_run_start(self, path: Any) -> None:
-        """Records, with the cursor, when this run started (see ``cursors``) and from which API (``cursor_origin``)."""
-        try:  # outside a pipeline (a source iterated by hand) there is no state
-            state = dlt.current.resource_state(self.resource) if self.cursor is not None else None
-        except Exception:  # noqa: BLE001
-            state = None
-        if state is not None:
-            check_and_record(state, self.resource, self.client.base_url, path)
-            state[cursors.RUN_STARTED] = cursors.render(self.stats.started)
 
     def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally, rising: Rising | None = None,
                  newest: Any = None) -> Iterator[tuple[list, str]]:

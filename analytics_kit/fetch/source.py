@@ -10,14 +10,14 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 from dlt.sources import DltResource, DltSource
-from dlt.sources.rest_api import rest_api_source
 from requests.cookies import RequestsCookieJar
 
 from analytics_kit import seam
 from analytics_kit.config.columns import check_built, drop_ignored_precision
 from analytics_kit.config.decimals import shape_decimals
 from analytics_kit.config.prepared import DEFAULT_CONCURRENCY, SOURCE_NAME, PreparedConfig, prepare
-from analytics_kit.errors import ConfigError, secret_safe
+from analytics_kit.config.refusals import built_source
+from analytics_kit.errors import secret_safe
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.arrow_tables import CastDeferred, PageConverter, PageFormat, TableKinds, unsupported_columns
 from analytics_kit.fetch.declared import DeclaredTypes
@@ -117,7 +117,7 @@ def _build(
     seam.index_arrow_increments_by_position()  # the fast path's pages go through dlt's arrow incremental
     seam.count_csv_rows_as_rows()  # the report counts rows of records that stay dicts from dlt's csv writer
     fast_path = FAST_PATH if fast_path is None else fast_path
-    source = _rest_api_source(prepared, name)
+    source = built_source(prepared.rest_api, prepared.secrets, name)
     for resource in (r for r in source.resources.values() if r.name in (stored or {})):  # see stored_types
         resource.apply_hints(columns=stored[resource.name])  # type: ignore[index]
     shape_decimals(source.resources.values(), prepared.loads_to, prepared.rest_api)
@@ -234,7 +234,7 @@ def _build(
                         newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
                         # routed: a tally by a name no table has, which the report leaves out (it counts the rows)
                         shares=table + " (routed)" * routed if table in counted or once and paged is not None else None,
-                        requests=requests, filtered=(filtered := renames and seam.filters_records(resource))).install()
+                        requests=requests, filtered=(filtered := renames and _filters(resource))).install()
             if filtered and paged is not None:
                 seam.add_step(resource, KeysKept(resource.name, paged, Tally(paged, naming).keys_of, requests))
             if rows is not None and table in linked:  # dlt's append keeps flagged rows
@@ -311,26 +311,9 @@ def _dedup_by_records_fields(resource: DltResource, naming: Callable[[str], str]
         seam.set_dedup_key(incremental, DedupKey(key if isinstance(key, str) else tuple(key), naming))
 
 
-def _rest_api_source(prepared: PreparedConfig, name: str) -> DltSource:
-    """dlt's source for the config; what dlt still refuses after the kit's checks (a resolve
-    naming a missing parent, a placeholder with no param, two parents, a cycle, ...) is a
-    ConfigError naming the place in the config and the fix (``refusals``), before any request.
-
-    ``client.session`` never gets here: the kit's checks refuse it (see
-    ``config_checks.SESSION_REFUSED``), since every request goes through the kit's own session.
-    """
-    from analytics_kit.config.first_request import check_placeholders
-    from analytics_kit.config.refusals import explain
-
-    failure: ConfigError | None = None
-    try:
-        source = rest_api_source(prepared.rest_api, name=name)
-    except Exception as error:  # noqa: BLE001 - dlt raises ValueError, JsonPath and graph errors alike
-        failure = explain(error, prepared.rest_api, Redactor(prepared.secrets))
-    if failure is not None:
-        raise failure  # outside the except block: dlt's exception and its frames are not chained
-    check_placeholders(prepared.rest_api, filter(None, map(seam.resource_incremental, source.resources.values())))
-    return source
+def _filters(resource: DltResource) -> bool:
+    """Whether rest_api's processing_steps include a filter: records the pages hold may be dropped."""
+    return len(seam.processing_steps(resource)) > len(seam.processing_steps(resource, filters=False))
 
 
 def _key_in_pages(key: Any, added: set[str], naming: Callable[[str], str] = str) -> Any:

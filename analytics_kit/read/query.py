@@ -22,6 +22,7 @@ import pyarrow as pa
 from analytics_kit.errors import QueryError, arguments_safe, causes
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
+from analytics_kit.read.statements import reads_only
 from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
 from analytics_kit.store.server_faults import unreachable_server
@@ -93,7 +94,7 @@ def _arrow(target: Target, sql: str, params: Sequence[Any] | None, given: object
     """``sql``'s result; with ``warn``, a warning where a killed rebuild left the tables (``warn_if_stopped``)."""
     if target.is_file:
         with connection.connect(target.database, given, target.dataset) as con:
-            connection.reads_only(con, sql, str(target.database))
+            reads_only(con, sql, str(target.database))
             relation = _refused_as_query_error(lambda: con.sql(sql, params=params), con, target)
             if relation is None:  # empty SQL, a comment, or a statement with no result
                 raise QueryError(f"The SQL {sql[:60]!r} returns no rows to read: it is empty, a comment, or a "

@@ -40,10 +40,8 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 def interrupted(step: str | None, stats: LoadStats, error: BaseException | None = None) -> LoadError:
-    """The error of a load interrupted (during ``step``, where known; by ``error``'s signal, where it says one); in
-    dlt's load step a table's job may have committed (each table whole, old or new: the guidance says which), the
-    load not."""
-    # the command's SIGTERM says so: a job stopped by timeout or docker stop read "Ctrl-C" (helper-141)
+    """The error of a load interrupted (during ``step``; by ``error``'s signal, where it says one: a SIGTERM read
+    "Ctrl-C", helper-141); in dlt's load step a table's job may have committed, each table whole, the load not."""
     how = next((str(e) for e in causes(error) if isinstance(e, KeyboardInterrupt) and str(e)), None) if error else None
     how = how or "Ctrl-C, or the notebook's stop button"
     return LoadError(
@@ -55,15 +53,14 @@ def interrupted(step: str | None, stats: LoadStats, error: BaseException | None 
 def tidying_failed(error: BaseException, redactor: Redactor) -> LoadError:
     """The error of a load that failed after dlt had committed it: the message must not say nothing was."""
     root = next((e for e in reversed(list(causes(error))) if str(e).strip()), error)  # not dlt's wrapper
-    return LoadError(f"The load is committed (ak.history() lists it), but tidying up after it failed: "
-                     f"{_short(redactor(f'{type(root).__name__}: {root}'))}",
+    said = _short(redactor(f"{type(root).__name__}: {root}"))
+    return LoadError(f"The load is committed (ak.history() lists it), but tidying up after it failed: {said}",
                      guidance="The tables hold this run's data. If this repeats, check the disk and the database.")
 
 
 @contextmanager
 def starting() -> Iterator[None]:
-    """An interrupt while a load starts (checking the config, building the source: before anything is
-    fetched) is the load's error too, as one later is: it escaped as a bare KeyboardInterrupt (helper-85)."""
+    """An interrupt while a load starts (before anything is fetched) is the load's error too (helper-85)."""
     try:
         yield
     except KitError:
@@ -131,9 +128,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     own = find_cause(error, KitError)
     if own is not None:
         return own.redacted(redactor)
-    if out_of_files(causes(error)):
-        return open_files_error(f"ran dlt's {stats.step} step" if stats.step else "loaded",
-                                _aftermath(stats, stats.step))
+    if out_of_files(causes(error)):  # the process's limit, reached in dlt's steps
+        return open_files_error(f"ran dlt's {stats.step or 'load'} step", _aftermath(stats, stats.step))
 
     if is_interrupt(error):
         return interrupted(getattr(error, "step", None) or stats.step, stats, error)
@@ -214,24 +210,18 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 "and method, or the auth block's token URL. Waiting or retrying does not change this answer.",
                 resource=resource, status=status, request=request,
             )
-        if not by_dlt and status not in stats.retried_statuses.get(resource or "", frozenset({status})):
-            # not asked again: its status is not one the policy retries (507, 508, 599), which max_retries cannot change
-            return LoadError(
-                f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request}, a status the resource's "
-                "error_handler does not retry; nothing from this run was committed.",
-                guidance=f"Run the load again later. If the API answers {status} while it is failing or overloaded, "
-                f"add {status} to error_handler.retry_on_status_codes, so that it is retried with the backoff "
-                "(raising max_retries alone changes nothing for it).",
-                resource=resource, status=status, request=request,
-            )
+        # not asked again: a status the policy does not retry (507, 599), which max_retries cannot change (helper-146)
+        unretried = not by_dlt and status not in stats.retried_statuses.get(resource or "", frozenset({status}))
         return LoadError(
-            f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request} after {attempts}; "
-            "nothing from this run was committed.",
-            guidance="The API is failing or overloaded: run the load again later, or raise "
-            + ("RUNTIME__REQUEST_MAX_ATTEMPTS (and RUNTIME__REQUEST_BACKOFF_FACTOR), dlt's settings for its own "
-               "requests," if by_dlt else "error_handler.max_retries (and backoff_factor)") + " to wait longer for it.",
-            resource=resource, status=status, request=request,
-        )
+            f"{where[0].upper() + where[1:]} failed with HTTP {status} on {request}"
+            + (", a status the resource's error_handler does not retry" if unretried else f" after {attempts}")
+            + "; nothing from this run was committed.",
+            guidance=f"Run the load again later. If the API answers {status} while it is failing or overloaded, add "
+            f"{status} to error_handler.retry_on_status_codes, so that it is retried with the backoff (raising "
+            "max_retries alone changes nothing for it)." if unretried else "The API is failing or overloaded: run the "
+            "load again later, or raise " + ("RUNTIME__REQUEST_MAX_ATTEMPTS (and RUNTIME__REQUEST_BACKOFF_FACTOR), "
+            "dlt's settings for its own requests," if by_dlt else "error_handler.max_retries (and backoff_factor)")
+            + " to wait longer for it.", resource=resource, status=status, request=request)
 
     timeout = find_cause(error, requests.Timeout)
     if timeout is not None:
