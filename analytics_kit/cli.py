@@ -49,13 +49,15 @@ def read_config(path: str | None) -> dict[str, Any]:
     if not path.strip() or file.is_dir():  # "" read as ".", a folder as a file not found (helper-149)
         raise ConfigError(f"--config {path!r} names {'no file' if not path.strip() else 'a folder'}",
                           guidance="Pass the config file itself, e.g. --config config.toml (TOML, YAML or JSON).")
-    if not file.is_file():
+    if not file.exists():
         raise ConfigError(f"config file {file} not found", guidance="Check the --config path.")
     kind = file.suffix.lower()  # API.TOML too
-    if kind not in (".toml", ".yaml", ".yml", ".json"):
+    if file.is_file() and kind not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"unknown config file type {file.suffix!r}", guidance="Use .toml, .yaml, .yml or .json.")
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8")  # a pipe (--config /dev/stdin, <(...)) can be read once
+        # ... and has no suffix: its text tells JSON from TOML, and YAML last (helper-150)
+        kind = kind if file.is_file() else _sniffed(text)
         if kind == ".toml":
             data = tomllib.loads(text)
         elif kind == ".json":
@@ -68,6 +70,19 @@ def read_config(path: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{file.name} must hold a mapping at the top level", guidance="See the README's config example.")
     return data
+
+
+def _sniffed(text: str) -> str:
+    """The suffix a config's text reads as."""
+    import tomllib
+
+    for kind, parse in ((".json", json.loads), (".toml", tomllib.loads)):
+        try:
+            parse(text)
+            return kind
+        except ValueError:  # tomllib's and json's errors are ValueErrors
+            pass
+    return ".yaml"
 
 
 def _yaml(text: str) -> Any:

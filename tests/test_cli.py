@@ -497,3 +497,13 @@ def test_a_key_in_the_wrong_file_or_of_the_wrong_type_says_so(tmp_path, file, te
     done = subprocess.run([str(BIN / "analytics-kit"), "load"], capture_output=True, text=True, cwd=tmp_path,
                           env={**env, "ANALYTICS_API_BASE_URL": "http://127.0.0.1:9"}, timeout=120)
     assert done.returncode == 1 and said in done.stderr and "abcdef123456" not in done.stderr, done.stderr
+
+
+def test_a_config_piped_in_is_read(api, config_files, tmp_path):
+    """--config /dev/stdin (or <(...)) said "config file /dev/stdin not found": a pipe is no regular file, and has no
+    suffix (helper-150). Its text tells the format."""
+    for suffix in ("json", "toml", "yaml"):
+        done = subprocess.run([str(BIN / "analytics-kit"), "load", "--quiet", "--config", "/dev/stdin", "--database",
+                               str(tmp_path / f"{suffix}.duckdb")], input=config_files[suffix].read_text(),
+                              capture_output=True, text=True, env={**os.environ, "API_KEY": api.api_key}, timeout=120)
+        assert done.returncode == 0, (suffix, done.stderr)
