@@ -3443,6 +3443,12 @@ def test_a_response_action_that_drops_records_is_named_and_a_filter_does_it(cana
         error = watch.fails(config, database=str(tmp_path / "a.duckdb"))
         assert "were left by the endpoint's response_actions" in str(error) and "processing_steps filter" in \
             error.guidance, error
+        # an action that ignores a status takes no record out of a page: a cap is the API's (helper-150)
+        api.page_cap = 50
+        config["resources"][0]["endpoint"]["response_actions"] = [{"status_code": 404, "action": "ignore"}]
+        error = watch.fails(config, database=str(tmp_path / "a.duckdb"))
+        assert "it serves at most 50 per page" in str(error) and "response_actions" not in str(error), error
+        api.page_cap = None
         del config["resources"][0]["endpoint"]["response_actions"]
         config["resources"][0]["processing_steps"] = [{"filter": lambda r: r["id"] % 2 == 0}]
         watch.succeeds(config, database=str(tmp_path / "a.duckdb"))

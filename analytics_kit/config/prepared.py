@@ -289,3 +289,16 @@ def _redacted(exc: KitError, secrets: tuple[str, ...]) -> KitError:
     process knows (``API_KEY``, ``.dlt/secrets.toml``), which a check before they are resolved may quote (a key pasted
     into base_url was shown whole: helper-149)."""
     return exc.redacted(Redactor(secrets)).redacted(known_mask())
+
+
+def pages_changed(config: dict[str, Any], name: str) -> bool:
+    """Whether the resource's response_actions hold a function, which may take records out of a page; not one that
+    ignores a status (a 404 action blamed an API's cap on itself: helper-150)."""
+    defaults = (config.get("resource_defaults") or {}).get("endpoint")
+    for resource in config.get("resources") or []:
+        if isinstance(resource, dict) and resource.get("name") == name:
+            endpoint = resource.get("endpoint") if isinstance(resource.get("endpoint"), dict) else {}
+            actions = endpoint.get("response_actions", (defaults or {}).get("response_actions")
+                                   if isinstance(defaults, dict) else None) or []
+            return any(callable(a) or isinstance(a, dict) and callable(a.get("action")) for a in actions)
+    return False

@@ -356,7 +356,7 @@ class OffsetPass:
         covers = len(again) == limit or (not whole and len(again) >= held + len(after))
         if again.ignored or len(again) <= held or not covers:
             if again.ignored or len(again) == held:  # the same measure again: an API capped below limit
-                raise page_cap(self.owner.resource, limit, short, after, getattr(self.owner, "hooked", False))
+                raise page_cap(self.owner.resource, limit, short, after, self.owner.hooked)
             raise uneven_pages(self.owner.resource, short, held, again)
         self.grew += 1
         logger.info("%s: %s held %d record(s), asked again %d: the listing grew while paged", self.owner.resource,

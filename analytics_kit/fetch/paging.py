@@ -77,6 +77,7 @@ class KitPaginate:
     with ``newest_field`` (the cursor field), an offset listing's newest cursor is read before
     its pages, and the run stores none later (see ``newest``).
     """
+    hooked = False  # the config's response_actions hold a function, which may take records out of a page (page_cap)
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
                  new_session: Callable[..., Session], convert: Callable[[list], Any] | None,
@@ -345,7 +346,6 @@ class KitPaginate:
         """An offset pass over the listing; ``start_at``: from that cursor on (the start parameter set to it)."""
         if start_at is not None and self.start is not None:
             params = {**(params or {}), self.start[0]: self.start[1](start_at)}
-        self.hooked = bool(hooks and "response" in hooks)  # the config's response_actions: pages as they leave them
         return OffsetPass(self, paginator or copy.deepcopy(self.client.paginator), kwargs, dict(
             path_or_url=path, method=method, params=params, json=json, data=data, auth=auth or self.client.auth,
             headers=headers, hooks=hooks if hooks and "response" in hooks else {
