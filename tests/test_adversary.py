@@ -3497,3 +3497,35 @@ def test_a_keyless_row_the_total_counts_is_no_missing_record_and_a_filter_counts
     assert not report.passes and not report.warnings, (report.passes, report.warnings)
     assert ak.query("SELECT count(*) AS n FROM items", database).n[0] == 13
     assert ak.history(database)["rows"].tolist() == [13]
+
+
+def test_a_token_url_answering_no_json_is_named_as_dlts_own_request(tmp_path, monkeypatch):
+    """dlt asks for an OAuth token itself: its empty answer read "not valid JSON on  (" with no request named, and
+    the advice pointed at base_url alone (helper-150)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    monkeypatch.setenv("RUNTIME__REQUEST_BACKOFF_FACTOR", "0")
+
+    class TokenURL(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenURL)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    config = {"client": {"base_url": base, "auth": {"type": "oauth2_client_credentials", "client_id": "kit-client",
+                                                    "access_token_url": f"{base}/token", "client_secret": "s3cret-7788"}},
+              "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data"}}]}
+    try:
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, database=str(tmp_path / "t.duckdb"), progress=False)
+    finally:
+        server.shutdown()
+    assert "not valid JSON on a request dlt sent itself (the auth block token URL, say)" in str(caught.value)
+    assert "or the token URL" in caught.value.guidance and "s3cret-7788" not in str(caught.value)

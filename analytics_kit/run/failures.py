@@ -276,18 +276,18 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             "answer: check that client.base_url (scheme, host and port) points at the API, then run the load again.",
             resource=resource, host=host)
 
-    # orjson's decode error subclasses json.JSONDecodeError; requests' subclasses simplejson's
-    # where simplejson is installed (dlt's own paginators read pages with response.json())
+    # orjson's error subclasses json's; requests' simplejson's where installed (dlt's paginators use response.json())
     decode = find_cause(error, (json.JSONDecodeError, requests.exceptions.JSONDecodeError))
     if decode is not None:
-        return LoadError(
-            f"{where[0].upper() + where[1:]} got a response {getattr(decode, 'what', 'that is not valid JSON')} on {request} "
+        return LoadError(  # no request of the kit's: dlt's own, for an OAuth token ("on  (": helper-150)
+            f"{where[0].upper() + where[1:]} got a response {getattr(decode, 'what', 'that is not valid JSON')} on "
+            f"{request or 'a request dlt sent itself (the auth block token URL, say)'} "
             f"({type(decode).__name__}: {_short(redactor(str(decode)))}{body_shown(decode, redactor)}); nothing from "
             "this run was committed.",
             guidance=getattr(decode, "guidance", None) or "The server answered with something else than the API's "
             "JSON: an HTML error page, a proxy or login page, or a body cut off in transit. Check client.base_url and "
-            "the endpoint path, then run the load again.",
-            resource=resource, request=request)
+            f"the endpoint path{'' if request else ', or the token URL'}, then run the load again.", resource=resource,
+            request=request)
 
     missing = next((e for e in causes(error) if seam.is_missing_config(e)), None)
     if missing is not None:
