@@ -385,6 +385,10 @@ def test_query_prints_every_double_and_timestamp_as_duckdb_holds_them(tmp_path):
     # DuckDB's infinities, as its CLI shows them, not as the year 294247 (helper-144)
     assert kit("query", "SELECT 'infinity'::TIMESTAMP AS a, '-infinity'::TIMESTAMPTZ AS b", "--database",
                str(database)).stdout.split() == ["a", "b", "infinity", "-infinity"]
+    # in every unit, and alone: a plain TIMESTAMP's printed as 294247-01-10, TIMESTAMP_NS's as 2262-04-11 (helper-151)
+    for kind in ("TIMESTAMP", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP_NS"):
+        assert kit("query", f"SELECT 'infinity'::{kind} AS a, '-infinity'::{kind} AS b", "--database",
+                   str(database)).stdout.split() == ["a", "b", "infinity", "-infinity"], kind
     # a FLOAT at its own width: pandas handed the formatter the double 1.100000023841858 (helper-143)
     assert kit("query", "SELECT 1.1::FLOAT AS f UNION ALL SELECT NULL ORDER BY f", "--database",
                str(database)).stdout.split() == ["f", "1.1", "<NA>"]

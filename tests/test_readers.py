@@ -1128,8 +1128,10 @@ def test_timestamps_pandas_cannot_show_are_refused_with_the_cast(tmp_path):
                                                 r"cannot show: at\.") as caught:
             ak.query(f"SELECT * FROM t WHERE {where}", database=database)
         assert '"at"::VARCHAR' in caught.value.guidance
-    kept = ak.query("SELECT id FROM t WHERE \"at\" BETWEEN '0001-01-01' AND '9999-12-31' ORDER BY id",
+    kept = ak.query("SELECT id FROM t WHERE \"at\" BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999' ORDER BY id",
                     database=database)
+    with pytest.raises(ak.QueryError, match="cannot show: ns"):  # infinity in nanoseconds reads as 2262 (helper-151)
+        ak.query("SELECT 'infinity'::TIMESTAMP_NS AS ns", database=database)
     assert kept.id.tolist() == [1]  # the advice works: every far value left out (helper-150)
     frame = ak.query("SELECT * FROM t WHERE id IN (1, 5) ORDER BY id", database=database)
     assert str(frame["at"].iloc[0]) == "2026-01-01 00:00:00+00:00" and repr(frame)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from analytics_kit.errors import QueryError, arguments_safe, causes
 from analytics_kit.read import connection
 from analytics_kit.read.connection import BOOKKEEPING, empty_database, sql_error, user_tables
+from analytics_kit.read.far_times import far_as_text, refuse_far_timestamps
 from analytics_kit.read.statements import reads_only
 from analytics_kit.store.database import DEFAULT_DATABASE
 from analytics_kit.store.kept_aside import KEPT_TABLE, STOPPED, stopped_tables
@@ -149,8 +150,7 @@ def printed_query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Seq
     year 9999, infinity), which ``query`` refuses (helper-150)."""
     _text("sql", sql, "the SQL as text, e.g. ak.query('SELECT count(*) FROM events')")
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
-    if not printed:
-        _refuse_far_timestamps(table, str(database))
+    table = far_as_text(table) if printed else refuse_far_timestamps(table, str(database))
     try:
         return _nested_exact(table, _timedeltas(table).to_pandas(types_mapper=_nullable()))
     except (pa.ArrowNotImplementedError, ValueError, NotImplementedError, OverflowError) as error:
@@ -177,32 +177,6 @@ def _refuse_unsigned_128(relation: Any, kinds: list, database: str) -> None:
         raise QueryError(f"The result has UHUGEINT values, which pandas cannot take whole: {', '.join(named)}.",
                          guidance="Cast them in the SQL: col::HUGEINT where they are below 2**127, else col::VARCHAR.",
                          database=database)
-
-
-# the instants Python's datetime can hold, in seconds from 1970: from 0001-01-01 up to 10000-01-01 (not included)
-_PYTHON_INSTANTS = (-62135596800, 253402300800)
-_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-
-
-def _refuse_far_timestamps(table: pa.Table, database: str) -> None:
-    """Timestamps outside the years 1 to 9999 (a load stores 9999-12-31T23:30:00-01:00 as the year 10000; DuckDB's
-    infinity) reach pandas, which holds them but cannot show them: printing the frame, or a notebook displaying it,
-    raised "year 10000 is out of range" (helper-146). Refused here with the cast, as the DuckDB CLI shows them."""
-    import pyarrow.compute as pc
-
-    far = []
-    for index, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type) and table.num_rows:
-            low, high = (bound * _PER_SECOND[field.type.unit] for bound in _PYTHON_INSTANTS)
-            least, most = pc.min_max(table.column(index).cast(pa.int64())).values()
-            if least.is_valid and (least.as_py() < low or most.as_py() >= high):
-                far.append(field.name)
-    if far:
-        column = '"' + far[0].replace('"', '""') + '"'
-        raise QueryError(f"The result has timestamps outside the years 1 to 9999, which pandas holds but cannot show: "
-                         f"{', '.join(far)}.", guidance=f"Cast them in the SQL, e.g. {column}::VARCHAR, or leave "
-                         f"them out (WHERE {column} BETWEEN '0001-01-01' AND '9999-12-31'); the DuckDB CLI and `analytics-kit query` show "
-                         "them as they are.", database=database)
 
 
 def _refused_as_query_error(call: Callable[[], Any], con: duckdb.DuckDBPyConnection, target: Target) -> Any:
