@@ -219,10 +219,10 @@ def check_working_folder() -> None:
                           "default database and dlt's settings are found from there.") from None
 
 
-def _known_mask() -> Callable[[str], str]:
+def _known_mask(with_loads: bool) -> Callable[[str], str]:
     from analytics_kit.redact import known_mask
 
-    return known_mask()
+    return known_mask(with_loads)
 
 
 def _without_frames(fn: F, only: type[KitError] | None) -> F:
@@ -236,10 +236,10 @@ def _without_frames(fn: F, only: type[KitError] | None) -> F:
         except KitError as error:
             if only is not None and not isinstance(error, only):
                 raise
-            # an argument's refusal (``arguments_safe``) masked of the secrets the process knows too: it quotes what was
-            # passed (a key given as the dataset showed: helper-149). A load's errors are its redactor's already: the
-            # known mask, whose loads' keys may be words, made "api-one.test" read "api-one.***"
-            failure: BaseException = error.redacted(_known_mask()) if only is ConfigError else error.detached()
+            # masked of the secrets the process knows too: an argument's refusal quotes what was passed (a key given
+            # as the dataset showed: helper-149, helper-151). A load's own keys are its redactor's already, and left
+            # out: the loads' keys may be words, and "api-one.test" read "api-one.***"
+            failure: BaseException = error.redacted(_known_mask(with_loads=only is ConfigError))
         except BaseException as error:  # noqa: BLE001 - re-raised, only its frames are dropped
             if only is not None:
                 raise

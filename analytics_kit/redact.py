@@ -47,13 +47,18 @@ LEARNED_MOST = 16
 class Redactor:
     """Replaces known secret values (and their URL-encoded forms) with ``***``."""
 
-    def __init__(self, secrets: Iterable[str] = (), mask: str = MASK, tokens: bool = False) -> None:
-        """``tokens``: each secret masked only where it stands as a whole token, however long (see ``known_mask``)."""
+    def __init__(self, secrets: Iterable[str] = (), mask: str = MASK, tokens: bool = False,
+                 words: Iterable[str] = ()) -> None:
+        """``tokens``: each secret masked only where it stands as a whole token, however long (see ``known_mask``);
+        ``words``: strong secrets (no plain word, 6 characters or more), masked wherever they stand, in any case."""
         self.mask = mask
-        self._given = tuple(secret for secret in secrets if isinstance(secret, str) and secret)
+        words = tuple(secret for secret in words if isinstance(secret, str) and secret)
+        self._given = tuple(secret for secret in secrets if isinstance(secret, str) and secret) + words
         self._learned = 0
         forms: set[str] = set()
+        loose: set[str] = set()  # the forms of ``words``
         for secret in self._given:
+            before = set(forms)
             if isinstance(secret, str) and secret:
                 # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
                 # values with repr: a backslash or a quote in the key would change its form)
@@ -72,6 +77,8 @@ class Redactor:
                 # and quoted in SQL, a quote doubled ('tok''en': helper-143)
                 in_sql = {secret.replace("'", "''"), secret.replace('"', '""')}
                 forms.update({secret, repr(secret)[1:-1], *as_json, *encoded, *in_sql})
+                if secret in words:
+                    loose |= forms - before
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         self._forms = tuple(ordered)
@@ -82,8 +89,8 @@ class Redactor:
         escaped = [_pattern(f) for f in in_bodies if _ESCAPE.search(f)]
         self._escaped_in_bodies = re.compile("|".join(escaped).encode("utf-8", "surrogatepass")) if escaped else None
         # found in the SQL as typed, in any case (upper('key') was shown: helper-143)
-        self._pattern = (re.compile("|".join(_pattern(form, tokens) for form in ordered), re.IGNORECASE * tokens)
-                         if ordered else None)
+        self._pattern = (re.compile("|".join(_pattern(form, "words" if form in loose else tokens) for form in ordered),
+                                    re.IGNORECASE * bool(tokens or loose)) if ordered else None)
         bare = {_SKELETON.sub("", form) for form in forms}  # see ``holds_part``
         self._runs = {form[i:i + PARTIAL_RUN] for form in forms | bare for i in range(len(form) - PARTIAL_RUN + 1)}
         self._lower_runs = {run.lower() for run in self._runs}
@@ -168,11 +175,13 @@ class Redactor:
         return self._pattern is not None
 
 
-def _pattern(form: str, tokens: bool = False) -> str:
+def _pattern(form: str, tokens: bool | str = False) -> str:
     # RFC 3986 lets an escape's hex digits be either case, and servers echo "%2f", "%2F" or
     # both in one URL: each escape matches in any case
     loose = _ESCAPE.sub(lambda m: "%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c
                                               for c in m.groups()), re.escape(form))
+    if tokens == "words":  # a strong secret, wherever it stands: glued to a name ("Raw_<key>" showed it: helper-151)
+        return loose
     if tokens:  # not inside a longer name either: DB_PASSWORD=postgres read "***_tables" (helper-143)
         return rf"(?<![A-Za-z0-9_]){loose}(?![A-Za-z0-9_])"
     if len(form) >= WHOLE_WORD_BELOW:
@@ -263,14 +272,16 @@ _SECRET_NAME = re.compile(r"(^|_)(API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|TOKEN|SECRET
 LOCAL_LEAST = 6
 
 
-def known_mask() -> Redactor:
+def known_mask(with_loads: bool = True) -> Redactor:
     """A mask of every secret this process knows: those of the loads it runs, those in the environment, and those in
     ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142). Built once for all
     an error's texts: it reads the file and the environment. Each is masked as a whole token only: a variable's value
     is no proof of a secret, MY_SECRET=onvers made "Conversion Error" read "C***ion Error" (helper-143), and a
-    notebook's earlier load with the key "test" made a path read "/tmp/py***-of-root" in a reader's error."""
-    loads = [secret for redactor in list(_LIVE.live) for secret in redactor._given]
-    return Redactor([*loads, *_local_secrets()], tokens=True)
+    notebook's earlier load with the key "test" made a path read "/tmp/py***-of-root" in a reader's error.
+    ``with_loads``: the loads' keys too (not for a load's own errors, which its redactor masked)."""
+    loads = [secret for redactor in list(_LIVE.live) for secret in redactor._given] if with_loads else []
+    # the environment's and the file's are strong (6 characters or more, not a plain word): masked inside names too
+    return Redactor(loads, tokens=True, words=_local_secrets())
 
 
 def _local_secrets() -> list[str]:

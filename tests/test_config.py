@@ -940,6 +940,7 @@ def test_a_password_holding_a_slash_in_base_url_is_refused_as_credentials() -> N
     """URL parsers end the host at the password's "/": it read as a port that is no number, and the message quoted
     the password (helper-149). A host's port before a path holding an "@" is no password."""
     for key in ("sk_live_Zq8xT3+pL9/vR2mN7wKc4", "sk_live_Zq8xT3+pL9?vR2mN7wKc4", "sk_live_Zq8xT3+pL9#vR2mN7wKc4"):
-        text = _refusal(edited(lambda c: c["client"].update(base_url=f"https://reporter:{key}@api.example.com")))
-        assert "a user name or password in the URL (https://***@api.example.com)" in text and "pL9" not in text, text
+        for user in ("reporter", ""):  # an empty user name too (helper-151)
+            text = _refusal(edited(lambda c: c["client"].update(base_url=f"https://{user}:{key}@api.example.com")))
+            assert "a user name or password in the URL (https://***@api.example.com)" in text and "pL9" not in text, text
     build_source(edited(lambda c: c["client"].update(base_url="https://api.example.com:8080/users/@me")))

@@ -1170,10 +1170,13 @@ def test_a_known_key_passed_as_an_argument_is_masked_in_its_refusal(monkeypatch)
     with pytest.raises(ak.ConfigError) as caught:
         ak.tables(dataset=key)
     assert key.lower() not in (str(caught.value) + caught.value.guidance).lower() and "***" in str(caught.value)
-    for dataset in (f"{key}-raw", f"raw.{key}"):  # its advice echoed the key lower-cased, joined by "_" (helper-150)
-        with pytest.raises(ak.ConfigError) as caught:
-            ak.tables(dataset=dataset)
-        assert key.lower() not in (str(caught.value) + caught.value.guidance).lower(), caught.value
+    # its advice echoed the key lower-cased, joined by "_" (helper-150); glued to a name, or through ak.load (helper-151)
+    config = {"client": {"base_url": "http://127.0.0.1:9"}, "resources": [{"name": "x", "endpoint": {"path": "/x"}}]}
+    for dataset in (f"{key}-raw", f"raw.{key}", f"Raw_{key}", f"1{key}", key):
+        for call in (lambda: ak.tables(dataset=dataset), lambda: ak.load(config, dataset=dataset, progress=False)):
+            with pytest.raises(ak.ConfigError) as caught:
+                call()
+            assert key.lower() not in (str(caught.value) + caught.value.guidance).lower(), caught.value
 
 
 def test_a_reader_during_a_first_load_says_it_is_running_not_that_one_failed(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ def refuse_url_credentials(url: Any, path: str) -> None:
 # user:password@ where the password holds a "/", "?" or "#", which URL parsers take for the path's, query's or
 # fragment's start: the host then read as "user:pa" with a port that is no number, and the message quoted the password
 # (helper-149, helper-150)
-_LOOSE = re.compile(r"[^/?#@:]+:([^@]*)@")
+_LOOSE = re.compile(r"[^/?#@:]*:(.*)@")  # an empty user too; the password up to the last "@" (helper-151)
 
 
 def _loose_userinfo(url: str) -> int | None:
