@@ -52,12 +52,13 @@ def read_config(path: str | None) -> dict[str, Any]:
     if not file.exists():
         raise ConfigError(f"config file {file} not found", guidance="Check the --config path.")
     kind = file.suffix.lower()  # API.TOML too
-    if file.is_file() and kind not in (".toml", ".yaml", ".yml", ".json"):
+    if kind and kind not in (".toml", ".yaml", ".yml", ".json"):
         raise ConfigError(f"unknown config file type {file.suffix!r}", guidance="Use .toml, .yaml, .yml or .json.")
     try:
         text = file.read_text(encoding="utf-8")  # a pipe (--config /dev/stdin, <(...)) can be read once
-        # ... and has no suffix: its text tells JSON from TOML, and YAML last (helper-150)
-        kind = kind if file.is_file() else _sniffed(text)
+        # a name without a suffix (a pipe, /dev/stdin < file): its text tells JSON from TOML, and YAML last
+        # (helper-150, helper-151)
+        kind = kind or _sniffed(text)
         if kind == ".toml":
             data = tomllib.loads(text)
         elif kind == ".json":

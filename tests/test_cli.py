@@ -511,3 +511,8 @@ def test_a_config_piped_in_is_read(api, config_files, tmp_path):
                                str(tmp_path / f"{suffix}.duckdb")], input=config_files[suffix].read_text(),
                               capture_output=True, text=True, env={**os.environ, "API_KEY": api.api_key}, timeout=120)
         assert done.returncode == 0, (suffix, done.stderr)
+        with open(config_files[suffix]) as redirected:  # stdin a file, not a pipe: "unknown type ''" (helper-151)
+            done = subprocess.run([str(BIN / "analytics-kit"), "load", "--quiet", "--config", "/dev/stdin",
+                                   "--database", str(tmp_path / f"{suffix}.duckdb")], stdin=redirected,
+                                  capture_output=True, text=True, env={**os.environ, "API_KEY": api.api_key}, timeout=120)
+        assert done.returncode == 0, (suffix, done.stderr)
