@@ -9,7 +9,6 @@ prints them as the DuckDB CLI does.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,6 +48,8 @@ def refuse_far_timestamps(table: pa.Table, database: str) -> pa.Table:
 def far_as_text(table: pa.Table) -> pa.Table:
     """``table`` with each column holding such values as text, ``infinity`` and ``-infinity`` as DuckDB's CLI shows
     them, others in pandas' own form (``10000-01-01 00:30:00+00:00``)."""
+    import numpy as np  # not at import: `analytics-kit load` imports pyarrow without numpy (see run/lean.py)
+
     for index in far_columns(table):
         field = table.schema.field(index)
         times = table.column(index).cast(pa.int64()).to_pylist()
