@@ -58,27 +58,10 @@ class Redactor:
         forms: set[str] = set()
         loose: set[str] = set()  # the forms of ``words``
         for secret in self._given:
-            before = set(forms)
-            if isinstance(secret, str) and secret:
-                # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
-                # values with repr: a backslash or a quote in the key would change its form)
-                # (percent-encoded with "/" kept too: how most clients and people encode a URL)
-                # (an escape matches in any case, "%2f" or "%2F": see _pattern)
-                # a lone surrogate no URL can carry (the key is refused for it): its other forms still masked
-                sendable = secret.encode("utf-8", "surrogatepass")
-                encoded = {quote(sendable, safe=""), quote(sendable), quote_plus(sendable),
-                           quote_plus(sendable, safe="/"),
-                           # as requests writes a URL it was given: only what no URL may hold escaped ("+/=" kept,
-                           # "é" as %C3%A9), which no form above matched (helper-128)
-                           quote(sendable, safe="!#$%&'()*+,/:;=?@[]~")}
-                as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
-                # JSON may escape "/" too (PHP's json_encode does by default)
-                as_json |= {form.replace("/", "\\/") for form in as_json}
-                # and quoted in SQL, a quote doubled ('tok''en': helper-143)
-                in_sql = {secret.replace("'", "''"), secret.replace('"', '""')}
-                forms.update({secret, repr(secret)[1:-1], *as_json, *encoded, *in_sql})
-                if secret in words:
-                    loose |= forms - before
+            own = _forms_of(secret)
+            forms |= own
+            if secret in words:
+                loose |= own
         # Longest first, so a secret that contains another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         self._forms = tuple(ordered)
@@ -173,6 +156,27 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return self._pattern is not None
+
+
+def _forms_of(secret: str) -> set[str]:
+    """The forms ``secret`` may show in: as it is, URL-encoded, and escaped as repr() and JSON write it."""
+    # as it is, URL-encoded, and escaped as repr() and JSON write it (messages quote
+    # values with repr: a backslash or a quote in the key would change its form)
+    # (percent-encoded with "/" kept too: how most clients and people encode a URL)
+    # (an escape matches in any case, "%2f" or "%2F": see _pattern)
+    # a lone surrogate no URL can carry (the key is refused for it): its other forms still masked
+    sendable = secret.encode("utf-8", "surrogatepass")
+    encoded = {quote(sendable, safe=""), quote(sendable), quote_plus(sendable),
+               quote_plus(sendable, safe="/"),
+               # as requests writes a URL it was given: only what no URL may hold escaped ("+/=" kept,
+               # "é" as %C3%A9), which no form above matched (helper-128)
+               quote(sendable, safe="!#$%&'()*+,/:;=?@[]~")}
+    as_json = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    # JSON may escape "/" too (PHP's json_encode does by default)
+    as_json |= {form.replace("/", "\\/") for form in as_json}
+    # and quoted in SQL, a quote doubled ('tok''en': helper-143)
+    in_sql = {secret.replace("'", "''"), secret.replace('"', '""')}
+    return {secret, repr(secret)[1:-1], *as_json, *encoded, *in_sql}
 
 
 def _pattern(form: str, tokens: bool | str = False) -> str:
@@ -275,9 +279,10 @@ LOCAL_LEAST = 6
 def known_mask(with_loads: bool = True) -> Redactor:
     """A mask of every secret this process knows: those of the loads it runs, those in the environment, and those in
     ``.dlt/secrets.toml`` here. For what a person typed, SQL quoting their own key (helper-142). Built once for all
-    an error's texts: it reads the file and the environment. Each is masked as a whole token only: a variable's value
-    is no proof of a secret, MY_SECRET=onvers made "Conversion Error" read "C***ion Error" (helper-143), and a
-    notebook's earlier load with the key "test" made a path read "/tmp/py***-of-root" in a reader's error.
+    an error's texts: it reads the file and the environment. A load's key is masked as a whole token only: a
+    notebook's earlier load with the key "test" made a path read "/tmp/py***-of-root" in a reader's error. Those of
+    the environment and the file are kept to strong ones (``_local_secrets``: MY_SECRET=onvers made "Conversion
+    Error" read "C***ion Error", helper-143) and masked wherever they stand ("Raw_<key>": helper-151).
     ``with_loads``: the loads' keys too (not for a load's own errors, which its redactor masked)."""
     loads = [secret for redactor in list(_LIVE.live) for secret in redactor._given] if with_loads else []
     # the environment's and the file's are strong (6 characters or more, not a plain word): masked inside names too

@@ -125,11 +125,7 @@ def drop_ignored_precision(resources: Iterable[Any], destination: Any) -> None:
         return  # PostgreSQL makes timestamptz(p) and rounds itself
     for resource in resources:
         columns = resource.columns
-        ignored = {name: {key: value for key, value in hint.items() if key != "precision"}
-                   for name, hint in (columns.items() if isinstance(columns, dict) else ())
-                   if isinstance(hint, dict) and hint.get("data_type") == "timestamp"
-                   and hint.get("precision") is not None and hint.get("timezone") is not False}
-        if ignored:
-            for name in ignored:
-                columns[name].pop("precision", None)  # apply_hints merges a column's hints: it cannot drop one
-            resource.apply_hints(columns=ignored)
+        for hint in columns.values() if isinstance(columns, dict) else ():
+            # the hints dlt built from prepare's copy of the config; apply_hints merges a hint, it cannot drop one
+            if isinstance(hint, dict) and hint.get("data_type") == "timestamp" and hint.get("timezone") is not False:
+                hint.pop("precision", None)

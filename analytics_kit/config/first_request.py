@@ -13,6 +13,7 @@ import string
 from typing import Any, Iterable
 
 from analytics_kit.config.messages import did_you_mean, fail, got, join
+from analytics_kit.config.refusals import templated
 from analytics_kit.seam import jsonpath
 
 
@@ -48,8 +49,6 @@ def check_placeholders(config: dict[str, Any], incrementals: Iterable[Any]) -> N
     looks it up with each request, and a misspelt one stopped the load with "'Incremental' object has no
     attribute". Attributes are looked up on the class and the instance, without reading a property (which would
     read the pipeline's state)."""
-    from analytics_kit.config.refusals import templated
-
     incremental = next(iter(incrementals), None)
     if incremental is None:
         return  # dlt refuses {incremental.*} without one while it builds the source

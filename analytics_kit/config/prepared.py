@@ -41,7 +41,7 @@ from analytics_kit.config.secret_slots import is_secret_slot, iter_auth_objects,
 from analytics_kit.errors import ConfigError, KitError, secret_safe
 from analytics_kit.fetch.retry import RetryPolicy
 from analytics_kit.fetch.transport import origin
-from analytics_kit.redact import Redactor, known_mask
+from analytics_kit.redact import Redactor
 
 __all__ = ["PreparedConfig", "prepare"]
 
@@ -285,10 +285,10 @@ def _collect_secrets(cfg: Any, resolved: Iterable[str] = ()) -> tuple[str, ...]:
 
 
 def _redacted(exc: KitError, secrets: tuple[str, ...]) -> KitError:
-    """``exc`` detached from its frames; should a secret have reached its text, masked: the config's, and those the
-    process knows (``API_KEY``, ``.dlt/secrets.toml``), which a check before they are resolved may quote (a key pasted
-    into base_url was shown whole: helper-149)."""
-    return exc.redacted(Redactor(secrets)).redacted(known_mask())
+    """``exc`` detached from its frames; should a secret have reached its text, masked. Those the process knows
+    (``API_KEY``, ``.dlt/secrets.toml``), which a check before they are resolved may quote, are masked where the
+    public entry points raise it (``errors.secret_safe``)."""
+    return exc.redacted(Redactor(secrets))
 
 
 def pages_changed(config: dict[str, Any], name: str) -> bool:

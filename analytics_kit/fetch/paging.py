@@ -77,7 +77,6 @@ class KitPaginate:
     with ``newest_field`` (the cursor field), an offset listing's newest cursor is read before
     its pages, and the run stores none later (see ``newest``).
     """
-    hooked = False  # the config's response_actions hold a function, which may take records out of a page (page_cap)
 
     def __init__(self, client: RESTClient, *, resource: str, redactor: Redactor, primary_key: Any, concurrency: int,
                  new_session: Callable[..., Session], convert: Callable[[list], Any] | None,
@@ -87,9 +86,10 @@ class KitPaginate:
                  replace: Replace | None = None, fields: FieldNames | None = None, repage: bool = True,
                  key_kind: Callable[[], str | None] = lambda: None, newest_field: str | None = None,
                  start: tuple[str, Callable[[Any], Any]] | None = None, shares: str | None = None,
-                 requests: PageRequests | None = None, filtered: bool = False) -> None:
+                 requests: PageRequests | None = None, filtered: bool = False, hooked: bool = False) -> None:
         self.client, self.requests = client, requests or PageRequests()  # where steps' errors find a record's request
         self.filtered = filtered  # a filter step may drop records: keyless ones uncounted (KeysKept), keys no rows
+        self.hooked = hooked  # a response_actions function may take records out of a page (page_cap)
         self.shares = shares  # the table it loads with other resources: keys it proves distinct may not be so there
         self.start = start  # the start parameter's name, and how a cursor is written into it (see vouched)
         self.newest_field = newest_field
@@ -130,9 +130,9 @@ class KitPaginate:
 
     def _extract(self, response: Response, data_selector: Any) -> list:
         try:
-            # as the offset pass reads its pages: strictly (requests' json() let invalid UTF-8 through
-            # as replacement characters), and with integers beyond 64 bits kept whole
-            return select_records(parse_body(response.content, response.status_code), data_selector, response, self.resource, self.redactor)
+            # as the offset pass reads its pages: strictly (requests' json() passed invalid UTF-8), big integers whole
+            body = parse_body(response.content, response.status_code)
+            return select_records(body, data_selector, response, self.resource, self.redactor)
         except Exception as error:
             tag_request(error, request_text(response.request, self.redactor))
             raise
@@ -223,7 +223,7 @@ class KitPaginate:
             if attempt > 1 or tally.distinct() < tally.rows:
                 every = joined(passes, self.primary_key, self.naming)
                 union = every.distinct_as(kind)  # as the table's key column holds them
-                self._rows_are_keys(self.resource, union)
+                self._rows_are_keys(union)
             # a page served again at another offset hid the records it was to hold, with or without a total
             missing, shrank, copied = tally.missing(kind, shifts=self.repage), tally.shrank, tally.copies
             if (missing or shrank or copied) and not (self.repage and tally.key is not None):
@@ -233,7 +233,7 @@ class KitPaginate:
                 self.warn(keys_again(tally.echoes))
             proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
             if union is None and not proven and (held := tally.distinct_as(kind)) < tally.rows:
-                self._rows_are_keys(self.resource, held)
+                self._rows_are_keys(held)
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
                 why = (f"the API's total fell from {shrank[0]} to {shrank[1]} while the listing was paged" if shrank
                        else tally.unproven(bool(missing)))
@@ -266,7 +266,7 @@ class KitPaginate:
                     kwargs))
                 if answers is not None:
                     every = joined([*passes, answers], self.primary_key, self.naming)
-                    self._rows_are_keys(self.resource, every.distinct_as(kind))
+                    self._rows_are_keys(every.distinct_as(kind))
                     return
             signature = tally.signature()
             if signature in seen:
@@ -287,10 +287,10 @@ class KitPaginate:
             raise served_again(self.resource, passes[-1].copies)
         raise kept_changing(self.resource, passes, moved, union)  # union: set in every pass after the first
 
-    def _rows_are_keys(self, resource: str, distinct: int) -> None:
-        """The report's rows are the distinct keys, unless a filter drops records later (25 read, 13 kept: helper-150)."""
+    def _rows_are_keys(self, distinct: int) -> None:
+        """The report's rows are the distinct keys, unless a filter drops records (25 read, 13 kept: helper-150)."""
         if not self.filtered:
-            self.stats.keys(resource, distinct)
+            self.stats.keys(self.resource, distinct)
 
     def _checked(self, pages: Iterator[tuple[list, str]], tally: Tally, rising: Rising | None = None,
                  newest: Any = None) -> Iterator[tuple[list, str]]:

@@ -225,7 +225,7 @@ def _build(
             paged = _key_in_pages(key := seam.primary_key(resource), seam.fields_from_parent(resource), field_naming)
             # a key counted once over every parent's listing where the pages hold all of it, and no step changes it
             once = resource.is_transformer and one_row_per_key and not renames and paged == _key_in_pages(key, set())
-            pager = KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=paged,
+            KitPaginate(client, resource=resource.name, redactor=redactor, primary_key=paged,
                         concurrency=workers, new_session=new_session, convert=convert, on_arrow_page=step.page_seen,
                         cursor=cursor, stats=stats, incremental=seam.resource_incremental(resource),
                         naming=naming, rewrite_cursor=seam.cursor_convert(resource) is None,
@@ -234,8 +234,8 @@ def _build(
                         newest_field=_newest_field(resource, one_row_per_key), start=seam.start_param(resource),
                         # routed: a tally by a name no table has, which the report leaves out (it counts the rows)
                         shares=table + " (routed)" * routed if table in counted or once and paged is not None else None,
-                        requests=requests, filtered=(filtered := renames and _filters(resource))).install()
-            pager.hooked = pages_changed(prepared.rest_api, resource.name)
+                        requests=requests, filtered=(filtered := renames and _filters(resource)),
+                        hooked=pages_changed(prepared.rest_api, resource.name)).install()
             if filtered and paged is not None:
                 seam.add_step(resource, KeysKept(resource.name, paged, Tally(paged, naming).keys_of, requests))
             if rows is not None and table in linked:  # dlt's append keeps flagged rows

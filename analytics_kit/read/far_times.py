@@ -28,7 +28,8 @@ def far_columns(table: pa.Table) -> list[int]:
             low, high = (bound * _PER_SECOND[field.type.unit] for bound in _PYTHON_INSTANTS)
             least, most = pc.min_max(table.column(index).cast(pa.int64())).values()
             # in nanoseconds the years' bounds lie past 64 bits: there only the infinities are far
-            if least.is_valid and (least.as_py() < low or most.as_py() >= high or _END in (-least.as_py(), most.as_py())):
+            least, most = least.as_py(), most.as_py()
+            if least is not None and (least < low or most >= high or _END in (-least, most)):
                 far.append(index)
     return far
 
@@ -58,8 +59,8 @@ def far_as_text(table: pa.Table) -> pa.Table:
         # one precision for the column, as pandas prints it: seconds, unless a value has a fraction
         per = _PER_SECOND[unit]
         parts = {t % per for t in times if t is not None and abs(t) != _END}
-        shown_unit = "s" if parts <= {0} else "ms" if per >= 1000 and all(p % (per // 1000) == 0 for p in parts) else unit
-        texts = np.datetime_as_string(counts, unit=shown_unit)
+        milli = per >= 1000 and all(p % (per // 1000) == 0 for p in parts)
+        texts = np.datetime_as_string(counts, unit="s" if parts <= {0} else "ms" if milli else unit)
         suffix = "+00:00" if field.type.tz is not None else ""
         shown = ["NaT" if t is None else "infinity" if t == _END else "-infinity" if t == -_END
                  else str(text).replace("T", " ") + suffix for t, text in zip(times, texts)]

@@ -140,14 +140,19 @@ def query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[An
     destination such as ``postgres``; its credentials come from dlt secrets. SQL the
     database refuses raises ``QueryError`` with its message and the tables there are.
     """
-    return printed_query(sql, database, params, destination=destination, dataset=dataset, printed=False)
+    return _query(sql, database, params, destination, dataset, printed=False)
 
 
 @arguments_safe
-def printed_query(sql: str, database: str | Path = DEFAULT_DATABASE, params: Sequence[Any] | None = None, *,
-                  destination: str | None = None, dataset: str | None = None, printed: bool = True) -> pd.DataFrame:
-    """``query``; ``printed``: for ``analytics-kit query``, whose printing shows timestamps pandas cannot (past the
-    year 9999, infinity), which ``query`` refuses (helper-150)."""
+def printed_query(sql: str, database: str | Path = DEFAULT_DATABASE, *, destination: str | None = None,
+                  dataset: str | None = None) -> pd.DataFrame:
+    """``query`` for ``analytics-kit query``, whose printing shows timestamps pandas cannot (past the year 9999,
+    infinity), which ``query`` refuses (helper-150)."""
+    return _query(sql, database, None, destination, dataset, printed=True)
+
+
+def _query(sql: str, database: str | Path, params: Sequence[Any] | None, destination: str | None,
+           dataset: str | None, *, printed: bool) -> pd.DataFrame:
     _text("sql", sql, "the SQL as text, e.g. ak.query('SELECT count(*) FROM events')")
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
     table = far_as_text(table) if printed else refuse_far_timestamps(table, str(database))
