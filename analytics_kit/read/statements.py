@@ -52,7 +52,7 @@ def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
         named = ", ".join(refused[:-1]) + " and " + refused[-1] if len(refused) > 1 else refused[0]
         raise QueryError(f"The readers read {label} and nothing else: {named} {'are' if len(refused) > 1 else 'is'} "
                          "not run.", guidance=_READ_ELSEWHERE, database=label)
-    queries = sum(kind in _ROWS for kind, _ in kinds)
+    queries = sum(_returns_rows(kind, words) for kind, words in kinds)
     if queries > 1:  # DuckDB returns the last one's rows: the others were dropped without a word (helper-149, -150)
         raise QueryError(f"This SQL holds {queries} queries; a reader returns one table.", database=label,
                          guidance="Run them one at a time, or make them one (UNION ALL, a join, or WITH).")
@@ -60,6 +60,12 @@ def reads_only(con: duckdb.DuckDBPyConnection, sql: str, label: str) -> None:
 
 # statement types that return rows: a query, SHOW and DESCRIBE (SELECT), PRAGMA show_tables, EXPLAIN, PIVOT (MULTI)
 _ROWS = frozenset({"SELECT", "PRAGMA", "EXPLAIN", "MULTI", "CALL"})
+_CHANGES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE_INTO"})
+
+
+def _returns_rows(kind: str, words: list[tuple[str, str]]) -> bool:
+    """A statement that returns rows: a query, or a change with RETURNING, whose rows a query beside it dropped."""
+    return kind in _ROWS or (kind in _CHANGES and ("keyword", "returning") in ((k, t.lower()) for k, t in words))
 
 
 def _words(text: str) -> list[tuple[str, str]]:
@@ -83,6 +89,8 @@ def _refused(kind: str, words: list[tuple[str, str]]) -> str | None:
             return None if texts[1] in _PRAGMAS else f"PRAGMA {texts[1]}"
         return " ".join(t.upper() for t in texts[:2]) or "this PRAGMA"
     if kind not in _READS:
+        if kind == "CALL" and texts[:1] != ["call"]:  # duckdb types CHECKPOINT and FORCE CHECKPOINT as a CALL
+            return " ".join(t.upper() for t in texts[:2] if t.isalpha()) or "CALL"
         return _NAMED.get(kind, f"a statement of type {kind}")
     for (here, text), (after, following) in zip(words, words[1:] + [("", "")]):
         if here in ("identifier", "keyword") and following == "(" and _OPENS.fullmatch(text):  # GLOB is a keyword
