@@ -389,6 +389,15 @@ def test_query_prints_every_double_and_timestamp_as_duckdb_holds_them(tmp_path):
     for kind in ("TIMESTAMP", "TIMESTAMP_MS", "TIMESTAMP_S", "TIMESTAMP_NS"):
         assert kit("query", f"SELECT 'infinity'::{kind} AS a, '-infinity'::{kind} AS b", "--database",
                    str(database)).stdout.split() == ["a", "b", "infinity", "-infinity"], kind
+    # a DATE past 9999, DATE's infinities and years before 1 failed the command as "year 10000 is out of range"
+    # (session 39's note); a year before 1 printed -005: both as the DuckDB CLI shows them
+    far = ("SELECT * FROM (VALUES (1, DATE '10000-01-01', TIMESTAMP '0001-03-15 12:00:00' - INTERVAL 44 YEAR),"
+           " (2, 'infinity'::DATE, NULL), (3, DATE '0044-03-15 (BC)', TIMESTAMP '2020-01-01')) v(i, d, t)")
+    result = kit("query", far, "--database", str(database))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert [line.split() for line in result.stdout.splitlines()[1:]] == [
+        ["1", "10000-01-01", "0044-03-15", "(BC)", "12:00:00"], ["2", "infinity", "NaT"],
+        ["3", "0044-03-15", "(BC)", "2020-01-01", "00:00:00"]], result.stdout
     # a FLOAT at its own width: pandas handed the formatter the double 1.100000023841858 (helper-143)
     assert kit("query", "SELECT 1.1::FLOAT AS f UNION ALL SELECT NULL ORDER BY f", "--database",
                str(database)).stdout.split() == ["f", "1.1", "<NA>"]

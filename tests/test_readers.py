@@ -7,6 +7,7 @@ and ``duckdb`` commands as subprocesses.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import shlex
@@ -1126,8 +1127,8 @@ def test_timestamps_pandas_cannot_show_are_refused_with_the_cast(tmp_path):
         con.execute("INSERT INTO t VALUES (1, '2026-01-01 00:00:00+00'), (2, '10000-01-01 00:30:00+00'), "
                     "(3, 'infinity'), (4, '0000-12-31 23:30:00+00'), (5, NULL)")
     for where in ("id = 2", "id = 3", "id = 4", "true"):
-        with pytest.raises(ak.QueryError, match=r"timestamps outside the years 1 to 9999, which pandas holds but "
-                                                r"cannot show: at\.") as caught:
+        with pytest.raises(ak.QueryError, match=r"dates or timestamps outside the years 1 to 9999, which pandas holds "
+                                                r"but cannot show: at\.") as caught:
             ak.query(f"SELECT * FROM t WHERE {where}", database=database)
         assert '"at"::VARCHAR' in caught.value.guidance
     kept = ak.query("SELECT id FROM t WHERE \"at\" BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999' ORDER BY id",
@@ -1139,6 +1140,15 @@ def test_timestamps_pandas_cannot_show_are_refused_with_the_cast(tmp_path):
     assert str(frame["at"].iloc[0]) == "2026-01-01 00:00:00+00:00" and repr(frame)
     texts = ak.query("SELECT \"at\"::VARCHAR AS at FROM t WHERE id = 2", database=database)
     assert texts["at"].iloc[0].startswith("10000-01-01")
+    # a DATE out of range failed as pandas' "year 10000 is out of range" (session 39's note): the same refusal, and
+    # its advice works for dates too
+    for far in ("DATE '10000-01-01'", "'infinity'::DATE", "'-infinity'::DATE", "DATE '0044-03-15 (BC)'"):
+        with pytest.raises(ak.QueryError, match=r"outside the years 1 to 9999.*: d\.") as caught:
+            ak.query(f"SELECT {far} AS d, 1 AS i", database=database)
+        advice = re.search(r"WHERE (.*?)\)", caught.value.guidance).group(1)
+        assert ak.query(f"SELECT * FROM (VALUES ({far}), (DATE '2020-02-02')) v(d) WHERE {advice}",
+                        database=database).d.tolist() == [datetime.date(2020, 2, 2)]
+    assert ak.query("SELECT DATE '9999-12-31' AS d", database=database).d[0] == datetime.date(9999, 12, 31)
 
 
 def test_several_queries_in_one_sql_are_refused_not_all_but_the_last_dropped(loaded):
