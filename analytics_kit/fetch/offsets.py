@@ -97,6 +97,7 @@ class OffsetPass:
         self.totals = Totals()  # for the sign of a purge (``Totals.fell``)
         self._named_bad_total = False
         self.grew = 0  # times a short page asked again held more: the listing grew at its end while paged
+        self.short_of: tuple[int, int, str] | None = None  # (total, where the pages ended, the last request)
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -385,8 +386,7 @@ class OffsetPass:
         if expected and end <= self.paginator.initial_value:
             raise nothing_but_a_total(self.owner.resource, expected, page.request)
         if expected is not None and end < expected + self.paginator.base_index:
-            self.owner.warn(f"the API said total={expected} but returned no records after offset {end} "
-                            f"({page.request}); loaded the {end:,} it returned")
+            self.short_of = (expected, end, page.request)  # a total too high, or records skipped (realigned.py)
         elif end == self.total + self.paginator.base_index:
             self.consistent_total = self.total
         elif not page and short is None and end == (self.total_before or 0) + self.paginator.base_index:

@@ -25,13 +25,12 @@ import logging
 from typing import Any, Callable, Iterator
 
 import pyarrow as pa
-import requests
 from dlt.sources.helpers.rest_client.client import RESTClient
 from requests import Response, Session
 
 from analytics_kit import seam
 from analytics_kit.errors import tag_request
-from analytics_kit.fetch import cursors, vouched
+from analytics_kit.fetch import cursors, realigned, vouched
 from analytics_kit.fetch.arrow_tables import TypeChanged
 from analytics_kit.fetch.coercion import BadValue
 from analytics_kit.fetch.cursor_origin import mark_run_start
@@ -217,10 +216,17 @@ class KitPaginate:
             # reported as such, not as the missing record it makes the tally count
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
+            if tally.short_of is not None:  # records skipped at page boundaries, or a total too high
+                listing = functools.partial(self._listing, path, method, params, json, auth, data_selector=data_selector,
+                                            hooks=hooks, headers=headers, data=data, kwargs=kwargs)
+                extra = yield from realigned.second_look(self, tally, attempt, paginator or self.client.paginator,
+                                                         listing, outcome)
+                if extra is not None:
+                    passes.append(extra)
             if self.shares and self.repage and tally.key is not None:  # each key once across the table's resources
                 self.stats.shared.setdefault(self.shares, Tally(self.primary_key, self.naming)).absorb(tally)
             union, kind = None, self.key_kind()
-            if attempt > 1 or tally.distinct() < tally.rows:
+            if len(passes) > 1 or tally.distinct() < tally.rows:
                 every = joined(passes, self.primary_key, self.naming)
                 union = every.distinct_as(kind)  # as the table's key column holds them
                 self._rows_are_keys(union)
@@ -231,7 +237,7 @@ class KitPaginate:
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
+            proven = len(passes) == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
             if union is None and not proven and (held := tally.distinct_as(kind)) < tally.rows:
                 self._rows_are_keys(held)
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):
@@ -261,7 +267,7 @@ class KitPaginate:
             # seen by the last pass could make up the count for one that no pass saw
             if (attempt > 1 and missing and not shrank and not copied and "newest" in outcome and self.start is not None
                     and tally.total is not None and union <= tally.total):
-                answers = yield from self._vouched(passes, missing, functools.partial(
+                answers = yield from vouched.look_up(self, passes, missing, functools.partial(
                     self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
                     kwargs))
                 if answers is not None:
@@ -352,28 +358,6 @@ class KitPaginate:
                 **(hooks or {}), "response": [seam.response_handler(self.client)]}),
             data_selector or self.client.data_selector, newest_field)
 
-    def _vouched(self, passes: list[Tally], missing: int, listing: Callable[..., OffsetPass]) -> Iterator[Any]:
-        """Looks up the keys the last pass missed that earlier ones saw (see ``vouched``); yields the answers'
-        pages to dlt, and returns their tally where they hold enough of those keys, else None."""
-        wanted = vouched.lookups(passes, missing)
-        if wanted is None:
-            return None
-        answers = Tally(self.primary_key, self.naming)
-        for cursor in wanted:
-            pass_ = listing(start_at=cursor)
-            try:
-                page = pass_.fetch(pass_.paginator.initial_value, self.client.session)
-            except requests.RequestException as error:
-                logger.info("%s: looking up the records the last pass missed failed (%s)", self.resource, error)
-                return None
-            checked = self._checked(iter([(page, page.request)]), answers)  # one by one: answers may repeat
-            yield from self._converted(checked) if self.convert else (rows for rows, _ in checked)
-        if vouched.found(wanted, answers) < missing:
-            return None
-        logger.info("%s: the last pass missed %d record(s) an earlier pass saw; %d request(s) found them still "
-                    "in the listing", self.resource, missing, len(wanted))
-        return answers
-
     def _one_pass(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                   data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,
                   tally: Tally, newest_field: str | None = None) -> Iterator[tuple[list, str]]:
@@ -397,4 +381,5 @@ class KitPaginate:
         tally.total = (listing.consistent_total if paginator.maximum_value is None
                        and paginator.initial_value == paginator.base_index else None)
         tally.shrank = listing.totals.fell(repeated=tally.distinct() < tally.rows)
+        tally.short_of = listing.short_of
         tally.totals = listing.totals.values()

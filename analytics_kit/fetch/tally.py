@@ -43,6 +43,7 @@ class Tally:
         self.others: set = set()
         self.total: int | None = None
         self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see purges.Totals.fell)
+        self.short_of: tuple[int, int, str] | None = None  # the pages ended short of the total (see realigned.py)
         self.newest: Any = None  # the listing's newest cursor, read before the pass's pages (see newest.py)
         self.rows = 0  # keys seen, repeats included
         self.pages = 0  # pages that held records: one alone cannot have shifted

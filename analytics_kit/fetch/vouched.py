@@ -29,10 +29,19 @@ hides a purge from these checks, as it does from a single pass (helper-65; a str
 
 from __future__ import annotations
 
+import logging
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import requests
 
 from analytics_kit.fetch.tally import SMALL, Tally
+
+if TYPE_CHECKING:
+    from analytics_kit.fetch.offsets import OffsetPass
+    from analytics_kit.fetch.paging import KitPaginate
+
+logger = logging.getLogger("analytics_kit.fetch.paging")  # where these lines were logged before they moved here
 
 # keys a pass may miss and still be vouched for, a request each at most: a busy run misses one to three
 MAX_KEYS = 10
@@ -109,3 +118,26 @@ def _last_index(sequence: Any, key: Any) -> int | None:
         return len(sequence) - 1 - sequence[::-1].index(key)
     except (ValueError, TypeError, OverflowError):  # not there, or not a 64-bit integer in an array of them
         return None
+
+
+def look_up(owner: KitPaginate, passes: list[Tally], missing: int, listing: Callable[..., OffsetPass]) -> Iterator[Any]:
+    """Looks up the keys the last pass missed that earlier ones saw (``lookups``); yields the answers' pages to dlt,
+    and returns their tally where they hold enough of those keys, else None."""
+    wanted = lookups(passes, missing)
+    if wanted is None:
+        return None
+    answers = Tally(owner.primary_key, owner.naming)
+    for cursor in wanted:
+        pass_ = listing(start_at=cursor)
+        try:
+            page = pass_.fetch(pass_.paginator.initial_value, owner.client.session)
+        except requests.RequestException as error:
+            logger.info("%s: looking up the records the last pass missed failed (%s)", owner.resource, error)
+            return None
+        checked = owner._checked(iter([(page, page.request)]), answers)  # one by one: answers may repeat
+        yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    if found(wanted, answers) < missing:
+        return None
+    logger.info("%s: the last pass missed %d record(s) an earlier pass saw; %d request(s) found them still "
+                "in the listing", owner.resource, missing, len(wanted))
+    return answers

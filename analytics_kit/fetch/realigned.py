@@ -1,0 +1,60 @@
+"""A listing that ends short of the API's total: records skipped at page boundaries, or a total too high.
+
+An API whose offsets are off by one past its first page (``offset=50`` answering from the 52nd record) serves every
+record but the ones at its page boundaries, and its pages end short of its total exactly as a total too high makes
+them: the kit loaded 299 of 300 with a warning that blamed the total, a full refresh deleted the skipped record from
+a table that held it, and the cursor moved past it (helper-153). The pages alone cannot tell the two apart. A second
+pass whose pages start half a page later has its boundaries in the middle of the first pass's pages, so a record the
+first skipped at a boundary is inside one of its pages: new keys in it are the sign, and the records themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from analytics_kit.fetch.tally import Tally, joined
+
+if TYPE_CHECKING:
+    from analytics_kit.fetch.offsets import OffsetPass
+    from analytics_kit.fetch.paging import KitPaginate
+
+
+def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, listing: Callable[..., OffsetPass],
+                outcome: dict) -> Iterator[Any]:
+    """Where the first pass over a whole listing ended short of its total (``first.short_of``), pages it again half a
+    page later, yields those pages to dlt, and returns their tally; says what it found either way. None where it did
+    not page again (another pass, no key, a listing of one page)."""
+    expected, end, request = first.short_of
+    alone = (f"the API said total={expected} but returned no records after offset {end} ({request}); "
+             f"loaded the {end:,} it returned")
+    step = paginator.value_step
+    if (attempt > 1 or first.key is None or not owner.repage or step < 2 or paginator.maximum_value is not None
+            or paginator.initial_value != paginator.base_index or end <= paginator.initial_value + step):
+        owner.warn(alone)
+        return None
+    if owner.replace is not None:  # both passes' rows are staged: dlt's merge keeps one of each key
+        if not owner.replace.switchable:
+            from analytics_kit.fetch.replace import MergeNeeded
+
+            raise MergeNeeded(owner.resource, f"its pages ended short of the API's total ({end} of {expected})")
+        outcome["merge"] = owner.stats.merge_instead(owner.resource, f"its pages ended short of the API's total ({end} "
+                                                     f"of {expected}) and were paged again")
+        owner.replace = None
+    shifted = copy.deepcopy(paginator)
+    shifted.initial_value += step // 2
+    owner.stats.paged(owner.resource)
+    second = Tally(owner.primary_key, owner.naming)
+    pages = ((page, page.request) for page in listing(paginator=shifted).run())
+    checked = owner._checked(pages, second)
+    yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    kind = owner.key_kind()
+    before, union = first.distinct_as(kind), joined([first, second], owner.primary_key, owner.naming).distinct_as(kind)
+    if union == before:
+        owner.warn(f"{alone}; a second pass with its pages half a page later found no more")
+        return second
+    owner.warn(f"the API's pages skipped {union - before:,} record(s) at their boundaries (offsets off by one, or "
+               f"records moved while paged): they ended at offset {end} where its total said {expected}, and a second "
+               f"pass with its pages half a page later found them; loaded {union:,}"
+               + (f", {expected - union:,} short of its total" if union < expected else ""))
+    return second
