@@ -435,6 +435,32 @@ def test_total_too_high_after_a_short_last_page_is_checked_once_and_said(api, wa
                for w in report.warnings), report.warnings
 
 
+def test_pages_that_skip_a_record_at_their_boundaries_are_paged_again_half_a_page_later(api, watch):
+    """An API whose offsets past the first page are off by one (offset=100 answered from the 102nd record) serves
+    every record but one, and its pages end one short of its total, as a total too high makes them end: the kit
+    blamed the total, loaded 499 of 500, and a full refresh deleted the skipped record from a table that held it
+    (helper-153). A second pass half a page later has its boundaries inside the first one's pages."""
+    config = config_for(api, incremental=False, limit=100)
+    watch.succeeds(config)
+    assert table() == served(api)
+    ordered = sorted(api.records(), key=lambda r: (parse_instant(r["updated_at"]), r["id"]))
+    api.transform = lambda body, offset: {**body, "data": ordered[offset + 1:offset + 101]} if offset else body
+    for mode in ("full_refresh", "incremental"):
+        report = watch.succeeds(config, mode=mode)
+        assert table() == served(api), mode  # all 500: the one the first pass skipped was not deleted
+        assert any("pages skipped 1 record(s) at their boundaries" in w and "loaded 500" in w
+                   for w in report.warnings), report.warnings
+    first = watch.succeeds(config, database="first.duckdb")  # a first load, into a new file
+    assert first.rows == {"events": 500} and table("first.duckdb") == served(api)
+    # a total too high is still said to be one, once the second pass found no more; the rows are not doubled
+    api.transform, api.total = None, 501
+    report = watch.succeeds(config, mode="full_refresh")
+    assert table() == served(api) and report.rows == {"events": 500}
+    assert any("said total=501 but returned no records after offset 500" in w and "found no more" in w
+               for w in report.warnings), report.warnings
+    assert ak.query("SELECT count(*) - count(DISTINCT id) AS n FROM events").n[0] == 0
+
+
 _NOT_RECORDS = {
     "null data and an error": (lambda body: {"data": None, "error": "maintenance"}, "error inside an HTTP 200 (maintenance)"),
     "an error object only": (lambda body: {"error": {"code": "internal", "message": "try again"}},
@@ -2602,7 +2628,8 @@ def test_types_values_dlt_coerces_into_a_declared_column_load_where_records_stay
     ({"ID": 9999}, "id"),               # would replace the primary key
     ({"Value": -1.0}, "value"),         # would overwrite a declared value
     ({"_dlt_id": "same"}, "_dlt_id"),   # would replace dlt's row ids
-], ids=["deleted and Deleted", "id and ID", "value and Value", "_dlt_id"])
+    ({"__": 4}, "__"),                  # dlt names it no column: its value was lost without a word (helper-152)
+], ids=["deleted and Deleted", "id and ID", "value and Value", "_dlt_id", "__"])
 def test_fields_dlt_names_alike_in_one_record_are_refused(watch, mode, fields, column):
     with Adversary(n=150) as api:
         watch.succeeds(config_for(api))
@@ -2612,7 +2639,7 @@ def test_fields_dlt_names_alike_in_one_record_are_refused(watch, mode, fields, c
             {**r, "deleted": False, **fields} for r in body["data"]]}  # the incremental run's one record too
         error = watch.fails(config_for(api), mode=mode)
         assert "a record on GET /v1/events" in str(error) and repr(column) in str(error), error
-        assert "Rename or drop one of the fields" in error.guidance
+        assert ("Rename or drop the field" if column in fields else "Rename or drop one of the fields") in error.guidance
         assert table() == before and ak.state()["cursors"] == cursor  # nothing committed
 
 

@@ -6,6 +6,8 @@ such fields, keeps whichever comes last: a soft-delete flag, a value or even the
 is then overwritten without a word. A field named as one of dlt's own row columns
 (``_dlt_id``, ``_dlt_load_id``) would take that column's place. Fields of different
 records that share a column (an API that renamed a field) are merged as dlt merges them.
+A field dlt names as no column at all (``__``, ``_ _``: its path normaliser strips every separator) loses its value
+in the kit's parquet files, and fails dlt's own load with the message ``''`` (helper-152): refused too, named.
 Top-level fields only: dlt also flattens nested objects into ``a__b`` columns and list items
 into child tables, where the same can happen; those are not checked yet.
 """
@@ -46,7 +48,7 @@ class FieldNames:
                 if not isinstance(field, str):
                     continue
                 column = self.naming(field)
-                if column in self.reserved:
+                if column in self.reserved or not column:
                     raise self._clash(field, column, request, reserved=True)
                 names = self.columns.setdefault(column, set())
                 names.add(field)
@@ -61,7 +63,9 @@ class FieldNames:
                         raise self._clash(" and ".join(map(repr, both)), column, request)
 
     def _clash(self, fields: str, column: str, request: str | None, *, reserved: bool = False) -> LoadError:
-        if reserved:
+        if reserved and not column:
+            problem = f"has a field {fields!r}, which dlt names as no column at all: its value would be lost"
+        elif reserved:
             problem = (f"has a field {fields!r}, which is the name of dlt's own column {column!r}: it would "
                        "replace the row ids dlt keeps there")
         else:
@@ -70,6 +74,7 @@ class FieldNames:
         where = f" on {request}" if request else ""
         return LoadError(
             f"Resource '{self.resource}': a record{where} {problem}. Nothing from this run was committed.",
-            guidance="Rename or drop one of the fields before it is loaded: add a processing step to the resource "
+            guidance=f"Rename or drop {'the field' if reserved else 'one of the fields'} before it is loaded: add a "
+            "processing step to the resource "
             "(processing_steps: [{'map': a function that renames the field}]).",
             resource=self.resource, column=column, request=request)
