@@ -120,12 +120,14 @@ def drop_ignored_precision(resources: Iterable[Any], destination: Any) -> None:
     """A timestamp's ``precision`` beside its time zone, in a DuckDB file: dlt's DuckDB table ignores it (it logs that
     DuckDB "does not support both timezone and precision" and makes a TIMESTAMPTZ of microseconds), and dlt's own
     loads keep every digit, but the parquet writer of the kit's files cut the values to the precision: .123456 was
-    stored .123 or .000 (helper-145). The hint goes, so the writer keeps what the table keeps."""
+    stored .123 or .000 (helper-145). A ``time``'s precision the same: DuckDB's TIME has none, and .9996 was stored
+    .999 (helper-152). The hint goes, so the writer keeps what the table keeps."""
     if destination not in (None, "duckdb"):
         return  # PostgreSQL makes timestamptz(p) and rounds itself
     for resource in resources:
         columns = resource.columns
         for hint in columns.values() if isinstance(columns, dict) else ():
             # the hints dlt built from prepare's copy of the config; apply_hints merges a hint, it cannot drop one
-            if isinstance(hint, dict) and hint.get("data_type") == "timestamp" and hint.get("timezone") is not False:
+            if isinstance(hint, dict) and (hint.get("data_type") == "time" or hint.get("data_type") == "timestamp"
+                                           and hint.get("timezone") is not False):
                 hint.pop("precision", None)
