@@ -448,8 +448,9 @@ def test_pages_that_skip_a_record_at_their_boundaries_are_paged_again_half_a_pag
     for mode in ("full_refresh", "incremental"):
         report = watch.succeeds(config, mode=mode)
         assert table() == served(api), mode  # all 500: the one the first pass skipped was not deleted
-        assert any("pages skipped 1 record(s) at their boundaries" in w and "loaded 500" in w
-                   for w in report.warnings), report.warnings
+        assert any("said total=500 but returned no records after offset 499" in w and "found 1 more record(s) (its "
+                   "pages skip records at their boundaries" in w and w.endswith("loaded 500") for w in report.warnings), \
+            report.warnings
     first = watch.succeeds(config, database="first.duckdb")  # a first load, into a new file
     assert first.rows == {"events": 500} and table("first.duckdb") == served(api)
     # a total too high is still said to be one, once the second pass found no more; the rows are not doubled
@@ -889,7 +890,9 @@ def test_total_that_fell_the_same_way_in_two_passes_is_not_called_repeated_keys(
     assert "more than once" not in said, said
     assert "the API said total=500 but returned no records after offset 200" in said, said
     assert "fell from 500 to 0 the same way in two passes" in said, said
-    assert len(table()) == 200
+    # the pass half a page later asked offset 150, whose page the API still served whole (see realigned.py)
+    assert "found 50 more record(s)" in said and "loaded 250, 250 short of its total" in said, said
+    assert table() == {id_: row for id_, row in served(api).items() if id_ <= 250}
 
 
 def test_total_an_api_answering_past_its_end_with_its_last_page_ends_there(api, watch):

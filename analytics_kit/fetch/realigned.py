@@ -26,8 +26,8 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
     page later, yields those pages to dlt, and returns their tally; says what it found either way. None where it did
     not page again (another pass, no key, a listing of one page)."""
     expected, end, request = first.short_of
-    alone = (f"the API said total={expected} but returned no records after offset {end} ({request}); "
-             f"loaded the {end:,} it returned")
+    said = f"the API said total={expected} but returned no records after offset {end} ({request})"
+    alone = f"{said}; loaded the {end:,} it returned"
     step = paginator.value_step
     if (attempt > 1 or first.key is None or not owner.repage or step < 2 or paginator.maximum_value is not None
             or paginator.initial_value != paginator.base_index or end <= paginator.initial_value + step):
@@ -53,8 +53,7 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
     if union == before:
         owner.warn(f"{alone}; a second pass with its pages half a page later found no more")
         return second
-    owner.warn(f"the API's pages skipped {union - before:,} record(s) at their boundaries (offsets off by one, or "
-               f"records moved while paged): they ended at offset {end} where its total said {expected}, and a second "
-               f"pass with its pages half a page later found them; loaded {union:,}"
-               + (f", {expected - union:,} short of its total" if union < expected else ""))
+    owner.warn(f"{said}; a second pass with its pages half a page later found {union - before:,} more record(s) (its "
+               f"pages skip records at their boundaries, an offset off by one, or records moved while paged); loaded "
+               f"{union:,}" + (f", {expected - union:,} short of its total" if union < expected else ""))
     return second
