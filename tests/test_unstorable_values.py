@@ -366,6 +366,33 @@ def test_a_key_declared_as_another_type_than_the_table_holds_needs_a_full_refres
     assert len(rows(database)) == len(second)
 
 
+@pytest.mark.parametrize(("column", "value", "declared", "stored"), [
+    ("at", "2026-03-02T10:00:00.9996+01:00", {"data_type": "timestamp", "precision": 3, "timezone": False},
+     "timestamp"),  # the kit's files cut the value to .999 for a TIMESTAMPTZ that keeps .9996 with dlt
+    ("at", "2026-03-02T10:00:00.9996Z", {"data_type": "timestamp", "timezone": False}, "timestamp"),
+    ("n", 100, {"data_type": "bigint", "precision": 8}, "bigint"),  # 200 was "too large for the TINYINT" it did not hold
+], ids=["timestamp-precision", "timestamp-no-zone", "bigint-precision"])
+def test_a_precision_or_time_zone_that_makes_another_column_type_needs_a_full_refresh(listing, path, tmp_path, column,
+                                                                                   value, declared, stored):
+    """A precision or a time zone declared over a column the table holds without it made another column type in the
+    kit's files than the table's: values cut where dlt keeps them, or a load failing on the wrong type (helper-152).
+    Refused before a page as another data_type is; a full refresh then makes the declared column."""
+    api = listing([{"id": 1, "v": 1, column: value}])
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config(api), database=database, progress=False)
+    before = rows(database)
+    api.records = [{"id": 2, "v": 2, column: value}]
+    retyped = config(api, columns={column: declared})
+    with pytest.raises(ak.ConfigError, match=rf"declares column '{column}' as '{declared['data_type']}[^']+', and the "
+                                             rf"table 'items' holds that column as '{stored}', a type an incremental"):
+        ak.load(retyped, database=database, progress=False)
+    assert rows(database) == before
+    ak.load(config(api, columns={column: {"data_type": stored}}), database=database, progress=False)  # as it holds it
+    ak.load(retyped, "full_refresh", database=database, progress=False)
+    ak.load(retyped, database=database, progress=False)  # the table holds the declared type now
+    assert rows(database) == [(2, 2)]
+
+
 def test_a_key_declared_as_the_table_holds_it_merges(listing, path, tmp_path):
     api = listing([{"id": 1, "v": 1}])
     database = str(tmp_path / "a.duckdb")

@@ -68,11 +68,11 @@ def refuse_retyped_columns(pipeline: Any, source: Any, destination: str | None) 
         return
     for resource in resources:
         table = pipeline.default_schema.naming.normalize_table_identifier(table_of(resource))
-        retyped = _retyped(pipeline.default_schema, resource, table) if table in tables else None
+        retyped = _retyped(pipeline.default_schema, resource, table, destination) if table in tables else None
         if retyped is None:
             continue
         _align(pipeline, [table], destination)  # dlt's schema may say what an earlier run declared: ask the table
-        retyped = _retyped(pipeline.default_schema, resource, table)
+        retyped = _retyped(pipeline.default_schema, resource, table, destination)
         if retyped is None:
             continue
         column, declared, stored = retyped
@@ -90,19 +90,41 @@ def refuse_retyped_columns(pipeline: Any, source: Any, destination: str | None) 
             + ("." if is_key else ", or leave it undeclared."))
 
 
-def _retyped(schema: Any, resource: Any, table: str) -> tuple[str, str, str] | None:
+def _retyped(schema: Any, resource: Any, table: str, destination: str | None) -> tuple[str, str, str] | None:
     """The first column ``resource`` declares as another type than ``schema`` has it in ``table``: (column, declared
-    type, the schema's type); None where there is none. Decimals and wei are left out (see the caller), so a type is
-    its data_type: a precision or a timezone is no other type here."""
+    type, the schema's type); None where there is none. Decimals and wei are left out (see the caller). A timestamp's
+    precision or time zone, or a bigint's precision, that makes another column type is another type: the kit's files
+    carried the declared one, and a TIMESTAMPTZ column got values cut to milliseconds, a BIGINT column's 200 failed as
+    too large for the TINYINT of a declared precision 8 (helper-152)."""
     stored_columns = schema.tables[table].get("columns", {})
     declared = resource.columns if isinstance(resource.columns, dict) else {}
     # a column declared in two spellings ("Value", "value") is the later one's, as dlt takes it (helper-140)
     for column, hint in {schema.naming.normalize_path(name): hint for name, hint in declared.items()}.items():
         kinds = (hint.get("data_type") if isinstance(hint, dict) else None,
                  stored_columns.get(column, {}).get("data_type"))
-        if None not in kinds and not {"decimal", "wei"} & set(kinds) and kinds[0] != kinds[1]:
+        if None in kinds or {"decimal", "wei"} & set(kinds):
+            continue
+        if kinds[0] != kinds[1]:
             return column, kinds[0], kinds[1]
+        shapes = _shape(hint, destination), _shape(stored_columns[column], destination)
+        if shapes[0] != shapes[1]:
+            return column, *shapes
     return None
+
+
+def _shape(column: dict, destination: str | None) -> str:
+    """A timestamp's or a bigint's column type as the destination makes it, in words; other types' data_type."""
+    kind, precision = column.get("data_type"), column.get("precision")
+    if kind == "timestamp":
+        zoned = column.get("timezone") is not False
+        if precision in (None, 6) or zoned and destination in (None, "duckdb"):  # DuckDB's TIMESTAMPTZ has none
+            return "timestamp" if zoned else "timestamp without time zone"
+        return f"timestamp of precision {precision}" + ("" if zoned else " without time zone")
+    if kind == "bigint" and precision is not None:
+        widths = (8, 16, 32, 64, 128) if destination in (None, "duckdb") else (16, 32, 64)
+        width = next((w for w in widths if precision <= w), widths[-1])
+        return "bigint" if width == 64 else f"bigint of precision {width}"
+    return str(kind)
 
 
 def _tables(pipeline: Any, resources: list) -> list[str]:
