@@ -297,6 +297,14 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
         params={"since": "{incremental.start_valu}"}))), ConfigError,
      r"^resources\[0\]\.endpoint\.params\.since: the placeholder \{incremental\.start_valu\} names no value of the "
      r"incremental \(did you mean 'start_value'\?\)"),
+    # dlt passes over an action it does not know; the kit's 404 advice was to add the one the config held (helper-155)
+    ("a response action dlt does not know", edited(lambda c: endpoint(c).update(
+        response_actions=[{"status_code": 404, "action": print}, {"status_code": 404, "action": "Ignore"}])),
+     ConfigError, r"^resources\[0\]\.endpoint\.response_actions\[1\]\.action: got 'Ignore' \(did you mean 'ignore'\?\); "
+     r"expected 'ignore', a function"),
+    ("a response action named otherwise", edited(lambda c: c["resource_defaults"].setdefault("endpoint", {}).update(
+        response_actions=[{"content": "gone", "action": "skip"}])), ConfigError,
+     r"^resource_defaults\.endpoint\.response_actions\[0\]\.action: got 'skip'; expected"),
     ("a header value that is no text", edited(lambda c: endpoint(c).update(headers={"X-Page-Size": 100})),
      ConfigError, r"^resources\[0\]\.endpoint\.headers\.X-Page-Size: got a value of type int; expected text"),
     ("a paginator's total_path that is no JSON path", edited(lambda c: endpoint(c).update(

@@ -21,7 +21,7 @@ from dlt.sources.helpers.rest_client.auth import AuthConfigBase
 from dlt.sources.rest_api import typing as rt
 
 from analytics_kit import seam
-from analytics_kit.config.first_request import check_headers, check_json_path
+from analytics_kit.config.first_request import check_answers, check_json_path
 from analytics_kit.config.messages import EXPECTED, did_you_mean, fail, got, join, quoted
 from analytics_kit.config.urls import check_url_shape, refuse_url_credentials, without_userinfo
 from analytics_kit.fetch.transport import sendable
@@ -237,7 +237,7 @@ def check_endpoint(value: Any, path: str) -> None:
     check_json_path(value.get("data_selector"), join(path, "data_selector"),
                     "a JSON path to the records, e.g. 'data' or 'results.items'",
                     "Write the path to the list of records in the response.")
-    check_headers(value.get("headers"), join(path, "headers"))
+    check_answers(value, path)
     if value.get("paginator") is not None:
         check_paginator(value["paginator"], join(path, "paginator"))
     if value.get("auth") is not None:

@@ -1,9 +1,11 @@
-"""What dlt takes while it builds the source and refuses only at the first request or response.
+"""What dlt takes while it builds the source and refuses (or ignores) only at the first request or response.
 
 dlt compiles a paginator's JSON paths when it reads a response, requests refuses a header value that is not
 text when it sends one, and dlt fills ``{incremental.<attribute>}`` placeholders when it pages. Each would stop
 a load in extract, after its requests began, as a ``LoadError`` saying to run it again; here each is a
-``ConfigError`` at its place in the config, before any request.
+``ConfigError`` at its place in the config, before any request. A response action dlt does not know ("Ignore",
+"skip") it passes over without a word when its response comes, and the kit's advice for that 404 was to add the
+action the config held (helper-155): refused too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,20 @@ def check_json_path(value: Any, path: str, expected: str, guidance: str) -> None
     except Exception as error:  # noqa: BLE001 - jsonpath-ng's parser raises several kinds
         problem = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise fail(path, f"not a valid JSON path ({problem})", expected, guidance) from None
+
+
+def check_answers(endpoint: dict, path: str) -> None:
+    """An endpoint's headers and response actions, as requests sends them and dlt reads them (see the module)."""
+    check_headers(endpoint.get("headers"), join(path, "headers"))
+    actions = endpoint.get("response_actions")
+    for index, action in enumerate(actions if isinstance(actions, list) else ()):
+        named = action.get("action") if isinstance(action, dict) else None
+        if isinstance(named, str) and named != "ignore":
+            raise fail(f"{join(path, 'response_actions')}[{index}].action",
+                       f"got {named!r}{did_you_mean(named.strip().lower(), ['ignore'])}",
+                       "'ignore', a function, or a list of functions",
+                       "dlt knows one action by name, 'ignore' (in lower case), which skips the matching responses; "
+                       "any other name does nothing.")
 
 
 def check_headers(value: Any, path: str) -> None:
