@@ -45,6 +45,7 @@ from analytics_kit.store.lock import load_lock
 from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (begin, committed, drop_staging, empty_tables, forget, full_refresh_done,
                                           mark_full_refresh, open_pipeline)
+from analytics_kit.store.dropped import check_dropped
 from analytics_kit.store.stored_types import judged_as_stored, refuse_retyped_columns
 from analytics_kit.store.target import Target, duckdb_memory
 
@@ -214,6 +215,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
                 mode = stats.mode = "full_refresh"
             if mode == "incremental":
                 refuse_retyped_columns(pipeline, source, target.destination)
+            check_dropped(pipeline, source, mode, start.columns)  # tables or columns dropped by SQL
         if (mode == "incremental" and start.fresh and target.replaces_atomically()
                 and all(merges_by_key(resource) for resource in source.resources.values())):
             # Into an empty dataset a replace leaves what the merge by key would, each row written once, no merge

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Collection
@@ -24,7 +24,7 @@ from analytics_kit.store.file_faults import unreadable
 from analytics_kit.seam import nested_tables
 from analytics_kit.store.kept_aside import KEPT_TABLE, bookkeeping, settle
 from analytics_kit.store.load_log import drop_uncommitted
-from analytics_kit.store.sql import tables_of
+from analytics_kit.store.sql import columns_of, tables_of
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Start:
     dropped: int  # unfinished load packages an earlier run left, dropped
     full_refresh_pending: bool
     fresh: bool = False  # the dataset held no table: nothing was ever loaded into it
+    columns: dict[str, set[str]] = field(default_factory=dict)  # each table's, as the dataset has them
 
 
 def open_pipeline(target: Any) -> Pipeline:
@@ -93,7 +94,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
                 # the last run's package, kept until now for a look at what it ran, is committed
                 seam.delete_loaded_packages(pipeline)
                 return Start(pipeline, 0, _tidy(pipeline, client, tables, tidy_staging, appends),
-                             _fresh(client, tables))
+                             _fresh(client, tables), columns_of(client, client.dataset_name))
     if unfinished:
         logger.warning(
             "Dropping %d unfinished load package(s) left by an earlier failed run; "
@@ -108,7 +109,7 @@ def begin(pipeline: Pipeline, *, tidy_staging: bool, appends: Collection[str] = 
     with pipeline.sql_client() as client:
         tables = _tables(client)
         return Start(pipeline, unfinished, _tidy(pipeline, client, tables, tidy_staging, appends),
-                     _fresh(client, tables))
+                     _fresh(client, tables), columns_of(client, client.dataset_name))
 
 
 def _tables(client: Any) -> set[tuple[str, str]]:

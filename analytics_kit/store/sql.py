@@ -34,3 +34,13 @@ def tables_of(client: Any, *datasets: str) -> set[tuple[str, str]]:
     rows = client.execute_sql(
         f"SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN ({marks})", *datasets)
     return {(schema, name) for schema, name in rows or ()}
+
+
+def columns_of(client: Any, dataset: str) -> dict[str, set[str]]:
+    """Each table of ``dataset`` with its columns' names, in one query."""
+    columns: dict[str, set[str]] = {}
+    rows = client.execute_sql(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", dataset)
+    for table, column in rows or ():
+        columns.setdefault(table, set()).add(column)
+    return columns

@@ -1,0 +1,56 @@
+"""Tables and columns of a load's tables dropped from the destination outside the kit (SQL in the DuckDB CLI).
+
+dlt's schema still lists them, and dlt makes a table or a column only where its schema changed: after ``DROP TABLE
+customers``, an incremental run made the table again from its own changes alone (3 rows of 52) and moved the cursor
+past the rest, without a word; a full refresh failed on every run with "Table with name events does not exist!", and
+a dropped column failed both modes for good (helper-154). Told at the load's start, with the file held, from the
+columns ``recovery.begin`` read in the same query as ever (dlt's reflection cost 20-35 ms a run here): a full
+refresh, or a resource that reloads its whole listing, has dlt's own DDL make them again (its job client's
+``update_stored_schema`` with ``force``, as a refresh's load runs it); an incremental run of a resource with a cursor
+is refused, as it would fill them with its changes only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlt.common.schema.utils import get_root_table, is_complete_column
+
+from analytics_kit import seam
+from analytics_kit.errors import ConfigError
+from analytics_kit.fetch.replace import table_of
+
+
+def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[str]]) -> None:
+    """Makes the load's tables and columns that the destination lacks again, or refuses an incremental run (above);
+    ``stored``: each table of the dataset with its columns."""
+    if not pipeline.default_schema_name:
+        return
+    schema = pipeline.default_schema
+    naming = schema.naming.normalize_table_identifier
+    roots = {naming(table_of(resource)): resource for resource in source.resources.values()}
+    tables = {t["name"]: t for t in schema.data_tables(seen_data_only=True)
+              if get_root_table(schema.tables, t["name"])["name"] in roots}
+    if not tables:
+        return
+    lacking: dict[str, list[str] | None] = {}
+    for name, table in tables.items():
+        if name not in stored:
+            lacking[name] = None
+        elif columns := [c for c, column in table["columns"].items() if is_complete_column(column)
+                         and c not in stored[name]]:
+            lacking[name] = columns
+    if not lacking:
+        return
+    cursored = [name for name in lacking
+                if seam.resource_incremental(roots[get_root_table(schema.tables, name)["name"]]) is not None]
+    if mode == "incremental" and cursored:
+        name = cursored[0]
+        gone = (f"the table {name!r} is gone from the destination" if lacking[name] is None else
+                f"the table {name!r} has lost its column(s) {', '.join(map(repr, lacking[name]))}")
+        raise ConfigError(f"{gone}, dropped outside the kit since its last load: an incremental load would fill it "
+                          "with this run's changes alone, and its cursor would move past the rest", path="mode",
+                          guidance="Run a full refresh once (mode=\"full_refresh\", or --full-refresh): it loads "
+                          "every record again, into the table and columns made anew.")
+    with pipeline.destination_client() as client:  # public: every destination's job client updates its schema so
+        client.update_stored_schema(force=True)

@@ -1,0 +1,73 @@
+"""Tables and columns dropped from the file outside the kit, by SQL (analytics_kit/store/dropped.py).
+
+After ``DROP TABLE customers`` in the DuckDB CLI an incremental run made the table again from its own changes alone
+and moved the cursor past the rest; a full refresh failed on every run ("Table with name events does not exist!"),
+and so did both modes after ``ALTER TABLE events DROP COLUMN value`` (helper-154).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+import analytics_kit as ak
+from analytics_kit import demo
+from analytics_kit.config.guide import endpoint
+
+
+def rows(database: str, table: str) -> list[dict]:
+    """The table's rows by column name: a column made again comes last."""
+    with duckdb.connect(database, read_only=True) as con:
+        result = con.execute(f"SELECT * EXCLUDE (_dlt_id, _dlt_load_id) FROM {table} ORDER BY id")
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def run_sql(database: str, sql: str) -> None:
+    with duckdb.connect(database) as con:
+        con.execute(sql)
+
+
+@pytest.fixture
+def api():
+    with demo.serve(events=300, customers=20) as server:
+        yield server
+
+
+@pytest.mark.parametrize("dropped", ["DROP TABLE customers", "ALTER TABLE events DROP COLUMN value"])
+def test_an_incremental_run_over_a_dropped_table_or_column_is_refused_and_a_full_refresh_makes_it_again(
+        api, tmp_path, dropped):
+    config = ak.guide_config(api.base_url, api.api_key)
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config, database=database, progress=False)
+    whole = {table: rows(database, table) for table in ("events", "customers")}
+    run_sql(database, dropped)
+    api.advance(resource="customers", new=2, updated=1)
+    cursors = ak.state(database=database)["cursors"]
+    api.clear_log()
+    with pytest.raises(ak.ConfigError, match=r"^mode: the table '(customers|events)' (is gone from the destination|"
+                                             r"has lost its column\(s\) 'value'), dropped outside the kit") as caught:
+        ak.load(config, database=database, progress=False)
+    assert "full refresh" in caught.value.guidance and api.requests == []
+    assert ak.state(database=database)["cursors"] == cursors  # nothing moved, nothing loaded
+    report = ak.load(config, "full_refresh", database=database, progress=False)  # failed on every run before
+    assert report.rows == {"events": 300, "customers": 22}
+    fresh = str(tmp_path / "fresh.duckdb")
+    ak.load(config, database=fresh, progress=False)
+    for table in ("events", "customers"):
+        assert rows(database, table) == rows(fresh, table)
+    assert rows(database, "events") == whole["events"]
+    ak.load(config, database=database, progress=False)  # and incremental runs go on
+    assert rows(database, "customers") == rows(fresh, "customers")
+
+
+def test_a_resource_that_reloads_its_listing_makes_a_dropped_table_again(api, tmp_path):
+    """Without a cursor every run reads the whole listing: the table is made again and filled, not refused."""
+    config = ak.guide_config(api.base_url, api.api_key, resources=("customers",))
+    config["resources"][0]["endpoint"] = endpoint("/v1/customers", incremental=False)
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config, database=database, progress=False)
+    whole = rows(database, "customers")
+    run_sql(database, "DROP TABLE customers")
+    assert ak.load(config, database=database, progress=False).rows == {"customers": 20}
+    assert rows(database, "customers") == whole
