@@ -236,7 +236,7 @@ def test_an_https_api_whose_certificate_is_not_trusted_fails_at_once(https_api, 
      "a key written in the config itself is used instead of both"),
     # OAuth2's token request refused: "The request carried no credentials" named neither it nor them (helper-125)
     ({"type": "oauth2_client_credentials", "access_token_url": "/oauth/token", "client_id": "cid",
-      "client_secret": "not-it-7c1"}, "the client credentials", "refused the client_id and client_secret"),
+      "client_secret": "not-it-7c1"}, "the client credentials", "access_token_url) refused the request for a token"),
 ])
 def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, hint):
     """A 401 under http_basic or bearer auth advised setting API_KEY (helper-53); with the key written in the config,
@@ -269,5 +269,44 @@ def test_a_401_under_another_auth_names_its_credentials_not_api_key(auth, said, 
         server.shutdown()
         server.server_close()
     text = str(caught.value)
-    assert f"The API rejected {said} (HTTP 401)" in text and hint in text, text
+    who = "token endpoint" if said == "the client credentials" else "API"
+    assert f"The {who} rejected {said} (HTTP 401)" in text and hint in text, text
     assert ("API_KEY" not in text or said == "the key") and "not-it-7c1" not in text.lower(), text
+
+
+@pytest.mark.parametrize("status", [400, 404, 403])
+def test_a_token_endpoint_refusing_with_any_client_error_is_named(status):
+    """A token URL's 404, or its 400 (OAuth's invalid_client), read as the resource's: "check client.base_url and the
+    resource's endpoint.path", or its params and paginator (helper-155)."""
+    import http.server
+    import threading
+
+    class Token(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'{"error": "invalid_client"}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Token)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        config = {"client": {"base_url": base, "auth": {"type": "oauth2_client_credentials", "client_id": "cid",
+                                                        "access_token_url": base + "/oauth/token",
+                                                        "client_secret": "not-it-7c1"}},
+                  "resources": [{"name": "items", "endpoint": {"path": "/items", "data_selector": "data"}}]}
+        with pytest.raises(ak.LoadError) as caught:
+            ak.load(config, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = str(caught.value)
+    assert f"The token endpoint rejected the client credentials (HTTP {status})" in text, text
+    assert "access_token_url" in caught.value.guidance and "endpoint.path" not in text and "paginator" not in text
+    assert "not-it-7c1" not in text

@@ -279,10 +279,16 @@ _KEY = ("key", "Check the key the request carried (the auth block's api_key, or 
         ".dlt/secrets.toml, to a key the API accepts; a key written in the config itself is used instead of both.")
 _OTHER = ("credentials", "Check the credentials the request carried (the auth block's, or client.headers): the API "
           "does not accept them, or they give no access to this endpoint.")
-_TOKEN = ("client credentials", "The token endpoint (the auth block's access_token_url) refused the client_id and "
-          "client_secret sent to get a token: check them (the auth block's, or dlt secrets) and that URL.")
+_TOKEN = ("client credentials", "The token endpoint (the auth block's access_token_url) refused the request for a "
+          "token: check that URL, and the client_id and client_secret (the auth block's, or dlt secrets).")
 _NONE = ("request", "The request carried no credentials: the API wants some. Add an auth block to client (\"auth\": "
          "{\"type\": \"api_key\", ...}, bearer or http_basic), as its documentation says.")
+
+
+def asks_token(request: requests.PreparedRequest) -> bool:
+    """Whether ``request`` is OAuth2's request for a token (client credentials in a form body)."""
+    body = request.body.encode() if isinstance(request.body, str) else request.body or b""
+    return b"grant_type=" in body
 
 
 def rejected(request: requests.PreparedRequest, holds_secret: Callable[[str], bool]) -> tuple[str, str]:
@@ -291,8 +297,7 @@ def rejected(request: requests.PreparedRequest, holds_secret: Callable[[str], bo
 
     The Authorization header's scheme is named only among the known ones: a header holding the bare key read as its
     scheme, and the message showed the key in lower case, which no mask matched (helper-117)."""
-    body = request.body.encode() if isinstance(request.body, str) else request.body or b""
-    if b"grant_type=" in body:  # OAuth2's token request: "carried no credentials" named neither (helper-125)
+    if asks_token(request):  # OAuth2's token request: "carried no credentials" named neither (helper-125)
         return _TOKEN
     authorization = request.headers.get("Authorization") or ""
     scheme, _, credential = authorization.partition(" ")

@@ -18,7 +18,7 @@ import duckdb
 import requests
 
 from analytics_kit import seam
-from analytics_kit.config.credentials import rejected
+from analytics_kit.config.credentials import asks_token, rejected
 from analytics_kit.errors import PAGE_REQUEST, KitError, LoadError, MissingSecretError, causes
 from analytics_kit.fetch.open_files import open_files_error, out_of_files
 from analytics_kit.fetch.page_checks import cursor_failure
@@ -155,7 +155,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
     http = find_cause(error, requests.HTTPError)
     if http is not None and http.response is not None:
         status = http.response.status_code
-        if status in (401, 403):
+        # a token endpoint's 400 (invalid_client) or 404 was blamed on the resource's path or params (helper-155)
+        if status in (401, 403) or asks_token(http.response.request) and status not in (408, 429) and status < 500:
             cookies = ("" if not sent_cookies_in_parallel(http.response) else
                        " The request also carried cookies the API set during this load: an API whose session "
                        "cookie changes with every answer needs its pages one at a time: set concurrency: 1 on the "
@@ -163,7 +164,8 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
             credentials, guidance = rejected(http.response.request, lambda text: redactor(text) != text)
             forbidden = (" (403: it knows them, but they give no access to this endpoint: check their permissions)"
                          if status == 403 and credentials != "request" else "")
-            return LoadError(f"The API rejected the {credentials} (HTTP {status}) for {where}{forbidden}.",
+            return LoadError(f"The {'token endpoint' if credentials == 'client credentials' else 'API'} rejected the "
+                             f"{credentials} (HTTP {status}) for {where}{forbidden}.",
                              guidance=guidance + cookies, resource=resource, status=status)
         url = redactor(failed.url) if failed is not None and failed.url else request
         if status in (404, 410) and resource in stats.children:
@@ -173,8 +175,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 guidance="If some parent records have no such sub-resource, let dlt skip those answers: add "
                 "\"response_actions\": [{\"status_code\": 404, \"action\": \"ignore\"}] to the endpoint. If none "
                 "has one, check the endpoint's path and its parent field against the API's documentation.",
-                resource=resource, status=status, request=request,
-            )
+                resource=resource, status=status, request=request)
         if status in (404, 410) and stats.answers_ok.get(resource or ""):
             return LoadError(
                 f"The API answered HTTP {status} (not found) for {where} on {url}, after it had answered "
@@ -183,24 +184,21 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 guidance="The path works: the API stopped serving the listing part-way (its data may have shrunk "
                 "while it was paged, or the API is failing). Run the load again; if it happens again, tell the "
                 "API's provider which request answered 404.",
-                resource=resource, status=status, request=request,
-            )
+                resource=resource, status=status, request=request)
         if status in (404, 410):
             return LoadError(
                 f"The API answered HTTP {status} (not found) for {where} on {url}; nothing from this run was "
                 "committed.",
                 guidance="The path or the base URL is wrong: check client.base_url and the resource's "
                 f"endpoint.path against the API's documentation. A {status} is not retried: it would answer the same.",
-                resource=resource, status=status, request=request,
-            )
+                resource=resource, status=status, request=request)
         if 400 <= status < 500 and status not in (408, 429):
             return LoadError(
                 f"The API refused the request for {where} with HTTP {status} on {url}; nothing from this run "
                 "was committed.",
                 guidance="The request as the config builds it is not one the API accepts: check the endpoint's "
                 "params, paginator and method against the API's documentation; the response body may say which.",
-                resource=resource, status=status, request=request,
-            )
+                resource=resource, status=status, request=request)
         if status in (501, 505):
             # "not implemented": a request this server never serves (a method, a token URL), not an overload
             return LoadError(
@@ -208,8 +206,7 @@ def explain(error: BaseException, *, redactor: Redactor, stats: LoadStats, datab
                 f"{url}: it does not serve this request at all; nothing from this run was committed.",
                 guidance="Check the request's URL and method against the API's documentation: the endpoint's path "
                 "and method, or the auth block's token URL. Waiting or retrying does not change this answer.",
-                resource=resource, status=status, request=request,
-            )
+                resource=resource, status=status, request=request)
         # not asked again: a status the policy does not retry (507, 599), which max_retries cannot change (helper-146)
         unretried = not by_dlt and status not in stats.retried_statuses.get(resource or "", frozenset({status}))
         return LoadError(
