@@ -101,8 +101,8 @@ def empty_database(label: str, elsewhere: list[str] | None = None, dataset: str 
         return QueryError(f"{label} holds no loaded tables yet: its first load is running ({running}).",
                           guidance="Wait for that load to finish, then read again.", database=label)
     return QueryError(
-        f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves an "
-        "empty file behind).",
+        f"{label} holds no loaded tables: no load into it has completed (a first load that failed leaves its tables "
+        "behind with no load recorded, empty or some of them filled: the DuckDB CLI shows them as they are).",
         guidance=LOAD_HINT, database=label,
     )
 
