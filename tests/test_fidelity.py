@@ -724,3 +724,18 @@ def test_an_auth_field_left_none_that_dlt_does_not_fill_from_secrets_is_named(ap
     assert caught.value.path == "client.auth.access_token_url", caught.value
     assert "Write access_token_url into the auth dict" in caught.value.guidance
     assert CLIENT_SECRET not in str(caught.value) + caught.value.guidance
+
+
+def test_a_child_key_naming_a_parent_field_not_included_says_include_from_parent(api, tmp_path):
+    """A child's primary_key ["id", "_parents_id"] without include_from_parent said the whole key was missing, and
+    to set primary_key to the API's own field (helper-155): the field is named, and include_from_parent offered."""
+    config = parents_and({"primary_key": ["id", "_parents_id"], "write_disposition": "merge",
+                          "endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}})
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(config(api.base_url), database=str(tmp_path / "a.duckdb"), progress=False)
+    assert "is missing or null (its fields ['_parents_id']) in record 1" in str(caught.value), caught.value
+    assert '"include_from_parent": ["id"]' in caught.value.guidance
+    included = parents_and({"primary_key": ["id", "_parents_id"], "write_disposition": "merge",
+                            "include_from_parent": ["id"],
+                            "endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}})
+    assert ak.load(included(api.base_url), database=str(tmp_path / "a.duckdb"), progress=False).rows["children"] > 0

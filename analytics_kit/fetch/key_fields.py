@@ -11,6 +11,8 @@ from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 
+from analytics_kit.errors import LoadError
+
 
 def key_fields(key: str | tuple, names: Iterable[Any], naming: Callable[[str], str]) -> str | tuple:
     """``key`` (one name or a tuple) with each name the records lack replaced by their field that
@@ -47,3 +49,20 @@ class DedupKey:
         if self._wanted.issubset(names):
             return self.key  # the common case: the records use the hint's names
         return key_fields(self.key, names, self.naming)
+
+
+def missing_key(at: int, request: str, resource: str, primary_key: Any, key: Any = None) -> LoadError:
+    """The ``LoadError`` for record ``at`` (from 0) of a page without its primary key (``key``: the record's, a tuple
+    for a key of several fields, whose missing ones are named: helper-155)."""
+    missing = [f for f, v in zip(primary_key, key) if v is None] if isinstance(key, tuple) else []
+    parent = [f for f in missing if isinstance(f, str) and f.startswith("_")]
+    return LoadError(
+        f"Resource '{resource}': the primary key {primary_key!r} is missing or null"
+        f"{f' (its fields {missing})' if missing else ''} in record {at + 1} on {request}; a record without its key "
+        "cannot be merged. Nothing from this run was committed.",
+        guidance="The key is read in each record as the API sends it, before any processing_steps (a map cannot "
+        "create or rename it; a filter may drop records without it): set primary_key to the API's own field, or a "
+        "list of its fields for a key of several. If the API does send that field, this is a problem of its data."
+        + (f" A field dlt adds from a parent resource (_<parent>_<field>, as {parent[0]!r}) is there only where the "
+           "resource lists that field in include_from_parent (\"include_from_parent\": [\"id\"])." if parent else ""),
+        resource=resource, request=request)

@@ -14,6 +14,7 @@ from analytics_kit import seam
 from analytics_kit.errors import LoadError
 from analytics_kit.fetch import cursors
 from analytics_kit.fetch.coercion import COERCE_ERRORS, BadValue, coerced_value, shown
+from analytics_kit.fetch.key_fields import missing_key
 
 
 # a stored cursor of earlier loads keeps its kind until a full refresh starts it over (helper-117)
@@ -272,18 +273,7 @@ def check_keys(keys: list, request: str, resource: str, primary_key: Any, kind: 
             "this run was committed.", guidance="Ask the API's provider to send such ids as integers (without \".0\" "
             "or an exponent) or as text. If the API writes them so only by mistake, this is a problem of its data.",
             resource=resource, request=request)
-    raise missing_key(at, request, resource, primary_key)
-
-
-def missing_key(at: int, request: str, resource: str, primary_key: Any) -> LoadError:
-    """The ``LoadError`` for record ``at`` (from 0) of a page without its primary key."""
-    return LoadError(
-        f"Resource '{resource}': the primary key {primary_key!r} is missing or null in record "
-        f"{at + 1} on {request}; a record without its key cannot be merged. Nothing from this run was committed.",
-        guidance="The key is read in each record as the API sends it, before any processing_steps (a map cannot "
-        "create or rename it; a filter may drop records without it): set primary_key to the API's own field, or a "
-        "list of its fields for a key of several. If the API does send that field, this is a problem of its data.",
-        resource=resource, request=request)
+    raise missing_key(at, request, resource, primary_key, keys[at])
 
 
 class KeysKept:
@@ -291,7 +281,8 @@ class KeysKept:
     key count (a filter dropping an API's summary rows, as dlt loads it, was refused: helper-145); one that passed
     the steps still stops the load, as the pager stops it for a resource without a filter."""
 
-    def __init__(self, resource: str, primary_key: Any, keys_of: Callable[[list], list], requests: PageRequests) -> None:
+    def __init__(self, resource: str, primary_key: Any, keys_of: Callable[[list], list],
+                 requests: PageRequests) -> None:
         self.resource, self.primary_key, self.keys_of, self.requests = resource, primary_key, keys_of, requests
 
     def __call__(self, item: Any) -> Any:
@@ -300,7 +291,8 @@ class KeysKept:
             keys = self.keys_of(rows)
             at = next((i for i, key in enumerate(keys) if not key_present(key)), None)
             if at is not None:
-                raise missing_key(at, self.requests.of(rows, at)[0][1] or "a page", self.resource, self.primary_key)
+                raise missing_key(at, self.requests.of(rows, at)[0][1] or "a page", self.resource, self.primary_key,
+                                  keys[at])
         return item
 
 
