@@ -739,3 +739,19 @@ def test_a_child_key_naming_a_parent_field_not_included_says_include_from_parent
                             "include_from_parent": ["id"],
                             "endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}})
     assert ak.load(included(api.base_url), database=str(tmp_path / "a.duckdb"), progress=False).rows["children"] > 0
+
+
+def test_a_parent_not_selected_shows_its_requests_not_rows_filtered_out(api, tmp_path):
+    """A parent with selected: False showed as "parents 0 rows ... (3 filtered out)", and history() gained a
+    rows_parents column for a table that does not exist (helper-155)."""
+    config = parents_and({"endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}},
+                         parents={"name": "parents", "selected": False,
+                                  "endpoint": {"path": "/parents", "data_selector": "data"}})
+    database = str(tmp_path / "a.duckdb")
+    report = ak.load(config(api.base_url), database=database, progress=False)
+    assert "parents" not in report.rows and report.requests["parents"] == 1 and report.rows["children"] > 0
+    line = next(line for line in repr(report).splitlines() if line.strip().startswith("parents"))
+    assert "not selected" in line and "filtered out" not in line and "rows" not in line, line
+    assert "rows_parents" not in report.summary() and "not selected" in report._repr_html_()
+    assert "rows_parents" not in ak.history(database=database).columns and list(ak.tables(database).table) == [
+        "children"]

@@ -139,7 +139,8 @@ def history(database: str | Path = DEFAULT_DATABASE, dataset: str | None = None,
     records = committed_loads(database, dataset, destination=destination)
     if last is not None:
         records = records[-last:] if last > 0 else []
-    tables = sorted({t for r in records for t in (*r.get("rows"), *r.get("requests"))})
+    # the tables loaded: a resource that loads none (selected: False) made its requests only (helper-155)
+    tables = sorted({t for r in records for t in r.get("rows")})
     cursors = sorted({t for r in records for t in (*r.get("cursor_before"), *r.get("cursor_after"))})
     columns: dict[str, list] = {"loaded_at": [r.loaded_at for r in records], "mode": [r.mode for r in records]}
     known = [r.facts is not None for r in records]

@@ -321,6 +321,7 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
         passes={table(name): n for name, n in stats.passes.items() if n > 1},
         children=tuple(sorted(table(name) for name in stats.children)),
         into=into,
+        feeding=tuple(sorted(table(name) for name, resource in source.resources.items() if not resource.selected)),
     )
 
 
@@ -381,7 +382,7 @@ def _merged_in_place(pipeline: Pipeline, stats: LoadStats) -> tuple[frozenset[st
 
 def _root_tables(pipeline: Pipeline, source: Any) -> list[str]:
     """The schema's root tables that ``source``'s resources load."""
-    names = set(source.resources)
+    names = {name for name, resource in source.resources.items() if resource.selected}
     return [table["name"] for table in pipeline.default_schema.data_tables()
             if not table.get("parent") and table.get("resource") in names]
 

@@ -48,6 +48,9 @@ class LoadReport:
     # {resource: the table it loads into}, where that has another name (table_name): its requests and cursor show
     # under the resource's name, its rows under the table's
     into: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # resources that load no table (selected: False), whose records only feed the resources that depend on them: their
+    # requests show, not "0 rows (3 filtered out)" (helper-155)
+    feeding: tuple[str, ...] = field(default=(), repr=False, compare=False)
     # Set by a notebook's progress display, which ends as this report's table: called as the report shows its own,
     # so that a cell ending with the report shows one table, not two (helper-129).
     on_shown: Any = field(default=None, repr=False, compare=False)
@@ -79,7 +82,7 @@ class LoadReport:
     def not_loaded(self, table: str) -> str | None:
         """Why fewer rows of ``table`` were loaded than fetched ("1 already loaded"), or None."""
         fetched, loaded = self.fetched.get(table), self.rows.get(table, 0)
-        if fetched is None or fetched <= loaded or self.loads_elsewhere(table):
+        if fetched is None or fetched <= loaded or self.loads_elsewhere(table) or table in self.feeding:
             return None  # a resource's records counted in its table's rows: "250 filtered out" (helper-142)
         if table in self.children:
             return f"{fetched - loaded:,} repeated across the parent records' listings"
@@ -96,7 +99,7 @@ class LoadReport:
         """
         row = Summary(mode=self.mode)
         # A resource that brought no rows this run still gets its column, with 0.
-        for table in sorted(set(self.rows) | set(self.requests)):
+        for table in sorted(set(self.rows) | set(self.requests) - set(self.feeding)):
             row[f"rows_{table}"] = self.rows.get(table, 0)
         row["requests"] = self.total_requests
         row["retries"] = self.total_retries
@@ -120,8 +123,8 @@ class LoadReport:
         for name in names:
             rows, requests = self.rows.get(name, 0), self.requests.get(name, 0)
             # the unit agrees with its number ("1 requests", helper-129) and keeps its column's width
-            shown = f"{rows:>9,} {'row ' if rows == 1 else 'rows'}" if not self.loads_elsewhere(name) else \
-                f"{'into ' + self.into[name]:>14}"
+            shown = (f"{'into ' + self.into[name]:>14}" if self.loads_elsewhere(name) else
+                     f"{'not selected':>14}" if name in self.feeding else f"{rows:>9,} {'row ' if rows == 1 else 'rows'}")
             line = f"  {name:<{width}}  {shown}  {requests:>6,} {'request ' if requests == 1 else 'requests'}"
             if name in self.cursor_after or name in self.cursor_before:
                 line += f"  cursor {self.cursor_before.get(name)} -> {self.cursor_after.get(name)}"
@@ -142,8 +145,8 @@ class LoadReport:
         cursors = bool(self.cursor_before or self.cursor_after)
         headers = ["table", "rows", "requests"] + (["cursor before", "cursor after"] if cursors else []) + [""]
         rows = [
-            (name, self.rows.get(name, 0) if not self.loads_elsewhere(name) else f"into {self.into[name]}",
-             self.requests.get(name, 0))
+            (name, f"into {self.into[name]}" if self.loads_elsewhere(name) else "not selected" if name in self.feeding
+             else self.rows.get(name, 0), self.requests.get(name, 0))
             + ((self.cursor_before.get(name), self.cursor_after.get(name)) if cursors else ())
             + (self.not_loaded(name) or "",)
             for name in self.table_names()
