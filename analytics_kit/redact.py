@@ -5,10 +5,11 @@ all in ``ConnectionError`` texts ("Max retries exceeded with url: ...?api_key=..
 The kit knows the secret values themselves, so it masks the values wherever they
 appear, in plain and URL-encoded form, instead of guessing by parameter name.
 
-Every secret is masked, whatever its length. One shorter than ``WHOLE_WORD_BELOW`` is
-masked where it stands as a whole token (``api_key=ab1&``, ``'ab1'``), not inside longer
-words: masking every "a" of a message would leave nothing readable, and a key that short
-is seen as a value, between delimiters, in every URL, header and log line.
+Every secret is masked, whatever its length. One shorter than ``WHOLE_WORD_BELOW``, or
+of letters only and shorter than ``PARTIAL_RUN`` (a username "user"), is masked where it
+stands as a whole token (``api_key=ab1&``, ``'ab1'``), not inside longer words: masking
+every "a" of a message would leave nothing readable, "its ***name" hid the advice, and a
+key that short is seen as a value, between delimiters, in every URL, header and log line.
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ def _pattern(form: str, tokens: bool | str = False) -> str:
         return loose
     if tokens:  # not inside a longer name either: DB_PASSWORD=postgres read "***_tables" (helper-143)
         return rf"(?<![A-Za-z0-9_]){loose}(?![A-Za-z0-9_])"
-    if len(form) >= WHOLE_WORD_BELOW:
+    # a short one of letters only, a username "user", is a word: its own, not the middle of "username" (helper-155)
+    if len(form) >= WHOLE_WORD_BELOW and not (len(form) < PARTIAL_RUN and form.isalpha()):
         return loose
     return rf"(?<![A-Za-z0-9]){loose}(?![A-Za-z0-9])"
 

@@ -2858,6 +2858,15 @@ def test_secret_with_characters_that_messages_escape_is_masked(watch, key):
         assert escaped not in watch.log.getvalue()
 
 
+def test_a_short_secret_of_letters_is_masked_as_a_word_not_inside_the_kits_own_words():
+    """A basic-auth username "user" turned the advice into "its ***name and its password" (helper-155); it is still
+    masked wherever it stands as a value, and a short secret with a digit wherever it stands."""
+    redact = Redactor(["user", "pass", "ab1cd"])
+    assert redact("its username and its password") == "its username and its password"
+    assert redact("GET /x?u=user&p=pass 'user' Basic user:pass") == "GET /x?u=***&p=*** '***' Basic ***:***"
+    assert redact("xab1cdx") == "x***x"
+
+
 def test_secret_percent_encoded_in_any_common_way_is_masked():
     """A key pasted into a URL by hand: "+" and "=" encoded, "/" kept, as most tools encode a URL."""
     key = "s3cr3t+k/ey=XYZ"
