@@ -203,6 +203,9 @@ class KitPaginate:
         reference: Any = None
         seen: set[str] = set()
         passes: list[Tally] = []  # every pass's keys: a key staged twice is one row in the table (the report's)
+        # for a pass of another shape (realigned.py)
+        listing = functools.partial(self._listing, path, method, params, json, auth, data_selector=data_selector,
+                                    hooks=hooks, headers=headers, data=data, kwargs=kwargs)
         self.stats.keys(self.resource, None)  # an abandoned extraction's count is not this one's
         for attempt in range(1, MAX_PASSES + 1):
             tally = Tally(self.primary_key, self.naming)
@@ -217,8 +220,6 @@ class KitPaginate:
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
             if tally.short_of is not None:  # records skipped at page boundaries, or a total too high
-                listing = functools.partial(self._listing, path, method, params, json, auth, data_selector=data_selector,
-                                            hooks=hooks, headers=headers, data=data, kwargs=kwargs)
                 extra = yield from realigned.second_look(self, tally, attempt, paginator or self.client.paginator,
                                                          listing, outcome)
                 if extra is not None:
@@ -280,6 +281,9 @@ class KitPaginate:
                 # merge keeps one; unless a page came again at another offset, stale, hiding records (helper-102)
                 if copied:
                     raise served_again(self.resource, copied)
+                if missing and not shrank and (yield from realigned.fill_gaps(
+                        self, passes, missing, paginator or self.client.paginator, listing)):
+                    return  # an API skipping records at one page boundary (helper-153)
                 self.warn(same_twice(missing, shrank, tally.distinct()))
                 return
             seen.add(signature)

@@ -6,6 +6,10 @@ them: the kit loaded 299 of 300 with a warning that blamed the total, a full ref
 a table that held it, and the cursor moved past it (helper-153). The pages alone cannot tell the two apart. A second
 pass whose pages start half a page later has its boundaries in the middle of the first pass's pages, so a record the
 first skipped at a boundary is inside one of its pages: new keys in it are the sign, and the records themselves.
+
+An API off by one at a single boundary serves a record twice there and skips another: its pages end where its total
+says, short of a key, the same way in two passes, and the kit warned that up to one record was not loaded
+(helper-153). The same pass half a page later finds it (``fill_gaps``).
 """
 
 from __future__ import annotations
@@ -57,3 +61,28 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
                f"pages skip records at their boundaries, an offset off by one, or records moved while paged); loaded "
                f"{union:,}" + (f", {expected - union:,} short of its total" if union < expected else ""))
     return second
+
+
+def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: Any,
+              listing: Callable[..., OffsetPass]) -> Iterator[Any]:
+    """Where two passes over a whole listing missed ``missing`` records its total counts the same way, pages it
+    again half a page later and yields those pages to dlt; returns whether the passes together hold them all."""
+    step = paginator.value_step
+    if step < 2 or paginator.maximum_value is not None or paginator.initial_value != paginator.base_index:
+        return False
+    shifted = copy.deepcopy(paginator)
+    shifted.initial_value += step // 2
+    owner.stats.paged(owner.resource)
+    second = Tally(owner.primary_key, owner.naming)
+    checked = owner._checked(((page, page.request) for page in listing(paginator=shifted).run()), second)
+    yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    kind = owner.key_kind()
+    before = joined(passes, owner.primary_key, owner.naming).distinct_as(kind)
+    union = joined([*passes, second], owner.primary_key, owner.naming).distinct_as(kind)
+    owner._rows_are_keys(union)
+    if union - before < missing:
+        return False
+    owner.warn(f"{missing:,} record(s) the API's total counts were missing the same way in two passes; a pass with its "
+               "pages half a page later found them (its pages skip records at a boundary: an offset off by one); "
+               f"loaded {union:,}")
+    return True
