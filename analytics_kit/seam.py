@@ -38,14 +38,16 @@ if TYPE_CHECKING:
 #   Python value as, so the Arrow fast path types values as dlt's normaliser would, and refuses what it would not coerce;
 # - DictValidationException ... validate_dict: dlt's own rest_api validator and the typing helpers it reads
 #   TypedDicts with, so the config checks' rules are dlt's, not a copy;
-# - get_nested_tables: a table's nested tables (Schema has no public method for it);
+# - get_nested_tables, get_root_table, is_complete_column: a table's nested tables, its root, and whether dlt's
+#   DDL makes a column (Schema has no public method for them);
 # - the retry conditions and Retry-After-aware wait, so the kit retries as dlt would.
 # They are imported on first use (PEP 562), like every dlt module here: the readers of a DuckDB
 # file, and ``import analytics_kit``, run without importing dlt.
 __all__ = [
     "DEFAULT_RETRY_EXCEPTIONS", "DictValidationException", "TColumnSchema", "coerce_value", "extract_union_types",
-    "get_literal_args", "get_nested_tables", "get_type_hints", "get_type_name", "is_iso_timestamp",
-    "is_literal_type", "is_optional_type", "is_typeddict", "is_union_type", "jsonpath", "py_type_to_sc_type",
+    "get_literal_args", "get_nested_tables", "get_root_table", "get_type_hints", "get_type_name", "is_complete_column",
+    "is_iso_timestamp", "is_literal_type", "is_optional_type", "is_typeddict", "is_union_type", "jsonpath",
+    "py_type_to_sc_type",
     "retry_if_status", "validate_dict", "wait_exponential_retry_after",
 ]
 
@@ -59,7 +61,7 @@ def __getattr__(name: str) -> Any:
     from dlt.common.exceptions import DictValidationException  # noqa: F401
     from dlt.common.schema.detections import is_iso_timestamp  # noqa: F401
     from dlt.common.schema.typing import TColumnSchema  # noqa: F401, F811
-    from dlt.common.schema.utils import get_nested_tables  # noqa: F401
+    from dlt.common.schema.utils import get_nested_tables, get_root_table, is_complete_column  # noqa: F401
     from dlt.common.typing import (  # noqa: F401
         extract_union_types, get_literal_args, get_type_hints, get_type_name, is_literal_type, is_optional_type,
         is_typeddict, is_union_type,

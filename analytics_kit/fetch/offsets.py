@@ -76,8 +76,11 @@ class OffsetPass:
     """
 
     def __init__(self, owner: KitPaginate, paginator: OffsetPaginator, send_kwargs: dict,
-                 request_kwargs: dict, data_selector: Any, newest_field: str | None = None) -> None:
+                 request_kwargs: dict, data_selector: Any, newest_field: str | None = None,
+                 start: int | None = None) -> None:
         self.owner = owner
+        # the first offset asked: the paginator's, or one of the kit's (a pass half a page later: realigned.py)
+        self.start = paginator.initial_value if start is None else start
         self.newest_field = newest_field
         self.newest: Any = None
         self.paginator = paginator
@@ -170,7 +173,7 @@ class OffsetPass:
             # dlt's error where the listing's first page has none (total_path is wrong); a later page's lack, an
             # empty page's, or the first page's asked again, is a glitch: as a total that is no count (helper-102,
             # helper-111: it failed the load)
-            if ((not totals or totals[0] is None) and rows and offset == self.paginator.initial_value
+            if ((not totals or totals[0] is None) and rows and offset == self.start
                     and self.owner.resource not in self.owner.stats.totals):
                 seam.missing_total(self.paginator, body)
             return Page(rows, offset=offset, request=shown, total=totals[0] if totals else None, sent=sent, said=said)
@@ -202,7 +205,7 @@ class OffsetPass:
         step, limit, maximum = p.value_step, p.limit, p.maximum_value
         # the first page: the resource's own session, the extracting thread
         started = time.perf_counter()
-        page = self.fetch(p.initial_value, self.owner.client.session)
+        page = self.fetch(self.start, self.owner.client.session)
         if (first_total := usable_total(page.total)) is not None:  # for the progress display, before the newest
             self.owner.stats.total(self.owner.resource, first_total)
         if self.newest_field is not None and not page.ignored:
@@ -214,7 +217,7 @@ class OffsetPass:
         window = 2 * workers
         self.workers = workers
         pending: deque[Future] = deque()
-        next_offset = p.initial_value + step
+        next_offset = self.start + step
         past_total = False  # a page beyond the total held records: it was too low
         pages_past = 0
         short: Page | None = None
@@ -383,7 +386,7 @@ class OffsetPass:
                             "load again later")
         if self.total is None:
             return
-        if expected and end <= self.paginator.initial_value:
+        if expected and end <= self.start:
             raise nothing_but_a_total(self.owner.resource, expected, page.request)
         if expected is not None and end < expected + self.paginator.base_index:
             self.short_of = (expected, end, page.request)  # a total too high, or records skipped (realigned.py)

@@ -352,15 +352,16 @@ class KitPaginate:
 
     def _listing(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                  data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict, *,
-                 newest_field: str | None = None, start_at: Any = None) -> OffsetPass:
-        """An offset pass over the listing; ``start_at``: from that cursor on (the start parameter set to it)."""
+                 newest_field: str | None = None, start_at: Any = None, offset: int | None = None) -> OffsetPass:
+        """An offset pass over the listing; ``start_at``: from that cursor on (the start parameter set to it);
+        ``offset``: from that offset on, not the paginator's first."""
         if start_at is not None and self.start is not None:
             params = {**(params or {}), self.start[0]: self.start[1](start_at)}
         return OffsetPass(self, paginator or copy.deepcopy(self.client.paginator), kwargs, dict(
             path_or_url=path, method=method, params=params, json=json, data=data, auth=auth or self.client.auth,
             headers=headers, hooks=hooks if hooks and "response" in hooks else {
                 **(hooks or {}), "response": [seam.response_handler(self.client)]}),
-            data_selector or self.client.data_selector, newest_field)
+            data_selector or self.client.data_selector, newest_field, offset)
 
     def _one_pass(self, path: str, method: str, params: dict | None, json: Any, auth: Any, paginator: Any,
                   data_selector: Any, hooks: Any, headers: dict | None, data: Any, kwargs: dict,

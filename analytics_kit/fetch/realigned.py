@@ -14,7 +14,6 @@ says, short of a key, the same way in two passes, and the kit warned that up to 
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from analytics_kit.fetch.tally import Tally, joined
@@ -45,11 +44,10 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
         outcome["merge"] = owner.stats.merge_instead(owner.resource, f"its pages ended short of the API's total ({end} "
                                                      f"of {expected}) and were paged again")
         owner.replace = None
-    shifted = copy.deepcopy(paginator)
-    shifted.initial_value += step // 2
     owner.stats.paged(owner.resource)
     second = Tally(owner.primary_key, owner.naming)
-    pages = ((page, page.request) for page in listing(paginator=shifted).run())
+    pages = ((page, page.request) for page in listing(paginator=paginator, offset=paginator.initial_value + step // 2)
+             .run())
     checked = owner._checked(pages, second)
     yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
     kind = owner.key_kind()
@@ -70,11 +68,10 @@ def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: 
     step = paginator.value_step
     if step < 2 or paginator.maximum_value is not None or paginator.initial_value != paginator.base_index:
         return False
-    shifted = copy.deepcopy(paginator)
-    shifted.initial_value += step // 2
     owner.stats.paged(owner.resource)
     second = Tally(owner.primary_key, owner.naming)
-    checked = owner._checked(((page, page.request) for page in listing(paginator=shifted).run()), second)
+    checked = owner._checked(((page, page.request) for page in listing(
+        paginator=paginator, offset=paginator.initial_value + step // 2).run()), second)
     yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
     kind = owner.key_kind()
     before = joined(passes, owner.primary_key, owner.naming).distinct_as(kind)

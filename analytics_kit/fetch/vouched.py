@@ -130,7 +130,7 @@ def look_up(owner: KitPaginate, passes: list[Tally], missing: int, listing: Call
     for cursor in wanted:
         pass_ = listing(start_at=cursor)
         try:
-            page = pass_.fetch(pass_.paginator.initial_value, owner.client.session)
+            page = pass_.fetch(pass_.start, owner.client.session)
         except requests.RequestException as error:
             logger.info("%s: looking up the records the last pass missed failed (%s)", owner.resource, error)
             return None

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlt.common.schema.utils import get_root_table, is_complete_column
-
 from analytics_kit import seam
 from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.replace import table_of
@@ -30,20 +28,20 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
     naming = schema.naming.normalize_table_identifier
     roots = {naming(table_of(resource)): resource for resource in source.resources.values()}
     tables = {t["name"]: t for t in schema.data_tables(seen_data_only=True)
-              if get_root_table(schema.tables, t["name"])["name"] in roots}
+              if seam.get_root_table(schema.tables, t["name"])["name"] in roots}
     if not tables:
         return
     lacking: dict[str, list[str] | None] = {}
     for name, table in tables.items():
         if name not in stored:
             lacking[name] = None
-        elif columns := [c for c, column in table["columns"].items() if is_complete_column(column)
+        elif columns := [c for c, column in table["columns"].items() if seam.is_complete_column(column)
                          and c not in stored[name]]:
             lacking[name] = columns
     if not lacking:
         return
     cursored = [name for name in lacking
-                if seam.resource_incremental(roots[get_root_table(schema.tables, name)["name"]]) is not None]
+                if seam.resource_incremental(roots[seam.get_root_table(schema.tables, name)["name"]]) is not None]
     if mode == "incremental" and cursored:
         name = cursored[0]
         gone = (f"the table {name!r} is gone from the destination" if lacking[name] is None else
