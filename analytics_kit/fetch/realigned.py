@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from analytics_kit.errors import LoadError
 from analytics_kit.fetch.tally import Tally, joined
 
 if TYPE_CHECKING:
@@ -32,9 +33,14 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
     said = f"the API said total={expected} but returned no records after offset {end} ({request})"
     alone = f"{said}; loaded the {end:,} it returned"
     step = paginator.value_step
+    if attempt > 1 and outcome.get("short"):  # the first pass's words, and its second look, stand for the listing
+        return None
+    outcome["short"] = True
     if (attempt > 1 or first.key is None or not owner.repage or step < 2 or paginator.maximum_value is not None
             or paginator.initial_value != paginator.base_index or end <= paginator.initial_value + step):
-        owner.warn(alone)
+        # records may be missing: an append, scd2 or upsert table, or a limit of 1, cannot be paged again (helper-156)
+        owner.warn(f"{alone} (if the total is right, records the API's pages skipped are missing, and this listing "
+                   "is not paged again to look for them)")
         return None
     if owner.replace is not None:  # both passes' rows are staged: dlt's merge keeps one of each key
         if not owner.replace.switchable:
@@ -55,9 +61,16 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
     if union == before:
         owner.warn(f"{alone}; a second pass with its pages half a page later found no more")
         return second
-    owner.warn(f"{said}; a second pass with its pages half a page later found {union - before:,} more record(s) (its "
-               f"pages skip records at their boundaries, an offset off by one, or records moved while paged); loaded "
-               f"{union:,}" + (f", {expected - union:,} short of its total" if union < expected else ""))
+    found = f"a second pass with its pages half a page later found {union - before:,} more record(s)"
+    if union < expected:  # records skipped, more than that pass reached: a refresh would delete some (helper-156)
+        raise LoadError(f"Resource '{owner.resource}': {said}; {found}, so its pages skip records at their boundaries, "
+                        f"and {expected - union:,} of its total are still not served. Nothing from this run was "
+                        "committed.", guidance="The API's offset paging loses records (an offset off by one, or "
+                        "records moved while paged): run the load again later, and if it happens again, tell the "
+                        "API's provider; a load now would leave those records out and move the cursor past them.",
+                        resource=owner.resource)
+    owner.warn(f"{said}; {found} (its pages skip records at their boundaries, an offset off by one, or records moved "
+               f"while paged); loaded {union:,}")
     return second
 
 
