@@ -15,12 +15,12 @@ with Arrow's words, naming no record: it stops the load here, naming it.
 
 Timestamps with a declared precision below microseconds: dlt's parquet writer cuts them (.9996 at precision 3 was .999),
 where an INSERT into DuckDB rounds (1.000, as dlt's own load stores it: helper-152). The kit rounds them first, half
-up, as DuckDB's cast does.
+away from 1970, as DuckDB's cast does.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Callable, Iterable
 
@@ -40,6 +40,7 @@ _ANY = ("json", "complex")
 DEFAULT_NESTING = 1000
 # Rounding a value of any size to its scale: the default context's 28 digits raised for larger ones
 _WIDE = Context(prec=1000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class FieldColumns(dict):
@@ -188,10 +189,11 @@ class DeclaredTypes:
             held = json_value(value) if kind == "json" else coerced_value(value, kind)
         except COERCE_ERRORS:
             self._refuse(refused(column, index, kind, value, field, column in self.keys), rows, index)
-        if column in self.steps:
-            step = self.steps[column]
-            holder[field] = held.replace(microsecond=0) + timedelta(microseconds=(held.microsecond + step // 2)
-                                                                     // step * step)
+        if column in self.steps:  # half away from 1970, as DuckDB rounds its microseconds (before 1970 too: helper-156)
+            step, at = self.steps[column], held - _EPOCH.replace(tzinfo=held.tzinfo)
+            count = at.days * 86_400_000_000 + at.seconds * 1_000_000 + at.microseconds
+            rounded = (abs(count) + step // 2) // step * step
+            holder[field] = held - at + timedelta(microseconds=-rounded if count < 0 else rounded)
 
     def _decimal(self, holder: dict, field: Any, column: str, rows: list, index: int) -> bool:
         """Rounds a number to the column's scale, or refuses it; False for a value that is no number here."""
