@@ -305,6 +305,12 @@ INVALID: list[tuple[str, Any, type[Exception], str]] = [
     ("a response action named otherwise", edited(lambda c: c["resource_defaults"].setdefault("endpoint", {}).update(
         response_actions=[{"content": "gone", "action": "skip"}])), ConfigError,
      r"^resource_defaults\.endpoint\.response_actions\[0\]\.action: got 'skip'; expected"),
+    # dlt's TypeError at the first response, after a request (helper-156)
+    ("a response action of None", edited(lambda c: endpoint(c).update(response_actions=[{"status_code": 404,
+                                                                                           "action": None}])),
+     ConfigError, r"^resources\[0\]\.endpoint\.response_actions\[0\]\.action: got None; expected 'ignore'"),
+    ("a response action without its action", edited(lambda c: endpoint(c).update(response_actions=[{"status_code": 404}])),
+     ConfigError, r"^resources\[0\]\.endpoint\.response_actions\[0\]\.action: got None; expected 'ignore'"),
     ("a header value that is no text", edited(lambda c: endpoint(c).update(headers={"X-Page-Size": 100})),
      ConfigError, r"^resources\[0\]\.endpoint\.headers\.X-Page-Size: got a value of type int; expected text"),
     ("a paginator's total_path that is no JSON path", edited(lambda c: endpoint(c).update(

@@ -735,6 +735,11 @@ def test_a_child_key_naming_a_parent_field_not_included_says_include_from_parent
         ak.load(config(api.base_url), database=str(tmp_path / "a.duckdb"), progress=False)
     assert "is missing or null (its fields ['_parents_id']) in record 1" in str(caught.value), caught.value
     assert '"include_from_parent": ["id"]' in caught.value.guidance
+    alone = parents_and({"primary_key": "_parents_id", "write_disposition": "merge",  # a key of one field (helper-156)
+                         "endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}})
+    with pytest.raises(ak.LoadError) as caught:
+        ak.load(alone(api.base_url), database=str(tmp_path / "b.duckdb"), progress=False)
+    assert '"include_from_parent": ["id"]' in caught.value.guidance and "'_parents_id'" in caught.value.guidance
     included = parents_and({"primary_key": ["id", "_parents_id"], "write_disposition": "merge",
                             "include_from_parent": ["id"],
                             "endpoint": {"path": "/parents/{resources.parents.id}/children", "data_selector": "data"}})

@@ -35,10 +35,10 @@ def check_answers(endpoint: dict, path: str) -> None:
     check_headers(endpoint.get("headers"), join(path, "headers"))
     actions = endpoint.get("response_actions")
     for index, action in enumerate(actions if isinstance(actions, list) else ()):
-        named = action.get("action") if isinstance(action, dict) else None
-        if isinstance(named, str) and named != "ignore":
+        named = action.get("action") if isinstance(action, dict) else "ignore"
+        if named is None or isinstance(named, str) and named != "ignore":  # None, or none: dlt's TypeError in extract
             raise fail(f"{join(path, 'response_actions')}[{index}].action",
-                       f"got {named!r}{did_you_mean(named.strip().lower(), ['ignore'])}",
+                       f"got {named!r}{did_you_mean(named.strip().lower(), ['ignore']) if named else ''}",
                        "'ignore', a function, or a list of functions",
                        "dlt knows one action by name, 'ignore' (in lower case), which skips the matching responses; "
                        "any other name does nothing.")

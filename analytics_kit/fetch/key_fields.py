@@ -55,7 +55,7 @@ def missing_key(at: int, request: str, resource: str, primary_key: Any, key: Any
     """The ``LoadError`` for record ``at`` (from 0) of a page without its primary key (``key``: the record's, a tuple
     for a key of several fields, whose missing ones are named: helper-155)."""
     missing = [f for f, v in zip(primary_key, key) if v is None] if isinstance(key, tuple) else []
-    parent = [f for f in missing if isinstance(f, str) and f.startswith("_")]
+    parent = [f for f in missing or [primary_key] if isinstance(f, str) and f.startswith("_")]
     return LoadError(
         f"Resource '{resource}': the primary key {primary_key!r} is missing or null"
         f"{f' (its fields {missing})' if missing else ''} in record {at + 1} on {request}; a record without its key "
