@@ -7,6 +7,9 @@ and so did both modes after ``ALTER TABLE events DROP COLUMN value`` (helper-154
 
 from __future__ import annotations
 
+import threading
+import time
+
 import duckdb
 import pytest
 
@@ -71,3 +74,32 @@ def test_a_resource_that_reloads_its_listing_makes_a_dropped_table_again(api, tm
     run_sql(database, "DROP TABLE customers")
     assert ak.load(config, database=database, progress=False).rows == {"customers": 20}
     assert rows(database, "customers") == whole
+
+
+def test_a_table_dropped_while_an_incremental_load_fetches_stops_it_at_the_load_step(api, tmp_path):
+    """The file is let go of while the pages are fetched: a table dropped then was made again from the run's changes
+    alone, and the cursor moved past the rest (helper-156). Asked again as the load step starts; what this run adds
+    is no drop."""
+    config = ak.guide_config(api.base_url, api.api_key)
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config, database=database, progress=False)
+    api.advance(new=30, updated=5)
+    cursors = ak.state(database=database)["cursors"]
+    api.set_latency(0.05)
+    dropper = threading.Thread(target=lambda: (wait_for_requests(api), run_sql(database, "DROP TABLE events")))
+    dropper.start()
+    with pytest.raises(ak.ConfigError, match=r"the table 'events' is gone from the destination, dropped outside the "
+                                             r"kit while this load ran.*nothing from this run was committed"):
+        ak.load(config, database=database, progress=False, concurrency=1)
+    dropper.join()
+    api.set_latency(0)
+    assert ak.state(database=database)["cursors"] == cursors
+    ak.load(config, "full_refresh", database=database, progress=False)
+    assert len(rows(database, "events")) == 330
+
+
+def wait_for_requests(api, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    api.clear_log()
+    while not api.requests and time.monotonic() < deadline:
+        time.sleep(0.005)

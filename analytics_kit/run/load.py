@@ -46,6 +46,7 @@ from analytics_kit.store.memory import release_unused
 from analytics_kit.store.recovery import (begin, committed, drop_staging, empty_tables, forget, full_refresh_done,
                                           mark_full_refresh, open_pipeline)
 from analytics_kit.store.dropped import check_dropped
+from analytics_kit.store.sql import columns_of
 from analytics_kit.store.stored_types import judged_as_stored, refuse_retyped_columns
 from analytics_kit.store.target import Target, duckdb_memory
 
@@ -254,8 +255,9 @@ def _run(target: Target, source: Any, build: Callable[..., Any], mode: str, repl
             if pending:
                 mark_full_refresh(pipeline)  # before dlt drops or swaps the tables (see recovery)
             # counted only once dlt marks the load complete (see load_log)
-            record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before,
-                   row_counts=counts, started=started)
+            record(pipeline, source, stats, source_name=SOURCE_NAME, cursor_before=before, row_counts=counts,
+                   started=started, check=lambda client: check_dropped(  # the file was let go of meanwhile
+                       pipeline, source, mode, columns_of(client, client.dataset_name), start.columns))
             # a merge touches only the tables it has rows for: the others the API now leaves empty
             empty_tables(pipeline, [table for table in emptied if not counts.get(table)])
             try:

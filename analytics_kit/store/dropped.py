@@ -19,9 +19,12 @@ from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.replace import table_of
 
 
-def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[str]]) -> None:
+def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[str]],
+                  before: dict[str, set[str]] | None = None) -> None:
     """Makes the load's tables and columns that the destination lacks again, or refuses an incremental run (above);
-    ``stored``: each table of the dataset with its columns."""
+    ``stored``: each table of the dataset with its columns. Run again as the load step starts, with ``before``, the
+    columns at the start: the file is let go of while the pages are fetched, and a table dropped then lost the rows
+    the run did not bring (helper-156); only what was there at the start counts then, not what this run adds."""
     if not pipeline.default_schema_name:
         return
     schema = pipeline.default_schema
@@ -33,10 +36,12 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
         return
     lacking: dict[str, list[str] | None] = {}
     for name, table in tables.items():
+        if before is not None and name not in before:
+            continue
         if name not in stored:
             lacking[name] = None
         elif columns := [c for c, column in table["columns"].items() if seam.is_complete_column(column)
-                         and c not in stored[name]]:
+                         and c not in stored[name] and (before is None or c in before[name])]:
             lacking[name] = columns
     if not lacking:
         return
@@ -46,8 +51,10 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
         name = cursored[0]
         gone = (f"the table {name!r} is gone from the destination" if lacking[name] is None else
                 f"the table {name!r} has lost its column(s) {', '.join(map(repr, lacking[name]))}")
-        raise ConfigError(f"{gone}, dropped outside the kit since its last load: an incremental load would fill it "
-                          "with this run's changes alone, and its cursor would move past the rest", path="mode",
+        since = "since its last load" if before is None else "while this load ran"
+        raise ConfigError(f"{gone}, dropped outside the kit {since}: an incremental load would fill it with this "
+                          "run's changes alone, and its cursor would move past the rest; nothing from this run was "
+                          "committed", path="mode",
                           guidance="Run a full refresh once (mode=\"full_refresh\", or --full-refresh): it loads "
                           "every record again, into the table and columns made anew.")
     with pipeline.destination_client() as client:  # public: every destination's job client updates its schema so

@@ -36,11 +36,13 @@ FACTS_VERSION = 1
 
 
 def record(pipeline: Pipeline, source: DltSource, stats: LoadStats, *, source_name: str,
-           cursor_before: Mapping[str, Any], row_counts: Mapping[str, int], started: float) -> str | None:
+           cursor_before: Mapping[str, Any], row_counts: Mapping[str, int], started: float,
+           check: Callable[[Any], None] | None = None) -> str | None:
     """Writes this run's row, keyed by the normalized package's load id, before dlt loads it.
 
-    ``started`` is the run's ``time.perf_counter()`` start. Returns the load id, or None when
-    there is no package to load.
+    ``started`` is the run's ``time.perf_counter()`` start; ``check`` is called first with the same SQL client
+    (``dropped.py``: what SQL dropped while the pages were fetched). Returns the load id, or None when there is no
+    package to load.
     """
     packages = pipeline.list_normalized_load_packages()
     if not packages:
@@ -61,6 +63,8 @@ def record(pipeline: Pipeline, source: DltSource, stats: LoadStats, *, source_na
     }
     began = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - started)
     with pipeline.sql_client() as client:
+        if check is not None:
+            check(client)
         if not client.has_dataset():
             client.create_dataset()  # dlt's load step would create it next, and skips it now
         name = client.make_qualified_table_name(TABLE)
