@@ -103,3 +103,41 @@ def wait_for_requests(api, timeout: float = 20) -> None:
     api.clear_log()
     while not api.requests and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+def test_a_dropped_table_made_again_leaves_no_nested_rows_of_the_old_one(tmp_path):
+    """Dropping a resource's root table left its nested table's rows, and the reload added the same again: 80 rows,
+    40 of them belonging to no row (helper-156)."""
+    import json
+    import http.server
+
+    records = [{"id": i, "tags": ["a", "b"]} for i in range(20)]
+
+    class Listing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps({"data": records}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = {"client": {"base_url": f"http://127.0.0.1:{server.server_port}"},
+              "resources": [{"name": "items", "primary_key": "id", "write_disposition": "merge",
+                             "endpoint": {"path": "/items", "data_selector": "data", "paginator": "single_page"}}]}
+    database = str(tmp_path / "a.duckdb")
+    try:
+        ak.load(config, database=database, progress=False)
+        run_sql(database, "DROP TABLE items")
+        ak.load(config, database=database, progress=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    with duckdb.connect(database, read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM items").fetchall() == [(20,)]
+        assert con.sql("SELECT count(*), count(*) FILTER (WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM items)) "
+                       "FROM items__tags").fetchall() == [(40, 0)]
