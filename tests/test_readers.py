@@ -1149,6 +1149,16 @@ def test_timestamps_pandas_cannot_show_are_refused_with_the_cast(tmp_path):
         assert ak.query(f"SELECT * FROM (VALUES ({far}), (DATE '2020-02-02')) v(d) WHERE {advice}",
                         database=database).d.tolist() == [datetime.date(2020, 2, 2)]
     assert ak.query("SELECT DATE '9999-12-31' AS d", database=database).d[0] == datetime.date(9999, 12, 31)
+    # inside a list, a struct or a map: a TIMESTAMP_NS infinity read as 2262-04-11, a date like any (helper-156)
+    for nested in ("['infinity'::TIMESTAMP_NS]", "{'a': '-infinity'::TIMESTAMP_NS}", "MAP {'k': 'infinity'::TIMESTAMP_NS}",
+                   "[[DATE '10000-01-01']]", "{'t': [TIMESTAMPTZ '0044-03-15 00:00:00+00' - INTERVAL 100 YEAR]}"):
+        with pytest.raises(ak.QueryError, match=r"outside the years 1 to 9999.*: n\.") as caught:
+            ak.query(f"SELECT {nested} AS n", database=database)
+        assert '"n"::VARCHAR' in caught.value.guidance and "BETWEEN" not in caught.value.guidance
+        assert "kit query" not in caught.value.guidance
+        assert kit("query", f"SELECT {nested} AS n", "--database", str(database)).returncode == 1
+        assert ak.query(f"SELECT {nested}::VARCHAR AS n", database=database).n[0].count("infinity") <= 1
+    assert ak.query("SELECT [TIMESTAMP '2020-01-01'] AS l", database=database).l[0] == [datetime.datetime(2020, 1, 1)]
 
 
 def test_several_queries_in_one_sql_are_refused_not_all_but_the_last_dropped(loaded):

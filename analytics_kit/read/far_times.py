@@ -11,6 +11,7 @@ note); a year before 1 prints as the DuckDB CLI prints it, ``0044-03-15 (BC)``.
 from __future__ import annotations
 
 import re
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,30 +42,61 @@ def _as_counts(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.int32()).cast(pa.int64()) if pa.types.is_date32(column.type) else column.cast(pa.int64())
 
 
-def far_columns(table: pa.Table) -> list[int]:
-    """The timestamp and date columns of ``table`` holding a value pandas cannot show."""
+def far_columns(table: pa.Table, nested: bool = False) -> list[int]:
+    """The timestamp and date columns of ``table`` holding a value pandas cannot show; ``nested``: the lists, structs
+    and maps holding one instead."""
     far = []
     for index, field in enumerate(table.schema):
-        counts = _counts(field)
-        if counts and table.num_rows:
-            _, low, high, end = counts
-            least, most = pc.min_max(_as_counts(table.column(index))).values()
-            # in nanoseconds the years' bounds lie past 64 bits: there only the infinities are far
-            least, most = least.as_py(), most.as_py()
-            if least is not None and (least < low or most > high or end in (-least, most)):
-                far.append(index)
+        if not table.num_rows or pa.types.is_nested(field.type) is not nested:
+            continue
+        leaves = (leaf for chunk in table.column(index).chunks for leaf in _leaves(chunk)) if nested else \
+            [table.column(index)]
+        if any(_far(leaf) for leaf in leaves):
+            far.append(index)
     return far
 
 
-def refuse_far_timestamps(table: pa.Table, database: str) -> pa.Table:
-    """``table``, unless it holds such values: then the ``QueryError`` with the cast."""
-    far = [table.schema.field(i).name for i in far_columns(table)]
-    if far:
-        column = '"' + far[0].replace('"', '""') + '"'
-        raise QueryError(f"The result has dates or timestamps outside the years 1 to 9999, which pandas holds but cannot show: "
-                         f"{', '.join(far)}.", guidance=f"Cast them in the SQL, e.g. {column}::VARCHAR, or leave "
-                         f"them out (WHERE {column} BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999'); the DuckDB "
-                         "CLI and `analytics-kit query` show them as they are.", database=database)
+def _far(values: pa.Array | pa.ChunkedArray) -> bool:
+    counts = _counts(pa.field("v", values.type))
+    if counts is None or not len(values):
+        return False
+    _, low, high, end = counts
+    least, most = pc.min_max(_as_counts(values)).values()
+    # in nanoseconds the years' bounds lie past 64 bits: there only the infinities are far
+    least, most = least.as_py(), most.as_py()
+    return least is not None and (least < low or most > high or end in (-least, most))
+
+
+def _leaves(values: pa.Array) -> Iterator[pa.Array]:
+    """The values of a list, struct or map at any depth: a TIMESTAMP_NS infinity in a list read as 2262-04-11, which
+    pandas shows as a date like any (helper-156)."""
+    kind = values.type
+    if pa.types.is_map(kind):
+        yield from _leaves(values.keys)
+        yield from _leaves(values.items)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        yield from _leaves(values.flatten())
+    elif pa.types.is_struct(kind):
+        for i in range(kind.num_fields):
+            yield from _leaves(values.field(i))
+    else:
+        yield values
+
+
+def refuse_far_timestamps(table: pa.Table, database: str, nested_only: bool = False) -> pa.Table:
+    """``table``, unless it holds such values: then the ``QueryError`` with the cast (``nested_only``: in lists,
+    structs and maps only, which the command line cannot print as DuckDB does)."""
+    inside = far_columns(table, nested=True)
+    indices = sorted(inside + ([] if nested_only else far_columns(table)))
+    if indices:
+        names = [table.schema.field(i).name for i in indices]
+        column = '"' + names[0].replace('"', '""') + '"'
+        out = "" if indices[0] in inside else (f", or leave them out (WHERE {column} BETWEEN '0001-01-01' AND "
+                                               "'9999-12-31 23:59:59.999999')")
+        shown = "the DuckDB CLI shows them" if inside else "the DuckDB CLI and `analytics-kit query` show them"
+        raise QueryError(f"The result has dates or timestamps outside the years 1 to 9999, which pandas holds but "
+                         f"cannot show: {', '.join(names)}.", guidance=f"Cast them in the SQL, e.g. {column}::VARCHAR"
+                         f"{out}; {shown} as they are.", database=database)
     return table
 
 

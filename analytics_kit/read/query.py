@@ -155,7 +155,8 @@ def _query(sql: str, database: str | Path, params: Sequence[Any] | None, destina
            dataset: str | None, *, printed: bool) -> pd.DataFrame:
     _text("sql", sql, "the SQL as text, e.g. ak.query('SELECT count(*) FROM events')")
     table = _arrow(Target.of(destination, database, dataset), sql, params, database, warn=True)
-    table = far_as_text(table) if printed else refuse_far_timestamps(table, str(database))
+    table = far_as_text(refuse_far_timestamps(table, str(database), nested_only=True)) if printed else \
+        refuse_far_timestamps(table, str(database))
     try:
         return _nested_exact(table, _timedeltas(table).to_pandas(types_mapper=_nullable()))
     except (pa.ArrowNotImplementedError, ValueError, NotImplementedError, OverflowError) as error:
