@@ -141,3 +141,22 @@ def test_a_dropped_table_made_again_leaves_no_nested_rows_of_the_old_one(tmp_pat
         assert con.sql("SELECT count(*) FROM items").fetchall() == [(20,)]
         assert con.sql("SELECT count(*), count(*) FILTER (WHERE _dlt_parent_id NOT IN (SELECT _dlt_id FROM items)) "
                        "FROM items__tags").fetchall() == [(40, 0)]
+
+
+@pytest.mark.parametrize("own", ["CREATE VIEW events AS SELECT 42 AS answer", "CREATE TABLE events AS SELECT 42 AS id"])
+def test_a_view_or_table_of_ones_own_in_a_loads_place_is_named_not_replaced(api, tmp_path, own):
+    """A view or table made by SQL where the load's table was: a full refresh failed with DuckDB's "Can only modify
+    view with ALTER VIEW", or replaced the user's table without a word (helper-156)."""
+    config = ak.guide_config(api.base_url, api.api_key)
+    database = str(tmp_path / "a.duckdb")
+    ak.load(config, database=database, progress=False)
+    run_sql(database, f"DROP TABLE events; {own}")
+    for mode in ("incremental", "full_refresh"):
+        with pytest.raises(ak.ConfigError, match=r"^mode: the table 'events' in the destination is not the one the "
+                                                 r"load made") as caught:
+            ak.load(config, mode, database=database, progress=False)
+        assert "RENAME TO" in caught.value.guidance
+    with duckdb.connect(database, read_only=True) as con:
+        assert con.sql("SELECT * FROM events").fetchall() == [(42,)]  # left alone
+    run_sql(database, "DROP VIEW events" if "VIEW" in own else "DROP TABLE events")
+    assert ak.load(config, "full_refresh", database=database, progress=False).rows["events"] == 300

@@ -45,6 +45,15 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
             lacking[name] = columns
     if not lacking:
         return
+    # without dlt's row ids it is no table of the load's: a view or a table made by SQL in its place, which a full
+    # refresh failed on ("Can only modify view with ALTER VIEW") or emptied without a word (helper-156)
+    foreign = next((name for name, columns in lacking.items() if columns and "_dlt_id" in columns), None)
+    if foreign is not None:
+        raise ConfigError(f"the table {foreign!r} in the destination is not the one the load made: it lacks the "
+                          f"load's columns ({', '.join(map(repr, lacking[foreign][:4]))}...), a view or a table made "
+                          "in its place outside the kit; nothing from this run was committed", path="mode",
+                          guidance=f"Rename your own {foreign!r} (ALTER TABLE or ALTER VIEW ... RENAME TO ...), or "
+                          "drop it, then run a full refresh once to make the load's table again.")
     cursored = [name for name in lacking
                 if seam.resource_incremental(roots[seam.get_root_table(schema.tables, name)["name"]]) is not None]
     if mode == "incremental" and cursored:
