@@ -466,6 +466,12 @@ def test_pages_that_skip_a_record_at_their_boundaries_are_paged_again_half_a_pag
         assert "found 50 more record(s), so its pages skip records at their boundaries, and 10 of its total are still "\
                "not served. Nothing from this run was committed" in str(error), error
         assert table() == before
+    # the same at one boundary (a record twice and more skipped than the pass half a page later reaches)
+    api.transform = lambda body, offset: {**body, "data": ordered[offset + 60:offset + 160]} if 200 <= offset < 300 \
+        else body
+    error = watch.fails(config, mode="full_refresh")
+    assert "60 record(s) the API's total counts were missing the same way in two passes, and a pass with its pages " \
+           "half a page later found 50 of them" in str(error) and table() == before, error
     api.transform = None
     first = watch.succeeds(config, database="first.duckdb")  # a first load, into a new file
     assert first.rows == {"events": 500} and table("first.duckdb") == served(api)

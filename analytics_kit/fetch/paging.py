@@ -268,9 +268,8 @@ class KitPaginate:
             # seen by the last pass could make up the count for one that no pass saw
             if (attempt > 1 and missing and not shrank and not copied and "newest" in outcome and self.start is not None
                     and tally.total is not None and union <= tally.total):
-                answers = yield from vouched.look_up(self, passes, missing, functools.partial(
-                    self._listing, path, method, params, json, auth, paginator, data_selector, hooks, headers, data,
-                    kwargs))
+                answers = yield from vouched.look_up(self, passes, missing, functools.partial(listing,
+                                                                                          paginator=paginator))
                 if answers is not None:
                     every = joined([*passes, answers], self.primary_key, self.naming)
                     self._rows_are_keys(every.distinct_as(kind))

@@ -14,6 +14,7 @@ says, short of a key, the same way in two passes, and the kit warned that up to 
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from analytics_kit.errors import LoadError
@@ -22,6 +23,11 @@ from analytics_kit.fetch.tally import Tally, joined
 if TYPE_CHECKING:
     from analytics_kit.fetch.offsets import OffsetPass
     from analytics_kit.fetch.paging import KitPaginate
+
+
+_SKIPS = ("The API's offset paging loses records (an offset off by one, or records moved while paged): run the load "
+          "again later, and if it happens again, tell the API's provider; a load now would leave those records out "
+          "and move the cursor past them.")
 
 
 def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, listing: Callable[..., OffsetPass],
@@ -50,12 +56,7 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
         outcome["merge"] = owner.stats.merge_instead(owner.resource, f"its pages ended short of the API's total ({end} "
                                                      f"of {expected}) and were paged again")
         owner.replace = None
-    owner.stats.paged(owner.resource)
-    second = Tally(owner.primary_key, owner.naming)
-    pages = ((page, page.request) for page in listing(paginator=paginator, offset=paginator.initial_value + step // 2)
-             .run())
-    checked = owner._checked(pages, second)
-    yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    second = yield from _half_page_later(owner, paginator, listing)
     kind = owner.key_kind()
     before, union = first.distinct_as(kind), joined([first, second], owner.primary_key, owner.naming).distinct_as(kind)
     if union == before:
@@ -65,10 +66,7 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
     if union < expected:  # records skipped, more than that pass reached: a refresh would delete some (helper-156)
         raise LoadError(f"Resource '{owner.resource}': {said}; {found}, so its pages skip records at their boundaries, "
                         f"and {expected - union:,} of its total are still not served. Nothing from this run was "
-                        "committed.", guidance="The API's offset paging loses records (an offset off by one, or "
-                        "records moved while paged): run the load again later, and if it happens again, tell the "
-                        "API's provider; a load now would leave those records out and move the cursor past them.",
-                        resource=owner.resource)
+                        "committed.", guidance=_SKIPS, resource=owner.resource)
     owner.warn(f"{said}; {found} (its pages skip records at their boundaries, an offset off by one, or records moved "
                f"while paged); loaded {union:,}")
     return second
@@ -81,18 +79,30 @@ def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: 
     step = paginator.value_step
     if step < 2 or paginator.maximum_value is not None or paginator.initial_value != paginator.base_index:
         return False
-    owner.stats.paged(owner.resource)
-    second = Tally(owner.primary_key, owner.naming)
-    checked = owner._checked(((page, page.request) for page in listing(
-        paginator=paginator, offset=paginator.initial_value + step // 2).run()), second)
-    yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    second = yield from _half_page_later(owner, paginator, listing)
     kind = owner.key_kind()
     before = joined(passes, owner.primary_key, owner.naming).distinct_as(kind)
     union = joined([*passes, second], owner.primary_key, owner.naming).distinct_as(kind)
     owner._rows_are_keys(union)
-    if union - before < missing:
+    if union == before:
         return False
+    if union - before < missing:  # some found: the pages skip records, and a load would leave the rest out
+        raise LoadError(f"Resource '{owner.resource}': {missing:,} record(s) the API's total counts were missing the "
+                        f"same way in two passes, and a pass with its pages half a page later found {union - before:,} "
+                        "of them: its pages skip records at their boundaries. Nothing from this run was committed.",
+                        guidance=_SKIPS, resource=owner.resource)
     owner.warn(f"{missing:,} record(s) the API's total counts were missing the same way in two passes; a pass with its "
                "pages half a page later found them (its pages skip records at a boundary: an offset off by one); "
                f"loaded {union:,}")
     return True
+
+
+def _half_page_later(owner: KitPaginate, paginator: Any, listing: Callable[..., OffsetPass]) -> Iterator[Any]:
+    """Pages the listing from half a page after its first offset, checked and converted as every pass is; yields the
+    pages to dlt and returns their tally."""
+    owner.stats.paged(owner.resource)
+    tally = Tally(owner.primary_key, owner.naming)
+    pass_ = listing(paginator=copy.deepcopy(paginator), offset=paginator.initial_value + paginator.value_step // 2)
+    checked = owner._checked(((page, page.request) for page in pass_.run()), tally)
+    yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    return tally
