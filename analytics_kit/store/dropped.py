@@ -56,16 +56,21 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
                           "drop it, then run a full refresh once to make the load's table again.")
     cursored = [name for name in lacking
                 if seam.resource_incremental(roots[seam.get_root_table(schema.tables, name)["name"]]) is not None]
-    if mode == "incremental" and cursored:
-        name = cursored[0]
+    if before is not None or mode == "incremental" and cursored:
+        # while the load ran, in any mode: its files were written for the tables as they were (a full refresh
+        # then loaded without a column dropped meanwhile); the next run's start makes them again
+        name = cursored[0] if mode == "incremental" and cursored else next(iter(lacking))
         gone = (f"the table {name!r} is gone from the destination" if lacking[name] is None else
                 f"the table {name!r} has lost its column(s) {', '.join(map(repr, lacking[name]))}")
         since = "since its last load" if before is None else "while this load ran"
-        raise ConfigError(f"{gone}, dropped outside the kit {since}: an incremental load would fill it with this "
-                          "run's changes alone, and its cursor would move past the rest; nothing from this run was "
-                          "committed", path="mode",
+        refresh = mode == "incremental" and name in cursored
+        raise ConfigError(f"{gone}, dropped outside the kit {since}: "
+                          + ("an incremental load would fill it with this run's changes alone, and its cursor would "
+                             "move past the rest" if refresh else "this run's files were written for it as it was")
+                          + "; nothing from this run was committed", path="mode",
                           guidance="Run a full refresh once (mode=\"full_refresh\", or --full-refresh): it loads "
-                          "every record again, into the table and columns made anew.")
+                          "every record again, into the table and columns made anew." if refresh else
+                          "Run the load again: it makes the table and columns anew before it writes.")
     # the nested rows of a table dropped whole belong to no row now: reloaded beside them, they were twice (helper-156)
     orphans = [t["name"] for name in lacking if lacking[name] is None
                for t in seam.get_nested_tables(schema.tables, name) if t["name"] != name and t["name"] in stored]
