@@ -367,7 +367,7 @@ VALID: list[tuple[str, Config, dict[str, str]]] = [
             "seen_at": {"data_type": "timestamp", "precision": p, "timezone": False},
             "at": {"data_type": "time", "precision": p}},
             "endpoint": {"path": "/odd/instants", "data_selector": "data", "paginator": "single_page"}}]}), {})
-      for p in (0, 3)],
+      for p in (0, 1, 3, 4)],  # 1: the column keeps milliseconds, not tenths (helper-157)
     ("http_basic fields from secrets", secure({"type": "http_basic"}),
      {"CREDENTIALS__USERNAME": USERNAME, "CREDENTIALS__PASSWORD": PASSWORD}),
     ("string resources", with_base(lambda base: {"client": {"base_url": base + "/"},

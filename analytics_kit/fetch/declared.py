@@ -116,10 +116,11 @@ class DeclaredTypes:
         shapes = {name: exact_shape(hint, wei) for name, hint in named.items()}
         self.decimals = {name: (shape[0], shape[1], Decimal(1).scaleb(-shape[1]))
                          for name, shape in shapes.items() if shape is not None}
-        # timestamps rounded to their precision: column -> microseconds a step (1000 at precision 3)
-        self.steps = {name: 10 ** (6 - hint["precision"]) for name, hint in named.items()
+        # timestamps rounded to their column's unit, as DuckDB's TIMESTAMP_S (precision 0) and TIMESTAMP_MS (1 to 3)
+        # round them: column -> microseconds a step; from 4 on the column keeps microseconds (helper-157)
+        self.steps = {name: 1_000_000 if hint["precision"] == 0 else 1000 for name, hint in named.items()
                       if hint["data_type"] == "timestamp" and type(hint.get("precision")) is int
-                      and 0 <= hint["precision"] < 6}
+                      and 0 <= hint["precision"] <= 3}
         self.nesting = DEFAULT_NESTING if nesting is None else nesting
         self.columns = FieldColumns(field_naming, self.kinds)  # a record's field -> the declared column it fills
         self.flattened = flattened
@@ -190,10 +191,11 @@ class DeclaredTypes:
         except COERCE_ERRORS:
             self._refuse(refused(column, index, kind, value, field, column in self.keys), rows, index)
         if column in self.steps:  # half away from 1970, as DuckDB rounds its microseconds (before 1970 too: helper-156)
-            step, at = self.steps[column], held - _EPOCH.replace(tzinfo=held.tzinfo)
-            count = at.days * 86_400_000_000 + at.seconds * 1_000_000 + at.microseconds
+            step, epoch = self.steps[column], _EPOCH.replace(tzinfo=held.tzinfo)
+            at = datetime.__sub__(held, epoch)  # a timedelta: pendulum's own subtraction gives years and months
+            count = (at.days * 86_400 + at.seconds) * 1_000_000 + at.microseconds
             rounded = (abs(count) + step // 2) // step * step
-            holder[field] = held - at + timedelta(microseconds=-rounded if count < 0 else rounded)
+            holder[field] = epoch + timedelta(microseconds=-rounded if count < 0 else rounded)
 
     def _decimal(self, holder: dict, field: Any, column: str, rows: list, index: int) -> bool:
         """Rounds a number to the column's scale, or refuses it; False for a value that is no number here."""
