@@ -220,14 +220,12 @@ class KitPaginate:
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
             if tally.short_of is not None:  # records skipped at page boundaries, or a total too high
-                extra = yield from realigned.second_look(self, tally, attempt, paginator or self.client.paginator,
-                                                         listing, outcome)
-                if extra is not None:
-                    passes.append(extra)
+                yield from realigned.second_look(self, tally, attempt, paginator or self.client.paginator, listing,
+                                                 outcome)
             if self.shares and self.repage and tally.key is not None:  # each key once across the table's resources
                 self.stats.shared.setdefault(self.shares, Tally(self.primary_key, self.naming)).absorb(tally)
             union, kind = None, self.key_kind()
-            if len(passes) > 1 or tally.distinct() < tally.rows:
+            if attempt > 1 or tally.distinct() < tally.rows:
                 every = joined(passes, self.primary_key, self.naming)
                 union = every.distinct_as(kind)  # as the table's key column holds them
                 self._rows_are_keys(union)
@@ -238,7 +236,7 @@ class KitPaginate:
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            proven = len(passes) == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
+            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
             if union is None and not proven and (held := tally.distinct_as(kind)) < tally.rows:
                 self._rows_are_keys(held)
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):

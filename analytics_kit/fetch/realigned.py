@@ -18,7 +18,8 @@ import copy
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from analytics_kit.errors import LoadError
-from analytics_kit.fetch.tally import Tally, joined
+from analytics_kit.fetch.offset_pages import Page
+from analytics_kit.fetch.tally import Flag, Tally, joined
 
 if TYPE_CHECKING:
     from analytics_kit.fetch.offsets import OffsetPass
@@ -33,35 +34,30 @@ _SKIPS = ("The API's offset paging loses records (an offset off by one, or recor
 def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, listing: Callable[..., OffsetPass],
                 outcome: dict) -> Iterator[Any]:
     """Where the first pass over a whole listing ended short of its total (``first.short_of``), pages it again half a
-    page later, yields those pages to dlt, and returns their tally; says what it found either way. None where it did
-    not page again (another pass, no key, a listing of one page)."""
+    page later, yields the records of keys the first did not see to dlt, counted in ``first``; says what it found
+    either way."""
     expected, end, request = first.short_of
     said = f"the API said total={expected} but returned no records after offset {end} ({request})"
     alone = f"{said}; loaded the {end:,} it returned"
     step = paginator.value_step
     if attempt > 1 and outcome.get("short"):  # the first pass's words, and its second look, stand for the listing
-        return None
+        return
     outcome["short"] = True
-    if (attempt > 1 or first.key is None or not owner.repage or step < 2 or paginator.maximum_value is not None
+    if (attempt > 1 or first.key is None or step < 2 or paginator.maximum_value is not None
             or paginator.initial_value != paginator.base_index or end <= paginator.initial_value + step):
-        # records may be missing: an append, scd2 or upsert table, or a limit of 1, cannot be paged again (helper-156)
+        # records may be missing: no key to tell them by, or a limit of 1, cannot be paged again (helper-156)
         owner.warn(f"{alone} (if the total is right, records the API's pages skipped are missing, and this listing "
                    "is not paged again to look for them)")
-        return None
-    if owner.replace is not None:  # both passes' rows are staged: dlt's merge keeps one of each key
-        if not owner.replace.switchable:
-            from analytics_kit.fetch.replace import MergeNeeded
-
-            raise MergeNeeded(owner.resource, f"its pages ended short of the API's total ({end} of {expected})")
-        outcome["merge"] = owner.stats.merge_instead(owner.resource, f"its pages ended short of the API's total ({end} "
-                                                     f"of {expected}) and were paged again")
-        owner.replace = None
-    second = yield from _half_page_later(owner, paginator, listing)
+        return
+    # only the records of keys the first pass did not see are loaded: each key once, in any write disposition (a
+    # replace table lost a record to an API off by one, helper-157), and a full refresh stays a replace
     kind = owner.key_kind()
-    before, union = first.distinct_as(kind), joined([first, second], owner.primary_key, owner.naming).distinct_as(kind)
+    before = first.distinct_as(kind)
+    first.absorb((yield from _half_page_later(owner, paginator, listing, [first])))
+    union = first.distinct_as(kind)
     if union == before:
         owner.warn(f"{alone}; a second pass with its pages half a page later found no more")
-        return second
+        return
     found = f"a second pass with its pages half a page later found {union - before:,} more record(s)"
     if union < expected:  # records skipped, more than that pass reached: a refresh would delete some (helper-156)
         raise LoadError(f"Resource '{owner.resource}': {said}; {found}, so its pages skip records at their boundaries, "
@@ -69,7 +65,6 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
                         "committed.", guidance=_SKIPS, resource=owner.resource)
     owner.warn(f"{said}; {found} (its pages skip records at their boundaries, an offset off by one, or records moved "
                f"while paged); loaded {union:,}")
-    return second
 
 
 def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: Any,
@@ -79,7 +74,7 @@ def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: 
     step = paginator.value_step
     if step < 2 or paginator.maximum_value is not None or paginator.initial_value != paginator.base_index:
         return False
-    second = yield from _half_page_later(owner, paginator, listing)
+    second = yield from _half_page_later(owner, paginator, listing, passes)
     kind = owner.key_kind()
     before = joined(passes, owner.primary_key, owner.naming).distinct_as(kind)
     union = joined([*passes, second], owner.primary_key, owner.naming).distinct_as(kind)
@@ -97,12 +92,24 @@ def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: 
     return True
 
 
-def _half_page_later(owner: KitPaginate, paginator: Any, listing: Callable[..., OffsetPass]) -> Iterator[Any]:
-    """Pages the listing from half a page after its first offset, checked and converted as every pass is; yields the
-    pages to dlt and returns their tally."""
+def _half_page_later(owner: KitPaginate, paginator: Any, listing: Callable[..., OffsetPass],
+                     earlier: list[Tally]) -> Iterator[Any]:
+    """Pages the listing from half a page after its first offset, checked and converted as every pass is; yields to
+    dlt the records whose keys no pass of ``earlier`` saw, and returns their tally."""
     owner.stats.paged(owner.resource)
-    tally = Tally(owner.primary_key, owner.naming)
+    tally, keys_of = Tally(owner.primary_key, owner.naming), earlier[0].keys_of
+    ints = set().union(*(t.ints for t in earlier))
+    others = set().union(*(t.others for t in earlier))
+
+    def unseen(pages: Iterator[Page]) -> Iterator[tuple[Page, str]]:
+        for page in pages:
+            records = [r for r in page if isinstance(r, dict)]
+            kept = [r for r, key in zip(records, keys_of(records)) if key is not None
+                    and not (key in ints if type(key) is int else (Flag(key) if type(key) is bool else key) in others)]
+            yield Page(kept, offset=page.offset, request=page.request, total=page.total, sent=page.sent,
+                       said=page.said, slot=page.slot), page.request
+
     pass_ = listing(paginator=copy.deepcopy(paginator), offset=paginator.initial_value + paginator.value_step // 2)
-    checked = owner._checked(((page, page.request) for page in pass_.run()), tally)
+    checked = owner._checked(unseen(pass_.run()), tally)
     yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
     return tally
