@@ -152,20 +152,28 @@ def test_a_dropped_table_made_again_leaves_no_nested_rows_of_the_old_one(tmp_pat
                        "FROM items__tags").fetchall() == [(40, 0)]
 
 
-@pytest.mark.parametrize("own", ["CREATE VIEW events AS SELECT 42 AS answer", "CREATE TABLE events AS SELECT 42 AS id"])
-def test_a_view_or_table_of_ones_own_in_a_loads_place_is_named_not_replaced(api, tmp_path, own):
+@pytest.mark.parametrize("own, gone", [
+    ("DROP TABLE events; CREATE VIEW events AS SELECT 42 AS answer", "DROP VIEW events"),
+    ("DROP TABLE events; CREATE TABLE events AS SELECT 42 AS id", "DROP TABLE events"),
+    # with the load's columns: the full refresh renamed the view aside, and every later load failed (helper-157)
+    ("ALTER TABLE events RENAME TO mine; CREATE VIEW events AS SELECT 42 AS id FROM mine LIMIT 1", "DROP VIEW events"),
+    # with dlt's row ids: the full refresh the advice named failed on _dlt_load_id's NOT NULL (helper-157)
+    ("DROP TABLE events; CREATE TABLE events (id BIGINT, _dlt_id VARCHAR); INSERT INTO events VALUES (42, 'x')",
+     "DROP TABLE events"),
+], ids=["view", "table", "view with the load's columns", "table with _dlt_id"])
+def test_a_view_or_table_of_ones_own_in_a_loads_place_is_named_not_replaced(api, tmp_path, own, gone):
     """A view or table made by SQL where the load's table was: a full refresh failed with DuckDB's "Can only modify
     view with ALTER VIEW", or replaced the user's table without a word (helper-156)."""
     config = ak.guide_config(api.base_url, api.api_key)
     database = str(tmp_path / "a.duckdb")
     ak.load(config, database=database, progress=False)
-    run_sql(database, f"DROP TABLE events; {own}")
+    run_sql(database, own)
     for mode in ("incremental", "full_refresh"):
         with pytest.raises(ak.ConfigError, match=r"^mode: the table 'events' in the destination is not the one the "
                                                  r"load made") as caught:
             ak.load(config, mode, database=database, progress=False)
         assert "RENAME TO" in caught.value.guidance
     with duckdb.connect(database, read_only=True) as con:
-        assert con.sql("SELECT * FROM events").fetchall() == [(42,)]  # left alone
-    run_sql(database, "DROP VIEW events" if "VIEW" in own else "DROP TABLE events")
+        assert con.sql("SELECT * FROM events").fetchall()[0][0] == 42  # left alone
+    run_sql(database, gone)
     assert ak.load(config, "full_refresh", database=database, progress=False).rows["events"] == 300

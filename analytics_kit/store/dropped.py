@@ -17,6 +17,7 @@ from typing import Any
 from analytics_kit import seam
 from analytics_kit.errors import ConfigError
 from analytics_kit.fetch.replace import table_of
+from analytics_kit.store.sql import ViewColumns
 
 
 def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[str]],
@@ -43,17 +44,20 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
         elif columns := [c for c, column in table["columns"].items() if seam.is_complete_column(column)
                          and c not in stored[name] and (before is None or c in before[name])]:
             lacking[name] = columns
-    if not lacking:
-        return
-    # without dlt's row ids it is no table of the load's: a view or a table made by SQL in its place, which a full
-    # refresh failed on ("Can only modify view with ALTER VIEW") or emptied without a word (helper-156)
-    foreign = next((name for name, columns in lacking.items() if columns and "_dlt_id" in columns), None)
+    # a view, or a table without dlt's own columns, is no table of the load's: made by SQL in its place, which a full
+    # refresh failed on ("Can only modify view with ALTER VIEW"; "NOT NULL constraint failed: items._dlt_load_id"),
+    # emptied without a word, or renamed a view aside so that every later load failed (helper-156, helper-157)
+    foreign = next((name for name in tables if isinstance(stored.get(name), ViewColumns)), None) or next(
+        (name for name, columns in lacking.items() if columns and {"_dlt_id", "_dlt_load_id"} & set(columns)), None)
     if foreign is not None:
-        raise ConfigError(f"the table {foreign!r} in the destination is not the one the load made: it lacks the "
-                          f"load's columns ({', '.join(map(repr, lacking[foreign][:4]))}...), a view or a table made "
+        what = "a view" if isinstance(stored.get(foreign), ViewColumns) else \
+            f"a table without the load's columns ({', '.join(map(repr, lacking[foreign][:4]))})"
+        raise ConfigError(f"the table {foreign!r} in the destination is not the one the load made: it is {what}, made "
                           "in its place outside the kit; nothing from this run was committed", path="mode",
                           guidance=f"Rename your own {foreign!r} (ALTER TABLE or ALTER VIEW ... RENAME TO ...), or "
                           "drop it, then run a full refresh once to make the load's table again.")
+    if not lacking:
+        return
     cursored = [name for name in lacking
                 if seam.resource_incremental(roots[seam.get_root_table(schema.tables, name)["name"]]) is not None]
     if before is not None or mode == "incremental" and cursored:

@@ -36,11 +36,17 @@ def tables_of(client: Any, *datasets: str) -> set[tuple[str, str]]:
     return {(schema, name) for schema, name in rows or ()}
 
 
+class ViewColumns(set):
+    """The columns of a view (``columns_of``): no table a load made."""
+
+
 def columns_of(client: Any, dataset: str) -> dict[str, set[str]]:
-    """Each table of ``dataset`` with its columns' names, in one query."""
+    """Each table and view of ``dataset`` with its columns' names (a view's as ``ViewColumns``), in one query."""
     columns: dict[str, set[str]] = {}
     rows = client.execute_sql(
-        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", dataset)
-    for table, column in rows or ():
-        columns.setdefault(table, set()).add(column)
+        "SELECT c.table_name, c.column_name, t.table_type FROM information_schema.columns c JOIN "
+        "information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+        "WHERE c.table_schema = %s", dataset)
+    for table, column, kind in rows or ():
+        columns.setdefault(table, ViewColumns() if "VIEW" in str(kind).upper() else set()).add(column)
     return columns
