@@ -191,11 +191,15 @@ class DeclaredTypes:
         except COERCE_ERRORS:
             self._refuse(refused(column, index, kind, value, field, column in self.keys), rows, index)
         if column in self.steps:  # half away from 1970, as DuckDB rounds its microseconds (before 1970 too: helper-156)
-            step, epoch = self.steps[column], _EPOCH.replace(tzinfo=held.tzinfo)
+            # from 1970 in UTC, not in the value's own zone: 23:33 at -11:00 is 1970 already (helper-158)
+            step, epoch = self.steps[column], _EPOCH if held.tzinfo is not None else _EPOCH.replace(tzinfo=None)
             at = datetime.__sub__(held, epoch)  # a timedelta: pendulum's own subtraction gives years and months
             count = (at.days * 86_400 + at.seconds) * 1_000_000 + at.microseconds
             rounded = (abs(count) + step // 2) // step * step
-            holder[field] = epoch + timedelta(microseconds=-rounded if count < 0 else rounded)
+            try:
+                holder[field] = epoch + timedelta(microseconds=-rounded if count < 0 else rounded)
+            except OverflowError:  # rounded past 9999-12-31: left to dlt's writer as it came (helper-158)
+                holder[field] = held
 
     def _decimal(self, holder: dict, field: Any, column: str, rows: list, index: int) -> bool:
         """Rounds a number to the column's scale, or refuses it; False for a value that is no number here."""

@@ -111,8 +111,8 @@ def not_paged_again(missing: int, shrank: tuple[int, int] | None, copied: list) 
             f"the API's total fell from {shrank[0]:,} to {shrank[1]:,}" if shrank else
             f"{missing:,} fewer distinct keys than the API's total")
     return (f"{sign} while the listing was paged: some records may have been skipped. The kit pages again only "
-            "where the load keeps one row per key (a delete-insert merge on a primary key); a later full refresh "
-            "loads what was skipped")
+            "where the load keeps one row per key (a delete-insert merge on a primary key), which then loads what "
+            "a later pass finds")
 
 
 def purged_meanwhile(fell: tuple[int, int], passes: int) -> str:

@@ -220,23 +220,28 @@ class KitPaginate:
             yield from self._converted(pages) if self.convert else (page for page, _ in pages)
             passes.append(tally)
             if tally.short_of is not None:  # records skipped at page boundaries, or a total too high
-                yield from realigned.second_look(self, tally, attempt, paginator or self.client.paginator, listing,
-                                                 outcome)
+                extra = yield from realigned.second_look(self, tally, attempt, paginator or self.client.paginator,
+                                                         listing, outcome)
+                if extra is not None:
+                    passes.append(extra)
             if self.shares and self.repage and tally.key is not None:  # each key once across the table's resources
                 self.stats.shared.setdefault(self.shares, Tally(self.primary_key, self.naming)).absorb(tally)
             union, kind = None, self.key_kind()
-            if attempt > 1 or tally.distinct() < tally.rows:
+            if len(passes) > 1 or tally.distinct() < tally.rows:
                 every = joined(passes, self.primary_key, self.naming)
                 union = every.distinct_as(kind)  # as the table's key column holds them
                 self._rows_are_keys(union)
             # a page served again at another offset hid the records it was to hold, with or without a total
             missing, shrank, copied = tally.missing(kind, shifts=self.repage), tally.shrank, tally.copies
             if (missing or shrank or copied) and not (self.repage and tally.key is not None):
+                if missing and not shrank and not copied and tally.key is not None:  # looked at, not loaded (-158)
+                    yield from realigned.fill_gaps(self, passes, missing, paginator or self.client.paginator, listing,
+                                                   load=False)
                 self.warn(not_paged_again(missing, shrank, copied))
                 missing, shrank, copied = 0, None, []
             if tally.echoes and tally.total is None:  # no count to be short of: said, not paged again (helper-113)
                 self.warn(keys_again(tally.echoes))
-            proven = attempt == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
+            proven = len(passes) == 1 and tally.distinct() == tally.rows and tally.one_kind(kind)
             if union is None and not proven and (held := tally.distinct_as(kind)) < tally.rows:
                 self._rows_are_keys(held)
             if self.replace is not None and self.primary_key and not (proven and not missing and not shrank):

@@ -18,8 +18,7 @@ import copy
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from analytics_kit.errors import LoadError
-from analytics_kit.fetch.offset_pages import Page
-from analytics_kit.fetch.tally import Flag, Tally, joined
+from analytics_kit.fetch.tally import Tally, joined
 
 if TYPE_CHECKING:
     from analytics_kit.fetch.offsets import OffsetPass
@@ -30,86 +29,116 @@ _SKIPS = ("The API's offset paging loses records (an offset off by one, or recor
           "again later, and if it happens again, tell the API's provider; a load now would leave those records out "
           "and move the cursor past them.")
 
+_MERGE = " A merge write disposition on the primary key lets the kit load what such a pass finds."
+
 
 def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, listing: Callable[..., OffsetPass],
                 outcome: dict) -> Iterator[Any]:
     """Where the first pass over a whole listing ended short of its total (``first.short_of``), pages it again half a
-    page later, yields the records of keys the first did not see to dlt, counted in ``first``; says what it found
-    either way."""
+    page later, yields those pages to dlt where the table keeps one row per key, returning their tally, and says what
+    it found; records it finds that no later change explains stop the load where they cannot be loaded."""
     expected, end, request = first.short_of
     said = f"the API said total={expected} but returned no records after offset {end} ({request})"
     alone = f"{said}; loaded the {end:,} it returned"
     step = paginator.value_step
     if attempt > 1 and outcome.get("short"):  # the first pass's words, and its second look, stand for the listing
-        return
+        return None
     outcome["short"] = True
     if (attempt > 1 or first.key is None or step < 2 or paginator.maximum_value is not None
             or paginator.initial_value != paginator.base_index or end <= paginator.initial_value + step):
         # records may be missing: no key to tell them by, or a limit of 1, cannot be paged again (helper-156)
         owner.warn(f"{alone} (if the total is right, records the API's pages skipped are missing, and this listing "
                    "is not paged again to look for them)")
-        return
-    # only the records of keys the first pass did not see are loaded: each key once, in any write disposition (a
-    # replace table lost a record to an API off by one, helper-157), and a full refresh stays a replace
+        return None
+    # a merge table keeps one row per key of both passes, the newer version of a record updated meanwhile too; another
+    # write disposition would keep both, or a stale one while the cursor moved past the newer (helper-158): there the
+    # pass only looks, and what it finds stops the load
     kind = owner.key_kind()
     before = first.distinct_as(kind)
-    first.absorb((yield from _half_page_later(owner, paginator, listing, [first])))
-    union = first.distinct_as(kind)
-    if union == before:
-        owner.warn(f"{alone}; a second pass with its pages half a page later found no more")
-        return
-    found = f"a second pass with its pages half a page later found {union - before:,} more record(s)"
-    if union < expected:  # records skipped, more than that pass reached: a refresh would delete some (helper-156)
-        raise LoadError(f"Resource '{owner.resource}': {said}; {found}, so its pages skip records at their boundaries, "
-                        f"and {expected - union:,} of its total are still not served. Nothing from this run was "
-                        "committed.", guidance=_SKIPS, resource=owner.resource)
-    owner.warn(f"{said}; {found} (its pages skip records at their boundaries, an offset off by one, or records moved "
-               f"while paged); loaded {union:,}")
+    second = yield from _half_page_later(owner, paginator, listing, load=owner.repage, end=end)
+    if owner.repage and owner.replace is not None:  # both passes' rows are staged: dlt's merge keeps one a key
+        if not owner.replace.switchable:
+            from analytics_kit.fetch.replace import MergeNeeded
+
+            raise MergeNeeded(owner.resource, f"its pages ended short of the API's total ({end} of {expected})")
+        outcome["merge"] = owner.stats.merge_instead(owner.resource, f"its pages ended short of the API's total ({end} "
+                                                     f"of {expected}) and were paged again")
+        owner.replace = None
+    union = joined([first, second], owner.primary_key, owner.naming)
+    found = union.distinct_as(kind) - before
+    added = len(second.newer - set(_keys(first)))  # past where the first pass ended: added meanwhile (helper-158)
+    if found <= added:
+        owner.warn(f"{alone}; a second pass with its pages half a page later found no more"
+                   + (f" but {found:,} record(s) past where its pages ended (added while it was paged, or served at "
+                      "other offsets only), loaded too" if found else ""))
+        return second if owner.repage else None
+    said_found = f"a second pass with its pages half a page later found {found:,} more record(s)"
+    if not owner.repage or union.distinct_as(kind) < expected:  # a load would leave records out (helper-156, -158)
+        raise LoadError(f"Resource '{owner.resource}': {said}; {said_found}, so its pages skip records at their "
+                        f"boundaries" + (f", and {expected - union.distinct_as(kind):,} of its total are still not "
+                                         "served" if union.distinct_as(kind) < expected else "")
+                        + ". Nothing from this run was committed.", guidance=_SKIPS if owner.repage else _SKIPS
+                        + _MERGE, resource=owner.resource)
+    owner.warn(f"{said}; {said_found} (its pages skip records at their boundaries, an offset off by one, or records "
+               f"moved while paged); loaded {union.distinct_as(kind):,}")
+    return second
 
 
 def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: Any,
-              listing: Callable[..., OffsetPass]) -> Iterator[Any]:
-    """Where two passes over a whole listing missed ``missing`` records its total counts the same way, pages it
-    again half a page later and yields those pages to dlt; returns whether the passes together hold them all."""
+              listing: Callable[..., OffsetPass], load: bool = True) -> Iterator[Any]:
+    """Where passes over a whole listing missed ``missing`` records its total counts (two the same way, or one where
+    the table cannot take a key twice: ``load`` False, the pass only looks), pages it again half a page later and
+    yields those pages to dlt; returns whether the passes together hold them all."""
     step = paginator.value_step
     if step < 2 or paginator.maximum_value is not None or paginator.initial_value != paginator.base_index:
         return False
-    second = yield from _half_page_later(owner, paginator, listing, passes)
+    second = yield from _half_page_later(owner, paginator, listing, load=load)
     kind = owner.key_kind()
     before = joined(passes, owner.primary_key, owner.naming).distinct_as(kind)
     union = joined([*passes, second], owner.primary_key, owner.naming).distinct_as(kind)
-    owner._rows_are_keys(union)
+    if load:
+        owner._rows_are_keys(union)
     if union == before:
         return False
-    if union - before < missing:  # some found: the pages skip records, and a load would leave the rest out
-        raise LoadError(f"Resource '{owner.resource}': {missing:,} record(s) the API's total counts were missing the "
-                        f"same way in two passes, and a pass with its pages half a page later found {union - before:,} "
-                        "of them: its pages skip records at their boundaries. Nothing from this run was committed.",
-                        guidance=_SKIPS, resource=owner.resource)
+    if union - before < missing or not load:  # the pages skip records, and a load would leave some out
+        raise LoadError(f"Resource '{owner.resource}': {missing:,} record(s) the API's total counts were missing "
+                        f"{'the same way in two passes' if load else 'from its pages'}, and a pass with its pages half "
+                        f"a page later found {union - before:,} of them: its pages skip records at their boundaries. "
+                        "Nothing from this run was committed.",
+                        guidance=_SKIPS if load else _SKIPS + _MERGE, resource=owner.resource)
     owner.warn(f"{missing:,} record(s) the API's total counts were missing the same way in two passes; a pass with its "
                "pages half a page later found them (its pages skip records at a boundary: an offset off by one); "
                f"loaded {union:,}")
     return True
 
 
-def _half_page_later(owner: KitPaginate, paginator: Any, listing: Callable[..., OffsetPass],
-                     earlier: list[Tally]) -> Iterator[Any]:
-    """Pages the listing from half a page after its first offset, checked and converted as every pass is; yields to
-    dlt the records whose keys no pass of ``earlier`` saw, and returns their tally."""
+def _half_page_later(owner: KitPaginate, paginator: Any, listing: Callable[..., OffsetPass], load: bool = True,
+                     end: int | None = None) -> Iterator[Any]:
+    """Pages the listing from half a page after its first offset, checked and converted as every pass is; yields the
+    pages to dlt (``load``), or only counts them; returns their tally, with the keys of the records at ``end`` (where
+    the first pass ended) or past it in its ``newer``: records added at the listing's end while it was paged, which
+    the first pass could not see, are no records it skipped."""
     owner.stats.paged(owner.resource)
-    tally, keys_of = Tally(owner.primary_key, owner.naming), earlier[0].keys_of
-    ints = set().union(*(t.ints for t in earlier))
-    others = set().union(*(t.others for t in earlier))
-
-    def unseen(pages: Iterator[Page]) -> Iterator[tuple[Page, str]]:
-        for page in pages:
-            records = [r for r in page if isinstance(r, dict)]
-            kept = [r for r, key in zip(records, keys_of(records)) if key is not None
-                    and not (key in ints if type(key) is int else (Flag(key) if type(key) is bool else key) in others)]
-            yield Page(kept, offset=page.offset, request=page.request, total=page.total, sent=page.sent,
-                       said=page.said, slot=page.slot), page.request
-
+    tally = Tally(owner.primary_key, owner.naming)
     pass_ = listing(paginator=copy.deepcopy(paginator), offset=paginator.initial_value + paginator.value_step // 2)
-    checked = owner._checked(unseen(pass_.run()), tally)
-    yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+
+    def noted(pages: Iterator[Any]) -> Iterator[tuple[Any, str]]:
+        for page in pages:
+            if end is not None and page.offset + len(page) > end:
+                tail = [r for r in page[max(end - page.offset, 0):] if isinstance(r, dict)]
+                tally.newer.update(key for key in tally.keys_of(tail) if key is not None)
+            yield page, page.request
+
+    checked = owner._checked(noted(pass_.run()), tally)
+    if load:
+        yield from owner._converted(checked) if owner.convert else (rows for rows, _ in checked)
+    else:
+        for _ in checked:
+            pass
     return tally
+
+
+def _keys(tally: Tally) -> Iterator[Any]:
+    """The keys a tally counted, as it holds them."""
+    yield from tally.ints
+    yield from tally.others
