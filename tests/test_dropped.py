@@ -184,3 +184,17 @@ def test_a_view_or_table_of_ones_own_in_a_loads_place_is_named_not_replaced(api,
     assert objects(database) == mine  # left alone
     run_sql(database, gone)
     assert ak.load(config, "full_refresh", database=database, progress=False).rows["events"] == 300
+
+
+def test_a_table_of_ones_own_named_like_one_the_load_had_not_made_yet_is_left_alone(api, tmp_path):
+    """The load's first rows for a resource went into the user's own table of that name: dlt added its columns to it
+    (helper-158). Refused at the load step, in both modes, the user's table as it was."""
+    database = str(tmp_path / "a.duckdb")
+    ak.load(ak.guide_config(api.base_url, api.api_key, resources=("events",)), database=database, progress=False)
+    run_sql(database, "CREATE TABLE customers (id INTEGER, note VARCHAR)")
+    mine = objects(database)
+    for mode in ("incremental", "full_refresh"):
+        with pytest.raises(ak.ConfigError, match=r"the table 'customers' in the destination is not the one the load "
+                                                 r"made: it is a table without the load's own columns"):
+            ak.load(ak.guide_config(api.base_url, api.api_key), mode, database=database, progress=False)
+        assert objects(database) == mine

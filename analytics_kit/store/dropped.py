@@ -47,11 +47,15 @@ def check_dropped(pipeline: Any, source: Any, mode: str, stored: dict[str, set[s
     # a view, or a table without dlt's own columns, is no table of the load's: made by SQL in its place, which a full
     # refresh failed on ("Can only modify view with ALTER VIEW"; "NOT NULL constraint failed: items._dlt_load_id"),
     # emptied without a word, or renamed a view aside so that every later load failed (helper-156, helper-157)
-    foreign = next((name for name in tables if isinstance(stored.get(name), ViewColumns)), None) or next(
-        (name for name, columns in lacking.items() if columns and {"_dlt_id", "_dlt_load_id"} & set(columns)), None)
+    # ... and one of the user's own named like a table the load had not made yet: dlt added its columns to it and
+    # loaded rows into it (helper-158)
+    foreign = next((name for name in tables if name in stored and (
+        isinstance(stored[name], ViewColumns) or {"_dlt_id", "_dlt_load_id"} & set(tables[name]["columns"])
+        - stored[name])), None)
     if foreign is not None:
-        what = "a view" if isinstance(stored.get(foreign), ViewColumns) else \
-            f"a table without the load's columns ({', '.join(map(repr, lacking[foreign][:4]))})"
+        absent = sorted({"_dlt_id", "_dlt_load_id"} & set(tables[foreign]["columns"]) - stored[foreign])
+        what = "a view" if isinstance(stored[foreign], ViewColumns) else \
+            f"a table without the load's own columns ({', '.join(map(repr, absent))})"
         raise ConfigError(f"the table {foreign!r} in the destination is not the one the load made: it is {what}, made "
                           "in its place outside the kit; nothing from this run was committed", path="mode",
                           guidance=f"Rename your own {foreign!r} (ALTER TABLE or ALTER VIEW ... RENAME TO ...), or "
