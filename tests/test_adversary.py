@@ -837,7 +837,10 @@ def test_two_repeated_records_around_other_ones_are_no_page_served_again(api, wa
 
     api.transform = transform
     report = watch.succeeds(config_for(api, concurrency=1), mode="full_refresh")
-    assert any("more than once, the same way in two passes" in w for w in report.warnings), report.warnings
+    # the two records the repeats stood in for are found by the pass half a page later (realigned.py, helper-153)
+    assert any("2 record(s) the API's total counts were missing the same way in two passes; a pass with its pages "
+               "half a page later found them" in w for w in report.warnings), report.warnings
+    assert table() == served(api)
 
 
 def test_a_total_missing_on_the_first_page_asked_again_is_a_glitch(api, watch):

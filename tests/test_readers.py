@@ -698,7 +698,7 @@ def test_a_load_that_fails_in_its_load_step_leaves_no_staging_tables(api, config
     with duckdb.connect("analytics.duckdb") as con:  # dlt's merge will name a column that is gone
         con.execute("ALTER TABLE events DROP COLUMN event_type")
     api.advance(new=2, updated=0)
-    with pytest.raises(ak.LoadError):
+    with pytest.raises((ak.LoadError, ak.ConfigError)):  # since the fortieth session refused before it pages
         ak.load(config, progress=False)
     assert not [n for n in cli_tables(Path("analytics.duckdb")) if n.startswith("main_staging.")]
 

@@ -388,5 +388,5 @@ class KitPaginate:
         tally.total = (listing.consistent_total if paginator.maximum_value is None
                        and paginator.initial_value == paginator.base_index else None)
         tally.shrank = listing.totals.fell(repeated=tally.distinct() < tally.rows)
-        tally.short_of = listing.short_of
+        tally.short_of, tally.by_offset = listing.short_of, True
         tally.totals = listing.totals.values()

@@ -89,15 +89,13 @@ def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: 
     """Where passes over a whole listing missed ``missing`` records its total counts (two the same way, or one where
     the table cannot take a key twice: ``load`` False, the pass only looks), pages it again half a page later and
     yields those pages to dlt; returns whether the passes together hold them all."""
-    step = paginator.value_step
-    if step < 2 or paginator.maximum_value is not None or paginator.initial_value != paginator.base_index:
-        return False
+    if not passes[-1].by_offset or paginator.value_step < 2 or paginator.maximum_value is not None \
+            or paginator.initial_value != paginator.base_index or (passes[-1].total or 0) <= paginator.value_step:
+        return False  # dlt's own paginators page one after another; a listing of one page has no boundary
     second = yield from _half_page_later(owner, paginator, listing, load=load)
     kind = owner.key_kind()
     before = joined(passes, owner.primary_key, owner.naming).distinct_as(kind)
     union = joined([*passes, second], owner.primary_key, owner.naming).distinct_as(kind)
-    if load:
-        owner._rows_are_keys(union)
     if union == before:
         return False
     if union - before < missing or not load:  # the pages skip records, and a load would leave some out
@@ -106,6 +104,7 @@ def fill_gaps(owner: KitPaginate, passes: list[Tally], missing: int, paginator: 
                         f"a page later found {union - before:,} of them: its pages skip records at their boundaries. "
                         "Nothing from this run was committed.",
                         guidance=_SKIPS if load else _SKIPS + _MERGE, resource=owner.resource)
+    owner._rows_are_keys(union)
     owner.warn(f"{missing:,} record(s) the API's total counts were missing the same way in two passes; a pass with its "
                "pages half a page later found them (its pages skip records at a boundary: an offset off by one); "
                f"loaded {union:,}")

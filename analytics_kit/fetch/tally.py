@@ -44,6 +44,7 @@ class Tally:
         self.total: int | None = None
         self.shrank: tuple[int, int] | None = None  # the total fell during the pass (see purges.Totals.fell)
         self.short_of: tuple[int, int, str] | None = None  # the pages ended short of the total (see realigned.py)
+        self.by_offset = False  # paged by the kit's offset pass (realigned.py pages such a listing again)
         self.newest: Any = None  # the listing's newest cursor, read before the pass's pages (see newest.py)
         self.rows = 0  # keys seen, repeats included
         self.pages = 0  # pages that held records: one alone cannot have shifted

@@ -112,14 +112,18 @@ def _retyped(schema: Any, resource: Any, table: str, destination: str | None) ->
     return None
 
 
+_UNITS = {0: "seconds", 3: "milliseconds", 9: "nanoseconds"}
+
+
 def _shape(column: dict, destination: str | None) -> str:
-    """A timestamp's or a bigint's column type as the destination makes it, in words; other types' data_type."""
+    """A timestamp's or a bigint's column unit or width as the destination makes it, in words; other types' data_type.
+    A time zone alone is no other shape: the values convert to the column's as the instants they are."""
     kind, precision = column.get("data_type"), column.get("precision")
     if kind == "timestamp":
-        zoned = column.get("timezone") is not False
-        if precision in (None, 6) or zoned and destination in (None, "duckdb"):  # DuckDB's TIMESTAMPTZ has none
-            return "timestamp" if zoned else "timestamp without time zone"
-        return f"timestamp of precision {precision}" + ("" if zoned else " without time zone")
+        if column.get("timezone") is not False and destination in (None, "duckdb"):  # DuckDB's TIMESTAMPTZ: us
+            precision = None
+        unit = 6 if precision is None else 0 if precision == 0 else 3 if precision <= 3 else 6 if precision <= 6 else 9
+        return "timestamp" if unit == 6 else f"timestamp of {_UNITS[unit]}"
     if kind == "bigint" and precision is not None:
         widths = (8, 16, 32, 64, 128) if destination in (None, "duckdb") else (16, 32, 64)
         width = next((w for w in widths if precision <= w), widths[-1])
