@@ -40,10 +40,10 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
     expected, end, request = first.short_of
     said = f"the API said total={expected} but returned no records after offset {end} ({request})"
     alone = f"{said}; loaded the {end:,} it returned"
-    step = paginator.value_step
     if attempt > 1 and outcome.get("short"):  # the first pass's words, and its second look, stand for the listing
         return None
     outcome["short"] = True
+    step = paginator.value_step
     if (attempt > 1 or first.key is None or step < 2 or paginator.maximum_value is not None
             or paginator.initial_value != paginator.base_index or end <= paginator.initial_value + step):
         # records may be missing: no key to tell them by, or a limit of 1, cannot be paged again (helper-156)
@@ -64,23 +64,23 @@ def second_look(owner: KitPaginate, first: Tally, attempt: int, paginator: Any, 
         outcome["merge"] = owner.stats.merge_instead(owner.resource, f"its pages ended short of the API's total ({end} "
                                                      f"of {expected}) and were paged again")
         owner.replace = None
-    union = joined([first, second], owner.primary_key, owner.naming)
-    found = union.distinct_as(kind) - before
-    added = len(second.newer - set(_keys(first)))  # past where the first pass ended: added meanwhile (helper-158)
+    held = joined([first, second], owner.primary_key, owner.naming).distinct_as(kind)  # counted once: a sort of each
+    found = held - before
+    # past where the first pass ended: added meanwhile (helper-158); the first pass's keys as a set only where needed
+    added = len(second.newer - set(_keys(first))) if found and second.newer else 0
     if found <= added:
         owner.warn(f"{alone}; a second pass with its pages half a page later found no more"
                    + (f" but {found:,} record(s) past where its pages ended (added while it was paged, or served at "
                       "other offsets only), loaded too" if found else ""))
         return second if owner.repage else None
     said_found = f"a second pass with its pages half a page later found {found:,} more record(s)"
-    if not owner.repage or union.distinct_as(kind) < expected:  # a load would leave records out (helper-156, -158)
+    if not owner.repage or held < expected:  # a load would leave records out (helper-156, -158)
+        still = f", and {expected - held:,} of its total are still not served" if held < expected else ""
         raise LoadError(f"Resource '{owner.resource}': {said}; {said_found}, so its pages skip records at their "
-                        f"boundaries" + (f", and {expected - union.distinct_as(kind):,} of its total are still not "
-                                         "served" if union.distinct_as(kind) < expected else "")
-                        + ". Nothing from this run was committed.", guidance=_SKIPS if owner.repage else _SKIPS
-                        + _MERGE, resource=owner.resource)
+                        f"boundaries{still}. Nothing from this run was committed.",
+                        guidance=_SKIPS if owner.repage else _SKIPS + _MERGE, resource=owner.resource)
     owner.warn(f"{said}; {said_found} (its pages skip records at their boundaries, an offset off by one, or records "
-               f"moved while paged); loaded {union.distinct_as(kind):,}")
+               f"moved while paged); loaded {held:,}")
     return second
 
 
